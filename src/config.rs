@@ -1,0 +1,223 @@
+//! Kafka's configuration properties, with Kafka's names and defaults (Kafka 4.x).
+//!
+//! A scenario file spells these exactly as Kafka does (`"linger.ms": 5`); unknown names
+//! are rejected, so a typo never silently falls back to a default.
+
+use crate::protocol::{Acks, IsolationLevel};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Broker and topic settings (`server.properties` / topic configs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `min.insync.replicas` (default 1).
+    #[serde(rename = "min.insync.replicas")]
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable` (default false).
+    #[serde(rename = "unclean.leader.election.enable")]
+    pub unclean_leader_election_enable: bool,
+    /// `replica.lag.time.max.ms` (default 30000).
+    #[serde(rename = "replica.lag.time.max.ms")]
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms` (default 500).
+    #[serde(rename = "replica.fetch.wait.max.ms")]
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.backoff.ms` (default 1000).
+    #[serde(rename = "replica.fetch.backoff.ms")]
+    pub replica_fetch_backoff_ms: u64,
+    /// `replica.fetch.max.bytes` (default 1048576).
+    #[serde(rename = "replica.fetch.max.bytes")]
+    pub replica_fetch_max_bytes: usize,
+    /// `replica.socket.timeout.ms` (default 30000): a follower fetch's timeout.
+    #[serde(rename = "replica.socket.timeout.ms")]
+    pub replica_socket_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms` (default 2000).
+    #[serde(rename = "broker.heartbeat.interval.ms")]
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms` (default 9000): the controller fences a broker
+    /// silent this long; a broker that has not reached the controller this long stops
+    /// leading.
+    #[serde(rename = "broker.session.timeout.ms")]
+    pub broker_session_timeout_ms: u64,
+    /// `request.timeout.ms` (default 30000): how long the broker's own requests to the
+    /// controller may take.
+    #[serde(rename = "request.timeout.ms")]
+    pub request_timeout_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_backoff_ms: 1_000,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_socket_timeout_ms: 30_000,
+            broker_heartbeat_interval_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Producer settings (`ProducerConfig`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    /// `acks` (default all).
+    #[serde(
+        rename = "acks",
+        serialize_with = "ser_acks",
+        deserialize_with = "de_acks"
+    )]
+    pub acks: Acks,
+    /// `enable.idempotence` (default true in Kafka 4.x).
+    #[serde(rename = "enable.idempotence")]
+    pub enable_idempotence: bool,
+    /// `batch.size` in bytes (default 16384).
+    #[serde(rename = "batch.size")]
+    pub batch_size: usize,
+    /// `linger.ms` (default 5).
+    #[serde(rename = "linger.ms")]
+    pub linger_ms: u64,
+    /// `buffer.memory` in bytes (default 33554432).
+    #[serde(rename = "buffer.memory")]
+    pub buffer_memory: usize,
+    /// `max.block.ms` (default 60000).
+    #[serde(rename = "max.block.ms")]
+    pub max_block_ms: u64,
+    /// `retries` (default 2147483647).
+    #[serde(rename = "retries")]
+    pub retries: u32,
+    /// `retry.backoff.ms` (default 100).
+    #[serde(rename = "retry.backoff.ms")]
+    pub retry_backoff_ms: u64,
+    /// `retry.backoff.max.ms` (default 1000).
+    #[serde(rename = "retry.backoff.max.ms")]
+    pub retry_backoff_max_ms: u64,
+    /// `request.timeout.ms` (default 30000).
+    #[serde(rename = "request.timeout.ms")]
+    pub request_timeout_ms: u64,
+    /// `delivery.timeout.ms` (default 120000).
+    #[serde(rename = "delivery.timeout.ms")]
+    pub delivery_timeout_ms: u64,
+    /// `max.in.flight.requests.per.connection` (default 5).
+    #[serde(rename = "max.in.flight.requests.per.connection")]
+    pub max_in_flight_requests_per_connection: u32,
+    /// `metadata.max.age.ms` (default 300000).
+    #[serde(rename = "metadata.max.age.ms")]
+    pub metadata_max_age_ms: u64,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            enable_idempotence: true,
+            batch_size: 16_384,
+            linger_ms: 5,
+            buffer_memory: 33_554_432,
+            max_block_ms: 60_000,
+            retries: 2_147_483_647,
+            retry_backoff_ms: 100,
+            retry_backoff_max_ms: 1_000,
+            request_timeout_ms: 30_000,
+            delivery_timeout_ms: 120_000,
+            max_in_flight_requests_per_connection: 5,
+            metadata_max_age_ms: 300_000,
+        }
+    }
+}
+
+/// `auto.offset.reset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoOffsetReset {
+    /// Start from the log start offset.
+    Earliest,
+    /// Start from the end (the HW, or the LSO for `read_committed`).
+    Latest,
+    /// Fail with `NoOffsetForPartitionException` / `OffsetOutOfRangeException`.
+    None,
+}
+
+/// Consumer settings (`ConsumerConfig`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    /// `auto.offset.reset` (default latest).
+    #[serde(rename = "auto.offset.reset")]
+    pub auto_offset_reset: AutoOffsetReset,
+    /// `isolation.level` (default read_uncommitted).
+    #[serde(rename = "isolation.level")]
+    pub isolation_level: IsolationLevel,
+    /// `fetch.max.wait.ms` (default 500).
+    #[serde(rename = "fetch.max.wait.ms")]
+    pub fetch_max_wait_ms: u64,
+    /// `fetch.min.bytes` (default 1).
+    #[serde(rename = "fetch.min.bytes")]
+    pub fetch_min_bytes: usize,
+    /// `max.partition.fetch.bytes` (default 1048576).
+    #[serde(rename = "max.partition.fetch.bytes")]
+    pub max_partition_fetch_bytes: usize,
+    /// `request.timeout.ms` (default 30000).
+    #[serde(rename = "request.timeout.ms")]
+    pub request_timeout_ms: u64,
+    /// `retry.backoff.ms` (default 100).
+    #[serde(rename = "retry.backoff.ms")]
+    pub retry_backoff_ms: u64,
+    /// `metadata.max.age.ms` (default 300000).
+    #[serde(rename = "metadata.max.age.ms")]
+    pub metadata_max_age_ms: u64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::Latest,
+            isolation_level: IsolationLevel::ReadUncommitted,
+            fetch_max_wait_ms: 500,
+            fetch_min_bytes: 1,
+            max_partition_fetch_bytes: 1_048_576,
+            request_timeout_ms: 30_000,
+            retry_backoff_ms: 100,
+            metadata_max_age_ms: 300_000,
+        }
+    }
+}
+
+fn ser_acks<S: Serializer>(acks: &Acks, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match acks {
+        Acks::None => "0",
+        Acks::Leader => "1",
+        Acks::All => "all",
+    })
+}
+
+fn de_acks<'de, D: Deserializer<'de>>(d: D) -> Result<Acks, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Str(String),
+    }
+    let bad = |shown: String| {
+        serde::de::Error::custom(format!(
+            "invalid value {shown} for `acks`; allowed: \"all\", \"-1\", \"1\", \"0\""
+        ))
+    };
+    match Raw::deserialize(d)? {
+        Raw::Int(-1) => Ok(Acks::All),
+        Raw::Int(1) => Ok(Acks::Leader),
+        Raw::Int(0) => Ok(Acks::None),
+        Raw::Int(n) => Err(bad(n.to_string())),
+        Raw::Str(s) => match s.as_str() {
+            "all" | "-1" => Ok(Acks::All),
+            "1" => Ok(Acks::Leader),
+            "0" => Ok(Acks::None),
+            _ => Err(bad(format!("\"{s}\""))),
+        },
+    }
+}

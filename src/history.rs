@@ -1,0 +1,233 @@
+//! The history: every client operation and every fault, as plain data.
+//!
+//! Jepsen's shape: each operation has an invocation time, a completion time and an
+//! outcome (`ok`, `fail`, or `info` when the outcome is unknown). The history is what
+//! the checker reads and what `history.jsonl` stores, one entry per line.
+
+use crate::actor::Millis;
+use crate::protocol::{ErrorCode, NodeId, Offset, TopicPartition};
+use serde::{Deserialize, Serialize};
+
+/// A value written by the workload: unique over the whole run.
+pub type Value = u64;
+
+/// The outcome of an operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Outcome {
+    /// Definitely happened (for a send: acknowledged by the broker, or sent with `acks=0`).
+    Ok,
+    /// Definitely did not happen.
+    Fail {
+        /// Kafka's error name, or a client-side reason such as `delivery.timeout.ms`.
+        error: String,
+    },
+    /// May or may not have happened: a timeout, a lost connection, an error after which
+    /// the write may still commit (KAFKA-13574), or still pending when the run ended.
+    Info {
+        /// Why the outcome is unknown.
+        reason: String,
+    },
+}
+
+/// One record as a consumer saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRecord {
+    /// Its offset.
+    pub offset: Offset,
+    /// Its key, if any.
+    pub key: Option<String>,
+    /// Its value.
+    pub value: Value,
+}
+
+/// What happened, one variant per operation or event kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "f")]
+pub enum Op {
+    /// A producer `send` of one record.
+    Send {
+        /// The record's key.
+        key: Option<String>,
+        /// The record's value.
+        value: Value,
+        /// The partition the partitioner chose.
+        partition: TopicPartition,
+        /// The offset the broker assigned, when acknowledged with one.
+        offset: Option<Offset>,
+        /// How many times the batch was sent (1 = no retry).
+        attempts: u32,
+    },
+    /// A consumer `poll` that returned records of one partition.
+    Poll {
+        /// The partition.
+        partition: TopicPartition,
+        /// Records in the order returned.
+        records: Vec<ReadRecord>,
+        /// The high watermark in the fetch response that carried them.
+        high_watermark: Offset,
+    },
+    /// The consumer moved its position other than by consuming (reset or seek).
+    Seek {
+        /// The partition.
+        partition: TopicPartition,
+        /// The new position.
+        offset: Offset,
+        /// Why: `auto.offset.reset=earliest`, `OFFSET_OUT_OF_RANGE`, ...
+        reason: String,
+    },
+    /// A consumer observed a fetch response's high watermark (only recorded when it
+    /// differs from the last one seen for the partition).
+    ObserveHighWatermark {
+        /// The partition.
+        partition: TopicPartition,
+        /// The high watermark.
+        high_watermark: Offset,
+        /// The broker that answered.
+        broker: NodeId,
+    },
+    /// A fault began (the nemesis).
+    FaultStart {
+        /// What the fault is, in words (`isolate broker-2`).
+        fault: String,
+    },
+    /// A fault ended.
+    FaultEnd {
+        /// What the fault was.
+        fault: String,
+    },
+    /// A leader or ISR change applied by the controller.
+    PartitionChange {
+        /// The partition.
+        partition: TopicPartition,
+        /// The new leader, if any.
+        leader: Option<u32>,
+        /// The new leader epoch.
+        leader_epoch: i32,
+        /// The new ISR.
+        isr: Vec<u32>,
+        /// Whether the election was unclean.
+        unclean: bool,
+    },
+}
+
+/// One line of the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the history, from 0.
+    pub index: u64,
+    /// The process that performed it.
+    pub process: NodeId,
+    /// Simulated time of the invocation (ms).
+    pub invoke_ms: Millis,
+    /// Simulated time of the completion (ms); `None` if it never completed.
+    pub complete_ms: Option<Millis>,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The operation.
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+impl Entry {
+    /// An entry for an event that happened at one instant (index assigned on record).
+    pub fn instant(process: NodeId, now: Millis, op: Op) -> Entry {
+        Entry {
+            index: 0,
+            process,
+            invoke_ms: now,
+            complete_ms: Some(now),
+            outcome: Outcome::Ok,
+            op,
+        }
+    }
+}
+
+/// Kafka error to outcome for a produce: which errors leave a write indefinite.
+///
+/// `NOT_ENOUGH_REPLICAS` is the only produce error that says "not appended";
+/// everything else after the request left the client may have been appended
+/// (timeouts, lost connections, `NOT_LEADER_OR_FOLLOWER`, `..._AFTER_APPEND`).
+pub fn produce_error_outcome(error: ErrorCode) -> Outcome {
+    match error {
+        ErrorCode::None => Outcome::Ok,
+        ErrorCode::NotEnoughReplicas
+        | ErrorCode::InvalidRequest
+        | ErrorCode::CorruptMessage
+        | ErrorCode::UnknownTopicOrPartition => Outcome::Fail {
+            error: error.name().to_string(),
+        },
+        other => Outcome::Info {
+            reason: other.name().to_string(),
+        },
+    }
+}
+
+/// The whole history of a run, in the order entries were recorded.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct History {
+    /// The entries, `entries[i].index == i`.
+    pub entries: Vec<Entry>,
+}
+
+impl History {
+    /// Appends an entry, assigning its index.
+    pub fn push(&mut self, mut entry: Entry) {
+        entry.index = self.entries.len() as u64;
+        self.entries.push(entry);
+    }
+
+    /// Writes the history as JSON Lines.
+    pub fn to_jsonl(&self) -> String {
+        let mut s = String::new();
+        for e in &self.entries {
+            s.push_str(&serde_json::to_string(e).expect("history entries serialize"));
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Reads a history from JSON Lines.
+    pub fn from_jsonl(text: &str) -> Result<History, serde_json::Error> {
+        let mut h = History::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            h.entries.push(serde_json::from_str(line)?);
+        }
+        Ok(h)
+    }
+}
+
+/// White-box state of one replica at the end of a run (for the checker).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSnapshot {
+    /// The broker holding the replica.
+    pub broker: u32,
+    /// Its log end offset.
+    pub log_end_offset: Offset,
+    /// Its high watermark.
+    pub high_watermark: Offset,
+    /// Every record in its log: (offset, value).
+    pub records: Vec<(Offset, Value)>,
+}
+
+/// White-box state of one partition at the end of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSnapshot {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The controller's leader, if any.
+    pub leader: Option<u32>,
+    /// The controller's ISR.
+    pub isr: Vec<u32>,
+    /// Every replica's state, by broker id.
+    pub replicas: Vec<ReplicaSnapshot>,
+}
+
+/// White-box state at the end of a run, taken after the quiet period.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Every partition of every workload topic.
+    pub partitions: Vec<PartitionSnapshot>,
+    /// Each consumer's final position per partition: (consumer index, partition, position).
+    pub consumer_positions: Vec<(u32, TopicPartition, Offset)>,
+}

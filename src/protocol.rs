@@ -1,0 +1,769 @@
+//! Kafka's request/response APIs and error codes, as plain data.
+//!
+//! Every message between simulated nodes is a [`Message`]: a request or a response
+//! carrying a correlation id, exactly as on Kafka's wire. Names follow Kafka's API keys
+//! (`Produce`, `Fetch`, `ListOffsets`, `Metadata`, `OffsetsForLeaderEpoch`,
+//! `BrokerRegistration`, `BrokerHeartbeat`, `AlterPartition`, `ElectLeaders`, ...) and
+//! error names (`NOT_LEADER_OR_FOLLOWER`, `NOT_ENOUGH_REPLICAS`, ...). Record batches
+//! travel as encoded record batch v2 bytes (see [`crate::record`]).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// A broker's `node.id`.
+pub type BrokerId = u32;
+/// An offset in a partition's log.
+pub type Offset = i64;
+/// A partition's leader epoch.
+pub type LeaderEpoch = i32;
+
+/// Every addressable process in the simulation.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeId {
+    /// The KRaft controller (a single voter for now).
+    Controller,
+    /// A broker, by `node.id`.
+    Broker(BrokerId),
+    /// A producer client, by index in the scenario.
+    Producer(u32),
+    /// A consumer client, by index in the scenario.
+    Consumer(u32),
+    /// The nemesis' admin client (leader moves).
+    Nemesis,
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeId::Controller => write!(f, "controller"),
+            NodeId::Broker(id) => write!(f, "broker-{id}"),
+            NodeId::Producer(i) => write!(f, "producer-{i}"),
+            NodeId::Consumer(i) => write!(f, "consumer-{i}"),
+            NodeId::Nemesis => write!(f, "nemesis"),
+        }
+    }
+}
+
+/// A topic name and partition index, displayed (and serialized) as Kafka does
+/// (`orders-2`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition index.
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    /// Builds a topic-partition.
+    pub fn new(topic: &str, partition: u32) -> Self {
+        TopicPartition {
+            topic: Arc::from(topic),
+            partition,
+        }
+    }
+}
+
+impl Serialize for TopicPartition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicPartition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let (topic, partition) = s
+            .rsplit_once('-')
+            .and_then(|(t, p)| Some((t, p.parse::<u32>().ok()?)))
+            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not `topic-partition`")))?;
+        Ok(TopicPartition::new(topic, partition))
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Kafka's error codes (the subset this simulation produces), with Kafka's names.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// 0.
+    None,
+    /// 1: the requested offset is outside the log's range.
+    OffsetOutOfRange,
+    /// 2: a record batch failed its CRC or could not be parsed.
+    CorruptMessage,
+    /// 3.
+    UnknownTopicOrPartition,
+    /// 5: no leader right now (election in progress).
+    LeaderNotAvailable,
+    /// 6: this broker is not the leader (or follower) for the partition.
+    NotLeaderOrFollower,
+    /// 7: the request timed out (server side: `acks=all` not satisfied in time).
+    RequestTimedOut,
+    /// 13: the connection broke or the response never came (client side).
+    NetworkException,
+    /// 19: fewer in-sync replicas than `min.insync.replicas`; not appended.
+    NotEnoughReplicas,
+    /// 20: appended, but the ISR shrank below `min.insync.replicas` before it committed.
+    NotEnoughReplicasAfterAppend,
+    /// 41: the receiver is not the active controller.
+    NotController,
+    /// 45: the producer's sequence number is not the next one.
+    OutOfOrderSequenceNumber,
+    /// 46: the batch was already appended.
+    DuplicateSequenceNumber,
+    /// 47: the producer's epoch is stale.
+    InvalidProducerEpoch,
+    /// 56: the log directory failed.
+    KafkaStorageError,
+    /// 59: the broker has no state for this producer id.
+    UnknownProducerId,
+    /// 74: the request's leader epoch is older than the partition's.
+    FencedLeaderEpoch,
+    /// 75: the request's leader epoch is newer than the partition's.
+    UnknownLeaderEpoch,
+    /// 78: the new leader's high watermark is not yet known.
+    OffsetNotAvailable,
+    /// 80: no replica is eligible for the requested election.
+    PreferredLeaderNotAvailable,
+    /// 83: no eligible leader (the ISR is empty or fenced).
+    EligibleLeadersNotAvailable,
+    /// 84: the partition already has the requested leader.
+    ElectionNotNeeded,
+    /// 77: the broker epoch in the request is stale.
+    StaleBrokerEpoch,
+    /// 102: the broker is not registered with the controller.
+    BrokerIdNotRegistered,
+    /// 108: an AlterPartition carried a stale partition epoch.
+    InvalidUpdateVersion,
+    /// 42: the request was malformed.
+    InvalidRequest,
+}
+
+impl ErrorCode {
+    /// Kafka's numeric error code.
+    pub fn code(self) -> i16 {
+        match self {
+            ErrorCode::None => 0,
+            ErrorCode::OffsetOutOfRange => 1,
+            ErrorCode::CorruptMessage => 2,
+            ErrorCode::UnknownTopicOrPartition => 3,
+            ErrorCode::LeaderNotAvailable => 5,
+            ErrorCode::NotLeaderOrFollower => 6,
+            ErrorCode::RequestTimedOut => 7,
+            ErrorCode::NetworkException => 13,
+            ErrorCode::NotEnoughReplicas => 19,
+            ErrorCode::NotEnoughReplicasAfterAppend => 20,
+            ErrorCode::NotController => 41,
+            ErrorCode::InvalidRequest => 42,
+            ErrorCode::OutOfOrderSequenceNumber => 45,
+            ErrorCode::DuplicateSequenceNumber => 46,
+            ErrorCode::InvalidProducerEpoch => 47,
+            ErrorCode::KafkaStorageError => 56,
+            ErrorCode::UnknownProducerId => 59,
+            ErrorCode::FencedLeaderEpoch => 74,
+            ErrorCode::UnknownLeaderEpoch => 75,
+            ErrorCode::StaleBrokerEpoch => 77,
+            ErrorCode::OffsetNotAvailable => 78,
+            ErrorCode::PreferredLeaderNotAvailable => 80,
+            ErrorCode::EligibleLeadersNotAvailable => 83,
+            ErrorCode::ElectionNotNeeded => 84,
+            ErrorCode::BrokerIdNotRegistered => 102,
+            ErrorCode::InvalidUpdateVersion => 108,
+        }
+    }
+
+    /// Kafka's name for the error (`NOT_LEADER_OR_FOLLOWER`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::None => "NONE",
+            ErrorCode::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
+            ErrorCode::CorruptMessage => "CORRUPT_MESSAGE",
+            ErrorCode::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
+            ErrorCode::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
+            ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
+            ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
+            ErrorCode::NetworkException => "NETWORK_EXCEPTION",
+            ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+            ErrorCode::NotController => "NOT_CONTROLLER",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            ErrorCode::DuplicateSequenceNumber => "DUPLICATE_SEQUENCE_NUMBER",
+            ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
+            ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
+            ErrorCode::UnknownProducerId => "UNKNOWN_PRODUCER_ID",
+            ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
+            ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
+            ErrorCode::OffsetNotAvailable => "OFFSET_NOT_AVAILABLE",
+            ErrorCode::PreferredLeaderNotAvailable => "PREFERRED_LEADER_NOT_AVAILABLE",
+            ErrorCode::EligibleLeadersNotAvailable => "ELIGIBLE_LEADERS_NOT_AVAILABLE",
+            ErrorCode::ElectionNotNeeded => "ELECTION_NOT_NEEDED",
+            ErrorCode::BrokerIdNotRegistered => "BROKER_ID_NOT_REGISTERED",
+            ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
+        }
+    }
+
+    /// Whether Kafka's clients retry this error (a `RetriableException`).
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::CorruptMessage
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::RequestTimedOut
+                | ErrorCode::NetworkException
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::NotEnoughReplicasAfterAppend
+                | ErrorCode::NotController
+                | ErrorCode::KafkaStorageError
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::OffsetNotAvailable
+        )
+    }
+
+    /// Whether a client should refresh its metadata after this error.
+    pub fn invalidates_metadata(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotLeaderOrFollower
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::NetworkException
+                | ErrorCode::RequestTimedOut
+                | ErrorCode::KafkaStorageError
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The producer's `acks` setting.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Acks {
+    /// `acks=0`: no response at all.
+    None,
+    /// `acks=1`: the leader's local append.
+    Leader,
+    /// `acks=all` (`-1`): every in-sync replica, and at least `min.insync.replicas`.
+    All,
+}
+
+/// The consumer's `isolation.level`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationLevel {
+    /// Read up to the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Read up to the last stable offset.
+    ReadCommitted,
+}
+
+/// A message on a simulated connection.
+#[derive(Clone, Debug)]
+pub enum Message {
+    /// A request; the response carries the same correlation id.
+    Request {
+        /// Chosen by the requester, unique per requester.
+        correlation_id: u64,
+        /// The API call.
+        request: Request,
+    },
+    /// A response to the request with this correlation id.
+    Response {
+        /// The request's correlation id.
+        correlation_id: u64,
+        /// The answer.
+        response: Response,
+    },
+}
+
+/// A request, named after its Kafka API key.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// `Metadata` (API 3): brokers and partition leaders.
+    Metadata(MetadataRequest),
+    /// `Produce` (API 0).
+    Produce(ProduceRequest),
+    /// `Fetch` (API 1), from a consumer or a follower replica.
+    Fetch(FetchRequest),
+    /// `ListOffsets` (API 2).
+    ListOffsets(ListOffsetsRequest),
+    /// `OffsetsForLeaderEpoch` (API 23): where a leader epoch ends on the leader.
+    OffsetsForLeaderEpoch(OffsetsForLeaderEpochRequest),
+    /// `BrokerRegistration` (API 62), broker to controller.
+    BrokerRegistration(BrokerRegistrationRequest),
+    /// `BrokerHeartbeat` (API 63), broker to controller.
+    BrokerHeartbeat(BrokerHeartbeatRequest),
+    /// A fetch of the `__cluster_metadata` log, broker to controller (KRaft).
+    MetadataFetch(MetadataFetchRequest),
+    /// `AlterPartition` (API 56): a leader asks the controller to change the ISR.
+    AlterPartition(AlterPartitionRequest),
+    /// `ElectLeaders` (API 43), admin to controller.
+    ElectLeaders(ElectLeadersRequest),
+    /// `AlterPartitionReassignments` (API 45), admin to controller: reorder replicas.
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+}
+
+impl Request {
+    /// Kafka's API name.
+    pub fn api_name(&self) -> &'static str {
+        match self {
+            Request::Metadata(_) => "Metadata",
+            Request::Produce(_) => "Produce",
+            Request::Fetch(_) => "Fetch",
+            Request::ListOffsets(_) => "ListOffsets",
+            Request::OffsetsForLeaderEpoch(_) => "OffsetsForLeaderEpoch",
+            Request::BrokerRegistration(_) => "BrokerRegistration",
+            Request::BrokerHeartbeat(_) => "BrokerHeartbeat",
+            Request::MetadataFetch(_) => "MetadataFetch",
+            Request::AlterPartition(_) => "AlterPartition",
+            Request::ElectLeaders(_) => "ElectLeaders",
+            Request::AlterPartitionReassignments(_) => "AlterPartitionReassignments",
+        }
+    }
+}
+
+/// A response, one variant per request.
+#[derive(Clone, Debug)]
+pub enum Response {
+    /// Answer to [`Request::Metadata`].
+    Metadata(MetadataResponse),
+    /// Answer to [`Request::Produce`].
+    Produce(ProduceResponse),
+    /// Answer to [`Request::Fetch`].
+    Fetch(FetchResponse),
+    /// Answer to [`Request::ListOffsets`].
+    ListOffsets(ListOffsetsResponse),
+    /// Answer to [`Request::OffsetsForLeaderEpoch`].
+    OffsetsForLeaderEpoch(OffsetsForLeaderEpochResponse),
+    /// Answer to [`Request::BrokerRegistration`].
+    BrokerRegistration(BrokerRegistrationResponse),
+    /// Answer to [`Request::BrokerHeartbeat`].
+    BrokerHeartbeat(BrokerHeartbeatResponse),
+    /// Answer to [`Request::MetadataFetch`].
+    MetadataFetch(MetadataFetchResponse),
+    /// Answer to [`Request::AlterPartition`].
+    AlterPartition(AlterPartitionResponse),
+    /// Answer to [`Request::ElectLeaders`].
+    ElectLeaders(ElectLeadersResponse),
+    /// Answer to [`Request::AlterPartitionReassignments`].
+    AlterPartitionReassignments(AlterPartitionReassignmentsResponse),
+}
+
+// ---------------------------------------------------------------- Metadata
+
+/// `Metadata` request: `None` asks for every topic.
+#[derive(Clone, Debug)]
+pub struct MetadataRequest {
+    /// Topics of interest; `None` for all.
+    pub topics: Option<Vec<Arc<str>>>,
+}
+
+/// One partition in a `Metadata` response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// `NONE`, or `LEADER_NOT_AVAILABLE` when it has no leader.
+    pub error: ErrorCode,
+    /// The leader, if any.
+    pub leader: Option<BrokerId>,
+    /// The leader epoch the answering broker knows.
+    pub leader_epoch: LeaderEpoch,
+    /// Assigned replicas, preferred leader first.
+    pub replicas: Vec<BrokerId>,
+    /// In-sync replicas.
+    pub isr: Vec<BrokerId>,
+}
+
+/// `Metadata` response.
+#[derive(Clone, Debug)]
+pub struct MetadataResponse {
+    /// Live (unfenced) brokers the answering broker knows of.
+    pub brokers: Vec<BrokerId>,
+    /// Partitions of the requested topics.
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+// ---------------------------------------------------------------- Produce
+
+/// The producer id / epoch / sequence a batch carries (all -1 without idempotence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdentity {
+    /// `producerId`, -1 when not idempotent.
+    pub producer_id: i64,
+    /// `producerEpoch`, -1 when not idempotent.
+    pub producer_epoch: i16,
+}
+
+impl ProducerIdentity {
+    /// The identity of a non-idempotent producer.
+    pub const NONE: ProducerIdentity = ProducerIdentity {
+        producer_id: -1,
+        producer_epoch: -1,
+    };
+}
+
+/// `Produce` request: one record batch per partition.
+#[derive(Clone, Debug)]
+pub struct ProduceRequest {
+    /// `acks`.
+    pub acks: Acks,
+    /// How long the leader may wait for `acks=all` (`request.timeout.ms`).
+    pub timeout_ms: u64,
+    /// Encoded record batch v2 per partition.
+    pub partitions: Vec<(TopicPartition, Bytes)>,
+}
+
+/// One partition of a `Produce` response.
+#[derive(Clone, Debug)]
+pub struct ProducePartitionResponse {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The outcome.
+    pub error: ErrorCode,
+    /// Offset of the batch's first record when appended, else -1.
+    pub base_offset: Offset,
+}
+
+/// `Produce` response.
+#[derive(Clone, Debug)]
+pub struct ProduceResponse {
+    /// One entry per partition in the request.
+    pub partitions: Vec<ProducePartitionResponse>,
+}
+
+// ---------------------------------------------------------------- Fetch
+
+/// One partition of a `Fetch` request.
+#[derive(Clone, Debug)]
+pub struct FetchPartition {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// First offset wanted; for a follower, its log end offset.
+    pub fetch_offset: Offset,
+    /// The leader epoch the fetcher believes current (KIP-320), -1 if unknown.
+    pub current_leader_epoch: LeaderEpoch,
+}
+
+/// `Fetch` request.
+#[derive(Clone, Debug)]
+pub struct FetchRequest {
+    /// `replica.id`: the follower's broker id, `None` for a consumer.
+    pub replica_id: Option<BrokerId>,
+    /// The fetching broker's epoch (followers only), -1 for consumers.
+    pub broker_epoch: i64,
+    /// `fetch.max.wait.ms` / `replica.fetch.wait.max.ms`: long-poll bound.
+    pub max_wait_ms: u64,
+    /// `fetch.min.bytes`: answer early once this much is available.
+    pub min_bytes: usize,
+    /// `fetch.max.bytes` per partition (`max.partition.fetch.bytes`).
+    pub max_bytes: usize,
+    /// `isolation.level`.
+    pub isolation_level: IsolationLevel,
+    /// Partitions to fetch.
+    pub partitions: Vec<FetchPartition>,
+}
+
+/// One partition of a `Fetch` response.
+#[derive(Clone, Debug)]
+pub struct FetchPartitionResponse {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The outcome.
+    pub error: ErrorCode,
+    /// The leader's high watermark.
+    pub high_watermark: Offset,
+    /// The leader's last stable offset.
+    pub last_stable_offset: Offset,
+    /// The leader's log start offset.
+    pub log_start_offset: Offset,
+    /// Encoded record batches, in offset order.
+    pub batches: Vec<Bytes>,
+}
+
+/// `Fetch` response.
+#[derive(Clone, Debug)]
+pub struct FetchResponse {
+    /// Top-level error (e.g. `STALE_BROKER_EPOCH`), else `NONE`.
+    pub error: ErrorCode,
+    /// One entry per requested partition.
+    pub partitions: Vec<FetchPartitionResponse>,
+}
+
+// ---------------------------------------------------------------- ListOffsets
+
+/// `ListOffsets` timestamp for the latest offset.
+pub const LATEST_TIMESTAMP: i64 = -1;
+/// `ListOffsets` timestamp for the earliest offset.
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+
+/// `ListOffsets` request.
+#[derive(Clone, Debug)]
+pub struct ListOffsetsRequest {
+    /// `isolation.level`: latest means the LSO for `read_committed`, else the HW.
+    pub isolation_level: IsolationLevel,
+    /// (partition, timestamp or `LATEST_TIMESTAMP` / `EARLIEST_TIMESTAMP`, current leader epoch).
+    pub partitions: Vec<(TopicPartition, i64, LeaderEpoch)>,
+}
+
+/// One partition of a `ListOffsets` response.
+#[derive(Clone, Debug)]
+pub struct ListOffsetsPartitionResponse {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The outcome.
+    pub error: ErrorCode,
+    /// The offset found, -1 if none.
+    pub offset: Offset,
+    /// The leader epoch of the answering leader.
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// `ListOffsets` response.
+#[derive(Clone, Debug)]
+pub struct ListOffsetsResponse {
+    /// One entry per requested partition.
+    pub partitions: Vec<ListOffsetsPartitionResponse>,
+}
+
+// ---------------------------------------------------------------- OffsetsForLeaderEpoch
+
+/// `OffsetsForLeaderEpoch` request (KIP-101, KIP-279).
+#[derive(Clone, Debug)]
+pub struct OffsetsForLeaderEpochRequest {
+    /// The asking follower, or `None` for a consumer (KIP-320).
+    pub replica_id: Option<BrokerId>,
+    /// (partition, current leader epoch of the asker, epoch whose end offset is wanted).
+    pub partitions: Vec<(TopicPartition, LeaderEpoch, LeaderEpoch)>,
+}
+
+/// One partition of an `OffsetsForLeaderEpoch` response.
+#[derive(Clone, Debug)]
+pub struct EpochEndOffset {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The outcome.
+    pub error: ErrorCode,
+    /// The largest epoch <= the requested one that the leader has.
+    pub leader_epoch: LeaderEpoch,
+    /// Where that epoch ends on the leader (start of the next epoch, or its LEO).
+    pub end_offset: Offset,
+}
+
+/// `OffsetsForLeaderEpoch` response.
+#[derive(Clone, Debug)]
+pub struct OffsetsForLeaderEpochResponse {
+    /// One entry per requested partition.
+    pub partitions: Vec<EpochEndOffset>,
+}
+
+// ---------------------------------------------------------------- KRaft broker lifecycle
+
+/// `BrokerRegistration` request.
+#[derive(Clone, Debug)]
+pub struct BrokerRegistrationRequest {
+    /// The broker's `node.id`.
+    pub broker_id: BrokerId,
+    /// Unique per broker process start; a new one means the broker restarted.
+    pub incarnation_id: u64,
+}
+
+/// `BrokerRegistration` response.
+#[derive(Clone, Debug)]
+pub struct BrokerRegistrationResponse {
+    /// The outcome.
+    pub error: ErrorCode,
+    /// The broker epoch assigned to this registration (the metadata log offset).
+    pub broker_epoch: i64,
+}
+
+/// `BrokerHeartbeat` request.
+#[derive(Clone, Debug)]
+pub struct BrokerHeartbeatRequest {
+    /// The broker's `node.id`.
+    pub broker_id: BrokerId,
+    /// The epoch from its registration.
+    pub broker_epoch: i64,
+    /// How far the broker has applied the metadata log.
+    pub current_metadata_offset: i64,
+    /// The broker asks to stay fenced (still catching up).
+    pub want_fence: bool,
+}
+
+/// `BrokerHeartbeat` response.
+#[derive(Clone, Debug)]
+pub struct BrokerHeartbeatResponse {
+    /// The outcome (`STALE_BROKER_EPOCH`, `BROKER_ID_NOT_REGISTERED` mean re-register).
+    pub error: ErrorCode,
+    /// Whether the controller considers the broker fenced.
+    pub is_fenced: bool,
+}
+
+/// A fetch of the metadata log, long-polled like a follower fetch.
+#[derive(Clone, Debug)]
+pub struct MetadataFetchRequest {
+    /// The fetching broker.
+    pub broker_id: BrokerId,
+    /// The next metadata offset the broker wants.
+    pub fetch_offset: i64,
+    /// Long-poll bound.
+    pub max_wait_ms: u64,
+}
+
+/// Answer to a metadata log fetch.
+#[derive(Clone, Debug)]
+pub struct MetadataFetchResponse {
+    /// Records from `fetch_offset` on (bounded).
+    pub records: Vec<(i64, MetadataRecord)>,
+    /// The metadata log's end offset.
+    pub log_end_offset: i64,
+}
+
+/// A record in `__cluster_metadata`, named as in KRaft.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// `RegisterBrokerRecord`.
+    RegisterBroker {
+        /// The broker.
+        broker_id: BrokerId,
+        /// Its new epoch.
+        broker_epoch: i64,
+    },
+    /// `FenceBrokerRecord`: the broker may not lead or be in an ISR.
+    FenceBroker {
+        /// The broker.
+        broker_id: BrokerId,
+        /// Its epoch.
+        broker_epoch: i64,
+    },
+    /// `UnfenceBrokerRecord`.
+    UnfenceBroker {
+        /// The broker.
+        broker_id: BrokerId,
+        /// Its epoch.
+        broker_epoch: i64,
+    },
+    /// `TopicRecord`.
+    Topic {
+        /// Topic name.
+        name: Arc<str>,
+        /// Partition count.
+        partitions: u32,
+    },
+    /// `PartitionRecord` (creation) and `PartitionChangeRecord` (every later change),
+    /// carried here as the partition's whole new registration.
+    PartitionChange(PartitionRegistration),
+}
+
+/// A partition's registration in the metadata log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRegistration {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// Assigned replicas, preferred leader first.
+    pub replicas: Vec<BrokerId>,
+    /// In-sync replicas.
+    pub isr: Vec<BrokerId>,
+    /// Leader, `None` when offline.
+    pub leader: Option<BrokerId>,
+    /// Bumped on every leader change.
+    pub leader_epoch: LeaderEpoch,
+    /// Bumped on every change (ISR or leader), guards AlterPartition.
+    pub partition_epoch: i32,
+}
+
+// ---------------------------------------------------------------- AlterPartition
+
+/// `AlterPartition` request: the leader proposes a new ISR.
+#[derive(Clone, Debug)]
+pub struct AlterPartitionRequest {
+    /// The leader.
+    pub broker_id: BrokerId,
+    /// Its broker epoch.
+    pub broker_epoch: i64,
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The leader's epoch.
+    pub leader_epoch: LeaderEpoch,
+    /// The partition epoch the proposal is based on.
+    pub partition_epoch: i32,
+    /// The proposed ISR.
+    pub new_isr: Vec<BrokerId>,
+}
+
+/// `AlterPartition` response.
+#[derive(Clone, Debug)]
+pub struct AlterPartitionResponse {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// `NONE`, `FENCED_LEADER_EPOCH`, `INVALID_UPDATE_VERSION`, `STALE_BROKER_EPOCH`, ...
+    pub error: ErrorCode,
+    /// The registration after the change (or the current one on error).
+    pub registration: Option<PartitionRegistration>,
+}
+
+// ---------------------------------------------------------------- Admin
+
+/// `ElectLeaders` election type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionType {
+    /// Move leadership to the first live in-sync replica in the replica list.
+    Preferred,
+    /// Elect any live replica when no in-sync one is available.
+    Unclean,
+}
+
+/// `ElectLeaders` request.
+#[derive(Clone, Debug)]
+pub struct ElectLeadersRequest {
+    /// Preferred or unclean.
+    pub election_type: ElectionType,
+    /// Partitions to elect for.
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// `ElectLeaders` response.
+#[derive(Clone, Debug)]
+pub struct ElectLeadersResponse {
+    /// Per partition outcome.
+    pub partitions: Vec<(TopicPartition, ErrorCode)>,
+}
+
+/// `AlterPartitionReassignments` request; here it may only reorder the replicas
+/// (which changes the preferred leader), followed by a preferred election.
+#[derive(Clone, Debug)]
+pub struct AlterPartitionReassignmentsRequest {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The new replica order.
+    pub replicas: Vec<BrokerId>,
+}
+
+/// `AlterPartitionReassignments` response.
+#[derive(Clone, Debug)]
+pub struct AlterPartitionReassignmentsResponse {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The outcome.
+    pub error: ErrorCode,
+}
