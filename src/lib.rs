@@ -7,3 +7,4 @@ pub mod config;
 pub mod history;
 pub mod metadata;
 pub mod protocol;
+pub mod record;

@@ -1,0 +1,523 @@
+//! Kafka's record batch format, magic v2 (`DefaultRecordBatch`, `DefaultRecord`).
+//!
+//! Replicas store batches as these bytes and ship them unchanged between leader,
+//! followers and consumers. The leader patches only `baseOffset` and
+//! `partitionLeaderEpoch`, which lie outside the CRC, exactly as Kafka does; the CRC-32C
+//! covers everything from `attributes` to the end and is checked where a batch is
+//! produced, appended and consumed (a pair assertion).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+/// Size of the batch header, up to and including the record count.
+pub const BATCH_HEADER_SIZE: usize = 61;
+/// Offset of `partitionLeaderEpoch` within the batch.
+const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
+/// Offset of `magic`.
+const MAGIC_OFFSET: usize = 16;
+/// Offset of `crc`.
+const CRC_OFFSET: usize = 17;
+/// Offset of `attributes`: the CRC covers from here to the end.
+const ATTRIBUTES_OFFSET: usize = 21;
+/// Bytes before `partitionLeaderEpoch` that `batchLength` does not count.
+const LOG_OVERHEAD: usize = 12;
+
+/// Attribute bits 0-2: compression codec (0 = none).
+pub const COMPRESSION_MASK: i16 = 0x07;
+/// Attribute bit 3: timestamps are LogAppendTime.
+pub const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+/// Attribute bit 4: the batch belongs to a transaction.
+pub const TRANSACTIONAL_BIT: i16 = 0x10;
+/// Attribute bit 5: the batch is a control batch (a transaction marker).
+pub const CONTROL_BIT: i16 = 0x20;
+/// Attribute bit 6: the batch has a delete horizon.
+pub const DELETE_HORIZON_BIT: i16 = 0x40;
+
+/// Why a batch could not be decoded.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RecordError {
+    /// Fewer bytes than the format requires.
+    #[error("record batch truncated: needed {needed} bytes, had {had}")]
+    Truncated {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes available.
+        had: usize,
+    },
+    /// `magic` is not 2.
+    #[error("unsupported record batch magic {0} (only v2 is supported)")]
+    Magic(i8),
+    /// The stored CRC does not match the bytes.
+    #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Crc {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// A compression codec this build does not implement.
+    #[error("unsupported compression codec {0}")]
+    Compression(i16),
+    /// A varint or length field is malformed.
+    #[error("malformed record: {0}")]
+    Malformed(&'static str),
+}
+
+/// A record header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Header key.
+    pub key: String,
+    /// Header value (may be null).
+    pub value: Option<Bytes>,
+}
+
+/// One record inside a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Record attributes (unused by Kafka, always 0).
+    pub attributes: i8,
+    /// Timestamp relative to the batch's base timestamp.
+    pub timestamp_delta: i64,
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
+    /// Key (may be null).
+    pub key: Option<Bytes>,
+    /// Value (may be null).
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+/// A decoded record batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordBatch {
+    /// Offset of the first record (assigned by the leader).
+    pub base_offset: i64,
+    /// Leader epoch at append (assigned by the leader), -1 from producers.
+    pub partition_leader_epoch: i32,
+    /// Attribute bits (compression, timestamp type, transactional, control).
+    pub attributes: i16,
+    /// Offset delta of the last record.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest timestamp in the batch.
+    pub max_timestamp: i64,
+    /// Producer id, -1 when not idempotent.
+    pub producer_id: i64,
+    /// Producer epoch, -1 when not idempotent.
+    pub producer_epoch: i16,
+    /// Sequence of the first record, -1 when not idempotent.
+    pub base_sequence: i32,
+    /// The records.
+    pub records: Vec<Record>,
+}
+
+/// The fixed-size header of an encoded batch, parsed without touching the records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// `baseOffset`.
+    pub base_offset: i64,
+    /// `batchLength`: bytes after this field.
+    pub batch_length: i32,
+    /// `partitionLeaderEpoch`.
+    pub partition_leader_epoch: i32,
+    /// `magic`.
+    pub magic: i8,
+    /// `crc`.
+    pub crc: u32,
+    /// `attributes`.
+    pub attributes: i16,
+    /// `lastOffsetDelta`.
+    pub last_offset_delta: i32,
+    /// `baseTimestamp`.
+    pub base_timestamp: i64,
+    /// `maxTimestamp`.
+    pub max_timestamp: i64,
+    /// `producerId`.
+    pub producer_id: i64,
+    /// `producerEpoch`.
+    pub producer_epoch: i16,
+    /// `baseSequence`.
+    pub base_sequence: i32,
+    /// Number of records.
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `buf` (no CRC check).
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, RecordError> {
+        if buf.len() < BATCH_HEADER_SIZE {
+            return Err(RecordError::Truncated {
+                needed: BATCH_HEADER_SIZE,
+                had: buf.len(),
+            });
+        }
+        let mut r = Reader { buf, pos: 0 };
+        let h = BatchHeader {
+            base_offset: r.i64()?,
+            batch_length: r.i32()?,
+            partition_leader_epoch: r.i32()?,
+            magic: r.i8()?,
+            crc: r.i32()? as u32,
+            attributes: r.i16()?,
+            last_offset_delta: r.i32()?,
+            base_timestamp: r.i64()?,
+            max_timestamp: r.i64()?,
+            producer_id: r.i64()?,
+            producer_epoch: r.i16()?,
+            base_sequence: r.i32()?,
+            record_count: r.i32()?,
+        };
+        if h.magic != 2 {
+            return Err(RecordError::Magic(h.magic));
+        }
+        Ok(h)
+    }
+
+    /// Offset of the last record (`baseOffset + lastOffsetDelta`).
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// Total encoded size of the batch.
+    pub fn size(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    /// Whether the batch is part of a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    /// Whether the batch is a control batch (transaction marker).
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+}
+
+/// Checks the CRC-32C of an encoded batch.
+pub fn verify_crc(buf: &[u8]) -> Result<(), RecordError> {
+    let h = BatchHeader::parse(buf)?;
+    if buf.len() < h.size() {
+        return Err(RecordError::Truncated {
+            needed: h.size(),
+            had: buf.len(),
+        });
+    }
+    let computed = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..h.size()]);
+    if computed != h.crc {
+        return Err(RecordError::Crc {
+            stored: h.crc,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// Sets `baseOffset` in an encoded batch (outside the CRC).
+pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
+    buf[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Sets `partitionLeaderEpoch` in an encoded batch (outside the CRC).
+pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
+    buf[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
+        .copy_from_slice(&epoch.to_be_bytes());
+}
+
+impl RecordBatch {
+    /// Encodes the batch, computing `batchLength` and the CRC-32C.
+    pub fn encode(&self) -> Bytes {
+        assert!(
+            self.attributes & COMPRESSION_MASK == 0,
+            "compressed batches are not supported yet"
+        );
+        let mut buf = BytesMut::with_capacity(BATCH_HEADER_SIZE + 32 * self.records.len());
+        buf.put_i64(self.base_offset);
+        buf.put_i32(0); // batchLength, patched below
+        buf.put_i32(self.partition_leader_epoch);
+        buf.put_i8(2);
+        buf.put_u32(0); // crc, patched below
+        buf.put_i16(self.attributes);
+        buf.put_i32(self.last_offset_delta);
+        buf.put_i64(self.base_timestamp);
+        buf.put_i64(self.max_timestamp);
+        buf.put_i64(self.producer_id);
+        buf.put_i16(self.producer_epoch);
+        buf.put_i32(self.base_sequence);
+        buf.put_i32(self.records.len() as i32);
+        let mut body = Vec::with_capacity(64);
+        for rec in &self.records {
+            body.clear();
+            body.push(rec.attributes as u8);
+            put_varlong(&mut body, rec.timestamp_delta);
+            put_varint(&mut body, rec.offset_delta);
+            put_nullable(&mut body, rec.key.as_deref());
+            put_nullable(&mut body, rec.value.as_deref());
+            put_varint(&mut body, rec.headers.len() as i32);
+            for h in &rec.headers {
+                put_varint(&mut body, h.key.len() as i32);
+                body.extend_from_slice(h.key.as_bytes());
+                put_nullable(&mut body, h.value.as_deref());
+            }
+            let mut len = Vec::with_capacity(5);
+            put_varint(&mut len, body.len() as i32);
+            buf.put_slice(&len);
+            buf.put_slice(&body);
+        }
+        let batch_length = (buf.len() - LOG_OVERHEAD) as i32;
+        buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        let crc = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..]);
+        buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        debug_assert_eq!(buf[MAGIC_OFFSET], 2);
+        buf.freeze()
+    }
+
+    /// Decodes one batch from the start of `buf`, checking magic and CRC.
+    /// Returns the batch and the number of bytes it took.
+    pub fn decode(buf: &[u8]) -> Result<(RecordBatch, usize), RecordError> {
+        verify_crc(buf)?;
+        let h = BatchHeader::parse(buf)?;
+        if h.attributes & COMPRESSION_MASK != 0 {
+            return Err(RecordError::Compression(h.attributes & COMPRESSION_MASK));
+        }
+        let end = h.size();
+        let mut r = Reader {
+            buf: &buf[..end],
+            pos: BATCH_HEADER_SIZE,
+        };
+        if h.record_count < 0 {
+            return Err(RecordError::Malformed("negative record count"));
+        }
+        let mut records = Vec::with_capacity(h.record_count as usize);
+        for _ in 0..h.record_count {
+            let len = r.varint()?;
+            if len < 0 {
+                return Err(RecordError::Malformed("negative record length"));
+            }
+            let rec_end = r.pos + len as usize;
+            if rec_end > end {
+                return Err(RecordError::Malformed("record overruns its batch"));
+            }
+            let attributes = r.i8()?;
+            let timestamp_delta = r.varlong()?;
+            let offset_delta = r.varint()?;
+            let key = r.nullable()?;
+            let value = r.nullable()?;
+            let header_count = r.varint()?;
+            if header_count < 0 {
+                return Err(RecordError::Malformed("negative header count"));
+            }
+            let mut headers = Vec::with_capacity(header_count as usize);
+            for _ in 0..header_count {
+                let key = r
+                    .nullable()?
+                    .ok_or(RecordError::Malformed("null header key"))?;
+                let key = String::from_utf8(key.to_vec())
+                    .map_err(|_| RecordError::Malformed("header key is not UTF-8"))?;
+                headers.push(Header {
+                    key,
+                    value: r.nullable()?,
+                });
+            }
+            if r.pos != rec_end {
+                return Err(RecordError::Malformed("record length does not match"));
+            }
+            records.push(Record {
+                attributes,
+                timestamp_delta,
+                offset_delta,
+                key,
+                value,
+                headers,
+            });
+        }
+        if r.pos != end {
+            return Err(RecordError::Malformed("batch length does not match records"));
+        }
+        Ok((
+            RecordBatch {
+                base_offset: h.base_offset,
+                partition_leader_epoch: h.partition_leader_epoch,
+                attributes: h.attributes,
+                last_offset_delta: h.last_offset_delta,
+                base_timestamp: h.base_timestamp,
+                max_timestamp: h.max_timestamp,
+                producer_id: h.producer_id,
+                producer_epoch: h.producer_epoch,
+                base_sequence: h.base_sequence,
+                records,
+            },
+            end,
+        ))
+    }
+}
+
+fn put_varint(buf: &mut Vec<u8>, v: i32) {
+    put_unsigned_varlong(buf, ((v << 1) ^ (v >> 31)) as u32 as u64);
+}
+
+fn put_varlong(buf: &mut Vec<u8>, v: i64) {
+    put_unsigned_varlong(buf, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn put_unsigned_varlong(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn put_nullable(buf: &mut Vec<u8>, data: Option<&[u8]>) {
+    match data {
+        None => put_varint(buf, -1),
+        Some(d) => {
+            put_varint(buf, d.len() as i32);
+            buf.extend_from_slice(d);
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], RecordError> {
+        if self.pos + n > self.buf.len() {
+            return Err(RecordError::Truncated {
+                needed: self.pos + n,
+                had: self.buf.len(),
+            });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn i8(&mut self) -> Result<i8, RecordError> {
+        Ok(self.take(1)?[0] as i8)
+    }
+    fn i16(&mut self) -> Result<i16, RecordError> {
+        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn i32(&mut self) -> Result<i32, RecordError> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn i64(&mut self) -> Result<i64, RecordError> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn unsigned_varlong(&mut self, max_bytes: u32) -> Result<u64, RecordError> {
+        let mut v: u64 = 0;
+        for i in 0..max_bytes {
+            let b = self.take(1)?[0];
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(RecordError::Malformed("varint too long"))
+    }
+    fn varint(&mut self) -> Result<i32, RecordError> {
+        let u = self.unsigned_varlong(5)? as u32;
+        Ok(((u >> 1) as i32) ^ -((u & 1) as i32))
+    }
+    fn varlong(&mut self) -> Result<i64, RecordError> {
+        let u = self.unsigned_varlong(10)?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+    fn nullable(&mut self) -> Result<Option<Bytes>, RecordError> {
+        let len = self.varint()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        Ok(Some(Bytes::copy_from_slice(self.take(len as usize)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RecordBatch {
+        RecordBatch {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            attributes: 0,
+            last_offset_delta: 1,
+            base_timestamp: 1_700_000_000_000,
+            max_timestamp: 1_700_000_000_007,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records: vec![
+                Record {
+                    attributes: 0,
+                    timestamp_delta: 0,
+                    offset_delta: 0,
+                    key: Some(Bytes::from_static(b"k1")),
+                    value: Some(Bytes::from_static(b"4711")),
+                    headers: vec![Header {
+                        key: "h".into(),
+                        value: Some(Bytes::from_static(b"v")),
+                    }],
+                },
+                Record {
+                    attributes: 0,
+                    timestamp_delta: 7,
+                    offset_delta: 1,
+                    key: None,
+                    value: None,
+                    headers: vec![],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let b = sample();
+        let bytes = b.encode();
+        let (d, n) = RecordBatch::decode(&bytes).unwrap();
+        assert_eq!(n, bytes.len());
+        assert_eq!(d, b);
+        let h = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(h.record_count, 2);
+        assert_eq!(h.size(), bytes.len());
+    }
+
+    #[test]
+    fn leader_patches_stay_outside_the_crc() {
+        let mut bytes = sample().encode().to_vec();
+        set_base_offset(&mut bytes, 42);
+        set_partition_leader_epoch(&mut bytes, 7);
+        verify_crc(&bytes).unwrap();
+        let (d, _) = RecordBatch::decode(&bytes).unwrap();
+        assert_eq!((d.base_offset, d.partition_leader_epoch), (42, 7));
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let mut bytes = sample().encode().to_vec();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x01;
+        assert!(matches!(
+            RecordBatch::decode(&bytes),
+            Err(RecordError::Crc { .. })
+        ));
+    }
+
+    #[test]
+    fn varints_are_zigzag() {
+        for (v, enc) in [(0, vec![0u8]), (-1, vec![1]), (1, vec![2]), (-64, vec![127]), (64, vec![128, 1])] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            assert_eq!(b, enc, "varint {v}");
+            let mut r = Reader { buf: &b, pos: 0 };
+            assert_eq!(r.varint().unwrap(), v);
+        }
+    }
+}
