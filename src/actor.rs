@@ -38,6 +38,9 @@ pub trait Actor: Send {
     fn on_start(&mut self, now: Millis, out: &mut Outbox);
     /// Called for every message delivered to the process.
     fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox);
+    /// Called when the connection to `peer` broke (its process died, so its host reset
+    /// the connection): every request in flight to it is lost. The default ignores it.
+    fn on_disconnect(&mut self, _now: Millis, _peer: NodeId, _out: &mut Outbox) {}
     /// Called when `next_timer` has passed.
     fn on_timer(&mut self, now: Millis, out: &mut Outbox);
     /// The earliest time at which `on_timer` must run, if any.

@@ -1,1 +1,368 @@
-fn main() {}
+//! The `kafkasim` command line: `run`, `check`, `repro`, `list`, `bugs`, `bench`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kafkasim::bugs::{Bug, CATALOGUE};
+use kafkasim::checker;
+use kafkasim::runner::{self, SeedReport};
+use kafkasim::scenario::{self, Scenario};
+use kafkasim::sweep;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "kafkasim",
+    version,
+    about = "Deterministic simulation testbed for Apache Kafka's design"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario with one seed; print the verdict and write a report.
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Switch off a safeguard (see `kafkasim bugs`); repeatable.
+        #[arg(long = "bug")]
+        bugs: Vec<String>,
+        /// Where reports go.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+    },
+    /// Sweep seeds over scenario files or folders; exit 1 if any expectation is not met.
+    Check {
+        /// Scenario files or folders of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Seeds: A..B (B exclusive), A..=B, or N.
+        #[arg(long, default_value = "0..50")]
+        seeds: String,
+        /// Worker threads (each seed still runs on a fresh thread).
+        #[arg(long, default_value_t = default_jobs())]
+        jobs: usize,
+        /// Switch off a safeguard in every scenario; repeatable.
+        #[arg(long = "bug")]
+        bugs: Vec<String>,
+        /// Where reports of unexpected seeds go.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+    },
+    /// Re-run the seed of a report and confirm the same trace hash.
+    Repro {
+        /// A `report.json` written by `run` or `check`.
+        report: PathBuf,
+    },
+    /// List scenarios with the claims they demonstrate and what they check.
+    List {
+        /// Scenario files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+    },
+    /// List the bug switches (safeguards that can be turned off).
+    Bugs,
+    /// Benchmark: seeds/s, simulated s per wall s and messages per wall s, on one thread.
+    Bench {
+        /// The scenario to time.
+        #[arg(default_value = "benches/standard.json")]
+        scenario: PathBuf,
+        /// Seeds to run (sequentially, one thread).
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+    },
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A user error: printed, exit code 2.
+struct BadInput(String);
+
+fn parse_bugs(names: &[String]) -> Result<Vec<Bug>, BadInput> {
+    names
+        .iter()
+        .map(|n| {
+            Bug::from_name(n).ok_or_else(|| {
+                BadInput(format!(
+                    "--bug: unknown bug switch `{n}`; allowed: {}",
+                    Bug::names().join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+fn load(path: &Path) -> Result<Scenario, BadInput> {
+    Scenario::load(path).map_err(|e| BadInput(e.to_string()))
+}
+
+fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, BadInput> {
+    let files = scenario::collect_paths(paths).map_err(|e| BadInput(e.to_string()))?;
+    files.iter().map(|f| load(f)).collect()
+}
+
+fn print_report(r: &SeedReport) {
+    println!("scenario   {} (seed {})", r.scenario, r.seed);
+    println!("verdict    {}", r.verdict.to_uppercase());
+    if let Some(p) = &r.panic {
+        println!("panic      {p}");
+    }
+    if r.anomalies.is_empty() {
+        println!("anomalies  none");
+    } else {
+        println!("anomalies");
+        for (k, n) in &r.anomalies {
+            let tag = if r.violated.contains(k) {
+                "VIOLATES INVARIANT"
+            } else {
+                "expected/tolerated"
+            };
+            println!("  {k:<26} {n:>6}  ({tag})");
+            if let Some(ex) = r.examples.get(k).and_then(|e| e.first()) {
+                println!("      e.g. {ex}");
+            }
+        }
+    }
+    let s = &r.stats;
+    println!(
+        "stats      {} operations, {} records sent ({} acked, {} failed, {} indefinite), {} records read, {} faults, {} messages",
+        s.operations, s.records_sent, s.check.acked, s.check.failed, s.check.indefinite, s.check.records_read, s.faults, s.net_messages
+    );
+    println!(
+        "time       {:.3} s simulated, {:.3} s wall",
+        s.sim_ms as f64 / 1000.0,
+        s.wall_ms as f64 / 1000.0
+    );
+    println!("trace      {}", r.trace_hash);
+}
+
+fn cmd_run(
+    path: &Path,
+    seed: u64,
+    bugs: &[String],
+    reports: &Path,
+) -> anyhow::Result<Result<ExitCode, BadInput>> {
+    let scenario = match load(path) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let bugs = match parse_bugs(bugs) {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (report, out) = runner::run_seed(&scenario, seed, &bugs);
+    print_report(&report);
+    let file = runner::write_report(reports, &report, out.as_ref().map(|(o, _)| &o.history))
+        .context("writing the report")?;
+    println!("report     {}", file.display());
+    if report.verdict != "pass" {
+        println!("repro      {}", report.repro_command());
+        return Ok(Ok(ExitCode::from(1)));
+    }
+    Ok(Ok(ExitCode::SUCCESS))
+}
+
+fn cmd_check(
+    paths: &[PathBuf],
+    seeds: &str,
+    jobs: usize,
+    bugs: &[String],
+    reports: &Path,
+) -> Result<ExitCode, BadInput> {
+    let scenarios = load_all(paths)?;
+    let seeds = sweep::parse_seed_range(seeds).map_err(BadInput)?;
+    let bugs = parse_bugs(bugs)?;
+    let started = Instant::now();
+    let mut all_ok = true;
+    let mut total_seeds = 0;
+    println!(
+        "{:<34} {:>6} {:>6}  {:<8} anomalies (seeds showing them)",
+        "scenario", "seeds", "pass", "verdict"
+    );
+    for sc in &scenarios {
+        let s = sweep::sweep(sc, &seeds, jobs, &bugs, Some(reports));
+        total_seeds += s.seeds;
+        let shown: Vec<String> = s
+            .seeds_with
+            .iter()
+            .map(|(k, n)| format!("{k}:{n}"))
+            .collect();
+        println!(
+            "{:<34} {:>6} {:>6}  {:<8} {}",
+            s.name,
+            s.seeds,
+            s.passed,
+            if s.ok() { "ok" } else { "FAILED" },
+            if shown.is_empty() {
+                "-".to_string()
+            } else {
+                shown.join(" ")
+            }
+        );
+        for f in &s.failures {
+            let what = f
+                .panic
+                .as_ref()
+                .map(|p| format!("panic: {p}"))
+                .unwrap_or_else(|| format!("violated {}", f.violated.join(", ")));
+            println!("    seed {}: {what}", f.seed);
+            println!("      {}", f.repro_command());
+        }
+        for a in &s.not_demonstrated {
+            println!(
+                "    expected anomaly `{a}` appeared on none of {} seeds",
+                s.seeds
+            );
+            println!(
+                "      cargo run --release -- check {} --seeds {}",
+                sc.path.display(),
+                seeds_label(&seeds)
+            );
+        }
+        all_ok &= s.ok();
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "{} seeds in {:.1} s ({:.1} seeds/s on {} threads)",
+        total_seeds,
+        wall,
+        total_seeds as f64 / wall.max(1e-9),
+        jobs
+    );
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn seeds_label(seeds: &[u64]) -> String {
+    match (seeds.first(), seeds.last()) {
+        (Some(a), Some(b)) if a != b => format!("{a}..={b}"),
+        (Some(a), _) => a.to_string(),
+        _ => "0".into(),
+    }
+}
+
+fn cmd_repro(path: &Path) -> Result<ExitCode, BadInput> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("{}: cannot read: {e}", path.display())))?;
+    let old: SeedReport = serde_json::from_str(&text).map_err(|e| {
+        BadInput(format!(
+            "{}: not a kafkasim report.json: {e}",
+            path.display()
+        ))
+    })?;
+    let scenario = load(&old.scenario_path)?;
+    let bugs = parse_bugs(&old.bugs)?;
+    let (new, _) = runner::run_seed(&scenario, old.seed, &bugs);
+    print_report(&new);
+    if new.trace_hash == old.trace_hash && new.verdict == old.verdict {
+        println!("reproduced: same trace hash {}", new.trace_hash);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "NOT reproduced: trace hash {} (report) vs {} (now); verdict {} vs {}",
+            old.trace_hash, new.trace_hash, old.verdict, new.verdict
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn cmd_list(paths: &[PathBuf]) -> Result<ExitCode, BadInput> {
+    let scenarios = load_all(paths)?;
+    for sc in &scenarios {
+        println!("{}  [{}]", sc.name, sc.claims.join(" "));
+        println!("    {}", sc.description);
+        let invariants: Vec<&str> = checker::ANOMALY_KINDS
+            .iter()
+            .copied()
+            .filter(|k| sc.is_invariant(k))
+            .collect();
+        println!(
+            "    must appear: {}",
+            if sc.expect.anomalies.is_empty() {
+                "-".into()
+            } else {
+                sc.expect.anomalies.join(", ")
+            }
+        );
+        println!("    must never appear: {}", invariants.join(", "));
+    }
+    let mut claims: Vec<String> = scenarios.iter().flat_map(|s| s.claims.clone()).collect();
+    claims.sort_by_key(|c| c[1..].parse::<u32>().unwrap_or(0));
+    claims.dedup();
+    println!("claims covered: {}", claims.join(" "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench(path: &Path, seeds: u64) -> Result<ExitCode, BadInput> {
+    let scenario = load(path)?;
+    let started = Instant::now();
+    let (mut sim_ms, mut msgs) = (0u64, 0u64);
+    for seed in 0..seeds {
+        let (r, _) = runner::run_seed(&scenario, seed, &[]);
+        sim_ms += r.stats.sim_ms;
+        msgs += r.stats.net_messages;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!("scenario {} ({} seeds, one thread)", scenario.name, seeds);
+    println!("seeds/s                       {:.2}", seeds as f64 / wall);
+    println!(
+        "simulated s per wall s        {:.0}",
+        sim_ms as f64 / 1000.0 / wall
+    );
+    println!("network messages per wall s   {:.0}", msgs as f64 / wall);
+    println!("wall time                     {:.2} s", wall);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            scenario,
+            seed,
+            bugs,
+            reports,
+        } => match cmd_run(&scenario, seed, &bugs, &reports) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(1);
+            }
+        },
+        Command::Check {
+            paths,
+            seeds,
+            jobs,
+            bugs,
+            reports,
+        } => cmd_check(&paths, &seeds, jobs, &bugs, &reports),
+        Command::Repro { report } => cmd_repro(&report),
+        Command::List { paths } => cmd_list(&paths),
+        Command::Bugs => {
+            for b in CATALOGUE {
+                println!("{:<34} {}\n    {}", b.name, b.reference, b.summary);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { scenario, seeds } => cmd_bench(&scenario, seeds),
+    };
+    match result {
+        Ok(code) => code,
+        Err(BadInput(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -6,8 +6,7 @@
 //! the brokers.
 
 use crate::protocol::{
-    BrokerId, ErrorCode, MetadataRecord, PartitionMetadata, PartitionRegistration,
-    TopicPartition,
+    BrokerId, ErrorCode, MetadataRecord, PartitionMetadata, PartitionRegistration, TopicPartition,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +36,10 @@ pub struct MetadataImage {
 impl MetadataImage {
     /// Applies the record at `offset`; records must be applied in order, once.
     pub fn apply(&mut self, offset: i64, record: &MetadataRecord) {
-        assert_eq!(offset, self.next_offset, "metadata log applied out of order");
+        assert_eq!(
+            offset, self.next_offset,
+            "metadata log applied out of order"
+        );
         self.next_offset += 1;
         match record {
             MetadataRecord::RegisterBroker {
@@ -91,7 +93,11 @@ impl MetadataImage {
                         "leader {leader} of {} is not in its ISR",
                         reg.tp
                     );
-                    assert!(reg.replicas.contains(&leader), "leader {leader} of {} is not a replica", reg.tp);
+                    assert!(
+                        reg.replicas.contains(&leader),
+                        "leader {leader} of {} is not a replica",
+                        reg.tp
+                    );
                 }
                 self.partitions.insert(reg.tp.clone(), reg.clone());
             }

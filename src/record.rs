@@ -173,6 +173,13 @@ impl BatchHeader {
         if h.magic != 2 {
             return Err(RecordError::Magic(h.magic));
         }
+        // `batchLength` lies outside the CRC; like Kafka's `DefaultRecordBatch.ensureValid`,
+        // reject a batch smaller than its own header instead of slicing with it.
+        if h.batch_length < (BATCH_HEADER_SIZE - LOG_OVERHEAD) as i32 {
+            return Err(RecordError::Malformed(
+                "batch length smaller than the batch header",
+            ));
+        }
         Ok(h)
     }
 
@@ -335,7 +342,9 @@ impl RecordBatch {
             });
         }
         if r.pos != end {
-            return Err(RecordError::Malformed("batch length does not match records"));
+            return Err(RecordError::Malformed(
+                "batch length does not match records",
+            ));
         }
         Ok((
             RecordBatch {
@@ -402,13 +411,19 @@ impl Reader<'_> {
         Ok(self.take(1)?[0] as i8)
     }
     fn i16(&mut self) -> Result<i16, RecordError> {
-        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(i16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn i32(&mut self) -> Result<i32, RecordError> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(i32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn i64(&mut self) -> Result<i64, RecordError> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn unsigned_varlong(&mut self, max_bytes: u32) -> Result<u64, RecordError> {
         let mut v: u64 = 0;
@@ -512,7 +527,13 @@ mod tests {
 
     #[test]
     fn varints_are_zigzag() {
-        for (v, enc) in [(0, vec![0u8]), (-1, vec![1]), (1, vec![2]), (-64, vec![127]), (64, vec![128, 1])] {
+        for (v, enc) in [
+            (0, vec![0u8]),
+            (-1, vec![1]),
+            (1, vec![2]),
+            (-64, vec![127]),
+            (64, vec![128, 1]),
+        ] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(b, enc, "varint {v}");

@@ -1,0 +1,1878 @@
+//! A Kafka broker as a sans-IO state machine: partition leadership and followership,
+//! follower fetching, the ISR, the high watermark, leader epochs and truncation, the
+//! produce and fetch purgatories, and the broker's KRaft lifecycle (registration,
+//! heartbeats, metadata log replay, self-fencing).
+//!
+//! What survives a crash is the [`Disk`]; everything else in [`Broker`] is process
+//! memory and is rebuilt by [`Broker::restart`].
+
+use crate::actor::{Actor, Millis, Outbox};
+use crate::bugs::{Bug, Bugs};
+use crate::config::BrokerConfig;
+use crate::log::Log;
+use crate::metadata::MetadataImage;
+use crate::protocol::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `replica.high.watermark.checkpoint.interval.ms` (default 5000).
+const HW_CHECKPOINT_INTERVAL_MS: Millis = 5_000;
+/// Bound on parked produce and fetch requests.
+const MAX_PURGATORY: usize = 10_000;
+
+/// What a broker keeps across a process crash: its logs and checkpoints.
+/// (A process crash keeps the OS page cache, so everything appended survives; power
+/// loss comes later and will split this into flushed and unflushed parts.)
+#[derive(Clone, Debug, Default)]
+pub struct Disk {
+    /// One log per hosted partition.
+    pub logs: BTreeMap<TopicPartition, Log>,
+    /// `replication-offset-checkpoint`: the high watermarks last checkpointed.
+    pub hw_checkpoint: BTreeMap<TopicPartition, Offset>,
+}
+
+#[derive(Debug)]
+struct Remote {
+    log_end_offset: Offset,
+    last_caught_up_ms: Millis,
+    last_fetch_leader_leo: Offset,
+    last_fetch_ms: Millis,
+}
+
+#[derive(Debug)]
+struct LeaderState {
+    replicas: Vec<BrokerId>,
+    isr: Vec<BrokerId>,
+    /// An AlterPartition in flight: (correlation id, proposed ISR, deadline).
+    pending: Option<(u64, Vec<BrokerId>, Millis)>,
+    remotes: BTreeMap<BrokerId, Remote>,
+    epoch_start_offset: Offset,
+}
+
+impl LeaderState {
+    /// KIP-497's "maximal ISR": committed ISR plus replicas being added.
+    fn maximal_isr(&self) -> Vec<BrokerId> {
+        let mut m = self.isr.clone();
+        if let Some((_, proposed, _)) = &self.pending {
+            for b in proposed {
+                if !m.contains(b) {
+                    m.push(*b);
+                }
+            }
+        }
+        m
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum FollowerPhase {
+    /// Waiting to ask (or asking) the leader where our last epoch ends.
+    Truncating { asked: bool },
+    /// Fetching from the leader.
+    Fetching,
+}
+
+#[derive(Debug)]
+enum Role {
+    Leader(Box<LeaderState>),
+    Follower {
+        leader: BrokerId,
+        phase: FollowerPhase,
+    },
+    /// A replica with no leader to follow (offline partition).
+    Idle,
+}
+
+#[derive(Debug)]
+struct Partition {
+    leader_epoch: LeaderEpoch,
+    partition_epoch: i32,
+    high_watermark: Offset,
+    role: Role,
+}
+
+struct DelayedProduce {
+    from: NodeId,
+    correlation_id: u64,
+    deadline: Millis,
+    /// (partition, leader epoch at append, base offset, required HW, result so far).
+    parts: Vec<(
+        TopicPartition,
+        LeaderEpoch,
+        Offset,
+        Offset,
+        Option<ErrorCode>,
+    )>,
+}
+
+struct DelayedFetch {
+    from: NodeId,
+    correlation_id: u64,
+    deadline: Millis,
+    request: FetchRequest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Registering,
+    Running,
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Registration,
+    Heartbeat,
+    MetadataFetch,
+    AlterPartition(TopicPartition),
+    FollowerFetch(BrokerId),
+    OffsetsForLeaderEpoch(BrokerId),
+}
+
+/// A broker.
+pub struct Broker {
+    id: BrokerId,
+    config: BrokerConfig,
+    bugs: Bugs,
+    incarnation: u64,
+    disk: Disk,
+    lifecycle: Lifecycle,
+    broker_epoch: i64,
+    image: MetadataImage,
+    partitions: BTreeMap<TopicPartition, Partition>,
+    last_controller_contact_ms: Millis,
+    next_heartbeat_ms: Millis,
+    next_isr_check_ms: Millis,
+    next_hw_checkpoint_ms: Millis,
+    next_correlation_id: u64,
+    /// Requests this broker sent and awaits: correlation id -> (what, deadline).
+    pending: BTreeMap<u64, (Pending, Millis)>,
+    /// Follower fetch sessions: leader -> time before which no new fetch is sent.
+    fetch_backoff: BTreeMap<BrokerId, Millis>,
+    delayed_produce: Vec<DelayedProduce>,
+    delayed_fetch: Vec<DelayedFetch>,
+}
+
+impl Broker {
+    /// A broker starting for the first time, or restarting with `disk`.
+    pub fn new(
+        id: BrokerId,
+        config: BrokerConfig,
+        bugs: Bugs,
+        incarnation: u64,
+        disk: Disk,
+    ) -> Self {
+        Broker {
+            id,
+            config,
+            bugs,
+            incarnation,
+            disk,
+            lifecycle: Lifecycle::Registering,
+            broker_epoch: -1,
+            image: MetadataImage::default(),
+            partitions: BTreeMap::new(),
+            last_controller_contact_ms: 0,
+            next_heartbeat_ms: 0,
+            next_isr_check_ms: 0,
+            next_hw_checkpoint_ms: 0,
+            next_correlation_id: 1,
+            pending: BTreeMap::new(),
+            fetch_backoff: BTreeMap::new(),
+            delayed_produce: Vec::new(),
+            delayed_fetch: Vec::new(),
+        }
+    }
+
+    /// The process (re)starts: only the disk survives; the new process has a new
+    /// incarnation and rebuilds everything else from the disk and the controller.
+    pub fn restart(&mut self, incarnation: u64) {
+        let disk = std::mem::take(&mut self.disk);
+        *self = Broker::new(self.id, self.config.clone(), self.bugs, incarnation, disk);
+    }
+
+    /// The broker's disk (for the end-of-run snapshot).
+    pub fn disk(&self) -> &Disk {
+        &self.disk
+    }
+
+    /// The high watermark this broker holds for a partition (in memory if running,
+    /// else the checkpoint).
+    pub fn high_watermark(&self, tp: &TopicPartition) -> Offset {
+        match self.partitions.get(tp) {
+            Some(p) => p.high_watermark,
+            None => self.disk.hw_checkpoint.get(tp).copied().unwrap_or(0),
+        }
+    }
+
+    fn correlation(&mut self) -> u64 {
+        let c = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        c
+    }
+
+    fn request(
+        &mut self,
+        now: Millis,
+        to: NodeId,
+        what: Pending,
+        timeout: Millis,
+        request: Request,
+        out: &mut Outbox,
+    ) {
+        let correlation_id = self.correlation();
+        assert!(
+            self.pending.len() < 100_000,
+            "broker has too many requests in flight"
+        );
+        self.pending.insert(correlation_id, (what, now + timeout));
+        out.send(
+            to,
+            Message::Request {
+                correlation_id,
+                request,
+            },
+        );
+    }
+
+    fn respond(to: NodeId, correlation_id: u64, response: Response, out: &mut Outbox) {
+        out.send(
+            to,
+            Message::Response {
+                correlation_id,
+                response,
+            },
+        );
+    }
+
+    /// Whether the broker has lost the controller for longer than the session timeout
+    /// and so refuses to act as a leader.
+    fn self_fenced(&self, now: Millis) -> bool {
+        self.lifecycle != Lifecycle::Running
+            || now.saturating_sub(self.last_controller_contact_ms)
+                > self.config.broker_session_timeout_ms
+    }
+
+    fn log_end_offset(&self, tp: &TopicPartition) -> Offset {
+        self.disk.logs.get(tp).map_or(0, Log::log_end_offset)
+    }
+
+    // ------------------------------------------------------------ metadata
+
+    fn apply_metadata(
+        &mut self,
+        now: Millis,
+        records: Vec<(i64, MetadataRecord)>,
+        out: &mut Outbox,
+    ) {
+        let mut changed = BTreeSet::new();
+        for (offset, record) in records {
+            if offset < self.image.next_offset {
+                continue;
+            }
+            if offset > self.image.next_offset {
+                break;
+            }
+            self.image.apply(offset, &record);
+            if let MetadataRecord::PartitionChange(reg) = &record {
+                changed.insert(reg.tp.clone());
+            }
+        }
+        for tp in changed {
+            self.on_partition_change(now, &tp, out);
+        }
+    }
+
+    fn on_partition_change(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
+        let reg = self.image.partitions[tp].clone();
+        if !reg.replicas.contains(&self.id) {
+            return;
+        }
+        let leo = {
+            let log = self.disk.logs.entry(tp.clone()).or_default();
+            log.log_end_offset()
+        };
+        let checkpoint = self.disk.hw_checkpoint.get(tp).copied().unwrap_or(0);
+        let part = self
+            .partitions
+            .entry(tp.clone())
+            .or_insert_with(|| Partition {
+                leader_epoch: -1,
+                partition_epoch: -1,
+                high_watermark: checkpoint.min(leo),
+                role: Role::Idle,
+            });
+        let new_epoch = reg.leader_epoch > part.leader_epoch;
+        part.partition_epoch = part.partition_epoch.max(reg.partition_epoch);
+        match reg.leader {
+            Some(l) if l == self.id => {
+                if new_epoch || !matches!(part.role, Role::Leader(_)) {
+                    part.leader_epoch = reg.leader_epoch;
+                    let log = self.disk.logs.get_mut(tp).expect("log created above");
+                    log.assign_epoch(reg.leader_epoch, leo);
+                    let remotes = reg
+                        .replicas
+                        .iter()
+                        .filter(|r| **r != self.id)
+                        .map(|r| {
+                            (
+                                *r,
+                                Remote {
+                                    log_end_offset: -1,
+                                    last_caught_up_ms: if reg.isr.contains(r) { now } else { 0 },
+                                    last_fetch_leader_leo: -1,
+                                    last_fetch_ms: 0,
+                                },
+                            )
+                        })
+                        .collect();
+                    part.role = Role::Leader(Box::new(LeaderState {
+                        replicas: reg.replicas.clone(),
+                        isr: reg.isr.clone(),
+                        pending: None,
+                        remotes,
+                        epoch_start_offset: leo,
+                    }));
+                    self.maybe_increment_hw(now, tp, out);
+                } else if let Role::Leader(ls) = &mut part.role {
+                    ls.isr = reg.isr.clone();
+                    ls.replicas = reg.replicas.clone();
+                    if ls.pending.as_ref().is_some_and(|(_, p, _)| *p == reg.isr) {
+                        ls.pending = None;
+                    }
+                    self.maybe_increment_hw(now, tp, out);
+                }
+            }
+            Some(l) => {
+                let was_following =
+                    matches!(part.role, Role::Follower { leader, .. } if leader == l);
+                if new_epoch || !was_following {
+                    part.leader_epoch = reg.leader_epoch;
+                    let truncate_to_hw = self.bugs.on(Bug::TruncateToHighWatermark);
+                    part.role = Role::Follower {
+                        leader: l,
+                        phase: if truncate_to_hw {
+                            FollowerPhase::Fetching
+                        } else {
+                            FollowerPhase::Truncating { asked: false }
+                        },
+                    };
+                    if truncate_to_hw {
+                        // Pre-KIP-101: truncate to the local high watermark.
+                        let hw = part.high_watermark;
+                        self.disk.logs.get_mut(tp).expect("log").truncate_to(hw);
+                    }
+                    self.fail_delayed_for(tp, out);
+                }
+            }
+            None => {
+                if new_epoch || !matches!(part.role, Role::Idle) {
+                    part.leader_epoch = reg.leader_epoch;
+                    part.role = Role::Idle;
+                    self.fail_delayed_for(tp, out);
+                }
+            }
+        }
+    }
+
+    /// Answers parked produce requests for a partition this broker no longer leads.
+    fn fail_delayed_for(&mut self, tp: &TopicPartition, out: &mut Outbox) {
+        for d in &mut self.delayed_produce {
+            for part in d.parts.iter_mut() {
+                if &part.0 == tp && part.4.is_none() {
+                    part.4 = Some(ErrorCode::NotLeaderOrFollower);
+                }
+            }
+        }
+        self.complete_delayed_produce(u64::MAX - 1, out);
+    }
+
+    // ------------------------------------------------------------ leader side
+
+    fn maybe_increment_hw(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
+        let leo = self.log_end_offset(tp);
+        let Some(part) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        let Role::Leader(ls) = &part.role else { return };
+        let new_hw = if self.bugs.on(Bug::HighWatermarkFromLeaderOnly) {
+            leo
+        } else {
+            // KAFKA-15583: the HW moves only while the ISR has at least
+            // min(min.insync.replicas, replica count) members.
+            let needed = (self.config.min_insync_replicas as usize).min(ls.replicas.len());
+            if ls.isr.len() < needed {
+                return;
+            }
+            ls.maximal_isr()
+                .iter()
+                .map(|r| {
+                    if *r == self.id {
+                        leo
+                    } else {
+                        ls.remotes.get(r).map_or(-1, |rm| rm.log_end_offset)
+                    }
+                })
+                .min()
+                .unwrap_or(leo)
+        };
+        if new_hw > part.high_watermark {
+            assert!(new_hw <= leo, "high watermark beyond the log end");
+            part.high_watermark = new_hw;
+            self.complete_delayed_produce(now, out);
+            self.complete_delayed_fetch(now, false, out);
+        }
+    }
+
+    fn maybe_expand_isr(
+        &mut self,
+        now: Millis,
+        tp: &TopicPartition,
+        follower: BrokerId,
+        out: &mut Outbox,
+    ) {
+        let live = self.image.is_live(follower);
+        let Some(part) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        let hw = part.high_watermark;
+        let (epoch, pepoch) = (part.leader_epoch, part.partition_epoch);
+        let Role::Leader(ls) = &mut part.role else {
+            return;
+        };
+        if ls.isr.contains(&follower) || ls.pending.is_some() || !live {
+            return;
+        }
+        let Some(r) = ls.remotes.get(&follower) else {
+            return;
+        };
+        if r.log_end_offset >= hw && r.log_end_offset >= ls.epoch_start_offset {
+            let mut new_isr = ls.isr.clone();
+            new_isr.push(follower);
+            new_isr.sort_unstable();
+            self.alter_partition(now, tp.clone(), epoch, pepoch, new_isr, out);
+        }
+    }
+
+    fn alter_partition(
+        &mut self,
+        now: Millis,
+        tp: TopicPartition,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+        new_isr: Vec<BrokerId>,
+        out: &mut Outbox,
+    ) {
+        let request = Request::AlterPartition(AlterPartitionRequest {
+            broker_id: self.id,
+            broker_epoch: self.broker_epoch,
+            tp: tp.clone(),
+            leader_epoch,
+            partition_epoch,
+            new_isr: new_isr.clone(),
+        });
+        let timeout = self.config.request_timeout_ms;
+        let correlation_id = self.next_correlation_id;
+        self.request(
+            now,
+            NodeId::Controller,
+            Pending::AlterPartition(tp.clone()),
+            timeout,
+            request,
+            out,
+        );
+        if let Some(Partition {
+            role: Role::Leader(ls),
+            ..
+        }) = self.partitions.get_mut(&tp)
+        {
+            ls.pending = Some((correlation_id, new_isr, now + timeout));
+        }
+    }
+
+    fn maybe_shrink_isr(&mut self, now: Millis, out: &mut Outbox) {
+        let lag = self.config.replica_lag_time_max_ms;
+        let mut proposals = Vec::new();
+        for (tp, part) in &self.partitions {
+            let Role::Leader(ls) = &part.role else {
+                continue;
+            };
+            if ls.pending.is_some() {
+                continue;
+            }
+            let out_of_sync: Vec<BrokerId> = ls
+                .isr
+                .iter()
+                .filter(|r| **r != self.id)
+                .filter(|r| {
+                    ls.remotes
+                        .get(r)
+                        .is_none_or(|rm| now.saturating_sub(rm.last_caught_up_ms) > lag)
+                })
+                .copied()
+                .collect();
+            if !out_of_sync.is_empty() {
+                let new_isr: Vec<BrokerId> = ls
+                    .isr
+                    .iter()
+                    .filter(|r| !out_of_sync.contains(r))
+                    .copied()
+                    .collect();
+                proposals.push((tp.clone(), part.leader_epoch, part.partition_epoch, new_isr));
+            }
+        }
+        for (tp, e, pe, isr) in proposals {
+            self.alter_partition(now, tp, e, pe, isr, out);
+        }
+    }
+
+    fn handle_produce(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        req: ProduceRequest,
+        out: &mut Outbox,
+    ) {
+        let fenced = self.self_fenced(now);
+        let mut parts = Vec::with_capacity(req.partitions.len());
+        let mut touched = Vec::new();
+        for (tp, batch) in req.partitions {
+            let Some(part) = self.partitions.get(&tp) else {
+                let err = if self.image.partitions.contains_key(&tp) {
+                    ErrorCode::NotLeaderOrFollower
+                } else {
+                    ErrorCode::UnknownTopicOrPartition
+                };
+                parts.push((tp, -1, -1, -1, Some(err)));
+                continue;
+            };
+            let Role::Leader(ls) = &part.role else {
+                parts.push((tp, -1, -1, -1, Some(ErrorCode::NotLeaderOrFollower)));
+                continue;
+            };
+            if fenced {
+                parts.push((tp, -1, -1, -1, Some(ErrorCode::NotLeaderOrFollower)));
+                continue;
+            }
+            if req.acks == Acks::All && (ls.isr.len() as u32) < self.config.min_insync_replicas {
+                parts.push((tp, -1, -1, -1, Some(ErrorCode::NotEnoughReplicas)));
+                continue;
+            }
+            let epoch = part.leader_epoch;
+            let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
+            match log.append_as_leader(&batch, epoch) {
+                Err(_) => parts.push((tp, -1, -1, -1, Some(ErrorCode::CorruptMessage))),
+                Ok((base, last)) => {
+                    let result = if req.acks == Acks::All {
+                        None
+                    } else {
+                        Some(ErrorCode::None)
+                    };
+                    touched.push(tp.clone());
+                    parts.push((tp, epoch, base, last + 1, result));
+                }
+            }
+        }
+        if req.acks == Acks::None {
+            for tp in touched {
+                self.maybe_increment_hw(now, &tp, out);
+            }
+            self.complete_delayed_fetch(now, true, out);
+            return;
+        }
+        assert!(
+            self.delayed_produce.len() < MAX_PURGATORY,
+            "produce purgatory overflow"
+        );
+        self.delayed_produce.push(DelayedProduce {
+            from,
+            correlation_id,
+            deadline: now + req.timeout_ms,
+            parts,
+        });
+        for tp in touched {
+            self.maybe_increment_hw(now, &tp, out);
+        }
+        // Followers parked on an empty fetch have new data to read.
+        self.complete_delayed_fetch(now, true, out);
+        self.complete_delayed_produce(now, out);
+    }
+
+    /// Completes parked produces whose partitions are all decided; `now` past a
+    /// deadline turns undecided partitions into `REQUEST_TIMED_OUT`.
+    fn complete_delayed_produce(&mut self, now: Millis, out: &mut Outbox) {
+        let mut i = 0;
+        while i < self.delayed_produce.len() {
+            let d = &mut self.delayed_produce[i];
+            for (tp, epoch, _base, required, result) in d.parts.iter_mut() {
+                if result.is_some() {
+                    continue;
+                }
+                let Some(part) = self.partitions.get(tp) else {
+                    *result = Some(ErrorCode::NotLeaderOrFollower);
+                    continue;
+                };
+                match &part.role {
+                    Role::Leader(ls) if part.leader_epoch == *epoch => {
+                        if part.high_watermark >= *required {
+                            *result =
+                                Some(if (ls.isr.len() as u32) < self.config.min_insync_replicas {
+                                    ErrorCode::NotEnoughReplicasAfterAppend
+                                } else {
+                                    ErrorCode::None
+                                });
+                        } else if now != u64::MAX - 1 && now >= d.deadline {
+                            *result = Some(ErrorCode::RequestTimedOut);
+                        }
+                    }
+                    _ => *result = Some(ErrorCode::NotLeaderOrFollower),
+                }
+            }
+            if d.parts.iter().all(|p| p.4.is_some()) {
+                let d = self.delayed_produce.swap_remove(i);
+                let partitions = d
+                    .parts
+                    .into_iter()
+                    .map(|(tp, _, base, _, result)| {
+                        let error = result.expect("decided");
+                        ProducePartitionResponse {
+                            tp,
+                            error,
+                            base_offset: if error == ErrorCode::None { base } else { -1 },
+                        }
+                    })
+                    .collect();
+                Self::respond(
+                    d.from,
+                    d.correlation_id,
+                    Response::Produce(ProduceResponse { partitions }),
+                    out,
+                );
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Reads a fetch; returns the response and whether any partition had data or an error.
+    fn read_fetch(
+        &mut self,
+        now: Millis,
+        req: &FetchRequest,
+        first_time: bool,
+        out: &mut Outbox,
+    ) -> (FetchResponse, bool) {
+        let fenced = self.self_fenced(now);
+        let mut partitions = Vec::with_capacity(req.partitions.len());
+        let mut any = false;
+        let mut hw_updates = Vec::new();
+        for fp in &req.partitions {
+            let leo = self.log_end_offset(&fp.tp);
+            let mut resp = FetchPartitionResponse {
+                tp: fp.tp.clone(),
+                error: ErrorCode::None,
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: 0,
+                batches: Vec::new(),
+            };
+            let Some(part) = self.partitions.get_mut(&fp.tp) else {
+                resp.error = ErrorCode::NotLeaderOrFollower;
+                partitions.push(resp);
+                any = true;
+                continue;
+            };
+            let Role::Leader(ls) = &mut part.role else {
+                resp.error = ErrorCode::NotLeaderOrFollower;
+                partitions.push(resp);
+                any = true;
+                continue;
+            };
+            let error = if fenced {
+                ErrorCode::NotLeaderOrFollower
+            } else if fp.current_leader_epoch >= 0 && fp.current_leader_epoch < part.leader_epoch {
+                ErrorCode::FencedLeaderEpoch
+            } else if fp.current_leader_epoch > part.leader_epoch {
+                ErrorCode::UnknownLeaderEpoch
+            } else if fp.fetch_offset > leo || fp.fetch_offset < 0 {
+                ErrorCode::OffsetOutOfRange
+            } else if req.replica_id.is_none() && part.high_watermark < ls.epoch_start_offset {
+                // The new leader does not know the committed offset yet: answering with
+                // its stale HW would let a consumer see the HW move back.
+                ErrorCode::OffsetNotAvailable
+            } else {
+                ErrorCode::None
+            };
+            resp.error = error;
+            resp.high_watermark = part.high_watermark;
+            resp.last_stable_offset = part.high_watermark;
+            if error != ErrorCode::None {
+                partitions.push(resp);
+                any = true;
+                continue;
+            }
+            let until = match req.replica_id {
+                Some(follower) => {
+                    if first_time {
+                        if let Some(rm) = ls.remotes.get_mut(&follower) {
+                            // Kafka's lastCaughtUpTime rule (Replica.updateFetchState).
+                            if fp.fetch_offset >= leo {
+                                rm.last_caught_up_ms = now;
+                            } else if fp.fetch_offset >= rm.last_fetch_leader_leo {
+                                rm.last_caught_up_ms = rm.last_caught_up_ms.max(rm.last_fetch_ms);
+                            }
+                            rm.log_end_offset = fp.fetch_offset;
+                            rm.last_fetch_leader_leo = leo;
+                            rm.last_fetch_ms = now;
+                            hw_updates.push((fp.tp.clone(), follower));
+                        }
+                    }
+                    leo
+                }
+                None => part.high_watermark,
+            };
+            let log = self.disk.logs.get(&fp.tp).expect("leader has a log");
+            resp.batches = log.read(fp.fetch_offset, until, req.max_bytes);
+            any |= !resp.batches.is_empty();
+            partitions.push(resp);
+        }
+        for (tp, follower) in hw_updates {
+            self.maybe_expand_isr(now, &tp, follower, out);
+            self.maybe_increment_hw(now, &tp, out);
+        }
+        // The HW may have moved while handling this very fetch.
+        for p in partitions.iter_mut() {
+            if p.error == ErrorCode::None {
+                if let Some(part) = self.partitions.get(&p.tp) {
+                    p.high_watermark = part.high_watermark;
+                    p.last_stable_offset = part.high_watermark;
+                }
+            }
+        }
+        (
+            FetchResponse {
+                error: ErrorCode::None,
+                partitions,
+            },
+            any,
+        )
+    }
+
+    fn handle_fetch(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        req: FetchRequest,
+        out: &mut Outbox,
+    ) {
+        if let Some(r) = req.replica_id {
+            if !self
+                .image
+                .brokers
+                .get(&r)
+                .is_some_and(|b| b.broker_epoch == req.broker_epoch)
+            {
+                // A follower from an old incarnation; it will learn its new epoch soon.
+                let resp = FetchResponse {
+                    error: ErrorCode::StaleBrokerEpoch,
+                    partitions: vec![],
+                };
+                Self::respond(from, correlation_id, Response::Fetch(resp), out);
+                return;
+            }
+        }
+        let (resp, any) = self.read_fetch(now, &req, true, out);
+        if any || req.max_wait_ms == 0 {
+            Self::respond(from, correlation_id, Response::Fetch(resp), out);
+        } else {
+            assert!(
+                self.delayed_fetch.len() < MAX_PURGATORY,
+                "fetch purgatory overflow"
+            );
+            self.delayed_fetch.push(DelayedFetch {
+                from,
+                correlation_id,
+                deadline: now + req.max_wait_ms,
+                request: req,
+            });
+        }
+    }
+
+    /// Re-reads parked fetches; answers those with data or past their deadline.
+    /// `followers_only`: only follower fetches can have new data (an append, no HW move).
+    fn complete_delayed_fetch(&mut self, now: Millis, followers_only: bool, out: &mut Outbox) {
+        if self.delayed_fetch.is_empty() {
+            return;
+        }
+        let parked = std::mem::take(&mut self.delayed_fetch);
+        for d in parked {
+            if followers_only && d.request.replica_id.is_none() && now < d.deadline {
+                self.delayed_fetch.push(d);
+                continue;
+            }
+            let (resp, any) = self.read_fetch(now, &d.request, false, out);
+            if any || now >= d.deadline {
+                Self::respond(d.from, d.correlation_id, Response::Fetch(resp), out);
+            } else {
+                self.delayed_fetch.push(d);
+            }
+        }
+    }
+
+    fn handle_list_offsets(&mut self, now: Millis, req: ListOffsetsRequest) -> ListOffsetsResponse {
+        let fenced = self.self_fenced(now);
+        let partitions = req
+            .partitions
+            .into_iter()
+            .map(|(tp, ts, epoch)| {
+                let mut r = ListOffsetsPartitionResponse {
+                    tp: tp.clone(),
+                    error: ErrorCode::None,
+                    offset: -1,
+                    leader_epoch: -1,
+                };
+                match self.partitions.get(&tp) {
+                    Some(
+                        p @ Partition {
+                            role: Role::Leader(ls),
+                            ..
+                        },
+                    ) if !fenced => {
+                        r.leader_epoch = p.leader_epoch;
+                        if epoch >= 0 && epoch < p.leader_epoch {
+                            r.error = ErrorCode::FencedLeaderEpoch;
+                        } else if epoch > p.leader_epoch {
+                            r.error = ErrorCode::UnknownLeaderEpoch;
+                        } else if p.high_watermark < ls.epoch_start_offset {
+                            r.error = ErrorCode::OffsetNotAvailable;
+                        } else if ts == EARLIEST_TIMESTAMP {
+                            r.offset = 0;
+                        } else if ts == LATEST_TIMESTAMP {
+                            r.offset = p.high_watermark;
+                        } else {
+                            r.error = ErrorCode::InvalidRequest;
+                        }
+                    }
+                    _ => r.error = ErrorCode::NotLeaderOrFollower,
+                }
+                r
+            })
+            .collect();
+        ListOffsetsResponse { partitions }
+    }
+
+    fn handle_offsets_for_leader_epoch(
+        &mut self,
+        now: Millis,
+        req: OffsetsForLeaderEpochRequest,
+    ) -> OffsetsForLeaderEpochResponse {
+        let fenced = self.self_fenced(now);
+        let partitions = req
+            .partitions
+            .into_iter()
+            .map(|(tp, current, wanted)| {
+                let mut r = EpochEndOffset {
+                    tp: tp.clone(),
+                    error: ErrorCode::None,
+                    leader_epoch: -1,
+                    end_offset: -1,
+                };
+                match self.partitions.get(&tp) {
+                    Some(
+                        p @ Partition {
+                            role: Role::Leader(_),
+                            ..
+                        },
+                    ) if !fenced => {
+                        if current >= 0 && current < p.leader_epoch {
+                            r.error = ErrorCode::FencedLeaderEpoch;
+                        } else if current > p.leader_epoch {
+                            r.error = ErrorCode::UnknownLeaderEpoch;
+                        } else {
+                            let (e, o) = self.disk.logs[&tp].end_offset_for_epoch(wanted);
+                            r.leader_epoch = e;
+                            r.end_offset = o;
+                        }
+                    }
+                    _ => r.error = ErrorCode::NotLeaderOrFollower,
+                }
+                r
+            })
+            .collect();
+        OffsetsForLeaderEpochResponse { partitions }
+    }
+
+    // ------------------------------------------------------------ follower side
+
+    fn follower_work(&mut self, now: Millis, out: &mut Outbox) {
+        if self.lifecycle != Lifecycle::Running {
+            return;
+        }
+        let busy: BTreeSet<BrokerId> = self
+            .pending
+            .values()
+            .filter_map(|(p, _)| match p {
+                Pending::FollowerFetch(l) | Pending::OffsetsForLeaderEpoch(l) => Some(*l),
+                _ => None,
+            })
+            .collect();
+        let mut ask: BTreeMap<BrokerId, Vec<(TopicPartition, LeaderEpoch, LeaderEpoch)>> =
+            BTreeMap::new();
+        let mut fetch: BTreeMap<BrokerId, Vec<FetchPartition>> = BTreeMap::new();
+        for (tp, part) in self.partitions.iter_mut() {
+            let Role::Follower { leader, phase } = &mut part.role else {
+                continue;
+            };
+            if busy.contains(leader) || self.fetch_backoff.get(leader).is_some_and(|t| *t > now) {
+                continue;
+            }
+            let log = &self.disk.logs[tp];
+            match phase {
+                FollowerPhase::Truncating { asked: false } => {
+                    let wanted = log.latest_epoch().unwrap_or(-1);
+                    if wanted < 0 {
+                        *phase = FollowerPhase::Fetching;
+                    } else {
+                        *phase = FollowerPhase::Truncating { asked: true };
+                        ask.entry(*leader).or_default().push((
+                            tp.clone(),
+                            part.leader_epoch,
+                            wanted,
+                        ));
+                        continue;
+                    }
+                }
+                FollowerPhase::Truncating { asked: true } => continue,
+                FollowerPhase::Fetching => {}
+            }
+            fetch.entry(*leader).or_default().push(FetchPartition {
+                tp: tp.clone(),
+                fetch_offset: log.log_end_offset(),
+                current_leader_epoch: part.leader_epoch,
+            });
+        }
+        let timeout = self.config.replica_socket_timeout_ms;
+        for (leader, partitions) in ask {
+            let req = Request::OffsetsForLeaderEpoch(OffsetsForLeaderEpochRequest {
+                replica_id: Some(self.id),
+                partitions,
+            });
+            self.request(
+                now,
+                NodeId::Broker(leader),
+                Pending::OffsetsForLeaderEpoch(leader),
+                timeout,
+                req,
+                out,
+            );
+        }
+        for (leader, partitions) in fetch {
+            let req = Request::Fetch(FetchRequest {
+                replica_id: Some(self.id),
+                broker_epoch: self.broker_epoch,
+                max_wait_ms: self.config.replica_fetch_wait_max_ms,
+                min_bytes: 1,
+                max_bytes: self.config.replica_fetch_max_bytes,
+                isolation_level: IsolationLevel::ReadUncommitted,
+                partitions,
+            });
+            let t = timeout + self.config.replica_fetch_wait_max_ms;
+            self.request(
+                now,
+                NodeId::Broker(leader),
+                Pending::FollowerFetch(leader),
+                t,
+                req,
+                out,
+            );
+        }
+    }
+
+    fn on_follower_fetch_response(&mut self, now: Millis, leader: BrokerId, resp: FetchResponse) {
+        if resp.error != ErrorCode::None {
+            self.fetch_backoff
+                .insert(leader, now + self.config.replica_fetch_backoff_ms);
+            return;
+        }
+        let mut backoff = false;
+        for p in resp.partitions {
+            let Some(part) = self.partitions.get_mut(&p.tp) else {
+                continue;
+            };
+            let Role::Follower { leader: l, phase } = &mut part.role else {
+                continue;
+            };
+            if *l != leader || *phase != FollowerPhase::Fetching {
+                continue;
+            }
+            match p.error {
+                ErrorCode::None => {
+                    let log = self.disk.logs.get_mut(&p.tp).expect("follower has a log");
+                    for b in &p.batches {
+                        if log.append_as_follower(b).is_err() {
+                            *phase = FollowerPhase::Truncating { asked: false };
+                            break;
+                        }
+                    }
+                    let leo = log.log_end_offset();
+                    let hw = p.high_watermark.min(leo);
+                    if hw > part.high_watermark {
+                        part.high_watermark = hw;
+                    }
+                }
+                ErrorCode::OffsetOutOfRange => *phase = FollowerPhase::Truncating { asked: false },
+                _ => backoff = true,
+            }
+        }
+        if backoff {
+            self.fetch_backoff
+                .insert(leader, now + self.config.replica_fetch_backoff_ms);
+        }
+    }
+
+    fn on_epoch_end_offsets(
+        &mut self,
+        now: Millis,
+        leader: BrokerId,
+        resp: OffsetsForLeaderEpochResponse,
+    ) {
+        for r in resp.partitions {
+            let Some(part) = self.partitions.get_mut(&r.tp) else {
+                continue;
+            };
+            let Role::Follower { leader: l, phase } = &mut part.role else {
+                continue;
+            };
+            if *l != leader || *phase != (FollowerPhase::Truncating { asked: true }) {
+                continue;
+            }
+            if r.error != ErrorCode::None {
+                *phase = FollowerPhase::Truncating { asked: false };
+                self.fetch_backoff
+                    .insert(leader, now + self.config.replica_fetch_backoff_ms);
+                continue;
+            }
+            let log = self.disk.logs.get_mut(&r.tp).expect("follower has a log");
+            // KIP-279: truncate to the smaller of the leader's end offset for the epoch it
+            // returned and our own end offset for that epoch.
+            let target = if r.leader_epoch < 0 {
+                part.high_watermark
+            } else {
+                let (_, local_end) = log.end_offset_for_epoch(r.leader_epoch);
+                r.end_offset.min(local_end.max(0))
+            };
+            // Also drops epoch cache entries starting at the end (an epoch this replica
+            // led without appending), as Kafka's truncateFromEnd does.
+            log.truncate_to(target.min(log.log_end_offset()));
+            part.high_watermark = part.high_watermark.min(log.log_end_offset());
+            *phase = FollowerPhase::Fetching;
+        }
+    }
+
+    // ------------------------------------------------------------ controller side
+
+    fn on_controller_response(
+        &mut self,
+        now: Millis,
+        what: Pending,
+        response: Response,
+        out: &mut Outbox,
+    ) {
+        match (what, response) {
+            (Pending::Registration, Response::BrokerRegistration(r)) => {
+                if r.error == ErrorCode::None {
+                    self.broker_epoch = r.broker_epoch;
+                    self.lifecycle = Lifecycle::Running;
+                    self.last_controller_contact_ms = now;
+                    self.next_heartbeat_ms = now;
+                }
+            }
+            (Pending::Heartbeat, Response::BrokerHeartbeat(r)) => match r.error {
+                ErrorCode::None => self.last_controller_contact_ms = now,
+                ErrorCode::StaleBrokerEpoch | ErrorCode::BrokerIdNotRegistered => {
+                    self.lifecycle = Lifecycle::Registering;
+                }
+                _ => {}
+            },
+            (Pending::MetadataFetch, Response::MetadataFetch(r)) => {
+                self.last_controller_contact_ms = now;
+                self.apply_metadata(now, r.records, out);
+            }
+            (Pending::AlterPartition(tp), Response::AlterPartition(r)) => {
+                if let Some(Partition {
+                    role: Role::Leader(ls),
+                    leader_epoch,
+                    partition_epoch,
+                    ..
+                }) = self.partitions.get_mut(&tp)
+                {
+                    ls.pending = None;
+                    if let (ErrorCode::None, Some(reg)) = (r.error, r.registration) {
+                        if reg.leader_epoch == *leader_epoch
+                            && reg.partition_epoch > *partition_epoch
+                        {
+                            ls.isr = reg.isr;
+                            *partition_epoch = reg.partition_epoch;
+                        }
+                    }
+                }
+                self.maybe_increment_hw(now, &tp, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn controller_work(&mut self, now: Millis, out: &mut Outbox) {
+        let in_flight = |p: &BTreeMap<u64, (Pending, Millis)>, f: fn(&Pending) -> bool| {
+            p.values().any(|(w, _)| f(w))
+        };
+        let timeout = self.config.request_timeout_ms;
+        match self.lifecycle {
+            Lifecycle::Registering => {
+                if !in_flight(&self.pending, |p| matches!(p, Pending::Registration)) {
+                    let req = Request::BrokerRegistration(BrokerRegistrationRequest {
+                        broker_id: self.id,
+                        incarnation_id: self.incarnation,
+                    });
+                    self.request(
+                        now,
+                        NodeId::Controller,
+                        Pending::Registration,
+                        timeout.min(2_000),
+                        req,
+                        out,
+                    );
+                }
+            }
+            Lifecycle::Running => {
+                if now >= self.next_heartbeat_ms
+                    && !in_flight(&self.pending, |p| matches!(p, Pending::Heartbeat))
+                {
+                    self.next_heartbeat_ms = now + self.config.broker_heartbeat_interval_ms;
+                    let req = Request::BrokerHeartbeat(BrokerHeartbeatRequest {
+                        broker_id: self.id,
+                        broker_epoch: self.broker_epoch,
+                        current_metadata_offset: self.image.next_offset - 1,
+                        want_fence: self.image.next_offset <= self.broker_epoch,
+                    });
+                    let t = self.config.broker_heartbeat_interval_ms;
+                    self.request(now, NodeId::Controller, Pending::Heartbeat, t, req, out);
+                }
+            }
+        }
+        if !in_flight(&self.pending, |p| matches!(p, Pending::MetadataFetch)) {
+            let wait = self.config.replica_fetch_wait_max_ms;
+            let req = Request::MetadataFetch(MetadataFetchRequest {
+                broker_id: self.id,
+                fetch_offset: self.image.next_offset,
+                max_wait_ms: wait,
+            });
+            self.request(
+                now,
+                NodeId::Controller,
+                Pending::MetadataFetch,
+                wait + timeout.min(2_000),
+                req,
+                out,
+            );
+        }
+    }
+
+    fn expire_requests(&mut self, now: Millis, out: &mut Outbox) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in expired {
+            let (what, _) = self.pending.remove(&c).expect("listed");
+            match what {
+                Pending::AlterPartition(tp) => {
+                    if let Some(Partition {
+                        role: Role::Leader(ls),
+                        ..
+                    }) = self.partitions.get_mut(&tp)
+                    {
+                        ls.pending = None;
+                    }
+                }
+                Pending::OffsetsForLeaderEpoch(leader) => {
+                    for part in self.partitions.values_mut() {
+                        if let Role::Follower { leader: l, phase } = &mut part.role {
+                            if *l == leader && *phase == (FollowerPhase::Truncating { asked: true })
+                            {
+                                *phase = FollowerPhase::Truncating { asked: false };
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let _ = out;
+    }
+}
+
+impl Actor for Broker {
+    fn on_start(&mut self, now: Millis, out: &mut Outbox) {
+        self.next_isr_check_ms = now + self.config.replica_lag_time_max_ms / 2;
+        self.next_hw_checkpoint_ms = now + HW_CHECKPOINT_INTERVAL_MS;
+        self.controller_work(now, out);
+    }
+
+    fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox) {
+        match message {
+            Message::Request {
+                correlation_id,
+                request,
+            } => match request {
+                Request::Produce(r) => self.handle_produce(now, from, correlation_id, r, out),
+                Request::Fetch(r) => self.handle_fetch(now, from, correlation_id, r, out),
+                Request::ListOffsets(r) => {
+                    let resp = self.handle_list_offsets(now, r);
+                    Self::respond(from, correlation_id, Response::ListOffsets(resp), out);
+                }
+                Request::OffsetsForLeaderEpoch(r) => {
+                    let resp = self.handle_offsets_for_leader_epoch(now, r);
+                    Self::respond(
+                        from,
+                        correlation_id,
+                        Response::OffsetsForLeaderEpoch(resp),
+                        out,
+                    );
+                }
+                Request::Metadata(r) => {
+                    let partitions = self.image.describe(r.topics.as_deref());
+                    let resp = MetadataResponse {
+                        brokers: self.image.live_brokers(),
+                        partitions,
+                    };
+                    Self::respond(from, correlation_id, Response::Metadata(resp), out);
+                }
+                // Controller and admin APIs are not served by brokers.
+                _ => {}
+            },
+            Message::Response {
+                correlation_id,
+                response,
+            } => {
+                let Some((what, _)) = self.pending.remove(&correlation_id) else {
+                    return;
+                };
+                match (what, response) {
+                    (Pending::FollowerFetch(l), Response::Fetch(r)) => {
+                        self.on_follower_fetch_response(now, l, r)
+                    }
+                    (Pending::OffsetsForLeaderEpoch(l), Response::OffsetsForLeaderEpoch(r)) => {
+                        self.on_epoch_end_offsets(now, l, r)
+                    }
+                    (what, response) => self.on_controller_response(now, what, response, out),
+                }
+            }
+        }
+        self.controller_work(now, out);
+        self.follower_work(now, out);
+    }
+
+    fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
+        self.expire_requests(now, out);
+        self.fetch_backoff.retain(|_, t| *t > now);
+        if now >= self.next_isr_check_ms {
+            self.next_isr_check_ms = now + (self.config.replica_lag_time_max_ms / 2).max(1);
+            if !self.self_fenced(now) {
+                self.maybe_shrink_isr(now, out);
+            }
+        }
+        if now >= self.next_hw_checkpoint_ms {
+            self.next_hw_checkpoint_ms = now + HW_CHECKPOINT_INTERVAL_MS;
+            for (tp, p) in &self.partitions {
+                self.disk.hw_checkpoint.insert(tp.clone(), p.high_watermark);
+            }
+        }
+        self.complete_delayed_produce(now, out);
+        self.complete_delayed_fetch(now, false, out);
+        self.controller_work(now, out);
+        self.follower_work(now, out);
+    }
+
+    fn on_disconnect(&mut self, now: Millis, peer: NodeId, out: &mut Outbox) {
+        // Requests to a dead peer are lost; fetch from it again after the backoff.
+        let lost: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, (what, _))| match what {
+                Pending::FollowerFetch(l) | Pending::OffsetsForLeaderEpoch(l) => {
+                    NodeId::Broker(*l) == peer
+                }
+                _ => peer == NodeId::Controller,
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for c in &lost {
+            if let Some(d) = self.pending.get_mut(c) {
+                d.1 = now;
+            }
+        }
+        if let NodeId::Broker(b) = peer {
+            self.fetch_backoff
+                .insert(b, now + self.config.replica_fetch_backoff_ms);
+        }
+        self.expire_requests(now, out);
+    }
+
+    fn next_timer(&self) -> Option<Millis> {
+        let mut t = self.next_isr_check_ms.min(self.next_hw_checkpoint_ms);
+        if self.lifecycle == Lifecycle::Running {
+            t = t.min(self.next_heartbeat_ms);
+        }
+        for (_, d) in self.pending.values() {
+            t = t.min(*d);
+        }
+        for d in &self.delayed_produce {
+            t = t.min(d.deadline);
+        }
+        for d in &self.delayed_fetch {
+            t = t.min(d.deadline);
+        }
+        for b in self.fetch_backoff.values() {
+            t = t.min(*b);
+        }
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Record, RecordBatch};
+    use bytes::Bytes;
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("orders", 0)
+    }
+
+    fn batch(values: &[u64]) -> Bytes {
+        RecordBatch {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            attributes: 0,
+            last_offset_delta: values.len() as i32 - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Record {
+                    attributes: 0,
+                    timestamp_delta: 0,
+                    offset_delta: i as i32,
+                    key: None,
+                    value: Some(Bytes::from(v.to_string())),
+                    headers: vec![],
+                })
+                .collect(),
+        }
+        .encode()
+    }
+
+    fn reg(
+        leader: Option<BrokerId>,
+        isr: &[BrokerId],
+        leader_epoch: i32,
+        partition_epoch: i32,
+    ) -> MetadataRecord {
+        MetadataRecord::PartitionChange(PartitionRegistration {
+            tp: tp(),
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch,
+            partition_epoch,
+        })
+    }
+
+    fn find(out: &Outbox, pred: impl Fn(&Request) -> bool) -> u64 {
+        out.sends
+            .iter()
+            .find_map(|(_, m)| match m {
+                Message::Request {
+                    correlation_id,
+                    request,
+                } if pred(request) => Some(*correlation_id),
+                _ => None,
+            })
+            .expect("request sent")
+    }
+
+    /// A registered, unfenced broker that has applied `records` after the cluster's
+    /// registrations (offsets 0..6) and the topic record (offset 6).
+    fn broker(
+        id: BrokerId,
+        config: BrokerConfig,
+        bugs: Bugs,
+        records: Vec<MetadataRecord>,
+    ) -> (Broker, Outbox) {
+        let mut b = Broker::new(id, config, bugs, 1, Disk::default());
+        let mut out = Outbox::default();
+        b.on_start(0, &mut out);
+        let c = find(&out, |r| matches!(r, Request::BrokerRegistration(_)));
+        let resp = Response::BrokerRegistration(BrokerRegistrationResponse {
+            error: ErrorCode::None,
+            broker_epoch: i64::from(id) - 1,
+        });
+        let mut out2 = Outbox::default();
+        b.on_message(
+            1,
+            NodeId::Controller,
+            Message::Response {
+                correlation_id: c,
+                response: resp,
+            },
+            &mut out2,
+        );
+        let mut log: Vec<MetadataRecord> = (1..=3)
+            .map(|i| MetadataRecord::RegisterBroker {
+                broker_id: i,
+                broker_epoch: i64::from(i) - 1,
+            })
+            .collect();
+        log.extend((1..=3).map(|i| MetadataRecord::UnfenceBroker {
+            broker_id: i,
+            broker_epoch: i64::from(i) - 1,
+        }));
+        log.push(MetadataRecord::Topic {
+            name: "orders".into(),
+            partitions: 1,
+        });
+        log.extend(records);
+        let out = deliver_metadata(&mut b, 2, &out, log, 0);
+        (b, out)
+    }
+
+    fn deliver_metadata(
+        b: &mut Broker,
+        now: Millis,
+        out: &Outbox,
+        records: Vec<MetadataRecord>,
+        first: i64,
+    ) -> Outbox {
+        let c = find(out, |r| matches!(r, Request::MetadataFetch(_)));
+        let records: Vec<(i64, MetadataRecord)> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (first + i as i64, r))
+            .collect();
+        let end = first + records.len() as i64;
+        let resp = Response::MetadataFetch(MetadataFetchResponse {
+            records,
+            log_end_offset: end,
+        });
+        let mut out2 = Outbox::default();
+        b.on_message(
+            now,
+            NodeId::Controller,
+            Message::Response {
+                correlation_id: c,
+                response: resp,
+            },
+            &mut out2,
+        );
+        out2
+    }
+
+    fn request(
+        b: &mut Broker,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        request: Request,
+    ) -> Outbox {
+        let mut out = Outbox::default();
+        b.on_message(
+            now,
+            from,
+            Message::Request {
+                correlation_id,
+                request,
+            },
+            &mut out,
+        );
+        out
+    }
+
+    fn response_to(out: &Outbox, correlation: u64) -> Option<Response> {
+        out.sends.iter().find_map(|(_, m)| match m {
+            Message::Response {
+                correlation_id,
+                response,
+            } if *correlation_id == correlation => Some(response.clone()),
+            _ => None,
+        })
+    }
+
+    fn produce(acks: Acks, values: &[u64]) -> Request {
+        Request::Produce(ProduceRequest {
+            acks,
+            timeout_ms: 30_000,
+            partitions: vec![(tp(), batch(values))],
+        })
+    }
+
+    fn follower_fetch(replica: BrokerId, offset: Offset, epoch: LeaderEpoch) -> Request {
+        Request::Fetch(FetchRequest {
+            replica_id: Some(replica),
+            broker_epoch: i64::from(replica) - 1,
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            isolation_level: IsolationLevel::ReadUncommitted,
+            partitions: vec![FetchPartition {
+                tp: tp(),
+                fetch_offset: offset,
+                current_leader_epoch: epoch,
+            }],
+        })
+    }
+
+    fn consumer_fetch(offset: Offset) -> Request {
+        Request::Fetch(FetchRequest {
+            replica_id: None,
+            broker_epoch: -1,
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            isolation_level: IsolationLevel::ReadUncommitted,
+            partitions: vec![FetchPartition {
+                tp: tp(),
+                fetch_offset: offset,
+                current_leader_epoch: -1,
+            }],
+        })
+    }
+
+    fn produce_result(r: Option<Response>) -> Option<(ErrorCode, Offset)> {
+        match r {
+            Some(Response::Produce(p)) => {
+                Some((p.partitions[0].error, p.partitions[0].base_offset))
+            }
+            _ => None,
+        }
+    }
+
+    fn fetch_part(r: Option<Response>) -> FetchPartitionResponse {
+        match r {
+            Some(Response::Fetch(f)) => f.partitions[0].clone(),
+            other => panic!("not a fetch response: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn acks_all_waits_for_every_in_sync_replica() {
+        let (mut b, _) = broker(
+            1,
+            BrokerConfig::default(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
+        );
+        let out = request(
+            &mut b,
+            10,
+            NodeId::Producer(0),
+            7,
+            produce(Acks::All, &[100, 101]),
+        );
+        assert_eq!(
+            produce_result(response_to(&out, 7)),
+            None,
+            "parked until replicated"
+        );
+        let out = request(&mut b, 11, NodeId::Broker(2), 1, follower_fetch(2, 0, 0));
+        assert_eq!(fetch_part(response_to(&out, 1)).batches.len(), 1);
+        let out = request(&mut b, 12, NodeId::Broker(2), 2, follower_fetch(2, 2, 0));
+        assert_eq!(
+            produce_result(response_to(&out, 7)),
+            None,
+            "broker 3 has not fetched yet"
+        );
+        assert_eq!(b.high_watermark(&tp()), 0);
+        let out = request(&mut b, 13, NodeId::Broker(3), 3, follower_fetch(3, 2, 0));
+        assert_eq!(
+            produce_result(response_to(&out, 7)),
+            Some((ErrorCode::None, 0))
+        );
+        assert_eq!(b.high_watermark(&tp()), 2);
+        // acks=1 answers at once.
+        let out = request(
+            &mut b,
+            14,
+            NodeId::Producer(0),
+            8,
+            produce(Acks::Leader, &[102]),
+        );
+        assert_eq!(
+            produce_result(response_to(&out, 8)),
+            Some((ErrorCode::None, 2))
+        );
+    }
+
+    #[test]
+    fn too_small_isr_refuses_acks_all() {
+        let config = BrokerConfig {
+            min_insync_replicas: 2,
+            ..BrokerConfig::default()
+        };
+        let (mut b, _) = broker(1, config, Bugs::default(), vec![reg(Some(1), &[1], 0, 0)]);
+        let out = request(
+            &mut b,
+            10,
+            NodeId::Producer(0),
+            7,
+            produce(Acks::All, &[100]),
+        );
+        assert_eq!(
+            produce_result(response_to(&out, 7)),
+            Some((ErrorCode::NotEnoughReplicas, -1))
+        );
+        assert_eq!(b.disk().logs[&tp()].log_end_offset(), 0, "not appended");
+    }
+
+    #[test]
+    fn consumers_read_below_the_high_watermark_only() {
+        let (mut b, _) = broker(
+            1,
+            BrokerConfig::default(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2], 0, 0)],
+        );
+        request(
+            &mut b,
+            10,
+            NodeId::Producer(0),
+            7,
+            produce(Acks::Leader, &[100]),
+        );
+        let p = fetch_part(response_to(
+            &request(&mut b, 11, NodeId::Consumer(0), 1, consumer_fetch(0)),
+            1,
+        ));
+        assert_eq!(
+            (p.error, p.high_watermark, p.batches.len()),
+            (ErrorCode::None, 0, 0)
+        );
+        request(&mut b, 12, NodeId::Broker(2), 2, follower_fetch(2, 1, 0));
+        let p = fetch_part(response_to(
+            &request(&mut b, 13, NodeId::Consumer(0), 3, consumer_fetch(0)),
+            3,
+        ));
+        assert_eq!((p.high_watermark, p.batches.len()), (1, 1));
+    }
+
+    #[test]
+    fn high_watermark_bug_switch_acknowledges_unreplicated_writes() {
+        let bugs = Bugs::of(&[Bug::HighWatermarkFromLeaderOnly]);
+        let (mut b, _) = broker(
+            1,
+            BrokerConfig::default(),
+            bugs,
+            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
+        );
+        let out = request(
+            &mut b,
+            10,
+            NodeId::Producer(0),
+            7,
+            produce(Acks::All, &[100]),
+        );
+        assert_eq!(
+            produce_result(response_to(&out, 7)),
+            Some((ErrorCode::None, 0))
+        );
+    }
+
+    #[test]
+    fn lagging_follower_is_removed_from_the_isr() {
+        let config = BrokerConfig {
+            replica_lag_time_max_ms: 1_000,
+            ..BrokerConfig::default()
+        };
+        let (mut b, _) = broker(
+            1,
+            config,
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
+        );
+        request(
+            &mut b,
+            10,
+            NodeId::Producer(0),
+            7,
+            produce(Acks::Leader, &[100]),
+        );
+        request(&mut b, 20, NodeId::Broker(2), 1, follower_fetch(2, 1, 0));
+        request(&mut b, 1_500, NodeId::Broker(2), 2, follower_fetch(2, 1, 0));
+        let mut out = Outbox::default();
+        b.on_timer(1_600, &mut out);
+        let proposals: Vec<Vec<BrokerId>> = out
+            .sends
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Request {
+                    request: Request::AlterPartition(a),
+                    ..
+                } => Some(a.new_isr.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            proposals,
+            vec![vec![1, 2]],
+            "broker 3 never fetched; broker 2 caught up"
+        );
+    }
+
+    /// A replica holding records of an epoch the new leader never saw: KIP-101/279
+    /// truncation removes exactly those, while truncating to the local high watermark
+    /// (the pre-KIP-101 bug) keeps what the leader is about to overwrite.
+    fn diverged_follower(bugs: Bugs) -> (Broker, Outbox) {
+        // Broker 2 led epoch 0 and appended 2 batches; only the first one committed.
+        let (mut b, meta) = broker(
+            2,
+            BrokerConfig::default(),
+            bugs,
+            vec![reg(Some(2), &[1, 2], 0, 0)],
+        );
+        request(
+            &mut b,
+            10,
+            NodeId::Producer(0),
+            1,
+            produce(Acks::Leader, &[100]),
+        );
+        request(&mut b, 11, NodeId::Broker(1), 2, follower_fetch(1, 1, 0));
+        request(
+            &mut b,
+            12,
+            NodeId::Producer(0),
+            3,
+            produce(Acks::Leader, &[101, 102]),
+        );
+        assert_eq!(
+            (
+                b.high_watermark(&tp()),
+                b.disk().logs[&tp()].log_end_offset()
+            ),
+            (1, 3)
+        );
+        (b, meta)
+    }
+
+    #[test]
+    fn new_follower_truncates_to_the_leaders_epoch_end_offset() {
+        let (mut b, meta) = diverged_follower(Bugs::default());
+        // Broker 1 becomes leader in epoch 1; broker 2 must ask where epoch 0 ends.
+        let out = deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1], 1, 1)], 8);
+        let c = find(&out, |r| matches!(r, Request::OffsetsForLeaderEpoch(_)));
+        let resp = Response::OffsetsForLeaderEpoch(OffsetsForLeaderEpochResponse {
+            partitions: vec![EpochEndOffset {
+                tp: tp(),
+                error: ErrorCode::None,
+                leader_epoch: 0,
+                end_offset: 1,
+            }],
+        });
+        let mut out = Outbox::default();
+        b.on_message(
+            22,
+            NodeId::Broker(1),
+            Message::Response {
+                correlation_id: c,
+                response: resp,
+            },
+            &mut out,
+        );
+        assert_eq!(
+            b.disk().logs[&tp()].log_end_offset(),
+            1,
+            "truncated to where epoch 0 ends on the leader"
+        );
+        assert!(out.sends.iter().any(|(to, m)| *to == NodeId::Broker(1)
+            && matches!(
+                m,
+                Message::Request {
+                    request: Request::Fetch(_),
+                    ..
+                }
+            )));
+    }
+
+    #[test]
+    fn truncate_to_high_watermark_bug_skips_the_epoch_lookup() {
+        let (mut b, meta) = diverged_follower(Bugs::of(&[Bug::TruncateToHighWatermark]));
+        let out = deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1], 1, 1)], 8);
+        assert!(!out.sends.iter().any(|(_, m)| matches!(
+            m,
+            Message::Request {
+                request: Request::OffsetsForLeaderEpoch(_),
+                ..
+            }
+        )));
+        assert_eq!(
+            b.disk().logs[&tp()].log_end_offset(),
+            1,
+            "truncated to its own high watermark"
+        );
+    }
+
+    #[test]
+    fn new_leader_hides_its_high_watermark_until_it_is_known() {
+        // Broker 1 follows, has 2 records but its HW says 0; then it becomes leader.
+        let (mut b, meta) = broker(
+            1,
+            BrokerConfig::default(),
+            Bugs::default(),
+            vec![reg(Some(2), &[1, 2], 0, 0)],
+        );
+        b.disk
+            .logs
+            .get_mut(&tp())
+            .unwrap()
+            .append_as_leader(&batch(&[100, 101]), 0)
+            .unwrap();
+        deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1, 2], 1, 1)], 8);
+        let p = fetch_part(response_to(
+            &request(&mut b, 22, NodeId::Consumer(0), 1, consumer_fetch(0)),
+            1,
+        ));
+        assert_eq!(p.error, ErrorCode::OffsetNotAvailable);
+        request(&mut b, 23, NodeId::Broker(2), 2, follower_fetch(2, 2, 1));
+        let p = fetch_part(response_to(
+            &request(&mut b, 24, NodeId::Consumer(0), 3, consumer_fetch(0)),
+            3,
+        ));
+        assert_eq!((p.error, p.high_watermark), (ErrorCode::None, 2));
+    }
+
+    #[test]
+    fn stale_leader_epoch_is_fenced() {
+        let (mut b, _) = broker(
+            1,
+            BrokerConfig::default(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2], 0, 0), reg(Some(1), &[1, 2], 1, 1)],
+        );
+        let p = fetch_part(response_to(
+            &request(&mut b, 10, NodeId::Broker(2), 1, follower_fetch(2, 0, 0)),
+            1,
+        ));
+        assert_eq!(p.error, ErrorCode::FencedLeaderEpoch);
+        let p = fetch_part(response_to(
+            &request(&mut b, 10, NodeId::Broker(2), 2, follower_fetch(2, 0, 2)),
+            2,
+        ));
+        assert_eq!(p.error, ErrorCode::UnknownLeaderEpoch);
+    }
+}

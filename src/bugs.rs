@@ -1,0 +1,84 @@
+//! The registry of bug switches: named safeguards that a scenario (`"bugs": [...]`) or
+//! the CLI (`--bug NAME`) can switch off to restore a historic Kafka behaviour and show
+//! that the checker notices. A switch is one bit test when off.
+
+use serde::{Deserialize, Serialize};
+
+/// A safeguard that can be switched off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Bug {
+    /// Before KIP-101, a replica that became a follower truncated its log to its own
+    /// high watermark instead of asking the leader where its last epoch ends.
+    TruncateToHighWatermark,
+    /// The leader advances the high watermark to its own log end offset without waiting
+    /// for the in-sync followers, so `acks=all` acknowledges unreplicated writes.
+    HighWatermarkFromLeaderOnly,
+}
+
+/// One catalogue entry.
+pub struct BugInfo {
+    /// The bug.
+    pub bug: Bug,
+    /// Its name on the command line and in scenarios.
+    pub name: &'static str,
+    /// The Kafka issue or KIP that fixed it.
+    pub reference: &'static str,
+    /// What goes wrong, in two lines at most.
+    pub summary: &'static str,
+}
+
+/// Every switch, in a fixed order.
+pub const CATALOGUE: &[BugInfo] = &[
+    BugInfo {
+        bug: Bug::TruncateToHighWatermark,
+        name: "truncate-to-high-watermark",
+        reference: "KIP-101 (KAFKA-1211)",
+        summary: "A new follower truncates to its local high watermark instead of the leader's \
+                  epoch end offset; after quick successive leader failures replicas diverge or \
+                  lose committed records.",
+    },
+    BugInfo {
+        bug: Bug::HighWatermarkFromLeaderOnly,
+        name: "high-watermark-from-leader-only",
+        reference: "replication protocol (acks=all safeguard)",
+        summary: "The leader moves the high watermark to its own log end offset, so acks=all \
+                  acknowledges writes no follower has; a leader crash then loses them.",
+    },
+];
+
+impl Bug {
+    /// Looks a switch up by name.
+    pub fn from_name(name: &str) -> Option<Bug> {
+        CATALOGUE.iter().find(|b| b.name == name).map(|b| b.bug)
+    }
+
+    /// The switch's name.
+    pub fn name(self) -> &'static str {
+        CATALOGUE
+            .iter()
+            .find(|b| b.bug == self)
+            .map(|b| b.name)
+            .expect("every bug is catalogued")
+    }
+
+    /// Every name, for error messages.
+    pub fn names() -> Vec<&'static str> {
+        CATALOGUE.iter().map(|b| b.name).collect()
+    }
+}
+
+/// A set of switched-off safeguards (a bit set: testing it costs one AND).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs(u32);
+
+impl Bugs {
+    /// The set with the given bugs switched on.
+    pub fn of(bugs: &[Bug]) -> Bugs {
+        Bugs(bugs.iter().fold(0, |acc, b| acc | (1 << *b as u32)))
+    }
+
+    /// Whether the bug is switched on.
+    pub fn on(self, bug: Bug) -> bool {
+        self.0 & (1 << bug as u32) != 0
+    }
+}

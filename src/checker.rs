@@ -1,0 +1,1723 @@
+//! The checker: a pure function from a run's [`History`] and end-of-run [`Snapshot`] to
+//! the anomalies found, in the manner of Jepsen's Kafka checker.
+//!
+//! One pass over the history gathers every send, every read and every high watermark a
+//! consumer saw, and detects on the way what depends only on the past (duplicates,
+//! inconsistent offsets, non-monotonic polls, high watermark regressions, keys sent to
+//! two partitions). Checks that need the whole history (lost and unseen writes,
+//! phantom reads, reorders, skips) run on the gathered data afterwards, and the
+//! white-box checks (stuck consumers, diverging replicas) read the snapshot.
+//!
+//! An *observation* of a value is either a read (a record in a poll) or an
+//! acknowledgement (an `Ok` send with an offset): both say "this value is at this
+//! offset of this partition". Indefinite sends (`Outcome::Info`) are never treated as
+//! failed: they may or may not be in the log.
+//!
+//! Everything is ordered (`BTreeMap`, `Vec`), so the same inputs always give the same
+//! result, examples included: each kind keeps the first three examples in history order.
+//! The cost is O(n log n) in the number of entries and records.
+
+use crate::actor::Millis;
+use crate::history::{Entry, History, Op, Outcome, PartitionSnapshot, Snapshot, Value};
+use crate::protocol::{NodeId, Offset, TopicPartition};
+use serde::{Deserialize, Serialize};
+use std::collections::btree_map::Entry as MapEntry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Every anomaly kind the checker reports, by its kebab-case name.
+pub const ANOMALY_KINDS: &[&str] = &[
+    "lost-write",
+    "unseen",
+    "duplicate",
+    "inconsistent-offsets",
+    "reorder",
+    "nonmonotonic-poll",
+    "poll-skip",
+    "phantom-read",
+    "wrong-partition",
+    "stuck",
+    "replica-divergence",
+    "high-watermark-regression",
+];
+
+/// A one-sentence definition of an anomaly kind (for `kafkasim list` and reports).
+pub fn describe(kind: &str) -> &'static str {
+    match kind {
+        "lost-write" => {
+            "An acknowledged write that no consumer ever read, although some consumer \
+             read an offset at or past the acknowledged one in its partition."
+        }
+        "unseen" => {
+            "An acknowledged write that no consumer ever read, where no consumer read \
+             as far as its offset (a liveness failure after the quiet period)."
+        }
+        "duplicate" => {
+            "A value observed (read, or acknowledged) at two or more distinct offsets of \
+             one partition; counted once per value."
+        }
+        "inconsistent-offsets" => {
+            "Two or more distinct values observed (read, or acknowledged) at one offset of \
+             one partition; counted once per offset."
+        }
+        "reorder" => {
+            "A value acknowledged to a producer that landed in a partition before a value \
+             the same producer sent earlier to that partition; counted once per later value."
+        }
+        "nonmonotonic-poll" => {
+            "A consumer read a record of a partition whose offset is not above that of \
+             the record it read just before from that partition, with no seek in between."
+        }
+        "poll-skip" => {
+            "A consumer jumped over offsets of a partition between two consecutive reads, \
+             with no seek in between, although a value is known at a skipped offset."
+        }
+        "phantom-read" => {
+            "A consumer read a value that no producer sent, or whose send definitely failed."
+        }
+        "wrong-partition" => {
+            "Records with one key were sent to two partitions (counted once per key), or a \
+             value was read from a partition other than the one it was sent to (once per value)."
+        }
+        "stuck" => {
+            "At the end of the run a consumer's position on a partition is below the \
+             leader's high watermark, or a partition has no leader."
+        }
+        "replica-divergence" => {
+            "At the end of the run two in-sync replicas of a partition hold different \
+             records below the leader's high watermark; counted once per offset."
+        }
+        "high-watermark-regression" => {
+            "A consumer saw a partition's high watermark go down between two successive \
+             fetch responses."
+        }
+        _ => "Not an anomaly kind kafkasim checks.",
+    }
+}
+
+/// What the checker found in one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Anomalies by kind; only kinds seen at least once appear.
+    pub anomalies: BTreeMap<String, AnomalyReport>,
+    /// Counts of operations, independent of anomalies.
+    pub stats: CheckStats,
+}
+
+/// All occurrences of one anomaly kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnomalyReport {
+    /// How many times it occurred (the unit is given by [`describe`]).
+    pub count: u64,
+    /// At most three occurrences in plain English, the first ones in history order.
+    pub examples: Vec<String>,
+}
+
+/// Counts of the operations in a history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckStats {
+    /// `Send` entries.
+    pub sends: u64,
+    /// Sends with `Outcome::Ok` (acknowledged, or sent with `acks=0`).
+    pub acked: u64,
+    /// Sends with `Outcome::Fail` (definitely not written).
+    pub failed: u64,
+    /// Sends with `Outcome::Info` (may or may not have been written).
+    pub indefinite: u64,
+    /// `Poll` entries.
+    pub polls: u64,
+    /// Records in all polls.
+    pub records_read: u64,
+    /// Faults injected (`FaultStart` entries).
+    pub faults: u64,
+}
+
+/// Checks a history and the end-of-run snapshot for every kind in [`ANOMALY_KINDS`].
+pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
+    let mut collector = Collector::default();
+    for entry in &history.entries {
+        collector.entry(entry);
+    }
+    collector.check_writes();
+    collector.check_reads();
+    collector.check_reorders();
+    collector.check_skips();
+    let Collector {
+        stats, mut tallies, ..
+    } = collector;
+    check_snapshot(snapshot, &mut tallies);
+    CheckResult {
+        anomalies: tallies.into_reports(),
+        stats,
+    }
+}
+
+// ---------------------------------------------------------------- tallies
+
+/// How many examples each kind keeps.
+const MAX_EXAMPLES: usize = 3;
+
+/// Where an occurrence sits in the run: (history index, position within the entry).
+type Order = (u64, u64);
+
+/// One kind's count and its earliest examples, sorted by [`Order`].
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    examples: Vec<(Order, String)>,
+}
+
+impl Tally {
+    /// Counts one occurrence; formats its example only if it is among the first ones.
+    fn add(&mut self, order: Order, example: impl FnOnce() -> String) {
+        self.count += 1;
+        let at = self.examples.partition_point(|(o, _)| *o <= order);
+        if at < MAX_EXAMPLES {
+            self.examples.insert(at, (order, example()));
+            self.examples.truncate(MAX_EXAMPLES);
+        }
+    }
+}
+
+/// Tallies of every kind seen so far.
+#[derive(Default)]
+struct Tallies(BTreeMap<&'static str, Tally>);
+
+impl Tallies {
+    fn add(&mut self, kind: &'static str, order: Order, example: impl FnOnce() -> String) {
+        debug_assert!(ANOMALY_KINDS.contains(&kind), "unknown anomaly kind {kind}");
+        self.0.entry(kind).or_default().add(order, example);
+    }
+
+    fn into_reports(self) -> BTreeMap<String, AnomalyReport> {
+        self.0
+            .into_iter()
+            .map(|(kind, t)| {
+                let report = AnomalyReport {
+                    count: t.count,
+                    examples: t.examples.into_iter().map(|(_, s)| s).collect(),
+                };
+                (kind.to_string(), report)
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------- wording
+
+/// Simulated time in seconds with three decimals (`12.400`).
+struct Secs(Millis);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+/// A value with its key, if it has one (`value 4711 (key k3)`).
+struct Val<'a>(Value, Option<&'a str>);
+
+impl fmt::Display for Val<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(key) => write!(f, "value {} (key {key})", self.0),
+            None => write!(f, "value {}", self.0),
+        }
+    }
+}
+
+/// The time an entry completed, or was invoked if it never completed.
+fn entry_ms(entry: &Entry) -> Millis {
+    entry.complete_ms.unwrap_or(entry.invoke_ms)
+}
+
+// ---------------------------------------------------------------- history pass
+
+/// Who observed a value at an offset, and when.
+#[derive(Clone, Copy)]
+struct Seen {
+    index: u64,
+    /// Position of the record in its poll (0 for an acknowledgement).
+    record: u64,
+    process: NodeId,
+    at_ms: Millis,
+    /// An acknowledgement (true) or a read (false).
+    ack: bool,
+}
+
+impl Seen {
+    /// Where the observation sits in the history.
+    fn order(&self) -> Order {
+        (self.index, self.record)
+    }
+}
+
+impl fmt::Display for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.ack {
+            "acknowledged to"
+        } else {
+            "read by"
+        };
+        write!(f, "{how} {} at {} s", self.process, Secs(self.at_ms))
+    }
+}
+
+/// A `Send` entry.
+struct SendRec<'h> {
+    index: u64,
+    process: NodeId,
+    at_ms: Millis,
+    key: Option<&'h str>,
+    value: Value,
+    partition: &'h TopicPartition,
+    outcome: &'h Outcome,
+    /// The acknowledged offset (`Ok` sends only).
+    acked_offset: Option<Offset>,
+}
+
+/// Everything known about one value.
+#[derive(Default)]
+struct ValueObs<'h> {
+    /// Index into `Collector::sends` of the value's send.
+    send: Option<usize>,
+    /// Each distinct (partition, offset) it was observed at, with the first observation.
+    positions: Vec<(&'h TopicPartition, Offset, Seen)>,
+    /// Already counted as a duplicate.
+    duplicate: bool,
+    /// The first read of it in each partition it was read from, in history order.
+    first_reads: Vec<(&'h TopicPartition, Offset, Seen)>,
+}
+
+/// The first value observed at one (partition, offset).
+struct AtOffset {
+    value: Value,
+    seen: Seen,
+    /// Already counted as inconsistent.
+    inconsistent: bool,
+}
+
+/// The first send of one key.
+struct KeyFirst<'h> {
+    partition: &'h TopicPartition,
+    value: Value,
+    at_ms: Millis,
+    /// Already counted as sent to two partitions.
+    flagged: bool,
+}
+
+/// Two consecutive reads of one consumer on one partition with a gap between them.
+struct Gap<'h> {
+    /// The second read.
+    seen: Seen,
+    partition: &'h TopicPartition,
+    from: Offset,
+    to: Offset,
+}
+
+/// The last high watermark one consumer saw for one partition: (hw, broker, time).
+type LastHw = (Offset, NodeId, Millis);
+
+/// State gathered over the history.
+#[derive(Default)]
+struct Collector<'h> {
+    stats: CheckStats,
+    tallies: Tallies,
+    sends: Vec<SendRec<'h>>,
+    values: BTreeMap<Value, ValueObs<'h>>,
+    at: BTreeMap<(&'h TopicPartition, Offset), AtOffset>,
+    max_read: BTreeMap<&'h TopicPartition, Offset>,
+    /// First send of each (topic, key): the partitioner maps a key within a topic.
+    keys: BTreeMap<(&'h str, &'h str), KeyFirst<'h>>,
+    /// Each consumer's last read offset per partition (and when), since its last seek.
+    last_read: BTreeMap<(NodeId, &'h TopicPartition), (Offset, Millis)>,
+    gaps: Vec<Gap<'h>>,
+    last_hw: BTreeMap<(NodeId, &'h TopicPartition), LastHw>,
+}
+
+impl<'h> Collector<'h> {
+    /// Takes in one history entry.
+    fn entry(&mut self, entry: &'h Entry) {
+        let at_ms = entry_ms(entry);
+        match &entry.op {
+            Op::Send {
+                key,
+                value,
+                partition,
+                offset,
+                ..
+            } => self.send(entry, key.as_deref(), *value, partition, *offset),
+            Op::Poll {
+                partition, records, ..
+            } => {
+                self.stats.polls += 1;
+                self.stats.records_read += records.len() as u64;
+                for (i, record) in records.iter().enumerate() {
+                    let seen = Seen {
+                        index: entry.index,
+                        record: i as u64,
+                        process: entry.process,
+                        at_ms,
+                        ack: false,
+                    };
+                    self.read(seen, partition, record.offset, record.value);
+                }
+            }
+            Op::Seek { partition, .. } => {
+                self.last_read.remove(&(entry.process, partition));
+            }
+            Op::ObserveHighWatermark {
+                partition,
+                high_watermark,
+                broker,
+            } => {
+                let now = (*high_watermark, *broker, at_ms);
+                let prev = self.last_hw.insert((entry.process, partition), now);
+                if let Some((prev_hw, prev_broker, prev_ms)) = prev {
+                    if *high_watermark < prev_hw {
+                        let process = entry.process;
+                        self.tallies
+                            .add("high-watermark-regression", (entry.index, 0), || {
+                                format!(
+                                    "{process} saw the high watermark of {partition} drop \
+                                     from {prev_hw} ({prev_broker} at {} s) to \
+                                     {high_watermark} ({broker} at {} s)",
+                                    Secs(prev_ms),
+                                    Secs(at_ms)
+                                )
+                            });
+                    }
+                }
+            }
+            Op::FaultStart { .. } => self.stats.faults += 1,
+            Op::FaultEnd { .. } | Op::PartitionChange { .. } => {}
+        }
+    }
+
+    /// Takes in a `Send` entry.
+    fn send(
+        &mut self,
+        entry: &'h Entry,
+        key: Option<&'h str>,
+        value: Value,
+        partition: &'h TopicPartition,
+        offset: Option<Offset>,
+    ) {
+        let at_ms = entry_ms(entry);
+        self.stats.sends += 1;
+        let acked_offset = match entry.outcome {
+            Outcome::Ok => {
+                self.stats.acked += 1;
+                offset
+            }
+            Outcome::Fail { .. } => {
+                self.stats.failed += 1;
+                None
+            }
+            Outcome::Info { .. } => {
+                self.stats.indefinite += 1;
+                None
+            }
+        };
+        if let Some(o) = acked_offset {
+            let seen = Seen {
+                index: entry.index,
+                record: 0,
+                process: entry.process,
+                at_ms,
+                ack: true,
+            };
+            self.observe(seen, partition, o, value);
+        }
+        if let Some(k) = key {
+            match self.keys.entry((&*partition.topic, k)) {
+                MapEntry::Vacant(slot) => {
+                    slot.insert(KeyFirst {
+                        partition,
+                        value,
+                        at_ms,
+                        flagged: false,
+                    });
+                }
+                MapEntry::Occupied(mut slot) => {
+                    let first = slot.get_mut();
+                    if first.partition != partition && !first.flagged {
+                        first.flagged = true;
+                        let (p1, v1, t1) = (first.partition, first.value, first.at_ms);
+                        self.tallies.add("wrong-partition", (entry.index, 0), || {
+                            format!(
+                                "key {k} was sent to {p1} (value {v1} at {} s) and to \
+                                 {partition} (value {value} at {} s)",
+                                Secs(t1),
+                                Secs(at_ms)
+                            )
+                        });
+                    }
+                }
+            }
+        }
+        let idx = self.sends.len();
+        self.sends.push(SendRec {
+            index: entry.index,
+            process: entry.process,
+            at_ms,
+            key,
+            value,
+            partition,
+            outcome: &entry.outcome,
+            acked_offset,
+        });
+        self.values
+            .entry(value)
+            .or_default()
+            .send
+            .get_or_insert(idx);
+    }
+
+    /// Takes in one record of a poll.
+    fn read(&mut self, seen: Seen, partition: &'h TopicPartition, offset: Offset, value: Value) {
+        self.observe(seen, partition, offset, value);
+        let obs = self.values.entry(value).or_default();
+        if !obs.first_reads.iter().any(|(p, _, _)| *p == partition) {
+            obs.first_reads.push((partition, offset, seen));
+        }
+        let max = self.max_read.entry(partition).or_insert(offset);
+        *max = (*max).max(offset);
+
+        let process = seen.process;
+        let prev = self
+            .last_read
+            .insert((process, partition), (offset, seen.at_ms));
+        match prev {
+            Some((prev, prev_ms)) if offset <= prev => {
+                self.tallies.add("nonmonotonic-poll", seen.order(), || {
+                    format!(
+                        "{process} read offset {offset} of {partition} at {} s right \
+                             after offset {prev} (read at {} s), with no seek in between",
+                        Secs(seen.at_ms),
+                        Secs(prev_ms)
+                    )
+                });
+            }
+            Some((prev, _)) if offset > prev.saturating_add(1) => self.gaps.push(Gap {
+                seen,
+                partition,
+                from: prev,
+                to: offset,
+            }),
+            _ => {}
+        }
+    }
+
+    /// Records that `value` was observed at `offset` of `partition`, and counts the
+    /// duplicates and inconsistent offsets this reveals.
+    fn observe(&mut self, seen: Seen, partition: &'h TopicPartition, offset: Offset, value: Value) {
+        let order = seen.order();
+        let at = self.at.entry((partition, offset)).or_insert(AtOffset {
+            value,
+            seen,
+            inconsistent: false,
+        });
+        if at.value != value && !at.inconsistent {
+            at.inconsistent = true;
+            let (first_value, first_seen) = (at.value, at.seen);
+            self.tallies.add("inconsistent-offsets", order, || {
+                format!(
+                    "offset {offset} of {partition} held value {first_value} ({first_seen}) \
+                     and value {value} ({seen})"
+                )
+            });
+        }
+
+        let obs = self.values.entry(value).or_default();
+        if obs
+            .positions
+            .iter()
+            .any(|(p, o, _)| *p == partition && *o == offset)
+        {
+            return;
+        }
+        if !obs.duplicate {
+            if let Some(&(_, first_offset, first_seen)) =
+                obs.positions.iter().find(|(p, _, _)| *p == partition)
+            {
+                obs.duplicate = true;
+                self.tallies.add("duplicate", order, || {
+                    format!(
+                        "value {value} was observed at offset {first_offset} of {partition} \
+                         ({first_seen}) and at offset {offset} ({seen})"
+                    )
+                });
+            }
+        }
+        obs.positions.push((partition, offset, seen));
+    }
+
+    // ------------------------------------------------------------ whole-history checks
+
+    /// `lost-write` and `unseen`: acknowledged writes never read.
+    fn check_writes(&mut self) {
+        for s in &self.sends {
+            let Some(offset) = s.acked_offset else {
+                continue;
+            };
+            let read = self
+                .values
+                .get(&s.value)
+                .is_some_and(|obs| !obs.first_reads.is_empty());
+            if read {
+                continue;
+            }
+            let max = self.max_read.get(s.partition).copied();
+            let what = Val(s.value, s.key);
+            let (p, t) = (s.partition, Secs(s.at_ms));
+            match max {
+                Some(max) if max >= offset => self.tallies.add("lost-write", (s.index, 0), || {
+                    format!(
+                        "{what} was acknowledged at offset {offset} of {p} at {t} s and \
+                             never read, although consumers read up to offset {max}"
+                    )
+                }),
+                Some(max) => self.tallies.add("unseen", (s.index, 0), || {
+                    format!(
+                        "{what} was acknowledged at offset {offset} of {p} at {t} s and never \
+                         read; consumers read only up to offset {max}"
+                    )
+                }),
+                None => self.tallies.add("unseen", (s.index, 0), || {
+                    format!(
+                        "{what} was acknowledged at offset {offset} of {p} at {t} s and never \
+                         read; no consumer read anything from {p}"
+                    )
+                }),
+            }
+        }
+    }
+
+    /// `phantom-read` and the read half of `wrong-partition`.
+    fn check_reads(&mut self) {
+        for (&value, obs) in &self.values {
+            let Some(&(partition, offset, seen)) = obs.first_reads.first() else {
+                continue;
+            };
+            let send = obs.send.map(|i| &self.sends[i]);
+            let reader = seen.process;
+            let read = || {
+                format!(
+                    "{reader} read value {value} at offset {offset} of {partition} at {} s",
+                    Secs(seen.at_ms)
+                )
+            };
+            match send {
+                None => self.tallies.add("phantom-read", seen.order(), || {
+                    format!("{}, but no producer ever sent it", read())
+                }),
+                Some(s) => {
+                    if let Outcome::Fail { error } = s.outcome {
+                        self.tallies.add("phantom-read", seen.order(), || {
+                            format!(
+                                "{}, but its send failed with {error} at {} s",
+                                read(),
+                                Secs(s.at_ms)
+                            )
+                        });
+                    }
+                    let elsewhere = obs.first_reads.iter().find(|(p, _, _)| *p != s.partition);
+                    if let Some(&(p, o, seen)) = elsewhere {
+                        let what = Val(value, s.key);
+                        self.tallies.add("wrong-partition", seen.order(), || {
+                            format!(
+                                "{} read {what} at offset {o} of {p} at {} s, but {} sent it \
+                                 to {}",
+                                seen.process,
+                                Secs(seen.at_ms),
+                                s.process,
+                                s.partition
+                            )
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// `reorder`: per producer and partition, acknowledged values in send (numeric)
+    /// order must land at increasing offsets.
+    fn check_reorders(&mut self) {
+        // Per (producer, partition): (value, lowest offset, history index of the send).
+        let mut lanes: BTreeMap<_, Vec<(Value, Offset, u64)>> = BTreeMap::new();
+        for s in &self.sends {
+            if s.outcome != &Outcome::Ok {
+                continue;
+            }
+            let lowest = self.values.get(&s.value).and_then(|obs| {
+                obs.positions
+                    .iter()
+                    .filter(|(p, _, _)| *p == s.partition)
+                    .map(|(_, o, _)| *o)
+                    .min()
+            });
+            if let Some(offset) = lowest {
+                lanes
+                    .entry((s.process, s.partition))
+                    .or_default()
+                    .push((s.value, offset, s.index));
+            }
+        }
+        for ((process, partition), mut lane) in lanes {
+            lane.sort_unstable();
+            // The earlier-sent value that landed furthest: (offset, value).
+            let mut furthest: Option<(Offset, Value)> = None;
+            for (value, offset, index) in lane {
+                match furthest {
+                    Some((f_offset, f_value)) if offset < f_offset => {
+                        self.tallies.add("reorder", (index, 0), || {
+                            format!(
+                                "{process} sent value {f_value} before value {value}, but on \
+                                 {partition} value {value} landed at offset {offset}, before \
+                                 value {f_value} at offset {f_offset}"
+                            )
+                        });
+                    }
+                    Some((f_offset, _)) if offset == f_offset => {}
+                    _ => furthest = Some((offset, value)),
+                }
+            }
+        }
+    }
+
+    /// `poll-skip`: gaps between consecutive reads that jump over a known value.
+    fn check_skips(&mut self) {
+        for g in &self.gaps {
+            let known = self
+                .at
+                .range((g.partition, g.from + 1)..(g.partition, g.to))
+                .next();
+            if let Some((&(_, skipped), at)) = known {
+                let (process, p) = (g.seen.process, g.partition);
+                let (from, to) = (g.from, g.to);
+                self.tallies.add("poll-skip", g.seen.order(), || {
+                    format!(
+                        "{process} read offset {from} then offset {to} of {p} (at {} s), \
+                         skipping offset {skipped} where value {} is known ({})",
+                        Secs(g.seen.at_ms),
+                        at.value,
+                        at.seen
+                    )
+                });
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- snapshot checks
+
+/// `stuck` and `replica-divergence`, from the end-of-run snapshot.
+fn check_snapshot(snapshot: &Snapshot, tallies: &mut Tallies) {
+    let mut seq = 0u64;
+    let mut next = || {
+        seq += 1;
+        (seq, 0)
+    };
+    // Each partition's leader and its high watermark, when the leader's replica is known.
+    let mut leader_hw: BTreeMap<&TopicPartition, (u32, Offset)> = BTreeMap::new();
+    let mut leaderless: BTreeSet<&TopicPartition> = BTreeSet::new();
+    for p in &snapshot.partitions {
+        let tp = &p.partition;
+        let Some(leader) = p.leader else {
+            leaderless.insert(tp);
+            tallies.add("stuck", next(), || format!("{tp} has no leader at the end"));
+            continue;
+        };
+        if let Some(r) = p.replicas.iter().find(|r| r.broker == leader) {
+            leader_hw.insert(tp, (leader, r.high_watermark));
+            check_divergence(p, r.high_watermark, tallies, &mut next);
+        }
+    }
+    for (consumer, tp, position) in &snapshot.consumer_positions {
+        if let Some(&(leader, hw)) = leader_hw.get(tp) {
+            if *position < hw {
+                tallies.add("stuck", next(), || {
+                    format!(
+                        "consumer-{consumer} ended at position {position} of {tp}, below the \
+                         high watermark {hw} of its leader broker-{leader}"
+                    )
+                });
+            }
+        }
+    }
+}
+
+/// `replica-divergence` for one partition: every offset below `hw` where the ISR
+/// replicas do not all hold the same value.
+fn check_divergence(
+    p: &PartitionSnapshot,
+    hw: Offset,
+    tallies: &mut Tallies,
+    next: &mut impl FnMut() -> Order,
+) {
+    let isr: Vec<(u32, BTreeMap<Offset, Value>)> = p
+        .isr
+        .iter()
+        .filter_map(|b| p.replicas.iter().find(|r| r.broker == *b))
+        .map(|r| {
+            let below: BTreeMap<Offset, Value> =
+                r.records.iter().filter(|(o, _)| *o < hw).copied().collect();
+            (r.broker, below)
+        })
+        .collect();
+    if isr.len() < 2 {
+        return;
+    }
+    let offsets: BTreeSet<Offset> = isr
+        .iter()
+        .flat_map(|(_, log)| log.keys().copied())
+        .collect();
+    for offset in offsets {
+        let held: Vec<(u32, Option<Value>)> = isr
+            .iter()
+            .map(|(b, log)| (*b, log.get(&offset).copied()))
+            .collect();
+        if held.iter().all(|(_, v)| *v == held[0].1) {
+            continue;
+        }
+        let tp = &p.partition;
+        tallies.add("replica-divergence", next(), || {
+            let holdings: Vec<String> = held
+                .iter()
+                .map(|(b, v)| match v {
+                    Some(v) => format!("broker-{b} holds value {v}"),
+                    None => format!("broker-{b} holds nothing"),
+                })
+                .collect();
+            format!(
+                "in-sync replicas of {tp} disagree at offset {offset}, below the leader's \
+                 high watermark {hw}: {}",
+                holdings.join(", ")
+            )
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{ReadRecord, ReplicaSnapshot};
+
+    fn tp(n: u32) -> TopicPartition {
+        TopicPartition::new("orders", n)
+    }
+
+    /// Value number `n` of producer `p`, as the workload builds them.
+    fn v(p: u32, n: u32) -> Value {
+        (u64::from(p) << 32) | u64::from(n)
+    }
+
+    /// A history builder; keys default to `k<partition>`.
+    #[derive(Default)]
+    struct B {
+        h: History,
+    }
+
+    impl B {
+        fn push(&mut self, process: NodeId, t: Millis, outcome: Outcome, op: Op) -> &mut Self {
+            self.h.push(Entry {
+                index: 0,
+                process,
+                invoke_ms: t.saturating_sub(3),
+                complete_ms: Some(t),
+                outcome,
+                op,
+            });
+            self
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn send(
+            &mut self,
+            producer: u32,
+            t: Millis,
+            key: Option<&str>,
+            value: Value,
+            part: u32,
+            outcome: Outcome,
+            offset: Option<Offset>,
+        ) -> &mut Self {
+            let op = Op::Send {
+                key: key.map(str::to_string),
+                value,
+                partition: tp(part),
+                offset,
+                attempts: 1,
+            };
+            self.push(NodeId::Producer(producer), t, outcome, op)
+        }
+
+        fn ok(
+            &mut self,
+            producer: u32,
+            t: Millis,
+            value: Value,
+            part: u32,
+            offset: Offset,
+        ) -> &mut Self {
+            let key = format!("k{part}");
+            self.send(
+                producer,
+                t,
+                Some(&key),
+                value,
+                part,
+                Outcome::Ok,
+                Some(offset),
+            )
+        }
+
+        fn fail(&mut self, producer: u32, t: Millis, value: Value, part: u32) -> &mut Self {
+            let key = format!("k{part}");
+            let outcome = Outcome::Fail {
+                error: "NOT_ENOUGH_REPLICAS".into(),
+            };
+            self.send(producer, t, Some(&key), value, part, outcome, None)
+        }
+
+        fn info(&mut self, producer: u32, t: Millis, value: Value, part: u32) -> &mut Self {
+            let key = format!("k{part}");
+            let outcome = Outcome::Info {
+                reason: "REQUEST_TIMED_OUT".into(),
+            };
+            self.send(producer, t, Some(&key), value, part, outcome, None)
+        }
+
+        fn poll(
+            &mut self,
+            consumer: u32,
+            t: Millis,
+            part: u32,
+            records: &[(Offset, Value)],
+        ) -> &mut Self {
+            let records: Vec<ReadRecord> = records
+                .iter()
+                .map(|&(offset, value)| ReadRecord {
+                    offset,
+                    key: Some(format!("k{part}")),
+                    value,
+                })
+                .collect();
+            let high_watermark = records.last().map_or(0, |r| r.offset + 1);
+            let op = Op::Poll {
+                partition: tp(part),
+                records,
+                high_watermark,
+            };
+            self.push(NodeId::Consumer(consumer), t, Outcome::Ok, op)
+        }
+
+        fn seek(&mut self, consumer: u32, t: Millis, part: u32, offset: Offset) -> &mut Self {
+            let op = Op::Seek {
+                partition: tp(part),
+                offset,
+                reason: "auto.offset.reset=earliest".into(),
+            };
+            self.push(NodeId::Consumer(consumer), t, Outcome::Ok, op)
+        }
+
+        fn hw(
+            &mut self,
+            consumer: u32,
+            t: Millis,
+            part: u32,
+            hw: Offset,
+            broker: u32,
+        ) -> &mut Self {
+            let op = Op::ObserveHighWatermark {
+                partition: tp(part),
+                high_watermark: hw,
+                broker: NodeId::Broker(broker),
+            };
+            self.push(NodeId::Consumer(consumer), t, Outcome::Ok, op)
+        }
+
+        fn run(&self) -> CheckResult {
+            check(&self.h, &Snapshot::default())
+        }
+    }
+
+    fn counts(r: &CheckResult) -> Vec<(&str, u64)> {
+        r.anomalies
+            .iter()
+            .map(|(k, a)| (k.as_str(), a.count))
+            .collect()
+    }
+
+    /// Asserts the exact set of anomaly kinds and counts (`expected` sorted by kind).
+    fn assert_counts(r: &CheckResult, expected: &[(&str, u64)]) {
+        assert_eq!(counts(r), expected, "anomalies: {:#?}", r.anomalies);
+    }
+
+    fn examples<'a>(r: &'a CheckResult, kind: &str) -> &'a [String] {
+        &r.anomalies[kind].examples
+    }
+
+    // ------------------------------------------------------------ clean runs and stats
+
+    #[test]
+    fn clean_history_has_no_anomalies_and_counts_stats() {
+        let mut b = B::default();
+        b.push(
+            NodeId::Nemesis,
+            10,
+            Outcome::Ok,
+            Op::FaultStart {
+                fault: "isolate broker-2".into(),
+            },
+        )
+        .ok(0, 100, v(0, 0), 0, 0)
+        .ok(0, 110, v(0, 1), 0, 1)
+        .fail(0, 120, v(0, 2), 0)
+        .info(0, 130, v(0, 3), 0)
+        .poll(0, 200, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+        .poll(1, 210, 0, &[(0, v(0, 0))])
+        .poll(1, 220, 0, &[(1, v(0, 1))])
+        .push(
+            NodeId::Nemesis,
+            300,
+            Outcome::Ok,
+            Op::FaultEnd {
+                fault: "isolate broker-2".into(),
+            },
+        )
+        .push(
+            NodeId::Controller,
+            310,
+            Outcome::Ok,
+            Op::PartitionChange {
+                partition: tp(0),
+                leader: Some(1),
+                leader_epoch: 2,
+                isr: vec![1, 2],
+                unclean: false,
+            },
+        );
+        let r = b.run();
+        assert_counts(&r, &[]);
+        let stats = CheckStats {
+            sends: 4,
+            acked: 2,
+            failed: 1,
+            indefinite: 1,
+            polls: 3,
+            records_read: 4,
+            faults: 1,
+        };
+        assert_eq!(r.stats, stats);
+    }
+
+    #[test]
+    fn pending_send_at_end_counts_as_indefinite() {
+        let mut b = B::default();
+        b.h.push(Entry {
+            index: 0,
+            process: NodeId::Producer(0),
+            invoke_ms: 5_000,
+            complete_ms: None,
+            outcome: Outcome::Info {
+                reason: "pending at end of run".into(),
+            },
+            op: Op::Send {
+                key: None,
+                value: v(0, 0),
+                partition: tp(0),
+                offset: None,
+                attempts: 1,
+            },
+        });
+        let r = b.run();
+        assert_counts(&r, &[]);
+        assert_eq!(r.stats.indefinite, 1);
+        assert_eq!(r.stats.sends, 1);
+    }
+
+    // ------------------------------------------------------------ lost-write, unseen
+
+    #[test]
+    fn acknowledged_write_skipped_by_readers_is_lost() {
+        let mut b = B::default();
+        b.ok(0, 12_400, v(0, 0), 2, 87)
+            .ok(0, 12_400, v(0, 1), 2, 88)
+            .ok(0, 12_400, v(0, 2), 2, 89)
+            .poll(0, 13_000, 2, &[(87, v(0, 0))])
+            .seek(0, 13_100, 2, 89)
+            .poll(0, 13_200, 2, &[(89, v(0, 2))]);
+        let r = b.run();
+        assert_counts(&r, &[("lost-write", 1)]);
+        assert_eq!(
+            examples(&r, "lost-write"),
+            [format!(
+                "value {} (key k2) was acknowledged at offset 88 of orders-2 at 12.400 s and \
+                 never read, although consumers read up to offset 89",
+                v(0, 1)
+            )]
+        );
+    }
+
+    #[test]
+    fn indefinite_write_never_read_is_not_lost() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 2, 87)
+            .info(0, 100, v(0, 1), 2)
+            .ok(0, 100, v(0, 2), 2, 89)
+            .poll(0, 200, 2, &[(87, v(0, 0))])
+            .seek(0, 210, 2, 89)
+            .poll(0, 220, 2, &[(89, v(0, 2))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn write_read_by_another_consumer_is_not_lost() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 2, 87)
+            .ok(0, 100, v(0, 1), 2, 88)
+            .ok(0, 100, v(0, 2), 2, 89)
+            .poll(0, 200, 2, &[(87, v(0, 0))])
+            .seek(0, 210, 2, 89)
+            .poll(0, 220, 2, &[(89, v(0, 2))])
+            .poll(1, 230, 2, &[(88, v(0, 1))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn acknowledged_write_beyond_every_read_is_unseen_not_lost() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 110, v(0, 1), 0, 1)
+            .ok(0, 120, v(0, 2), 1, 0)
+            .poll(0, 200, 0, &[(0, v(0, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[("unseen", 2)]);
+        assert_eq!(
+            examples(&r, "unseen"),
+            [
+                format!(
+                    "value {} (key k0) was acknowledged at offset 1 of orders-0 at 0.110 s and \
+                     never read; consumers read only up to offset 0",
+                    v(0, 1)
+                ),
+                format!(
+                    "value {} (key k1) was acknowledged at offset 0 of orders-1 at 0.120 s and \
+                     never read; no consumer read anything from orders-1",
+                    v(0, 2)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn indefinite_and_acks0_writes_are_never_unseen() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .info(0, 110, v(0, 1), 0)
+            .send(0, 120, Some("k0"), v(0, 2), 0, Outcome::Ok, None)
+            .poll(0, 200, 0, &[(0, v(0, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[]);
+        assert_eq!(r.stats.acked, 2);
+    }
+
+    #[test]
+    fn at_most_three_examples_in_history_order() {
+        let mut b = B::default();
+        for n in 0..5 {
+            b.ok(0, 100 + u64::from(n), v(0, n), 0, Offset::from(n));
+        }
+        let r = b.run();
+        assert_counts(&r, &[("unseen", 5)]);
+        let ex = examples(&r, "unseen");
+        assert_eq!(ex.len(), 3);
+        for (n, e) in ex.iter().enumerate() {
+            assert!(e.starts_with(&format!("value {} ", v(0, n as u32))), "{e}");
+        }
+    }
+
+    // ------------------------------------------------------------ duplicate
+
+    #[test]
+    fn value_at_two_offsets_is_a_duplicate() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .poll(0, 200, 0, &[(0, v(0, 0)), (1, v(0, 0))])
+            .poll(1, 210, 0, &[(0, v(0, 0)), (1, v(0, 0)), (2, v(0, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[("duplicate", 1)]);
+        assert_eq!(
+            examples(&r, "duplicate"),
+            [format!(
+                "value {} was observed at offset 0 of orders-0 (acknowledged to producer-0 at \
+                 0.100 s) and at offset 1 (read by consumer-0 at 0.200 s)",
+                v(0, 0)
+            )]
+        );
+    }
+
+    #[test]
+    fn value_read_twice_at_one_offset_is_not_a_duplicate() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .poll(0, 200, 0, &[(0, v(0, 0))])
+            .poll(1, 210, 0, &[(0, v(0, 0))])
+            .seek(0, 220, 0, 0)
+            .poll(0, 230, 0, &[(0, v(0, 0))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ inconsistent-offsets
+
+    #[test]
+    fn two_values_at_one_offset_are_inconsistent() {
+        // The acknowledged write was truncated away and another took its offset.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .info(1, 150, v(1, 0), 0)
+            .poll(0, 200, 0, &[(0, v(1, 0))])
+            .poll(1, 210, 0, &[(0, v(1, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[("inconsistent-offsets", 1), ("lost-write", 1)]);
+        assert_eq!(
+            examples(&r, "inconsistent-offsets"),
+            [format!(
+                "offset 0 of orders-0 held value {} (acknowledged to producer-0 at 0.100 s) \
+                 and value {} (read by consumer-0 at 0.200 s)",
+                v(0, 0),
+                v(1, 0)
+            )]
+        );
+    }
+
+    #[test]
+    fn one_value_at_one_offset_seen_by_all_is_consistent() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .info(1, 150, v(1, 0), 0)
+            .poll(0, 200, 0, &[(0, v(0, 0)), (1, v(1, 0))])
+            .poll(1, 210, 0, &[(0, v(0, 0)), (1, v(1, 0))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ reorder
+
+    #[test]
+    fn later_send_landing_first_is_a_reorder() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 1), 0, 0)
+            .ok(0, 110, v(0, 0), 0, 1)
+            .ok(0, 120, v(0, 2), 0, 2)
+            .poll(0, 200, 0, &[(0, v(0, 1)), (1, v(0, 0)), (2, v(0, 2))]);
+        let r = b.run();
+        assert_counts(&r, &[("reorder", 1)]);
+        assert_eq!(
+            examples(&r, "reorder"),
+            [format!(
+                "producer-0 sent value {} before value {}, but on orders-0 value {} landed at \
+                 offset 0, before value {} at offset 1",
+                v(0, 0),
+                v(0, 1),
+                v(0, 1),
+                v(0, 0)
+            )]
+        );
+    }
+
+    #[test]
+    fn reorder_counts_each_later_value_once() {
+        // 2 and 3 both land before 1; 3 lands after 2, which is fine between them.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 2), 0, 0)
+            .ok(0, 100, v(0, 3), 0, 1)
+            .ok(0, 100, v(0, 1), 0, 2)
+            .poll(0, 200, 0, &[(0, v(0, 2)), (1, v(0, 3)), (2, v(0, 1))]);
+        assert_counts(&b.run(), &[("reorder", 2)]);
+    }
+
+    #[test]
+    fn interleaving_of_two_producers_is_not_a_reorder() {
+        let mut b = B::default();
+        b.ok(1, 100, v(1, 0), 0, 0)
+            .ok(0, 110, v(0, 0), 0, 1)
+            .ok(0, 120, v(0, 1), 1, 0)
+            .ok(0, 130, v(0, 2), 0, 2)
+            .poll(0, 200, 0, &[(0, v(1, 0)), (1, v(0, 0)), (2, v(0, 2))])
+            .poll(0, 210, 1, &[(0, v(0, 1))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn reorder_uses_the_lowest_observed_offset() {
+        // v(0,1) is duplicated at offset 3, but first landed at 1, after v(0,0) at 0.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 2).ok(0, 110, v(0, 1), 0, 3).poll(
+            0,
+            200,
+            0,
+            &[(1, v(0, 1)), (2, v(0, 0)), (3, v(0, 1))],
+        );
+        // v(0,1) at 1 < v(0,0) at 2: a reorder, and a duplicate.
+        assert_counts(&b.run(), &[("duplicate", 1), ("reorder", 1)]);
+
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0).ok(0, 110, v(0, 1), 0, 3).poll(
+            0,
+            200,
+            0,
+            &[(0, v(0, 0)), (1, v(0, 1)), (2, v(0, 0)), (3, v(0, 1))],
+        );
+        assert_counts(&b.run(), &[("duplicate", 2)]);
+    }
+
+    // ------------------------------------------------------------ nonmonotonic-poll
+
+    #[test]
+    fn going_back_without_seek_is_nonmonotonic() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 100, v(0, 1), 0, 1)
+            .poll(0, 1_000, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .poll(0, 2_500, 0, &[(1, v(0, 1))]);
+        let r = b.run();
+        assert_counts(&r, &[("nonmonotonic-poll", 1)]);
+        assert_eq!(
+            examples(&r, "nonmonotonic-poll"),
+            [
+                "consumer-0 read offset 1 of orders-0 at 2.500 s right after offset 1 (read at \
+              1.000 s), with no seek in between"
+            ]
+        );
+    }
+
+    #[test]
+    fn seek_resets_monotonicity() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 100, v(0, 1), 0, 1)
+            .poll(0, 1_000, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .seek(0, 2_000, 0, 1)
+            .poll(0, 2_500, 0, &[(1, v(0, 1))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn seek_on_another_partition_or_consumer_does_not_reset() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 100, v(0, 1), 0, 1)
+            .poll(0, 1_000, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .seek(0, 2_000, 1, 0)
+            .seek(1, 2_000, 0, 0)
+            .poll(0, 2_500, 0, &[(0, v(0, 0))]);
+        assert_counts(&b.run(), &[("nonmonotonic-poll", 1)]);
+    }
+
+    #[test]
+    fn out_of_order_records_within_one_poll_are_nonmonotonic() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0).ok(0, 100, v(0, 1), 0, 1).poll(
+            0,
+            1_000,
+            0,
+            &[(1, v(0, 1)), (0, v(0, 0))],
+        );
+        assert_counts(&b.run(), &[("nonmonotonic-poll", 1)]);
+    }
+
+    // ------------------------------------------------------------ poll-skip
+
+    #[test]
+    fn jumping_over_a_known_value_is_a_skip() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 1, 5)
+            .ok(0, 110, v(0, 1), 1, 7)
+            .ok(0, 120, v(0, 2), 1, 9)
+            .poll(1, 200, 1, &[(5, v(0, 0)), (7, v(0, 1)), (9, v(0, 2))])
+            .poll(0, 3_000, 1, &[(5, v(0, 0)), (9, v(0, 2))]);
+        let r = b.run();
+        assert_counts(&r, &[("poll-skip", 1)]);
+        assert_eq!(
+            examples(&r, "poll-skip"),
+            [format!(
+                "consumer-0 read offset 5 then offset 9 of orders-1 (at 3.000 s), skipping \
+                 offset 7 where value {} is known (acknowledged to producer-0 at 0.110 s)",
+                v(0, 1)
+            )]
+        );
+    }
+
+    #[test]
+    fn skip_is_found_from_a_value_read_later_in_the_history() {
+        let mut b = B::default();
+        b.info(0, 100, v(0, 0), 1)
+            .info(0, 110, v(0, 1), 1)
+            .info(0, 120, v(0, 2), 1)
+            .poll(0, 200, 1, &[(5, v(0, 0))])
+            .poll(0, 300, 1, &[(9, v(0, 2))])
+            .poll(1, 400, 1, &[(7, v(0, 1))]);
+        assert_counts(&b.run(), &[("poll-skip", 1)]);
+    }
+
+    #[test]
+    fn gap_with_no_known_value_is_not_a_skip() {
+        // Offsets 6-8 hold nothing anyone saw (say, an indefinite write never read).
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 1, 5)
+            .info(0, 110, v(0, 1), 1)
+            .ok(0, 120, v(0, 2), 1, 9)
+            .poll(0, 3_000, 1, &[(5, v(0, 0)), (9, v(0, 2))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn seek_over_a_known_value_is_not_a_skip() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 1, 5)
+            .ok(0, 110, v(0, 1), 1, 7)
+            .ok(0, 120, v(0, 2), 1, 9)
+            .poll(1, 200, 1, &[(5, v(0, 0)), (7, v(0, 1)), (9, v(0, 2))])
+            .poll(0, 3_000, 1, &[(5, v(0, 0))])
+            .seek(0, 3_100, 1, 9)
+            .poll(0, 3_200, 1, &[(9, v(0, 2))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ phantom-read
+
+    #[test]
+    fn reading_unsent_or_failed_values_is_phantom() {
+        let mut b = B::default();
+        b.fail(0, 100, v(0, 0), 0)
+            .poll(0, 200, 0, &[(0, v(0, 0)), (1, 4711)])
+            .poll(1, 210, 0, &[(1, 4711)]);
+        let r = b.run();
+        assert_counts(&r, &[("phantom-read", 2)]);
+        assert_eq!(
+            examples(&r, "phantom-read"),
+            [
+                format!(
+                    "consumer-0 read value {} at offset 0 of orders-0 at 0.200 s, but its send \
+                     failed with NOT_ENOUGH_REPLICAS at 0.100 s",
+                    v(0, 0)
+                ),
+                "consumer-0 read value 4711 at offset 1 of orders-0 at 0.200 s, but no producer \
+                 ever sent it"
+                    .to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn reading_indefinite_values_is_not_phantom() {
+        // Read before its send even completed, and the send ended indefinite.
+        let mut b = B::default();
+        b.poll(0, 200, 0, &[(0, v(0, 0))]).info(0, 300, v(0, 0), 0);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ wrong-partition
+
+    #[test]
+    fn one_key_in_two_partitions_is_wrong() {
+        let mut b = B::default();
+        b.send(0, 100, Some("k3"), v(0, 0), 0, Outcome::Ok, Some(0))
+            .send(0, 200, Some("k3"), v(0, 1), 1, Outcome::Ok, Some(0))
+            .send(0, 300, Some("k3"), v(0, 2), 2, Outcome::Ok, Some(0))
+            .poll(0, 400, 0, &[(0, v(0, 0))])
+            .poll(0, 400, 1, &[(0, v(0, 1))])
+            .poll(0, 400, 2, &[(0, v(0, 2))]);
+        let r = b.run();
+        assert_counts(&r, &[("wrong-partition", 1)]);
+        assert_eq!(
+            examples(&r, "wrong-partition"),
+            [format!(
+                "key k3 was sent to orders-0 (value {} at 0.100 s) and to orders-1 (value {} \
+                 at 0.200 s)",
+                v(0, 0),
+                v(0, 1)
+            )]
+        );
+    }
+
+    #[test]
+    fn one_key_in_two_topics_is_fine() {
+        let mut b = B::default();
+        let other = TopicPartition::new("payments", 1);
+        b.send(0, 100, Some("k3"), v(0, 0), 0, Outcome::Ok, Some(0));
+        b.h.push(Entry {
+            index: 0,
+            process: NodeId::Producer(0),
+            invoke_ms: 150,
+            complete_ms: Some(160),
+            outcome: Outcome::Ok,
+            op: Op::Send {
+                key: Some("k3".into()),
+                value: v(0, 1),
+                partition: other.clone(),
+                offset: Some(0),
+                attempts: 1,
+            },
+        });
+        b.poll(0, 400, 0, &[(0, v(0, 0))]);
+        b.h.push(Entry::instant(
+            NodeId::Consumer(0),
+            400,
+            Op::Poll {
+                partition: other,
+                records: vec![ReadRecord {
+                    offset: 0,
+                    key: Some("k3".into()),
+                    value: v(0, 1),
+                }],
+                high_watermark: 1,
+            },
+        ));
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn value_read_from_another_partition_is_wrong() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .poll(0, 200, 0, &[(0, v(0, 0))])
+            .poll(1, 300, 1, &[(0, v(0, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[("wrong-partition", 1)]);
+        assert_eq!(
+            examples(&r, "wrong-partition"),
+            [format!(
+                "consumer-1 read value {} (key k0) at offset 0 of orders-1 at 0.300 s, but \
+                 producer-0 sent it to orders-0",
+                v(0, 0)
+            )]
+        );
+    }
+
+    #[test]
+    fn same_key_same_partition_and_unkeyed_sends_are_fine() {
+        let mut b = B::default();
+        b.send(0, 100, Some("k3"), v(0, 0), 0, Outcome::Ok, Some(0))
+            .send(0, 200, Some("k3"), v(0, 1), 0, Outcome::Ok, Some(1))
+            .send(0, 300, None, v(0, 2), 1, Outcome::Ok, Some(0))
+            .send(0, 400, None, v(0, 3), 2, Outcome::Ok, Some(0))
+            .poll(0, 500, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .poll(0, 500, 1, &[(0, v(0, 2))])
+            .poll(0, 500, 2, &[(0, v(0, 3))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ high-watermark-regression
+
+    #[test]
+    fn high_watermark_going_down_is_a_regression() {
+        let mut b = B::default();
+        b.hw(0, 3_000, 0, 50, 1)
+            .hw(0, 4_000, 0, 45, 2)
+            .hw(0, 5_000, 0, 60, 2);
+        let r = b.run();
+        assert_counts(&r, &[("high-watermark-regression", 1)]);
+        assert_eq!(
+            examples(&r, "high-watermark-regression"),
+            [
+                "consumer-0 saw the high watermark of orders-0 drop from 50 (broker-1 at 3.000 s) \
+              to 45 (broker-2 at 4.000 s)"
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_or_lower_high_watermark_elsewhere_is_not_a_regression() {
+        let mut b = B::default();
+        b.hw(0, 3_000, 0, 50, 1)
+            .hw(0, 3_500, 0, 50, 2)
+            .hw(1, 4_000, 0, 45, 2)
+            .hw(0, 4_500, 1, 10, 2)
+            .hw(0, 5_000, 0, 60, 2);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ snapshot: stuck, divergence
+
+    fn replica(broker: u32, hw: Offset, records: &[(Offset, Value)]) -> ReplicaSnapshot {
+        ReplicaSnapshot {
+            broker,
+            log_end_offset: records.last().map_or(0, |r| r.0 + 1),
+            high_watermark: hw,
+            records: records.to_vec(),
+        }
+    }
+
+    fn partition(
+        part: u32,
+        leader: Option<u32>,
+        isr: &[u32],
+        replicas: Vec<ReplicaSnapshot>,
+    ) -> PartitionSnapshot {
+        PartitionSnapshot {
+            partition: tp(part),
+            leader,
+            isr: isr.to_vec(),
+            replicas,
+        }
+    }
+
+    #[test]
+    fn consumer_behind_the_high_watermark_or_no_leader_is_stuck() {
+        let log = [(0, 10), (1, 11), (2, 12)];
+        let snapshot = Snapshot {
+            partitions: vec![
+                partition(
+                    0,
+                    Some(1),
+                    &[1, 2],
+                    vec![replica(1, 3, &log), replica(2, 3, &log)],
+                ),
+                partition(1, None, &[], vec![replica(1, 0, &[])]),
+            ],
+            consumer_positions: vec![(0, tp(0), 2), (1, tp(0), 3), (0, tp(1), 0)],
+        };
+        let r = check(&History::default(), &snapshot);
+        assert_counts(&r, &[("stuck", 2)]);
+        assert_eq!(
+            examples(&r, "stuck"),
+            [
+                "orders-1 has no leader at the end",
+                "consumer-0 ended at position 2 of orders-0, below the high watermark 3 of its \
+                 leader broker-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn consumers_at_the_high_watermark_are_not_stuck() {
+        let log = [(0, 10), (1, 11), (2, 12)];
+        let snapshot = Snapshot {
+            partitions: vec![partition(
+                0,
+                Some(1),
+                &[1, 2],
+                vec![replica(1, 3, &log), replica(2, 3, &log)],
+            )],
+            consumer_positions: vec![(0, tp(0), 3), (1, tp(0), 3)],
+        };
+        assert_counts(&check(&History::default(), &snapshot), &[]);
+    }
+
+    #[test]
+    fn in_sync_replicas_disagreeing_below_the_high_watermark_diverge() {
+        let snapshot = Snapshot {
+            partitions: vec![partition(
+                2,
+                Some(1),
+                &[1, 2],
+                vec![
+                    replica(1, 3, &[(0, 10), (1, 11), (2, 12)]),
+                    replica(2, 3, &[(0, 10), (1, 99)]),
+                ],
+            )],
+            consumer_positions: vec![],
+        };
+        let r = check(&History::default(), &snapshot);
+        assert_counts(&r, &[("replica-divergence", 2)]);
+        assert_eq!(
+            examples(&r, "replica-divergence"),
+            [
+                "in-sync replicas of orders-2 disagree at offset 1, below the leader's high \
+                 watermark 3: broker-1 holds value 11, broker-2 holds value 99",
+                "in-sync replicas of orders-2 disagree at offset 2, below the leader's high \
+                 watermark 3: broker-1 holds value 12, broker-2 holds nothing",
+            ]
+        );
+    }
+
+    #[test]
+    fn divergence_outside_the_isr_or_above_the_high_watermark_is_fine() {
+        let snapshot = Snapshot {
+            partitions: vec![partition(
+                2,
+                Some(1),
+                &[1, 2],
+                vec![
+                    replica(1, 2, &[(0, 10), (1, 11), (2, 12)]),
+                    replica(2, 2, &[(0, 10), (1, 11), (2, 77), (3, 78)]),
+                    replica(3, 1, &[(0, 10), (1, 55)]),
+                ],
+            )],
+            consumer_positions: vec![],
+        };
+        assert_counts(&check(&History::default(), &snapshot), &[]);
+    }
+
+    // ------------------------------------------------------------ API, determinism, scale
+
+    #[test]
+    fn every_kind_is_described() {
+        assert_eq!(ANOMALY_KINDS.len(), 12);
+        let unknown = describe("no-such-kind");
+        let descriptions: BTreeSet<&str> = ANOMALY_KINDS.iter().map(|k| describe(k)).collect();
+        assert_eq!(descriptions.len(), ANOMALY_KINDS.len());
+        assert!(!descriptions.contains(unknown));
+    }
+
+    #[test]
+    fn result_survives_jsonl_and_json_round_trips() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 100, v(0, 1), 0, 1)
+            .poll(0, 200, 0, &[(1, v(0, 1)), (0, v(0, 0))])
+            .poll(0, 200, 1, &[(0, 4711)])
+            .poll(0, 200, 2, &[(0, v(0, 1))]);
+        let r = b.run();
+        let reread = History::from_jsonl(&b.h.to_jsonl()).expect("history parses");
+        assert_eq!(check(&reread, &Snapshot::default()), r);
+        let json = serde_json::to_string(&r).expect("result serializes");
+        let back: CheckResult = serde_json::from_str(&json).expect("result parses");
+        assert_eq!(back, r);
+        assert_counts(
+            &r,
+            &[
+                ("nonmonotonic-poll", 1),
+                ("phantom-read", 1),
+                ("wrong-partition", 1),
+            ],
+        );
+    }
+
+    #[test]
+    fn large_clean_history_checks_fast_and_deterministically() {
+        // 2 producers x 25,000 sends over 4 partitions, 2 consumers reading everything in
+        // polls of 50: 50,000 sends and 2,000 polls of 100,000 records in all.
+        let mut b = B::default();
+        let mut next_offset = [0i64; 4];
+        let mut logs: Vec<Vec<(Offset, Value)>> = vec![Vec::new(); 4];
+        for n in 0..25_000u32 {
+            for p in 0..2u32 {
+                let part = (n + p) % 4;
+                let offset = next_offset[part as usize];
+                next_offset[part as usize] += 1;
+                b.ok(p, u64::from(n), v(p, n), part, offset);
+                logs[part as usize].push((offset, v(p, n)));
+            }
+        }
+        for c in 0..2 {
+            for (part, log) in logs.iter().enumerate() {
+                for chunk in log.chunks(50) {
+                    b.poll(c, 30_000, part as u32, chunk);
+                }
+            }
+        }
+        let start = std::time::Instant::now();
+        let r = b.run();
+        let elapsed = start.elapsed();
+        assert_counts(&r, &[]);
+        assert_eq!(r.stats.sends, 50_000);
+        assert_eq!(r.stats.records_read, 100_000);
+        assert_eq!(r.stats.polls, 2_000);
+        assert_eq!(b.run(), r);
+        assert!(elapsed.as_secs() < 20, "checking took {elapsed:?}");
+    }
+}

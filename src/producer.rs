@@ -1,0 +1,2415 @@
+//! The producer client: Kafka's `KafkaProducer`, `RecordAccumulator` and `Sender` as a
+//! sans-IO state machine.
+//!
+//! [`Producer::send`] partitions a record and appends it to the `RecordAccumulator`
+//! (one deque of batches per partition, the last one open). After every input the
+//! sender step runs, as Kafka's `Sender.runOnce` does: it fails timed-out requests
+//! (disconnecting the broker, as `NetworkClient` does), expires batches past
+//! `delivery.timeout.ms`, drains ready batches into one `Produce` request per leader
+//! while that leader has fewer than `max.in.flight.requests.per.connection` requests in
+//! flight, and sends a `Metadata` request when a refresh is due.
+//!
+//! Every record ends in exactly one history entry ([`Op::Send`]) whose outcome follows
+//! the rule the checker relies on: `ok` only on `NONE`, `fail` only when no attempt of
+//! the batch can have been appended, `info` otherwise.
+//!
+//! The module also holds the two pieces both clients share, `NetworkClient` (in-flight
+//! requests with deadlines) and `MetadataCache` (leaders and partition counts).
+
+use crate::actor::{Actor, Millis, Outbox};
+use crate::config::ProducerConfig;
+use crate::history::{produce_error_outcome, Entry, Op, Outcome, Value};
+use crate::partitioner::{partition_for_key, StickyPartitioner};
+use crate::protocol::{
+    Acks, BrokerId, ErrorCode, LeaderEpoch, Message, MetadataRequest, MetadataResponse, NodeId,
+    Offset, ProduceRequest, ProduceResponse, ProducerIdentity, Request, Response, TopicPartition,
+};
+use crate::record::{Record, RecordBatch, BATCH_HEADER_SIZE};
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// CreateTime of a record sent at simulated time `t` is `RECORD_TIMESTAMP_BASE + t`.
+pub const RECORD_TIMESTAMP_BASE: i64 = 1_700_000_000_000;
+
+/// The partition reported for a record that was never partitioned (its topic's
+/// partition count never became known): Kafka's `RecordMetadata.UNKNOWN_PARTITION`
+/// (-1), as a `u32`.
+pub const UNKNOWN_PARTITION: u32 = u32::MAX;
+
+/// Kafka's default `max.request.size` (not configurable here): a drain stops adding
+/// batches to a request once they would exceed it (one batch always fits).
+const MAX_REQUEST_SIZE: usize = 1_048_576;
+
+/// Sanity bound on records waiting for an outcome, until `buffer.memory` blocking exists.
+const MAX_PENDING_RECORDS: usize = 1 << 20;
+
+/// Sanity bound on requests in flight from one client.
+const MAX_IN_FLIGHT_REQUESTS: usize = 1 << 16;
+
+/// Kafka's `CommonClientConfigs.RETRY_BACKOFF_JITTER`: +/- 20%.
+const RETRY_BACKOFF_JITTER: f64 = 0.2;
+
+// ---------------------------------------------------------------- NetworkClient
+
+/// A request awaiting its response.
+#[derive(Debug)]
+pub(crate) struct InFlightRequest<K> {
+    /// The broker it went to.
+    pub(crate) broker: BrokerId,
+    /// When it counts as failed (`sent + request.timeout.ms`).
+    pub(crate) deadline: Millis,
+    /// What the client needs to handle the response.
+    pub(crate) kind: K,
+}
+
+/// The request side of Kafka's `NetworkClient`: correlation ids, in-flight requests and
+/// their deadlines. `K` is the client's per-request context.
+#[derive(Debug)]
+pub(crate) struct NetworkClient<K> {
+    next_correlation_id: u64,
+    request_timeout_ms: u64,
+    in_flight: BTreeMap<u64, InFlightRequest<K>>,
+}
+
+impl<K> NetworkClient<K> {
+    /// A client whose requests time out after `request_timeout_ms`.
+    pub(crate) fn new(request_timeout_ms: u64) -> Self {
+        NetworkClient {
+            next_correlation_id: 0,
+            request_timeout_ms,
+            in_flight: BTreeMap::new(),
+        }
+    }
+
+    /// Sends `request` to `broker` and returns its correlation id. With `kind == None`
+    /// no response is expected (`acks=0`) and nothing stays in flight.
+    pub(crate) fn send(
+        &mut self,
+        now: Millis,
+        broker: BrokerId,
+        request: Request,
+        kind: Option<K>,
+        out: &mut Outbox,
+    ) -> u64 {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        out.send(
+            NodeId::Broker(broker),
+            Message::Request {
+                correlation_id,
+                request,
+            },
+        );
+        if let Some(kind) = kind {
+            self.in_flight.insert(
+                correlation_id,
+                InFlightRequest {
+                    broker,
+                    deadline: now + self.request_timeout_ms,
+                    kind,
+                },
+            );
+            assert!(
+                self.in_flight.len() <= MAX_IN_FLIGHT_REQUESTS,
+                "more than {MAX_IN_FLIGHT_REQUESTS} requests in flight"
+            );
+        }
+        correlation_id
+    }
+
+    /// Takes the request a response answers; `None` for a response to a request that
+    /// already failed (timed out or disconnected), which the caller ignores.
+    pub(crate) fn complete(
+        &mut self,
+        from: NodeId,
+        correlation_id: u64,
+    ) -> Option<InFlightRequest<K>> {
+        let request = self.in_flight.remove(&correlation_id)?;
+        assert_eq!(
+            from,
+            NodeId::Broker(request.broker),
+            "response to correlation id {correlation_id} came from the wrong node"
+        );
+        Some(request)
+    }
+
+    /// Kafka's `NetworkClient.handleTimedOutRequests`: every broker with a request past
+    /// its deadline is disconnected, which fails every request in flight to it. Returns
+    /// the failed requests, oldest first.
+    pub(crate) fn disconnect_timed_out(&mut self, now: Millis) -> Vec<InFlightRequest<K>> {
+        let brokers: BTreeSet<BrokerId> = self
+            .in_flight
+            .values()
+            .filter(|r| r.deadline <= now)
+            .map(|r| r.broker)
+            .collect();
+        self.disconnect(&brokers)
+    }
+
+    /// The connections to `brokers` broke: every request in flight to them fails.
+    /// Returns the failed requests, oldest first.
+    pub(crate) fn disconnect(&mut self, brokers: &BTreeSet<BrokerId>) -> Vec<InFlightRequest<K>> {
+        let failed: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, r)| brokers.contains(&r.broker))
+            .map(|(id, _)| *id)
+            .collect();
+        failed
+            .into_iter()
+            .filter_map(|id| self.in_flight.remove(&id))
+            .collect()
+    }
+
+    /// Requests in flight to `broker` whose context matches `pred`.
+    pub(crate) fn count(&self, broker: BrokerId, pred: impl Fn(&K) -> bool) -> usize {
+        self.in_flight
+            .values()
+            .filter(|r| r.broker == broker && pred(&r.kind))
+            .count()
+    }
+
+    /// The earliest request deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Millis> {
+        self.in_flight.values().map(|r| r.deadline).min()
+    }
+
+    /// Contexts of the requests in flight, oldest first.
+    pub(crate) fn kinds(&self) -> impl Iterator<Item = &K> {
+        self.in_flight.values().map(|r| &r.kind)
+    }
+
+    /// Mutable contexts of the requests in flight, oldest first.
+    pub(crate) fn kinds_mut(&mut self) -> impl Iterator<Item = &mut K> {
+        self.in_flight.values_mut().map(|r| &mut r.kind)
+    }
+
+    /// Forgets every request in flight (end of run); late responses are ignored.
+    pub(crate) fn abandon_all(&mut self) -> Vec<InFlightRequest<K>> {
+        std::mem::take(&mut self.in_flight).into_values().collect()
+    }
+}
+
+// ---------------------------------------------------------------- MetadataCache
+
+/// What a client knows of a partition's leadership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PartitionLeader {
+    /// The leader, `None` when the partition has none (or reported an error).
+    pub(crate) leader: Option<BrokerId>,
+    /// The leader epoch of this information.
+    pub(crate) leader_epoch: LeaderEpoch,
+}
+
+/// A client's view of the cluster (Kafka's `Metadata` + `DefaultMetadataUpdater`):
+/// partition counts and leaders of the topics of interest, refreshed with `Metadata`
+/// requests to the bootstrap brokers.
+///
+/// The target is Kafka's `leastLoadedNode` among the bootstrap brokers: the one with the
+/// fewest requests of this client in flight, ties broken by a rotation that starts at a
+/// seeded index and advances after every failed attempt (so a broker holding a hung
+/// request is avoided, and a failed one is not retried first).
+///
+/// Refresh rules: at most one request in flight; a refresh is due when one was
+/// requested (an error, an unknown leader or topic) or `metadata.max.age.ms` after the
+/// last success, but never sooner than `retry.backoff.ms` after the last attempt ended.
+/// A requested update is satisfied only by a response to a request sent after it was
+/// requested (Kafka's `requestVersion`). Leader information with an older leader epoch
+/// than the cached one is ignored (KIP-320).
+#[derive(Debug)]
+pub(crate) struct MetadataCache {
+    bootstrap: Vec<BrokerId>,
+    next_node: usize,
+    topics: BTreeSet<Arc<str>>,
+    partition_counts: BTreeMap<Arc<str>, u32>,
+    partitions: BTreeMap<TopicPartition, PartitionLeader>,
+    requested_version: u64,
+    satisfied_version: u64,
+    /// The requested version the request in flight was sent at.
+    in_flight: Option<u64>,
+    last_attempt_end: Option<Millis>,
+    last_success: Option<Millis>,
+    max_age_ms: u64,
+    backoff_ms: u64,
+}
+
+impl MetadataCache {
+    /// A cache needing its first refresh, which goes to `bootstrap[first_node]`.
+    pub(crate) fn new(
+        bootstrap: Vec<BrokerId>,
+        first_node: usize,
+        max_age_ms: u64,
+        backoff_ms: u64,
+    ) -> Self {
+        assert!(!bootstrap.is_empty(), "a client needs bootstrap brokers");
+        MetadataCache {
+            bootstrap,
+            next_node: first_node,
+            topics: BTreeSet::new(),
+            partition_counts: BTreeMap::new(),
+            partitions: BTreeMap::new(),
+            requested_version: 1,
+            satisfied_version: 0,
+            in_flight: None,
+            last_attempt_end: None,
+            last_success: None,
+            max_age_ms,
+            backoff_ms,
+        }
+    }
+
+    /// Adds a topic of interest; a new one requests an update. Returns whether it was new.
+    pub(crate) fn add_topic(&mut self, topic: &Arc<str>) -> bool {
+        let new = self.topics.insert(topic.clone());
+        if new {
+            self.request_update();
+        }
+        new
+    }
+
+    /// Kafka's `Metadata.requestUpdate`.
+    pub(crate) fn request_update(&mut self) {
+        self.requested_version += 1;
+    }
+
+    /// The partition count of a topic, once known.
+    pub(crate) fn partition_count(&self, topic: &str) -> Option<u32> {
+        self.partition_counts.get(topic).copied()
+    }
+
+    /// Partition counts of every known topic.
+    pub(crate) fn partition_counts(&self) -> impl Iterator<Item = (&Arc<str>, u32)> {
+        self.partition_counts.iter().map(|(t, n)| (t, *n))
+    }
+
+    /// The partition's leader and leader epoch, if it has a leader.
+    pub(crate) fn leader(&self, tp: &TopicPartition) -> Option<(BrokerId, LeaderEpoch)> {
+        let p = self.partitions.get(tp)?;
+        p.leader.map(|l| (l, p.leader_epoch))
+    }
+
+    /// When the next `Metadata` request is due; `None` while one is in flight.
+    pub(crate) fn due_at(&self) -> Option<Millis> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let allowed = self.last_attempt_end.map_or(0, |t| t + self.backoff_ms);
+        let wanted = if self.requested_version > self.satisfied_version {
+            0
+        } else {
+            self.last_success.map_or(0, |t| t + self.max_age_ms)
+        };
+        Some(allowed.max(wanted))
+    }
+
+    /// Sends a `Metadata` request when one is due.
+    pub(crate) fn poll<K>(
+        &mut self,
+        now: Millis,
+        net: &mut NetworkClient<K>,
+        kind: K,
+        out: &mut Outbox,
+    ) {
+        if self.due_at().is_some_and(|t| t <= now) {
+            let n = self.bootstrap.len();
+            let node = (0..n)
+                .map(|i| self.bootstrap[(self.next_node + i) % n])
+                .min_by_key(|b| net.count(*b, |_| true))
+                .expect("bootstrap brokers");
+            let request = Request::Metadata(MetadataRequest {
+                topics: Some(self.topics.iter().cloned().collect()),
+            });
+            net.send(now, node, request, Some(kind), out);
+            self.in_flight = Some(self.requested_version);
+        }
+    }
+
+    /// Applies a `Metadata` response to the request in flight.
+    pub(crate) fn on_response(&mut self, now: Millis, response: &MetadataResponse) {
+        let version = self
+            .in_flight
+            .take()
+            .expect("a Metadata response without a Metadata request in flight");
+        self.last_attempt_end = Some(now);
+        self.last_success = Some(now);
+        self.satisfied_version = self.satisfied_version.max(version);
+        let mut counts: BTreeMap<Arc<str>, u32> = BTreeMap::new();
+        for pm in &response.partitions {
+            if !self.topics.contains(&pm.tp.topic) {
+                continue;
+            }
+            let count = counts.entry(pm.tp.topic.clone()).or_insert(0);
+            *count = (*count).max(pm.tp.partition + 1);
+            let fresh = PartitionLeader {
+                leader: if pm.error == ErrorCode::None {
+                    pm.leader
+                } else {
+                    None
+                },
+                leader_epoch: pm.leader_epoch,
+            };
+            let stale = self
+                .partitions
+                .get(&pm.tp)
+                .is_some_and(|old| old.leader_epoch > fresh.leader_epoch);
+            if !stale {
+                self.partitions.insert(pm.tp.clone(), fresh);
+            }
+        }
+        for (topic, count) in counts {
+            let known = self.partition_counts.entry(topic).or_insert(0);
+            *known = (*known).max(count);
+        }
+        if self
+            .topics
+            .iter()
+            .any(|t| !self.partition_counts.contains_key(t))
+        {
+            self.request_update();
+        }
+    }
+
+    /// The request in flight failed (timeout or disconnect): try the next bootstrap
+    /// broker after the backoff.
+    pub(crate) fn on_failure(&mut self, now: Millis) {
+        assert!(
+            self.in_flight.take().is_some(),
+            "no Metadata request in flight"
+        );
+        self.last_attempt_end = Some(now);
+        self.next_node += 1;
+    }
+
+    /// Forgets the request in flight (end of run).
+    pub(crate) fn abandon(&mut self) {
+        self.in_flight = None;
+    }
+}
+
+// ---------------------------------------------------------------- records and batches
+
+/// A record handed to [`Producer::send`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The key: keyed records go to `partition_for_key(key)`, keyless ones to the
+    /// sticky partition.
+    pub key: Option<String>,
+    /// The value, written as its decimal ASCII.
+    pub value: Value,
+}
+
+/// A record waiting for its outcome.
+#[derive(Clone, Debug)]
+struct PendingRecord {
+    key: Option<String>,
+    value: Value,
+    /// When `send` was called.
+    invoke_ms: Millis,
+}
+
+impl PendingRecord {
+    fn timestamp(&self) -> i64 {
+        RECORD_TIMESTAMP_BASE + self.invoke_ms as i64
+    }
+
+    fn value_bytes(&self) -> String {
+        self.value.to_string()
+    }
+}
+
+/// Length of `v` as a zig-zag varint (`ByteUtils.sizeOfVarlong`).
+fn varint_len(v: i64) -> usize {
+    let mut u = ((v << 1) ^ (v >> 63)) as u64;
+    let mut len = 1;
+    while u >= 0x80 {
+        u >>= 7;
+        len += 1;
+    }
+    len
+}
+
+/// Encoded size of a header-less record (`DefaultRecord.sizeInBytes`).
+fn record_size(
+    offset_delta: usize,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value_len: usize,
+) -> usize {
+    let body = 1
+        + varint_len(timestamp_delta)
+        + varint_len(offset_delta as i64)
+        + key.map_or(varint_len(-1), |k| varint_len(k.len() as i64) + k.len())
+        + varint_len(value_len as i64)
+        + value_len
+        + varint_len(0);
+    varint_len(body as i64) + body
+}
+
+/// Kafka's `ProducerBatch`: records of one partition sent (and retried) together.
+#[derive(Debug)]
+struct ProducerBatch {
+    tp: TopicPartition,
+    records: Vec<PendingRecord>,
+    /// Encoded size: batch header plus every record.
+    size: usize,
+    created_ms: Millis,
+    /// No more appends (drained, or a record did not fit).
+    closed: bool,
+    /// The bytes of every attempt, encoded when first drained.
+    encoded: Option<Bytes>,
+    /// Times sent.
+    attempts: u32,
+    /// After a failed attempt: not to be resent before this time.
+    retry_at: Option<Millis>,
+    /// Some attempt may have been appended (timed out, lost, or an error that does not
+    /// say "not appended").
+    maybe_appended: bool,
+}
+
+impl ProducerBatch {
+    fn new(tp: TopicPartition, record: PendingRecord, now: Millis) -> Self {
+        let mut batch = ProducerBatch {
+            tp,
+            records: Vec::new(),
+            size: BATCH_HEADER_SIZE,
+            created_ms: now,
+            closed: false,
+            encoded: None,
+            attempts: 0,
+            retry_at: None,
+            maybe_appended: false,
+        };
+        batch.size += batch.size_of(&record);
+        batch.records.push(record);
+        batch
+    }
+
+    /// Encoded size of `record` if appended next.
+    fn size_of(&self, record: &PendingRecord) -> usize {
+        let timestamp_delta = self
+            .records
+            .first()
+            .map_or(0, |first| record.timestamp() - first.timestamp());
+        record_size(
+            self.records.len(),
+            timestamp_delta,
+            record.key.as_deref().map(str::as_bytes),
+            record.value_bytes().len(),
+        )
+    }
+
+    /// `ProducerBatch.tryAppend` / `MemoryRecordsBuilder.hasRoomFor`.
+    fn has_room_for(&self, record: &PendingRecord, batch_size: usize) -> bool {
+        !self.closed && self.size + self.size_of(record) <= batch_size
+    }
+
+    /// `MemoryRecordsBuilder.isFull`.
+    fn is_full(&self, batch_size: usize) -> bool {
+        self.closed || self.size >= batch_size
+    }
+
+    fn delivery_deadline(&self, delivery_timeout_ms: u64) -> Millis {
+        self.created_ms + delivery_timeout_ms
+    }
+
+    /// The record batch v2 bytes every attempt sends (encoded once).
+    fn encode(&mut self) -> Bytes {
+        if let Some(bytes) = &self.encoded {
+            return bytes.clone();
+        }
+        let base_timestamp = self.records[0].timestamp();
+        let records: Vec<Record> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Record {
+                attributes: 0,
+                timestamp_delta: r.timestamp() - base_timestamp,
+                offset_delta: i32::try_from(i).expect("batch record count fits in i32"),
+                key: r.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes())),
+                value: Some(Bytes::from(r.value_bytes())),
+                headers: Vec::new(),
+            })
+            .collect();
+        let batch = RecordBatch {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            attributes: 0,
+            last_offset_delta: records.len() as i32 - 1,
+            base_timestamp,
+            max_timestamp: self
+                .records
+                .iter()
+                .map(PendingRecord::timestamp)
+                .max()
+                .unwrap_or(base_timestamp),
+            producer_id: ProducerIdentity::NONE.producer_id,
+            producer_epoch: ProducerIdentity::NONE.producer_epoch,
+            base_sequence: -1,
+            records,
+        };
+        let bytes = batch.encode();
+        assert_eq!(
+            bytes.len(),
+            self.size,
+            "the size estimate of a batch of {} diverged from its encoding",
+            self.tp
+        );
+        self.encoded = Some(bytes.clone());
+        bytes
+    }
+}
+
+// ---------------------------------------------------------------- RecordAccumulator
+
+/// Kafka's `RecordAccumulator`: per partition a deque of batches, the last one open.
+#[derive(Debug)]
+struct RecordAccumulator {
+    batch_size: usize,
+    linger_ms: u64,
+    batches: BTreeMap<TopicPartition, VecDeque<ProducerBatch>>,
+    /// Partitions with a batch in flight under `max.in.flight.requests.per.connection=1`.
+    muted: BTreeSet<TopicPartition>,
+    /// Per broker, where the next drain starts among its partitions (fairness).
+    drain_index: BTreeMap<BrokerId, usize>,
+}
+
+impl RecordAccumulator {
+    fn new(batch_size: usize, linger_ms: u64) -> Self {
+        RecordAccumulator {
+            batch_size,
+            linger_ms,
+            batches: BTreeMap::new(),
+            muted: BTreeSet::new(),
+            drain_index: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `record` fits in the partition's open batch (no new batch needed).
+    fn has_room_for(&self, tp: &TopicPartition, record: &PendingRecord) -> bool {
+        self.batches
+            .get(tp)
+            .and_then(|d| d.back())
+            .is_some_and(|b| b.has_room_for(record, self.batch_size))
+    }
+
+    /// Appends to the open batch, or closes it and starts a new one.
+    fn append(&mut self, tp: TopicPartition, record: PendingRecord, now: Millis) {
+        let batch_size = self.batch_size;
+        let deque = self.batches.entry(tp.clone()).or_default();
+        if let Some(last) = deque.back_mut() {
+            if last.has_room_for(&record, batch_size) {
+                last.size += last.size_of(&record);
+                last.records.push(record);
+                return;
+            }
+            last.closed = true;
+        }
+        deque.push_back(ProducerBatch::new(tp, record, now));
+    }
+
+    /// Puts a failed batch back at the front of its deque (`RecordAccumulator.reenqueue`).
+    fn reenqueue(&mut self, mut batch: ProducerBatch, retry_at: Millis) {
+        batch.retry_at = Some(retry_at);
+        self.batches
+            .entry(batch.tp.clone())
+            .or_default()
+            .push_front(batch);
+    }
+
+    /// When the head batch of a deque is sendable (linger, fullness, backoff).
+    fn ready_at(&self, deque: &VecDeque<ProducerBatch>) -> Option<Millis> {
+        let head = deque.front()?;
+        let lingered = if deque.len() > 1 || head.is_full(self.batch_size) {
+            head.created_ms
+        } else {
+            head.created_ms + self.linger_ms
+        };
+        Some(lingered.max(head.retry_at.unwrap_or(0)))
+    }
+
+    /// `RecordAccumulator.ready`: leaders with a sendable partition, and whether some
+    /// partition with batches has no known leader.
+    fn ready(&self, now: Millis, metadata: &MetadataCache) -> (BTreeSet<BrokerId>, bool) {
+        let mut nodes = BTreeSet::new();
+        let mut unknown_leader = false;
+        for (tp, deque) in &self.batches {
+            if deque.is_empty() || self.muted.contains(tp) {
+                continue;
+            }
+            match metadata.leader(tp) {
+                None => unknown_leader = true,
+                Some((leader, _)) => {
+                    if self.ready_at(deque).is_some_and(|t| t <= now) {
+                        nodes.insert(leader);
+                    }
+                }
+            }
+        }
+        (nodes, unknown_leader)
+    }
+
+    /// The earliest future time a head batch with a known leader becomes sendable.
+    fn next_ready_time(&self, now: Millis, metadata: &MetadataCache) -> Option<Millis> {
+        self.batches
+            .iter()
+            .filter(|(tp, _)| !self.muted.contains(*tp) && metadata.leader(tp).is_some())
+            .filter_map(|(_, deque)| self.ready_at(deque))
+            .filter(|t| *t > now)
+            .min()
+    }
+
+    /// `RecordAccumulator.drainBatchesForOneNode`: at most one batch per partition led by
+    /// `node`, skipping muted and backing-off partitions; drained batches are closed.
+    fn drain(
+        &mut self,
+        node: BrokerId,
+        now: Millis,
+        metadata: &MetadataCache,
+    ) -> Vec<ProducerBatch> {
+        let tps: Vec<TopicPartition> = self
+            .batches
+            .keys()
+            .filter(|tp| metadata.leader(tp).is_some_and(|(l, _)| l == node))
+            .cloned()
+            .collect();
+        if tps.is_empty() {
+            return Vec::new();
+        }
+        let start = self.drain_index.get(&node).copied().unwrap_or(0) % tps.len();
+        let mut drained: Vec<ProducerBatch> = Vec::new();
+        let mut size = 0;
+        let mut visited = 0;
+        for i in 0..tps.len() {
+            let tp = &tps[(start + i) % tps.len()];
+            visited = i + 1;
+            if self.muted.contains(tp) {
+                continue;
+            }
+            let deque = self.batches.get_mut(tp).expect("listed partition");
+            let Some(head) = deque.front() else { continue };
+            if head.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            if size + head.size > MAX_REQUEST_SIZE && !drained.is_empty() {
+                visited = i;
+                break;
+            }
+            let mut batch = deque.pop_front().expect("non-empty deque");
+            batch.closed = true;
+            size += batch.size;
+            drained.push(batch);
+        }
+        self.drain_index.insert(node, (start + visited) % tps.len());
+        self.batches.retain(|_, d| !d.is_empty());
+        drained
+    }
+
+    /// Removes every batch whose delivery deadline has passed.
+    fn expire(&mut self, now: Millis, delivery_timeout_ms: u64) -> Vec<ProducerBatch> {
+        let mut expired = Vec::new();
+        for deque in self.batches.values_mut() {
+            let mut kept = VecDeque::with_capacity(deque.len());
+            for batch in deque.drain(..) {
+                if batch.delivery_deadline(delivery_timeout_ms) <= now {
+                    expired.push(batch);
+                } else {
+                    kept.push_back(batch);
+                }
+            }
+            *deque = kept;
+        }
+        self.batches.retain(|_, d| !d.is_empty());
+        expired
+    }
+
+    /// The earliest delivery deadline of a queued batch.
+    fn next_delivery_deadline(&self, delivery_timeout_ms: u64) -> Option<Millis> {
+        self.batches
+            .values()
+            .flatten()
+            .map(|b| b.delivery_deadline(delivery_timeout_ms))
+            .min()
+    }
+
+    /// Number of queued batches.
+    fn batch_count(&self) -> usize {
+        self.batches.values().map(VecDeque::len).sum()
+    }
+
+    /// Removes every queued batch (end of run).
+    fn take_all(&mut self) -> Vec<ProducerBatch> {
+        std::mem::take(&mut self.batches)
+            .into_values()
+            .flatten()
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------- Producer
+
+/// What the producer needs to handle a response.
+#[derive(Debug)]
+enum ProducerRequest {
+    /// A `Metadata` refresh.
+    Metadata,
+    /// A `Produce`: one batch per partition; `None` once the batch expired in flight.
+    Produce {
+        batches: Vec<(TopicPartition, Option<ProducerBatch>)>,
+    },
+}
+
+/// A Kafka producer (`KafkaProducer` + `RecordAccumulator` + `Sender`), sans-IO.
+pub struct Producer {
+    index: u32,
+    config: ProducerConfig,
+    rng: ChaCha8Rng,
+    metadata: MetadataCache,
+    net: NetworkClient<ProducerRequest>,
+    accumulator: RecordAccumulator,
+    sticky: StickyPartitioner,
+    /// Records of topics whose partition count is not known yet, in send order.
+    awaiting_metadata: BTreeMap<Arc<str>, VecDeque<PendingRecord>>,
+    /// Records sent and not yet completed.
+    pending: usize,
+    /// The latest time seen (timers are computed relative to it).
+    now: Millis,
+}
+
+impl Producer {
+    /// A producer with the given history index, configuration, bootstrap brokers and
+    /// random seed (backoff jitter, sticky partitions, first bootstrap broker).
+    pub fn new(index: u32, config: ProducerConfig, bootstrap: Vec<BrokerId>, seed: u64) -> Self {
+        assert!(
+            config.max_in_flight_requests_per_connection >= 1,
+            "max.in.flight.requests.per.connection must be at least 1"
+        );
+        assert!(
+            config.delivery_timeout_ms >= config.linger_ms + config.request_timeout_ms,
+            "delivery.timeout.ms should be equal to or larger than linger.ms + request.timeout.ms"
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        assert!(!bootstrap.is_empty(), "a producer needs bootstrap brokers");
+        let first_node = rng.gen_range(0..bootstrap.len());
+        Producer {
+            index,
+            metadata: MetadataCache::new(
+                bootstrap,
+                first_node,
+                config.metadata_max_age_ms,
+                config.retry_backoff_ms,
+            ),
+            net: NetworkClient::new(config.request_timeout_ms),
+            accumulator: RecordAccumulator::new(config.batch_size, config.linger_ms),
+            sticky: StickyPartitioner::new(),
+            awaiting_metadata: BTreeMap::new(),
+            pending: 0,
+            now: 0,
+            rng,
+            config,
+        }
+    }
+
+    /// `KafkaProducer.send`: partitions the record (once its topic's partition count is
+    /// known) and appends it to the accumulator. The invocation time is `now`.
+    pub fn send(&mut self, now: Millis, record: ProducerRecord, out: &mut Outbox) {
+        self.pending += 1;
+        assert!(
+            self.pending <= MAX_PENDING_RECORDS,
+            "producer-{} has more than {MAX_PENDING_RECORDS} records pending",
+            self.index
+        );
+        let pending = PendingRecord {
+            key: record.key,
+            value: record.value,
+            invoke_ms: now,
+        };
+        self.metadata.add_topic(&record.topic);
+        let queued_before = self
+            .awaiting_metadata
+            .get(&record.topic)
+            .is_some_and(|q| !q.is_empty());
+        match self.metadata.partition_count(&record.topic) {
+            Some(n) if !queued_before => self.partition_and_append(now, &record.topic, n, pending),
+            _ => self
+                .awaiting_metadata
+                .entry(record.topic)
+                .or_default()
+                .push_back(pending),
+        }
+        self.run(now, out);
+    }
+
+    /// Records still waiting for an outcome.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// End of run: every unfinished record gets an `Outcome::Info{reason: "pending at end
+    /// of run"}` entry with `complete_ms: None`; late responses are ignored afterwards.
+    pub fn finish(&mut self, now: Millis, out: &mut Outbox) {
+        self.now = now;
+        let pending = Outcome::Info {
+            reason: "pending at end of run".to_string(),
+        };
+        let awaiting = std::mem::take(&mut self.awaiting_metadata);
+        for (topic, records) in awaiting {
+            let tp = TopicPartition {
+                topic,
+                partition: UNKNOWN_PARTITION,
+            };
+            for record in records {
+                let completion = Completion {
+                    complete_ms: None,
+                    offset: None,
+                    attempts: 0,
+                };
+                self.record_outcome(&tp, record, completion, pending.clone(), out);
+            }
+        }
+        for batch in self.accumulator.take_all() {
+            self.complete_batch(None, batch, None, pending.clone(), out);
+        }
+        for request in self.net.abandon_all() {
+            if let ProducerRequest::Produce { batches } = request.kind {
+                for batch in batches.into_iter().filter_map(|(_, b)| b) {
+                    self.complete_batch(None, batch, None, pending.clone(), out);
+                }
+            }
+        }
+        self.accumulator.muted.clear();
+        self.metadata.abandon();
+        assert_eq!(self.pending, 0, "every record has an outcome after finish");
+    }
+
+    /// Picks the partition (`partition_for_key`, or the sticky partition, moved on when
+    /// the record would start a new batch) and appends.
+    fn partition_and_append(
+        &mut self,
+        now: Millis,
+        topic: &Arc<str>,
+        partitions: u32,
+        record: PendingRecord,
+    ) {
+        let partition = match &record.key {
+            Some(key) => partition_for_key(key.as_bytes(), partitions),
+            None => {
+                let sticky = self.sticky.partition(topic, partitions, &mut self.rng);
+                let tp = TopicPartition {
+                    topic: topic.clone(),
+                    partition: sticky,
+                };
+                if self.accumulator.has_room_for(&tp, &record) {
+                    sticky
+                } else {
+                    self.sticky
+                        .on_new_batch(topic, partitions, sticky, &mut self.rng);
+                    self.sticky.partition(topic, partitions, &mut self.rng)
+                }
+            }
+        };
+        assert!(
+            partition < partitions,
+            "partitioner chose {partition} of {partitions}"
+        );
+        let tp = TopicPartition {
+            topic: topic.clone(),
+            partition,
+        };
+        self.accumulator.append(tp, record, now);
+    }
+
+    /// Appends the records of topics whose partition count just became known.
+    fn partition_awaiting(&mut self, now: Millis) {
+        let ready: Vec<(Arc<str>, u32)> = self
+            .awaiting_metadata
+            .keys()
+            .filter_map(|t| self.metadata.partition_count(t).map(|n| (t.clone(), n)))
+            .collect();
+        for (topic, n) in ready {
+            let records = self.awaiting_metadata.remove(&topic).unwrap_or_default();
+            for record in records {
+                self.partition_and_append(now, &topic, n, record);
+            }
+        }
+    }
+
+    /// One `Sender.runOnce` step.
+    fn run(&mut self, now: Millis, out: &mut Outbox) {
+        self.now = self.now.max(now);
+        self.handle_timeouts(now, out);
+        self.expire(now, out);
+        self.send_produce_data(now, out);
+        self.metadata
+            .poll(now, &mut self.net, ProducerRequest::Metadata, out);
+    }
+
+    /// Fails every request to a broker with a timed-out request (`NETWORK_EXCEPTION`).
+    fn handle_timeouts(&mut self, now: Millis, out: &mut Outbox) {
+        let failed = self.net.disconnect_timed_out(now);
+        self.handle_failed(now, failed, out);
+    }
+
+    /// Requests lost with their connection: retried as `NETWORK_EXCEPTION` (indefinite).
+    fn handle_failed(
+        &mut self,
+        now: Millis,
+        failed: Vec<InFlightRequest<ProducerRequest>>,
+        out: &mut Outbox,
+    ) {
+        if failed.is_empty() {
+            return;
+        }
+        self.metadata.request_update();
+        for request in failed {
+            match request.kind {
+                ProducerRequest::Metadata => self.metadata.on_failure(now),
+                ProducerRequest::Produce { batches } => {
+                    for (tp, batch) in batches {
+                        self.unmute(&tp);
+                        if let Some(batch) = batch {
+                            self.complete_attempt(now, batch, ErrorCode::NetworkException, -1, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Completes every record and batch whose `delivery.timeout.ms` has passed.
+    fn expire(&mut self, now: Millis, out: &mut Outbox) {
+        let timeout = self.config.delivery_timeout_ms;
+        let mut expired_unpartitioned = Vec::new();
+        for (topic, records) in &mut self.awaiting_metadata {
+            while records
+                .front()
+                .is_some_and(|r| r.invoke_ms + timeout <= now)
+            {
+                let record = records.pop_front().expect("non-empty");
+                expired_unpartitioned.push((topic.clone(), record));
+            }
+        }
+        self.awaiting_metadata.retain(|_, q| !q.is_empty());
+        for (topic, record) in expired_unpartitioned {
+            let tp = TopicPartition {
+                topic,
+                partition: UNKNOWN_PARTITION,
+            };
+            let outcome = Outcome::Fail {
+                error: "delivery.timeout.ms expired".to_string(),
+            };
+            let completion = Completion {
+                complete_ms: Some(now),
+                offset: None,
+                attempts: 0,
+            };
+            self.record_outcome(&tp, record, completion, outcome, out);
+        }
+        for batch in self.accumulator.expire(now, timeout) {
+            let outcome = Self::expiry_outcome(&batch, false);
+            self.complete_batch(Some(now), batch, None, outcome, out);
+        }
+        let mut expired_in_flight = Vec::new();
+        for kind in self.net.kinds_mut() {
+            if let ProducerRequest::Produce { batches } = kind {
+                for (_, slot) in batches.iter_mut() {
+                    if slot
+                        .as_ref()
+                        .is_some_and(|b| b.delivery_deadline(timeout) <= now)
+                    {
+                        expired_in_flight.extend(slot.take());
+                    }
+                }
+            }
+        }
+        for batch in expired_in_flight {
+            let outcome = Self::expiry_outcome(&batch, true);
+            self.complete_batch(Some(now), batch, None, outcome, out);
+        }
+    }
+
+    /// The outcome of a batch whose delivery timeout passed.
+    fn expiry_outcome(batch: &ProducerBatch, in_flight: bool) -> Outcome {
+        if in_flight || batch.maybe_appended {
+            Outcome::Info {
+                reason: format!(
+                    "delivery.timeout.ms expired after {} attempts",
+                    batch.attempts
+                ),
+            }
+        } else {
+            Outcome::Fail {
+                error: "delivery.timeout.ms expired".to_string(),
+            }
+        }
+    }
+
+    /// `Sender.sendProducerData`: drains ready leaders into `Produce` requests until no
+    /// leader can take another one.
+    fn send_produce_data(&mut self, now: Millis, out: &mut Outbox) {
+        let max_rounds = self.accumulator.batch_count() + 1;
+        for round in 0.. {
+            assert!(round <= max_rounds, "sender loop did not converge");
+            let (nodes, unknown_leader) = self.accumulator.ready(now, &self.metadata);
+            if unknown_leader {
+                self.metadata.request_update();
+            }
+            let mut sent = false;
+            for node in nodes {
+                let in_flight = self
+                    .net
+                    .count(node, |k| matches!(k, ProducerRequest::Produce { .. }));
+                let limit = self.config.max_in_flight_requests_per_connection as usize;
+                assert!(
+                    in_flight <= limit,
+                    "more than {limit} produce requests in flight to broker-{node}"
+                );
+                if self.config.acks != Acks::None && in_flight == limit {
+                    continue;
+                }
+                let batches = self.accumulator.drain(node, now, &self.metadata);
+                if !batches.is_empty() {
+                    self.send_produce_request(now, node, batches, out);
+                    sent = true;
+                }
+            }
+            if !sent {
+                break;
+            }
+        }
+    }
+
+    /// Sends one `Produce` request; with `acks=0` its records complete at once.
+    fn send_produce_request(
+        &mut self,
+        now: Millis,
+        node: BrokerId,
+        mut batches: Vec<ProducerBatch>,
+        out: &mut Outbox,
+    ) {
+        let guarantee_order = self.config.max_in_flight_requests_per_connection == 1;
+        let mut partitions = Vec::with_capacity(batches.len());
+        for batch in &mut batches {
+            batch.attempts += 1;
+            batch.retry_at = None;
+            partitions.push((batch.tp.clone(), batch.encode()));
+        }
+        let request = Request::Produce(ProduceRequest {
+            acks: self.config.acks,
+            timeout_ms: self.config.request_timeout_ms,
+            partitions,
+        });
+        if self.config.acks == Acks::None {
+            self.net.send(now, node, request, None, out);
+            for batch in batches {
+                self.complete_batch(Some(now), batch, None, Outcome::Ok, out);
+            }
+            return;
+        }
+        if guarantee_order {
+            for batch in &batches {
+                self.accumulator.muted.insert(batch.tp.clone());
+            }
+        }
+        let batches = batches
+            .into_iter()
+            .map(|b| (b.tp.clone(), Some(b)))
+            .collect();
+        self.net.send(
+            now,
+            node,
+            request,
+            Some(ProducerRequest::Produce { batches }),
+            out,
+        );
+    }
+
+    fn unmute(&mut self, tp: &TopicPartition) {
+        self.accumulator.muted.remove(tp);
+    }
+
+    /// `Sender.handleProduceResponse`.
+    fn handle_produce_response(
+        &mut self,
+        now: Millis,
+        batches: Vec<(TopicPartition, Option<ProducerBatch>)>,
+        response: ProduceResponse,
+        out: &mut Outbox,
+    ) {
+        for (tp, batch) in batches {
+            self.unmute(&tp);
+            let Some(batch) = batch else { continue };
+            let part = response
+                .partitions
+                .iter()
+                .find(|p| p.tp == tp)
+                .unwrap_or_else(|| panic!("Produce response lacks partition {tp}"));
+            self.complete_attempt(now, batch, part.error, part.base_offset, out);
+        }
+    }
+
+    /// `Sender.completeBatch`: success, retry, or failure of one attempt.
+    fn complete_attempt(
+        &mut self,
+        now: Millis,
+        mut batch: ProducerBatch,
+        error: ErrorCode,
+        base_offset: Offset,
+        out: &mut Outbox,
+    ) {
+        if error == ErrorCode::None {
+            let base = (base_offset >= 0).then_some(base_offset);
+            self.complete_batch(Some(now), batch, base, Outcome::Ok, out);
+            return;
+        }
+        if matches!(produce_error_outcome(error), Outcome::Info { .. }) {
+            batch.maybe_appended = true;
+        }
+        if error.invalidates_metadata() {
+            self.metadata.request_update();
+        }
+        let can_retry = error.is_retriable()
+            && u64::from(batch.attempts) < u64::from(self.config.retries) + 1
+            && now < batch.delivery_deadline(self.config.delivery_timeout_ms);
+        if can_retry {
+            let backoff = self.retry_backoff(batch.attempts);
+            self.accumulator.reenqueue(batch, now + backoff);
+            return;
+        }
+        let outcome = match produce_error_outcome(error) {
+            Outcome::Fail { error } if !batch.maybe_appended => Outcome::Fail { error },
+            Outcome::Fail { .. } => Outcome::Info {
+                reason: format!(
+                    "{error} after {} attempts; an earlier attempt may have been appended",
+                    batch.attempts
+                ),
+            },
+            _ => Outcome::Info {
+                reason: format!("{error} after {} attempts", batch.attempts),
+            },
+        };
+        self.complete_batch(Some(now), batch, None, outcome, out);
+    }
+
+    /// Kafka's `ExponentialBackoff(retry.backoff.ms, 2, retry.backoff.max.ms, 0.2)` for a
+    /// batch that has been sent `attempts` times.
+    fn retry_backoff(&mut self, attempts: u32) -> u64 {
+        let max = self.config.retry_backoff_max_ms;
+        let initial = self.config.retry_backoff_ms.min(max);
+        if max <= initial {
+            return initial;
+        }
+        let exp = attempts.saturating_sub(1).min(63) as i32;
+        let term = (initial as f64 * 2f64.powi(exp)).min(max as f64);
+        let factor = self
+            .rng
+            .gen_range(1.0 - RETRY_BACKOFF_JITTER..1.0 + RETRY_BACKOFF_JITTER);
+        ((term * factor) as u64).min(max)
+    }
+
+    /// Records one entry per record of the batch; offsets follow `base_offset`.
+    fn complete_batch(
+        &mut self,
+        complete_ms: Option<Millis>,
+        batch: ProducerBatch,
+        base_offset: Option<Offset>,
+        outcome: Outcome,
+        out: &mut Outbox,
+    ) {
+        let ProducerBatch {
+            tp,
+            records,
+            attempts,
+            ..
+        } = batch;
+        for (i, record) in records.into_iter().enumerate() {
+            let completion = Completion {
+                complete_ms,
+                offset: base_offset.map(|b| b + i as Offset),
+                attempts,
+            };
+            self.record_outcome(&tp, record, completion, outcome.clone(), out);
+        }
+    }
+
+    /// Records the outcome of one record.
+    fn record_outcome(
+        &mut self,
+        tp: &TopicPartition,
+        record: PendingRecord,
+        completion: Completion,
+        outcome: Outcome,
+        out: &mut Outbox,
+    ) {
+        self.pending = self
+            .pending
+            .checked_sub(1)
+            .expect("completed more records than were sent");
+        out.record(Entry {
+            index: 0,
+            process: NodeId::Producer(self.index),
+            invoke_ms: record.invoke_ms,
+            complete_ms: completion.complete_ms,
+            outcome,
+            op: Op::Send {
+                key: record.key,
+                value: record.value,
+                partition: tp.clone(),
+                offset: completion.offset,
+                attempts: completion.attempts,
+            },
+        });
+    }
+}
+
+/// When and how a record completed.
+#[derive(Clone, Copy, Debug)]
+struct Completion {
+    /// `None` when still pending at the end of the run.
+    complete_ms: Option<Millis>,
+    /// The offset the broker assigned, if acknowledged with one.
+    offset: Option<Offset>,
+    /// Times its batch was sent.
+    attempts: u32,
+}
+
+impl Actor for Producer {
+    fn on_start(&mut self, now: Millis, out: &mut Outbox) {
+        self.metadata.request_update();
+        self.run(now, out);
+    }
+
+    fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox) {
+        match message {
+            Message::Response {
+                correlation_id,
+                response,
+            } => {
+                if let Some(request) = self.net.complete(from, correlation_id) {
+                    match (request.kind, response) {
+                        (ProducerRequest::Metadata, Response::Metadata(m)) => {
+                            self.metadata.on_response(now, &m);
+                            self.partition_awaiting(now);
+                        }
+                        (ProducerRequest::Produce { batches }, Response::Produce(p)) => {
+                            self.handle_produce_response(now, batches, p, out);
+                        }
+                        (_, response) => panic!(
+                            "producer-{}: response {response:?} does not match its request",
+                            self.index
+                        ),
+                    }
+                }
+            }
+            Message::Request { request, .. } => panic!(
+                "producer-{} serves no requests, got {} from {from}",
+                self.index,
+                request.api_name()
+            ),
+        }
+        self.run(now, out);
+    }
+
+    fn on_disconnect(&mut self, now: Millis, peer: NodeId, out: &mut Outbox) {
+        if let NodeId::Broker(b) = peer {
+            let failed = self.net.disconnect(&[b].into_iter().collect());
+            self.handle_failed(now, failed, out);
+        }
+        self.run(now, out);
+    }
+
+    fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
+        self.run(now, out);
+    }
+
+    fn next_timer(&self) -> Option<Millis> {
+        let timeout = self.config.delivery_timeout_ms;
+        let in_flight_deadline = self
+            .net
+            .kinds()
+            .filter_map(|k| match k {
+                ProducerRequest::Produce { batches } => batches
+                    .iter()
+                    .filter_map(|(_, b)| b.as_ref())
+                    .map(|b| b.delivery_deadline(timeout))
+                    .min(),
+                ProducerRequest::Metadata => None,
+            })
+            .min();
+        let awaiting_deadline = self
+            .awaiting_metadata
+            .values()
+            .filter_map(|q| q.front())
+            .map(|r| r.invoke_ms + timeout)
+            .min();
+        [
+            self.net.next_deadline(),
+            self.metadata.due_at(),
+            self.accumulator.next_ready_time(self.now, &self.metadata),
+            self.accumulator.next_delivery_deadline(timeout),
+            in_flight_deadline,
+            awaiting_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{PartitionMetadata, ProducePartitionResponse};
+
+    fn config() -> ProducerConfig {
+        ProducerConfig {
+            linger_ms: 0,
+            request_timeout_ms: 1_000,
+            delivery_timeout_ms: 5_000,
+            retry_backoff_ms: 100,
+            retry_backoff_max_ms: 1_000,
+            ..ProducerConfig::default()
+        }
+    }
+
+    fn tp(partition: u32) -> TopicPartition {
+        TopicPartition::new("t", partition)
+    }
+
+    /// Metadata for topic `t`: (partition, leader, leader epoch).
+    fn metadata(partitions: &[(u32, Option<BrokerId>, LeaderEpoch)]) -> MetadataResponse {
+        MetadataResponse {
+            brokers: vec![1, 2, 3],
+            partitions: partitions
+                .iter()
+                .map(|&(p, leader, leader_epoch)| PartitionMetadata {
+                    tp: tp(p),
+                    error: if leader.is_some() {
+                        ErrorCode::None
+                    } else {
+                        ErrorCode::LeaderNotAvailable
+                    },
+                    leader,
+                    leader_epoch,
+                    replicas: vec![1, 2, 3],
+                    isr: vec![1, 2, 3],
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes the requests sent so far: (broker, correlation id, request).
+    fn take(out: &mut Outbox) -> Vec<(BrokerId, u64, Request)> {
+        out.sends
+            .drain(..)
+            .map(|(to, m)| match (to, m) {
+                (
+                    NodeId::Broker(b),
+                    Message::Request {
+                        correlation_id,
+                        request,
+                    },
+                ) => (b, correlation_id, request),
+                other => panic!("unexpected send {other:?}"),
+            })
+            .collect()
+    }
+
+    fn produces(requests: &[(BrokerId, u64, Request)]) -> Vec<(BrokerId, u64, ProduceRequest)> {
+        requests
+            .iter()
+            .filter_map(|(b, c, r)| match r {
+                Request::Produce(p) => Some((*b, *c, p.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn metadata_requests(requests: &[(BrokerId, u64, Request)]) -> Vec<(BrokerId, u64)> {
+        requests
+            .iter()
+            .filter(|(_, _, r)| matches!(r, Request::Metadata(_)))
+            .map(|(b, c, _)| (*b, *c))
+            .collect()
+    }
+
+    fn respond(
+        p: &mut Producer,
+        now: Millis,
+        broker: BrokerId,
+        correlation_id: u64,
+        response: Response,
+        out: &mut Outbox,
+    ) {
+        p.on_message(
+            now,
+            NodeId::Broker(broker),
+            Message::Response {
+                correlation_id,
+                response,
+            },
+            out,
+        );
+    }
+
+    fn produce_response(partitions: &[(TopicPartition, ErrorCode, Offset)]) -> Response {
+        Response::Produce(ProduceResponse {
+            partitions: partitions
+                .iter()
+                .map(|(tp, error, base_offset)| ProducePartitionResponse {
+                    tp: tp.clone(),
+                    error: *error,
+                    base_offset: *base_offset,
+                })
+                .collect(),
+        })
+    }
+
+    /// A started producer (bootstrap broker 1) whose first Metadata was answered at 0.
+    fn started(
+        config: ProducerConfig,
+        partitions: &[(u32, Option<BrokerId>, LeaderEpoch)],
+    ) -> (Producer, Outbox) {
+        let mut p = Producer::new(3, config, vec![1], 42);
+        let mut out = Outbox::default();
+        p.metadata.add_topic(&Arc::from("t"));
+        p.on_start(0, &mut out);
+        let reqs = take(&mut out);
+        let md = metadata_requests(&reqs);
+        assert_eq!(md.len(), 1, "one Metadata request at start: {reqs:?}");
+        respond(
+            &mut p,
+            0,
+            md[0].0,
+            md[0].1,
+            Response::Metadata(metadata(partitions)),
+            &mut out,
+        );
+        assert!(out.sends.is_empty() && out.history.is_empty());
+        (p, out)
+    }
+
+    fn record(key: Option<&str>, value: Value) -> ProducerRecord {
+        ProducerRecord {
+            topic: Arc::from("t"),
+            key: key.map(str::to_string),
+            value,
+        }
+    }
+
+    fn values(batch: &Bytes) -> Vec<u64> {
+        let (decoded, used) = RecordBatch::decode(batch).expect("producer batches decode");
+        assert_eq!(used, batch.len());
+        decoded
+            .records
+            .iter()
+            .map(|r| {
+                std::str::from_utf8(r.value.as_ref().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Advances to each timer, answering Metadata with `md`, until a Produce is sent.
+    fn until_produce(
+        p: &mut Producer,
+        out: &mut Outbox,
+        md: &MetadataResponse,
+    ) -> (Millis, Vec<(BrokerId, u64, ProduceRequest)>) {
+        for _ in 0..100 {
+            let now = p.next_timer().expect("a timer is armed");
+            p.on_timer(now, out);
+            let reqs = take(out);
+            for (b, c) in metadata_requests(&reqs) {
+                respond(p, now, b, c, Response::Metadata(md.clone()), out);
+                let more = take(out);
+                if !produces(&more).is_empty() {
+                    return (now, produces(&more));
+                }
+            }
+            if !produces(&reqs).is_empty() {
+                return (now, produces(&reqs));
+            }
+        }
+        panic!("no Produce within 100 timers");
+    }
+
+    /// (value, offset, attempts, outcome, complete_ms, invoke_ms, partition) of a send.
+    type SendOp = (
+        Value,
+        Option<Offset>,
+        u32,
+        Outcome,
+        Option<Millis>,
+        Millis,
+        u32,
+    );
+
+    fn send_ops(out: &Outbox) -> Vec<SendOp> {
+        out.history
+            .iter()
+            .map(|e| match &e.op {
+                Op::Send {
+                    value,
+                    offset,
+                    attempts,
+                    partition,
+                    ..
+                } => {
+                    assert_eq!(e.process, NodeId::Producer(3));
+                    (
+                        *value,
+                        *offset,
+                        *attempts,
+                        e.outcome.clone(),
+                        e.complete_ms,
+                        e.invoke_ms,
+                        partition.partition,
+                    )
+                }
+                other => panic!("unexpected op {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_within_linger_share_one_produce() {
+        let config = ProducerConfig {
+            linger_ms: 10,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        for (t, v) in [(0, 1), (3, 2), (6, 3)] {
+            p.send(t, record(None, v), &mut out);
+            assert!(take(&mut out).is_empty(), "nothing sent before linger.ms");
+        }
+        assert_eq!(p.pending(), 3);
+        assert_eq!(p.next_timer(), Some(10), "wakes exactly at linger expiry");
+        p.on_timer(10, &mut out);
+        let reqs = produces(&take(&mut out));
+        assert_eq!(reqs.len(), 1);
+        let (broker, cid, req) = &reqs[0];
+        assert_eq!((*broker, req.acks, req.timeout_ms), (1, Acks::All, 1_000));
+        assert_eq!(req.partitions.len(), 1);
+        assert_eq!(req.partitions[0].0, tp(0));
+        assert_eq!(values(&req.partitions[0].1), vec![1, 2, 3]);
+        let (decoded, _) = RecordBatch::decode(&req.partitions[0].1).unwrap();
+        assert_eq!(decoded.base_timestamp, RECORD_TIMESTAMP_BASE);
+        assert_eq!(decoded.max_timestamp, RECORD_TIMESTAMP_BASE + 6);
+        assert_eq!((decoded.producer_id, decoded.base_sequence), (-1, -1));
+        respond(
+            &mut p,
+            12,
+            1,
+            *cid,
+            produce_response(&[(tp(0), ErrorCode::None, 100)]),
+            &mut out,
+        );
+        assert_eq!(
+            send_ops(&out),
+            vec![
+                (1, Some(100), 1, Outcome::Ok, Some(12), 0, 0),
+                (2, Some(101), 1, Outcome::Ok, Some(12), 3, 0),
+                (3, Some(102), 1, Outcome::Ok, Some(12), 6, 0),
+            ]
+        );
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn batch_size_closes_a_batch() {
+        // Header 61 + 8 bytes per keyless one-digit record sent at the same time: two
+        // records make 77 bytes, a third would make 85 > 80.
+        let config = ProducerConfig {
+            batch_size: 80,
+            linger_ms: 1_000,
+            request_timeout_ms: 2_000,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(0, record(None, 1), &mut out);
+        p.send(0, record(None, 2), &mut out);
+        assert!(
+            take(&mut out).is_empty(),
+            "77 <= 80: the batch is still open"
+        );
+        p.send(0, record(None, 3), &mut out);
+        let reqs = produces(&take(&mut out));
+        assert_eq!(reqs.len(), 1, "the closed batch is sent at once");
+        assert_eq!(values(&reqs[0].2.partitions[0].1), vec![1, 2]);
+        assert_eq!(reqs[0].2.partitions[0].1.len(), 77);
+        assert_eq!(p.next_timer(), Some(1_000), "the new batch lingers");
+        p.on_timer(1_000, &mut out);
+        let reqs = produces(&take(&mut out));
+        assert_eq!(values(&reqs[0].2.partitions[0].1), vec![3]);
+    }
+
+    #[test]
+    fn retriable_errors_back_off_exponentially_then_succeed() {
+        let md = metadata(&[(0, Some(1), 0)]);
+        let (mut p, mut out) = started(config(), &[(0, Some(1), 0)]);
+        p.send(0, record(Some("k"), 7), &mut out);
+        let first = produces(&take(&mut out));
+        assert_eq!(first.len(), 1, "linger.ms=0 sends at once");
+        let bytes = first[0].2.partitions[0].1.clone();
+        respond(
+            &mut p,
+            5,
+            1,
+            first[0].1,
+            produce_response(&[(tp(0), ErrorCode::NotLeaderOrFollower, -1)]),
+            &mut out,
+        );
+        assert!(
+            produces(&take(&mut out)).is_empty(),
+            "no resend before the backoff"
+        );
+        let (t2, second) = until_produce(&mut p, &mut out, &md);
+        assert!(
+            (5 + 80..=5 + 120).contains(&t2),
+            "first backoff 100 ms +/- 20%, resent at {t2}"
+        );
+        assert_eq!(
+            second[0].2.partitions[0].1, bytes,
+            "a retry resends the same bytes"
+        );
+        respond(
+            &mut p,
+            t2 + 1,
+            1,
+            second[0].1,
+            produce_response(&[(tp(0), ErrorCode::RequestTimedOut, -1)]),
+            &mut out,
+        );
+        let (t3, third) = until_produce(&mut p, &mut out, &md);
+        assert!(
+            (t2 + 1 + 160..=t2 + 1 + 240).contains(&t3),
+            "second backoff 200 ms +/- 20%, resent at {t3}"
+        );
+        respond(
+            &mut p,
+            t3 + 1,
+            1,
+            third[0].1,
+            produce_response(&[(tp(0), ErrorCode::None, 40)]),
+            &mut out,
+        );
+        assert_eq!(
+            send_ops(&out),
+            vec![(7, Some(40), 3, Outcome::Ok, Some(t3 + 1), 0, 0)]
+        );
+    }
+
+    #[test]
+    fn a_timed_out_attempt_makes_the_final_failure_indefinite() {
+        let md = metadata(&[(0, Some(1), 0)]);
+        let config = ProducerConfig {
+            retries: 1,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(0, record(None, 9), &mut out);
+        let first = produces(&take(&mut out));
+        assert_eq!(p.next_timer(), Some(1_000), "wakes at the request deadline");
+        p.on_timer(1_000, &mut out);
+        let reqs = take(&mut out);
+        assert!(produces(&reqs).is_empty());
+        assert_eq!(
+            metadata_requests(&reqs).len(),
+            1,
+            "a timeout refreshes metadata"
+        );
+        respond(
+            &mut p,
+            1_000,
+            1,
+            metadata_requests(&reqs)[0].1,
+            Response::Metadata(md.clone()),
+            &mut out,
+        );
+        let (_, second) = until_produce(&mut p, &mut out, &md);
+        respond(
+            &mut p,
+            1_200,
+            1,
+            second[0].1,
+            produce_response(&[(tp(0), ErrorCode::NotEnoughReplicas, -1)]),
+            &mut out,
+        );
+        let ops = send_ops(&out);
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].2, 2, "two attempts");
+        match &ops[0].3 {
+            Outcome::Info { reason } => assert!(
+                reason.starts_with("NOT_ENOUGH_REPLICAS after 2 attempts"),
+                "{reason}"
+            ),
+            other => panic!("expected info, got {other:?}"),
+        }
+        // The late answer to the timed-out request is ignored.
+        respond(
+            &mut p,
+            1_300,
+            1,
+            first[0].1,
+            produce_response(&[(tp(0), ErrorCode::None, 0)]),
+            &mut out,
+        );
+        assert_eq!(out.history.len(), 1);
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn only_not_enough_replicas_fails_definitely() {
+        let md = metadata(&[(0, Some(1), 0)]);
+        let config = ProducerConfig {
+            retries: 2,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(0, record(None, 1), &mut out);
+        let mut reqs = produces(&take(&mut out));
+        let mut now = 0;
+        for attempt in 1..=3 {
+            respond(
+                &mut p,
+                now + 1,
+                1,
+                reqs[0].1,
+                produce_response(&[(tp(0), ErrorCode::NotEnoughReplicas, -1)]),
+                &mut out,
+            );
+            if attempt < 3 {
+                (now, reqs) = until_produce(&mut p, &mut out, &md);
+            }
+        }
+        assert_eq!(
+            send_ops(&out),
+            vec![(
+                1,
+                None,
+                3,
+                Outcome::Fail {
+                    error: "NOT_ENOUGH_REPLICAS".into()
+                },
+                Some(now + 1),
+                0,
+                0
+            )]
+        );
+    }
+
+    #[test]
+    fn not_leader_is_indefinite_when_retries_run_out() {
+        let config = ProducerConfig {
+            retries: 0,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(0, record(None, 1), &mut out);
+        let reqs = produces(&take(&mut out));
+        respond(
+            &mut p,
+            1,
+            1,
+            reqs[0].1,
+            produce_response(&[(tp(0), ErrorCode::NotLeaderOrFollower, -1)]),
+            &mut out,
+        );
+        assert_eq!(
+            send_ops(&out)[0].3,
+            Outcome::Info {
+                reason: "NOT_LEADER_OR_FOLLOWER after 1 attempts".into()
+            }
+        );
+    }
+
+    #[test]
+    fn delivery_timeout_fails_a_batch_that_was_never_sent() {
+        let md = metadata(&[(0, None, 0)]);
+        let (mut p, mut out) = started(config(), &[(0, None, 0)]);
+        p.send(0, record(None, 1), &mut out);
+        for _ in 0..200 {
+            if !out.history.is_empty() {
+                break;
+            }
+            let now = p.next_timer().unwrap();
+            assert!(now <= 5_000);
+            p.on_timer(now, &mut out);
+            let reqs = take(&mut out);
+            assert!(produces(&reqs).is_empty(), "no leader, nothing sent");
+            for (b, c) in metadata_requests(&reqs) {
+                respond(&mut p, now, b, c, Response::Metadata(md.clone()), &mut out);
+            }
+        }
+        assert_eq!(
+            send_ops(&out),
+            vec![(
+                1,
+                None,
+                0,
+                Outcome::Fail {
+                    error: "delivery.timeout.ms expired".into()
+                },
+                Some(5_000),
+                0,
+                0
+            )]
+        );
+    }
+
+    #[test]
+    fn delivery_timeout_fails_records_whose_topic_never_appears() {
+        let mut p = Producer::new(3, config(), vec![1, 2], 1);
+        let mut out = Outbox::default();
+        p.on_start(0, &mut out);
+        p.send(10, record(None, 5), &mut out);
+        for _ in 0..100 {
+            if !out.history.is_empty() {
+                break;
+            }
+            let now = p.next_timer().unwrap();
+            p.on_timer(now, &mut out);
+            out.sends.clear(); // every Metadata request is lost
+        }
+        assert_eq!(
+            send_ops(&out),
+            vec![(
+                5,
+                None,
+                0,
+                Outcome::Fail {
+                    error: "delivery.timeout.ms expired".into()
+                },
+                Some(5_010),
+                10,
+                UNKNOWN_PARTITION
+            )]
+        );
+    }
+
+    #[test]
+    fn delivery_timeout_expires_a_batch_in_flight() {
+        let md = metadata(&[(0, Some(1), 0)]);
+        let config = ProducerConfig {
+            request_timeout_ms: 4_000,
+            delivery_timeout_ms: 4_000,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(0, record(None, 1), &mut out);
+        let reqs = produces(&take(&mut out));
+        respond(
+            &mut p,
+            1,
+            1,
+            reqs[0].1,
+            produce_response(&[(tp(0), ErrorCode::NotEnoughReplicas, -1)]),
+            &mut out,
+        );
+        let (_, second) = until_produce(&mut p, &mut out, &md);
+        assert_eq!(
+            p.next_timer(),
+            Some(4_000),
+            "wakes at the delivery deadline"
+        );
+        p.on_timer(4_000, &mut out);
+        assert_eq!(
+            send_ops(&out),
+            vec![(
+                1,
+                None,
+                2,
+                Outcome::Info {
+                    reason: "delivery.timeout.ms expired after 2 attempts".into()
+                },
+                Some(4_000),
+                0,
+                0
+            )]
+        );
+        respond(
+            &mut p,
+            4_001,
+            1,
+            second[0].1,
+            produce_response(&[(tp(0), ErrorCode::None, 0)]),
+            &mut out,
+        );
+        assert_eq!(out.history.len(), 1, "the late success is ignored");
+    }
+
+    #[test]
+    fn one_in_flight_request_mutes_the_partition() {
+        let config = ProducerConfig {
+            batch_size: 0,
+            max_in_flight_requests_per_connection: 1,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(0, record(None, 1), &mut out);
+        p.send(0, record(None, 2), &mut out);
+        let reqs = produces(&take(&mut out));
+        assert_eq!(reqs.len(), 1, "the second batch waits for the first");
+        assert_eq!(values(&reqs[0].2.partitions[0].1), vec![1]);
+        // The leader moves to broker 2 while the first batch is in flight to broker 1:
+        // broker 2's connection is free, but the partition stays muted.
+        p.metadata.request_update();
+        p.on_timer(100, &mut out);
+        let md = metadata_requests(&take(&mut out));
+        respond(
+            &mut p,
+            100,
+            md[0].0,
+            md[0].1,
+            Response::Metadata(metadata(&[(0, Some(2), 1)])),
+            &mut out,
+        );
+        assert!(
+            produces(&take(&mut out)).is_empty(),
+            "muted while a batch is in flight"
+        );
+        respond(
+            &mut p,
+            101,
+            1,
+            reqs[0].1,
+            produce_response(&[(tp(0), ErrorCode::None, 0)]),
+            &mut out,
+        );
+        let reqs = produces(&take(&mut out));
+        assert_eq!(reqs.len(), 1, "unmuted by the response");
+        assert_eq!(reqs[0].0, 2);
+        assert_eq!(values(&reqs[0].2.partitions[0].1), vec![2]);
+    }
+
+    #[test]
+    fn five_in_flight_requests_can_reorder_a_partition() {
+        let md = metadata(&[(0, Some(1), 0)]);
+        let config = ProducerConfig {
+            batch_size: 0,
+            max_in_flight_requests_per_connection: 5,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(0, record(None, 1), &mut out);
+        p.send(0, record(None, 2), &mut out);
+        let reqs = produces(&take(&mut out));
+        assert_eq!(reqs.len(), 2, "two batches of one partition in flight");
+        assert!(reqs
+            .iter()
+            .all(|(b, _, r)| *b == 1 && r.partitions[0].0 == tp(0)));
+        respond(
+            &mut p,
+            1,
+            1,
+            reqs[0].1,
+            produce_response(&[(tp(0), ErrorCode::NotLeaderOrFollower, -1)]),
+            &mut out,
+        );
+        respond(
+            &mut p,
+            2,
+            1,
+            reqs[1].1,
+            produce_response(&[(tp(0), ErrorCode::None, 0)]),
+            &mut out,
+        );
+        let (_, retry) = until_produce(&mut p, &mut out, &md);
+        assert_eq!(values(&retry[0].2.partitions[0].1), vec![1]);
+        respond(
+            &mut p,
+            300,
+            1,
+            retry[0].1,
+            produce_response(&[(tp(0), ErrorCode::None, 1)]),
+            &mut out,
+        );
+        let offsets: Vec<(Value, Option<Offset>)> =
+            send_ops(&out).iter().map(|o| (o.0, o.1)).collect();
+        assert_eq!(
+            offsets,
+            vec![(2, Some(0)), (1, Some(1))],
+            "claim C12: reordered"
+        );
+    }
+
+    #[test]
+    fn a_request_timeout_fails_every_request_to_that_broker() {
+        let config = ProducerConfig {
+            batch_size: 0,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(0, record(None, 1), &mut out);
+        p.send(10, record(None, 2), &mut out);
+        let reqs = produces(&take(&mut out));
+        assert_eq!(reqs.len(), 2);
+        p.on_timer(1_000, &mut out);
+        // Both batches were re-enqueued at the front, the newer one last: reversed.
+        assert_eq!(p.accumulator.batch_count(), 2);
+        let order: Vec<u64> = p.accumulator.batches[&tp(0)]
+            .iter()
+            .map(|b| b.records[0].value)
+            .collect();
+        assert_eq!(order, vec![2, 1]);
+        respond(
+            &mut p,
+            1_001,
+            1,
+            reqs[1].1,
+            produce_response(&[(tp(0), ErrorCode::None, 0)]),
+            &mut out,
+        );
+        assert!(
+            out.history.is_empty(),
+            "responses on the closed connection are ignored"
+        );
+    }
+
+    #[test]
+    fn acks_zero_completes_at_send() {
+        let config = ProducerConfig {
+            acks: Acks::None,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(4, record(Some("a"), 1), &mut out);
+        let reqs = produces(&take(&mut out));
+        assert_eq!(reqs[0].2.acks, Acks::None);
+        assert_eq!(
+            send_ops(&out),
+            vec![(1, None, 1, Outcome::Ok, Some(4), 4, 0)]
+        );
+        assert_eq!(p.pending(), 0);
+        assert_eq!(
+            p.next_timer(),
+            Some(300_000),
+            "nothing in flight: only metadata.max.age.ms"
+        );
+    }
+
+    #[test]
+    fn records_wait_for_metadata_and_keys_pick_partitions() {
+        let mut p = Producer::new(3, config(), vec![1], 42);
+        let mut out = Outbox::default();
+        p.on_start(0, &mut out);
+        let md = metadata_requests(&take(&mut out));
+        let keys = ["a", "b", "c", "d", "e", "f"];
+        for (i, k) in keys.iter().enumerate() {
+            p.send(1, record(Some(k), i as u64), &mut out);
+        }
+        assert!(produces(&take(&mut out)).is_empty(), "no metadata yet");
+        // The first Metadata did not name `t`: the new topic asks for another one.
+        respond(
+            &mut p,
+            2,
+            1,
+            md[0].1,
+            Response::Metadata(metadata(&[])),
+            &mut out,
+        );
+        assert_eq!(
+            p.next_timer(),
+            Some(102),
+            "metadata retried retry.backoff.ms after the last answer"
+        );
+        p.on_timer(102, &mut out);
+        let md = metadata_requests(&take(&mut out));
+        let partitions = [(0, Some(1), 0), (1, Some(2), 0), (2, Some(3), 0)];
+        respond(
+            &mut p,
+            102,
+            1,
+            md[0].1,
+            Response::Metadata(metadata(&partitions)),
+            &mut out,
+        );
+        let reqs = produces(&take(&mut out));
+        let mut sent: Vec<(TopicPartition, Vec<u64>)> = Vec::new();
+        for (broker, _, req) in &reqs {
+            for (tp, bytes) in &req.partitions {
+                assert_eq!(*broker, tp.partition + 1, "sent to the leader");
+                sent.push((tp.clone(), values(bytes)));
+            }
+        }
+        sent.sort();
+        let mut expected: Vec<(TopicPartition, Vec<u64>)> = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let tp = tp(partition_for_key(k.as_bytes(), 3));
+            match expected.iter_mut().find(|(t, _)| *t == tp) {
+                Some((_, v)) => v.push(i as u64),
+                None => expected.push((tp, vec![i as u64])),
+            }
+        }
+        expected.sort();
+        assert_eq!(sent, expected);
+    }
+
+    #[test]
+    fn metadata_rotates_bootstrap_brokers_and_ignores_stale_epochs() {
+        let mut p = Producer::new(3, config(), vec![1, 2, 3], 9);
+        let mut out = Outbox::default();
+        p.metadata.add_topic(&Arc::from("t"));
+        p.on_start(0, &mut out);
+        let first = metadata_requests(&take(&mut out));
+        assert_eq!(p.next_timer(), Some(1_000));
+        p.on_timer(1_000, &mut out);
+        assert!(
+            take(&mut out).is_empty(),
+            "retry.backoff.ms after the failure"
+        );
+        assert_eq!(p.next_timer(), Some(1_100));
+        p.on_timer(1_100, &mut out);
+        let second = metadata_requests(&take(&mut out));
+        assert_eq!(second[0].0, first[0].0 % 3 + 1, "the next bootstrap broker");
+        respond(
+            &mut p,
+            1_100,
+            second[0].0,
+            second[0].1,
+            Response::Metadata(metadata(&[(0, Some(1), 5)])),
+            &mut out,
+        );
+        // A refresh with an older leader epoch does not move the leader.
+        p.metadata.request_update();
+        p.on_timer(1_200, &mut out);
+        let third = metadata_requests(&take(&mut out));
+        respond(
+            &mut p,
+            1_200,
+            third[0].0,
+            third[0].1,
+            Response::Metadata(metadata(&[(0, Some(2), 4)])),
+            &mut out,
+        );
+        p.send(1_200, record(None, 1), &mut out);
+        let reqs = produces(&take(&mut out));
+        assert_eq!(reqs[0].0, 1);
+        assert_eq!(
+            p.metadata.due_at(),
+            Some(1_200 + 300_000),
+            "metadata.max.age.ms"
+        );
+    }
+
+    #[test]
+    fn metadata_avoids_a_broker_with_a_hung_request() {
+        let (mut p, mut out) = started(config(), &[(0, Some(1), 0)]);
+        p.metadata.bootstrap = vec![1, 2];
+        p.send(0, record(None, 1), &mut out);
+        assert_eq!(produces(&take(&mut out))[0].0, 1, "in flight to broker 1");
+        for next_node in 0..2 {
+            p.metadata.next_node = next_node;
+            p.metadata.request_update();
+            let now = p.next_timer().unwrap();
+            assert!(now < 1_000, "before the produce times out");
+            p.on_timer(now, &mut out);
+            let md = metadata_requests(&take(&mut out));
+            assert_eq!(md[0].0, 2, "the least loaded bootstrap broker");
+            respond(
+                &mut p,
+                now,
+                2,
+                md[0].1,
+                Response::Metadata(metadata(&[(0, Some(1), 0)])),
+                &mut out,
+            );
+        }
+    }
+
+    #[test]
+    fn finish_reports_pending_records() {
+        let (mut p, mut out) = started(config(), &[(0, Some(1), 0)]);
+        p.send(0, record(None, 1), &mut out);
+        p.finish(50, &mut out);
+        assert_eq!(
+            send_ops(&out),
+            vec![(
+                1,
+                None,
+                1,
+                Outcome::Info {
+                    reason: "pending at end of run".into()
+                },
+                None,
+                0,
+                0
+            )]
+        );
+        assert_eq!(p.pending(), 0);
+    }
+
+    /// A fake cluster answering at random (success, errors, lost requests, leader moves):
+    /// every record gets exactly one outcome, acknowledged offsets are unique, and the
+    /// timer never points at the past.
+    #[test]
+    fn randomized_runs_complete_every_record_exactly_once() {
+        for seed in 0..30 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let config = ProducerConfig {
+                acks: [Acks::None, Acks::Leader, Acks::All][rng.gen_range(0..3)],
+                linger_ms: rng.gen_range(0..20),
+                batch_size: rng.gen_range(0..300),
+                max_in_flight_requests_per_connection: rng.gen_range(1..=5),
+                retries: rng.gen_range(0..6),
+                ..config()
+            };
+            let mut p = Producer::new(0, config.clone(), vec![1, 2, 3], seed);
+            let mut out = Outbox::default();
+            let mut leaders: [(BrokerId, LeaderEpoch); 3] = [(1, 0), (2, 0), (3, 0)];
+            let mut next_offset = [0i64; 3];
+            let mut queue: Vec<(BrokerId, u64, Response)> = Vec::new();
+            // value -> (partition, offset) of its last append
+            let mut log: BTreeMap<Value, (u32, Offset)> = BTreeMap::new();
+            let mut now = 0;
+            let mut sent = 0u64;
+            p.on_start(now, &mut out);
+            for _ in 0..4_000 {
+                for (broker, cid, request) in take(&mut out) {
+                    match request {
+                        Request::Metadata(_) => {
+                            let parts: Vec<_> = (0..3)
+                                .map(|i| (i as u32, Some(leaders[i].0), leaders[i].1))
+                                .collect();
+                            queue.push((broker, cid, Response::Metadata(metadata(&parts))));
+                        }
+                        Request::Produce(req) => {
+                            // A lost request or response (appended or not).
+                            let lost = config.acks == Acks::None || rng.gen_bool(0.1);
+                            let mut answers = Vec::new();
+                            for (tp, bytes) in &req.partitions {
+                                let i = tp.partition as usize;
+                                let batch_values = values(bytes);
+                                let n = batch_values.len() as i64;
+                                let error = if lost {
+                                    [ErrorCode::None, ErrorCode::NotEnoughReplicas]
+                                        [rng.gen_range(0..2)]
+                                } else if leaders[i].0 != broker {
+                                    ErrorCode::NotLeaderOrFollower
+                                } else {
+                                    [
+                                        ErrorCode::None,
+                                        ErrorCode::None,
+                                        ErrorCode::None,
+                                        ErrorCode::NotEnoughReplicas,
+                                        ErrorCode::NotEnoughReplicasAfterAppend,
+                                        ErrorCode::RequestTimedOut,
+                                    ][rng.gen_range(0..6)]
+                                };
+                                let base = next_offset[i];
+                                if matches!(
+                                    error,
+                                    ErrorCode::None | ErrorCode::NotEnoughReplicasAfterAppend
+                                ) {
+                                    for (j, v) in batch_values.iter().enumerate() {
+                                        log.insert(*v, (tp.partition, base + j as i64));
+                                    }
+                                    next_offset[i] += n;
+                                }
+                                answers.push((
+                                    tp.clone(),
+                                    error,
+                                    if error == ErrorCode::None { base } else { -1 },
+                                ));
+                            }
+                            if !lost {
+                                queue.push((broker, cid, produce_response(&answers)));
+                            }
+                        }
+                        other => panic!("unexpected request {other:?}"),
+                    }
+                }
+                if rng.gen_bool(0.01) {
+                    let i = rng.gen_range(0..3);
+                    leaders[i] = (rng.gen_range(1..=3), leaders[i].1 + 1);
+                }
+                match rng.gen_range(0..10) {
+                    0..=2 if sent < 300 => {
+                        let key = rng
+                            .gen_bool(0.5)
+                            .then(|| format!("k{}", rng.gen_range(0..10)));
+                        p.send(
+                            now,
+                            ProducerRecord {
+                                topic: Arc::from("t"),
+                                key,
+                                value: sent,
+                            },
+                            &mut out,
+                        );
+                        sent += 1;
+                    }
+                    3..=6 if !queue.is_empty() => {
+                        let (broker, cid, response) = queue.remove(rng.gen_range(0..queue.len()));
+                        respond(&mut p, now, broker, cid, response, &mut out);
+                    }
+                    _ => {
+                        // Time passes in steps of at most 200 ms; the host fires
+                        // the timer once it is due.
+                        match p.next_timer() {
+                            Some(t) if t <= now + 200 => {
+                                now = now.max(t);
+                                p.on_timer(now, &mut out);
+                            }
+                            _ => now += 200,
+                        }
+                    }
+                }
+                assert!(
+                    p.next_timer().is_none_or(|t| t > now),
+                    "seed {seed}: timer in the past"
+                );
+                now += rng.gen_range(0..3);
+            }
+            p.finish(now, &mut out);
+            let mut seen = vec![0; sent as usize];
+            let mut offsets = BTreeSet::new();
+            for e in &out.history {
+                let Op::Send {
+                    value,
+                    offset,
+                    partition,
+                    ..
+                } = &e.op
+                else {
+                    unreachable!()
+                };
+                seen[*value as usize] += 1;
+                if let Some(o) = offset {
+                    assert!(
+                        offsets.insert((partition.partition, *o)),
+                        "seed {seed}: offset {o} twice"
+                    );
+                }
+                match &e.outcome {
+                    Outcome::Ok if config.acks != Acks::None => {
+                        assert_eq!(
+                            log.get(value),
+                            Some(&(partition.partition, offset.unwrap()))
+                        );
+                    }
+                    Outcome::Fail { error } => {
+                        assert!(
+                            !log.contains_key(value),
+                            "seed {seed}: {value} failed ({error}) but was appended"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            assert!(
+                seen.iter().all(|n| *n == 1),
+                "seed {seed}: every record exactly once"
+            );
+            assert_eq!(p.pending(), 0);
+        }
+    }
+}

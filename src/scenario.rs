@@ -1,0 +1,457 @@
+//! Scenario files: what cluster, clients, workload and faults a run has, and what the
+//! run is expected to show.
+//!
+//! Parsing is strict: unknown fields are errors, and every error names the file, the
+//! field path and the allowed values, so `kafkasim` can exit with code 2 before
+//! anything runs.
+
+use crate::bugs::Bug;
+use crate::config::{BrokerConfig, ConsumerConfig, ProducerConfig};
+use crate::nemesis::{FaultKindName, ScheduledFault};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// A scenario file that cannot be used.
+#[derive(Debug, Error)]
+#[error("{file}: field `{field}`: {message}")]
+pub struct ScenarioError {
+    /// The file.
+    pub file: String,
+    /// The field path (`producers.config.acks`), or `-` for the whole file.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+/// The brokers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Number of brokers (ids 1..=brokers), 1 to 9.
+    pub brokers: u32,
+    /// Broker and topic configuration.
+    #[serde(default)]
+    pub config: BrokerConfig,
+}
+
+/// A topic to create.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count (`num.partitions`).
+    pub partitions: u32,
+    /// `replication.factor`.
+    pub replication_factor: u32,
+}
+
+/// A set of identical clients.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clients<C> {
+    /// How many.
+    pub count: u32,
+    /// Their configuration.
+    #[serde(default)]
+    pub config: C,
+    /// When they start (ms); a late consumer reads only what the log still holds.
+    #[serde(default)]
+    pub start_ms: u64,
+}
+
+impl<C: Default> Default for Clients<C> {
+    fn default() -> Self {
+        Clients {
+            count: 0,
+            config: C::default(),
+            start_ms: 0,
+        }
+    }
+}
+
+/// What producers write and for how long.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Records per second per producer.
+    pub rate_per_sec: f64,
+    /// Distinct keys (`k0`..); 0 sends records without keys.
+    pub keys: u32,
+    /// When producers start sending (ms), giving the cluster time to form.
+    #[serde(default = "default_start_ms")]
+    pub start_ms: u64,
+    /// How long producers send (ms).
+    pub duration_ms: u64,
+    /// Quiet period after the last send and the last fault (ms): the cluster heals,
+    /// retries finish, consumers catch up.
+    pub quiet_ms: u64,
+}
+
+fn default_start_ms() -> u64 {
+    3_000
+}
+
+/// Faults: drawn from the seed, or listed explicitly.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NemesisSpec {
+    /// Fault kinds to draw from (empty: none drawn).
+    #[serde(default)]
+    pub faults: Vec<FaultKindName>,
+    /// Mean gap between drawn faults (ms).
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Range of a drawn fault's duration (ms).
+    #[serde(default = "default_fault_duration_ms")]
+    pub duration_ms: [u64; 2],
+    /// Explicit faults, applied in addition to drawn ones.
+    #[serde(default)]
+    pub schedule: Vec<ScheduledFault>,
+}
+
+fn default_interval_ms() -> u64 {
+    5_000
+}
+
+fn default_fault_duration_ms() -> [u64; 2] {
+    [1_000, 8_000]
+}
+
+/// The simulated network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// One-way latency range in ms, `[min, max]`.
+    pub latency_ms: [u64; 2],
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec { latency_ms: [1, 3] }
+    }
+}
+
+/// What the run is expected to show.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Anomalies that must appear on at least one seed of a sweep (the claim).
+    #[serde(default)]
+    pub anomalies: Vec<String>,
+    /// Anomalies allowed but not required; every other kind is an invariant that must
+    /// hold on every seed.
+    #[serde(default)]
+    pub tolerate: Vec<String>,
+}
+
+/// A scenario file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name (defaults to the file stem); reports go to `reports/<name>/<seed>/`.
+    #[serde(default)]
+    pub name: String,
+    /// One sentence on what the scenario shows.
+    pub description: String,
+    /// Seed claims demonstrated (`C1`..`C31`).
+    #[serde(default)]
+    pub claims: Vec<String>,
+    /// The brokers.
+    pub cluster: ClusterSpec,
+    /// Topics to create.
+    pub topics: Vec<TopicSpec>,
+    /// Producers.
+    #[serde(default)]
+    pub producers: Clients<ProducerConfig>,
+    /// Consumers (each assigned every partition).
+    #[serde(default)]
+    pub consumers: Clients<ConsumerConfig>,
+    /// The workload.
+    pub workload: WorkloadSpec,
+    /// Faults.
+    #[serde(default)]
+    pub nemesis: NemesisSpec,
+    /// The network.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// Safeguards switched off (see `kafkasim bugs`).
+    #[serde(default)]
+    pub bugs: Vec<String>,
+    /// The expected verdict.
+    pub expect: Expect,
+    /// Where it was read from (not part of the file).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: file.clone(),
+            field: "-".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Scenario::parse(&file, &text, path)
+    }
+
+    /// Parses and validates scenario text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let mut s: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            ScenarioError {
+                file: file.to_string(),
+                field: if field == "." { "-".into() } else { field },
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        s.path = path.to_path_buf();
+        if s.name.is_empty() {
+            s.name = path
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into());
+        }
+        s.validate(file)?;
+        Ok(s)
+    }
+
+    /// The bug switches this scenario turns on.
+    pub fn bug_switches(&self) -> Vec<Bug> {
+        self.bugs
+            .iter()
+            .map(|b| Bug::from_name(b).expect("validated"))
+            .collect()
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ScenarioError> {
+        let err = |field: &str, message: String| ScenarioError {
+            file: file.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        if !(1..=9).contains(&self.cluster.brokers) {
+            return Err(err(
+                "cluster.brokers",
+                format!("{} is out of range; allowed: 1 to 9", self.cluster.brokers),
+            ));
+        }
+        if self.topics.is_empty() {
+            return Err(err("topics", "at least one topic is required".into()));
+        }
+        for (i, t) in self.topics.iter().enumerate() {
+            let ok_name = !t.name.is_empty()
+                && !t.name.starts_with("__")
+                && t.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
+            if !ok_name {
+                return Err(err(&format!("topics[{i}].name"), format!("`{}` is not a legal topic name; allowed: [a-zA-Z0-9._-]+, not starting with `__`", t.name)));
+            }
+            if !(1..=64).contains(&t.partitions) {
+                return Err(err(
+                    &format!("topics[{i}].partitions"),
+                    format!("{} is out of range; allowed: 1 to 64", t.partitions),
+                ));
+            }
+            if t.replication_factor < 1 || t.replication_factor > self.cluster.brokers {
+                return Err(err(
+                    &format!("topics[{i}].replication_factor"),
+                    format!(
+                        "{} is out of range; allowed: 1 to cluster.brokers ({})",
+                        t.replication_factor, self.cluster.brokers
+                    ),
+                ));
+            }
+        }
+        if self.cluster.config.min_insync_replicas < 1 {
+            return Err(err(
+                "cluster.config.min.insync.replicas",
+                "0 is out of range; allowed: at least 1".into(),
+            ));
+        }
+        if self.producers.config.enable_idempotence {
+            return Err(err(
+                "producers.config.enable.idempotence",
+                "true (Kafka's default) is not implemented yet: the idempotent producer is the next capability; set it to false".into(),
+            ));
+        }
+        if self.producers.start_ms != 0 {
+            return Err(err(
+                "producers.start_ms",
+                "producers start at workload.start_ms; allowed: 0 or absent".into(),
+            ));
+        }
+        if self.consumers.start_ms >= self.end_ms() {
+            return Err(err(
+                "consumers.start_ms",
+                format!(
+                    "{} is past the end of the run; allowed: below {}",
+                    self.consumers.start_ms,
+                    self.end_ms()
+                ),
+            ));
+        }
+        if self.producers.count > 16 || self.consumers.count > 16 {
+            return Err(err(
+                "producers.count",
+                "allowed: 0 to 16 producers and 0 to 16 consumers".into(),
+            ));
+        }
+        if !(self.workload.rate_per_sec > 0.0 && self.workload.rate_per_sec <= 10_000.0) {
+            return Err(err(
+                "workload.rate_per_sec",
+                format!(
+                    "{} is out of range; allowed: above 0 up to 10000",
+                    self.workload.rate_per_sec
+                ),
+            ));
+        }
+        if self.workload.duration_ms == 0 || self.workload.duration_ms > 3_600_000 {
+            return Err(err("workload.duration_ms", "allowed: 1 to 3600000".into()));
+        }
+        let [lo, hi] = self.network.latency_ms;
+        if lo == 0 || lo > hi || hi > 1_000 {
+            return Err(err(
+                "network.latency_ms",
+                format!(
+                    "[{lo}, {hi}] is not a range; allowed: [min, max] with 1 <= min <= max <= 1000"
+                ),
+            ));
+        }
+        let [dlo, dhi] = self.nemesis.duration_ms;
+        if dlo == 0 || dlo > dhi {
+            return Err(err(
+                "nemesis.duration_ms",
+                format!("[{dlo}, {dhi}] is not a range; allowed: [min, max] with 1 <= min <= max"),
+            ));
+        }
+        if !self.nemesis.faults.is_empty() && self.nemesis.interval_ms == 0 {
+            return Err(err("nemesis.interval_ms", "allowed: at least 1".into()));
+        }
+        for (i, f) in self.nemesis.schedule.iter().enumerate() {
+            f.validate(
+                &self.topics_and_partitions(),
+                self.cluster.brokers,
+                self.producers.count,
+                self.consumers.count,
+            )
+            .map_err(|m| err(&format!("nemesis.schedule[{i}]"), m))?;
+        }
+        for (i, c) in self.claims.iter().enumerate() {
+            let ok = c
+                .strip_prefix('C')
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| (1..=31).contains(&n));
+            if !ok {
+                return Err(err(
+                    &format!("claims[{i}]"),
+                    format!("`{c}` is not a seed claim; allowed: C1 to C31"),
+                ));
+            }
+        }
+        for (i, b) in self.bugs.iter().enumerate() {
+            if Bug::from_name(b).is_none() {
+                return Err(err(
+                    &format!("bugs[{i}]"),
+                    format!(
+                        "unknown bug switch `{b}`; allowed: {}",
+                        Bug::names().join(", ")
+                    ),
+                ));
+            }
+        }
+        for (field, list) in [
+            ("expect.anomalies", &self.expect.anomalies),
+            ("expect.tolerate", &self.expect.tolerate),
+        ] {
+            for (i, a) in list.iter().enumerate() {
+                if !crate::checker::ANOMALY_KINDS.contains(&a.as_str()) {
+                    return Err(err(
+                        &format!("{field}[{i}]"),
+                        format!(
+                            "unknown anomaly `{a}`; allowed: {}",
+                            crate::checker::ANOMALY_KINDS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every (topic, partition count).
+    pub fn topics_and_partitions(&self) -> Vec<(String, u32)> {
+        self.topics
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions))
+            .collect()
+    }
+
+    /// When producers stop and the nemesis heals everything.
+    pub fn workload_end_ms(&self) -> u64 {
+        self.workload.start_ms + self.workload.duration_ms
+    }
+
+    /// When the run ends.
+    pub fn end_ms(&self) -> u64 {
+        let last_fault = self
+            .nemesis
+            .schedule
+            .iter()
+            .map(|f| f.at_ms + f.duration_ms)
+            .max()
+            .unwrap_or(0);
+        self.workload_end_ms().max(last_fault) + self.workload.quiet_ms
+    }
+
+    /// Whether an anomaly kind must hold on every seed.
+    pub fn is_invariant(&self, kind: &str) -> bool {
+        !self.expect.anomalies.iter().any(|a| a == kind)
+            && !self.expect.tolerate.iter().any(|a| a == kind)
+    }
+}
+
+/// Collects scenario files from files and folders (folders: every `*.json`, sorted).
+pub fn collect_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| ScenarioError {
+                    file: p.display().to_string(),
+                    field: "-".into(),
+                    message: format!("cannot read folder: {e}"),
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "json"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(ScenarioError {
+                file: p.display().to_string(),
+                field: "-".into(),
+                message: "no such file or folder".into(),
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(ScenarioError {
+            file: inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            field: "-".into(),
+            message: "no scenario files (*.json) found".into(),
+        });
+    }
+    Ok(out)
+}
