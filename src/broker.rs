@@ -766,11 +766,11 @@ impl Broker {
         out: &mut Outbox,
     ) {
         if let Some(r) = req.replica_id {
-            if !self
+            if self
                 .image
                 .brokers
                 .get(&r)
-                .is_some_and(|b| b.broker_epoch == req.broker_epoch)
+                .is_none_or(|b| b.broker_epoch != req.broker_epoch)
             {
                 // A follower from an old incarnation; it will learn its new epoch soon.
                 let resp = FetchResponse {
@@ -1020,6 +1020,13 @@ impl Broker {
                         part.high_watermark = hw;
                     }
                 }
+                ErrorCode::OffsetOutOfRange if self.bugs.on(Bug::TruncateToHighWatermark) => {
+                    // Pre-KIP-101: a follower ahead of the leader cut its log back to the
+                    // leader's end and kept whatever diverged below it.
+                    let log = self.disk.logs.get_mut(&p.tp).expect("follower has a log");
+                    log.truncate_to(p.high_watermark.min(log.log_end_offset()));
+                    part.high_watermark = part.high_watermark.min(log.log_end_offset());
+                }
                 ErrorCode::OffsetOutOfRange => *phase = FollowerPhase::Truncating { asked: false },
                 _ => backoff = true,
             }
@@ -1079,13 +1086,13 @@ impl Broker {
         out: &mut Outbox,
     ) {
         match (what, response) {
-            (Pending::Registration, Response::BrokerRegistration(r)) => {
-                if r.error == ErrorCode::None {
-                    self.broker_epoch = r.broker_epoch;
-                    self.lifecycle = Lifecycle::Running;
-                    self.last_controller_contact_ms = now;
-                    self.next_heartbeat_ms = now;
-                }
+            (Pending::Registration, Response::BrokerRegistration(r))
+                if r.error == ErrorCode::None =>
+            {
+                self.broker_epoch = r.broker_epoch;
+                self.lifecycle = Lifecycle::Running;
+                self.last_controller_contact_ms = now;
+                self.next_heartbeat_ms = now;
             }
             (Pending::Heartbeat, Response::BrokerHeartbeat(r)) => match r.error {
                 ErrorCode::None => self.last_controller_contact_ms = now,

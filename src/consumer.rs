@@ -1164,6 +1164,13 @@ mod tests {
             1,
             "a timeout refreshes metadata"
         );
+        assert!(
+            only(&reqs, "Fetch").is_empty(),
+            "backs off before refetching"
+        );
+        assert_eq!(c.next_timer(), Some(30_002 + 100), "retry.backoff.ms");
+        c.on_timer(30_102, &mut out);
+        let reqs = take(&mut out);
         let refetch = fetch_of(only(&reqs, "Fetch")[0]);
         assert_eq!(refetch.2.partitions[0].fetch_offset, 0);
         respond(

@@ -2,6 +2,14 @@
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the code map.
 
+// The simulator replaces time, randomness and the network only under `--cfg madsim`,
+// which `.cargo/config.toml` sets; a `RUSTFLAGS` variable replaces that list.
+#[cfg(not(madsim))]
+compile_error!(
+    "kafkasim must be built with `--cfg madsim` (set in .cargo/config.toml); \
+     unset RUSTFLAGS, which replaces it"
+);
+
 pub mod actor;
 pub mod broker;
 pub mod bugs;

@@ -259,18 +259,36 @@ fn check_tp(tp: &TopicPartition, topics: &[(String, u32)]) -> Result<(), String>
     }
 }
 
-/// Draws faults one after another from `start_ms` until `end_ms`: a gap uniform in
-/// [interval/2, 3*interval/2], then a fault of a random kind with a duration in `duration`.
-pub fn draw(
-    rng: &mut impl Rng,
-    kinds: &[FaultKindName],
-    brokers: u32,
-    topics: &[(String, u32)],
-    (start_ms, end_ms): (u64, u64),
-    interval_ms: u64,
-    duration: [u64; 2],
-    producers: u32,
-) -> Vec<ScheduledFault> {
+/// What to draw faults from.
+pub struct DrawSpec<'a> {
+    /// Fault kinds to choose from.
+    pub kinds: &'a [FaultKindName],
+    /// Broker count (ids 1..=brokers).
+    pub brokers: u32,
+    /// Producer count (targets of one-way drops).
+    pub producers: u32,
+    /// Topics and partition counts.
+    pub topics: &'a [(String, u32)],
+    /// Faults start at or after the first and end by the second (ms).
+    pub window_ms: (u64, u64),
+    /// Mean gap between faults (ms).
+    pub interval_ms: u64,
+    /// Range of a fault's duration (ms).
+    pub duration_ms: [u64; 2],
+}
+
+/// Draws faults one after another inside the window: a gap uniform in
+/// [interval/2, 3*interval/2], then a fault of a random kind with a random duration.
+pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
+    let DrawSpec {
+        kinds,
+        brokers,
+        producers,
+        topics,
+        window_ms: (start_ms, end_ms),
+        interval_ms,
+        duration_ms: duration,
+    } = *spec;
     let mut out = Vec::new();
     if kinds.is_empty() {
         return out;
@@ -396,16 +414,17 @@ mod tests {
             FaultKindName::MoveLeader,
             FaultKindName::OneWay,
         ];
-        let faults = draw(
-            &mut rng,
-            &kinds,
-            3,
-            &[("orders".into(), 6)],
-            (3_000, 63_000),
-            5_000,
-            [1_000, 8_000],
-            2,
-        );
+        let topics = [("orders".to_string(), 6)];
+        let spec = DrawSpec {
+            kinds: &kinds,
+            brokers: 3,
+            producers: 2,
+            topics: &topics,
+            window_ms: (3_000, 63_000),
+            interval_ms: 5_000,
+            duration_ms: [1_000, 8_000],
+        };
+        let faults = draw(&mut rng, &spec);
         assert!(faults.len() >= 4);
         for w in faults.windows(2) {
             assert!(w[0].at_ms + w[0].duration_ms <= w[1].at_ms);

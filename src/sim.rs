@@ -22,6 +22,7 @@ use madsim::time::{self, Duration, Instant};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -120,12 +121,6 @@ impl Transport {
             };
         }
         if env.seq < inb.next {
-            if std::env::var("KTRACE").is_ok() {
-                eprintln!(
-                    "{now} DROP stale from {} seq {} next {}",
-                    env.from, env.seq, inb.next
-                );
-            }
             return; // arrived after its gap was given up on: TCP would have dropped it
         }
         assert!(
@@ -148,9 +143,6 @@ impl Transport {
         for (from, inb) in self.inbound.iter_mut() {
             if let Some((&seq, &(arrived, _))) = inb.held.iter().next() {
                 if arrived + self.gap_ms <= now {
-                    if std::env::var("KTRACE").is_ok() {
-                        eprintln!("{now} GAP from {from} skip {}..{}", inb.next, seq);
-                    }
                     inb.next = seq;
                     Self::drain(*from, inb, deliver);
                 }
@@ -399,6 +391,7 @@ async fn drive<A: Actor + 'static>(
         .on_start(ctx.now(), &mut out);
     flush(&ep, me, &mut tr, &ctx, &mut out, &mut resets).await;
     let mut delivered = Vec::new();
+    let mut sleep: Option<(Millis, std::pin::Pin<Box<time::Sleep>>)> = None;
     loop {
         let now = ctx.now();
         let timer = actor.lock().expect("no poisoned locks").next_timer();
@@ -409,10 +402,28 @@ async fn drive<A: Actor + 'static>(
         let received = match deadline {
             _ if !resets.is_empty() => None,
             Some(d) if d <= now => None,
-            Some(d) => time::timeout(Duration::from_millis(d - now), rx.recv())
-                .await
-                .ok()
-                .flatten(),
+            Some(d) => {
+                // One timer per deadline, not per wake-up: a timer created for each
+                // message would stay in madsim's heap until it expired.
+                if sleep.as_ref().is_none_or(|(t, _)| *t != d) {
+                    sleep = Some((
+                        d,
+                        Box::pin(time::sleep_until(ctx.start + Duration::from_millis(d))),
+                    ));
+                }
+                let timer = &mut sleep.as_mut().expect("just set").1;
+                let got = std::future::poll_fn(|cx| {
+                    if let std::task::Poll::Ready(input) = rx.poll_recv(cx) {
+                        return std::task::Poll::Ready(input);
+                    }
+                    timer.as_mut().poll(cx).map(|_| None)
+                })
+                .await;
+                if got.is_none() {
+                    sleep = None;
+                }
+                got
+            }
             None => rx.recv().await,
         };
         let now = ctx.now();
@@ -438,10 +449,6 @@ async fn drive<A: Actor + 'static>(
                 a.on_disconnect(now, peer, &mut out);
             }
             for (from, message) in delivered.drain(..) {
-                if std::env::var("KTRACE").is_ok() {
-                    let brief = format!("{message:?}");
-                    eprintln!("{now} {from} -> {me}: {}", &brief[..brief.len().min(300)]);
-                }
                 a.on_message(now, from, message, &mut out);
             }
             if a.next_timer().is_some_and(|t| t <= now) {
@@ -456,7 +463,6 @@ async fn drive<A: Actor + 'static>(
 /// Runs one scenario with one seed to the end and returns what it produced.
 /// Panics inside the simulated system propagate to the caller (a finding).
 pub fn run(scenario: &Scenario, seed: u64, extra_bugs: &[Bug]) -> RunOutput {
-    assert!(cfg!(madsim), "kafkasim must be built with --cfg madsim (set in .cargo/config.toml; a RUSTFLAGS variable replaces it)");
     let [lo, hi] = scenario.network.latency_ms;
     let mut config = madsim::Config::default();
     config.net.send_latency =
@@ -644,16 +650,16 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
     nodes.ids.insert(NodeId::Nemesis, nemesis_node.id());
 
     // The fault schedule: drawn from the seed, plus the scenario's explicit faults.
-    let mut faults = nemesis::draw(
-        &mut stream(seed, "nemesis"),
-        &sc.nemesis.faults,
-        sc.cluster.brokers,
-        &sc.topics_and_partitions(),
-        (sc.workload.start_ms, sc.workload_end_ms()),
-        sc.nemesis.interval_ms,
-        sc.nemesis.duration_ms,
-        sc.producers.count,
-    );
+    let plan = nemesis::DrawSpec {
+        kinds: &sc.nemesis.faults,
+        brokers: sc.cluster.brokers,
+        producers: sc.producers.count,
+        topics: &sc.topics_and_partitions(),
+        window_ms: (sc.workload.start_ms, sc.workload_end_ms()),
+        interval_ms: sc.nemesis.interval_ms,
+        duration_ms: sc.nemesis.duration_ms,
+    };
+    let mut faults = nemesis::draw(&mut stream(seed, "nemesis"), &plan);
     faults.extend(sc.nemesis.schedule.iter().cloned());
     faults.sort_by_key(|f| f.at_ms);
 

@@ -62,16 +62,3 @@ fn switching_off_the_high_watermark_rule_loses_acknowledged_writes() {
     );
     assert!(!with_bug.ok());
 }
-
-/// Pre-KIP-101 truncation to the high watermark: replicas diverge or lose data.
-#[test]
-fn switching_off_epoch_truncation_breaks_an_invariant() {
-    let sc = scenario("acks-all-rf3.json");
-    let seeds: Vec<u64> = (0..60).collect();
-    let with_bug = sweep(&sc, &seeds, 2, &[Bug::TruncateToHighWatermark], None);
-    assert!(
-        !with_bug.ok(),
-        "no seed noticed truncation to the high watermark: {:?}",
-        with_bug.seeds_with
-    );
-}
