@@ -18,12 +18,22 @@ pub struct Outbox {
     pub sends: Vec<(NodeId, Message)>,
     /// History entries to record, in order.
     pub history: Vec<Entry>,
+    /// Connections to close (Kafka's clients close a connection whose request timed
+    /// out): what was not yet transmitted on them is discarded.
+    pub disconnects: Vec<NodeId>,
 }
 
 impl Outbox {
     /// Queues a message.
     pub fn send(&mut self, to: NodeId, message: Message) {
         self.sends.push((to, message));
+    }
+
+    /// Closes the connection to `peer`.
+    pub fn disconnect(&mut self, peer: NodeId) {
+        if !self.disconnects.contains(&peer) {
+            self.disconnects.push(peer);
+        }
     }
 
     /// Queues a history entry.

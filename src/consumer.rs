@@ -131,7 +131,7 @@ impl Consumer {
     /// One step: fail timed-out requests, refresh metadata, reset positions, fetch.
     fn run(&mut self, now: Millis, out: &mut Outbox) {
         self.now = self.now.max(now);
-        self.handle_timeouts(now);
+        self.handle_timeouts(now, out);
         self.reset_positions(now, out);
         self.send_fetches(now, out);
         self.metadata
@@ -192,8 +192,11 @@ impl Consumer {
     }
 
     /// Disconnects brokers with timed-out requests; their requests are retried.
-    fn handle_timeouts(&mut self, now: Millis) {
+    fn handle_timeouts(&mut self, now: Millis, out: &mut Outbox) {
         let failed = self.net.disconnect_timed_out(now);
+        for r in &failed {
+            out.disconnect(NodeId::Broker(r.broker));
+        }
         self.handle_failed(now, failed);
     }
 

@@ -952,6 +952,9 @@ impl Producer {
     /// Fails every request to a broker with a timed-out request (`NETWORK_EXCEPTION`).
     fn handle_timeouts(&mut self, now: Millis, out: &mut Outbox) {
         let failed = self.net.disconnect_timed_out(now);
+        for r in &failed {
+            out.disconnect(NodeId::Broker(r.broker));
+        }
         self.handle_failed(now, failed, out);
     }
 

@@ -16,22 +16,13 @@ use crate::producer::Producer;
 use crate::protocol::*;
 use crate::scenario::Scenario;
 use crate::workload::{ProducerWorkload, WorkloadPlan};
-use madsim::net::{Endpoint, NetSim};
 use madsim::runtime::{Handle, Runtime};
 use madsim::time::{self, Duration, Instant};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-
-/// The Endpoint tag every kafkasim message uses.
-const TAG: u64 = 0x4b41_464b;
-/// The port every node listens on.
-const PORT: u16 = 9092;
-/// Bound on messages buffered out of order from one sender.
-const MAX_REORDER_BUFFER: usize = 10_000;
 
 /// What a finished run produced.
 pub struct RunOutput {
@@ -43,39 +34,45 @@ pub struct RunOutput {
     pub faults: Vec<ScheduledFault>,
     /// Simulated run length (ms).
     pub sim_ms: Millis,
-    /// Messages the simulated network delivered or dropped.
+    /// Messages the simulated network carried.
     pub net_messages: u64,
     /// Records the producers sent.
     pub records_sent: u64,
 }
 
-/// A message on the simulated wire: the sender, its incarnation and a per-link
-/// sequence number, so that the receiver can restore TCP's in-order delivery.
-struct Envelope {
+/// A message in flight: who sent it, and to which incarnation of the receiver (a
+/// restarted receiver never gets what was sent to its previous process).
+struct Wire {
+    deliver_at: Instant,
+    to: NodeId,
+    to_incarnation: u64,
     from: NodeId,
-    incarnation: u64,
-    seq: u64,
     message: Message,
 }
 
-/// TCP's guarantees on top of madsim's datagrams. In order: madsim may reorder two
-/// messages of a link (random latency, mailbox order), so a receiver holds a message
-/// that arrives early until its predecessors arrive, or until `gap_ms` says they were
-/// lost. Retransmission: a message sent while the nemesis cuts the link is not lost but
-/// held by the sender and retried with exponential backoff (TCP's RTO, 200 ms doubling
-/// to 10 s) until the link heals, unless either end's process dies first.
+/// What a node's host loop receives.
+enum Input {
+    /// A message from the network.
+    Net(NodeId, Message),
+    /// The connection to this node was reset: its process died.
+    Reset(NodeId),
+}
+
+/// TCP's guarantees for one sender. In order: each link's deliveries are scheduled no
+/// earlier than the link's previous one. Retransmission: a message sent while the
+/// nemesis cuts the link is not lost but held and retried with exponential backoff
+/// (TCP's RTO, 200 ms doubling to 10 s) until the link heals, unless either end's
+/// process dies first.
 struct Transport {
-    incarnation: u64,
-    out_seq: BTreeMap<NodeId, u64>,
-    inbound: BTreeMap<NodeId, Inbound>,
-    gap_ms: Millis,
+    /// Per destination: when the last message sent to it is delivered.
+    last_delivery: BTreeMap<NodeId, Instant>,
     held: BTreeMap<NodeId, Held>,
 }
 
 /// Messages waiting for a cut link to heal, with the receiver incarnation they were
-/// addressed to (a restarted receiver resets the connection: they are dropped).
+/// addressed to.
 struct Held {
-    queue: std::collections::VecDeque<(u64, Envelope)>,
+    queue: std::collections::VecDeque<(u64, Message)>,
     retry_at: Millis,
     backoff_ms: Millis,
 }
@@ -87,89 +84,17 @@ const RTO_MAX_MS: Millis = 10_000;
 /// Bound on messages held for one cut link.
 const MAX_HELD: usize = 100_000;
 
-struct Inbound {
-    incarnation: u64,
-    next: u64,
-    held: BTreeMap<u64, (Millis, Message)>,
-}
-
 impl Transport {
-    fn stamp(&mut self, me: NodeId, to: NodeId, message: Message) -> Envelope {
-        let seq = self.out_seq.entry(to).or_insert(0);
-        let env = Envelope {
-            from: me,
-            incarnation: self.incarnation,
-            seq: *seq,
-            message,
-        };
-        *seq += 1;
-        env
-    }
-
-    fn receive(&mut self, now: Millis, env: Envelope, deliver: &mut Vec<(NodeId, Message)>) {
-        let inb = self.inbound.entry(env.from).or_insert(Inbound {
-            incarnation: env.incarnation,
-            next: 0,
-            held: BTreeMap::new(),
-        });
-        if inb.incarnation != env.incarnation {
-            // The sender restarted: a new connection.
-            *inb = Inbound {
-                incarnation: env.incarnation,
-                next: 0,
-                held: BTreeMap::new(),
-            };
-        }
-        if env.seq < inb.next {
-            return; // arrived after its gap was given up on: TCP would have dropped it
-        }
-        assert!(
-            inb.held.len() < MAX_REORDER_BUFFER,
-            "reorder buffer overflow"
-        );
-        inb.held.insert(env.seq, (now, env.message));
-        Self::drain(env.from, inb, deliver);
-    }
-
-    fn drain(from: NodeId, inb: &mut Inbound, deliver: &mut Vec<(NodeId, Message)>) {
-        while let Some((_, m)) = inb.held.remove(&inb.next) {
-            deliver.push((from, m));
-            inb.next += 1;
-        }
-    }
-
-    /// Gives up on gaps older than `gap_ms` (the missing messages were dropped).
-    fn expire(&mut self, now: Millis, deliver: &mut Vec<(NodeId, Message)>) {
-        for (from, inb) in self.inbound.iter_mut() {
-            if let Some((&seq, &(arrived, _))) = inb.held.iter().next() {
-                if arrived + self.gap_ms <= now {
-                    inb.next = seq;
-                    Self::drain(*from, inb, deliver);
-                }
-            }
-        }
-    }
-
     fn next_deadline(&self) -> Option<Millis> {
-        let gaps = self
-            .inbound
-            .values()
-            .filter_map(|i| i.held.values().next().map(|(t, _)| t + self.gap_ms));
-        gaps.chain(self.held.values().map(|h| h.retry_at)).min()
+        self.held.values().map(|h| h.retry_at).min()
     }
 
-    /// Queues `env` for `to` if the link is cut or older messages still wait for it;
-    /// returns it back if it can go now.
-    fn hold_or_pass(
-        &mut self,
-        now: Millis,
-        ctx: &Ctx,
-        me: NodeId,
-        to: NodeId,
-        env: Envelope,
-    ) -> Option<Envelope> {
+    /// Puts a message on the wire to `to`, or holds it if the link is cut (or older
+    /// messages still wait for it).
+    fn send(&mut self, now: Millis, ctx: &Ctx, me: NodeId, to: NodeId, message: Message) {
         if !self.held.contains_key(&to) && ctx.link_up(me, to) {
-            return Some(env);
+            self.transmit(ctx, me, to, ctx.incarnation(to), message);
+            return;
         }
         let h = self.held.entry(to).or_insert(Held {
             queue: Default::default(),
@@ -177,13 +102,34 @@ impl Transport {
             backoff_ms: RTO_MIN_MS,
         });
         assert!(h.queue.len() < MAX_HELD, "retransmission queue overflow");
-        h.queue.push_back((ctx.incarnation(to), env));
-        None
+        h.queue.push_back((ctx.incarnation(to), message));
+    }
+
+    fn transmit(
+        &mut self,
+        ctx: &Ctx,
+        me: NodeId,
+        to: NodeId,
+        to_incarnation: u64,
+        message: Message,
+    ) {
+        let now = Instant::now();
+        let latency = ctx.latency();
+        let last = self.last_delivery.get(&to).copied().unwrap_or(now);
+        // Strictly after the link's previous delivery: FIFO even with jitter.
+        let deliver_at = (now + latency).max(last + Duration::from_nanos(1));
+        self.last_delivery.insert(to, deliver_at);
+        let _ = ctx.wire.send(Wire {
+            deliver_at,
+            to,
+            to_incarnation,
+            from: me,
+            message,
+        });
     }
 
     /// Retransmits what waits for links that healed; backs off on those still cut.
-    fn retransmit(&mut self, now: Millis, ctx: &Ctx, me: NodeId) -> Vec<(NodeId, Envelope)> {
-        let mut out = Vec::new();
+    fn retransmit(&mut self, now: Millis, ctx: &Ctx, me: NodeId) {
         let due: Vec<NodeId> = self
             .held
             .iter()
@@ -194,28 +140,18 @@ impl Transport {
             if ctx.link_up(me, to) {
                 let h = self.held.remove(&to).expect("listed");
                 let current = ctx.incarnation(to);
-                out.extend(
-                    h.queue
-                        .into_iter()
-                        .filter(|(inc, _)| *inc == current)
-                        .map(|(_, e)| (to, e)),
-                );
+                for (inc, message) in h.queue {
+                    if inc == current {
+                        self.transmit(ctx, me, to, inc, message);
+                    }
+                }
             } else {
                 let h = self.held.get_mut(&to).expect("listed");
                 h.backoff_ms = (h.backoff_ms * 2).min(RTO_MAX_MS);
                 h.retry_at = now + h.backoff_ms;
             }
         }
-        out
     }
-}
-
-/// What a node's host loop receives.
-enum Input {
-    /// A message from the network.
-    Net(Envelope),
-    /// The connection to this node was reset: its process died.
-    Reset(NodeId),
 }
 
 /// State shared by the host's tasks for one run.
@@ -223,18 +159,38 @@ struct Ctx {
     start: Instant,
     history: Mutex<History>,
     incarnations: Mutex<BTreeMap<NodeId, u64>>,
-    gap_ms: Millis,
     /// Directed links the nemesis has cut, with how many faults cut each.
     cut: Mutex<BTreeMap<(NodeId, NodeId), u32>>,
     /// Processes that are down (crashed, not yet restarted).
     down: Mutex<std::collections::BTreeSet<NodeId>>,
-    /// Each running node's input channel, for connection resets.
+    /// Each running node's input channel.
     inboxes: Mutex<BTreeMap<NodeId, tokio::sync::mpsc::UnboundedSender<Input>>>,
+    /// The wire: the network task delivers what is put here when it is due.
+    wire: tokio::sync::mpsc::UnboundedSender<Wire>,
+    /// Latency draws (the "network" stream of the seed).
+    latency_rng: Mutex<ChaCha8Rng>,
+    /// One-way latency range in microseconds.
+    latency_us: (u64, u64),
+    /// Messages put on the wire.
+    messages: std::sync::atomic::AtomicU64,
 }
 
 impl Ctx {
     fn now(&self) -> Millis {
         (Instant::now() - self.start).as_millis() as Millis
+    }
+
+    fn latency(&self) -> Duration {
+        use rand::Rng;
+        self.messages
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (lo, hi) = self.latency_us;
+        Duration::from_micros(
+            self.latency_rng
+                .lock()
+                .expect("no poisoned locks")
+                .gen_range(lo..=hi),
+        )
     }
 
     fn next_incarnation(&self, node: NodeId) -> u64 {
@@ -261,7 +217,7 @@ impl Ctx {
             .contains_key(&(from, to))
     }
 
-    /// Cuts (or, with `heal`, restores) every directed link from `a` to `b`.
+    /// Cuts (or, with `heal`, restores) the given directed links.
     fn cut_links(&self, pairs: &[(NodeId, NodeId)], heal: bool) {
         let mut cut = self.cut.lock().expect("no poisoned locks");
         for &p in pairs {
@@ -285,10 +241,24 @@ impl Ctx {
     /// A process died: its host resets every connection to it.
     fn crash(&self, node: NodeId) {
         self.down.lock().expect("no poisoned locks").insert(node);
-        for (n, tx) in self.inboxes.lock().expect("no poisoned locks").iter() {
-            if *n != node {
-                let _ = tx.send(Input::Reset(node));
-            }
+        let mut inboxes = self.inboxes.lock().expect("no poisoned locks");
+        inboxes.remove(&node);
+        for tx in inboxes.values() {
+            let _ = tx.send(Input::Reset(node));
+        }
+    }
+
+    fn deliver(&self, wire: Wire) {
+        if self.is_down(wire.to) || self.incarnation(wire.to) != wire.to_incarnation {
+            return; // the receiving process is gone: its host drops the segment
+        }
+        if let Some(tx) = self
+            .inboxes
+            .lock()
+            .expect("no poisoned locks")
+            .get(&wire.to)
+        {
+            let _ = tx.send(Input::Net(wire.from, wire.message));
         }
     }
 
@@ -300,31 +270,58 @@ impl Ctx {
     }
 }
 
-fn ip_of(node: NodeId) -> IpAddr {
-    IpAddr::V4(match node {
-        NodeId::Controller => Ipv4Addr::new(10, 0, 0, 1),
-        NodeId::Broker(b) => Ipv4Addr::new(10, 0, 1, b as u8),
-        NodeId::Producer(i) => Ipv4Addr::new(10, 0, 2, i as u8 + 1),
-        NodeId::Consumer(i) => Ipv4Addr::new(10, 0, 3, i as u8 + 1),
-        NodeId::Nemesis => Ipv4Addr::new(10, 0, 9, 1),
-    })
+/// The network: delivers each message when its latency has passed. One task and one
+/// pending timer for the whole cluster; deliveries due at the same instant go in the
+/// order they were sent.
+async fn network(ctx: Arc<Ctx>, mut wire: tokio::sync::mpsc::UnboundedReceiver<Wire>) {
+    let mut pending: BTreeMap<(Instant, u64), Wire> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut timer: Option<(Instant, std::pin::Pin<Box<time::Sleep>>)> = None;
+    loop {
+        let next = pending.keys().next().map(|k| k.0);
+        let got = std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(w) = wire.poll_recv(cx) {
+                return std::task::Poll::Ready(Some(w));
+            }
+            if let Some(at) = next {
+                if timer.as_ref().is_none_or(|(t, _)| *t != at) {
+                    timer = Some((at, Box::pin(time::sleep_until(at))));
+                }
+                let t = &mut timer.as_mut().expect("just set").1;
+                return t.as_mut().poll(cx).map(|_| None);
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        match got {
+            Some(Some(w)) => {
+                assert!(pending.len() < 10_000_000, "network queue overflow");
+                pending.insert((w.deliver_at, seq), w);
+                seq += 1;
+            }
+            Some(None) => return,
+            None => {}
+        }
+        let now = Instant::now();
+        while let Some(entry) = pending.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            ctx.deliver(entry.remove());
+        }
+    }
 }
 
-fn addr_of(node: NodeId) -> SocketAddr {
-    SocketAddr::new(ip_of(node), PORT)
-}
-
-async fn flush(
-    ep: &Endpoint,
-    me: NodeId,
-    tr: &mut Transport,
-    ctx: &Ctx,
-    out: &mut Outbox,
-    resets: &mut Vec<NodeId>,
-) {
-    ctx.record(std::mem::take(&mut out.history));
+fn flush(me: NodeId, tr: &mut Transport, ctx: &Ctx, out: &mut Outbox, resets: &mut Vec<NodeId>) {
+    if !out.history.is_empty() {
+        ctx.record(std::mem::take(&mut out.history));
+    }
     let now = ctx.now();
-    let mut ready = tr.retransmit(now, ctx, me);
+    for peer in std::mem::take(&mut out.disconnects) {
+        // Closing a connection discards what it had not transmitted yet.
+        tr.held.remove(&peer);
+    }
+    tr.retransmit(now, ctx, me);
     for (to, message) in std::mem::take(&mut out.sends) {
         if ctx.is_down(to) {
             // The peer's host is up but its process is not: connection refused.
@@ -333,65 +330,32 @@ async fn flush(
             }
             continue;
         }
-        let env = tr.stamp(me, to, message);
-        if let Some(env) = tr.hold_or_pass(now, ctx, me, to, env) {
-            ready.push((to, env));
-        }
-    }
-    for (to, env) in ready {
-        // A send to a dead node vanishes, as on a real network.
-        let _ = ep.send_to_raw(addr_of(to), TAG, Box::new(env)).await;
+        tr.send(now, ctx, me, to, message);
     }
 }
 
-/// Drives one sans-IO core: delivers messages in per-link order, fires its timers,
-/// sends what it asks to send and records what it asks to record.
-async fn drive<A: Actor + 'static>(
-    me: NodeId,
-    actor: Arc<Mutex<A>>,
-    ctx: Arc<Ctx>,
-    incarnation: u64,
-) {
-    let ep = Arc::new(
-        Endpoint::bind(addr_of(me))
-            .await
-            .expect("each node binds its own address once"),
-    );
-    // A dedicated receiving task: `recv_from_raw` loses a message taken from the mailbox
-    // if it is cancelled (by a timer) during its internal delay, so it is never
-    // cancelled; the channel it feeds is cancel-safe.
+/// Drives one sans-IO core: delivers its messages and connection resets, fires its
+/// timers, sends what it asks to send and records what it asks to record.
+async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ctx>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
     ctx.inboxes
         .lock()
         .expect("no poisoned locks")
-        .insert(me, tx.clone());
-    let receiver = ep.clone();
-    madsim::task::spawn(async move {
-        while let Ok((payload, _)) = receiver.recv_from_raw(TAG).await {
-            let env = payload
-                .downcast::<Envelope>()
-                .expect("only kafkasim envelopes on the wire");
-            if tx.send(Input::Net(*env)).is_err() {
-                break;
-            }
-        }
-    });
-    let mut resets = Vec::new();
+        .insert(me, tx);
     let mut tr = Transport {
-        incarnation,
-        out_seq: BTreeMap::new(),
-        inbound: BTreeMap::new(),
-        gap_ms: ctx.gap_ms,
+        last_delivery: BTreeMap::new(),
         held: BTreeMap::new(),
     };
     let mut out = Outbox::default();
+    let mut resets = Vec::new();
     actor
         .lock()
         .expect("no poisoned locks")
         .on_start(ctx.now(), &mut out);
-    flush(&ep, me, &mut tr, &ctx, &mut out, &mut resets).await;
+    flush(me, &mut tr, &ctx, &mut out, &mut resets);
     let mut delivered = Vec::new();
     let mut sleep: Option<(Millis, std::pin::Pin<Box<time::Sleep>>)> = None;
+    let mut spins = 0u32;
     loop {
         let now = ctx.now();
         let timer = actor.lock().expect("no poisoned locks").next_timer();
@@ -434,7 +398,7 @@ async fn drive<A: Actor + 'static>(
         }
         for input in inputs {
             match input {
-                Input::Net(env) => tr.receive(now, env, &mut delivered),
+                Input::Net(from, message) => delivered.push((from, message)),
                 Input::Reset(peer) => {
                     if !resets.contains(&peer) {
                         resets.push(peer);
@@ -442,7 +406,6 @@ async fn drive<A: Actor + 'static>(
                 }
             }
         }
-        tr.expire(now, &mut delivered);
         {
             let mut a = actor.lock().expect("no poisoned locks");
             for peer in resets.drain(..) {
@@ -456,18 +419,25 @@ async fn drive<A: Actor + 'static>(
             }
         }
         // `flush` also retransmits what waited for healed links.
-        flush(&ep, me, &mut tr, &ctx, &mut out, &mut resets).await;
+        flush(me, &mut tr, &ctx, &mut out, &mut resets);
+        // A core whose timer stays in the past would spin without simulated time
+        // passing: bound the iterations that do not wait.
+        if deadline.is_some_and(|d| d <= now) {
+            spins += 1;
+            assert!(
+                spins < 100_000,
+                "{me}: next_timer stays in the past ({deadline:?} at {now})"
+            );
+        } else {
+            spins = 0;
+        }
     }
 }
 
 /// Runs one scenario with one seed to the end and returns what it produced.
 /// Panics inside the simulated system propagate to the caller (a finding).
 pub fn run(scenario: &Scenario, seed: u64, extra_bugs: &[Bug]) -> RunOutput {
-    let [lo, hi] = scenario.network.latency_ms;
-    let mut config = madsim::Config::default();
-    config.net.send_latency =
-        Duration::from_millis(lo)..Duration::from_millis(hi) + Duration::from_micros(1);
-    let rt = Runtime::with_seed_and_config(seed, config);
+    let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
     let scenario = Arc::new(scenario.clone());
     let extra = extra_bugs.to_vec();
     rt.block_on(async move { supervise(scenario, seed, extra).await })
@@ -495,15 +465,20 @@ impl Nodes {
 async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOutput {
     let handle = Handle::current();
     let [lo, hi] = sc.network.latency_ms;
+    let (wire_tx, wire_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         start: Instant::now(),
         history: Mutex::new(History::default()),
         incarnations: Mutex::new(BTreeMap::new()),
-        gap_ms: hi - lo + 2,
         cut: Mutex::new(BTreeMap::new()),
         down: Mutex::new(Default::default()),
         inboxes: Mutex::new(BTreeMap::new()),
+        wire: wire_tx,
+        latency_rng: Mutex::new(stream(seed, "network")),
+        latency_us: (lo * 1000, hi * 1000),
+        messages: std::sync::atomic::AtomicU64::new(0),
     });
+    let network_task = madsim::task::spawn(network(ctx.clone(), wire_rx));
     let mut bugs = sc.bug_switches();
     bugs.extend(extra_bugs);
     let bugs = Bugs::of(&bugs);
@@ -533,12 +508,11 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         let n = handle
             .create_node()
             .name("controller")
-            .ip(ip_of(NodeId::Controller))
             .init(move || {
                 let (c, x) = (c.clone(), x.clone());
                 async move {
-                    let inc = x.next_incarnation(NodeId::Controller);
-                    drive(NodeId::Controller, c, x, inc).await
+                    x.next_incarnation(NodeId::Controller);
+                    drive(NodeId::Controller, c, x).await
                 }
             })
             .build();
@@ -561,13 +535,12 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         let n = handle
             .create_node()
             .name(me.to_string())
-            .ip(ip_of(me))
             .init(move || {
                 let (br, x) = (broker.clone(), x.clone());
                 async move {
                     let inc = x.next_incarnation(me);
                     br.lock().expect("no poisoned locks").restart(inc);
-                    drive(me, br, x, inc).await
+                    drive(me, br, x).await
                 }
             })
             .build();
@@ -603,10 +576,12 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         let n = handle
             .create_node()
             .name(me.to_string())
-            .ip(ip_of(me))
             .init(move || {
                 let (w, x) = (wl.clone(), x.clone());
-                async move { drive(me, w, x, 1).await }
+                async move {
+                    x.next_incarnation(me);
+                    drive(me, w, x).await
+                }
             })
             .build();
         nodes.ids.insert(me, n.id());
@@ -629,25 +604,17 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         let n = handle
             .create_node()
             .name(me.to_string())
-            .ip(ip_of(me))
             .init(move || {
                 let (c, x) = (c.clone(), x.clone());
                 async move {
                     time::sleep_until(x.start + start).await;
-                    drive(me, c, x, 1).await
+                    x.next_incarnation(me);
+                    drive(me, c, x).await
                 }
             })
             .build();
         nodes.ids.insert(me, n.id());
     }
-
-    // The nemesis' admin client.
-    let nemesis_node = handle
-        .create_node()
-        .name("nemesis")
-        .ip(ip_of(NodeId::Nemesis))
-        .build();
-    nodes.ids.insert(NodeId::Nemesis, nemesis_node.id());
 
     // The fault schedule: drawn from the seed, plus the scenario's explicit faults.
     let plan = nemesis::DrawSpec {
@@ -672,8 +639,8 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         }
     }
     timeline.sort_by_key(|&(t, start, i)| (t, start, i));
-    let net = NetSim::current();
-    let all_nodes: Vec<NodeId> = nodes.ids.keys().copied().collect();
+    let mut all_nodes: Vec<NodeId> = nodes.ids.keys().copied().collect();
+    all_nodes.push(NodeId::Nemesis);
     let mut resolved: BTreeMap<usize, Vec<Vec<NodeId>>> = BTreeMap::new();
     let mut admin_seq = 0u64;
     for (t, start, i) in timeline {
@@ -736,7 +703,6 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             match &f.fault {
                 Fault::Crash { .. } => groups[0].iter().for_each(|n| {
                     handle.kill(nodes.id(*n));
-                    ctx.inboxes.lock().expect("no poisoned locks").remove(n);
                     ctx.crash(*n);
                 }),
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
@@ -754,34 +720,26 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                             Some(target) => {
                                 let mut replicas = vec![target];
                                 replicas.extend(reg.replicas.iter().filter(|r| **r != target));
-                                let env = Envelope {
-                                    from: NodeId::Nemesis,
-                                    incarnation: admin_seq,
-                                    seq: 0,
-                                    message: Message::Request {
-                                        correlation_id: admin_seq,
-                                        request: Request::AlterPartitionReassignments(
-                                            AlterPartitionReassignmentsRequest {
-                                                tp: partition.clone(),
-                                                replicas,
-                                            },
-                                        ),
-                                    },
+                                let message = Message::Request {
+                                    correlation_id: admin_seq,
+                                    request: Request::AlterPartitionReassignments(
+                                        AlterPartitionReassignmentsRequest {
+                                            tp: partition.clone(),
+                                            replicas,
+                                        },
+                                    ),
                                 };
                                 admin_seq += 1;
-                                nemesis_node.spawn(async move {
-                                    let ep =
-                                        Endpoint::bind(SocketAddr::new(ip_of(NodeId::Nemesis), 0))
-                                            .await
-                                            .expect("ephemeral port");
-                                    let _ = ep
-                                        .send_to_raw(
-                                            addr_of(NodeId::Controller),
-                                            TAG,
-                                            Box::new(env),
-                                        )
-                                        .await;
-                                });
+                                // The admin client's request; its answer is not awaited.
+                                if ctx.link_up(NodeId::Nemesis, NodeId::Controller) {
+                                    let _ = ctx.wire.send(Wire {
+                                        deliver_at: Instant::now() + ctx.latency(),
+                                        to: NodeId::Controller,
+                                        to_incarnation: ctx.incarnation(NodeId::Controller),
+                                        from: NodeId::Nemesis,
+                                        message,
+                                    });
+                                }
                                 format!(
                                     "move leader of {partition} from broker-{} to broker-{target}",
                                     reg.leader.unwrap_or(0)
@@ -843,6 +801,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
     for n in nodes.ids.values() {
         handle.kill(*n);
     }
+    network_task.abort();
     // Let madsim drop the killed nodes' tasks before the runtime goes (MADSIM_NOTES).
     time::sleep(Duration::from_millis(1)).await;
     let history = std::mem::take(&mut *ctx.history.lock().expect("no poisoned locks"));
@@ -851,7 +810,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         snapshot,
         faults,
         sim_ms: end,
-        net_messages: net.stat().msg_count,
+        net_messages: ctx.messages.load(std::sync::atomic::Ordering::Relaxed),
         records_sent,
     }
 }
