@@ -360,21 +360,21 @@ impl Broker {
                         let hw = part.high_watermark;
                         self.disk.logs.get_mut(tp).expect("log").truncate_to(hw);
                     }
-                    self.fail_delayed_for(tp, out);
+                    self.fail_delayed_for(now, tp, out);
                 }
             }
             None => {
                 if new_epoch || !matches!(part.role, Role::Idle) {
                     part.leader_epoch = reg.leader_epoch;
                     part.role = Role::Idle;
-                    self.fail_delayed_for(tp, out);
+                    self.fail_delayed_for(now, tp, out);
                 }
             }
         }
     }
 
     /// Answers parked produce requests for a partition this broker no longer leads.
-    fn fail_delayed_for(&mut self, tp: &TopicPartition, out: &mut Outbox) {
+    fn fail_delayed_for(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
         for d in &mut self.delayed_produce {
             for part in d.parts.iter_mut() {
                 if &part.0 == tp && part.4.is_none() {
@@ -382,7 +382,7 @@ impl Broker {
                 }
             }
         }
-        self.complete_delayed_produce(u64::MAX - 1, out);
+        self.complete_delayed_produce(now, out);
     }
 
     // ------------------------------------------------------------ leader side
@@ -620,7 +620,7 @@ impl Broker {
                                 } else {
                                     ErrorCode::None
                                 });
-                        } else if now != u64::MAX - 1 && now >= d.deadline {
+                        } else if now >= d.deadline {
                             *result = Some(ErrorCode::RequestTimedOut);
                         }
                     }
@@ -689,10 +689,8 @@ impl Broker {
             };
             let error = if fenced {
                 ErrorCode::NotLeaderOrFollower
-            } else if fp.current_leader_epoch >= 0 && fp.current_leader_epoch < part.leader_epoch {
-                ErrorCode::FencedLeaderEpoch
-            } else if fp.current_leader_epoch > part.leader_epoch {
-                ErrorCode::UnknownLeaderEpoch
+            } else if let Some(e) = epoch_error(fp.current_leader_epoch, part.leader_epoch) {
+                e
             } else if fp.fetch_offset > leo || fp.fetch_offset < 0 {
                 ErrorCode::OffsetOutOfRange
             } else if req.replica_id.is_none() && part.high_watermark < ls.epoch_start_offset {
@@ -819,43 +817,56 @@ impl Broker {
         }
     }
 
+    /// Kafka's `getPartitionOrError` + `checkCurrentLeaderEpoch`: the partition if this
+    /// broker leads it (and has not fenced itself) in the epoch the client believes.
+    fn leader_partition(
+        &self,
+        tp: &TopicPartition,
+        current_leader_epoch: LeaderEpoch,
+        fenced: bool,
+    ) -> Result<(&Partition, &LeaderState), ErrorCode> {
+        match self.partitions.get(tp) {
+            Some(
+                p @ Partition {
+                    role: Role::Leader(ls),
+                    ..
+                },
+            ) if !fenced => {
+                epoch_error(current_leader_epoch, p.leader_epoch).map_or(Ok((p, ls)), Err)
+            }
+            _ => Err(ErrorCode::NotLeaderOrFollower),
+        }
+    }
+
     fn handle_list_offsets(&mut self, now: Millis, req: ListOffsetsRequest) -> ListOffsetsResponse {
         let fenced = self.self_fenced(now);
         let partitions = req
             .partitions
             .into_iter()
             .map(|(tp, ts, epoch)| {
-                let mut r = ListOffsetsPartitionResponse {
-                    tp: tp.clone(),
-                    error: ErrorCode::None,
-                    offset: -1,
-                    leader_epoch: -1,
-                };
-                match self.partitions.get(&tp) {
-                    Some(
-                        p @ Partition {
-                            role: Role::Leader(ls),
-                            ..
-                        },
-                    ) if !fenced => {
-                        r.leader_epoch = p.leader_epoch;
-                        if epoch >= 0 && epoch < p.leader_epoch {
-                            r.error = ErrorCode::FencedLeaderEpoch;
-                        } else if epoch > p.leader_epoch {
-                            r.error = ErrorCode::UnknownLeaderEpoch;
-                        } else if p.high_watermark < ls.epoch_start_offset {
-                            r.error = ErrorCode::OffsetNotAvailable;
+                let answer = self
+                    .leader_partition(&tp, epoch, fenced)
+                    .and_then(|(p, ls)| {
+                        if p.high_watermark < ls.epoch_start_offset {
+                            Err(ErrorCode::OffsetNotAvailable)
                         } else if ts == EARLIEST_TIMESTAMP {
-                            r.offset = 0;
+                            Ok((p.leader_epoch, 0))
                         } else if ts == LATEST_TIMESTAMP {
-                            r.offset = p.high_watermark;
+                            Ok((p.leader_epoch, p.high_watermark))
                         } else {
-                            r.error = ErrorCode::InvalidRequest;
+                            Err(ErrorCode::InvalidRequest)
                         }
-                    }
-                    _ => r.error = ErrorCode::NotLeaderOrFollower,
+                    });
+                let (error, (leader_epoch, offset)) = match answer {
+                    Ok(found) => (ErrorCode::None, found),
+                    Err(e) => (e, (-1, -1)),
+                };
+                ListOffsetsPartitionResponse {
+                    tp,
+                    error,
+                    offset,
+                    leader_epoch,
                 }
-                r
             })
             .collect();
         ListOffsetsResponse { partitions }
@@ -871,32 +882,19 @@ impl Broker {
             .partitions
             .into_iter()
             .map(|(tp, current, wanted)| {
-                let mut r = EpochEndOffset {
-                    tp: tp.clone(),
-                    error: ErrorCode::None,
-                    leader_epoch: -1,
-                    end_offset: -1,
+                let answer = self
+                    .leader_partition(&tp, current, fenced)
+                    .map(|_| self.disk.logs[&tp].end_offset_for_epoch(wanted));
+                let (error, (leader_epoch, end_offset)) = match answer {
+                    Ok(found) => (ErrorCode::None, found),
+                    Err(e) => (e, (-1, -1)),
                 };
-                match self.partitions.get(&tp) {
-                    Some(
-                        p @ Partition {
-                            role: Role::Leader(_),
-                            ..
-                        },
-                    ) if !fenced => {
-                        if current >= 0 && current < p.leader_epoch {
-                            r.error = ErrorCode::FencedLeaderEpoch;
-                        } else if current > p.leader_epoch {
-                            r.error = ErrorCode::UnknownLeaderEpoch;
-                        } else {
-                            let (e, o) = self.disk.logs[&tp].end_offset_for_epoch(wanted);
-                            r.leader_epoch = e;
-                            r.end_offset = o;
-                        }
-                    }
-                    _ => r.error = ErrorCode::NotLeaderOrFollower,
+                EpochEndOffset {
+                    tp,
+                    error,
+                    leader_epoch,
+                    end_offset,
                 }
-                r
             })
             .collect();
         OffsetsForLeaderEpochResponse { partitions }
@@ -1218,6 +1216,18 @@ impl Broker {
             }
         }
         let _ = out;
+    }
+}
+
+/// KIP-320: a request's current leader epoch older than ours is fenced, newer is
+/// unknown to us; -1 skips the check.
+fn epoch_error(requested: LeaderEpoch, ours: LeaderEpoch) -> Option<ErrorCode> {
+    if requested >= 0 && requested < ours {
+        Some(ErrorCode::FencedLeaderEpoch)
+    } else if requested > ours {
+        Some(ErrorCode::UnknownLeaderEpoch)
+    } else {
+        None
     }
 }
 

@@ -34,15 +34,16 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "truncate-to-high-watermark",
         reference: "KIP-101 (KAFKA-1211)",
         summary: "A new follower truncates to its local high watermark instead of the leader's \
-                  epoch end offset; after quick successive leader failures replicas diverge or \
-                  lose committed records.",
+                  epoch end offset; if it is then elected it has lost committed records \
+                  (scenario follower-truncation).",
     },
     BugInfo {
         bug: Bug::HighWatermarkFromLeaderOnly,
         name: "high-watermark-from-leader-only",
         reference: "replication protocol (acks=all safeguard)",
         summary: "The leader moves the high watermark to its own log end offset, so acks=all \
-                  acknowledges writes no follower has; a leader crash then loses them.",
+                  acknowledges writes no follower has; a leader crash then loses them \
+                  (scenario acks-all-rf3).",
     },
 ];
 

@@ -62,3 +62,19 @@ fn switching_off_the_high_watermark_rule_loses_acknowledged_writes() {
     );
     assert!(!with_bug.ok());
 }
+
+/// Pre-KIP-101 truncation to the follower's own high watermark loses acknowledged
+/// writes in `follower-truncation`, which never loses one with epoch truncation.
+#[test]
+fn switching_off_epoch_truncation_loses_acknowledged_writes() {
+    let sc = scenario("follower-truncation.json");
+    let seeds: Vec<u64> = (0..10).collect();
+    let with_bug = sweep(&sc, &seeds, 2, &[Bug::TruncateToHighWatermark], None);
+    assert!(
+        with_bug.seeds_with.contains_key("lost-write"),
+        "{:?}",
+        with_bug.seeds_with
+    );
+    let without = sweep(&sc, &seeds, 2, &[], None);
+    assert!(without.ok(), "{:?}", without.seeds_with);
+}

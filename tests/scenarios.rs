@@ -82,6 +82,11 @@ fn retries_in_flight_1() {
 }
 
 #[test]
+fn follower_truncation() {
+    check_scenario("follower-truncation.json");
+}
+
+#[test]
 fn every_shipped_scenario_has_a_test_and_every_spine_claim_a_scenario() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let tested = include_str!("scenarios.rs");
