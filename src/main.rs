@@ -296,6 +296,14 @@ fn cmd_list(paths: &[PathBuf]) -> Result<ExitCode, BadInput> {
                 sc.expect.anomalies.join(", ")
             }
         );
+        println!(
+            "    tolerated: {}",
+            if sc.expect.tolerate.is_empty() {
+                "-".into()
+            } else {
+                sc.expect.tolerate.join(", ")
+            }
+        );
         println!("    must never appear: {}", invariants.join(", "));
     }
     let mut claims: Vec<String> = scenarios.iter().flat_map(|s| s.claims.clone()).collect();
@@ -327,6 +335,25 @@ fn cmd_bench(path: &Path, seeds: u64) -> Result<ExitCode, BadInput> {
 }
 
 fn main() -> ExitCode {
+    // A panic inside a simulated run is a finding that the sweep reports with its seed;
+    // print it as one line instead of a backtrace per seed.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        eprintln!(
+            "panic in {} at {location}: {message}",
+            thread.name().unwrap_or("main")
+        );
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {
