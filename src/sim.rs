@@ -249,16 +249,19 @@ impl Ctx {
     }
 
     fn deliver(&self, wire: Wire) {
-        if self.is_down(wire.to) || self.incarnation(wire.to) != wire.to_incarnation {
-            return; // the receiving process is gone: its host drops the segment
-        }
-        if let Some(tx) = self
-            .inboxes
-            .lock()
-            .expect("no poisoned locks")
-            .get(&wire.to)
-        {
-            let _ = tx.send(Input::Net(wire.from, wire.message));
+        let alive = !self.is_down(wire.to) && self.incarnation(wire.to) == wire.to_incarnation;
+        let inboxes = self.inboxes.lock().expect("no poisoned locks");
+        match inboxes.get(&wire.to) {
+            Some(tx) if alive => {
+                let _ = tx.send(Input::Net(wire.from, wire.message));
+            }
+            _ => {
+                // The process the connection belonged to is gone (crashed, or restarted
+                // as a new process): its host answers with a reset.
+                if let Some(tx) = inboxes.get(&wire.from) {
+                    let _ = tx.send(Input::Reset(wire.to));
+                }
+            }
         }
     }
 
