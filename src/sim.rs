@@ -1,9 +1,10 @@
-//! The madsim host: runs the sans-IO cores as simulated nodes, carries their messages
-//! over madsim's network, applies the nemesis' schedule, and collects the history and
-//! the end-of-run snapshot.
+//! The madsim host: runs the sans-IO cores as simulated madsim nodes (which the nemesis
+//! kills, restarts, pauses and resumes), carries their messages on a TCP-like network
+//! built on madsim's timers, applies the nemesis' schedule, and collects the history
+//! and the end-of-run snapshot.
 //!
-//! Everything here is driven by the seed: madsim's own RNG (latencies, scheduling) and
-//! named `ChaCha8` streams derived from the seed for the workload and the nemesis.
+//! Everything here is driven by the seed: madsim's scheduler and named `ChaCha8`
+//! streams derived from the seed for the network, the nemesis and each client.
 
 use crate::actor::{Actor, Millis, Outbox};
 use crate::broker::{Broker, Disk};
