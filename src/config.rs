@@ -131,6 +131,34 @@ impl Default for ProducerConfig {
     }
 }
 
+impl ProducerConfig {
+    /// The checks `KafkaProducer`'s constructor makes, with Kafka's own messages:
+    /// `Err((property, message))` for a configuration Kafka would refuse.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.max_in_flight_requests_per_connection < 1 {
+            return Err((
+                "max.in.flight.requests.per.connection",
+                format!(
+                    "Invalid value {} for configuration max.in.flight.requests.per.connection: \
+                     Value must be at least 1",
+                    self.max_in_flight_requests_per_connection
+                ),
+            ));
+        }
+        if self.delivery_timeout_ms < self.linger_ms + self.request_timeout_ms {
+            return Err((
+                "delivery.timeout.ms",
+                format!(
+                    "delivery.timeout.ms should be equal to or larger than linger.ms + \
+                     request.timeout.ms ({} < {} + {})",
+                    self.delivery_timeout_ms, self.linger_ms, self.request_timeout_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `auto.offset.reset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

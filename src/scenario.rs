@@ -252,6 +252,15 @@ impl Scenario {
             if !ok_name {
                 return Err(err(&format!("topics[{i}].name"), format!("`{}` is not a legal topic name; allowed: [a-zA-Z0-9._-]+, not starting with `__`", t.name)));
             }
+            if self.topics[..i].iter().any(|o| o.name == t.name) {
+                return Err(err(
+                    &format!("topics[{i}].name"),
+                    format!(
+                        "topic `{}` is listed twice; allowed: distinct names",
+                        t.name
+                    ),
+                ));
+            }
             if !(1..=64).contains(&t.partitions) {
                 return Err(err(
                     &format!("topics[{i}].partitions"),
@@ -273,6 +282,9 @@ impl Scenario {
                 "cluster.config.min.insync.replicas",
                 "0 is out of range; allowed: at least 1".into(),
             ));
+        }
+        if let Err((property, message)) = self.producers.config.validate() {
+            return Err(err(&format!("producers.config.{property}"), message));
         }
         if self.producers.config.enable_idempotence {
             return Err(err(

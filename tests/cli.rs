@@ -85,6 +85,27 @@ fn bad_scenarios_exit_2_with_file_field_and_allowed_values() {
         &["enable.idempotence"],
     );
     bad_input(
+        "twice",
+        |v| {
+            let t = v["topics"][0].clone();
+            v["topics"].as_array_mut().unwrap().push(t);
+        },
+        &["topics[1].name", "listed twice"],
+    );
+    bad_input(
+        "delivery",
+        |v| v["producers"]["config"]["delivery.timeout.ms"] = 1000.into(),
+        &[
+            "producers.config.delivery.timeout.ms",
+            "linger.ms + request.timeout.ms",
+        ],
+    );
+    bad_input(
+        "inflight",
+        |v| v["producers"]["config"]["max.in.flight.requests.per.connection"] = 0.into(),
+        &["max.in.flight.requests.per.connection", "at least 1"],
+    );
+    bad_input(
         "target",
         |v| v["nemesis"]["schedule"] = serde_json::json!([{"at_ms": 1, "duration_ms": 1, "fault": "crash", "target": "broker-9"}]),
         &["nemesis.schedule[0]", "broker-1 to broker-3"],
