@@ -46,7 +46,8 @@ pub fn describe(kind: &str) -> &'static str {
     match kind {
         "lost-write" => {
             "An acknowledged write that no consumer ever read, although some consumer \
-             read an offset at or past the acknowledged one in its partition."
+             read an offset at or past the acknowledged one in its partition, or that the \
+             partition leader's final log no longer holds."
         }
         "unseen" => {
             "An acknowledged write that no consumer ever read, where no consumer read \
@@ -138,7 +139,7 @@ pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
     for entry in &history.entries {
         collector.entry(entry);
     }
-    collector.check_writes();
+    collector.check_writes(snapshot);
     collector.check_reads();
     collector.check_reorders();
     collector.check_skips();
@@ -555,8 +556,11 @@ impl<'h> Collector<'h> {
 
     // ------------------------------------------------------------ whole-history checks
 
-    /// `lost-write` and `unseen`: acknowledged writes never read.
-    fn check_writes(&mut self) {
+    /// `lost-write` and `unseen`: acknowledged writes never read. One that no consumer
+    /// read as far as is still lost, not merely unseen, when the final leader's log
+    /// (white box) no longer holds it: no later reader can ever see it.
+    fn check_writes(&mut self, snapshot: &Snapshot) {
+        let mut final_logs: BTreeMap<&TopicPartition, (u32, BTreeSet<Value>)> = BTreeMap::new();
         for s in &self.sends {
             let Some(offset) = s.acked_offset else {
                 continue;
@@ -571,13 +575,41 @@ impl<'h> Collector<'h> {
             let max = self.max_read.get(s.partition).copied();
             let what = Val(s.value, s.key);
             let (p, t) = (s.partition, Secs(s.at_ms));
-            match max {
-                Some(max) if max >= offset => self.tallies.add("lost-write", (s.index, 0), || {
+            if let Some(max) = max.filter(|m| *m >= offset) {
+                self.tallies.add("lost-write", (s.index, 0), || {
                     format!(
                         "{what} was acknowledged at offset {offset} of {p} at {t} s and \
-                             never read, although consumers read up to offset {max}"
+                         never read, although consumers read up to offset {max}"
                     )
-                }),
+                });
+                continue;
+            }
+            if !final_logs.contains_key(p) {
+                let leader_log = snapshot
+                    .partitions
+                    .iter()
+                    .find(|ps| ps.partition == *p)
+                    .and_then(|ps| {
+                        let leader = ps.leader?;
+                        let r = ps.replicas.iter().find(|r| r.broker == leader)?;
+                        Some((leader, r.records.iter().map(|(_, v)| *v).collect()))
+                    });
+                if let Some(log) = leader_log {
+                    final_logs.insert(p, log);
+                }
+            }
+            if let Some((leader, values)) = final_logs.get(p) {
+                if !values.contains(&s.value) {
+                    self.tallies.add("lost-write", (s.index, 0), || {
+                        format!(
+                            "{what} was acknowledged at offset {offset} of {p} at {t} s, never \
+                             read, and is not in the final log of its leader broker-{leader}"
+                        )
+                    });
+                    continue;
+                }
+            }
+            match max {
                 Some(max) => self.tallies.add("unseen", (s.index, 0), || {
                     format!(
                         "{what} was acknowledged at offset {offset} of {p} at {t} s and never \
@@ -1563,6 +1595,46 @@ mod tests {
             isr: isr.to_vec(),
             replicas,
         }
+    }
+
+    #[test]
+    fn unread_write_missing_from_the_final_leader_log_is_lost() {
+        // acks=1 at the tail: acknowledged at offset 1, truncated away, nothing after it.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 110, v(0, 1), 0, 1)
+            .poll(0, 200, 0, &[(0, v(0, 0))]);
+        let truncated = Snapshot {
+            partitions: vec![partition(
+                0,
+                Some(2),
+                &[2],
+                vec![replica(2, 1, &[(0, v(0, 0))])],
+            )],
+            consumer_positions: vec![(0, tp(0), 1)],
+        };
+        let r = check(&b.h, &truncated);
+        assert_counts(&r, &[("lost-write", 1)]);
+        assert_eq!(
+            examples(&r, "lost-write"),
+            [format!(
+                "value {} (key k0) was acknowledged at offset 1 of orders-0 at 0.110 s, never \
+                 read, and is not in the final log of its leader broker-2",
+                v(0, 1)
+            )]
+        );
+        // Still in the leader's log (above its high watermark): only unseen (and stuck
+        // is not reported, the consumer is at the high watermark).
+        let kept = Snapshot {
+            partitions: vec![partition(
+                0,
+                Some(2),
+                &[2],
+                vec![replica(2, 1, &[(0, v(0, 0)), (1, v(0, 1))])],
+            )],
+            consumer_positions: vec![(0, tp(0), 1)],
+        };
+        assert_counts(&check(&b.h, &kept), &[("unseen", 1)]);
     }
 
     #[test]
