@@ -638,6 +638,7 @@ impl Broker {
                             tp,
                             error,
                             base_offset: if error == ErrorCode::None { base } else { -1 },
+                            log_start_offset: 0,
                         }
                     })
                     .collect();

@@ -13,6 +13,12 @@ pub enum Bug {
     /// The leader advances the high watermark to its own log end offset without waiting
     /// for the in-sync followers, so `acks=all` acknowledges unreplicated writes.
     HighWatermarkFromLeaderOnly,
+    /// The partition leader appends idempotent batches without checking their producer
+    /// epoch and sequence, so a retried batch is appended twice.
+    NoSequenceCheck,
+    /// The idempotent producer re-queues a failed batch behind later ones instead of
+    /// retrying in sequence order (the client before KAFKA-5494).
+    NoInOrderRetry,
 }
 
 /// One catalogue entry.
@@ -44,6 +50,22 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The leader moves the high watermark to its own log end offset, so acks=all \
                   acknowledges writes no follower has; a leader crash then loses them \
                   (scenario acks-all-rf3).",
+    },
+    BugInfo {
+        bug: Bug::NoSequenceCheck,
+        name: "no-sequence-check",
+        reference: "KIP-98 (KAFKA-4815)",
+        summary: "The leader skips the idempotent producer's epoch and sequence check, so a \
+                  batch retried after a lost response is appended twice (scenario \
+                  idempotence-on).",
+    },
+    BugInfo {
+        bug: Bug::NoInOrderRetry,
+        name: "no-in-order-retry",
+        reference: "KAFKA-5494",
+        summary: "The idempotent producer retries a failed batch behind later batches of the \
+                  same partition; with several requests in flight the records land out of \
+                  order (scenario idempotence-on).",
     },
 ];
 

@@ -16,7 +16,7 @@ use crate::config::BrokerConfig;
 use crate::history::{Entry, Op};
 use crate::metadata::MetadataImage;
 use crate::protocol::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterPartitionRequest,
+    AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterPartitionRequest,
     AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId,
     BrokerRegistrationRequest, BrokerRegistrationResponse, ElectLeadersRequest,
     ElectLeadersResponse, ElectionType, ErrorCode, Message, MetadataFetchRequest,
@@ -31,6 +31,9 @@ const METADATA_LOG_MAX: usize = 1_000_000;
 
 /// At most this many records per `MetadataFetch` response.
 const METADATA_FETCH_MAX_RECORDS: usize = 1_000;
+
+/// Producer ids per `AllocateProducerIds` block (Kafka's `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
+pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
 
 /// A topic the controller creates once every broker has registered and unfenced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -653,6 +656,39 @@ impl Controller {
 
     /// Up to `METADATA_FETCH_MAX_RECORDS` records from `fetch_offset` (clamped to the
     /// log), and the log end.
+    /// `AllocateProducerIds` (KIP-730): hands a registered broker the next block of
+    /// [`PRODUCER_ID_BLOCK_SIZE`] ids, recorded in the metadata log so that no id is
+    /// ever given twice.
+    fn allocate_producer_ids(
+        &mut self,
+        request: AllocateProducerIdsRequest,
+    ) -> AllocateProducerIdsResponse {
+        let registered = self
+            .image
+            .brokers
+            .get(&request.broker_id)
+            .is_some_and(|b| b.broker_epoch == request.broker_epoch);
+        if !registered {
+            return AllocateProducerIdsResponse {
+                error: ErrorCode::StaleBrokerEpoch,
+                producer_id_start: -1,
+                producer_id_len: 0,
+            };
+        }
+        let start = self.image.next_producer_id;
+        let next = start + i64::from(PRODUCER_ID_BLOCK_SIZE);
+        self.append(MetadataRecord::ProducerIds {
+            broker_id: request.broker_id,
+            broker_epoch: request.broker_epoch,
+            next_producer_id: next,
+        });
+        AllocateProducerIdsResponse {
+            error: ErrorCode::None,
+            producer_id_start: start,
+            producer_id_len: PRODUCER_ID_BLOCK_SIZE,
+        }
+    }
+
     fn fetch_response(&self, fetch_offset: i64) -> MetadataFetchResponse {
         let end = self.log.len();
         let start = usize::try_from(fetch_offset.max(0)).map_or(end, |s| s.min(end));
@@ -757,7 +793,11 @@ impl Actor for Controller {
             Request::AlterPartitionReassignments(r) => Some(Response::AlterPartitionReassignments(
                 self.reassign(now, r, out),
             )),
+            Request::AllocateProducerIds(r) => Some(Response::AllocateProducerIds(
+                self.allocate_producer_ids(r),
+            )),
             Request::Metadata(_)
+            | Request::InitProducerId(_)
             | Request::Produce(_)
             | Request::Fetch(_)
             | Request::ListOffsets(_)

@@ -31,6 +31,8 @@ pub struct MetadataImage {
     pub topics: BTreeMap<Arc<str>, u32>,
     /// Every partition's registration.
     pub partitions: BTreeMap<TopicPartition, PartitionRegistration>,
+    /// The first producer id no broker has been given (KIP-730's `ProducerIdsRecord`).
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -100,6 +102,15 @@ impl MetadataImage {
                     );
                 }
                 self.partitions.insert(reg.tp.clone(), reg.clone());
+            }
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                assert!(
+                    *next_producer_id > self.next_producer_id,
+                    "producer id blocks must move forward"
+                );
+                self.next_producer_id = *next_producer_id;
             }
         }
     }

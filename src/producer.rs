@@ -1465,6 +1465,7 @@ mod tests {
             partitions: partitions
                 .iter()
                 .map(|(tp, error, base_offset)| ProducePartitionResponse {
+                    log_start_offset: 0,
                     tp: tp.clone(),
                     error: *error,
                     base_offset: *base_offset,

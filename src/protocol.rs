@@ -110,6 +110,12 @@ pub enum ErrorCode {
     RequestTimedOut,
     /// 13: the connection broke or the response never came (client side).
     NetworkException,
+    /// 14: the coordinator is loading its state (or has no producer ids yet).
+    CoordinatorLoadInProgress,
+    /// 15: the coordinator is not available.
+    CoordinatorNotAvailable,
+    /// 16: this broker is not the coordinator.
+    NotCoordinator,
     /// 19: fewer in-sync replicas than `min.insync.replicas`; not appended.
     NotEnoughReplicas,
     /// 20: appended, but the ISR shrank below `min.insync.replicas` before it committed.
@@ -160,6 +166,9 @@ impl ErrorCode {
             ErrorCode::NotLeaderOrFollower => 6,
             ErrorCode::RequestTimedOut => 7,
             ErrorCode::NetworkException => 13,
+            ErrorCode::CoordinatorLoadInProgress => 14,
+            ErrorCode::CoordinatorNotAvailable => 15,
+            ErrorCode::NotCoordinator => 16,
             ErrorCode::NotEnoughReplicas => 19,
             ErrorCode::NotEnoughReplicasAfterAppend => 20,
             ErrorCode::NotController => 41,
@@ -192,6 +201,9 @@ impl ErrorCode {
             ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
             ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
             ErrorCode::NetworkException => "NETWORK_EXCEPTION",
+            ErrorCode::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
+            ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            ErrorCode::NotCoordinator => "NOT_COORDINATOR",
             ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
             ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
             ErrorCode::NotController => "NOT_CONTROLLER",
@@ -223,6 +235,9 @@ impl ErrorCode {
                 | ErrorCode::NotLeaderOrFollower
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::NetworkException
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::NotCoordinator
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::NotEnoughReplicasAfterAppend
                 | ErrorCode::NotController
@@ -321,6 +336,8 @@ pub enum Request {
     ElectLeaders(ElectLeadersRequest),
     /// `AlterPartitionReassignments` (API 45), admin to controller: reorder replicas.
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+    InitProducerId(InitProducerIdRequest),
+    AllocateProducerIds(AllocateProducerIdsRequest),
 }
 
 impl Request {
@@ -338,6 +355,8 @@ impl Request {
             Request::AlterPartition(_) => "AlterPartition",
             Request::ElectLeaders(_) => "ElectLeaders",
             Request::AlterPartitionReassignments(_) => "AlterPartitionReassignments",
+            Request::InitProducerId(_) => "InitProducerId",
+            Request::AllocateProducerIds(_) => "AllocateProducerIds",
         }
     }
 }
@@ -367,6 +386,8 @@ pub enum Response {
     ElectLeaders(ElectLeadersResponse),
     /// Answer to [`Request::AlterPartitionReassignments`].
     AlterPartitionReassignments(AlterPartitionReassignmentsResponse),
+    InitProducerId(InitProducerIdResponse),
+    AllocateProducerIds(AllocateProducerIdsResponse),
 }
 
 // ---------------------------------------------------------------- Metadata
@@ -441,8 +462,12 @@ pub struct ProducePartitionResponse {
     pub tp: TopicPartition,
     /// The outcome.
     pub error: ErrorCode,
-    /// Offset of the batch's first record when appended, else -1.
+    /// Offset of the batch's first record when appended (or, with
+    /// `DUPLICATE_SEQUENCE_NUMBER`, where the original was appended), else -1.
     pub base_offset: Offset,
+    /// The partition's log start offset (KIP-360: lets the producer tell retention
+    /// from lost producer state on `UNKNOWN_PRODUCER_ID`); -1 when unknown.
+    pub log_start_offset: Offset,
 }
 
 /// `Produce` response.
@@ -673,6 +698,16 @@ pub enum MetadataRecord {
     /// `PartitionRecord` (creation) and `PartitionChangeRecord` (every later change),
     /// carried here as the partition's whole new registration.
     PartitionChange(PartitionRegistration),
+    /// `ProducerIdsRecord` (KIP-730): the block of producer ids up to
+    /// `next_producer_id` (exclusive) went to `broker_id`.
+    ProducerIds {
+        /// The broker the block was given to.
+        broker_id: BrokerId,
+        /// That broker's epoch.
+        broker_epoch: i64,
+        /// The first producer id not yet handed out.
+        next_producer_id: i64,
+    },
 }
 
 /// A partition's registration in the metadata log.
@@ -766,4 +801,52 @@ pub struct AlterPartitionReassignmentsResponse {
     pub tp: TopicPartition,
     /// The outcome.
     pub error: ErrorCode,
+}
+
+// ---------------------------------------------------------------- Producer ids
+
+/// `InitProducerId`: a producer asks any broker (or, with a `transactional.id`, its
+/// transaction coordinator) for a producer id and epoch. With `producer_id`/`epoch` set
+/// to a current identity it asks for that epoch to be bumped (KIP-360).
+#[derive(Clone, Debug)]
+pub struct InitProducerIdRequest {
+    /// `transactional.id`, or `None` for an idempotent producer.
+    pub transactional_id: Option<Arc<str>>,
+    /// `transaction.timeout.ms`.
+    pub transaction_timeout_ms: u64,
+    /// The current producer id, or -1.
+    pub producer_id: i64,
+    /// The current epoch, or -1.
+    pub producer_epoch: i16,
+}
+
+/// The answer to `InitProducerId`.
+#[derive(Clone, Debug)]
+pub struct InitProducerIdResponse {
+    /// `NONE`, or why no id was given (`COORDINATOR_LOAD_IN_PROGRESS`, ...).
+    pub error: ErrorCode,
+    /// The producer id, or -1.
+    pub producer_id: i64,
+    /// The epoch, or -1.
+    pub producer_epoch: i16,
+}
+
+/// `AllocateProducerIds` (KIP-730): a broker asks the controller for a block of ids.
+#[derive(Clone, Debug)]
+pub struct AllocateProducerIdsRequest {
+    /// The asking broker.
+    pub broker_id: BrokerId,
+    /// Its broker epoch.
+    pub broker_epoch: i64,
+}
+
+/// The controller's answer: ids `[producer_id_start, producer_id_start + producer_id_len)`.
+#[derive(Clone, Debug)]
+pub struct AllocateProducerIdsResponse {
+    /// `NONE`, `STALE_BROKER_EPOCH`, `NOT_CONTROLLER`, ...
+    pub error: ErrorCode,
+    /// The first id of the block.
+    pub producer_id_start: i64,
+    /// The block's length (Kafka: 1000).
+    pub producer_id_len: i32,
 }
