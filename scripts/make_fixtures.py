@@ -59,10 +59,11 @@ def hx(b):
 
 
 def build(name, records, *, producer_id=-1, producer_epoch=-1, base_sequence=-1,
-          transactional=False, base_offset=None, leader_epoch=None, note=""):
+          transactional=False, base_offset=None, leader_epoch=None, note="",
+          compression=0):
     """Builds one batch; records are (offset_delta, timestamp, key, value, headers)."""
     builder = DefaultRecordBatchBuilder(
-        magic=2, compression_type=0, is_transactional=transactional,
+        magic=2, compression_type=compression, is_transactional=transactional,
         producer_id=producer_id, producer_epoch=producer_epoch,
         base_sequence=base_sequence, batch_size=1 << 20)
     for offset_delta, ts, key, value, headers in records:
@@ -83,7 +84,7 @@ def build(name, records, *, producer_id=-1, producer_epoch=-1, base_sequence=-1,
         "size": len(buf),
         "base_offset": base_offset if base_offset is not None else 0,
         "partition_leader_epoch": leader_epoch if leader_epoch is not None else 0,
-        "attributes": 0x10 if transactional else 0,
+        "attributes": (0x10 if transactional else 0) | compression,
         "last_offset_delta": records[-1][0],
         "base_timestamp": first_ts,
         "max_timestamp": max(r[1] for r in records),
@@ -253,6 +254,37 @@ def murmur_vectors():
     return out
 
 
+def compressed_batches():
+    """Batches compressed by kafka-python: kafkasim must decode them (its own deflate
+    output differs byte-wise, so only decoding is pinned)."""
+    records = [(i, BASE_TS + i, ("key-%d" % (i % 5)).encode(),
+                ("%d" % (4_294_967_296 + i)).encode(), []) for i in range(50)]
+    return [build("gzip", records, compression=1,
+                  note="50 workload-like records, gzip (codec 1) by kafka-python")]
+
+
+def check_ours():
+    """Reads kafkasim's own gzip batch (tests/fixtures/ours_gzip.bin, pinned byte for
+    byte by tests/record_fixtures.rs) with kafka-python: a real client can read what
+    kafkasim's producer writes."""
+    path = os.path.join(OUT, "ours_gzip.bin")
+    if not os.path.exists(path):
+        print("note: %s missing; run the Rust fixture tests with "
+              "KAFKASIM_WRITE_FIXTURES=1 first" % os.path.relpath(path, ROOT), file=sys.stderr)
+        return
+    with open(path, "rb") as f:
+        buf = f.read()
+    b = DefaultRecordBatch(buf)
+    assert b.validate_crc()
+    assert b.compression_type == 1, b.compression_type
+    got = [(r.offset, r.key, r.value) for r in b]
+    want = [(i, ("key-%d" % (i % 5)).encode(), ("%d" % (4_294_967_296 + i)).encode())
+            for i in range(50)]
+    assert got == want, got[:3]
+    print("kafka-python %s reads kafkasim's gzip batch (%d records, %d bytes)"
+          % (kafka.__version__, len(got), len(buf)))
+
+
 def main():
     if kafka.__version__ != KAFKA_PYTHON_VERSION:
         print("warning: fixtures were generated with kafka-python %s, this is %s"
@@ -264,6 +296,7 @@ def main():
         "library_version": kafka.__version__,
         "bytes": "lowercase hex; null is JSON null",
         "batches": batches(),
+        "compressed_batches": compressed_batches(),
         "murmur2": murmur_vectors(),
     }
     with open(os.path.join(OUT, "batches.json"), "w") as f:
@@ -271,6 +304,7 @@ def main():
         f.write("\n")
     print("wrote %d batches and %d murmur2 vectors to %s"
           % (len(doc["batches"]), len(doc["murmur2"]), os.path.relpath(OUT, ROOT)))
+    check_ours()
 
 
 if __name__ == "__main__":

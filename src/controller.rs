@@ -16,12 +16,12 @@ use crate::config::BrokerConfig;
 use crate::history::{Entry, Op};
 use crate::metadata::MetadataImage;
 use crate::protocol::{
-    AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterPartitionRequest,
-    AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId,
-    BrokerRegistrationRequest, BrokerRegistrationResponse, ElectLeadersRequest,
-    ElectLeadersResponse, ElectionType, ErrorCode, Message, MetadataFetchRequest,
-    MetadataFetchResponse, MetadataRecord, NodeId, PartitionRegistration, Request, Response,
-    TopicPartition,
+    AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse, AlterPartitionRequest, AlterPartitionResponse,
+    BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId, BrokerRegistrationRequest,
+    BrokerRegistrationResponse, ElectLeadersRequest, ElectLeadersResponse, ElectionType, ErrorCode,
+    Message, MetadataFetchRequest, MetadataFetchResponse, MetadataRecord, NodeId,
+    PartitionRegistration, Request, Response, TopicPartition,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -793,9 +793,9 @@ impl Actor for Controller {
             Request::AlterPartitionReassignments(r) => Some(Response::AlterPartitionReassignments(
                 self.reassign(now, r, out),
             )),
-            Request::AllocateProducerIds(r) => Some(Response::AllocateProducerIds(
-                self.allocate_producer_ids(r),
-            )),
+            Request::AllocateProducerIds(r) => {
+                Some(Response::AllocateProducerIds(self.allocate_producer_ids(r)))
+            }
             Request::Metadata(_)
             | Request::InitProducerId(_)
             | Request::Produce(_)

@@ -7,6 +7,7 @@
 //! produced, appended and consumed (a pair assertion).
 
 use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Size of the batch header, up to and including the record count.
@@ -32,6 +33,60 @@ pub const TRANSACTIONAL_BIT: i16 = 0x10;
 pub const CONTROL_BIT: i16 = 0x20;
 /// Attribute bit 6: the batch has a delete horizon.
 pub const DELETE_HORIZON_BIT: i16 = 0x40;
+
+/// `compression.type`: Kafka's codecs, by their attribute ids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionType {
+    /// 0: records stored as they are (the producer default).
+    #[default]
+    None,
+    /// 1: one gzip stream of the records.
+    Gzip,
+    /// 2: snappy (xerial framing).
+    Snappy,
+    /// 3: LZ4 frames.
+    Lz4,
+    /// 4: zstd.
+    Zstd,
+}
+
+impl CompressionType {
+    /// Every codec, in attribute-id order.
+    pub const ALL: [CompressionType; 5] = [
+        CompressionType::None,
+        CompressionType::Gzip,
+        CompressionType::Snappy,
+        CompressionType::Lz4,
+        CompressionType::Zstd,
+    ];
+
+    /// The id in the batch attributes' low 3 bits.
+    pub fn id(self) -> i16 {
+        self as i16
+    }
+
+    /// The codec with attribute id `id`.
+    pub fn from_id(id: i16) -> Option<CompressionType> {
+        Self::ALL.into_iter().find(|c| c.id() == id)
+    }
+
+    /// Kafka's name (`gzip`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionType::None => "none",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+
+    /// Whether this build can encode and decode the codec.
+    pub fn is_supported(self) -> bool {
+        matches!(self, CompressionType::None | CompressionType::Gzip)
+    }
+}
 
 /// Why a batch could not be decoded.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -237,10 +292,14 @@ pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
 impl RecordBatch {
     /// Encodes the batch, computing `batchLength` and the CRC-32C.
     pub fn encode(&self) -> Bytes {
-        assert!(
-            self.attributes & COMPRESSION_MASK == 0,
-            "compressed batches are not supported yet"
-        );
+        let codec = CompressionType::from_id(self.attributes & COMPRESSION_MASK)
+            .filter(|c| c.is_supported())
+            .unwrap_or_else(|| {
+                panic!(
+                    "cannot encode compression codec {}",
+                    self.attributes & COMPRESSION_MASK
+                )
+            });
         let mut buf = BytesMut::with_capacity(BATCH_HEADER_SIZE + 32 * self.records.len());
         buf.put_i64(self.base_offset);
         buf.put_i32(0); // batchLength, patched below
@@ -255,6 +314,7 @@ impl RecordBatch {
         buf.put_i16(self.producer_epoch);
         buf.put_i32(self.base_sequence);
         buf.put_i32(self.records.len() as i32);
+        let mut records = Vec::with_capacity(32 * self.records.len());
         let mut body = Vec::with_capacity(64);
         for rec in &self.records {
             body.clear();
@@ -269,10 +329,12 @@ impl RecordBatch {
                 body.extend_from_slice(h.key.as_bytes());
                 put_nullable(&mut body, h.value.as_deref());
             }
-            let mut len = Vec::with_capacity(5);
-            put_varint(&mut len, body.len() as i32);
-            buf.put_slice(&len);
-            buf.put_slice(&body);
+            put_varint(&mut records, body.len() as i32);
+            records.extend_from_slice(&body);
+        }
+        match codec {
+            CompressionType::Gzip => buf.put_slice(&gzip(&records)),
+            _ => buf.put_slice(&records),
         }
         let batch_length = (buf.len() - LOG_OVERHEAD) as i32;
         buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
@@ -287,14 +349,25 @@ impl RecordBatch {
     pub fn decode(buf: &[u8]) -> Result<(RecordBatch, usize), RecordError> {
         verify_crc(buf)?;
         let h = BatchHeader::parse(buf)?;
-        if h.attributes & COMPRESSION_MASK != 0 {
-            return Err(RecordError::Compression(h.attributes & COMPRESSION_MASK));
-        }
-        let end = h.size();
-        let mut r = Reader {
-            buf: &buf[..end],
-            pos: BATCH_HEADER_SIZE,
+        let batch_end = h.size();
+        let end = batch_end;
+        let codec_id = h.attributes & COMPRESSION_MASK;
+        let inflated;
+        let mut r = match CompressionType::from_id(codec_id) {
+            Some(CompressionType::None) => Reader {
+                buf: &buf[..end],
+                pos: BATCH_HEADER_SIZE,
+            },
+            Some(CompressionType::Gzip) => {
+                inflated = gunzip(&buf[BATCH_HEADER_SIZE..end])?;
+                Reader {
+                    buf: &inflated,
+                    pos: 0,
+                }
+            }
+            _ => return Err(RecordError::Compression(codec_id)),
         };
+        let end = r.buf.len();
         if h.record_count < 0 {
             return Err(RecordError::Malformed("negative record count"));
         }
@@ -359,9 +432,40 @@ impl RecordBatch {
                 base_sequence: h.base_sequence,
                 records,
             },
-            end,
+            batch_end,
         ))
     }
+}
+
+/// Bound on a batch's decompressed size (far above `max.request.size`).
+const MAX_INFLATED_SIZE: u64 = 64 << 20;
+
+/// Kafka's `GzipCompression` at its default level (6): one gzip member holding the
+/// records.
+fn gzip(records: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(records.len() / 2 + 32),
+        flate2::Compression::new(6),
+    );
+    encoder
+        .write_all(records)
+        .and_then(|()| encoder.finish())
+        .expect("gzip into memory cannot fail")
+}
+
+/// Inflates a gzip stream of records, refusing more than [`MAX_INFLATED_SIZE`] bytes.
+fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, RecordError> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(compressed.len() * 4);
+    flate2::read::MultiGzDecoder::new(compressed)
+        .take(MAX_INFLATED_SIZE + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| RecordError::Malformed("gzip stream does not inflate"))?;
+    if out.len() as u64 > MAX_INFLATED_SIZE {
+        return Err(RecordError::Malformed("batch inflates past 64 MiB"));
+    }
+    Ok(out)
 }
 
 fn put_varint(buf: &mut Vec<u8>, v: i32) {
