@@ -391,7 +391,7 @@ impl<'h> Collector<'h> {
                 }
             }
             Op::FaultStart { .. } => self.stats.faults += 1,
-            Op::FaultEnd { .. } | Op::PartitionChange { .. } => {}
+            Op::FaultEnd { .. } | Op::PartitionChange { .. } | Op::ProducerMetrics(_) => {}
         }
     }
 

@@ -4,6 +4,7 @@
 //! are rejected, so a typo never silently falls back to a default.
 
 use crate::protocol::{Acks, IsolationLevel};
+use crate::record::CompressionType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Broker and topic settings (`server.properties` / topic configs).
@@ -73,9 +74,15 @@ pub struct ProducerConfig {
         deserialize_with = "de_acks"
     )]
     pub acks: Acks,
-    /// `enable.idempotence` (default true in Kafka 4.x).
-    #[serde(rename = "enable.idempotence")]
-    pub enable_idempotence: bool,
+    /// `enable.idempotence` (default true in Kafka 4.x). `None` when the scenario does
+    /// not set it: Kafka then turns idempotence off quietly where `acks` or `retries`
+    /// conflict with it, but refuses the same conflict when it was asked for
+    /// explicitly (see [`ProducerConfig::idempotence`]).
+    #[serde(rename = "enable.idempotence", skip_serializing_if = "Option::is_none")]
+    pub enable_idempotence: Option<bool>,
+    /// `compression.type` (default none).
+    #[serde(rename = "compression.type")]
+    pub compression_type: CompressionType,
     /// `batch.size` in bytes (default 16384).
     #[serde(rename = "batch.size")]
     pub batch_size: usize,
@@ -115,7 +122,8 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
             acks: Acks::All,
-            enable_idempotence: true,
+            enable_idempotence: None,
+            compression_type: CompressionType::None,
             batch_size: 16_384,
             linger_ms: 5,
             buffer_memory: 33_554_432,
@@ -132,6 +140,16 @@ impl Default for ProducerConfig {
 }
 
 impl ProducerConfig {
+    /// Whether the producer is idempotent, after Kafka's
+    /// `postProcessAndValidateIdempotenceConfigs`: on by default, but quietly off when
+    /// `enable.idempotence` is not set and `retries` is 0 or `acks` is not `all`.
+    pub fn idempotence(&self) -> bool {
+        match self.enable_idempotence {
+            Some(explicit) => explicit,
+            None => self.retries != 0 && self.acks == Acks::All,
+        }
+    }
+
     /// The checks `KafkaProducer`'s constructor makes, with Kafka's own messages:
     /// `Err((property, message))` for a configuration Kafka would refuse.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -145,6 +163,35 @@ impl ProducerConfig {
                 ),
             ));
         }
+        if self.enable_idempotence.unwrap_or(true) {
+            let explicit = self.enable_idempotence == Some(true);
+            if explicit && self.retries == 0 {
+                return Err((
+                    "retries",
+                    "Must set retries to non-zero when using the idempotent producer.".into(),
+                ));
+            }
+            if explicit && self.acks != Acks::All {
+                return Err((
+                    "acks",
+                    "Must set acks to all in order to use the idempotent producer. \
+                     Otherwise we cannot guarantee idempotence."
+                        .into(),
+                ));
+            }
+            if self.max_in_flight_requests_per_connection
+                > MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION_FOR_IDEMPOTENCE
+            {
+                return Err((
+                    "max.in.flight.requests.per.connection",
+                    format!(
+                        "To use the idempotent producer, max.in.flight.requests.per.connection \
+                         must be set to at most 5. Current value is {}.",
+                        self.max_in_flight_requests_per_connection
+                    ),
+                ));
+            }
+        }
         if self.delivery_timeout_ms < self.linger_ms + self.request_timeout_ms {
             return Err((
                 "delivery.timeout.ms",
@@ -155,9 +202,28 @@ impl ProducerConfig {
                 ),
             ));
         }
+        if !self.compression_type.is_supported() {
+            let supported: Vec<&str> = CompressionType::ALL
+                .iter()
+                .filter(|c| c.is_supported())
+                .map(|c| c.name())
+                .collect();
+            return Err((
+                "compression.type",
+                format!(
+                    "compression.type {} is Kafka's but not implemented in kafkasim yet \
+                     (supported: {})",
+                    self.compression_type.name(),
+                    supported.join(", ")
+                ),
+            ));
+        }
         Ok(())
     }
 }
+
+/// Kafka's `MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION_FOR_IDEMPOTENCE`.
+pub const MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION_FOR_IDEMPOTENCE: u32 = 5;
 
 /// `auto.offset.reset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

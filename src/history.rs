@@ -96,6 +96,8 @@ pub enum Op {
         /// What the fault was.
         fault: String,
     },
+    /// A producer's totals at the end of the run (Kafka's producer metrics).
+    ProducerMetrics(ProducerMetrics),
     /// A leader or ISR change applied by the controller.
     PartitionChange {
         /// The partition.
@@ -109,6 +111,31 @@ pub enum Op {
         /// Whether the election was unclean.
         unclean: bool,
     },
+}
+
+/// A producer's counters, named after Kafka's producer metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerMetrics {
+    /// Batches sent at least once (`batch-size-avg` = `batch_bytes / batches`).
+    pub batches: u64,
+    /// Records in those batches (`records-per-request-avg` counts per request).
+    pub records: u64,
+    /// Encoded (compressed) bytes of those batches.
+    pub batch_bytes: u64,
+    /// The same batches' bytes before compression (`compression-rate-avg` =
+    /// `batch_bytes / uncompressed_bytes`).
+    pub uncompressed_bytes: u64,
+    /// `Produce` requests sent (`request-total`).
+    pub requests: u64,
+    /// Batch bytes sent over all attempts (`outgoing-byte-total`, without headers).
+    pub outgoing_bytes: u64,
+    /// Batches re-queued for a retry (`record-retry-total` counts records).
+    pub retried_batches: u64,
+    /// Sends that had to wait for buffer memory (`buffer-exhausted-total` counts the
+    /// ones that gave up).
+    pub blocked_on_memory: u64,
+    /// Local epoch bumps of the idempotent producer (KIP-360).
+    pub epoch_bumps: u64,
 }
 
 /// One line of the history.
@@ -145,13 +172,17 @@ impl Entry {
 
 /// Kafka error to outcome for a produce: which errors leave a write indefinite.
 ///
-/// `NOT_ENOUGH_REPLICAS` is the only produce error that says "not appended";
+/// `NOT_ENOUGH_REPLICAS` and the idempotence checks (`OUT_OF_ORDER_SEQUENCE_NUMBER`,
+/// `UNKNOWN_PRODUCER_ID`, `INVALID_PRODUCER_EPOCH`) say "not appended";
 /// everything else after the request left the client may have been appended
 /// (timeouts, lost connections, `NOT_LEADER_OR_FOLLOWER`, `..._AFTER_APPEND`).
 pub fn produce_error_outcome(error: ErrorCode) -> Outcome {
     match error {
         ErrorCode::None => Outcome::Ok,
         ErrorCode::NotEnoughReplicas
+        | ErrorCode::OutOfOrderSequenceNumber
+        | ErrorCode::UnknownProducerId
+        | ErrorCode::InvalidProducerEpoch
         | ErrorCode::InvalidRequest
         | ErrorCode::CorruptMessage
         | ErrorCode::UnknownTopicOrPartition => Outcome::Fail {

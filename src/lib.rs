@@ -29,4 +29,5 @@ pub mod runner;
 pub mod scenario;
 pub mod sim;
 pub mod sweep;
+pub mod transaction_manager;
 pub mod workload;

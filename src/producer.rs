@@ -17,14 +17,17 @@
 //! requests with deadlines) and `MetadataCache` (leaders and partition counts).
 
 use crate::actor::{Actor, Millis, Outbox};
+use crate::bugs::{Bug, Bugs};
 use crate::config::ProducerConfig;
-use crate::history::{produce_error_outcome, Entry, Op, Outcome, Value};
+use crate::history::{produce_error_outcome, Entry, Op, Outcome, ProducerMetrics, Value};
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 use crate::protocol::{
-    Acks, BrokerId, ErrorCode, LeaderEpoch, Message, MetadataRequest, MetadataResponse, NodeId,
-    Offset, ProduceRequest, ProduceResponse, ProducerIdentity, Request, Response, TopicPartition,
+    Acks, BrokerId, ErrorCode, InitProducerIdRequest, LeaderEpoch, Message, MetadataRequest,
+    MetadataResponse, NodeId, Offset, ProduceRequest, ProduceResponse, ProducerIdentity, Request,
+    Response, TopicPartition,
 };
-use crate::record::{Record, RecordBatch, BATCH_HEADER_SIZE};
+use crate::record::{CompressionType, Record, RecordBatch, BATCH_HEADER_SIZE};
+use crate::transaction_manager::TransactionManager;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -43,7 +46,8 @@ pub const UNKNOWN_PARTITION: u32 = u32::MAX;
 /// batches to a request once they would exceed it (one batch always fits).
 const MAX_REQUEST_SIZE: usize = 1_048_576;
 
-/// Sanity bound on records waiting for an outcome, until `buffer.memory` blocking exists.
+/// Sanity bound on records waiting for an outcome (`buffer.memory` bounds batches,
+/// not blocked sends).
 const MAX_PENDING_RECORDS: usize = 1 << 20;
 
 /// Sanity bound on requests in flight from one client.
@@ -51,6 +55,12 @@ const MAX_IN_FLIGHT_REQUESTS: usize = 1 << 16;
 
 /// Kafka's `CommonClientConfigs.RETRY_BACKOFF_JITTER`: +/- 20%.
 const RETRY_BACKOFF_JITTER: f64 = 0.2;
+
+/// Kafka's `COMPRESSION_RATE_ESTIMATION_FACTOR`: head-room on the estimated ratio.
+const COMPRESSION_RATE_ESTIMATION_FACTOR: f64 = 1.05;
+/// `CompressionRatioEstimator`: steps when a batch compresses better or worse.
+const COMPRESSION_RATIO_IMPROVING_STEP: f64 = 0.005;
+const COMPRESSION_RATIO_DETERIORATE_STEP: f64 = 0.05;
 
 // ---------------------------------------------------------------- NetworkClient
 
@@ -305,6 +315,21 @@ impl MetadataCache {
         Some(allowed.max(wanted))
     }
 
+    /// Kafka's `leastLoadedNode`: the bootstrap broker with the fewest requests in
+    /// flight, starting the search at the rotating `next_node`.
+    pub(crate) fn least_loaded_node<K>(&self, net: &NetworkClient<K>) -> BrokerId {
+        let n = self.bootstrap.len();
+        (0..n)
+            .map(|i| self.bootstrap[(self.next_node + i) % n])
+            .min_by_key(|b| net.count(*b, |_| true))
+            .expect("bootstrap brokers")
+    }
+
+    /// Moves the rotation on (after a failed request to the least loaded node).
+    pub(crate) fn rotate(&mut self) {
+        self.next_node += 1;
+    }
+
     /// Sends a `Metadata` request when one is due.
     pub(crate) fn poll<K>(
         &mut self,
@@ -314,11 +339,7 @@ impl MetadataCache {
         out: &mut Outbox,
     ) {
         if self.due_at().is_some_and(|t| t <= now) {
-            let n = self.bootstrap.len();
-            let node = (0..n)
-                .map(|i| self.bootstrap[(self.next_node + i) % n])
-                .min_by_key(|b| net.count(*b, |_| true))
-                .expect("bootstrap brokers");
+            let node = self.least_loaded_node(net);
             let request = Request::Metadata(MetadataRequest {
                 topics: Some(self.topics.iter().cloned().collect()),
             });
@@ -420,6 +441,18 @@ impl PendingRecord {
     fn value_bytes(&self) -> String {
         self.value.to_string()
     }
+
+    /// Kafka's `AbstractRecords.estimateSizeInBytesUpperBound` for one record alone.
+    fn size_upper_bound(&self) -> usize {
+        BATCH_HEADER_SIZE
+            + record_size(
+                0,
+                0,
+                self.key.as_deref().map(str::as_bytes),
+                self.value_bytes().len(),
+            )
+            + 10
+    }
 }
 
 /// Length of `v` as a zig-zag varint (`ByteUtils.sizeOfVarlong`).
@@ -455,13 +488,18 @@ fn record_size(
 struct ProducerBatch {
     tp: TopicPartition,
     records: Vec<PendingRecord>,
-    /// Encoded size: batch header plus every record.
+    /// Size before compression: batch header plus every record.
     size: usize,
+    /// Bytes taken from `buffer.memory` for this batch.
+    buffer: usize,
     created_ms: Millis,
     /// No more appends (drained, or a record did not fit).
     closed: bool,
-    /// The bytes of every attempt, encoded when first drained.
+    /// The bytes every attempt sends, encoded when first drained (and again when an
+    /// epoch bump gives the batch a new sequence).
     encoded: Option<Bytes>,
+    /// The producer id, epoch and base sequence of an idempotent batch, once drained.
+    sequence: Option<(ProducerIdentity, i32)>,
     /// Times sent.
     attempts: u32,
     /// After a failed attempt: not to be resent before this time.
@@ -472,14 +510,16 @@ struct ProducerBatch {
 }
 
 impl ProducerBatch {
-    fn new(tp: TopicPartition, record: PendingRecord, now: Millis) -> Self {
+    fn new(tp: TopicPartition, record: PendingRecord, buffer: usize, now: Millis) -> Self {
         let mut batch = ProducerBatch {
             tp,
             records: Vec::new(),
             size: BATCH_HEADER_SIZE,
+            buffer,
             created_ms: now,
             closed: false,
             encoded: None,
+            sequence: None,
             attempts: 0,
             retry_at: None,
             maybe_appended: false,
@@ -503,22 +543,48 @@ impl ProducerBatch {
         )
     }
 
-    /// `ProducerBatch.tryAppend` / `MemoryRecordsBuilder.hasRoomFor`.
-    fn has_room_for(&self, record: &PendingRecord, batch_size: usize) -> bool {
-        !self.closed && self.size + self.size_of(record) <= batch_size
+    /// `MemoryRecordsBuilder.estimatedBytesWritten` for an uncompressed size: the
+    /// records scaled by the estimated compression ratio and its head-room.
+    fn estimated(size: usize, ratio: Option<f64>) -> usize {
+        match ratio {
+            None => size,
+            Some(r) => {
+                BATCH_HEADER_SIZE
+                    + ((size - BATCH_HEADER_SIZE) as f64 * r * COMPRESSION_RATE_ESTIMATION_FACTOR)
+                        as usize
+            }
+        }
+    }
+
+    /// `ProducerBatch.tryAppend` / `MemoryRecordsBuilder.hasRoomFor`; `ratio` is the
+    /// estimated compression ratio when the batch is compressed.
+    fn has_room_for(&self, record: &PendingRecord, batch_size: usize, ratio: Option<f64>) -> bool {
+        !self.closed && Self::estimated(self.size + self.size_of(record), ratio) <= batch_size
     }
 
     /// `MemoryRecordsBuilder.isFull`.
-    fn is_full(&self, batch_size: usize) -> bool {
-        self.closed || self.size >= batch_size
+    fn is_full(&self, batch_size: usize, ratio: Option<f64>) -> bool {
+        self.closed || Self::estimated(self.size, ratio) >= batch_size
     }
 
     fn delivery_deadline(&self, delivery_timeout_ms: u64) -> Millis {
         self.created_ms + delivery_timeout_ms
     }
 
-    /// The record batch v2 bytes every attempt sends (encoded once).
-    fn encode(&mut self) -> Bytes {
+    /// The sequence of the batch's last record.
+    fn last_sequence(&self) -> Option<i32> {
+        self.sequence
+            .map(|(_, base)| base + self.records.len() as i32 - 1)
+    }
+
+    /// Gives the batch its (new) producer id, epoch and base sequence.
+    fn set_sequence(&mut self, identity: ProducerIdentity, base: i32) {
+        self.sequence = Some((identity, base));
+        self.encoded = None;
+    }
+
+    /// The record batch v2 bytes every attempt sends (encoded once per sequence).
+    fn encode(&mut self, compression: CompressionType) -> Bytes {
         if let Some(bytes) = &self.encoded {
             return bytes.clone();
         }
@@ -536,10 +602,11 @@ impl ProducerBatch {
                 headers: Vec::new(),
             })
             .collect();
+        let (identity, base_sequence) = self.sequence.unwrap_or((ProducerIdentity::NONE, -1));
         let batch = RecordBatch {
             base_offset: 0,
             partition_leader_epoch: -1,
-            attributes: 0,
+            attributes: compression.id(),
             last_offset_delta: records.len() as i32 - 1,
             base_timestamp,
             max_timestamp: self
@@ -548,18 +615,20 @@ impl ProducerBatch {
                 .map(PendingRecord::timestamp)
                 .max()
                 .unwrap_or(base_timestamp),
-            producer_id: ProducerIdentity::NONE.producer_id,
-            producer_epoch: ProducerIdentity::NONE.producer_epoch,
-            base_sequence: -1,
+            producer_id: identity.producer_id,
+            producer_epoch: identity.producer_epoch,
+            base_sequence,
             records,
         };
         let bytes = batch.encode();
-        assert_eq!(
-            bytes.len(),
-            self.size,
-            "the size estimate of a batch of {} diverged from its encoding",
-            self.tp
-        );
+        if compression == CompressionType::None {
+            assert_eq!(
+                bytes.len(),
+                self.size,
+                "the size estimate of a batch of {} diverged from its encoding",
+                self.tp
+            );
+        }
         self.encoded = Some(bytes.clone());
         bytes
     }
@@ -567,11 +636,25 @@ impl ProducerBatch {
 
 // ---------------------------------------------------------------- RecordAccumulator
 
-/// Kafka's `RecordAccumulator`: per partition a deque of batches, the last one open.
+/// Why a record could not be appended yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AppendBlocked {
+    /// A new batch needs this many bytes of `buffer.memory` and fewer are free.
+    Memory(usize),
+}
+
+/// Kafka's `RecordAccumulator` with its `BufferPool` and `CompressionRatioEstimator`:
+/// per partition a deque of batches, the last one open.
 #[derive(Debug)]
 struct RecordAccumulator {
     batch_size: usize,
     linger_ms: u64,
+    compression: CompressionType,
+    /// `buffer.memory` and the bytes its batches hold.
+    buffer_memory: usize,
+    buffer_used: usize,
+    /// Per topic, the estimated compression ratio (compressed / uncompressed).
+    ratios: BTreeMap<Arc<str>, f64>,
     batches: BTreeMap<TopicPartition, VecDeque<ProducerBatch>>,
     /// Partitions with a batch in flight under `max.in.flight.requests.per.connection=1`.
     muted: BTreeSet<TopicPartition>,
@@ -580,52 +663,111 @@ struct RecordAccumulator {
 }
 
 impl RecordAccumulator {
-    fn new(batch_size: usize, linger_ms: u64) -> Self {
+    fn new(config: &ProducerConfig) -> Self {
         RecordAccumulator {
-            batch_size,
-            linger_ms,
+            batch_size: config.batch_size,
+            linger_ms: config.linger_ms,
+            compression: config.compression_type,
+            buffer_memory: config.buffer_memory,
+            buffer_used: 0,
+            ratios: BTreeMap::new(),
             batches: BTreeMap::new(),
             muted: BTreeSet::new(),
             drain_index: BTreeMap::new(),
         }
     }
 
+    /// The estimated compression ratio for `topic`, `None` when not compressing.
+    fn ratio(&self, topic: &str) -> Option<f64> {
+        (self.compression != CompressionType::None)
+            .then(|| self.ratios.get(topic).copied().unwrap_or(1.0))
+    }
+
+    /// `CompressionRatioEstimator.updateEstimation` after a batch was encoded.
+    fn observe_ratio(&mut self, topic: &Arc<str>, observed: f64) {
+        let current = self.ratios.entry(topic.clone()).or_insert(1.0);
+        if observed > *current {
+            *current = (*current + COMPRESSION_RATIO_DETERIORATE_STEP).max(observed);
+        } else if observed < *current {
+            *current = (*current - COMPRESSION_RATIO_IMPROVING_STEP).max(observed);
+        }
+    }
+
     /// Whether `record` fits in the partition's open batch (no new batch needed).
     fn has_room_for(&self, tp: &TopicPartition, record: &PendingRecord) -> bool {
+        let ratio = self.ratio(&tp.topic);
         self.batches
             .get(tp)
             .and_then(|d| d.back())
-            .is_some_and(|b| b.has_room_for(record, self.batch_size))
+            .is_some_and(|b| b.has_room_for(record, self.batch_size, ratio))
     }
 
-    /// Appends to the open batch, or closes it and starts a new one.
-    fn append(&mut self, tp: TopicPartition, record: PendingRecord, now: Millis) {
+    /// Appends to the open batch, or closes it and starts a new one with memory from
+    /// the pool (`BufferPool.allocate`); without enough free memory nothing changes.
+    fn append(
+        &mut self,
+        tp: TopicPartition,
+        record: PendingRecord,
+        now: Millis,
+    ) -> Result<(), (AppendBlocked, PendingRecord)> {
         let batch_size = self.batch_size;
-        let deque = self.batches.entry(tp.clone()).or_default();
-        if let Some(last) = deque.back_mut() {
-            if last.has_room_for(&record, batch_size) {
+        let ratio = self.ratio(&tp.topic);
+        if let Some(last) = self.batches.get_mut(&tp).and_then(|d| d.back_mut()) {
+            if last.has_room_for(&record, batch_size, ratio) {
                 last.size += last.size_of(&record);
                 last.records.push(record);
-                return;
+                return Ok(());
             }
+        }
+        let need = batch_size.max(record.size_upper_bound());
+        if self.buffer_memory - self.buffer_used < need {
+            return Err((AppendBlocked::Memory(need), record));
+        }
+        self.buffer_used += need;
+        let deque = self.batches.entry(tp.clone()).or_default();
+        if let Some(last) = deque.back_mut() {
             last.closed = true;
         }
-        deque.push_back(ProducerBatch::new(tp, record, now));
+        deque.push_back(ProducerBatch::new(tp, record, need, now));
+        Ok(())
     }
 
-    /// Puts a failed batch back at the front of its deque (`RecordAccumulator.reenqueue`).
-    fn reenqueue(&mut self, mut batch: ProducerBatch, retry_at: Millis) {
+    /// Returns a completed batch's memory to the pool (`BufferPool.deallocate`).
+    fn deallocate(&mut self, batch: &ProducerBatch) {
+        self.buffer_used = self
+            .buffer_used
+            .checked_sub(batch.buffer)
+            .expect("freed more buffer memory than was allocated");
+    }
+
+    /// Free bytes of `buffer.memory`.
+    fn available_memory(&self) -> usize {
+        self.buffer_memory - self.buffer_used
+    }
+
+    /// Puts a failed batch back in its deque (`RecordAccumulator.reenqueue`): at the
+    /// front, or with `in_sequence_order` among the batches that have sequences, in
+    /// sequence order (`insertInSequenceOrder`).
+    fn reenqueue(&mut self, mut batch: ProducerBatch, retry_at: Millis, in_sequence_order: bool) {
         batch.retry_at = Some(retry_at);
-        self.batches
-            .entry(batch.tp.clone())
-            .or_default()
-            .push_front(batch);
+        let deque = self.batches.entry(batch.tp.clone()).or_default();
+        match batch.sequence {
+            Some((_, base)) if in_sequence_order => {
+                let at = deque
+                    .iter()
+                    .position(|b| b.sequence.is_none_or(|(_, other)| other > base))
+                    .unwrap_or(deque.len());
+                deque.insert(at, batch);
+            }
+            _ => deque.push_front(batch),
+        }
     }
 
     /// When the head batch of a deque is sendable (linger, fullness, backoff).
     fn ready_at(&self, deque: &VecDeque<ProducerBatch>) -> Option<Millis> {
         let head = deque.front()?;
-        let lingered = if deque.len() > 1 || head.is_full(self.batch_size) {
+        let ratio = self.ratio(&head.tp.topic);
+        let lingered = if deque.len() > 1 || head.is_full(self.batch_size, ratio) {
             head.created_ms
         } else {
             head.created_ms + self.linger_ms
@@ -665,12 +807,15 @@ impl RecordAccumulator {
     }
 
     /// `RecordAccumulator.drainBatchesForOneNode`: at most one batch per partition led by
-    /// `node`, skipping muted and backing-off partitions; drained batches are closed.
+    /// `node`, skipping muted and backing-off partitions and, for an idempotent
+    /// producer, partitions whose head batch must wait for its sequence's turn; a new
+    /// batch gets its sequence here. Drained batches are closed.
     fn drain(
         &mut self,
         node: BrokerId,
         now: Millis,
         metadata: &MetadataCache,
+        mut idempotence: Option<(&mut TransactionManager, bool)>,
     ) -> Vec<ProducerBatch> {
         let tps: Vec<TopicPartition> = self
             .batches
@@ -696,12 +841,23 @@ impl RecordAccumulator {
             if head.retry_at.is_some_and(|t| t > now) {
                 continue;
             }
+            if let Some((tm, in_order)) = idempotence.as_mut() {
+                if !tm.can_drain(tp, head.sequence, *in_order) {
+                    continue;
+                }
+            }
             if size + head.size > MAX_REQUEST_SIZE && !drained.is_empty() {
                 visited = i;
                 break;
             }
             let mut batch = deque.pop_front().expect("non-empty deque");
             batch.closed = true;
+            if let Some((tm, _)) = idempotence.as_mut() {
+                if batch.sequence.is_none() {
+                    let (identity, base) = tm.assign(tp, batch.records.len());
+                    batch.set_sequence(identity, base);
+                }
+            }
             size += batch.size;
             drained.push(batch);
         }
@@ -758,41 +914,60 @@ impl RecordAccumulator {
 enum ProducerRequest {
     /// A `Metadata` refresh.
     Metadata,
+    /// An `InitProducerId` for the idempotent producer.
+    InitProducerId,
     /// A `Produce`: one batch per partition; `None` once the batch expired in flight.
     Produce {
         batches: Vec<(TopicPartition, Option<ProducerBatch>)>,
     },
 }
 
-/// A Kafka producer (`KafkaProducer` + `RecordAccumulator` + `Sender`), sans-IO.
+/// A `send` call that has not returned: the application thread waits in
+/// `waitOnMetadata` or `BufferPool.allocate`, for at most `max.block.ms`.
+#[derive(Debug)]
+struct BlockedSend {
+    topic: Arc<str>,
+    record: PendingRecord,
+    /// What it waits for, once known: memory of this many bytes.
+    memory: Option<usize>,
+}
+
+/// A Kafka producer (`KafkaProducer` + `RecordAccumulator` + `Sender` + the idempotent
+/// `TransactionManager`), sans-IO.
 pub struct Producer {
     index: u32,
     config: ProducerConfig,
+    bugs: Bugs,
     rng: ChaCha8Rng,
     metadata: MetadataCache,
     net: NetworkClient<ProducerRequest>,
     accumulator: RecordAccumulator,
     sticky: StickyPartitioner,
-    /// Records of topics whose partition count is not known yet, in send order.
-    awaiting_metadata: BTreeMap<Arc<str>, VecDeque<PendingRecord>>,
+    /// The idempotent producer's ids and sequences (`None` without idempotence).
+    transactions: Option<TransactionManager>,
+    /// `send` calls still blocked, in call order.
+    blocked: VecDeque<BlockedSend>,
     /// Records sent and not yet completed.
     pending: usize,
+    metrics: ProducerMetrics,
     /// The latest time seen (timers are computed relative to it).
     now: Millis,
 }
 
 impl Producer {
-    /// A producer with the given history index, configuration, bootstrap brokers and
-    /// random seed (backoff jitter, sticky partitions, first bootstrap broker).
-    pub fn new(index: u32, config: ProducerConfig, bootstrap: Vec<BrokerId>, seed: u64) -> Self {
-        assert!(
-            config.max_in_flight_requests_per_connection >= 1,
-            "max.in.flight.requests.per.connection must be at least 1"
-        );
-        assert!(
-            config.delivery_timeout_ms >= config.linger_ms + config.request_timeout_ms,
-            "delivery.timeout.ms should be equal to or larger than linger.ms + request.timeout.ms"
-        );
+    /// A producer with the given history index, configuration, bug switches, bootstrap
+    /// brokers and random seed (backoff jitter, sticky partitions, first bootstrap
+    /// broker). The configuration must pass [`ProducerConfig::validate`].
+    pub fn new(
+        index: u32,
+        config: ProducerConfig,
+        bugs: Bugs,
+        bootstrap: Vec<BrokerId>,
+        seed: u64,
+    ) -> Self {
+        if let Err((property, message)) = config.validate() {
+            panic!("invalid producer config {property}: {message}");
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         assert!(!bootstrap.is_empty(), "a producer needs bootstrap brokers");
         let first_node = rng.gen_range(0..bootstrap.len());
@@ -805,18 +980,22 @@ impl Producer {
                 config.retry_backoff_ms,
             ),
             net: NetworkClient::new(config.request_timeout_ms),
-            accumulator: RecordAccumulator::new(config.batch_size, config.linger_ms),
+            accumulator: RecordAccumulator::new(&config),
             sticky: StickyPartitioner::new(),
-            awaiting_metadata: BTreeMap::new(),
+            transactions: config.idempotence().then(TransactionManager::new),
+            blocked: VecDeque::new(),
             pending: 0,
+            metrics: ProducerMetrics::default(),
             now: 0,
             rng,
+            bugs,
             config,
         }
     }
 
-    /// `KafkaProducer.send`: partitions the record (once its topic's partition count is
-    /// known) and appends it to the accumulator. The invocation time is `now`.
+    /// `KafkaProducer.send`: waits for the topic's metadata and for buffer memory (at
+    /// most `max.block.ms`; see [`Producer::is_blocked`]), partitions the record and
+    /// appends it to the accumulator. The invocation time is `now`.
     pub fn send(&mut self, now: Millis, record: ProducerRecord, out: &mut Outbox) {
         self.pending += 1;
         assert!(
@@ -830,19 +1009,18 @@ impl Producer {
             invoke_ms: now,
         };
         self.metadata.add_topic(&record.topic);
-        let queued_before = self
-            .awaiting_metadata
-            .get(&record.topic)
-            .is_some_and(|q| !q.is_empty());
-        match self.metadata.partition_count(&record.topic) {
-            Some(n) if !queued_before => self.partition_and_append(now, &record.topic, n, pending),
-            _ => self
-                .awaiting_metadata
-                .entry(record.topic)
-                .or_default()
-                .push_back(pending),
-        }
+        self.blocked.push_back(BlockedSend {
+            topic: record.topic,
+            record: pending,
+            memory: None,
+        });
         self.run(now, out);
+    }
+
+    /// Whether a `send` call has not returned yet (waiting for metadata or memory): a
+    /// single-threaded application calls `send` again only after it returns.
+    pub fn is_blocked(&self) -> bool {
+        !self.blocked.is_empty()
     }
 
     /// Records still waiting for an outcome.
@@ -852,25 +1030,23 @@ impl Producer {
 
     /// End of run: every unfinished record gets an `Outcome::Info{reason: "pending at end
     /// of run"}` entry with `complete_ms: None`; late responses are ignored afterwards.
+    /// The producer's metrics are recorded last.
     pub fn finish(&mut self, now: Millis, out: &mut Outbox) {
         self.now = now;
         let pending = Outcome::Info {
             reason: "pending at end of run".to_string(),
         };
-        let awaiting = std::mem::take(&mut self.awaiting_metadata);
-        for (topic, records) in awaiting {
+        for blocked in std::mem::take(&mut self.blocked) {
             let tp = TopicPartition {
-                topic,
+                topic: blocked.topic,
                 partition: UNKNOWN_PARTITION,
             };
-            for record in records {
-                let completion = Completion {
-                    complete_ms: None,
-                    offset: None,
-                    attempts: 0,
-                };
-                self.record_outcome(&tp, record, completion, pending.clone(), out);
-            }
+            let completion = Completion {
+                complete_ms: None,
+                offset: None,
+                attempts: 0,
+            };
+            self.record_outcome(&tp, blocked.record, completion, pending.clone(), out);
         }
         for batch in self.accumulator.take_all() {
             self.complete_batch(None, batch, None, pending.clone(), out);
@@ -885,17 +1061,25 @@ impl Producer {
         self.accumulator.muted.clear();
         self.metadata.abandon();
         assert_eq!(self.pending, 0, "every record has an outcome after finish");
+        assert_eq!(self.accumulator.buffer_used, 0, "buffer memory leaked");
+        self.metrics.epoch_bumps = self.transactions.as_ref().map_or(0, |t| t.epoch_bumps());
+        out.record(Entry::instant(
+            NodeId::Producer(self.index),
+            now,
+            Op::ProducerMetrics(self.metrics.clone()),
+        ));
     }
 
     /// Picks the partition (`partition_for_key`, or the sticky partition, moved on when
-    /// the record would start a new batch) and appends.
+    /// the record would start a new batch) and appends; gives the record back when the
+    /// append must wait for memory.
     fn partition_and_append(
         &mut self,
         now: Millis,
         topic: &Arc<str>,
         partitions: u32,
         record: PendingRecord,
-    ) {
+    ) -> Result<(), (AppendBlocked, PendingRecord)> {
         let partition = match &record.key {
             Some(key) => partition_for_key(key.as_bytes(), partitions),
             None => {
@@ -921,22 +1105,83 @@ impl Producer {
             topic: topic.clone(),
             partition,
         };
-        self.accumulator.append(tp, record, now);
+        self.accumulator.append(tp, record, now)
     }
 
-    /// Appends the records of topics whose partition count just became known.
-    fn partition_awaiting(&mut self, now: Millis) {
-        let ready: Vec<(Arc<str>, u32)> = self
-            .awaiting_metadata
-            .keys()
-            .filter_map(|t| self.metadata.partition_count(t).map(|n| (t.clone(), n)))
-            .collect();
-        for (topic, n) in ready {
-            let records = self.awaiting_metadata.remove(&topic).unwrap_or_default();
-            for record in records {
-                self.partition_and_append(now, &topic, n, record);
+    /// Lets blocked `send` calls return, in call order: each one whose topic is known
+    /// and whose batch has memory is appended; one past `max.block.ms` fails with
+    /// Kafka's `TimeoutException` text.
+    fn unblock_sends(&mut self, now: Millis, out: &mut Outbox) {
+        let max_block = self.config.max_block_ms;
+        while let Some(head) = self.blocked.front() {
+            let deadline = head.record.invoke_ms + max_block;
+            let Some(partitions) = self.metadata.partition_count(&head.topic) else {
+                if now >= deadline {
+                    let blocked = self.blocked.pop_front().expect("head");
+                    let error = format!(
+                        "TimeoutException: Topic {} not present in metadata after {max_block} ms.",
+                        blocked.topic
+                    );
+                    self.fail_blocked(now, blocked, error, out);
+                    continue;
+                }
+                return;
+            };
+            let blocked = self.blocked.pop_front().expect("head");
+            match self.partition_and_append(now, &blocked.topic, partitions, blocked.record) {
+                Ok(()) => {}
+                Err((AppendBlocked::Memory(need), record)) => {
+                    if blocked.memory.is_none() {
+                        self.metrics.blocked_on_memory += 1;
+                    }
+                    let blocked = BlockedSend {
+                        topic: blocked.topic,
+                        record,
+                        memory: Some(need),
+                    };
+                    if now >= deadline {
+                        let error = format!(
+                            "TimeoutException: Failed to allocate {need} bytes within the \
+                             configured max blocking time {max_block} ms. Total memory: {} \
+                             bytes. Available memory: {} bytes. Poolable size: {} bytes",
+                            self.config.buffer_memory,
+                            self.accumulator.available_memory(),
+                            self.config.batch_size
+                        );
+                        self.fail_blocked(now, blocked, error, out);
+                        continue;
+                    }
+                    self.blocked.push_front(blocked);
+                    return;
+                }
             }
         }
+    }
+
+    /// A `send` that gave up blocking: the record was never handed to the accumulator.
+    fn fail_blocked(&mut self, now: Millis, blocked: BlockedSend, error: String, out: &mut Outbox) {
+        let tp = TopicPartition {
+            topic: blocked.topic,
+            partition: UNKNOWN_PARTITION,
+        };
+        let completion = Completion {
+            complete_ms: Some(now),
+            offset: None,
+            attempts: 0,
+        };
+        self.record_outcome(
+            &tp,
+            blocked.record,
+            completion,
+            Outcome::Fail { error },
+            out,
+        );
+    }
+
+    /// Whether the in-order retry logic is on (the `no-in-order-retry` switch turns it
+    /// off).
+    fn in_order(&self) -> bool {
+        !self.bugs.on(Bug::NoInOrderRetry)
     }
 
     /// One `Sender.runOnce` step.
@@ -944,9 +1189,89 @@ impl Producer {
         self.now = self.now.max(now);
         self.handle_timeouts(now, out);
         self.expire(now, out);
+        self.maybe_bump_epoch();
+        self.maybe_init_producer_id(now, out);
+        self.unblock_sends(now, out);
         self.send_produce_data(now, out);
         self.metadata
             .poll(now, &mut self.net, ProducerRequest::Metadata, out);
+    }
+
+    /// Sends `InitProducerId` to the least loaded broker when the idempotent producer
+    /// has no producer id and none is in flight.
+    fn maybe_init_producer_id(&mut self, now: Millis, out: &mut Outbox) {
+        let Some(tm) = self.transactions.as_mut() else {
+            return;
+        };
+        if tm.init_due_at().is_none_or(|t| t > now) {
+            return;
+        }
+        let node = self.metadata.least_loaded_node(&self.net);
+        let request = Request::InitProducerId(InitProducerIdRequest {
+            transactional_id: None,
+            transaction_timeout_ms: 60_000,
+            producer_id: -1,
+            producer_epoch: -1,
+        });
+        tm.on_init_sent();
+        self.net.send(
+            now,
+            node,
+            request,
+            Some(ProducerRequest::InitProducerId),
+            out,
+        );
+    }
+
+    /// KIP-360's local epoch bump, once no batch of a partition that needs new
+    /// sequences is on the wire: its queued batches get sequences from 0 under the new
+    /// epoch, in queue order.
+    fn maybe_bump_epoch(&mut self) {
+        let Some(tm) = self.transactions.as_mut() else {
+            return;
+        };
+        tm.maybe_resolve_sequences();
+        let waiting: Vec<TopicPartition> = tm.bump_partitions().cloned().collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let on_wire = self.net.kinds().any(|k| match k {
+            ProducerRequest::Produce { batches } => batches
+                .iter()
+                .any(|(tp, b)| b.is_some() && waiting.contains(tp)),
+            _ => false,
+        });
+        if on_wire {
+            return;
+        }
+        let batches = &mut self.accumulator.batches;
+        if self.bugs.on(Bug::NoInOrderRetry) {
+            // Without in-order retries the queue is sequenced afresh in its order.
+            for tp in &waiting {
+                for batch in batches.get_mut(tp).into_iter().flatten() {
+                    batch.sequence = None;
+                    batch.encoded = None;
+                }
+            }
+        }
+        let rewritten = tm.bump_epoch(|tp| {
+            batches.get(tp).map_or(Vec::new(), |d| {
+                d.iter()
+                    .filter(|b| b.sequence.is_some())
+                    .map(|b| b.records.len())
+                    .collect()
+            })
+        });
+        let identity = tm.identity();
+        for (tp, bases) in rewritten {
+            let Some(deque) = batches.get_mut(&tp) else {
+                continue;
+            };
+            let sequenced = deque.iter_mut().filter(|b| b.sequence.is_some());
+            for (batch, base) in sequenced.zip(bases) {
+                batch.set_sequence(identity, base);
+            }
+        }
     }
 
     /// Fails every request to a broker with a timed-out request (`NETWORK_EXCEPTION`).
@@ -972,6 +1297,13 @@ impl Producer {
         for request in failed {
             match request.kind {
                 ProducerRequest::Metadata => self.metadata.on_failure(now),
+                ProducerRequest::InitProducerId => {
+                    self.metadata.rotate();
+                    let backoff = self.config.retry_backoff_ms;
+                    if let Some(tm) = self.transactions.as_mut() {
+                        tm.on_init_response(now, None, backoff);
+                    }
+                }
                 ProducerRequest::Produce { batches } => {
                     for (tp, batch) in batches {
                         self.unmute(&tp);
@@ -984,37 +1316,12 @@ impl Producer {
         }
     }
 
-    /// Completes every record and batch whose `delivery.timeout.ms` has passed.
+    /// Completes every blocked send, record and batch whose time is up.
     fn expire(&mut self, now: Millis, out: &mut Outbox) {
         let timeout = self.config.delivery_timeout_ms;
-        let mut expired_unpartitioned = Vec::new();
-        for (topic, records) in &mut self.awaiting_metadata {
-            while records
-                .front()
-                .is_some_and(|r| r.invoke_ms + timeout <= now)
-            {
-                let record = records.pop_front().expect("non-empty");
-                expired_unpartitioned.push((topic.clone(), record));
-            }
-        }
-        self.awaiting_metadata.retain(|_, q| !q.is_empty());
-        for (topic, record) in expired_unpartitioned {
-            let tp = TopicPartition {
-                topic,
-                partition: UNKNOWN_PARTITION,
-            };
-            let outcome = Outcome::Fail {
-                error: "delivery.timeout.ms expired".to_string(),
-            };
-            let completion = Completion {
-                complete_ms: Some(now),
-                offset: None,
-                attempts: 0,
-            };
-            self.record_outcome(&tp, record, completion, outcome, out);
-        }
         for batch in self.accumulator.expire(now, timeout) {
-            let outcome = Self::expiry_outcome(&batch, false);
+            let outcome = Self::expiry_outcome(now, &batch, false);
+            self.fail_sequence(&batch, batch.maybe_appended);
             self.complete_batch(Some(now), batch, None, outcome, out);
         }
         let mut expired_in_flight = Vec::new();
@@ -1031,13 +1338,25 @@ impl Producer {
             }
         }
         for batch in expired_in_flight {
-            let outcome = Self::expiry_outcome(&batch, true);
+            let outcome = Self::expiry_outcome(now, &batch, true);
+            self.fail_sequence(&batch, true);
             self.complete_batch(Some(now), batch, None, outcome, out);
         }
     }
 
+    /// Tells the transaction manager that a sequenced batch failed for good.
+    fn fail_sequence(&mut self, batch: &ProducerBatch, maybe_appended: bool) {
+        if let (Some(tm), Some((identity, base)), Some(last)) = (
+            self.transactions.as_mut(),
+            batch.sequence,
+            batch.last_sequence(),
+        ) {
+            tm.on_failed(&batch.tp, identity, base, last, maybe_appended);
+        }
+    }
+
     /// The outcome of a batch whose delivery timeout passed.
-    fn expiry_outcome(batch: &ProducerBatch, in_flight: bool) -> Outcome {
+    fn expiry_outcome(now: Millis, batch: &ProducerBatch, in_flight: bool) -> Outcome {
         if in_flight || batch.maybe_appended {
             Outcome::Info {
                 reason: format!(
@@ -1047,7 +1366,13 @@ impl Producer {
             }
         } else {
             Outcome::Fail {
-                error: "delivery.timeout.ms expired".to_string(),
+                error: format!(
+                    "TimeoutException: Expiring {} record(s) for {}:{} ms has passed since \
+                     batch creation",
+                    batch.records.len(),
+                    batch.tp,
+                    now - batch.created_ms
+                ),
             }
         }
     }
@@ -1056,6 +1381,7 @@ impl Producer {
     /// leader can take another one.
     fn send_produce_data(&mut self, now: Millis, out: &mut Outbox) {
         let max_rounds = self.accumulator.batch_count() + 1;
+        let in_order = self.in_order();
         for round in 0.. {
             assert!(round <= max_rounds, "sender loop did not converge");
             let (nodes, unknown_leader) = self.accumulator.ready(now, &self.metadata);
@@ -1075,7 +1401,10 @@ impl Producer {
                 if self.config.acks != Acks::None && in_flight == limit {
                     continue;
                 }
-                let batches = self.accumulator.drain(node, now, &self.metadata);
+                let idempotence = self.transactions.as_mut().map(|tm| (tm, in_order));
+                let batches = self
+                    .accumulator
+                    .drain(node, now, &self.metadata, idempotence);
                 if !batches.is_empty() {
                     self.send_produce_request(now, node, batches, out);
                     sent = true;
@@ -1096,12 +1425,27 @@ impl Producer {
         out: &mut Outbox,
     ) {
         let guarantee_order = self.config.max_in_flight_requests_per_connection == 1;
+        let compression = self.config.compression_type;
         let mut partitions = Vec::with_capacity(batches.len());
         for batch in &mut batches {
             batch.attempts += 1;
             batch.retry_at = None;
-            partitions.push((batch.tp.clone(), batch.encode()));
+            let bytes = batch.encode(compression);
+            if batch.attempts == 1 {
+                self.metrics.batches += 1;
+                self.metrics.records += batch.records.len() as u64;
+                self.metrics.batch_bytes += bytes.len() as u64;
+                self.metrics.uncompressed_bytes += batch.size as u64;
+                if compression != CompressionType::None {
+                    let observed = (bytes.len() - BATCH_HEADER_SIZE) as f64
+                        / (batch.size - BATCH_HEADER_SIZE) as f64;
+                    self.accumulator.observe_ratio(&batch.tp.topic, observed);
+                }
+            }
+            self.metrics.outgoing_bytes += bytes.len() as u64;
+            partitions.push((batch.tp.clone(), bytes));
         }
+        self.metrics.requests += 1;
         let request = Request::Produce(ProduceRequest {
             acks: self.config.acks,
             timeout_ms: self.config.request_timeout_ms,
@@ -1165,7 +1509,16 @@ impl Producer {
         base_offset: Offset,
         out: &mut Outbox,
     ) {
-        if error == ErrorCode::None {
+        // An idempotent batch's duplicate is acknowledged with the original's offset.
+        let duplicate = error == ErrorCode::DuplicateSequenceNumber && batch.sequence.is_some();
+        if error == ErrorCode::None || duplicate {
+            if let (Some(tm), Some((identity, base)), Some(last)) = (
+                self.transactions.as_mut(),
+                batch.sequence,
+                batch.last_sequence(),
+            ) {
+                tm.on_success(&batch.tp, identity, base, last);
+            }
             let base = (base_offset >= 0).then_some(base_offset);
             self.complete_batch(Some(now), batch, base, Outcome::Ok, out);
             return;
@@ -1176,14 +1529,25 @@ impl Producer {
         if error.invalidates_metadata() {
             self.metadata.request_update();
         }
-        let can_retry = error.is_retriable()
+        let in_order = self.in_order();
+        let retriable = match (self.transactions.as_mut(), batch.sequence) {
+            (Some(tm), Some((identity, base))) => {
+                tm.can_retry(&batch.tp, error, identity, base, in_order)
+            }
+            _ => error.is_retriable(),
+        };
+        let can_retry = retriable
             && u64::from(batch.attempts) < u64::from(self.config.retries) + 1
             && now < batch.delivery_deadline(self.config.delivery_timeout_ms);
         if can_retry {
             let backoff = self.retry_backoff(batch.attempts);
-            self.accumulator.reenqueue(batch, now + backoff);
+            self.metrics.retried_batches += 1;
+            let in_sequence_order = self.transactions.is_some() && in_order;
+            self.accumulator
+                .reenqueue(batch, now + backoff, in_sequence_order);
             return;
         }
+        self.fail_sequence(&batch, batch.maybe_appended);
         let outcome = match produce_error_outcome(error) {
             Outcome::Fail { error } if !batch.maybe_appended => Outcome::Fail { error },
             Outcome::Fail { .. } => Outcome::Info {
@@ -1215,7 +1579,8 @@ impl Producer {
         ((term * factor) as u64).min(max)
     }
 
-    /// Records one entry per record of the batch; offsets follow `base_offset`.
+    /// Records one entry per record of the batch (offsets follow `base_offset`) and
+    /// returns its memory to the pool.
     fn complete_batch(
         &mut self,
         complete_ms: Option<Millis>,
@@ -1224,6 +1589,7 @@ impl Producer {
         outcome: Outcome,
         out: &mut Outbox,
     ) {
+        self.accumulator.deallocate(&batch);
         let ProducerBatch {
             tp,
             records,
@@ -1297,7 +1663,16 @@ impl Actor for Producer {
                     match (request.kind, response) {
                         (ProducerRequest::Metadata, Response::Metadata(m)) => {
                             self.metadata.on_response(now, &m);
-                            self.partition_awaiting(now);
+                        }
+                        (ProducerRequest::InitProducerId, Response::InitProducerId(r)) => {
+                            let backoff = self.config.retry_backoff_ms;
+                            if r.error != ErrorCode::None {
+                                self.metadata.rotate();
+                            }
+                            self.transactions
+                                .as_mut()
+                                .expect("InitProducerId only when idempotent")
+                                .on_init_response(now, Some(&r), backoff);
                         }
                         (ProducerRequest::Produce { batches }, Response::Produce(p)) => {
                             self.handle_produce_response(now, batches, p, out);
@@ -1341,22 +1716,22 @@ impl Actor for Producer {
                     .filter_map(|(_, b)| b.as_ref())
                     .map(|b| b.delivery_deadline(timeout))
                     .min(),
-                ProducerRequest::Metadata => None,
+                _ => None,
             })
             .min();
-        let awaiting_deadline = self
-            .awaiting_metadata
-            .values()
-            .filter_map(|q| q.front())
-            .map(|r| r.invoke_ms + timeout)
-            .min();
+        let blocked_deadline = self
+            .blocked
+            .front()
+            .map(|b| b.record.invoke_ms + self.config.max_block_ms);
+        let init_due = self.transactions.as_ref().and_then(|t| t.init_due_at());
         [
             self.net.next_deadline(),
             self.metadata.due_at(),
             self.accumulator.next_ready_time(self.now, &self.metadata),
             self.accumulator.next_delivery_deadline(timeout),
             in_flight_deadline,
-            awaiting_deadline,
+            blocked_deadline,
+            init_due,
         ]
         .into_iter()
         .flatten()
@@ -1376,6 +1751,7 @@ mod tests {
             delivery_timeout_ms: 5_000,
             retry_backoff_ms: 100,
             retry_backoff_max_ms: 1_000,
+            enable_idempotence: Some(false),
             ..ProducerConfig::default()
         }
     }
@@ -1479,7 +1855,7 @@ mod tests {
         config: ProducerConfig,
         partitions: &[(u32, Option<BrokerId>, LeaderEpoch)],
     ) -> (Producer, Outbox) {
-        let mut p = Producer::new(3, config, vec![1], 42);
+        let mut p = Producer::new(3, config, Bugs::default(), vec![1], 42);
         let mut out = Outbox::default();
         p.metadata.add_topic(&Arc::from("t"));
         p.on_start(0, &mut out);
@@ -1559,7 +1935,8 @@ mod tests {
     fn send_ops(out: &Outbox) -> Vec<SendOp> {
         out.history
             .iter()
-            .map(|e| match &e.op {
+            .filter_map(|e| match &e.op {
+                Op::ProducerMetrics(_) => None,
                 Op::Send {
                     value,
                     offset,
@@ -1568,7 +1945,7 @@ mod tests {
                     ..
                 } => {
                     assert_eq!(e.process, NodeId::Producer(3));
-                    (
+                    Some((
                         *value,
                         *offset,
                         *attempts,
@@ -1576,11 +1953,346 @@ mod tests {
                         e.complete_ms,
                         e.invoke_ms,
                         partition.partition,
-                    )
+                    ))
                 }
                 other => panic!("unexpected op {other:?}"),
             })
             .collect()
+    }
+
+    /// A started idempotent producer whose `InitProducerId` was answered with id 7000,
+    /// epoch 0 (partition 0 led by broker 1).
+    fn idempotent(config: ProducerConfig, bugs: Bugs) -> (Producer, Outbox) {
+        let mut p = Producer::new(3, config, bugs, vec![1], 42);
+        let mut out = Outbox::default();
+        p.metadata.add_topic(&Arc::from("t"));
+        p.on_start(0, &mut out);
+        let reqs = take(&mut out);
+        let init: Vec<_> = reqs
+            .iter()
+            .filter(|(_, _, r)| matches!(r, Request::InitProducerId(_)))
+            .collect();
+        assert_eq!(init.len(), 1, "InitProducerId first: {reqs:?}");
+        for (b, c) in metadata_requests(&reqs) {
+            respond(
+                &mut p,
+                0,
+                b,
+                c,
+                Response::Metadata(metadata(&[(0, Some(1), 0)])),
+                &mut out,
+            );
+        }
+        let (b, c) = (init[0].0, init[0].1);
+        respond(
+            &mut p,
+            0,
+            b,
+            c,
+            Response::InitProducerId(crate::protocol::InitProducerIdResponse {
+                error: ErrorCode::None,
+                producer_id: 7000,
+                producer_epoch: 0,
+            }),
+            &mut out,
+        );
+        (p, out)
+    }
+
+    fn idempotent_config() -> ProducerConfig {
+        ProducerConfig {
+            enable_idempotence: None,
+            delivery_timeout_ms: 60_000,
+            ..config()
+        }
+    }
+
+    /// (producer id, epoch, base sequence, values) of a produced batch.
+    fn sequenced(batch: &Bytes) -> (i64, i16, i32, Vec<u64>) {
+        let h = crate::record::BatchHeader::parse(batch).unwrap();
+        (
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+            values(batch),
+        )
+    }
+
+    /// Sends one record per millisecond and returns the five Produce requests, each
+    /// holding one batch of one record.
+    fn five_in_flight(p: &mut Producer, out: &mut Outbox) -> Vec<(BrokerId, u64, ProduceRequest)> {
+        let mut sent = Vec::new();
+        for i in 0..5 {
+            p.send(i, record(None, i), out);
+            sent.extend(produces(&take(out)));
+        }
+        assert_eq!(sent.len(), 5, "five requests in flight");
+        sent
+    }
+
+    #[test]
+    fn idempotent_batches_carry_producer_id_epoch_and_sequences() {
+        let (mut p, mut out) = idempotent(idempotent_config(), Bugs::default());
+        let sent = five_in_flight(&mut p, &mut out);
+        for (i, (_, _, req)) in sent.iter().enumerate() {
+            let (pid, epoch, seq, vals) = sequenced(&req.partitions[0].1);
+            assert_eq!((pid, epoch, seq, vals), (7000, 0, i as i32, vec![i as u64]));
+        }
+    }
+
+    #[test]
+    fn nothing_is_sent_before_the_producer_id_arrives() {
+        let mut p = Producer::new(3, idempotent_config(), Bugs::default(), vec![1], 42);
+        let mut out = Outbox::default();
+        p.metadata.add_topic(&Arc::from("t"));
+        p.on_start(0, &mut out);
+        for (b, c) in metadata_requests(&take(&mut out)) {
+            respond(
+                &mut p,
+                0,
+                b,
+                c,
+                Response::Metadata(metadata(&[(0, Some(1), 0)])),
+                &mut out,
+            );
+        }
+        p.send(1, record(None, 1), &mut out);
+        p.on_timer(10, &mut out);
+        assert!(produces(&take(&mut out)).is_empty());
+    }
+
+    #[test]
+    fn a_failed_batch_is_retried_in_sequence_order_before_later_ones() {
+        let (mut p, mut out) = idempotent(idempotent_config(), Bugs::default());
+        let sent = five_in_flight(&mut p, &mut out);
+        // The first batch is refused; the broker then sees a gap for the other four.
+        respond(
+            &mut p,
+            10,
+            1,
+            sent[0].1,
+            produce_response(&[(tp(0), ErrorCode::NotEnoughReplicas, -1)]),
+            &mut out,
+        );
+        for (b, c, _) in &sent[1..] {
+            respond(
+                &mut p,
+                10,
+                *b,
+                *c,
+                produce_response(&[(tp(0), ErrorCode::OutOfOrderSequenceNumber, -1)]),
+                &mut out,
+            );
+        }
+        // Retries go one at a time, lowest sequence first, without an epoch bump.
+        let mut offsets = Vec::new();
+        let md = metadata(&[(0, Some(1), 0)]);
+        let (mut now, mut reqs) = until_produce(&mut p, &mut out, &md);
+        for expected_seq in 0..5 {
+            assert_eq!(reqs.len(), 1, "one retry at a time");
+            let (_, epoch, seq, _) = sequenced(&reqs[0].2.partitions[0].1);
+            assert_eq!((epoch, seq), (0, expected_seq));
+            let offset = 100 + i64::from(expected_seq);
+            let response = produce_response(&[(tp(0), ErrorCode::None, offset)]);
+            respond(&mut p, now, 1, reqs[0].1, response, &mut out);
+            offsets.push(offset);
+            reqs = produces(&take(&mut out));
+            if reqs.is_empty() && expected_seq < 4 {
+                (now, reqs) = until_produce(&mut p, &mut out, &md);
+            }
+        }
+        let ops = send_ops(&out);
+        assert_eq!(
+            ops.iter().map(|o| o.1.unwrap()).collect::<Vec<_>>(),
+            offsets
+        );
+        assert!(ops.iter().all(|o| o.3 == Outcome::Ok));
+    }
+
+    #[test]
+    fn a_duplicate_is_acknowledged_with_the_original_offset() {
+        let (mut p, mut out) = idempotent(idempotent_config(), Bugs::default());
+        p.send(0, record(None, 9), &mut out);
+        let reqs = produces(&take(&mut out));
+        // The response is lost: the request times out and the batch is resent.
+        p.on_disconnect(5, NodeId::Broker(1), &mut out);
+        let (now, retry) = until_produce(&mut p, &mut out, &metadata(&[(0, Some(1), 0)]));
+        assert_eq!(
+            retry[0].2.partitions[0].1, reqs[0].2.partitions[0].1,
+            "same bytes, same sequence"
+        );
+        respond(
+            &mut p,
+            now,
+            1,
+            retry[0].1,
+            produce_response(&[(tp(0), ErrorCode::DuplicateSequenceNumber, 41)]),
+            &mut out,
+        );
+        let ops = send_ops(&out);
+        assert_eq!(
+            (ops[0].1, ops[0].2, ops[0].3.clone()),
+            (Some(41), 2, Outcome::Ok)
+        );
+    }
+
+    #[test]
+    fn a_real_gap_bumps_the_epoch_and_restarts_sequences() {
+        let (mut p, mut out) = idempotent(idempotent_config(), Bugs::default());
+        let sent = five_in_flight(&mut p, &mut out);
+        // Sequence 0 is refused as out of order although it is the next one: the
+        // broker lost our state. The producer bumps its epoch locally (KIP-360).
+        respond(
+            &mut p,
+            10,
+            1,
+            sent[0].1,
+            produce_response(&[(tp(0), ErrorCode::OutOfOrderSequenceNumber, -1)]),
+            &mut out,
+        );
+        for (b, c, _) in &sent[1..] {
+            respond(
+                &mut p,
+                10,
+                *b,
+                *c,
+                produce_response(&[(tp(0), ErrorCode::OutOfOrderSequenceNumber, -1)]),
+                &mut out,
+            );
+        }
+        let (now, reqs) = until_produce(&mut p, &mut out, &metadata(&[(0, Some(1), 0)]));
+        let (pid, epoch, seq, vals) = sequenced(&reqs[0].2.partitions[0].1);
+        assert_eq!((pid, epoch, seq, vals), (7000, 1, 0, vec![0]));
+        respond(
+            &mut p,
+            now,
+            1,
+            reqs[0].1,
+            produce_response(&[(tp(0), ErrorCode::None, 0)]),
+            &mut out,
+        );
+        let (_, reqs) = until_produce(&mut p, &mut out, &metadata(&[(0, Some(1), 0)]));
+        let (_, epoch, seq, vals) = sequenced(&reqs[0].2.partitions[0].1);
+        assert_eq!((epoch, seq, vals), (1, 1, vec![1]));
+    }
+
+    #[test]
+    fn without_in_order_retry_failed_batches_go_out_of_sequence_order() {
+        let bugs = Bugs::of(&[Bug::NoInOrderRetry]);
+        let (mut p, mut out) = idempotent(idempotent_config(), bugs);
+        let sent = five_in_flight(&mut p, &mut out);
+        for (b, c, _) in &sent {
+            let response = produce_response(&[(tp(0), ErrorCode::NotLeaderOrFollower, -1)]);
+            respond(&mut p, 10, *b, *c, response, &mut out);
+        }
+        // Re-queued at the front one by one, the batches go again in reverse order,
+        // without waiting for the lowest sequence.
+        let md = metadata(&[(0, Some(1), 0)]);
+        let (now, reqs) = until_produce(&mut p, &mut out, &md);
+        let order: Vec<u64> = reqs
+            .iter()
+            .flat_map(|r| sequenced(&r.2.partitions[0].1).3)
+            .collect();
+        assert_eq!(order[0], 4, "{order:?}");
+        assert!(order.windows(2).all(|w| w[0] > w[1]), "{order:?}");
+        // An out-of-order answer counts as lost state: the epoch is bumped and the
+        // queue is sequenced afresh in its current order.
+        for (b, c, _) in &reqs {
+            let response = produce_response(&[(tp(0), ErrorCode::OutOfOrderSequenceNumber, -1)]);
+            respond(&mut p, now, *b, *c, response, &mut out);
+        }
+        let (_, reqs) = until_produce(&mut p, &mut out, &md);
+        let (_, epoch, seq, _) = sequenced(&reqs[0].2.partitions[0].1);
+        assert_eq!((epoch, seq), (1, 0));
+    }
+
+    #[test]
+    fn a_full_buffer_blocks_send_until_max_block_ms() {
+        let config = ProducerConfig {
+            buffer_memory: 2 * 16_384,
+            max_block_ms: 1_000,
+            request_timeout_ms: 30_000,
+            delivery_timeout_ms: 120_000,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0), (1, Some(1), 0)]);
+        // Two keyed records on different partitions take the whole pool.
+        let other = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| partition_for_key(k.as_bytes(), 2) != partition_for_key(b"a", 2))
+            .unwrap();
+        p.send(0, record(Some("a"), 1), &mut out);
+        p.send(0, record(Some(&other), 2), &mut out);
+        let parts: BTreeSet<u32> = produces(&take(&mut out))
+            .iter()
+            .map(|(_, _, r)| r.partitions[0].0.partition)
+            .collect();
+        assert_eq!(parts.len(), 2, "keys a and b land on both partitions");
+        assert!(!p.is_blocked());
+        p.send(5, record(Some("a"), 3), &mut out);
+        assert!(p.is_blocked(), "no memory for a third batch");
+        assert_eq!(p.next_timer(), Some(1_005), "max.block.ms deadline armed");
+        p.on_timer(1_005, &mut out);
+        assert!(!p.is_blocked());
+        let ops = send_ops(&out);
+        assert_eq!(ops.len(), 1);
+        let Outcome::Fail { error } = &ops[0].3 else {
+            panic!("{ops:?}")
+        };
+        assert!(error.starts_with("TimeoutException: Failed to allocate 16384 bytes within the configured max blocking time 1000 ms."), "{error}");
+        assert_eq!((ops[0].4, ops[0].5), (Some(1_005), 5));
+    }
+
+    #[test]
+    fn a_blocked_send_proceeds_when_a_batch_frees_memory() {
+        let config = ProducerConfig {
+            buffer_memory: 16_384,
+            max_block_ms: 1_000,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        p.send(0, record(Some("a"), 1), &mut out);
+        let reqs = produces(&take(&mut out));
+        p.send(1, record(Some("a"), 2), &mut out);
+        assert!(p.is_blocked());
+        respond(
+            &mut p,
+            20,
+            1,
+            reqs[0].1,
+            produce_response(&[(tp(0), ErrorCode::None, 0)]),
+            &mut out,
+        );
+        assert!(
+            !p.is_blocked(),
+            "the acknowledged batch returned its memory"
+        );
+        let reqs = produces(&take(&mut out));
+        assert_eq!(values(&reqs[0].2.partitions[0].1), vec![2]);
+    }
+
+    #[test]
+    fn gzip_batches_compress_and_are_counted() {
+        let config = ProducerConfig {
+            compression_type: CompressionType::Gzip,
+            linger_ms: 50,
+            ..config()
+        };
+        let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+        for i in 0..200 {
+            p.send(i / 10, record(Some("k"), 1_000_000 + i), &mut out);
+        }
+        let (_, reqs) = until_produce(&mut p, &mut out, &metadata(&[(0, Some(1), 0)]));
+        let batch = &reqs[0].2.partitions[0].1;
+        let h = crate::record::BatchHeader::parse(batch).unwrap();
+        assert_eq!(h.attributes & crate::record::COMPRESSION_MASK, 1, "gzip");
+        assert_eq!(values(batch), (1_000_000..1_000_200).collect::<Vec<_>>());
+        p.finish(100, &mut out);
+        let Some(Op::ProducerMetrics(m)) = out.history.last().map(|e| &e.op) else {
+            panic!("metrics last")
+        };
+        assert_eq!((m.batches, m.records), (1, 200));
+        assert!(m.batch_bytes * 3 < m.uncompressed_bytes, "{m:?}");
     }
 
     #[test]
@@ -1860,7 +2572,9 @@ mod tests {
                 None,
                 0,
                 Outcome::Fail {
-                    error: "delivery.timeout.ms expired".into()
+                    error: "TimeoutException: Expiring 1 record(s) for t-0:5000 ms has passed \
+                            since batch creation"
+                        .into()
                 },
                 Some(5_000),
                 0,
@@ -1870,12 +2584,12 @@ mod tests {
     }
 
     #[test]
-    fn delivery_timeout_fails_records_whose_topic_never_appears() {
-        let mut p = Producer::new(3, config(), vec![1, 2], 1);
+    fn max_block_fails_a_send_whose_topic_never_appears() {
+        let mut p = Producer::new(3, config(), Bugs::default(), vec![1, 2], 1);
         let mut out = Outbox::default();
         p.on_start(0, &mut out);
         p.send(10, record(None, 5), &mut out);
-        for _ in 0..100 {
+        for _ in 0..1_000 {
             if !out.history.is_empty() {
                 break;
             }
@@ -1890,9 +2604,10 @@ mod tests {
                 None,
                 0,
                 Outcome::Fail {
-                    error: "delivery.timeout.ms expired".into()
+                    error: "TimeoutException: Topic t not present in metadata after 60000 ms."
+                        .into()
                 },
-                Some(5_010),
+                Some(60_010),
                 10,
                 UNKNOWN_PARTITION
             )]
@@ -2102,7 +2817,7 @@ mod tests {
 
     #[test]
     fn records_wait_for_metadata_and_keys_pick_partitions() {
-        let mut p = Producer::new(3, config(), vec![1], 42);
+        let mut p = Producer::new(3, config(), Bugs::default(), vec![1], 42);
         let mut out = Outbox::default();
         p.on_start(0, &mut out);
         let md = metadata_requests(&take(&mut out));
@@ -2159,7 +2874,7 @@ mod tests {
 
     #[test]
     fn metadata_rotates_bootstrap_brokers_and_ignores_stale_epochs() {
-        let mut p = Producer::new(3, config(), vec![1, 2, 3], 9);
+        let mut p = Producer::new(3, config(), Bugs::default(), vec![1, 2, 3], 9);
         let mut out = Outbox::default();
         p.metadata.add_topic(&Arc::from("t"));
         p.on_start(0, &mut out);
@@ -2266,7 +2981,7 @@ mod tests {
                 retries: rng.gen_range(0..6),
                 ..config()
             };
-            let mut p = Producer::new(0, config.clone(), vec![1, 2, 3], seed);
+            let mut p = Producer::new(0, config.clone(), Bugs::default(), vec![1, 2, 3], seed);
             let mut out = Outbox::default();
             let mut leaders: [(BrokerId, LeaderEpoch); 3] = [(1, 0), (2, 0), (3, 0)];
             let mut next_offset = [0i64; 3];
@@ -2384,7 +3099,8 @@ mod tests {
                     ..
                 } = &e.op
                 else {
-                    unreachable!()
+                    assert!(matches!(e.op, Op::ProducerMetrics(_)), "{e:?}");
+                    continue;
                 };
                 seen[*value as usize] += 1;
                 if let Some(o) = offset {

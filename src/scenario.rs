@@ -286,12 +286,6 @@ impl Scenario {
         if let Err((property, message)) = self.producers.config.validate() {
             return Err(err(&format!("producers.config.{property}"), message));
         }
-        if self.producers.config.enable_idempotence {
-            return Err(err(
-                "producers.config.enable.idempotence",
-                "true (Kafka's default) is not implemented yet: the idempotent producer is the next capability; set it to false".into(),
-            ));
-        }
         if self.producers.start_ms != 0 {
             return Err(err(
                 "producers.start_ms",

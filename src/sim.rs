@@ -559,6 +559,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         let producer = Producer::new(
             i,
             sc.producers.config.clone(),
+            bugs,
             broker_ids.clone(),
             seed ^ (0x5052_4f44 + u64::from(i)),
         );

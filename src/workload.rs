@@ -90,7 +90,11 @@ impl Actor for ProducerWorkload {
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
         let mut sent_now = 0;
-        while self.next_send_us <= now * 1000 && now < self.plan.end_ms {
+        // One application thread: no `send` while the previous one is blocked.
+        while self.next_send_us <= now * 1000
+            && now < self.plan.end_ms
+            && !self.producer.is_blocked()
+        {
             assert!(sent_now < 100_000, "workload send loop unbounded");
             sent_now += 1;
             let topic = self.plan.topics[(self.counter as usize) % self.plan.topics.len()].clone();
@@ -108,7 +112,12 @@ impl Actor for ProducerWorkload {
     }
 
     fn next_timer(&self) -> Option<Millis> {
-        match (self.producer.next_timer(), self.next_send_ms()) {
+        let next_send = if self.producer.is_blocked() {
+            None
+        } else {
+            self.next_send_ms()
+        };
+        match (self.producer.next_timer(), next_send) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
