@@ -41,6 +41,10 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "high-watermark-regression",
 ];
 
+/// Client events the checker reports beside anomalies: legitimate behaviour a scenario
+/// can expect (`expect.anomalies`) to show that a setting works, never an invariant.
+pub const EVENT_KINDS: &[&str] = &["send-timeout", "expired-after-retries"];
+
 /// A one-sentence definition of an anomaly kind (for `kafkasim list` and reports).
 pub fn describe(kind: &str) -> &'static str {
     match kind {
@@ -87,6 +91,14 @@ pub fn describe(kind: &str) -> &'static str {
         "replica-divergence" => {
             "At the end of the run two in-sync replicas of a partition hold different \
              records below the leader's high watermark; counted once per offset."
+        }
+        "send-timeout" => {
+            "A `send` call blocked (waiting for buffer memory or topic metadata) for \
+             max.block.ms and failed with a TimeoutException; the record was never sent."
+        }
+        "expired-after-retries" => {
+            "A record whose batch was sent and retried (two attempts or more) failed when \
+             delivery.timeout.ms ran out."
         }
         "high-watermark-regression" => {
             "A consumer saw a partition's high watermark go down between two successive \
@@ -186,7 +198,10 @@ struct Tallies(BTreeMap<&'static str, Tally>);
 
 impl Tallies {
     fn add(&mut self, kind: &'static str, order: Order, example: impl FnOnce() -> String) {
-        debug_assert!(ANOMALY_KINDS.contains(&kind), "unknown anomaly kind {kind}");
+        debug_assert!(
+            ANOMALY_KINDS.contains(&kind) || EVENT_KINDS.contains(&kind),
+            "unknown anomaly kind {kind}"
+        );
         self.0.entry(kind).or_default().add(order, example);
     }
 
@@ -396,6 +411,33 @@ impl<'h> Collector<'h> {
     }
 
     /// Takes in a `Send` entry.
+    /// Counts the client events of a send that did not succeed.
+    fn client_event(&mut self, entry: &Entry, value: Value, why: &str) {
+        let Op::Send { attempts, .. } = entry.op else {
+            return;
+        };
+        let at = Secs(entry.invoke_ms);
+        let end = Secs(entry_ms(entry));
+        if why.starts_with("TimeoutException") && attempts == 0 {
+            self.tallies.add("send-timeout", (entry.index, 0), || {
+                format!(
+                    "{}'s send of value {value} at {at} s blocked and failed at {end} s: {why}",
+                    entry.process
+                )
+            });
+        } else if (why.contains("delivery.timeout.ms") || why.contains("since batch creation"))
+            && attempts >= 2
+        {
+            self.tallies.add("expired-after-retries", (entry.index, 0), || {
+                format!(
+                    "{}'s value {value}, sent at {at} s, expired at {end} s after {attempts} \
+                     attempts: {why}",
+                    entry.process
+                )
+            });
+        }
+    }
+
     fn send(
         &mut self,
         entry: &'h Entry,
@@ -406,17 +448,19 @@ impl<'h> Collector<'h> {
     ) {
         let at_ms = entry_ms(entry);
         self.stats.sends += 1;
-        let acked_offset = match entry.outcome {
+        let acked_offset = match &entry.outcome {
             Outcome::Ok => {
                 self.stats.acked += 1;
                 offset
             }
-            Outcome::Fail { .. } => {
+            Outcome::Fail { error } => {
                 self.stats.failed += 1;
+                self.client_event(entry, value, error);
                 None
             }
-            Outcome::Info { .. } => {
+            Outcome::Info { reason } => {
                 self.stats.indefinite += 1;
+                self.client_event(entry, value, reason);
                 None
             }
         };

@@ -17,6 +17,7 @@ pub mod checker;
 pub mod config;
 pub mod consumer;
 pub mod controller;
+pub mod figures;
 pub mod history;
 pub mod log;
 pub mod metadata;

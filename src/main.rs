@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kafkasim::bugs::{Bug, CATALOGUE};
 use kafkasim::checker;
+use kafkasim::figures;
 use kafkasim::runner::{self, SeedReport};
 use kafkasim::scenario::{self, Scenario};
 use kafkasim::sweep;
@@ -184,6 +185,7 @@ fn cmd_check(
     let started = Instant::now();
     let mut all_ok = true;
     let mut total_seeds = 0;
+    let mut figures = Vec::new();
     println!(
         "{:<34} {:>6} {:>6}  {:<8} anomalies (seeds showing them)",
         "scenario", "seeds", "pass", "verdict"
@@ -229,7 +231,9 @@ fn cmd_check(
             );
         }
         all_ok &= s.ok();
+        figures.push((s.name.clone(), s.seeds, s.producer.clone()));
     }
+    print_producer_figures(&figures);
     let wall = started.elapsed().as_secs_f64();
     println!(
         "{} seeds in {:.1} s ({:.1} seeds/s on {} threads)",
@@ -243,6 +247,35 @@ fn cmd_check(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The producer figures table (C8, C9): means over each scenario's seeds.
+fn print_producer_figures(rows: &[(String, u64, figures::ProducerFigures)]) {
+    println!();
+    println!(
+        "{:<34} {:>9} {:>9} {:>8} {:>12} {:>8} {:>8} {:>8}",
+        "producer figures (mean per seed)",
+        "rec/batch",
+        "batch B",
+        "ratio",
+        "bytes sent",
+        "p50 ms",
+        "p99 ms",
+        "max ms"
+    );
+    for (name, seeds, f) in rows {
+        println!(
+            "{:<34} {:>9.1} {:>9.0} {:>8.3} {:>12} {:>8} {:>8} {:>8}",
+            name,
+            f.records_per_batch,
+            f.batch_size_avg,
+            f.compression_rate,
+            f.metrics.outgoing_bytes / (*seeds).max(1),
+            f.latency_p50_ms,
+            f.latency_p99_ms,
+            f.latency_max_ms
+        );
+    }
 }
 
 fn seeds_label(seeds: &[u64]) -> String {

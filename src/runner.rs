@@ -6,6 +6,7 @@
 
 use crate::bugs::Bug;
 use crate::checker::{self, AnomalyReport, CheckResult};
+use crate::figures;
 use crate::history::History;
 use crate::scenario::Scenario;
 use crate::sim::{self, RunOutput};
@@ -31,6 +32,8 @@ pub struct RunStats {
     pub faults: u64,
     /// The checker's counts.
     pub check: checker::CheckStats,
+    /// Batching, compression and latency of the producers.
+    pub producer: figures::ProducerFigures,
 }
 
 /// The outcome of one seed.
@@ -167,6 +170,7 @@ pub fn run_seed(
                 net_messages: out.net_messages,
                 faults: out.faults.len() as u64,
                 check: check.stats.clone(),
+                producer: figures::producer_figures(&out.history),
             };
             (report, Some((out, check)))
         }

@@ -376,12 +376,17 @@ impl Scenario {
             ("expect.tolerate", &self.expect.tolerate),
         ] {
             for (i, a) in list.iter().enumerate() {
-                if !crate::checker::ANOMALY_KINDS.contains(&a.as_str()) {
+                let known = crate::checker::ANOMALY_KINDS
+                    .iter()
+                    .chain(crate::checker::EVENT_KINDS)
+                    .any(|k| k == a);
+                if !known {
                     return Err(err(
                         &format!("{field}[{i}]"),
                         format!(
-                            "unknown anomaly `{a}`; allowed: {}",
-                            crate::checker::ANOMALY_KINDS.join(", ")
+                            "unknown anomaly `{a}`; allowed: {}, {}",
+                            crate::checker::ANOMALY_KINDS.join(", "),
+                            crate::checker::EVENT_KINDS.join(", ")
                         ),
                     ));
                 }
@@ -415,9 +420,10 @@ impl Scenario {
         self.workload_end_ms().max(last_fault) + self.workload.quiet_ms
     }
 
-    /// Whether an anomaly kind must hold on every seed.
+    /// Whether an anomaly kind must stay absent on every seed (client events never are).
     pub fn is_invariant(&self, kind: &str) -> bool {
-        !self.expect.anomalies.iter().any(|a| a == kind)
+        !crate::checker::EVENT_KINDS.contains(&kind)
+            && !self.expect.anomalies.iter().any(|a| a == kind)
             && !self.expect.tolerate.iter().any(|a| a == kind)
     }
 }

@@ -2,6 +2,7 @@
 //! scenario against its expectation.
 
 use crate::bugs::Bug;
+use crate::figures;
 use crate::runner::{self, SeedReport};
 use crate::scenario::Scenario;
 use std::collections::BTreeMap;
@@ -30,6 +31,8 @@ pub struct ScenarioSummary {
     pub wall_ms: u64,
     /// Sum of simulated network messages.
     pub net_messages: u64,
+    /// Producer figures, mean over the seeds that completed.
+    pub producer: figures::ProducerFigures,
 }
 
 impl ScenarioSummary {
@@ -81,7 +84,14 @@ pub fn sweep(
         sim_ms: 0,
         wall_ms: 0,
         net_messages: 0,
+        producer: figures::ProducerFigures::default(),
     };
+    let completed: Vec<figures::ProducerFigures> = results
+        .iter()
+        .filter(|r| r.panic.is_none())
+        .map(|r| r.stats.producer.clone())
+        .collect();
+    summary.producer = figures::mean(&completed);
     for r in results {
         summary.sim_ms += r.stats.sim_ms;
         summary.wall_ms += r.stats.wall_ms;
