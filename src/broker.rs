@@ -1,7 +1,9 @@
 //! A Kafka broker as a sans-IO state machine: partition leadership and followership,
 //! follower fetching, the ISR, the high watermark, leader epochs and truncation, the
 //! produce and fetch purgatories, and the broker's KRaft lifecycle (registration,
-//! heartbeats, metadata log replay, self-fencing).
+//! heartbeats, metadata log replay, self-fencing), and the broker side of the idempotent
+//! producer (KIP-98): the leader's sequence check before appending, and producer ids
+//! handed out from blocks the controller allocates.
 //!
 //! What survives a crash is the [`Disk`]; everything else in [`Broker`] is process
 //! memory and is rebuilt by [`Broker::restart`].
@@ -11,13 +13,17 @@ use crate::bugs::{Bug, Bugs};
 use crate::config::BrokerConfig;
 use crate::log::Log;
 use crate::metadata::MetadataImage;
+use crate::producer_state::AppendCheck;
 use crate::protocol::*;
+use crate::record::{self, BatchHeader};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `replica.high.watermark.checkpoint.interval.ms` (default 5000).
 const HW_CHECKPOINT_INTERVAL_MS: Millis = 5_000;
 /// Bound on parked produce and fetch requests.
 const MAX_PURGATORY: usize = 10_000;
+/// `RPCProducerIdManager.RETRY_BACKOFF_MS`: wait after a failed `AllocateProducerIds`.
+const PRODUCER_ID_RETRY_BACKOFF_MS: Millis = 50;
 
 /// What a broker keeps across a process crash: its logs and checkpoints.
 /// (A process crash keeps the OS page cache, so everything appended survives; power
@@ -90,18 +96,43 @@ struct Partition {
     role: Role,
 }
 
+/// One partition of a produce request, parked until its outcome is decided.
+struct ProducePart {
+    tp: TopicPartition,
+    /// The leader epoch in which the batch was appended (or found to be a duplicate).
+    leader_epoch: LeaderEpoch,
+    /// Offset of the batch's first record (the original batch's, for a duplicate).
+    base_offset: Offset,
+    /// The high watermark that commits the batch.
+    required_offset: Offset,
+    /// A retry of a batch already in the log (KIP-98): not appended again.
+    duplicate: bool,
+    /// The log start offset to report; -1 when the request did not reach the log.
+    log_start_offset: Offset,
+    /// The outcome, once decided.
+    result: Option<ErrorCode>,
+}
+
+impl ProducePart {
+    /// A partition refused before its log was reached.
+    fn refused(tp: TopicPartition, error: ErrorCode) -> Self {
+        ProducePart {
+            tp,
+            leader_epoch: -1,
+            base_offset: -1,
+            required_offset: -1,
+            duplicate: false,
+            log_start_offset: -1,
+            result: Some(error),
+        }
+    }
+}
+
 struct DelayedProduce {
     from: NodeId,
     correlation_id: u64,
     deadline: Millis,
-    /// (partition, leader epoch at append, base offset, required HW, result so far).
-    parts: Vec<(
-        TopicPartition,
-        LeaderEpoch,
-        Offset,
-        Offset,
-        Option<ErrorCode>,
-    )>,
+    parts: Vec<ProducePart>,
 }
 
 struct DelayedFetch {
@@ -125,6 +156,105 @@ enum Pending {
     AlterPartition(TopicPartition),
     FollowerFetch(BrokerId),
     OffsetsForLeaderEpoch(BrokerId),
+    AllocateProducerIds,
+}
+
+/// A block of producer ids from the controller: `[first, end)`; `next` is the first id
+/// not handed out yet.
+#[derive(Clone, Copy, Debug)]
+struct ProducerIdsBlock {
+    first: i64,
+    end: i64,
+    next: i64,
+}
+
+/// Kafka's `RPCProducerIdManager`: hands out producer ids from blocks the controller
+/// allocates (`AllocateProducerIds`, KIP-730). A block is asked for when the first id is
+/// wanted, when the current block is 90% used (a prefetch) or used up; at most one
+/// request is in flight and at most one block waits behind the current one. Process
+/// memory: a restarted broker asks for a new block, and ids never repeat because the
+/// controller's log records every block it gave.
+#[derive(Debug, Default)]
+struct ProducerIdManager {
+    current: Option<ProducerIdsBlock>,
+    /// The block received while the current one still had ids.
+    next_block: Option<ProducerIdsBlock>,
+    /// A block is needed and has not arrived yet.
+    wanted: bool,
+    /// No `AllocateProducerIds` before this time (after a failure).
+    retry_at: Millis,
+    /// The end of the newest block received: blocks only move forward.
+    blocks_end: i64,
+    /// The last id handed out.
+    last_producer_id: Option<i64>,
+}
+
+impl ProducerIdManager {
+    /// Kafka's `generateProducerId`: the next id, or `None` while no block has one (a
+    /// block is then wanted).
+    fn generate(&mut self) -> Option<i64> {
+        if self.current.is_none_or(|b| b.next == b.end) {
+            match self.next_block.take() {
+                Some(block) => self.current = Some(block),
+                None => {
+                    self.wanted = true;
+                    return None;
+                }
+            }
+        }
+        let block = self.current.as_mut().expect("a block with ids");
+        let id = block.next;
+        block.next += 1;
+        assert!(block.next <= block.end);
+        // Kafka's PID_PREFETCH_THRESHOLD: ask for the next block at 90%.
+        if id == block.first + (block.end - block.first) * 9 / 10 && self.next_block.is_none() {
+            self.wanted = true;
+        }
+        assert!(
+            self.last_producer_id.is_none_or(|last| id > last),
+            "producer id {id} handed out after {:?}",
+            self.last_producer_id
+        );
+        self.last_producer_id = Some(id);
+        Some(id)
+    }
+
+    /// Whether to send `AllocateProducerIds` now (if none is in flight).
+    fn should_request(&self, now: Millis) -> bool {
+        self.wanted && now >= self.retry_at
+    }
+
+    /// The controller's block `[start, start + len)`; `image_next` is the metadata
+    /// image's first unallocated id, which the block cannot straddle.
+    fn on_block(&mut self, start: i64, len: i32, image_next: i64) {
+        assert!(
+            start >= 0 && len > 0 && start.checked_add(i64::from(len)).is_some(),
+            "invalid producer id block {start}+{len}"
+        );
+        let end = start + i64::from(len);
+        assert!(
+            start >= self.blocks_end,
+            "producer id block {start}..{end} overlaps an earlier block ending at {}",
+            self.blocks_end
+        );
+        assert!(
+            image_next <= start || image_next >= end,
+            "producer id block {start}..{end} disagrees with the metadata log ({image_next})"
+        );
+        assert!(self.next_block.is_none(), "a block was not asked for");
+        self.blocks_end = end;
+        self.wanted = false;
+        self.next_block = Some(ProducerIdsBlock {
+            first: start,
+            end,
+            next: start,
+        });
+    }
+
+    /// `AllocateProducerIds` failed or timed out: retry after the backoff.
+    fn on_failure(&mut self, now: Millis) {
+        self.retry_at = now + PRODUCER_ID_RETRY_BACKOFF_MS;
+    }
 }
 
 /// A broker.
@@ -149,17 +279,22 @@ pub struct Broker {
     fetch_backoff: BTreeMap<BrokerId, Millis>,
     delayed_produce: Vec<DelayedProduce>,
     delayed_fetch: Vec<DelayedFetch>,
+    producer_ids: ProducerIdManager,
 }
 
 impl Broker {
-    /// A broker starting for the first time, or restarting with `disk`.
+    /// A broker starting for the first time, or restarting with `disk` (whose logs it
+    /// recovers: each log's producer state is rebuilt from its batches).
     pub fn new(
         id: BrokerId,
         config: BrokerConfig,
         bugs: Bugs,
         incarnation: u64,
-        disk: Disk,
+        mut disk: Disk,
     ) -> Self {
+        for log in disk.logs.values_mut() {
+            log.rebuild_producer_state();
+        }
         Broker {
             id,
             config,
@@ -179,6 +314,7 @@ impl Broker {
             fetch_backoff: BTreeMap::new(),
             delayed_produce: Vec::new(),
             delayed_fetch: Vec::new(),
+            producer_ids: ProducerIdManager::default(),
         }
     }
 
@@ -377,8 +513,8 @@ impl Broker {
     fn fail_delayed_for(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
         for d in &mut self.delayed_produce {
             for part in d.parts.iter_mut() {
-                if &part.0 == tp && part.4.is_none() {
-                    part.4 = Some(ErrorCode::NotLeaderOrFollower);
+                if &part.tp == tp && part.result.is_none() {
+                    part.result = Some(ErrorCode::NotLeaderOrFollower);
                 }
             }
         }
@@ -533,6 +669,8 @@ impl Broker {
         out: &mut Outbox,
     ) {
         let fenced = self.self_fenced(now);
+        let check_sequence = !self.bugs.on(Bug::NoSequenceCheck);
+        let acks = req.acks;
         let mut parts = Vec::with_capacity(req.partitions.len());
         let mut touched = Vec::new();
         for (tp, batch) in req.partitions {
@@ -542,37 +680,85 @@ impl Broker {
                 } else {
                     ErrorCode::UnknownTopicOrPartition
                 };
-                parts.push((tp, -1, -1, -1, Some(err)));
+                parts.push(ProducePart::refused(tp, err));
                 continue;
             };
             let Role::Leader(ls) = &part.role else {
-                parts.push((tp, -1, -1, -1, Some(ErrorCode::NotLeaderOrFollower)));
+                parts.push(ProducePart::refused(tp, ErrorCode::NotLeaderOrFollower));
                 continue;
             };
             if fenced {
-                parts.push((tp, -1, -1, -1, Some(ErrorCode::NotLeaderOrFollower)));
+                parts.push(ProducePart::refused(tp, ErrorCode::NotLeaderOrFollower));
                 continue;
             }
-            if req.acks == Acks::All && (ls.isr.len() as u32) < self.config.min_insync_replicas {
-                parts.push((tp, -1, -1, -1, Some(ErrorCode::NotEnoughReplicas)));
+            if acks == Acks::All && (ls.isr.len() as u32) < self.config.min_insync_replicas {
+                parts.push(ProducePart::refused(tp, ErrorCode::NotEnoughReplicas));
                 continue;
             }
             let epoch = part.leader_epoch;
             let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
-            match log.append_as_leader(&batch, epoch) {
-                Err(_) => parts.push((tp, -1, -1, -1, Some(ErrorCode::CorruptMessage))),
-                Ok((base, last)) => {
-                    let result = if req.acks == Acks::All {
-                        None
-                    } else {
-                        Some(ErrorCode::None)
-                    };
-                    touched.push(tp.clone());
-                    parts.push((tp, epoch, base, last + 1, result));
+            let header = match record::verify_crc(&batch).and_then(|()| BatchHeader::parse(&batch))
+            {
+                Ok(header) => header,
+                Err(_) => {
+                    parts.push(ProducePart::refused(tp, ErrorCode::CorruptMessage));
+                    continue;
                 }
-            }
+            };
+            let log_start_offset = log.log_start_offset();
+            // KIP-98: the producer's epoch and sequence against the partition's producer
+            // state (the bug switch appends every batch blindly).
+            let check = if check_sequence {
+                log.producer_state().check_append(
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.base_sequence,
+                    header.last_sequence(),
+                )
+            } else {
+                Ok(AppendCheck::Append)
+            };
+            let (base, last, duplicate) = match check {
+                Err(error) => {
+                    parts.push(ProducePart {
+                        log_start_offset,
+                        ..ProducePart::refused(tp, error)
+                    });
+                    continue;
+                }
+                // A retry of a batch already in the log is not appended again, and, like
+                // an append, not acknowledged before the original commits. Kafka's broker
+                // then answers NONE with the original batch's offset; the issue asks for
+                // DUPLICATE_SEQUENCE_NUMBER with that offset, which the client also treats
+                // as success.
+                Ok(AppendCheck::Duplicate {
+                    first_offset,
+                    last_offset,
+                }) => (first_offset, last_offset, true),
+                Ok(AppendCheck::Append) => {
+                    let (base, last) = log
+                        .append_as_leader(&batch, epoch)
+                        .expect("CRC and header checked above");
+                    touched.push(tp.clone());
+                    (base, last, false)
+                }
+            };
+            let result = match acks {
+                Acks::All => None,
+                _ if duplicate => Some(ErrorCode::DuplicateSequenceNumber),
+                _ => Some(ErrorCode::None),
+            };
+            parts.push(ProducePart {
+                tp,
+                leader_epoch: epoch,
+                base_offset: base,
+                required_offset: last + 1,
+                duplicate,
+                log_start_offset,
+                result,
+            });
         }
-        if req.acks == Acks::None {
+        if acks == Acks::None {
             for tp in touched {
                 self.maybe_increment_hw(now, &tp, out);
             }
@@ -603,42 +789,46 @@ impl Broker {
         let mut i = 0;
         while i < self.delayed_produce.len() {
             let d = &mut self.delayed_produce[i];
-            for (tp, epoch, _base, required, result) in d.parts.iter_mut() {
-                if result.is_some() {
+            for p in d.parts.iter_mut() {
+                if p.result.is_some() {
                     continue;
                 }
-                let Some(part) = self.partitions.get(tp) else {
-                    *result = Some(ErrorCode::NotLeaderOrFollower);
+                let Some(part) = self.partitions.get(&p.tp) else {
+                    p.result = Some(ErrorCode::NotLeaderOrFollower);
                     continue;
                 };
                 match &part.role {
-                    Role::Leader(ls) if part.leader_epoch == *epoch => {
-                        if part.high_watermark >= *required {
-                            *result =
+                    Role::Leader(ls) if part.leader_epoch == p.leader_epoch => {
+                        if part.high_watermark >= p.required_offset {
+                            p.result =
                                 Some(if (ls.isr.len() as u32) < self.config.min_insync_replicas {
                                     ErrorCode::NotEnoughReplicasAfterAppend
+                                } else if p.duplicate {
+                                    ErrorCode::DuplicateSequenceNumber
                                 } else {
                                     ErrorCode::None
                                 });
                         } else if now >= d.deadline {
-                            *result = Some(ErrorCode::RequestTimedOut);
+                            p.result = Some(ErrorCode::RequestTimedOut);
                         }
                     }
-                    _ => *result = Some(ErrorCode::NotLeaderOrFollower),
+                    _ => p.result = Some(ErrorCode::NotLeaderOrFollower),
                 }
             }
-            if d.parts.iter().all(|p| p.4.is_some()) {
+            if d.parts.iter().all(|p| p.result.is_some()) {
                 let d = self.delayed_produce.swap_remove(i);
                 let partitions = d
                     .parts
                     .into_iter()
-                    .map(|(tp, _, base, _, result)| {
-                        let error = result.expect("decided");
+                    .map(|p| {
+                        let error = p.result.expect("decided");
+                        let written =
+                            matches!(error, ErrorCode::None | ErrorCode::DuplicateSequenceNumber);
                         ProducePartitionResponse {
-                            tp,
+                            tp: p.tp,
                             error,
-                            base_offset: if error == ErrorCode::None { base } else { -1 },
-                            log_start_offset: 0,
+                            base_offset: if written { p.base_offset } else { -1 },
+                            log_start_offset: p.log_start_offset,
                         }
                     })
                     .collect();
@@ -651,6 +841,34 @@ impl Broker {
             } else {
                 i += 1;
             }
+        }
+    }
+
+    /// `InitProducerId`. Without a `transactional.id` this is Kafka's
+    /// `TransactionCoordinator.handleInitProducerId` for an idempotent producer: a fresh
+    /// producer id at epoch 0 every time, even for a producer that sends its current id
+    /// and epoch; `COORDINATOR_LOAD_IN_PROGRESS` (retriable) while no block has an id.
+    fn handle_init_producer_id(&mut self, req: InitProducerIdRequest) -> InitProducerIdResponse {
+        let answer = if req.transactional_id.is_some() {
+            // A transactional.id needs a transaction coordinator (the __transaction_state
+            // log): transactions are a later issue.
+            Err(ErrorCode::InvalidRequest)
+        } else {
+            self.producer_ids
+                .generate()
+                .ok_or(ErrorCode::CoordinatorLoadInProgress)
+        };
+        match answer {
+            Ok(producer_id) => InitProducerIdResponse {
+                error: ErrorCode::None,
+                producer_id,
+                producer_epoch: 0,
+            },
+            Err(error) => InitProducerIdResponse {
+                error,
+                producer_id: -1,
+                producer_epoch: -1,
+            },
         }
     }
 
@@ -1124,6 +1342,18 @@ impl Broker {
                 }
                 self.maybe_increment_hw(now, &tp, out);
             }
+            (Pending::AllocateProducerIds, Response::AllocateProducerIds(r)) => {
+                if r.error == ErrorCode::None {
+                    self.producer_ids.on_block(
+                        r.producer_id_start,
+                        r.producer_id_len,
+                        self.image.next_producer_id,
+                    );
+                } else {
+                    // STALE_BROKER_EPOCH, BROKER_ID_NOT_REGISTERED, NOT_CONTROLLER, ...
+                    self.producer_ids.on_failure(now);
+                }
+            }
             _ => {}
         }
     }
@@ -1164,6 +1394,16 @@ impl Broker {
                     let t = self.config.broker_heartbeat_interval_ms;
                     self.request(now, NodeId::Controller, Pending::Heartbeat, t, req, out);
                 }
+                if self.producer_ids.should_request(now)
+                    && !in_flight(&self.pending, |p| matches!(p, Pending::AllocateProducerIds))
+                {
+                    let req = Request::AllocateProducerIds(AllocateProducerIdsRequest {
+                        broker_id: self.id,
+                        broker_epoch: self.broker_epoch,
+                    });
+                    let p = Pending::AllocateProducerIds;
+                    self.request(now, NodeId::Controller, p, timeout, req, out);
+                }
             }
         }
         if !in_flight(&self.pending, |p| matches!(p, Pending::MetadataFetch)) {
@@ -1203,6 +1443,7 @@ impl Broker {
                         ls.pending = None;
                     }
                 }
+                Pending::AllocateProducerIds => self.producer_ids.on_failure(now),
                 Pending::OffsetsForLeaderEpoch(leader) => {
                     for part in self.partitions.values_mut() {
                         if let Role::Follower { leader: l, phase } = &mut part.role {
@@ -1259,6 +1500,10 @@ impl Actor for Broker {
                         Response::OffsetsForLeaderEpoch(resp),
                         out,
                     );
+                }
+                Request::InitProducerId(r) => {
+                    let resp = self.handle_init_producer_id(r);
+                    Self::respond(from, correlation_id, Response::InitProducerId(resp), out);
                 }
                 Request::Metadata(r) => {
                     let partitions = self.image.describe(r.topics.as_deref());
@@ -1343,6 +1588,13 @@ impl Actor for Broker {
         let mut t = self.next_isr_check_ms.min(self.next_hw_checkpoint_ms);
         if self.lifecycle == Lifecycle::Running {
             t = t.min(self.next_heartbeat_ms);
+            let allocating = self
+                .pending
+                .values()
+                .any(|(p, _)| matches!(p, Pending::AllocateProducerIds));
+            if self.producer_ids.wanted && !allocating {
+                t = t.min(self.producer_ids.retry_at);
+            }
         }
         for (_, d) in self.pending.values() {
             t = t.min(*d);
@@ -1371,6 +1623,16 @@ mod tests {
     }
 
     fn batch(values: &[u64]) -> Bytes {
+        idempotent_batch(-1, -1, -1, values)
+    }
+
+    /// A batch from producer `producer_id` whose first record has `base_sequence`.
+    fn idempotent_batch(
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        values: &[u64],
+    ) -> Bytes {
         RecordBatch {
             base_offset: 0,
             partition_leader_epoch: -1,
@@ -1378,9 +1640,9 @@ mod tests {
             last_offset_delta: values.len() as i32 - 1,
             base_timestamp: 0,
             max_timestamp: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
+            producer_id,
+            producer_epoch,
+            base_sequence,
             records: values
                 .iter()
                 .enumerate()
@@ -1434,7 +1696,12 @@ mod tests {
         bugs: Bugs,
         records: Vec<MetadataRecord>,
     ) -> (Broker, Outbox) {
-        let mut b = Broker::new(id, config, bugs, 1, Disk::default());
+        bring_up(Broker::new(id, config, bugs, 1, Disk::default()), records)
+    }
+
+    /// Starts `b` (new or restarted) as [`broker`] does.
+    fn bring_up(mut b: Broker, records: Vec<MetadataRecord>) -> (Broker, Outbox) {
+        let id = b.id;
         let mut out = Outbox::default();
         b.on_start(0, &mut out);
         let c = find(&out, |r| matches!(r, Request::BrokerRegistration(_)));
@@ -1569,6 +1836,15 @@ mod tests {
                 fetch_offset: offset,
                 current_leader_epoch: -1,
             }],
+        })
+    }
+
+    /// An `acks` produce of `batch` to `orders-0`.
+    fn produce_batch(acks: Acks, batch: Bytes) -> Request {
+        Request::Produce(ProduceRequest {
+            acks,
+            timeout_ms: 30_000,
+            partitions: vec![(tp(), batch)],
         })
     }
 
@@ -1892,5 +2168,519 @@ mod tests {
             2,
         ));
         assert_eq!(p.error, ErrorCode::UnknownLeaderEpoch);
+    }
+
+    // ------------------------------------------------------------ idempotence
+
+    const PID: i64 = 4_000;
+
+    fn leo(b: &Broker) -> Offset {
+        b.disk().logs[&tp()].log_end_offset()
+    }
+
+    /// Sends a produce of `batch` from producer 0 and returns its answer, if any.
+    fn send_batch(
+        b: &mut Broker,
+        now: Millis,
+        correlation_id: u64,
+        acks: Acks,
+        batch: Bytes,
+    ) -> (Option<(ErrorCode, Offset)>, Outbox) {
+        let out = request(
+            b,
+            now,
+            NodeId::Producer(0),
+            correlation_id,
+            produce_batch(acks, batch),
+        );
+        (produce_result(response_to(&out, correlation_id)), out)
+    }
+
+    #[test]
+    fn duplicate_is_answered_with_the_original_offset_once_committed() {
+        let (mut b, _) = broker(
+            1,
+            BrokerConfig::default(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
+        );
+        let first = idempotent_batch(PID, 0, 0, &[100, 101]);
+        let (r, _) = send_batch(&mut b, 10, 7, Acks::All, first.clone());
+        assert_eq!(r, None, "parked until replicated");
+        // The producer's request timed out (or its response was lost): it retries.
+        let (r, _) = send_batch(&mut b, 11, 8, Acks::All, first.clone());
+        assert_eq!(r, None, "a duplicate is not acknowledged before it commits");
+        assert_eq!(leo(&b), 2, "not appended twice");
+        request(&mut b, 12, NodeId::Broker(2), 1, follower_fetch(2, 2, 0));
+        let out = request(&mut b, 13, NodeId::Broker(3), 2, follower_fetch(3, 1, 0));
+        assert!(
+            response_to(&out, 7).is_none() && response_to(&out, 8).is_none(),
+            "offset 1 not committed yet"
+        );
+        let out = request(&mut b, 14, NodeId::Broker(3), 3, follower_fetch(3, 2, 0));
+        assert_eq!(
+            produce_result(response_to(&out, 7)),
+            Some((ErrorCode::None, 0))
+        );
+        let Some(Response::Produce(dup)) = response_to(&out, 8) else {
+            panic!("the duplicate is answered once the original commits");
+        };
+        assert_eq!(
+            (
+                dup.partitions[0].error,
+                dup.partitions[0].base_offset,
+                dup.partitions[0].log_start_offset
+            ),
+            (ErrorCode::DuplicateSequenceNumber, 0, 0)
+        );
+        // Committed already: answered at once, with acks=all and acks=1.
+        let (r, _) = send_batch(&mut b, 15, 9, Acks::All, first.clone());
+        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        let (r, _) = send_batch(&mut b, 16, 10, Acks::Leader, first);
+        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        // acks=1 answers an uncommitted duplicate at once too; acks=0 not at all.
+        let next = idempotent_batch(PID, 0, 2, &[102]);
+        let (r, _) = send_batch(&mut b, 17, 11, Acks::Leader, next.clone());
+        assert_eq!(r, Some((ErrorCode::None, 2)));
+        let (r, _) = send_batch(&mut b, 18, 12, Acks::Leader, next.clone());
+        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 2)));
+        let (_, out) = send_batch(&mut b, 19, 13, Acks::None, next);
+        assert!(out.sends.iter().all(|(to, _)| *to != NodeId::Producer(0)));
+        assert_eq!(leo(&b), 3);
+    }
+
+    #[test]
+    fn leader_refuses_gaps_stale_epochs_and_unknown_producers() {
+        let (mut b, _) = broker(
+            1,
+            BrokerConfig::default(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1], 0, 0)],
+        );
+        let mut corr = 0;
+        let mut produce = |b: &mut Broker, pid, epoch, seq, values: &[u64]| {
+            corr += 1;
+            let out = request(
+                b,
+                10 + corr,
+                NodeId::Producer(0),
+                corr,
+                produce_batch(Acks::Leader, idempotent_batch(pid, epoch, seq, values)),
+            );
+            match response_to(&out, corr) {
+                Some(Response::Produce(p)) => {
+                    let p = &p.partitions[0];
+                    assert_eq!(p.log_start_offset, 0);
+                    (p.error, p.base_offset)
+                }
+                other => panic!("no produce response: {other:?}"),
+            }
+        };
+        assert_eq!(
+            produce(&mut b, PID, 0, 0, &[100, 101]),
+            (ErrorCode::None, 0)
+        );
+        assert_eq!(
+            produce(&mut b, PID, 0, 3, &[103]),
+            (ErrorCode::OutOfOrderSequenceNumber, -1),
+            "sequence 2 is missing"
+        );
+        assert_eq!(
+            produce(&mut b, PID + 1, 0, 5, &[105]),
+            (ErrorCode::UnknownProducerId, -1)
+        );
+        assert_eq!(
+            produce(&mut b, PID + 2, 0, 0, &[200]),
+            (ErrorCode::None, 2),
+            "a new producer starts at sequence 0"
+        );
+        assert_eq!(
+            produce(&mut b, PID, 1, 0, &[102]),
+            (ErrorCode::None, 3),
+            "a bumped epoch starts again at sequence 0"
+        );
+        assert_eq!(
+            produce(&mut b, PID, 0, 2, &[102]),
+            (ErrorCode::InvalidProducerEpoch, -1)
+        );
+        assert_eq!(
+            produce(&mut b, PID, 2, 1, &[104]),
+            (ErrorCode::OutOfOrderSequenceNumber, -1),
+            "a new epoch must start at sequence 0"
+        );
+        assert_eq!(leo(&b), 4, "refused batches are not appended");
+    }
+
+    #[test]
+    fn no_sequence_check_bug_appends_the_duplicate() {
+        let (mut b, _) = broker(
+            1,
+            BrokerConfig::default(),
+            Bugs::of(&[Bug::NoSequenceCheck]),
+            vec![reg(Some(1), &[1], 0, 0)],
+        );
+        let first = idempotent_batch(PID, 0, 0, &[100, 101]);
+        let (r, _) = send_batch(&mut b, 10, 1, Acks::Leader, first.clone());
+        assert_eq!(r, Some((ErrorCode::None, 0)));
+        let (r, _) = send_batch(&mut b, 11, 2, Acks::Leader, first);
+        assert_eq!(r, Some((ErrorCode::None, 2)), "appended twice");
+        let (r, _) = send_batch(
+            &mut b,
+            12,
+            3,
+            Acks::Leader,
+            idempotent_batch(PID, 0, 9, &[1]),
+        );
+        assert_eq!(r, Some((ErrorCode::None, 4)), "gaps pass too");
+        assert_eq!(leo(&b), 5);
+    }
+
+    #[test]
+    fn follower_that_fetched_the_batches_rejects_duplicates_as_leader() {
+        let (mut b, meta) = broker(
+            2,
+            BrokerConfig::default(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2], 0, 0)],
+        );
+        let mut leader = Log::default();
+        leader
+            .append_as_leader(&idempotent_batch(PID, 0, 0, &[100, 101]), 0)
+            .unwrap();
+        leader
+            .append_as_leader(&idempotent_batch(PID, 0, 2, &[102]), 0)
+            .unwrap();
+        let fetch = find(&meta, |r| matches!(r, Request::Fetch(_)));
+        let resp = Response::Fetch(FetchResponse {
+            error: ErrorCode::None,
+            partitions: vec![FetchPartitionResponse {
+                tp: tp(),
+                error: ErrorCode::None,
+                high_watermark: 3,
+                last_stable_offset: 3,
+                log_start_offset: 0,
+                batches: leader.read(0, 3, 1 << 20),
+            }],
+        });
+        let mut out = Outbox::default();
+        b.on_message(
+            10,
+            NodeId::Broker(1),
+            Message::Response {
+                correlation_id: fetch,
+                response: resp,
+            },
+            &mut out,
+        );
+        assert_eq!(leo(&b), 3);
+        assert_eq!(
+            b.disk().logs[&tp()].producer_state(),
+            leader.producer_state()
+        );
+        deliver_metadata(&mut b, 20, &meta, vec![reg(Some(2), &[2], 1, 1)], 8);
+        let (r, _) = send_batch(
+            &mut b,
+            21,
+            7,
+            Acks::All,
+            idempotent_batch(PID, 0, 2, &[102]),
+        );
+        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 2)));
+        let (r, _) = send_batch(
+            &mut b,
+            22,
+            8,
+            Acks::All,
+            idempotent_batch(PID, 0, 0, &[100, 101]),
+        );
+        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        let (r, _) = send_batch(
+            &mut b,
+            23,
+            9,
+            Acks::All,
+            idempotent_batch(PID, 0, 3, &[103]),
+        );
+        assert_eq!(r, Some((ErrorCode::None, 3)));
+    }
+
+    #[test]
+    fn truncation_forgets_the_truncated_batches() {
+        // Broker 2 leads epoch 0: sequence 0 commits, sequences 1-2 do not.
+        let (mut b, meta) = broker(
+            2,
+            BrokerConfig::default(),
+            Bugs::default(),
+            vec![reg(Some(2), &[1, 2], 0, 0)],
+        );
+        let (r, _) = send_batch(
+            &mut b,
+            10,
+            1,
+            Acks::Leader,
+            idempotent_batch(PID, 0, 0, &[100]),
+        );
+        assert_eq!(r, Some((ErrorCode::None, 0)));
+        request(&mut b, 11, NodeId::Broker(1), 2, follower_fetch(1, 1, 0));
+        let retried = idempotent_batch(PID, 0, 1, &[101, 102]);
+        let (r, _) = send_batch(&mut b, 12, 3, Acks::Leader, retried.clone());
+        assert_eq!(r, Some((ErrorCode::None, 1)));
+        // Broker 1 takes over; broker 2 truncates to where epoch 0 ends on it.
+        let out = deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1], 1, 1)], 8);
+        let c = find(&out, |r| matches!(r, Request::OffsetsForLeaderEpoch(_)));
+        let resp = Response::OffsetsForLeaderEpoch(OffsetsForLeaderEpochResponse {
+            partitions: vec![EpochEndOffset {
+                tp: tp(),
+                error: ErrorCode::None,
+                leader_epoch: 0,
+                end_offset: 1,
+            }],
+        });
+        let mut out2 = Outbox::default();
+        b.on_message(
+            22,
+            NodeId::Broker(1),
+            Message::Response {
+                correlation_id: c,
+                response: resp,
+            },
+            &mut out2,
+        );
+        assert_eq!(leo(&b), 1);
+        let entry = b.disk().logs[&tp()]
+            .producer_state()
+            .last_entry(PID)
+            .unwrap();
+        assert_eq!((entry.last_sequence(), entry.batches().len()), (0, 1));
+        // Leader again: the producer's retry of sequences 1-2 is new, not a duplicate.
+        deliver_metadata(&mut b, 30, &out, vec![reg(Some(2), &[2], 2, 2)], 9);
+        let (r, _) = send_batch(&mut b, 31, 4, Acks::Leader, retried);
+        assert_eq!(r, Some((ErrorCode::None, 1)));
+    }
+
+    #[test]
+    fn producer_state_is_rebuilt_after_a_restart() {
+        let (mut b, _) = broker(
+            1,
+            BrokerConfig::default(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1], 0, 0)],
+        );
+        let first = idempotent_batch(PID, 0, 0, &[100, 101]);
+        send_batch(&mut b, 10, 1, Acks::Leader, first.clone());
+        send_batch(&mut b, 11, 2, Acks::Leader, batch(&[7]));
+        let before = b.disk().logs[&tp()].producer_state().clone();
+        b.restart(2);
+        assert_eq!(b.disk().logs[&tp()].producer_state(), &before);
+        let (mut b, _) = bring_up(b, vec![reg(Some(1), &[1], 0, 0)]);
+        let (r, _) = send_batch(&mut b, 20, 3, Acks::Leader, first);
+        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        let (r, _) = send_batch(
+            &mut b,
+            21,
+            4,
+            Acks::Leader,
+            idempotent_batch(PID, 0, 2, &[1]),
+        );
+        assert_eq!(r, Some((ErrorCode::None, 3)));
+    }
+
+    fn init_producer_id(
+        b: &mut Broker,
+        now: Millis,
+        producer_id: i64,
+    ) -> (InitProducerIdResponse, Outbox) {
+        let out = request(
+            b,
+            now,
+            NodeId::Producer(0),
+            77,
+            Request::InitProducerId(InitProducerIdRequest {
+                transactional_id: None,
+                transaction_timeout_ms: 60_000,
+                producer_id,
+                producer_epoch: if producer_id < 0 { -1 } else { 0 },
+            }),
+        );
+        match response_to(&out, 77) {
+            Some(Response::InitProducerId(r)) => (r, out),
+            other => panic!("no InitProducerId response: {other:?}"),
+        }
+    }
+
+    /// The `AllocateProducerIds` requests in `out`: (correlation id, broker id, epoch).
+    fn allocations(out: &Outbox) -> Vec<(u64, BrokerId, i64)> {
+        out.sends
+            .iter()
+            .filter_map(|(to, m)| match m {
+                Message::Request {
+                    correlation_id,
+                    request: Request::AllocateProducerIds(r),
+                } => {
+                    assert_eq!(*to, NodeId::Controller);
+                    Some((*correlation_id, r.broker_id, r.broker_epoch))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn allocated(
+        b: &mut Broker,
+        now: Millis,
+        correlation_id: u64,
+        error: ErrorCode,
+        start: i64,
+    ) -> Outbox {
+        let mut out = Outbox::default();
+        b.on_message(
+            now,
+            NodeId::Controller,
+            Message::Response {
+                correlation_id,
+                response: Response::AllocateProducerIds(AllocateProducerIdsResponse {
+                    error,
+                    producer_id_start: start,
+                    producer_id_len: if error == ErrorCode::None { 1_000 } else { 0 },
+                }),
+            },
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn init_producer_id_hands_out_ids_from_controller_blocks() {
+        let (mut b, _) = broker(1, BrokerConfig::default(), Bugs::default(), vec![]);
+        let (r, out) = init_producer_id(&mut b, 10, -1);
+        assert_eq!(
+            (r.error, r.producer_id, r.producer_epoch),
+            (ErrorCode::CoordinatorLoadInProgress, -1, -1)
+        );
+        let asked = allocations(&out);
+        assert_eq!(asked.len(), 1);
+        assert_eq!((asked[0].1, asked[0].2), (1, 0), "broker id and epoch");
+        let (r, out) = init_producer_id(&mut b, 11, -1);
+        assert_eq!(r.error, ErrorCode::CoordinatorLoadInProgress);
+        assert!(allocations(&out).is_empty(), "one request in flight");
+
+        allocated(&mut b, 12, asked[0].0, ErrorCode::None, 0);
+        let (r, _) = init_producer_id(&mut b, 13, -1);
+        assert_eq!(
+            (r.error, r.producer_id, r.producer_epoch),
+            (ErrorCode::None, 0, 0)
+        );
+        // An idempotent producer that sends its id gets a new one all the same.
+        let (r, _) = init_producer_id(&mut b, 14, 0);
+        assert_eq!(
+            (r.error, r.producer_id, r.producer_epoch),
+            (ErrorCode::None, 1, 0)
+        );
+
+        // Transactions are not served yet.
+        let out = request(
+            &mut b,
+            15,
+            NodeId::Producer(0),
+            78,
+            Request::InitProducerId(InitProducerIdRequest {
+                transactional_id: Some("tx".into()),
+                transaction_timeout_ms: 60_000,
+                producer_id: -1,
+                producer_epoch: -1,
+            }),
+        );
+        let Some(Response::InitProducerId(r)) = response_to(&out, 78) else {
+            panic!("no response");
+        };
+        assert_eq!((r.error, r.producer_id), (ErrorCode::InvalidRequest, -1));
+
+        // At 90% of the block the next one is prefetched; a failure is retried after
+        // the backoff.
+        let mut ids = vec![0, 1];
+        let mut prefetch = Vec::new();
+        for i in 0..898 {
+            let (r, out) = init_producer_id(&mut b, 20, -1);
+            ids.push(r.producer_id);
+            if !allocations(&out).is_empty() {
+                prefetch.push((i, allocations(&out)));
+            }
+        }
+        assert_eq!(ids.last(), Some(&899));
+        assert!(prefetch.is_empty());
+        let (r, out) = init_producer_id(&mut b, 20, -1);
+        assert_eq!(r.producer_id, 900);
+        let asked = allocations(&out);
+        assert_eq!(asked.len(), 1, "prefetch at 90%");
+        let out = allocated(&mut b, 21, asked[0].0, ErrorCode::StaleBrokerEpoch, -1);
+        assert!(allocations(&out).is_empty(), "not before the backoff");
+        assert_eq!(b.next_timer(), Some(21 + PRODUCER_ID_RETRY_BACKOFF_MS));
+        let mut out = Outbox::default();
+        b.on_timer(21 + PRODUCER_ID_RETRY_BACKOFF_MS, &mut out);
+        let asked = allocations(&out);
+        assert_eq!(asked.len(), 1, "retried");
+        // The retry times out (the controller is unreachable), and is retried again.
+        let timeout = BrokerConfig::default().request_timeout_ms;
+        let t = 21 + PRODUCER_ID_RETRY_BACKOFF_MS + timeout;
+        let mut out = Outbox::default();
+        b.on_timer(t, &mut out);
+        assert!(allocations(&out).is_empty());
+        let mut out = Outbox::default();
+        b.on_timer(t + PRODUCER_ID_RETRY_BACKOFF_MS, &mut out);
+        let asked = allocations(&out);
+        assert_eq!(asked.len(), 1);
+        // Another broker got 1000..2000 meanwhile.
+        allocated(&mut b, t + 60, asked[0].0, ErrorCode::None, 2_000);
+        for _ in 901..1_000 {
+            let (r, _) = init_producer_id(&mut b, t + 61, -1);
+            ids.push(r.producer_id);
+        }
+        assert_eq!(ids.last(), Some(&999));
+        let (r, out) = init_producer_id(&mut b, t + 62, -1);
+        assert_eq!(r.producer_id, 2_000, "the prefetched block");
+        assert!(allocations(&out).is_empty());
+        ids.push(900);
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 1_000, "every id handed out once");
+    }
+
+    #[test]
+    fn producer_ids_are_asked_for_only_once_registered() {
+        let mut b = Broker::new(
+            1,
+            BrokerConfig::default(),
+            Bugs::default(),
+            1,
+            Disk::default(),
+        );
+        let mut start = Outbox::default();
+        b.on_start(0, &mut start);
+        let (r, out) = init_producer_id(&mut b, 1, -1);
+        assert_eq!(r.error, ErrorCode::CoordinatorLoadInProgress);
+        assert!(allocations(&out).is_empty(), "no broker epoch yet");
+        let c = find(&start, |r| matches!(r, Request::BrokerRegistration(_)));
+        let mut out = Outbox::default();
+        b.on_message(
+            2,
+            NodeId::Controller,
+            Message::Response {
+                correlation_id: c,
+                response: Response::BrokerRegistration(BrokerRegistrationResponse {
+                    error: ErrorCode::None,
+                    broker_epoch: 5,
+                }),
+            },
+            &mut out,
+        );
+        let asked = allocations(&out);
+        assert_eq!(asked.len(), 1);
+        assert_eq!((asked[0].1, asked[0].2), (1, 5));
+        // A restarted process forgets its block and asks again.
+        allocated(&mut b, 3, asked[0].0, ErrorCode::None, 0);
+        assert_eq!(init_producer_id(&mut b, 4, -1).0.producer_id, 0);
+        b.restart(2);
+        let (r, _) = init_producer_id(&mut b, 5, -1);
+        assert_eq!(r.error, ErrorCode::CoordinatorLoadInProgress);
     }
 }

@@ -654,8 +654,6 @@ impl Controller {
 
     // ------------------------------------------------------------ metadata fetch
 
-    /// Up to `METADATA_FETCH_MAX_RECORDS` records from `fetch_offset` (clamped to the
-    /// log), and the log end.
     /// `AllocateProducerIds` (KIP-730): hands a registered broker the next block of
     /// [`PRODUCER_ID_BLOCK_SIZE`] ids, recorded in the metadata log so that no id is
     /// ever given twice.
@@ -689,6 +687,8 @@ impl Controller {
         }
     }
 
+    /// Up to `METADATA_FETCH_MAX_RECORDS` records from `fetch_offset` (clamped to the
+    /// log), and the log end.
     fn fetch_response(&self, fetch_offset: i64) -> MetadataFetchResponse {
         let end = self.log.len();
         let start = usize::try_from(fetch_offset.max(0)).map_or(end, |s| s.min(end));
@@ -1153,6 +1153,7 @@ mod tests {
         assert_eq!(replay.brokers, c.image().brokers);
         assert_eq!(replay.topics, c.image().topics);
         assert_eq!(replay.partitions, c.image().partitions);
+        assert_eq!(replay.next_producer_id, c.image().next_producer_id);
     }
 
     #[test]
@@ -1806,5 +1807,54 @@ mod tests {
         );
         assert!(out.sends.is_empty() && out.history.is_empty());
         assert_eq!(c.log().len(), end);
+    }
+
+    fn allocate(c: &mut Controller, broker_id: BrokerId, broker_epoch: i64) -> (i64, i64) {
+        let out = send(
+            c,
+            10,
+            NodeId::Broker(broker_id),
+            Request::AllocateProducerIds(AllocateProducerIdsRequest {
+                broker_id,
+                broker_epoch,
+            }),
+        );
+        match response(&out, NodeId::Broker(broker_id)) {
+            Response::AllocateProducerIds(r) if r.error == ErrorCode::None => (
+                r.producer_id_start,
+                r.producer_id_start + i64::from(r.producer_id_len),
+            ),
+            Response::AllocateProducerIds(r) => (-1, i64::from(r.error.code())),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn producer_id_blocks_are_disjoint_and_recorded() {
+        let mut c = cluster(config(false), vec![topic("t", 1, 3)]);
+        let end = c.log().len();
+        let a = allocate(&mut c, 1, 0);
+        let b = allocate(&mut c, 2, 1);
+        let a2 = allocate(&mut c, 1, 0);
+        let size = i64::from(PRODUCER_ID_BLOCK_SIZE);
+        assert_eq!(a, (0, size));
+        assert_eq!(b, (size, 2 * size));
+        assert_eq!(a2, (2 * size, 3 * size));
+        assert_eq!(
+            allocate(&mut c, 3, 0),
+            (-1, i64::from(ErrorCode::StaleBrokerEpoch.code())),
+            "broker 3's epoch is 2"
+        );
+        assert_eq!(c.log().len(), end + 3, "one record per block given");
+        assert_eq!(
+            c.log()[end + 1],
+            MetadataRecord::ProducerIds {
+                broker_id: 2,
+                broker_epoch: 1,
+                next_producer_id: 2 * size,
+            }
+        );
+        assert_eq!(c.image().next_producer_id, 3 * size);
+        assert_replay_matches(&c);
     }
 }

@@ -24,6 +24,7 @@ pub mod metadata;
 pub mod nemesis;
 pub mod partitioner;
 pub mod producer;
+pub mod producer_state;
 pub mod protocol;
 pub mod record;
 pub mod runner;

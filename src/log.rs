@@ -1,10 +1,12 @@
-//! A replica's partition log: record batches, the log end offset, and the leader epoch
-//! cache (Kafka's `leader-epoch-checkpoint`).
+//! A replica's partition log: record batches, the log end offset, the leader epoch
+//! cache (Kafka's `leader-epoch-checkpoint`) and the idempotent producers' state
+//! ([`ProducerStateManager`], kept in step with every append and truncation).
 //!
 //! The log is the part of a broker that survives a process crash; it lives on the
 //! broker's [`crate::broker::Disk`]. It knows nothing about replication: the broker
 //! decides what to append and where to truncate.
 
+use crate::producer_state::ProducerStateManager;
 use crate::protocol::{LeaderEpoch, Offset};
 use crate::record::{self, BatchHeader, RecordBatch, RecordError};
 use bytes::Bytes;
@@ -25,6 +27,13 @@ pub struct StoredBatch {
     pub bytes: Bytes,
 }
 
+impl StoredBatch {
+    /// The batch's header (stored batches were checked when appended).
+    fn header(&self) -> BatchHeader {
+        BatchHeader::parse(&self.bytes).expect("stored batches are valid")
+    }
+}
+
 /// An entry of the leader epoch cache: `epoch` started at `start_offset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EpochEntry {
@@ -40,6 +49,7 @@ pub struct Log {
     batches: Vec<StoredBatch>,
     log_end_offset: Offset,
     epochs: Vec<EpochEntry>,
+    producer_state: ProducerStateManager,
 }
 
 impl Log {
@@ -61,6 +71,26 @@ impl Log {
     /// The latest leader epoch in the cache.
     pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
         self.epochs.last().map(|e| e.epoch)
+    }
+
+    /// The producers' state after the last batch (Kafka's `ProducerStateManager`).
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producer_state
+    }
+
+    /// Kafka's log recovery on startup: rebuilds the producer state from the batches
+    /// and asserts that it equals the state kept up to date by appends and truncations.
+    pub fn rebuild_producer_state(&mut self) {
+        let rebuilt = self.producer_state_from_batches();
+        assert_eq!(
+            rebuilt, self.producer_state,
+            "producer state rebuilt from the log differs from the incremental one"
+        );
+        self.producer_state = rebuilt;
+    }
+
+    fn producer_state_from_batches(&self) -> ProducerStateManager {
+        ProducerStateManager::rebuild(self.batches.iter().map(StoredBatch::header))
     }
 
     /// Records that `epoch` starts at `start_offset` (Kafka assigns it when a replica
@@ -121,6 +151,11 @@ impl Log {
             leader_epoch: epoch,
             bytes: Bytes::from(bytes),
         });
+        self.producer_state.update(&BatchHeader {
+            base_offset: base,
+            partition_leader_epoch: epoch,
+            ..header
+        });
         Ok((base, last))
     }
 
@@ -144,6 +179,7 @@ impl Log {
             leader_epoch: header.partition_leader_epoch,
             bytes: batch.slice(..header.size()),
         });
+        self.producer_state.update(&header);
         Ok(true)
     }
 
@@ -181,10 +217,19 @@ impl Log {
     }
 
     /// Removes every record at or after `offset` (a batch that straddles it goes whole),
-    /// and the epoch cache entries that start at or after the new end.
+    /// the epoch cache entries that start at or after the new end, and the removed
+    /// batches from the producer state (rebuilt from the remaining batches, the truth).
     pub fn truncate_to(&mut self, offset: Offset) {
         let keep = self.batches.partition_point(|b| b.last_offset < offset);
+        // Batches without a producer id carry no producer state: removing only those
+        // leaves it as it is.
+        let producers_removed = self.batches[keep..]
+            .iter()
+            .any(|b| b.header().has_producer_id());
         self.batches.truncate(keep);
+        if producers_removed {
+            self.producer_state = self.producer_state_from_batches();
+        }
         self.log_end_offset = self.batches.last().map_or(0, |b| b.last_offset + 1);
         let leo = self.log_end_offset;
         self.epochs.retain(|e| e.start_offset < leo);
@@ -217,6 +262,11 @@ mod tests {
     use crate::record::Record;
 
     fn batch(n: usize) -> Bytes {
+        idempotent(-1, -1, -1, n)
+    }
+
+    /// A batch of `n` records from producer `producer_id` starting at `base_sequence`.
+    fn idempotent(producer_id: i64, producer_epoch: i16, base_sequence: i32, n: usize) -> Bytes {
         RecordBatch {
             base_offset: 0,
             partition_leader_epoch: -1,
@@ -224,9 +274,9 @@ mod tests {
             last_offset_delta: n as i32 - 1,
             base_timestamp: 0,
             max_timestamp: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
+            producer_id,
+            producer_epoch,
+            base_sequence,
             records: (0..n)
                 .map(|i| Record {
                     attributes: 0,
@@ -275,5 +325,44 @@ mod tests {
             1,
             "at least one batch even over max_bytes"
         );
+    }
+
+    #[test]
+    fn producer_state_follows_appends_and_truncation() {
+        let mut leader = Log::default();
+        leader.append_as_leader(&idempotent(7, 0, 0, 2), 0).unwrap();
+        leader.append_as_leader(&batch(1), 0).unwrap();
+        leader.append_as_leader(&idempotent(7, 0, 2, 3), 1).unwrap();
+        leader.append_as_leader(&idempotent(8, 0, 0, 1), 1).unwrap();
+        let entry = leader.producer_state().last_entry(7).unwrap();
+        assert_eq!(entry.last_sequence(), 4);
+        let last = *entry.batches().back().unwrap();
+        assert_eq!((last.first_offset, last.last_offset), (3, 5));
+
+        // A follower that copies the log has the same state.
+        let mut f = Log::default();
+        for b in leader.read(0, leader.log_end_offset(), 1 << 20) {
+            f.append_as_follower(&b).unwrap();
+        }
+        assert_eq!(f.producer_state(), leader.producer_state());
+
+        // Truncation forgets the removed batches, and producers only they knew.
+        f.truncate_to(3);
+        assert_eq!(f.producer_state().last_entry(7).unwrap().last_sequence(), 1);
+        assert!(f.producer_state().last_entry(8).is_none());
+        let mut expected = Log::default();
+        expected
+            .append_as_leader(&idempotent(7, 0, 0, 2), 0)
+            .unwrap();
+        assert_eq!(f.producer_state(), expected.producer_state());
+        // Removing a batch without a producer id leaves the state alone.
+        f.truncate_to(2);
+        assert_eq!(f.producer_state(), expected.producer_state());
+
+        // Recovery on restart rebuilds the same state from the batches.
+        let before = leader.producer_state().clone();
+        leader.rebuild_producer_state();
+        assert_eq!(leader.producer_state(), &before);
+        assert_eq!(before.len(), 2);
     }
 }

@@ -336,7 +336,9 @@ pub enum Request {
     ElectLeaders(ElectLeadersRequest),
     /// `AlterPartitionReassignments` (API 45), admin to controller: reorder replicas.
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+    /// `InitProducerId` (API 22), producer to any broker: a producer id and epoch.
     InitProducerId(InitProducerIdRequest),
+    /// `AllocateProducerIds` (API 67, KIP-730), broker to controller: a block of ids.
     AllocateProducerIds(AllocateProducerIdsRequest),
 }
 
@@ -386,7 +388,9 @@ pub enum Response {
     ElectLeaders(ElectLeadersResponse),
     /// Answer to [`Request::AlterPartitionReassignments`].
     AlterPartitionReassignments(AlterPartitionReassignmentsResponse),
+    /// Answer to [`Request::InitProducerId`].
     InitProducerId(InitProducerIdResponse),
+    /// Answer to [`Request::AllocateProducerIds`].
     AllocateProducerIds(AllocateProducerIdsResponse),
 }
 

@@ -248,6 +248,21 @@ impl BatchHeader {
         LOG_OVERHEAD + self.batch_length as usize
     }
 
+    /// Whether the batch comes from an idempotent or transactional producer (Kafka's
+    /// `hasProducerId`: a producer id other than `NO_PRODUCER_ID`, -1).
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id > NO_PRODUCER_ID
+    }
+
+    /// Sequence of the last record: `baseSequence + lastOffsetDelta`, wrapping past
+    /// `i32::MAX` to 0; -1 (`NO_SEQUENCE`) when the batch has no sequence.
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence == NO_SEQUENCE {
+            return NO_SEQUENCE;
+        }
+        increment_sequence(self.base_sequence, self.last_offset_delta)
+    }
+
     /// Whether the batch is part of a transaction.
     pub fn is_transactional(&self) -> bool {
         self.attributes & TRANSACTIONAL_BIT != 0
@@ -256,6 +271,23 @@ impl BatchHeader {
     /// Whether the batch is a control batch (transaction marker).
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
+    }
+}
+
+/// `RecordBatch.NO_PRODUCER_ID`: the producer id of a batch from a producer without
+/// idempotence.
+pub const NO_PRODUCER_ID: i64 = -1;
+/// `RecordBatch.NO_SEQUENCE`.
+pub const NO_SEQUENCE: i32 = -1;
+
+/// Kafka's `DefaultRecordBatch.incrementSequence`: `sequence + increment` (a
+/// non-negative increment), wrapping from `i32::MAX` to 0.
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    assert!(increment >= 0, "negative sequence increment {increment}");
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
     }
 }
 
@@ -606,6 +638,29 @@ mod tests {
         let h = BatchHeader::parse(&bytes).unwrap();
         assert_eq!(h.record_count, 2);
         assert_eq!(h.size(), bytes.len());
+    }
+
+    #[test]
+    fn last_sequence_wraps_past_i32_max() {
+        let header = |producer_id, base_sequence| {
+            let bytes = RecordBatch {
+                producer_id,
+                producer_epoch: 0,
+                base_sequence,
+                ..sample()
+            }
+            .encode();
+            BatchHeader::parse(&bytes).unwrap()
+        };
+        let h = header(7, 5);
+        assert!(h.has_producer_id());
+        assert_eq!(h.last_sequence(), 6);
+        assert_eq!(header(7, i32::MAX - 1).last_sequence(), i32::MAX);
+        assert_eq!(header(7, i32::MAX).last_sequence(), 0);
+        let h = header(NO_PRODUCER_ID, NO_SEQUENCE);
+        assert!(!h.has_producer_id());
+        assert_eq!(h.last_sequence(), NO_SEQUENCE);
+        assert_eq!(increment_sequence(i32::MAX - 2, 5), 2);
     }
 
     #[test]
