@@ -428,13 +428,14 @@ impl<'h> Collector<'h> {
         } else if (why.contains("delivery.timeout.ms") || why.contains("since batch creation"))
             && attempts >= 2
         {
-            self.tallies.add("expired-after-retries", (entry.index, 0), || {
-                format!(
-                    "{}'s value {value}, sent at {at} s, expired at {end} s after {attempts} \
+            self.tallies
+                .add("expired-after-retries", (entry.index, 0), || {
+                    format!(
+                        "{}'s value {value}, sent at {at} s, expired at {end} s after {attempts} \
                      attempts: {why}",
-                    entry.process
-                )
-            });
+                        entry.process
+                    )
+                });
         }
     }
 
@@ -474,7 +475,9 @@ impl<'h> Collector<'h> {
             };
             self.observe(seen, partition, o, value);
         }
-        if let Some(k) = key {
+        // A send that failed before the partitioner ran has no partition to compare.
+        let partitioned = partition.partition != crate::producer::UNKNOWN_PARTITION;
+        if let Some(k) = key.filter(|_| partitioned) {
             match self.keys.entry((&*partition.topic, k)) {
                 MapEntry::Vacant(slot) => {
                     slot.insert(KeyFirst {

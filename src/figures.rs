@@ -152,7 +152,10 @@ mod tests {
         assert_eq!(f.records_per_batch, 10.0);
         assert_eq!(f.batch_size_avg, 200.0);
         assert_eq!(f.compression_rate, 0.25);
-        assert_eq!((f.latency_p50_ms, f.latency_p99_ms, f.latency_max_ms), (5, 10, 10));
+        assert_eq!(
+            (f.latency_p50_ms, f.latency_p99_ms, f.latency_max_ms),
+            (5, 10, 10)
+        );
         let m = mean(&[f.clone(), f.clone()]);
         assert_eq!(m.records_per_batch, 10.0);
         assert_eq!(m.metrics.records, 200);

@@ -928,8 +928,8 @@ enum ProducerRequest {
 struct BlockedSend {
     topic: Arc<str>,
     record: PendingRecord,
-    /// What it waits for, once known: memory of this many bytes.
-    memory: Option<usize>,
+    /// Once partitioned: the partition and the bytes of memory it waits for.
+    memory: Option<(TopicPartition, usize)>,
 }
 
 /// A Kafka producer (`KafkaProducer` + `RecordAccumulator` + `Sender` + the idempotent
@@ -1037,10 +1037,13 @@ impl Producer {
             reason: "pending at end of run".to_string(),
         };
         for blocked in std::mem::take(&mut self.blocked) {
-            let tp = TopicPartition {
-                topic: blocked.topic,
-                partition: UNKNOWN_PARTITION,
-            };
+            let tp = blocked.memory.map_or(
+                TopicPartition {
+                    topic: blocked.topic,
+                    partition: UNKNOWN_PARTITION,
+                },
+                |(tp, _)| tp,
+            );
             let completion = Completion {
                 complete_ms: None,
                 offset: None,
@@ -1079,7 +1082,7 @@ impl Producer {
         topic: &Arc<str>,
         partitions: u32,
         record: PendingRecord,
-    ) -> Result<(), (AppendBlocked, PendingRecord)> {
+    ) -> Result<(), (AppendBlocked, TopicPartition, PendingRecord)> {
         let partition = match &record.key {
             Some(key) => partition_for_key(key.as_bytes(), partitions),
             None => {
@@ -1105,7 +1108,9 @@ impl Producer {
             topic: topic.clone(),
             partition,
         };
-        self.accumulator.append(tp, record, now)
+        self.accumulator
+            .append(tp.clone(), record, now)
+            .map_err(|(blocked, record)| (blocked, tp, record))
     }
 
     /// Lets blocked `send` calls return, in call order: each one whose topic is known
@@ -1128,16 +1133,26 @@ impl Producer {
                 return;
             };
             let blocked = self.blocked.pop_front().expect("head");
-            match self.partition_and_append(now, &blocked.topic, partitions, blocked.record) {
+            // The partition is chosen once (`KafkaProducer.doSend`); a send blocked on
+            // memory appends to that partition when memory frees.
+            let was_blocked = blocked.memory.is_some();
+            let appended = match blocked.memory {
+                Some((tp, _)) => self
+                    .accumulator
+                    .append(tp.clone(), blocked.record, now)
+                    .map_err(|(b, record)| (b, tp, record)),
+                None => self.partition_and_append(now, &blocked.topic, partitions, blocked.record),
+            };
+            match appended {
                 Ok(()) => {}
-                Err((AppendBlocked::Memory(need), record)) => {
-                    if blocked.memory.is_none() {
+                Err((AppendBlocked::Memory(need), tp, record)) => {
+                    if !was_blocked {
                         self.metrics.blocked_on_memory += 1;
                     }
                     let blocked = BlockedSend {
                         topic: blocked.topic,
                         record,
-                        memory: Some(need),
+                        memory: Some((tp, need)),
                     };
                     if now >= deadline {
                         let error = format!(
@@ -1160,10 +1175,13 @@ impl Producer {
 
     /// A `send` that gave up blocking: the record was never handed to the accumulator.
     fn fail_blocked(&mut self, now: Millis, blocked: BlockedSend, error: String, out: &mut Outbox) {
-        let tp = TopicPartition {
-            topic: blocked.topic,
-            partition: UNKNOWN_PARTITION,
-        };
+        let tp = blocked.memory.map_or(
+            TopicPartition {
+                topic: blocked.topic,
+                partition: UNKNOWN_PARTITION,
+            },
+            |(tp, _)| tp,
+        );
         let completion = Completion {
             complete_ms: Some(now),
             offset: None,

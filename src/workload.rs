@@ -106,6 +106,10 @@ impl Actor for ProducerWorkload {
                 .send(now, ProducerRecord { topic, key, value }, out);
             self.next_send_us += self.plan.interval_us;
         }
+        if now >= self.plan.end_ms {
+            // Sends still due when the workload ends (after a blocked send) are dropped.
+            self.next_send_us = u64::MAX;
+        }
         if self.producer.next_timer().is_some_and(|t| t <= now) {
             self.producer.on_timer(now, out);
         }

@@ -80,9 +80,14 @@ fn bad_scenarios_exit_2_with_file_field_and_allowed_values() {
         &["bugs[0]", "truncate-to-high-watermark"],
     );
     bad_input(
-        "idempotence",
-        |v| v["producers"]["config"]["enable.idempotence"] = true.into(),
-        &["enable.idempotence"],
+        "compression",
+        |v| v["producers"]["config"]["compression.type"] = "brotli".into(),
+        &["compression.type", "gzip", "zstd"],
+    );
+    bad_input(
+        "snappy",
+        |v| v["producers"]["config"]["compression.type"] = "snappy".into(),
+        &["producers.config.compression.type", "supported: none, gzip"],
     );
     bad_input(
         "twice",
@@ -186,4 +191,54 @@ fn failing_run_prints_its_repro_command_and_exits_1() {
         }
     }
     assert!(seen_failure, "the bug switch never made a run fail");
+}
+
+/// C15: the three shipped invalid configurations are refused with Kafka's own text,
+/// naming the properties, exit code 2 and nothing written.
+#[test]
+fn idempotence_config_rules_exit_2_with_kafkas_messages() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tmp("c15");
+    for (file, expect) in [
+        (
+            "idempotence-in-flight-6.json",
+            "producers.config.max.in.flight.requests.per.connection: To use the idempotent \
+             producer, max.in.flight.requests.per.connection must be set to at most 5. \
+             Current value is 6.",
+        ),
+        (
+            "idempotence-acks-1.json",
+            "producers.config.acks: Must set acks to all in order to use the idempotent \
+             producer. Otherwise we cannot guarantee idempotence.",
+        ),
+        (
+            "idempotence-retries-0.json",
+            "producers.config.retries: Must set retries to non-zero when using the \
+             idempotent producer.",
+        ),
+    ] {
+        let path = root.join("examples/invalid").join(file);
+        let (code, out, err) = kafkasim(&["run", path.to_str().unwrap(), "--seed", "1"], &dir);
+        assert_eq!(code, 2, "{file}: {out}{err}");
+        assert!(err.contains(file), "{file}: names the file: {err}");
+        assert!(
+            err.contains(expect),
+            "{file}: `{expect}` missing from: {err}"
+        );
+        assert!(!dir.join("reports").exists(), "{file}: nothing written");
+    }
+    // Without an explicit enable.idempotence, Kafka turns idempotence off quietly
+    // for acks=1 (and refuses it only when asked for explicitly).
+    let mut v = base_scenario();
+    v["producers"]["config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("enable.idempotence");
+    v["producers"]["config"]["acks"] = "1".into();
+    v["workload"]["duration_ms"] = 2000.into();
+    v["workload"]["quiet_ms"] = 2000.into();
+    v["nemesis"] = serde_json::json!({ "schedule": [] });
+    std::fs::write(dir.join("acks1.json"), v.to_string()).unwrap();
+    let (code, out, err) = kafkasim(&["run", "acks1.json", "--seed", "1"], &dir);
+    assert_eq!(code, 0, "{out}{err}");
 }

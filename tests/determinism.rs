@@ -78,3 +78,35 @@ fn switching_off_epoch_truncation_loses_acknowledged_writes() {
     let without = sweep(&sc, &seeds, 2, &[], None);
     assert!(without.ok(), "{:?}", without.seeds_with);
 }
+
+/// With the leader's sequence check off, the idempotent producer's retries of batches
+/// whose responses were lost are appended twice; with it on, never (C14).
+#[test]
+fn switching_off_the_sequence_check_duplicates_idempotent_writes() {
+    let sc = scenario("idempotence-on.json");
+    let seeds: Vec<u64> = (0..10).collect();
+    let with_bug = sweep(&sc, &seeds, 2, &[Bug::NoSequenceCheck], None);
+    assert!(
+        with_bug.seeds_with.contains_key("duplicate"),
+        "{:?}",
+        with_bug.seeds_with
+    );
+    assert!(!with_bug.ok());
+    let without = sweep(&sc, &seeds, 2, &[], None);
+    assert!(without.ok(), "{:?}", without.seeds_with);
+}
+
+/// Without in-order retries (KAFKA-5494) the idempotent producer with 5 requests in
+/// flight re-sequences failed batches in the wrong order: the checker sees reordering.
+#[test]
+fn switching_off_in_order_retries_reorders_idempotent_writes() {
+    let sc = scenario("idempotence-on.json");
+    let seeds: Vec<u64> = (0..10).collect();
+    let with_bug = sweep(&sc, &seeds, 2, &[Bug::NoInOrderRetry], None);
+    assert!(
+        with_bug.seeds_with.contains_key("reorder"),
+        "{:?}",
+        with_bug.seeds_with
+    );
+    assert!(!with_bug.ok());
+}

@@ -87,11 +87,65 @@ fn follower_truncation() {
 }
 
 #[test]
+fn idempotence_on() {
+    check_scenario("idempotence-on.json");
+}
+
+#[test]
+fn idempotence_off() {
+    check_scenario("idempotence-off.json");
+}
+
+#[test]
+fn buffer_full_unreachable() {
+    check_scenario("buffer-full-unreachable.json");
+}
+
+#[test]
+fn linger_0() {
+    check_scenario("linger-0.json");
+}
+
+#[test]
+fn linger_50() {
+    check_scenario("linger-50.json");
+}
+
+/// C8 and C9 side by side: waiting 50 ms fills batches (more records per batch, a
+/// better compression rate, fewer bytes sent) and costs send latency.
+#[test]
+fn linger_trades_latency_for_batch_size_and_compression() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let seeds: Vec<u64> = (0..5).collect();
+    let run = |file: &str| {
+        let sc = Scenario::load(&dir.join(file)).unwrap();
+        let s = sweep(&sc, &seeds, 2, &[], None);
+        assert!(s.ok(), "{file}: {:?}", s.seeds_with);
+        s.producer
+    };
+    let (l0, l50) = (run("linger-0.json"), run("linger-50.json"));
+    assert!(
+        l50.records_per_batch > 5.0 * l0.records_per_batch,
+        "{l0:?}\n{l50:?}"
+    );
+    assert!(
+        l50.compression_rate < l0.compression_rate - 0.1,
+        "{l0:?}\n{l50:?}"
+    );
+    assert!(
+        l50.metrics.outgoing_bytes < l0.metrics.outgoing_bytes,
+        "{l0:?}\n{l50:?}"
+    );
+    assert!(l50.latency_p50_ms > l0.latency_p50_ms, "{l0:?}\n{l50:?}");
+    assert_eq!(l0.metrics.records, l50.metrics.records, "same workload");
+}
+
+#[test]
 fn every_shipped_scenario_has_a_test_and_every_spine_claim_a_scenario() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let tested = include_str!("scenarios.rs");
     let mut claims = Vec::new();
-    for p in collect_paths(&[dir]).unwrap() {
+    for p in collect_paths(&[dir.clone()]).unwrap() {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
             tested.contains(&format!("\"{name}\"")),
@@ -99,7 +153,21 @@ fn every_shipped_scenario_has_a_test_and_every_spine_claim_a_scenario() {
         );
         claims.extend(Scenario::load(&p).unwrap().claims);
     }
-    for c in ["C2", "C3", "C4", "C5", "C12"] {
+    // C15 is shown by configurations that must be refused (tests/cli.rs).
+    for p in collect_paths(&[dir.join("../examples/invalid")]).unwrap() {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        claims.extend(
+            v["claims"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string()),
+        );
+    }
+    for c in [
+        "C2", "C3", "C4", "C5", "C8", "C9", "C10", "C11", "C12", "C14", "C15",
+    ] {
         assert!(claims.iter().any(|x| x == c), "claim {c} has no scenario");
     }
 }
