@@ -202,18 +202,18 @@ fn idempotence_config_rules_exit_2_with_kafkas_messages() {
     for (file, expect) in [
         (
             "idempotence-in-flight-6.json",
-            "producers.config.max.in.flight.requests.per.connection: To use the idempotent \
+            "field `producers.config.max.in.flight.requests.per.connection`: To use the idempotent \
              producer, max.in.flight.requests.per.connection must be set to at most 5. \
              Current value is 6.",
         ),
         (
             "idempotence-acks-1.json",
-            "producers.config.acks: Must set acks to all in order to use the idempotent \
+            "field `producers.config.acks`: Must set acks to all in order to use the idempotent \
              producer. Otherwise we cannot guarantee idempotence.",
         ),
         (
             "idempotence-retries-0.json",
-            "producers.config.retries: Must set retries to non-zero when using the \
+            "field `producers.config.retries`: Must set retries to non-zero when using the \
              idempotent producer.",
         ),
     ] {

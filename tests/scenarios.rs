@@ -145,7 +145,7 @@ fn every_shipped_scenario_has_a_test_and_every_spine_claim_a_scenario() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let tested = include_str!("scenarios.rs");
     let mut claims = Vec::new();
-    for p in collect_paths(&[dir.clone()]).unwrap() {
+    for p in collect_paths(std::slice::from_ref(&dir)).unwrap() {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
             tested.contains(&format!("\"{name}\"")),
