@@ -16,8 +16,10 @@ pub enum Bug {
     /// The partition leader appends idempotent batches without checking their producer
     /// epoch and sequence, so a retried batch is appended twice.
     NoSequenceCheck,
-    /// The idempotent producer re-queues a failed batch behind later ones instead of
-    /// retrying in sequence order (the client before KAFKA-5494).
+    /// The idempotent producer re-queues a failed batch at the front of its partition's
+    /// queue instead of in sequence order, sends retries without waiting for their turn,
+    /// and on an out-of-order error re-sequences its queue as it stands (the client
+    /// without KAFKA-5494's in-order retries).
     NoInOrderRetry,
 }
 
@@ -63,9 +65,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         bug: Bug::NoInOrderRetry,
         name: "no-in-order-retry",
         reference: "KAFKA-5494",
-        summary: "The idempotent producer retries a failed batch behind later batches of the \
-                  same partition; with several requests in flight the records land out of \
-                  order (scenario idempotence-on).",
+        summary: "The idempotent producer re-queues failed batches out of sequence order and, \
+                  on OUT_OF_ORDER_SEQUENCE_NUMBER, re-sequences its queue as it stands; with \
+                  5 requests in flight records land out of order (scenario idempotence-on).",
     },
 ];
 

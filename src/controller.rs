@@ -801,7 +801,14 @@ impl Actor for Controller {
             | Request::Produce(_)
             | Request::Fetch(_)
             | Request::ListOffsets(_)
-            | Request::OffsetsForLeaderEpoch(_) => None,
+            | Request::OffsetsForLeaderEpoch(_)
+            | Request::FindCoordinator(_)
+            | Request::JoinGroup(_)
+            | Request::SyncGroup(_)
+            | Request::Heartbeat(_)
+            | Request::LeaveGroup(_)
+            | Request::OffsetCommit(_)
+            | Request::OffsetFetch(_) => None,
         };
         if let Some(response) = response {
             out.send(

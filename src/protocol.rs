@@ -116,6 +116,14 @@ pub enum ErrorCode {
     CoordinatorNotAvailable,
     /// 16: this broker is not the coordinator.
     NotCoordinator,
+    /// 22: the generation in a group request is not the group's current one.
+    IllegalGeneration,
+    /// 25: the coordinator does not know this member id.
+    UnknownMemberId,
+    /// 26: the session timeout is outside the broker's allowed range.
+    InvalidSessionTimeout,
+    /// 27: the group is rebalancing; the member must rejoin.
+    RebalanceInProgress,
     /// 19: fewer in-sync replicas than `min.insync.replicas`; not appended.
     NotEnoughReplicas,
     /// 20: appended, but the ISR shrank below `min.insync.replicas` before it committed.
@@ -144,6 +152,10 @@ pub enum ErrorCode {
     EligibleLeadersNotAvailable,
     /// 84: the partition already has the requested leader.
     ElectionNotNeeded,
+    /// 79: a first JoinGroup without a member id: rejoin with the id given (KIP-394).
+    MemberIdRequired,
+    /// 82: another instance with the same `group.instance.id` took over (KIP-345).
+    FencedInstanceId,
     /// 77: the broker epoch in the request is stale.
     StaleBrokerEpoch,
     /// 102: the broker is not registered with the controller.
@@ -170,6 +182,12 @@ impl ErrorCode {
             ErrorCode::CoordinatorNotAvailable => 15,
             ErrorCode::NotCoordinator => 16,
             ErrorCode::NotEnoughReplicas => 19,
+            ErrorCode::IllegalGeneration => 22,
+            ErrorCode::UnknownMemberId => 25,
+            ErrorCode::InvalidSessionTimeout => 26,
+            ErrorCode::RebalanceInProgress => 27,
+            ErrorCode::MemberIdRequired => 79,
+            ErrorCode::FencedInstanceId => 82,
             ErrorCode::NotEnoughReplicasAfterAppend => 20,
             ErrorCode::NotController => 41,
             ErrorCode::InvalidRequest => 42,
@@ -205,6 +223,12 @@ impl ErrorCode {
             ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
             ErrorCode::NotCoordinator => "NOT_COORDINATOR",
             ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
+            ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
+            ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
+            ErrorCode::RebalanceInProgress => "REBALANCE_IN_PROGRESS",
+            ErrorCode::MemberIdRequired => "MEMBER_ID_REQUIRED",
+            ErrorCode::FencedInstanceId => "FENCED_INSTANCE_ID",
             ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
             ErrorCode::NotController => "NOT_CONTROLLER",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
@@ -340,6 +364,20 @@ pub enum Request {
     InitProducerId(InitProducerIdRequest),
     /// `AllocateProducerIds` (API 67, KIP-730), broker to controller: a block of ids.
     AllocateProducerIds(AllocateProducerIdsRequest),
+    /// `FindCoordinator` (API 10): the group or transaction coordinator for a key.
+    FindCoordinator(FindCoordinatorRequest),
+    /// `JoinGroup` (API 11).
+    JoinGroup(JoinGroupRequest),
+    /// `SyncGroup` (API 14).
+    SyncGroup(SyncGroupRequest),
+    /// `Heartbeat` (API 12).
+    Heartbeat(HeartbeatRequest),
+    /// `LeaveGroup` (API 13).
+    LeaveGroup(LeaveGroupRequest),
+    /// `OffsetCommit` (API 8).
+    OffsetCommit(OffsetCommitRequest),
+    /// `OffsetFetch` (API 9).
+    OffsetFetch(OffsetFetchRequest),
 }
 
 impl Request {
@@ -359,6 +397,13 @@ impl Request {
             Request::AlterPartitionReassignments(_) => "AlterPartitionReassignments",
             Request::InitProducerId(_) => "InitProducerId",
             Request::AllocateProducerIds(_) => "AllocateProducerIds",
+            Request::FindCoordinator(_) => "FindCoordinator",
+            Request::JoinGroup(_) => "JoinGroup",
+            Request::SyncGroup(_) => "SyncGroup",
+            Request::Heartbeat(_) => "Heartbeat",
+            Request::LeaveGroup(_) => "LeaveGroup",
+            Request::OffsetCommit(_) => "OffsetCommit",
+            Request::OffsetFetch(_) => "OffsetFetch",
         }
     }
 }
@@ -392,6 +437,20 @@ pub enum Response {
     InitProducerId(InitProducerIdResponse),
     /// Answer to [`Request::AllocateProducerIds`].
     AllocateProducerIds(AllocateProducerIdsResponse),
+    /// Answer to [`Request::FindCoordinator`].
+    FindCoordinator(FindCoordinatorResponse),
+    /// Answer to [`Request::JoinGroup`].
+    JoinGroup(JoinGroupResponse),
+    /// Answer to [`Request::SyncGroup`].
+    SyncGroup(SyncGroupResponse),
+    /// Answer to [`Request::Heartbeat`].
+    Heartbeat(HeartbeatResponse),
+    /// Answer to [`Request::LeaveGroup`].
+    LeaveGroup(LeaveGroupResponse),
+    /// Answer to [`Request::OffsetCommit`].
+    OffsetCommit(OffsetCommitResponse),
+    /// Answer to [`Request::OffsetFetch`].
+    OffsetFetch(OffsetFetchResponse),
 }
 
 // ---------------------------------------------------------------- Metadata
@@ -853,4 +912,204 @@ pub struct AllocateProducerIdsResponse {
     pub producer_id_start: i64,
     /// The block's length (Kafka: 1000).
     pub producer_id_len: i32,
+}
+
+// ---------------------------------------------------------------- Consumer groups
+
+/// What a `FindCoordinator` looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CoordinatorType {
+    /// A consumer group (`group.id`, `__consumer_offsets`).
+    Group,
+    /// A transactional producer (`transactional.id`, `__transaction_state`).
+    Transaction,
+}
+
+/// `FindCoordinator`: which broker coordinates `key`.
+#[derive(Clone, Debug)]
+pub struct FindCoordinatorRequest {
+    /// The group id or transactional id.
+    pub key: Arc<str>,
+    /// Which kind of coordinator.
+    pub key_type: CoordinatorType,
+}
+
+/// The coordinator: the leader of the internal topic's partition `key` hashes to.
+#[derive(Clone, Debug)]
+pub struct FindCoordinatorResponse {
+    /// `NONE` or `COORDINATOR_NOT_AVAILABLE`.
+    pub error: ErrorCode,
+    /// The coordinator's node id, when known.
+    pub node_id: Option<BrokerId>,
+}
+
+/// A member's subscription, the `consumer` protocol's metadata in `JoinGroup`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Subscribed topics.
+    pub topics: Vec<Arc<str>>,
+    /// Partitions the member owns now (cooperative rebalancing, KIP-429).
+    pub owned_partitions: Vec<TopicPartition>,
+}
+
+/// `JoinGroup` (classic protocol, `protocol_type` "consumer").
+#[derive(Clone, Debug)]
+pub struct JoinGroupRequest {
+    /// `group.id`.
+    pub group_id: Arc<str>,
+    /// `session.timeout.ms`.
+    pub session_timeout_ms: u64,
+    /// `max.poll.interval.ms`: how long the coordinator waits for members to rejoin.
+    pub rebalance_timeout_ms: u64,
+    /// Empty on the first join (the coordinator answers `MEMBER_ID_REQUIRED`).
+    pub member_id: Arc<str>,
+    /// `group.instance.id` of a static member (KIP-345).
+    pub group_instance_id: Option<Arc<str>>,
+    /// Assignor names in preference order (`range`, `roundrobin`, `cooperative-sticky`),
+    /// each with the member's subscription.
+    pub protocols: Vec<(Arc<str>, Subscription)>,
+}
+
+/// One member as the group leader sees it in the `JoinGroup` response.
+#[derive(Clone, Debug)]
+pub struct JoinGroupMember {
+    /// Its member id.
+    pub member_id: Arc<str>,
+    /// Its `group.instance.id`.
+    pub group_instance_id: Option<Arc<str>>,
+    /// Its subscription for the chosen protocol.
+    pub subscription: Subscription,
+}
+
+/// The `JoinGroup` answer, sent when the join phase completes.
+#[derive(Clone, Debug)]
+pub struct JoinGroupResponse {
+    /// `NONE`, `MEMBER_ID_REQUIRED`, `UNKNOWN_MEMBER_ID`, `FENCED_INSTANCE_ID`,
+    /// `NOT_COORDINATOR`, ...
+    pub error: ErrorCode,
+    /// The new generation.
+    pub generation_id: i32,
+    /// The chosen assignor.
+    pub protocol_name: Option<Arc<str>>,
+    /// The leader's member id.
+    pub leader: Arc<str>,
+    /// This member's id (new on `MEMBER_ID_REQUIRED`).
+    pub member_id: Arc<str>,
+    /// Every member with its subscription: only for the leader, empty otherwise.
+    pub members: Vec<JoinGroupMember>,
+}
+
+/// `SyncGroup`: the leader sends the assignment; followers send none.
+#[derive(Clone, Debug)]
+pub struct SyncGroupRequest {
+    /// `group.id`.
+    pub group_id: Arc<str>,
+    /// The generation the assignment is for.
+    pub generation_id: i32,
+    /// The sender's member id.
+    pub member_id: Arc<str>,
+    /// Its `group.instance.id`.
+    pub group_instance_id: Option<Arc<str>>,
+    /// From the leader: each member's partitions.
+    pub assignments: Vec<(Arc<str>, Vec<TopicPartition>)>,
+}
+
+/// The `SyncGroup` answer: this member's partitions.
+#[derive(Clone, Debug)]
+pub struct SyncGroupResponse {
+    /// `NONE`, `ILLEGAL_GENERATION`, `UNKNOWN_MEMBER_ID`, `REBALANCE_IN_PROGRESS`, ...
+    pub error: ErrorCode,
+    /// The partitions assigned to the member.
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// `Heartbeat`: keeps the member's session alive.
+#[derive(Clone, Debug)]
+pub struct HeartbeatRequest {
+    /// `group.id`.
+    pub group_id: Arc<str>,
+    /// The member's generation.
+    pub generation_id: i32,
+    /// Its member id.
+    pub member_id: Arc<str>,
+    /// Its `group.instance.id`.
+    pub group_instance_id: Option<Arc<str>>,
+}
+
+/// The `Heartbeat` answer.
+#[derive(Clone, Debug)]
+pub struct HeartbeatResponse {
+    /// `NONE`, `REBALANCE_IN_PROGRESS` (rejoin), `ILLEGAL_GENERATION`,
+    /// `UNKNOWN_MEMBER_ID`, `FENCED_INSTANCE_ID`, `NOT_COORDINATOR`, ...
+    pub error: ErrorCode,
+}
+
+/// `LeaveGroup`: members leave (a dynamic member on close or after
+/// `max.poll.interval.ms`).
+#[derive(Clone, Debug)]
+pub struct LeaveGroupRequest {
+    /// `group.id`.
+    pub group_id: Arc<str>,
+    /// (member id, `group.instance.id`) of each leaving member.
+    pub members: Vec<(Arc<str>, Option<Arc<str>>)>,
+}
+
+/// The `LeaveGroup` answer.
+#[derive(Clone, Debug)]
+pub struct LeaveGroupResponse {
+    /// `NONE`, `UNKNOWN_MEMBER_ID`, `NOT_COORDINATOR`, ...
+    pub error: ErrorCode,
+}
+
+/// One partition's committed position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The next offset to consume.
+    pub offset: Offset,
+    /// The leader epoch of the last consumed record (KIP-320), or -1.
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// `OffsetCommit`: the member's positions, fenced by generation and member id.
+#[derive(Clone, Debug)]
+pub struct OffsetCommitRequest {
+    /// `group.id`.
+    pub group_id: Arc<str>,
+    /// The member's generation (-1 for a commit outside group management).
+    pub generation_id: i32,
+    /// Its member id (empty outside group management).
+    pub member_id: Arc<str>,
+    /// Its `group.instance.id`.
+    pub group_instance_id: Option<Arc<str>>,
+    /// The offsets.
+    pub offsets: Vec<CommittedOffset>,
+}
+
+/// The `OffsetCommit` answer, per partition.
+#[derive(Clone, Debug)]
+pub struct OffsetCommitResponse {
+    /// Each partition's error: `NONE`, `ILLEGAL_GENERATION`, `UNKNOWN_MEMBER_ID`,
+    /// `REBALANCE_IN_PROGRESS`, `FENCED_INSTANCE_ID`, `NOT_COORDINATOR`,
+    /// `COORDINATOR_LOAD_IN_PROGRESS`, `REQUEST_TIMED_OUT`, ...
+    pub partitions: Vec<(TopicPartition, ErrorCode)>,
+}
+
+/// `OffsetFetch`: the group's committed offsets.
+#[derive(Clone, Debug)]
+pub struct OffsetFetchRequest {
+    /// `group.id`.
+    pub group_id: Arc<str>,
+    /// The partitions asked for.
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// The `OffsetFetch` answer.
+#[derive(Clone, Debug)]
+pub struct OffsetFetchResponse {
+    /// `NONE`, `NOT_COORDINATOR`, `COORDINATOR_LOAD_IN_PROGRESS`, ...
+    pub error: ErrorCode,
+    /// The committed offsets of the asked partitions that have one.
+    pub offsets: Vec<CommittedOffset>,
 }
