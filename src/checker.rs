@@ -18,7 +18,7 @@
 //! The cost is O(n log n) in the number of entries and records.
 
 use crate::actor::Millis;
-use crate::history::{Entry, History, Op, Outcome, PartitionSnapshot, Snapshot, Value};
+use crate::history::{Entry, History, Op, Outcome, PartitionSnapshot, Sink, Snapshot, Value};
 use crate::protocol::{NodeId, Offset, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry as MapEntry;
@@ -39,6 +39,12 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "stuck",
     "replica-divergence",
     "high-watermark-regression",
+    "processing-loss",
+    "reprocessing",
+    "duplicate-effect",
+    "double-assignment",
+    "commit-regression",
+    "committed-past-high-watermark",
 ];
 
 /// Client events the checker reports beside anomalies: legitimate behaviour a scenario
@@ -91,6 +97,29 @@ pub fn describe(kind: &str) -> &'static str {
         "replica-divergence" => {
             "At the end of the run two in-sync replicas of a partition hold different \
              records below the leader's high watermark; counted once per offset."
+        }
+        "processing-loss" => {
+            "An acknowledged record that a consumer group never processed, although the \
+             group processed a later offset of its partition or committed past it; counted \
+             once per record and group."
+        }
+        "reprocessing" => {
+            "A record a consumer group processed more than once (by one member or after a \
+             rebalance); counted once per record and group."
+        }
+        "duplicate-effect" => {
+            "A record whose side effect reached a non-idempotent external API more than once \
+             (a deduplicating store applies it once); counted once per record and group."
+        }
+        "double-assignment" => {
+            "A partition assigned to two members of one group in the same generation."
+        }
+        "commit-regression" => {
+            "A group's committed offset for a partition went back within one generation."
+        }
+        "committed-past-high-watermark" => {
+            "At the end of the run a group's committed offset is above its partition's high \
+             watermark."
         }
         "send-timeout" => {
             "A `send` call blocked (waiting for buffer memory or topic metadata) for \
@@ -159,9 +188,192 @@ pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
         stats, mut tallies, ..
     } = collector;
     check_snapshot(snapshot, &mut tallies);
+    check_groups(history, snapshot, &mut tallies);
     CheckResult {
         anomalies: tallies.into_reports(),
         stats,
+    }
+}
+
+// ---------------------------------------------------------------- consumer groups
+
+/// One processing of a record by a group.
+struct Processing<'h> {
+    index: u64,
+    member: &'h str,
+    generation: i32,
+    at_ms: Millis,
+    sink: Sink,
+}
+
+/// The consumer-group checks: what each group processed against what was
+/// acknowledged, who owned which partition in which generation, and how committed
+/// offsets moved.
+fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
+    // Acknowledged sends: value -> (partition, offset, history index, time).
+    let mut acked: BTreeMap<Value, (&TopicPartition, Offset, u64, Millis)> = BTreeMap::new();
+    let mut processed: BTreeMap<(&str, Value), Vec<Processing>> = BTreeMap::new();
+    let mut max_processed: BTreeMap<(&str, &TopicPartition), Offset> = BTreeMap::new();
+    let mut owners: BTreeMap<(&str, i32, &TopicPartition), (&str, u64)> = BTreeMap::new();
+    let mut last_commit: BTreeMap<(&str, &TopicPartition), (i32, Offset, u64)> = BTreeMap::new();
+    let mut max_committed: BTreeMap<(&str, &TopicPartition), Offset> = BTreeMap::new();
+    for e in &history.entries {
+        match &e.op {
+            Op::Send {
+                value,
+                partition,
+                offset: Some(offset),
+                ..
+            } if e.outcome == Outcome::Ok => {
+                acked.insert(*value, (partition, *offset, e.index, entry_ms(e)));
+            }
+            Op::Processed {
+                group,
+                member,
+                generation,
+                partition,
+                offset,
+                value,
+                sink,
+            } => {
+                processed
+                    .entry((group.as_str(), *value))
+                    .or_default()
+                    .push(Processing {
+                        index: e.index,
+                        member,
+                        generation: *generation,
+                        at_ms: entry_ms(e),
+                        sink: *sink,
+                    });
+                let m = max_processed
+                    .entry((group.as_str(), partition))
+                    .or_insert(*offset);
+                *m = (*m).max(*offset);
+            }
+            Op::Assigned {
+                group,
+                member,
+                generation,
+                partitions,
+            } => {
+                for p in partitions {
+                    let key = (group.as_str(), *generation, p);
+                    match owners.get(&key) {
+                        Some((other, first)) if *other != member.as_str() => {
+                            let (other, first) = (*other, *first);
+                            tallies.add("double-assignment", (e.index, 0), || {
+                                format!(
+                                    "{p} was assigned in generation {generation} of group \
+                                     {group} to member {other} (history line {first}) and to \
+                                     member {member} (line {})",
+                                    e.index
+                                )
+                            });
+                        }
+                        Some(_) => {}
+                        None => {
+                            owners.insert(key, (member.as_str(), e.index));
+                        }
+                    }
+                }
+            }
+            Op::Committed {
+                group,
+                generation,
+                offsets,
+                ..
+            } if e.outcome == Outcome::Ok => {
+                for (p, offset) in offsets {
+                    let key = (group.as_str(), p);
+                    let m = max_committed.entry(key).or_insert(*offset);
+                    *m = (*m).max(*offset);
+                    if let Some((g, prev, line)) = last_commit.get(&key).copied() {
+                        if g == *generation && *offset < prev {
+                            tallies.add("commit-regression", (e.index, 0), || {
+                                format!(
+                                    "group {group} committed {p} at {prev} (line {line}) and \
+                                     then at {offset} (line {}), both in generation \
+                                     {generation}",
+                                    e.index
+                                )
+                            });
+                        }
+                    }
+                    last_commit.insert(key, (*generation, *offset, e.index));
+                }
+            }
+            _ => {}
+        }
+    }
+    let groups: BTreeSet<&str> = processed.keys().map(|(g, _)| *g).collect();
+    for group in groups {
+        for (value, (p, offset, index, at_ms)) in &acked {
+            let times = processed.get(&(group, *value)).map_or(0, Vec::len);
+            let reached = max_processed.get(&(group, *p)).is_some_and(|m| m > offset)
+                || max_committed.get(&(group, *p)).is_some_and(|c| c > offset);
+            if times == 0 && reached {
+                let upto = max_processed.get(&(group, *p)).copied().unwrap_or(-1);
+                tallies.add("processing-loss", (*index, 0), || {
+                    format!(
+                        "value {value}, acknowledged at offset {offset} of {p} at {} s, was \
+                         never processed by group {group}, which processed {p} up to offset \
+                         {upto}",
+                        Secs(*at_ms)
+                    )
+                });
+            }
+        }
+        for ((g, value), runs) in processed.range((group, 0)..=(group, Value::MAX)) {
+            debug_assert_eq!(*g, group);
+            if runs.len() < 2 {
+                continue;
+            }
+            let (a, b) = (&runs[0], &runs[1]);
+            let describe = |what: &str| {
+                format!(
+                    "value {value} {what} by group {g}: by member {} (generation {}) at {} s \
+                     and by member {} (generation {}) at {} s",
+                    a.member,
+                    a.generation,
+                    Secs(a.at_ms),
+                    b.member,
+                    b.generation,
+                    Secs(b.at_ms)
+                )
+            };
+            tallies.add("reprocessing", (b.index, 0), || {
+                describe("was processed twice")
+            });
+            let api: Vec<&Processing> = runs
+                .iter()
+                .filter(|r| r.sink == Sink::ExternalApi)
+                .collect();
+            if api.len() >= 2 {
+                tallies.add("duplicate-effect", (api[1].index, 0), || {
+                    describe("reached the external API twice")
+                });
+            }
+        }
+    }
+    // The high watermark: the highest any replica holds (the leader's, when it has one).
+    let hw: BTreeMap<&TopicPartition, Offset> = snapshot
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let h = p.replicas.iter().map(|r| r.high_watermark).max()?;
+            Some((&p.partition, h))
+        })
+        .collect();
+    for (group, p, offset) in &snapshot.committed_offsets {
+        if let Some(h) = hw.get(p).filter(|h| offset > *h) {
+            tallies.add("committed-past-high-watermark", (u64::MAX, 0), || {
+                format!(
+                    "group {group}'s committed offset for {p} is {offset}, above the high \
+                     watermark {h}"
+                )
+            });
+        }
     }
 }
 
@@ -406,7 +618,13 @@ impl<'h> Collector<'h> {
                 }
             }
             Op::FaultStart { .. } => self.stats.faults += 1,
-            Op::FaultEnd { .. } | Op::PartitionChange { .. } | Op::ProducerMetrics(_) => {}
+            Op::FaultEnd { .. }
+            | Op::PartitionChange { .. }
+            | Op::ProducerMetrics(_)
+            | Op::Processed { .. }
+            | Op::Assigned { .. }
+            | Op::Committed { .. }
+            | Op::MemberEvent { .. } => {}
         }
     }
 
@@ -1020,6 +1238,136 @@ mod tests {
         fn run(&self) -> CheckResult {
             check(&self.h, &Snapshot::default())
         }
+
+        #[allow(clippy::too_many_arguments)]
+        fn processed(
+            &mut self,
+            consumer: u32,
+            t: Millis,
+            member: &str,
+            generation: i32,
+            part: u32,
+            offset: Offset,
+            value: Value,
+            sink: Sink,
+        ) -> &mut Self {
+            let op = Op::Processed {
+                group: "g".into(),
+                member: member.into(),
+                generation,
+                partition: tp(part),
+                offset,
+                value,
+                sink,
+            };
+            self.push(NodeId::Consumer(consumer), t, Outcome::Ok, op)
+        }
+
+        fn assigned(
+            &mut self,
+            t: Millis,
+            member: &str,
+            generation: i32,
+            parts: &[u32],
+        ) -> &mut Self {
+            let op = Op::Assigned {
+                group: "g".into(),
+                member: member.into(),
+                generation,
+                partitions: parts.iter().map(|p| tp(*p)).collect(),
+            };
+            self.push(NodeId::Consumer(0), t, Outcome::Ok, op)
+        }
+
+        fn committed(
+            &mut self,
+            t: Millis,
+            generation: i32,
+            part: u32,
+            offset: Offset,
+        ) -> &mut Self {
+            let op = Op::Committed {
+                group: "g".into(),
+                member: "m1".into(),
+                generation,
+                offsets: vec![(tp(part), offset)],
+            };
+            self.push(NodeId::Consumer(0), t, Outcome::Ok, op)
+        }
+    }
+
+    // ------------------------------------------------------------ consumer groups
+
+    /// Counts of the group kinds only (these histories have no reads, so their
+    /// acknowledged writes are also `unseen`).
+    fn group_counts(r: &CheckResult) -> Vec<(&str, u64)> {
+        counts(r)
+            .into_iter()
+            .filter(|(k, _)| *k != "unseen")
+            .collect()
+    }
+
+    #[test]
+    fn a_skipped_record_is_a_processing_loss() {
+        let r = B::default()
+            .ok(0, 10, v(0, 0), 0, 0)
+            .ok(0, 11, v(0, 1), 0, 1)
+            .ok(0, 12, v(0, 2), 0, 2)
+            .processed(0, 20, "m1", 1, 0, 0, v(0, 0), Sink::ExternalApi)
+            .processed(0, 21, "m1", 1, 0, 2, v(0, 2), Sink::ExternalApi)
+            .run();
+        assert_eq!(group_counts(&r), vec![("processing-loss", 1)]);
+        assert!(examples(&r, "processing-loss")[0].contains("never processed by group g"));
+    }
+
+    #[test]
+    fn records_beyond_what_a_group_reached_are_not_lost() {
+        let r = B::default()
+            .ok(0, 10, v(0, 0), 0, 0)
+            .ok(0, 11, v(0, 1), 0, 1)
+            .processed(0, 20, "m1", 1, 0, 0, v(0, 0), Sink::DedupStore)
+            .run();
+        assert_eq!(group_counts(&r), vec![]);
+    }
+
+    #[test]
+    fn reprocessing_reaches_the_api_twice_but_the_store_once() {
+        let store = B::default()
+            .ok(0, 10, v(0, 0), 0, 0)
+            .processed(0, 20, "m1", 1, 0, 0, v(0, 0), Sink::DedupStore)
+            .processed(1, 30, "m2", 2, 0, 0, v(0, 0), Sink::DedupStore)
+            .run();
+        assert_eq!(group_counts(&store), vec![("reprocessing", 1)]);
+        let api = B::default()
+            .ok(0, 10, v(0, 0), 0, 0)
+            .processed(0, 20, "m1", 1, 0, 0, v(0, 0), Sink::ExternalApi)
+            .processed(1, 30, "m2", 2, 0, 0, v(0, 0), Sink::ExternalApi)
+            .run();
+        assert_eq!(
+            group_counts(&api),
+            vec![("duplicate-effect", 1), ("reprocessing", 1)]
+        );
+        assert!(examples(&api, "reprocessing")[0].contains("member m2 (generation 2)"));
+    }
+
+    #[test]
+    fn one_partition_two_owners_in_a_generation_is_a_double_assignment() {
+        let r = B::default()
+            .assigned(10, "m1", 1, &[0, 1])
+            .assigned(10, "m2", 1, &[1])
+            .assigned(20, "m2", 2, &[0])
+            .run();
+        assert_eq!(group_counts(&r), vec![("double-assignment", 1)]);
+    }
+
+    #[test]
+    fn a_commit_going_back_within_a_generation_is_a_regression() {
+        let r = B::default()
+            .committed(10, 1, 0, 50)
+            .committed(20, 1, 0, 40)
+            .committed(30, 2, 0, 30)
+            .run();
+        assert_eq!(counts(&r), vec![("commit-regression", 1)]);
     }
 
     fn counts(r: &CheckResult) -> Vec<(&str, u64)> {
@@ -1659,6 +2007,7 @@ mod tests {
                 vec![replica(2, 1, &[(0, v(0, 0))])],
             )],
             consumer_positions: vec![(0, tp(0), 1)],
+            ..Snapshot::default()
         };
         let r = check(&b.h, &truncated);
         assert_counts(&r, &[("lost-write", 1)]);
@@ -1680,6 +2029,7 @@ mod tests {
                 vec![replica(2, 1, &[(0, v(0, 0)), (1, v(0, 1))])],
             )],
             consumer_positions: vec![(0, tp(0), 1)],
+            ..Snapshot::default()
         };
         assert_counts(&check(&b.h, &kept), &[("unseen", 1)]);
     }
@@ -1698,6 +2048,7 @@ mod tests {
                 partition(1, None, &[], vec![replica(1, 0, &[])]),
             ],
             consumer_positions: vec![(0, tp(0), 2), (1, tp(0), 3), (0, tp(1), 0)],
+            ..Snapshot::default()
         };
         let r = check(&History::default(), &snapshot);
         assert_counts(&r, &[("stuck", 2)]);
@@ -1722,6 +2073,7 @@ mod tests {
                 vec![replica(1, 3, &log), replica(2, 3, &log)],
             )],
             consumer_positions: vec![(0, tp(0), 3), (1, tp(0), 3)],
+            ..Snapshot::default()
         };
         assert_counts(&check(&History::default(), &snapshot), &[]);
     }
@@ -1739,6 +2091,7 @@ mod tests {
                 ],
             )],
             consumer_positions: vec![],
+            ..Snapshot::default()
         };
         let r = check(&History::default(), &snapshot);
         assert_counts(&r, &[("replica-divergence", 2)]);
@@ -1767,6 +2120,7 @@ mod tests {
                 ],
             )],
             consumer_positions: vec![],
+            ..Snapshot::default()
         };
         assert_counts(&check(&History::default(), &snapshot), &[]);
     }
@@ -1775,10 +2129,14 @@ mod tests {
 
     #[test]
     fn every_kind_is_described() {
-        assert_eq!(ANOMALY_KINDS.len(), 12);
+        assert_eq!(ANOMALY_KINDS.len(), 18);
         let unknown = describe("no-such-kind");
-        let descriptions: BTreeSet<&str> = ANOMALY_KINDS.iter().map(|k| describe(k)).collect();
-        assert_eq!(descriptions.len(), ANOMALY_KINDS.len());
+        let descriptions: BTreeSet<&str> = ANOMALY_KINDS
+            .iter()
+            .chain(EVENT_KINDS)
+            .map(|k| describe(k))
+            .collect();
+        assert_eq!(descriptions.len(), ANOMALY_KINDS.len() + EVENT_KINDS.len());
         assert!(!descriptions.contains(unknown));
     }
 

@@ -98,6 +98,58 @@ pub enum Op {
     },
     /// A producer's totals at the end of the run (Kafka's producer metrics).
     ProducerMetrics(ProducerMetrics),
+    /// A group member's application processed one record: its side effect went to
+    /// `sink` (Jepsen-style: the effect is the observation).
+    Processed {
+        /// `group.id`.
+        group: String,
+        /// The member id at the time.
+        member: String,
+        /// The member's generation at the time.
+        generation: i32,
+        /// The record's partition.
+        partition: TopicPartition,
+        /// The record's offset.
+        offset: Offset,
+        /// The record's value.
+        value: Value,
+        /// Where the effect went.
+        sink: Sink,
+    },
+    /// A group member's new assignment after a rebalance (eager: everything it owned
+    /// before was revoked).
+    Assigned {
+        /// `group.id`.
+        group: String,
+        /// The member id.
+        member: String,
+        /// The generation the assignment belongs to.
+        generation: i32,
+        /// The partitions assigned.
+        partitions: Vec<TopicPartition>,
+    },
+    /// An `OffsetCommit` of a group member (outcome `ok` when the coordinator accepted
+    /// it, `fail` with Kafka's error otherwise).
+    Committed {
+        /// `group.id`.
+        group: String,
+        /// The member id.
+        member: String,
+        /// The generation the commit carried.
+        generation: i32,
+        /// The committed positions (the next offset to consume).
+        offsets: Vec<(TopicPartition, Offset)>,
+    },
+    /// A group member left or lost its membership (`max.poll.interval.ms` expired,
+    /// fenced by another instance, closed).
+    MemberEvent {
+        /// `group.id`.
+        group: String,
+        /// The member id.
+        member: String,
+        /// What happened, in words.
+        event: String,
+    },
     /// A leader or ISR change applied by the controller.
     PartitionChange {
         /// The partition.
@@ -111,6 +163,17 @@ pub enum Op {
         /// Whether the election was unclean.
         unclean: bool,
     },
+}
+
+/// Where a consumer application puts the effect of processing a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sink {
+    /// A store that saves each record's id atomically with its result: a record
+    /// processed again has no second effect (C13).
+    DedupStore,
+    /// A non-idempotent external API: every call is an effect.
+    ExternalApi,
 }
 
 /// A producer's counters, named after Kafka's producer metrics.
@@ -261,4 +324,8 @@ pub struct Snapshot {
     pub partitions: Vec<PartitionSnapshot>,
     /// Each consumer's final position per partition: (consumer index, partition, position).
     pub consumer_positions: Vec<(u32, TopicPartition, Offset)>,
+    /// Each group's committed offsets as its coordinator holds them: (group, partition,
+    /// offset).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub committed_offsets: Vec<(String, TopicPartition, Offset)>,
 }

@@ -894,5 +894,6 @@ fn take_snapshot(
     Snapshot {
         partitions,
         consumer_positions,
+        committed_offsets: Vec::new(),
     }
 }
