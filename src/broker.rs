@@ -3,7 +3,11 @@
 //! produce and fetch purgatories, and the broker's KRaft lifecycle (registration,
 //! heartbeats, metadata log replay, self-fencing), and the broker side of the idempotent
 //! producer (KIP-98): the leader's sequence check before appending, and producer ids
-//! handed out from blocks the controller allocates.
+//! handed out from blocks the controller allocates. It hosts the group coordinator
+//! ([`GroupCoordinator`]) of the `__consumer_offsets` partitions it leads: it routes
+//! `FindCoordinator` and the group APIs, appends the coordinator's records through the
+//! same leader path and produce purgatory as `acks=all` produce requests, and loads or
+//! unloads groups when it gains or loses leadership of an offsets partition.
 //!
 //! What survives a crash is the [`Disk`]; everything else in [`Broker`] is process
 //! memory and is rebuilt by [`Broker::restart`].
@@ -11,6 +15,10 @@
 use crate::actor::{Actor, Millis, Outbox};
 use crate::bugs::{Bug, Bugs};
 use crate::config::BrokerConfig;
+use crate::group_coordinator::{
+    self, CoordinatorAppend, CoordinatorOutput, GroupCoordinator, GroupSummary, ReplyTo,
+    OFFSETS_TOPIC,
+};
 use crate::log::Log;
 use crate::metadata::MetadataImage;
 use crate::producer_state::AppendCheck;
@@ -128,9 +136,17 @@ impl ProducePart {
     }
 }
 
+/// Who waits for a parked produce.
+#[derive(Clone, Copy)]
+enum Waiter {
+    /// A producer's request.
+    Client { from: NodeId, correlation_id: u64 },
+    /// The group coordinator's append with this id.
+    Coordinator(u64),
+}
+
 struct DelayedProduce {
-    from: NodeId,
-    correlation_id: u64,
+    waiter: Waiter,
     deadline: Millis,
     parts: Vec<ProducePart>,
 }
@@ -280,6 +296,7 @@ pub struct Broker {
     delayed_produce: Vec<DelayedProduce>,
     delayed_fetch: Vec<DelayedFetch>,
     producer_ids: ProducerIdManager,
+    coordinator: GroupCoordinator,
 }
 
 impl Broker {
@@ -297,7 +314,6 @@ impl Broker {
         }
         Broker {
             id,
-            config,
             bugs,
             incarnation,
             disk,
@@ -315,6 +331,8 @@ impl Broker {
             delayed_produce: Vec::new(),
             delayed_fetch: Vec::new(),
             producer_ids: ProducerIdManager::default(),
+            coordinator: GroupCoordinator::new(&config, bugs, id, incarnation),
+            config,
         }
     }
 
@@ -337,6 +355,16 @@ impl Broker {
             Some(p) => p.high_watermark,
             None => self.disk.hw_checkpoint.get(tp).copied().unwrap_or(0),
         }
+    }
+
+    /// Every loaded group's committed offsets (for the end-of-run snapshot).
+    pub fn committed_offsets(&self) -> BTreeMap<(std::sync::Arc<str>, TopicPartition), Offset> {
+        self.coordinator.committed_offsets()
+    }
+
+    /// Every loaded group's state, generation and members (for the end-of-run snapshot).
+    pub fn groups(&self) -> Vec<GroupSummary> {
+        self.coordinator.groups()
     }
 
     fn correlation(&mut self) -> u64 {
@@ -468,6 +496,9 @@ impl Broker {
                         epoch_start_offset: leo,
                     }));
                     self.maybe_increment_hw(now, tp, out);
+                    if &*tp.topic == OFFSETS_TOPIC {
+                        self.coordinator_elected(now, tp, out);
+                    }
                 } else if let Role::Leader(ls) = &mut part.role {
                     ls.isr = reg.isr.clone();
                     ls.replicas = reg.replicas.clone();
@@ -497,6 +528,7 @@ impl Broker {
                         self.disk.logs.get_mut(tp).expect("log").truncate_to(hw);
                     }
                     self.fail_delayed_for(now, tp, out);
+                    self.coordinator_resigned(now, tp, out);
                 }
             }
             None => {
@@ -504,6 +536,7 @@ impl Broker {
                     part.leader_epoch = reg.leader_epoch;
                     part.role = Role::Idle;
                     self.fail_delayed_for(now, tp, out);
+                    self.coordinator_resigned(now, tp, out);
                 }
             }
         }
@@ -770,8 +803,10 @@ impl Broker {
             "produce purgatory overflow"
         );
         self.delayed_produce.push(DelayedProduce {
-            from,
-            correlation_id,
+            waiter: Waiter::Client {
+                from,
+                correlation_id,
+            },
             deadline: now + req.timeout_ms,
             parts,
         });
@@ -786,6 +821,7 @@ impl Broker {
     /// Completes parked produces whose partitions are all decided; `now` past a
     /// deadline turns undecided partitions into `REQUEST_TIMED_OUT`.
     fn complete_delayed_produce(&mut self, now: Millis, out: &mut Outbox) {
+        let mut coordinator_appends = Vec::new();
         let mut i = 0;
         while i < self.delayed_produce.len() {
             let d = &mut self.delayed_produce[i];
@@ -817,6 +853,16 @@ impl Broker {
             }
             if d.parts.iter().all(|p| p.result.is_some()) {
                 let d = self.delayed_produce.swap_remove(i);
+                let (from, correlation_id) = match d.waiter {
+                    Waiter::Client {
+                        from,
+                        correlation_id,
+                    } => (from, correlation_id),
+                    Waiter::Coordinator(id) => {
+                        coordinator_appends.push((id, d.parts[0].result.expect("decided")));
+                        continue;
+                    }
+                };
                 let partitions = d
                     .parts
                     .into_iter()
@@ -833,14 +879,174 @@ impl Broker {
                     })
                     .collect();
                 Self::respond(
-                    d.from,
-                    d.correlation_id,
+                    from,
+                    correlation_id,
                     Response::Produce(ProduceResponse { partitions }),
                     out,
                 );
             } else {
                 i += 1;
             }
+        }
+        for (id, error) in coordinator_appends {
+            let output = self.coordinator.on_append_complete(now, id, error);
+            self.apply_coordinator_output(now, output, out);
+        }
+    }
+
+    // ------------------------------------------------------------ group coordinator
+
+    /// The `__consumer_offsets` partition of a group, once the topic exists.
+    fn coordinator_partition(&self, group_id: &str) -> Option<u32> {
+        self.image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|n| group_coordinator::partition_for_group(group_id, *n))
+    }
+
+    /// `FindCoordinator`: the leader of the group's offsets partition. Transaction
+    /// coordinators do not exist yet: `COORDINATOR_NOT_AVAILABLE`.
+    fn handle_find_coordinator(&self, req: &FindCoordinatorRequest) -> FindCoordinatorResponse {
+        let leader = match req.key_type {
+            CoordinatorType::Group => self
+                .coordinator_partition(&req.key)
+                .and_then(|p| {
+                    self.image
+                        .partitions
+                        .get(&TopicPartition::new(OFFSETS_TOPIC, p))
+                })
+                .and_then(|reg| reg.leader)
+                .filter(|l| self.image.is_live(*l)),
+            CoordinatorType::Transaction => None,
+        };
+        FindCoordinatorResponse {
+            error: if leader.is_some() {
+                ErrorCode::None
+            } else {
+                ErrorCode::CoordinatorNotAvailable
+            },
+            node_id: leader,
+        }
+    }
+
+    /// A group API request: served if this broker leads (unfenced) the group's offsets
+    /// partition and has loaded it, else `NOT_COORDINATOR`.
+    fn handle_group_request(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        request: Request,
+        out: &mut Outbox,
+    ) {
+        let group_id = group_coordinator::group_id(&request).expect("a group request");
+        let fenced = self.self_fenced(now);
+        let partition = self.coordinator_partition(group_id).filter(|p| {
+            let tp = TopicPartition::new(OFFSETS_TOPIC, *p);
+            let leads = self
+                .partitions
+                .get(&tp)
+                .is_some_and(|part| matches!(part.role, Role::Leader(_)));
+            leads && !fenced && self.coordinator.is_loaded(*p)
+        });
+        let Some(partition) = partition else {
+            let response = group_coordinator::error_response(&request, ErrorCode::NotCoordinator)
+                .expect("a group request");
+            Self::respond(from, correlation_id, response, out);
+            return;
+        };
+        let reply_to = ReplyTo {
+            client: from,
+            correlation_id,
+        };
+        let output = self.coordinator.handle(now, partition, reply_to, request);
+        self.apply_coordinator_output(now, output, out);
+    }
+
+    /// Sends the coordinator's answers and appends its records.
+    fn apply_coordinator_output(
+        &mut self,
+        now: Millis,
+        output: CoordinatorOutput,
+        out: &mut Outbox,
+    ) {
+        for (to, response) in output.responses {
+            Self::respond(to.client, to.correlation_id, response, out);
+        }
+        for append in output.appends {
+            self.append_for_coordinator(now, append, out);
+        }
+    }
+
+    /// Appends a coordinator batch as leader with `acks=all` semantics: parked in the
+    /// produce purgatory until the high watermark passes it or
+    /// `offsets.commit.timeout.ms` runs out.
+    fn append_for_coordinator(&mut self, now: Millis, append: CoordinatorAppend, out: &mut Outbox) {
+        let tp = TopicPartition::new(OFFSETS_TOPIC, append.partition);
+        let fenced = self.self_fenced(now);
+        let epoch = match self.partitions.get(&tp) {
+            Some(Partition {
+                role: Role::Leader(ls),
+                leader_epoch,
+                ..
+            }) if !fenced => {
+                if (ls.isr.len() as u32) < self.config.min_insync_replicas {
+                    Err(ErrorCode::NotEnoughReplicas)
+                } else {
+                    Ok(*leader_epoch)
+                }
+            }
+            _ => Err(ErrorCode::NotLeaderOrFollower),
+        };
+        let epoch = match epoch {
+            Ok(epoch) => epoch,
+            Err(error) => {
+                let output = self.coordinator.on_append_complete(now, append.id, error);
+                self.apply_coordinator_output(now, output, out);
+                return;
+            }
+        };
+        let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
+        let log_start_offset = log.log_start_offset();
+        let (base, last) = log
+            .append_as_leader(&append.batch, epoch)
+            .expect("coordinator batches are valid");
+        assert!(
+            self.delayed_produce.len() < MAX_PURGATORY,
+            "produce purgatory overflow"
+        );
+        self.delayed_produce.push(DelayedProduce {
+            waiter: Waiter::Coordinator(append.id),
+            deadline: now + self.config.offsets_commit_timeout_ms,
+            parts: vec![ProducePart {
+                tp: tp.clone(),
+                leader_epoch: epoch,
+                base_offset: base,
+                required_offset: last + 1,
+                duplicate: false,
+                log_start_offset,
+                result: None,
+            }],
+        });
+        self.maybe_increment_hw(now, &tp, out);
+        self.complete_delayed_fetch(now, true, out);
+        self.complete_delayed_produce(now, out);
+    }
+
+    /// This broker became leader of an offsets partition (or leads it in a new epoch):
+    /// whatever was loaded is dropped and the partition's log is replayed.
+    fn coordinator_elected(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
+        self.coordinator_resigned(now, tp, out);
+        let log = &self.disk.logs[tp];
+        let batches = log.read(0, log.log_end_offset(), usize::MAX);
+        self.coordinator.load(now, tp.partition, &batches);
+    }
+
+    /// This broker no longer leads an offsets partition: its groups are dropped.
+    fn coordinator_resigned(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
+        if &*tp.topic == OFFSETS_TOPIC {
+            let output = self.coordinator.unload(tp.partition);
+            self.apply_coordinator_output(now, output, out);
         }
     }
 
@@ -1513,6 +1719,13 @@ impl Actor for Broker {
                     };
                     Self::respond(from, correlation_id, Response::Metadata(resp), out);
                 }
+                Request::FindCoordinator(r) => {
+                    let resp = self.handle_find_coordinator(&r);
+                    Self::respond(from, correlation_id, Response::FindCoordinator(resp), out);
+                }
+                r if group_coordinator::group_id(&r).is_some() => {
+                    self.handle_group_request(now, from, correlation_id, r, out)
+                }
                 // Controller and admin APIs are not served by brokers.
                 _ => {}
             },
@@ -1555,6 +1768,8 @@ impl Actor for Broker {
         }
         self.complete_delayed_produce(now, out);
         self.complete_delayed_fetch(now, false, out);
+        let output = self.coordinator.on_timer(now);
+        self.apply_coordinator_output(now, output, out);
         self.controller_work(now, out);
         self.follower_work(now, out);
     }
@@ -1608,6 +1823,9 @@ impl Actor for Broker {
         for b in self.fetch_backoff.values() {
             t = t.min(*b);
         }
+        if let Some(c) = self.coordinator.next_timer() {
+            t = t.min(c);
+        }
         Some(t)
     }
 }
@@ -1617,6 +1835,7 @@ mod tests {
     use super::*;
     use crate::record::{Record, RecordBatch};
     use bytes::Bytes;
+    use std::sync::Arc;
 
     fn tp() -> TopicPartition {
         TopicPartition::new("orders", 0)
@@ -2682,5 +2901,247 @@ mod tests {
         b.restart(2);
         let (r, _) = init_producer_id(&mut b, 5, -1);
         assert_eq!(r.error, ErrorCode::CoordinatorLoadInProgress);
+    }
+
+    // ------------------------------------------------------------ group coordinator
+
+    /// "my-group" hashes to `__consumer_offsets-12` of 50.
+    const GROUP: &str = "my-group";
+
+    fn offsets_records(leader: BrokerId, isr: &[BrokerId], epoch: i32) -> Vec<MetadataRecord> {
+        let reg = MetadataRecord::PartitionChange(PartitionRegistration {
+            tp: TopicPartition::new(OFFSETS_TOPIC, 12),
+            replicas: vec![1, 2],
+            isr: isr.to_vec(),
+            leader: Some(leader),
+            leader_epoch: epoch,
+            partition_epoch: epoch,
+        });
+        if epoch > 0 {
+            return vec![reg];
+        }
+        let spec = group_coordinator::offsets_topic_spec(&BrokerConfig::default(), 2);
+        vec![
+            MetadataRecord::Topic {
+                name: spec.name,
+                partitions: spec.partitions,
+            },
+            reg,
+        ]
+    }
+
+    fn group_config() -> BrokerConfig {
+        BrokerConfig {
+            group_initial_rebalance_delay_ms: 0,
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// Carries messages between brokers 1 and 2 until none is left; returns what they
+    /// sent to clients.
+    fn exchange(
+        b1: &mut Broker,
+        b2: &mut Broker,
+        now: Millis,
+        mut queue: Vec<(NodeId, NodeId, Message)>,
+    ) -> Vec<(NodeId, Message)> {
+        let mut to_clients = Vec::new();
+        for _ in 0..1_000 {
+            if queue.is_empty() {
+                return to_clients;
+            }
+            let (from, to, message) = queue.remove(0);
+            let b = match to {
+                NodeId::Broker(1) => &mut *b1,
+                NodeId::Broker(2) => &mut *b2,
+                NodeId::Controller => continue,
+                client => {
+                    to_clients.push((client, message));
+                    continue;
+                }
+            };
+            let mut out = Outbox::default();
+            b.on_message(now, from, message, &mut out);
+            queue.extend(out.sends.into_iter().map(|(t, m)| (to, t, m)));
+        }
+        panic!("brokers never went quiet");
+    }
+
+    fn sent_by(broker: BrokerId, out: Outbox) -> Vec<(NodeId, NodeId, Message)> {
+        let from = NodeId::Broker(broker);
+        out.sends.into_iter().map(|(t, m)| (from, t, m)).collect()
+    }
+
+    fn answer(msgs: &[(NodeId, Message)], correlation: u64) -> Option<Response> {
+        msgs.iter().find_map(|(_, m)| match m {
+            Message::Response {
+                correlation_id,
+                response,
+            } if *correlation_id == correlation => Some(response.clone()),
+            _ => None,
+        })
+    }
+
+    fn join(member_id: &str) -> Request {
+        Request::JoinGroup(JoinGroupRequest {
+            group_id: Arc::from(GROUP),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            member_id: Arc::from(member_id),
+            group_instance_id: None,
+            protocols: vec![(
+                Arc::from("range"),
+                Subscription {
+                    topics: vec![Arc::from("orders")],
+                    owned_partitions: vec![],
+                },
+            )],
+        })
+    }
+
+    #[test]
+    fn find_coordinator_answers_the_offsets_partition_leader() {
+        let (mut b, _) = broker(
+            2,
+            group_config(),
+            Bugs::default(),
+            offsets_records(1, &[1, 2], 0),
+        );
+        let find = |key: &str| {
+            Request::FindCoordinator(FindCoordinatorRequest {
+                key: Arc::from(key),
+                key_type: CoordinatorType::Group,
+            })
+        };
+        let out = request(&mut b, 10, NodeId::Consumer(0), 1, find(GROUP));
+        match response_to(&out, 1) {
+            Some(Response::FindCoordinator(r)) => {
+                assert_eq!((r.error, r.node_id), (ErrorCode::None, Some(1)))
+            }
+            other => panic!("{other:?}"),
+        }
+        // "group" hashes to partition 47, which has no registration here.
+        let out = request(&mut b, 10, NodeId::Consumer(0), 2, find("group"));
+        match response_to(&out, 2) {
+            Some(Response::FindCoordinator(r)) => {
+                assert_eq!(r.error, ErrorCode::CoordinatorNotAvailable)
+            }
+            other => panic!("{other:?}"),
+        }
+        // Broker 2 only follows the partition: not the coordinator.
+        let out = request(&mut b, 10, NodeId::Consumer(0), 3, join(""));
+        match response_to(&out, 3) {
+            Some(Response::JoinGroup(r)) => assert_eq!(r.error, ErrorCode::NotCoordinator),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn commits_wait_for_replication_and_survive_a_coordinator_move() {
+        let bugs = Bugs::default();
+        let (mut b1, m1) = broker(1, group_config(), bugs, offsets_records(1, &[1, 2], 0));
+        let (mut b2, m2) = broker(2, group_config(), bugs, offsets_records(1, &[1, 2], 0));
+        // Broker 2 starts following: its fetches park on broker 1.
+        let copy = |out: &Outbox| Outbox {
+            sends: out.sends.clone(),
+            ..Outbox::default()
+        };
+        let mut queue = sent_by(1, copy(&m1));
+        queue.extend(sent_by(2, copy(&m2)));
+        exchange(&mut b1, &mut b2, 5, queue);
+        let c = NodeId::Consumer(0);
+        let member_id = match response_to(&request(&mut b1, 10, c, 1, join("")), 1) {
+            Some(Response::JoinGroup(r)) if r.error == ErrorCode::MemberIdRequired => r.member_id,
+            other => panic!("{other:?}"),
+        };
+        assert!(response_to(&request(&mut b1, 11, c, 2, join(&member_id)), 2).is_none());
+        let mut out = Outbox::default();
+        b1.on_timer(11, &mut out);
+        match response_to(&out, 2) {
+            Some(Response::JoinGroup(r)) => {
+                assert_eq!((r.generation_id, r.leader), (1, member_id.clone()))
+            }
+            other => panic!("{other:?}"),
+        }
+        // The leader's assignment is stored first: SyncGroup waits for the follower.
+        let sync = Request::SyncGroup(SyncGroupRequest {
+            group_id: Arc::from(GROUP),
+            generation_id: 1,
+            member_id: member_id.clone(),
+            group_instance_id: None,
+            assignments: vec![(member_id.clone(), vec![tp()])],
+        });
+        let out = request(&mut b1, 12, c, 3, sync);
+        assert!(
+            response_to(&out, 3).is_none(),
+            "not before the high watermark"
+        );
+        let msgs = exchange(&mut b1, &mut b2, 13, sent_by(1, out));
+        match answer(&msgs, 3) {
+            Some(Response::SyncGroup(r)) => {
+                assert_eq!((r.error, r.assignment), (ErrorCode::None, vec![tp()]))
+            }
+            other => panic!("{other:?}"),
+        }
+        let commit = Request::OffsetCommit(OffsetCommitRequest {
+            group_id: Arc::from(GROUP),
+            generation_id: 1,
+            member_id: member_id.clone(),
+            group_instance_id: None,
+            offsets: vec![CommittedOffset {
+                tp: tp(),
+                offset: 42,
+                leader_epoch: 0,
+            }],
+        });
+        let out = request(&mut b1, 20, c, 4, commit);
+        assert!(
+            response_to(&out, 4).is_none(),
+            "not before the high watermark"
+        );
+        let msgs = exchange(&mut b1, &mut b2, 21, sent_by(1, out));
+        match answer(&msgs, 4) {
+            Some(Response::OffsetCommit(r)) => {
+                assert_eq!(r.partitions, vec![(tp(), ErrorCode::None)])
+            }
+            other => panic!("{other:?}"),
+        }
+        let key = (Arc::from(GROUP), tp());
+        assert_eq!(b1.committed_offsets()[&key], 42);
+        assert!(
+            b2.committed_offsets().is_empty(),
+            "a follower coordinates nothing"
+        );
+
+        // Broker 2 becomes the leader of __consumer_offsets-12 and loads the group.
+        deliver_metadata(&mut b2, 30, &m2, offsets_records(2, &[2], 1), 9);
+        assert_eq!(b2.committed_offsets()[&key], 42);
+        let groups = b2.groups();
+        assert_eq!((groups[0].generation, groups[0].members.len()), (1, 1));
+        let fetch = Request::OffsetFetch(OffsetFetchRequest {
+            group_id: Arc::from(GROUP),
+            partitions: vec![tp()],
+        });
+        match response_to(&request(&mut b2, 31, c, 5, fetch), 5) {
+            Some(Response::OffsetFetch(r)) => assert_eq!(r.offsets[0].offset, 42),
+            other => panic!("{other:?}"),
+        }
+        let heartbeat = Request::Heartbeat(HeartbeatRequest {
+            group_id: Arc::from(GROUP),
+            generation_id: 1,
+            member_id,
+            group_instance_id: None,
+        });
+        match response_to(&request(&mut b2, 32, c, 6, heartbeat.clone()), 6) {
+            Some(Response::Heartbeat(r)) => assert_eq!(r.error, ErrorCode::None),
+            other => panic!("{other:?}"),
+        }
+        // Broker 1 learns it lost the partition and stops coordinating.
+        deliver_metadata(&mut b1, 33, &m1, offsets_records(2, &[2], 1), 9);
+        match response_to(&request(&mut b1, 34, c, 7, heartbeat), 7) {
+            Some(Response::Heartbeat(r)) => assert_eq!(r.error, ErrorCode::NotCoordinator),
+            other => panic!("{other:?}"),
+        }
+        assert!(b1.committed_offsets().is_empty());
     }
 }

@@ -21,6 +21,11 @@ pub enum Bug {
     /// and on an out-of-order error re-sequences its queue as it stands (the client
     /// without KAFKA-5494's in-order retries).
     NoInOrderRetry,
+    /// The group coordinator accepts an `OffsetCommit` carrying an older generation,
+    /// without checking the member or the generation.
+    CommitFromOldGeneration,
+    /// The group coordinator never evicts a member whose session timed out.
+    NoSessionExpiry,
 }
 
 /// One catalogue entry.
@@ -68,6 +73,20 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The idempotent producer re-queues failed batches out of sequence order and, \
                   on OUT_OF_ORDER_SEQUENCE_NUMBER, re-sequences its queue as it stands; with \
                   5 requests in flight records land out of order (scenario idempotence-on).",
+    },
+    BugInfo {
+        bug: Bug::CommitFromOldGeneration,
+        name: "commit-from-old-generation",
+        reference: "classic group protocol generation fencing (KIP-62 era)",
+        summary: "The group coordinator accepts offset commits from an older generation, so a \
+                  zombie member that lost its partitions can move their committed offsets back.",
+    },
+    BugInfo {
+        bug: Bug::NoSessionExpiry,
+        name: "no-session-expiry",
+        reference: "KIP-62 (session.timeout.ms)",
+        summary: "The group coordinator never evicts a member silent for session.timeout.ms, so \
+                  a dead consumer keeps its partitions and nobody consumes them.",
     },
 ];
 

@@ -44,6 +44,27 @@ pub struct BrokerConfig {
     /// controller may take.
     #[serde(rename = "request.timeout.ms")]
     pub request_timeout_ms: u64,
+    /// `offsets.topic.num.partitions` (default 50): partitions of `__consumer_offsets`.
+    #[serde(rename = "offsets.topic.num.partitions")]
+    pub offsets_topic_num_partitions: u32,
+    /// `offsets.topic.replication.factor` (default 3; the host caps it at the broker
+    /// count).
+    #[serde(rename = "offsets.topic.replication.factor")]
+    pub offsets_topic_replication_factor: u32,
+    /// `group.initial.rebalance.delay.ms` (default 3000): how long the first rebalance
+    /// of an empty group waits for more members.
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` (default 6000).
+    #[serde(rename = "group.min.session.timeout.ms")]
+    pub group_min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms` (default 1800000).
+    #[serde(rename = "group.max.session.timeout.ms")]
+    pub group_max_session_timeout_ms: u64,
+    /// `offsets.commit.timeout.ms` (default 5000): how long an offset commit waits for
+    /// its records to be replicated before `REQUEST_TIMED_OUT`.
+    #[serde(rename = "offsets.commit.timeout.ms")]
+    pub offsets_commit_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -59,6 +80,12 @@ impl Default for BrokerConfig {
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
             request_timeout_ms: 30_000,
+            offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_commit_timeout_ms: 5_000,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod consumer;
 pub mod controller;
 pub mod figures;
+pub mod group_coordinator;
 pub mod history;
 pub mod log;
 pub mod metadata;
