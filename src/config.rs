@@ -3,6 +3,7 @@
 //! A scenario file spells these exactly as Kafka does (`"linger.ms": 5`); unknown names
 //! are rejected, so a typo never silently falls back to a default.
 
+use crate::assignor::Assignor;
 use crate::protocol::{Acks, IsolationLevel};
 use crate::record::CompressionType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -292,6 +293,40 @@ pub struct ConsumerConfig {
     /// `metadata.max.age.ms` (default 300000).
     #[serde(rename = "metadata.max.age.ms")]
     pub metadata_max_age_ms: u64,
+    /// `group.id` (default none): needed for `subscribe` and commits.
+    #[serde(rename = "group.id", skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// `group.instance.id` (default none): makes the member static (KIP-345).
+    #[serde(rename = "group.instance.id", skip_serializing_if = "Option::is_none")]
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms` (default 45000).
+    #[serde(rename = "session.timeout.ms")]
+    pub session_timeout_ms: u64,
+    /// `heartbeat.interval.ms` (default 3000).
+    #[serde(rename = "heartbeat.interval.ms")]
+    pub heartbeat_interval_ms: u64,
+    /// `max.poll.interval.ms` (default 300000): also the group's rebalance timeout.
+    #[serde(rename = "max.poll.interval.ms")]
+    pub max_poll_interval_ms: u64,
+    /// `max.poll.records` (default 500).
+    #[serde(rename = "max.poll.records")]
+    pub max_poll_records: usize,
+    /// `enable.auto.commit` (default true). `None` when not set: Kafka then commits
+    /// automatically only with a `group.id` (see [`ConsumerConfig::auto_commit`]).
+    #[serde(rename = "enable.auto.commit", skip_serializing_if = "Option::is_none")]
+    pub enable_auto_commit: Option<bool>,
+    /// `auto.commit.interval.ms` (default 5000).
+    #[serde(rename = "auto.commit.interval.ms")]
+    pub auto_commit_interval_ms: u64,
+    /// `default.api.timeout.ms` (default 60000): how long a commit may take.
+    #[serde(rename = "default.api.timeout.ms")]
+    pub default_api_timeout_ms: u64,
+    /// `partition.assignment.strategy`: assignors in preference order, by name
+    /// (`range`, `roundrobin`) or Kafka class name. Kafka 4.x's default is
+    /// `[range, cooperative-sticky]`; kafkasim's consumer has only the eager protocol
+    /// and no `CooperativeStickyAssignor`, so its default is `[range]`.
+    #[serde(rename = "partition.assignment.strategy")]
+    pub partition_assignment_strategy: Vec<Assignor>,
 }
 
 impl Default for ConsumerConfig {
@@ -305,7 +340,72 @@ impl Default for ConsumerConfig {
             request_timeout_ms: 30_000,
             retry_backoff_ms: 100,
             metadata_max_age_ms: 300_000,
+            group_id: None,
+            group_instance_id: None,
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 3_000,
+            max_poll_interval_ms: 300_000,
+            max_poll_records: 500,
+            enable_auto_commit: None,
+            auto_commit_interval_ms: 5_000,
+            default_api_timeout_ms: 60_000,
+            partition_assignment_strategy: vec![Assignor::Range],
         }
+    }
+}
+
+impl ConsumerConfig {
+    /// Whether offsets are committed automatically, after Kafka's
+    /// `maybeOverrideEnableAutoCommit`: on by default, but off without a `group.id`.
+    pub fn auto_commit(&self) -> bool {
+        self.group_id.is_some() && self.enable_auto_commit.unwrap_or(true)
+    }
+
+    /// The checks `KafkaConsumer`'s constructor makes, with Kafka's own messages:
+    /// `Err((property, message))` for a configuration Kafka would refuse.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let at_least_1 = |name: &'static str, value: u64| {
+            if value < 1 {
+                Err((
+                    name,
+                    format!(
+                        "Invalid value {value} for configuration {name}: Value must be at least 1"
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        at_least_1("max.poll.records", self.max_poll_records as u64)?;
+        at_least_1("max.poll.interval.ms", self.max_poll_interval_ms)?;
+        if self.group_id.is_none() && self.enable_auto_commit == Some(true) {
+            return Err((
+                "enable.auto.commit",
+                "enable.auto.commit cannot be set to true when default group id (null) is used."
+                    .into(),
+            ));
+        }
+        if self.group_instance_id.as_deref() == Some("") {
+            return Err((
+                "group.instance.id",
+                "Group instance id must be non-empty string".into(),
+            ));
+        }
+        if self.group_id.is_some() && self.heartbeat_interval_ms >= self.session_timeout_ms {
+            return Err((
+                "heartbeat.interval.ms",
+                "Heartbeat must be set lower than the session timeout".into(),
+            ));
+        }
+        if self.partition_assignment_strategy.is_empty() {
+            return Err((
+                "partition.assignment.strategy",
+                "Invalid value [] for configuration partition.assignment.strategy: \
+                 at least one assignor is needed"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 

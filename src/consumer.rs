@@ -1,27 +1,72 @@
-//! The consumer client: Kafka's `KafkaConsumer` in `assign` mode (`Fetcher`,
-//! `OffsetFetcher`, `SubscriptionState`) as a sans-IO state machine.
+//! The consumer client: Kafka's `KafkaConsumer` (`Fetcher`, `OffsetFetcher`,
+//! `SubscriptionState`) as a sans-IO state machine, in two modes.
 //!
-//! Every partition of the configured topics is assigned once metadata names it. A
-//! partition without a position gets one from `ListOffsets` per `auto.offset.reset`;
-//! partitions with a position are fetched from their leader, one `Fetch` in flight per
-//! broker. What the application would see from `poll` is recorded as history entries:
-//! [`Op::Poll`] for new records, [`Op::Seek`] for position resets and
-//! [`Op::ObserveHighWatermark`] whenever a partition's high watermark changes.
+//! **Assign mode** ([`Consumer::new`]): every partition of the configured topics is
+//! assigned once metadata names it. A partition without a position gets one from
+//! `ListOffsets` per `auto.offset.reset`; partitions with a position are fetched from
+//! their leader, one `Fetch` in flight per broker. What the application would see from
+//! `poll` is recorded as history entries as soon as it is fetched: [`Op::Poll`] for new
+//! records, [`Op::Seek`] for position resets and [`Op::ObserveHighWatermark`] whenever
+//! a partition's high watermark changes.
+//!
+//! **Subscribe mode** ([`Consumer::subscribe`]): the partitions come from the group
+//! (see [`crate::consumer_coordinator`]). The application drives it:
+//! - [`Consumer::poll`] returns up to `max.poll.records` fetched records in fetch order
+//!   and advances the positions past them (Kafka's consumed positions, which commits
+//!   use); it also starts rebalances, auto-commits and resets the
+//!   `max.poll.interval.ms` timer. Fetched records wait in a buffer until polled, and
+//!   a partition with buffered records is not fetched again (Kafka's fetch buffer).
+//!   Each poll records one [`Op::Poll`] entry per partition run it returns.
+//! - [`Consumer::commit_sync`] / [`Consumer::commit_async`] return a [`CommitId`]; the
+//!   outcome, like every group happening (assignment, revocation, fencing, leaving),
+//!   is a [`GroupEvent`] the application takes with [`Consumer::drain_events`].
+//! - A new partition's position is its committed offset (`OffsetFetch`, recorded as an
+//!   [`Op::Seek`] with reason `committed offset`), else `auto.offset.reset` as in
+//!   assign mode.
 
 use crate::actor::{Actor, Millis, Outbox};
 use crate::config::{AutoOffsetReset, ConsumerConfig};
-use crate::history::{Entry, Op, Outcome, ReadRecord};
+use crate::consumer_coordinator::{AssignmentChange, ConsumerCoordinator, GroupContext};
+pub use crate::consumer_coordinator::{CommitId, GroupEvent, MemberState};
+use crate::history::{Entry, Op, Outcome, ReadRecord, Value};
 use crate::producer::{InFlightRequest, MetadataCache, NetworkClient};
 use crate::protocol::{
-    BrokerId, ErrorCode, FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, Message, NodeId, Offset, Request, Response,
-    TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    BrokerId, CommittedOffset, ErrorCode, FetchPartition, FetchPartitionResponse, FetchRequest,
+    FetchResponse, LeaderEpoch, ListOffsetsRequest, ListOffsetsResponse, Message, NodeId, Offset,
+    Request, Response, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
 use crate::record::{RecordBatch, RecordError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+
+/// One record returned by [`Consumer::poll`] (Kafka's `ConsumerRecord`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    /// Its partition.
+    pub partition: TopicPartition,
+    /// Its offset.
+    pub offset: Offset,
+    /// Its key, if any.
+    pub key: Option<String>,
+    /// Its value.
+    pub value: Value,
+    /// The leader epoch of its batch (KIP-320).
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// Subscribe mode's fetched records of one partition, not yet polled (Kafka's
+/// `CompletedFetch` in the `FetchBuffer`).
+#[derive(Debug)]
+struct CompletedFetch {
+    tp: TopicPartition,
+    records: VecDeque<(ReadRecord, LeaderEpoch)>,
+    /// The position once every record is consumed (past trailing control batches).
+    next_position: Offset,
+    /// The high watermark of the response that carried them.
+    high_watermark: Offset,
+}
 
 /// What the consumer needs to handle a response.
 #[derive(Debug)]
@@ -58,9 +103,30 @@ struct PartitionState {
     last_high_watermark: Option<Offset>,
     /// `auto.offset.reset=none` left it without a valid position: not fetched any more.
     failed: bool,
+    /// Subscribe mode: waiting for its committed offset (Kafka's `INITIALIZING`).
+    initializing: bool,
+    /// The leader epoch of the last consumed record (or of the committed offset), -1.
+    position_epoch: LeaderEpoch,
+    /// Subscribe mode: fetched records wait in the fetch buffer; not fetched meanwhile.
+    buffered: bool,
 }
 
-/// A Kafka consumer with every partition of its topics assigned, sans-IO.
+impl PartitionState {
+    fn new() -> Self {
+        PartitionState {
+            position: None,
+            reset: None,
+            backoff_until: 0,
+            last_high_watermark: None,
+            failed: false,
+            initializing: false,
+            position_epoch: -1,
+            buffered: false,
+        }
+    }
+}
+
+/// A Kafka consumer, sans-IO: assign mode or subscribe mode (see the module docs).
 #[derive(Debug)]
 pub struct Consumer {
     index: u32,
@@ -69,6 +135,10 @@ pub struct Consumer {
     metadata: MetadataCache,
     net: NetworkClient<ConsumerRequest>,
     assignment: BTreeMap<TopicPartition, PartitionState>,
+    /// Subscribe mode's group membership; `None` in assign mode.
+    group: Option<Box<ConsumerCoordinator>>,
+    /// Subscribe mode's fetch buffer, in fetch order (at most one per partition).
+    completed_fetches: VecDeque<CompletedFetch>,
     /// The latest time seen (timers are computed relative to it).
     now: Millis,
 }
@@ -103,8 +173,269 @@ impl Consumer {
             topics,
             metadata,
             assignment: BTreeMap::new(),
+            group: None,
+            completed_fetches: VecDeque::new(),
             now: 0,
         }
+    }
+
+    /// A subscribe-mode consumer: a member of `config.group_id` subscribed to `topics`
+    /// (Kafka's `subscribe`), which joins the group on its first [`Consumer::poll`].
+    /// Panics when the configuration fails [`ConsumerConfig::validate`] or has no
+    /// `group.id`.
+    pub fn subscribe(
+        index: u32,
+        config: ConsumerConfig,
+        bootstrap: Vec<BrokerId>,
+        topics: Vec<Arc<str>>,
+        seed: u64,
+    ) -> Self {
+        if let Err((property, message)) = config.validate() {
+            panic!("invalid consumer config {property}: {message}");
+        }
+        let group = ConsumerCoordinator::new(&config, &topics);
+        let mut consumer = Consumer::new(index, config, bootstrap, topics, seed);
+        consumer.group = Some(Box::new(group));
+        consumer
+    }
+
+    /// `KafkaConsumer.poll` (subscribe mode): takes part in the group (rebalances,
+    /// auto-commit, the `max.poll.interval.ms` timer), then returns up to
+    /// `max.poll.records` buffered records in fetch order and moves the positions past
+    /// them, recording an [`Op::Poll`] per partition run. Returns nothing once the
+    /// member is fenced.
+    pub fn poll(&mut self, now: Millis, out: &mut Outbox) -> Vec<ConsumedRecord> {
+        self.now = self.now.max(now);
+        let ctx = self.group_context();
+        let group = self.group.as_mut().expect("poll is for subscribe mode");
+        group.poll(now, &ctx);
+        self.run(now, out);
+        let records = self.drain_fetch_buffer(now, out);
+        self.run(now, out);
+        records
+    }
+
+    /// `commitSync(offsets)` (subscribe mode): commits `offsets`, or every consumed
+    /// position when `None`, with the member's generation; retriable errors are
+    /// retried until `default.api.timeout.ms`. The outcome is a
+    /// [`GroupEvent::CommitCompleted`] or [`GroupEvent::CommitFailed`] with this id.
+    pub fn commit_sync(
+        &mut self,
+        now: Millis,
+        offsets: Option<Vec<CommittedOffset>>,
+        out: &mut Outbox,
+    ) -> CommitId {
+        self.commit(now, offsets, true, out)
+    }
+
+    /// `commitAsync(offsets)` (subscribe mode): like [`Consumer::commit_sync`], but one
+    /// attempt only (a retriable error fails it with `RetriableCommitFailedException`).
+    pub fn commit_async(
+        &mut self,
+        now: Millis,
+        offsets: Option<Vec<CommittedOffset>>,
+        out: &mut Outbox,
+    ) -> CommitId {
+        self.commit(now, offsets, false, out)
+    }
+
+    fn commit(
+        &mut self,
+        now: Millis,
+        offsets: Option<Vec<CommittedOffset>>,
+        sync: bool,
+        out: &mut Outbox,
+    ) -> CommitId {
+        let offsets = offsets.unwrap_or_else(|| self.consumed());
+        let group = self.group.as_mut().expect("commits are for subscribe mode");
+        let id = group.commit(now, offsets, sync);
+        self.run(now, out);
+        id
+    }
+
+    /// The partitions assigned now (every known partition of the topics in assign
+    /// mode).
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.assignment.keys().cloned().collect()
+    }
+
+    /// The group generation (subscribe mode; -1 when not in the group).
+    pub fn generation(&self) -> Option<i32> {
+        self.group.as_ref().map(|g| g.generation())
+    }
+
+    /// The member id (subscribe mode; empty before joining).
+    pub fn member_id(&self) -> Option<Arc<str>> {
+        self.group.as_ref().map(|g| g.member_id().clone())
+    }
+
+    /// Kafka's member state (subscribe mode).
+    pub fn member_state(&self) -> Option<MemberState> {
+        self.group.as_ref().map(|g| g.state())
+    }
+
+    /// The fatal error that stopped the member (`FencedInstanceIdException: ...`).
+    pub fn fatal_error(&self) -> Option<&str> {
+        self.group.as_ref().and_then(|g| g.fatal_error())
+    }
+
+    /// Takes the group events not yet taken, oldest first (none in assign mode).
+    pub fn drain_events(&mut self) -> Vec<GroupEvent> {
+        self.group
+            .as_mut()
+            .map(|g| g.drain_events())
+            .unwrap_or_default()
+    }
+
+    /// `SubscriptionState.allConsumed`: every position with the epoch of its last
+    /// consumed record.
+    fn consumed(&self) -> Vec<CommittedOffset> {
+        self.assignment
+            .iter()
+            .filter(|(_, s)| !s.initializing && !s.failed && s.reset.is_none())
+            .filter_map(|(tp, s)| {
+                s.position.map(|offset| CommittedOffset {
+                    tp: tp.clone(),
+                    offset,
+                    leader_epoch: s.position_epoch,
+                })
+            })
+            .collect()
+    }
+
+    fn group_context(&self) -> GroupContext {
+        GroupContext {
+            least_loaded: self.metadata.least_loaded_node(&self.net),
+            partition_counts: self
+                .metadata
+                .partition_counts()
+                .map(|(t, n)| (t.clone(), n))
+                .collect(),
+            consumed: self.consumed(),
+        }
+    }
+
+    /// Runs the group's network side and applies what it changed.
+    fn run_group(&mut self, now: Millis, out: &mut Outbox) {
+        if self.group.is_none() {
+            return;
+        }
+        let ctx = self.group_context();
+        let group = self.group.as_mut().expect("subscribe mode");
+        group.run(now, &ctx, out);
+        let changes = group.take_changes();
+        for change in changes {
+            self.apply_change(now, change, out);
+        }
+    }
+
+    fn apply_change(&mut self, now: Millis, change: AssignmentChange, out: &mut Outbox) {
+        match change {
+            AssignmentChange::Revoke(partitions) => {
+                let revoked: BTreeSet<TopicPartition> = partitions.into_iter().collect();
+                for tp in &revoked {
+                    self.assignment.remove(tp);
+                }
+                self.completed_fetches.retain(|f| !revoked.contains(&f.tp));
+            }
+            AssignmentChange::Assign(partitions) => {
+                for tp in partitions {
+                    let state = PartitionState {
+                        initializing: true,
+                        ..PartitionState::new()
+                    };
+                    assert!(
+                        self.assignment.insert(tp, state).is_none(),
+                        "eager rebalancing revokes everything before assigning"
+                    );
+                }
+            }
+            AssignmentChange::Committed(committed) => {
+                for (tp, offset) in committed {
+                    let policy = self.reset_policy_name();
+                    let none_policy = self.config.auto_offset_reset == AutoOffsetReset::None;
+                    let Some(state) = self.assignment.get_mut(&tp).filter(|s| s.initializing)
+                    else {
+                        continue;
+                    };
+                    state.initializing = false;
+                    match offset {
+                        Some(c) => {
+                            state.position = Some(c.offset);
+                            state.position_epoch = c.leader_epoch;
+                            out.record(Entry::instant(
+                                NodeId::Consumer(self.index),
+                                now,
+                                Op::Seek {
+                                    partition: tp,
+                                    offset: c.offset,
+                                    reason: "committed offset".into(),
+                                },
+                            ));
+                        }
+                        None if none_policy => {
+                            state.failed = true;
+                            self.no_offset(now, &tp, out);
+                        }
+                        None => {
+                            state.reset = Some(PendingReset {
+                                reason: format!("no committed offset; auto.offset.reset={policy}"),
+                                in_flight: None,
+                            });
+                        }
+                    }
+                }
+            }
+            AssignmentChange::GroupTopics(topics) => {
+                for topic in &topics {
+                    self.metadata.add_topic(topic);
+                }
+            }
+            AssignmentChange::NodeFailed => self.metadata.rotate(),
+        }
+    }
+
+    /// Takes up to `max.poll.records` records from the fetch buffer.
+    fn drain_fetch_buffer(&mut self, now: Millis, out: &mut Outbox) -> Vec<ConsumedRecord> {
+        let mut records = Vec::new();
+        while records.len() < self.config.max_poll_records {
+            let Some(fetch) = self.completed_fetches.front_mut() else {
+                break;
+            };
+            let state = self
+                .assignment
+                .get_mut(&fetch.tp)
+                .expect("revoked partitions leave the fetch buffer");
+            let take = (self.config.max_poll_records - records.len()).min(fetch.records.len());
+            let mut polled = Vec::with_capacity(take);
+            for (record, epoch) in fetch.records.drain(..take) {
+                state.position = Some(record.offset + 1);
+                state.position_epoch = epoch;
+                records.push(ConsumedRecord {
+                    partition: fetch.tp.clone(),
+                    offset: record.offset,
+                    key: record.key.clone(),
+                    value: record.value,
+                    leader_epoch: epoch,
+                });
+                polled.push(record);
+            }
+            out.record(Entry::instant(
+                NodeId::Consumer(self.index),
+                now,
+                Op::Poll {
+                    partition: fetch.tp.clone(),
+                    records: polled,
+                    high_watermark: fetch.high_watermark,
+                },
+            ));
+            if fetch.records.is_empty() {
+                state.position = Some(fetch.next_position);
+                state.buffered = false;
+                self.completed_fetches.pop_front();
+            }
+        }
+        records
     }
 
     /// Current position per assigned partition that has one (for the end-of-run
@@ -132,6 +463,7 @@ impl Consumer {
     fn run(&mut self, now: Millis, out: &mut Outbox) {
         self.now = self.now.max(now);
         self.handle_timeouts(now, out);
+        self.run_group(now, out);
         self.reset_positions(now, out);
         self.send_fetches(now, out);
         self.metadata
@@ -155,31 +487,10 @@ impl Consumer {
                 if self.assignment.contains_key(&tp) {
                     continue;
                 }
-                let mut state = PartitionState {
-                    position: None,
-                    reset: None,
-                    backoff_until: 0,
-                    last_high_watermark: None,
-                    failed: false,
-                };
+                let mut state = PartitionState::new();
                 if self.config.auto_offset_reset == AutoOffsetReset::None {
                     state.failed = true;
-                    out.record(Entry {
-                        outcome: Outcome::Fail {
-                            error: format!(
-                                "NoOffsetForPartitionException: {tp} has no position and auto.offset.reset=none"
-                            ),
-                        },
-                        ..Entry::instant(
-                            self.process(),
-                            now,
-                            Op::Poll {
-                                partition: tp.clone(),
-                                records: Vec::new(),
-                                high_watermark: -1,
-                            },
-                        )
-                    });
+                    self.no_offset(now, &tp, out);
                 } else {
                     state.reset = Some(PendingReset {
                         reason: format!("auto.offset.reset={}", self.reset_policy_name()),
@@ -191,11 +502,35 @@ impl Consumer {
         }
     }
 
-    /// Disconnects brokers with timed-out requests; their requests are retried.
+    /// `NoOffsetForPartitionException`: `tp` has no position and may not reset.
+    fn no_offset(&self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
+        out.record(Entry {
+            outcome: Outcome::Fail {
+                error: format!(
+                    "NoOffsetForPartitionException: {tp} has no position and auto.offset.reset=none"
+                ),
+            },
+            ..Entry::instant(
+                self.process(),
+                now,
+                Op::Poll {
+                    partition: tp.clone(),
+                    records: Vec::new(),
+                    high_watermark: -1,
+                },
+            )
+        });
+    }
+
+    /// Disconnects brokers with timed-out requests; their requests are retried (and
+    /// the group's requests on those connections fail).
     fn handle_timeouts(&mut self, now: Millis, out: &mut Outbox) {
         let failed = self.net.disconnect_timed_out(now);
         for r in &failed {
             out.disconnect(NodeId::Broker(r.broker));
+            if let Some(group) = &mut self.group {
+                group.on_disconnect(now, r.broker);
+            }
         }
         self.handle_failed(now, failed);
     }
@@ -230,7 +565,9 @@ impl Consumer {
 
     /// A `ListOffsets` attempt for `tp` failed: retry after `retry.backoff.ms`.
     fn list_offsets_failed(&mut self, now: Millis, tp: &TopicPartition) {
-        let state = self.assignment.get_mut(tp).expect("assigned partition");
+        let Some(state) = self.assignment.get_mut(tp) else {
+            return; // revoked meanwhile
+        };
         if let Some(reset) = &mut state.reset {
             reset.in_flight = None;
         }
@@ -290,7 +627,8 @@ impl Consumer {
             let Some(position) = state.position else {
                 continue;
             };
-            if state.failed || state.reset.is_some() || state.backoff_until > now {
+            if state.failed || state.reset.is_some() || state.buffered || state.backoff_until > now
+            {
                 continue;
             }
             let Some((leader, epoch)) = self.metadata.leader(tp) else {
@@ -343,7 +681,9 @@ impl Consumer {
         out: &mut Outbox,
     ) {
         for tp in partitions {
-            let state = self.assignment.get_mut(&tp).expect("assigned partition");
+            let Some(state) = self.assignment.get_mut(&tp) else {
+                continue; // revoked meanwhile
+            };
             if state
                 .reset
                 .as_ref()
@@ -385,14 +725,20 @@ impl Consumer {
         out: &mut Outbox,
     ) {
         for (tp, fetch_offset) in partitions {
+            let Some(state) = self.assignment.get(&tp) else {
+                continue; // revoked meanwhile
+            };
             let Some(part) = response.partitions.iter().find(|p| p.tp == tp) else {
                 if response.error != ErrorCode::None {
                     self.fetch_error(now, &tp, fetch_offset, response.error, -1, out);
                 }
                 continue;
             };
-            let state = self.assignment.get(&tp).expect("assigned partition");
-            if state.failed || state.reset.is_some() || state.position != Some(fetch_offset) {
+            if state.failed
+                || state.reset.is_some()
+                || state.buffered
+                || state.position != Some(fetch_offset)
+            {
                 // A stale answer: the position moved since this fetch was sent.
                 continue;
             }
@@ -448,14 +794,34 @@ impl Consumer {
                         if offset < position {
                             continue;
                         }
-                        records.push(self.read_record(tp, offset, record));
+                        records.push((
+                            self.read_record(tp, offset, record),
+                            batch.partition_leader_epoch,
+                        ));
                     }
                 }
                 position = last_offset + 1;
             }
         }
+        let subscribed = self.group.is_some();
         let state = self.assignment.get_mut(tp).expect("assigned partition");
-        state.position = Some(position);
+        if subscribed && !records.is_empty() {
+            // Subscribe mode: the records wait for `poll`, which moves the position.
+            state.buffered = true;
+            self.completed_fetches.push_back(CompletedFetch {
+                tp: tp.clone(),
+                records: std::mem::take(&mut records).into(),
+                next_position: position,
+                high_watermark: part.high_watermark,
+            });
+            assert!(
+                self.completed_fetches.len() <= self.assignment.len(),
+                "at most one completed fetch per assigned partition"
+            );
+        } else {
+            state.position = Some(position);
+        }
+        let state = self.assignment.get_mut(tp).expect("assigned partition");
         if state.last_high_watermark != Some(part.high_watermark) {
             state.last_high_watermark = Some(part.high_watermark);
             out.record(Entry::instant(
@@ -474,7 +840,7 @@ impl Consumer {
                 now,
                 Op::Poll {
                     partition: tp.clone(),
-                    records,
+                    records: records.into_iter().map(|(r, _)| r).collect(),
                     high_watermark: part.high_watermark,
                 },
             ));
@@ -573,12 +939,22 @@ impl Actor for Consumer {
             Message::Response {
                 correlation_id,
                 response,
+            } if self.group.is_some() && ConsumerCoordinator::owns(correlation_id) => {
+                let ctx = self.group_context();
+                let group = self.group.as_mut().expect("subscribe mode");
+                group.on_response(now, from, correlation_id, response, &ctx, out);
+            }
+            Message::Response {
+                correlation_id,
+                response,
             } => {
                 if let Some(request) = self.net.complete(from, correlation_id) {
                     match (request.kind, response) {
                         (ConsumerRequest::Metadata, Response::Metadata(m)) => {
                             self.metadata.on_response(now, &m);
-                            self.assign_new_partitions(now, out);
+                            if self.group.is_none() {
+                                self.assign_new_partitions(now, out);
+                            }
                         }
                         (ConsumerRequest::Fetch { partitions }, Response::Fetch(f)) => {
                             self.handle_fetch(now, request.broker, partitions, f, out);
@@ -606,6 +982,9 @@ impl Actor for Consumer {
         if let NodeId::Broker(b) = peer {
             let failed = self.net.disconnect(&[b].into_iter().collect());
             self.handle_failed(now, failed);
+            if let Some(group) = &mut self.group {
+                group.on_disconnect(now, b);
+            }
         }
         self.run(now, out);
     }
@@ -622,10 +1001,16 @@ impl Actor for Consumer {
             .map(|s| s.backoff_until)
             .filter(|t| *t > self.now)
             .min();
-        [self.net.next_deadline(), self.metadata.due_at(), backoff]
-            .into_iter()
-            .flatten()
-            .min()
+        let group = self.group.as_ref().and_then(|g| g.next_timer());
+        [
+            self.net.next_deadline(),
+            self.metadata.due_at(),
+            backoff,
+            group,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -1421,6 +1806,1131 @@ mod tests {
             }
             assert!(polled > 0, "seed {seed}: read something");
             assert_eq!(c.positions(), positions.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    /// Subscribe mode against a scripted group coordinator.
+    mod subscribe {
+        use super::*;
+        use crate::protocol::{
+            CoordinatorType, FindCoordinatorResponse, HeartbeatResponse, JoinGroupMember,
+            JoinGroupRequest, JoinGroupResponse, OffsetCommitResponse, OffsetFetchRequest,
+            OffsetFetchResponse, Subscription, SyncGroupResponse,
+        };
+
+        fn group_config() -> ConsumerConfig {
+            ConsumerConfig {
+                group_id: Some("g".into()),
+                auto_offset_reset: AutoOffsetReset::Earliest,
+                ..ConsumerConfig::default()
+            }
+        }
+
+        /// Requests of one API among `reqs`, exactly one expected.
+        fn one<'a>(
+            reqs: &'a [(BrokerId, u64, Request)],
+            api: &str,
+        ) -> &'a (BrokerId, u64, Request) {
+            let found = only(reqs, api);
+            assert_eq!(found.len(), 1, "one {api} in {reqs:?}");
+            found[0]
+        }
+
+        fn member(id: &str) -> JoinGroupMember {
+            JoinGroupMember {
+                member_id: Arc::from(id),
+                group_instance_id: None,
+                subscription: Subscription {
+                    topics: vec![Arc::from("t")],
+                    owned_partitions: Vec::new(),
+                },
+            }
+        }
+
+        fn join_answer(
+            error: ErrorCode,
+            generation_id: i32,
+            member_id: &str,
+            leader: &str,
+            members: Vec<JoinGroupMember>,
+        ) -> Response {
+            Response::JoinGroup(JoinGroupResponse {
+                error,
+                generation_id,
+                protocol_name: Some(Arc::from("range")),
+                leader: Arc::from(leader),
+                member_id: Arc::from(member_id),
+                members,
+            })
+        }
+
+        fn sync_answer(error: ErrorCode, partitions: &[u32]) -> Response {
+            Response::SyncGroup(SyncGroupResponse {
+                error,
+                assignment: partitions.iter().map(|p| tp(*p)).collect(),
+            })
+        }
+
+        fn heartbeat_answer(error: ErrorCode) -> Response {
+            Response::Heartbeat(HeartbeatResponse { error })
+        }
+
+        fn commit_answer(offsets: &[CommittedOffset], error: ErrorCode) -> Response {
+            Response::OffsetCommit(OffsetCommitResponse {
+                partitions: offsets.iter().map(|o| (o.tp.clone(), error)).collect(),
+            })
+        }
+
+        fn committed(p: u32, offset: Offset, leader_epoch: LeaderEpoch) -> CommittedOffset {
+            CommittedOffset {
+                tp: tp(p),
+                offset,
+                leader_epoch,
+            }
+        }
+
+        /// A subscribed consumer of `t` (3 partitions led by broker 1, epoch 0) whose
+        /// first poll found coordinator `coordinator`; returns its first JoinGroup.
+        fn joining(
+            config: ConsumerConfig,
+            coordinator: BrokerId,
+        ) -> (Consumer, Outbox, (BrokerId, u64, JoinGroupRequest)) {
+            let mut c = Consumer::subscribe(2, config, vec![1], vec![Arc::from("t")], 5);
+            let mut out = Outbox::default();
+            c.on_start(0, &mut out);
+            let reqs = take(&mut out);
+            let md = one(&reqs, "Metadata");
+            respond(
+                &mut c,
+                1,
+                md.0,
+                md.1,
+                metadata(&[(0, 1, 0), (1, 1, 0), (2, 1, 0)]),
+                &mut out,
+            );
+            assert!(take(&mut out).is_empty(), "nothing before the first poll");
+            assert!(c.poll(2, &mut out).is_empty());
+            let reqs = take(&mut out);
+            let find = one(&reqs, "FindCoordinator");
+            let Request::FindCoordinator(f) = &find.2 else {
+                unreachable!()
+            };
+            assert_eq!((&*f.key, f.key_type), ("g", CoordinatorType::Group));
+            respond(
+                &mut c,
+                3,
+                find.0,
+                find.1,
+                Response::FindCoordinator(FindCoordinatorResponse {
+                    error: ErrorCode::None,
+                    node_id: Some(coordinator),
+                }),
+                &mut out,
+            );
+            let reqs = take(&mut out);
+            let join = one(&reqs, "JoinGroup");
+            let Request::JoinGroup(j) = &join.2 else {
+                unreachable!()
+            };
+            assert_eq!(join.0, coordinator);
+            (c, out, (join.0, join.1, j.clone()))
+        }
+
+        /// `joining`, then the join completes as a follower of generation 1 with
+        /// `partitions`; returns the OffsetFetch.
+        fn stable(
+            config: ConsumerConfig,
+            partitions: &[u32],
+        ) -> (Consumer, Outbox, (BrokerId, u64, OffsetFetchRequest)) {
+            let (mut c, mut out, join) = joining(config, 2);
+            respond(
+                &mut c,
+                4,
+                2,
+                join.1,
+                join_answer(ErrorCode::None, 1, "m-1", "m-0", vec![]),
+                &mut out,
+            );
+            let reqs = take(&mut out);
+            let sync = one(&reqs, "SyncGroup");
+            respond(
+                &mut c,
+                5,
+                2,
+                sync.1,
+                sync_answer(ErrorCode::None, partitions),
+                &mut out,
+            );
+            let reqs = take(&mut out);
+            let fetch = one(&reqs, "OffsetFetch");
+            let Request::OffsetFetch(f) = &fetch.2 else {
+                unreachable!()
+            };
+            (c, out, (fetch.0, fetch.1, f.clone()))
+        }
+
+        /// `stable` with partition 0 at committed offset `start`; returns the Fetch.
+        fn consuming(
+            config: ConsumerConfig,
+            start: Offset,
+        ) -> (Consumer, Outbox, (BrokerId, u64, FetchRequest)) {
+            let (mut c, mut out, (b, cid, _)) = stable(config, &[0]);
+            respond(
+                &mut c,
+                6,
+                b,
+                cid,
+                Response::OffsetFetch(OffsetFetchResponse {
+                    error: ErrorCode::None,
+                    offsets: vec![committed(0, start, 0)],
+                }),
+                &mut out,
+            );
+            let reqs = take(&mut out);
+            let fetch = fetch_of(one(&reqs, "Fetch"));
+            c.drain_events();
+            out.history.clear();
+            (c, out, fetch)
+        }
+
+        /// Runs timers up to `until`, answering every heartbeat with NONE; returns the
+        /// other requests sent.
+        fn idle_until(
+            c: &mut Consumer,
+            out: &mut Outbox,
+            until: Millis,
+        ) -> Vec<(Millis, (BrokerId, u64, Request))> {
+            let mut other = Vec::new();
+            while let Some(t) = c.next_timer().filter(|t| *t <= until) {
+                c.on_timer(t, out);
+                for req in take(out) {
+                    if req.2.api_name() == "Heartbeat" {
+                        respond(c, t, req.0, req.1, heartbeat_answer(ErrorCode::None), out);
+                    } else {
+                        other.push((t, req));
+                    }
+                }
+            }
+            other
+        }
+
+        #[test]
+        fn member_id_required_rejoins_with_the_given_id() {
+            let (mut c, mut out, (b, cid, j)) = joining(group_config(), 2);
+            assert_eq!(&*j.member_id, "");
+            assert_eq!(j.group_instance_id, None);
+            assert_eq!(
+                (j.session_timeout_ms, j.rebalance_timeout_ms),
+                (45_000, 300_000)
+            );
+            assert_eq!(
+                j.protocols,
+                vec![(
+                    Arc::from("range"),
+                    Subscription {
+                        topics: vec![Arc::from("t")],
+                        owned_partitions: vec![]
+                    }
+                )]
+            );
+            respond(
+                &mut c,
+                4,
+                b,
+                cid,
+                join_answer(ErrorCode::MemberIdRequired, -1, "m-7", "", vec![]),
+                &mut out,
+            );
+            let reqs = take(&mut out);
+            let Request::JoinGroup(again) = &one(&reqs, "JoinGroup").2 else {
+                unreachable!()
+            };
+            assert_eq!(
+                &*again.member_id, "m-7",
+                "rejoins at once with the given id"
+            );
+        }
+
+        #[test]
+        fn the_leader_assigns_with_range() {
+            let (mut c, mut out, (b, cid, _)) = joining(group_config(), 2);
+            respond(
+                &mut c,
+                4,
+                b,
+                cid,
+                join_answer(
+                    ErrorCode::None,
+                    3,
+                    "m-2",
+                    "m-2",
+                    vec![member("m-2"), member("m-1")],
+                ),
+                &mut out,
+            );
+            let reqs = take(&mut out);
+            let Request::SyncGroup(s) = &one(&reqs, "SyncGroup").2 else {
+                unreachable!()
+            };
+            assert_eq!((s.generation_id, &*s.member_id), (3, "m-2"));
+            assert_eq!(
+                s.assignments,
+                vec![
+                    (Arc::from("m-2"), vec![tp(2)]),
+                    (Arc::from("m-1"), vec![tp(0), tp(1)])
+                ],
+                "m-1 sorts first and gets the extra partition"
+            );
+            let sync = one(&reqs, "SyncGroup");
+            respond(
+                &mut c,
+                5,
+                b,
+                sync.1,
+                sync_answer(ErrorCode::None, &[2]),
+                &mut out,
+            );
+            assert_eq!(c.assignment(), vec![tp(2)]);
+            assert_eq!(
+                (c.generation(), c.member_state()),
+                (Some(3), Some(MemberState::Stable))
+            );
+            assert_eq!(
+                c.drain_events(),
+                vec![GroupEvent::Assigned {
+                    generation: 3,
+                    member_id: Arc::from("m-2"),
+                    partitions: vec![tp(2)]
+                }]
+            );
+        }
+
+        #[test]
+        fn a_follower_gets_its_assignment_from_sync_group() {
+            let (c, _, (b, _, f)) = stable(group_config(), &[1]);
+            assert_eq!(b, 2, "OffsetFetch goes to the coordinator");
+            assert_eq!((&*f.group_id, f.partitions.clone()), ("g", vec![tp(1)]));
+            assert_eq!(c.assignment(), vec![tp(1)]);
+            assert_eq!(c.member_id(), Some(Arc::from("m-1")));
+            assert!(
+                c.positions().is_empty(),
+                "no position before the committed offset"
+            );
+        }
+
+        #[test]
+        fn positions_come_from_offset_fetch_else_auto_offset_reset() {
+            let (mut c, mut out, (b, cid, _)) = stable(group_config(), &[0, 1]);
+            respond(
+                &mut c,
+                6,
+                b,
+                cid,
+                Response::OffsetFetch(OffsetFetchResponse {
+                    error: ErrorCode::None,
+                    offsets: vec![committed(0, 5, 0)],
+                }),
+                &mut out,
+            );
+            let reqs = take(&mut out);
+            let Request::ListOffsets(l) = &one(&reqs, "ListOffsets").2 else {
+                unreachable!()
+            };
+            assert_eq!(l.partitions, vec![(tp(1), EARLIEST_TIMESTAMP, 0)]);
+            let fetch = fetch_of(one(&reqs, "Fetch"));
+            assert_eq!(fetch.2.partitions[0].fetch_offset, 5);
+            respond(
+                &mut c,
+                7,
+                1,
+                one(&reqs, "ListOffsets").1,
+                list_offsets_answer(&[(tp(1), ErrorCode::None, 0)]),
+                &mut out,
+            );
+            assert_eq!(
+                ops(&out),
+                vec![
+                    Op::Seek {
+                        partition: tp(0),
+                        offset: 5,
+                        reason: "committed offset".into()
+                    },
+                    Op::Seek {
+                        partition: tp(1),
+                        offset: 0,
+                        reason: "no committed offset; auto.offset.reset=earliest".into()
+                    },
+                ]
+            );
+            assert_eq!(c.positions(), vec![(tp(0), 5), (tp(1), 0)]);
+        }
+
+        #[test]
+        fn poll_returns_at_most_max_poll_records_and_moves_the_position() {
+            let config = ConsumerConfig {
+                max_poll_records: 2,
+                ..group_config()
+            };
+            let (mut c, mut out, (b, cid, f)) = consuming(config, 3);
+            assert_eq!(f.partitions[0].fetch_offset, 3);
+            respond(
+                &mut c,
+                10,
+                b,
+                cid,
+                fetch_answer(tp(0), ErrorCode::None, 6, vec![batch(3, &[13, 14, 15])]),
+                &mut out,
+            );
+            assert!(
+                only(&take(&mut out), "Fetch").is_empty(),
+                "buffered: not fetched again"
+            );
+            assert_eq!(c.positions(), vec![(tp(0), 3)], "fetching does not consume");
+            let polled = c.poll(11, &mut out);
+            assert_eq!(
+                polled
+                    .iter()
+                    .map(|r| (r.offset, r.value))
+                    .collect::<Vec<_>>(),
+                vec![(3, 13), (4, 14)]
+            );
+            assert_eq!(c.positions(), vec![(tp(0), 5)]);
+            assert!(only(&take(&mut out), "Fetch").is_empty());
+            let polled = c.poll(12, &mut out);
+            assert_eq!(polled.len(), 1);
+            assert_eq!(c.positions(), vec![(tp(0), 6)]);
+            let reqs = take(&mut out);
+            assert_eq!(
+                fetch_of(one(&reqs, "Fetch")).2.partitions[0].fetch_offset,
+                6
+            );
+            let polls: Vec<Op> = ops(&out)
+                .into_iter()
+                .filter(|o| matches!(o, Op::Poll { .. }))
+                .collect();
+            assert_eq!(
+                polls,
+                vec![
+                    Op::Poll {
+                        partition: tp(0),
+                        records: vec![read(3, 13), read(4, 14)],
+                        high_watermark: 6
+                    },
+                    Op::Poll {
+                        partition: tp(0),
+                        records: vec![read(5, 15)],
+                        high_watermark: 6
+                    },
+                ]
+            );
+        }
+
+        #[test]
+        fn heartbeats_every_interval_and_rebalance_in_progress_rejoins() {
+            let (mut c, mut out, (_, cid, _)) = consuming(group_config(), 0);
+            respond(
+                &mut c,
+                10,
+                1,
+                cid,
+                fetch_answer(tp(0), ErrorCode::None, 2, vec![batch(0, &[1, 2])]),
+                &mut out,
+            );
+            assert_eq!(c.poll(11, &mut out).len(), 2);
+            take(&mut out);
+            // Joined at 4: heartbeats at 3004, 6004, ...
+            assert_eq!(c.next_timer(), Some(3_004));
+            c.on_timer(3_004, &mut out);
+            let reqs = take(&mut out);
+            let hb = one(&reqs, "Heartbeat");
+            let Request::Heartbeat(h) = &hb.2 else {
+                unreachable!()
+            };
+            assert_eq!((hb.0, h.generation_id, &*h.member_id), (2, 1, "m-1"));
+            respond(
+                &mut c,
+                3_005,
+                2,
+                hb.1,
+                heartbeat_answer(ErrorCode::RebalanceInProgress),
+                &mut out,
+            );
+            assert!(take(&mut out).is_empty(), "the rejoin waits for poll");
+            // The next poll commits the consumed position first (onJoinPrepare) ...
+            c.poll(3_100, &mut out);
+            let reqs = take(&mut out);
+            assert!(only(&reqs, "JoinGroup").is_empty(), "not before the commit");
+            let oc = one(&reqs, "OffsetCommit");
+            let Request::OffsetCommit(o) = &oc.2 else {
+                unreachable!()
+            };
+            assert_eq!((o.generation_id, &*o.member_id), (1, "m-1"));
+            assert_eq!(o.offsets, vec![committed(0, 2, 0)]);
+            respond(
+                &mut c,
+                3_101,
+                2,
+                oc.1,
+                commit_answer(&o.offsets, ErrorCode::None),
+                &mut out,
+            );
+            // ... then revokes everything and rejoins with its member id.
+            let reqs = take(&mut out);
+            let join = one(&reqs, "JoinGroup");
+            let Request::JoinGroup(j) = &join.2 else {
+                unreachable!()
+            };
+            assert_eq!(&*j.member_id, "m-1");
+            assert!(c.assignment().is_empty());
+            respond(
+                &mut c,
+                3_200,
+                2,
+                join.1,
+                join_answer(ErrorCode::None, 2, "m-1", "m-0", vec![]),
+                &mut out,
+            );
+            let reqs = take(&mut out);
+            respond(
+                &mut c,
+                3_201,
+                2,
+                one(&reqs, "SyncGroup").1,
+                sync_answer(ErrorCode::None, &[1]),
+                &mut out,
+            );
+            assert_eq!(c.generation(), Some(2));
+            assert_eq!(
+                c.drain_events(),
+                vec![
+                    GroupEvent::Revoked {
+                        generation: 1,
+                        partitions: vec![tp(0)],
+                        lost: false
+                    },
+                    GroupEvent::Assigned {
+                        generation: 2,
+                        member_id: Arc::from("m-1"),
+                        partitions: vec![tp(1)]
+                    },
+                ]
+            );
+        }
+
+        #[test]
+        fn not_coordinator_rediscovers_the_coordinator() {
+            let (mut c, mut out, _) = consuming(group_config(), 0);
+            c.poll(3_000, &mut out);
+            take(&mut out);
+            c.on_timer(3_004, &mut out);
+            let reqs = take(&mut out);
+            respond(
+                &mut c,
+                3_005,
+                2,
+                one(&reqs, "Heartbeat").1,
+                heartbeat_answer(ErrorCode::NotCoordinator),
+                &mut out,
+            );
+            let reqs = take(&mut out);
+            let find = one(&reqs, "FindCoordinator");
+            assert_eq!(find.0, 1, "to the least loaded node");
+            respond(
+                &mut c,
+                3_006,
+                1,
+                find.1,
+                Response::FindCoordinator(FindCoordinatorResponse {
+                    error: ErrorCode::None,
+                    node_id: Some(3),
+                }),
+                &mut out,
+            );
+            let t = c.next_timer().unwrap();
+            assert_eq!(
+                t, 3_105,
+                "the failed heartbeat is retried after retry.backoff.ms"
+            );
+            c.on_timer(t, &mut out);
+            let reqs = take(&mut out);
+            assert_eq!(
+                one(&reqs, "Heartbeat").0,
+                3,
+                "heartbeats go to the new coordinator"
+            );
+            assert_eq!(c.generation(), Some(1), "still a member");
+        }
+
+        #[test]
+        fn an_unanswered_heartbeat_past_the_session_timeout_rediscovers() {
+            // A request.timeout.ms above the session timeout, so the session check
+            // (not the heartbeat's own timeout) notices the silent coordinator.
+            let config = ConsumerConfig {
+                request_timeout_ms: 60_000,
+                ..group_config()
+            };
+            let (mut c, mut out, _) = consuming(config, 0);
+            let mut finds = Vec::new();
+            while let Some(t) = c.next_timer().filter(|t| *t <= 50_000) {
+                c.poll(t, &mut out); // the application keeps polling
+                for req in take(&mut out) {
+                    if req.2.api_name() == "FindCoordinator" {
+                        finds.push(t);
+                    }
+                }
+            }
+            // Joined at 4; heartbeats at 3004 (unanswered, so no more): the session
+            // ends at 45_004.
+            assert_eq!(finds, vec![45_004]);
+        }
+
+        #[test]
+        fn poll_timeout_sends_leave_group_and_rejoins_on_the_next_poll() {
+            let config = ConsumerConfig {
+                max_poll_interval_ms: 10_000,
+                ..group_config()
+            };
+            let (mut c, mut out, _) = consuming(config, 0);
+            let reqs = idle_until(&mut c, &mut out, 20_000);
+            // Joined at 4 (the poll timer restarts at join): expires at 10_004.
+            let leave: Vec<_> = reqs
+                .iter()
+                .filter(|(_, r)| r.2.api_name() == "LeaveGroup")
+                .collect();
+            assert_eq!(leave.len(), 1, "{reqs:?}");
+            let (at, (b, _, Request::LeaveGroup(l))) = leave[0] else {
+                unreachable!()
+            };
+            assert_eq!((*at, *b), (10_004, 2));
+            assert_eq!(l.members, vec![(Arc::from("m-1"), None)]);
+            assert_eq!(c.generation(), Some(-1));
+            let events = c.drain_events();
+            assert_eq!(
+                events,
+                vec![GroupEvent::LeftGroup {
+                    reason: "consumer poll timeout has expired.".into(),
+                    sent_leave_group: true
+                }]
+            );
+            c.poll(20_001, &mut out);
+            let reqs = take(&mut out);
+            let Request::JoinGroup(j) = &one(&reqs, "JoinGroup").2 else {
+                unreachable!()
+            };
+            assert_eq!(&*j.member_id, "", "a new member");
+            assert!(
+                only(&reqs, "OffsetCommit").is_empty(),
+                "no generation to commit with"
+            );
+            assert_eq!(
+                c.drain_events(),
+                vec![GroupEvent::Revoked {
+                    generation: 1,
+                    partitions: vec![tp(0)],
+                    lost: true
+                }]
+            );
+        }
+
+        #[test]
+        fn a_static_member_sends_its_instance_id_and_never_leave_group() {
+            let config = ConsumerConfig {
+                max_poll_interval_ms: 10_000,
+                group_instance_id: Some("i-1".into()),
+                ..group_config()
+            };
+            let (_, _, (_, _, j)) = joining(config.clone(), 2);
+            assert_eq!(j.group_instance_id, Some(Arc::from("i-1")));
+            let (mut c, mut out, _) = consuming(config, 0);
+            let reqs = idle_until(&mut c, &mut out, 30_000);
+            assert!(
+                reqs.iter().all(|(_, r)| r.2.api_name() != "LeaveGroup"),
+                "{reqs:?}"
+            );
+            assert_eq!(
+                c.drain_events(),
+                vec![GroupEvent::LeftGroup {
+                    reason: "consumer poll timeout has expired.".into(),
+                    sent_leave_group: false
+                }]
+            );
+            assert!(
+                c.next_timer().is_none_or(|t| t > 30_000),
+                "no heartbeats after the poll timeout"
+            );
+            c.poll(30_001, &mut out);
+            let reqs = take(&mut out);
+            let Request::JoinGroup(j) = &one(&reqs, "JoinGroup").2 else {
+                unreachable!()
+            };
+            assert_eq!(j.group_instance_id, Some(Arc::from("i-1")));
+        }
+
+        #[test]
+        fn auto_commit_every_interval_with_generation_and_member_id() {
+            let (mut c, mut out, (_, cid, _)) = consuming(group_config(), 0);
+            respond(
+                &mut c,
+                10,
+                1,
+                cid,
+                fetch_answer(tp(0), ErrorCode::None, 3, vec![batch(0, &[1, 2, 3])]),
+                &mut out,
+            );
+            assert_eq!(c.poll(100, &mut out).len(), 3);
+            let mut commits = Vec::new();
+            for now in (1_000..=16_000).step_by(1_000) {
+                idle_until(&mut c, &mut out, now);
+                c.poll(now, &mut out);
+                for req in take(&mut out) {
+                    if let Request::OffsetCommit(o) = &req.2 {
+                        commits.push((
+                            now,
+                            o.generation_id,
+                            o.member_id.clone(),
+                            o.offsets.clone(),
+                        ));
+                        respond(
+                            &mut c,
+                            now,
+                            req.0,
+                            req.1,
+                            commit_answer(&o.offsets, ErrorCode::None),
+                            &mut out,
+                        );
+                    }
+                }
+            }
+            // Assigned at 5: auto-commits are due from 5005 on, then every 5000.
+            let times: Vec<Millis> = commits.iter().map(|c| c.0).collect();
+            assert_eq!(times, vec![6_000, 11_000, 16_000]);
+            assert!(commits
+                .iter()
+                .all(|(_, g, m, o)| *g == 1 && &**m == "m-1" && *o == vec![committed(0, 3, 0)]));
+            assert!(
+                c.drain_events().is_empty(),
+                "auto-commits have no application events"
+            );
+        }
+
+        #[test]
+        fn a_commit_after_illegal_generation_fails_and_rejoins() {
+            let config = ConsumerConfig {
+                enable_auto_commit: Some(false),
+                ..group_config()
+            };
+            let (mut c, mut out, _) = consuming(config, 4);
+            let id = c.commit_sync(20, None, &mut out);
+            let reqs = take(&mut out);
+            let oc = one(&reqs, "OffsetCommit");
+            let Request::OffsetCommit(o) = &oc.2 else {
+                unreachable!()
+            };
+            assert_eq!(
+                (o.generation_id, o.offsets.clone()),
+                (1, vec![committed(0, 4, 0)])
+            );
+            respond(
+                &mut c,
+                21,
+                2,
+                oc.1,
+                commit_answer(&o.offsets, ErrorCode::IllegalGeneration),
+                &mut out,
+            );
+            let events = c.drain_events();
+            assert!(
+                matches!(&events[..], [GroupEvent::CommitFailed { id: i, error }] if *i == id && error.starts_with("CommitFailedException")),
+                "{events:?}"
+            );
+            assert_eq!(c.generation(), Some(-1));
+            c.poll(22, &mut out);
+            let reqs = take(&mut out);
+            let Request::JoinGroup(j) = &one(&reqs, "JoinGroup").2 else {
+                unreachable!()
+            };
+            assert_eq!(
+                &*j.member_id, "m-1",
+                "ILLEGAL_GENERATION keeps the member id"
+            );
+            assert_eq!(
+                c.drain_events(),
+                vec![GroupEvent::Revoked {
+                    generation: 1,
+                    partitions: vec![tp(0)],
+                    lost: true
+                }]
+            );
+        }
+
+        #[test]
+        fn commit_sync_retries_retriable_errors() {
+            let (mut c, mut out, _) = consuming(group_config(), 4);
+            let id = c.commit_sync(20, Some(vec![committed(0, 9, 0)]), &mut out);
+            let reqs = take(&mut out);
+            let oc = one(&reqs, "OffsetCommit");
+            let Request::OffsetCommit(o) = &oc.2 else {
+                unreachable!()
+            };
+            respond(
+                &mut c,
+                21,
+                2,
+                oc.1,
+                commit_answer(&o.offsets, ErrorCode::CoordinatorLoadInProgress),
+                &mut out,
+            );
+            assert!(c.drain_events().is_empty());
+            assert_eq!(c.next_timer(), Some(121));
+            c.on_timer(121, &mut out);
+            let reqs = take(&mut out);
+            let oc = one(&reqs, "OffsetCommit");
+            respond(
+                &mut c,
+                122,
+                2,
+                oc.1,
+                commit_answer(&[committed(0, 9, 0)], ErrorCode::None),
+                &mut out,
+            );
+            assert_eq!(
+                c.drain_events(),
+                vec![GroupEvent::CommitCompleted {
+                    id,
+                    offsets: vec![committed(0, 9, 0)]
+                }]
+            );
+        }
+
+        #[test]
+        fn fenced_instance_id_stops_the_consumer() {
+            let config = ConsumerConfig {
+                group_instance_id: Some("i-1".into()),
+                ..group_config()
+            };
+            let (mut c, mut out, _) = consuming(config, 0);
+            c.on_timer(3_004, &mut out);
+            let reqs = take(&mut out);
+            respond(
+                &mut c,
+                3_005,
+                2,
+                one(&reqs, "Heartbeat").1,
+                heartbeat_answer(ErrorCode::FencedInstanceId),
+                &mut out,
+            );
+            let events = c.drain_events();
+            assert_eq!(events.len(), 2, "{events:?}");
+            assert!(
+                matches!(&events[1], GroupEvent::Fenced { error } if error.starts_with("FencedInstanceIdException"))
+            );
+            assert!(c.assignment().is_empty());
+            assert!(c.fatal_error().is_some());
+            assert!(c.poll(3_006, &mut out).is_empty());
+            assert!(only(&take(&mut out), "JoinGroup").is_empty());
+        }
+
+        #[test]
+        fn invalid_configs_are_refused_with_kafkas_messages() {
+            let bad = ConsumerConfig {
+                heartbeat_interval_ms: 45_000,
+                ..group_config()
+            };
+            assert_eq!(
+                bad.validate(),
+                Err((
+                    "heartbeat.interval.ms",
+                    "Heartbeat must be set lower than the session timeout".into()
+                ))
+            );
+            let bad = ConsumerConfig {
+                enable_auto_commit: Some(true),
+                ..ConsumerConfig::default()
+            };
+            assert_eq!(bad.validate().unwrap_err().0, "enable.auto.commit");
+            assert!(
+                !ConsumerConfig::default().auto_commit(),
+                "no group.id, no auto-commit"
+            );
+            assert!(group_config().auto_commit());
+            let bad = ConsumerConfig {
+                max_poll_records: 0,
+                ..group_config()
+            };
+            assert_eq!(
+                bad.validate().unwrap_err().1,
+                "Invalid value 0 for configuration max.poll.records: Value must be at least 1"
+            );
+            let parsed: ConsumerConfig = serde_json::from_str(
+                r#"{"group.id": "g", "partition.assignment.strategy": ["roundrobin", "org.apache.kafka.clients.consumer.RangeAssignor"]}"#,
+            )
+            .unwrap();
+            assert_eq!(
+                parsed.partition_assignment_strategy,
+                vec![
+                    crate::assignor::Assignor::RoundRobin,
+                    crate::assignor::Assignor::Range
+                ]
+            );
+        }
+
+        /// A chaotic cluster and group coordinator (random errors, lost requests,
+        /// rebalances) and an application polling and committing at random: no
+        /// panic, no timer in the past, polls continue exactly at each partition's
+        /// position (or after a Seek), and the assignment events match `assignment()`.
+        #[test]
+        fn randomized_group_runs_stay_consistent() {
+            use rand::{Rng, SeedableRng};
+            for seed in 0..20 {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let config = ConsumerConfig {
+                    max_poll_records: rng.gen_range(1..5),
+                    max_poll_interval_ms: 20_000,
+                    session_timeout_ms: 10_000,
+                    group_instance_id: rng.gen_bool(0.3).then(|| "i".to_string()),
+                    enable_auto_commit: Some(rng.gen_bool(0.7)),
+                    ..group_config()
+                };
+                let mut c = Consumer::subscribe(2, config, vec![1, 2], vec![Arc::from("t")], seed);
+                let mut out = Outbox::default();
+                let log_end: [Offset; 3] = [40, 25, 0];
+                let mut generation = 0;
+                let mut queue: Vec<(BrokerId, u64, Response)> = Vec::new();
+                let value = |p: u32, offset: Offset| 1_000 * u64::from(p) + offset as u64;
+                let pick = |rng: &mut ChaCha8Rng, errors: &[ErrorCode]| {
+                    if rng.gen_bool(0.7) {
+                        ErrorCode::None
+                    } else {
+                        errors[rng.gen_range(0..errors.len())]
+                    }
+                };
+                let mut now = 0;
+                let mut positions: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
+                let mut assigned: Vec<TopicPartition> = Vec::new();
+                let (mut polled, mut assignments) = (0, 0);
+                let mut issued = BTreeSet::new();
+                c.on_start(now, &mut out);
+                for step in 0..4_000 {
+                    for (broker, cid, request) in take(&mut out) {
+                        if rng.gen_bool(0.03) {
+                            continue; // lost
+                        }
+                        let response = match request {
+                            Request::Metadata(_) => metadata(&[(0, 1, 0), (1, 2, 0), (2, 1, 0)]),
+                            Request::ListOffsets(l) => list_offsets_answer(
+                                &l.partitions
+                                    .iter()
+                                    .map(|(tp, ts, _)| {
+                                        let end = log_end[tp.partition as usize];
+                                        (
+                                            tp.clone(),
+                                            ErrorCode::None,
+                                            if *ts == EARLIEST_TIMESTAMP { 0 } else { end },
+                                        )
+                                    })
+                                    .collect::<Vec<_>>(),
+                            ),
+                            Request::Fetch(f) => {
+                                let fp = &f.partitions[0];
+                                let p = fp.tp.partition;
+                                let end = log_end[p as usize];
+                                let values: Vec<u64> = (fp.fetch_offset
+                                    ..end.min(fp.fetch_offset + 3))
+                                    .map(|o| value(p, o))
+                                    .collect();
+                                let batches = if values.is_empty() {
+                                    vec![]
+                                } else {
+                                    vec![batch(fp.fetch_offset, &values)]
+                                };
+                                fetch_answer(fp.tp.clone(), ErrorCode::None, end, batches)
+                            }
+                            Request::FindCoordinator(_) => {
+                                Response::FindCoordinator(FindCoordinatorResponse {
+                                    error: pick(&mut rng, &[ErrorCode::CoordinatorNotAvailable]),
+                                    node_id: Some(rng.gen_range(1..=2)),
+                                })
+                            }
+                            Request::JoinGroup(j) => {
+                                let error = pick(
+                                    &mut rng,
+                                    &[
+                                        ErrorCode::MemberIdRequired,
+                                        ErrorCode::UnknownMemberId,
+                                        ErrorCode::RebalanceInProgress,
+                                        ErrorCode::NotCoordinator,
+                                        ErrorCode::CoordinatorLoadInProgress,
+                                    ],
+                                );
+                                generation += 1;
+                                let me = if j.member_id.is_empty() {
+                                    format!("m{generation}")
+                                } else {
+                                    j.member_id.to_string()
+                                };
+                                let leader = if rng.gen_bool(0.5) {
+                                    me.clone()
+                                } else {
+                                    "other".into()
+                                };
+                                let members = if leader == me {
+                                    vec![member(&me), member("other")]
+                                } else {
+                                    vec![]
+                                };
+                                join_answer(error, generation, &me, &leader, members)
+                            }
+                            Request::SyncGroup(_) => {
+                                let error = pick(
+                                    &mut rng,
+                                    &[
+                                        ErrorCode::RebalanceInProgress,
+                                        ErrorCode::IllegalGeneration,
+                                        ErrorCode::UnknownMemberId,
+                                        ErrorCode::NotCoordinator,
+                                    ],
+                                );
+                                let parts: Vec<u32> =
+                                    (0..3).filter(|_| rng.gen_bool(0.5)).collect();
+                                sync_answer(error, &parts)
+                            }
+                            Request::Heartbeat(_) => heartbeat_answer(pick(
+                                &mut rng,
+                                &[
+                                    ErrorCode::RebalanceInProgress,
+                                    ErrorCode::IllegalGeneration,
+                                    ErrorCode::UnknownMemberId,
+                                    ErrorCode::NotCoordinator,
+                                ],
+                            )),
+                            Request::OffsetCommit(o) => {
+                                let error = pick(
+                                    &mut rng,
+                                    &[
+                                        ErrorCode::CoordinatorLoadInProgress,
+                                        ErrorCode::NotCoordinator,
+                                        ErrorCode::RebalanceInProgress,
+                                        ErrorCode::IllegalGeneration,
+                                    ],
+                                );
+                                commit_answer(&o.offsets, error)
+                            }
+                            Request::OffsetFetch(f) => Response::OffsetFetch(OffsetFetchResponse {
+                                error: pick(
+                                    &mut rng,
+                                    &[
+                                        ErrorCode::CoordinatorLoadInProgress,
+                                        ErrorCode::NotCoordinator,
+                                    ],
+                                ),
+                                offsets: f
+                                    .partitions
+                                    .iter()
+                                    .filter_map(|tp| {
+                                        let end = log_end[tp.partition as usize];
+                                        rng.gen_bool(0.5).then(|| {
+                                            committed(tp.partition, rng.gen_range(0..=end), 0)
+                                        })
+                                    })
+                                    .collect(),
+                            }),
+                            Request::LeaveGroup(_) => {
+                                Response::LeaveGroup(crate::protocol::LeaveGroupResponse {
+                                    error: ErrorCode::None,
+                                })
+                            }
+                            other => panic!("unexpected request {other:?}"),
+                        };
+                        queue.push((broker, cid, response));
+                    }
+                    match rng.gen_range(0..10) {
+                        0..=4 if !queue.is_empty() => {
+                            let (broker, cid, response) =
+                                queue.remove(rng.gen_range(0..queue.len()));
+                            respond(&mut c, now, broker, cid, response, &mut out);
+                        }
+                        5 => {
+                            let records = c.poll(now, &mut out);
+                            assert!(records.len() <= c.config.max_poll_records);
+                        }
+                        6 if rng.gen_bool(0.2) => {
+                            let id = if rng.gen_bool(0.5) {
+                                c.commit_sync(now, None, &mut out)
+                            } else {
+                                c.commit_async(now, None, &mut out)
+                            };
+                            assert!(issued.insert(id), "seed {seed}: commit ids are unique");
+                        }
+                        _ => match c.next_timer() {
+                            Some(t) if t <= now + 500 => {
+                                now = now.max(t);
+                                c.on_timer(now, &mut out);
+                            }
+                            _ => now += 500,
+                        },
+                    }
+                    assert!(
+                        c.next_timer().is_none_or(|t| t > now),
+                        "seed {seed} step {step}: timer in the past"
+                    );
+                    for event in c.drain_events() {
+                        match event {
+                            GroupEvent::Revoked { partitions, .. } => {
+                                assert_eq!(
+                                    partitions, assigned,
+                                    "seed {seed}: revokes what it had"
+                                );
+                                assigned.clear();
+                            }
+                            GroupEvent::Assigned { partitions, .. } => {
+                                assert!(
+                                    assigned.is_empty(),
+                                    "seed {seed}: eager: revoked before assigned"
+                                );
+                                assigned = partitions;
+                                assignments += 1;
+                            }
+                            GroupEvent::CommitCompleted { id, .. }
+                            | GroupEvent::CommitFailed { id, .. } => {
+                                assert!(issued.remove(&id), "seed {seed}: one outcome per commit");
+                            }
+                            GroupEvent::Fenced { .. } => panic!("seed {seed}: never fenced here"),
+                            _ => {}
+                        }
+                    }
+                    assert_eq!(c.assignment(), assigned, "seed {seed} step {step}");
+                    for entry in out.history.drain(..) {
+                        match entry.op {
+                            Op::Seek {
+                                partition, offset, ..
+                            } => {
+                                positions.insert(partition, offset);
+                            }
+                            Op::Poll {
+                                partition, records, ..
+                            } => {
+                                let pos = positions.get_mut(&partition).expect("a Seek first");
+                                for r in records {
+                                    assert_eq!(
+                                        r.offset, *pos,
+                                        "seed {seed}: {partition} continues at its position"
+                                    );
+                                    assert_eq!(r.value, value(partition.partition, r.offset));
+                                    *pos += 1;
+                                    polled += 1;
+                                }
+                            }
+                            Op::ObserveHighWatermark { .. } => {}
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    now += rng.gen_range(0..3);
+                }
+                assert!(
+                    assignments > 1 && polled > 0,
+                    "seed {seed}: rebalanced and read"
+                );
+            }
         }
     }
 }

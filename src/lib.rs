@@ -11,11 +11,13 @@ compile_error!(
 );
 
 pub mod actor;
+pub mod assignor;
 pub mod broker;
 pub mod bugs;
 pub mod checker;
 pub mod config;
 pub mod consumer;
+pub mod consumer_coordinator;
 pub mod controller;
 pub mod figures;
 pub mod group_coordinator;
