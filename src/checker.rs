@@ -45,11 +45,17 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "double-assignment",
     "commit-regression",
     "committed-past-high-watermark",
+    "zombie-commit",
 ];
 
 /// Client events the checker reports beside anomalies: legitimate behaviour a scenario
 /// can expect (`expect.anomalies`) to show that a setting works, never an invariant.
-pub const EVENT_KINDS: &[&str] = &["send-timeout", "expired-after-retries"];
+pub const EVENT_KINDS: &[&str] = &[
+    "send-timeout",
+    "expired-after-retries",
+    "rebalance",
+    "member-left",
+];
 
 /// A one-sentence definition of an anomaly kind (for `kafkasim list` and reports).
 pub fn describe(kind: &str) -> &'static str {
@@ -121,6 +127,15 @@ pub fn describe(kind: &str) -> &'static str {
             "At the end of the run a group's committed offset is above its partition's high \
              watermark."
         }
+        "zombie-commit" => {
+            "The coordinator accepted a commit carrying an older generation than one it had \
+             already accepted or assigned for the group (generation fencing failed)."
+        }
+        "rebalance" => {
+            "A consumer group moved to a new generation after its first one (a member \
+             joined, left, was evicted or restarted); counted once per generation."
+        }
+        "member-left" => "A group member left the group by itself (max.poll.interval.ms expired).",
         "send-timeout" => {
             "A `send` call blocked (waiting for buffer memory or topic metadata) for \
              max.block.ms and failed with a TimeoutException; the record was never sent."
@@ -214,9 +229,13 @@ fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
     let mut acked: BTreeMap<Value, (&TopicPartition, Offset, u64, Millis)> = BTreeMap::new();
     let mut processed: BTreeMap<(&str, Value), Vec<Processing>> = BTreeMap::new();
     let mut max_processed: BTreeMap<(&str, &TopicPartition), Offset> = BTreeMap::new();
-    let mut owners: BTreeMap<(&str, i32, &TopicPartition), (&str, u64)> = BTreeMap::new();
+    let mut owners: BTreeMap<(&str, i32, &TopicPartition), (NodeId, u64)> = BTreeMap::new();
     let mut last_commit: BTreeMap<(&str, &TopicPartition), (i32, Offset, u64)> = BTreeMap::new();
     let mut max_committed: BTreeMap<(&str, &TopicPartition), Offset> = BTreeMap::new();
+    // Per group: (time, generation) of every assignment, and the first generation.
+    let mut assigned_at: BTreeMap<&str, Vec<(Millis, i32)>> = BTreeMap::new();
+    let mut first_generation: BTreeMap<&str, i32> = BTreeMap::new();
+    let mut generations_seen: BTreeSet<(&str, i32)> = BTreeSet::new();
     for e in &history.entries {
         match &e.op {
             Op::Send {
@@ -251,29 +270,65 @@ fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
                     .or_insert(*offset);
                 *m = (*m).max(*offset);
             }
+            Op::MemberEvent {
+                group,
+                member,
+                event,
+            } if event.starts_with("left the group") => {
+                tallies.add("member-left", (e.index, 0), || {
+                    format!(
+                        "member {member} of group {group} {event} at {} s",
+                        Secs(entry_ms(e))
+                    )
+                });
+            }
             Op::Assigned {
                 group,
                 member,
                 generation,
                 partitions,
             } => {
+                let first = *first_generation
+                    .entry(group.as_str())
+                    .or_insert(*generation);
+                if *generation > first && generations_seen.insert((group.as_str(), *generation)) {
+                    tallies.add("rebalance", (e.index, 0), || {
+                        format!(
+                            "group {group} moved to generation {generation} at {} s ({member} \
+                             was assigned {})",
+                            Secs(entry_ms(e)),
+                            partitions
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    });
+                }
+                assigned_at
+                    .entry(group.as_str())
+                    .or_default()
+                    .push((entry_ms(e), *generation));
+                // Ownership is per process: a static member that restarts keeps its
+                // partitions under a new member id in the same generation (KIP-345).
                 for p in partitions {
                     let key = (group.as_str(), *generation, p);
                     match owners.get(&key) {
-                        Some((other, first)) if *other != member.as_str() => {
+                        Some((other, first)) if *other != e.process => {
                             let (other, first) = (*other, *first);
+                            let me = e.process;
                             tallies.add("double-assignment", (e.index, 0), || {
                                 format!(
                                     "{p} was assigned in generation {generation} of group \
-                                     {group} to member {other} (history line {first}) and to \
-                                     member {member} (line {})",
+                                     {group} to {other} (history line {first}) and to {me} \
+                                     as member {member} (line {})",
                                     e.index
                                 )
                             });
                         }
                         Some(_) => {}
                         None => {
-                            owners.insert(key, (member.as_str(), e.index));
+                            owners.insert(key, (e.process, e.index));
                         }
                     }
                 }
@@ -284,6 +339,22 @@ fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
                 offsets,
                 ..
             } if e.outcome == Outcome::Ok => {
+                // A commit sent after a newer generation was assigned must be refused.
+                let newer = assigned_at.get(group.as_str()).and_then(|v| {
+                    v.iter()
+                        .filter(|(t, g)| *t < e.invoke_ms && g > generation)
+                        .map(|(_, g)| *g)
+                        .max()
+                });
+                if let Some(newer) = newer {
+                    tallies.add("zombie-commit", (e.index, 0), || {
+                        format!(
+                            "group {group} accepted a commit of generation {generation} sent at \
+                             {} s, after generation {newer} had been assigned",
+                            Secs(e.invoke_ms)
+                        )
+                    });
+                }
                 for (p, offset) in offsets {
                     let key = (group.as_str(), p);
                     let m = max_committed.entry(key).or_insert(*offset);
@@ -1276,7 +1347,9 @@ mod tests {
                 generation,
                 partitions: parts.iter().map(|p| tp(*p)).collect(),
             };
-            self.push(NodeId::Consumer(0), t, Outcome::Ok, op)
+            // Member `mN` runs in consumer process N.
+            let process = member[1..].parse().unwrap();
+            self.push(NodeId::Consumer(process), t, Outcome::Ok, op)
         }
 
         fn committed(
@@ -1357,7 +1430,10 @@ mod tests {
             .assigned(10, "m2", 1, &[1])
             .assigned(20, "m2", 2, &[0])
             .run();
-        assert_eq!(group_counts(&r), vec![("double-assignment", 1)]);
+        assert_eq!(
+            group_counts(&r),
+            vec![("double-assignment", 1), ("rebalance", 1)]
+        );
     }
 
     #[test]
@@ -2129,7 +2205,7 @@ mod tests {
 
     #[test]
     fn every_kind_is_described() {
-        assert_eq!(ANOMALY_KINDS.len(), 18);
+        assert_eq!(ANOMALY_KINDS.len(), 19);
         let unknown = describe("no-such-kind");
         let descriptions: BTreeSet<&str> = ANOMALY_KINDS
             .iter()

@@ -231,9 +231,11 @@ impl ScheduledFault {
             Fault::Crash { target } | Fault::Pause { target } => {
                 if !matches!(
                     target,
-                    Target::Node(NodeId::Broker(_)) | Target::LeaderOf(_) | Target::FollowersOf(_)
+                    Target::Node(NodeId::Broker(_) | NodeId::Consumer(_))
+                        | Target::LeaderOf(_)
+                        | Target::FollowersOf(_)
                 ) {
-                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, leader:<partition>, followers:<partition> (client and controller crashes come later)"));
+                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, consumer-N, leader:<partition>, followers:<partition> (producer and controller crashes come later)"));
                 }
                 check(target)
             }

@@ -7,7 +7,9 @@
 
 use crate::bugs::Bug;
 use crate::config::{BrokerConfig, ConsumerConfig, ProducerConfig};
+use crate::history::Sink;
 use crate::nemesis::{FaultKindName, ScheduledFault};
+use crate::workload::ProcessingMode;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -133,6 +135,39 @@ impl Default for NetworkSpec {
     }
 }
 
+/// How group consumers' applications process what they poll (Jepsen's workload for
+/// delivery semantics).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessingSpec {
+    /// When offsets are committed relative to processing.
+    pub mode: ProcessingMode,
+    /// Time to process one record, ms, `[min, max]`, drawn from the seed.
+    #[serde(default = "default_processing_time")]
+    pub time_ms: [u64; 2],
+    /// Where each record's effect goes.
+    #[serde(default = "default_sink")]
+    pub sink: Sink,
+}
+
+fn default_processing_time() -> [u64; 2] {
+    [1, 5]
+}
+
+fn default_sink() -> Sink {
+    Sink::ExternalApi
+}
+
+impl Default for ProcessingSpec {
+    fn default() -> Self {
+        ProcessingSpec {
+            mode: ProcessingMode::AutoCommit,
+            time_ms: default_processing_time(),
+            sink: default_sink(),
+        }
+    }
+}
+
 /// What the run is expected to show.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +179,10 @@ pub struct Expect {
     /// hold on every seed.
     #[serde(default)]
     pub tolerate: Vec<String>,
+    /// Client events (never invariants otherwise) that must not appear on any seed,
+    /// such as `rebalance` for a static member restarting within its session.
+    #[serde(default)]
+    pub forbid: Vec<String>,
 }
 
 /// A scenario file.
@@ -165,9 +204,13 @@ pub struct Scenario {
     /// Producers.
     #[serde(default)]
     pub producers: Clients<ProducerConfig>,
-    /// Consumers (each assigned every partition).
+    /// Consumers: each assigned every partition, or, with `group.id`, members of that
+    /// group (a `group.instance.id` gets the consumer's index appended).
     #[serde(default)]
     pub consumers: Clients<ConsumerConfig>,
+    /// How group members process records (used with `group.id`).
+    #[serde(default)]
+    pub processing: ProcessingSpec,
     /// The workload.
     pub workload: WorkloadSpec,
     /// Faults.
@@ -286,6 +329,16 @@ impl Scenario {
         if let Err((property, message)) = self.producers.config.validate() {
             return Err(err(&format!("producers.config.{property}"), message));
         }
+        if let Err((property, message)) = self.consumers.config.validate() {
+            return Err(err(&format!("consumers.config.{property}"), message));
+        }
+        let [lo, hi] = self.processing.time_ms;
+        if lo > hi {
+            return Err(err(
+                "processing.time_ms",
+                format!("[{lo}, {hi}] is not a range; allowed: [min, max] with min <= max"),
+            ));
+        }
         if self.producers.start_ms != 0 {
             return Err(err(
                 "producers.start_ms",
@@ -374,6 +427,7 @@ impl Scenario {
         for (field, list) in [
             ("expect.anomalies", &self.expect.anomalies),
             ("expect.tolerate", &self.expect.tolerate),
+            ("expect.forbid", &self.expect.forbid),
         ] {
             for (i, a) in list.iter().enumerate() {
                 let known = crate::checker::ANOMALY_KINDS
@@ -422,8 +476,10 @@ impl Scenario {
 
     /// Whether an anomaly kind must stay absent on every seed (client events never are).
     pub fn is_invariant(&self, kind: &str) -> bool {
-        !crate::checker::EVENT_KINDS.contains(&kind)
-            && !self.expect.anomalies.iter().any(|a| a == kind)
+        if crate::checker::EVENT_KINDS.contains(&kind) {
+            return self.expect.forbid.iter().any(|a| a == kind);
+        }
+        !self.expect.anomalies.iter().any(|a| a == kind)
             && !self.expect.tolerate.iter().any(|a| a == kind)
     }
 }

@@ -16,7 +16,9 @@ use crate::nemesis::{self, Fault, ScheduledFault, Target};
 use crate::producer::Producer;
 use crate::protocol::*;
 use crate::scenario::Scenario;
-use crate::workload::{ProducerWorkload, WorkloadPlan};
+use crate::workload::{
+    ConsumerFactory, ConsumerWorkload, ProcessingPlan, ProducerWorkload, WorkloadPlan,
+};
 use madsim::runtime::{Handle, Runtime};
 use madsim::time::{self, Duration, Instant};
 use rand::SeedableRng;
@@ -497,6 +499,16 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         })
         .collect();
     let topic_names: Vec<Arc<str>> = topics.iter().map(|t| t.name.clone()).collect();
+    let group_id = sc.consumers.config.group_id.clone();
+    let mut topics = topics;
+    if group_id.is_some() && sc.consumers.count > 0 {
+        // Kafka creates `__consumer_offsets` on the first FindCoordinator; here it is
+        // created with the workload topics when the scenario has a group.
+        topics.push(crate::group_coordinator::offsets_topic_spec(
+            &sc.cluster.config,
+            broker_ids.len(),
+        ));
+    }
     let mut nodes = Nodes {
         ids: BTreeMap::new(),
     };
@@ -592,32 +604,71 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         nodes.ids.insert(me, n.id());
     }
 
-    // Consumers.
+    // Consumers: assign mode, or group members with their application loop.
     let mut consumers = Vec::new();
     for i in 0..sc.consumers.count {
         let me = NodeId::Consumer(i);
-        let c = Arc::new(Mutex::new(Consumer::new(
-            i,
-            sc.consumers.config.clone(),
-            broker_ids.clone(),
-            topic_names.clone(),
-            seed ^ (0x434f_4e53 + u64::from(i)),
-        )));
-        consumers.push(c.clone());
+        let seed_i = seed ^ (0x434f_4e53 + u64::from(i));
         let x = ctx.clone();
         let start = Duration::from_millis(sc.consumers.start_ms);
-        let n = handle
-            .create_node()
-            .name(me.to_string())
-            .init(move || {
-                let (c, x) = (c.clone(), x.clone());
-                async move {
-                    time::sleep_until(x.start + start).await;
-                    x.next_incarnation(me);
-                    drive(me, c, x).await
+        let builder = handle.create_node().name(me.to_string());
+        let n = match &group_id {
+            None => {
+                let c = Arc::new(Mutex::new(Consumer::new(
+                    i,
+                    sc.consumers.config.clone(),
+                    broker_ids.clone(),
+                    topic_names.clone(),
+                    seed_i,
+                )));
+                consumers.push(ConsumerNode::Assign(c.clone()));
+                builder
+                    .init(move || {
+                        let (c, x) = (c.clone(), x.clone());
+                        async move {
+                            time::sleep_until(x.start + start).await;
+                            x.next_incarnation(me);
+                            drive(me, c, x).await
+                        }
+                    })
+                    .build()
+            }
+            Some(group) => {
+                let mut config = sc.consumers.config.clone();
+                if let Some(instance) = &config.group_instance_id {
+                    config.group_instance_id = Some(format!("{instance}-{i}"));
                 }
-            })
-            .build();
+                let factory = ConsumerFactory {
+                    index: i,
+                    config,
+                    bootstrap: broker_ids.clone(),
+                    topics: topic_names.clone(),
+                    seed: seed_i,
+                };
+                let plan = ProcessingPlan {
+                    mode: sc.processing.mode,
+                    time_ms: sc.processing.time_ms,
+                    sink: sc.processing.sink,
+                    group: group.clone(),
+                };
+                let w = Arc::new(Mutex::new(ConsumerWorkload::new(factory, plan)));
+                consumers.push(ConsumerNode::Group(w.clone()));
+                builder
+                    .init(move || {
+                        let (w, x) = (w.clone(), x.clone());
+                        async move {
+                            time::sleep_until(x.start + start).await;
+                            let incarnation = x.next_incarnation(me);
+                            if incarnation > 0 {
+                                // A crashed member comes back as a new process.
+                                w.lock().expect("no poisoned locks").restart(incarnation);
+                            }
+                            drive(me, w, x).await
+                        }
+                    })
+                    .build()
+            }
+        };
         nodes.ids.insert(me, n.id());
     }
 
@@ -852,10 +903,34 @@ fn cut_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(Node
     pairs
 }
 
+/// Partitions of `__consumer_offsets` in the image.
+fn reg_count(image: &crate::metadata::MetadataImage) -> u32 {
+    image
+        .topics
+        .get(crate::group_coordinator::OFFSETS_TOPIC)
+        .copied()
+        .unwrap_or(1)
+}
+
+/// A consumer node: an assign-mode consumer, or a group member's application.
+enum ConsumerNode {
+    Assign(Arc<Mutex<Consumer>>),
+    Group(Arc<Mutex<ConsumerWorkload>>),
+}
+
+impl ConsumerNode {
+    fn positions(&self) -> Vec<(TopicPartition, Offset)> {
+        match self {
+            ConsumerNode::Assign(c) => c.lock().expect("no poisoned locks").positions(),
+            ConsumerNode::Group(w) => w.lock().expect("no poisoned locks").consumer().positions(),
+        }
+    }
+}
+
 fn take_snapshot(
     controller: &Arc<Mutex<Controller>>,
     brokers: &BTreeMap<BrokerId, Arc<Mutex<Broker>>>,
-    consumers: &[Arc<Mutex<Consumer>>],
+    consumers: &[ConsumerNode],
 ) -> Snapshot {
     let image = controller
         .lock()
@@ -864,6 +939,9 @@ fn take_snapshot(
         .clone();
     let mut partitions = Vec::new();
     for (tp, reg) in &image.partitions {
+        if tp.topic.starts_with("__") {
+            continue; // internal topics hold no workload values
+        }
         let replicas = reg
             .replicas
             .iter()
@@ -887,13 +965,31 @@ fn take_snapshot(
     }
     let mut consumer_positions = Vec::new();
     for (i, c) in consumers.iter().enumerate() {
-        for (tp, pos) in c.lock().expect("no poisoned locks").positions() {
+        for (tp, pos) in c.positions() {
             consumer_positions.push((i as u32, tp, pos));
         }
     }
+    // Each group's offsets as the coordinator leading its partition holds them.
+    let mut committed_offsets = Vec::new();
+    for (tp, reg) in &image.partitions {
+        if &*tp.topic != crate::group_coordinator::OFFSETS_TOPIC {
+            continue;
+        }
+        let Some(leader) = reg.leader else { continue };
+        let broker = brokers[&leader].lock().expect("no poisoned locks");
+        for ((group, p), offset) in broker.committed_offsets() {
+            let partition =
+                crate::group_coordinator::partition_for_group(&group, reg_count(&image));
+            if partition == tp.partition {
+                committed_offsets.push((group.to_string(), p, offset));
+            }
+        }
+    }
+    committed_offsets.sort();
+    committed_offsets.dedup();
     Snapshot {
         partitions,
         consumer_positions,
-        committed_offsets: Vec::new(),
+        committed_offsets,
     }
 }

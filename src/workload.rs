@@ -1,4 +1,5 @@
-//! The generator: which records producers send, and when.
+//! The generator: which records producers send, and when; and what consumer group
+//! members' applications do with what they poll ([`ConsumerWorkload`]).
 //!
 //! A [`ProducerWorkload`] wraps a [`Producer`] and calls `send` at the scenario's rate
 //! until the workload ends. Values are unique over the run and increase in each
@@ -6,11 +7,15 @@
 //! checker see reordering.
 
 use crate::actor::{Actor, Millis, Outbox};
-use crate::history::Value;
+use crate::config::ConsumerConfig;
+use crate::consumer::{CommitId, ConsumedRecord, Consumer, GroupEvent};
+use crate::history::{Entry, Op, Outcome, Sink, Value};
 use crate::producer::{Producer, ProducerRecord};
-use crate::protocol::{Message, NodeId};
+use crate::protocol::{BrokerId, Message, NodeId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// A value's producer and position in its send order.
@@ -125,5 +130,353 @@ impl Actor for ProducerWorkload {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+// ---------------------------------------------------------------- consumer applications
+
+/// When a group member's application commits offsets relative to processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessingMode {
+    /// `enable.auto.commit`: `poll` commits what the previous polls returned.
+    AutoCommit,
+    /// Process the polled records, then `commitSync` (C22: a crash reprocesses).
+    AtLeastOnce,
+    /// `commitSync` the polled positions, then process (C23: a crash loses records).
+    AtMostOnce,
+}
+
+/// What a group member's application does with what it polls.
+#[derive(Clone, Debug)]
+pub struct ProcessingPlan {
+    /// When it commits.
+    pub mode: ProcessingMode,
+    /// Time per record, ms, `[min, max]`.
+    pub time_ms: [u64; 2],
+    /// Where each record's effect goes.
+    pub sink: Sink,
+    /// `group.id`, for the history.
+    pub group: String,
+}
+
+/// How to build the member's consumer again after a crash (a new process).
+pub struct ConsumerFactory {
+    /// History index.
+    pub index: u32,
+    /// Its configuration (with `group.id`).
+    pub config: ConsumerConfig,
+    /// Bootstrap brokers.
+    pub bootstrap: Vec<BrokerId>,
+    /// Subscribed topics.
+    pub topics: Vec<Arc<str>>,
+    /// Seed of the first process; later incarnations derive theirs from it.
+    pub seed: u64,
+}
+
+impl ConsumerFactory {
+    fn build(&self, incarnation: u64) -> Consumer {
+        Consumer::subscribe(
+            self.index,
+            self.config.clone(),
+            self.bootstrap.clone(),
+            self.topics.clone(),
+            self.seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        )
+    }
+}
+
+/// The application loop's state (one thread: poll, process, commit).
+#[derive(Debug)]
+enum App {
+    /// Call `poll` at this time.
+    Poll(Millis),
+    /// Processing a polled batch: the head record is done at `done_ms`.
+    Process {
+        batch: VecDeque<ConsumedRecord>,
+        done_ms: Millis,
+    },
+    /// Blocked in `commitSync` until commit `id` completes; then process `then`
+    /// (at-most-once) or poll (empty).
+    Commit {
+        id: CommitId,
+        then: VecDeque<ConsumedRecord>,
+        since: Millis,
+    },
+    /// Fenced: the consumer stopped for good.
+    Stopped,
+}
+
+/// Idle time between two polls that returned nothing (`poll(Duration)` waiting).
+const IDLE_POLL_MS: Millis = 50;
+/// Bound on the app loop's steps per wake-up.
+const MAX_APP_STEPS: usize = 100_000;
+
+/// A consumer group member's application: polls, processes each record (its effect
+/// recorded as [`Op::Processed`]) and commits per its [`ProcessingMode`].
+pub struct ConsumerWorkload {
+    factory: ConsumerFactory,
+    consumer: Consumer,
+    plan: ProcessingPlan,
+    rng: ChaCha8Rng,
+    app: App,
+    /// The last time seen.
+    now: Millis,
+}
+
+impl ConsumerWorkload {
+    /// A member whose first process starts now.
+    pub fn new(factory: ConsumerFactory, plan: ProcessingPlan) -> Self {
+        let consumer = factory.build(0);
+        let rng = ChaCha8Rng::seed_from_u64(factory.seed ^ 0x4150_5000);
+        ConsumerWorkload {
+            factory,
+            consumer,
+            plan,
+            rng,
+            app: App::Poll(0),
+            now: 0,
+        }
+    }
+
+    /// The process restarted (after a crash): a new consumer, a new member (a static
+    /// member keeps its `group.instance.id`), the application starts over.
+    pub fn restart(&mut self, incarnation: u64) {
+        self.consumer = self.factory.build(incarnation);
+        self.app = App::Poll(self.now);
+    }
+
+    /// The consumer (for the end-of-run snapshot).
+    pub fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+
+    fn processing_time(&mut self) -> Millis {
+        let [lo, hi] = self.plan.time_ms;
+        self.rng.gen_range(lo..=hi)
+    }
+
+    fn member(&self) -> (String, i32) {
+        (
+            self.consumer
+                .member_id()
+                .map_or_else(String::new, |m| m.to_string()),
+            self.consumer.generation().unwrap_or(-1),
+        )
+    }
+
+    /// Records the consumer's group events in the history; returns the outcome of
+    /// commit `waiting` if it is among them.
+    fn drain_events(&mut self, now: Millis, out: &mut Outbox) -> Option<bool> {
+        let mut finished = None;
+        let (waiting, since) = match &self.app {
+            App::Commit { id, since, .. } => (Some(*id), *since),
+            _ => (None, now),
+        };
+        let process = NodeId::Consumer(self.factory.index);
+        for event in self.consumer.drain_events() {
+            let group = self.plan.group.clone();
+            let (member, generation) = self.member();
+            match event {
+                GroupEvent::Assigned {
+                    generation,
+                    member_id,
+                    partitions,
+                } => out.record(Entry::instant(
+                    process,
+                    now,
+                    Op::Assigned {
+                        group,
+                        member: member_id.to_string(),
+                        generation,
+                        partitions,
+                    },
+                )),
+                GroupEvent::Revoked { .. } => {}
+                GroupEvent::CommitCompleted { id, offsets } => {
+                    if waiting == Some(id) {
+                        finished = Some(true);
+                    }
+                    let mut entry = Entry::instant(
+                        process,
+                        now,
+                        Op::Committed {
+                            group,
+                            member,
+                            generation,
+                            offsets: offsets.into_iter().map(|c| (c.tp, c.offset)).collect(),
+                        },
+                    );
+                    // commitSync was called at `since`.
+                    entry.invoke_ms = if waiting == Some(id) { since } else { now };
+                    out.record(entry);
+                }
+                GroupEvent::CommitFailed { id, error } => {
+                    if waiting == Some(id) {
+                        finished = Some(false);
+                    }
+                    let mut entry = Entry::instant(
+                        process,
+                        now,
+                        Op::Committed {
+                            group,
+                            member,
+                            generation,
+                            offsets: Vec::new(),
+                        },
+                    );
+                    entry.outcome = Outcome::Fail { error };
+                    out.record(entry);
+                }
+                GroupEvent::Fenced { error } => {
+                    self.app = App::Stopped;
+                    out.record(Entry::instant(
+                        process,
+                        now,
+                        Op::MemberEvent {
+                            group,
+                            member,
+                            event: format!("fenced: {error}"),
+                        },
+                    ));
+                }
+                GroupEvent::LeftGroup { reason, .. } => out.record(Entry::instant(
+                    process,
+                    now,
+                    Op::MemberEvent {
+                        group,
+                        member,
+                        event: format!("left the group: {reason}"),
+                    },
+                )),
+            }
+        }
+        finished
+    }
+
+    /// Runs the application loop as far as it can at `now`.
+    fn step(&mut self, now: Millis, out: &mut Outbox) {
+        self.now = self.now.max(now);
+        for step in 0.. {
+            assert!(step < MAX_APP_STEPS, "consumer application loop unbounded");
+            let committed = self.drain_events(now, out);
+            match std::mem::replace(&mut self.app, App::Stopped) {
+                App::Stopped => return,
+                App::Poll(at) if at > now => {
+                    self.app = App::Poll(at);
+                    return;
+                }
+                App::Poll(_) => {
+                    let records: VecDeque<ConsumedRecord> = self.consumer.poll(now, out).into();
+                    if self.consumer.fatal_error().is_some() {
+                        self.app = App::Stopped;
+                    } else if records.is_empty() {
+                        self.app = App::Poll(now + IDLE_POLL_MS);
+                    } else if self.plan.mode == ProcessingMode::AtMostOnce {
+                        let id = self.consumer.commit_sync(now, None, out);
+                        self.app = App::Commit {
+                            id,
+                            then: records,
+                            since: now,
+                        };
+                    } else {
+                        let done_ms = now + self.processing_time();
+                        self.app = App::Process {
+                            batch: records,
+                            done_ms,
+                        };
+                    }
+                }
+                App::Process { batch, done_ms } if done_ms > now => {
+                    self.app = App::Process { batch, done_ms };
+                    return;
+                }
+                App::Process { mut batch, .. } => {
+                    let record = batch.pop_front().expect("a batch being processed");
+                    let (member, generation) = self.member();
+                    out.record(Entry::instant(
+                        NodeId::Consumer(self.factory.index),
+                        now,
+                        Op::Processed {
+                            group: self.plan.group.clone(),
+                            member,
+                            generation,
+                            partition: record.partition,
+                            offset: record.offset,
+                            value: record.value,
+                            sink: self.plan.sink,
+                        },
+                    ));
+                    self.app = if !batch.is_empty() {
+                        App::Process {
+                            batch,
+                            done_ms: now + self.processing_time(),
+                        }
+                    } else if self.plan.mode == ProcessingMode::AtLeastOnce {
+                        let id = self.consumer.commit_sync(now, None, out);
+                        App::Commit {
+                            id,
+                            then: VecDeque::new(),
+                            since: now,
+                        }
+                    } else {
+                        App::Poll(now)
+                    };
+                }
+                App::Commit { id, then, since } => match committed {
+                    // Blocked in commitSync until its outcome.
+                    None => {
+                        self.app = App::Commit { id, then, since };
+                        return;
+                    }
+                    // At-most-once processes what it committed; after a failed commit
+                    // it drops the batch (processing it could process it twice).
+                    Some(true) if !then.is_empty() => {
+                        self.app = App::Process {
+                            batch: then,
+                            done_ms: now + self.processing_time(),
+                        };
+                    }
+                    Some(_) => self.app = App::Poll(now),
+                },
+            }
+        }
+    }
+}
+
+impl Actor for ConsumerWorkload {
+    fn on_start(&mut self, now: Millis, out: &mut Outbox) {
+        self.consumer.on_start(now, out);
+        self.app = App::Poll(now);
+        self.step(now, out);
+    }
+
+    fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox) {
+        self.consumer.on_message(now, from, message, out);
+        self.step(now, out);
+    }
+
+    fn on_disconnect(&mut self, now: Millis, peer: NodeId, out: &mut Outbox) {
+        self.consumer.on_disconnect(now, peer, out);
+        self.step(now, out);
+    }
+
+    fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
+        if self.consumer.next_timer().is_some_and(|t| t <= now) {
+            self.consumer.on_timer(now, out);
+        }
+        self.step(now, out);
+    }
+
+    fn next_timer(&self) -> Option<Millis> {
+        let app = match &self.app {
+            App::Poll(at) => Some(*at),
+            App::Process { done_ms, .. } => Some(*done_ms),
+            App::Commit { .. } | App::Stopped => None,
+        };
+        [self.consumer.next_timer(), app]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

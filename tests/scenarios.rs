@@ -141,6 +141,103 @@ fn linger_trades_latency_for_batch_size_and_compression() {
 }
 
 #[test]
+fn group_through_faults() {
+    check_scenario("group-through-faults.json");
+}
+
+#[test]
+fn at_least_once_crash() {
+    check_scenario("at-least-once-crash.json");
+}
+
+#[test]
+fn at_most_once_crash() {
+    check_scenario("at-most-once-crash.json");
+}
+
+#[test]
+fn dedup_store() {
+    check_scenario("dedup-store.json");
+}
+
+#[test]
+fn auto_commit_crash() {
+    check_scenario("auto-commit-crash.json");
+}
+
+#[test]
+fn session_timeout() {
+    check_scenario("session-timeout.json");
+}
+
+#[test]
+fn static_member_restart() {
+    check_scenario("static-member-restart.json");
+}
+
+#[test]
+fn static_member_timeout() {
+    check_scenario("static-member-timeout.json");
+}
+
+/// C18: the paused member is evicted and the group rebalances within
+/// session.timeout.ms plus a heartbeat interval (and the rejoin round) of the pause.
+#[test]
+fn session_timeout_rebalances_within_the_timeout_plus_a_heartbeat() {
+    let sc = Scenario::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/session-timeout.json"),
+    )
+    .unwrap();
+    let (pause_at, session, heartbeat) = (15_000, 10_000, 3_000);
+    for seed in 0..5 {
+        let (report, out) = kafkasim::runner::run_seed(&sc, seed, &[]);
+        assert_eq!(report.verdict, "pass", "seed {seed}");
+        let (out, _) = out.unwrap();
+        let rebalanced = out
+            .history
+            .entries
+            .iter()
+            .find_map(|e| match &e.op {
+                kafkasim::history::Op::Assigned { generation, .. }
+                    if *generation > 1 && e.invoke_ms > pause_at =>
+                {
+                    Some(e.invoke_ms)
+                }
+                _ => None,
+            })
+            .expect("a rebalance after the pause");
+        let delay = rebalanced - pause_at;
+        assert!(
+            delay >= session && delay <= session + heartbeat + 1_000,
+            "seed {seed}: rebalanced {delay} ms after the pause"
+        );
+    }
+}
+
+/// C17: after each crash about one auto.commit.interval.ms of the crashed member's
+/// records is processed again, not more.
+#[test]
+fn auto_commit_reprocessing_is_bounded_by_the_commit_interval() {
+    let sc = Scenario::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/auto-commit-crash.json"),
+    )
+    .unwrap();
+    let crashes = 3.0;
+    let rate = sc.workload.rate_per_sec;
+    let interval_s = 5.0;
+    for seed in 0..5 {
+        let (report, _) = kafkasim::runner::run_seed(&sc, seed, &[]);
+        let again = report.anomalies.get("reprocessing").copied().unwrap_or(0) as f64;
+        // A crashed member owns at most half the partitions; allow 1.5 intervals.
+        let bound = crashes * rate * 0.5 * interval_s * 1.5;
+        assert!(
+            again > 0.0 && again <= bound,
+            "seed {seed}: {again} records processed again, bound {bound}"
+        );
+    }
+}
+
+#[test]
 fn every_shipped_scenario_has_a_test_and_every_spine_claim_a_scenario() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let tested = include_str!("scenarios.rs");
@@ -166,7 +263,8 @@ fn every_shipped_scenario_has_a_test_and_every_spine_claim_a_scenario() {
         );
     }
     for c in [
-        "C2", "C3", "C4", "C5", "C8", "C9", "C10", "C11", "C12", "C14", "C15",
+        "C2", "C3", "C4", "C5", "C8", "C9", "C10", "C11", "C12", "C13", "C14", "C15", "C16", "C17",
+        "C18", "C20", "C22", "C23",
     ] {
         assert!(claims.iter().any(|x| x == c), "claim {c} has no scenario");
     }
