@@ -2250,6 +2250,21 @@ mod tests {
     /// A replica holding records of an epoch the new leader never saw: KIP-101/279
     /// truncation removes exactly those, while truncating to the local high watermark
     /// (the pre-KIP-101 bug) keeps what the leader is about to overwrite.
+    /// The follower's OffsetsForLeaderEpoch request in `out`, and the leader's answer
+    /// that epoch 0 ends at offset 1.
+    fn epoch_0_ends_at_1(out: &Outbox) -> (u64, Response) {
+        let c = find(out, |r| matches!(r, Request::OffsetsForLeaderEpoch(_)));
+        let resp = Response::OffsetsForLeaderEpoch(OffsetsForLeaderEpochResponse {
+            partitions: vec![EpochEndOffset {
+                tp: tp(),
+                error: ErrorCode::None,
+                leader_epoch: 0,
+                end_offset: 1,
+            }],
+        });
+        (c, resp)
+    }
+
     fn diverged_follower(bugs: Bugs) -> (Broker, Outbox) {
         // Broker 2 led epoch 0 and appended 2 batches; only the first one committed.
         let (mut b, meta) = broker(
@@ -2288,15 +2303,7 @@ mod tests {
         let (mut b, meta) = diverged_follower(Bugs::default());
         // Broker 1 becomes leader in epoch 1; broker 2 must ask where epoch 0 ends.
         let out = deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1], 1, 1)], 8);
-        let c = find(&out, |r| matches!(r, Request::OffsetsForLeaderEpoch(_)));
-        let resp = Response::OffsetsForLeaderEpoch(OffsetsForLeaderEpochResponse {
-            partitions: vec![EpochEndOffset {
-                tp: tp(),
-                error: ErrorCode::None,
-                leader_epoch: 0,
-                end_offset: 1,
-            }],
-        });
+        let (c, resp) = epoch_0_ends_at_1(&out);
         let mut out = Outbox::default();
         b.on_message(
             22,
@@ -2646,15 +2653,7 @@ mod tests {
         assert_eq!(r, Some((ErrorCode::None, 1)));
         // Broker 1 takes over; broker 2 truncates to where epoch 0 ends on it.
         let out = deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1], 1, 1)], 8);
-        let c = find(&out, |r| matches!(r, Request::OffsetsForLeaderEpoch(_)));
-        let resp = Response::OffsetsForLeaderEpoch(OffsetsForLeaderEpochResponse {
-            partitions: vec![EpochEndOffset {
-                tp: tp(),
-                error: ErrorCode::None,
-                leader_epoch: 0,
-                end_offset: 1,
-            }],
-        });
+        let (c, resp) = epoch_0_ends_at_1(&out);
         let mut out2 = Outbox::default();
         b.on_message(
             22,

@@ -207,6 +207,33 @@ enum App {
     Stopped,
 }
 
+/// The history entry of a commit the application waited for.
+#[allow(clippy::too_many_arguments)]
+fn commit_entry(
+    process: NodeId,
+    invoke_ms: Millis,
+    now: Millis,
+    outcome: Outcome,
+    group: String,
+    member: String,
+    generation: i32,
+    offsets: Vec<(crate::protocol::TopicPartition, crate::protocol::Offset)>,
+) -> Entry {
+    Entry {
+        index: 0,
+        process,
+        invoke_ms,
+        complete_ms: Some(now),
+        outcome,
+        op: Op::Committed {
+            group,
+            member,
+            generation,
+            offsets,
+        },
+    }
+}
+
 /// Idle time between two polls that returned nothing (`poll(Duration)` waiting).
 const IDLE_POLL_MS: Millis = 50;
 /// Bound on the app loop's steps per wake-up.
@@ -294,39 +321,29 @@ impl ConsumerWorkload {
                 )),
                 GroupEvent::Revoked { .. } => {}
                 GroupEvent::CommitCompleted { id, offsets } => {
-                    if waiting == Some(id) {
-                        finished = Some(true);
-                    }
-                    let mut entry = Entry::instant(
-                        process,
-                        now,
-                        Op::Committed {
-                            group,
-                            member,
-                            generation,
-                            offsets: offsets.into_iter().map(|c| (c.tp, c.offset)).collect(),
-                        },
-                    );
+                    let offsets = offsets.into_iter().map(|c| (c.tp, c.offset)).collect();
+                    let ok = Outcome::Ok;
+                    finished = finished.or((waiting == Some(id)).then_some(true));
                     // commitSync was called at `since`.
-                    entry.invoke_ms = if waiting == Some(id) { since } else { now };
-                    out.record(entry);
+                    let invoke = if waiting == Some(id) { since } else { now };
+                    out.record(commit_entry(
+                        process, invoke, now, ok, group, member, generation, offsets,
+                    ));
                 }
                 GroupEvent::CommitFailed { id, error } => {
-                    if waiting == Some(id) {
-                        finished = Some(false);
-                    }
-                    let mut entry = Entry::instant(
+                    finished = finished.or((waiting == Some(id)).then_some(false));
+                    let failed = Outcome::Fail { error };
+                    let invoke = if waiting == Some(id) { since } else { now };
+                    out.record(commit_entry(
                         process,
+                        invoke,
                         now,
-                        Op::Committed {
-                            group,
-                            member,
-                            generation,
-                            offsets: Vec::new(),
-                        },
-                    );
-                    entry.outcome = Outcome::Fail { error };
-                    out.record(entry);
+                        failed,
+                        group,
+                        member,
+                        generation,
+                        Vec::new(),
+                    ));
                 }
                 GroupEvent::Fenced { error } => {
                     self.app = App::Stopped;
