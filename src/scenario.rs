@@ -148,6 +148,23 @@ pub struct ProcessingSpec {
     /// Where each record's effect goes.
     #[serde(default = "default_sink")]
     pub sink: Sink,
+    /// One member's application slowed down for a while (C19).
+    #[serde(default)]
+    pub slow: Option<SlowSpec>,
+}
+
+/// A slow phase of one group member's processing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowSpec {
+    /// The consumer's index.
+    pub consumer: u32,
+    /// Time per record during the phase, ms, `[min, max]`.
+    pub time_ms: [u64; 2],
+    /// When the phase starts (ms).
+    pub from_ms: u64,
+    /// When it ends (ms).
+    pub to_ms: u64,
 }
 
 fn default_processing_time() -> [u64; 2] {
@@ -164,6 +181,7 @@ impl Default for ProcessingSpec {
             mode: ProcessingMode::AutoCommit,
             time_ms: default_processing_time(),
             sink: default_sink(),
+            slow: None,
         }
     }
 }
@@ -331,6 +349,25 @@ impl Scenario {
         }
         if let Err((property, message)) = self.consumers.config.validate() {
             return Err(err(&format!("consumers.config.{property}"), message));
+        }
+        if let Some(slow) = &self.processing.slow {
+            let [lo, hi] = slow.time_ms;
+            if lo > hi || slow.from_ms > slow.to_ms {
+                return Err(err(
+                    "processing.slow",
+                    "time_ms must be [min, max] with min <= max and from_ms <= to_ms".into(),
+                ));
+            }
+            if slow.consumer >= self.consumers.count {
+                return Err(err(
+                    "processing.slow.consumer",
+                    format!(
+                        "consumer {} does not exist; allowed: 0 to {}",
+                        slow.consumer,
+                        self.consumers.count.saturating_sub(1)
+                    ),
+                ));
+            }
         }
         let [lo, hi] = self.processing.time_ms;
         if lo > hi {

@@ -650,6 +650,12 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                     time_ms: sc.processing.time_ms,
                     sink: sc.processing.sink,
                     group: group.clone(),
+                    slow: sc
+                        .processing
+                        .slow
+                        .as_ref()
+                        .filter(|s| s.consumer == i)
+                        .map(|s| (s.from_ms, s.to_ms, s.time_ms)),
                 };
                 let w = Arc::new(Mutex::new(ConsumerWorkload::new(factory, plan)));
                 consumers.push(ConsumerNode::Group(w.clone()));

@@ -158,6 +158,8 @@ pub struct ProcessingPlan {
     pub sink: Sink,
     /// `group.id`, for the history.
     pub group: String,
+    /// A slow phase: from `.0` to `.1` (ms) each record takes `.2` ms instead.
+    pub slow: Option<(Millis, Millis, [u64; 2])>,
 }
 
 /// How to build the member's consumer again after a crash (a new process).
@@ -247,6 +249,8 @@ pub struct ConsumerWorkload {
     plan: ProcessingPlan,
     rng: ChaCha8Rng,
     app: App,
+    /// The member id of the latest assignment (kept after the member leaves).
+    last_member: String,
     /// The last time seen.
     now: Millis,
 }
@@ -262,6 +266,7 @@ impl ConsumerWorkload {
             plan,
             rng,
             app: App::Poll(0),
+            last_member: String::new(),
             now: 0,
         }
     }
@@ -278,8 +283,11 @@ impl ConsumerWorkload {
         &self.consumer
     }
 
-    fn processing_time(&mut self) -> Millis {
-        let [lo, hi] = self.plan.time_ms;
+    fn processing_time(&mut self, now: Millis) -> Millis {
+        let [lo, hi] = match self.plan.slow {
+            Some((from, to, slow)) if (from..to).contains(&now) => slow,
+            _ => self.plan.time_ms,
+        };
         self.rng.gen_range(lo..=hi)
     }
 
@@ -287,7 +295,8 @@ impl ConsumerWorkload {
         (
             self.consumer
                 .member_id()
-                .map_or_else(String::new, |m| m.to_string()),
+                .filter(|m| !m.is_empty())
+                .map_or_else(|| self.last_member.clone(), |m| m.to_string()),
             self.consumer.generation().unwrap_or(-1),
         )
     }
@@ -309,16 +318,19 @@ impl ConsumerWorkload {
                     generation,
                     member_id,
                     partitions,
-                } => out.record(Entry::instant(
-                    process,
-                    now,
-                    Op::Assigned {
-                        group,
-                        member: member_id.to_string(),
-                        generation,
-                        partitions,
-                    },
-                )),
+                } => {
+                    self.last_member = member_id.to_string();
+                    out.record(Entry::instant(
+                        process,
+                        now,
+                        Op::Assigned {
+                            group,
+                            member: member_id.to_string(),
+                            generation,
+                            partitions,
+                        },
+                    ));
+                }
                 GroupEvent::Revoked { .. } => {}
                 GroupEvent::CommitCompleted { id, offsets } => {
                     let offsets = offsets.into_iter().map(|c| (c.tp, c.offset)).collect();
@@ -397,7 +409,7 @@ impl ConsumerWorkload {
                             since: now,
                         };
                     } else {
-                        let done_ms = now + self.processing_time();
+                        let done_ms = now + self.processing_time(now);
                         self.app = App::Process {
                             batch: records,
                             done_ms,
@@ -427,7 +439,7 @@ impl ConsumerWorkload {
                     self.app = if !batch.is_empty() {
                         App::Process {
                             batch,
-                            done_ms: now + self.processing_time(),
+                            done_ms: now + self.processing_time(now),
                         }
                     } else if self.plan.mode == ProcessingMode::AtLeastOnce {
                         let id = self.consumer.commit_sync(now, None, out);
@@ -451,7 +463,7 @@ impl ConsumerWorkload {
                     Some(true) if !then.is_empty() => {
                         self.app = App::Process {
                             batch: then,
-                            done_ms: now + self.processing_time(),
+                            done_ms: now + self.processing_time(now),
                         };
                     }
                     Some(_) => self.app = App::Poll(now),

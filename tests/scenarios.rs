@@ -171,6 +171,11 @@ fn session_timeout() {
 }
 
 #[test]
+fn max_poll_interval() {
+    check_scenario("max-poll-interval.json");
+}
+
+#[test]
 fn static_member_restart() {
     check_scenario("static-member-restart.json");
 }
