@@ -19,6 +19,7 @@ use crate::group_coordinator::{
     self, CoordinatorAppend, CoordinatorOutput, GroupCoordinator, GroupSummary, ReplyTo,
     OFFSETS_TOPIC,
 };
+use crate::history::{Entry, Op};
 use crate::log::Log;
 use crate::metadata::MetadataImage;
 use crate::producer_state::AppendCheck;
@@ -852,7 +853,9 @@ impl Broker {
                 }
             }
             if d.parts.iter().all(|p| p.result.is_some()) {
-                let d = self.delayed_produce.swap_remove(i);
+                // In order: requests decided together are answered in the order they
+                // arrived, as Kafka answers the requests of one connection.
+                let d = self.delayed_produce.remove(i);
                 let (from, correlation_id) = match d.waiter {
                     Waiter::Client {
                         from,
@@ -972,6 +975,18 @@ impl Broker {
     ) {
         for (to, response) in output.responses {
             Self::respond(to.client, to.correlation_id, response, out);
+        }
+        for r in output.rebalances {
+            out.record(Entry::instant(
+                NodeId::Broker(self.id),
+                now,
+                Op::PrepareRebalance {
+                    group: r.group_id.to_string(),
+                    generation: r.generation,
+                    cause: r.cause,
+                    reason: r.reason,
+                },
+            ));
         }
         for append in output.appends {
             self.append_for_coordinator(now, append, out);
@@ -1099,6 +1114,7 @@ impl Broker {
                 last_stable_offset: -1,
                 log_start_offset: 0,
                 batches: Vec::new(),
+                aborted_transactions: Vec::new(),
             };
             let Some(part) = self.partitions.get_mut(&fp.tp) else {
                 resp.error = ErrorCode::NotLeaderOrFollower;
@@ -1291,6 +1307,7 @@ impl Broker {
                     error,
                     offset,
                     leader_epoch,
+                    timestamp: -1,
                 }
             })
             .collect();
@@ -2020,6 +2037,7 @@ mod tests {
 
     fn produce(acks: Acks, values: &[u64]) -> Request {
         Request::Produce(ProduceRequest {
+            transactional_id: None,
             acks,
             timeout_ms: 30_000,
             partitions: vec![(tp(), batch(values))],
@@ -2061,6 +2079,7 @@ mod tests {
     /// An `acks` produce of `batch` to `orders-0`.
     fn produce_batch(acks: Acks, batch: Bytes) -> Request {
         Request::Produce(ProduceRequest {
+            transactional_id: None,
             acks,
             timeout_ms: 30_000,
             partitions: vec![(tp(), batch)],
@@ -2580,6 +2599,7 @@ mod tests {
         let resp = Response::Fetch(FetchResponse {
             error: ErrorCode::None,
             partitions: vec![FetchPartitionResponse {
+                aborted_transactions: Vec::new(),
                 tp: tp(),
                 error: ErrorCode::None,
                 high_watermark: 3,
@@ -3118,6 +3138,7 @@ mod tests {
         let groups = b2.groups();
         assert_eq!((groups[0].generation, groups[0].members.len()), (1, 1));
         let fetch = Request::OffsetFetch(OffsetFetchRequest {
+            require_stable: false,
             group_id: Arc::from(GROUP),
             partitions: vec![tp()],
         });

@@ -79,14 +79,16 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "commit-from-old-generation",
         reference: "classic group protocol generation fencing (KIP-62 era)",
         summary: "The group coordinator accepts offset commits from an older generation, so a \
-                  zombie member that lost its partitions can move their committed offsets back.",
+                  zombie member that lost its partitions can move their committed offsets back \
+                  (scenario zombie-member).",
     },
     BugInfo {
         bug: Bug::NoSessionExpiry,
         name: "no-session-expiry",
         reference: "KIP-62 (session.timeout.ms)",
         summary: "The group coordinator never evicts a member silent for session.timeout.ms, so \
-                  a dead consumer keeps its partitions and nobody consumes them.",
+                  a dead consumer keeps its partitions and nobody consumes them (scenarios \
+                  session-timeout, coordinator-failover).",
     },
 ];
 

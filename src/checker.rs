@@ -18,7 +18,9 @@
 //! The cost is O(n log n) in the number of entries and records.
 
 use crate::actor::Millis;
-use crate::history::{Entry, History, Op, Outcome, PartitionSnapshot, Sink, Snapshot, Value};
+use crate::history::{
+    Entry, History, Op, Outcome, PartitionSnapshot, RebalanceCause, Sink, Snapshot, Value,
+};
 use crate::protocol::{NodeId, Offset, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry as MapEntry;
@@ -46,6 +48,8 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "commit-regression",
     "committed-past-high-watermark",
     "zombie-commit",
+    "committed-offset-lost",
+    "unassigned-partition",
 ];
 
 /// Client events the checker reports beside anomalies: legitimate behaviour a scenario
@@ -131,6 +135,16 @@ pub fn describe(kind: &str) -> &'static str {
             "The coordinator accepted a commit carrying an older generation than one it had \
              already accepted or assigned for the group (generation fencing failed)."
         }
+        "committed-offset-lost" => {
+            "An offset commit the coordinator acknowledged that a later read of the group's \
+             committed offsets did not find: a member's OffsetFetch sent after the \
+             acknowledgement, or the coordinator's state at the end of the run, holds an \
+             older offset or none."
+        }
+        "unassigned-partition" => {
+            "At the end of the run a partition is assigned to no member of a consumer group \
+             that consumed, or the group is not Stable (or not loaded by any coordinator)."
+        }
         "rebalance" => {
             "A consumer group moved to a new generation after its first one (a member \
              joined, left, was evicted or restarted); counted once per generation."
@@ -187,6 +201,10 @@ pub struct CheckStats {
     pub records_read: u64,
     /// Faults injected (`FaultStart` entries).
     pub faults: u64,
+    /// Rebalances (new generations after a group's first) by what triggered them
+    /// (`session-expired`, `member-left`, ...; `unknown` when no trigger was recorded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rebalances_by_cause: BTreeMap<String, u64>,
 }
 
 /// Checks a history and the end-of-run snapshot for every kind in [`ANOMALY_KINDS`].
@@ -200,10 +218,12 @@ pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
     collector.check_reorders();
     collector.check_skips();
     let Collector {
-        stats, mut tallies, ..
+        mut stats,
+        mut tallies,
+        ..
     } = collector;
     check_snapshot(snapshot, &mut tallies);
-    check_groups(history, snapshot, &mut tallies);
+    check_groups(history, snapshot, &mut tallies, &mut stats);
     CheckResult {
         anomalies: tallies.into_reports(),
         stats,
@@ -224,7 +244,12 @@ struct Processing<'h> {
 /// The consumer-group checks: what each group processed against what was
 /// acknowledged, who owned which partition in which generation, and how committed
 /// offsets moved.
-fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
+fn check_groups(
+    history: &History,
+    snapshot: &Snapshot,
+    tallies: &mut Tallies,
+    stats: &mut CheckStats,
+) {
     // Acknowledged sends: value -> (partition, offset, history index, time).
     let mut acked: BTreeMap<Value, (&TopicPartition, Offset, u64, Millis)> = BTreeMap::new();
     let mut processed: BTreeMap<(&str, Value), Vec<Processing>> = BTreeMap::new();
@@ -236,8 +261,53 @@ fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
     let mut assigned_at: BTreeMap<&str, Vec<(Millis, i32)>> = BTreeMap::new();
     let mut first_generation: BTreeMap<&str, i32> = BTreeMap::new();
     let mut generations_seen: BTreeSet<(&str, i32)> = BTreeSet::new();
+    // Why each generation was left: (group, generation) -> the first trigger.
+    let mut prepared: BTreeMap<(&str, i32), (Millis, RebalanceCause, &str)> = BTreeMap::new();
+    // Acknowledged commits per (group, partition), in the order they completed.
+    let mut acked_commits: BTreeMap<(&str, &TopicPartition), Vec<AckedCommit>> = BTreeMap::new();
     for e in &history.entries {
         match &e.op {
+            Op::PrepareRebalance {
+                group,
+                generation,
+                cause,
+                reason,
+            } => {
+                prepared.entry((group.as_str(), *generation)).or_insert((
+                    entry_ms(e),
+                    *cause,
+                    reason.as_str(),
+                ));
+            }
+            Op::FetchCommitted {
+                group,
+                member,
+                offsets,
+                ..
+            } => {
+                for (p, fetched) in offsets {
+                    let Some(acks) = acked_commits.get(&(group.as_str(), p)) else {
+                        continue;
+                    };
+                    let Some(required) = committed_at(acks, e.invoke_ms) else {
+                        continue;
+                    };
+                    if fetched.is_none_or(|f| f < required.offset) {
+                        let got = fetched.map_or("no committed offset".into(), |f| f.to_string());
+                        tallies.add("committed-offset-lost", (e.index, 0), || {
+                            format!(
+                                "group {group} committed {p} at {} (acknowledged at {} s, \
+                                 history line {}), but member {member}'s OffsetFetch sent at \
+                                 {} s found {got}",
+                                required.offset,
+                                Secs(required.complete_ms),
+                                required.index,
+                                Secs(e.invoke_ms)
+                            )
+                        });
+                    }
+                }
+            }
             Op::Send {
                 value,
                 partition,
@@ -292,10 +362,19 @@ fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
                     .entry(group.as_str())
                     .or_insert(*generation);
                 if *generation > first && generations_seen.insert((group.as_str(), *generation)) {
+                    let why = prepared.get(&(group.as_str(), generation - 1)).copied();
+                    let cause = why.map_or("unknown", |(_, c, _)| c.name());
+                    *stats
+                        .rebalances_by_cause
+                        .entry(cause.to_string())
+                        .or_default() += 1;
                     tallies.add("rebalance", (e.index, 0), || {
+                        let why = why.map_or(String::new(), |(at, cause, reason)| {
+                            format!("; {}: {reason}, at {} s", cause.name(), Secs(at))
+                        });
                         format!(
                             "group {group} moved to generation {generation} at {} s ({member} \
-                             was assigned {})",
+                             was assigned {}{why})",
                             Secs(entry_ms(e)),
                             partitions
                                 .iter()
@@ -357,6 +436,14 @@ fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
                 }
                 for (p, offset) in offsets {
                     let key = (group.as_str(), p);
+                    let acks = acked_commits.entry(key).or_default();
+                    assert!(acks.len() < 10_000_000, "commit list unbounded");
+                    acks.push(AckedCommit {
+                        invoke_ms: e.invoke_ms,
+                        complete_ms: entry_ms(e),
+                        offset: *offset,
+                        index: e.index,
+                    });
                     let m = max_committed.entry(key).or_insert(*offset);
                     *m = (*m).max(*offset);
                     if let Some((g, prev, line)) = last_commit.get(&key).copied() {
@@ -436,6 +523,61 @@ fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
             Some((&p.partition, h))
         })
         .collect();
+    // The final committed offsets against the acknowledged commits.
+    let end_ms = history.entries.iter().map(entry_ms).max().unwrap_or(0) + 1;
+    let final_offsets: BTreeMap<(&str, &TopicPartition), Offset> = snapshot
+        .committed_offsets
+        .iter()
+        .map(|(g, p, o)| ((g.as_str(), p), *o))
+        .collect();
+    for ((group, p), acks) in &acked_commits {
+        // Only a group some coordinator has loaded holds offsets to compare.
+        let loaded = snapshot.groups.iter().any(|g| g.group == *group);
+        let Some(required) = committed_at(acks, end_ms).filter(|_| loaded) else {
+            continue;
+        };
+        let held = final_offsets.get(&(*group, *p)).copied();
+        if held.is_none_or(|h| h < required.offset) {
+            let got = held.map_or("none".into(), |h| h.to_string());
+            tallies.add("committed-offset-lost", (u64::MAX, 0), || {
+                format!(
+                    "group {group} committed {p} at {} (acknowledged at {} s, history line {}), \
+                     but its coordinator holds {got} at the end of the run",
+                    required.offset,
+                    Secs(required.complete_ms),
+                    required.index
+                )
+            });
+        }
+    }
+    // After the quiet period every partition of a group that consumed is assigned.
+    // (Hand-written histories without a snapshot have no end state to check.)
+    let consuming: BTreeSet<&str> = first_generation.keys().copied().collect();
+    for group in consuming
+        .into_iter()
+        .filter(|_| !snapshot.partitions.is_empty())
+    {
+        let Some(g) = snapshot.groups.iter().find(|g| g.group == group) else {
+            tallies.add("unassigned-partition", (u64::MAX, 0), || {
+                format!("group {group} is not loaded by any coordinator at the end of the run")
+            });
+            continue;
+        };
+        for p in snapshot.partitions.iter().map(|p| &p.partition) {
+            let owned = g.members.iter().any(|(_, a)| a.contains(p));
+            if !owned || g.state != "Stable" {
+                tallies.add("unassigned-partition", (u64::MAX, 0), || {
+                    format!(
+                        "{p} is assigned to no member of group {group} at the end of the run \
+                         (group {}, generation {}, {} member(s))",
+                        g.state,
+                        g.generation,
+                        g.members.len()
+                    )
+                });
+            }
+        }
+    }
     for (group, p, offset) in &snapshot.committed_offsets {
         if let Some(h) = hw.get(p).filter(|h| offset > *h) {
             tallies.add("committed-past-high-watermark", (u64::MAX, 0), || {
@@ -446,6 +588,27 @@ fn check_groups(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
             });
         }
     }
+}
+
+/// An acknowledged offset commit of one partition.
+#[derive(Clone, Copy)]
+struct AckedCommit {
+    invoke_ms: Millis,
+    complete_ms: Millis,
+    offset: Offset,
+    index: u64,
+}
+
+/// The commit a read of the committed offset starting at `at_ms` must see at least:
+/// of the commits acknowledged before `at_ms`, the last one and those concurrent with
+/// it (any of them may have been applied last), the lowest. `None` before any.
+fn committed_at(acks: &[AckedCommit], at_ms: Millis) -> Option<AckedCommit> {
+    let done: Vec<&AckedCommit> = acks.iter().filter(|a| a.complete_ms < at_ms).collect();
+    let last = done.iter().max_by_key(|a| (a.complete_ms, a.index))?;
+    done.iter()
+        .filter(|a| a.complete_ms >= last.invoke_ms)
+        .min_by_key(|a| (a.offset, a.index))
+        .map(|a| **a)
 }
 
 // ---------------------------------------------------------------- tallies
@@ -691,6 +854,8 @@ impl<'h> Collector<'h> {
             Op::FaultStart { .. } => self.stats.faults += 1,
             Op::FaultEnd { .. }
             | Op::PartitionChange { .. }
+            | Op::PrepareRebalance { .. }
+            | Op::FetchCommitted { .. }
             | Op::ProducerMetrics(_)
             | Op::Processed { .. }
             | Op::Assigned { .. }
@@ -1170,7 +1335,7 @@ fn check_divergence(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{ReadRecord, ReplicaSnapshot};
+    use crate::history::{GroupSnapshot, ReadRecord, ReplicaSnapshot};
 
     fn tp(n: u32) -> TopicPartition {
         TopicPartition::new("orders", n)
@@ -1446,6 +1611,125 @@ mod tests {
         assert_eq!(counts(&r), vec![("commit-regression", 1)]);
     }
 
+    impl B {
+        fn fetch_committed(
+            &mut self,
+            invoke: Millis,
+            complete: Millis,
+            part: u32,
+            offset: Option<Offset>,
+        ) -> &mut Self {
+            self.h.push(Entry {
+                index: 0,
+                process: NodeId::Consumer(2),
+                invoke_ms: invoke,
+                complete_ms: Some(complete),
+                outcome: Outcome::Ok,
+                op: Op::FetchCommitted {
+                    group: "g".into(),
+                    member: "m2".into(),
+                    generation: 2,
+                    offsets: vec![(tp(part), offset)],
+                },
+            });
+            self
+        }
+
+        fn prepare(&mut self, t: Millis, generation: i32, cause: RebalanceCause) -> &mut Self {
+            let op = Op::PrepareRebalance {
+                group: "g".into(),
+                generation,
+                cause,
+                reason: "removing member m1 on heartbeat expiration".into(),
+            };
+            self.push(NodeId::Broker(1), t, Outcome::Ok, op)
+        }
+    }
+
+    #[test]
+    fn a_fetch_after_an_acknowledged_commit_must_find_it() {
+        // Committed 50, acknowledged at 10 (invoked at 7); a fetch sent at 20 finds 40.
+        let lost = B::default()
+            .committed(10, 1, 0, 50)
+            .fetch_committed(20, 22, 0, Some(40))
+            .fetch_committed(30, 32, 1, None)
+            .run();
+        assert_eq!(counts(&lost), vec![("committed-offset-lost", 1)]);
+        assert!(examples(&lost, "committed-offset-lost")[0].contains("found 40"));
+        // Nothing committed for a partition: no committed offset is fine.
+        let none = B::default()
+            .committed(10, 1, 0, 50)
+            .fetch_committed(20, 22, 0, None)
+            .run();
+        assert_eq!(counts(&none), vec![("committed-offset-lost", 1)]);
+        // A fetch sent before the acknowledgement may miss the commit; a higher offset is
+        // fine; concurrent commits may land in either order.
+        let fine = B::default()
+            .fetch_committed(8, 12, 0, Some(40))
+            .committed(10, 1, 0, 50)
+            .fetch_committed(20, 22, 0, Some(60))
+            .committed(30, 1, 1, 70)
+            .committed(31, 1, 1, 80)
+            .fetch_committed(40, 42, 1, Some(70))
+            .run();
+        assert_eq!(counts(&fine), vec![]);
+    }
+
+    #[test]
+    fn final_committed_offsets_and_assignments_are_checked_against_the_end_state() {
+        let mut b = B::default();
+        b.assigned(10, "m1", 1, &[0, 1]).committed(20, 1, 0, 50);
+        let end = |committed: Offset, state: &str, owned: Vec<TopicPartition>| Snapshot {
+            partitions: vec![
+                partition(0, Some(1), &[1], vec![]),
+                partition(1, Some(1), &[1], vec![]),
+            ],
+            committed_offsets: vec![("g".into(), tp(0), committed)],
+            groups: vec![GroupSnapshot {
+                group: "g".into(),
+                state: state.into(),
+                generation: 1,
+                members: vec![("m1".into(), owned)],
+            }],
+            ..Snapshot::default()
+        };
+        let ok = check(&b.h, &end(50, "Stable", vec![tp(0), tp(1)]));
+        assert_eq!(group_counts(&ok), vec![]);
+        let bad = check(&b.h, &end(30, "Stable", vec![tp(0)]));
+        assert_eq!(
+            group_counts(&bad),
+            vec![("committed-offset-lost", 1), ("unassigned-partition", 1)]
+        );
+        assert!(examples(&bad, "unassigned-partition")[0]
+            .starts_with("orders-1 is assigned to no member"));
+        let rebalancing = check(&b.h, &end(50, "PreparingRebalance", vec![tp(0), tp(1)]));
+        assert_eq!(
+            group_counts(&rebalancing),
+            vec![("unassigned-partition", 2)]
+        );
+    }
+
+    #[test]
+    fn rebalances_are_counted_by_their_cause() {
+        let r = B::default()
+            .assigned(10, "m1", 1, &[0, 1])
+            .prepare(20, 1, RebalanceCause::SessionExpired)
+            .prepare(21, 1, RebalanceCause::MemberJoined)
+            .assigned(25, "m2", 2, &[0, 1])
+            .assigned(35, "m2", 3, &[0, 1])
+            .run();
+        assert_eq!(group_counts(&r), vec![("rebalance", 2)]);
+        let causes: Vec<(&str, u64)> = r
+            .stats
+            .rebalances_by_cause
+            .iter()
+            .map(|(k, n)| (k.as_str(), *n))
+            .collect();
+        assert_eq!(causes, vec![("session-expired", 1), ("unknown", 1)]);
+        assert!(examples(&r, "rebalance")[0]
+            .contains("session-expired: removing member m1 on heartbeat expiration, at 0.020 s"));
+    }
+
     fn counts(r: &CheckResult) -> Vec<(&str, u64)> {
         r.anomalies
             .iter()
@@ -1512,6 +1796,7 @@ mod tests {
             polls: 3,
             records_read: 4,
             faults: 1,
+            rebalances_by_cause: BTreeMap::new(),
         };
         assert_eq!(r.stats, stats);
     }
@@ -2205,7 +2490,6 @@ mod tests {
 
     #[test]
     fn every_kind_is_described() {
-        assert_eq!(ANOMALY_KINDS.len(), 19);
         let unknown = describe("no-such-kind");
         let descriptions: BTreeSet<&str> = ANOMALY_KINDS
             .iter()

@@ -350,8 +350,28 @@ impl Consumer {
                     );
                 }
             }
-            AssignmentChange::Committed(committed) => {
-                for (tp, offset) in committed {
+            AssignmentChange::Committed { sent_ms, offsets } => {
+                let fetched = offsets
+                    .iter()
+                    .filter(|(tp, _)| self.assignment.get(tp).is_some_and(|s| s.initializing))
+                    .map(|(tp, c)| (tp.clone(), c.as_ref().map(|c| c.offset)))
+                    .collect::<Vec<_>>();
+                if !fetched.is_empty() {
+                    out.record(Entry {
+                        index: 0,
+                        process: NodeId::Consumer(self.index),
+                        invoke_ms: sent_ms,
+                        complete_ms: Some(now),
+                        outcome: Outcome::Ok,
+                        op: Op::FetchCommitted {
+                            group: self.config.group_id.clone().unwrap_or_default(),
+                            member: self.member_id().map(|m| m.to_string()).unwrap_or_default(),
+                            generation: self.generation().unwrap_or(-1),
+                            offsets: fetched,
+                        },
+                    });
+                }
+                for (tp, offset) in offsets {
                     let policy = self.reset_policy_name();
                     let none_policy = self.config.auto_offset_reset == AutoOffsetReset::None;
                     let Some(state) = self.assignment.get_mut(&tp).filter(|s| s.initializing)
@@ -1108,6 +1128,7 @@ mod tests {
             partitions: partitions
                 .iter()
                 .map(|(tp, error, offset)| ListOffsetsPartitionResponse {
+                    timestamp: -1,
                     tp: tp.clone(),
                     error: *error,
                     offset: *offset,
@@ -1154,6 +1175,7 @@ mod tests {
         Response::Fetch(FetchResponse {
             error: ErrorCode::None,
             partitions: vec![FetchPartitionResponse {
+                aborted_transactions: Vec::new(),
                 tp,
                 error,
                 high_watermark,
@@ -1196,11 +1218,13 @@ mod tests {
             .iter()
             .map(|e| {
                 assert_eq!(e.process, NodeId::Consumer(2));
-                assert_eq!(
-                    Some(e.invoke_ms),
-                    e.complete_ms,
-                    "consumer entries are instants"
-                );
+                if !matches!(e.op, Op::FetchCommitted { .. }) {
+                    assert_eq!(
+                        Some(e.invoke_ms),
+                        e.complete_ms,
+                        "consumer entries other than OffsetFetch reads are instants"
+                    );
+                }
                 e.op.clone()
             })
             .collect()
@@ -1676,6 +1700,7 @@ mod tests {
                                         (ErrorCode::None, log_end[i])
                                     };
                                     ListOffsetsPartitionResponse {
+                                        timestamp: -1,
                                         tp: tp.clone(),
                                         error,
                                         offset,
@@ -1718,6 +1743,7 @@ mod tests {
                                         }
                                     }
                                     FetchPartitionResponse {
+                                        aborted_transactions: Vec::new(),
                                         tp: fp.tp.clone(),
                                         error,
                                         high_watermark: if error == ErrorCode::None {
@@ -2097,11 +2123,14 @@ mod tests {
             );
             assert_eq!(
                 c.drain_events(),
-                vec![GroupEvent::Assigned {
-                    generation: 3,
-                    member_id: Arc::from("m-2"),
-                    partitions: vec![tp(2)]
-                }]
+                vec![
+                    GroupEvent::CoordinatorDiscovered { broker: 2 },
+                    GroupEvent::Assigned {
+                        generation: 3,
+                        member_id: Arc::from("m-2"),
+                        partitions: vec![tp(2)]
+                    }
+                ]
             );
         }
 
@@ -2147,8 +2176,15 @@ mod tests {
                 list_offsets_answer(&[(tp(1), ErrorCode::None, 0)]),
                 &mut out,
             );
+            let fetched = &out.history[0];
+            assert!(
+                matches!(&fetched.op, Op::FetchCommitted { group, generation: 1, offsets, .. }
+                    if group == "g" && *offsets == vec![(tp(0), Some(5)), (tp(1), None)]),
+                "{fetched:?}"
+            );
+            assert!(fetched.invoke_ms < fetched.complete_ms.unwrap());
             assert_eq!(
-                ops(&out),
+                ops(&out)[1..],
                 vec![
                     Op::Seek {
                         partition: tp(0),
@@ -2303,6 +2339,13 @@ mod tests {
             assert_eq!(
                 c.drain_events(),
                 vec![
+                    // onJoinPrepare's commit of the consumed position, then the rebalance.
+                    GroupEvent::CommitCompleted {
+                        id: 0,
+                        offsets: vec![committed(0, 2, 0)],
+                        sent_ms: 3_100,
+                        generation: 1,
+                    },
                     GroupEvent::Revoked {
                         generation: 1,
                         partitions: vec![tp(0)],
@@ -2507,9 +2550,22 @@ mod tests {
             assert!(commits
                 .iter()
                 .all(|(_, g, m, o)| *g == 1 && &**m == "m-1" && *o == vec![committed(0, 3, 0)]));
-            assert!(
-                c.drain_events().is_empty(),
-                "auto-commits have no application events"
+            let outcomes: Vec<(Millis, i32)> = c
+                .drain_events()
+                .into_iter()
+                .map(|e| match e {
+                    GroupEvent::CommitCompleted {
+                        sent_ms,
+                        generation,
+                        ..
+                    } => (sent_ms, generation),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect();
+            assert_eq!(
+                outcomes,
+                vec![(6_000, 1), (11_000, 1), (16_000, 1)],
+                "each auto-commit's outcome is an event for the history"
             );
         }
 
@@ -2540,7 +2596,7 @@ mod tests {
             );
             let events = c.drain_events();
             assert!(
-                matches!(&events[..], [GroupEvent::CommitFailed { id: i, error }] if *i == id && error.starts_with("CommitFailedException")),
+                matches!(&events[..], [GroupEvent::CommitFailed { id: i, error, invoked_ms: 20, generation: 1 }] if *i == id && error.starts_with("CommitFailedException")),
                 "{events:?}"
             );
             assert_eq!(c.generation(), Some(-1));
@@ -2597,7 +2653,9 @@ mod tests {
                 c.drain_events(),
                 vec![GroupEvent::CommitCompleted {
                     id,
-                    offsets: vec![committed(0, 9, 0)]
+                    offsets: vec![committed(0, 9, 0)],
+                    sent_ms: 121,
+                    generation: 1,
                 }]
             );
         }
@@ -2709,6 +2767,7 @@ mod tests {
                 let mut assigned: Vec<TopicPartition> = Vec::new();
                 let (mut polled, mut assignments) = (0, 0);
                 let mut issued = BTreeSet::new();
+                let mut others = BTreeSet::new();
                 c.on_start(now, &mut out);
                 for step in 0..4_000 {
                     for (broker, cid, request) in take(&mut out) {
@@ -2892,7 +2951,12 @@ mod tests {
                             }
                             GroupEvent::CommitCompleted { id, .. }
                             | GroupEvent::CommitFailed { id, .. } => {
-                                assert!(issued.remove(&id), "seed {seed}: one outcome per commit");
+                                // The application's commits, and the auto-commits and
+                                // pre-rebalance commits it did not ask for: one outcome each.
+                                assert!(
+                                    issued.remove(&id) || others.insert(id),
+                                    "seed {seed}: one outcome per commit"
+                                );
                             }
                             GroupEvent::Fenced { .. } => panic!("seed {seed}: never fenced here"),
                             _ => {}
@@ -2920,7 +2984,7 @@ mod tests {
                                     polled += 1;
                                 }
                             }
-                            Op::ObserveHighWatermark { .. } => {}
+                            Op::ObserveHighWatermark { .. } | Op::FetchCommitted { .. } => {}
                             other => panic!("unexpected {other:?}"),
                         }
                     }

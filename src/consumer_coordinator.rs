@@ -99,21 +99,36 @@ pub enum GroupEvent {
         /// The partitions assigned.
         partitions: Vec<TopicPartition>,
     },
-    /// A commit the application asked for succeeded.
+    /// A commit succeeded: one the application asked for, an auto-commit, or the
+    /// commit before a rebalance (`onJoinPrepare`).
     CommitCompleted {
         /// Its id.
         id: CommitId,
         /// What was committed.
         offsets: Vec<CommittedOffset>,
+        /// When the accepted `OffsetCommit` was sent (the commit's earlier attempts
+        /// failed; the coordinator judged this one).
+        sent_ms: Millis,
+        /// The generation its accepted `OffsetCommit` carried.
+        generation: i32,
     },
-    /// A commit the application asked for failed (`CommitFailedException`,
-    /// `RebalanceInProgressException`, `RetriableCommitFailedException`,
-    /// `TimeoutException`, ...).
+    /// A commit failed (`CommitFailedException`, `RebalanceInProgressException`,
+    /// `RetriableCommitFailedException`, `TimeoutException`, ...).
     CommitFailed {
         /// Its id.
         id: CommitId,
         /// Kafka's exception name and the error.
         error: String,
+        /// When the commit was asked for.
+        invoked_ms: Millis,
+        /// The generation its last `OffsetCommit` carried (-1 if none was sent).
+        generation: i32,
+    },
+    /// `FindCoordinator` named a coordinator other than the last one ("Discovered group
+    /// coordinator" in Kafka's log).
+    CoordinatorDiscovered {
+        /// The coordinator's broker.
+        broker: BrokerId,
     },
     /// A fatal error (`FENCED_INSTANCE_ID`, ...): the consumer stopped.
     Fenced {
@@ -136,8 +151,14 @@ pub(crate) enum AssignmentChange {
     Revoke(Vec<TopicPartition>),
     /// New partitions, without positions until their committed offsets arrive.
     Assign(Vec<TopicPartition>),
-    /// Committed offsets of newly assigned partitions (`None`: use `auto.offset.reset`).
-    Committed(Vec<(TopicPartition, Option<CommittedOffset>)>),
+    /// Committed offsets of newly assigned partitions (`None`: use `auto.offset.reset`),
+    /// as an `OffsetFetch` sent at `sent_ms` found them.
+    Committed {
+        /// When the `OffsetFetch` was sent.
+        sent_ms: Millis,
+        /// Each partition's committed offset, if any.
+        offsets: Vec<(TopicPartition, Option<CommittedOffset>)>,
+    },
     /// The group subscribes to these topics: the leader needs their metadata.
     GroupTopics(Vec<Arc<str>>),
     /// A `FindCoordinator` to the least loaded node failed: try the next one.
@@ -172,7 +193,7 @@ enum GroupRequest {
     Heartbeat { generation: i32 },
     LeaveGroup,
     OffsetCommit { key: u64 },
-    OffsetFetch { generation: i32 },
+    OffsetFetch { generation: i32, sent_ms: Millis },
 }
 
 /// Where a (re)join stands.
@@ -214,6 +235,12 @@ struct PendingCommit {
     not_before: Millis,
     /// The generation of the attempt in flight, if any.
     in_flight: Option<i32>,
+    /// When the commit was asked for.
+    created_ms: Millis,
+    /// The generation of the last attempt sent (-1 before the first).
+    last_generation: i32,
+    /// When the last attempt was sent.
+    last_sent_ms: Millis,
 }
 
 /// The result of one commit attempt: `Err((error, retriable))`.
@@ -247,6 +274,8 @@ pub struct ConsumerCoordinator {
     auto_commit_interval_ms: u64,
     default_api_timeout_ms: u64,
     coordinator: Option<BrokerId>,
+    /// The coordinator last discovered (reported again only when it changes).
+    last_discovered: Option<BrokerId>,
     find_not_before: Millis,
     state: MemberState,
     generation: i32,
@@ -300,6 +329,7 @@ impl ConsumerCoordinator {
             auto_commit_interval_ms: config.auto_commit_interval_ms,
             default_api_timeout_ms: config.default_api_timeout_ms,
             coordinator: None,
+            last_discovered: None,
             find_not_before: 0,
             state: MemberState::Unjoined,
             generation: -1,
@@ -419,10 +449,20 @@ impl ConsumerCoordinator {
         if let Some(error) = &self.fatal {
             let error = error.clone();
             self.next_commit += 1;
-            self.event(GroupEvent::CommitFailed { id, error });
+            self.event(GroupEvent::CommitFailed {
+                id,
+                error,
+                invoked_ms: now,
+                generation: -1,
+            });
         } else if offsets.is_empty() {
             self.next_commit += 1;
-            self.event(GroupEvent::CommitCompleted { id, offsets });
+            self.event(GroupEvent::CommitCompleted {
+                id,
+                offsets,
+                sent_ms: now,
+                generation: self.generation,
+            });
         } else {
             let key = self.enqueue_commit(purpose, offsets, now, now + self.default_api_timeout_ms);
             assert_eq!(key, id);
@@ -519,6 +559,10 @@ impl ConsumerCoordinator {
                 match (r.error, r.node_id) {
                     (ErrorCode::None, Some(node)) => {
                         self.coordinator = Some(node);
+                        if self.last_discovered != Some(node) {
+                            self.last_discovered = Some(node);
+                            self.event(GroupEvent::CoordinatorDiscovered { broker: node });
+                        }
                         // Kafka's `heartbeat.resetSessionTimeout()` on discovery.
                         self.heartbeat.session_deadline = now + self.session_timeout_ms;
                     }
@@ -544,9 +588,13 @@ impl ConsumerCoordinator {
                     .unwrap_or(ErrorCode::None);
                 self.handle_commit_error(now, key, error);
             }
-            (GroupRequest::OffsetFetch { generation }, Response::OffsetFetch(r)) => {
-                self.handle_offset_fetch(now, generation, r.error, r.offsets)
-            }
+            (
+                GroupRequest::OffsetFetch {
+                    generation,
+                    sent_ms,
+                },
+                Response::OffsetFetch(r),
+            ) => self.handle_offset_fetch(now, generation, sent_ms, r.error, r.offsets),
             (kind, response) => {
                 panic!("group response {response:?} does not match its request {kind:?}")
             }
@@ -778,13 +826,13 @@ impl ConsumerCoordinator {
             });
         }
         self.awaiting_committed.clear();
-        for (_, commit) in std::mem::take(&mut self.commits) {
-            if let CommitPurpose::Sync(id) | CommitPurpose::Async(id) = commit.purpose {
-                self.event(GroupEvent::CommitFailed {
-                    id,
-                    error: error.clone(),
-                });
-            }
+        for (key, commit) in std::mem::take(&mut self.commits) {
+            self.event(GroupEvent::CommitFailed {
+                id: key,
+                error: error.clone(),
+                invoked_ms: commit.created_ms,
+                generation: commit.last_generation,
+            });
         }
         self.event(GroupEvent::Fenced { error });
     }
@@ -799,6 +847,7 @@ impl ConsumerCoordinator {
             let request = Request::LeaveGroup(LeaveGroupRequest {
                 group_id: self.group_id.clone(),
                 members: vec![(self.member_id.clone(), None)],
+                reason: Some(Arc::from(reason)),
             });
             let timeout = self.request_timeout_ms;
             self.send(
@@ -1109,6 +1158,9 @@ impl ConsumerCoordinator {
                 deadline,
                 not_before: now,
                 in_flight: None,
+                created_ms: now,
+                last_generation: -1,
+                last_sent_ms: now,
             },
         );
         assert!(
@@ -1145,6 +1197,8 @@ impl ConsumerCoordinator {
             }
             let commit = self.commits.get_mut(&key).expect("pending");
             commit.in_flight = Some(self.generation);
+            commit.last_generation = self.generation;
+            commit.last_sent_ms = now;
             let request = Request::OffsetCommit(OffsetCommitRequest {
                 group_id: self.group_id.clone(),
                 generation_id: self.generation,
@@ -1226,30 +1280,43 @@ impl ConsumerCoordinator {
             }
             other => other,
         };
-        match (commit.purpose, result) {
+        let (invoked_ms, sent_ms, generation) = (
+            commit.created_ms,
+            commit.last_sent_ms,
+            commit.last_generation,
+        );
+        match (commit.purpose, &result) {
             (CommitPurpose::Sync(_) | CommitPurpose::JoinPrepare, Err(_)) if retry => {
                 commit.not_before = retry_at;
                 self.commits.insert(key, commit);
-            }
-            (CommitPurpose::Sync(id) | CommitPurpose::Async(id), Ok(())) => {
-                self.event(GroupEvent::CommitCompleted {
-                    id,
-                    offsets: commit.offsets,
-                });
-            }
-            (CommitPurpose::Sync(id) | CommitPurpose::Async(id), Err((error, _))) => {
-                self.event(GroupEvent::CommitFailed { id, error });
+                return;
             }
             (CommitPurpose::Auto, Err((_, true))) => {
                 // Kafka retries a failed auto-commit after the backoff.
                 self.next_auto_commit = self.next_auto_commit.min(retry_at);
             }
-            (CommitPurpose::Auto, _) => {}
-            (CommitPurpose::JoinPrepare, _) => {
-                if self.join == Some(JoinPhase::PrepareCommit { key }) {
-                    self.finish_join_prepare(now);
-                }
-            }
+            _ => {}
+        }
+        let finishes_join = commit.purpose == CommitPurpose::JoinPrepare
+            && self.join == Some(JoinPhase::PrepareCommit { key });
+        // Every commit's outcome is an event: the application waits for its own, and
+        // the history records all of them.
+        self.event(match result {
+            Ok(()) => GroupEvent::CommitCompleted {
+                id: key,
+                offsets: commit.offsets,
+                sent_ms,
+                generation,
+            },
+            Err((error, _)) => GroupEvent::CommitFailed {
+                id: key,
+                error,
+                invoked_ms,
+                generation,
+            },
+        });
+        if finishes_join {
+            self.finish_join_prepare(now);
         }
     }
 
@@ -1290,9 +1357,11 @@ impl ConsumerCoordinator {
         let request = Request::OffsetFetch(OffsetFetchRequest {
             group_id: self.group_id.clone(),
             partitions: self.awaiting_committed.iter().cloned().collect(),
+            require_stable: false,
         });
         let kind = GroupRequest::OffsetFetch {
             generation: self.generation,
+            sent_ms: now,
         };
         let timeout = self.request_timeout_ms;
         self.send(now, coordinator, request, kind, timeout, out);
@@ -1303,6 +1372,7 @@ impl ConsumerCoordinator {
         &mut self,
         now: Millis,
         generation: i32,
+        sent_ms: Millis,
         error: ErrorCode,
         offsets: Vec<CommittedOffset>,
     ) {
@@ -1332,7 +1402,10 @@ impl ConsumerCoordinator {
                 (tp, c)
             })
             .collect();
-        self.changes.push(AssignmentChange::Committed(committed));
+        self.changes.push(AssignmentChange::Committed {
+            sent_ms,
+            offsets: committed,
+        });
     }
 }
 

@@ -808,7 +808,12 @@ impl Actor for Controller {
             | Request::Heartbeat(_)
             | Request::LeaveGroup(_)
             | Request::OffsetCommit(_)
-            | Request::OffsetFetch(_) => None,
+            | Request::OffsetFetch(_)
+            | Request::AddPartitionsToTxn(_)
+            | Request::AddOffsetsToTxn(_)
+            | Request::EndTxn(_)
+            | Request::WriteTxnMarkers(_)
+            | Request::TxnOffsetCommit(_) => None,
         };
         if let Some(response) = response {
             out.send(

@@ -66,6 +66,7 @@ use crate::actor::Millis;
 use crate::bugs::{Bug, Bugs};
 use crate::config::BrokerConfig;
 use crate::controller::TopicSpec;
+use crate::history::RebalanceCause;
 use crate::protocol::*;
 use crate::record::{Record, RecordBatch};
 use bytes::Bytes;
@@ -188,6 +189,21 @@ pub struct CoordinatorOutput {
     pub responses: Vec<(ReplyTo, Response)>,
     /// Batches to append as leader, in order.
     pub appends: Vec<CoordinatorAppend>,
+    /// Rebalances begun, for the history.
+    pub rebalances: Vec<PreparedRebalance>,
+}
+
+/// A rebalance the coordinator began (Kafka logs "Preparing to rebalance group ...").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedRebalance {
+    /// The group.
+    pub group_id: Arc<str>,
+    /// The generation the group leaves.
+    pub generation: i32,
+    /// What triggered it.
+    pub cause: RebalanceCause,
+    /// Kafka's reason text.
+    pub reason: String,
 }
 
 impl CoordinatorOutput {
@@ -838,6 +854,10 @@ impl GroupCoordinator {
         member_id: Arc<str>,
         out: &mut CoordinatorOutput,
     ) {
+        let reason = format!(
+            "Adding new member {member_id} with group instance id {}",
+            req.group_instance_id.as_deref().unwrap_or("null")
+        );
         let g = self.groups.get_mut(&req.group_id).expect("exists");
         assert!(g.members.len() < MAX_MEMBERS);
         if g.state == GroupState::PreparingRebalance && g.generation == 0 {
@@ -863,7 +883,13 @@ impl GroupCoordinator {
                 session_deadline: now + req.session_timeout_ms,
             },
         );
-        self.maybe_prepare_rebalance(now, &req.group_id, out);
+        self.maybe_prepare_rebalance(
+            now,
+            &req.group_id,
+            RebalanceCause::MemberJoined,
+            reason,
+            out,
+        );
     }
 
     /// Kafka's `updateMemberAndRebalance`.
@@ -882,7 +908,17 @@ impl GroupCoordinator {
         // A second join of the same member replaces the first (whose answer is dropped).
         m.awaiting_join = Some(reply_to);
         m.refresh(now);
-        self.maybe_prepare_rebalance(now, &req.group_id, out);
+        let reason = format!(
+            "Updating metadata for member {} during {:?}",
+            req.member_id, g.state
+        );
+        self.maybe_prepare_rebalance(
+            now,
+            &req.group_id,
+            RebalanceCause::MemberRejoined,
+            reason,
+            out,
+        );
     }
 
     /// Kafka's `updateStaticMemberAndRebalance`: `new` replaces `old` for `instance`.
@@ -942,7 +978,18 @@ impl GroupCoordinator {
             }
             _ => {
                 g.members.get_mut(&new).expect("inserted").awaiting_join = Some(reply_to);
-                self.maybe_prepare_rebalance(now, &req.group_id, out);
+                let reason = format!(
+                    "Updating metadata for static member {new} with instance id {instance} \
+                     during {:?}",
+                    g.state
+                );
+                self.maybe_prepare_rebalance(
+                    now,
+                    &req.group_id,
+                    RebalanceCause::StaticMemberReplaced,
+                    reason,
+                    out,
+                );
             }
         }
     }
@@ -952,6 +999,8 @@ impl GroupCoordinator {
         &mut self,
         now: Millis,
         group_id: &Arc<str>,
+        cause: RebalanceCause,
+        reason: String,
         out: &mut CoordinatorOutput,
     ) {
         let g = self.groups.get_mut(group_id).expect("exists");
@@ -962,6 +1011,12 @@ impl GroupCoordinator {
             }
             GroupState::Empty | GroupState::Stable => {}
         }
+        out.rebalances.push(PreparedRebalance {
+            group_id: group_id.clone(),
+            generation: g.generation,
+            cause,
+            reason,
+        });
         let timeout = g.rebalance_timeout_ms();
         g.join = Some(if g.state == GroupState::Empty {
             let delay = self.initial_rebalance_delay_ms;
@@ -1165,7 +1220,7 @@ impl GroupCoordinator {
             return;
         };
         let mut first_error = ErrorCode::None;
-        let mut removed = false;
+        let mut removed: Vec<Arc<str>> = Vec::new();
         let mut pending_removed = false;
         for (member_id, instance) in &req.members {
             let target = match instance {
@@ -1186,7 +1241,7 @@ impl GroupCoordinator {
             match target {
                 Ok(id) => {
                     remove_member(g, &id, out);
-                    removed = true;
+                    removed.push(id);
                 }
                 Err(e) if first_error == ErrorCode::None => first_error = e,
                 Err(_) => {}
@@ -1196,8 +1251,13 @@ impl GroupCoordinator {
             reply_to,
             Response::LeaveGroup(LeaveGroupResponse { error: first_error }),
         );
-        if removed {
-            self.after_member_removed(now, &req.group_id, out);
+        if !removed.is_empty() {
+            let reason = format!(
+                "Removing member {} on LeaveGroup; client reason: {}",
+                removed.join(", "),
+                req.reason.as_deref().unwrap_or("not provided")
+            );
+            self.after_member_removed(now, &req.group_id, RebalanceCause::MemberLeft, reason, out);
         } else if pending_removed {
             self.try_complete_join(now, &req.group_id, out);
         }
@@ -1208,12 +1268,14 @@ impl GroupCoordinator {
         &mut self,
         now: Millis,
         group_id: &Arc<str>,
+        cause: RebalanceCause,
+        reason: String,
         out: &mut CoordinatorOutput,
     ) {
         let state = self.groups[group_id].state;
         match state {
             GroupState::Stable | GroupState::CompletingRebalance => {
-                self.maybe_prepare_rebalance(now, group_id, out)
+                self.maybe_prepare_rebalance(now, group_id, cause, reason, out)
             }
             GroupState::PreparingRebalance | GroupState::Empty => {}
         }
@@ -1366,7 +1428,10 @@ impl GroupCoordinator {
                     }
                 } else {
                     reset_assignments(g, group_store_error(error), &mut out);
-                    self.maybe_prepare_rebalance(now, &group_id, &mut out);
+                    let reason =
+                        format!("Error {error} when storing group assignment during SyncGroup");
+                    let cause = RebalanceCause::AssignmentNotStored;
+                    self.maybe_prepare_rebalance(now, &group_id, cause, reason, &mut out);
                     self.try_complete_join(now, &group_id, &mut out);
                 }
             }
@@ -1436,7 +1501,12 @@ impl GroupCoordinator {
                 remove_member(g, m, &mut out);
             }
             if !expired.is_empty() {
-                self.after_member_removed(now, &id, &mut out);
+                let reason = format!(
+                    "removing member {} on heartbeat expiration",
+                    expired.join(", ")
+                );
+                let cause = RebalanceCause::SessionExpired;
+                self.after_member_removed(now, &id, cause, reason, &mut out);
             } else if pending_expired {
                 self.try_complete_join(now, &id, &mut out);
             }
@@ -2320,6 +2390,7 @@ mod tests {
         let leave = Request::LeaveGroup(LeaveGroupRequest {
             group_id: Arc::from(GROUP),
             members: vec![(b.clone(), None)],
+            reason: None,
         });
         let r = h.call(&mut c, 7_000, reply(1, 9), leave);
         assert!(matches!(
@@ -2366,6 +2437,7 @@ mod tests {
         );
         assert_eq!(out.appends.len(), 1);
         let fetch = OffsetFetchRequest {
+            require_stable: false,
             group_id: Arc::from(GROUP),
             partitions: vec![TopicPartition::new("orders", 0)],
         };

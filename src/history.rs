@@ -128,8 +128,10 @@ pub enum Op {
         /// The partitions assigned.
         partitions: Vec<TopicPartition>,
     },
-    /// An `OffsetCommit` of a group member (outcome `ok` when the coordinator accepted
-    /// it, `fail` with Kafka's error otherwise).
+    /// A commit of a group member (`commitSync`, an auto-commit, or the commit before a
+    /// rebalance). Outcome `ok` when the coordinator accepted it: the entry is then the
+    /// accepted `OffsetCommit` (invoked when that attempt was sent); `fail` with Kafka's
+    /// exception otherwise (invoked when the commit was asked for).
     Committed {
         /// `group.id`.
         group: String,
@@ -140,6 +142,18 @@ pub enum Op {
         /// The committed positions (the next offset to consume).
         offsets: Vec<(TopicPartition, Offset)>,
     },
+    /// An `OffsetFetch` of a group member for its newly assigned partitions: invoked
+    /// when sent, completed when answered (a read of the committed offsets).
+    FetchCommitted {
+        /// `group.id`.
+        group: String,
+        /// The member id.
+        member: String,
+        /// The generation the member was in.
+        generation: i32,
+        /// Each partition's committed offset (`None`: the group had none).
+        offsets: Vec<(TopicPartition, Option<Offset>)>,
+    },
     /// A group member left or lost its membership (`max.poll.interval.ms` expired,
     /// fenced by another instance, closed).
     MemberEvent {
@@ -149,6 +163,18 @@ pub enum Op {
         member: String,
         /// What happened, in words.
         event: String,
+    },
+    /// The group coordinator began a rebalance (Kafka's `prepareRebalance`), recorded by
+    /// the broker hosting it.
+    PrepareRebalance {
+        /// `group.id`.
+        group: String,
+        /// The generation the group leaves (the next one is `generation + 1`).
+        generation: i32,
+        /// What triggered it.
+        cause: RebalanceCause,
+        /// Kafka's log line for it (`removing member X on heartbeat expiration`).
+        reason: String,
     },
     /// A leader or ISR change applied by the controller.
     PartitionChange {
@@ -163,6 +189,40 @@ pub enum Op {
         /// Whether the election was unclean.
         unclean: bool,
     },
+}
+
+/// Why a group coordinator began a rebalance, one variant per trigger in Kafka's
+/// `GroupCoordinator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebalanceCause {
+    /// A new member joined (`Adding new member ...`).
+    MemberJoined,
+    /// A known member joined again, e.g. after a failed rebalance or a metadata change
+    /// (`Updating metadata for member ...`).
+    MemberRejoined,
+    /// A static member restarted with a changed subscription or into an unstable group.
+    StaticMemberReplaced,
+    /// A member sent `LeaveGroup` (`Removing member ... on LeaveGroup`).
+    MemberLeft,
+    /// A member's session expired (`removing member ... on heartbeat expiration`).
+    SessionExpired,
+    /// The group's assignment could not be stored in `__consumer_offsets`.
+    AssignmentNotStored,
+}
+
+impl RebalanceCause {
+    /// The cause's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RebalanceCause::MemberJoined => "member-joined",
+            RebalanceCause::MemberRejoined => "member-rejoined",
+            RebalanceCause::StaticMemberReplaced => "static-member-replaced",
+            RebalanceCause::MemberLeft => "member-left",
+            RebalanceCause::SessionExpired => "session-expired",
+            RebalanceCause::AssignmentNotStored => "assignment-not-stored",
+        }
+    }
 }
 
 /// Where a consumer application puts the effect of processing a record.
@@ -328,4 +388,20 @@ pub struct Snapshot {
     /// offset).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub committed_offsets: Vec<(String, TopicPartition, Offset)>,
+    /// Each group as its coordinator holds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupSnapshot>,
+}
+
+/// White-box state of one consumer group at the end of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    /// `group.id`.
+    pub group: String,
+    /// Kafka's group state (`Stable`, `PreparingRebalance`, ...).
+    pub state: String,
+    /// The generation.
+    pub generation: i32,
+    /// Each member's id and assigned partitions.
+    pub members: Vec<(String, Vec<TopicPartition>)>,
 }

@@ -138,6 +138,15 @@ fn print_report(r: &SeedReport) {
         "stats      {} operations, {} records sent ({} acked, {} failed, {} indefinite), {} records read, {} faults, {} messages",
         s.operations, s.records_sent, s.check.acked, s.check.failed, s.check.indefinite, s.check.records_read, s.faults, s.net_messages
     );
+    if !s.check.rebalances_by_cause.is_empty() {
+        let causes: Vec<String> = s
+            .check
+            .rebalances_by_cause
+            .iter()
+            .map(|(cause, n)| format!("{cause}: {n}"))
+            .collect();
+        println!("rebalances {}", causes.join(", "));
+    }
     println!(
         "time       {:.3} s simulated, {:.3} s wall",
         s.sim_ms as f64 / 1000.0,

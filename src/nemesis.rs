@@ -23,6 +23,10 @@ pub enum FaultKindName {
     OneWay,
     /// Move a partition's leadership to another in-sync replica.
     MoveLeader,
+    /// Kill a consumer's process (a group member restarts as a new process).
+    ConsumerCrash,
+    /// Pause a consumer's whole process, heartbeats included (a long GC).
+    ConsumerPause,
 }
 
 /// Who a fault hits, resolved when the fault starts.
@@ -34,6 +38,9 @@ pub enum Target {
     LeaderOf(TopicPartition),
     /// The partition's other replicas when the fault starts.
     FollowersOf(TopicPartition),
+    /// The group's coordinator when the fault starts: the leader of the
+    /// `__consumer_offsets` partition its `group.id` hashes to.
+    CoordinatorOf(String),
 }
 
 impl fmt::Display for Target {
@@ -42,6 +49,7 @@ impl fmt::Display for Target {
             Target::Node(n) => write!(f, "{n}"),
             Target::LeaderOf(tp) => write!(f, "leader:{tp}"),
             Target::FollowersOf(tp) => write!(f, "followers:{tp}"),
+            Target::CoordinatorOf(group) => write!(f, "coordinator:{group}"),
         }
     }
 }
@@ -49,7 +57,7 @@ impl fmt::Display for Target {
 impl std::str::FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let allowed = "allowed: controller, broker-N, producer-N, consumer-N, leader:<topic>-<partition>, followers:<topic>-<partition>";
+        let allowed = "allowed: controller, broker-N, producer-N, consumer-N, leader:<topic>-<partition>, followers:<topic>-<partition>, coordinator:<group.id>";
         let tp = |t: &str| -> Result<TopicPartition, String> {
             let (topic, p) = t
                 .rsplit_once('-')
@@ -75,6 +83,12 @@ impl std::str::FromStr for Target {
             tp(t).map(Target::LeaderOf)
         } else if let Some(t) = s.strip_prefix("followers:") {
             tp(t).map(Target::FollowersOf)
+        } else if let Some(g) = s.strip_prefix("coordinator:") {
+            if g.is_empty() {
+                Err(format!("`{s}`: {allowed}"))
+            } else {
+                Ok(Target::CoordinatorOf(g.to_string()))
+            }
         } else {
             Err(format!("unknown target `{s}`; {allowed}"))
         }
@@ -202,13 +216,14 @@ impl<'de> Deserialize<'de> for ScheduledFault {
 }
 
 impl ScheduledFault {
-    /// Checks that targets exist.
+    /// Checks that targets exist (`group`: the scenario's `group.id`, if any).
     pub fn validate(
         &self,
         topics: &[(String, u32)],
         brokers: u32,
         producers: u32,
         consumers: u32,
+        group: Option<&str>,
     ) -> Result<(), String> {
         let check = |t: &Target| -> Result<(), String> {
             match t {
@@ -224,6 +239,16 @@ impl ScheduledFault {
                     consumers.saturating_sub(1)
                 )),
                 Target::LeaderOf(tp) | Target::FollowersOf(tp) => check_tp(tp, topics),
+                Target::CoordinatorOf(g) if Some(g.as_str()) != group => Err(match group {
+                    Some(ours) => format!(
+                        "target coordinator:{g} names an unknown group; allowed: \
+                         coordinator:{ours} (consumers.config.group.id)"
+                    ),
+                    None => format!(
+                        "target coordinator:{g} needs a consumer group; set \
+                         consumers.config.group.id"
+                    ),
+                }),
                 _ => Ok(()),
             }
         };
@@ -234,8 +259,9 @@ impl ScheduledFault {
                     Target::Node(NodeId::Broker(_) | NodeId::Consumer(_))
                         | Target::LeaderOf(_)
                         | Target::FollowersOf(_)
+                        | Target::CoordinatorOf(_)
                 ) {
-                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, consumer-N, leader:<partition>, followers:<partition> (producer and controller crashes come later)"));
+                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, consumer-N, leader:<partition>, followers:<partition>, coordinator:<group.id> (producer and controller crashes come later)"));
                 }
                 check(target)
             }
@@ -269,6 +295,8 @@ pub struct DrawSpec<'a> {
     pub brokers: u32,
     /// Producer count (targets of one-way drops).
     pub producers: u32,
+    /// Consumer count (targets of consumer crashes and pauses).
+    pub consumers: u32,
     /// Topics and partition counts.
     pub topics: &'a [(String, u32)],
     /// Faults start at or after the first and end by the second (ms).
@@ -286,6 +314,7 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
         kinds,
         brokers,
         producers,
+        consumers,
         topics,
         window_ms: (start_ms, end_ms),
         interval_ms,
@@ -363,6 +392,15 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
                 }
             }
             FaultKindName::MoveLeader => Fault::MoveLeader { partition: tp },
+            FaultKindName::ConsumerCrash | FaultKindName::ConsumerPause => {
+                assert!(consumers > 0, "consumer faults need consumers (validated)");
+                let target = Target::Node(NodeId::Consumer(rng.gen_range(0..consumers)));
+                if kind == FaultKindName::ConsumerCrash {
+                    Fault::Crash { target }
+                } else {
+                    Fault::Pause { target }
+                }
+            }
         };
         out.push(ScheduledFault {
             at_ms: t,
@@ -421,6 +459,7 @@ mod tests {
             kinds: &kinds,
             brokers: 3,
             producers: 2,
+            consumers: 0,
             topics: &topics,
             window_ms: (3_000, 63_000),
             interval_ms: 5_000,

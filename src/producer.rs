@@ -1465,6 +1465,7 @@ impl Producer {
         }
         self.metrics.requests += 1;
         let request = Request::Produce(ProduceRequest {
+            transactional_id: None,
             acks: self.config.acks,
             timeout_ms: self.config.request_timeout_ms,
             partitions,

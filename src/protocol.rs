@@ -162,6 +162,20 @@ pub enum ErrorCode {
     BrokerIdNotRegistered,
     /// 108: an AlterPartition carried a stale partition epoch.
     InvalidUpdateVersion,
+    /// 48: a transactional request in a state that does not allow it.
+    InvalidTxnState,
+    /// 49: the producer id is not the one assigned to the `transactional.id`.
+    InvalidProducerIdMapping,
+    /// 50: `transaction.timeout.ms` above `transaction.max.timeout.ms`.
+    InvalidTransactionTimeout,
+    /// 51: another operation on the same transaction is under way; retry.
+    ConcurrentTransactions,
+    /// 52: the coordinator sending `WriteTxnMarkers` is no longer the coordinator.
+    TransactionCoordinatorFenced,
+    /// 88: transactional offsets of the group are pending (`require_stable`); retry.
+    UnstableOffsetCommit,
+    /// 90: a newer producer with the same `transactional.id` exists.
+    ProducerFenced,
     /// 42: the request was malformed.
     InvalidRequest,
 }
@@ -205,6 +219,13 @@ impl ErrorCode {
             ErrorCode::ElectionNotNeeded => 84,
             ErrorCode::BrokerIdNotRegistered => 102,
             ErrorCode::InvalidUpdateVersion => 108,
+            ErrorCode::InvalidTxnState => 48,
+            ErrorCode::InvalidProducerIdMapping => 49,
+            ErrorCode::InvalidTransactionTimeout => 50,
+            ErrorCode::ConcurrentTransactions => 51,
+            ErrorCode::TransactionCoordinatorFenced => 52,
+            ErrorCode::UnstableOffsetCommit => 88,
+            ErrorCode::ProducerFenced => 90,
         }
     }
 
@@ -246,6 +267,13 @@ impl ErrorCode {
             ErrorCode::ElectionNotNeeded => "ELECTION_NOT_NEEDED",
             ErrorCode::BrokerIdNotRegistered => "BROKER_ID_NOT_REGISTERED",
             ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
+            ErrorCode::InvalidTxnState => "INVALID_TXN_STATE",
+            ErrorCode::InvalidProducerIdMapping => "INVALID_PRODUCER_ID_MAPPING",
+            ErrorCode::InvalidTransactionTimeout => "INVALID_TRANSACTION_TIMEOUT",
+            ErrorCode::ConcurrentTransactions => "CONCURRENT_TRANSACTIONS",
+            ErrorCode::TransactionCoordinatorFenced => "TRANSACTION_COORDINATOR_FENCED",
+            ErrorCode::UnstableOffsetCommit => "UNSTABLE_OFFSET_COMMIT",
+            ErrorCode::ProducerFenced => "PRODUCER_FENCED",
         }
     }
 
@@ -269,6 +297,8 @@ impl ErrorCode {
                 | ErrorCode::FencedLeaderEpoch
                 | ErrorCode::UnknownLeaderEpoch
                 | ErrorCode::OffsetNotAvailable
+                | ErrorCode::ConcurrentTransactions
+                | ErrorCode::UnstableOffsetCommit
         )
     }
 
@@ -378,6 +408,20 @@ pub enum Request {
     OffsetCommit(OffsetCommitRequest),
     /// `OffsetFetch` (API 9).
     OffsetFetch(OffsetFetchRequest),
+    /// `AddPartitionsToTxn` (API 24): partitions join a transaction (from the producer
+    /// with transaction version 1; from a partition leader to verify, KIP-890 part 1, or
+    /// to add them, part 2).
+    AddPartitionsToTxn(AddPartitionsToTxnRequest),
+    /// `AddOffsetsToTxn` (API 25): the group's `__consumer_offsets` partition joins.
+    AddOffsetsToTxn(AddOffsetsToTxnRequest),
+    /// `EndTxn` (API 26): commit or abort.
+    EndTxn(EndTxnRequest),
+    /// `WriteTxnMarkers` (API 27): the transaction coordinator asks partition leaders to
+    /// append commit or abort markers.
+    WriteTxnMarkers(WriteTxnMarkersRequest),
+    /// `TxnOffsetCommit` (API 28): offsets committed inside a transaction, sent to the
+    /// group coordinator.
+    TxnOffsetCommit(TxnOffsetCommitRequest),
 }
 
 impl Request {
@@ -404,6 +448,11 @@ impl Request {
             Request::LeaveGroup(_) => "LeaveGroup",
             Request::OffsetCommit(_) => "OffsetCommit",
             Request::OffsetFetch(_) => "OffsetFetch",
+            Request::AddPartitionsToTxn(_) => "AddPartitionsToTxn",
+            Request::AddOffsetsToTxn(_) => "AddOffsetsToTxn",
+            Request::EndTxn(_) => "EndTxn",
+            Request::WriteTxnMarkers(_) => "WriteTxnMarkers",
+            Request::TxnOffsetCommit(_) => "TxnOffsetCommit",
         }
     }
 }
@@ -451,6 +500,16 @@ pub enum Response {
     OffsetCommit(OffsetCommitResponse),
     /// Answer to [`Request::OffsetFetch`].
     OffsetFetch(OffsetFetchResponse),
+    /// Answer to [`Request::AddPartitionsToTxn`].
+    AddPartitionsToTxn(AddPartitionsToTxnResponse),
+    /// Answer to [`Request::AddOffsetsToTxn`].
+    AddOffsetsToTxn(AddOffsetsToTxnResponse),
+    /// Answer to [`Request::EndTxn`].
+    EndTxn(EndTxnResponse),
+    /// Answer to [`Request::WriteTxnMarkers`].
+    WriteTxnMarkers(WriteTxnMarkersResponse),
+    /// Answer to [`Request::TxnOffsetCommit`].
+    TxnOffsetCommit(TxnOffsetCommitResponse),
 }
 
 // ---------------------------------------------------------------- Metadata
@@ -510,6 +569,8 @@ impl ProducerIdentity {
 /// `Produce` request: one record batch per partition.
 #[derive(Clone, Debug)]
 pub struct ProduceRequest {
+    /// The producer's `transactional.id`, if it is transactional.
+    pub transactional_id: Option<Arc<str>>,
     /// `acks`.
     pub acks: Acks,
     /// How long the leader may wait for `acks=all` (`request.timeout.ms`).
@@ -587,6 +648,9 @@ pub struct FetchPartitionResponse {
     pub log_start_offset: Offset,
     /// Encoded record batches, in offset order.
     pub batches: Vec<Bytes>,
+    /// With `read_committed`: the aborted transactions overlapping the returned
+    /// batches.
+    pub aborted_transactions: Vec<AbortedTransaction>,
 }
 
 /// `Fetch` response.
@@ -625,6 +689,8 @@ pub struct ListOffsetsPartitionResponse {
     pub offset: Offset,
     /// The leader epoch of the answering leader.
     pub leader_epoch: LeaderEpoch,
+    /// The timestamp of the record found (-1 for earliest/latest lookups).
+    pub timestamp: i64,
 }
 
 /// `ListOffsets` response.
@@ -1052,6 +1118,8 @@ pub struct LeaveGroupRequest {
     pub group_id: Arc<str>,
     /// (member id, `group.instance.id`) of each leaving member.
     pub members: Vec<(Arc<str>, Option<Arc<str>>)>,
+    /// Why the members leave (KIP-800's client reason).
+    pub reason: Option<Arc<str>>,
 }
 
 /// The `LeaveGroup` answer.
@@ -1103,6 +1171,9 @@ pub struct OffsetFetchRequest {
     pub group_id: Arc<str>,
     /// The partitions asked for.
     pub partitions: Vec<TopicPartition>,
+    /// KIP-447: answer `UNSTABLE_OFFSET_COMMIT` while transactional offsets of these
+    /// partitions are pending (a `read_committed` consumer asks for this).
+    pub require_stable: bool,
 }
 
 /// The `OffsetFetch` answer.
@@ -1112,4 +1183,141 @@ pub struct OffsetFetchResponse {
     pub error: ErrorCode,
     /// The committed offsets of the asked partitions that have one.
     pub offsets: Vec<CommittedOffset>,
+}
+
+// ---------------------------------------------------------------- Transactions
+
+/// `AddPartitionsToTxn`.
+#[derive(Clone, Debug)]
+pub struct AddPartitionsToTxnRequest {
+    /// `transactional.id`.
+    pub transactional_id: Arc<str>,
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub producer_epoch: i16,
+    /// The partitions.
+    pub partitions: Vec<TopicPartition>,
+    /// Only check that the partitions are already in the ongoing transaction (a
+    /// partition leader's verification, KIP-890 part 1); add nothing.
+    pub verify_only: bool,
+}
+
+/// The answer to `AddPartitionsToTxn`: an error per partition.
+#[derive(Clone, Debug)]
+pub struct AddPartitionsToTxnResponse {
+    /// Each partition's error.
+    pub results: Vec<(TopicPartition, ErrorCode)>,
+}
+
+/// `AddOffsetsToTxn`.
+#[derive(Clone, Debug)]
+pub struct AddOffsetsToTxnRequest {
+    /// `transactional.id`.
+    pub transactional_id: Arc<str>,
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub producer_epoch: i16,
+    /// The group whose offsets the transaction will commit.
+    pub group_id: Arc<str>,
+}
+
+/// The answer to `AddOffsetsToTxn`.
+#[derive(Clone, Debug)]
+pub struct AddOffsetsToTxnResponse {
+    /// The error.
+    pub error: ErrorCode,
+}
+
+/// `EndTxn`.
+#[derive(Clone, Debug)]
+pub struct EndTxnRequest {
+    /// `transactional.id`.
+    pub transactional_id: Arc<str>,
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub producer_epoch: i16,
+    /// Commit (true) or abort.
+    pub committed: bool,
+}
+
+/// The answer to `EndTxn` (with transaction version 2 it carries the bumped epoch).
+#[derive(Clone, Debug)]
+pub struct EndTxnResponse {
+    /// The error.
+    pub error: ErrorCode,
+    /// The producer id to use next (-1 before transaction version 2).
+    pub producer_id: i64,
+    /// The producer epoch to use next (-1 before transaction version 2).
+    pub producer_epoch: i16,
+}
+
+/// One transaction's markers in `WriteTxnMarkers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnMarker {
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch the marker is written with.
+    pub producer_epoch: i16,
+    /// Commit (true) or abort.
+    pub committed: bool,
+    /// The partitions to write it to.
+    pub partitions: Vec<TopicPartition>,
+    /// The coordinator's epoch (its `__transaction_state` partition's leader epoch).
+    pub coordinator_epoch: i32,
+}
+
+/// `WriteTxnMarkers`.
+#[derive(Clone, Debug)]
+pub struct WriteTxnMarkersRequest {
+    /// The markers.
+    pub markers: Vec<TxnMarker>,
+}
+
+/// The answer to `WriteTxnMarkers`: per producer id, an error per partition.
+#[derive(Clone, Debug)]
+pub struct WriteTxnMarkersResponse {
+    /// (producer id, each partition's error).
+    pub markers: Vec<(i64, Vec<(TopicPartition, ErrorCode)>)>,
+}
+
+/// `TxnOffsetCommit` (with the consumer's group metadata for KIP-447 fencing).
+#[derive(Clone, Debug)]
+pub struct TxnOffsetCommitRequest {
+    /// `transactional.id`.
+    pub transactional_id: Arc<str>,
+    /// `group.id`.
+    pub group_id: Arc<str>,
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub producer_epoch: i16,
+    /// The consumer's generation (-1 without group metadata).
+    pub generation_id: i32,
+    /// The consumer's member id (empty without group metadata).
+    pub member_id: Arc<str>,
+    /// The consumer's `group.instance.id`.
+    pub group_instance_id: Option<Arc<str>>,
+    /// The offsets.
+    pub offsets: Vec<CommittedOffset>,
+}
+
+/// The answer to `TxnOffsetCommit`.
+#[derive(Clone, Debug)]
+pub struct TxnOffsetCommitResponse {
+    /// Each partition's error.
+    pub partitions: Vec<(TopicPartition, ErrorCode)>,
+}
+
+/// An aborted transaction in a `read_committed` fetch response (Kafka's abort index
+/// entry): the consumer drops this producer's records from `first_offset` on, up to
+/// its abort marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AbortedTransaction {
+    /// The producer id.
+    pub producer_id: i64,
+    /// The transaction's first offset in the partition.
+    pub first_offset: Offset,
 }

@@ -426,6 +426,20 @@ impl Scenario {
                 format!("[{dlo}, {dhi}] is not a range; allowed: [min, max] with 1 <= min <= max"),
             ));
         }
+        let consumer_faults = self.nemesis.faults.iter().any(|k| {
+            matches!(
+                k,
+                FaultKindName::ConsumerCrash | FaultKindName::ConsumerPause
+            )
+        });
+        if consumer_faults && self.consumers.count == 0 {
+            return Err(err(
+                "nemesis.faults",
+                "consumer-crash and consumer-pause need consumers; allowed: consumers.count \
+                 of at least 1, or other fault kinds"
+                    .into(),
+            ));
+        }
         if !self.nemesis.faults.is_empty() && self.nemesis.interval_ms == 0 {
             return Err(err("nemesis.interval_ms", "allowed: at least 1".into()));
         }
@@ -435,6 +449,7 @@ impl Scenario {
                 self.cluster.brokers,
                 self.producers.count,
                 self.consumers.count,
+                self.consumers.config.group_id.as_deref(),
             )
             .map_err(|m| err(&format!("nemesis.schedule[{i}]"), m))?;
         }

@@ -11,7 +11,9 @@ use crate::broker::{Broker, Disk};
 use crate::bugs::{Bug, Bugs};
 use crate::consumer::Consumer;
 use crate::controller::{Controller, TopicSpec};
-use crate::history::{Entry, History, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot};
+use crate::history::{
+    Entry, GroupSnapshot, History, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot,
+};
 use crate::nemesis::{self, Fault, ScheduledFault, Target};
 use crate::producer::Producer;
 use crate::protocol::*;
@@ -683,6 +685,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         kinds: &sc.nemesis.faults,
         brokers: sc.cluster.brokers,
         producers: sc.producers.count,
+        consumers: sc.consumers.count,
         topics: &sc.topics_and_partitions(),
         window_ms: (sc.workload.start_ms, sc.workload_end_ms()),
         interval_ms: sc.nemesis.interval_ms,
@@ -736,6 +739,19 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    Target::CoordinatorOf(group) => {
+                        let partition =
+                            crate::group_coordinator::partition_for_group(group, reg_count(&image));
+                        let tp =
+                            TopicPartition::new(crate::group_coordinator::OFFSETS_TOPIC, partition);
+                        image
+                            .partitions
+                            .get(&tp)
+                            .and_then(|r| r.leader)
+                            .map(NodeId::Broker)
+                            .into_iter()
+                            .collect()
+                    }
                 }
             };
             let groups: Vec<Vec<NodeId>> = match &f.fault {
@@ -975,27 +991,45 @@ fn take_snapshot(
             consumer_positions.push((i as u32, tp, pos));
         }
     }
-    // Each group's offsets as the coordinator leading its partition holds them.
+    // Each group and its offsets as the coordinator leading its partition holds them.
     let mut committed_offsets = Vec::new();
+    let mut groups = Vec::new();
     for (tp, reg) in &image.partitions {
         if &*tp.topic != crate::group_coordinator::OFFSETS_TOPIC {
             continue;
         }
         let Some(leader) = reg.leader else { continue };
         let broker = brokers[&leader].lock().expect("no poisoned locks");
+        let ours = |group: &str| {
+            crate::group_coordinator::partition_for_group(group, reg_count(&image)) == tp.partition
+        };
         for ((group, p), offset) in broker.committed_offsets() {
-            let partition =
-                crate::group_coordinator::partition_for_group(&group, reg_count(&image));
-            if partition == tp.partition {
+            if ours(&group) {
                 committed_offsets.push((group.to_string(), p, offset));
+            }
+        }
+        for g in broker.groups() {
+            if ours(&g.group_id) {
+                groups.push(GroupSnapshot {
+                    group: g.group_id.to_string(),
+                    state: format!("{:?}", g.state),
+                    generation: g.generation,
+                    members: g
+                        .members
+                        .into_iter()
+                        .map(|m| (m.member_id.to_string(), m.assignment))
+                        .collect(),
+                });
             }
         }
     }
     committed_offsets.sort();
     committed_offsets.dedup();
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
     Snapshot {
         partitions,
         consumer_positions,
         committed_offsets,
+        groups,
     }
 }

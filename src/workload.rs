@@ -203,7 +203,6 @@ enum App {
     Commit {
         id: CommitId,
         then: VecDeque<ConsumedRecord>,
-        since: Millis,
     },
     /// Fenced: the consumer stopped for good.
     Stopped,
@@ -305,14 +304,14 @@ impl ConsumerWorkload {
     /// commit `waiting` if it is among them.
     fn drain_events(&mut self, now: Millis, out: &mut Outbox) -> Option<bool> {
         let mut finished = None;
-        let (waiting, since) = match &self.app {
-            App::Commit { id, since, .. } => (Some(*id), *since),
-            _ => (None, now),
+        let waiting = match &self.app {
+            App::Commit { id, .. } => Some(*id),
+            _ => None,
         };
         let process = NodeId::Consumer(self.factory.index);
         for event in self.consumer.drain_events() {
             let group = self.plan.group.clone();
-            let (member, generation) = self.member();
+            let member = self.member().0;
             match event {
                 GroupEvent::Assigned {
                     generation,
@@ -332,23 +331,40 @@ impl ConsumerWorkload {
                     ));
                 }
                 GroupEvent::Revoked { .. } => {}
-                GroupEvent::CommitCompleted { id, offsets } => {
+                GroupEvent::CoordinatorDiscovered { broker } => out.record(Entry::instant(
+                    process,
+                    now,
+                    Op::MemberEvent {
+                        group,
+                        member,
+                        event: format!("discovered group coordinator broker-{broker}"),
+                    },
+                )),
+                GroupEvent::CommitCompleted {
+                    id,
+                    offsets,
+                    sent_ms,
+                    generation,
+                } => {
+                    // The operation the coordinator judged: the accepted OffsetCommit.
                     let offsets = offsets.into_iter().map(|c| (c.tp, c.offset)).collect();
-                    let ok = Outcome::Ok;
                     finished = finished.or((waiting == Some(id)).then_some(true));
-                    // commitSync was called at `since`.
-                    let invoke = if waiting == Some(id) { since } else { now };
+                    let ok = Outcome::Ok;
                     out.record(commit_entry(
-                        process, invoke, now, ok, group, member, generation, offsets,
+                        process, sent_ms, now, ok, group, member, generation, offsets,
                     ));
                 }
-                GroupEvent::CommitFailed { id, error } => {
+                GroupEvent::CommitFailed {
+                    id,
+                    error,
+                    invoked_ms,
+                    generation,
+                } => {
                     finished = finished.or((waiting == Some(id)).then_some(false));
                     let failed = Outcome::Fail { error };
-                    let invoke = if waiting == Some(id) { since } else { now };
                     out.record(commit_entry(
                         process,
-                        invoke,
+                        invoked_ms,
                         now,
                         failed,
                         group,
@@ -403,11 +419,7 @@ impl ConsumerWorkload {
                         self.app = App::Poll(now + IDLE_POLL_MS);
                     } else if self.plan.mode == ProcessingMode::AtMostOnce {
                         let id = self.consumer.commit_sync(now, None, out);
-                        self.app = App::Commit {
-                            id,
-                            then: records,
-                            since: now,
-                        };
+                        self.app = App::Commit { id, then: records };
                     } else {
                         let done_ms = now + self.processing_time(now);
                         self.app = App::Process {
@@ -446,16 +458,15 @@ impl ConsumerWorkload {
                         App::Commit {
                             id,
                             then: VecDeque::new(),
-                            since: now,
                         }
                     } else {
                         App::Poll(now)
                     };
                 }
-                App::Commit { id, then, since } => match committed {
+                App::Commit { id, then } => match committed {
                     // Blocked in commitSync until its outcome.
                     None => {
-                        self.app = App::Commit { id, then, since };
+                        self.app = App::Commit { id, then };
                         return;
                     }
                     // At-most-once processes what it committed; after a failed commit

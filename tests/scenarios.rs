@@ -176,6 +176,21 @@ fn max_poll_interval() {
 }
 
 #[test]
+fn coordinator_failover() {
+    check_scenario("coordinator-failover.json");
+}
+
+#[test]
+fn zombie_member() {
+    check_scenario("zombie-member.json");
+}
+
+#[test]
+fn group_chaos() {
+    check_scenario("group-chaos.json");
+}
+
+#[test]
 fn static_member_restart() {
     check_scenario("static-member-restart.json");
 }
@@ -272,5 +287,64 @@ fn every_shipped_scenario_has_a_test_and_every_spine_claim_a_scenario() {
         "C18", "C20", "C22", "C23",
     ] {
         assert!(claims.iter().any(|x| x == c), "claim {c} has no scenario");
+    }
+}
+
+/// Coordinator failover: the members move to the new coordinator by themselves, the
+/// members that rejoin afterwards read committed offsets it loaded from the log (every
+/// partition has one), and processing goes on after the second crash.
+#[test]
+fn coordinator_failover_keeps_committed_offsets() {
+    use kafkasim::history::Op;
+    let sc = Scenario::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/coordinator-failover.json"),
+    )
+    .unwrap();
+    let (first_crash, second_crash_end) = (12_000, 35_000);
+    for seed in 0..3 {
+        let (report, out) = kafkasim::runner::run_seed(&sc, seed, &[]);
+        assert_eq!(
+            report.verdict, "pass",
+            "seed {seed}: {:?}",
+            report.anomalies
+        );
+        let history = out.unwrap().0.history;
+        let coordinators: std::collections::BTreeSet<&str> = history
+            .entries
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::MemberEvent { event, .. } => {
+                    event.strip_prefix("discovered group coordinator ")
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(coordinators.len() >= 2, "seed {seed}: {coordinators:?}");
+        let fetched_after: Vec<_> = history
+            .entries
+            .iter()
+            .filter(|e| e.invoke_ms > first_crash)
+            .filter_map(|e| match &e.op {
+                Op::FetchCommitted { offsets, .. } => Some(offsets),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            !fetched_after.is_empty(),
+            "seed {seed}: no rejoin read offsets"
+        );
+        assert!(
+            fetched_after
+                .iter()
+                .all(|o| o.iter().all(|(_, c)| c.is_some_and(|c| c > 0))),
+            "seed {seed}: {fetched_after:?}"
+        );
+        assert!(
+            history
+                .entries
+                .iter()
+                .any(|e| matches!(e.op, Op::Processed { .. }) && e.invoke_ms > second_crash_end),
+            "seed {seed}: processing went on"
+        );
     }
 }
