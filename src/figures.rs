@@ -1,6 +1,7 @@
 //! Producer figures of a run, computed from its history: what batching, `linger.ms`
 //! and compression did (claims C8 and C9). Pure functions over plain data, like the
-//! checker, so a report can be recomputed from a saved history.
+//! checker, so a report can be recomputed from a saved history. A sweep keeps integer
+//! sums ([`FigureSums`]) so that shards of it merge exactly.
 
 use crate::history::{History, Op, Outcome, ProducerMetrics};
 use serde::{Deserialize, Serialize};
@@ -41,17 +42,7 @@ pub fn producer_figures(history: &History) -> ProducerFigures {
     let mut latencies = Vec::new();
     for e in &history.entries {
         match &e.op {
-            Op::ProducerMetrics(p) => {
-                m.batches += p.batches;
-                m.records += p.records;
-                m.batch_bytes += p.batch_bytes;
-                m.uncompressed_bytes += p.uncompressed_bytes;
-                m.requests += p.requests;
-                m.outgoing_bytes += p.outgoing_bytes;
-                m.retried_batches += p.retried_batches;
-                m.blocked_on_memory += p.blocked_on_memory;
-                m.epoch_bumps += p.epoch_bumps;
-            }
+            Op::ProducerMetrics(p) => add_metrics(&mut m, p),
             Op::Send { .. } if e.outcome == Outcome::Ok => {
                 if let Some(done) = e.complete_ms {
                     latencies.push(done - e.invoke_ms);
@@ -77,33 +68,90 @@ pub fn producer_figures(history: &History) -> ProducerFigures {
     }
 }
 
-/// Means of several runs' figures (a sweep's row).
-pub fn mean(figures: &[ProducerFigures]) -> ProducerFigures {
-    let n = figures.len().max(1) as f64;
-    let f = |get: fn(&ProducerFigures) -> f64| figures.iter().map(get).sum::<f64>() / n;
-    let mean_u = |get: &dyn Fn(&ProducerFigures) -> u64| {
-        (figures.iter().map(|x| get(x) as f64).sum::<f64>() / n).round() as u64
-    };
-    let mut metrics = ProducerMetrics::default();
-    for x in figures {
-        metrics.batches += x.metrics.batches;
-        metrics.records += x.metrics.records;
-        metrics.batch_bytes += x.metrics.batch_bytes;
-        metrics.uncompressed_bytes += x.metrics.uncompressed_bytes;
-        metrics.requests += x.metrics.requests;
-        metrics.outgoing_bytes += x.metrics.outgoing_bytes;
-        metrics.retried_batches += x.metrics.retried_batches;
-        metrics.blocked_on_memory += x.metrics.blocked_on_memory;
-        metrics.epoch_bumps += x.metrics.epoch_bumps;
+/// Adds one set of producer counters to another.
+fn add_metrics(into: &mut ProducerMetrics, p: &ProducerMetrics) {
+    into.batches += p.batches;
+    into.records += p.records;
+    into.batch_bytes += p.batch_bytes;
+    into.uncompressed_bytes += p.uncompressed_bytes;
+    into.requests += p.requests;
+    into.outgoing_bytes += p.outgoing_bytes;
+    into.retried_batches += p.retried_batches;
+    into.blocked_on_memory += p.blocked_on_memory;
+    into.epoch_bumps += p.epoch_bumps;
+}
+
+/// Per-run ratios are summed in millionths so that sums are integers: adding them is
+/// exact and associative, so sweeps merged from shards give the same means, bit for
+/// bit, as one sweep (f64 sums would depend on the order of addition).
+const MICRO: f64 = 1e6;
+
+fn to_micro(x: f64) -> u64 {
+    (x * MICRO).round() as u64
+}
+
+/// Sums of several runs' figures, from which a sweep's means are computed; mergeable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FigureSums {
+    /// Runs added (seeds that completed).
+    pub runs: u64,
+    /// The producers' counters, summed over the runs.
+    pub metrics: ProducerMetrics,
+    /// Sum of the runs' records per batch, in millionths.
+    pub records_per_batch_micro: u64,
+    /// Sum of the runs' mean batch sizes (bytes), in millionths.
+    pub batch_size_avg_micro: u64,
+    /// Sum of the runs' compression rates, in millionths.
+    pub compression_rate_micro: u64,
+    /// Sum of the runs' 50th percentile send latencies, ms.
+    pub latency_p50_ms: u64,
+    /// Sum of the runs' 99th percentiles, ms.
+    pub latency_p99_ms: u64,
+    /// Sum of the runs' maxima, ms.
+    pub latency_max_ms: u64,
+}
+
+impl FigureSums {
+    /// Adds one run's figures.
+    pub fn add(&mut self, f: &ProducerFigures) {
+        self.merge(&FigureSums {
+            runs: 1,
+            metrics: f.metrics.clone(),
+            records_per_batch_micro: to_micro(f.records_per_batch),
+            batch_size_avg_micro: to_micro(f.batch_size_avg),
+            compression_rate_micro: to_micro(f.compression_rate),
+            latency_p50_ms: f.latency_p50_ms,
+            latency_p99_ms: f.latency_p99_ms,
+            latency_max_ms: f.latency_max_ms,
+        });
     }
-    ProducerFigures {
-        records_per_batch: f(|x| x.records_per_batch),
-        batch_size_avg: f(|x| x.batch_size_avg),
-        compression_rate: f(|x| x.compression_rate),
-        latency_p50_ms: mean_u(&|x| x.latency_p50_ms),
-        latency_p99_ms: mean_u(&|x| x.latency_p99_ms),
-        latency_max_ms: mean_u(&|x| x.latency_max_ms),
-        metrics,
+
+    /// Adds another sweep's sums (a shard of the same sweep).
+    pub fn merge(&mut self, o: &FigureSums) {
+        self.runs += o.runs;
+        add_metrics(&mut self.metrics, &o.metrics);
+        self.records_per_batch_micro += o.records_per_batch_micro;
+        self.batch_size_avg_micro += o.batch_size_avg_micro;
+        self.compression_rate_micro += o.compression_rate_micro;
+        self.latency_p50_ms += o.latency_p50_ms;
+        self.latency_p99_ms += o.latency_p99_ms;
+        self.latency_max_ms += o.latency_max_ms;
+    }
+
+    /// The means per run (a sweep's row); `metrics` stay summed over the runs.
+    pub fn mean(&self) -> ProducerFigures {
+        let n = self.runs.max(1) as f64;
+        let ratio = |micro: u64| micro as f64 / MICRO / n;
+        let ms = |sum: u64| (sum as f64 / n).round() as u64;
+        ProducerFigures {
+            metrics: self.metrics.clone(),
+            records_per_batch: ratio(self.records_per_batch_micro),
+            batch_size_avg: ratio(self.batch_size_avg_micro),
+            compression_rate: ratio(self.compression_rate_micro),
+            latency_p50_ms: ms(self.latency_p50_ms),
+            latency_p99_ms: ms(self.latency_p99_ms),
+            latency_max_ms: ms(self.latency_max_ms),
+        }
     }
 }
 
@@ -156,7 +204,10 @@ mod tests {
             (f.latency_p50_ms, f.latency_p99_ms, f.latency_max_ms),
             (5, 10, 10)
         );
-        let m = mean(&[f.clone(), f.clone()]);
+        let mut sums = FigureSums::default();
+        sums.add(&f);
+        sums.add(&f);
+        let m = sums.mean();
         assert_eq!(m.records_per_batch, 10.0);
         assert_eq!(m.metrics.records, 200);
     }

@@ -1,13 +1,14 @@
-//! The `kafkasim` command line: `run`, `check`, `repro`, `list`, `bugs`, `bench`.
+//! The `kafkasim` command line: `run`, `check`, `merge`, `repro`, `list`, `bugs`, `bench`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kafkasim::bugs::{Bug, CATALOGUE};
 use kafkasim::checker;
-use kafkasim::figures;
+use kafkasim::claims;
 use kafkasim::runner::{self, SeedReport};
 use kafkasim::scenario::{self, Scenario};
-use kafkasim::sweep;
+use kafkasim::summary::{self, Shards, SummaryFile, SweepSummary, WallTime};
+use kafkasim::sweep::{self, Progress, ScenarioSummary, Shard};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -39,7 +40,8 @@ enum Command {
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
     },
-    /// Sweep seeds over scenario files or folders; exit 1 if any expectation is not met.
+    /// Sweep seeds over scenario files or folders, write <reports>/summary.json; exit 1
+    /// if any expectation is not met.
     Check {
         /// Scenario files or folders of them.
         #[arg(required = true)]
@@ -47,13 +49,29 @@ enum Command {
         /// Seeds: A..B (B exclusive), A..=B, or N.
         #[arg(long, default_value = "0..50")]
         seeds: String,
+        /// Run only shard I of N of the seeds (those at positions I modulo N of the
+        /// range), 0 <= I < N: I is 0-based, like Kubernetes' JOB_COMPLETION_INDEX.
+        /// Expected anomalies are then judged by `merge`, over all shards.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
         /// Worker threads (each seed still runs on a fresh thread).
         #[arg(long, default_value_t = default_jobs())]
         jobs: usize,
         /// Switch off a safeguard in every scenario; repeatable.
         #[arg(long = "bug")]
         bugs: Vec<String>,
-        /// Where reports of unexpected seeds go.
+        /// Where summary.json and the reports of unexpected seeds go.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+    },
+    /// Merge the summaries of a sweep's shards (report folders or summary.json files),
+    /// print the sweep's table, write the merged summary.json; exit 1 if any
+    /// expectation is not met over all shards, or a shard is missing.
+    Merge {
+        /// Report folders holding summary.json, or summary files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Where the merged summary.json goes.
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
     },
@@ -62,11 +80,16 @@ enum Command {
         /// A `report.json` written by `run` or `check`.
         report: PathBuf,
     },
-    /// List scenarios with the claims they demonstrate and what they check.
+    /// List scenarios with the claims they demonstrate and what they check, and the
+    /// claims no scenario covers.
     List {
         /// Scenario files or folders.
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
+        /// Configurations that must be refused, whose claims count as covered
+        /// [default: examples/invalid, when it exists].
+        #[arg(long)]
+        refused: Option<PathBuf>,
     },
     /// List the bug switches (safeguards that can be turned off).
     Bugs,
@@ -184,82 +207,200 @@ fn cmd_run(
 fn cmd_check(
     paths: &[PathBuf],
     seeds: &str,
+    shard: Option<&str>,
     jobs: usize,
     bugs: &[String],
     reports: &Path,
 ) -> Result<ExitCode, BadInput> {
     let scenarios = load_all(paths)?;
-    let seeds = sweep::parse_seed_range(seeds).map_err(BadInput)?;
-    let bugs = parse_bugs(bugs)?;
+    let range = sweep::parse_seed_range(seeds).map_err(BadInput)?;
+    let shard = shard.map(Shard::parse).transpose().map_err(BadInput)?;
+    let bug_switches = parse_bugs(bugs)?;
+    let bugs: Vec<String> = bug_switches.iter().map(|b| b.name().to_string()).collect();
+    std::fs::create_dir_all(reports)
+        .map_err(|e| BadInput(format!("--reports {}: {e}", reports.display())))?;
+    let seeds = shard.map_or_else(|| range.clone(), |s| s.select(&range));
     let started = Instant::now();
-    let mut all_ok = true;
-    let mut total_seeds = 0;
-    let mut figures = Vec::new();
+    let runs = seeds.len() as u64 * scenarios.len() as u64;
+    let progress = Progress::on_terminal(runs);
+    let range_label = sweep::seed_range_label(&range);
+    if let Some(s) = shard {
+        println!(
+            "shard {s}: {} of the {} seeds {range_label} (positions {} modulo {})",
+            seeds.len(),
+            range.len(),
+            s.index,
+            s.count
+        );
+    }
+    print_table_header();
+    let mut summaries = Vec::new();
+    for sc in &scenarios {
+        let s = sweep::sweep_with_progress(
+            sc,
+            &seeds,
+            jobs,
+            &bug_switches,
+            Some(reports),
+            progress.as_ref(),
+        );
+        if let Some(p) = &progress {
+            p.clear();
+        }
+        print_row(&s, shard.is_none().then_some(range_label.as_str()), &bugs);
+        summaries.push(s);
+    }
+    let file = SummaryFile {
+        summary: SweepSummary {
+            format: summary::FORMAT,
+            kafkasim: env!("CARGO_PKG_VERSION").into(),
+            seeds: range_label,
+            shards: shard.map(|s| Shards {
+                count: s.count,
+                indices: vec![s.index],
+            }),
+            bugs,
+            scenarios: summaries,
+        },
+        wall: vec![WallTime {
+            shard,
+            runs,
+            wall_ms: started.elapsed().as_millis() as u64,
+            jobs,
+        }],
+    };
+    print_producer_figures(&file.summary.scenarios);
+    let written = file
+        .write(reports)
+        .map_err(|e| BadInput(format!("--reports {}: {e}", reports.display())))?;
+    println!("summary    {}", written.display());
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "{} seeds in {:.1} s ({:.1} seeds/s on {} threads)",
+        runs,
+        wall,
+        runs as f64 / wall.max(1e-9),
+        jobs
+    );
+    Ok(verdict(&file.summary))
+}
+
+fn cmd_merge(inputs: &[PathBuf], reports: &Path) -> Result<ExitCode, BadInput> {
+    let out = reports.join(summary::FILE_NAME);
+    let mut parts = Vec::new();
+    for input in inputs {
+        let file = summary::summary_path(input);
+        if out.exists() && file.canonicalize().ok() == out.canonicalize().ok() {
+            return Err(BadInput(format!(
+                "{}: merge would overwrite one of its inputs; pass another --reports",
+                out.display()
+            )));
+        }
+        let part = SummaryFile::load(input).map_err(BadInput)?;
+        parts.push((file, part));
+    }
+    let merged = SummaryFile::merge(parts).map_err(BadInput)?;
+    let s = &merged.summary;
+    println!(
+        "merged {} summaries of the sweep over seeds {}",
+        inputs.len(),
+        s.seeds
+    );
+    print_table_header();
+    for sc in &s.scenarios {
+        print_row(sc, s.shards.is_none().then_some(s.seeds.as_str()), &s.bugs);
+    }
+    print_producer_figures(&s.scenarios);
+    let written = merged
+        .write(reports)
+        .map_err(|e| BadInput(format!("--reports {}: {e}", reports.display())))?;
+    println!("summary    {}", written.display());
+    if let Some(sh) = &s.shards {
+        let missing: Vec<String> = s
+            .missing_shards()
+            .iter()
+            .map(|i| format!("{i}/{}", sh.count))
+            .collect();
+        println!(
+            "INCOMPLETE: shard(s) {} missing; expected anomalies are not judged",
+            missing.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(verdict(s))
+}
+
+fn verdict(s: &SweepSummary) -> ExitCode {
+    if s.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_table_header() {
     println!(
         "{:<34} {:>6} {:>6}  {:<8} anomalies (seeds showing them)",
         "scenario", "seeds", "pass", "verdict"
     );
-    for sc in &scenarios {
-        let s = sweep::sweep(sc, &seeds, jobs, &bugs, Some(reports));
-        total_seeds += s.seeds;
-        let shown: Vec<String> = s
-            .seeds_with
-            .iter()
-            .map(|(k, n)| format!("{k}:{n}"))
-            .collect();
-        println!(
-            "{:<34} {:>6} {:>6}  {:<8} {}",
-            s.name,
-            s.seeds,
-            s.passed,
-            if s.ok() { "ok" } else { "FAILED" },
-            if shown.is_empty() {
-                "-".to_string()
-            } else {
-                shown.join(" ")
-            }
-        );
-        for f in &s.failures {
-            let what = f
-                .panic
-                .as_ref()
-                .map(|p| format!("panic: {p}"))
-                .unwrap_or_else(|| format!("violated {}", f.violated.join(", ")));
-            println!("    seed {}: {what}", f.seed);
-            println!("      {}", f.repro_command());
-        }
-        for a in &s.not_demonstrated {
-            println!(
-                "    expected anomaly `{a}` appeared on none of {} seeds",
-                s.seeds
-            );
-            println!(
-                "      cargo run --release -- check {} --seeds {}",
-                sc.path.display(),
-                seeds_label(&seeds)
-            );
-        }
-        all_ok &= s.ok();
-        figures.push((s.name.clone(), s.seeds, s.producer.clone()));
-    }
-    print_producer_figures(&figures);
-    let wall = started.elapsed().as_secs_f64();
+}
+
+/// One scenario's row, each unexpected seed with its repro command and, for a whole
+/// sweep over `range` (not a shard), each expected anomaly that no seed showed with the
+/// command that sweeps it again.
+fn print_row(s: &ScenarioSummary, range: Option<&str>, bugs: &[String]) {
+    let shown: Vec<String> = s
+        .seeds_with
+        .iter()
+        .map(|(k, seeds)| format!("{k}:{}", seeds.len()))
+        .collect();
+    let ok = s.failures.is_empty() && (range.is_none() || s.not_demonstrated.is_empty());
     println!(
-        "{} seeds in {:.1} s ({:.1} seeds/s on {} threads)",
-        total_seeds,
-        wall,
-        total_seeds as f64 / wall.max(1e-9),
-        jobs
+        "{:<34} {:>6} {:>6}  {:<8} {}",
+        s.name,
+        s.seeds.len(),
+        s.passed,
+        if ok { "ok" } else { "FAILED" },
+        if shown.is_empty() {
+            "-".to_string()
+        } else {
+            shown.join(" ")
+        }
     );
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    for f in &s.failures {
+        let what = f
+            .panic
+            .as_ref()
+            .map(|p| format!("panic: {p}"))
+            .unwrap_or_else(|| format!("violated {}", f.violated.join(", ")));
+        println!("    seed {}: {what}", f.seed);
+        println!("      {}", f.repro);
+    }
+    for a in &s.not_demonstrated {
+        let Some(range) = range else {
+            println!(
+                "    expected anomaly `{a}` not in this shard's {} seeds (judged by `merge`)",
+                s.seeds.len()
+            );
+            continue;
+        };
+        println!(
+            "    expected anomaly `{a}` appeared on none of {} seeds",
+            s.seeds.len()
+        );
+        let mut cmd = format!(
+            "cargo run --release -- check {} --seeds {range}",
+            s.path.display()
+        );
+        for b in bugs {
+            cmd.push_str(&format!(" --bug {b}"));
+        }
+        println!("      {cmd}");
+    }
 }
 
 /// The producer figures table (C8, C9): means over each scenario's seeds.
-fn print_producer_figures(rows: &[(String, u64, figures::ProducerFigures)]) {
+fn print_producer_figures(rows: &[ScenarioSummary]) {
     println!();
     println!(
         "{:<34} {:>9} {:>9} {:>8} {:>12} {:>8} {:>8} {:>8}",
@@ -272,26 +413,19 @@ fn print_producer_figures(rows: &[(String, u64, figures::ProducerFigures)]) {
         "p99 ms",
         "max ms"
     );
-    for (name, seeds, f) in rows {
+    for s in rows {
+        let f = s.producer.mean();
         println!(
             "{:<34} {:>9.1} {:>9.0} {:>8.3} {:>12} {:>8} {:>8} {:>8}",
-            name,
+            s.name,
             f.records_per_batch,
             f.batch_size_avg,
             f.compression_rate,
-            f.metrics.outgoing_bytes / (*seeds).max(1),
+            f.metrics.outgoing_bytes / s.producer.runs.max(1),
             f.latency_p50_ms,
             f.latency_p99_ms,
             f.latency_max_ms
         );
-    }
-}
-
-fn seeds_label(seeds: &[u64]) -> String {
-    match (seeds.first(), seeds.last()) {
-        (Some(a), Some(b)) if a != b => format!("{a}..={b}"),
-        (Some(a), _) => a.to_string(),
-        _ => "0".into(),
     }
 }
 
@@ -320,7 +454,7 @@ fn cmd_repro(path: &Path) -> Result<ExitCode, BadInput> {
     }
 }
 
-fn cmd_list(paths: &[PathBuf]) -> Result<ExitCode, BadInput> {
+fn cmd_list(paths: &[PathBuf], refused: Option<&Path>) -> Result<ExitCode, BadInput> {
     let scenarios = load_all(paths)?;
     for sc in &scenarios {
         println!("{}  [{}]", sc.name, sc.claims.join(" "));
@@ -348,10 +482,33 @@ fn cmd_list(paths: &[PathBuf]) -> Result<ExitCode, BadInput> {
         );
         println!("    must never appear: {}", invariants.join(", "));
     }
-    let mut claims: Vec<String> = scenarios.iter().flat_map(|s| s.claims.clone()).collect();
-    claims.sort_by_key(|c| c[1..].parse::<u32>().unwrap_or(0));
-    claims.dedup();
-    println!("claims covered: {}", claims.join(" "));
+    let mut covered: Vec<String> = scenarios.iter().flat_map(|s| s.claims.clone()).collect();
+    let default_refused = Path::new("examples/invalid");
+    let refused = refused.or_else(|| default_refused.is_dir().then_some(default_refused));
+    if let Some(dir) = refused {
+        let configs = claims::refused_configurations(dir).map_err(|e| BadInput(e.to_string()))?;
+        for (path, cs) in configs {
+            println!("refused: {}  [{}]", path.display(), cs.join(" "));
+            covered.extend(cs);
+        }
+    }
+    let not_covered = claims::not_covered(&covered);
+    println!(
+        "claims covered: {}",
+        claims::all()
+            .into_iter()
+            .filter(|c| !not_covered.contains(c))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "claims not covered: {}",
+        if not_covered.is_empty() {
+            "-".to_string()
+        } else {
+            not_covered.join(" ")
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -413,12 +570,14 @@ fn main() -> ExitCode {
         Command::Check {
             paths,
             seeds,
+            shard,
             jobs,
             bugs,
             reports,
-        } => cmd_check(&paths, &seeds, jobs, &bugs, &reports),
+        } => cmd_check(&paths, &seeds, shard.as_deref(), jobs, &bugs, &reports),
+        Command::Merge { inputs, reports } => cmd_merge(&inputs, &reports),
         Command::Repro { report } => cmd_repro(&report),
-        Command::List { paths } => cmd_list(&paths),
+        Command::List { paths, refused } => cmd_list(&paths, refused.as_deref()),
         Command::Bugs => {
             for b in CATALOGUE {
                 println!("{:<34} {}\n    {}", b.name, b.reference, b.summary);

@@ -454,11 +454,7 @@ impl Scenario {
             .map_err(|m| err(&format!("nemesis.schedule[{i}]"), m))?;
         }
         for (i, c) in self.claims.iter().enumerate() {
-            let ok = c
-                .strip_prefix('C')
-                .and_then(|n| n.parse::<u32>().ok())
-                .is_some_and(|n| (1..=31).contains(&n));
-            if !ok {
+            if !crate::claims::is_claim(c) {
                 return Err(err(
                     &format!("claims[{i}]"),
                     format!("`{c}` is not a seed claim; allowed: C1 to C31"),

@@ -1,6 +1,8 @@
 //! The command line: bad input exits 2 naming file, field and allowed values, before
-//! anything runs or is written; a run prints a trace hash and repro confirms it.
+//! anything runs or is written; a run prints a trace hash and repro confirms it;
+//! sharded sweeps merge into the unsharded one; the CI examples run as written.
 
+use kafkasim::summary::SummaryFile;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -241,4 +243,328 @@ fn idempotence_config_rules_exit_2_with_kafkas_messages() {
     std::fs::write(dir.join("acks1.json"), v.to_string()).unwrap();
     let (code, out, err) = kafkasim(&["run", "acks1.json", "--seed", "1"], &dir);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+fn scenario_file(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The table `check` and `merge` print: from the header to the producer figures.
+fn table(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("scenario "))
+        .take_while(|l| !l.starts_with("summary "))
+        .collect()
+}
+
+fn load_summary(path: &std::path::Path) -> SummaryFile {
+    SummaryFile::load(path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// N shards merged equal one unsharded sweep, exactly (the deterministic part of
+/// summary.json), and `merge` prints the table `check` prints. `lost-write` shows on
+/// some seeds of `acks-1-leader-crash` only: a shard without it still passes, the
+/// merged sweep judges it.
+#[test]
+fn shards_merged_equal_one_unsharded_sweep() {
+    let dir = tmp("shards");
+    let files = [
+        scenario_file("clean-election.json"),
+        scenario_file("acks-1-leader-crash.json"),
+    ];
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "check", &files[0], &files[1], "--seeds", "0..6", "--jobs", "2",
+        ];
+        args.extend_from_slice(extra);
+        kafkasim(&args, &dir)
+    };
+    let (code, whole_out, err) = check(&["--reports", "whole"]);
+    assert_eq!(code, 0, "{whole_out}{err}");
+    let whole = load_summary(&dir.join("whole"));
+    assert_eq!(whole.summary.scenarios[1].seeds_with["lost-write"].len(), 2);
+    let mut shard_dirs = Vec::new();
+    for i in 0..3 {
+        let (shard, reports) = (format!("{i}/3"), format!("shard-{i}"));
+        let (code, out, err) = check(&["--shard", &shard, "--reports", &reports]);
+        assert_eq!(code, 0, "shard {i}: {out}{err}");
+        let part = load_summary(&dir.join(&reports));
+        let seeds: Vec<u64> = part.summary.scenarios[0].seeds.as_slice().to_vec();
+        assert_eq!(seeds, [i, i + 3], "shard {i}");
+        if part.summary.scenarios[1].not_demonstrated == ["lost-write"] {
+            assert!(out.contains("judged by `merge`"), "{out}");
+        }
+        shard_dirs.push(reports);
+    }
+    let mut args = vec!["merge", "--reports", "merged"];
+    args.extend(shard_dirs.iter().rev().map(String::as_str));
+    let (code, merged_out, err) = kafkasim(&args, &dir);
+    assert_eq!(code, 0, "{merged_out}{err}");
+    let merged = load_summary(&dir.join("merged"));
+    assert_eq!(merged.summary, whole.summary);
+    assert_eq!(
+        serde_json::to_string(&merged.summary).unwrap(),
+        serde_json::to_string(&whole.summary).unwrap()
+    );
+    assert_eq!(merged.wall.len(), 3);
+    assert_eq!(table(&merged_out), table(&whole_out));
+    assert!(table(&whole_out).len() > 4, "{whole_out}");
+}
+
+#[test]
+fn merge_refuses_overlapping_shards_and_judges_a_missing_one() {
+    let dir = tmp("merge-refuses");
+    let sc = scenario_file("clean-election.json");
+    for (shard, reports) in [("0/2", "a"), ("1/2", "b")] {
+        let (code, out, err) = kafkasim(
+            &[
+                "check",
+                &sc,
+                "--seeds",
+                "0..2",
+                "--shard",
+                shard,
+                "--reports",
+                reports,
+            ],
+            &dir,
+        );
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, _, err) = kafkasim(&["merge", "a", "a/summary.json"], &dir);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("shard 0/2 is in both"), "{err}");
+    let (code, out, _) = kafkasim(&["merge", "a", "--reports", "m"], &dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("INCOMPLETE: shard(s) 1/2 missing"), "{out}");
+    let (code, _, err) = kafkasim(&["merge", "a", "b", "--reports", "a"], &dir);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("overwrite one of its inputs"), "{err}");
+    // A shard of a sweep with a different scenario file under the same name.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sc).unwrap()).unwrap();
+    v["workload"]["rate_per_sec"] = 7.into();
+    std::fs::write(dir.join("clean-election.json"), v.to_string()).unwrap();
+    let (code, out, err) = kafkasim(
+        &[
+            "check",
+            "clean-election.json",
+            "--seeds",
+            "0..2",
+            "--shard",
+            "1/2",
+            "--reports",
+            "c",
+        ],
+        &dir,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = kafkasim(&["merge", "a", "c"], &dir);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not shards of one sweep: scenarios") && err.contains("c/summary.json"),
+        "{err}"
+    );
+    let (code, _, err) = kafkasim(&["merge", "no-such-dir"], &dir);
+    assert_eq!(code, 2);
+    assert!(err.contains("no-such-dir"), "{err}");
+}
+
+#[test]
+fn bad_shards_exit_2_with_the_allowed_form() {
+    let dir = tmp("bad-shard");
+    let sc = scenario_file("clean-election.json");
+    for bad in ["4/4", "1", "x/2", "0/0"] {
+        let (code, _, err) = kafkasim(&["check", &sc, "--shard", bad], &dir);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(
+            err.contains(&format!("--shard `{bad}`")) && err.contains("0 <= I < N"),
+            "{bad}: {err}"
+        );
+    }
+    assert!(!dir.join("reports").exists(), "nothing written");
+}
+
+/// Runs a shell command line as a CI runner would, in `cwd`, with `env`.
+fn sh(cmd: &str, cwd: &std::path::Path, env: &[(&str, String)]) -> (i32, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{cmd}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Replaces `from` by `to` in `s`, which must contain it (so a test notices when the
+/// examples change).
+fn swap(s: &str, from: &str, to: &str) -> String {
+    assert!(s.contains(from), "`{from}` not in `{s}`");
+    s.replace(from, to)
+}
+
+/// A sweep command of an example, made small: one quick scenario, 8 seeds.
+fn small(cmd: &str, kafkasim: &str) -> String {
+    let cmd = swap(cmd, kafkasim, env!("CARGO_BIN_EXE_kafkasim"));
+    let cmd = swap(
+        &cmd,
+        " check scenarios ",
+        &format!(" check {} ", scenario_file("clean-election.json")),
+    );
+    swap(&cmd, "--seeds 0..1000", "--seeds 0..8")
+}
+
+fn yaml(file: &str) -> Vec<serde_yaml_ng::Value> {
+    use serde::Deserialize;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/ci")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap_or_else(|e| panic!("{file}: {e}")))
+        .collect()
+}
+
+fn text(v: &serde_yaml_ng::Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("a string expected: {v:?}"))
+}
+
+/// examples/ci/github-actions-matrix.yml parses, and its steps run as written (with a
+/// small sweep): each matrix shard's command, its reports moved as the artifact
+/// actions move them, then the merge step.
+#[test]
+fn the_github_actions_matrix_example_runs() {
+    let docs = yaml("github-actions-matrix.yml");
+    let jobs = &docs[0]["jobs"];
+    let matrix: Vec<u64> = jobs["shard"]["strategy"]["matrix"]["shard"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let n = matrix.len() as u64;
+    assert_eq!(matrix, (0..n).collect::<Vec<_>>(), "0-based shards");
+    let steps = |job: &str| jobs[job]["steps"].as_sequence().unwrap().clone();
+    let step = |job: &str, pred: &dyn Fn(&serde_yaml_ng::Value) -> bool| {
+        steps(job)
+            .into_iter()
+            .find(|s| pred(s))
+            .unwrap_or_else(|| panic!("no such step in job {job}"))
+    };
+    let uses = |action: &'static str| {
+        move |s: &serde_yaml_ng::Value| s["uses"].as_str().is_some_and(|u| u.starts_with(action))
+    };
+    let runs = |what: &'static str| {
+        move |s: &serde_yaml_ng::Value| s["run"].as_str().is_some_and(|r| r.contains(what))
+    };
+    let check = text(&step("shard", &runs("-- check"))["run"]).to_string();
+    let upload = step("shard", &uses("actions/upload-artifact"));
+    let download = step("merge", &uses("actions/download-artifact"));
+    let merge = text(&step("merge", &runs("-- merge"))["run"]).to_string();
+    let reports = text(&upload["with"]["path"])
+        .trim_end_matches('/')
+        .to_string();
+    assert!(check.contains(&format!("--reports {reports}")), "{check}");
+    let pattern = text(&download["with"]["pattern"])
+        .trim_end_matches('*')
+        .to_string();
+    let downloaded = text(&download["with"]["path"]).to_string();
+
+    let root = tmp("gha");
+    let merge_runner = root.join("merge");
+    for i in &matrix {
+        let cmd = small(&check, "cargo run --release --");
+        let cmd = swap(&cmd, "${{ matrix.shard }}", &i.to_string());
+        let cmd = swap(&cmd, "${{ strategy.job-total }}", &n.to_string());
+        let runner = root.join(format!("runner-{i}"));
+        std::fs::create_dir_all(&runner).unwrap();
+        let (code, out) = sh(&cmd, &runner, &[]);
+        assert_eq!(code, 0, "{out}");
+        let artifact = swap(
+            text(&upload["with"]["name"]),
+            "${{ matrix.shard }}",
+            &i.to_string(),
+        );
+        assert!(artifact.starts_with(&pattern), "{artifact} vs {pattern}");
+        let into = merge_runner.join(&downloaded).join(&artifact);
+        std::fs::create_dir_all(into.parent().unwrap()).unwrap();
+        std::fs::rename(runner.join(&reports), &into).unwrap();
+    }
+    let (code, out) = sh(
+        &with_binary(&merge, "cargo run --release --"),
+        &merge_runner,
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let merged =
+        load_summary(&merge_runner.join(text(&steps("merge").last().unwrap()["with"]["path"])));
+    assert_eq!(merged.summary.shards, None);
+    assert_eq!(merged.summary.scenarios[0].seeds.len(), 8);
+}
+
+fn with_binary(cmd: &str, kafkasim: &str) -> String {
+    swap(cmd, kafkasim, env!("CARGO_BIN_EXE_kafkasim"))
+}
+
+/// examples/ci/k8s-indexed-job.yaml parses, and its containers' commands run as
+/// written (with a small sweep and the shared volume in a temporary folder): each
+/// index of the Indexed Job, the merge Job's wait for the summaries, then the merge.
+#[test]
+fn the_kubernetes_indexed_job_example_runs() {
+    let docs = yaml("k8s-indexed-job.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| text(&d["kind"])).collect();
+    assert_eq!(kinds, ["PersistentVolumeClaim", "Job", "Job"]);
+    let (sweep, merge) = (&docs[1]["spec"], &docs[2]["spec"]);
+    assert_eq!(text(&sweep["completionMode"]), "Indexed");
+    let n = sweep["completions"].as_u64().unwrap();
+    assert_eq!(sweep["parallelism"].as_u64(), Some(n));
+    let script = |pod: &serde_yaml_ng::Value, list: &str| {
+        let c = &pod["template"]["spec"][list][0];
+        let command: Vec<&str> = c["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(text)
+            .collect();
+        assert_eq!(command, ["sh", "-c"]);
+        assert_eq!(text(&c["volumeMounts"][0]["mountPath"]), "/sweep");
+        text(&c["args"][0]).to_string()
+    };
+    let volume = tmp("k8s");
+    let on_volume = |cmd: &str| swap(cmd, "/sweep", &volume.display().to_string());
+    let check = on_volume(&small(&script(sweep, "containers"), "kafkasim"));
+    for i in 0..n {
+        let (code, out) = sh(&check, &volume, &[("JOB_COMPLETION_INDEX", i.to_string())]);
+        assert_eq!(code, 0, "{out}");
+        let part = load_summary(&volume.join(format!("shard-{i}")));
+        let shards = part.summary.shards.unwrap();
+        assert_eq!((shards.count as u64, shards.indices), (n, vec![i as u32]));
+    }
+    let wait = on_volume(&script(merge, "initContainers"));
+    assert!(wait.contains(&format!("-ge {n} ]")), "{wait}");
+    let (code, out) = sh(&wait, &volume, &[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = sh(
+        &on_volume(&with_binary(&script(merge, "containers"), "kafkasim")),
+        &volume,
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let merged = load_summary(&volume.join("merged"));
+    assert_eq!(merged.summary.shards, None);
+    assert_eq!(merged.summary.scenarios[0].seeds.len(), 8);
 }
