@@ -164,7 +164,11 @@ fn cmd_run(
     print_report(&report);
     let file = runner::write_report(reports, &report, out.as_ref().map(|(o, _)| &o.history))
         .context("writing the report")?;
-    println!("report     {}", file.display());
+    println!(
+        "report     {}",
+        file.with_file_name(runner::HTML_REPORT).display()
+    );
+    println!("json       {}", file.display());
     if report.verdict != "pass" {
         println!("repro      {}", report.repro_command());
         return Ok(Ok(ExitCode::from(1)));
@@ -218,6 +222,12 @@ fn cmd_check(
                 .unwrap_or_else(|| format!("violated {}", f.violated.join(", ")));
             println!("    seed {}: {what}", f.seed);
             println!("      {}", f.repro_command());
+            println!(
+                "      report: {}",
+                runner::report_dir(reports, f)
+                    .join(runner::HTML_REPORT)
+                    .display()
+            );
         }
         for a in &s.not_demonstrated {
             println!(
