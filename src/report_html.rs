@@ -1226,7 +1226,7 @@ ul.lines{margin:2px 0 0;padding-left:18px;font-size:13px}
 table.history{border-collapse:collapse;width:100%;font-size:13px}
 table.history th{text-align:left;color:var(--dim);font-weight:500;border-bottom:1px solid var(--line);padding:3px 8px}
 table.history td{padding:3px 8px;border-bottom:1px solid #f0f2f5;vertical-align:top}
-table.history td.det{word-break:break-word}
+table.history td{white-space:nowrap}table.history td.det{white-space:normal;word-break:break-word}
 tr.inv{background:#fff8e6}tr.inv td.ln{font-weight:700}tr.ctx td{color:#475467}
 tr.gap td{color:var(--dim);text-align:center;font-style:italic;background:#fafbfc}
 tr:target td{background:#ffe58a}
