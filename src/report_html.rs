@@ -45,7 +45,7 @@ const MAX_FAULT_ROWS: usize = 4;
 const AXIS_H: u64 = 26;
 /// History lines shown before and after each line an anomaly involves.
 const CONTEXT: u64 = 3;
-/// Details longer than this are folded into a `<details>` element.
+/// Details of a context row longer than this are folded into a `<details>` element.
 const DETAILS_INLINE: usize = 320;
 /// One color per anomaly kind, in the report's (alphabetical) order of kinds.
 const PALETTE: &[&str] = &[
@@ -1013,8 +1013,10 @@ fn history_row(page: &mut String, e: &Entry, model: &Model) {
             kind = escape(model.kinds[k]),
         );
     }
+    // Context rows fold long details; an involved row shows them whole (the record an
+    // example is about may sit anywhere in a poll).
     let text = details(e);
-    if text.chars().count() > DETAILS_INLINE {
+    if tags.is_none() && text.chars().count() > DETAILS_INLINE {
         let short: String = text.chars().take(DETAILS_INLINE / 2).collect();
         let _ = write!(
             page,
