@@ -886,9 +886,8 @@ impl<'h> Collector<'h> {
         if at.value != value && !at.inconsistent {
             at.inconsistent = true;
             let (first_value, first_seen) = (at.value, at.seen);
-            let lines = [first_seen.index];
             self.tallies
-                .add_lines("inconsistent-offsets", order, &lines, || {
+                .add_lines("inconsistent-offsets", order, &[first_seen.index], || {
                     format!(
                         "offset {offset} of {partition} held value {first_value} ({first_seen}) \
                          and value {value} ({seen})"
