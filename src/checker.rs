@@ -182,6 +182,10 @@ pub struct AnomalyReport {
     pub count: u64,
     /// At most three occurrences in plain English, the first ones in history order.
     pub examples: Vec<String>,
+    /// The history lines (entry indices) each example involves, in the order of
+    /// `examples`; empty for findings from the end-of-run snapshot.
+    #[serde(default)]
+    pub lines: Vec<Vec<u64>>,
 }
 
 /// Counts of the operations in a history.
@@ -396,7 +400,7 @@ fn check_groups(
                         Some((other, first)) if *other != e.process => {
                             let (other, first) = (*other, *first);
                             let me = e.process;
-                            tallies.add("double-assignment", (e.index, 0), || {
+                            tallies.add_lines("double-assignment", (e.index, 0), &[first], || {
                                 format!(
                                     "{p} was assigned in generation {generation} of group \
                                      {group} to {other} (history line {first}) and to {me} \
@@ -448,7 +452,7 @@ fn check_groups(
                     *m = (*m).max(*offset);
                     if let Some((g, prev, line)) = last_commit.get(&key).copied() {
                         if g == *generation && *offset < prev {
-                            tallies.add("commit-regression", (e.index, 0), || {
+                            tallies.add_lines("commit-regression", (e.index, 0), &[line], || {
                                 format!(
                                     "group {group} committed {p} at {prev} (line {line}) and \
                                      then at {offset} (line {}), both in generation \
@@ -500,7 +504,7 @@ fn check_groups(
                     Secs(b.at_ms)
                 )
             };
-            tallies.add("reprocessing", (b.index, 0), || {
+            tallies.add_lines("reprocessing", (b.index, 0), &[a.index], || {
                 describe("was processed twice")
             });
             let api: Vec<&Processing> = runs
@@ -508,9 +512,12 @@ fn check_groups(
                 .filter(|r| r.sink == Sink::ExternalApi)
                 .collect();
             if api.len() >= 2 {
-                tallies.add("duplicate-effect", (api[1].index, 0), || {
-                    describe("reached the external API twice")
-                });
+                tallies.add_lines(
+                    "duplicate-effect",
+                    (api[1].index, 0),
+                    &[api[0].index],
+                    || describe("reached the external API twice"),
+                );
             }
         }
     }
@@ -617,22 +624,28 @@ fn committed_at(acks: &[AckedCommit], at_ms: Millis) -> Option<AckedCommit> {
 const MAX_EXAMPLES: usize = 3;
 
 /// Where an occurrence sits in the run: (history index, position within the entry).
+/// A history index of `u64::MAX` marks a finding from the snapshot (no history line).
 type Order = (u64, u64);
 
-/// One kind's count and its earliest examples, sorted by [`Order`].
+/// One kind's count and its earliest examples (with the history lines each involves),
+/// sorted by [`Order`].
 #[derive(Default)]
 struct Tally {
     count: u64,
-    examples: Vec<(Order, String)>,
+    examples: Vec<(Order, String, Vec<u64>)>,
 }
 
 impl Tally {
     /// Counts one occurrence; formats its example only if it is among the first ones.
-    fn add(&mut self, order: Order, example: impl FnOnce() -> String) {
+    fn add(&mut self, order: Order, lines: &[u64], example: impl FnOnce() -> String) {
         self.count += 1;
-        let at = self.examples.partition_point(|(o, _)| *o <= order);
+        let at = self.examples.partition_point(|(o, _, _)| *o <= order);
         if at < MAX_EXAMPLES {
-            self.examples.insert(at, (order, example()));
+            let mut lines = lines.to_vec();
+            lines.extend((order.0 != u64::MAX).then_some(order.0));
+            lines.sort_unstable();
+            lines.dedup();
+            self.examples.insert(at, (order, example(), lines));
             self.examples.truncate(MAX_EXAMPLES);
         }
     }
@@ -644,20 +657,35 @@ struct Tallies(BTreeMap<&'static str, Tally>);
 
 impl Tallies {
     fn add(&mut self, kind: &'static str, order: Order, example: impl FnOnce() -> String) {
+        self.add_lines(kind, order, &[], example);
+    }
+
+    /// [`Tallies::add`] for an occurrence that involves other history lines besides
+    /// the one in its `order` (the other observation of a duplicate, the send of a
+    /// misplaced read, ...).
+    fn add_lines(
+        &mut self,
+        kind: &'static str,
+        order: Order,
+        lines: &[u64],
+        example: impl FnOnce() -> String,
+    ) {
         debug_assert!(
             ANOMALY_KINDS.contains(&kind) || EVENT_KINDS.contains(&kind),
             "unknown anomaly kind {kind}"
         );
-        self.0.entry(kind).or_default().add(order, example);
+        self.0.entry(kind).or_default().add(order, lines, example);
     }
 
     fn into_reports(self) -> BTreeMap<String, AnomalyReport> {
         self.0
             .into_iter()
             .map(|(kind, t)| {
+                let (examples, lines) = t.examples.into_iter().map(|(_, s, l)| (s, l)).unzip();
                 let report = AnomalyReport {
                     count: t.count,
-                    examples: t.examples.into_iter().map(|(_, s)| s).collect(),
+                    examples,
+                    lines,
                 };
                 (kind.to_string(), report)
             })
@@ -1023,12 +1051,13 @@ impl<'h> Collector<'h> {
         if at.value != value && !at.inconsistent {
             at.inconsistent = true;
             let (first_value, first_seen) = (at.value, at.seen);
-            self.tallies.add("inconsistent-offsets", order, || {
-                format!(
-                    "offset {offset} of {partition} held value {first_value} ({first_seen}) \
-                     and value {value} ({seen})"
-                )
-            });
+            self.tallies
+                .add_lines("inconsistent-offsets", order, &[first_seen.index], || {
+                    format!(
+                        "offset {offset} of {partition} held value {first_value} ({first_seen}) \
+                         and value {value} ({seen})"
+                    )
+                });
         }
 
         let obs = self.values.entry(value).or_default();
@@ -1044,12 +1073,13 @@ impl<'h> Collector<'h> {
                 obs.positions.iter().find(|(p, _, _)| *p == partition)
             {
                 obs.duplicate = true;
-                self.tallies.add("duplicate", order, || {
-                    format!(
-                        "value {value} was observed at offset {first_offset} of {partition} \
-                         ({first_seen}) and at offset {offset} ({seen})"
-                    )
-                });
+                self.tallies
+                    .add_lines("duplicate", order, &[first_seen.index], || {
+                        format!(
+                            "value {value} was observed at offset {first_offset} of {partition} \
+                             ({first_seen}) and at offset {offset} ({seen})"
+                        )
+                    });
             }
         }
         obs.positions.push((partition, offset, seen));
@@ -1147,27 +1177,29 @@ impl<'h> Collector<'h> {
                 }),
                 Some(s) => {
                     if let Outcome::Fail { error } = s.outcome {
-                        self.tallies.add("phantom-read", seen.order(), || {
-                            format!(
-                                "{}, but its send failed with {error} at {} s",
-                                read(),
-                                Secs(s.at_ms)
-                            )
-                        });
+                        self.tallies
+                            .add_lines("phantom-read", seen.order(), &[s.index], || {
+                                format!(
+                                    "{}, but its send failed with {error} at {} s",
+                                    read(),
+                                    Secs(s.at_ms)
+                                )
+                            });
                     }
                     let elsewhere = obs.first_reads.iter().find(|(p, _, _)| *p != s.partition);
                     if let Some(&(p, o, seen)) = elsewhere {
                         let what = Val(value, s.key);
-                        self.tallies.add("wrong-partition", seen.order(), || {
-                            format!(
-                                "{} read {what} at offset {o} of {p} at {} s, but {} sent it \
-                                 to {}",
-                                seen.process,
-                                Secs(seen.at_ms),
-                                s.process,
-                                s.partition
-                            )
-                        });
+                        self.tallies
+                            .add_lines("wrong-partition", seen.order(), &[s.index], || {
+                                format!(
+                                    "{} read {what} at offset {o} of {p} at {} s, but {} sent it \
+                                     to {}",
+                                    seen.process,
+                                    Secs(seen.at_ms),
+                                    s.process,
+                                    s.partition
+                                )
+                            });
                     }
                 }
             }
@@ -1199,21 +1231,22 @@ impl<'h> Collector<'h> {
         }
         for ((process, partition), mut lane) in lanes {
             lane.sort_unstable();
-            // The earlier-sent value that landed furthest: (offset, value).
-            let mut furthest: Option<(Offset, Value)> = None;
+            // The earlier-sent value that landed furthest: (offset, value, send's index).
+            let mut furthest: Option<(Offset, Value, u64)> = None;
             for (value, offset, index) in lane {
                 match furthest {
-                    Some((f_offset, f_value)) if offset < f_offset => {
-                        self.tallies.add("reorder", (index, 0), || {
-                            format!(
-                                "{process} sent value {f_value} before value {value}, but on \
-                                 {partition} value {value} landed at offset {offset}, before \
-                                 value {f_value} at offset {f_offset}"
-                            )
-                        });
+                    Some((f_offset, f_value, f_index)) if offset < f_offset => {
+                        self.tallies
+                            .add_lines("reorder", (index, 0), &[f_index], || {
+                                format!(
+                                    "{process} sent value {f_value} before value {value}, but on \
+                                     {partition} value {value} landed at offset {offset}, before \
+                                     value {f_value} at offset {f_offset}"
+                                )
+                            });
                     }
-                    Some((f_offset, _)) if offset == f_offset => {}
-                    _ => furthest = Some((offset, value)),
+                    Some((f_offset, _, _)) if offset == f_offset => {}
+                    _ => furthest = Some((offset, value, index)),
                 }
             }
         }
@@ -1229,15 +1262,16 @@ impl<'h> Collector<'h> {
             if let Some((&(_, skipped), at)) = known {
                 let (process, p) = (g.seen.process, g.partition);
                 let (from, to) = (g.from, g.to);
-                self.tallies.add("poll-skip", g.seen.order(), || {
-                    format!(
-                        "{process} read offset {from} then offset {to} of {p} (at {} s), \
-                         skipping offset {skipped} where value {} is known ({})",
-                        Secs(g.seen.at_ms),
-                        at.value,
-                        at.seen
-                    )
-                });
+                self.tallies
+                    .add_lines("poll-skip", g.seen.order(), &[at.seen.index], || {
+                        format!(
+                            "{process} read offset {from} then offset {to} of {p} (at {} s), \
+                             skipping offset {skipped} where value {} is known ({})",
+                            Secs(g.seen.at_ms),
+                            at.value,
+                            at.seen
+                        )
+                    });
             }
         }
     }
@@ -1250,7 +1284,7 @@ fn check_snapshot(snapshot: &Snapshot, tallies: &mut Tallies) {
     let mut seq = 0u64;
     let mut next = || {
         seq += 1;
-        (seq, 0)
+        (u64::MAX, seq)
     };
     // Each partition's leader and its high watermark, when the leader's replica is known.
     let mut leader_hw: BTreeMap<&TopicPartition, (u32, Offset)> = BTreeMap::new();
@@ -2059,6 +2093,29 @@ mod tests {
             &[(0, v(0, 0)), (1, v(0, 1)), (2, v(0, 0)), (3, v(0, 1))],
         );
         assert_counts(&b.run(), &[("duplicate", 2)]);
+    }
+
+    #[test]
+    fn examples_name_the_history_lines_they_involve() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 2).ok(0, 110, v(0, 1), 0, 3).poll(
+            0,
+            200,
+            0,
+            &[(1, v(0, 1)), (2, v(0, 0)), (3, v(0, 1))],
+        );
+        let snapshot = Snapshot {
+            partitions: vec![partition(1, None, &[], vec![])],
+            ..Snapshot::default()
+        };
+        let r = check(&b.h, &snapshot);
+        let lines = |kind: &str| r.anomalies[kind].lines.clone();
+        // The acknowledgement (line 1) and the read (line 2) of the duplicated value.
+        assert_eq!(lines("duplicate"), [vec![1, 2]]);
+        // Both sends of the reordered pair.
+        assert_eq!(lines("reorder"), [vec![0, 1]]);
+        // A finding from the snapshot has no history line.
+        assert_eq!(lines("stuck"), [Vec::<u64>::new()]);
     }
 
     // ------------------------------------------------------------ nonmonotonic-poll

@@ -31,6 +31,7 @@ pub mod producer;
 pub mod producer_state;
 pub mod protocol;
 pub mod record;
+pub mod report_html;
 pub mod runner;
 pub mod scenario;
 pub mod sim;

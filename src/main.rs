@@ -196,7 +196,11 @@ fn cmd_run(
     print_report(&report);
     let file = runner::write_report(reports, &report, out.as_ref().map(|(o, _)| &o.history))
         .context("writing the report")?;
-    println!("report     {}", file.display());
+    println!(
+        "report     {}",
+        file.with_file_name(runner::HTML_REPORT).display()
+    );
+    println!("json       {}", file.display());
     if report.verdict != "pass" {
         println!("repro      {}", report.repro_command());
         return Ok(Ok(ExitCode::from(1)));
@@ -247,7 +251,8 @@ fn cmd_check(
         if let Some(p) = &progress {
             p.clear();
         }
-        print_row(&s, shard.is_none().then_some(range_label.as_str()), &bugs);
+        let range = shard.is_none().then_some(range_label.as_str());
+        print_row(&s, range, &bugs, Some(reports));
         summaries.push(s);
     }
     let file = SummaryFile {
@@ -308,7 +313,12 @@ fn cmd_merge(inputs: &[PathBuf], reports: &Path) -> Result<ExitCode, BadInput> {
     );
     print_table_header();
     for sc in &s.scenarios {
-        print_row(sc, s.shards.is_none().then_some(s.seeds.as_str()), &s.bugs);
+        print_row(
+            sc,
+            s.shards.is_none().then_some(s.seeds.as_str()),
+            &s.bugs,
+            None,
+        );
     }
     print_producer_figures(&s.scenarios);
     let written = merged
@@ -348,7 +358,7 @@ fn print_table_header() {
 /// One scenario's row, each unexpected seed with its repro command and, for a whole
 /// sweep over `range` (not a shard), each expected anomaly that no seed showed with the
 /// command that sweeps it again.
-fn print_row(s: &ScenarioSummary, range: Option<&str>, bugs: &[String]) {
+fn print_row(s: &ScenarioSummary, range: Option<&str>, bugs: &[String], reports: Option<&Path>) {
     let shown: Vec<String> = s
         .seeds_with
         .iter()
@@ -375,6 +385,13 @@ fn print_row(s: &ScenarioSummary, range: Option<&str>, bugs: &[String]) {
             .unwrap_or_else(|| format!("violated {}", f.violated.join(", ")));
         println!("    seed {}: {what}", f.seed);
         println!("      {}", f.repro);
+        if let Some(root) = reports {
+            let page = root
+                .join(&s.name)
+                .join(f.seed.to_string())
+                .join(runner::HTML_REPORT);
+            println!("      report: {}", page.display());
+        }
     }
     for a in &s.not_demonstrated {
         let Some(range) = range else {

@@ -5,9 +5,10 @@
 //! reported as a finding with its seed instead of stopping a sweep.
 
 use crate::bugs::Bug;
-use crate::checker::{self, AnomalyReport, CheckResult};
+use crate::checker::{self, CheckResult};
 use crate::figures;
 use crate::history::History;
+use crate::report_html;
 use crate::scenario::Scenario;
 use crate::sim::{self, RunOutput};
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,10 @@ pub struct SeedReport {
     pub anomalies: BTreeMap<String, u64>,
     /// Anomaly kind -> examples.
     pub examples: BTreeMap<String, Vec<String>>,
+    /// Anomaly kind -> the history lines each example involves (same order as
+    /// `examples`).
+    #[serde(default)]
+    pub example_lines: BTreeMap<String, Vec<Vec<u64>>>,
     /// Invariants this seed violated.
     pub violated: Vec<String>,
     /// The panic message, if the simulated system panicked.
@@ -128,6 +133,7 @@ pub fn run_seed(
         trace_hash: String::new(),
         anomalies: BTreeMap::new(),
         examples: BTreeMap::new(),
+        example_lines: BTreeMap::new(),
         violated: Vec::new(),
         panic: None,
         stats: RunStats {
@@ -149,9 +155,12 @@ pub fn run_seed(
         Ok(out) => {
             let check = checker::check(&out.history, &out.snapshot);
             report.trace_hash = trace_hash(&out);
-            for (kind, AnomalyReport { count, examples }) in &check.anomalies {
-                report.anomalies.insert(kind.clone(), *count);
-                report.examples.insert(kind.clone(), examples.clone());
+            for (kind, found) in &check.anomalies {
+                report.anomalies.insert(kind.clone(), found.count);
+                report.examples.insert(kind.clone(), found.examples.clone());
+                report
+                    .example_lines
+                    .insert(kind.clone(), found.lines.clone());
                 if scenario.is_invariant(kind) {
                     report.violated.push(kind.clone());
                 }
@@ -177,14 +186,24 @@ pub fn run_seed(
     }
 }
 
-/// Writes `reports/<scenario>/<seed>/report.json` and `history.jsonl` under `root`,
-/// each through a temporary file and a rename so nothing is left half-written.
+/// The file name of the report for a person, beside `report.json`.
+pub const HTML_REPORT: &str = "index.html";
+
+/// `<root>/<scenario>/<seed>`: where a seed's report files go.
+pub fn report_dir(root: &Path, report: &SeedReport) -> PathBuf {
+    root.join(&report.scenario).join(report.seed.to_string())
+}
+
+/// Writes `reports/<scenario>/<seed>/report.json`, `history.jsonl` and `index.html`
+/// (the report for a person, see [`report_html`]) under `root`, each through a
+/// temporary file and a rename so nothing is left half-written. Returns the path of
+/// `report.json`; `index.html` is beside it.
 pub fn write_report(
     root: &Path,
     report: &SeedReport,
     history: Option<&History>,
 ) -> std::io::Result<PathBuf> {
-    let dir = root.join(&report.scenario).join(report.seed.to_string());
+    let dir = report_dir(root, report);
     std::fs::create_dir_all(&dir)?;
     let write = |name: &str, data: &[u8]| -> std::io::Result<()> {
         let tmp = dir.join(format!(".{name}.tmp"));
@@ -194,6 +213,8 @@ pub fn write_report(
     if let Some(h) = history {
         write("history.jsonl", h.to_jsonl().as_bytes())?;
     }
+    let html = report_html::render(report, history.unwrap_or(&History::default()));
+    write(HTML_REPORT, html.as_bytes())?;
     let json = serde_json::to_string_pretty(report).expect("reports serialize");
     write("report.json", json.as_bytes())?;
     Ok(dir.join("report.json"))

@@ -144,8 +144,8 @@ fn switching_off_session_expiry_prevents_the_rebalance() {
     let failover = scenario("coordinator-failover.json");
     let with_bug = sweep(&failover, &seeds, 2, &[Bug::NoSessionExpiry], None);
     assert_eq!(
-        with_bug.seeds_with.get("unassigned-partition"),
-        Some(&5),
+        with_bug.seeds_with.get("unassigned-partition").map(|s| s.len()),
+        Some(5),
         "{:?}",
         with_bug.seeds_with
     );
@@ -160,8 +160,8 @@ fn accepting_commits_from_old_generations_is_a_zombie_commit() {
     let seeds: Vec<u64> = (0..5).collect();
     let with_bug = sweep(&sc, &seeds, 2, &[Bug::CommitFromOldGeneration], None);
     assert_eq!(
-        with_bug.seeds_with.get("zombie-commit"),
-        Some(&5),
+        with_bug.seeds_with.get("zombie-commit").map(|s| s.len()),
+        Some(5),
         "{:?}",
         with_bug.seeds_with
     );
