@@ -32,6 +32,7 @@ pub mod protocol;
 pub mod record;
 pub mod runner;
 pub mod scenario;
+pub mod shrink;
 pub mod sim;
 pub mod sweep;
 pub mod transaction_manager;
