@@ -66,32 +66,7 @@ enum Command {
     },
     /// Shrink a failing seed: fewer and shorter faults, fewer clients, keys, records,
     /// less time; write the smallest run that fails the same way as a scenario file.
-    Shrink {
-        /// The scenario file.
-        scenario: PathBuf,
-        /// The failing seed.
-        #[arg(long)]
-        seed: u64,
-        /// Switch off a safeguard (see `kafkasim bugs`); repeatable.
-        #[arg(long = "bug")]
-        bugs: Vec<String>,
-        /// The anomaly kind to keep (default: a panic, else the first violated
-        /// invariant, else the first expected anomaly the seed shows).
-        #[arg(long)]
-        anomaly: Option<String>,
-        /// At most this many candidate runs (the deterministic bound).
-        #[arg(long, default_value_t = 200)]
-        max_attempts: u32,
-        /// At most this many wall-clock seconds (a bound that depends on the machine).
-        #[arg(long, default_value_t = 300)]
-        max_seconds: u64,
-        /// Candidates run at once (the result does not depend on it).
-        #[arg(long, default_value_t = default_jobs())]
-        jobs: usize,
-        /// Where the shrunk scenario goes (default: reports/<scenario>/<seed>/shrunk.json).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Shrink(ShrinkArgs),
     /// List scenarios with the claims they demonstrate and what they check.
     List {
         /// Scenario files or folders.
@@ -342,14 +317,31 @@ fn cmd_repro(path: &Path) -> Result<ExitCode, BadInput> {
 }
 
 /// `shrink`'s arguments.
+#[derive(clap::Args)]
 struct ShrinkArgs {
+    /// The scenario file.
     scenario: PathBuf,
+    /// The failing seed.
+    #[arg(long)]
     seed: u64,
+    /// Switch off a safeguard (see `kafkasim bugs`); repeatable.
+    #[arg(long = "bug")]
     bugs: Vec<String>,
+    /// The anomaly kind to keep (default: a panic, else the first violated
+    /// invariant, else the first expected anomaly the seed shows).
+    #[arg(long)]
     anomaly: Option<String>,
+    /// At most this many candidate runs (the deterministic bound).
+    #[arg(long, default_value_t = 200)]
     max_attempts: u32,
+    /// At most this many wall-clock seconds (a bound that depends on the machine).
+    #[arg(long, default_value_t = 300)]
     max_seconds: u64,
+    /// Candidates run at once (the result does not depend on it).
+    #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
+    /// Where the shrunk scenario goes (default: reports/<scenario>/<seed>/shrunk.json).
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
@@ -545,34 +537,13 @@ fn main() -> ExitCode {
             bugs,
             reports,
         } => cmd_check(&paths, &seeds, jobs, &bugs, &reports),
-        Command::Shrink {
-            scenario,
-            seed,
-            bugs,
-            anomaly,
-            max_attempts,
-            max_seconds,
-            jobs,
-            out,
-        } => {
-            let args = ShrinkArgs {
-                scenario,
-                seed,
-                bugs,
-                anomaly,
-                max_attempts,
-                max_seconds,
-                jobs,
-                out,
-            };
-            match cmd_shrink(&args) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    return ExitCode::from(1);
-                }
+        Command::Shrink(args) => match cmd_shrink(&args) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(1);
             }
-        }
+        },
         Command::Repro { report } => cmd_repro(&report),
         Command::List { paths } => cmd_list(&paths),
         Command::Bugs => {

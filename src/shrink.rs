@@ -511,6 +511,56 @@ impl Evaluator {
     }
 }
 
+/// A number of the workload that shrinking lowers.
+struct Knob {
+    name: &'static str,
+    get: fn(&Scenario) -> u64,
+    set: fn(&mut Scenario, u64),
+    /// Values to try below the current one, most aggressive first.
+    values: fn(u64) -> Vec<u64>,
+}
+
+/// The workload's numbers, in the order they are lowered: who sends and reads, then
+/// what, then for how long.
+const KNOBS: [Knob; 6] = [
+    Knob {
+        name: "producers",
+        get: |s| u64::from(s.producers.count),
+        set: |s, v| s.producers.count = v as u32,
+        values: |n| fewer(n, 1),
+    },
+    Knob {
+        name: "consumers",
+        get: |s| u64::from(s.consumers.count),
+        set: |s, v| s.consumers.count = v as u32,
+        values: |n| fewer(n, 1),
+    },
+    Knob {
+        name: "keys",
+        get: |s| u64::from(s.workload.keys),
+        set: |s, v| s.workload.keys = v as u32,
+        values: |n| fewer(n, 1),
+    },
+    Knob {
+        name: "rate_per_sec",
+        get: |s| s.workload.rate_per_sec as u64,
+        set: |s, v| s.workload.rate_per_sec = v as f64,
+        values: |n| halvings(n, 1),
+    },
+    Knob {
+        name: "workload duration_ms",
+        get: |s| s.workload.duration_ms,
+        set: |s, v| s.workload.duration_ms = v,
+        values: |n| halvings(n, 1),
+    },
+    Knob {
+        name: "quiet_ms",
+        get: |s| s.workload.quiet_ms,
+        set: |s, v| s.workload.quiet_ms = v,
+        values: |n| halvings(n, 0),
+    },
+];
+
 /// The shrink in progress: the smallest scenario so far that fails the same way.
 struct Shrinker<'p> {
     ev: Evaluator,
@@ -620,42 +670,9 @@ impl Shrinker<'_> {
     /// Fewer producers, consumers, keys, records, less time, fewer brokers and
     /// partitions.
     fn shrink_workload(&mut self) {
-        self.lower(
-            "producers",
-            |s| u64::from(s.producers.count),
-            |s, v| s.producers.count = v as u32,
-            |n| fewer(n, 1),
-        );
-        self.lower(
-            "consumers",
-            |s| u64::from(s.consumers.count),
-            |s, v| s.consumers.count = v as u32,
-            |n| fewer(n, 1),
-        );
-        self.lower(
-            "keys",
-            |s| u64::from(s.workload.keys),
-            |s, v| s.workload.keys = v as u32,
-            |n| fewer(n, 1),
-        );
-        self.lower(
-            "rate_per_sec",
-            |s| s.workload.rate_per_sec as u64,
-            |s, v| s.workload.rate_per_sec = v as f64,
-            |n| halvings(n, 1),
-        );
-        self.lower(
-            "workload duration_ms",
-            |s| s.workload.duration_ms,
-            |s, v| s.workload.duration_ms = v,
-            |n| halvings(n, 1),
-        );
-        self.lower(
-            "quiet_ms",
-            |s| s.workload.quiet_ms,
-            |s, v| s.workload.quiet_ms = v,
-            |n| halvings(n, 0),
-        );
+        for knob in KNOBS {
+            self.lower(knob.name, knob.get, knob.set, knob.values);
+        }
         let rf_max = self
             .current
             .scenario

@@ -3,12 +3,14 @@
 //! fewer faults and records, loads as a scenario file, fails the same way when run, and
 //! shrinking again (on another thread count) writes the identical file.
 
+mod common;
+
+use common::{kafkasim, tmp};
 use kafkasim::bugs::Bug;
 use kafkasim::runner;
 use kafkasim::scenario::Scenario;
 use kafkasim::shrink::{self, Explicit, Options, Stop, Target};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 const SEED: u64 = 0;
@@ -17,13 +19,6 @@ const BUG: &str = "high-watermark-from-leader-only";
 fn scenario() -> Scenario {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/acks-all-rf3.json");
     Scenario::load(&path).unwrap()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kafkasim-shrink-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn shrink_to(file: &Path, jobs: usize) -> shrink::Shrunk {
@@ -42,7 +37,7 @@ fn shrink_to(file: &Path, jobs: usize) -> shrink::Shrunk {
 
 #[test]
 fn a_real_failure_shrinks_deterministically_to_a_loadable_scenario() {
-    let dir = tmp("lib");
+    let dir = tmp("shrink-lib");
     let first = dir.join("a/shrunk.json");
     let shrunk = shrink_to(&first, 2);
     assert_eq!(
@@ -105,22 +100,9 @@ fn the_wall_clock_bound_ends_a_shrink_and_says_so() {
     assert!(!shrunk.scenario.nemesis.faults.is_empty());
 }
 
-fn kafkasim(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kafkasim"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn the_command_writes_verifies_and_prints_the_run_command() {
-    let dir = tmp("cli");
+    let dir = tmp("shrink-cli");
     let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/acks-all-rf3.json");
     let scenario = scenario.to_str().unwrap();
     let (code, out, err) = kafkasim(
