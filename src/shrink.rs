@@ -921,6 +921,16 @@ mod tests {
         assert_eq!(again.key, one.key);
     }
 
+    #[test]
+    fn every_shipped_scenario_survives_the_json_round_trip() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        for path in crate::scenario::collect_paths(&[dir]).unwrap() {
+            let sc = Scenario::load(&path).unwrap();
+            let c = Candidate::new(&sc, |_| {}).expect("round trip");
+            assert_eq!(c.key, serde_json::to_string(&sc).unwrap(), "{path:?}");
+        }
+    }
+
     fn report(anomalies: &[(&str, u64)], violated: &[&str], panic: Option<&str>) -> SeedReport {
         SeedReport {
             scenario: "s".into(),
