@@ -34,6 +34,7 @@ pub mod record;
 pub mod report_html;
 pub mod runner;
 pub mod scenario;
+pub mod shrink;
 pub mod sim;
 pub mod summary;
 pub mod sweep;

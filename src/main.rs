@@ -1,4 +1,5 @@
-//! The `kafkasim` command line: `run`, `check`, `merge`, `repro`, `list`, `bugs`, `bench`.
+//! The `kafkasim` command line: `run`, `check`, `merge`, `shrink`, `repro`, `list`, `bugs`,
+//! `bench`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -7,6 +8,7 @@ use kafkasim::checker;
 use kafkasim::claims;
 use kafkasim::runner::{self, SeedReport};
 use kafkasim::scenario::{self, Scenario};
+use kafkasim::shrink;
 use kafkasim::summary::{self, Shards, SummaryFile, SweepSummary, WallTime};
 use kafkasim::sweep::{self, Progress, ScenarioSummary, Shard};
 use std::path::{Path, PathBuf};
@@ -80,6 +82,9 @@ enum Command {
         /// A `report.json` written by `run` or `check`.
         report: PathBuf,
     },
+    /// Shrink a failing seed: fewer and shorter faults, fewer clients, keys, records,
+    /// less time; write the smallest run that fails the same way as a scenario file.
+    Shrink(ShrinkArgs),
     /// List scenarios with the claims they demonstrate and what they check, and the
     /// claims no scenario covers.
     List {
@@ -471,6 +476,130 @@ fn cmd_repro(path: &Path) -> Result<ExitCode, BadInput> {
     }
 }
 
+/// `shrink`'s arguments.
+#[derive(clap::Args)]
+struct ShrinkArgs {
+    /// The scenario file.
+    scenario: PathBuf,
+    /// The failing seed.
+    #[arg(long)]
+    seed: u64,
+    /// Switch off a safeguard (see `kafkasim bugs`); repeatable.
+    #[arg(long = "bug")]
+    bugs: Vec<String>,
+    /// The anomaly kind to keep (default: a panic, else the first violated
+    /// invariant, else the first expected anomaly the seed shows).
+    #[arg(long)]
+    anomaly: Option<String>,
+    /// At most this many candidate runs (the deterministic bound).
+    #[arg(long, default_value_t = 200)]
+    max_attempts: u32,
+    /// At most this many wall-clock seconds (a bound that depends on the machine).
+    #[arg(long, default_value_t = 300)]
+    max_seconds: u64,
+    /// Candidates run at once (the result does not depend on it).
+    #[arg(long, default_value_t = default_jobs())]
+    jobs: usize,
+    /// Where the shrunk scenario goes (default: reports/<scenario>/<seed>/shrunk.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn cmd_shrink(a: &ShrinkArgs) -> anyhow::Result<Result<ExitCode, BadInput>> {
+    let scenario = match load(&a.scenario) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let bugs = match parse_bugs(&a.bugs) {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Some(kind) = &a.anomaly {
+        if !checker::ANOMALY_KINDS
+            .iter()
+            .chain(checker::EVENT_KINDS)
+            .any(|k| k == kind)
+        {
+            return Ok(Err(BadInput(format!(
+                "--anomaly: unknown anomaly `{kind}`; allowed: {}, {}",
+                checker::ANOMALY_KINDS.join(", "),
+                checker::EVENT_KINDS.join(", ")
+            ))));
+        }
+    }
+    if a.max_attempts == 0 || a.jobs == 0 {
+        return Ok(Err(BadInput(
+            "--max-attempts and --jobs: allowed: at least 1".into(),
+        )));
+    }
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from("reports")
+            .join(&scenario.name)
+            .join(a.seed.to_string())
+            .join("shrunk.json")
+    });
+    let options = shrink::Options {
+        anomaly: a.anomaly.clone(),
+        max_attempts: a.max_attempts,
+        max_wall: std::time::Duration::from_secs(a.max_seconds),
+        jobs: a.jobs,
+    };
+    let started = Instant::now();
+    println!(
+        "shrinking  {} seed {} (at most {} attempts, {} s)",
+        scenario.name, a.seed, a.max_attempts, a.max_seconds
+    );
+    let mut progress = |line: &str| println!("  {line}");
+    let shrunk = match shrink::shrink(&scenario, a.seed, &bugs, &options, &mut progress) {
+        Ok(s) => s,
+        Err(shrink::NothingToShrink(why)) => {
+            println!("{why}");
+            return Ok(Ok(ExitCode::from(1)));
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    shrink::write_scenario(&out, &shrunk.scenario).context("writing the shrunk scenario")?;
+    // The file as written must load and fail the same way: run it once more.
+    let written = Scenario::load(&out).context("loading the shrunk scenario back")?;
+    let (check, _) = runner::run_seed(&written, a.seed, &bugs);
+    let goal = &shrunk.goal;
+    println!(
+        "target     {} ({}; a candidate must show it and violate no other invariant)",
+        goal.target,
+        if goal.violation {
+            "a violated invariant"
+        } else {
+            "an anomaly the scenario expects or tolerates"
+        }
+    );
+    println!("explicit   {}", shrunk.explicit);
+    println!("{:<18} {:>10} {:>10}", "size", "before", "after");
+    for ((label, b), (_, a)) in shrunk.before.rows().iter().zip(shrunk.after.rows()) {
+        println!("{label:<18} {b:>10} {a:>10}");
+    }
+    println!(
+        "attempts   {} of {}, {:.1} s wall; ended by {}",
+        shrunk.attempts, a.max_attempts, wall, shrunk.stop
+    );
+    println!("written    {}", out.display());
+    let command = runner::repro_command(&out, a.seed, &a.bugs);
+    if goal.met_by(&check) && check.trace_hash == shrunk.trace_hash {
+        println!(
+            "verified   the file fails the same way (trace {})",
+            check.trace_hash
+        );
+        println!("run        {command}");
+        Ok(Ok(ExitCode::SUCCESS))
+    } else {
+        println!(
+            "NOT verified: the file's run shows {:?} (trace {}, expected {})",
+            check.anomalies, check.trace_hash, shrunk.trace_hash
+        );
+        println!("run        {command}");
+        Ok(Ok(ExitCode::from(1)))
+    }
+}
+
 fn cmd_list(paths: &[PathBuf], refused: Option<&Path>) -> Result<ExitCode, BadInput> {
     let scenarios = load_all(paths)?;
     for sc in &scenarios {
@@ -593,6 +722,13 @@ fn main() -> ExitCode {
             reports,
         } => cmd_check(&paths, &seeds, shard.as_deref(), jobs, &bugs, &reports),
         Command::Merge { inputs, reports } => cmd_merge(&inputs, &reports),
+        Command::Shrink(args) => match cmd_shrink(&args) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(1);
+            }
+        },
         Command::Repro { report } => cmd_repro(&report),
         Command::List { paths, refused } => cmd_list(&paths, refused.as_deref()),
         Command::Bugs => {

@@ -460,6 +460,27 @@ fn stream(seed: u64, name: &str) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ h)
 }
 
+/// The run's fault schedule: faults drawn from the seed's `nemesis` stream plus the
+/// scenario's explicit ones, in start order (a stable sort: drawn before explicit at
+/// equal times). Pure: listing these faults explicitly, with nothing drawn, gives the
+/// same schedule, which is how `shrink` makes a seed's faults editable.
+pub fn fault_schedule(sc: &Scenario, seed: u64) -> Vec<ScheduledFault> {
+    let plan = nemesis::DrawSpec {
+        kinds: &sc.nemesis.faults,
+        brokers: sc.cluster.brokers,
+        producers: sc.producers.count,
+        consumers: sc.consumers.count,
+        topics: &sc.topics_and_partitions(),
+        window_ms: (sc.workload.start_ms, sc.workload_end_ms()),
+        interval_ms: sc.nemesis.interval_ms,
+        duration_ms: sc.nemesis.duration_ms,
+    };
+    let mut faults = nemesis::draw(&mut stream(seed, "nemesis"), &plan);
+    faults.extend(sc.nemesis.schedule.iter().cloned());
+    faults.sort_by_key(|f| f.at_ms);
+    faults
+}
+
 struct Nodes {
     ids: BTreeMap<NodeId, madsim::task::NodeId>,
 }
@@ -680,20 +701,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         nodes.ids.insert(me, n.id());
     }
 
-    // The fault schedule: drawn from the seed, plus the scenario's explicit faults.
-    let plan = nemesis::DrawSpec {
-        kinds: &sc.nemesis.faults,
-        brokers: sc.cluster.brokers,
-        producers: sc.producers.count,
-        consumers: sc.consumers.count,
-        topics: &sc.topics_and_partitions(),
-        window_ms: (sc.workload.start_ms, sc.workload_end_ms()),
-        interval_ms: sc.nemesis.interval_ms,
-        duration_ms: sc.nemesis.duration_ms,
-    };
-    let mut faults = nemesis::draw(&mut stream(seed, "nemesis"), &plan);
-    faults.extend(sc.nemesis.schedule.iter().cloned());
-    faults.sort_by_key(|f| f.at_ms);
+    let faults = fault_schedule(&sc, seed);
 
     // Timeline: (time, start?, fault index).
     let mut timeline: Vec<(Millis, bool, usize)> = Vec::new();

@@ -2,28 +2,16 @@
 //! anything runs or is written; a run prints a trace hash and repro confirms it;
 //! sharded sweeps merge into the unsharded one; the CI examples run as written.
 
+mod common;
+
 use kafkasim::summary::SummaryFile;
-use std::path::PathBuf;
 use std::process::Command;
 
-fn kafkasim(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kafkasim"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::kafkasim;
+use std::path::PathBuf;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kafkasim-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp(&format!("cli-{name}"))
 }
 
 fn base_scenario() -> serde_json::Value {

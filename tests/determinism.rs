@@ -144,7 +144,10 @@ fn switching_off_session_expiry_prevents_the_rebalance() {
     let failover = scenario("coordinator-failover.json");
     let with_bug = sweep(&failover, &seeds, 2, &[Bug::NoSessionExpiry], None);
     assert_eq!(
-        with_bug.seeds_with.get("unassigned-partition").map(|s| s.len()),
+        with_bug
+            .seeds_with
+            .get("unassigned-partition")
+            .map(|s| s.len()),
         Some(5),
         "{:?}",
         with_bug.seeds_with
