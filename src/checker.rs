@@ -884,6 +884,9 @@ impl<'h> Collector<'h> {
             | Op::PartitionChange { .. }
             | Op::PrepareRebalance { .. }
             | Op::FetchCommitted { .. }
+            | Op::EndTxn { .. }
+            | Op::TxnState { .. }
+            | Op::OffsetsForTimes { .. }
             | Op::ProducerMetrics(_)
             | Op::Processed { .. }
             | Op::Assigned { .. }
@@ -1411,6 +1414,7 @@ mod tests {
             offset: Option<Offset>,
         ) -> &mut Self {
             let op = Op::Send {
+                txn: None,
                 key: key.map(str::to_string),
                 value,
                 partition: tp(part),
@@ -1473,6 +1477,7 @@ mod tests {
                 .collect();
             let high_watermark = records.last().map_or(0, |r| r.offset + 1);
             let op = Op::Poll {
+                read_committed: false,
                 partition: tp(part),
                 records,
                 high_watermark,
@@ -1847,6 +1852,7 @@ mod tests {
                 reason: "pending at end of run".into(),
             },
             op: Op::Send {
+                txn: None,
                 key: None,
                 value: v(0, 0),
                 partition: tp(0),
@@ -2300,6 +2306,7 @@ mod tests {
             complete_ms: Some(160),
             outcome: Outcome::Ok,
             op: Op::Send {
+                txn: None,
                 key: Some("k3".into()),
                 value: v(0, 1),
                 partition: other.clone(),
@@ -2312,6 +2319,7 @@ mod tests {
             NodeId::Consumer(0),
             400,
             Op::Poll {
+                read_committed: false,
                 partition: other,
                 records: vec![ReadRecord {
                     offset: 0,
@@ -2389,6 +2397,8 @@ mod tests {
 
     fn replica(broker: u32, hw: Offset, records: &[(Offset, Value)]) -> ReplicaSnapshot {
         ReplicaSnapshot {
+            markers: Vec::new(),
+            last_stable_offset: 0,
             broker,
             log_end_offset: records.last().map_or(0, |r| r.0 + 1),
             high_watermark: hw,

@@ -444,6 +444,7 @@ impl Consumer {
                 NodeId::Consumer(self.index),
                 now,
                 Op::Poll {
+                    read_committed: false,
                     partition: fetch.tp.clone(),
                     records: polled,
                     high_watermark: fetch.high_watermark,
@@ -534,6 +535,7 @@ impl Consumer {
                 self.process(),
                 now,
                 Op::Poll {
+                    read_committed: false,
                     partition: tp.clone(),
                     records: Vec::new(),
                     high_watermark: -1,
@@ -859,6 +861,7 @@ impl Consumer {
                 NodeId::Consumer(self.index),
                 now,
                 Op::Poll {
+                    read_committed: false,
                     partition: tp.clone(),
                     records: records.into_iter().map(|(r, _)| r).collect(),
                     high_watermark: part.high_watermark,
@@ -921,6 +924,7 @@ impl Consumer {
                         process,
                         now,
                         Op::Poll {
+                            read_committed: false,
                             partition: tp.clone(),
                             records: Vec::new(),
                             high_watermark,
@@ -1400,6 +1404,7 @@ mod tests {
                     broker: NodeId::Broker(1)
                 },
                 Op::Poll {
+                    read_committed: false,
                     partition: tp(0),
                     records: vec![read(0, 100), read(1, 101), read(2, 102)],
                     high_watermark: 3
@@ -1431,6 +1436,7 @@ mod tests {
         assert_eq!(
             ops(&out)[1],
             Op::Poll {
+                read_committed: false,
                 partition: tp(0),
                 records: vec![read(3, 103), read(4, 104), read(5, 105)],
                 high_watermark: 6
@@ -2248,11 +2254,13 @@ mod tests {
                 polls,
                 vec![
                     Op::Poll {
+                        read_committed: false,
                         partition: tp(0),
                         records: vec![read(3, 13), read(4, 14)],
                         high_watermark: 6
                     },
                     Op::Poll {
+                        read_committed: false,
                         partition: tp(0),
                         records: vec![read(5, 15)],
                         high_watermark: 6

@@ -169,6 +169,7 @@ mod tests {
             complete_ms: Some(done),
             outcome,
             op: Op::Send {
+                txn: None,
                 key: None,
                 value: invoke,
                 partition: TopicPartition::new("t", 0),

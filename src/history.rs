@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// A value written by the workload: unique over the whole run.
 pub type Value = u64;
 
+/// A transaction of the run: unique over the whole run (the transactional client's
+/// index in the high 32 bits, its transaction counter in the low ones).
+pub type TxnId = u64;
+
 /// The outcome of an operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
@@ -57,6 +61,9 @@ pub enum Op {
         offset: Option<Offset>,
         /// How many times the batch was sent (1 = no retry).
         attempts: u32,
+        /// The transaction the record was sent in (see [`Op::EndTxn`]), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        txn: Option<TxnId>,
     },
     /// A consumer `poll` that returned records of one partition.
     Poll {
@@ -66,6 +73,10 @@ pub enum Op {
         records: Vec<ReadRecord>,
         /// The high watermark in the fetch response that carried them.
         high_watermark: Offset,
+        /// Whether the consumer reads with `isolation.level=read_committed` (up to the
+        /// last stable offset, without aborted records).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        read_committed: bool,
     },
     /// The consumer moved its position other than by consuming (reset or seek).
     Seek {
@@ -95,6 +106,56 @@ pub enum Op {
     FaultEnd {
         /// What the fault was.
         fault: String,
+    },
+    /// The end of a transaction as its producer saw it: `commitTransaction` (`commit`)
+    /// or `abortTransaction`. Outcome `ok`: done as asked; `fail`: certainly not
+    /// committed (aborted, or fenced before any attempt could commit it); `info`: unknown.
+    EndTxn {
+        /// `transactional.id`.
+        transactional_id: String,
+        /// The transaction, as its sends name it.
+        txn: TxnId,
+        /// The producer id.
+        producer_id: i64,
+        /// The producer epoch the transaction ran in.
+        producer_epoch: i16,
+        /// Commit (true) or abort.
+        commit: bool,
+        /// The partitions it wrote to.
+        partitions: Vec<TopicPartition>,
+        /// The consumer group whose offsets it committed (`sendOffsetsToTransaction`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        /// Those offsets (the next offset to consume).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        offsets: Vec<(TopicPartition, Offset)>,
+    },
+    /// The transaction coordinator moved a `transactional.id` to a new state (recorded by
+    /// the broker hosting it once the state is in `__transaction_state`, or at once for
+    /// the in-memory `PrepareEpochFence`).
+    TxnState {
+        /// `transactional.id`.
+        transactional_id: String,
+        /// The producer id.
+        producer_id: i64,
+        /// The producer epoch.
+        producer_epoch: i16,
+        /// Kafka's state name it left (`Empty`, `Ongoing`, `PrepareCommit`, ...).
+        from: String,
+        /// The state it entered.
+        to: String,
+    },
+    /// A consumer's `offsetsForTimes` lookup of one partition (`ListOffsets` by
+    /// timestamp): the earliest offset whose record timestamp is at or after `timestamp`.
+    OffsetsForTimes {
+        /// The partition.
+        partition: TopicPartition,
+        /// The timestamp looked up (ms, CreateTime).
+        timestamp: i64,
+        /// The offset found (`None`: no record that late).
+        offset: Option<Offset>,
+        /// The timestamp of what is at that offset.
+        found_timestamp: Option<i64>,
     },
     /// A producer's totals at the end of the run (Kafka's producer metrics).
     ProducerMetrics(ProducerMetrics),
@@ -362,6 +423,27 @@ pub struct ReplicaSnapshot {
     pub high_watermark: Offset,
     /// Every record in its log: (offset, value).
     pub records: Vec<(Offset, Value)>,
+    /// Its last stable offset (the high watermark when no transaction is open).
+    #[serde(default)]
+    pub last_stable_offset: Offset,
+    /// Every transaction marker (control record) in its log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub markers: Vec<MarkerSnapshot>,
+}
+
+/// A transaction marker in a replica's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkerSnapshot {
+    /// Its offset.
+    pub offset: Offset,
+    /// The producer whose transaction it ends.
+    pub producer_id: i64,
+    /// The producer epoch it was written with.
+    pub producer_epoch: i16,
+    /// COMMIT (true) or ABORT.
+    pub committed: bool,
+    /// Its timestamp (the coordinator's clock when it wrote it).
+    pub timestamp: i64,
 }
 
 /// White-box state of one partition at the end of a run.

@@ -1645,6 +1645,7 @@ impl Producer {
             complete_ms: completion.complete_ms,
             outcome,
             op: Op::Send {
+                txn: None,
                 key: record.key,
                 value: record.value,
                 partition: tp.clone(),

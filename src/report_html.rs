@@ -1315,6 +1315,7 @@ mod tests {
             1_200,
             Outcome::Ok,
             Op::Send {
+                txn: None,
                 key: Some("<script>alert(1)</script>".into()),
                 value: 4711,
                 partition: tp.clone(),
@@ -1329,6 +1330,7 @@ mod tests {
                 1_300 + i * 100,
                 Outcome::Ok,
                 Op::Poll {
+                    read_committed: false,
                     partition: tp.clone(),
                     records: vec![ReadRecord {
                         offset: 89 + i as i64,
@@ -1369,6 +1371,7 @@ mod tests {
                 reason: "REQUEST_TIMED_OUT".into(),
             },
             Op::Send {
+                txn: None,
                 key: None,
                 value: 4712,
                 partition: tp.clone(),

@@ -979,6 +979,8 @@ fn take_snapshot(
                 let broker = brokers[b].lock().expect("no poisoned locks");
                 let log = broker.disk().logs.get(tp);
                 ReplicaSnapshot {
+                    markers: Vec::new(),
+                    last_stable_offset: 0,
                     broker: *b,
                     log_end_offset: log.map_or(0, |l| l.log_end_offset()),
                     high_watermark: broker.high_watermark(tp),
