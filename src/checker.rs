@@ -860,6 +860,7 @@ impl<'h> Collector<'h> {
                 partition,
                 high_watermark,
                 broker,
+                ..
             } => {
                 let now = (*high_watermark, *broker, at_ms);
                 let prev = self.last_hw.insert((entry.process, partition), now);
@@ -884,6 +885,7 @@ impl<'h> Collector<'h> {
             | Op::PartitionChange { .. }
             | Op::PrepareRebalance { .. }
             | Op::FetchCommitted { .. }
+            | Op::BeginTxn { .. }
             | Op::EndTxn { .. }
             | Op::TxnState { .. }
             | Op::OffsetsForTimes { .. }
@@ -1503,6 +1505,7 @@ mod tests {
             broker: u32,
         ) -> &mut Self {
             let op = Op::ObserveHighWatermark {
+                last_stable_offset: None,
                 partition: tp(part),
                 high_watermark: hw,
                 broker: NodeId::Broker(broker),
@@ -2397,6 +2400,7 @@ mod tests {
 
     fn replica(broker: u32, hw: Offset, records: &[(Offset, Value)]) -> ReplicaSnapshot {
         ReplicaSnapshot {
+            txn_batches: Vec::new(),
             markers: Vec::new(),
             last_stable_offset: 0,
             broker,

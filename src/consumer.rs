@@ -850,6 +850,7 @@ impl Consumer {
                 NodeId::Consumer(self.index),
                 now,
                 Op::ObserveHighWatermark {
+                    last_stable_offset: None,
                     partition: tp.clone(),
                     high_watermark: part.high_watermark,
                     broker: NodeId::Broker(broker),
@@ -1399,6 +1400,7 @@ mod tests {
             ops(&out),
             vec![
                 Op::ObserveHighWatermark {
+                    last_stable_offset: None,
                     partition: tp(0),
                     high_watermark: 3,
                     broker: NodeId::Broker(1)

@@ -94,6 +94,10 @@ pub enum Op {
         partition: TopicPartition,
         /// The high watermark.
         high_watermark: Offset,
+        /// The last stable offset in the same response (recorded by `read_committed`
+        /// consumers, which stop there).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_stable_offset: Option<Offset>,
         /// The broker that answered.
         broker: NodeId,
     },
@@ -106,6 +110,18 @@ pub enum Op {
     FaultEnd {
         /// What the fault was.
         fault: String,
+    },
+    /// `beginTransaction`: a transactional producer opened transaction `txn` (recorded at
+    /// once; the transaction's sends carry `txn`).
+    BeginTxn {
+        /// `transactional.id`.
+        transactional_id: String,
+        /// The transaction.
+        txn: TxnId,
+        /// The producer id it runs under.
+        producer_id: i64,
+        /// The producer epoch it runs under.
+        producer_epoch: i16,
     },
     /// The end of a transaction as its producer saw it: `commitTransaction` (`commit`)
     /// or `abortTransaction`. Outcome `ok`: done as asked; `fail`: certainly not
@@ -429,6 +445,22 @@ pub struct ReplicaSnapshot {
     /// Every transaction marker (control record) in its log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub markers: Vec<MarkerSnapshot>,
+    /// Every transactional data batch in its log (offset range and producer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub txn_batches: Vec<TxnBatchSnapshot>,
+}
+
+/// A transactional data batch in a replica's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnBatchSnapshot {
+    /// Its first offset.
+    pub base_offset: Offset,
+    /// Its last offset.
+    pub last_offset: Offset,
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch it was written with.
+    pub producer_epoch: i16,
 }
 
 /// A transaction marker in a replica's log.

@@ -979,6 +979,7 @@ fn take_snapshot(
                 let broker = brokers[b].lock().expect("no poisoned locks");
                 let log = broker.disk().logs.get(tp);
                 ReplicaSnapshot {
+                    txn_batches: Vec::new(),
                     markers: Vec::new(),
                     last_stable_offset: 0,
                     broker: *b,

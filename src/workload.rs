@@ -21,7 +21,23 @@ use std::sync::Arc;
 /// A value's producer and position in its send order.
 pub fn make_value(producer: u32, counter: u64) -> Value {
     assert!(counter < 1 << 32, "value counter overflow");
+    assert!(producer < 1 << 16, "producer index overflow");
     (u64::from(producer) << 32) | counter
+}
+
+/// The bit that marks a read-process-write pipeline's output value.
+const OUTPUT_BIT: Value = 1 << 60;
+
+/// The value a pipeline writes for input value `input` (the transformation is the
+/// identity plus a mark, so the checker maps every output back to its input).
+pub fn output_value(input: Value) -> Value {
+    assert!(input & OUTPUT_BIT == 0, "value {input} is already an output");
+    input | OUTPUT_BIT
+}
+
+/// The input value an output value was made from (`None` for a producer's own value).
+pub fn input_of(value: Value) -> Option<Value> {
+    (value & OUTPUT_BIT != 0).then_some(value & !OUTPUT_BIT)
 }
 
 /// What one producer sends.
