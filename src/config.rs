@@ -144,6 +144,14 @@ pub struct ProducerConfig {
     /// `metadata.max.age.ms` (default 300000).
     #[serde(rename = "metadata.max.age.ms")]
     pub metadata_max_age_ms: u64,
+    /// `transactional.id` (default none): makes the producer transactional (it needs
+    /// idempotence).
+    #[serde(rename = "transactional.id", skip_serializing_if = "Option::is_none")]
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms` (default 60000): how long the coordinator lets a
+    /// transaction stay open before aborting it.
+    #[serde(rename = "transaction.timeout.ms")]
+    pub transaction_timeout_ms: u64,
 }
 
 impl Default for ProducerConfig {
@@ -163,6 +171,8 @@ impl Default for ProducerConfig {
             delivery_timeout_ms: 120_000,
             max_in_flight_requests_per_connection: 5,
             metadata_max_age_ms: 300_000,
+            transactional_id: None,
+            transaction_timeout_ms: 60_000,
         }
     }
 }
@@ -174,7 +184,9 @@ impl ProducerConfig {
     pub fn idempotence(&self) -> bool {
         match self.enable_idempotence {
             Some(explicit) => explicit,
-            None => self.retries != 0 && self.acks == Acks::All,
+            None => {
+                self.transactional_id.is_some() || (self.retries != 0 && self.acks == Acks::All)
+            }
         }
     }
 
@@ -191,8 +203,15 @@ impl ProducerConfig {
                 ),
             ));
         }
+        if self.transactional_id.is_some() && self.enable_idempotence == Some(false) {
+            return Err((
+                "enable.idempotence",
+                "Cannot set a transactional.id without also enabling idempotence.".into(),
+            ));
+        }
         if self.enable_idempotence.unwrap_or(true) {
-            let explicit = self.enable_idempotence == Some(true);
+            // A transactional.id asks for idempotence as explicitly as the setting does.
+            let explicit = self.enable_idempotence == Some(true) || self.transactional_id.is_some();
             if explicit && self.retries == 0 {
                 return Err((
                     "retries",

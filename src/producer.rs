@@ -19,15 +19,19 @@
 use crate::actor::{Actor, Millis, Outbox};
 use crate::bugs::{Bug, Bugs};
 use crate::config::ProducerConfig;
-use crate::history::{produce_error_outcome, Entry, Op, Outcome, ProducerMetrics, Value};
+use crate::history::{produce_error_outcome, Entry, Op, Outcome, ProducerMetrics, TxnId, Value};
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 use crate::protocol::{
-    Acks, BrokerId, ErrorCode, InitProducerIdRequest, LeaderEpoch, Message, MetadataRequest,
-    MetadataResponse, NodeId, Offset, ProduceRequest, ProduceResponse, ProducerIdentity, Request,
-    Response, TopicPartition,
+    Acks, BrokerId, CommittedOffset, ErrorCode, InitProducerIdRequest, LeaderEpoch, Message,
+    MetadataRequest, MetadataResponse, NodeId, Offset, ProduceRequest, ProduceResponse,
+    ProducerIdentity, Request, Response, TopicPartition,
 };
 use crate::record::{CompressionType, Record, RecordBatch, BATCH_HEADER_SIZE};
 use crate::transaction_manager::TransactionManager;
+use crate::txn_client::{
+    GroupMetadata, TxnClient, TxnClientState, TxnDestination, TxnEffect, TxnEvent, TxnRequestKind,
+    TxnResult,
+};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -36,6 +40,13 @@ use std::sync::Arc;
 
 /// CreateTime of a record sent at simulated time `t` is `RECORD_TIMESTAMP_BASE + t`.
 pub const RECORD_TIMESTAMP_BASE: i64 = 1_700_000_000_000;
+
+/// Record batch attribute bit 4: the batch belongs to a transaction.
+const TRANSACTIONAL_ATTRIBUTE: i16 = 1 << 4;
+
+/// The correlation ids of a producer that shares its process with a consumer (a
+/// pipeline) start here.
+pub const PIPELINE_PRODUCER_CORRELATION_BASE: u64 = 1 << 52;
 
 /// The partition reported for a record that was never partitioned (its topic's
 /// partition count never became known): Kafka's `RecordMetadata.UNKNOWN_PARTITION`
@@ -87,8 +98,14 @@ pub(crate) struct NetworkClient<K> {
 impl<K> NetworkClient<K> {
     /// A client whose requests time out after `request_timeout_ms`.
     pub(crate) fn new(request_timeout_ms: u64) -> Self {
+        Self::with_base(request_timeout_ms, 0)
+    }
+
+    /// A client whose correlation ids start at `base` (so that two clients sharing one
+    /// process, a pipeline's consumer and producer, never collide).
+    pub(crate) fn with_base(request_timeout_ms: u64, base: u64) -> Self {
         NetworkClient {
-            next_correlation_id: 0,
+            next_correlation_id: base,
             request_timeout_ms,
             in_flight: BTreeMap::new(),
         }
@@ -431,6 +448,8 @@ struct PendingRecord {
     value: Value,
     /// When `send` was called.
     invoke_ms: Millis,
+    /// The transaction it was sent in.
+    txn: Option<TxnId>,
 }
 
 impl PendingRecord {
@@ -603,10 +622,17 @@ impl ProducerBatch {
             })
             .collect();
         let (identity, base_sequence) = self.sequence.unwrap_or((ProducerIdentity::NONE, -1));
+        // A transaction's batches carry the transactional bit (every record of a batch
+        // belongs to the same transaction).
+        let transactional = if self.records[0].txn.is_some() {
+            TRANSACTIONAL_ATTRIBUTE
+        } else {
+            0
+        };
         let batch = RecordBatch {
             base_offset: 0,
             partition_leader_epoch: -1,
-            attributes: compression.id(),
+            attributes: compression.id() | transactional,
             last_offset_delta: records.len() as i32 - 1,
             base_timestamp,
             max_timestamp: self
@@ -816,6 +842,7 @@ impl RecordAccumulator {
         now: Millis,
         metadata: &MetadataCache,
         mut idempotence: Option<(&mut TransactionManager, bool)>,
+        txn: Option<&TxnClient>,
     ) -> Vec<ProducerBatch> {
         let tps: Vec<TopicPartition> = self
             .batches
@@ -839,6 +866,9 @@ impl RecordAccumulator {
             let deque = self.batches.get_mut(tp).expect("listed partition");
             let Some(head) = deque.front() else { continue };
             if head.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            if txn.is_some_and(|t| !t.can_send(tp)) {
                 continue;
             }
             if let Some((tm, in_order)) = idempotence.as_mut() {
@@ -916,6 +946,8 @@ enum ProducerRequest {
     Metadata,
     /// An `InitProducerId` for the idempotent producer.
     InitProducerId,
+    /// A request of the transactional protocol.
+    Txn(TxnRequestKind),
     /// A `Produce`: one batch per partition; `None` once the batch expired in flight.
     Produce {
         batches: Vec<(TopicPartition, Option<ProducerBatch>)>,
@@ -932,10 +964,31 @@ struct BlockedSend {
     memory: Option<(TopicPartition, usize)>,
 }
 
-/// A Kafka producer (`KafkaProducer` + `RecordAccumulator` + `Sender` + the idempotent
-/// `TransactionManager`), sans-IO.
+/// Where a producer runs and what cluster it talks to.
+#[derive(Clone, Copy, Debug)]
+pub struct ProducerSetup {
+    /// The process its history entries name.
+    pub process: NodeId,
+    /// The cluster's finalized `transaction.version` (Kafka's clients learn it from
+    /// `ApiVersions`).
+    pub transaction_version: u8,
+    /// Where its correlation ids start.
+    pub correlation_base: u64,
+}
+
+/// The open transaction of a transactional producer, for the history.
+#[derive(Clone, Debug)]
+struct OpenTxn {
+    txn: TxnId,
+    identity: ProducerIdentity,
+    /// When `commitTransaction` / `abortTransaction` was called.
+    ending_since: Option<Millis>,
+}
+
+/// A Kafka producer (`KafkaProducer` + `RecordAccumulator` + `Sender` + the
+/// `TransactionManager`, idempotent and transactional), sans-IO.
 pub struct Producer {
-    index: u32,
+    process: NodeId,
     config: ProducerConfig,
     bugs: Bugs,
     rng: ChaCha8Rng,
@@ -945,6 +998,12 @@ pub struct Producer {
     sticky: StickyPartitioner,
     /// The idempotent producer's ids and sequences (`None` without idempotence).
     transactions: Option<TransactionManager>,
+    /// The transactional client (`None` without `transactional.id`).
+    txn: Option<TxnClient>,
+    /// The transaction `beginTransaction` opened, until it ends.
+    open_txn: Option<OpenTxn>,
+    /// Transaction events for the application.
+    txn_events: VecDeque<TxnEvent>,
     /// `send` calls still blocked, in call order.
     blocked: VecDeque<BlockedSend>,
     /// Records sent and not yet completed.
@@ -957,9 +1016,27 @@ pub struct Producer {
 impl Producer {
     /// A producer with the given history index, configuration, bug switches, bootstrap
     /// brokers and random seed (backoff jitter, sticky partitions, first bootstrap
-    /// broker). The configuration must pass [`ProducerConfig::validate`].
+    /// broker), on a cluster of the latest `transaction.version`. The configuration must
+    /// pass [`ProducerConfig::validate`].
     pub fn new(
         index: u32,
+        config: ProducerConfig,
+        bugs: Bugs,
+        bootstrap: Vec<BrokerId>,
+        seed: u64,
+    ) -> Self {
+        let setup = ProducerSetup {
+            process: NodeId::Producer(index),
+            transaction_version: 2,
+            correlation_base: 0,
+        };
+        Self::with_setup(setup, config, bugs, bootstrap, seed)
+    }
+
+    /// A producer running as `setup.process` (a pipeline's producer shares its process
+    /// with a consumer).
+    pub fn with_setup(
+        setup: ProducerSetup,
         config: ProducerConfig,
         bugs: Bugs,
         bootstrap: Vec<BrokerId>,
@@ -971,18 +1048,35 @@ impl Producer {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         assert!(!bootstrap.is_empty(), "a producer needs bootstrap brokers");
         let first_node = rng.gen_range(0..bootstrap.len());
+        let txn = config.transactional_id.as_deref().map(|id| {
+            TxnClient::new(
+                Arc::from(id),
+                config.transaction_timeout_ms,
+                setup.transaction_version >= 2,
+                config.retry_backoff_ms,
+            )
+        });
         Producer {
-            index,
+            process: setup.process,
             metadata: MetadataCache::new(
                 bootstrap,
                 first_node,
                 config.metadata_max_age_ms,
                 config.retry_backoff_ms,
             ),
-            net: NetworkClient::new(config.request_timeout_ms),
+            net: NetworkClient::with_base(config.request_timeout_ms, setup.correlation_base),
             accumulator: RecordAccumulator::new(&config),
             sticky: StickyPartitioner::new(),
-            transactions: config.idempotence().then(TransactionManager::new),
+            transactions: config.idempotence().then(|| {
+                if txn.is_some() {
+                    TransactionManager::transactional()
+                } else {
+                    TransactionManager::new()
+                }
+            }),
+            txn,
+            open_txn: None,
+            txn_events: VecDeque::new(),
             blocked: VecDeque::new(),
             pending: 0,
             metrics: ProducerMetrics::default(),
@@ -1000,13 +1094,22 @@ impl Producer {
         self.pending += 1;
         assert!(
             self.pending <= MAX_PENDING_RECORDS,
-            "producer-{} has more than {MAX_PENDING_RECORDS} records pending",
-            self.index
+            "{} has more than {MAX_PENDING_RECORDS} records pending",
+            self.process
         );
+        if let Some(t) = &self.txn {
+            assert!(
+                t.can_commit() && self.open_txn.is_some(),
+                "{}: send outside a transaction that can commit ({:?})",
+                self.process,
+                t.state()
+            );
+        }
         let pending = PendingRecord {
             key: record.key,
             value: record.value,
             invoke_ms: now,
+            txn: self.open_txn.as_ref().map(|t| t.txn),
         };
         self.metadata.add_topic(&record.topic);
         self.blocked.push_back(BlockedSend {
@@ -1066,11 +1169,277 @@ impl Producer {
         assert_eq!(self.pending, 0, "every record has an outcome after finish");
         assert_eq!(self.accumulator.buffer_used, 0, "buffer memory leaked");
         self.metrics.epoch_bumps = self.transactions.as_ref().map_or(0, |t| t.epoch_bumps());
+        if let Some(open) = self.open_txn.take() {
+            if let Some(since) = open.ending_since {
+                // commitTransaction / abortTransaction had not returned.
+                let commit = self
+                    .txn
+                    .as_ref()
+                    .is_some_and(|t| *t.state() == TxnClientState::CommittingTransaction);
+                let outcome = Outcome::Info {
+                    reason: "pending at end of run".into(),
+                };
+                self.record_end_txn(since, None, open, commit, outcome, out);
+            }
+        }
         out.record(Entry::instant(
-            NodeId::Producer(self.index),
+            self.process,
             now,
             Op::ProducerMetrics(self.metrics.clone()),
         ));
+    }
+
+    // ------------------------------------------------------------ transactions
+
+    /// `initTransactions`: the answer arrives as [`TxnEvent::Initialized`] (or a fatal
+    /// [`TxnEvent::Ended`] never: a fatal error shows in [`Producer::txn_state`]).
+    pub fn init_transactions(&mut self, now: Millis, out: &mut Outbox) {
+        self.txn
+            .as_mut()
+            .expect("initTransactions needs a transactional.id")
+            .init_transactions();
+        self.run(now, out);
+    }
+
+    /// `beginTransaction`, naming the transaction `txn` in the history.
+    pub fn begin_transaction(&mut self, now: Millis, txn: TxnId, out: &mut Outbox) {
+        let t = self
+            .txn
+            .as_mut()
+            .expect("beginTransaction needs a transactional.id");
+        t.begin();
+        let identity = self
+            .transactions
+            .as_ref()
+            .expect("a transactional producer is idempotent")
+            .identity();
+        assert!(self.open_txn.is_none(), "one transaction at a time");
+        out.record(Entry::instant(
+            self.process,
+            now,
+            Op::BeginTxn {
+                transactional_id: t.transactional_id().to_string(),
+                txn,
+                producer_id: identity.producer_id,
+                producer_epoch: identity.producer_epoch,
+            },
+        ));
+        self.open_txn = Some(OpenTxn {
+            txn,
+            identity,
+            ending_since: None,
+        });
+    }
+
+    /// `sendOffsetsToTransaction`: the answer arrives as [`TxnEvent::OffsetsSent`].
+    pub fn send_offsets_to_transaction(
+        &mut self,
+        now: Millis,
+        offsets: Vec<CommittedOffset>,
+        metadata: GroupMetadata,
+        out: &mut Outbox,
+    ) {
+        self.txn
+            .as_mut()
+            .expect("sendOffsetsToTransaction needs a transactional.id")
+            .send_offsets(metadata, offsets);
+        self.run(now, out);
+    }
+
+    /// `commitTransaction`: the answer arrives as [`TxnEvent::Ended`].
+    pub fn commit_transaction(&mut self, now: Millis, out: &mut Outbox) {
+        self.end_transaction(now, true, out);
+    }
+
+    /// `abortTransaction`: the answer arrives as [`TxnEvent::Ended`].
+    pub fn abort_transaction(&mut self, now: Millis, out: &mut Outbox) {
+        self.end_transaction(now, false, out);
+    }
+
+    fn end_transaction(&mut self, now: Millis, commit: bool, out: &mut Outbox) {
+        let t = self
+            .txn
+            .as_mut()
+            .expect("ending a transaction needs a transactional.id");
+        if let Some(open) = self.open_txn.as_mut() {
+            open.ending_since = Some(now);
+        }
+        let effect = t.end(commit);
+        self.apply_txn_effects(now, effect.into_iter().collect(), out);
+        self.process_txn_events(now, out);
+        self.run(now, out);
+    }
+
+    /// Transaction events for the application, oldest first.
+    pub fn drain_txn_events(&mut self) -> Vec<TxnEvent> {
+        self.txn_events.drain(..).collect()
+    }
+
+    /// The transactional client's state (`None` without `transactional.id`).
+    pub fn txn_state(&self) -> Option<&TxnClientState> {
+        self.txn.as_ref().map(TxnClient::state)
+    }
+
+    /// Whether every batch of the transaction is done (nothing queued, blocked or in
+    /// flight): `EndTxn` waits for it, as `commitTransaction` flushes first.
+    fn flushed(&self) -> bool {
+        self.blocked.is_empty()
+            && self.accumulator.batch_count() == 0
+            && !self
+                .net
+                .kinds()
+                .any(|k| matches!(k, ProducerRequest::Produce { .. }))
+    }
+
+    /// Sends the transactional request that is due, if any.
+    fn send_txn_request(&mut self, now: Millis, out: &mut Outbox) {
+        let flushed = self.flushed();
+        let Some(t) = self.txn.as_mut() else { return };
+        let identity = self
+            .transactions
+            .as_ref()
+            .map_or(ProducerIdentity::NONE, TransactionManager::identity);
+        let next = t.next_request(now, identity, flushed);
+        self.process_txn_events(now, out);
+        let Some((to, request, kind)) = next else {
+            return;
+        };
+        let node = match to {
+            TxnDestination::LeastLoaded => self.metadata.least_loaded_node(&self.net),
+            TxnDestination::Broker(b) => b,
+        };
+        self.net
+            .send(now, node, request, Some(ProducerRequest::Txn(kind)), out);
+    }
+
+    /// The answer to a transactional request (`None`: lost).
+    fn on_txn_response(
+        &mut self,
+        now: Millis,
+        kind: TxnRequestKind,
+        response: Option<Response>,
+        out: &mut Outbox,
+    ) {
+        if response.is_none() {
+            self.metadata.rotate();
+        }
+        let t = self
+            .txn
+            .as_mut()
+            .expect("transactional requests need a client");
+        let effects = t.on_response(now, kind, response);
+        self.apply_txn_effects(now, effects, out);
+        self.process_txn_events(now, out);
+    }
+
+    fn apply_txn_effects(&mut self, now: Millis, effects: Vec<TxnEffect>, out: &mut Outbox) {
+        for effect in effects {
+            match effect {
+                TxnEffect::SetIdentity(identity) => self
+                    .transactions
+                    .as_mut()
+                    .expect("a transactional producer is idempotent")
+                    .set_identity(identity),
+                TxnEffect::AbortQueued(error) => self.abort_queued(now, &error, out),
+            }
+        }
+    }
+
+    /// Kafka's `abortUndrainedBatches`: the transaction cannot commit, so what waits in
+    /// the accumulator (and blocked sends) fails without being sent.
+    fn abort_queued(&mut self, now: Millis, error: &str, out: &mut Outbox) {
+        for blocked in std::mem::take(&mut self.blocked) {
+            self.fail_blocked(now, blocked, error.to_string(), out);
+        }
+        for batch in self.accumulator.take_all() {
+            self.fail_sequence(&batch, batch.maybe_appended);
+            let outcome = if batch.maybe_appended {
+                Outcome::Info {
+                    reason: format!("{error} (an earlier attempt may have been appended)"),
+                }
+            } else {
+                Outcome::Fail {
+                    error: error.to_string(),
+                }
+            };
+            self.complete_batch(Some(now), batch, None, outcome, out);
+        }
+        self.accumulator.muted.clear();
+    }
+
+    /// Records each transaction's end in the history and hands the events on.
+    fn process_txn_events(&mut self, now: Millis, out: &mut Outbox) {
+        let Some(t) = self.txn.as_mut() else { return };
+        let events = t.drain_events();
+        for event in events {
+            if let TxnEvent::Ended { commit, result } = &event {
+                if let Some(mut open) = self.open_txn.take() {
+                    let since = open.ending_since.take().unwrap_or(now);
+                    let (outcome, over) = match result {
+                        TxnResult::Done => (Outcome::Ok, true),
+                        TxnResult::Failed { error, fatal } => (
+                            Outcome::Fail {
+                                error: error.clone(),
+                            },
+                            *fatal || !*commit,
+                        ),
+                        TxnResult::Unknown { error } => (
+                            Outcome::Info {
+                                reason: error.clone(),
+                            },
+                            true,
+                        ),
+                    };
+                    self.record_end_txn(since, Some(now), open.clone(), *commit, outcome, out);
+                    if !over {
+                        // A failed commit: the application aborts the same transaction.
+                        self.open_txn = Some(open);
+                    }
+                }
+            }
+            assert!(
+                self.txn_events.len() < 1 << 16,
+                "too many transaction events"
+            );
+            self.txn_events.push_back(event);
+        }
+    }
+
+    /// The history entry of a transaction's end.
+    fn record_end_txn(
+        &self,
+        since: Millis,
+        complete_ms: Option<Millis>,
+        open: OpenTxn,
+        commit: bool,
+        outcome: Outcome,
+        out: &mut Outbox,
+    ) {
+        let t = self.txn.as_ref().expect("transactional");
+        let (group, offsets) = match t.offsets() {
+            Some((metadata, offsets)) => (
+                Some(metadata.group_id.to_string()),
+                offsets.iter().map(|o| (o.tp.clone(), o.offset)).collect(),
+            ),
+            None => (None, Vec::new()),
+        };
+        out.record(Entry {
+            index: 0,
+            process: self.process,
+            invoke_ms: since,
+            complete_ms,
+            outcome,
+            op: Op::EndTxn {
+                transactional_id: t.transactional_id().to_string(),
+                txn: open.txn,
+                producer_id: open.identity.producer_id,
+                producer_epoch: open.identity.producer_epoch,
+                commit,
+                partitions: t.written().cloned().collect(),
+                group,
+                offsets,
+            },
+        });
     }
 
     /// Picks the partition (`partition_for_key`, or the sticky partition, moved on when
@@ -1082,7 +1451,7 @@ impl Producer {
         topic: &Arc<str>,
         partitions: u32,
         record: PendingRecord,
-    ) -> Result<(), (AppendBlocked, TopicPartition, PendingRecord)> {
+    ) -> Result<TopicPartition, (AppendBlocked, TopicPartition, PendingRecord)> {
         let partition = match &record.key {
             Some(key) => partition_for_key(key.as_bytes(), partitions),
             None => {
@@ -1110,6 +1479,7 @@ impl Producer {
         };
         self.accumulator
             .append(tp.clone(), record, now)
+            .map(|()| tp.clone())
             .map_err(|(blocked, record)| (blocked, tp, record))
     }
 
@@ -1140,11 +1510,16 @@ impl Producer {
                 Some((tp, _)) => self
                     .accumulator
                     .append(tp.clone(), blocked.record, now)
+                    .map(|()| tp.clone())
                     .map_err(|(b, record)| (b, tp, record)),
                 None => self.partition_and_append(now, &blocked.topic, partitions, blocked.record),
             };
             match appended {
-                Ok(()) => {}
+                Ok(tp) => {
+                    if let Some(t) = self.txn.as_mut() {
+                        t.add_partition(&tp);
+                    }
+                }
                 Err((AppendBlocked::Memory(need), tp, record)) => {
                     if !was_blocked {
                         self.metrics.blocked_on_memory += 1;
@@ -1207,9 +1582,10 @@ impl Producer {
         self.now = self.now.max(now);
         self.handle_timeouts(now, out);
         self.expire(now, out);
-        self.maybe_bump_epoch();
+        self.maybe_bump_epoch(now, out);
         self.maybe_init_producer_id(now, out);
         self.unblock_sends(now, out);
+        self.send_txn_request(now, out);
         self.send_produce_data(now, out);
         self.metadata
             .poll(now, &mut self.net, ProducerRequest::Metadata, out);
@@ -1244,13 +1620,20 @@ impl Producer {
     /// KIP-360's local epoch bump, once no batch of a partition that needs new
     /// sequences is on the wire: its queued batches get sequences from 0 under the new
     /// epoch, in queue order.
-    fn maybe_bump_epoch(&mut self) {
+    fn maybe_bump_epoch(&mut self, now: Millis, out: &mut Outbox) {
         let Some(tm) = self.transactions.as_mut() else {
             return;
         };
         tm.maybe_resolve_sequences();
         let waiting: Vec<TopicPartition> = tm.bump_partitions().cloned().collect();
         if waiting.is_empty() {
+            return;
+        }
+        if let Some(t) = self.txn.as_mut() {
+            // A transactional producer cannot bump its epoch locally: the transaction
+            // aborts and the next InitProducerId bumps it.
+            let effect = t.on_epoch_bump_needed();
+            self.apply_txn_effects(now, effect.into_iter().collect(), out);
             return;
         }
         let on_wire = self.net.kinds().any(|k| match k {
@@ -1330,6 +1713,7 @@ impl Producer {
                         }
                     }
                 }
+                ProducerRequest::Txn(kind) => self.on_txn_response(now, kind, None, out),
             }
         }
     }
@@ -1337,7 +1721,9 @@ impl Producer {
     /// Completes every blocked send, record and batch whose time is up.
     fn expire(&mut self, now: Millis, out: &mut Outbox) {
         let timeout = self.config.delivery_timeout_ms;
+        let mut expired_any = false;
         for batch in self.accumulator.expire(now, timeout) {
+            expired_any = true;
             let outcome = Self::expiry_outcome(now, &batch, false);
             self.fail_sequence(&batch, batch.maybe_appended);
             self.complete_batch(Some(now), batch, None, outcome, out);
@@ -1356,9 +1742,17 @@ impl Producer {
             }
         }
         for batch in expired_in_flight {
+            expired_any = true;
             let outcome = Self::expiry_outcome(now, &batch, true);
             self.fail_sequence(&batch, true);
             self.complete_batch(Some(now), batch, None, outcome, out);
+        }
+        if expired_any {
+            let effect = self
+                .txn
+                .as_mut()
+                .and_then(|t| t.on_batch_failed("TimeoutException: delivery.timeout.ms"));
+            self.apply_txn_effects(now, effect.into_iter().collect(), out);
         }
     }
 
@@ -1420,9 +1814,13 @@ impl Producer {
                     continue;
                 }
                 let idempotence = self.transactions.as_mut().map(|tm| (tm, in_order));
-                let batches = self
-                    .accumulator
-                    .drain(node, now, &self.metadata, idempotence);
+                let batches = self.accumulator.drain(
+                    node,
+                    now,
+                    &self.metadata,
+                    idempotence,
+                    self.txn.as_ref(),
+                );
                 if !batches.is_empty() {
                     self.send_produce_request(now, node, batches, out);
                     sent = true;
@@ -1464,8 +1862,11 @@ impl Producer {
             partitions.push((batch.tp.clone(), bytes));
         }
         self.metrics.requests += 1;
+        if let Some(t) = self.txn.as_mut() {
+            t.on_produce_sent();
+        }
         let request = Request::Produce(ProduceRequest {
-            transactional_id: None,
+            transactional_id: self.txn.as_ref().map(|t| t.transactional_id().clone()),
             acks: self.config.acks,
             timeout_ms: self.config.request_timeout_ms,
             partitions,
@@ -1555,7 +1956,10 @@ impl Producer {
             }
             _ => error.is_retriable(),
         };
+        // A transaction that can no longer commit sends nothing more.
+        let txn_live = self.txn.as_ref().is_none_or(TxnClient::can_commit);
         let can_retry = retriable
+            && txn_live
             && u64::from(batch.attempts) < u64::from(self.config.retries) + 1
             && now < batch.delivery_deadline(self.config.delivery_timeout_ms);
         if can_retry {
@@ -1567,6 +1971,13 @@ impl Producer {
             return;
         }
         self.fail_sequence(&batch, batch.maybe_appended);
+        if let Some(effect) = self
+            .txn
+            .as_mut()
+            .and_then(|t| t.on_batch_failed(error.name()))
+        {
+            self.apply_txn_effects(now, vec![effect], out);
+        }
         let outcome = match produce_error_outcome(error) {
             Outcome::Fail { error } if !batch.maybe_appended => Outcome::Fail { error },
             Outcome::Fail { .. } => Outcome::Info {
@@ -1640,7 +2051,7 @@ impl Producer {
             .expect("completed more records than were sent");
         out.record(Entry {
             index: 0,
-            process: NodeId::Producer(self.index),
+            process: self.process,
             invoke_ms: record.invoke_ms,
             complete_ms: completion.complete_ms,
             outcome,
@@ -1697,16 +2108,19 @@ impl Actor for Producer {
                         (ProducerRequest::Produce { batches }, Response::Produce(p)) => {
                             self.handle_produce_response(now, batches, p, out);
                         }
+                        (ProducerRequest::Txn(kind), response) => {
+                            self.on_txn_response(now, kind, Some(response), out);
+                        }
                         (_, response) => panic!(
-                            "producer-{}: response {response:?} does not match its request",
-                            self.index
+                            "{}: response {response:?} does not match its request",
+                            self.process
                         ),
                     }
                 }
             }
             Message::Request { request, .. } => panic!(
-                "producer-{} serves no requests, got {} from {from}",
-                self.index,
+                "{} serves no requests, got {} from {from}",
+                self.process,
                 request.api_name()
             ),
         }
@@ -1744,7 +2158,9 @@ impl Actor for Producer {
             .front()
             .map(|b| b.record.invoke_ms + self.config.max_block_ms);
         let init_due = self.transactions.as_ref().and_then(|t| t.init_due_at());
+        let txn_due = self.txn.as_ref().and_then(|t| t.due_at(self.flushed()));
         [
+            txn_due,
             self.net.next_deadline(),
             self.metadata.due_at(),
             self.accumulator.next_ready_time(self.now, &self.metadata),

@@ -5,8 +5,9 @@
 //!
 //! The producer asks it three things: may this partition's head batch be drained now
 //! (`can_drain`), which sequence does a new batch get (`assign`), and what does an
-//! attempt's result mean (`can_retry`, `on_success`, `on_failed`). Transactions
-//! (`transactional.id`) come with their own issue and will extend this module.
+//! attempt's result mean (`can_retry`, `on_success`, `on_failed`). A transactional
+//! producer's id and epoch come from its transaction coordinator instead
+//! ([`crate::txn_client`], `set_identity`).
 
 use crate::actor::Millis;
 use crate::protocol::{ErrorCode, InitProducerIdResponse, ProducerIdentity, TopicPartition};
@@ -50,6 +51,11 @@ pub(crate) struct TransactionManager {
     bump: BTreeSet<TopicPartition>,
     /// Local epoch bumps so far.
     epoch_bumps: u64,
+    /// The producer id comes from the transaction coordinator ([`TxnClient`]), not from
+    /// this manager's own `InitProducerId`.
+    ///
+    /// [`TxnClient`]: crate::txn_client::TxnClient
+    transactional: bool,
 }
 
 impl TransactionManager {
@@ -62,7 +68,32 @@ impl TransactionManager {
             partitions: BTreeMap::new(),
             bump: BTreeSet::new(),
             epoch_bumps: 0,
+            transactional: false,
         }
+    }
+
+    /// A manager whose identity the transactional client sets ([`Self::set_identity`]).
+    pub(crate) fn transactional() -> Self {
+        TransactionManager {
+            transactional: true,
+            ..Self::new()
+        }
+    }
+
+    /// The transaction coordinator gave a producer id and epoch (`InitProducerId`, or an
+    /// `EndTxn` of transaction version 2): sequences restart under it, lazily per
+    /// partition, and no local bump is pending any more.
+    pub(crate) fn set_identity(&mut self, identity: ProducerIdentity) {
+        assert!(
+            self.transactional,
+            "only a transactional producer is given ids"
+        );
+        assert!(
+            identity.producer_id >= 0 && identity.producer_epoch >= 0,
+            "invalid identity {identity:?}"
+        );
+        self.identity = identity;
+        self.bump.clear();
     }
 
     /// The current producer id and epoch (`NONE` before `InitProducerId`).
@@ -77,7 +108,7 @@ impl TransactionManager {
 
     /// When an `InitProducerId` should be sent, if one is needed.
     pub(crate) fn init_due_at(&self) -> Option<Millis> {
-        (self.identity == ProducerIdentity::NONE && !self.init_in_flight)
+        (!self.transactional && self.identity == ProducerIdentity::NONE && !self.init_in_flight)
             .then_some(self.next_init_ms)
     }
 
