@@ -264,6 +264,8 @@ fn check_groups(
     // Per group: (time, generation) of every assignment, and the first generation.
     let mut assigned_at: BTreeMap<&str, Vec<(Millis, i32)>> = BTreeMap::new();
     let mut first_generation: BTreeMap<&str, i32> = BTreeMap::new();
+    // The topics each group was ever assigned partitions of (what it subscribes to).
+    let mut group_topics: BTreeSet<(&str, &str)> = BTreeSet::new();
     let mut generations_seen: BTreeSet<(&str, i32)> = BTreeSet::new();
     // Why each generation was left: (group, generation) -> the first trigger.
     let mut prepared: BTreeMap<(&str, i32), (Millis, RebalanceCause, &str)> = BTreeMap::new();
@@ -392,6 +394,7 @@ fn check_groups(
                     .entry(group.as_str())
                     .or_default()
                     .push((entry_ms(e), *generation));
+                group_topics.extend(partitions.iter().map(|p| (group.as_str(), &*p.topic)));
                 // Ownership is per process: a static member that restarts keeps its
                 // partitions under a new member id in the same generation (KIP-345).
                 for p in partitions {
@@ -570,7 +573,12 @@ fn check_groups(
             });
             continue;
         };
-        for p in snapshot.partitions.iter().map(|p| &p.partition) {
+        let subscribed = snapshot
+            .partitions
+            .iter()
+            .map(|p| &p.partition)
+            .filter(|p| group_topics.contains(&(group, &*p.topic)));
+        for p in subscribed {
             let owned = g.members.iter().any(|(_, a)| a.contains(p));
             if !owned || g.state != "Stable" {
                 tallies.add("unassigned-partition", (u64::MAX, 0), || {
@@ -757,6 +765,8 @@ impl fmt::Display for Seen {
 struct SendRec<'h> {
     index: u64,
     process: NodeId,
+    /// When `send` was called (the send order of one process).
+    invoke_ms: Millis,
     at_ms: Millis,
     key: Option<&'h str>,
     value: Value,
@@ -995,6 +1005,7 @@ impl<'h> Collector<'h> {
         self.sends.push(SendRec {
             index: entry.index,
             process: entry.process,
+            invoke_ms: entry.invoke_ms,
             at_ms,
             key,
             value,
@@ -1214,8 +1225,10 @@ impl<'h> Collector<'h> {
     /// `reorder`: per producer and partition, acknowledged values in send (numeric)
     /// order must land at increasing offsets.
     fn check_reorders(&mut self) {
-        // Per (producer, partition): (value, lowest offset, history index of the send).
-        let mut lanes: BTreeMap<_, Vec<(Value, Offset, u64)>> = BTreeMap::new();
+        // Per (producer, partition): (send order, value, lowest offset, history index of
+        // the send). A producer's values grow in send order; a pipeline's outputs do
+        // not, so their send time orders them first.
+        let mut lanes: BTreeMap<_, Vec<(Millis, Value, Offset, u64)>> = BTreeMap::new();
         for s in &self.sends {
             if s.outcome != &Outcome::Ok {
                 continue;
@@ -1228,17 +1241,21 @@ impl<'h> Collector<'h> {
                     .min()
             });
             if let Some(offset) = lowest {
+                let order = match s.process {
+                    NodeId::Producer(_) => 0,
+                    _ => s.invoke_ms,
+                };
                 lanes
                     .entry((s.process, s.partition))
                     .or_default()
-                    .push((s.value, offset, s.index));
+                    .push((order, s.value, offset, s.index));
             }
         }
         for ((process, partition), mut lane) in lanes {
             lane.sort_unstable();
             // The earlier-sent value that landed furthest: (offset, value, send's index).
             let mut furthest: Option<(Offset, Value, u64)> = None;
-            for (value, offset, index) in lane {
+            for (_, value, offset, index) in lane {
                 match furthest {
                     Some((f_offset, f_value, f_index)) if offset < f_offset => {
                         self.tallies

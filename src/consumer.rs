@@ -130,6 +130,7 @@ impl PartitionState {
 #[derive(Debug)]
 pub struct Consumer {
     index: u32,
+    process: NodeId,
     config: ConsumerConfig,
     topics: Vec<Arc<str>>,
     metadata: MetadataCache,
@@ -168,6 +169,7 @@ impl Consumer {
         }
         Consumer {
             index,
+            process: NodeId::Consumer(index),
             net: NetworkClient::new(config.request_timeout_ms),
             config,
             topics,
@@ -359,7 +361,7 @@ impl Consumer {
                 if !fetched.is_empty() {
                     out.record(Entry {
                         index: 0,
-                        process: NodeId::Consumer(self.index),
+                        process: self.process(),
                         invoke_ms: sent_ms,
                         complete_ms: Some(now),
                         outcome: Outcome::Ok,
@@ -384,7 +386,7 @@ impl Consumer {
                             state.position = Some(c.offset);
                             state.position_epoch = c.leader_epoch;
                             out.record(Entry::instant(
-                                NodeId::Consumer(self.index),
+                                self.process(),
                                 now,
                                 Op::Seek {
                                     partition: tp,
@@ -441,7 +443,7 @@ impl Consumer {
                 polled.push(record);
             }
             out.record(Entry::instant(
-                NodeId::Consumer(self.index),
+                self.process,
                 now,
                 Op::Poll {
                     read_committed: false,
@@ -468,8 +470,54 @@ impl Consumer {
             .collect()
     }
 
-    fn process(&self) -> NodeId {
-        NodeId::Consumer(self.index)
+    /// The process its history entries name.
+    pub fn process(&self) -> NodeId {
+        self.process
+    }
+
+    /// Runs as `process` (a pipeline's consumer shares its process with a producer).
+    pub fn with_process(mut self, process: NodeId) -> Self {
+        self.process = process;
+        self
+    }
+
+    /// The positions a commit of everything consumed would commit (Kafka's
+    /// `SubscriptionState.allConsumed`), for `sendOffsetsToTransaction`.
+    pub fn consumed_offsets(&self) -> Vec<CommittedOffset> {
+        self.consumed()
+    }
+
+    /// `KafkaConsumer.seek`: the next poll of `tp` starts at `offset` (an assigned
+    /// partition with a position only; records already fetched past it are dropped).
+    /// Recorded as an [`Op::Seek`] with `reason`.
+    pub fn seek(
+        &mut self,
+        now: Millis,
+        tp: &TopicPartition,
+        offset: Offset,
+        reason: &str,
+        out: &mut Outbox,
+    ) {
+        let Some(state) = self
+            .assignment
+            .get_mut(tp)
+            .filter(|s| s.position.is_some() && !s.initializing)
+        else {
+            return;
+        };
+        state.position = Some(offset);
+        state.reset = None;
+        state.buffered = false;
+        self.completed_fetches.retain(|f| &f.tp != tp);
+        out.record(Entry::instant(
+            self.process,
+            now,
+            Op::Seek {
+                partition: tp.clone(),
+                offset,
+                reason: reason.to_string(),
+            },
+        ));
     }
 
     fn reset_policy_name(&self) -> &'static str {
@@ -722,7 +770,7 @@ impl Consumer {
                 let reason = state.reset.take().expect("reset pending").reason;
                 state.position = Some(part.offset);
                 out.record(Entry::instant(
-                    NodeId::Consumer(self.index),
+                    self.process(),
                     now,
                     Op::Seek {
                         partition: tp.clone(),
@@ -847,7 +895,7 @@ impl Consumer {
         if state.last_high_watermark != Some(part.high_watermark) {
             state.last_high_watermark = Some(part.high_watermark);
             out.record(Entry::instant(
-                NodeId::Consumer(self.index),
+                self.process(),
                 now,
                 Op::ObserveHighWatermark {
                     last_stable_offset: None,
@@ -859,7 +907,7 @@ impl Consumer {
         }
         if !records.is_empty() {
             out.record(Entry::instant(
-                NodeId::Consumer(self.index),
+                self.process(),
                 now,
                 Op::Poll {
                     read_committed: false,

@@ -27,6 +27,7 @@ pub mod log;
 pub mod metadata;
 pub mod nemesis;
 pub mod partitioner;
+pub mod pipeline;
 pub mod producer;
 pub mod producer_state;
 pub mod protocol;

@@ -27,6 +27,11 @@ pub enum FaultKindName {
     ConsumerCrash,
     /// Pause a consumer's whole process, heartbeats included (a long GC).
     ConsumerPause,
+    /// Kill a read-process-write pipeline instance (it restarts as a new process with
+    /// the same `transactional.id`).
+    PipelineCrash,
+    /// Pause a pipeline instance (a long GC).
+    PipelinePause,
 }
 
 /// Who a fault hits, resolved when the fault starts.
@@ -41,6 +46,9 @@ pub enum Target {
     /// The group's coordinator when the fault starts: the leader of the
     /// `__consumer_offsets` partition its `group.id` hashes to.
     CoordinatorOf(String),
+    /// The transaction coordinator of a `transactional.id` when the fault starts: the
+    /// leader of the `__transaction_state` partition it hashes to.
+    TxnCoordinatorOf(String),
 }
 
 impl fmt::Display for Target {
@@ -50,6 +58,7 @@ impl fmt::Display for Target {
             Target::LeaderOf(tp) => write!(f, "leader:{tp}"),
             Target::FollowersOf(tp) => write!(f, "followers:{tp}"),
             Target::CoordinatorOf(group) => write!(f, "coordinator:{group}"),
+            Target::TxnCoordinatorOf(id) => write!(f, "txn-coordinator:{id}"),
         }
     }
 }
@@ -57,7 +66,7 @@ impl fmt::Display for Target {
 impl std::str::FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let allowed = "allowed: controller, broker-N, producer-N, consumer-N, leader:<topic>-<partition>, followers:<topic>-<partition>, coordinator:<group.id>";
+        let allowed = "allowed: controller, broker-N, producer-N, consumer-N, pipeline-N, leader:<topic>-<partition>, followers:<topic>-<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id>";
         let tp = |t: &str| -> Result<TopicPartition, String> {
             let (topic, p) = t
                 .rsplit_once('-')
@@ -79,6 +88,10 @@ impl std::str::FromStr for Target {
             n.parse()
                 .map(|i| Target::Node(NodeId::Consumer(i)))
                 .map_err(|_| format!("`{s}`: {allowed}"))
+        } else if let Some(n) = s.strip_prefix("pipeline-") {
+            n.parse()
+                .map(|i| Target::Node(NodeId::Pipeline(i)))
+                .map_err(|_| format!("`{s}`: {allowed}"))
         } else if let Some(t) = s.strip_prefix("leader:") {
             tp(t).map(Target::LeaderOf)
         } else if let Some(t) = s.strip_prefix("followers:") {
@@ -88,6 +101,12 @@ impl std::str::FromStr for Target {
                 Err(format!("`{s}`: {allowed}"))
             } else {
                 Ok(Target::CoordinatorOf(g.to_string()))
+            }
+        } else if let Some(id) = s.strip_prefix("txn-coordinator:") {
+            if id.is_empty() {
+                Err(format!("`{s}`: {allowed}"))
+            } else {
+                Ok(Target::TxnCoordinatorOf(id.to_string()))
             }
         } else {
             Err(format!("unknown target `{s}`; {allowed}"))
@@ -216,15 +235,17 @@ impl<'de> Deserialize<'de> for ScheduledFault {
 }
 
 impl ScheduledFault {
-    /// Checks that targets exist (`group`: the scenario's `group.id`, if any).
-    pub fn validate(
-        &self,
-        topics: &[(String, u32)],
-        brokers: u32,
-        producers: u32,
-        consumers: u32,
-        group: Option<&str>,
-    ) -> Result<(), String> {
+    /// Checks that targets exist among `targets`.
+    pub fn validate(&self, targets: &Targets) -> Result<(), String> {
+        let Targets {
+            topics,
+            brokers,
+            producers,
+            consumers,
+            pipelines,
+            groups,
+            transactional_ids,
+        } = *targets;
         let check = |t: &Target| -> Result<(), String> {
             match t {
                 Target::Node(NodeId::Broker(b)) if *b == 0 || *b > brokers => Err(format!(
@@ -238,17 +259,20 @@ impl ScheduledFault {
                     "target consumer-{i} does not exist; allowed: consumer-0 to consumer-{}",
                     consumers.saturating_sub(1)
                 )),
+                Target::Node(NodeId::Pipeline(i)) if *i >= pipelines => Err(format!(
+                    "target pipeline-{i} does not exist; allowed: pipeline-0 to pipeline-{}",
+                    pipelines.saturating_sub(1)
+                )),
                 Target::LeaderOf(tp) | Target::FollowersOf(tp) => check_tp(tp, topics),
-                Target::CoordinatorOf(g) if Some(g.as_str()) != group => Err(match group {
-                    Some(ours) => format!(
-                        "target coordinator:{g} names an unknown group; allowed: \
-                         coordinator:{ours} (consumers.config.group.id)"
-                    ),
-                    None => format!(
-                        "target coordinator:{g} needs a consumer group; set \
-                         consumers.config.group.id"
-                    ),
-                }),
+                Target::CoordinatorOf(g) if !groups.contains(g) => Err(format!(
+                    "target coordinator:{g} names an unknown group; allowed: {}",
+                    one_of("coordinator", groups, "consumers.config.group.id")
+                )),
+                Target::TxnCoordinatorOf(id) if !transactional_ids.contains(id) => Err(format!(
+                    "target txn-coordinator:{id} names an unknown transactional.id; \
+                         allowed: {}",
+                    one_of("txn-coordinator", transactional_ids, "a pipeline")
+                )),
                 _ => Ok(()),
             }
         };
@@ -256,12 +280,13 @@ impl ScheduledFault {
             Fault::Crash { target } | Fault::Pause { target } => {
                 if !matches!(
                     target,
-                    Target::Node(NodeId::Broker(_) | NodeId::Consumer(_))
+                    Target::Node(NodeId::Broker(_) | NodeId::Consumer(_) | NodeId::Pipeline(_))
                         | Target::LeaderOf(_)
                         | Target::FollowersOf(_)
                         | Target::CoordinatorOf(_)
+                        | Target::TxnCoordinatorOf(_)
                 ) {
-                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, consumer-N, leader:<partition>, followers:<partition>, coordinator:<group.id> (producer and controller crashes come later)"));
+                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, consumer-N, pipeline-N, leader:<partition>, followers:<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id> (producer and controller crashes come later)"));
                 }
                 check(target)
             }
@@ -270,6 +295,38 @@ impl ScheduledFault {
             Fault::OneWay { from, to } => check(from).and_then(|_| check(to)),
             Fault::MoveLeader { partition } => check_tp(partition, topics),
         }
+    }
+}
+
+/// What fault targets can name in a scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Targets<'a> {
+    /// Topics and partition counts.
+    pub topics: &'a [(String, u32)],
+    /// Broker count (ids 1..=brokers).
+    pub brokers: u32,
+    /// Producer count.
+    pub producers: u32,
+    /// Consumer count.
+    pub consumers: u32,
+    /// Pipeline instance count.
+    pub pipelines: u32,
+    /// The scenario's consumer groups.
+    pub groups: &'a [String],
+    /// The scenario's `transactional.id`s.
+    pub transactional_ids: &'a [String],
+}
+
+/// `prefix:<name>` for each name, or what to set when there is none.
+fn one_of(prefix: &str, names: &[String], set: &str) -> String {
+    if names.is_empty() {
+        format!("none: the scenario has none (set {set})")
+    } else {
+        names
+            .iter()
+            .map(|n| format!("{prefix}:{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -297,6 +354,8 @@ pub struct DrawSpec<'a> {
     pub producers: u32,
     /// Consumer count (targets of consumer crashes and pauses).
     pub consumers: u32,
+    /// Pipeline instance count (targets of pipeline crashes and pauses).
+    pub pipelines: u32,
     /// Topics and partition counts.
     pub topics: &'a [(String, u32)],
     /// Faults start at or after the first and end by the second (ms).
@@ -315,6 +374,7 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
         brokers,
         producers,
         consumers,
+        pipelines,
         topics,
         window_ms: (start_ms, end_ms),
         interval_ms,
@@ -401,6 +461,15 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
                     Fault::Pause { target }
                 }
             }
+            FaultKindName::PipelineCrash | FaultKindName::PipelinePause => {
+                assert!(pipelines > 0, "pipeline faults need pipelines (validated)");
+                let target = Target::Node(NodeId::Pipeline(rng.gen_range(0..pipelines)));
+                if kind == FaultKindName::PipelineCrash {
+                    Fault::Crash { target }
+                } else {
+                    Fault::Pause { target }
+                }
+            }
         };
         out.push(ScheduledFault {
             at_ms: t,
@@ -460,6 +529,7 @@ mod tests {
             brokers: 3,
             producers: 2,
             consumers: 0,
+            pipelines: 0,
             topics: &topics,
             window_ms: (3_000, 63_000),
             interval_ms: 5_000,

@@ -31,6 +31,9 @@ pub enum NodeId {
     Producer(u32),
     /// A consumer client, by index in the scenario.
     Consumer(u32),
+    /// A read-process-write pipeline instance (a consumer and a producer in one
+    /// process), by index in the scenario.
+    Pipeline(u32),
     /// The nemesis' admin client (leader moves).
     Nemesis,
 }
@@ -42,6 +45,7 @@ impl fmt::Display for NodeId {
             NodeId::Broker(id) => write!(f, "broker-{id}"),
             NodeId::Producer(i) => write!(f, "producer-{i}"),
             NodeId::Consumer(i) => write!(f, "consumer-{i}"),
+            NodeId::Pipeline(i) => write!(f, "pipeline-{i}"),
             NodeId::Nemesis => write!(f, "nemesis"),
         }
     }

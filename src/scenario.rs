@@ -186,6 +186,109 @@ impl Default for ProcessingSpec {
     }
 }
 
+/// How a read-process-write pipeline writes its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PipelineMode {
+    /// Kafka's exactly-once: each poll's outputs and input offsets commit in one
+    /// transaction (`sendOffsetsToTransaction`), aborted and rewound on failure.
+    ExactlyOnce,
+    /// No transactions: outputs are sent, then the input offsets `commitSync`ed once
+    /// every output is acknowledged; a crash in between writes outputs again.
+    AtLeastOnce,
+}
+
+/// One pipeline instance's overrides.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineInstance {
+    /// Its `transactional.id` (default: `<producer transactional.id>-<index>`); two
+    /// instances with the same one are a zombie and its successor (C26).
+    #[serde(
+        rename = "transactional.id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub transactional_id: Option<String>,
+    /// When its process starts (ms).
+    #[serde(default)]
+    pub start_ms: u64,
+}
+
+/// Read-process-write pipelines (C21, C24-C26, C31): each instance is one process with
+/// a consumer (a member of `consumer.group.id`, subscribed to `input`) and a producer
+/// writing `output`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Instances (default 1; `instances`, when given, sets the count).
+    #[serde(default = "default_pipeline_count")]
+    pub count: u32,
+    /// Per-instance `transactional.id` and start time.
+    #[serde(default)]
+    pub instances: Vec<PipelineInstance>,
+    /// The topic read.
+    pub input: String,
+    /// The topic written (each input value `v` becomes `workload::output_value(v)`
+    /// with the same key).
+    pub output: String,
+    /// Exactly-once (transactions) or at-least-once.
+    pub mode: PipelineMode,
+    /// The consumer's configuration (`group.id` required).
+    #[serde(default)]
+    pub consumer: ConsumerConfig,
+    /// The producer's configuration (`transactional.id` is the base of the instances'
+    /// ids in exactly-once mode).
+    #[serde(default)]
+    pub producer: ProducerConfig,
+    /// Time to process one record, ms, `[min, max]`.
+    #[serde(default = "default_processing_time")]
+    pub time_ms: [u64; 2],
+    /// An external side effect per processed record (`external_api`: C31), if any.
+    #[serde(default)]
+    pub sink: Option<Sink>,
+}
+
+fn default_pipeline_count() -> u32 {
+    1
+}
+
+impl PipelineSpec {
+    /// Instance count.
+    pub fn instance_count(&self) -> u32 {
+        if self.instances.is_empty() {
+            self.count
+        } else {
+            self.instances.len() as u32
+        }
+    }
+
+    /// Instance `i`'s `transactional.id` (exactly-once mode only).
+    pub fn transactional_id(&self, i: u32) -> Option<String> {
+        if self.mode != PipelineMode::ExactlyOnce {
+            return None;
+        }
+        let own = self
+            .instances
+            .get(i as usize)
+            .and_then(|x| x.transactional_id.clone());
+        Some(own.unwrap_or_else(|| {
+            let base = self.producer.transactional_id.clone().unwrap_or_else(|| {
+                format!(
+                    "{}-txn",
+                    self.consumer.group_id.as_deref().unwrap_or("pipeline")
+                )
+            });
+            format!("{base}-{i}")
+        }))
+    }
+
+    /// Instance `i`'s start time (ms).
+    pub fn start_ms(&self, i: u32) -> u64 {
+        self.instances.get(i as usize).map_or(0, |x| x.start_ms)
+    }
+}
+
 /// What the run is expected to show.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +332,9 @@ pub struct Scenario {
     /// How group members process records (used with `group.id`).
     #[serde(default)]
     pub processing: ProcessingSpec,
+    /// Read-process-write pipelines, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipelines: Option<PipelineSpec>,
     /// The workload.
     pub workload: WorkloadSpec,
     /// Faults.
@@ -443,15 +549,13 @@ impl Scenario {
         if !self.nemesis.faults.is_empty() && self.nemesis.interval_ms == 0 {
             return Err(err("nemesis.interval_ms", "allowed: at least 1".into()));
         }
+        self.validate_pipelines(file)?;
+        let topics = self.topics_and_partitions();
+        let (groups, transactional_ids) = (self.groups(), self.transactional_ids());
+        let targets = self.targets(&topics, &groups, &transactional_ids);
         for (i, f) in self.nemesis.schedule.iter().enumerate() {
-            f.validate(
-                &self.topics_and_partitions(),
-                self.cluster.brokers,
-                self.producers.count,
-                self.consumers.count,
-                self.consumers.config.group_id.as_deref(),
-            )
-            .map_err(|m| err(&format!("nemesis.schedule[{i}]"), m))?;
+            f.validate(&targets)
+                .map_err(|m| err(&format!("nemesis.schedule[{i}]"), m))?;
         }
         for (i, c) in self.claims.iter().enumerate() {
             if !crate::claims::is_claim(c) {
@@ -493,6 +597,165 @@ impl Scenario {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The consumer groups of the scenario (its consumers' and its pipelines').
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self.consumers.config.group_id.iter().cloned().collect();
+        if let Some(g) = self
+            .pipelines
+            .as_ref()
+            .and_then(|p| p.consumer.group_id.clone())
+        {
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        groups
+    }
+
+    /// The pipelines' `transactional.id`s, each once.
+    pub fn transactional_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        if let Some(p) = &self.pipelines {
+            for i in 0..p.instance_count() {
+                if let Some(id) = p.transactional_id(i).filter(|id| !ids.contains(id)) {
+                    ids.push(id);
+                }
+            }
+        }
+        ids
+    }
+
+    /// What fault targets can name (the slices come from the methods above).
+    pub fn targets<'a>(
+        &self,
+        topics: &'a [(String, u32)],
+        groups: &'a [String],
+        transactional_ids: &'a [String],
+    ) -> crate::nemesis::Targets<'a> {
+        crate::nemesis::Targets {
+            topics,
+            brokers: self.cluster.brokers,
+            producers: self.producers.count,
+            consumers: self.consumers.count,
+            pipelines: self
+                .pipelines
+                .as_ref()
+                .map_or(0, PipelineSpec::instance_count),
+            groups,
+            transactional_ids,
+        }
+    }
+
+    fn validate_pipelines(&self, file: &str) -> Result<(), ScenarioError> {
+        let err = |field: &str, message: String| ScenarioError {
+            file: file.to_string(),
+            field: format!("pipelines.{field}"),
+            message,
+        };
+        let drawn_pipeline_faults = self.nemesis.faults.iter().any(|k| {
+            matches!(
+                k,
+                FaultKindName::PipelineCrash | FaultKindName::PipelinePause
+            )
+        });
+        let Some(p) = &self.pipelines else {
+            if drawn_pipeline_faults {
+                return Err(ScenarioError {
+                    file: file.to_string(),
+                    field: "nemesis.faults".into(),
+                    message: "pipeline-crash and pipeline-pause need pipelines; allowed: a \
+                              `pipelines` section, or other fault kinds"
+                        .into(),
+                });
+            }
+            return Ok(());
+        };
+        let count = p.instance_count();
+        if !(1..=16).contains(&count) {
+            return Err(err(
+                "count",
+                format!("{count} is out of range; allowed: 1 to 16"),
+            ));
+        }
+        if !p.instances.is_empty() && p.count != default_pipeline_count() && p.count != count {
+            return Err(err(
+                "count",
+                format!(
+                    "{} disagrees with the {count} instances listed; allowed: leave it out",
+                    p.count
+                ),
+            ));
+        }
+        let names: Vec<&str> = self.topics.iter().map(|t| t.name.as_str()).collect();
+        for (field, topic) in [("input", &p.input), ("output", &p.output)] {
+            if !names.contains(&topic.as_str()) {
+                return Err(err(
+                    field,
+                    format!(
+                        "topic `{topic}` is not in `topics`; allowed: {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        if p.input == p.output {
+            return Err(err(
+                "output",
+                "the output topic must differ from the input topic".into(),
+            ));
+        }
+        if p.consumer.group_id.is_none() {
+            return Err(err(
+                "consumer.group.id",
+                "a pipeline's consumer needs a group.id (sendOffsetsToTransaction and \
+                 commits are per group)"
+                    .into(),
+            ));
+        }
+        if let Err((property, message)) = p.consumer.validate() {
+            return Err(err(&format!("consumer.{property}"), message));
+        }
+        if let Err((property, message)) = p.producer.validate() {
+            return Err(err(&format!("producer.{property}"), message));
+        }
+        if p.mode == PipelineMode::AtLeastOnce && p.producer.transactional_id.is_some() {
+            return Err(err(
+                "producer.transactional.id",
+                "at-least-once pipelines do not use transactions; allowed: leave it out, or \
+                 mode exactly-once"
+                    .into(),
+            ));
+        }
+        if p.mode == PipelineMode::AtLeastOnce
+            && p.instances.iter().any(|i| i.transactional_id.is_some())
+        {
+            return Err(err(
+                "instances",
+                "transactional.id is for exactly-once pipelines; allowed: leave it out".into(),
+            ));
+        }
+        if p.mode == PipelineMode::ExactlyOnce && p.producer.enable_idempotence == Some(false) {
+            return Err(err(
+                "producer.enable.idempotence",
+                "Cannot set a transactional.id without also enabling idempotence.".into(),
+            ));
+        }
+        let [lo, hi] = p.time_ms;
+        if lo > hi {
+            return Err(err(
+                "time_ms",
+                format!("[{lo}, {hi}] is not a range; allowed: [min, max] with min <= max"),
+            ));
+        }
+        if let Some(late) = (0..count).find(|i| p.start_ms(*i) >= self.end_ms()) {
+            return Err(err(
+                &format!("instances[{late}].start_ms"),
+                format!("past the end of the run; allowed: below {}", self.end_ms()),
+            ));
         }
         Ok(())
     }

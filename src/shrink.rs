@@ -395,11 +395,16 @@ impl Candidate {
         let mut s = base.clone();
         edit(&mut s);
         let topics = s.topics_and_partitions();
-        let (b, p, c) = (s.cluster.brokers, s.producers.count, s.consumers.count);
-        let group = s.consumers.config.group_id.clone();
-        s.nemesis
+        let (groups, ids) = (s.groups(), s.transactional_ids());
+        let targets = s.targets(&topics, &groups, &ids);
+        let schedule: Vec<_> = s
+            .nemesis
             .schedule
-            .retain(|f| f.validate(&topics, b, p, c, group.as_deref()).is_ok());
+            .iter()
+            .filter(|f| f.validate(&targets).is_ok())
+            .cloned()
+            .collect();
+        s.nemesis.schedule = schedule;
         let key = serde_json::to_string(&s).expect("scenarios serialize");
         let scenario = Scenario::parse("<candidate>", &key, &base.path).ok()?;
         Some(Candidate { scenario, key })

@@ -15,6 +15,7 @@ use crate::history::{
     Entry, GroupSnapshot, History, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot,
 };
 use crate::nemesis::{self, Fault, ScheduledFault, Target};
+use crate::pipeline::{PipelineFactory, PipelineWorkload};
 use crate::producer::Producer;
 use crate::protocol::*;
 use crate::scenario::Scenario;
@@ -470,6 +471,7 @@ pub fn fault_schedule(sc: &Scenario, seed: u64) -> Vec<ScheduledFault> {
         brokers: sc.cluster.brokers,
         producers: sc.producers.count,
         consumers: sc.consumers.count,
+        pipelines: sc.pipelines.as_ref().map_or(0, |p| p.instance_count()),
         topics: &sc.topics_and_partitions(),
         window_ms: (sc.workload.start_ms, sc.workload_end_ms()),
         interval_ms: sc.nemesis.interval_ms,
@@ -524,7 +526,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
     let topic_names: Vec<Arc<str>> = topics.iter().map(|t| t.name.clone()).collect();
     let group_id = sc.consumers.config.group_id.clone();
     let mut topics = topics;
-    if group_id.is_some() && sc.consumers.count > 0 {
+    if (group_id.is_some() && sc.consumers.count > 0) || sc.pipelines.is_some() {
         // Kafka creates `__consumer_offsets` on the first FindCoordinator; here it is
         // created with the workload topics when the scenario has a group.
         topics.push(crate::group_coordinator::offsets_topic_spec(
@@ -598,8 +600,14 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             broker_ids.clone(),
             seed ^ (0x5052_4f44 + u64::from(i)),
         );
+        // Producers write every topic but the pipelines' outputs.
+        let output = sc.pipelines.as_ref().map(|p| p.output.as_str());
         let plan = WorkloadPlan {
-            topics: topic_names.clone(),
+            topics: topic_names
+                .iter()
+                .filter(|t| Some(&***t) != output)
+                .cloned()
+                .collect(),
             keys: sc.workload.keys,
             interval_us,
             start_ms: sc.workload.start_ms,
@@ -701,6 +709,43 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         nodes.ids.insert(me, n.id());
     }
 
+    // Pipelines: a consumer and a producer in one process each.
+    let mut pipelines = Vec::new();
+    if let Some(spec) = &sc.pipelines {
+        for i in 0..spec.instance_count() {
+            let me = NodeId::Pipeline(i);
+            let factory = PipelineFactory {
+                index: i,
+                spec: spec.clone(),
+                bootstrap: broker_ids.clone(),
+                bugs,
+                transaction_version: 2,
+                seed: seed ^ (0x5049_0000 + u64::from(i)),
+            };
+            let w = Arc::new(Mutex::new(PipelineWorkload::new(factory)));
+            pipelines.push(w.clone());
+            let x = ctx.clone();
+            let start = Duration::from_millis(spec.start_ms(i));
+            let n = handle
+                .create_node()
+                .name(me.to_string())
+                .init(move || {
+                    let (w, x) = (w.clone(), x.clone());
+                    async move {
+                        time::sleep_until(x.start + start).await;
+                        let incarnation = x.next_incarnation(me);
+                        if incarnation > 1 {
+                            // A crashed instance comes back as a new process.
+                            w.lock().expect("no poisoned locks").restart(incarnation);
+                        }
+                        drive(me, w, x).await
+                    }
+                })
+                .build();
+            nodes.ids.insert(me, n.id());
+        }
+    }
+
     let faults = fault_schedule(&sc, seed);
 
     // Timeline: (time, start?, fault index).
@@ -747,11 +792,15 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                                 .collect()
                         })
                         .unwrap_or_default(),
-                    Target::CoordinatorOf(group) => {
+                    Target::CoordinatorOf(key) | Target::TxnCoordinatorOf(key) => {
+                        let topic = match target {
+                            Target::CoordinatorOf(_) => crate::group_coordinator::OFFSETS_TOPIC,
+                            _ => TRANSACTION_STATE_TOPIC,
+                        };
+                        let partitions = image.topics.get(topic).copied().unwrap_or(1);
                         let partition =
-                            crate::group_coordinator::partition_for_group(group, reg_count(&image));
-                        let tp =
-                            TopicPartition::new(crate::group_coordinator::OFFSETS_TOPIC, partition);
+                            crate::group_coordinator::partition_for_group(key, partitions);
+                        let tp = TopicPartition::new(topic, partition);
                         image
                             .partitions
                             .get(&tp)
@@ -883,6 +932,11 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         records_sent += p.sent();
         ctx.record(out.history);
     }
+    for w in &pipelines {
+        let mut out = Outbox::default();
+        w.lock().expect("no poisoned locks").finish(now, &mut out);
+        ctx.record(out.history);
+    }
     let snapshot = take_snapshot(&controller, &brokers, &consumers);
     for n in nodes.ids.values() {
         handle.kill(*n);
@@ -900,6 +954,9 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         records_sent,
     }
 }
+
+/// The internal topic of the transaction coordinators (see `txn_coordinator`).
+const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 /// The directed links a network fault cuts.
 fn cut_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(NodeId, NodeId)> {
