@@ -121,6 +121,7 @@ pub fn group_id(request: &Request) -> Option<&Arc<str>> {
         Request::LeaveGroup(r) => Some(&r.group_id),
         Request::OffsetCommit(r) => Some(&r.group_id),
         Request::OffsetFetch(r) => Some(&r.group_id),
+        Request::TxnOffsetCommit(r) => Some(&r.group_id),
         _ => None,
     }
 }
@@ -137,6 +138,7 @@ pub fn error_response(request: &Request, error: ErrorCode) -> Option<Response> {
             error,
             offsets: Vec::new(),
         }),
+        Request::TxnOffsetCommit(r) => txn_commit_response(&r.offsets, error),
         _ => return None,
     })
 }
@@ -154,6 +156,12 @@ fn join_error(member_id: Arc<str>, error: ErrorCode) -> Response {
 
 fn sync_response(error: ErrorCode, assignment: Vec<TopicPartition>) -> Response {
     Response::SyncGroup(SyncGroupResponse { error, assignment })
+}
+
+fn txn_commit_response(offsets: &[CommittedOffset], error: ErrorCode) -> Response {
+    Response::TxnOffsetCommit(TxnOffsetCommitResponse {
+        partitions: offsets.iter().map(|o| (o.tp.clone(), error)).collect(),
+    })
 }
 
 fn commit_response(offsets: &[CommittedOffset], error: ErrorCode) -> Response {
@@ -304,6 +312,9 @@ struct Group {
     /// A member joined during the initial delay of generation 0 (extends it).
     new_member_added: bool,
     offsets: BTreeMap<TopicPartition, CommittedOffset>,
+    /// Offsets committed inside transactions, per producer id, until their transaction's
+    /// marker reaches this partition (KIP-98): visible only once committed.
+    pending_txn: BTreeMap<i64, BTreeMap<TopicPartition, CommittedOffset>>,
 }
 
 impl Group {
@@ -320,6 +331,18 @@ impl Group {
             join: None,
             new_member_added: false,
             offsets: BTreeMap::new(),
+            pending_txn: BTreeMap::new(),
+        }
+    }
+
+    /// A transaction marker of producer `producer_id` reached the group's partition: its
+    /// pending offsets become the committed ones, or are dropped.
+    fn complete_txn(&mut self, producer_id: i64, committed: bool) {
+        if let Some(offsets) = self.pending_txn.remove(&producer_id) {
+            if committed {
+                self.offsets.extend(offsets);
+                assert!(self.offsets.len() <= MAX_OFFSETS_PER_GROUP);
+            }
         }
     }
 
@@ -489,6 +512,13 @@ enum AppendPurpose {
     },
     /// The group became empty: nothing waits for it.
     EmptyGroup,
+    /// A `TxnOffsetCommit`: answer it; the offsets wait for the transaction's marker.
+    TxnOffsets {
+        reply_to: ReplyTo,
+        group_id: Arc<str>,
+        producer_id: i64,
+        offsets: Vec<CommittedOffset>,
+    },
 }
 
 /// Kafka's error mapping for a failed group record append.
@@ -562,10 +592,26 @@ impl GroupCoordinator {
         );
         for bytes in batches {
             let (batch, _) = RecordBatch::decode(bytes).expect("stored batches are valid");
+            if batch.attributes & CONTROL_ATTRIBUTE != 0 {
+                // A transaction marker: the producer's pending offsets commit or go.
+                let committed = batch.records.iter().any(|r| {
+                    r.key
+                        .as_ref()
+                        .is_some_and(|k| k.len() >= 4 && i16::from_be_bytes([k[2], k[3]]) == 1)
+                });
+                self.on_txn_marker(partition, batch.producer_id, committed);
+                continue;
+            }
+            let transactional = batch.attributes & TRANSACTIONAL_ATTRIBUTE != 0;
             for r in &batch.records {
                 let key = r.key.as_ref().expect("coordinator records have keys");
                 let value = r.value.as_ref().expect("coordinator records have values");
                 match decode_record(key, value) {
+                    Ok(OffsetsRecord::Offset { group_id, offset }) if transactional => {
+                        let g = self.group_for_load(&group_id, partition);
+                        let pending = g.pending_txn.entry(batch.producer_id).or_default();
+                        pending.insert(offset.tp.clone(), offset);
+                    }
                     Ok(OffsetsRecord::Offset { group_id, offset }) => {
                         let g = self.group_for_load(&group_id, partition);
                         g.offsets.insert(offset.tp.clone(), offset);
@@ -638,6 +684,12 @@ impl GroupCoordinator {
                     reply_to,
                     join_error(new_member_id, ErrorCode::NotCoordinator),
                 ),
+                AppendPurpose::TxnOffsets {
+                    reply_to, offsets, ..
+                } => out.respond(
+                    reply_to,
+                    txn_commit_response(&offsets, ErrorCode::NotCoordinator),
+                ),
                 AppendPurpose::Assignment { .. } | AppendPurpose::EmptyGroup => {}
             }
         }
@@ -671,6 +723,9 @@ impl GroupCoordinator {
                 let response = self.offset_fetch(&r);
                 out.respond(reply_to, Response::OffsetFetch(response));
             }
+            Request::TxnOffsetCommit(r) => {
+                self.txn_offset_commit(now, partition, reply_to, r, &mut out)
+            }
             other => panic!("{} is not a group request", other.api_name()),
         }
         out
@@ -690,6 +745,19 @@ impl GroupCoordinator {
         records: Vec<(Bytes, Bytes)>,
         out: &mut CoordinatorOutput,
     ) {
+        self.append_as(partition, purpose, now, records, None, out);
+    }
+
+    /// [`Self::append`], as a transactional batch of `producer` when given.
+    fn append_as(
+        &mut self,
+        partition: u32,
+        purpose: AppendPurpose,
+        now: Millis,
+        records: Vec<(Bytes, Bytes)>,
+        producer: Option<ProducerIdentity>,
+        out: &mut CoordinatorOutput,
+    ) {
         assert!(
             self.appends.len() < MAX_PENDING_APPENDS,
             "too many coordinator appends in flight"
@@ -700,7 +768,7 @@ impl GroupCoordinator {
         out.appends.push(CoordinatorAppend {
             id,
             partition,
-            batch: encode_batch(now, records),
+            batch: encode_batch(now, records, producer),
         });
     }
 
@@ -1354,9 +1422,22 @@ impl GroupCoordinator {
     }
 
     fn offset_fetch(&self, req: &OffsetFetchRequest) -> OffsetFetchResponse {
-        let offsets = self
-            .groups
-            .get(&req.group_id)
+        let group = self.groups.get(&req.group_id);
+        // KIP-447: a read_committed consumer waits while transactional offsets of its
+        // partitions are pending, or it could start before a commit about to land.
+        let unstable = req.require_stable
+            && group.is_some_and(|g| {
+                g.pending_txn
+                    .values()
+                    .any(|o| req.partitions.iter().any(|tp| o.contains_key(tp)))
+            });
+        if unstable {
+            return OffsetFetchResponse {
+                error: ErrorCode::UnstableOffsetCommit,
+                offsets: Vec::new(),
+            };
+        }
+        let offsets = group
             .map(|g| {
                 req.partitions
                     .iter()
@@ -1367,6 +1448,74 @@ impl GroupCoordinator {
         OffsetFetchResponse {
             error: ErrorCode::None,
             offsets,
+        }
+    }
+
+    /// `TxnOffsetCommit` (Kafka's `doTxnCommitOffsets`): with the consumer's group
+    /// metadata the member and generation are checked (KIP-447); the offsets are
+    /// written as a transactional batch of the producer and stay pending until the
+    /// transaction's marker reaches the partition.
+    fn txn_offset_commit(
+        &mut self,
+        now: Millis,
+        partition: u32,
+        reply_to: ReplyTo,
+        req: TxnOffsetCommitRequest,
+        out: &mut CoordinatorOutput,
+    ) {
+        if !self.groups.contains_key(&req.group_id) {
+            assert!(self.groups.len() < MAX_GROUPS, "too many groups");
+            self.groups
+                .insert(req.group_id.clone(), Group::new(partition));
+        }
+        let g = self.groups.get_mut(&req.group_id).expect("just ensured");
+        let with_metadata = req.generation_id >= 0 || !req.member_id.is_empty();
+        let error = if g.is_fenced(&req.group_instance_id, &req.member_id) {
+            ErrorCode::FencedInstanceId
+        } else if with_metadata && !g.members.contains_key(&req.member_id) {
+            ErrorCode::UnknownMemberId
+        } else if with_metadata && req.generation_id != g.generation {
+            ErrorCode::IllegalGeneration
+        } else {
+            ErrorCode::None
+        };
+        if error != ErrorCode::None || req.offsets.is_empty() {
+            out.respond(reply_to, txn_commit_response(&req.offsets, error));
+            return;
+        }
+        let records = req
+            .offsets
+            .iter()
+            .map(|o| {
+                (
+                    encode_offset_key(&req.group_id, &o.tp),
+                    encode_offset_value(o, now),
+                )
+            })
+            .collect();
+        let purpose = AppendPurpose::TxnOffsets {
+            reply_to,
+            group_id: req.group_id,
+            producer_id: req.producer_id,
+            offsets: req.offsets,
+        };
+        let producer = ProducerIdentity {
+            producer_id: req.producer_id,
+            producer_epoch: req.producer_epoch,
+        };
+        self.append_as(partition, purpose, now, records, Some(producer), out);
+    }
+
+    /// A transaction marker of `producer_id` was committed on `__consumer_offsets-
+    /// <partition>` (written and replicated): its groups' pending transactional offsets
+    /// are committed or dropped.
+    pub fn on_txn_marker(&mut self, partition: u32, producer_id: i64, committed: bool) {
+        for g in self
+            .groups
+            .values_mut()
+            .filter(|g| g.partition == partition)
+        {
+            g.complete_txn(producer_id, committed);
         }
     }
 
@@ -1405,6 +1554,29 @@ impl GroupCoordinator {
                     commit_store_error(error)
                 };
                 out.respond(reply_to, commit_response(&offsets, error));
+            }
+            AppendPurpose::TxnOffsets {
+                reply_to,
+                group_id,
+                producer_id,
+                offsets,
+            } => {
+                if error == ErrorCode::None {
+                    if let Some(g) = self.groups.get_mut(&group_id) {
+                        assert!(
+                            g.pending_txn.len() < MAX_GROUPS,
+                            "too many open transactions"
+                        );
+                        let pending = g.pending_txn.entry(producer_id).or_default();
+                        pending.extend(offsets.iter().map(|o| (o.tp.clone(), o.clone())));
+                    }
+                }
+                let error = if error == ErrorCode::None {
+                    error
+                } else {
+                    commit_store_error(error)
+                };
+                out.respond(reply_to, txn_commit_response(&offsets, error));
             }
             AppendPurpose::Assignment {
                 group_id,
@@ -1806,17 +1978,33 @@ fn encode_group_value(v: &GroupValue) -> Bytes {
 }
 
 /// One batch of (key, value) records, producer id -1.
-fn encode_batch(now: Millis, records: Vec<(Bytes, Bytes)>) -> Bytes {
+/// Record batch attribute bit 4: a transaction's batch.
+const TRANSACTIONAL_ATTRIBUTE: i16 = 1 << 4;
+/// Record batch attribute bit 5: a control batch (a transaction marker).
+const CONTROL_ATTRIBUTE: i16 = 1 << 5;
+
+/// A coordinator batch; with `producer`, a transactional one of that producer (no
+/// sequence: Kafka writes transactional offset commits without one).
+fn encode_batch(
+    now: Millis,
+    records: Vec<(Bytes, Bytes)>,
+    producer: Option<ProducerIdentity>,
+) -> Bytes {
     assert!(!records.is_empty(), "an empty coordinator batch");
+    let identity = producer.unwrap_or(ProducerIdentity::NONE);
     RecordBatch {
         base_offset: 0,
         partition_leader_epoch: -1,
-        attributes: 0,
+        attributes: if producer.is_some() {
+            TRANSACTIONAL_ATTRIBUTE
+        } else {
+            0
+        },
         last_offset_delta: i32::try_from(records.len() - 1).expect("batch size fits an i32"),
         base_timestamp: now as i64,
         max_timestamp: now as i64,
-        producer_id: -1,
-        producer_epoch: -1,
+        producer_id: identity.producer_id,
+        producer_epoch: identity.producer_epoch,
         base_sequence: -1,
         records: records
             .into_iter()
