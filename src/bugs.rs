@@ -26,6 +26,14 @@ pub enum Bug {
     CommitFromOldGeneration,
     /// The group coordinator never evicts a member whose session timed out.
     NoSessionExpiry,
+    /// A transaction coordinator that loads `__transaction_state` after a failover
+    /// forgets the transactions it finds prepared (`PrepareCommit`, `PrepareAbort`): it
+    /// takes them as completed and never writes their markers.
+    ForgetPreparedTxn,
+    /// The transaction coordinator takes `AddPartitionsToTxn`, `AddOffsetsToTxn` and
+    /// `EndTxn` carrying a stale producer epoch as if it were the current one (and the
+    /// partition side ignores stale epochs of transactional batches).
+    NoProducerEpochFencing,
 }
 
 /// One catalogue entry.
@@ -89,6 +97,20 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The group coordinator never evicts a member silent for session.timeout.ms, so \
                   a dead consumer keeps its partitions and nobody consumes them (scenarios \
                   session-timeout, coordinator-failover).",
+    },
+    BugInfo {
+        bug: Bug::ForgetPreparedTxn,
+        name: "forget-prepared-txn",
+        reference: "KIP-890 (hanging transactions)",
+        summary: "A new transaction coordinator drops the prepared transactions it loads, so their \
+                  markers are never written and the LSO of their partitions stays behind forever.",
+    },
+    BugInfo {
+        bug: Bug::NoProducerEpochFencing,
+        name: "no-producer-epoch-fencing",
+        reference: "KIP-98 / KIP-588 epoch fencing",
+        summary: "Transactional requests and batches with a stale producer epoch are taken as \
+                  current, so a fenced zombie producer adds to and ends its successor's transaction.",
     },
 ];
 

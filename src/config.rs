@@ -66,6 +66,41 @@ pub struct BrokerConfig {
     /// its records to be replicated before `REQUEST_TIMED_OUT`.
     #[serde(rename = "offsets.commit.timeout.ms")]
     pub offsets_commit_timeout_ms: u64,
+    /// `transaction.state.log.num.partitions` (default 50): partitions of
+    /// `__transaction_state`.
+    #[serde(rename = "transaction.state.log.num.partitions")]
+    pub transaction_state_log_num_partitions: u32,
+    /// `transaction.state.log.replication.factor` (default 3; the host caps it at the
+    /// broker count).
+    #[serde(rename = "transaction.state.log.replication.factor")]
+    pub transaction_state_log_replication_factor: u32,
+    /// `transaction.state.log.min.isr` (default 2): the `min.insync.replicas` of
+    /// `__transaction_state` (the host applies it to that topic's appends instead of the
+    /// cluster-wide `min.insync.replicas`).
+    #[serde(rename = "transaction.state.log.min.isr")]
+    pub transaction_state_log_min_isr: u32,
+    /// `transaction.max.timeout.ms` (default 900000): the largest
+    /// `transaction.timeout.ms` a producer may ask for.
+    #[serde(rename = "transaction.max.timeout.ms")]
+    pub transaction_max_timeout_ms: u64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (default 10000):
+    /// how often the transaction coordinator looks for transactions older than their
+    /// timeout, to abort them.
+    #[serde(rename = "transaction.abort.timed.out.transaction.cleanup.interval.ms")]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// `transaction.partition.verification.enable` (default true, KIP-890 part 1): a
+    /// partition leader asks the transaction coordinator whether a transactional batch's
+    /// partition is in the ongoing transaction before appending it.
+    #[serde(rename = "transaction.partition.verification.enable")]
+    pub transaction_partition_verification_enable: bool,
+    /// The cluster feature `transaction.version` (0 to 2, default 2 as a new Kafka 4.0
+    /// cluster formats it; Kafka sets it with `kafka-storage format --feature`, here it
+    /// sits among the cluster's configs): 1 writes `__transaction_state` values in the
+    /// flexible format, 2 (KIP-890 part 2) also bumps the producer epoch at every
+    /// `EndTxn` and has partition leaders, not the client, add partitions to the
+    /// transaction.
+    #[serde(rename = "transaction.version")]
+    pub transaction_version: i16,
 }
 
 impl Default for BrokerConfig {
@@ -87,7 +122,89 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_commit_timeout_ms: 5_000,
+            transaction_state_log_num_partitions: 50,
+            transaction_state_log_replication_factor: 3,
+            transaction_state_log_min_isr: 2,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transaction_partition_verification_enable: true,
+            transaction_version: 2,
         }
+    }
+}
+
+/// Kafka's `atLeast(1)` validator, with its message.
+fn at_least_1(name: &'static str, value: u64) -> Result<(), (&'static str, String)> {
+    if value < 1 {
+        Err((
+            name,
+            format!("Invalid value {value} for configuration {name}: Value must be at least 1"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The highest `transaction.version` feature level (Kafka 4.0).
+pub const TRANSACTION_VERSION_MAX: i16 = 2;
+
+impl BrokerConfig {
+    /// The checks Kafka's `KafkaConfig` validators (and, for `transaction.version`, the
+    /// storage formatter) make, with Kafka's own messages: `Err((property, message))`
+    /// for a configuration Kafka would refuse.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        // Kafka's INT configs: `transaction.max.timeout.ms` is an i32 in the records too.
+        let at_most_int = |name: &'static str, value: u64| {
+            if value > i32::MAX as u64 {
+                Err((
+                    name,
+                    format!(
+                        "Invalid value {value} for configuration {name}: Not a number of type INT"
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        at_least_1(
+            "transaction.state.log.num.partitions",
+            u64::from(self.transaction_state_log_num_partitions),
+        )?;
+        at_least_1(
+            "transaction.state.log.replication.factor",
+            u64::from(self.transaction_state_log_replication_factor),
+        )?;
+        at_least_1(
+            "transaction.state.log.min.isr",
+            u64::from(self.transaction_state_log_min_isr),
+        )?;
+        at_least_1(
+            "transaction.max.timeout.ms",
+            self.transaction_max_timeout_ms,
+        )?;
+        at_most_int(
+            "transaction.max.timeout.ms",
+            self.transaction_max_timeout_ms,
+        )?;
+        at_least_1(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            self.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        )?;
+        at_most_int(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            self.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        )?;
+        if !(0..=TRANSACTION_VERSION_MAX).contains(&self.transaction_version) {
+            return Err((
+                "transaction.version",
+                format!(
+                    "No feature:transaction.version with feature level {} (supported levels: \
+                     0 to {TRANSACTION_VERSION_MAX})",
+                    self.transaction_version
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -383,18 +500,6 @@ impl ConsumerConfig {
     /// The checks `KafkaConsumer`'s constructor makes, with Kafka's own messages:
     /// `Err((property, message))` for a configuration Kafka would refuse.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let at_least_1 = |name: &'static str, value: u64| {
-            if value < 1 {
-                Err((
-                    name,
-                    format!(
-                        "Invalid value {value} for configuration {name}: Value must be at least 1"
-                    ),
-                ))
-            } else {
-                Ok(())
-            }
-        };
         at_least_1("max.poll.records", self.max_poll_records as u64)?;
         at_least_1("max.poll.interval.ms", self.max_poll_interval_ms)?;
         if self.group_id.is_none() && self.enable_auto_commit == Some(true) {
@@ -459,5 +564,69 @@ fn de_acks<'de, D: Deserializer<'de>>(d: D) -> Result<Acks, D::Error> {
             "0" => Ok(Acks::None),
             _ => Err(bad(format!("\"{s}\""))),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_configs_are_validated_with_kafkas_messages() {
+        assert_eq!(BrokerConfig::default().validate(), Ok(()));
+        let refused = |c: BrokerConfig| c.validate().expect_err("refused");
+        assert_eq!(
+            refused(BrokerConfig {
+                transaction_version: 3,
+                ..BrokerConfig::default()
+            }),
+            (
+                "transaction.version",
+                "No feature:transaction.version with feature level 3 (supported levels: 0 to 2)"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            refused(BrokerConfig {
+                transaction_state_log_min_isr: 0,
+                ..BrokerConfig::default()
+            }),
+            (
+                "transaction.state.log.min.isr",
+                "Invalid value 0 for configuration transaction.state.log.min.isr: Value must be \
+                 at least 1"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            refused(BrokerConfig {
+                transaction_max_timeout_ms: 1 << 31,
+                ..BrokerConfig::default()
+            }),
+            (
+                "transaction.max.timeout.ms",
+                "Invalid value 2147483648 for configuration transaction.max.timeout.ms: Not a \
+                 number of type INT"
+                    .to_string()
+            )
+        );
+        for (name, c) in [
+            (
+                "transaction.state.log.num.partitions",
+                BrokerConfig {
+                    transaction_state_log_num_partitions: 0,
+                    ..BrokerConfig::default()
+                },
+            ),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                BrokerConfig {
+                    transaction_abort_timed_out_transaction_cleanup_interval_ms: 0,
+                    ..BrokerConfig::default()
+                },
+            ),
+        ] {
+            assert_eq!(refused(c).0, name);
+        }
     }
 }

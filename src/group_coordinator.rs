@@ -179,12 +179,13 @@ pub struct ReplyTo {
     pub correlation_id: u64,
 }
 
-/// A batch the coordinator wants appended to `__consumer_offsets-<partition>`.
+/// A batch a coordinator wants appended to a partition of its internal topic
+/// (`__consumer_offsets`, or `__transaction_state` for the transaction coordinator).
 #[derive(Clone, Debug)]
 pub struct CoordinatorAppend {
-    /// Given back in [`GroupCoordinator::on_append_complete`].
+    /// Given back to the coordinator's `on_append_complete`.
     pub id: u64,
-    /// The `__consumer_offsets` partition.
+    /// The internal topic's partition.
     pub partition: u32,
     /// An encoded record batch v2 (producer id -1).
     pub batch: Bytes,
@@ -1863,19 +1864,19 @@ const SUBSCRIPTION_VERSION: i16 = 1;
 const ASSIGNMENT_VERSION: i16 = 0;
 const CLIENT_HOST: &str = "/sim";
 
-fn put_i16(b: &mut Vec<u8>, v: i16) {
+pub(crate) fn put_i16(b: &mut Vec<u8>, v: i16) {
     b.extend_from_slice(&v.to_be_bytes());
 }
-fn put_i32(b: &mut Vec<u8>, v: i32) {
+pub(crate) fn put_i32(b: &mut Vec<u8>, v: i32) {
     b.extend_from_slice(&v.to_be_bytes());
 }
-fn put_i64(b: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_i64(b: &mut Vec<u8>, v: i64) {
     b.extend_from_slice(&v.to_be_bytes());
 }
-fn put_len(b: &mut Vec<u8>, n: usize) {
+pub(crate) fn put_len(b: &mut Vec<u8>, n: usize) {
     put_i32(b, i32::try_from(n).expect("array fits an i32"));
 }
-fn put_str(b: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(b: &mut Vec<u8>, s: &str) {
     put_i16(
         b,
         i16::try_from(s.len()).expect("string fits an i16 length"),
@@ -1888,12 +1889,12 @@ fn put_nullable_str(b: &mut Vec<u8>, s: Option<&str>) {
         None => put_i16(b, -1),
     }
 }
-fn put_timeout(b: &mut Vec<u8>, ms: u64) {
+pub(crate) fn put_timeout(b: &mut Vec<u8>, ms: u64) {
     put_i32(b, i32::try_from(ms).expect("timeouts fit an i32"));
 }
 
-/// Partitions as `[string topic, [i32 partition]]`, one entry per run of one topic.
-fn put_partitions(b: &mut Vec<u8>, tps: &[TopicPartition]) {
+/// Partitions as `(topic, [partition])`, one entry per run of one topic.
+pub(crate) fn topic_runs(tps: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
     let mut runs: Vec<(&str, Vec<i32>)> = Vec::new();
     for tp in tps {
         let p = i32::try_from(tp.partition).expect("partition fits an i32");
@@ -1902,6 +1903,12 @@ fn put_partitions(b: &mut Vec<u8>, tps: &[TopicPartition]) {
             _ => runs.push((&tp.topic, vec![p])),
         }
     }
+    runs
+}
+
+/// Partitions as `[string topic, [i32 partition]]`, one entry per run of one topic.
+pub(crate) fn put_partitions(b: &mut Vec<u8>, tps: &[TopicPartition]) {
+    let runs = topic_runs(tps);
     put_len(b, runs.len());
     for (t, ps) in runs {
         put_str(b, t);
@@ -1985,7 +1992,7 @@ const CONTROL_ATTRIBUTE: i16 = 1 << 5;
 
 /// A coordinator batch; with `producer`, a transactional one of that producer (no
 /// sequence: Kafka writes transactional offset commits without one).
-fn encode_batch(
+pub(crate) fn encode_batch(
     now: Millis,
     records: Vec<(Bytes, Bytes)>,
     producer: Option<ProducerIdentity>,
@@ -2023,12 +2030,12 @@ fn encode_batch(
 }
 
 /// A reader over Kafka's big-endian schema types.
-struct Reader<'a> {
-    buf: &'a [u8],
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.buf.len() < n {
             return Err(format!("{n} bytes wanted, {} left", self.buf.len()));
         }
@@ -2036,22 +2043,22 @@ impl<'a> Reader<'a> {
         self.buf = tail;
         Ok(head)
     }
-    fn i16(&mut self) -> Result<i16, String> {
+    pub(crate) fn i16(&mut self) -> Result<i16, String> {
         Ok(i16::from_be_bytes(
             self.take(2)?.try_into().expect("2 bytes"),
         ))
     }
-    fn i32(&mut self) -> Result<i32, String> {
+    pub(crate) fn i32(&mut self) -> Result<i32, String> {
         Ok(i32::from_be_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
-    fn i64(&mut self) -> Result<i64, String> {
+    pub(crate) fn i64(&mut self) -> Result<i64, String> {
         Ok(i64::from_be_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
-    fn len(&mut self) -> Result<usize, String> {
+    pub(crate) fn len(&mut self) -> Result<usize, String> {
         let n = self.i32()?;
         usize::try_from(n).map_err(|_| format!("negative length {n}"))
     }
@@ -2064,7 +2071,7 @@ impl<'a> Reader<'a> {
         let s = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
         Ok(Some(Arc::from(s)))
     }
-    fn str(&mut self) -> Result<Arc<str>, String> {
+    pub(crate) fn str(&mut self) -> Result<Arc<str>, String> {
         self.nullable_str()?
             .ok_or_else(|| "null string".to_string())
     }
@@ -2087,7 +2094,7 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
-    fn partitions(&mut self) -> Result<Vec<TopicPartition>, String> {
+    pub(crate) fn partitions(&mut self) -> Result<Vec<TopicPartition>, String> {
         let mut out = Vec::new();
         for _ in 0..self.len()? {
             let topic = self.str()?;
@@ -2102,7 +2109,7 @@ impl<'a> Reader<'a> {
         }
         Ok(out)
     }
-    fn done(&self) -> Result<(), String> {
+    pub(crate) fn done(&self) -> Result<(), String> {
         if self.buf.is_empty() {
             Ok(())
         } else {

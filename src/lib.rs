@@ -41,4 +41,5 @@ pub mod summary;
 pub mod sweep;
 pub mod transaction_manager;
 pub mod txn_client;
+pub mod txn_coordinator;
 pub mod workload;

@@ -450,6 +450,9 @@ impl Scenario {
                 "0 is out of range; allowed: at least 1".into(),
             ));
         }
+        if let Err((property, message)) = self.cluster.config.validate() {
+            return Err(err(&format!("cluster.config.{property}"), message));
+        }
         if let Err((property, message)) = self.producers.config.validate() {
             return Err(err(&format!("producers.config.{property}"), message));
         }
