@@ -534,6 +534,17 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             broker_ids.len(),
         ));
     }
+    let transactional = sc
+        .pipelines
+        .as_ref()
+        .is_some_and(|p| p.mode == crate::scenario::PipelineMode::ExactlyOnce);
+    if transactional {
+        // Kafka creates `__transaction_state` on the first transactional FindCoordinator.
+        topics.push(crate::txn_coordinator::transaction_state_topic_spec(
+            &sc.cluster.config,
+            broker_ids.len(),
+        ));
+    }
     let mut nodes = Nodes {
         ids: BTreeMap::new(),
     };
@@ -719,7 +730,8 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                 spec: spec.clone(),
                 bootstrap: broker_ids.clone(),
                 bugs,
-                transaction_version: 2,
+                transaction_version: u8::try_from(sc.cluster.config.transaction_version)
+                    .expect("validated: 0 to 2"),
                 seed: seed ^ (0x5049_0000 + u64::from(i)),
             };
             let w = Arc::new(Mutex::new(PipelineWorkload::new(factory)));
@@ -795,7 +807,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                     Target::CoordinatorOf(key) | Target::TxnCoordinatorOf(key) => {
                         let topic = match target {
                             Target::CoordinatorOf(_) => crate::group_coordinator::OFFSETS_TOPIC,
-                            _ => TRANSACTION_STATE_TOPIC,
+                            _ => crate::txn_coordinator::TRANSACTION_STATE_TOPIC,
                         };
                         let partitions = image.topics.get(topic).copied().unwrap_or(1);
                         let partition =
@@ -954,9 +966,6 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         records_sent,
     }
 }
-
-/// The internal topic of the transaction coordinators (see `txn_coordinator`).
-const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 /// The directed links a network fault cuts.
 fn cut_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(NodeId, NodeId)> {
