@@ -39,4 +39,5 @@ pub mod sim;
 pub mod summary;
 pub mod sweep;
 pub mod transaction_manager;
+pub mod txn_checker;
 pub mod workload;

@@ -31,7 +31,10 @@ const OUTPUT_BIT: Value = 1 << 60;
 /// The value a pipeline writes for input value `input` (the transformation is the
 /// identity plus a mark, so the checker maps every output back to its input).
 pub fn output_value(input: Value) -> Value {
-    assert!(input & OUTPUT_BIT == 0, "value {input} is already an output");
+    assert!(
+        input & OUTPUT_BIT == 0,
+        "value {input} is already an output"
+    );
     input | OUTPUT_BIT
 }
 
