@@ -353,6 +353,15 @@ pub struct TxnView {
 impl TxnView {
     /// Builds the view of a run.
     pub fn new(history: &History, snapshot: &Snapshot) -> TxnView {
+        // Entries are looked up by their index.
+        assert!(
+            history
+                .entries
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.index == i as u64),
+            "history entries are numbered from 0 in order"
+        );
         let mut view = TxnView::default();
         for p in &snapshot.partitions {
             let leader = p
@@ -396,7 +405,6 @@ impl TxnView {
         let mut current: BTreeMap<NodeId, TxnId> = BTreeMap::new();
         let mut pending: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
         for e in &history.entries {
-            debug_assert_eq!(history.entries[e.index as usize].index, e.index);
             match &e.op {
                 Op::BeginTxn {
                     transactional_id,
@@ -706,7 +714,7 @@ impl fmt::Display for TxnName<'_> {
     }
 }
 
-/// A marker in words: `the COMMIT marker at offset 14 (written at 3.600 s)`.
+/// A marker in words: `the COMMIT marker of epoch 2 at offset 14, written at 3.600 s`.
 struct MarkerWords<'a>(&'a MarkerSnapshot);
 
 impl fmt::Display for MarkerWords<'_> {
@@ -715,9 +723,9 @@ impl fmt::Display for MarkerWords<'_> {
         let kind = if m.committed { "COMMIT" } else { "ABORT" };
         write!(
             f,
-            "the {kind} marker at offset {} (epoch {}, written at {} s)",
-            m.offset,
+            "the {kind} marker of epoch {} at offset {}, written at {} s",
             m.producer_epoch,
+            m.offset,
             Secs(marker_ms(m))
         )
     }
@@ -831,11 +839,11 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                         format!("its transaction {}", view.name(t))
                     });
                     let why = match batch.and_then(|(l, b)| l.end_marker(b)) {
-                        Some(m) => format!("was aborted ({} follows it)", MarkerWords(m)),
-                        None if fate == Fate::Open => "never committed (no marker follows it \
-                                                       in the final log)"
-                            .to_string(),
-                        None => "was aborted (its client's EndTxn says so)".to_string(),
+                        Some(m) => format!("was aborted: {}, follows it", MarkerWords(m)),
+                        None if fate == Fate::Open => {
+                            "never committed: no marker follows it in the final log".to_string()
+                        }
+                        None => "was aborted, as its client's EndTxn says".to_string(),
                     };
                     tallies.add_lines("aborted-read", order, &lines, || {
                         format!("{}, but {whose} {why}", read())
@@ -845,11 +853,13 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                     let marker = batch.and_then(|(l, b)| l.end_marker(b));
                     let reader_txn = view.poll_txn.get(&e.index).copied();
                     if let Some(m) = marker.filter(|m| at_ms < marker_ms(m)) {
-                        let whose = writer.map_or(String::new(), |t| {
-                            format!(" of its transaction {}", view.name(t))
-                        });
+                        let whose = writer.map_or(String::new(), |t| format!(" {}", view.name(t)));
                         tallies.add_lines("precommitted-read", order, &lines, || {
-                            format!("{}, before{whose} {}", read(), MarkerWords(m))
+                            format!(
+                                "{}, before {}, ended its transaction{whose}",
+                                read(),
+                                MarkerWords(m)
+                            )
                         });
                     } else if let Some(t) = reader_txn.filter(|t| writer == Some(*t)) {
                         tallies.add_lines("precommitted-read", order, &lines, || {
@@ -1867,9 +1877,671 @@ fn check_aborted(history: &History, view: &TxnView, tallies: &mut Tallies) {
             };
             let by = t.process.map_or(String::new(), |p| format!(" of {p}"));
             let marker = marker.map_or(String::new(), |(tp, m)| {
-                format!("; {} ends it on {tp}", MarkerWords(m))
+                format!("; {}, ends it on {tp}", MarkerWords(m))
             });
             format!("transaction {}{by} {how}{marker}", view.name(txn))
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::{check as check_all, CheckResult};
+    use crate::history::{PartitionSnapshot, ReadRecord, Sink, TxnBatchSnapshot};
+
+    fn p(n: u32) -> TopicPartition {
+        TopicPartition::new("orders", n)
+    }
+
+    fn out(n: u32) -> TopicPartition {
+        TopicPartition::new("out", n)
+    }
+
+    /// Value number `n` of producer `p`, as the workload builds them.
+    fn v(p: u32, n: u32) -> Value {
+        (u64::from(p) << 32) | u64::from(n)
+    }
+
+    /// Transaction number `n` of transactional client `c` (its `transactional.id` is
+    /// `tx-<c>`).
+    fn txn(c: u32, n: u32) -> TxnId {
+        (u64::from(c) << 32) | u64::from(n)
+    }
+
+    const P0: NodeId = NodeId::Producer(0);
+    const P1: NodeId = NodeId::Producer(1);
+    const C0: NodeId = NodeId::Consumer(0);
+    const C1: NodeId = NodeId::Consumer(1);
+    const C2: NodeId = NodeId::Consumer(2);
+
+    fn fail(error: &str) -> Outcome {
+        Outcome::Fail {
+            error: error.into(),
+        }
+    }
+
+    fn info() -> Outcome {
+        Outcome::Info {
+            reason: "REQUEST_TIMED_OUT".into(),
+        }
+    }
+
+    /// A history and snapshot builder.
+    #[derive(Default)]
+    struct B {
+        h: History,
+        snap: Snapshot,
+    }
+
+    impl B {
+        fn push(&mut self, process: NodeId, t: Millis, outcome: Outcome, op: Op) -> &mut Self {
+            self.h.push(Entry {
+                index: 0,
+                process,
+                invoke_ms: t.saturating_sub(3),
+                complete_ms: Some(t),
+                outcome,
+                op,
+            });
+            self
+        }
+
+        fn begin(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            id: TxnId,
+            pid: i64,
+            epoch: i16,
+        ) -> &mut Self {
+            let op = Op::BeginTxn {
+                transactional_id: format!("tx-{}", id >> 32),
+                txn: id,
+                producer_id: pid,
+                producer_epoch: epoch,
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
+        /// A send, acknowledged at `offset` (indefinite without one).
+        fn send(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            id: Option<TxnId>,
+            value: Value,
+            tp: &TopicPartition,
+            offset: Option<Offset>,
+        ) -> &mut Self {
+            let outcome = if offset.is_some() {
+                Outcome::Ok
+            } else {
+                info()
+            };
+            self.send_with(process, t, id, value, tp, offset, outcome)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn send_with(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            id: Option<TxnId>,
+            value: Value,
+            tp: &TopicPartition,
+            offset: Option<Offset>,
+            outcome: Outcome,
+        ) -> &mut Self {
+            let op = Op::Send {
+                key: None,
+                value,
+                partition: tp.clone(),
+                offset,
+                attempts: 1,
+                txn: id,
+            };
+            self.push(process, t, outcome, op)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn end_with(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            id: TxnId,
+            (pid, epoch): (i64, i16),
+            commit: bool,
+            outcome: Outcome,
+            group: Option<(&str, &[(TopicPartition, Offset)])>,
+        ) -> &mut Self {
+            let op = Op::EndTxn {
+                transactional_id: format!("tx-{}", id >> 32),
+                txn: id,
+                producer_id: pid,
+                producer_epoch: epoch,
+                commit,
+                partitions: Vec::new(),
+                group: group.map(|(g, _)| g.to_string()),
+                offsets: group.map_or(Vec::new(), |(_, o)| o.to_vec()),
+            };
+            self.push(process, t, outcome, op)
+        }
+
+        fn commit(&mut self, process: NodeId, t: Millis, id: TxnId, pe: (i64, i16)) -> &mut Self {
+            self.end_with(process, t, id, pe, true, Outcome::Ok, None)
+        }
+
+        fn abort(&mut self, process: NodeId, t: Millis, id: TxnId, pe: (i64, i16)) -> &mut Self {
+            self.end_with(process, t, id, pe, false, Outcome::Ok, None)
+        }
+
+        fn poll(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            tp: &TopicPartition,
+            records: &[(Offset, Value)],
+            read_committed: bool,
+        ) -> &mut Self {
+            let records: Vec<ReadRecord> = records
+                .iter()
+                .map(|&(offset, value)| ReadRecord {
+                    offset,
+                    key: None,
+                    value,
+                })
+                .collect();
+            let high_watermark = records.last().map_or(0, |r| r.offset + 1);
+            let op = Op::Poll {
+                partition: tp.clone(),
+                records,
+                high_watermark,
+                read_committed,
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
+        fn seek(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            tp: &TopicPartition,
+            offset: Offset,
+        ) -> &mut Self {
+            let op = Op::Seek {
+                partition: tp.clone(),
+                offset,
+                reason: "seek to the committed offset".into(),
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn processed(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            group: &str,
+            tp: &TopicPartition,
+            offset: Offset,
+            value: Value,
+        ) -> &mut Self {
+            let op = Op::Processed {
+                group: group.into(),
+                member: format!("m{process}"),
+                generation: 1,
+                partition: tp.clone(),
+                offset,
+                value,
+                sink: Sink::DedupStore,
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
+        /// The final log of `tp` on its leader broker-1: data records, transactional
+        /// batches (base, last, producer id, epoch) and markers (offset, producer id,
+        /// epoch, commit, simulated ms written). The high watermark and the last stable
+        /// offset are the log end offset.
+        fn log(
+            &mut self,
+            tp: &TopicPartition,
+            records: &[(Offset, Value)],
+            batches: &[(Offset, Offset, i64, i16)],
+            markers: &[(Offset, i64, i16, bool, Millis)],
+        ) -> &mut Self {
+            let end = records
+                .iter()
+                .map(|r| r.0)
+                .chain(markers.iter().map(|m| m.0))
+                .max()
+                .map_or(0, |o| o + 1);
+            let replica = ReplicaSnapshot {
+                broker: 1,
+                log_end_offset: end,
+                high_watermark: end,
+                records: records.to_vec(),
+                last_stable_offset: end,
+                markers: markers
+                    .iter()
+                    .map(
+                        |&(offset, producer_id, producer_epoch, committed, ms)| MarkerSnapshot {
+                            offset,
+                            producer_id,
+                            producer_epoch,
+                            committed,
+                            timestamp: RECORD_TIMESTAMP_BASE + ms as i64,
+                        },
+                    )
+                    .collect(),
+                txn_batches: batches
+                    .iter()
+                    .map(|&(base_offset, last_offset, producer_id, producer_epoch)| {
+                        TxnBatchSnapshot {
+                            base_offset,
+                            last_offset,
+                            producer_id,
+                            producer_epoch,
+                        }
+                    })
+                    .collect(),
+            };
+            self.snap.partitions.push(PartitionSnapshot {
+                partition: tp.clone(),
+                leader: Some(1),
+                isr: vec![1],
+                replicas: vec![replica],
+            });
+            self
+        }
+
+        /// Sets the last stable offset of the last log added.
+        fn lso(&mut self, lso: Offset) -> &mut Self {
+            let p = self.snap.partitions.last_mut().expect("a log");
+            p.replicas[0].last_stable_offset = lso;
+            self
+        }
+
+        fn run(&self) -> CheckResult {
+            check_all(&self.h, &self.snap)
+        }
+
+        fn view(&self) -> TxnView {
+            TxnView::new(&self.h, &self.snap)
+        }
+    }
+
+    /// Counts of the transactional kinds only.
+    fn txn_counts(r: &CheckResult) -> Vec<(&str, u64)> {
+        r.anomalies
+            .iter()
+            .filter(|(k, _)| describe(k).is_some())
+            .map(|(k, a)| (k.as_str(), a.count))
+            .collect()
+    }
+
+    /// Counts of every kind.
+    fn all_counts(r: &CheckResult) -> Vec<(&str, u64)> {
+        r.anomalies
+            .iter()
+            .map(|(k, a)| (k.as_str(), a.count))
+            .collect()
+    }
+
+    fn examples<'a>(r: &'a CheckResult, kind: &str) -> &'a [String] {
+        &r.anomalies[kind].examples
+    }
+
+    // ------------------------------------------------------------ the view
+
+    #[test]
+    fn fates_come_from_the_first_marker_of_the_producer_after_the_batch() {
+        let (a, b, c, d, e) = (v(0, 0), v(0, 1), v(1, 0), v(2, 0), v(0, 2));
+        let mut bld = B::default();
+        bld.log(
+            &p(0),
+            &[(0, a), (1, b), (2, c), (4, d), (5, e)],
+            &[(0, 1, 7, 0), (4, 4, 8, 0), (5, 5, 7, 1)],
+            // Producer 8's marker at 3 comes before its batch: it ends an earlier one.
+            &[
+                (3, 7, 0, true, 10),
+                (6, 7, 1, false, 20),
+                (3, 8, 0, true, 10),
+            ],
+        );
+        let view = bld.view();
+        assert_eq!(view.fate(&p(0), 0, a), Fate::Committed);
+        assert_eq!(view.fate(&p(0), 1, b), Fate::Committed);
+        assert_eq!(view.fate(&p(0), 2, c), Fate::NotTransactional);
+        assert_eq!(view.fate(&p(0), 4, d), Fate::Open);
+        assert_eq!(view.fate(&p(0), 5, e), Fate::Aborted);
+        // Another value than the log holds there: the log says nothing about it.
+        assert_eq!(view.fate(&p(0), 5, v(9, 9)), Fate::NotTransactional);
+        assert!(view.visible(&p(0), 0, a) && !view.visible(&p(0), 4, d));
+    }
+
+    #[test]
+    fn without_the_log_a_send_takes_its_transactions_end() {
+        let mut b = B::default();
+        let cases = [
+            (Some((true, Outcome::Ok)), Fate::Committed, Some(true)),
+            (Some((false, Outcome::Ok)), Fate::Aborted, Some(false)),
+            (
+                Some((true, fail("PRODUCER_FENCED"))),
+                Fate::Aborted,
+                Some(false),
+            ),
+            (Some((true, info())), Fate::Unknown, None),
+            (None, Fate::Unknown, None),
+        ];
+        for (n, (end, _, _)) in cases.iter().enumerate() {
+            let id = txn(0, n as u32);
+            b.begin(P0, 10, id, 7, n as i16).send(
+                P0,
+                20,
+                Some(id),
+                v(0, n as u32),
+                &p(0),
+                Some(n as Offset),
+            );
+            if let Some((commit, outcome)) = end {
+                b.end_with(P0, 30, id, (7, n as i16), *commit, outcome.clone(), None);
+            }
+        }
+        b.send(P1, 40, None, v(1, 0), &p(0), Some(9));
+        let view = b.view();
+        let sends: Vec<&Entry> =
+            b.h.entries
+                .iter()
+                .filter(|e| matches!(e.op, Op::Send { .. }))
+                .collect();
+        for (send, (_, fate, visible)) in sends.iter().zip(&cases) {
+            assert_eq!(view.send_fate(send), *fate, "{send:?}");
+            assert_eq!(view.send_visible(send), *visible, "{send:?}");
+        }
+        assert_eq!(view.send_fate(sends[5]), Fate::NotTransactional);
+        assert_eq!(view.send_visible(sends[5]), Some(true));
+    }
+
+    // ------------------------------------------------------------ aborted-read
+
+    #[test]
+    fn read_committed_reading_aborted_data_is_an_aborted_read() {
+        let a = v(0, 0);
+        let t1 = txn(0, 1);
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .abort(P0, 30, t1, (7, 0))
+            .poll(C0, 40, &p(0), &[(0, a)], true)
+            .poll(C1, 40, &p(0), &[(0, a)], false)
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, false, 30)]);
+        let r = b.run();
+        // Neither the acknowledgement nor the reads count as observations of `a`:
+        // nothing lost, unseen or phantom.
+        assert_eq!(
+            all_counts(&r),
+            vec![("aborted-read", 1), ("transaction-aborted", 1)]
+        );
+        assert_eq!(
+            examples(&r, "aborted-read"),
+            [format!(
+                "consumer-0 (read_committed) read value {a} at offset 0 of orders-0 at 0.040 s, \
+                 but its transaction tx-0#1 (producer id 7, epoch 0) was aborted: the ABORT \
+                 marker of epoch 0 at offset 1, written at 0.030 s, follows it"
+            )]
+        );
+        assert_eq!(r.anomalies["aborted-read"].lines, [vec![1, 2, 3]]);
+    }
+
+    #[test]
+    fn reading_an_open_transaction_is_an_aborted_read_and_committed_data_is_not() {
+        let (a, c) = (v(0, 0), v(1, 0));
+        let (t1, t2) = (txn(0, 1), txn(1, 1));
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .begin(P1, 10, t2, 8, 0)
+            .send(P1, 20, Some(t2), c, &p(1), Some(0))
+            .commit(P1, 30, t2, (8, 0))
+            .poll(C0, 400, &p(0), &[(0, a)], true)
+            .poll(C0, 400, &p(1), &[(0, c)], true)
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[])
+            .lso(0)
+            .log(&p(1), &[(0, c)], &[(0, 0, 8, 0)], &[(1, 8, 0, true, 30)]);
+        let r = b.run();
+        assert_eq!(
+            txn_counts(&r),
+            vec![("aborted-read", 1), ("hanging-transaction", 1)]
+        );
+        assert!(examples(&r, "aborted-read")[0]
+            .ends_with("never committed: no marker follows it in the final log"));
+        assert_eq!(
+            examples(&r, "hanging-transaction"),
+            [format!(
+                "producer id 7 epoch 0 (tx-0#1) left a transaction open on orders-0: its \
+                 records from offset 0 (sent at 0.017 s) have no marker after them in the \
+                 final log of its leader broker-1 (last stable offset 0, high watermark 1)"
+            )]
+        );
+    }
+
+    // ------------------------------------------------------------ precommitted-read
+
+    #[test]
+    fn reading_before_the_commit_marker_is_precommitted() {
+        let a = v(0, 0);
+        let t1 = txn(0, 1);
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .poll(C0, 50, &p(0), &[(0, a)], true)
+            .commit(P0, 100, t1, (7, 0))
+            .poll(C1, 150, &p(0), &[(0, a)], true)
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 100)]);
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("precommitted-read", 1)]);
+        assert_eq!(
+            examples(&r, "precommitted-read"),
+            [format!(
+                "consumer-0 (read_committed) read value {a} at offset 0 of orders-0 at 0.050 s, \
+                 before the COMMIT marker of epoch 0 at offset 1, written at 0.100 s, ended its \
+                 transaction tx-0#1 (producer id 7, epoch 0)"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_transaction_polling_its_own_uncommitted_write_is_precommitted() {
+        let o = output_value(v(0, 0));
+        let t1 = txn(0, 1);
+        let mut b = B::default();
+        // No batches in the snapshot: the fate comes from the EndTxn (committed).
+        b.begin(C0, 10, t1, 7, 0)
+            .send(C0, 20, Some(t1), o, &out(0), Some(0))
+            .poll(C0, 25, &out(0), &[(0, o)], true)
+            .commit(C0, 30, t1, (7, 0))
+            .poll(C1, 40, &out(0), &[(0, o)], true)
+            .log(&out(0), &[(0, o)], &[], &[]);
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("precommitted-read", 1)]);
+        assert!(examples(&r, "precommitted-read")[0].starts_with("consumer-0 "));
+        assert!(examples(&r, "precommitted-read")[0].ends_with(
+            "a record its own transaction tx-0#1 (producer id 7, epoch 0) wrote and \
+                        had not yet committed"
+        ));
+    }
+
+    // ------------------------------------------------------------ partial-commit
+
+    /// A transaction writing one record to each of orders-0 and orders-1, whose markers
+    /// are `m0` and `m1` (commit?).
+    fn two_partitions(m0: bool, m1: bool) -> B {
+        let (a, c) = (v(0, 0), v(0, 1));
+        let t1 = txn(0, 1);
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .send(P0, 21, Some(t1), c, &p(1), Some(0))
+            .commit(P0, 30, t1, (7, 0))
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, m0, 30)])
+            .log(&p(1), &[(0, c)], &[(0, 0, 7, 0)], &[(1, 7, 0, m1, 30)]);
+        b
+    }
+
+    #[test]
+    fn a_transaction_committed_in_one_partition_only_is_partial() {
+        let r = two_partitions(true, false).run();
+        assert_eq!(txn_counts(&r), vec![("partial-commit", 1)]);
+        assert_eq!(
+            examples(&r, "partial-commit"),
+            ["transaction tx-0#1 (producer id 7, epoch 0) committed on orders-0 (offset 0, \
+              then the COMMIT marker of epoch 0 at offset 1, written at 0.030 s) but not on \
+              orders-1 (offset 0, then the ABORT marker of epoch 0 at offset 1, written at 0.030 s)"]
+        );
+        // The client was told it committed: the aborted record is a promise broken, so
+        // the generic checks expect it (no consumer read anything here: unseen).
+        assert_eq!(r.anomalies["unseen"].count, 2);
+        assert_eq!(txn_counts(&two_partitions(true, true).run()), vec![]);
+        assert_eq!(
+            txn_counts(&two_partitions(false, false).run()),
+            vec![("transaction-aborted", 1)]
+        );
+    }
+
+    // ------------------------------------------------------------ hanging-transaction
+
+    #[test]
+    fn a_last_stable_offset_below_the_high_watermark_hangs_only_with_transactions() {
+        let (a, c) = (v(0, 0), v(1, 0));
+        let mut b = B::default();
+        b.log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 30)])
+            .lso(1)
+            .log(&p(1), &[(0, c), (1, v(1, 1))], &[], &[])
+            .lso(0);
+        let r = b.run();
+        // orders-1 holds nothing transactional: its last stable offset (0, a snapshot
+        // that does not report it) means nothing.
+        assert_eq!(txn_counts(&r), vec![("hanging-transaction", 1)]);
+        assert_eq!(
+            examples(&r, "hanging-transaction"),
+            [
+                "orders-0 ends with last stable offset 1 below the high watermark 2 in the final \
+              log of its leader broker-1, although every transactional batch there is \
+              followed by a marker"
+            ]
+        );
+        let mut fine = B::default();
+        fine.log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 30)]);
+        assert_eq!(txn_counts(&fine.run()), vec![]);
+    }
+
+    // ------------------------------------------------------------ zombie-write
+
+    #[test]
+    fn a_committed_batch_older_than_an_earlier_marker_is_a_zombie_write() {
+        let (a, c) = (v(0, 0), v(0, 1));
+        let (t1, t2) = (txn(0, 1), txn(0, 2));
+        let mut b = B::default();
+        // t1 runs in epoch 0; a new instance fences it (ABORT marker of epoch 1); the
+        // zombie's next transaction, still in epoch 0, gets committed.
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .begin(P0, 50, t2, 7, 0)
+            .send(P0, 60, Some(t2), c, &p(0), Some(2))
+            .commit(P0, 70, t2, (7, 0))
+            .log(
+                &p(0),
+                &[(0, a), (2, c)],
+                &[(0, 0, 7, 0), (2, 2, 7, 0)],
+                &[(1, 7, 1, false, 40), (3, 7, 0, true, 70)],
+            );
+        let r = b.run();
+        assert_eq!(
+            txn_counts(&r),
+            vec![("transaction-aborted", 1), ("zombie-write", 1)]
+        );
+        assert_eq!(
+            examples(&r, "zombie-write"),
+            [
+                "offsets 2-2 of orders-0 were written by producer id 7 with epoch 0 (tx-0#2) and \
+              committed (the COMMIT marker of epoch 0 at offset 3, written at 0.070 s), \
+              although a marker of epoch 1 of that producer precedes them at offset 1"
+            ]
+        );
+        assert!(examples(&r, "transaction-aborted")[0].contains("without an EndTxn"));
+    }
+
+    #[test]
+    fn transaction_version_2_epoch_bumps_are_not_zombies() {
+        // Every EndTxn bumps the epoch: markers carry the bumped epoch, and the next
+        // transaction's records carry it too.
+        let mut b = B::default();
+        let mut records = Vec::new();
+        let mut batches = Vec::new();
+        let mut markers = Vec::new();
+        for n in 0..3u32 {
+            let id = txn(0, n);
+            let epoch = n as i16;
+            let offset = Offset::from(2 * n);
+            let ms = 100 * Millis::from(n);
+            b.begin(P0, ms + 10, id, 7, epoch).send(
+                P0,
+                ms + 20,
+                Some(id),
+                v(0, n),
+                &p(0),
+                Some(offset),
+            );
+            b.end_with(P0, ms + 30, id, (7, epoch), n != 2, Outcome::Ok, None);
+            records.push((offset, v(0, n)));
+            batches.push((offset, offset, 7, epoch));
+            markers.push((offset + 1, 7, epoch + 1, n != 2, ms + 30));
+        }
+        b.log(&p(0), &records, &batches, &markers);
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 1)]);
+        assert_eq!(
+            examples(&r, "transaction-aborted"),
+            [
+                "transaction tx-0#2 (producer id 7, epoch 2) of producer-0 was aborted by its \
+              client at 0.230 s; the ABORT marker of epoch 3 at offset 5, written at 0.230 s, \
+              ends it on orders-0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fenced_transaction_that_got_committed_is_a_zombie_write() {
+        let fenced = |commit_marker: bool| {
+            let a = v(0, 0);
+            let t1 = txn(0, 1);
+            let mut b = B::default();
+            b.begin(P0, 10, t1, 7, 0)
+                .send(P0, 20, Some(t1), a, &p(0), Some(0))
+                .end_with(P0, 30, t1, (7, 0), true, fail("PRODUCER_FENCED"), None)
+                .log(
+                    &p(0),
+                    &[(0, a)],
+                    &[(0, 0, 7, 0)],
+                    &[(1, 7, 1, commit_marker, 25)],
+                );
+            b.run()
+        };
+        let r = fenced(true);
+        assert_eq!(txn_counts(&r), vec![("zombie-write", 1)]);
+        assert_eq!(
+            examples(&r, "zombie-write"),
+            [format!(
+                "transaction tx-0#1 (producer id 7, epoch 0) was fenced (its EndTxn failed with \
+                 PRODUCER_FENCED at 0.030 s), yet its value {} at offset 0 of orders-0 is \
+                 committed (the COMMIT marker of epoch 1 at offset 1, written at 0.025 s)",
+                v(0, 0)
+            )]
+        );
+        let r = fenced(false);
+        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 1)]);
+        assert!(examples(&r, "transaction-aborted")[0]
+            .contains("ended with PRODUCER_FENCED at 0.030 s"));
     }
 }
