@@ -1138,6 +1138,8 @@ fn check_outputs(
             }
         }
     }
+    // Inputs whose output the final logs hold (what `output-missing` asks).
+    let in_logs: BTreeSet<Value> = outputs.keys().copied().collect();
     // History lines of each output value's sends and reads.
     let mut lines: BTreeMap<Value, Vec<u64>> = BTreeMap::new();
     let mut senders: BTreeSet<NodeId> = BTreeSet::new();
@@ -1281,7 +1283,7 @@ fn check_outputs(
             continue;
         }
         judged.insert(*value);
-        if outputs.contains_key(value) {
+        if in_logs.contains(value) {
             continue;
         }
         let mut l: Vec<u64> = by.map(|(i, _)| i).into_iter().collect();
@@ -2099,6 +2101,22 @@ mod tests {
             self.push(process, t, Outcome::Ok, op)
         }
 
+        fn committed(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            group: &str,
+            offsets: &[(TopicPartition, Offset)],
+        ) -> &mut Self {
+            let op = Op::Committed {
+                group: group.into(),
+                member: format!("m{process}"),
+                generation: 1,
+                offsets: offsets.to_vec(),
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
         /// The final log of `tp` on its leader broker-1: data records, transactional
         /// batches (base, last, producer id, epoch) and markers (offset, producer id,
         /// epoch, commit, simulated ms written). The high watermark and the last stable
@@ -2543,5 +2561,257 @@ mod tests {
         assert_eq!(txn_counts(&r), vec![("transaction-aborted", 1)]);
         assert!(examples(&r, "transaction-aborted")[0]
             .contains("ended with PRODUCER_FENCED at 0.030 s"));
+    }
+
+    // ------------------------------------------------------------ output-duplicate
+
+    /// A pipeline (consumer-0, group `pipe`) processing input value `v(0, 0)` twice, in
+    /// two transactions; the second commits or aborts.
+    fn processed_twice(second_commits: bool) -> B {
+        let x = v(0, 0);
+        let o = output_value(x);
+        let (t1, t2) = (txn(5, 1), txn(5, 2));
+        let offsets = [(p(0), 1)];
+        let mut b = B::default();
+        b.send(P0, 5, None, x, &p(0), Some(0))
+            .poll(C0, 8, &p(0), &[(0, x)], true)
+            .begin(C0, 10, t1, 9, 0)
+            .send(C0, 20, Some(t1), o, &out(0), Some(0))
+            .end_with(
+                C0,
+                30,
+                t1,
+                (9, 0),
+                true,
+                Outcome::Ok,
+                Some(("pipe", &offsets)),
+            )
+            .seek(C0, 35, &p(0), 0)
+            .poll(C0, 38, &p(0), &[(0, x)], true)
+            .begin(C0, 40, t2, 9, 1)
+            .send(C0, 50, Some(t2), o, &out(0), Some(2))
+            .end_with(
+                C0,
+                60,
+                t2,
+                (9, 1),
+                second_commits,
+                Outcome::Ok,
+                Some(("pipe", &offsets)),
+            )
+            .log(&p(0), &[(0, x)], &[], &[])
+            .log(
+                &out(0),
+                &[(0, o), (2, o)],
+                &[(0, 0, 9, 0), (2, 2, 9, 1)],
+                &[(1, 9, 1, true, 30), (3, 9, 2, second_commits, 60)],
+            );
+        b
+    }
+
+    #[test]
+    fn an_output_committed_twice_is_an_output_duplicate() {
+        let r = processed_twice(true).run();
+        assert_eq!(txn_counts(&r), vec![("output-duplicate", 1)]);
+        assert!(!r.anomalies.contains_key("duplicate"));
+        let (x, o) = (v(0, 0), output_value(v(0, 0)));
+        assert_eq!(
+            examples(&r, "output-duplicate"),
+            [format!(
+                "input value {x}'s output value {o} is committed at 2 places: offset 0 of \
+                 out-0 (written by transaction tx-5#1), offset 2 of out-0 (written by \
+                 transaction tx-5#2)"
+            )]
+        );
+        // The second processing aborted: exactly once, and no generic duplicate either.
+        let r = processed_twice(false).run();
+        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 1)]);
+        assert!(!r.anomalies.contains_key("duplicate"));
+    }
+
+    // ------------------------------------------------------------ output-missing
+
+    /// Input `v(0, 0)` at offset 3 of orders-0, processed by the pipeline consumer-0
+    /// (group `pipe`) in a transaction committing orders-0 up to 4, and by consumer-1
+    /// of an ordinary group `g` that commits past it too. `kept`: whether out-0 still
+    /// holds the output.
+    fn processed_once(kept: bool) -> B {
+        let x = v(0, 0);
+        let o = output_value(x);
+        let t1 = txn(5, 1);
+        let offsets = [(p(0), 4)];
+        let mut b = B::default();
+        b.send(P0, 5, None, x, &p(0), Some(3))
+            .poll(C0, 8, &p(0), &[(3, x)], true)
+            .processed(C0, 9, "pipe", &p(0), 3, x)
+            .begin(C0, 10, t1, 9, 0)
+            .send(C0, 20, Some(t1), o, &out(0), Some(0))
+            .end_with(
+                C0,
+                30,
+                t1,
+                (9, 0),
+                true,
+                Outcome::Ok,
+                Some(("pipe", &offsets)),
+            )
+            .poll(C1, 8, &p(0), &[(3, x)], false)
+            .processed(C1, 9, "g", &p(0), 3, x)
+            .committed(C1, 10, "g", &offsets)
+            .log(&p(0), &[(3, x)], &[], &[]);
+        if kept {
+            b.log(&out(0), &[(0, o)], &[(0, 0, 9, 0)], &[(1, 9, 1, true, 30)]);
+        } else {
+            b.log(&out(0), &[], &[], &[]);
+        }
+        b
+    }
+
+    #[test]
+    fn an_input_committed_past_without_its_output_is_output_missing() {
+        let r = processed_once(false).run();
+        assert_eq!(txn_counts(&r), vec![("output-missing", 1)]);
+        let (x, o) = (v(0, 0), output_value(v(0, 0)));
+        assert_eq!(
+            examples(&r, "output-missing"),
+            [format!(
+                "input value {x} (offset 3 of orders-0) was processed by group pipe (member \
+                 mconsumer-0 at 0.009 s), which committed orders-0 past it (to offset 4) at \
+                 0.030 s (history line 5), but its output value {o} is committed in no \
+                 partition's final log"
+            )]
+        );
+        assert_eq!(txn_counts(&processed_once(true).run()), vec![]);
+    }
+
+    #[test]
+    fn an_at_least_once_pipeline_losing_an_output_is_output_missing() {
+        // consumer-2 processes y and z in group `alo` without transactions, sends z's
+        // output only, and commits past both.
+        let (y, z) = (v(0, 1), v(0, 2));
+        let mut b = B::default();
+        b.send(P0, 5, None, y, &p(0), Some(0))
+            .send(P0, 6, None, z, &p(0), Some(1))
+            .poll(C2, 8, &p(0), &[(0, y), (1, z)], false)
+            .processed(C2, 9, "alo", &p(0), 0, y)
+            .processed(C2, 9, "alo", &p(0), 1, z)
+            .send(C2, 10, None, output_value(z), &out(1), Some(0))
+            .committed(C2, 11, "alo", &[(p(0), 2)])
+            .log(&p(0), &[(0, y), (1, z)], &[], &[])
+            .log(&out(1), &[(0, output_value(z))], &[], &[]);
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("output-missing", 1)]);
+        assert!(examples(&r, "output-missing")[0].starts_with(&format!("input value {y} ")));
+    }
+
+    // ------------------------------------------------------------ g0, g1c
+
+    /// tx-0#1 (producer id 1) and tx-1#1 (producer id 2) each write orders-0 and
+    /// orders-1, both committed; on orders-1 in the order `t1_first`.
+    fn two_writers(t1_first_on_1: bool) -> B {
+        let (t1, t2) = (txn(0, 1), txn(1, 1));
+        let (a0, a1, b0, b1) = (v(0, 0), v(0, 1), v(1, 0), v(1, 1));
+        let (o_a1, o_b1) = if t1_first_on_1 { (0, 1) } else { (1, 0) };
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 1, 0)
+            .begin(P1, 10, t2, 2, 0)
+            .send(P0, 20, Some(t1), a0, &p(0), Some(0))
+            .send(P1, 21, Some(t2), b0, &p(0), Some(1))
+            .send(P0, 22, Some(t1), a1, &p(1), Some(o_a1))
+            .send(P1, 23, Some(t2), b1, &p(1), Some(o_b1))
+            .commit(P0, 30, t1, (1, 0))
+            .commit(P1, 31, t2, (2, 0))
+            .log(
+                &p(0),
+                &[(0, a0), (1, b0)],
+                &[(0, 0, 1, 0), (1, 1, 2, 0)],
+                &[(2, 1, 0, true, 30), (3, 2, 0, true, 31)],
+            );
+        let mut records = vec![(o_a1, a1), (o_b1, b1)];
+        records.sort_unstable();
+        b.log(
+            &p(1),
+            &records,
+            &[(o_a1, o_a1, 1, 0), (o_b1, o_b1, 2, 0)],
+            &[(2, 1, 0, true, 30), (3, 2, 0, true, 31)],
+        );
+        b
+    }
+
+    #[test]
+    fn two_transactions_writing_in_opposite_orders_form_g0() {
+        let r = two_writers(false).run();
+        assert_eq!(txn_counts(&r), vec![("g0", 1)]);
+        assert_eq!(
+            examples(&r, "g0"),
+            [
+                "committed transactions tx-0#1 (producer id 1, epoch 0), tx-1#1 (producer id 2, \
+              epoch 0) form a write cycle (G0): tx-0#1 wrote offset 0 of orders-0 before \
+              tx-1#1 wrote offset 1; tx-1#1 wrote offset 0 of orders-1 before tx-0#1 wrote \
+              offset 1"
+            ]
+        );
+        // The first transaction's BeginTxn, and both EndTxns.
+        assert_eq!(r.anomalies["g0"].lines, [vec![0, 6, 7]]);
+        assert_eq!(txn_counts(&two_writers(true).run()), vec![]);
+    }
+
+    /// tx-0#1 writes orders-0 and orders-1; the pipeline transaction tx-5#1 polls
+    /// tx-0#1's record of orders-0 and writes orders-1 before (`before`) or after it.
+    fn read_and_write(before: bool) -> B {
+        let (t1, t2) = (txn(0, 1), txn(5, 1));
+        let (a0, a1, o) = (v(0, 0), v(0, 1), output_value(v(0, 0)));
+        let (o_a1, o_o) = if before { (1, 0) } else { (0, 1) };
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 1, 0)
+            .send(P0, 20, Some(t1), a0, &p(0), Some(0))
+            .begin(C0, 21, t2, 2, 0)
+            .send(C0, 22, Some(t2), o, &p(1), Some(o_o))
+            .send(P0, 23, Some(t1), a1, &p(1), Some(o_a1))
+            .commit(P0, 30, t1, (1, 0))
+            .poll(C0, 40, &p(0), &[(0, a0)], true)
+            .commit(C0, 50, t2, (2, 0))
+            .log(&p(0), &[(0, a0)], &[(0, 0, 1, 0)], &[(1, 1, 0, true, 30)]);
+        let mut records = vec![(o_a1, a1), (o_o, o)];
+        records.sort_unstable();
+        b.log(
+            &p(1),
+            &records,
+            &[(o_a1, o_a1, 1, 0), (o_o, o_o, 2, 0)],
+            &[(2, 1, 0, true, 30), (3, 2, 0, true, 50)],
+        );
+        b
+    }
+
+    #[test]
+    fn a_cycle_through_a_read_is_g1c() {
+        let r = read_and_write(true).run();
+        assert_eq!(txn_counts(&r), vec![("g1c", 1)]);
+        assert_eq!(
+            examples(&r, "g1c"),
+            [format!(
+                "committed transactions tx-0#1 (producer id 1, epoch 0), tx-5#1 (producer id \
+                 2, epoch 0) form a cycle with a write-read edge (G1c): tx-5#1 polled value \
+                 {} at offset 0 of orders-0, which tx-0#1 wrote; tx-5#1 wrote offset 0 of \
+                 orders-1 before tx-0#1 wrote offset 1",
+                v(0, 0)
+            )]
+        );
+        assert_eq!(txn_counts(&read_and_write(false).run()), vec![]);
+    }
+
+    #[test]
+    fn components_and_cycles_follow_tarjan() {
+        // 0 -> 1 -> 2 -> 0, 2 -> 3, 3 -> 4 -> 3, 5 alone.
+        let adj = vec![vec![1], vec![2], vec![0, 3], vec![4], vec![3], vec![]];
+        assert_eq!(components(&adj), vec![vec![3, 4], vec![0, 1, 2]]);
+        assert_eq!(shortest_cycle(&adj, &[0, 1, 2], 1, 1), vec![1, 2, 0, 1]);
+        assert_eq!(shortest_cycle(&adj, &[0, 1, 2], 2, 1), vec![2, 0, 1]);
+        // A long chain closing into one cycle: no recursion, one component.
+        let n = 200_000;
+        let long: Vec<Vec<usize>> = (0..n).map(|i| vec![(i + 1) % n]).collect();
+        let comps = components(&long);
+        assert_eq!(comps.len(), 1);
+        assert_eq!(comps[0].len(), n);
     }
 }
