@@ -987,7 +987,7 @@ fn check_logs(
     }
 
     // zombie-write, once per transaction (or batch, when no transaction is known).
-    let mut flagged: BTreeSet<(Option<TxnId>, Option<(&TopicPartition, Offset)>)> = BTreeSet::new();
+    let mut flagged: BTreeSet<ZombieKey> = BTreeSet::new();
     for (tp, log) in &view.logs {
         // Markers and batches in offset order; the highest marker epoch per producer.
         let mut highest: BTreeMap<i64, (i16, Offset)> = BTreeMap::new();
@@ -1077,6 +1077,9 @@ fn check_logs(
         );
     }
 }
+
+/// A zombie write's identity: its transaction, else its batch (partition, base offset).
+type ZombieKey<'a> = (Option<TxnId>, Option<(&'a TopicPartition, Offset)>);
 
 /// Whether a failure says the producer was fenced.
 fn is_fencing(error: &str) -> bool {
@@ -1723,14 +1726,17 @@ fn check_lookups(history: &History, view: &TxnView, tallies: &mut Tallies) {
             };
             format!(
                 "{}'s offsetsForTimes({partition}, {timestamp}) at {} s returned offset \
-                 {offset}{found}, which holds {} of producer id {} (timestamp {}), not a data \
-                 record; {after}: markers take offsets and carry the coordinator's clock, so a \
-                 lookup by CreateTime can land on one",
+                 {offset}{found}, which holds the {} marker of producer id {} (epoch {}, \
+                 timestamp {}, written at {} s), not a data record; {after}: markers take \
+                 offsets and carry the coordinator's clock, so a lookup by CreateTime can land \
+                 on one",
                 e.process,
                 Secs(entry_ms(e)),
-                MarkerWords(m),
+                if m.committed { "COMMIT" } else { "ABORT" },
                 m.producer_id,
-                m.timestamp
+                m.producer_epoch,
+                m.timestamp,
+                Secs(marker_ms(m))
             )
         });
     }
@@ -2336,11 +2342,11 @@ mod tests {
             .ends_with("never committed: no marker follows it in the final log"));
         assert_eq!(
             examples(&r, "hanging-transaction"),
-            [format!(
-                "producer id 7 epoch 0 (tx-0#1) left a transaction open on orders-0: its \
-                 records from offset 0 (sent at 0.017 s) have no marker after them in the \
-                 final log of its leader broker-1 (last stable offset 0, high watermark 1)"
-            )]
+            [
+                "producer id 7 epoch 0 (tx-0#1) left a transaction open on orders-0: its records \
+              from offset 0 (sent at 0.017 s) have no marker after them in the final log of \
+              its leader broker-1 (last stable offset 0, high watermark 1)"
+            ]
         );
     }
 
@@ -2813,5 +2819,396 @@ mod tests {
         let comps = components(&long);
         assert_eq!(comps.len(), 1);
         assert_eq!(comps[0].len(), n);
+    }
+
+    // ------------------------------------------------------------ internal checks
+
+    /// The pipeline transaction tx-5#1 of consumer-0 polls orders-0 twice: `first` then
+    /// `second`, optionally seeking in between. orders-0 holds a, b, c at 0, 1, 2; b is
+    /// in a transaction of producer id 3 that `b_commits` or aborts.
+    fn polls_in_a_transaction(first: Offset, second: Offset, seek: bool, b_commits: bool) -> B {
+        let vals = [v(0, 0), v(3, 0), v(0, 1)];
+        let t = txn(5, 1);
+        let mut b = B::default();
+        b.begin(C0, 10, t, 9, 0)
+            .poll(C0, 20, &p(0), &[(first, vals[first as usize])], false);
+        if seek {
+            b.seek(C0, 25, &p(0), second);
+        }
+        b.poll(C0, 30, &p(0), &[(second, vals[second as usize])], false)
+            .commit(C0, 40, t, (9, 0))
+            .log(
+                &p(0),
+                &[(0, vals[0]), (1, vals[1]), (2, vals[2])],
+                &[(1, 1, 3, 0)],
+                &[(3, 3, 0, b_commits, 5)],
+            );
+        b
+    }
+
+    #[test]
+    fn a_transaction_jumping_over_a_committed_record_is_an_int_poll_skip() {
+        let r = polls_in_a_transaction(0, 2, false, true).run();
+        assert_eq!(txn_counts(&r), vec![("int-poll-skip", 1)]);
+        assert_eq!(
+            examples(&r, "int-poll-skip"),
+            [format!(
+                "transaction tx-5#1 (producer id 9, epoch 0) read offset 0 then offset 2 of \
+                 orders-0 (at 0.030 s), skipping value {} at offset 1",
+                v(3, 0)
+            )]
+        );
+        // Jumping over an aborted record, or seeking, is no skip.
+        assert_eq!(
+            txn_counts(&polls_in_a_transaction(0, 2, false, false).run()),
+            vec![]
+        );
+        assert_eq!(
+            txn_counts(&polls_in_a_transaction(0, 2, true, true).run()),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_transaction_reading_backwards_is_an_int_nonmonotonic_poll() {
+        let r = polls_in_a_transaction(2, 1, false, true).run();
+        assert_eq!(txn_counts(&r), vec![("int-nonmonotonic-poll", 1)]);
+        assert_eq!(r.anomalies["nonmonotonic-poll"].count, 1);
+        assert_eq!(
+            txn_counts(&polls_in_a_transaction(2, 1, true, true).run()),
+            vec![]
+        );
+        assert_eq!(
+            txn_counts(&polls_in_a_transaction(0, 1, false, true).run()),
+            vec![]
+        );
+    }
+
+    /// tx-0#1 sends a then b to orders-0, acknowledged at `oa` and `ob`; producer-1's
+    /// plain record sits at 1 when `other` (else a marker of producer id 4 does).
+    fn sends_in_a_transaction(oa: Offset, ob: Offset, other: bool) -> B {
+        let (a, c, x) = (v(0, 0), v(0, 1), v(1, 0));
+        let t = txn(0, 1);
+        let mut b = B::default();
+        b.begin(P0, 10, t, 7, 0)
+            .send(P0, 20, Some(t), a, &p(0), Some(oa))
+            .send(P0, 30, Some(t), c, &p(0), Some(ob))
+            .commit(P0, 40, t, (7, 0));
+        let mut records = vec![(oa, a), (ob, c)];
+        let mut markers = vec![(3, 7, 0, true, 40)];
+        if other {
+            b.send(P1, 25, None, x, &p(0), Some(1));
+            records.push((1, x));
+        } else {
+            markers.push((1, 4, 0, false, 25));
+        }
+        records.sort_unstable();
+        markers.sort_unstable_by_key(|m| m.0);
+        let batches: Vec<(Offset, Offset, i64, i16)> =
+            [oa, ob].iter().map(|&o| (o, o, 7, 0)).collect();
+        b.log(&p(0), &records, &batches, &markers);
+        b
+    }
+
+    #[test]
+    fn another_record_between_two_sends_of_a_transaction_is_an_int_send_skip() {
+        let r = sends_in_a_transaction(0, 2, true).run();
+        assert_eq!(txn_counts(&r), vec![("int-send-skip", 1)]);
+        assert_eq!(
+            examples(&r, "int-send-skip"),
+            [format!(
+                "transaction tx-0#1 (producer id 7, epoch 0) sent value {} then value {} to \
+                 orders-0, which landed at offset 0 then offset 2, with value {} of another \
+                 writer at offset 1 between",
+                v(0, 0),
+                v(0, 1),
+                v(1, 0)
+            )]
+        );
+        // A marker between them takes an offset but is no record.
+        assert_eq!(
+            txn_counts(&sends_in_a_transaction(0, 2, false).run()),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn sends_of_a_transaction_landing_backwards_are_int_nonmonotonic() {
+        let r = sends_in_a_transaction(2, 0, false).run();
+        assert_eq!(txn_counts(&r), vec![("int-nonmonotonic-send", 1)]);
+        assert_eq!(
+            txn_counts(&sends_in_a_transaction(0, 2, false).run()),
+            vec![]
+        );
+    }
+
+    // ------------------------------------------------------------ client events
+
+    #[test]
+    fn an_offsets_for_times_answer_on_a_marker_is_a_lookup_hit_marker() {
+        let lookup = |offset: Offset| {
+            let (a, c) = (v(0, 0), v(1, 0));
+            let t = txn(0, 1);
+            let mut b = B::default();
+            b.begin(P0, 10, t, 7, 0)
+                .send(P0, 20, Some(t), a, &p(0), Some(0))
+                .commit(P0, 50, t, (7, 0))
+                .send(P1, 63, None, c, &p(0), Some(2))
+                .poll(C0, 70, &p(0), &[(0, a), (2, c)], true)
+                .push(
+                    C0,
+                    80,
+                    Outcome::Ok,
+                    Op::OffsetsForTimes {
+                        partition: p(0),
+                        timestamp: RECORD_TIMESTAMP_BASE + 40,
+                        offset: Some(offset),
+                        found_timestamp: Some(RECORD_TIMESTAMP_BASE + 50),
+                    },
+                )
+                .log(
+                    &p(0),
+                    &[(0, a), (2, c)],
+                    &[(0, 0, 7, 0)],
+                    &[(1, 7, 0, true, 50)],
+                );
+            b.run()
+        };
+        let r = lookup(1);
+        assert_eq!(
+            txn_counts(&r),
+            vec![("lookup-hit-marker", 1), ("marker-gap", 1)]
+        );
+        assert_eq!(
+            examples(&r, "lookup-hit-marker"),
+            [format!(
+                "consumer-0's offsetsForTimes(orders-0, {}) at 0.080 s returned offset 1 \
+                 (timestamp {}), which holds the COMMIT marker of producer id 7 (epoch 0, \
+                 timestamp {}, written at 0.050 s), not a data record; the next data record, \
+                 value {} at offset 2, has CreateTime {} (sent at 0.060 s): markers take \
+                 offsets and carry the coordinator's clock, so a lookup by CreateTime can land \
+                 on one",
+                RECORD_TIMESTAMP_BASE + 40,
+                RECORD_TIMESTAMP_BASE + 50,
+                RECORD_TIMESTAMP_BASE + 50,
+                v(1, 0),
+                RECORD_TIMESTAMP_BASE + 60
+            )]
+        );
+        assert_eq!(txn_counts(&lookup(2)), vec![("marker-gap", 1)]);
+    }
+
+    #[test]
+    fn reads_jumping_over_markers_are_marker_gaps() {
+        let (a, c) = (v(0, 0), v(0, 1));
+        let mut b = B::default();
+        b.poll(C0, 10, &p(0), &[(0, a), (3, c)], true)
+            .poll(C1, 10, &p(0), &[(0, a)], false)
+            .seek(C1, 12, &p(0), 3)
+            .poll(C1, 14, &p(0), &[(3, c)], false)
+            .log(
+                &p(0),
+                &[(0, a), (3, c)],
+                &[(0, 0, 7, 0), (3, 3, 7, 1)],
+                &[(1, 7, 1, true, 5), (2, 8, 0, false, 6), (4, 7, 2, true, 9)],
+            );
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("marker-gap", 1)]);
+        assert_eq!(
+            examples(&r, "marker-gap"),
+            [
+                "consumer-0 read offset 0 then offset 3 of orders-0 at 0.010 s: 2 marker(s) sit \
+              between them (COMMIT of producer id 7 at 1, ABORT of producer id 8 at 2), \
+              control records that take offsets but are never returned to consumers"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_read_committed_consumer_held_at_the_lso_is_an_lso_stall() {
+        let mut b = B::default();
+        let mut observe = |process: NodeId, t: Millis, hw: Offset, lso: Option<Offset>| {
+            let op = Op::ObserveHighWatermark {
+                partition: p(0),
+                high_watermark: hw,
+                last_stable_offset: lso,
+                broker: NodeId::Broker(1),
+            };
+            b.push(process, t, Outcome::Ok, op);
+        };
+        observe(C0, 1_000, 5, Some(3));
+        observe(C0, 3_000, 6, Some(3));
+        observe(C1, 2_000, 5, Some(3));
+        observe(C0, 3_500, 6, Some(6));
+        observe(C2, 3_500, 9, None);
+        observe(C2, 3_600, 9, Some(9));
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("lso-stall", 2)]);
+        assert_eq!(
+            examples(&r, "lso-stall"),
+            [
+                "consumer-0 was held at the last stable offset 3 of orders-0 (high watermark 5) \
+                 from 1.000 s until 3.500 s, 2.500 s; the longest stall on orders-0 was 2.500 s \
+                 (consumer-0 from 1.000 s)",
+                "consumer-1 was held at the last stable offset 3 of orders-0 (high watermark 5) \
+                 from 2.000 s until the end of the run, 1.600 s; the longest stall on orders-0 \
+                 was 2.500 s (consumer-0 from 1.000 s)",
+            ]
+        );
+    }
+
+    #[test]
+    fn aborted_transactions_are_counted_with_who_ended_them() {
+        let (t1, t2, t3) = (txn(0, 1), txn(1, 1), txn(0, 2));
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), v(0, 0), &p(0), Some(0))
+            .abort(P0, 30, t1, (7, 0))
+            .begin(P1, 10, t2, 8, 0)
+            .send(P1, 20, Some(t2), v(1, 0), &p(1), Some(0))
+            .push(
+                NodeId::Broker(2),
+                60_010,
+                Outcome::Ok,
+                Op::TxnState {
+                    transactional_id: "tx-1".into(),
+                    producer_id: 8,
+                    producer_epoch: 1,
+                    from: "Ongoing".into(),
+                    to: "PrepareAbort".into(),
+                },
+            )
+            .begin(P0, 40, t3, 7, 1)
+            .send(P0, 50, Some(t3), v(0, 1), &p(0), Some(2))
+            .commit(P0, 60, t3, (7, 1))
+            .log(
+                &p(0),
+                &[(0, v(0, 0)), (2, v(0, 1))],
+                &[(0, 0, 7, 0), (2, 2, 7, 1)],
+                &[(1, 7, 1, false, 30), (3, 7, 2, true, 60)],
+            )
+            .log(
+                &p(1),
+                &[(0, v(1, 0))],
+                &[(0, 0, 8, 0)],
+                &[(1, 8, 1, false, 60_020)],
+            );
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 2)]);
+        assert_eq!(
+            examples(&r, "transaction-aborted"),
+            [
+                "transaction tx-0#1 (producer id 7, epoch 0) of producer-0 was aborted by its \
+                 client at 0.030 s; the ABORT marker of epoch 1 at offset 1, written at 0.030 s, \
+                 ends it on orders-0",
+                "transaction tx-1#1 (producer id 8, epoch 0) of producer-1 was aborted by its \
+                 coordinator (PrepareAbort at 60.010 s, epoch 1); the ABORT marker of epoch 1 \
+                 at offset 1, written at 60.020 s, ends it on orders-1",
+            ]
+        );
+    }
+
+    // ------------------------------------------------------------ the main checker
+
+    #[test]
+    fn aborted_data_is_no_observation_but_a_broken_commit_is_a_lost_write() {
+        let (a, c, d) = (v(0, 0), v(0, 1), v(1, 0));
+        let (t1, t2) = (txn(0, 1), txn(0, 2));
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .abort(P0, 30, t1, (7, 0))
+            .begin(P0, 40, t2, 7, 1)
+            .send(P0, 50, Some(t2), c, &p(0), Some(2))
+            .commit(P0, 60, t2, (7, 1))
+            .send(P1, 70, None, d, &p(0), Some(4))
+            .poll(C0, 80, &p(0), &[(4, d)], true)
+            .processed(C0, 81, "g", &p(0), 4, d)
+            .committed(C0, 82, "g", &[(p(0), 5)])
+            // The log aborted t2, although its client was told it committed.
+            .log(
+                &p(0),
+                &[(0, a), (2, c), (4, d)],
+                &[(0, 0, 7, 0), (2, 2, 7, 1)],
+                &[(1, 7, 1, false, 30), (3, 7, 2, false, 60)],
+            );
+        let r = b.run();
+        assert_eq!(
+            all_counts(&r),
+            vec![
+                ("lost-write", 1),
+                ("processing-loss", 1),
+                ("transaction-aborted", 2)
+            ]
+        );
+        assert!(examples(&r, "lost-write")[0].starts_with(&format!("value {c} ")));
+        assert!(examples(&r, "processing-loss")[0].starts_with(&format!("value {c},")));
+        assert!(examples(&r, "transaction-aborted")[1]
+            .contains("was aborted although its client's commit was acknowledged at 0.060 s"));
+    }
+
+    #[test]
+    fn large_transactional_history_checks_fast_and_deterministically() {
+        // 2 producers x 2,500 transactions of 10 sends over 2 of 4 partitions (one in
+        // ten aborted, transaction version 2 epochs), then a read_committed consumer
+        // reading every committed record in polls of 50: 50,000 sends.
+        let mut b = B::default();
+        type Log = (
+            Vec<(Offset, Value)>,
+            Vec<(Offset, Offset, i64, i16)>,
+            Vec<Marker>,
+        );
+        type Marker = (Offset, i64, i16, bool, Millis);
+        let mut logs: Vec<Log> = vec![(Vec::new(), Vec::new(), Vec::new()); 4];
+        let mut next = [0 as Offset; 4];
+        let mut counter = [0u32; 2];
+        let mut committed: Vec<Vec<(Offset, Value)>> = vec![Vec::new(); 4];
+        for k in 0..5_000u32 {
+            let producer = k % 2;
+            let process = NodeId::Producer(producer);
+            let (pid, epoch) = (i64::from(producer) + 1, (k / 2) as i16);
+            let id = txn(producer, k / 2);
+            let t = Millis::from(k) * 10;
+            let commit = k % 10 != 9;
+            b.begin(process, t, id, pid, epoch);
+            for part in [k % 4, (k + 1) % 4] {
+                let i = part as usize;
+                let base = next[i];
+                for _ in 0..5 {
+                    let value = v(producer, counter[producer as usize]);
+                    counter[producer as usize] += 1;
+                    b.send(process, t + 1, Some(id), value, &p(part), Some(next[i]));
+                    logs[i].0.push((next[i], value));
+                    if commit {
+                        committed[i].push((next[i], value));
+                    }
+                    next[i] += 1;
+                }
+                logs[i].1.push((base, next[i] - 1, pid, epoch));
+            }
+            b.end_with(process, t + 5, id, (pid, epoch), commit, Outcome::Ok, None);
+            for part in [k % 4, (k + 1) % 4] {
+                let i = part as usize;
+                logs[i].2.push((next[i], pid, epoch + 1, commit, t + 5));
+                next[i] += 1;
+            }
+        }
+        for (part, records) in committed.iter().enumerate() {
+            for chunk in records.chunks(50) {
+                b.poll(C0, 60_000, &p(part as u32), chunk, true);
+            }
+        }
+        for (part, (records, batches, markers)) in logs.iter().enumerate() {
+            b.log(&p(part as u32), records, batches, markers);
+        }
+        let start = std::time::Instant::now();
+        let r = b.run();
+        let elapsed = start.elapsed();
+        let kinds: Vec<&str> = r.anomalies.keys().map(String::as_str).collect();
+        assert_eq!(kinds, ["marker-gap", "transaction-aborted"]);
+        assert_eq!(r.anomalies["transaction-aborted"].count, 500);
+        assert_eq!(r.stats.sends, 50_000);
+        assert_eq!(b.run(), r);
+        assert!(elapsed.as_secs() < 10, "checking took {elapsed:?}");
     }
 }
