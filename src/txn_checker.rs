@@ -936,9 +936,11 @@ fn check_logs(
     }
 
     for (tp, log) in &view.logs {
-        // hanging-transaction: the first open batch of each producer.
+        // hanging-transaction: the first batch of each producer that no marker below the
+        // high watermark ends (readers never get past it).
         let mut open: BTreeMap<i64, &Batch> = BTreeMap::new();
-        for b in log.batches.iter().filter(|b| b.end.is_none()) {
+        let ended = |b: &Batch| log.end_marker(b).filter(|m| m.offset < log.high_watermark);
+        for b in log.batches.iter().filter(|b| ended(b).is_none()) {
             open.entry(b.producer_id).or_insert(b);
         }
         let lso = (log.last_stable_offset, log.high_watermark);
@@ -959,10 +961,14 @@ fn check_logs(
                         Secs(history.entries[i as usize].invoke_ms)
                     )
                 });
+                let after = match log.end_marker(b) {
+                    None => "have no marker after them".to_string(),
+                    Some(m) => format!("end only at {}, above the high watermark,", MarkerWords(m)),
+                };
                 format!(
                     "producer id {} epoch {}{who} left a transaction open on {tp}: its records \
-                     from offset {}{since} have no marker after them in {} (last stable offset \
-                     {}, high watermark {})",
+                     from offset {}{since} {after} in {} (last stable offset {}, high \
+                     watermark {})",
                     b.producer_id,
                     b.producer_epoch,
                     b.base_offset,
@@ -1061,20 +1067,17 @@ fn check_logs(
         } else {
             "one of its sends"
         };
-        tallies.add_lines(
-            "zombie-write",
-            (t.first_line(), 0),
-            &[fenced_by.index],
-            || {
-                format!(
-                "transaction {} was fenced ({what} failed with {error} at {} s), yet its value \
-                 {value} at offset {o} of {tp} is committed ({})",
+        let example = || {
+            format!(
+                "transaction {} was fenced ({what} failed with {error} at {} s), yet its \
+                 value {value} at offset {o} of {tp} is committed ({})",
                 view.name(txn),
                 Secs(entry_ms(fenced_by)),
                 MarkerWords(m)
             )
-            },
-        );
+        };
+        let order = (t.first_line(), 0);
+        tallies.add_lines("zombie-write", order, &[fenced_by.index], example);
     }
 }
 
@@ -1110,8 +1113,18 @@ fn raise<'a>(
     }
 }
 
-/// A position of an output value, and what shows it there.
-type Positions = BTreeMap<(TopicPartition, Offset), String>;
+/// What shows an output value at a position.
+#[derive(Clone, Copy)]
+enum Shown {
+    /// A final log holds it, written by this transaction (or none).
+    Log(Option<TxnId>),
+    /// Acknowledged to, or read by, a process at a time.
+    Acked(NodeId, Millis),
+    Read(NodeId, Millis),
+}
+
+/// Where an output value is, and what shows it there.
+type Positions = BTreeMap<(TopicPartition, Offset), Shown>;
 
 /// `output-duplicate` and `output-missing`: the pipelines' exactly-once.
 fn check_outputs(
@@ -1130,10 +1143,7 @@ fn check_outputs(
                 continue;
             };
             if view.fate(tp, o, v).visible() {
-                let how = match log.txn_of.get(&o) {
-                    Some(t) => format!("written by transaction {}", view.short(*t)),
-                    None => "written without a transaction".to_string(),
-                };
+                let how = Shown::Log(log.txn_of.get(&o).copied());
                 outputs
                     .entry(input)
                     .or_default()
@@ -1147,7 +1157,7 @@ fn check_outputs(
     let mut lines: BTreeMap<Value, Vec<u64>> = BTreeMap::new();
     let mut senders: BTreeSet<NodeId> = BTreeSet::new();
     for e in &history.entries {
-        let mut seen = |tp: &TopicPartition, o: Offset, v: Value, how: String| {
+        let mut seen = |tp: &TopicPartition, o: Offset, v: Value, how: Shown| {
             let Some(input) = input_of(v) else {
                 return;
             };
@@ -1173,8 +1183,7 @@ fn check_outputs(
                 }
                 if let (Outcome::Ok, Some(o)) = (&e.outcome, offset) {
                     if view.send_visible(e) != Some(false) {
-                        let how =
-                            format!("acknowledged to {} at {} s", e.process, Secs(entry_ms(e)));
+                        let how = Shown::Acked(e.process, entry_ms(e));
                         seen(partition, *o, *value, how);
                     }
                 }
@@ -1183,7 +1192,7 @@ fn check_outputs(
                 partition, records, ..
             } => {
                 for r in records {
-                    let how = format!("read by {} at {} s", e.process, Secs(entry_ms(e)));
+                    let how = Shown::Read(e.process, entry_ms(e));
                     seen(partition, r.offset, r.value, how);
                 }
             }
@@ -1200,7 +1209,15 @@ fn check_outputs(
             let shown: Vec<String> = at
                 .iter()
                 .take(3)
-                .map(|((tp, o), how)| format!("offset {o} of {tp} ({how})"))
+                .map(|((tp, o), how)| {
+                    let how = match *how {
+                        Shown::Log(Some(t)) => format!("written by transaction {}", view.short(t)),
+                        Shown::Log(None) => "written without a transaction".to_string(),
+                        Shown::Acked(p, t) => format!("acknowledged to {p} at {} s", Secs(t)),
+                        Shown::Read(p, t) => format!("read by {p} at {} s", Secs(t)),
+                    };
+                    format!("offset {o} of {tp} ({how})")
+                })
                 .collect();
             format!(
                 "input value {input}'s output value {} is committed at {} places: {}",
@@ -2186,6 +2203,13 @@ mod tests {
             self
         }
 
+        /// Sets the high watermark of the last log added.
+        fn hw(&mut self, hw: Offset) -> &mut Self {
+            let p = self.snap.partitions.last_mut().expect("a log");
+            p.replicas[0].high_watermark = hw;
+            self
+        }
+
         fn run(&self) -> CheckResult {
             check_all(&self.h, &self.snap)
         }
@@ -2458,6 +2482,23 @@ mod tests {
         let mut fine = B::default();
         fine.log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 30)]);
         assert_eq!(txn_counts(&fine.run()), vec![]);
+        // A marker above the high watermark ends nothing for readers yet.
+        let mut above = B::default();
+        above
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 30)])
+            .hw(1)
+            .lso(0);
+        let r = above.run();
+        assert_eq!(txn_counts(&r), vec![("hanging-transaction", 1)]);
+        assert_eq!(
+            examples(&r, "hanging-transaction"),
+            [
+                "producer id 7 epoch 0 left a transaction open on orders-0: its records from \
+              offset 0 end only at the COMMIT marker of epoch 0 at offset 1, written at \
+              0.030 s, above the high watermark, in the final log of its leader broker-1 (last \
+              stable offset 0, high watermark 1)"
+            ]
+        );
     }
 
     // ------------------------------------------------------------ zombie-write
