@@ -1847,21 +1847,36 @@ fn check_lso(history: &History, tallies: &mut Tallies) {
 
 /// `transaction-aborted`: every transaction that ended aborted, and who ended it.
 fn check_aborted(history: &History, view: &TxnView, tallies: &mut Tallies) {
-    // The coordinator's moves to PrepareAbort, per transactional id: (line, time, epoch).
-    let mut prepare_abort: BTreeMap<&str, Vec<(u64, Millis, i16)>> = BTreeMap::new();
+    // The coordinator's moves to PrepareAbort (a timeout, or a fence: a new instance's
+    // InitProducerId passes through PrepareEpochFence first), per transactional id:
+    // (line, time, epoch, fenced).
+    let mut prepare_abort: BTreeMap<&str, Vec<(u64, Millis, i16, bool)>> = BTreeMap::new();
+    let mut fencing: BTreeSet<&str> = BTreeSet::new();
     for e in &history.entries {
-        if let Op::TxnState {
-            transactional_id,
+        let Op::TxnState {
+            transactional_id: id,
             producer_epoch,
             to,
             ..
         } = &e.op
-        {
-            if to == "PrepareAbort" {
-                let v = prepare_abort.entry(transactional_id).or_default();
-                assert!(v.len() < MAX_ITEMS, "too many state changes");
-                v.push((e.index, entry_ms(e), *producer_epoch));
+        else {
+            continue;
+        };
+        match to.as_str() {
+            "PrepareEpochFence" => {
+                fencing.insert(id);
             }
+            "PrepareAbort" => {
+                let v = prepare_abort.entry(id).or_default();
+                assert!(v.len() < MAX_ITEMS, "too many state changes");
+                v.push((
+                    e.index,
+                    entry_ms(e),
+                    *producer_epoch,
+                    fencing.remove(id.as_str()),
+                ));
+            }
+            _ => {}
         }
     }
     for (&txn, t) in &view.txns {
@@ -1871,7 +1886,10 @@ fn check_aborted(history: &History, view: &TxnView, tallies: &mut Tallies) {
         let end = t.end.map(|i| &history.entries[i as usize]);
         let coordinator = t.transactional_id.as_deref().and_then(|id| {
             let after = t.first_line();
-            prepare_abort.get(id)?.iter().find(|(i, _, _)| *i > after)
+            prepare_abort
+                .get(id)?
+                .iter()
+                .find(|(i, _, _, _)| *i > after)
         });
         let marker = t.records.iter().find_map(|(tp, o)| {
             let log = &view.logs[tp];
@@ -1893,7 +1911,13 @@ fn check_aborted(history: &History, view: &TxnView, tallies: &mut Tallies) {
                     format!("ended with {error} at {} s", Secs(entry_ms(e)))
                 }
                 _ => match coordinator {
-                    Some((_, at, epoch)) => format!(
+                    Some((_, at, epoch, true)) => format!(
+                        "was fenced by a new instance of its transactional id, whose \
+                         coordinator aborted it (PrepareEpochFence, then PrepareAbort at {} s, \
+                         epoch {epoch})",
+                        Secs(*at)
+                    ),
+                    Some((_, at, epoch, false)) => format!(
                         "was aborted by its coordinator (PrepareAbort at {} s, epoch {epoch})",
                         Secs(*at)
                     ),
@@ -1939,6 +1963,7 @@ mod tests {
     const C0: NodeId = NodeId::Consumer(0);
     const C1: NodeId = NodeId::Consumer(1);
     const C2: NodeId = NodeId::Consumer(2);
+    const B2: NodeId = NodeId::Broker(2);
 
     fn fail(error: &str) -> Outcome {
         Outcome::Fail {
@@ -1960,15 +1985,12 @@ mod tests {
     }
 
     impl B {
+        /// An entry invoked 3 ms before it completed at `t`.
         fn push(&mut self, process: NodeId, t: Millis, outcome: Outcome, op: Op) -> &mut Self {
-            self.h.push(Entry {
-                index: 0,
-                process,
-                invoke_ms: t.saturating_sub(3),
-                complete_ms: Some(t),
-                outcome,
-                op,
-            });
+            let mut e = Entry::instant(process, t, op);
+            e.invoke_ms = t.saturating_sub(3);
+            e.outcome = outcome;
+            self.h.push(e);
             self
         }
 
@@ -2194,6 +2216,21 @@ mod tests {
                 replicas: vec![replica],
             });
             self
+        }
+
+        /// A final log whose records (offset, value, producer id) are each a batch of
+        /// their own, in epoch 0.
+        fn single_batches(
+            &mut self,
+            tp: &TopicPartition,
+            records: &[(Offset, Value, i64)],
+            markers: &[(Offset, i64, i16, bool, Millis)],
+        ) -> &mut Self {
+            let mut records = records.to_vec();
+            records.sort_unstable();
+            let batches: Vec<_> = records.iter().map(|&(o, _, pid)| (o, o, pid, 0)).collect();
+            let values: Vec<_> = records.iter().map(|&(o, v, _)| (o, v)).collect();
+            self.log(tp, &values, &batches, markers)
         }
 
         /// Sets the last stable offset of the last log added.
@@ -2774,12 +2811,9 @@ mod tests {
                 &[(0, 0, 1, 0), (1, 1, 2, 0)],
                 &[(2, 1, 0, true, 30), (3, 2, 0, true, 31)],
             );
-        let mut records = vec![(o_a1, a1), (o_b1, b1)];
-        records.sort_unstable();
-        b.log(
+        b.single_batches(
             &p(1),
-            &records,
-            &[(o_a1, o_a1, 1, 0), (o_b1, o_b1, 2, 0)],
+            &[(o_a1, a1, 1), (o_b1, b1, 2)],
             &[(2, 1, 0, true, 30), (3, 2, 0, true, 31)],
         );
         b
@@ -2819,12 +2853,9 @@ mod tests {
             .poll(C0, 40, &p(0), &[(0, a0)], true)
             .commit(C0, 50, t2, (2, 0))
             .log(&p(0), &[(0, a0)], &[(0, 0, 1, 0)], &[(1, 1, 0, true, 30)]);
-        let mut records = vec![(o_a1, a1), (o_o, o)];
-        records.sort_unstable();
-        b.log(
+        b.single_batches(
             &p(1),
-            &records,
-            &[(o_a1, o_a1, 1, 0), (o_o, o_o, 2, 0)],
+            &[(o_a1, a1, 1), (o_o, o, 2)],
             &[(2, 1, 0, true, 30), (3, 2, 0, true, 50)],
         );
         b
@@ -3100,24 +3131,39 @@ mod tests {
 
     #[test]
     fn aborted_transactions_are_counted_with_who_ended_them() {
-        let (t1, t2, t3) = (txn(0, 1), txn(1, 1), txn(0, 2));
+        let (t1, t2, t3, t4) = (txn(0, 1), txn(1, 1), txn(0, 2), txn(2, 1));
+        let state = |id: &str, epoch: i16, from: &str, to: &str| Op::TxnState {
+            transactional_id: id.into(),
+            producer_id: 8,
+            producer_epoch: epoch,
+            from: from.into(),
+            to: to.into(),
+        };
         let mut b = B::default();
         b.begin(P0, 10, t1, 7, 0)
             .send(P0, 20, Some(t1), v(0, 0), &p(0), Some(0))
             .abort(P0, 30, t1, (7, 0))
             .begin(P1, 10, t2, 8, 0)
             .send(P1, 20, Some(t2), v(1, 0), &p(1), Some(0))
+            .begin(NodeId::Producer(2), 10, t4, 9, 0)
+            .send(NodeId::Producer(2), 20, Some(t4), v(2, 0), &p(2), Some(0))
             .push(
-                NodeId::Broker(2),
+                B2,
+                5_000,
+                Outcome::Ok,
+                state("tx-2", 1, "Ongoing", "PrepareEpochFence"),
+            )
+            .push(
+                B2,
+                5_001,
+                Outcome::Ok,
+                state("tx-2", 1, "PrepareEpochFence", "PrepareAbort"),
+            )
+            .push(
+                B2,
                 60_010,
                 Outcome::Ok,
-                Op::TxnState {
-                    transactional_id: "tx-1".into(),
-                    producer_id: 8,
-                    producer_epoch: 1,
-                    from: "Ongoing".into(),
-                    to: "PrepareAbort".into(),
-                },
+                state("tx-1", 1, "Ongoing", "PrepareAbort"),
             )
             .begin(P0, 40, t3, 7, 1)
             .send(P0, 50, Some(t3), v(0, 1), &p(0), Some(2))
@@ -3133,9 +3179,15 @@ mod tests {
                 &[(0, v(1, 0))],
                 &[(0, 0, 8, 0)],
                 &[(1, 8, 1, false, 60_020)],
+            )
+            .log(
+                &p(2),
+                &[(0, v(2, 0))],
+                &[(0, 0, 9, 0)],
+                &[(1, 9, 1, false, 5_002)],
             );
         let r = b.run();
-        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 2)]);
+        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 3)]);
         assert_eq!(
             examples(&r, "transaction-aborted"),
             [
@@ -3145,6 +3197,10 @@ mod tests {
                 "transaction tx-1#1 (producer id 8, epoch 0) of producer-1 was aborted by its \
                  coordinator (PrepareAbort at 60.010 s, epoch 1); the ABORT marker of epoch 1 \
                  at offset 1, written at 60.020 s, ends it on orders-1",
+                "transaction tx-2#1 (producer id 9, epoch 0) of producer-2 was fenced by a new \
+                 instance of its transactional id, whose coordinator aborted it \
+                 (PrepareEpochFence, then PrepareAbort at 5.001 s, epoch 1); the ABORT marker of \
+                 epoch 1 at offset 1, written at 5.002 s, ends it on orders-2",
             ]
         );
     }
