@@ -11,7 +11,9 @@
 //! An *observation* of a value is either a read (a record in a poll) or an
 //! acknowledgement (an `Ok` send with an offset): both say "this value is at this
 //! offset of this partition". Indefinite sends (`Outcome::Info`) are never treated as
-//! failed: they may or may not be in the log.
+//! failed: they may or may not be in the log. Records of aborted or never-ended
+//! transactions ([`TxnView`]) are no observations of their values, and the
+//! transactional checks live in [`txn_checker`], which adds to the same tallies.
 //!
 //! Everything is ordered (`BTreeMap`, `Vec`), so the same inputs always give the same
 //! result, examples included: each kind keeps the first three examples in history order.

@@ -3208,6 +3208,17 @@ mod tests {
     // ------------------------------------------------------------ the main checker
 
     #[test]
+    fn every_transactional_kind_is_listed_by_the_checker() {
+        let anomalies = crate::checker::ANOMALY_KINDS
+            .iter()
+            .filter(|k| describe(k).is_some());
+        let events = crate::checker::EVENT_KINDS
+            .iter()
+            .filter(|k| describe(k).is_some());
+        assert_eq!((anomalies.count(), events.count()), (13, 4));
+    }
+
+    #[test]
     fn aborted_data_is_no_observation_but_a_broken_commit_is_a_lost_write() {
         let (a, c, d) = (v(0, 0), v(0, 1), v(1, 0));
         let (t1, t2) = (txn(0, 1), txn(0, 2));
