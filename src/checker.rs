@@ -11,7 +11,9 @@
 //! An *observation* of a value is either a read (a record in a poll) or an
 //! acknowledgement (an `Ok` send with an offset): both say "this value is at this
 //! offset of this partition". Indefinite sends (`Outcome::Info`) are never treated as
-//! failed: they may or may not be in the log.
+//! failed: they may or may not be in the log. Records of aborted or never-ended
+//! transactions ([`TxnView`]) are no observations of their values, and the
+//! transactional checks live in [`txn_checker`], which adds to the same tallies.
 //!
 //! Everything is ordered (`BTreeMap`, `Vec`), so the same inputs always give the same
 //! result, examples included: each kind keeps the first three examples in history order.
@@ -22,6 +24,8 @@ use crate::history::{
     Entry, History, Op, Outcome, PartitionSnapshot, RebalanceCause, Sink, Snapshot, Value,
 };
 use crate::protocol::{NodeId, Offset, TopicPartition};
+use crate::txn_checker::{self, TxnView};
+use crate::workload::input_of;
 use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +54,20 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "zombie-commit",
     "committed-offset-lost",
     "unassigned-partition",
+    // Transactions (`txn_checker`).
+    "aborted-read",
+    "precommitted-read",
+    "partial-commit",
+    "hanging-transaction",
+    "zombie-write",
+    "output-duplicate",
+    "output-missing",
+    "g0",
+    "g1c",
+    "int-poll-skip",
+    "int-nonmonotonic-poll",
+    "int-send-skip",
+    "int-nonmonotonic-send",
 ];
 
 /// Client events the checker reports beside anomalies: legitimate behaviour a scenario
@@ -59,6 +77,11 @@ pub const EVENT_KINDS: &[&str] = &[
     "expired-after-retries",
     "rebalance",
     "member-left",
+    // Transactions (`txn_checker`).
+    "lookup-hit-marker",
+    "marker-gap",
+    "lso-stall",
+    "transaction-aborted",
 ];
 
 /// A one-sentence definition of an anomaly kind (for `kafkasim list` and reports).
@@ -162,7 +185,7 @@ pub fn describe(kind: &str) -> &'static str {
             "A consumer saw a partition's high watermark go down between two successive \
              fetch responses."
         }
-        _ => "Not an anomaly kind kafkasim checks.",
+        _ => txn_checker::describe(kind).unwrap_or("Not an anomaly kind kafkasim checks."),
     }
 }
 
@@ -213,7 +236,11 @@ pub struct CheckStats {
 
 /// Checks a history and the end-of-run snapshot for every kind in [`ANOMALY_KINDS`].
 pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
-    let mut collector = Collector::default();
+    let view = TxnView::new(history, snapshot);
+    let mut collector = Collector {
+        view: Some(&view),
+        ..Collector::default()
+    };
     for entry in &history.entries {
         collector.entry(entry);
     }
@@ -227,7 +254,8 @@ pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
         ..
     } = collector;
     check_snapshot(snapshot, &mut tallies);
-    check_groups(history, snapshot, &mut tallies, &mut stats);
+    check_groups(history, snapshot, &view, &mut tallies, &mut stats);
+    txn_checker::check(history, snapshot, &view, &mut tallies);
     CheckResult {
         anomalies: tallies.into_reports(),
         stats,
@@ -251,6 +279,7 @@ struct Processing<'h> {
 fn check_groups(
     history: &History,
     snapshot: &Snapshot,
+    view: &TxnView,
     tallies: &mut Tallies,
     stats: &mut CheckStats,
 ) {
@@ -319,7 +348,7 @@ fn check_groups(
                 partition,
                 offset: Some(offset),
                 ..
-            } if e.outcome == Outcome::Ok => {
+            } if e.outcome == Outcome::Ok && view.send_visible(e) != Some(false) => {
                 acked.insert(*value, (partition, *offset, e.index, entry_ms(e)));
             }
             Op::Processed {
@@ -633,7 +662,7 @@ const MAX_EXAMPLES: usize = 3;
 
 /// Where an occurrence sits in the run: (history index, position within the entry).
 /// A history index of `u64::MAX` marks a finding from the snapshot (no history line).
-type Order = (u64, u64);
+pub(crate) type Order = (u64, u64);
 
 /// One kind's count and its earliest examples (with the history lines each involves),
 /// sorted by [`Order`].
@@ -661,17 +690,24 @@ impl Tally {
 
 /// Tallies of every kind seen so far.
 #[derive(Default)]
-struct Tallies(BTreeMap<&'static str, Tally>);
+pub(crate) struct Tallies(BTreeMap<&'static str, Tally>);
 
 impl Tallies {
-    fn add(&mut self, kind: &'static str, order: Order, example: impl FnOnce() -> String) {
+    /// Counts one occurrence of `kind` at `order`; formats its example only if it is
+    /// among the first ones.
+    pub(crate) fn add(
+        &mut self,
+        kind: &'static str,
+        order: Order,
+        example: impl FnOnce() -> String,
+    ) {
         self.add_lines(kind, order, &[], example);
     }
 
     /// [`Tallies::add`] for an occurrence that involves other history lines besides
     /// the one in its `order` (the other observation of a duplicate, the send of a
     /// misplaced read, ...).
-    fn add_lines(
+    pub(crate) fn add_lines(
         &mut self,
         kind: &'static str,
         order: Order,
@@ -704,7 +740,7 @@ impl Tallies {
 // ---------------------------------------------------------------- wording
 
 /// Simulated time in seconds with three decimals (`12.400`).
-struct Secs(Millis);
+pub(crate) struct Secs(pub(crate) Millis);
 
 impl fmt::Display for Secs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -725,7 +761,7 @@ impl fmt::Display for Val<'_> {
 }
 
 /// The time an entry completed, or was invoked if it never completed.
-fn entry_ms(entry: &Entry) -> Millis {
+pub(crate) fn entry_ms(entry: &Entry) -> Millis {
     entry.complete_ms.unwrap_or(entry.invoke_ms)
 }
 
@@ -821,6 +857,9 @@ type LastHw = (Offset, NodeId, Millis);
 /// State gathered over the history.
 #[derive(Default)]
 struct Collector<'h> {
+    /// Which transactional records are visible (aborted or open ones are no
+    /// observations of their values).
+    view: Option<&'h TxnView>,
     stats: CheckStats,
     tallies: Tallies,
     sends: Vec<SendRec<'h>>,
@@ -860,7 +899,10 @@ impl<'h> Collector<'h> {
                         at_ms,
                         ack: false,
                     };
-                    self.read(seen, partition, record.offset, record.value);
+                    let visible = self
+                        .view
+                        .is_none_or(|v| v.visible(partition, record.offset, record.value));
+                    self.read(seen, partition, record.offset, record.value, visible);
                 }
             }
             Op::Seek { partition, .. } => {
@@ -947,9 +989,13 @@ impl<'h> Collector<'h> {
         let at_ms = entry_ms(entry);
         self.stats.sends += 1;
         let acked_offset = match &entry.outcome {
+            // An aborted transaction's acknowledged record is no promise.
             Outcome::Ok => {
                 self.stats.acked += 1;
-                offset
+                offset.filter(|_| {
+                    self.view
+                        .is_none_or(|v| v.send_visible(entry) != Some(false))
+                })
             }
             Outcome::Fail { error } => {
                 self.stats.failed += 1;
@@ -1013,19 +1059,32 @@ impl<'h> Collector<'h> {
             outcome: &entry.outcome,
             acked_offset,
         });
-        self.values
-            .entry(value)
-            .or_default()
-            .send
-            .get_or_insert(idx);
+        // A value sent more than once (a pipeline's output, processed again after an
+        // abort) keeps its first send, unless that one failed and this one did not.
+        let obs = self.values.entry(value).or_default();
+        let failed = |i: usize| matches!(self.sends[i].outcome, Outcome::Fail { .. });
+        match obs.send {
+            Some(first) if !failed(first) || failed(idx) => {}
+            _ => obs.send = Some(idx),
+        }
     }
 
-    /// Takes in one record of a poll.
-    fn read(&mut self, seen: Seen, partition: &'h TopicPartition, offset: Offset, value: Value) {
-        self.observe(seen, partition, offset, value);
-        let obs = self.values.entry(value).or_default();
-        if !obs.first_reads.iter().any(|(p, _, _)| *p == partition) {
-            obs.first_reads.push((partition, offset, seen));
+    /// Takes in one record of a poll. A record that is not `visible` (its transaction
+    /// aborted or never ended) is no observation of its value, but still a read.
+    fn read(
+        &mut self,
+        seen: Seen,
+        partition: &'h TopicPartition,
+        offset: Offset,
+        value: Value,
+        visible: bool,
+    ) {
+        if visible {
+            self.observe(seen, partition, offset, value);
+            let obs = self.values.entry(value).or_default();
+            if !obs.first_reads.iter().any(|(p, _, _)| *p == partition) {
+                obs.first_reads.push((partition, offset, seen));
+            }
         }
         let max = self.max_read.entry(partition).or_insert(offset);
         *max = (*max).max(offset);
@@ -1084,7 +1143,8 @@ impl<'h> Collector<'h> {
         {
             return;
         }
-        if !obs.duplicate {
+        // A pipeline's output twice is `output-duplicate` (`txn_checker`).
+        if !obs.duplicate && input_of(value).is_none() {
             if let Some(&(_, first_offset, first_seen)) =
                 obs.positions.iter().find(|(p, _, _)| *p == partition)
             {
@@ -1230,7 +1290,8 @@ impl<'h> Collector<'h> {
         // not, so their send time orders them first.
         let mut lanes: BTreeMap<_, Vec<(Millis, Value, Offset, u64)>> = BTreeMap::new();
         for s in &self.sends {
-            if s.outcome != &Outcome::Ok {
+            // A pipeline's outputs follow its input order, not its own send order.
+            if s.outcome != &Outcome::Ok || input_of(s.value).is_some() {
                 continue;
             }
             let lowest = self.values.get(&s.value).and_then(|obs| {

@@ -40,6 +40,7 @@ pub mod sim;
 pub mod summary;
 pub mod sweep;
 pub mod transaction_manager;
+pub mod txn_checker;
 pub mod txn_client;
 pub mod txn_coordinator;
 pub mod workload;
