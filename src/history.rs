@@ -311,6 +311,9 @@ pub enum Sink {
     DedupStore,
     /// A non-idempotent external API: every call is an effect.
     ExternalApi,
+    /// No effect outside Kafka: the record's output goes to a pipeline's output topic
+    /// (committed with it in exactly-once mode).
+    KafkaOutput,
 }
 
 /// A producer's counters, named after Kafka's producer metrics.

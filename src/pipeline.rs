@@ -4,8 +4,9 @@
 //!
 //! Exactly-once mode is Kafka's transactional loop (KIP-98, with KIP-447's group
 //! metadata): `initTransactions` once; then per poll `beginTransaction`, process each
-//! record (its output `workload::output_value(v)` sent with the input's key, its side
-//! effect, if any, recorded as [`Op::Processed`]), `sendOffsetsToTransaction` with the
+//! record (recorded as [`Op::Processed`] with its sink: the external side effect, if
+//! the scenario has one, else the output topic; its output `workload::output_value(v)`
+//! sent with the input's key), `sendOffsetsToTransaction` with the
 //! consumer's positions and group metadata, `commitTransaction`. A commit that fails
 //! is followed by `abortTransaction`, and an abort rewinds the consumer to the positions
 //! the transaction started from (what the previous transaction committed). A fenced
@@ -23,7 +24,7 @@
 use crate::actor::{Actor, Millis, Outbox};
 use crate::bugs::Bugs;
 use crate::consumer::{CommitId, ConsumedRecord, Consumer, GroupEvent};
-use crate::history::{Entry, Op, Outcome, TxnId};
+use crate::history::{Entry, Op, Outcome, Sink, TxnId};
 use crate::producer::{
     Producer, ProducerRecord, ProducerSetup, PIPELINE_PRODUCER_CORRELATION_BASE,
 };
@@ -310,25 +311,24 @@ impl PipelineWorkload {
 
     /// Processes one record: its side effect, then its output.
     fn process(&mut self, now: Millis, record: ConsumedRecord, out: &mut Outbox) {
-        if let Some(sink) = self.factory.spec.sink {
-            out.record(Entry::instant(
-                self.factory.process(),
-                now,
-                Op::Processed {
-                    group: self.group(),
-                    member: self
-                        .consumer
-                        .member_id()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    generation: self.consumer.generation().unwrap_or(-1),
-                    partition: record.partition.clone(),
-                    offset: record.offset,
-                    value: record.value,
-                    sink,
-                },
-            ));
-        }
+        let sink = self.factory.spec.sink.unwrap_or(Sink::KafkaOutput);
+        out.record(Entry::instant(
+            self.factory.process(),
+            now,
+            Op::Processed {
+                group: self.group(),
+                member: self
+                    .consumer
+                    .member_id()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                generation: self.consumer.generation().unwrap_or(-1),
+                partition: record.partition.clone(),
+                offset: record.offset,
+                value: record.value,
+                sink,
+            },
+        ));
         let output = ProducerRecord {
             topic: Arc::from(self.factory.spec.output.as_str()),
             key: record.key,
