@@ -24,13 +24,15 @@ use crate::log::Log;
 use crate::metadata::MetadataImage;
 use crate::producer_state::AppendCheck;
 use crate::protocol::*;
-use crate::record::{self, BatchHeader};
+use crate::record::{self, BatchHeader, ControlRecordType, EndTransactionMarker};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `replica.high.watermark.checkpoint.interval.ms` (default 5000).
 const HW_CHECKPOINT_INTERVAL_MS: Millis = 5_000;
 /// Bound on parked produce and fetch requests.
 const MAX_PURGATORY: usize = 10_000;
+/// The transaction coordinators' internal topic (`txn_coordinator` will own it).
+const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// `RPCProducerIdManager.RETRY_BACKOFF_MS`: wait after a failed `AllocateProducerIds`.
 const PRODUCER_ID_RETRY_BACKOFF_MS: Millis = 50;
 
@@ -138,12 +140,29 @@ impl ProducePart {
 }
 
 /// Who waits for a parked produce.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Waiter {
     /// A producer's request.
     Client { from: NodeId, correlation_id: u64 },
     /// The group coordinator's append with this id.
     Coordinator(u64),
+    /// A transaction coordinator's `WriteTxnMarkers`: each marker's (producer id,
+    /// commit), and for each part the index of its marker.
+    TxnMarkers {
+        from: NodeId,
+        correlation_id: u64,
+        markers: Vec<(i64, bool)>,
+        part_markers: Vec<usize>,
+    },
+}
+
+/// A produce waiting for the transaction coordinator's verification of its partitions
+/// (KIP-890), with the verification guard each partition got.
+struct ParkedProduce {
+    from: NodeId,
+    correlation_id: u64,
+    request: ProduceRequest,
+    guards: Vec<(TopicPartition, u64)>,
 }
 
 struct DelayedProduce {
@@ -174,6 +193,9 @@ enum Pending {
     FollowerFetch(BrokerId),
     OffsetsForLeaderEpoch(BrokerId),
     AllocateProducerIds,
+    /// A verification of a parked produce's partitions, sent to this transaction
+    /// coordinator.
+    AddPartitionsToTxn(BrokerId),
 }
 
 /// A block of producer ids from the controller: `[first, end)`; `next` is the first id
@@ -298,6 +320,15 @@ pub struct Broker {
     delayed_fetch: Vec<DelayedFetch>,
     producer_ids: ProducerIdManager,
     coordinator: GroupCoordinator,
+    /// Produces parked for verification, by the correlation id of their
+    /// `AddPartitionsToTxn`.
+    verifying: BTreeMap<u64, ParkedProduce>,
+    /// Kafka's `VerificationStateEntry`: per partition and producer id, the epoch and
+    /// guard of the verification under way; a marker (or the transaction's first
+    /// batch) removes it.
+    verification_guards: BTreeMap<(TopicPartition, i64), (i16, u64)>,
+    /// The last guard handed out.
+    next_verification_guard: u64,
 }
 
 impl Broker {
@@ -333,6 +364,9 @@ impl Broker {
             delayed_fetch: Vec::new(),
             producer_ids: ProducerIdManager::default(),
             coordinator: GroupCoordinator::new(&config, bugs, id, incarnation),
+            verifying: BTreeMap::new(),
+            verification_guards: BTreeMap::new(),
+            next_verification_guard: 0,
             config,
         }
     }
@@ -382,7 +416,7 @@ impl Broker {
         timeout: Millis,
         request: Request,
         out: &mut Outbox,
-    ) {
+    ) -> u64 {
         let correlation_id = self.correlation();
         assert!(
             self.pending.len() < 100_000,
@@ -396,6 +430,7 @@ impl Broker {
                 request,
             },
         );
+        correlation_id
     }
 
     fn respond(to: NodeId, correlation_id: u64, response: Response, out: &mut Outbox) {
@@ -543,8 +578,10 @@ impl Broker {
         }
     }
 
-    /// Answers parked produce requests for a partition this broker no longer leads.
+    /// Answers parked produce requests for a partition this broker no longer leads, and
+    /// forgets its verification guards (a new leadership verifies again).
     fn fail_delayed_for(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
+        self.verification_guards.retain(|(t, _), _| t != tp);
         for d in &mut self.delayed_produce {
             for part in d.parts.iter_mut() {
                 if &part.tp == tp && part.result.is_none() {
@@ -694,6 +731,9 @@ impl Broker {
         }
     }
 
+    /// `Produce`. Transactional batches that would start the producer's transaction in
+    /// a partition are verified with the transaction coordinator first (KIP-890); the
+    /// rest is appended at once.
     fn handle_produce(
         &mut self,
         now: Millis,
@@ -702,8 +742,214 @@ impl Broker {
         req: ProduceRequest,
         out: &mut Outbox,
     ) {
+        let needed = self.verification_needed(now, &req);
+        if needed.is_empty() {
+            self.append_produce(now, from, correlation_id, req, &BTreeMap::new(), out);
+        } else {
+            self.verify_then_append(now, from, correlation_id, req, needed, out);
+        }
+    }
+
+    /// Kafka's `ReplicaManager.maybeSendPartitionsToTransactionCoordinator`: the
+    /// partitions (with producer id and epoch) of transactional batches that this
+    /// broker leads and where the producer has no transaction open in that epoch. None
+    /// when the coordinator is not asked: verification is off and the partitions are
+    /// not added by the broker (transaction version below 2).
+    fn verification_needed(
+        &self,
+        now: Millis,
+        req: &ProduceRequest,
+    ) -> Vec<(TopicPartition, i64, i16)> {
+        let config = &self.config;
+        if !config.transaction_partition_verification_enable && config.transaction_version < 2 {
+            return Vec::new();
+        }
+        if req.transactional_id.is_none() || self.self_fenced(now) {
+            return Vec::new();
+        }
+        let mut needed = Vec::new();
+        for (tp, batch) in &req.partitions {
+            let Ok(header) = BatchHeader::parse(batch) else {
+                continue;
+            };
+            let leads = self
+                .partitions
+                .get(tp)
+                .is_some_and(|p| matches!(p.role, Role::Leader(_)));
+            if !header.is_transactional() || !header.has_producer_id() || !leads {
+                continue;
+            }
+            let ongoing = self.disk.logs[tp]
+                .producer_state()
+                .has_ongoing_transaction(header.producer_id, header.producer_epoch);
+            if !ongoing {
+                needed.push((tp.clone(), header.producer_id, header.producer_epoch));
+            }
+        }
+        needed
+    }
+
+    /// Parks a produce while the transaction coordinator verifies (or, with
+    /// transaction version 2, adds) its partitions: `AddPartitionsToTxn` to the leader of
+    /// the `transactional.id`'s `__transaction_state` partition. Each partition gets a
+    /// verification guard that a marker written meanwhile removes.
+    fn verify_then_append(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        req: ProduceRequest,
+        needed: Vec<(TopicPartition, i64, i16)>,
+        out: &mut Outbox,
+    ) {
+        let transactional_id = req.transactional_id.clone().expect("checked");
+        let (producer_id, producer_epoch) = (needed[0].1, needed[0].2);
+        assert!(
+            needed
+                .iter()
+                .all(|(_, p, e)| (*p, *e) == (producer_id, producer_epoch)),
+            "one produce request carries one producer's batches"
+        );
+        let Some(coordinator) = self.transaction_coordinator(&transactional_id) else {
+            // Kafka's AddPartitionsToTxnManager: COORDINATOR_NOT_AVAILABLE, which the
+            // producer sees as NOT_ENOUGH_REPLICAS.
+            let tv2 = self.config.transaction_version >= 2;
+            let errors = needed
+                .into_iter()
+                .map(|(tp, _, _)| {
+                    let error = verification_error(ErrorCode::CoordinatorNotAvailable, tv2);
+                    (tp, Err(error))
+                })
+                .collect();
+            self.append_produce(now, from, correlation_id, req, &errors, out);
+            return;
+        };
+        let mut guards = Vec::with_capacity(needed.len());
+        for (tp, producer_id, producer_epoch) in &needed {
+            // Kafka's maybeCreateVerificationStateEntry: a guard of the same epoch is
+            // shared (by the producer's requests in flight), a newer epoch gets a new one.
+            let key = (tp.clone(), *producer_id);
+            let guard = match self.verification_guards.get(&key) {
+                Some((epoch, guard)) if *epoch >= *producer_epoch => *guard,
+                _ => {
+                    assert!(
+                        self.verification_guards.len() < MAX_PURGATORY,
+                        "too many verification guards"
+                    );
+                    self.next_verification_guard += 1;
+                    let guard = self.next_verification_guard;
+                    self.verification_guards
+                        .insert(key, (*producer_epoch, guard));
+                    guard
+                }
+            };
+            guards.push((tp.clone(), guard));
+        }
+        assert!(
+            self.verifying.len() < MAX_PURGATORY,
+            "verification purgatory overflow"
+        );
+        let request = Request::AddPartitionsToTxn(AddPartitionsToTxnRequest {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions: needed.into_iter().map(|(tp, _, _)| tp).collect(),
+            verify_only: self.config.transaction_version < 2,
+        });
+        let timeout = self.config.request_timeout_ms;
+        let what = Pending::AddPartitionsToTxn(coordinator);
+        let c = self.request(
+            now,
+            NodeId::Broker(coordinator),
+            what,
+            timeout,
+            request,
+            out,
+        );
+        self.verifying.insert(
+            c,
+            ParkedProduce {
+                from,
+                correlation_id,
+                request: req,
+                guards,
+            },
+        );
+    }
+
+    /// The broker leading the `__transaction_state` partition of `transactional_id`, if
+    /// it is known and live.
+    fn transaction_coordinator(&self, transactional_id: &str) -> Option<BrokerId> {
+        let partitions = *self.image.topics.get(TRANSACTION_STATE_TOPIC)?;
+        let partition = group_coordinator::partition_for_group(transactional_id, partitions);
+        self.image
+            .partitions
+            .get(&TopicPartition::new(TRANSACTION_STATE_TOPIC, partition))
+            .and_then(|reg| reg.leader)
+            .filter(|l| self.image.is_live(*l))
+    }
+
+    /// The coordinator answered a verification (`Ok`: an error per partition), or the
+    /// request failed (`Err`: timed out or its connection broke): the parked produce is
+    /// appended, each verified partition with its guard, the others refused with the
+    /// error Kafka gives the producer.
+    fn on_verification(
+        &mut self,
+        now: Millis,
+        request_correlation: u64,
+        answer: Result<Vec<(TopicPartition, ErrorCode)>, ErrorCode>,
+        out: &mut Outbox,
+    ) {
+        let parked = self
+            .verifying
+            .remove(&request_correlation)
+            .expect("every AddPartitionsToTxn in flight has a parked produce");
+        let tv2 = self.config.transaction_version >= 2;
+        let verified = parked
+            .guards
+            .into_iter()
+            .map(|(tp, guard)| {
+                let error = match &answer {
+                    Ok(results) => results
+                        .iter()
+                        .find(|(t, _)| *t == tp)
+                        .map_or(ErrorCode::None, |(_, e)| *e),
+                    Err(e) => *e,
+                };
+                let result = if error == ErrorCode::None {
+                    Ok(guard)
+                } else {
+                    Err(verification_error(error, tv2))
+                };
+                (tp, result)
+            })
+            .collect();
+        self.append_produce(
+            now,
+            parked.from,
+            parked.correlation_id,
+            parked.request,
+            &verified,
+            out,
+        );
+    }
+
+    /// Appends a produce request's batches as leader (Kafka's
+    /// `ReplicaManager.appendEntries`): `verified` holds the coordinator's verdict on
+    /// the partitions that were verified (a guard, or the error to answer).
+    fn append_produce(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        req: ProduceRequest,
+        verified: &BTreeMap<TopicPartition, Result<u64, ErrorCode>>,
+        out: &mut Outbox,
+    ) {
         let fenced = self.self_fenced(now);
         let check_sequence = !self.bugs.on(Bug::NoSequenceCheck);
+        let epoch_fencing = !self.bugs.on(Bug::NoProducerEpochFencing);
+        let guard_check = self.config.transaction_partition_verification_enable;
         let acks = req.acks;
         let mut parts = Vec::with_capacity(req.partitions.len());
         let mut touched = Vec::new();
@@ -725,6 +971,10 @@ impl Broker {
                 parts.push(ProducePart::refused(tp, ErrorCode::NotLeaderOrFollower));
                 continue;
             }
+            if let Some(Err(error)) = verified.get(&tp) {
+                parts.push(ProducePart::refused(tp, *error));
+                continue;
+            }
             if acks == Acks::All && (ls.isr.len() as u32) < self.config.min_insync_replicas {
                 parts.push(ProducePart::refused(tp, ErrorCode::NotEnoughReplicas));
                 continue;
@@ -733,8 +983,8 @@ impl Broker {
             let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
             let header = match record::verify_crc(&batch).and_then(|()| BatchHeader::parse(&batch))
             {
-                Ok(header) => header,
-                Err(_) => {
+                Ok(header) if !header.is_control() => header,
+                _ => {
                     parts.push(ProducePart::refused(tp, ErrorCode::CorruptMessage));
                     continue;
                 }
@@ -743,14 +993,30 @@ impl Broker {
             // KIP-98: the producer's epoch and sequence against the partition's producer
             // state (the bug switch appends every batch blindly).
             let check = if check_sequence {
-                log.producer_state().check_append(
-                    header.producer_id,
-                    header.producer_epoch,
-                    header.base_sequence,
-                    header.last_sequence(),
-                )
+                log.producer_state().check_append(&header, epoch_fencing)
             } else {
                 Ok(AppendCheck::Append)
+            };
+            // KIP-890 (`batchMissingRequiredVerification`): a transactional batch that
+            // starts a transaction here needs this request's verification guard, still
+            // in place (a marker written since the verification removed it).
+            let (pid, producer_epoch) = (header.producer_id, header.producer_epoch);
+            let unverified = check == Ok(AppendCheck::Append)
+                && guard_check
+                && header.is_transactional()
+                && !log
+                    .producer_state()
+                    .has_ongoing_transaction(pid, producer_epoch)
+                && verified.get(&tp).is_none_or(|g| {
+                    self.verification_guards
+                        .get(&(tp.clone(), pid))
+                        .map(|(_, g)| *g)
+                        != g.ok()
+                });
+            let check = if unverified {
+                Err(ErrorCode::InvalidTxnState)
+            } else {
+                check
             };
             let (base, last, duplicate) = match check {
                 Err(error) => {
@@ -773,6 +1039,11 @@ impl Broker {
                     let (base, last) = log
                         .append_as_leader(&batch, epoch)
                         .expect("CRC and header checked above");
+                    if header.is_transactional() {
+                        // The transaction has its first offset now (or, for a zombie's
+                        // batch, no guard is of use any more).
+                        self.verification_guards.remove(&(tp.clone(), pid));
+                    }
                     touched.push(tp.clone());
                     (base, last, false)
                 }
@@ -799,16 +1070,37 @@ impl Broker {
             self.complete_delayed_fetch(now, true, out);
             return;
         }
+        self.park_produce(
+            now,
+            Waiter::Client {
+                from,
+                correlation_id,
+            },
+            now + req.timeout_ms,
+            parts,
+            touched,
+            out,
+        );
+    }
+
+    /// Parks appended (or refused) partitions in the produce purgatory until each is
+    /// decided, and lets the append move the high watermark and wake parked fetches.
+    fn park_produce(
+        &mut self,
+        now: Millis,
+        waiter: Waiter,
+        deadline: Millis,
+        parts: Vec<ProducePart>,
+        touched: Vec<TopicPartition>,
+        out: &mut Outbox,
+    ) {
         assert!(
             self.delayed_produce.len() < MAX_PURGATORY,
             "produce purgatory overflow"
         );
         self.delayed_produce.push(DelayedProduce {
-            waiter: Waiter::Client {
-                from,
-                correlation_id,
-            },
-            deadline: now + req.timeout_ms,
+            waiter,
+            deadline,
             parts,
         });
         for tp in touched {
@@ -819,10 +1111,128 @@ impl Broker {
         self.complete_delayed_produce(now, out);
     }
 
+    /// `WriteTxnMarkers` (Kafka's `KafkaApis.handleWriteTxnMarkersRequest`): for each
+    /// marker and partition this broker leads, the control batch is appended as leader
+    /// and parked like an `acks=all` produce until replicated (or
+    /// `request.timeout.ms`); the answer is an error per producer and partition. A
+    /// committed marker in `__consumer_offsets` goes to the group coordinator.
+    fn handle_write_txn_markers(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        req: WriteTxnMarkersRequest,
+        out: &mut Outbox,
+    ) {
+        let fenced = self.self_fenced(now);
+        let mut parts = Vec::new();
+        let mut touched = Vec::new();
+        let mut markers = Vec::with_capacity(req.markers.len());
+        let mut part_markers = Vec::new();
+        for (i, m) in req.markers.iter().enumerate() {
+            markers.push((m.producer_id, m.committed));
+            for tp in &m.partitions {
+                part_markers.push(i);
+                let part = self.write_marker(now, fenced, m, tp);
+                if part.result.is_none() {
+                    touched.push(tp.clone());
+                }
+                parts.push(part);
+            }
+        }
+        let waiter = Waiter::TxnMarkers {
+            from,
+            correlation_id,
+            markers,
+            part_markers,
+        };
+        let deadline = now + self.config.request_timeout_ms;
+        self.park_produce(now, waiter, deadline, parts, touched, out);
+    }
+
+    /// Appends one marker to one partition as leader, or says why not.
+    fn write_marker(
+        &mut self,
+        now: Millis,
+        fenced: bool,
+        m: &TxnMarker,
+        tp: &TopicPartition,
+    ) -> ProducePart {
+        let leader = match self.partitions.get(tp) {
+            None if !self.image.partitions.contains_key(tp) => {
+                Err(ErrorCode::UnknownTopicOrPartition)
+            }
+            Some(Partition {
+                role: Role::Leader(ls),
+                leader_epoch,
+                ..
+            }) if !fenced => {
+                if (ls.isr.len() as u32) < self.config.min_insync_replicas {
+                    Err(ErrorCode::NotEnoughReplicas)
+                } else {
+                    Ok(*leader_epoch)
+                }
+            }
+            _ => Err(ErrorCode::NotLeaderOrFollower),
+        };
+        let epoch = match leader {
+            Ok(epoch) => epoch,
+            Err(error) => return ProducePart::refused(tp.clone(), error),
+        };
+        let marker = EndTransactionMarker {
+            control_type: if m.committed {
+                ControlRecordType::Commit
+            } else {
+                ControlRecordType::Abort
+            },
+            coordinator_epoch: m.coordinator_epoch,
+        };
+        // CreateTime on the partition leader's clock, as Kafka stamps markers.
+        let timestamp = crate::producer::RECORD_TIMESTAMP_BASE + now as i64;
+        let log = self.disk.logs.get_mut(tp).expect("leader has a log");
+        let log_start_offset = log.log_start_offset();
+        match log.append_control_as_leader(
+            m.producer_id,
+            m.producer_epoch,
+            marker,
+            timestamp,
+            epoch,
+        ) {
+            Ok(offset) => {
+                // The transaction is over: a verification still running for it must not
+                // let a late batch start a hanging one. With transaction version 2 a
+                // guard of the marker's epoch belongs to the next transaction.
+                let key = (tp.clone(), m.producer_id);
+                let next_txn = self.config.transaction_version >= 2
+                    && self
+                        .verification_guards
+                        .get(&key)
+                        .is_some_and(|(e, _)| *e == m.producer_epoch);
+                if !next_txn {
+                    self.verification_guards.remove(&key);
+                }
+                ProducePart {
+                    tp: tp.clone(),
+                    leader_epoch: epoch,
+                    base_offset: offset,
+                    required_offset: offset + 1,
+                    duplicate: false,
+                    log_start_offset,
+                    result: None,
+                }
+            }
+            Err(error) => ProducePart {
+                log_start_offset,
+                ..ProducePart::refused(tp.clone(), error)
+            },
+        }
+    }
+
     /// Completes parked produces whose partitions are all decided; `now` past a
     /// deadline turns undecided partitions into `REQUEST_TIMED_OUT`.
     fn complete_delayed_produce(&mut self, now: Millis, out: &mut Outbox) {
         let mut coordinator_appends = Vec::new();
+        let mut offsets_markers = Vec::new();
         let mut i = 0;
         while i < self.delayed_produce.len() {
             let d = &mut self.delayed_produce[i];
@@ -865,6 +1275,31 @@ impl Broker {
                         coordinator_appends.push((id, d.parts[0].result.expect("decided")));
                         continue;
                     }
+                    Waiter::TxnMarkers {
+                        from,
+                        correlation_id,
+                        markers,
+                        part_markers,
+                    } => {
+                        let mut answer: Vec<(i64, Vec<(TopicPartition, ErrorCode)>)> =
+                            markers.iter().map(|(pid, _)| (*pid, Vec::new())).collect();
+                        for (p, m) in d.parts.into_iter().zip(part_markers) {
+                            let error = p.result.expect("decided");
+                            let (producer_id, committed) = markers[m];
+                            if error == ErrorCode::None && &*p.tp.topic == OFFSETS_TOPIC {
+                                offsets_markers.push((p.tp.partition, producer_id, committed));
+                            }
+                            answer[m].1.push((p.tp, error));
+                        }
+                        let response = WriteTxnMarkersResponse { markers: answer };
+                        Self::respond(
+                            from,
+                            correlation_id,
+                            Response::WriteTxnMarkers(response),
+                            out,
+                        );
+                        continue;
+                    }
                 };
                 let partitions = d
                     .parts
@@ -893,6 +1328,14 @@ impl Broker {
         }
         for (id, error) in coordinator_appends {
             let output = self.coordinator.on_append_complete(now, id, error);
+            self.apply_coordinator_output(now, output, out);
+        }
+        // Transactional offset commits become visible (or are dropped) once their
+        // marker is replicated.
+        for (partition, producer_id, committed) in offsets_markers {
+            let output = self
+                .coordinator
+                .on_txn_marker(now, partition, producer_id, committed);
             self.apply_coordinator_output(now, output, out);
         }
     }
@@ -1026,26 +1469,18 @@ impl Broker {
         let (base, last) = log
             .append_as_leader(&append.batch, epoch)
             .expect("coordinator batches are valid");
-        assert!(
-            self.delayed_produce.len() < MAX_PURGATORY,
-            "produce purgatory overflow"
-        );
-        self.delayed_produce.push(DelayedProduce {
-            waiter: Waiter::Coordinator(append.id),
-            deadline: now + self.config.offsets_commit_timeout_ms,
-            parts: vec![ProducePart {
-                tp: tp.clone(),
-                leader_epoch: epoch,
-                base_offset: base,
-                required_offset: last + 1,
-                duplicate: false,
-                log_start_offset,
-                result: None,
-            }],
-        });
-        self.maybe_increment_hw(now, &tp, out);
-        self.complete_delayed_fetch(now, true, out);
-        self.complete_delayed_produce(now, out);
+        let part = ProducePart {
+            tp: tp.clone(),
+            leader_epoch: epoch,
+            base_offset: base,
+            required_offset: last + 1,
+            duplicate: false,
+            log_start_offset,
+            result: None,
+        };
+        let deadline = now + self.config.offsets_commit_timeout_ms;
+        let waiter = Waiter::Coordinator(append.id);
+        self.park_produce(now, waiter, deadline, vec![part], vec![tp], out);
     }
 
     /// This broker became leader of an offsets partition (or leads it in a new epoch):
@@ -1102,6 +1537,8 @@ impl Broker {
         out: &mut Outbox,
     ) -> (FetchResponse, bool) {
         let fenced = self.self_fenced(now);
+        let read_committed =
+            req.replica_id.is_none() && req.isolation_level == IsolationLevel::ReadCommitted;
         let mut partitions = Vec::with_capacity(req.partitions.len());
         let mut any = false;
         let mut hw_updates = Vec::new();
@@ -1141,9 +1578,11 @@ impl Broker {
             } else {
                 ErrorCode::None
             };
+            let log = &self.disk.logs[&fp.tp];
+            let last_stable_offset = log.last_stable_offset(part.high_watermark);
             resp.error = error;
             resp.high_watermark = part.high_watermark;
-            resp.last_stable_offset = part.high_watermark;
+            resp.last_stable_offset = last_stable_offset;
             if error != ErrorCode::None {
                 partitions.push(resp);
                 any = true;
@@ -1167,10 +1606,22 @@ impl Broker {
                     }
                     leo
                 }
+                // Kafka's FetchIsolation: consumers read up to the high watermark, or
+                // with read_committed up to the last stable offset.
+                None if read_committed => last_stable_offset,
                 None => part.high_watermark,
             };
             let log = self.disk.logs.get(&fp.tp).expect("leader has a log");
             resp.batches = log.read(fp.fetch_offset, until, req.max_bytes);
+            if read_committed {
+                if let Some(last) = resp.batches.last() {
+                    let upper = BatchHeader::parse(last)
+                        .expect("stored batches are valid")
+                        .last_offset()
+                        + 1;
+                    resp.aborted_transactions = log.aborted_transactions(fp.fetch_offset, upper);
+                }
+            }
             any |= !resp.batches.is_empty();
             partitions.push(resp);
         }
@@ -1183,7 +1634,8 @@ impl Broker {
             if p.error == ErrorCode::None {
                 if let Some(part) = self.partitions.get(&p.tp) {
                     p.high_watermark = part.high_watermark;
-                    p.last_stable_offset = part.high_watermark;
+                    p.last_stable_offset =
+                        self.disk.logs[&p.tp].last_stable_offset(part.high_watermark);
                 }
             }
         }
@@ -1279,8 +1731,14 @@ impl Broker {
         }
     }
 
+    /// `ListOffsets` (Kafka's `Partition.fetchOffsetForTimestamp`): the earliest offset,
+    /// the latest (the high watermark, or the last stable offset with
+    /// `read_committed`), or the first offset whose record timestamp is at or after the
+    /// given one, with that timestamp; offset and timestamp -1 when no such record is
+    /// below the latest offset.
     fn handle_list_offsets(&mut self, now: Millis, req: ListOffsetsRequest) -> ListOffsetsResponse {
         let fenced = self.self_fenced(now);
+        let read_committed = req.isolation_level == IsolationLevel::ReadCommitted;
         let partitions = req
             .partitions
             .into_iter()
@@ -1288,26 +1746,43 @@ impl Broker {
                 let answer = self
                     .leader_partition(&tp, epoch, fenced)
                     .and_then(|(p, ls)| {
-                        if p.high_watermark < ls.epoch_start_offset {
+                        let log = &self.disk.logs[&tp];
+                        let hw_unknown = p.high_watermark < ls.epoch_start_offset;
+                        let last_fetchable = if read_committed {
+                            log.last_stable_offset(p.high_watermark)
+                        } else {
+                            p.high_watermark
+                        };
+                        if ts >= 0 {
+                            match log.offset_for_timestamp(ts) {
+                                Some(found) if found.offset < last_fetchable => {
+                                    Ok((found.leader_epoch, found.offset, found.timestamp))
+                                }
+                                // Kafka: a record past the latest offset is not found,
+                                // unless the new leader's high watermark is not known.
+                                _ if hw_unknown => Err(ErrorCode::OffsetNotAvailable),
+                                _ => Ok((-1, -1, -1)),
+                            }
+                        } else if hw_unknown {
                             Err(ErrorCode::OffsetNotAvailable)
                         } else if ts == EARLIEST_TIMESTAMP {
-                            Ok((p.leader_epoch, 0))
+                            Ok((p.leader_epoch, 0, -1))
                         } else if ts == LATEST_TIMESTAMP {
-                            Ok((p.leader_epoch, p.high_watermark))
+                            Ok((p.leader_epoch, last_fetchable, -1))
                         } else {
                             Err(ErrorCode::InvalidRequest)
                         }
                     });
-                let (error, (leader_epoch, offset)) = match answer {
+                let (error, (leader_epoch, offset, timestamp)) = match answer {
                     Ok(found) => (ErrorCode::None, found),
-                    Err(e) => (e, (-1, -1)),
+                    Err(e) => (e, (-1, -1, -1)),
                 };
                 ListOffsetsPartitionResponse {
                     tp,
                     error,
                     offset,
                     leader_epoch,
-                    timestamp: -1,
+                    timestamp,
                 }
             })
             .collect();
@@ -1667,6 +2142,11 @@ impl Broker {
                     }
                 }
                 Pending::AllocateProducerIds => self.producer_ids.on_failure(now),
+                // Kafka's AddPartitionsToTxnManager: a timeout or a broken connection
+                // fails the verification with NETWORK_EXCEPTION; the producer retries.
+                Pending::AddPartitionsToTxn(_) => {
+                    self.on_verification(now, c, Err(ErrorCode::NetworkException), out)
+                }
                 Pending::OffsetsForLeaderEpoch(leader) => {
                     for part in self.partitions.values_mut() {
                         if let Role::Follower { leader: l, phase } = &mut part.role {
@@ -1680,7 +2160,23 @@ impl Broker {
                 _ => {}
             }
         }
-        let _ = out;
+    }
+}
+
+/// The produce error for a partition the transaction coordinator did not verify, as
+/// Kafka 4.x maps it (`AddPartitionsToTxnManager`, `ReplicaManager.appendRecords`):
+/// `PRODUCER_FENCED` becomes `INVALID_PRODUCER_EPOCH`; errors older clients might not
+/// retry become `NOT_ENOUGH_REPLICAS` (retriable, no metadata refresh), except
+/// `CONCURRENT_TRANSACTIONS` under transaction version 2, which stays as it is.
+fn verification_error(error: ErrorCode, tv2: bool) -> ErrorCode {
+    match error {
+        ErrorCode::ProducerFenced => ErrorCode::InvalidProducerEpoch,
+        ErrorCode::NetworkException
+        | ErrorCode::CoordinatorLoadInProgress
+        | ErrorCode::CoordinatorNotAvailable
+        | ErrorCode::NotCoordinator => ErrorCode::NotEnoughReplicas,
+        ErrorCode::ConcurrentTransactions if !tv2 => ErrorCode::NotEnoughReplicas,
+        other => other,
     }
 }
 
@@ -1740,6 +2236,9 @@ impl Actor for Broker {
                     let resp = self.handle_find_coordinator(&r);
                     Self::respond(from, correlation_id, Response::FindCoordinator(resp), out);
                 }
+                Request::WriteTxnMarkers(r) => {
+                    self.handle_write_txn_markers(now, from, correlation_id, r, out)
+                }
                 r if group_coordinator::group_id(&r).is_some() => {
                     self.handle_group_request(now, from, correlation_id, r, out)
                 }
@@ -1759,6 +2258,9 @@ impl Actor for Broker {
                     }
                     (Pending::OffsetsForLeaderEpoch(l), Response::OffsetsForLeaderEpoch(r)) => {
                         self.on_epoch_end_offsets(now, l, r)
+                    }
+                    (Pending::AddPartitionsToTxn(_), Response::AddPartitionsToTxn(r)) => {
+                        self.on_verification(now, correlation_id, Ok(r.results), out)
                     }
                     (what, response) => self.on_controller_response(now, what, response, out),
                 }
@@ -1797,9 +2299,9 @@ impl Actor for Broker {
             .pending
             .iter()
             .filter(|(_, (what, _))| match what {
-                Pending::FollowerFetch(l) | Pending::OffsetsForLeaderEpoch(l) => {
-                    NodeId::Broker(*l) == peer
-                }
+                Pending::FollowerFetch(l)
+                | Pending::OffsetsForLeaderEpoch(l)
+                | Pending::AddPartitionsToTxn(l) => NodeId::Broker(*l) == peer,
                 _ => peer == NodeId::Controller,
             })
             .map(|(c, _)| *c)

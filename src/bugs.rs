@@ -26,6 +26,9 @@ pub enum Bug {
     CommitFromOldGeneration,
     /// The group coordinator never evicts a member whose session timed out.
     NoSessionExpiry,
+    /// The partition leader appends transactional batches whose producer epoch is older
+    /// than the producer's, so a fenced (zombie) producer still writes.
+    NoProducerEpochFencing,
 }
 
 /// One catalogue entry.
@@ -89,6 +92,14 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The group coordinator never evicts a member silent for session.timeout.ms, so \
                   a dead consumer keeps its partitions and nobody consumes them (scenarios \
                   session-timeout, coordinator-failover).",
+    },
+    BugInfo {
+        bug: Bug::NoProducerEpochFencing,
+        name: "no-producer-epoch-fencing",
+        reference: "KIP-98 / KIP-588 epoch fencing",
+        summary: "The partition leader accepts transactional batches with a stale producer \
+                  epoch, so a zombie instance of a transactional producer still writes into \
+                  the partition (unless KIP-890 verification refuses it first).",
     },
 ];
 

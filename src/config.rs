@@ -66,6 +66,17 @@ pub struct BrokerConfig {
     /// its records to be replicated before `REQUEST_TIMED_OUT`.
     #[serde(rename = "offsets.commit.timeout.ms")]
     pub offsets_commit_timeout_ms: u64,
+    /// `transaction.partition.verification.enable` (default true): a partition leader
+    /// asks the transaction coordinator before a transactional batch starts a
+    /// transaction in the partition (KIP-890 part 1).
+    #[serde(rename = "transaction.partition.verification.enable")]
+    pub transaction_partition_verification_enable: bool,
+    /// `transaction.version` (0 to 2, default 2 in Kafka 4.x; a cluster feature in
+    /// Kafka): with 2 the coordinator bumps the producer epoch at every transaction end
+    /// and partition leaders add partitions to transactions for the producer (KIP-890
+    /// part 2).
+    #[serde(rename = "transaction.version")]
+    pub transaction_version: u16,
 }
 
 impl Default for BrokerConfig {
@@ -87,6 +98,8 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_commit_timeout_ms: 5_000,
+            transaction_partition_verification_enable: true,
+            transaction_version: 2,
         }
     }
 }

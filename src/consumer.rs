@@ -29,17 +29,21 @@ use crate::config::{AutoOffsetReset, ConsumerConfig};
 use crate::consumer_coordinator::{AssignmentChange, ConsumerCoordinator, GroupContext};
 pub use crate::consumer_coordinator::{CommitId, GroupEvent, MemberState};
 use crate::history::{Entry, Op, Outcome, ReadRecord, Value};
-use crate::producer::{InFlightRequest, MetadataCache, NetworkClient};
+use crate::producer::{InFlightRequest, MetadataCache, NetworkClient, RECORD_TIMESTAMP_BASE};
 use crate::protocol::{
-    BrokerId, CommittedOffset, ErrorCode, FetchPartition, FetchPartitionResponse, FetchRequest,
-    FetchResponse, LeaderEpoch, ListOffsetsRequest, ListOffsetsResponse, Message, NodeId, Offset,
-    Request, Response, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    AbortedTransaction, BrokerId, CommittedOffset, ErrorCode, FetchPartition,
+    FetchPartitionResponse, FetchRequest, FetchResponse, IsolationLevel, LeaderEpoch,
+    ListOffsetsRequest, ListOffsetsResponse, Message, NodeId, Offset, Request, Response,
+    TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
-use crate::record::{RecordBatch, RecordError};
+use crate::record::{ControlRecordType, EndTransactionMarker, RecordBatch, RecordError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+
+/// Bound on `offsetsForTimes` lookups under way (one per partition at most).
+const MAX_TIMESTAMP_LOOKUPS: usize = 10_000;
 
 /// One record returned by [`Consumer::poll`] (Kafka's `ConsumerRecord`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +83,32 @@ enum ConsumerRequest {
     },
     /// A `ListOffsets` for partitions whose position is being reset.
     ListOffsets { partitions: Vec<TopicPartition> },
+    /// A `ListOffsets` by timestamp for `offsetsForTimes` lookups.
+    OffsetsForTimes { partitions: Vec<TopicPartition> },
+}
+
+/// An `offsetsForTimes` lookup of one partition not answered yet.
+#[derive(Debug)]
+struct TimestampLookup {
+    /// The timestamp looked up (CreateTime, ms).
+    timestamp: i64,
+    /// When it was asked for.
+    invoke_ms: Millis,
+    /// `default.api.timeout.ms` after it was asked for: `TimeoutException`.
+    deadline: Millis,
+    /// The correlation id of its `ListOffsets` in flight, if any.
+    in_flight: Option<u64>,
+    /// No retry before this time.
+    backoff_until: Millis,
+}
+
+/// The scenario's timestamp probe: every `every_ms`, an `offsetsForTimes` lookup of
+/// `now - lag_ms` on each partition.
+#[derive(Debug)]
+struct TimestampProbe {
+    every_ms: Millis,
+    lag_ms: Millis,
+    next_ms: Millis,
 }
 
 /// A position reset waiting for (or awaiting) its `ListOffsets` answer.
@@ -139,6 +169,10 @@ pub struct Consumer {
     group: Option<Box<ConsumerCoordinator>>,
     /// Subscribe mode's fetch buffer, in fetch order (at most one per partition).
     completed_fetches: VecDeque<CompletedFetch>,
+    /// Assign mode's `offsetsForTimes` lookups not answered yet (one per partition).
+    timestamp_lookups: BTreeMap<TopicPartition, TimestampLookup>,
+    /// Assign mode's periodic timestamp lookups, if the scenario asks for them.
+    timestamp_probe: Option<TimestampProbe>,
     /// The latest time seen (timers are computed relative to it).
     now: Millis,
 }
@@ -175,8 +209,69 @@ impl Consumer {
             assignment: BTreeMap::new(),
             group: None,
             completed_fetches: VecDeque::new(),
+            timestamp_lookups: BTreeMap::new(),
+            timestamp_probe: None,
             now: 0,
         }
+    }
+
+    /// Assign mode: every `every_ms`, looks up on each partition the first offset whose
+    /// record was created at or after `now - lag_ms` ([`Consumer::offsets_for_times`]),
+    /// the scenario's probe of how transaction markers disturb timestamp lookups (C28).
+    pub fn set_timestamp_probe(&mut self, every_ms: Millis, lag_ms: Millis) {
+        assert!(self.group.is_none(), "timestamp probes are for assign mode");
+        assert!(every_ms > 0, "a probe needs a period");
+        self.timestamp_probe = Some(TimestampProbe {
+            every_ms,
+            lag_ms,
+            next_ms: self.now + every_ms,
+        });
+    }
+
+    /// `KafkaConsumer.offsetsForTimes` (assign mode): for each partition, the first
+    /// offset whose record timestamp is at or after the given one (`ListOffsets` to the
+    /// leader, with the consumer's `isolation.level`), retried on retriable errors until
+    /// `default.api.timeout.ms`. Each answer is recorded as an [`Op::OffsetsForTimes`]
+    /// invoked now; a partition whose lookup is still under way is not asked again.
+    pub fn offsets_for_times(
+        &mut self,
+        now: Millis,
+        timestamps: Vec<(TopicPartition, i64)>,
+        out: &mut Outbox,
+    ) {
+        assert!(
+            self.group.is_none(),
+            "offsetsForTimes is driven in assign mode"
+        );
+        for (tp, timestamp) in timestamps {
+            assert!(
+                timestamp >= 0,
+                "offsetsForTimes needs a timestamp, got {timestamp}"
+            );
+            if self.timestamp_lookups.contains_key(&tp) {
+                continue;
+            }
+            assert!(
+                self.timestamp_lookups.len() < MAX_TIMESTAMP_LOOKUPS,
+                "too many timestamp lookups under way"
+            );
+            self.timestamp_lookups.insert(
+                tp,
+                TimestampLookup {
+                    timestamp,
+                    invoke_ms: now,
+                    deadline: now + self.config.default_api_timeout_ms,
+                    in_flight: None,
+                    backoff_until: now,
+                },
+            );
+        }
+        self.run(now, out);
+    }
+
+    /// Whether the consumer reads with `isolation.level=read_committed`.
+    fn read_committed(&self) -> bool {
+        self.config.isolation_level == IsolationLevel::ReadCommitted
     }
 
     /// A subscribe-mode consumer: a member of `config.group_id` subscribed to `topics`
@@ -417,6 +512,7 @@ impl Consumer {
 
     /// Takes up to `max.poll.records` records from the fetch buffer.
     fn drain_fetch_buffer(&mut self, now: Millis, out: &mut Outbox) -> Vec<ConsumedRecord> {
+        let read_committed = self.read_committed();
         let mut records = Vec::new();
         while records.len() < self.config.max_poll_records {
             let Some(fetch) = self.completed_fetches.front_mut() else {
@@ -444,7 +540,7 @@ impl Consumer {
                 NodeId::Consumer(self.index),
                 now,
                 Op::Poll {
-                    read_committed: false,
+                    read_committed,
                     partition: fetch.tp.clone(),
                     records: polled,
                     high_watermark: fetch.high_watermark,
@@ -486,6 +582,8 @@ impl Consumer {
         self.handle_timeouts(now, out);
         self.run_group(now, out);
         self.reset_positions(now, out);
+        self.run_timestamp_probe(now);
+        self.send_timestamp_lookups(now, out);
         self.send_fetches(now, out);
         self.metadata
             .poll(now, &mut self.net, ConsumerRequest::Metadata, out);
@@ -525,6 +623,7 @@ impl Consumer {
 
     /// `NoOffsetForPartitionException`: `tp` has no position and may not reset.
     fn no_offset(&self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
+        let read_committed = self.read_committed();
         out.record(Entry {
             outcome: Outcome::Fail {
                 error: format!(
@@ -535,7 +634,7 @@ impl Consumer {
                 self.process(),
                 now,
                 Op::Poll {
-                    read_committed: false,
+                    read_committed,
                     partition: tp.clone(),
                     records: Vec::new(),
                     high_watermark: -1,
@@ -581,8 +680,176 @@ impl Consumer {
                         self.list_offsets_failed(now, &tp);
                     }
                 }
+                ConsumerRequest::OffsetsForTimes { partitions } => {
+                    for tp in partitions {
+                        self.timestamp_lookup_failed(now, &tp);
+                    }
+                }
             }
         }
+    }
+
+    /// A lookup's `ListOffsets` failed: retry after `retry.backoff.ms`.
+    fn timestamp_lookup_failed(&mut self, now: Millis, tp: &TopicPartition) {
+        if let Some(lookup) = self.timestamp_lookups.get_mut(tp) {
+            lookup.in_flight = None;
+            lookup.backoff_until = now + self.config.retry_backoff_ms;
+        }
+    }
+
+    /// The probe's lookups when due: `now - lag_ms` as CreateTime on each partition.
+    fn run_timestamp_probe(&mut self, now: Millis) {
+        let Some(probe) = &mut self.timestamp_probe else {
+            return;
+        };
+        if now < probe.next_ms {
+            return;
+        }
+        probe.next_ms = now + probe.every_ms;
+        let timestamp = RECORD_TIMESTAMP_BASE + now as i64 - probe.lag_ms as i64;
+        let deadline = now + self.config.default_api_timeout_ms;
+        for tp in self.assignment.keys() {
+            if self.timestamp_lookups.contains_key(tp) {
+                continue;
+            }
+            assert!(
+                self.timestamp_lookups.len() < MAX_TIMESTAMP_LOOKUPS,
+                "too many timestamp lookups under way"
+            );
+            self.timestamp_lookups.insert(
+                tp.clone(),
+                TimestampLookup {
+                    timestamp,
+                    invoke_ms: now,
+                    deadline,
+                    in_flight: None,
+                    backoff_until: now,
+                },
+            );
+        }
+    }
+
+    /// `OffsetFetcher.fetchOffsetsByTimes`: one `ListOffsets` per leader for the lookups
+    /// not in flight; lookups past `default.api.timeout.ms` fail.
+    fn send_timestamp_lookups(&mut self, now: Millis, out: &mut Outbox) {
+        let expired: Vec<TopicPartition> = self
+            .timestamp_lookups
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in expired {
+            let lookup = self.timestamp_lookups.remove(&tp).expect("listed");
+            let error = format!(
+                "TimeoutException: offsetsForTimes did not complete within {} ms",
+                self.config.default_api_timeout_ms
+            );
+            self.record_lookup(now, tp, &lookup, Outcome::Fail { error }, None, out);
+        }
+        let mut by_leader: BTreeMap<BrokerId, Vec<(TopicPartition, i64, i32)>> = BTreeMap::new();
+        let mut unknown_leader = false;
+        for (tp, lookup) in &self.timestamp_lookups {
+            if lookup.in_flight.is_some() || lookup.backoff_until > now {
+                continue;
+            }
+            match self.metadata.leader(tp) {
+                Some((leader, epoch)) => {
+                    by_leader
+                        .entry(leader)
+                        .or_default()
+                        .push((tp.clone(), lookup.timestamp, epoch))
+                }
+                None => unknown_leader = true,
+            }
+        }
+        if unknown_leader {
+            self.metadata.request_update();
+        }
+        for (leader, partitions) in by_leader {
+            let tps: Vec<TopicPartition> = partitions.iter().map(|(tp, _, _)| tp.clone()).collect();
+            let request = Request::ListOffsets(ListOffsetsRequest {
+                isolation_level: self.config.isolation_level,
+                partitions,
+            });
+            let kind = ConsumerRequest::OffsetsForTimes {
+                partitions: tps.clone(),
+            };
+            let correlation_id = self.net.send(now, leader, request, Some(kind), out);
+            for tp in tps {
+                let lookup = self.timestamp_lookups.get_mut(&tp).expect("listed");
+                lookup.in_flight = Some(correlation_id);
+            }
+        }
+    }
+
+    /// Applies a `ListOffsets` answer to the lookups it was sent for: found (or not),
+    /// retried after a retriable error, failed after another.
+    fn handle_offsets_for_times(
+        &mut self,
+        now: Millis,
+        correlation_id: u64,
+        partitions: Vec<TopicPartition>,
+        response: ListOffsetsResponse,
+        out: &mut Outbox,
+    ) {
+        for tp in partitions {
+            if self
+                .timestamp_lookups
+                .get(&tp)
+                .is_none_or(|l| l.in_flight != Some(correlation_id))
+            {
+                continue;
+            }
+            let part = response
+                .partitions
+                .iter()
+                .find(|p| p.tp == tp)
+                .unwrap_or_else(|| panic!("ListOffsets response lacks partition {tp}"));
+            if part.error.is_retriable() {
+                self.metadata.request_update();
+                self.timestamp_lookup_failed(now, &tp);
+                continue;
+            }
+            let lookup = self.timestamp_lookups.remove(&tp).expect("checked");
+            let (outcome, found) = match part.error {
+                ErrorCode::None if part.offset >= 0 => {
+                    (Outcome::Ok, Some((part.offset, part.timestamp)))
+                }
+                ErrorCode::None => (Outcome::Ok, None),
+                error => (
+                    Outcome::Fail {
+                        error: error.name().to_string(),
+                    },
+                    None,
+                ),
+            };
+            self.record_lookup(now, tp, &lookup, outcome, found, out);
+        }
+    }
+
+    /// Records a finished lookup as an [`Op::OffsetsForTimes`].
+    fn record_lookup(
+        &self,
+        now: Millis,
+        partition: TopicPartition,
+        lookup: &TimestampLookup,
+        outcome: Outcome,
+        found: Option<(Offset, i64)>,
+        out: &mut Outbox,
+    ) {
+        out.record(Entry {
+            index: 0,
+            process: self.process(),
+            invoke_ms: lookup.invoke_ms,
+            complete_ms: Some(now),
+            outcome,
+            op: Op::OffsetsForTimes {
+                partition,
+                timestamp: lookup.timestamp,
+                offset: found.map(|(o, _)| o),
+                found_timestamp: found.map(|(_, t)| t),
+            },
+        });
     }
 
     /// A `ListOffsets` attempt for `tp` failed: retry after `retry.backoff.ms`.
@@ -787,8 +1054,14 @@ impl Consumer {
         out: &mut Outbox,
     ) {
         let tp = &part.tp;
+        let read_committed = self.read_committed();
         let mut position = fetch_offset;
         let mut records = Vec::new();
+        // Kafka's CompletedFetch: the response's aborted transactions by first offset,
+        // and the producers whose aborted transaction the batches are in.
+        let mut aborted: Vec<AbortedTransaction> = part.aborted_transactions.clone();
+        aborted.sort_unstable_by_key(|a| std::cmp::Reverse(a.first_offset));
+        let mut aborted_producers = BTreeSet::new();
         for (i, bytes) in part.batches.iter().enumerate() {
             let last_element = i + 1 == part.batches.len();
             let mut buf: &[u8] = bytes;
@@ -809,8 +1082,35 @@ impl Consumer {
                 if last_offset < position {
                     continue;
                 }
-                let is_control = batch.attributes & crate::record::CONTROL_BIT != 0;
-                if !is_control {
+                if read_committed && batch.producer_id >= 0 {
+                    while aborted
+                        .last()
+                        .is_some_and(|a| a.first_offset <= last_offset)
+                    {
+                        let a = aborted.pop().expect("just looked");
+                        aborted_producers.insert(a.producer_id);
+                    }
+                    if batch.is_control() {
+                        let marker = EndTransactionMarker::of_batch(&batch).unwrap_or_else(|e| {
+                            panic!(
+                                "consumer-{}: bad transaction marker in {tp} at {}: {e}",
+                                self.index, batch.base_offset
+                            )
+                        });
+                        if marker.is_some_and(|m| m.control_type == ControlRecordType::Abort) {
+                            aborted_producers.remove(&batch.producer_id);
+                        }
+                    } else if batch.is_transactional()
+                        && aborted_producers.contains(&batch.producer_id)
+                    {
+                        // A batch of an aborted transaction: skipped, never returned.
+                        position = last_offset + 1;
+                        continue;
+                    }
+                }
+                // Control records are never returned; they only move the position
+                // (consumers see gaps in the offsets).
+                if !batch.is_control() {
                     for record in &batch.records {
                         let offset = batch.base_offset + Offset::from(record.offset_delta);
                         if offset < position {
@@ -861,7 +1161,7 @@ impl Consumer {
                 NodeId::Consumer(self.index),
                 now,
                 Op::Poll {
-                    read_committed: false,
+                    read_committed,
                     partition: tp.clone(),
                     records: records.into_iter().map(|(r, _)| r).collect(),
                     high_watermark: part.high_watermark,
@@ -909,6 +1209,7 @@ impl Consumer {
         let policy = self.reset_policy_name();
         let none_policy = self.config.auto_offset_reset == AutoOffsetReset::None;
         let backoff_until = now + self.config.retry_backoff_ms;
+        let read_committed = self.read_committed();
         let process = self.process();
         let state = self.assignment.get_mut(tp).expect("assigned partition");
         match error {
@@ -924,7 +1225,7 @@ impl Consumer {
                         process,
                         now,
                         Op::Poll {
-                            read_committed: false,
+                            read_committed,
                             partition: tp.clone(),
                             records: Vec::new(),
                             high_watermark,
@@ -986,6 +1287,12 @@ impl Actor for Consumer {
                         (ConsumerRequest::ListOffsets { partitions }, Response::ListOffsets(l)) => {
                             self.handle_list_offsets(now, correlation_id, partitions, l, out);
                         }
+                        (
+                            ConsumerRequest::OffsetsForTimes { partitions },
+                            Response::ListOffsets(l),
+                        ) => {
+                            self.handle_offsets_for_times(now, correlation_id, partitions, l, out);
+                        }
                         (_, response) => panic!(
                             "consumer-{}: response {response:?} does not match its request",
                             self.index
@@ -1026,11 +1333,25 @@ impl Actor for Consumer {
             .filter(|t| *t > self.now)
             .min();
         let group = self.group.as_ref().and_then(|g| g.next_timer());
+        let lookups = self
+            .timestamp_lookups
+            .values()
+            .map(|l| {
+                if l.in_flight.is_none() && l.backoff_until > self.now {
+                    l.backoff_until.min(l.deadline)
+                } else {
+                    l.deadline
+                }
+            })
+            .min();
+        let probe = self.timestamp_probe.as_ref().map(|p| p.next_ms);
         [
             self.net.next_deadline(),
             self.metadata.due_at(),
             backoff,
             group,
+            lookups,
+            probe,
         ]
         .into_iter()
         .flatten()

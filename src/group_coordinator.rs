@@ -562,6 +562,10 @@ impl GroupCoordinator {
         );
         for bytes in batches {
             let (batch, _) = RecordBatch::decode(bytes).expect("stored batches are valid");
+            if batch.is_control() {
+                // A transaction marker, not a group or offset record.
+                continue;
+            }
             for r in &batch.records {
                 let key = r.key.as_ref().expect("coordinator records have keys");
                 let value = r.value.as_ref().expect("coordinator records have values");
@@ -1368,6 +1372,23 @@ impl GroupCoordinator {
             error: ErrorCode::None,
             offsets,
         }
+    }
+
+    /// A transaction marker of `producer_id` (commit or abort) is replicated in
+    /// `__consumer_offsets-<partition>`: Kafka's `GroupCoordinator.onTransactionCompleted`,
+    /// which makes that producer's pending transactional offset commits of the
+    /// partition's groups visible (commit) or drops them (abort).
+    ///
+    /// TODO(lead): transactional offset commits (`TxnOffsetCommit`) are the lead's next
+    /// step; until they exist there are no pending commits, so this does nothing.
+    pub fn on_txn_marker(
+        &mut self,
+        _now: Millis,
+        _partition: u32,
+        _producer_id: i64,
+        _committed: bool,
+    ) -> CoordinatorOutput {
+        CoordinatorOutput::default()
     }
 
     // ------------------------------------------------------------ appends, timers
