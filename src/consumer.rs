@@ -1967,6 +1967,208 @@ mod tests {
         assert_eq!(c.positions(), vec![(tp(0), 3)]);
     }
 
+    /// A transactional batch of producer `producer_id` at `base`.
+    fn txn_batch(base: Offset, producer_id: i64, values: &[u64]) -> Bytes {
+        let (b, _) = RecordBatch::decode(&batch(base, values)).unwrap();
+        RecordBatch {
+            attributes: crate::record::TRANSACTIONAL_BIT,
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            ..b
+        }
+        .encode()
+    }
+
+    /// A marker of producer `producer_id` at `offset`.
+    fn marker_batch(offset: Offset, producer_id: i64, commit: bool) -> Bytes {
+        let marker = EndTransactionMarker {
+            control_type: if commit {
+                ControlRecordType::Commit
+            } else {
+                ControlRecordType::Abort
+            },
+            coordinator_epoch: 0,
+        };
+        RecordBatch {
+            base_offset: offset,
+            ..marker.to_batch(producer_id, 0, 0)
+        }
+        .encode()
+    }
+
+    /// Producer 7 aborts (0-1, marker 3) while 8 commits (2, marker 4); then a record
+    /// outside transactions (5) and producer 7's next transaction, committed (6, 7).
+    fn transactional_fetch() -> Response {
+        let Response::Fetch(mut f) = fetch_answer(
+            tp(0),
+            ErrorCode::None,
+            8,
+            vec![
+                txn_batch(0, 7, &[100, 101]),
+                txn_batch(2, 8, &[200]),
+                marker_batch(3, 7, false),
+                marker_batch(4, 8, true),
+                batch(5, &[300]),
+                txn_batch(6, 7, &[400]),
+                marker_batch(7, 7, true),
+            ],
+        ) else {
+            unreachable!()
+        };
+        f.partitions[0].aborted_transactions = vec![AbortedTransaction {
+            producer_id: 7,
+            first_offset: 0,
+        }];
+        Response::Fetch(f)
+    }
+
+    fn polled(out: &Outbox) -> Vec<(Vec<Offset>, bool)> {
+        ops(out)
+            .into_iter()
+            .filter_map(|o| match o {
+                Op::Poll {
+                    records,
+                    read_committed,
+                    ..
+                } => Some((records.iter().map(|r| r.offset).collect(), read_committed)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_committed_drops_aborted_transactions_and_never_returns_markers() {
+        let committed = ConsumerConfig {
+            isolation_level: IsolationLevel::ReadCommitted,
+            ..config(AutoOffsetReset::Earliest)
+        };
+        let (mut c, mut out, (b, cid, f)) = fetching(committed, 0);
+        assert_eq!(f.isolation_level, IsolationLevel::ReadCommitted);
+        respond(&mut c, 3, b, cid, transactional_fetch(), &mut out);
+        assert_eq!(polled(&out), vec![(vec![2, 5, 6], true)]);
+        assert_eq!(c.positions(), vec![(tp(0), 8)], "past the last marker");
+        let reqs = take(&mut out);
+        assert_eq!(
+            fetch_of(only(&reqs, "Fetch")[0]).2.partitions[0].fetch_offset,
+            8
+        );
+
+        // read_uncommitted sees every data record; markers leave gaps all the same.
+        let (mut c, mut out, (b, cid, f)) = fetching(config(AutoOffsetReset::Earliest), 0);
+        assert_eq!(f.isolation_level, IsolationLevel::ReadUncommitted);
+        respond(&mut c, 3, b, cid, transactional_fetch(), &mut out);
+        assert_eq!(polled(&out), vec![(vec![0, 1, 2, 5, 6], false)]);
+        assert_eq!(c.positions(), vec![(tp(0), 8)]);
+    }
+
+    /// Answers the `ListOffsets` of an `offsetsForTimes` lookup in `out` with
+    /// (error, offset, timestamp); returns what it asked.
+    fn answer_lookup(
+        c: &mut Consumer,
+        now: Millis,
+        out: &mut Outbox,
+        answer: (ErrorCode, Offset, i64),
+    ) -> Vec<(TopicPartition, i64, LeaderEpoch)> {
+        let reqs = take(out);
+        let lo = only(&reqs, "ListOffsets");
+        assert_eq!(lo.len(), 1, "{reqs:?}");
+        let Request::ListOffsets(l) = &lo[0].2 else {
+            unreachable!()
+        };
+        let (error, offset, timestamp) = answer;
+        let response = Response::ListOffsets(ListOffsetsResponse {
+            partitions: vec![ListOffsetsPartitionResponse {
+                tp: tp(0),
+                error,
+                offset,
+                leader_epoch: 3,
+                timestamp,
+            }],
+        });
+        respond(c, now, lo[0].0, lo[0].1, response, out);
+        l.partitions.clone()
+    }
+
+    fn lookup(entry: &Entry) -> (Millis, Outcome, Option<Offset>, Option<i64>) {
+        match &entry.op {
+            Op::OffsetsForTimes {
+                offset,
+                found_timestamp,
+                ..
+            } => (
+                entry.invoke_ms,
+                entry.outcome.clone(),
+                *offset,
+                *found_timestamp,
+            ),
+            other => panic!("not a lookup: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn offsets_for_times_records_each_lookup() {
+        let ts = RECORD_TIMESTAMP_BASE;
+        let committed = ConsumerConfig {
+            isolation_level: IsolationLevel::ReadCommitted,
+            ..config(AutoOffsetReset::Earliest)
+        };
+        let (mut c, mut out, _) = fetching(committed, 0);
+        c.offsets_for_times(10, vec![(tp(0), ts + 5)], &mut out);
+        let asked = answer_lookup(&mut c, 11, &mut out, (ErrorCode::None, 7, ts + 9));
+        assert_eq!(asked, vec![(tp(0), ts + 5, 3)]);
+        let entry = out.history.pop().unwrap();
+        assert_eq!(entry.complete_ms, Some(11));
+        assert_eq!(lookup(&entry), (10, Outcome::Ok, Some(7), Some(ts + 9)));
+        // A retriable error is retried after the backoff; nothing that late is found.
+        c.offsets_for_times(20, vec![(tp(0), ts + 50)], &mut out);
+        answer_lookup(
+            &mut c,
+            21,
+            &mut out,
+            (ErrorCode::NotLeaderOrFollower, -1, -1),
+        );
+        assert!(out.history.is_empty());
+        c.on_timer(21 + 100, &mut out);
+        answer_lookup(&mut c, 130, &mut out, (ErrorCode::None, -1, -1));
+        let entry = out.history.pop().unwrap();
+        assert_eq!(lookup(&entry), (20, Outcome::Ok, None, None));
+        // A lookup nobody answers fails after default.api.timeout.ms.
+        c.offsets_for_times(200, vec![(tp(0), ts)], &mut out);
+        take(&mut out);
+        c.on_timer(200 + 60_000, &mut out);
+        let failed = out
+            .history
+            .iter()
+            .find(|e| matches!(e.op, Op::OffsetsForTimes { .. }))
+            .expect("recorded");
+        assert!(
+            matches!(&failed.outcome, Outcome::Fail { error } if error.starts_with("TimeoutException"))
+        );
+    }
+
+    #[test]
+    fn the_probe_looks_up_now_minus_the_lag_on_every_partition() {
+        let (mut c, mut out, _) = fetching(config(AutoOffsetReset::Earliest), 0);
+        c.set_timestamp_probe(1_000, 300);
+        assert_eq!(
+            c.next_timer(),
+            Some(1_002),
+            "a period after it was set (at 2)"
+        );
+        c.on_timer(1_002, &mut out);
+        let asked = answer_lookup(&mut c, 1_003, &mut out, (ErrorCode::None, 0, 0));
+        assert_eq!(asked, vec![(tp(0), RECORD_TIMESTAMP_BASE + 702, 3)]);
+        c.on_timer(1_500, &mut out);
+        assert!(
+            only(&take(&mut out), "ListOffsets").is_empty(),
+            "not before the period"
+        );
+        c.on_timer(2_002, &mut out);
+        let asked = answer_lookup(&mut c, 2_003, &mut out, (ErrorCode::None, 0, 0));
+        assert_eq!(asked[0].1, RECORD_TIMESTAMP_BASE + 1_702);
+    }
+
     #[test]
     #[should_panic(expected = "bad batch")]
     fn a_corrupt_batch_is_a_finding() {
@@ -2526,6 +2728,29 @@ mod tests {
                 ]
             );
             assert_eq!(c.positions(), vec![(tp(0), 5), (tp(1), 0)]);
+        }
+
+        #[test]
+        fn read_committed_members_ask_for_stable_offsets_and_retry_unstable_ones() {
+            let (_, _, (_, _, f)) = stable(group_config(), &[0]);
+            assert!(!f.require_stable);
+            let config = ConsumerConfig {
+                isolation_level: IsolationLevel::ReadCommitted,
+                ..group_config()
+            };
+            let (mut c, mut out, (b, cid, f)) = stable(config, &[0]);
+            assert!(f.require_stable, "KIP-447");
+            let unstable = Response::OffsetFetch(OffsetFetchResponse {
+                error: ErrorCode::UnstableOffsetCommit,
+                offsets: vec![],
+            });
+            respond(&mut c, 6, b, cid, unstable, &mut out);
+            assert!(out.history.is_empty(), "no position yet");
+            let again = idle_until(&mut c, &mut out, 6 + 100)
+                .into_iter()
+                .find(|(_, (_, _, r))| r.api_name() == "OffsetFetch")
+                .expect("retried after retry.backoff.ms");
+            assert_eq!(again.0, 6 + 100);
         }
 
         #[test]

@@ -872,7 +872,7 @@ mod tests {
             coordinator_epoch: -1,
         };
         let (batch, _) = RecordBatch::decode(&abort.to_batch(7, 3, t).encode()).unwrap();
-        assert_eq!(&batch.records[0].key.as_deref().unwrap()[..], &[0, 0, 0, 0]);
+        assert_eq!(batch.records[0].key.as_deref().unwrap(), &[0, 0, 0, 0]);
         assert_eq!(EndTransactionMarker::of_batch(&batch), Ok(Some(abort)));
     }
 

@@ -638,13 +638,17 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         let builder = handle.create_node().name(me.to_string());
         let n = match &group_id {
             None => {
-                let c = Arc::new(Mutex::new(Consumer::new(
+                let mut consumer = Consumer::new(
                     i,
                     sc.consumers.config.clone(),
                     broker_ids.clone(),
                     topic_names.clone(),
                     seed_i,
-                )));
+                );
+                if let Some(probe) = &sc.consumers.timestamp_lookups {
+                    consumer.set_timestamp_probe(probe.every_ms, probe.lag_ms);
+                }
+                let c = Arc::new(Mutex::new(consumer));
                 consumers.push(ConsumerNode::Assign(c.clone()));
                 builder
                     .init(move || {
