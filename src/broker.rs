@@ -752,7 +752,7 @@ impl Broker {
 
     /// Kafka's `ReplicaManager.maybeSendPartitionsToTransactionCoordinator`: the
     /// partitions (with producer id and epoch) of transactional batches that this
-    /// broker leads and where the producer has no transaction open in that epoch. None
+    /// broker leads and where the producer has no transaction open in that epoch. Empty
     /// when the coordinator is not asked: verification is off and the partitions are
     /// not added by the broker (transaction version below 2).
     fn verification_needed(
