@@ -1158,22 +1158,10 @@ impl Broker {
         m: &TxnMarker,
         tp: &TopicPartition,
     ) -> ProducePart {
-        let leader = match self.partitions.get(tp) {
-            None if !self.image.partitions.contains_key(tp) => {
-                Err(ErrorCode::UnknownTopicOrPartition)
-            }
-            Some(Partition {
-                role: Role::Leader(ls),
-                leader_epoch,
-                ..
-            }) if !fenced => {
-                if (ls.isr.len() as u32) < self.config.min_insync_replicas {
-                    Err(ErrorCode::NotEnoughReplicas)
-                } else {
-                    Ok(*leader_epoch)
-                }
-            }
-            _ => Err(ErrorCode::NotLeaderOrFollower),
+        let leader = if self.image.partitions.contains_key(tp) {
+            self.acks_all_leader_epoch(tp, fenced)
+        } else {
+            Err(ErrorCode::UnknownTopicOrPartition)
         };
         let epoch = match leader {
             Ok(epoch) => epoch,
@@ -1442,21 +1430,7 @@ impl Broker {
     fn append_for_coordinator(&mut self, now: Millis, append: CoordinatorAppend, out: &mut Outbox) {
         let tp = TopicPartition::new(OFFSETS_TOPIC, append.partition);
         let fenced = self.self_fenced(now);
-        let epoch = match self.partitions.get(&tp) {
-            Some(Partition {
-                role: Role::Leader(ls),
-                leader_epoch,
-                ..
-            }) if !fenced => {
-                if (ls.isr.len() as u32) < self.config.min_insync_replicas {
-                    Err(ErrorCode::NotEnoughReplicas)
-                } else {
-                    Ok(*leader_epoch)
-                }
-            }
-            _ => Err(ErrorCode::NotLeaderOrFollower),
-        };
-        let epoch = match epoch {
+        let epoch = match self.acks_all_leader_epoch(&tp, fenced) {
             Ok(epoch) => epoch,
             Err(error) => {
                 let output = self.coordinator.on_append_complete(now, append.id, error);
@@ -1481,6 +1455,30 @@ impl Broker {
         let deadline = now + self.config.offsets_commit_timeout_ms;
         let waiter = Waiter::Coordinator(append.id);
         self.park_produce(now, waiter, deadline, vec![part], vec![tp], out);
+    }
+
+    /// The leader epoch to append an `acks=all` batch of the broker's own (a coordinator's
+    /// records, a transaction marker) in: `NOT_LEADER_OR_FOLLOWER` unless this broker
+    /// leads `tp` unfenced, `NOT_ENOUGH_REPLICAS` below `min.insync.replicas`.
+    fn acks_all_leader_epoch(
+        &self,
+        tp: &TopicPartition,
+        fenced: bool,
+    ) -> Result<LeaderEpoch, ErrorCode> {
+        match self.partitions.get(tp) {
+            Some(Partition {
+                role: Role::Leader(ls),
+                leader_epoch,
+                ..
+            }) if !fenced => {
+                if (ls.isr.len() as u32) < self.config.min_insync_replicas {
+                    Err(ErrorCode::NotEnoughReplicas)
+                } else {
+                    Ok(*leader_epoch)
+                }
+            }
+            _ => Err(ErrorCode::NotLeaderOrFollower),
+        }
     }
 
     /// This broker became leader of an offsets partition (or leads it in a new epoch):
@@ -3669,6 +3667,21 @@ mod tests {
 
     // ------------------------------------------------------------ transactions
 
+    /// Broker 1, the only replica in the ISR of `orders-0`.
+    fn sole_leader(config: BrokerConfig, bugs: Bugs) -> (Broker, Outbox) {
+        broker(1, config, bugs, vec![reg(Some(1), &[1], 0, 0)])
+    }
+
+    /// An `acks=1` produce of `batch` from producer 0: its answer.
+    fn produced(
+        b: &mut Broker,
+        now: Millis,
+        correlation_id: u64,
+        batch: Bytes,
+    ) -> Option<(ErrorCode, Offset)> {
+        send_batch(b, now, correlation_id, Acks::Leader, batch).0
+    }
+
     const TS: i64 = crate::producer::RECORD_TIMESTAMP_BASE;
 
     /// A batch of `values` from `producer_id`, created at `TS + created_ms`, in a
@@ -3704,6 +3717,17 @@ mod tests {
             ..batch
         }
         .encode()
+    }
+
+    /// Sends `txn_produce(batch)` from producer 0.
+    fn txn_request(b: &mut Broker, now: Millis, correlation_id: u64, batch: Bytes) -> Outbox {
+        request(
+            b,
+            now,
+            NodeId::Producer(0),
+            correlation_id,
+            txn_produce(batch),
+        )
     }
 
     /// An `acks=1` produce of `batch` from the transactional producer `tx`.
@@ -3796,15 +3820,9 @@ mod tests {
             Bugs::default(),
             vec![reg(Some(1), &[1, 2], 0, 0)],
         );
-        let (r, _) = send_batch(
-            &mut b,
-            10,
-            1,
-            Acks::Leader,
-            txn_batch(PID, 0, 0, &[100, 101]),
-        );
+        let r = produced(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100, 101]));
         assert_eq!(r, Some((ErrorCode::None, 0)));
-        let (r, _) = send_batch(&mut b, 11, 2, Acks::Leader, batch(&[102]));
+        let r = produced(&mut b, 11, 2, batch(&[102]));
         assert_eq!(r, Some((ErrorCode::None, 2)));
         request(&mut b, 12, NodeId::Broker(2), 1, follower_fetch(2, 3, 0));
         let p = fetch_part(response_to(
@@ -3857,13 +3875,7 @@ mod tests {
         );
 
         // Refusals, answered at once, per producer and partition.
-        send_batch(
-            &mut b,
-            30,
-            8,
-            Acks::Leader,
-            txn_batch(PID + 1, 2, 0, &[103]),
-        );
+        produced(&mut b, 30, 8, txn_batch(PID + 1, 2, 0, &[103]));
         let out = request(
             &mut b,
             31,
@@ -3919,26 +3931,9 @@ mod tests {
 
     #[test]
     fn read_committed_fetches_carry_the_aborted_transactions() {
-        let (mut b, _) = broker(
-            1,
-            unverified(),
-            Bugs::default(),
-            vec![reg(Some(1), &[1], 0, 0)],
-        );
-        send_batch(
-            &mut b,
-            10,
-            1,
-            Acks::Leader,
-            txn_batch(PID, 0, 0, &[100, 101]),
-        );
-        send_batch(
-            &mut b,
-            11,
-            2,
-            Acks::Leader,
-            txn_batch(PID + 1, 0, 0, &[200]),
-        );
+        let (mut b, _) = sole_leader(unverified(), Bugs::default());
+        produced(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100, 101]));
+        produced(&mut b, 11, 2, txn_batch(PID + 1, 0, 0, &[200]));
         let markers = write_markers(&[
             (PID, 0, false, 0, vec![tp()]),
             (PID + 1, 0, true, 0, vec![tp()]),
@@ -3980,26 +3975,9 @@ mod tests {
 
     #[test]
     fn list_offsets_by_timestamp_can_land_on_a_marker() {
-        let (mut b, _) = broker(
-            1,
-            unverified(),
-            Bugs::default(),
-            vec![reg(Some(1), &[1], 0, 0)],
-        );
-        send_batch(
-            &mut b,
-            10,
-            1,
-            Acks::Leader,
-            batch_at(PID, 0, true, 5, &[100]),
-        );
-        send_batch(
-            &mut b,
-            11,
-            2,
-            Acks::Leader,
-            batch_at(-1, -1, false, 8, &[101]),
-        );
+        let (mut b, _) = sole_leader(unverified(), Bugs::default());
+        produced(&mut b, 10, 1, batch_at(PID, 0, true, 5, &[100]));
+        produced(&mut b, 11, 2, batch_at(-1, -1, false, 8, &[101]));
         request(
             &mut b,
             100,
@@ -4008,13 +3986,7 @@ mod tests {
             write_markers(&[(PID, 0, true, 0, vec![tp()])]),
         );
         // Created before the marker was written, appended after it.
-        send_batch(
-            &mut b,
-            101,
-            4,
-            Acks::Leader,
-            batch_at(-1, -1, false, 50, &[102]),
-        );
+        produced(&mut b, 101, 4, batch_at(-1, -1, false, 50, &[102]));
         assert_eq!(
             list_offsets(&mut b, 102, RU, TS + 6),
             (ErrorCode::None, 1, TS + 8)
@@ -4034,13 +4006,7 @@ mod tests {
         );
         // An open transaction: the latest stable offset stays below it, and so do
         // read_committed timestamp lookups.
-        send_batch(
-            &mut b,
-            200,
-            5,
-            Acks::Leader,
-            batch_at(PID, 1, true, 200, &[103]),
-        );
+        produced(&mut b, 200, 5, batch_at(PID, 1, true, 200, &[103]));
         assert_eq!(
             list_offsets(&mut b, 201, RU, LATEST_TIMESTAMP),
             (ErrorCode::None, 5, -1)
@@ -4127,13 +4093,7 @@ mod tests {
     #[test]
     fn a_transaction_starts_only_once_the_coordinator_verified_it() {
         let mut b = verifying_broker(1);
-        let out = request(
-            &mut b,
-            10,
-            NodeId::Producer(0),
-            1,
-            txn_produce(txn_batch(PID, 0, 0, &[100])),
-        );
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));
         assert_eq!(produce_result(response_to(&out, 1)), None, "parked");
         assert_eq!(leo(&b), 0);
         let (c, v) = verification(&out).expect("the coordinator is asked");
@@ -4153,13 +4113,7 @@ mod tests {
             Some((ErrorCode::None, 0))
         );
         // The transaction is open here now: no further verification.
-        let out = request(
-            &mut b,
-            12,
-            NodeId::Producer(0),
-            2,
-            txn_produce(txn_batch(PID, 0, 1, &[101])),
-        );
+        let out = txn_request(&mut b, 12, 2, txn_batch(PID, 0, 1, &[101]));
         assert!(verification(&out).is_none());
         assert_eq!(
             produce_result(response_to(&out, 2)),
@@ -4185,13 +4139,7 @@ mod tests {
         {
             let corr = 10 + i as u64;
             let pid = PID + 1 + i as i64;
-            let out = request(
-                &mut b,
-                20,
-                NodeId::Producer(0),
-                corr,
-                txn_produce(txn_batch(pid, 0, 0, &[1])),
-            );
+            let out = txn_request(&mut b, 20, corr, txn_batch(pid, 0, 0, &[1]));
             let (c, _) = verification(&out).unwrap();
             let out = verified(&mut b, 21, c, error);
             assert_eq!(
@@ -4204,13 +4152,7 @@ mod tests {
 
         // No answer within request.timeout.ms, or a broken connection: NETWORK_EXCEPTION,
         // which the producer sees as NOT_ENOUGH_REPLICAS.
-        let out = request(
-            &mut b,
-            30,
-            NodeId::Producer(0),
-            30,
-            txn_produce(txn_batch(PID + 9, 0, 0, &[1])),
-        );
+        let out = txn_request(&mut b, 30, 30, txn_batch(PID + 9, 0, 0, &[1]));
         assert!(verification(&out).is_some());
         let mut out = Outbox::default();
         b.on_timer(30 + b.config.request_timeout_ms, &mut out);
@@ -4219,13 +4161,7 @@ mod tests {
             Some((ErrorCode::NotEnoughReplicas, -1))
         );
         let t = 40 + b.config.request_timeout_ms;
-        request(
-            &mut b,
-            t,
-            NodeId::Producer(0),
-            31,
-            txn_produce(txn_batch(PID + 9, 0, 0, &[1])),
-        );
+        txn_request(&mut b, t, 31, txn_batch(PID + 9, 0, 0, &[1]));
         let mut out = Outbox::default();
         b.on_disconnect(t + 1, NodeId::Broker(2), &mut out);
         assert_eq!(
@@ -4237,13 +4173,7 @@ mod tests {
     #[test]
     fn a_marker_during_verification_keeps_a_late_batch_out() {
         let mut b = verifying_broker(1);
-        let out = request(
-            &mut b,
-            10,
-            NodeId::Producer(0),
-            1,
-            txn_produce(txn_batch(PID, 0, 0, &[100])),
-        );
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));
         let (c, _) = verification(&out).unwrap();
         // The transaction is aborted (a timeout) while the verification is under way.
         request(
@@ -4267,13 +4197,7 @@ mod tests {
     #[test]
     fn transaction_version_2_adds_the_partition_for_the_producer() {
         let mut b = verifying_broker(2);
-        let out = request(
-            &mut b,
-            10,
-            NodeId::Producer(0),
-            1,
-            txn_produce(txn_batch(PID, 0, 0, &[100])),
-        );
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));
         let (c, v) = verification(&out).unwrap();
         assert!(!v.verify_only);
         let out = verified(&mut b, 11, c, ErrorCode::ConcurrentTransactions);
@@ -4283,19 +4207,8 @@ mod tests {
             "kept as it is with transaction version 2"
         );
         // Without the topic there is no coordinator to ask.
-        let (mut b, _) = broker(
-            1,
-            BrokerConfig::default(),
-            Bugs::default(),
-            vec![reg(Some(1), &[1], 0, 0)],
-        );
-        let out = request(
-            &mut b,
-            10,
-            NodeId::Producer(0),
-            1,
-            txn_produce(txn_batch(PID, 0, 0, &[100])),
-        );
+        let (mut b, _) = sole_leader(BrokerConfig::default(), Bugs::default());
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));
         assert_eq!(
             produce_result(response_to(&out, 1)),
             Some((ErrorCode::NotEnoughReplicas, -1))
@@ -4312,15 +4225,15 @@ mod tests {
                 Some((ErrorCode::None, 1)),
             ),
         ] {
-            let (mut b, _) = broker(1, unverified(), bugs, vec![reg(Some(1), &[1], 0, 0)]);
-            send_batch(&mut b, 10, 1, Acks::Leader, txn_batch(PID, 1, 0, &[100]));
-            let (r, _) = send_batch(&mut b, 11, 2, Acks::Leader, zombie());
+            let (mut b, _) = sole_leader(unverified(), bugs);
+            produced(&mut b, 10, 1, txn_batch(PID, 1, 0, &[100]));
+            let r = produced(&mut b, 11, 2, zombie());
             assert_eq!(r, expected);
         }
         // With verification, the coordinator fences the zombie all the same.
         let mut b = verifying_broker(1);
         b.bugs = Bugs::of(&[Bug::NoProducerEpochFencing]);
-        let out = request(&mut b, 10, NodeId::Producer(0), 1, txn_produce(zombie()));
+        let out = txn_request(&mut b, 10, 1, zombie());
         let (c, _) = verification(&out).unwrap();
         let out = verified(&mut b, 11, c, ErrorCode::ProducerFenced);
         assert_eq!(

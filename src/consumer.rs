@@ -42,6 +42,19 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+/// The partition's answer in a `ListOffsets` response (which answers every partition
+/// asked).
+fn answer_for<'a>(
+    response: &'a ListOffsetsResponse,
+    tp: &TopicPartition,
+) -> &'a crate::protocol::ListOffsetsPartitionResponse {
+    response
+        .partitions
+        .iter()
+        .find(|p| p.tp == *tp)
+        .unwrap_or_else(|| panic!("ListOffsets response lacks partition {tp}"))
+}
+
 /// Bound on `offsetsForTimes` lookups under way (one per partition at most).
 const MAX_TIMESTAMP_LOOKUPS: usize = 10_000;
 
@@ -746,35 +759,16 @@ impl Consumer {
             );
             self.record_lookup(now, tp, &lookup, Outcome::Fail { error }, None, out);
         }
-        let mut by_leader: BTreeMap<BrokerId, Vec<(TopicPartition, i64, i32)>> = BTreeMap::new();
-        let mut unknown_leader = false;
-        for (tp, lookup) in &self.timestamp_lookups {
-            if lookup.in_flight.is_some() || lookup.backoff_until > now {
-                continue;
-            }
-            match self.metadata.leader(tp) {
-                Some((leader, epoch)) => {
-                    by_leader
-                        .entry(leader)
-                        .or_default()
-                        .push((tp.clone(), lookup.timestamp, epoch))
-                }
-                None => unknown_leader = true,
-            }
-        }
-        if unknown_leader {
-            self.metadata.request_update();
-        }
-        for (leader, partitions) in by_leader {
-            let tps: Vec<TopicPartition> = partitions.iter().map(|(tp, _, _)| tp.clone()).collect();
-            let request = Request::ListOffsets(ListOffsetsRequest {
-                isolation_level: self.config.isolation_level,
-                partitions,
-            });
-            let kind = ConsumerRequest::OffsetsForTimes {
-                partitions: tps.clone(),
-            };
-            let correlation_id = self.net.send(now, leader, request, Some(kind), out);
+        let wanted = self
+            .timestamp_lookups
+            .iter()
+            .filter(|(_, l)| l.in_flight.is_none() && l.backoff_until <= now)
+            .map(|(tp, l)| (tp.clone(), l.timestamp))
+            .collect();
+        let sent = self.send_list_offsets(now, wanted, out, |partitions| {
+            ConsumerRequest::OffsetsForTimes { partitions }
+        });
+        for (correlation_id, tps) in sent {
             for tp in tps {
                 let lookup = self.timestamp_lookups.get_mut(&tp).expect("listed");
                 lookup.in_flight = Some(correlation_id);
@@ -800,11 +794,7 @@ impl Consumer {
             {
                 continue;
             }
-            let part = response
-                .partitions
-                .iter()
-                .find(|p| p.tp == tp)
-                .unwrap_or_else(|| panic!("ListOffsets response lacks partition {tp}"));
+            let part = answer_for(&response, &tp);
             if part.error.is_retriable() {
                 self.metadata.request_update();
                 self.timestamp_lookup_failed(now, &tp);
@@ -870,41 +860,64 @@ impl Consumer {
             AutoOffsetReset::Latest => LATEST_TIMESTAMP,
             AutoOffsetReset::None => return,
         };
+        let wanted = self
+            .assignment
+            .iter()
+            .filter(|(_, state)| {
+                let waiting = state.reset.as_ref().is_some_and(|r| r.in_flight.is_none());
+                !state.failed && waiting && state.backoff_until <= now
+            })
+            .map(|(tp, _)| (tp.clone(), timestamp))
+            .collect();
+        let sent = self.send_list_offsets(now, wanted, out, |partitions| {
+            ConsumerRequest::ListOffsets { partitions }
+        });
+        for (correlation_id, tps) in sent {
+            for tp in tps {
+                let state = self.assignment.get_mut(&tp).expect("assigned partition");
+                state.reset.as_mut().expect("reset pending").in_flight = Some(correlation_id);
+            }
+        }
+    }
+
+    /// One `ListOffsets` per leader for the `wanted` (partition, timestamp) lookups,
+    /// with the consumer's `isolation.level`; a partition without a known leader asks
+    /// for a metadata update instead. Returns each request's correlation id and
+    /// partitions.
+    fn send_list_offsets(
+        &mut self,
+        now: Millis,
+        wanted: Vec<(TopicPartition, i64)>,
+        out: &mut Outbox,
+        kind: impl Fn(Vec<TopicPartition>) -> ConsumerRequest,
+    ) -> Vec<(u64, Vec<TopicPartition>)> {
         let mut by_leader: BTreeMap<BrokerId, Vec<(TopicPartition, i64, i32)>> = BTreeMap::new();
         let mut unknown_leader = false;
-        for (tp, state) in &self.assignment {
-            let waiting = state.reset.as_ref().is_some_and(|r| r.in_flight.is_none());
-            if state.failed || !waiting || state.backoff_until > now {
-                continue;
-            }
-            match self.metadata.leader(tp) {
-                Some((leader, epoch)) => {
-                    by_leader
-                        .entry(leader)
-                        .or_default()
-                        .push((tp.clone(), timestamp, epoch))
-                }
+        for (tp, timestamp) in wanted {
+            match self.metadata.leader(&tp) {
+                Some((leader, epoch)) => by_leader
+                    .entry(leader)
+                    .or_default()
+                    .push((tp, timestamp, epoch)),
                 None => unknown_leader = true,
             }
         }
         if unknown_leader {
             self.metadata.request_update();
         }
+        let mut sent = Vec::with_capacity(by_leader.len());
         for (leader, partitions) in by_leader {
             let tps: Vec<TopicPartition> = partitions.iter().map(|(tp, _, _)| tp.clone()).collect();
             let request = Request::ListOffsets(ListOffsetsRequest {
                 isolation_level: self.config.isolation_level,
                 partitions,
             });
-            let kind = ConsumerRequest::ListOffsets {
-                partitions: tps.clone(),
-            };
-            let correlation_id = self.net.send(now, leader, request, Some(kind), out);
-            for tp in tps {
-                let state = self.assignment.get_mut(&tp).expect("assigned partition");
-                state.reset.as_mut().expect("reset pending").in_flight = Some(correlation_id);
-            }
+            let correlation_id = self
+                .net
+                .send(now, leader, request, Some(kind(tps.clone())), out);
+            sent.push((correlation_id, tps));
         }
+        sent
     }
 
     /// `AbstractFetch.prepareFetchRequests`: one `Fetch` per leader with no fetch in
@@ -980,11 +993,7 @@ impl Consumer {
             {
                 continue;
             }
-            let part = response
-                .partitions
-                .iter()
-                .find(|p| p.tp == tp)
-                .unwrap_or_else(|| panic!("ListOffsets response lacks partition {tp}"));
+            let part = answer_for(&response, &tp);
             if part.error == ErrorCode::None && part.offset >= 0 {
                 let reason = state.reset.take().expect("reset pending").reason;
                 state.position = Some(part.offset);
