@@ -9,6 +9,13 @@
 //! same leader path and produce purgatory as `acks=all` produce requests, and loads or
 //! unloads groups when it gains or loses leadership of an offsets partition.
 //!
+//! The partition side of transactions (KIP-98, KIP-890): transactional batches checked
+//! against the producer state and, before they open a transaction in a partition,
+//! verified with the transaction coordinator (`AddPartitionsToTxn`, the produce parked
+//! meanwhile); `WriteTxnMarkers` appending commit and abort markers as leader;
+//! `read_committed` fetches up to the last stable offset with the aborted transactions;
+//! `ListOffsets` by timestamp.
+//!
 //! What survives a crash is the [`Disk`]; everything else in [`Broker`] is process
 //! memory and is rebuilt by [`Broker::restart`].
 
@@ -983,8 +990,14 @@ impl Broker {
             let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
             let header = match record::verify_crc(&batch).and_then(|()| BatchHeader::parse(&batch))
             {
-                Ok(header) if !header.is_control() => header,
-                _ => {
+                // Kafka's LogValidator: clients may not write control records
+                // (INVALID_RECORD, which this simulation names INVALID_REQUEST).
+                Ok(header) if header.is_control() => {
+                    parts.push(ProducePart::refused(tp, ErrorCode::InvalidRequest));
+                    continue;
+                }
+                Ok(header) => header,
+                Err(_) => {
                     parts.push(ProducePart::refused(tp, ErrorCode::CorruptMessage));
                     continue;
                 }
@@ -3909,6 +3922,17 @@ mod tests {
             ])
         );
         assert_eq!(leo(&b), 5, "nothing appended");
+        // Clients may not write control batches.
+        let forged = EndTransactionMarker {
+            control_type: ControlRecordType::Commit,
+            coordinator_epoch: 0,
+        }
+        .to_batch(PID, 0, 0)
+        .encode();
+        assert_eq!(
+            produced(&mut b, 32, 10, forged),
+            Some((ErrorCode::InvalidRequest, -1))
+        );
         // A follower is not the place for markers.
         let (mut f, _) = broker(
             2,
