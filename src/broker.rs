@@ -3995,6 +3995,11 @@ mod tests {
             p.aborted_transactions.is_empty(),
             "read_uncommitted gets none"
         );
+        // A restart recovers the transaction state from the log (and checks it).
+        let before = b.disk().logs[&tp()].txn_index().to_vec();
+        b.restart(2);
+        assert_eq!(b.disk().logs[&tp()].txn_index(), &before[..]);
+        assert_eq!(before.len(), 2);
     }
 
     #[test]
