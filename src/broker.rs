@@ -9,6 +9,13 @@
 //! same leader path and produce purgatory as `acks=all` produce requests, and loads or
 //! unloads groups when it gains or loses leadership of an offsets partition.
 //!
+//! The partition side of transactions (KIP-98, KIP-890): transactional batches checked
+//! against the producer state and, before they open a transaction in a partition,
+//! verified with the transaction coordinator (`AddPartitionsToTxn`, the produce parked
+//! meanwhile); `WriteTxnMarkers` appending commit and abort markers as leader;
+//! `read_committed` fetches up to the last stable offset with the aborted transactions;
+//! `ListOffsets` by timestamp.
+//!
 //! What survives a crash is the [`Disk`]; everything else in [`Broker`] is process
 //! memory and is rebuilt by [`Broker::restart`].
 
@@ -24,13 +31,15 @@ use crate::log::Log;
 use crate::metadata::MetadataImage;
 use crate::producer_state::AppendCheck;
 use crate::protocol::*;
-use crate::record::{self, BatchHeader};
+use crate::record::{self, BatchHeader, ControlRecordType, EndTransactionMarker};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `replica.high.watermark.checkpoint.interval.ms` (default 5000).
 const HW_CHECKPOINT_INTERVAL_MS: Millis = 5_000;
 /// Bound on parked produce and fetch requests.
 const MAX_PURGATORY: usize = 10_000;
+/// The transaction coordinators' internal topic (`txn_coordinator` will own it).
+const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// `RPCProducerIdManager.RETRY_BACKOFF_MS`: wait after a failed `AllocateProducerIds`.
 const PRODUCER_ID_RETRY_BACKOFF_MS: Millis = 50;
 
@@ -138,12 +147,29 @@ impl ProducePart {
 }
 
 /// Who waits for a parked produce.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Waiter {
     /// A producer's request.
     Client { from: NodeId, correlation_id: u64 },
     /// The group coordinator's append with this id.
     Coordinator(u64),
+    /// A transaction coordinator's `WriteTxnMarkers`: each marker's (producer id,
+    /// commit), and for each part the index of its marker.
+    TxnMarkers {
+        from: NodeId,
+        correlation_id: u64,
+        markers: Vec<(i64, bool)>,
+        part_markers: Vec<usize>,
+    },
+}
+
+/// A produce waiting for the transaction coordinator's verification of its partitions
+/// (KIP-890), with the verification guard each partition got.
+struct ParkedProduce {
+    from: NodeId,
+    correlation_id: u64,
+    request: ProduceRequest,
+    guards: Vec<(TopicPartition, u64)>,
 }
 
 struct DelayedProduce {
@@ -174,6 +200,9 @@ enum Pending {
     FollowerFetch(BrokerId),
     OffsetsForLeaderEpoch(BrokerId),
     AllocateProducerIds,
+    /// A verification of a parked produce's partitions, sent to this transaction
+    /// coordinator.
+    AddPartitionsToTxn(BrokerId),
 }
 
 /// A block of producer ids from the controller: `[first, end)`; `next` is the first id
@@ -298,6 +327,15 @@ pub struct Broker {
     delayed_fetch: Vec<DelayedFetch>,
     producer_ids: ProducerIdManager,
     coordinator: GroupCoordinator,
+    /// Produces parked for verification, by the correlation id of their
+    /// `AddPartitionsToTxn`.
+    verifying: BTreeMap<u64, ParkedProduce>,
+    /// Kafka's `VerificationStateEntry`: per partition and producer id, the epoch and
+    /// guard of the verification under way; a marker (or the transaction's first
+    /// batch) removes it.
+    verification_guards: BTreeMap<(TopicPartition, i64), (i16, u64)>,
+    /// The last guard handed out.
+    next_verification_guard: u64,
 }
 
 impl Broker {
@@ -333,6 +371,9 @@ impl Broker {
             delayed_fetch: Vec::new(),
             producer_ids: ProducerIdManager::default(),
             coordinator: GroupCoordinator::new(&config, bugs, id, incarnation),
+            verifying: BTreeMap::new(),
+            verification_guards: BTreeMap::new(),
+            next_verification_guard: 0,
             config,
         }
     }
@@ -382,7 +423,7 @@ impl Broker {
         timeout: Millis,
         request: Request,
         out: &mut Outbox,
-    ) {
+    ) -> u64 {
         let correlation_id = self.correlation();
         assert!(
             self.pending.len() < 100_000,
@@ -396,6 +437,7 @@ impl Broker {
                 request,
             },
         );
+        correlation_id
     }
 
     fn respond(to: NodeId, correlation_id: u64, response: Response, out: &mut Outbox) {
@@ -543,8 +585,10 @@ impl Broker {
         }
     }
 
-    /// Answers parked produce requests for a partition this broker no longer leads.
+    /// Answers parked produce requests for a partition this broker no longer leads, and
+    /// forgets its verification guards (a new leadership verifies again).
     fn fail_delayed_for(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
+        self.verification_guards.retain(|(t, _), _| t != tp);
         for d in &mut self.delayed_produce {
             for part in d.parts.iter_mut() {
                 if &part.tp == tp && part.result.is_none() {
@@ -694,6 +738,9 @@ impl Broker {
         }
     }
 
+    /// `Produce`. Transactional batches that would start the producer's transaction in
+    /// a partition are verified with the transaction coordinator first (KIP-890); the
+    /// rest is appended at once.
     fn handle_produce(
         &mut self,
         now: Millis,
@@ -702,8 +749,214 @@ impl Broker {
         req: ProduceRequest,
         out: &mut Outbox,
     ) {
+        let needed = self.verification_needed(now, &req);
+        if needed.is_empty() {
+            self.append_produce(now, from, correlation_id, req, &BTreeMap::new(), out);
+        } else {
+            self.verify_then_append(now, from, correlation_id, req, needed, out);
+        }
+    }
+
+    /// Kafka's `ReplicaManager.maybeSendPartitionsToTransactionCoordinator`: the
+    /// partitions (with producer id and epoch) of transactional batches that this
+    /// broker leads and where the producer has no transaction open in that epoch. Empty
+    /// when the coordinator is not asked: verification is off and the partitions are
+    /// not added by the broker (transaction version below 2).
+    fn verification_needed(
+        &self,
+        now: Millis,
+        req: &ProduceRequest,
+    ) -> Vec<(TopicPartition, i64, i16)> {
+        let config = &self.config;
+        if !config.transaction_partition_verification_enable && config.transaction_version < 2 {
+            return Vec::new();
+        }
+        if req.transactional_id.is_none() || self.self_fenced(now) {
+            return Vec::new();
+        }
+        let mut needed = Vec::new();
+        for (tp, batch) in &req.partitions {
+            let Ok(header) = BatchHeader::parse(batch) else {
+                continue;
+            };
+            let leads = self
+                .partitions
+                .get(tp)
+                .is_some_and(|p| matches!(p.role, Role::Leader(_)));
+            if !header.is_transactional() || !header.has_producer_id() || !leads {
+                continue;
+            }
+            let ongoing = self.disk.logs[tp]
+                .producer_state()
+                .has_ongoing_transaction(header.producer_id, header.producer_epoch);
+            if !ongoing {
+                needed.push((tp.clone(), header.producer_id, header.producer_epoch));
+            }
+        }
+        needed
+    }
+
+    /// Parks a produce while the transaction coordinator verifies (or, with
+    /// transaction version 2, adds) its partitions: `AddPartitionsToTxn` to the leader of
+    /// the `transactional.id`'s `__transaction_state` partition. Each partition gets a
+    /// verification guard that a marker written meanwhile removes.
+    fn verify_then_append(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        req: ProduceRequest,
+        needed: Vec<(TopicPartition, i64, i16)>,
+        out: &mut Outbox,
+    ) {
+        let transactional_id = req.transactional_id.clone().expect("checked");
+        let (producer_id, producer_epoch) = (needed[0].1, needed[0].2);
+        assert!(
+            needed
+                .iter()
+                .all(|(_, p, e)| (*p, *e) == (producer_id, producer_epoch)),
+            "one produce request carries one producer's batches"
+        );
+        let Some(coordinator) = self.transaction_coordinator(&transactional_id) else {
+            // Kafka's AddPartitionsToTxnManager: COORDINATOR_NOT_AVAILABLE, which the
+            // producer sees as NOT_ENOUGH_REPLICAS.
+            let tv2 = self.config.transaction_version >= 2;
+            let errors = needed
+                .into_iter()
+                .map(|(tp, _, _)| {
+                    let error = verification_error(ErrorCode::CoordinatorNotAvailable, tv2);
+                    (tp, Err(error))
+                })
+                .collect();
+            self.append_produce(now, from, correlation_id, req, &errors, out);
+            return;
+        };
+        let mut guards = Vec::with_capacity(needed.len());
+        for (tp, producer_id, producer_epoch) in &needed {
+            // Kafka's maybeCreateVerificationStateEntry: a guard of the same epoch is
+            // shared (by the producer's requests in flight), a newer epoch gets a new one.
+            let key = (tp.clone(), *producer_id);
+            let guard = match self.verification_guards.get(&key) {
+                Some((epoch, guard)) if *epoch >= *producer_epoch => *guard,
+                _ => {
+                    assert!(
+                        self.verification_guards.len() < MAX_PURGATORY,
+                        "too many verification guards"
+                    );
+                    self.next_verification_guard += 1;
+                    let guard = self.next_verification_guard;
+                    self.verification_guards
+                        .insert(key, (*producer_epoch, guard));
+                    guard
+                }
+            };
+            guards.push((tp.clone(), guard));
+        }
+        assert!(
+            self.verifying.len() < MAX_PURGATORY,
+            "verification purgatory overflow"
+        );
+        let request = Request::AddPartitionsToTxn(AddPartitionsToTxnRequest {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions: needed.into_iter().map(|(tp, _, _)| tp).collect(),
+            verify_only: self.config.transaction_version < 2,
+        });
+        let timeout = self.config.request_timeout_ms;
+        let what = Pending::AddPartitionsToTxn(coordinator);
+        let c = self.request(
+            now,
+            NodeId::Broker(coordinator),
+            what,
+            timeout,
+            request,
+            out,
+        );
+        self.verifying.insert(
+            c,
+            ParkedProduce {
+                from,
+                correlation_id,
+                request: req,
+                guards,
+            },
+        );
+    }
+
+    /// The broker leading the `__transaction_state` partition of `transactional_id`, if
+    /// it is known and live.
+    fn transaction_coordinator(&self, transactional_id: &str) -> Option<BrokerId> {
+        let partitions = *self.image.topics.get(TRANSACTION_STATE_TOPIC)?;
+        let partition = group_coordinator::partition_for_group(transactional_id, partitions);
+        self.image
+            .partitions
+            .get(&TopicPartition::new(TRANSACTION_STATE_TOPIC, partition))
+            .and_then(|reg| reg.leader)
+            .filter(|l| self.image.is_live(*l))
+    }
+
+    /// The coordinator answered a verification (`Ok`: an error per partition), or the
+    /// request failed (`Err`: timed out or its connection broke): the parked produce is
+    /// appended, each verified partition with its guard, the others refused with the
+    /// error Kafka gives the producer.
+    fn on_verification(
+        &mut self,
+        now: Millis,
+        request_correlation: u64,
+        answer: Result<Vec<(TopicPartition, ErrorCode)>, ErrorCode>,
+        out: &mut Outbox,
+    ) {
+        let parked = self
+            .verifying
+            .remove(&request_correlation)
+            .expect("every AddPartitionsToTxn in flight has a parked produce");
+        let tv2 = self.config.transaction_version >= 2;
+        let verified = parked
+            .guards
+            .into_iter()
+            .map(|(tp, guard)| {
+                let error = match &answer {
+                    Ok(results) => results
+                        .iter()
+                        .find(|(t, _)| *t == tp)
+                        .map_or(ErrorCode::None, |(_, e)| *e),
+                    Err(e) => *e,
+                };
+                let result = if error == ErrorCode::None {
+                    Ok(guard)
+                } else {
+                    Err(verification_error(error, tv2))
+                };
+                (tp, result)
+            })
+            .collect();
+        self.append_produce(
+            now,
+            parked.from,
+            parked.correlation_id,
+            parked.request,
+            &verified,
+            out,
+        );
+    }
+
+    /// Appends a produce request's batches as leader (Kafka's
+    /// `ReplicaManager.appendEntries`): `verified` holds the coordinator's verdict on
+    /// the partitions that were verified (a guard, or the error to answer).
+    fn append_produce(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        req: ProduceRequest,
+        verified: &BTreeMap<TopicPartition, Result<u64, ErrorCode>>,
+        out: &mut Outbox,
+    ) {
         let fenced = self.self_fenced(now);
         let check_sequence = !self.bugs.on(Bug::NoSequenceCheck);
+        let epoch_fencing = !self.bugs.on(Bug::NoProducerEpochFencing);
+        let guard_check = self.config.transaction_partition_verification_enable;
         let acks = req.acks;
         let mut parts = Vec::with_capacity(req.partitions.len());
         let mut touched = Vec::new();
@@ -725,6 +978,10 @@ impl Broker {
                 parts.push(ProducePart::refused(tp, ErrorCode::NotLeaderOrFollower));
                 continue;
             }
+            if let Some(Err(error)) = verified.get(&tp) {
+                parts.push(ProducePart::refused(tp, *error));
+                continue;
+            }
             if acks == Acks::All && (ls.isr.len() as u32) < self.config.min_insync_replicas {
                 parts.push(ProducePart::refused(tp, ErrorCode::NotEnoughReplicas));
                 continue;
@@ -733,6 +990,12 @@ impl Broker {
             let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
             let header = match record::verify_crc(&batch).and_then(|()| BatchHeader::parse(&batch))
             {
+                // Kafka's LogValidator: clients may not write control records
+                // (INVALID_RECORD, which this simulation names INVALID_REQUEST).
+                Ok(header) if header.is_control() => {
+                    parts.push(ProducePart::refused(tp, ErrorCode::InvalidRequest));
+                    continue;
+                }
                 Ok(header) => header,
                 Err(_) => {
                     parts.push(ProducePart::refused(tp, ErrorCode::CorruptMessage));
@@ -743,14 +1006,30 @@ impl Broker {
             // KIP-98: the producer's epoch and sequence against the partition's producer
             // state (the bug switch appends every batch blindly).
             let check = if check_sequence {
-                log.producer_state().check_append(
-                    header.producer_id,
-                    header.producer_epoch,
-                    header.base_sequence,
-                    header.last_sequence(),
-                )
+                log.producer_state().check_append(&header, epoch_fencing)
             } else {
                 Ok(AppendCheck::Append)
+            };
+            // KIP-890 (`batchMissingRequiredVerification`): a transactional batch that
+            // starts a transaction here needs this request's verification guard, still
+            // in place (a marker written since the verification removed it).
+            let (pid, producer_epoch) = (header.producer_id, header.producer_epoch);
+            let unverified = check == Ok(AppendCheck::Append)
+                && guard_check
+                && header.is_transactional()
+                && !log
+                    .producer_state()
+                    .has_ongoing_transaction(pid, producer_epoch)
+                && verified.get(&tp).is_none_or(|g| {
+                    self.verification_guards
+                        .get(&(tp.clone(), pid))
+                        .map(|(_, g)| *g)
+                        != g.ok()
+                });
+            let check = if unverified {
+                Err(ErrorCode::InvalidTxnState)
+            } else {
+                check
             };
             let (base, last, duplicate) = match check {
                 Err(error) => {
@@ -773,6 +1052,11 @@ impl Broker {
                     let (base, last) = log
                         .append_as_leader(&batch, epoch)
                         .expect("CRC and header checked above");
+                    if header.is_transactional() {
+                        // The transaction has its first offset now (or, for a zombie's
+                        // batch, no guard is of use any more).
+                        self.verification_guards.remove(&(tp.clone(), pid));
+                    }
                     touched.push(tp.clone());
                     (base, last, false)
                 }
@@ -799,16 +1083,37 @@ impl Broker {
             self.complete_delayed_fetch(now, true, out);
             return;
         }
+        self.park_produce(
+            now,
+            Waiter::Client {
+                from,
+                correlation_id,
+            },
+            now + req.timeout_ms,
+            parts,
+            touched,
+            out,
+        );
+    }
+
+    /// Parks appended (or refused) partitions in the produce purgatory until each is
+    /// decided, and lets the append move the high watermark and wake parked fetches.
+    fn park_produce(
+        &mut self,
+        now: Millis,
+        waiter: Waiter,
+        deadline: Millis,
+        parts: Vec<ProducePart>,
+        touched: Vec<TopicPartition>,
+        out: &mut Outbox,
+    ) {
         assert!(
             self.delayed_produce.len() < MAX_PURGATORY,
             "produce purgatory overflow"
         );
         self.delayed_produce.push(DelayedProduce {
-            waiter: Waiter::Client {
-                from,
-                correlation_id,
-            },
-            deadline: now + req.timeout_ms,
+            waiter,
+            deadline,
             parts,
         });
         for tp in touched {
@@ -819,10 +1124,116 @@ impl Broker {
         self.complete_delayed_produce(now, out);
     }
 
+    /// `WriteTxnMarkers` (Kafka's `KafkaApis.handleWriteTxnMarkersRequest`): for each
+    /// marker and partition this broker leads, the control batch is appended as leader
+    /// and parked like an `acks=all` produce until replicated (or
+    /// `request.timeout.ms`); the answer is an error per producer and partition. A
+    /// committed marker in `__consumer_offsets` goes to the group coordinator.
+    fn handle_write_txn_markers(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        req: WriteTxnMarkersRequest,
+        out: &mut Outbox,
+    ) {
+        let fenced = self.self_fenced(now);
+        let mut parts = Vec::new();
+        let mut touched = Vec::new();
+        let mut markers = Vec::with_capacity(req.markers.len());
+        let mut part_markers = Vec::new();
+        for (i, m) in req.markers.iter().enumerate() {
+            markers.push((m.producer_id, m.committed));
+            for tp in &m.partitions {
+                part_markers.push(i);
+                let part = self.write_marker(now, fenced, m, tp);
+                if part.result.is_none() {
+                    touched.push(tp.clone());
+                }
+                parts.push(part);
+            }
+        }
+        let waiter = Waiter::TxnMarkers {
+            from,
+            correlation_id,
+            markers,
+            part_markers,
+        };
+        let deadline = now + self.config.request_timeout_ms;
+        self.park_produce(now, waiter, deadline, parts, touched, out);
+    }
+
+    /// Appends one marker to one partition as leader, or says why not.
+    fn write_marker(
+        &mut self,
+        now: Millis,
+        fenced: bool,
+        m: &TxnMarker,
+        tp: &TopicPartition,
+    ) -> ProducePart {
+        let leader = if self.image.partitions.contains_key(tp) {
+            self.acks_all_leader_epoch(tp, fenced)
+        } else {
+            Err(ErrorCode::UnknownTopicOrPartition)
+        };
+        let epoch = match leader {
+            Ok(epoch) => epoch,
+            Err(error) => return ProducePart::refused(tp.clone(), error),
+        };
+        let marker = EndTransactionMarker {
+            control_type: if m.committed {
+                ControlRecordType::Commit
+            } else {
+                ControlRecordType::Abort
+            },
+            coordinator_epoch: m.coordinator_epoch,
+        };
+        // CreateTime on the partition leader's clock, as Kafka stamps markers.
+        let timestamp = crate::producer::RECORD_TIMESTAMP_BASE + now as i64;
+        let log = self.disk.logs.get_mut(tp).expect("leader has a log");
+        let log_start_offset = log.log_start_offset();
+        match log.append_control_as_leader(
+            m.producer_id,
+            m.producer_epoch,
+            marker,
+            timestamp,
+            epoch,
+        ) {
+            Ok(offset) => {
+                // The transaction is over: a verification still running for it must not
+                // let a late batch start a hanging one. With transaction version 2 a
+                // guard of the marker's epoch belongs to the next transaction.
+                let key = (tp.clone(), m.producer_id);
+                let next_txn = self.config.transaction_version >= 2
+                    && self
+                        .verification_guards
+                        .get(&key)
+                        .is_some_and(|(e, _)| *e == m.producer_epoch);
+                if !next_txn {
+                    self.verification_guards.remove(&key);
+                }
+                ProducePart {
+                    tp: tp.clone(),
+                    leader_epoch: epoch,
+                    base_offset: offset,
+                    required_offset: offset + 1,
+                    duplicate: false,
+                    log_start_offset,
+                    result: None,
+                }
+            }
+            Err(error) => ProducePart {
+                log_start_offset,
+                ..ProducePart::refused(tp.clone(), error)
+            },
+        }
+    }
+
     /// Completes parked produces whose partitions are all decided; `now` past a
     /// deadline turns undecided partitions into `REQUEST_TIMED_OUT`.
     fn complete_delayed_produce(&mut self, now: Millis, out: &mut Outbox) {
         let mut coordinator_appends = Vec::new();
+        let mut offsets_markers = Vec::new();
         let mut i = 0;
         while i < self.delayed_produce.len() {
             let d = &mut self.delayed_produce[i];
@@ -865,6 +1276,31 @@ impl Broker {
                         coordinator_appends.push((id, d.parts[0].result.expect("decided")));
                         continue;
                     }
+                    Waiter::TxnMarkers {
+                        from,
+                        correlation_id,
+                        markers,
+                        part_markers,
+                    } => {
+                        let mut answer: Vec<(i64, Vec<(TopicPartition, ErrorCode)>)> =
+                            markers.iter().map(|(pid, _)| (*pid, Vec::new())).collect();
+                        for (p, m) in d.parts.into_iter().zip(part_markers) {
+                            let error = p.result.expect("decided");
+                            let (producer_id, committed) = markers[m];
+                            if error == ErrorCode::None && &*p.tp.topic == OFFSETS_TOPIC {
+                                offsets_markers.push((p.tp.partition, producer_id, committed));
+                            }
+                            answer[m].1.push((p.tp, error));
+                        }
+                        let response = WriteTxnMarkersResponse { markers: answer };
+                        Self::respond(
+                            from,
+                            correlation_id,
+                            Response::WriteTxnMarkers(response),
+                            out,
+                        );
+                        continue;
+                    }
                 };
                 let partitions = d
                     .parts
@@ -894,6 +1330,12 @@ impl Broker {
         for (id, error) in coordinator_appends {
             let output = self.coordinator.on_append_complete(now, id, error);
             self.apply_coordinator_output(now, output, out);
+        }
+        // Transactional offset commits become visible (or are dropped) once their
+        // marker is replicated.
+        for (partition, producer_id, committed) in offsets_markers {
+            self.coordinator
+                .on_txn_marker(partition, producer_id, committed);
         }
     }
 
@@ -999,21 +1441,7 @@ impl Broker {
     fn append_for_coordinator(&mut self, now: Millis, append: CoordinatorAppend, out: &mut Outbox) {
         let tp = TopicPartition::new(OFFSETS_TOPIC, append.partition);
         let fenced = self.self_fenced(now);
-        let epoch = match self.partitions.get(&tp) {
-            Some(Partition {
-                role: Role::Leader(ls),
-                leader_epoch,
-                ..
-            }) if !fenced => {
-                if (ls.isr.len() as u32) < self.config.min_insync_replicas {
-                    Err(ErrorCode::NotEnoughReplicas)
-                } else {
-                    Ok(*leader_epoch)
-                }
-            }
-            _ => Err(ErrorCode::NotLeaderOrFollower),
-        };
-        let epoch = match epoch {
+        let epoch = match self.acks_all_leader_epoch(&tp, fenced) {
             Ok(epoch) => epoch,
             Err(error) => {
                 let output = self.coordinator.on_append_complete(now, append.id, error);
@@ -1026,26 +1454,42 @@ impl Broker {
         let (base, last) = log
             .append_as_leader(&append.batch, epoch)
             .expect("coordinator batches are valid");
-        assert!(
-            self.delayed_produce.len() < MAX_PURGATORY,
-            "produce purgatory overflow"
-        );
-        self.delayed_produce.push(DelayedProduce {
-            waiter: Waiter::Coordinator(append.id),
-            deadline: now + self.config.offsets_commit_timeout_ms,
-            parts: vec![ProducePart {
-                tp: tp.clone(),
-                leader_epoch: epoch,
-                base_offset: base,
-                required_offset: last + 1,
-                duplicate: false,
-                log_start_offset,
-                result: None,
-            }],
-        });
-        self.maybe_increment_hw(now, &tp, out);
-        self.complete_delayed_fetch(now, true, out);
-        self.complete_delayed_produce(now, out);
+        let part = ProducePart {
+            tp: tp.clone(),
+            leader_epoch: epoch,
+            base_offset: base,
+            required_offset: last + 1,
+            duplicate: false,
+            log_start_offset,
+            result: None,
+        };
+        let deadline = now + self.config.offsets_commit_timeout_ms;
+        let waiter = Waiter::Coordinator(append.id);
+        self.park_produce(now, waiter, deadline, vec![part], vec![tp], out);
+    }
+
+    /// The leader epoch to append an `acks=all` batch of the broker's own (a coordinator's
+    /// records, a transaction marker) in: `NOT_LEADER_OR_FOLLOWER` unless this broker
+    /// leads `tp` unfenced, `NOT_ENOUGH_REPLICAS` below `min.insync.replicas`.
+    fn acks_all_leader_epoch(
+        &self,
+        tp: &TopicPartition,
+        fenced: bool,
+    ) -> Result<LeaderEpoch, ErrorCode> {
+        match self.partitions.get(tp) {
+            Some(Partition {
+                role: Role::Leader(ls),
+                leader_epoch,
+                ..
+            }) if !fenced => {
+                if (ls.isr.len() as u32) < self.config.min_insync_replicas {
+                    Err(ErrorCode::NotEnoughReplicas)
+                } else {
+                    Ok(*leader_epoch)
+                }
+            }
+            _ => Err(ErrorCode::NotLeaderOrFollower),
+        }
     }
 
     /// This broker became leader of an offsets partition (or leads it in a new epoch):
@@ -1102,6 +1546,8 @@ impl Broker {
         out: &mut Outbox,
     ) -> (FetchResponse, bool) {
         let fenced = self.self_fenced(now);
+        let read_committed =
+            req.replica_id.is_none() && req.isolation_level == IsolationLevel::ReadCommitted;
         let mut partitions = Vec::with_capacity(req.partitions.len());
         let mut any = false;
         let mut hw_updates = Vec::new();
@@ -1141,9 +1587,11 @@ impl Broker {
             } else {
                 ErrorCode::None
             };
+            let log = &self.disk.logs[&fp.tp];
+            let last_stable_offset = log.last_stable_offset(part.high_watermark);
             resp.error = error;
             resp.high_watermark = part.high_watermark;
-            resp.last_stable_offset = part.high_watermark;
+            resp.last_stable_offset = last_stable_offset;
             if error != ErrorCode::None {
                 partitions.push(resp);
                 any = true;
@@ -1167,10 +1615,22 @@ impl Broker {
                     }
                     leo
                 }
+                // Kafka's FetchIsolation: consumers read up to the high watermark, or
+                // with read_committed up to the last stable offset.
+                None if read_committed => last_stable_offset,
                 None => part.high_watermark,
             };
             let log = self.disk.logs.get(&fp.tp).expect("leader has a log");
             resp.batches = log.read(fp.fetch_offset, until, req.max_bytes);
+            if read_committed {
+                if let Some(last) = resp.batches.last() {
+                    let upper = BatchHeader::parse(last)
+                        .expect("stored batches are valid")
+                        .last_offset()
+                        + 1;
+                    resp.aborted_transactions = log.aborted_transactions(fp.fetch_offset, upper);
+                }
+            }
             any |= !resp.batches.is_empty();
             partitions.push(resp);
         }
@@ -1183,7 +1643,8 @@ impl Broker {
             if p.error == ErrorCode::None {
                 if let Some(part) = self.partitions.get(&p.tp) {
                     p.high_watermark = part.high_watermark;
-                    p.last_stable_offset = part.high_watermark;
+                    p.last_stable_offset =
+                        self.disk.logs[&p.tp].last_stable_offset(part.high_watermark);
                 }
             }
         }
@@ -1279,8 +1740,14 @@ impl Broker {
         }
     }
 
+    /// `ListOffsets` (Kafka's `Partition.fetchOffsetForTimestamp`): the earliest offset,
+    /// the latest (the high watermark, or the last stable offset with
+    /// `read_committed`), or the first offset whose record timestamp is at or after the
+    /// given one, with that timestamp; offset and timestamp -1 when no such record is
+    /// below the latest offset.
     fn handle_list_offsets(&mut self, now: Millis, req: ListOffsetsRequest) -> ListOffsetsResponse {
         let fenced = self.self_fenced(now);
+        let read_committed = req.isolation_level == IsolationLevel::ReadCommitted;
         let partitions = req
             .partitions
             .into_iter()
@@ -1288,26 +1755,43 @@ impl Broker {
                 let answer = self
                     .leader_partition(&tp, epoch, fenced)
                     .and_then(|(p, ls)| {
-                        if p.high_watermark < ls.epoch_start_offset {
+                        let log = &self.disk.logs[&tp];
+                        let hw_unknown = p.high_watermark < ls.epoch_start_offset;
+                        let last_fetchable = if read_committed {
+                            log.last_stable_offset(p.high_watermark)
+                        } else {
+                            p.high_watermark
+                        };
+                        if ts >= 0 {
+                            match log.offset_for_timestamp(ts) {
+                                Some(found) if found.offset < last_fetchable => {
+                                    Ok((found.leader_epoch, found.offset, found.timestamp))
+                                }
+                                // Kafka: a record past the latest offset is not found,
+                                // unless the new leader's high watermark is not known.
+                                _ if hw_unknown => Err(ErrorCode::OffsetNotAvailable),
+                                _ => Ok((-1, -1, -1)),
+                            }
+                        } else if hw_unknown {
                             Err(ErrorCode::OffsetNotAvailable)
                         } else if ts == EARLIEST_TIMESTAMP {
-                            Ok((p.leader_epoch, 0))
+                            Ok((p.leader_epoch, 0, -1))
                         } else if ts == LATEST_TIMESTAMP {
-                            Ok((p.leader_epoch, p.high_watermark))
+                            Ok((p.leader_epoch, last_fetchable, -1))
                         } else {
                             Err(ErrorCode::InvalidRequest)
                         }
                     });
-                let (error, (leader_epoch, offset)) = match answer {
+                let (error, (leader_epoch, offset, timestamp)) = match answer {
                     Ok(found) => (ErrorCode::None, found),
-                    Err(e) => (e, (-1, -1)),
+                    Err(e) => (e, (-1, -1, -1)),
                 };
                 ListOffsetsPartitionResponse {
                     tp,
                     error,
                     offset,
                     leader_epoch,
-                    timestamp: -1,
+                    timestamp,
                 }
             })
             .collect();
@@ -1667,6 +2151,11 @@ impl Broker {
                     }
                 }
                 Pending::AllocateProducerIds => self.producer_ids.on_failure(now),
+                // Kafka's AddPartitionsToTxnManager: a timeout or a broken connection
+                // fails the verification with NETWORK_EXCEPTION; the producer retries.
+                Pending::AddPartitionsToTxn(_) => {
+                    self.on_verification(now, c, Err(ErrorCode::NetworkException), out)
+                }
                 Pending::OffsetsForLeaderEpoch(leader) => {
                     for part in self.partitions.values_mut() {
                         if let Role::Follower { leader: l, phase } = &mut part.role {
@@ -1680,7 +2169,23 @@ impl Broker {
                 _ => {}
             }
         }
-        let _ = out;
+    }
+}
+
+/// The produce error for a partition the transaction coordinator did not verify, as
+/// Kafka 4.x maps it (`AddPartitionsToTxnManager`, `ReplicaManager.appendRecords`):
+/// `PRODUCER_FENCED` becomes `INVALID_PRODUCER_EPOCH`; errors older clients might not
+/// retry become `NOT_ENOUGH_REPLICAS` (retriable, no metadata refresh), except
+/// `CONCURRENT_TRANSACTIONS` under transaction version 2, which stays as it is.
+fn verification_error(error: ErrorCode, tv2: bool) -> ErrorCode {
+    match error {
+        ErrorCode::ProducerFenced => ErrorCode::InvalidProducerEpoch,
+        ErrorCode::NetworkException
+        | ErrorCode::CoordinatorLoadInProgress
+        | ErrorCode::CoordinatorNotAvailable
+        | ErrorCode::NotCoordinator => ErrorCode::NotEnoughReplicas,
+        ErrorCode::ConcurrentTransactions if !tv2 => ErrorCode::NotEnoughReplicas,
+        other => other,
     }
 }
 
@@ -1740,6 +2245,9 @@ impl Actor for Broker {
                     let resp = self.handle_find_coordinator(&r);
                     Self::respond(from, correlation_id, Response::FindCoordinator(resp), out);
                 }
+                Request::WriteTxnMarkers(r) => {
+                    self.handle_write_txn_markers(now, from, correlation_id, r, out)
+                }
                 r if group_coordinator::group_id(&r).is_some() => {
                     self.handle_group_request(now, from, correlation_id, r, out)
                 }
@@ -1759,6 +2267,9 @@ impl Actor for Broker {
                     }
                     (Pending::OffsetsForLeaderEpoch(l), Response::OffsetsForLeaderEpoch(r)) => {
                         self.on_epoch_end_offsets(now, l, r)
+                    }
+                    (Pending::AddPartitionsToTxn(_), Response::AddPartitionsToTxn(r)) => {
+                        self.on_verification(now, correlation_id, Ok(r.results), out)
                     }
                     (what, response) => self.on_controller_response(now, what, response, out),
                 }
@@ -1797,9 +2308,9 @@ impl Actor for Broker {
             .pending
             .iter()
             .filter(|(_, (what, _))| match what {
-                Pending::FollowerFetch(l) | Pending::OffsetsForLeaderEpoch(l) => {
-                    NodeId::Broker(*l) == peer
-                }
+                Pending::FollowerFetch(l)
+                | Pending::OffsetsForLeaderEpoch(l)
+                | Pending::AddPartitionsToTxn(l) => NodeId::Broker(*l) == peer,
                 _ => peer == NodeId::Controller,
             })
             .map(|(c, _)| *c)
@@ -3163,5 +3674,624 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(b1.committed_offsets().is_empty());
+    }
+
+    // ------------------------------------------------------------ transactions
+
+    /// Broker 1, the only replica in the ISR of `orders-0`.
+    fn sole_leader(config: BrokerConfig, bugs: Bugs) -> (Broker, Outbox) {
+        broker(1, config, bugs, vec![reg(Some(1), &[1], 0, 0)])
+    }
+
+    /// An `acks=1` produce of `batch` from producer 0: its answer.
+    fn produced(
+        b: &mut Broker,
+        now: Millis,
+        correlation_id: u64,
+        batch: Bytes,
+    ) -> Option<(ErrorCode, Offset)> {
+        send_batch(b, now, correlation_id, Acks::Leader, batch).0
+    }
+
+    const TS: i64 = crate::producer::RECORD_TIMESTAMP_BASE;
+
+    /// A batch of `values` from `producer_id`, created at `TS + created_ms`, in a
+    /// transaction when `transactional`.
+    fn batch_at(
+        producer_id: i64,
+        base_sequence: i32,
+        transactional: bool,
+        created_ms: i64,
+        values: &[u64],
+    ) -> Bytes {
+        let (batch, _) =
+            RecordBatch::decode(&idempotent_batch(producer_id, 0, base_sequence, values)).unwrap();
+        RecordBatch {
+            attributes: if transactional {
+                record::TRANSACTIONAL_BIT
+            } else {
+                0
+            },
+            base_timestamp: TS + created_ms,
+            max_timestamp: TS + created_ms,
+            ..batch
+        }
+        .encode()
+    }
+
+    /// A transactional batch of producer `producer_id` at `epoch`.
+    fn txn_batch(producer_id: i64, epoch: i16, base_sequence: i32, values: &[u64]) -> Bytes {
+        let (batch, _) =
+            RecordBatch::decode(&batch_at(producer_id, base_sequence, true, 0, values)).unwrap();
+        RecordBatch {
+            producer_epoch: epoch,
+            ..batch
+        }
+        .encode()
+    }
+
+    /// Sends `txn_produce(batch)` from producer 0.
+    fn txn_request(b: &mut Broker, now: Millis, correlation_id: u64, batch: Bytes) -> Outbox {
+        request(
+            b,
+            now,
+            NodeId::Producer(0),
+            correlation_id,
+            txn_produce(batch),
+        )
+    }
+
+    /// An `acks=1` produce of `batch` from the transactional producer `tx`.
+    fn txn_produce(batch: Bytes) -> Request {
+        Request::Produce(ProduceRequest {
+            transactional_id: Some("tx".into()),
+            acks: Acks::Leader,
+            timeout_ms: 30_000,
+            partitions: vec![(tp(), batch)],
+        })
+    }
+
+    /// One marker for each (producer id, epoch, commit, coordinator epoch, partitions).
+    fn write_markers(markers: &[(i64, i16, bool, i32, Vec<TopicPartition>)]) -> Request {
+        Request::WriteTxnMarkers(WriteTxnMarkersRequest {
+            markers: markers
+                .iter()
+                .map(
+                    |(pid, epoch, committed, coordinator_epoch, partitions)| TxnMarker {
+                        producer_id: *pid,
+                        producer_epoch: *epoch,
+                        committed: *committed,
+                        partitions: partitions.clone(),
+                        coordinator_epoch: *coordinator_epoch,
+                    },
+                )
+                .collect(),
+        })
+    }
+
+    /// Per producer id, each partition's error.
+    type MarkerErrors = Vec<(i64, Vec<(TopicPartition, ErrorCode)>)>;
+
+    fn markers_result(r: Option<Response>) -> Option<MarkerErrors> {
+        match r {
+            Some(Response::WriteTxnMarkers(w)) => Some(w.markers),
+            None => None,
+            other => panic!("not a WriteTxnMarkers answer: {other:?}"),
+        }
+    }
+
+    /// A consumer fetch of `orders-0` with this isolation level.
+    fn isolated_fetch(offset: Offset, isolation_level: IsolationLevel) -> Request {
+        let Request::Fetch(f) = consumer_fetch(offset) else {
+            unreachable!()
+        };
+        Request::Fetch(FetchRequest {
+            isolation_level,
+            ..f
+        })
+    }
+
+    /// A `ListOffsets` of `orders-0` for `timestamp`: (error, offset, timestamp).
+    fn list_offsets(
+        b: &mut Broker,
+        now: Millis,
+        isolation_level: IsolationLevel,
+        timestamp: i64,
+    ) -> (ErrorCode, Offset, i64) {
+        let req = Request::ListOffsets(ListOffsetsRequest {
+            isolation_level,
+            partitions: vec![(tp(), timestamp, -1)],
+        });
+        match response_to(&request(b, now, NodeId::Consumer(0), 99, req), 99) {
+            Some(Response::ListOffsets(l)) => {
+                let p = &l.partitions[0];
+                (p.error, p.offset, p.timestamp)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Transactions without KIP-890 verification (the historic behaviour).
+    fn unverified() -> BrokerConfig {
+        BrokerConfig {
+            transaction_partition_verification_enable: false,
+            transaction_version: 1,
+            ..BrokerConfig::default()
+        }
+    }
+
+    const RC: IsolationLevel = IsolationLevel::ReadCommitted;
+    const RU: IsolationLevel = IsolationLevel::ReadUncommitted;
+
+    #[test]
+    fn markers_wait_for_replication_and_move_the_last_stable_offset() {
+        let (mut b, _) = broker(
+            1,
+            unverified(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2], 0, 0)],
+        );
+        let r = produced(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100, 101]));
+        assert_eq!(r, Some((ErrorCode::None, 0)));
+        let r = produced(&mut b, 11, 2, batch(&[102]));
+        assert_eq!(r, Some((ErrorCode::None, 2)));
+        request(&mut b, 12, NodeId::Broker(2), 1, follower_fetch(2, 3, 0));
+        let p = fetch_part(response_to(
+            &request(&mut b, 13, NodeId::Consumer(0), 2, isolated_fetch(0, RC)),
+            2,
+        ));
+        assert_eq!(
+            (p.high_watermark, p.last_stable_offset, p.batches.len()),
+            (3, 0, 0),
+            "read_committed stops at the open transaction"
+        );
+        let p = fetch_part(response_to(
+            &request(&mut b, 13, NodeId::Consumer(0), 3, isolated_fetch(0, RU)),
+            3,
+        ));
+        assert_eq!((p.last_stable_offset, p.batches.len()), (0, 2));
+
+        let commit = write_markers(&[(PID, 0, true, 0, vec![tp()])]);
+        let out = request(&mut b, 20, NodeId::Broker(3), 4, commit);
+        assert_eq!(
+            markers_result(response_to(&out, 4)),
+            None,
+            "parked until replicated"
+        );
+        assert_eq!(leo(&b), 4, "the marker takes an offset");
+        let p = fetch_part(response_to(
+            &request(&mut b, 21, NodeId::Consumer(0), 5, isolated_fetch(0, RC)),
+            5,
+        ));
+        assert_eq!(
+            p.last_stable_offset, 0,
+            "a marker above the high watermark still holds it"
+        );
+        let out = request(&mut b, 22, NodeId::Broker(2), 6, follower_fetch(2, 4, 0));
+        assert_eq!(
+            markers_result(response_to(&out, 4)),
+            Some(vec![(PID, vec![(tp(), ErrorCode::None)])])
+        );
+        let p = fetch_part(response_to(
+            &request(&mut b, 23, NodeId::Consumer(0), 7, isolated_fetch(0, RC)),
+            7,
+        ));
+        assert_eq!((p.last_stable_offset, p.batches.len()), (4, 3));
+        assert!(p.aborted_transactions.is_empty());
+        let markers = b.disk().logs[&tp()].markers();
+        assert_eq!(
+            markers[0].timestamp,
+            TS + 20,
+            "written at the leader's clock"
+        );
+
+        // Refusals, answered at once, per producer and partition.
+        produced(&mut b, 30, 8, txn_batch(PID + 1, 2, 0, &[103]));
+        let out = request(
+            &mut b,
+            31,
+            NodeId::Broker(3),
+            9,
+            write_markers(&[
+                (PID + 1, 1, true, 0, vec![tp()]),
+                (
+                    PID,
+                    0,
+                    false,
+                    -1,
+                    vec![tp(), TopicPartition::new("orders", 7)],
+                ),
+            ]),
+        );
+        assert_eq!(
+            markers_result(response_to(&out, 9)),
+            Some(vec![
+                (PID + 1, vec![(tp(), ErrorCode::InvalidProducerEpoch)]),
+                (
+                    PID,
+                    vec![
+                        (tp(), ErrorCode::TransactionCoordinatorFenced),
+                        (
+                            TopicPartition::new("orders", 7),
+                            ErrorCode::UnknownTopicOrPartition
+                        )
+                    ]
+                ),
+            ])
+        );
+        assert_eq!(leo(&b), 5, "nothing appended");
+        // Clients may not write control batches.
+        let forged = EndTransactionMarker {
+            control_type: ControlRecordType::Commit,
+            coordinator_epoch: 0,
+        }
+        .to_batch(PID, 0, 0)
+        .encode();
+        assert_eq!(
+            produced(&mut b, 32, 10, forged),
+            Some((ErrorCode::InvalidRequest, -1))
+        );
+        // A follower is not the place for markers.
+        let (mut f, _) = broker(
+            2,
+            unverified(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2], 0, 0)],
+        );
+        let out = request(
+            &mut f,
+            40,
+            NodeId::Broker(3),
+            1,
+            write_markers(&[(PID, 0, true, 0, vec![tp()])]),
+        );
+        assert_eq!(
+            markers_result(response_to(&out, 1)),
+            Some(vec![(PID, vec![(tp(), ErrorCode::NotLeaderOrFollower)])])
+        );
+    }
+
+    #[test]
+    fn read_committed_fetches_carry_the_aborted_transactions() {
+        let (mut b, _) = sole_leader(unverified(), Bugs::default());
+        produced(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100, 101]));
+        produced(&mut b, 11, 2, txn_batch(PID + 1, 0, 0, &[200]));
+        let markers = write_markers(&[
+            (PID, 0, false, 0, vec![tp()]),
+            (PID + 1, 0, true, 0, vec![tp()]),
+        ]);
+        let out = request(&mut b, 12, NodeId::Broker(3), 3, markers);
+        assert!(markers_result(response_to(&out, 3)).is_some(), "ISR of one");
+        let p = fetch_part(response_to(
+            &request(&mut b, 13, NodeId::Consumer(0), 4, isolated_fetch(0, RC)),
+            4,
+        ));
+        assert_eq!(
+            (p.high_watermark, p.last_stable_offset, p.batches.len()),
+            (5, 5, 4)
+        );
+        assert_eq!(
+            p.aborted_transactions,
+            vec![AbortedTransaction {
+                producer_id: PID,
+                first_offset: 0
+            }]
+        );
+        let p = fetch_part(response_to(
+            &request(&mut b, 14, NodeId::Consumer(0), 5, isolated_fetch(4, RC)),
+            5,
+        ));
+        assert!(
+            p.aborted_transactions.is_empty(),
+            "ended before the fetched range"
+        );
+        let p = fetch_part(response_to(
+            &request(&mut b, 15, NodeId::Consumer(0), 6, isolated_fetch(0, RU)),
+            6,
+        ));
+        assert!(
+            p.aborted_transactions.is_empty(),
+            "read_uncommitted gets none"
+        );
+        // A restart recovers the transaction state from the log (and checks it).
+        let before = b.disk().logs[&tp()].txn_index().to_vec();
+        b.restart(2);
+        assert_eq!(b.disk().logs[&tp()].txn_index(), &before[..]);
+        assert_eq!(before.len(), 2);
+    }
+
+    #[test]
+    fn list_offsets_by_timestamp_can_land_on_a_marker() {
+        let (mut b, _) = sole_leader(unverified(), Bugs::default());
+        produced(&mut b, 10, 1, batch_at(PID, 0, true, 5, &[100]));
+        produced(&mut b, 11, 2, batch_at(-1, -1, false, 8, &[101]));
+        request(
+            &mut b,
+            100,
+            NodeId::Broker(3),
+            3,
+            write_markers(&[(PID, 0, true, 0, vec![tp()])]),
+        );
+        // Created before the marker was written, appended after it.
+        produced(&mut b, 101, 4, batch_at(-1, -1, false, 50, &[102]));
+        assert_eq!(
+            list_offsets(&mut b, 102, RU, TS + 6),
+            (ErrorCode::None, 1, TS + 8)
+        );
+        assert_eq!(
+            list_offsets(&mut b, 102, RU, TS + 9),
+            (ErrorCode::None, 2, TS + 100),
+            "C28: the first record at or after the time is the marker"
+        );
+        assert_eq!(
+            list_offsets(&mut b, 102, RU, TS + 101),
+            (ErrorCode::None, -1, -1)
+        );
+        assert_eq!(
+            list_offsets(&mut b, 102, RC, LATEST_TIMESTAMP),
+            (ErrorCode::None, 4, -1)
+        );
+        // An open transaction: the latest stable offset stays below it, and so do
+        // read_committed timestamp lookups.
+        produced(&mut b, 200, 5, batch_at(PID, 1, true, 200, &[103]));
+        assert_eq!(
+            list_offsets(&mut b, 201, RU, LATEST_TIMESTAMP),
+            (ErrorCode::None, 5, -1)
+        );
+        assert_eq!(
+            list_offsets(&mut b, 201, RC, LATEST_TIMESTAMP),
+            (ErrorCode::None, 4, -1)
+        );
+        assert_eq!(
+            list_offsets(&mut b, 201, RU, TS + 150),
+            (ErrorCode::None, 4, TS + 200)
+        );
+        assert_eq!(
+            list_offsets(&mut b, 201, RC, TS + 150),
+            (ErrorCode::None, -1, -1)
+        );
+        assert_eq!(
+            list_offsets(&mut b, 201, RU, -7).0,
+            ErrorCode::InvalidRequest
+        );
+    }
+
+    /// `__transaction_state` (one partition) led by `leader`.
+    fn txn_state(leader: BrokerId) -> Vec<MetadataRecord> {
+        vec![
+            MetadataRecord::Topic {
+                name: TRANSACTION_STATE_TOPIC.into(),
+                partitions: 1,
+            },
+            MetadataRecord::PartitionChange(PartitionRegistration {
+                tp: TopicPartition::new(TRANSACTION_STATE_TOPIC, 0),
+                replicas: vec![leader],
+                isr: vec![leader],
+                leader: Some(leader),
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }),
+        ]
+    }
+
+    /// The `AddPartitionsToTxn` in `out`: its correlation id and request.
+    fn verification(out: &Outbox) -> Option<(u64, AddPartitionsToTxnRequest)> {
+        out.sends.iter().find_map(|(to, m)| match m {
+            Message::Request {
+                correlation_id,
+                request: Request::AddPartitionsToTxn(r),
+            } => {
+                assert_eq!(*to, NodeId::Broker(2), "the coordinator");
+                Some((*correlation_id, r.clone()))
+            }
+            _ => None,
+        })
+    }
+
+    /// The coordinator's answer to the verification `c`.
+    fn verified(b: &mut Broker, now: Millis, c: u64, error: ErrorCode) -> Outbox {
+        let mut out = Outbox::default();
+        b.on_message(
+            now,
+            NodeId::Broker(2),
+            Message::Response {
+                correlation_id: c,
+                response: Response::AddPartitionsToTxn(AddPartitionsToTxnResponse {
+                    results: vec![(tp(), error)],
+                }),
+            },
+            &mut out,
+        );
+        out
+    }
+
+    fn verifying_broker(transaction_version: i16) -> Broker {
+        // A request timeout within the broker's session with the controller.
+        let config = BrokerConfig {
+            transaction_version,
+            request_timeout_ms: 2_000,
+            ..BrokerConfig::default()
+        };
+        let mut records = vec![reg(Some(1), &[1], 0, 0)];
+        records.extend(txn_state(2));
+        broker(1, config, Bugs::default(), records).0
+    }
+
+    #[test]
+    fn a_transaction_starts_only_once_the_coordinator_verified_it() {
+        let mut b = verifying_broker(1);
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));
+        assert_eq!(produce_result(response_to(&out, 1)), None, "parked");
+        assert_eq!(leo(&b), 0);
+        let (c, v) = verification(&out).expect("the coordinator is asked");
+        assert_eq!(
+            (
+                &*v.transactional_id,
+                v.producer_id,
+                v.producer_epoch,
+                v.partitions.clone(),
+                v.verify_only
+            ),
+            ("tx", PID, 0, vec![tp()], true)
+        );
+        let out = verified(&mut b, 11, c, ErrorCode::None);
+        assert_eq!(
+            produce_result(response_to(&out, 1)),
+            Some((ErrorCode::None, 0))
+        );
+        // The transaction is open here now: no further verification.
+        let out = txn_request(&mut b, 12, 2, txn_batch(PID, 0, 1, &[101]));
+        assert!(verification(&out).is_none());
+        assert_eq!(
+            produce_result(response_to(&out, 2)),
+            Some((ErrorCode::None, 1))
+        );
+
+        // The coordinator's refusals, as Kafka hands them to the producer.
+        for (i, (error, expected)) in [
+            (ErrorCode::NotCoordinator, ErrorCode::NotEnoughReplicas),
+            (
+                ErrorCode::CoordinatorLoadInProgress,
+                ErrorCode::NotEnoughReplicas,
+            ),
+            (
+                ErrorCode::ConcurrentTransactions,
+                ErrorCode::NotEnoughReplicas,
+            ),
+            (ErrorCode::ProducerFenced, ErrorCode::InvalidProducerEpoch),
+            (ErrorCode::InvalidTxnState, ErrorCode::InvalidTxnState),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let corr = 10 + i as u64;
+            let pid = PID + 1 + i as i64;
+            let out = txn_request(&mut b, 20, corr, txn_batch(pid, 0, 0, &[1]));
+            let (c, _) = verification(&out).unwrap();
+            let out = verified(&mut b, 21, c, error);
+            assert_eq!(
+                produce_result(response_to(&out, corr)),
+                Some((expected, -1)),
+                "{error}"
+            );
+        }
+        assert_eq!(leo(&b), 2, "none appended");
+
+        // No answer within request.timeout.ms, or a broken connection: NETWORK_EXCEPTION,
+        // which the producer sees as NOT_ENOUGH_REPLICAS.
+        let out = txn_request(&mut b, 30, 30, txn_batch(PID + 9, 0, 0, &[1]));
+        assert!(verification(&out).is_some());
+        let mut out = Outbox::default();
+        b.on_timer(30 + b.config.request_timeout_ms, &mut out);
+        assert_eq!(
+            produce_result(response_to(&out, 30)),
+            Some((ErrorCode::NotEnoughReplicas, -1))
+        );
+        let t = 40 + b.config.request_timeout_ms;
+        txn_request(&mut b, t, 31, txn_batch(PID + 9, 0, 0, &[1]));
+        let mut out = Outbox::default();
+        b.on_disconnect(t + 1, NodeId::Broker(2), &mut out);
+        assert_eq!(
+            produce_result(response_to(&out, 31)),
+            Some((ErrorCode::NotEnoughReplicas, -1))
+        );
+    }
+
+    #[test]
+    fn a_marker_during_verification_keeps_a_late_batch_out() {
+        let mut b = verifying_broker(1);
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));
+        let (c, _) = verification(&out).unwrap();
+        // The transaction is aborted (a timeout) while the verification is under way.
+        request(
+            &mut b,
+            11,
+            NodeId::Broker(2),
+            2,
+            write_markers(&[(PID, 0, false, 0, vec![tp()])]),
+        );
+        assert_eq!(leo(&b), 1);
+        let out = verified(&mut b, 12, c, ErrorCode::None);
+        assert_eq!(
+            produce_result(response_to(&out, 1)),
+            Some((ErrorCode::InvalidTxnState, -1)),
+            "no hanging transaction"
+        );
+        assert_eq!(leo(&b), 1);
+        assert_eq!(b.disk().logs[&tp()].last_stable_offset(1), 1);
+    }
+
+    #[test]
+    fn transaction_version_2_adds_the_partition_for_the_producer() {
+        let mut b = verifying_broker(2);
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));
+        let (c, v) = verification(&out).unwrap();
+        assert!(!v.verify_only);
+        let out = verified(&mut b, 11, c, ErrorCode::ConcurrentTransactions);
+        assert_eq!(
+            produce_result(response_to(&out, 1)),
+            Some((ErrorCode::ConcurrentTransactions, -1)),
+            "kept as it is with transaction version 2"
+        );
+        // Without the topic there is no coordinator to ask.
+        let (mut b, _) = sole_leader(BrokerConfig::default(), Bugs::default());
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));
+        assert_eq!(
+            produce_result(response_to(&out, 1)),
+            Some((ErrorCode::NotEnoughReplicas, -1))
+        );
+    }
+
+    #[test]
+    fn epoch_fencing_keeps_zombies_out_unless_switched_off() {
+        let zombie = || txn_batch(PID, 0, 1, &[666]);
+        for (bugs, expected) in [
+            (Bugs::default(), Some((ErrorCode::InvalidProducerEpoch, -1))),
+            (
+                Bugs::of(&[Bug::NoProducerEpochFencing]),
+                Some((ErrorCode::None, 1)),
+            ),
+        ] {
+            let (mut b, _) = sole_leader(unverified(), bugs);
+            produced(&mut b, 10, 1, txn_batch(PID, 1, 0, &[100]));
+            let r = produced(&mut b, 11, 2, zombie());
+            assert_eq!(r, expected);
+        }
+        // With verification, the coordinator fences the zombie all the same.
+        let mut b = verifying_broker(1);
+        b.bugs = Bugs::of(&[Bug::NoProducerEpochFencing]);
+        let out = txn_request(&mut b, 10, 1, zombie());
+        let (c, _) = verification(&out).unwrap();
+        let out = verified(&mut b, 11, c, ErrorCode::ProducerFenced);
+        assert_eq!(
+            produce_result(response_to(&out, 1)),
+            Some((ErrorCode::InvalidProducerEpoch, -1))
+        );
+    }
+
+    #[test]
+    fn offsets_partitions_take_markers_and_reload_past_them() {
+        let (mut b, meta) = broker(
+            1,
+            group_config(),
+            Bugs::default(),
+            offsets_records(1, &[1], 0),
+        );
+        let offsets = TopicPartition::new(OFFSETS_TOPIC, 12);
+        let out = request(
+            &mut b,
+            10,
+            NodeId::Broker(2),
+            1,
+            write_markers(&[(PID, 0, true, 0, vec![offsets.clone()])]),
+        );
+        assert_eq!(
+            markers_result(response_to(&out, 1)),
+            Some(vec![(PID, vec![(offsets.clone(), ErrorCode::None)])])
+        );
+        // A new leader epoch reloads the groups from the log, marker included.
+        deliver_metadata(&mut b, 20, &meta, offsets_records(1, &[1], 1), 9);
+        assert_eq!(b.disk().logs[&offsets].markers().len(), 1);
+        assert!(b.coordinator.is_loaded(12));
     }
 }

@@ -32,7 +32,8 @@ pub enum Bug {
     ForgetPreparedTxn,
     /// The transaction coordinator takes `AddPartitionsToTxn`, `AddOffsetsToTxn` and
     /// `EndTxn` carrying a stale producer epoch as if it were the current one (and the
-    /// partition side ignores stale epochs of transactional batches).
+    /// partition leader appends transactional batches whose producer epoch is older than
+    /// the producer's, unless KIP-890 verification refuses them first).
     NoProducerEpochFencing,
 }
 
@@ -102,7 +103,8 @@ pub const CATALOGUE: &[BugInfo] = &[
         bug: Bug::ForgetPreparedTxn,
         name: "forget-prepared-txn",
         reference: "KIP-890 (hanging transactions)",
-        summary: "A new transaction coordinator drops the prepared transactions it loads, so their \
+        summary:
+            "A new transaction coordinator drops the prepared transactions it loads, so their \
                   markers are never written and the LSO of their partitions stays behind forever.",
     },
     BugInfo {
@@ -110,7 +112,8 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "no-producer-epoch-fencing",
         reference: "KIP-98 / KIP-588 epoch fencing",
         summary: "Transactional requests and batches with a stale producer epoch are taken as \
-                  current, so a fenced zombie producer adds to and ends its successor's transaction.",
+                  current (coordinator and partition leaders), so a fenced zombie producer still \
+                  writes, and adds to and ends its successor's transaction.",
     },
 ];
 

@@ -29,17 +29,34 @@ use crate::config::{AutoOffsetReset, ConsumerConfig};
 use crate::consumer_coordinator::{AssignmentChange, ConsumerCoordinator, GroupContext};
 pub use crate::consumer_coordinator::{CommitId, GroupEvent, MemberState};
 use crate::history::{Entry, Op, Outcome, ReadRecord, Value};
-use crate::producer::{InFlightRequest, MetadataCache, NetworkClient};
+use crate::producer::{InFlightRequest, MetadataCache, NetworkClient, RECORD_TIMESTAMP_BASE};
 use crate::protocol::{
-    BrokerId, CommittedOffset, ErrorCode, FetchPartition, FetchPartitionResponse, FetchRequest,
-    FetchResponse, LeaderEpoch, ListOffsetsRequest, ListOffsetsResponse, Message, NodeId, Offset,
-    Request, Response, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    AbortedTransaction, BrokerId, CommittedOffset, ErrorCode, FetchPartition,
+    FetchPartitionResponse, FetchRequest, FetchResponse, IsolationLevel, LeaderEpoch,
+    ListOffsetsRequest, ListOffsetsResponse, Message, NodeId, Offset, Request, Response,
+    TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
-use crate::record::{RecordBatch, RecordError};
+use crate::record::{ControlRecordType, EndTransactionMarker, RecordBatch, RecordError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+
+/// The partition's answer in a `ListOffsets` response (which answers every partition
+/// asked).
+fn answer_for<'a>(
+    response: &'a ListOffsetsResponse,
+    tp: &TopicPartition,
+) -> &'a crate::protocol::ListOffsetsPartitionResponse {
+    response
+        .partitions
+        .iter()
+        .find(|p| p.tp == *tp)
+        .unwrap_or_else(|| panic!("ListOffsets response lacks partition {tp}"))
+}
+
+/// Bound on `offsetsForTimes` lookups under way (one per partition at most).
+const MAX_TIMESTAMP_LOOKUPS: usize = 10_000;
 
 /// One record returned by [`Consumer::poll`] (Kafka's `ConsumerRecord`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +96,32 @@ enum ConsumerRequest {
     },
     /// A `ListOffsets` for partitions whose position is being reset.
     ListOffsets { partitions: Vec<TopicPartition> },
+    /// A `ListOffsets` by timestamp for `offsetsForTimes` lookups.
+    OffsetsForTimes { partitions: Vec<TopicPartition> },
+}
+
+/// An `offsetsForTimes` lookup of one partition not answered yet.
+#[derive(Debug)]
+struct TimestampLookup {
+    /// The timestamp looked up (CreateTime, ms).
+    timestamp: i64,
+    /// When it was asked for.
+    invoke_ms: Millis,
+    /// `default.api.timeout.ms` after it was asked for: `TimeoutException`.
+    deadline: Millis,
+    /// The correlation id of its `ListOffsets` in flight, if any.
+    in_flight: Option<u64>,
+    /// No retry before this time.
+    backoff_until: Millis,
+}
+
+/// The scenario's timestamp probe: every `every_ms`, an `offsetsForTimes` lookup of
+/// `now - lag_ms` on each partition.
+#[derive(Debug)]
+struct TimestampProbe {
+    every_ms: Millis,
+    lag_ms: Millis,
+    next_ms: Millis,
 }
 
 /// A position reset waiting for (or awaiting) its `ListOffsets` answer.
@@ -140,6 +183,10 @@ pub struct Consumer {
     group: Option<Box<ConsumerCoordinator>>,
     /// Subscribe mode's fetch buffer, in fetch order (at most one per partition).
     completed_fetches: VecDeque<CompletedFetch>,
+    /// Assign mode's `offsetsForTimes` lookups not answered yet (one per partition).
+    timestamp_lookups: BTreeMap<TopicPartition, TimestampLookup>,
+    /// Assign mode's periodic timestamp lookups, if the scenario asks for them.
+    timestamp_probe: Option<TimestampProbe>,
     /// The latest time seen (timers are computed relative to it).
     now: Millis,
 }
@@ -177,8 +224,69 @@ impl Consumer {
             assignment: BTreeMap::new(),
             group: None,
             completed_fetches: VecDeque::new(),
+            timestamp_lookups: BTreeMap::new(),
+            timestamp_probe: None,
             now: 0,
         }
+    }
+
+    /// Assign mode: every `every_ms`, looks up on each partition the first offset whose
+    /// record was created at or after `now - lag_ms` ([`Consumer::offsets_for_times`]),
+    /// the scenario's probe of how transaction markers disturb timestamp lookups (C28).
+    pub fn set_timestamp_probe(&mut self, every_ms: Millis, lag_ms: Millis) {
+        assert!(self.group.is_none(), "timestamp probes are for assign mode");
+        assert!(every_ms > 0, "a probe needs a period");
+        self.timestamp_probe = Some(TimestampProbe {
+            every_ms,
+            lag_ms,
+            next_ms: self.now + every_ms,
+        });
+    }
+
+    /// `KafkaConsumer.offsetsForTimes` (assign mode): for each partition, the first
+    /// offset whose record timestamp is at or after the given one (`ListOffsets` to the
+    /// leader, with the consumer's `isolation.level`), retried on retriable errors until
+    /// `default.api.timeout.ms`. Each answer is recorded as an [`Op::OffsetsForTimes`]
+    /// invoked now; a partition whose lookup is still under way is not asked again.
+    pub fn offsets_for_times(
+        &mut self,
+        now: Millis,
+        timestamps: Vec<(TopicPartition, i64)>,
+        out: &mut Outbox,
+    ) {
+        assert!(
+            self.group.is_none(),
+            "offsetsForTimes is driven in assign mode"
+        );
+        for (tp, timestamp) in timestamps {
+            assert!(
+                timestamp >= 0,
+                "offsetsForTimes needs a timestamp, got {timestamp}"
+            );
+            if self.timestamp_lookups.contains_key(&tp) {
+                continue;
+            }
+            assert!(
+                self.timestamp_lookups.len() < MAX_TIMESTAMP_LOOKUPS,
+                "too many timestamp lookups under way"
+            );
+            self.timestamp_lookups.insert(
+                tp,
+                TimestampLookup {
+                    timestamp,
+                    invoke_ms: now,
+                    deadline: now + self.config.default_api_timeout_ms,
+                    in_flight: None,
+                    backoff_until: now,
+                },
+            );
+        }
+        self.run(now, out);
+    }
+
+    /// Whether the consumer reads with `isolation.level=read_committed`.
+    fn read_committed(&self) -> bool {
+        self.config.isolation_level == IsolationLevel::ReadCommitted
     }
 
     /// A subscribe-mode consumer: a member of `config.group_id` subscribed to `topics`
@@ -419,6 +527,7 @@ impl Consumer {
 
     /// Takes up to `max.poll.records` records from the fetch buffer.
     fn drain_fetch_buffer(&mut self, now: Millis, out: &mut Outbox) -> Vec<ConsumedRecord> {
+        let read_committed = self.read_committed();
         let mut records = Vec::new();
         while records.len() < self.config.max_poll_records {
             let Some(fetch) = self.completed_fetches.front_mut() else {
@@ -446,7 +555,7 @@ impl Consumer {
                 self.process,
                 now,
                 Op::Poll {
-                    read_committed: false,
+                    read_committed,
                     partition: fetch.tp.clone(),
                     records: polled,
                     high_watermark: fetch.high_watermark,
@@ -534,6 +643,8 @@ impl Consumer {
         self.handle_timeouts(now, out);
         self.run_group(now, out);
         self.reset_positions(now, out);
+        self.run_timestamp_probe(now);
+        self.send_timestamp_lookups(now, out);
         self.send_fetches(now, out);
         self.metadata
             .poll(now, &mut self.net, ConsumerRequest::Metadata, out);
@@ -573,6 +684,7 @@ impl Consumer {
 
     /// `NoOffsetForPartitionException`: `tp` has no position and may not reset.
     fn no_offset(&self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
+        let read_committed = self.read_committed();
         out.record(Entry {
             outcome: Outcome::Fail {
                 error: format!(
@@ -583,7 +695,7 @@ impl Consumer {
                 self.process(),
                 now,
                 Op::Poll {
-                    read_committed: false,
+                    read_committed,
                     partition: tp.clone(),
                     records: Vec::new(),
                     high_watermark: -1,
@@ -629,8 +741,153 @@ impl Consumer {
                         self.list_offsets_failed(now, &tp);
                     }
                 }
+                ConsumerRequest::OffsetsForTimes { partitions } => {
+                    for tp in partitions {
+                        self.timestamp_lookup_failed(now, &tp);
+                    }
+                }
             }
         }
+    }
+
+    /// A lookup's `ListOffsets` failed: retry after `retry.backoff.ms`.
+    fn timestamp_lookup_failed(&mut self, now: Millis, tp: &TopicPartition) {
+        if let Some(lookup) = self.timestamp_lookups.get_mut(tp) {
+            lookup.in_flight = None;
+            lookup.backoff_until = now + self.config.retry_backoff_ms;
+        }
+    }
+
+    /// The probe's lookups when due: `now - lag_ms` as CreateTime on each partition.
+    fn run_timestamp_probe(&mut self, now: Millis) {
+        let Some(probe) = &mut self.timestamp_probe else {
+            return;
+        };
+        if now < probe.next_ms {
+            return;
+        }
+        probe.next_ms = now + probe.every_ms;
+        let timestamp = RECORD_TIMESTAMP_BASE + now as i64 - probe.lag_ms as i64;
+        let deadline = now + self.config.default_api_timeout_ms;
+        for tp in self.assignment.keys() {
+            if self.timestamp_lookups.contains_key(tp) {
+                continue;
+            }
+            assert!(
+                self.timestamp_lookups.len() < MAX_TIMESTAMP_LOOKUPS,
+                "too many timestamp lookups under way"
+            );
+            self.timestamp_lookups.insert(
+                tp.clone(),
+                TimestampLookup {
+                    timestamp,
+                    invoke_ms: now,
+                    deadline,
+                    in_flight: None,
+                    backoff_until: now,
+                },
+            );
+        }
+    }
+
+    /// `OffsetFetcher.fetchOffsetsByTimes`: one `ListOffsets` per leader for the lookups
+    /// not in flight; lookups past `default.api.timeout.ms` fail.
+    fn send_timestamp_lookups(&mut self, now: Millis, out: &mut Outbox) {
+        let expired: Vec<TopicPartition> = self
+            .timestamp_lookups
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in expired {
+            let lookup = self.timestamp_lookups.remove(&tp).expect("listed");
+            let error = format!(
+                "TimeoutException: offsetsForTimes did not complete within {} ms",
+                self.config.default_api_timeout_ms
+            );
+            self.record_lookup(now, tp, &lookup, Outcome::Fail { error }, None, out);
+        }
+        let wanted = self
+            .timestamp_lookups
+            .iter()
+            .filter(|(_, l)| l.in_flight.is_none() && l.backoff_until <= now)
+            .map(|(tp, l)| (tp.clone(), l.timestamp))
+            .collect();
+        let sent = self.send_list_offsets(now, wanted, out, |partitions| {
+            ConsumerRequest::OffsetsForTimes { partitions }
+        });
+        for (correlation_id, tps) in sent {
+            for tp in tps {
+                let lookup = self.timestamp_lookups.get_mut(&tp).expect("listed");
+                lookup.in_flight = Some(correlation_id);
+            }
+        }
+    }
+
+    /// Applies a `ListOffsets` answer to the lookups it was sent for: found (or not),
+    /// retried after a retriable error, failed after another.
+    fn handle_offsets_for_times(
+        &mut self,
+        now: Millis,
+        correlation_id: u64,
+        partitions: Vec<TopicPartition>,
+        response: ListOffsetsResponse,
+        out: &mut Outbox,
+    ) {
+        for tp in partitions {
+            if self
+                .timestamp_lookups
+                .get(&tp)
+                .is_none_or(|l| l.in_flight != Some(correlation_id))
+            {
+                continue;
+            }
+            let part = answer_for(&response, &tp);
+            if part.error.is_retriable() {
+                self.metadata.request_update();
+                self.timestamp_lookup_failed(now, &tp);
+                continue;
+            }
+            let lookup = self.timestamp_lookups.remove(&tp).expect("checked");
+            let (outcome, found) = match part.error {
+                ErrorCode::None if part.offset >= 0 => {
+                    (Outcome::Ok, Some((part.offset, part.timestamp)))
+                }
+                ErrorCode::None => (Outcome::Ok, None),
+                error => (
+                    Outcome::Fail {
+                        error: error.name().to_string(),
+                    },
+                    None,
+                ),
+            };
+            self.record_lookup(now, tp, &lookup, outcome, found, out);
+        }
+    }
+
+    /// Records a finished lookup as an [`Op::OffsetsForTimes`].
+    fn record_lookup(
+        &self,
+        now: Millis,
+        partition: TopicPartition,
+        lookup: &TimestampLookup,
+        outcome: Outcome,
+        found: Option<(Offset, i64)>,
+        out: &mut Outbox,
+    ) {
+        out.record(Entry {
+            index: 0,
+            process: self.process(),
+            invoke_ms: lookup.invoke_ms,
+            complete_ms: Some(now),
+            outcome,
+            op: Op::OffsetsForTimes {
+                partition,
+                timestamp: lookup.timestamp,
+                offset: found.map(|(o, _)| o),
+                found_timestamp: found.map(|(_, t)| t),
+            },
+        });
     }
 
     /// A `ListOffsets` attempt for `tp` failed: retry after `retry.backoff.ms`.
@@ -651,41 +908,64 @@ impl Consumer {
             AutoOffsetReset::Latest => LATEST_TIMESTAMP,
             AutoOffsetReset::None => return,
         };
+        let wanted = self
+            .assignment
+            .iter()
+            .filter(|(_, state)| {
+                let waiting = state.reset.as_ref().is_some_and(|r| r.in_flight.is_none());
+                !state.failed && waiting && state.backoff_until <= now
+            })
+            .map(|(tp, _)| (tp.clone(), timestamp))
+            .collect();
+        let sent = self.send_list_offsets(now, wanted, out, |partitions| {
+            ConsumerRequest::ListOffsets { partitions }
+        });
+        for (correlation_id, tps) in sent {
+            for tp in tps {
+                let state = self.assignment.get_mut(&tp).expect("assigned partition");
+                state.reset.as_mut().expect("reset pending").in_flight = Some(correlation_id);
+            }
+        }
+    }
+
+    /// One `ListOffsets` per leader for the `wanted` (partition, timestamp) lookups,
+    /// with the consumer's `isolation.level`; a partition without a known leader asks
+    /// for a metadata update instead. Returns each request's correlation id and
+    /// partitions.
+    fn send_list_offsets(
+        &mut self,
+        now: Millis,
+        wanted: Vec<(TopicPartition, i64)>,
+        out: &mut Outbox,
+        kind: impl Fn(Vec<TopicPartition>) -> ConsumerRequest,
+    ) -> Vec<(u64, Vec<TopicPartition>)> {
         let mut by_leader: BTreeMap<BrokerId, Vec<(TopicPartition, i64, i32)>> = BTreeMap::new();
         let mut unknown_leader = false;
-        for (tp, state) in &self.assignment {
-            let waiting = state.reset.as_ref().is_some_and(|r| r.in_flight.is_none());
-            if state.failed || !waiting || state.backoff_until > now {
-                continue;
-            }
-            match self.metadata.leader(tp) {
-                Some((leader, epoch)) => {
-                    by_leader
-                        .entry(leader)
-                        .or_default()
-                        .push((tp.clone(), timestamp, epoch))
-                }
+        for (tp, timestamp) in wanted {
+            match self.metadata.leader(&tp) {
+                Some((leader, epoch)) => by_leader
+                    .entry(leader)
+                    .or_default()
+                    .push((tp, timestamp, epoch)),
                 None => unknown_leader = true,
             }
         }
         if unknown_leader {
             self.metadata.request_update();
         }
+        let mut sent = Vec::with_capacity(by_leader.len());
         for (leader, partitions) in by_leader {
             let tps: Vec<TopicPartition> = partitions.iter().map(|(tp, _, _)| tp.clone()).collect();
             let request = Request::ListOffsets(ListOffsetsRequest {
                 isolation_level: self.config.isolation_level,
                 partitions,
             });
-            let kind = ConsumerRequest::ListOffsets {
-                partitions: tps.clone(),
-            };
-            let correlation_id = self.net.send(now, leader, request, Some(kind), out);
-            for tp in tps {
-                let state = self.assignment.get_mut(&tp).expect("assigned partition");
-                state.reset.as_mut().expect("reset pending").in_flight = Some(correlation_id);
-            }
+            let correlation_id = self
+                .net
+                .send(now, leader, request, Some(kind(tps.clone())), out);
+            sent.push((correlation_id, tps));
         }
+        sent
     }
 
     /// `AbstractFetch.prepareFetchRequests`: one `Fetch` per leader with no fetch in
@@ -761,11 +1041,7 @@ impl Consumer {
             {
                 continue;
             }
-            let part = response
-                .partitions
-                .iter()
-                .find(|p| p.tp == tp)
-                .unwrap_or_else(|| panic!("ListOffsets response lacks partition {tp}"));
+            let part = answer_for(&response, &tp);
             if part.error == ErrorCode::None && part.offset >= 0 {
                 let reason = state.reset.take().expect("reset pending").reason;
                 state.position = Some(part.offset);
@@ -835,8 +1111,14 @@ impl Consumer {
         out: &mut Outbox,
     ) {
         let tp = &part.tp;
+        let read_committed = self.read_committed();
         let mut position = fetch_offset;
         let mut records = Vec::new();
+        // Kafka's CompletedFetch: the response's aborted transactions by first offset,
+        // and the producers whose aborted transaction the batches are in.
+        let mut aborted: Vec<AbortedTransaction> = part.aborted_transactions.clone();
+        aborted.sort_unstable_by_key(|a| std::cmp::Reverse(a.first_offset));
+        let mut aborted_producers = BTreeSet::new();
         for (i, bytes) in part.batches.iter().enumerate() {
             let last_element = i + 1 == part.batches.len();
             let mut buf: &[u8] = bytes;
@@ -857,8 +1139,35 @@ impl Consumer {
                 if last_offset < position {
                     continue;
                 }
-                let is_control = batch.attributes & crate::record::CONTROL_BIT != 0;
-                if !is_control {
+                if read_committed && batch.producer_id >= 0 {
+                    while aborted
+                        .last()
+                        .is_some_and(|a| a.first_offset <= last_offset)
+                    {
+                        let a = aborted.pop().expect("just looked");
+                        aborted_producers.insert(a.producer_id);
+                    }
+                    if batch.is_control() {
+                        let marker = EndTransactionMarker::of_batch(&batch).unwrap_or_else(|e| {
+                            panic!(
+                                "consumer-{}: bad transaction marker in {tp} at {}: {e}",
+                                self.index, batch.base_offset
+                            )
+                        });
+                        if marker.is_some_and(|m| m.control_type == ControlRecordType::Abort) {
+                            aborted_producers.remove(&batch.producer_id);
+                        }
+                    } else if batch.is_transactional()
+                        && aborted_producers.contains(&batch.producer_id)
+                    {
+                        // A batch of an aborted transaction: skipped, never returned.
+                        position = last_offset + 1;
+                        continue;
+                    }
+                }
+                // Control records are never returned; they only move the position
+                // (consumers see gaps in the offsets).
+                if !batch.is_control() {
                     for record in &batch.records {
                         let offset = batch.base_offset + Offset::from(record.offset_delta);
                         if offset < position {
@@ -910,7 +1219,7 @@ impl Consumer {
                 self.process(),
                 now,
                 Op::Poll {
-                    read_committed: false,
+                    read_committed,
                     partition: tp.clone(),
                     records: records.into_iter().map(|(r, _)| r).collect(),
                     high_watermark: part.high_watermark,
@@ -958,6 +1267,7 @@ impl Consumer {
         let policy = self.reset_policy_name();
         let none_policy = self.config.auto_offset_reset == AutoOffsetReset::None;
         let backoff_until = now + self.config.retry_backoff_ms;
+        let read_committed = self.read_committed();
         let process = self.process();
         let state = self.assignment.get_mut(tp).expect("assigned partition");
         match error {
@@ -973,7 +1283,7 @@ impl Consumer {
                         process,
                         now,
                         Op::Poll {
-                            read_committed: false,
+                            read_committed,
                             partition: tp.clone(),
                             records: Vec::new(),
                             high_watermark,
@@ -1035,6 +1345,12 @@ impl Actor for Consumer {
                         (ConsumerRequest::ListOffsets { partitions }, Response::ListOffsets(l)) => {
                             self.handle_list_offsets(now, correlation_id, partitions, l, out);
                         }
+                        (
+                            ConsumerRequest::OffsetsForTimes { partitions },
+                            Response::ListOffsets(l),
+                        ) => {
+                            self.handle_offsets_for_times(now, correlation_id, partitions, l, out);
+                        }
                         (_, response) => panic!(
                             "consumer-{}: response {response:?} does not match its request",
                             self.index
@@ -1075,11 +1391,25 @@ impl Actor for Consumer {
             .filter(|t| *t > self.now)
             .min();
         let group = self.group.as_ref().and_then(|g| g.next_timer());
+        let lookups = self
+            .timestamp_lookups
+            .values()
+            .map(|l| {
+                if l.in_flight.is_none() && l.backoff_until > self.now {
+                    l.backoff_until.min(l.deadline)
+                } else {
+                    l.deadline
+                }
+            })
+            .min();
+        let probe = self.timestamp_probe.as_ref().map(|p| p.next_ms);
         [
             self.net.next_deadline(),
             self.metadata.due_at(),
             backoff,
             group,
+            lookups,
+            probe,
         ]
         .into_iter()
         .flatten()
@@ -1696,6 +2026,208 @@ mod tests {
         assert_eq!(c.positions(), vec![(tp(0), 3)]);
     }
 
+    /// A transactional batch of producer `producer_id` at `base`.
+    fn txn_batch(base: Offset, producer_id: i64, values: &[u64]) -> Bytes {
+        let (b, _) = RecordBatch::decode(&batch(base, values)).unwrap();
+        RecordBatch {
+            attributes: crate::record::TRANSACTIONAL_BIT,
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            ..b
+        }
+        .encode()
+    }
+
+    /// A marker of producer `producer_id` at `offset`.
+    fn marker_batch(offset: Offset, producer_id: i64, commit: bool) -> Bytes {
+        let marker = EndTransactionMarker {
+            control_type: if commit {
+                ControlRecordType::Commit
+            } else {
+                ControlRecordType::Abort
+            },
+            coordinator_epoch: 0,
+        };
+        RecordBatch {
+            base_offset: offset,
+            ..marker.to_batch(producer_id, 0, 0)
+        }
+        .encode()
+    }
+
+    /// Producer 7 aborts (0-1, marker 3) while 8 commits (2, marker 4); then a record
+    /// outside transactions (5) and producer 7's next transaction, committed (6, 7).
+    fn transactional_fetch() -> Response {
+        let Response::Fetch(mut f) = fetch_answer(
+            tp(0),
+            ErrorCode::None,
+            8,
+            vec![
+                txn_batch(0, 7, &[100, 101]),
+                txn_batch(2, 8, &[200]),
+                marker_batch(3, 7, false),
+                marker_batch(4, 8, true),
+                batch(5, &[300]),
+                txn_batch(6, 7, &[400]),
+                marker_batch(7, 7, true),
+            ],
+        ) else {
+            unreachable!()
+        };
+        f.partitions[0].aborted_transactions = vec![AbortedTransaction {
+            producer_id: 7,
+            first_offset: 0,
+        }];
+        Response::Fetch(f)
+    }
+
+    fn polled(out: &Outbox) -> Vec<(Vec<Offset>, bool)> {
+        ops(out)
+            .into_iter()
+            .filter_map(|o| match o {
+                Op::Poll {
+                    records,
+                    read_committed,
+                    ..
+                } => Some((records.iter().map(|r| r.offset).collect(), read_committed)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_committed_drops_aborted_transactions_and_never_returns_markers() {
+        let committed = ConsumerConfig {
+            isolation_level: IsolationLevel::ReadCommitted,
+            ..config(AutoOffsetReset::Earliest)
+        };
+        let (mut c, mut out, (b, cid, f)) = fetching(committed, 0);
+        assert_eq!(f.isolation_level, IsolationLevel::ReadCommitted);
+        respond(&mut c, 3, b, cid, transactional_fetch(), &mut out);
+        assert_eq!(polled(&out), vec![(vec![2, 5, 6], true)]);
+        assert_eq!(c.positions(), vec![(tp(0), 8)], "past the last marker");
+        let reqs = take(&mut out);
+        assert_eq!(
+            fetch_of(only(&reqs, "Fetch")[0]).2.partitions[0].fetch_offset,
+            8
+        );
+
+        // read_uncommitted sees every data record; markers leave gaps all the same.
+        let (mut c, mut out, (b, cid, f)) = fetching(config(AutoOffsetReset::Earliest), 0);
+        assert_eq!(f.isolation_level, IsolationLevel::ReadUncommitted);
+        respond(&mut c, 3, b, cid, transactional_fetch(), &mut out);
+        assert_eq!(polled(&out), vec![(vec![0, 1, 2, 5, 6], false)]);
+        assert_eq!(c.positions(), vec![(tp(0), 8)]);
+    }
+
+    /// Answers the `ListOffsets` of an `offsetsForTimes` lookup in `out` with
+    /// (error, offset, timestamp); returns what it asked.
+    fn answer_lookup(
+        c: &mut Consumer,
+        now: Millis,
+        out: &mut Outbox,
+        answer: (ErrorCode, Offset, i64),
+    ) -> Vec<(TopicPartition, i64, LeaderEpoch)> {
+        let reqs = take(out);
+        let lo = only(&reqs, "ListOffsets");
+        assert_eq!(lo.len(), 1, "{reqs:?}");
+        let Request::ListOffsets(l) = &lo[0].2 else {
+            unreachable!()
+        };
+        let (error, offset, timestamp) = answer;
+        let response = Response::ListOffsets(ListOffsetsResponse {
+            partitions: vec![ListOffsetsPartitionResponse {
+                tp: tp(0),
+                error,
+                offset,
+                leader_epoch: 3,
+                timestamp,
+            }],
+        });
+        respond(c, now, lo[0].0, lo[0].1, response, out);
+        l.partitions.clone()
+    }
+
+    fn lookup(entry: &Entry) -> (Millis, Outcome, Option<Offset>, Option<i64>) {
+        match &entry.op {
+            Op::OffsetsForTimes {
+                offset,
+                found_timestamp,
+                ..
+            } => (
+                entry.invoke_ms,
+                entry.outcome.clone(),
+                *offset,
+                *found_timestamp,
+            ),
+            other => panic!("not a lookup: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn offsets_for_times_records_each_lookup() {
+        let ts = RECORD_TIMESTAMP_BASE;
+        let committed = ConsumerConfig {
+            isolation_level: IsolationLevel::ReadCommitted,
+            ..config(AutoOffsetReset::Earliest)
+        };
+        let (mut c, mut out, _) = fetching(committed, 0);
+        c.offsets_for_times(10, vec![(tp(0), ts + 5)], &mut out);
+        let asked = answer_lookup(&mut c, 11, &mut out, (ErrorCode::None, 7, ts + 9));
+        assert_eq!(asked, vec![(tp(0), ts + 5, 3)]);
+        let entry = out.history.pop().unwrap();
+        assert_eq!(entry.complete_ms, Some(11));
+        assert_eq!(lookup(&entry), (10, Outcome::Ok, Some(7), Some(ts + 9)));
+        // A retriable error is retried after the backoff; nothing that late is found.
+        c.offsets_for_times(20, vec![(tp(0), ts + 50)], &mut out);
+        answer_lookup(
+            &mut c,
+            21,
+            &mut out,
+            (ErrorCode::NotLeaderOrFollower, -1, -1),
+        );
+        assert!(out.history.is_empty());
+        c.on_timer(21 + 100, &mut out);
+        answer_lookup(&mut c, 130, &mut out, (ErrorCode::None, -1, -1));
+        let entry = out.history.pop().unwrap();
+        assert_eq!(lookup(&entry), (20, Outcome::Ok, None, None));
+        // A lookup nobody answers fails after default.api.timeout.ms.
+        c.offsets_for_times(200, vec![(tp(0), ts)], &mut out);
+        take(&mut out);
+        c.on_timer(200 + 60_000, &mut out);
+        let failed = out
+            .history
+            .iter()
+            .find(|e| matches!(e.op, Op::OffsetsForTimes { .. }))
+            .expect("recorded");
+        assert!(
+            matches!(&failed.outcome, Outcome::Fail { error } if error.starts_with("TimeoutException"))
+        );
+    }
+
+    #[test]
+    fn the_probe_looks_up_now_minus_the_lag_on_every_partition() {
+        let (mut c, mut out, _) = fetching(config(AutoOffsetReset::Earliest), 0);
+        c.set_timestamp_probe(1_000, 300);
+        assert_eq!(
+            c.next_timer(),
+            Some(1_002),
+            "a period after it was set (at 2)"
+        );
+        c.on_timer(1_002, &mut out);
+        let asked = answer_lookup(&mut c, 1_003, &mut out, (ErrorCode::None, 0, 0));
+        assert_eq!(asked, vec![(tp(0), RECORD_TIMESTAMP_BASE + 702, 3)]);
+        c.on_timer(1_500, &mut out);
+        assert!(
+            only(&take(&mut out), "ListOffsets").is_empty(),
+            "not before the period"
+        );
+        c.on_timer(2_002, &mut out);
+        let asked = answer_lookup(&mut c, 2_003, &mut out, (ErrorCode::None, 0, 0));
+        assert_eq!(asked[0].1, RECORD_TIMESTAMP_BASE + 1_702);
+    }
+
     #[test]
     #[should_panic(expected = "bad batch")]
     fn a_corrupt_batch_is_a_finding() {
@@ -2255,6 +2787,29 @@ mod tests {
                 ]
             );
             assert_eq!(c.positions(), vec![(tp(0), 5), (tp(1), 0)]);
+        }
+
+        #[test]
+        fn read_committed_members_ask_for_stable_offsets_and_retry_unstable_ones() {
+            let (_, _, (_, _, f)) = stable(group_config(), &[0]);
+            assert!(!f.require_stable);
+            let config = ConsumerConfig {
+                isolation_level: IsolationLevel::ReadCommitted,
+                ..group_config()
+            };
+            let (mut c, mut out, (b, cid, f)) = stable(config, &[0]);
+            assert!(f.require_stable, "KIP-447");
+            let unstable = Response::OffsetFetch(OffsetFetchResponse {
+                error: ErrorCode::UnstableOffsetCommit,
+                offsets: vec![],
+            });
+            respond(&mut c, 6, b, cid, unstable, &mut out);
+            assert!(out.history.is_empty(), "no position yet");
+            let again = idle_until(&mut c, &mut out, 6 + 100)
+                .into_iter()
+                .find(|(_, (_, _, r))| r.api_name() == "OffsetFetch")
+                .expect("retried after retry.backoff.ms");
+            assert_eq!(again.0, 6 + 100);
         }
 
         #[test]

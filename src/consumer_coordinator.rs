@@ -35,9 +35,9 @@ use crate::assignor::Assignor;
 use crate::config::ConsumerConfig;
 use crate::protocol::{
     BrokerId, CommittedOffset, CoordinatorType, ErrorCode, FindCoordinatorRequest,
-    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, Message, NodeId,
-    OffsetCommitRequest, OffsetFetchRequest, Request, Response, Subscription, SyncGroupRequest,
-    TopicPartition,
+    HeartbeatRequest, IsolationLevel, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    Message, NodeId, OffsetCommitRequest, OffsetFetchRequest, Request, Response, Subscription,
+    SyncGroupRequest, TopicPartition,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -273,6 +273,10 @@ pub struct ConsumerCoordinator {
     auto_commit: bool,
     auto_commit_interval_ms: u64,
     default_api_timeout_ms: u64,
+    /// KIP-447: a `read_committed` member's `OffsetFetch` asks for stable offsets only
+    /// (the coordinator answers `UNSTABLE_OFFSET_COMMIT`, retried, while transactional
+    /// commits of the partitions are pending).
+    require_stable: bool,
     coordinator: Option<BrokerId>,
     /// The coordinator last discovered (reported again only when it changes).
     last_discovered: Option<BrokerId>,
@@ -328,6 +332,7 @@ impl ConsumerCoordinator {
             auto_commit: config.auto_commit(),
             auto_commit_interval_ms: config.auto_commit_interval_ms,
             default_api_timeout_ms: config.default_api_timeout_ms,
+            require_stable: config.isolation_level == IsolationLevel::ReadCommitted,
             coordinator: None,
             last_discovered: None,
             find_not_before: 0,
@@ -1357,7 +1362,7 @@ impl ConsumerCoordinator {
         let request = Request::OffsetFetch(OffsetFetchRequest {
             group_id: self.group_id.clone(),
             partitions: self.awaiting_committed.iter().cloned().collect(),
-            require_stable: false,
+            require_stable: self.require_stable,
         });
         let kind = GroupRequest::OffsetFetch {
             generation: self.generation,
@@ -1384,6 +1389,8 @@ impl ConsumerCoordinator {
                 return;
             }
             _ => {
+                // COORDINATOR_LOAD_IN_PROGRESS, UNSTABLE_OFFSET_COMMIT (KIP-447: a
+                // transaction's offsets are pending), ...: retried after the backoff.
                 self.offset_fetch_not_before = now + self.retry_backoff_ms;
                 return;
             }

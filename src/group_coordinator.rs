@@ -593,7 +593,7 @@ impl GroupCoordinator {
         );
         for bytes in batches {
             let (batch, _) = RecordBatch::decode(bytes).expect("stored batches are valid");
-            if batch.attributes & CONTROL_ATTRIBUTE != 0 {
+            if batch.is_control() {
                 // A transaction marker: the producer's pending offsets commit or go.
                 let committed = batch.records.iter().any(|r| {
                     r.key
@@ -603,7 +603,7 @@ impl GroupCoordinator {
                 self.on_txn_marker(partition, batch.producer_id, committed);
                 continue;
             }
-            let transactional = batch.attributes & TRANSACTIONAL_ATTRIBUTE != 0;
+            let transactional = batch.is_transactional();
             for r in &batch.records {
                 let key = r.key.as_ref().expect("coordinator records have keys");
                 let value = r.value.as_ref().expect("coordinator records have values");
@@ -1985,11 +1985,6 @@ fn encode_group_value(v: &GroupValue) -> Bytes {
 }
 
 /// One batch of (key, value) records, producer id -1.
-/// Record batch attribute bit 4: a transaction's batch.
-const TRANSACTIONAL_ATTRIBUTE: i16 = 1 << 4;
-/// Record batch attribute bit 5: a control batch (a transaction marker).
-const CONTROL_ATTRIBUTE: i16 = 1 << 5;
-
 /// A coordinator batch; with `producer`, a transactional one of that producer (no
 /// sequence: Kafka writes transactional offset commits without one).
 pub(crate) fn encode_batch(
@@ -2003,7 +1998,7 @@ pub(crate) fn encode_batch(
         base_offset: 0,
         partition_leader_epoch: -1,
         attributes: if producer.is_some() {
-            TRANSACTIONAL_ATTRIBUTE
+            crate::record::TRANSACTIONAL_BIT
         } else {
             0
         },

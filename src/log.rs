@@ -1,14 +1,20 @@
 //! A replica's partition log: record batches, the log end offset, the leader epoch
-//! cache (Kafka's `leader-epoch-checkpoint`) and the idempotent producers' state
-//! ([`ProducerStateManager`], kept in step with every append and truncation).
+//! cache (Kafka's `leader-epoch-checkpoint`), the producers' state
+//! ([`ProducerStateManager`]: sequences, epochs and ongoing transactions) and the
+//! completed transactions (Kafka's transaction index, with the committed ones as well),
+//! all kept in step with every append and truncation. From them come the last stable
+//! offset ([`Log::last_stable_offset`]), the aborted transactions a `read_committed`
+//! fetch returns ([`Log::aborted_transactions`]) and timestamp lookups
+//! ([`Log::offset_for_timestamp`]).
 //!
 //! The log is the part of a broker that survives a process crash; it lives on the
 //! broker's [`crate::broker::Disk`]. It knows nothing about replication: the broker
 //! decides what to append and where to truncate.
 
-use crate::producer_state::ProducerStateManager;
-use crate::protocol::{LeaderEpoch, Offset};
-use crate::record::{self, BatchHeader, RecordBatch, RecordError};
+use crate::history::TxnBatchSnapshot;
+use crate::producer_state::{CompletedTxn, ProducerStateManager};
+use crate::protocol::{AbortedTransaction, ErrorCode, LeaderEpoch, Offset};
+use crate::record::{self, BatchHeader, EndTransactionMarker, RecordBatch, RecordError};
 use bytes::Bytes;
 
 /// Bound on batches per log, far above any scenario's volume.
@@ -23,6 +29,9 @@ pub struct StoredBatch {
     pub last_offset: Offset,
     /// Leader epoch in which the batch was appended.
     pub leader_epoch: LeaderEpoch,
+    /// The largest record timestamp of this batch and every earlier one (Kafka's time
+    /// index keeps the same running maximum).
+    pub max_timestamp_so_far: i64,
     /// The encoded batch.
     pub bytes: Bytes,
 }
@@ -31,6 +40,24 @@ impl StoredBatch {
     /// The batch's header (stored batches were checked when appended).
     fn header(&self) -> BatchHeader {
         BatchHeader::parse(&self.bytes).expect("stored batches are valid")
+    }
+
+    /// The batch decoded (stored batches were checked when appended).
+    fn decode(&self) -> RecordBatch {
+        RecordBatch::decode(&self.bytes)
+            .expect("stored batches are valid")
+            .0
+    }
+
+    /// The header, and the marker of a control batch.
+    fn header_and_marker(&self) -> (BatchHeader, Option<EndTransactionMarker>) {
+        let header = self.header();
+        let marker = header.is_control().then(|| {
+            EndTransactionMarker::of_batch(&self.decode())
+                .expect("stored markers are valid")
+                .expect("markers are never cleaned away here")
+        });
+        (header, marker)
     }
 }
 
@@ -43,6 +70,47 @@ pub struct EpochEntry {
     pub start_offset: Offset,
 }
 
+/// A transaction a marker in this log ended, with the last stable offset at that
+/// moment: Kafka's `AbortedTxn` (its transaction index entry) for an aborted one; the
+/// log keeps committed ones too, because a transaction whose marker is not below the
+/// high watermark yet still holds the last stable offset (Kafka's
+/// `unreplicatedTxns`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnIndexEntry {
+    /// The transaction.
+    pub txn: CompletedTxn,
+    /// Kafka's `ProducerStateManager.lastStableOffset(completedTxn)`: the first offset
+    /// of the earliest transaction still open when the marker was written, else the
+    /// offset after the marker.
+    pub last_stable_offset: Offset,
+}
+
+/// A transaction marker in the log (for the end-of-run snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// Its offset.
+    pub offset: Offset,
+    /// The producer whose transaction it ends.
+    pub producer_id: i64,
+    /// The producer epoch it was written with.
+    pub producer_epoch: i16,
+    /// The marker itself.
+    pub marker: EndTransactionMarker,
+    /// Its timestamp (CreateTime: when the partition leader wrote it).
+    pub timestamp: i64,
+}
+
+/// Kafka's `FileRecords.TimestampAndOffset`: what a timestamp lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimestampAndOffset {
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// Its offset.
+    pub offset: Offset,
+    /// The leader epoch of its batch.
+    pub leader_epoch: LeaderEpoch,
+}
+
 /// A partition log.
 #[derive(Clone, Debug, Default)]
 pub struct Log {
@@ -50,6 +118,8 @@ pub struct Log {
     log_end_offset: Offset,
     epochs: Vec<EpochEntry>,
     producer_state: ProducerStateManager,
+    /// Completed transactions in marker order (so by `last_offset`).
+    txn_index: Vec<TxnIndexEntry>,
 }
 
 impl Log {
@@ -78,19 +148,83 @@ impl Log {
         &self.producer_state
     }
 
-    /// Kafka's log recovery on startup: rebuilds the producer state from the batches
-    /// and asserts that it equals the state kept up to date by appends and truncations.
-    pub fn rebuild_producer_state(&mut self) {
-        let rebuilt = self.producer_state_from_batches();
-        assert_eq!(
-            rebuilt, self.producer_state,
-            "producer state rebuilt from the log differs from the incremental one"
-        );
-        self.producer_state = rebuilt;
+    /// The completed transactions, in marker order.
+    pub fn txn_index(&self) -> &[TxnIndexEntry] {
+        &self.txn_index
     }
 
-    fn producer_state_from_batches(&self) -> ProducerStateManager {
-        ProducerStateManager::rebuild(self.batches.iter().map(StoredBatch::header))
+    /// Every transactional data batch: (base offset, last offset, producer id, epoch).
+    pub fn transactional_batches(&self) -> Vec<TxnBatchSnapshot> {
+        self.batches
+            .iter()
+            .map(StoredBatch::header)
+            .filter(|h| h.is_transactional() && !h.is_control())
+            .map(|h| TxnBatchSnapshot {
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                producer_id: h.producer_id,
+                producer_epoch: h.producer_epoch,
+            })
+            .collect()
+    }
+
+    /// Kafka's log recovery on startup: rebuilds the producer state and the transaction
+    /// index from the batches and asserts that they equal the state kept up to date by
+    /// appends and truncations.
+    pub fn rebuild_producer_state(&mut self) {
+        let (producer_state, txn_index) = self.state_from_batches();
+        assert_eq!(
+            producer_state, self.producer_state,
+            "producer state rebuilt from the log differs from the incremental one"
+        );
+        assert_eq!(
+            txn_index, self.txn_index,
+            "transaction index rebuilt from the log differs from the incremental one"
+        );
+        self.producer_state = producer_state;
+        self.txn_index = txn_index;
+    }
+
+    /// The producer state and transaction index of the batches, replayed in order.
+    fn state_from_batches(&self) -> (ProducerStateManager, Vec<TxnIndexEntry>) {
+        let mut producer_state = ProducerStateManager::default();
+        let mut txn_index = Vec::new();
+        for b in &self.batches {
+            let (header, marker) = b.header_and_marker();
+            Self::apply(
+                &mut producer_state,
+                &mut txn_index,
+                &header,
+                marker.as_ref(),
+            );
+        }
+        (producer_state, txn_index)
+    }
+
+    /// Applies an appended batch to the producer state and, when a marker completes a
+    /// transaction, to the transaction index (Kafka's `UnifiedLog.append`:
+    /// `updateTxnIndex` with `lastStableOffset(completedTxn)`, then `completeTxn`).
+    fn apply(
+        producer_state: &mut ProducerStateManager,
+        txn_index: &mut Vec<TxnIndexEntry>,
+        header: &BatchHeader,
+        marker: Option<&EndTransactionMarker>,
+    ) {
+        if let Some(txn) = producer_state.update(header, marker) {
+            // The transaction is no longer open: the earliest open one is another
+            // producer's, which began before this marker.
+            let last_stable_offset = producer_state
+                .first_undecided_offset()
+                .unwrap_or(txn.last_offset + 1);
+            assert!(txn_index
+                .last()
+                .is_none_or(|t| t.txn.last_offset < txn.last_offset));
+            assert!(txn_index.len() < MAX_BATCHES, "transaction index overflow");
+            txn_index.push(TxnIndexEntry {
+                txn,
+                last_stable_offset,
+            });
+        }
     }
 
     /// Records that `epoch` starts at `start_offset` (Kafka assigns it when a replica
@@ -130,8 +264,10 @@ impl Log {
         }
     }
 
-    /// Appends a producer's batch as leader: assigns offsets from the log end offset and
-    /// stamps the leader epoch (outside the CRC). Returns (base offset, last offset).
+    /// Appends a producer's (or a group coordinator's) data batch as leader: assigns
+    /// offsets from the log end offset and stamps the leader epoch (outside the CRC).
+    /// Returns (base offset, last offset). Markers go through
+    /// [`Log::append_control_as_leader`].
     pub fn append_as_leader(
         &mut self,
         batch: &Bytes,
@@ -139,24 +275,67 @@ impl Log {
     ) -> Result<(Offset, Offset), RecordError> {
         record::verify_crc(batch)?;
         let header = BatchHeader::parse(batch)?;
-        let mut bytes = batch[..header.size()].to_vec();
+        if header.is_control() {
+            return Err(RecordError::Malformed(
+                "control batches come from the transaction coordinator only",
+            ));
+        }
+        Ok(self.stamp_and_push(batch[..header.size()].to_vec(), header, epoch, None))
+    }
+
+    /// Appends a transaction marker as leader (Kafka's `appendAsLeader` with
+    /// `AppendOrigin.COORDINATOR`): the control batch ending `producer_id`'s transaction
+    /// (commit or abort) at `producer_epoch`, written by a coordinator of
+    /// `coordinator_epoch` at `timestamp`. Refused as the producer state says
+    /// (`INVALID_PRODUCER_EPOCH`, `TRANSACTION_COORDINATOR_FENCED`); returns its offset.
+    pub fn append_control_as_leader(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTransactionMarker,
+        timestamp: i64,
+        epoch: LeaderEpoch,
+    ) -> Result<Offset, ErrorCode> {
+        self.producer_state
+            .check_marker(producer_id, producer_epoch, marker.coordinator_epoch)?;
+        let bytes = marker
+            .to_batch(producer_id, producer_epoch, timestamp)
+            .encode();
+        let header = BatchHeader::parse(&bytes).expect("a marker batch we just encoded");
+        let (base, last) = self.stamp_and_push(bytes.to_vec(), header, epoch, Some(&marker));
+        assert_eq!(base, last, "a marker is one record");
+        Ok(base)
+    }
+
+    /// Assigns the batch its offsets and leader epoch, stores it and applies it.
+    fn stamp_and_push(
+        &mut self,
+        mut bytes: Vec<u8>,
+        header: BatchHeader,
+        epoch: LeaderEpoch,
+        marker: Option<&EndTransactionMarker>,
+    ) -> (Offset, Offset) {
         let base = self.log_end_offset;
         record::set_base_offset(&mut bytes, base);
         record::set_partition_leader_epoch(&mut bytes, epoch);
         self.assign_epoch(epoch, base);
         let last = base + i64::from(header.last_offset_delta);
-        self.push(StoredBatch {
-            base_offset: base,
-            last_offset: last,
-            leader_epoch: epoch,
-            bytes: Bytes::from(bytes),
-        });
-        self.producer_state.update(&BatchHeader {
-            base_offset: base,
-            partition_leader_epoch: epoch,
-            ..header
-        });
-        Ok((base, last))
+        self.push(
+            StoredBatch {
+                base_offset: base,
+                last_offset: last,
+                leader_epoch: epoch,
+                max_timestamp_so_far: header.max_timestamp,
+                bytes: Bytes::from(bytes),
+            },
+            &BatchHeader {
+                base_offset: base,
+                partition_leader_epoch: epoch,
+                ..header
+            },
+            marker,
+        );
+        (base, last)
     }
 
     /// Appends a batch fetched from the leader, keeping its offsets and epoch. Batches
@@ -172,18 +351,25 @@ impl Log {
                 "fetched batch leaves a gap in the log",
             ));
         }
-        self.assign_epoch(header.partition_leader_epoch, header.base_offset);
-        self.push(StoredBatch {
+        let stored = StoredBatch {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
             leader_epoch: header.partition_leader_epoch,
+            max_timestamp_so_far: header.max_timestamp,
             bytes: batch.slice(..header.size()),
-        });
-        self.producer_state.update(&header);
+        };
+        let (_, marker) = stored.header_and_marker();
+        self.assign_epoch(header.partition_leader_epoch, header.base_offset);
+        self.push(stored, &header, marker.as_ref());
         Ok(true)
     }
 
-    fn push(&mut self, batch: StoredBatch) {
+    fn push(
+        &mut self,
+        mut batch: StoredBatch,
+        header: &BatchHeader,
+        marker: Option<&EndTransactionMarker>,
+    ) {
         assert!(
             self.batches.len() < MAX_BATCHES,
             "log exceeds {MAX_BATCHES} batches"
@@ -193,8 +379,17 @@ impl Log {
             "append must be contiguous"
         );
         assert!(batch.last_offset >= batch.base_offset);
+        if let Some(prev) = self.batches.last() {
+            batch.max_timestamp_so_far = batch.max_timestamp_so_far.max(prev.max_timestamp_so_far);
+        }
         self.log_end_offset = batch.last_offset + 1;
         self.batches.push(batch);
+        Self::apply(
+            &mut self.producer_state,
+            &mut self.txn_index,
+            header,
+            marker,
+        );
     }
 
     /// Whole batches from the one containing `from` up to those ending before `until`,
@@ -216,31 +411,104 @@ impl Log {
         out
     }
 
+    /// Kafka's `UnifiedLog.lastStableOffset` for a replica whose high watermark is
+    /// `high_watermark`: the first offset of the earliest transaction not ended by a
+    /// marker below the high watermark (one still open, or one whose marker is not
+    /// replicated yet), else the high watermark.
+    pub fn last_stable_offset(&self, high_watermark: Offset) -> Offset {
+        let mut lso = high_watermark;
+        if let Some(first) = self.producer_state.first_undecided_offset() {
+            lso = lso.min(first);
+        }
+        let unreplicated = self
+            .txn_index
+            .partition_point(|t| t.txn.last_offset < high_watermark);
+        for t in &self.txn_index[unreplicated..] {
+            lso = lso.min(t.txn.first_offset);
+        }
+        lso
+    }
+
+    /// Kafka's `collectAbortedTransactions(from, upper)`: the aborted transactions that
+    /// overlap the fetched range `[from, upper)` (their marker at or after `from`,
+    /// their first offset before `upper`), in marker order. The search stops at the
+    /// first transaction whose stable offset at completion reached `upper`: every
+    /// transaction completed after it began at or after that offset.
+    pub fn aborted_transactions(&self, from: Offset, upper: Offset) -> Vec<AbortedTransaction> {
+        let start = self.txn_index.partition_point(|t| t.txn.last_offset < from);
+        let mut out = Vec::new();
+        for t in &self.txn_index[start..] {
+            if t.txn.aborted && t.txn.first_offset < upper {
+                out.push(AbortedTransaction {
+                    producer_id: t.txn.producer_id,
+                    first_offset: t.txn.first_offset,
+                });
+            }
+            if t.last_stable_offset >= upper {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Kafka's `UnifiedLog.fetchOffsetByTimestamp` for CreateTime: the first record in
+    /// offset order whose timestamp is at or after `target`. Control records count
+    /// like any other (a marker's timestamp is when it was written), so a lookup can
+    /// land on a marker's offset.
+    pub fn offset_for_timestamp(&self, target: i64) -> Option<TimestampAndOffset> {
+        let start = self
+            .batches
+            .partition_point(|b| b.max_timestamp_so_far < target);
+        for b in &self.batches[start..] {
+            if b.header().max_timestamp < target {
+                continue;
+            }
+            let batch = b.decode();
+            let found = batch.records.iter().find_map(|r| {
+                let timestamp = batch.base_timestamp + r.timestamp_delta;
+                (timestamp >= target).then(|| TimestampAndOffset {
+                    timestamp,
+                    offset: batch.base_offset + i64::from(r.offset_delta),
+                    leader_epoch: b.leader_epoch,
+                })
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
     /// Removes every record at or after `offset` (a batch that straddles it goes whole),
     /// the epoch cache entries that start at or after the new end, and the removed
-    /// batches from the producer state (rebuilt from the remaining batches, the truth).
+    /// batches from the producer state and transaction index (rebuilt from the
+    /// remaining batches, the truth).
     pub fn truncate_to(&mut self, offset: Offset) {
         let keep = self.batches.partition_point(|b| b.last_offset < offset);
-        // Batches without a producer id carry no producer state: removing only those
-        // leaves it as it is.
+        // Batches without a producer id carry no producer or transaction state:
+        // removing only those leaves it as it is.
         let producers_removed = self.batches[keep..]
             .iter()
             .any(|b| b.header().has_producer_id());
         self.batches.truncate(keep);
         if producers_removed {
-            self.producer_state = self.producer_state_from_batches();
+            (self.producer_state, self.txn_index) = self.state_from_batches();
         }
         self.log_end_offset = self.batches.last().map_or(0, |b| b.last_offset + 1);
         let leo = self.log_end_offset;
         self.epochs.retain(|e| e.start_offset < leo);
     }
 
-    /// Every record as (offset, value), values parsed from decimal ASCII (the
-    /// workload's encoding); records whose value is not a number are skipped.
+    /// Every data record as (offset, value), values parsed from decimal ASCII (the
+    /// workload's encoding); records whose value is not a number, and control records,
+    /// are skipped.
     pub fn records(&self) -> Vec<(Offset, u64)> {
         let mut out = Vec::new();
         for b in &self.batches {
-            let (batch, _) = RecordBatch::decode(&b.bytes).expect("stored batches are valid");
+            let batch = b.decode();
+            if batch.is_control() {
+                continue;
+            }
             for r in &batch.records {
                 let value = r
                     .value
@@ -254,12 +522,29 @@ impl Log {
         }
         out
     }
+
+    /// Every transaction marker in the log, in offset order.
+    pub fn markers(&self) -> Vec<Marker> {
+        self.batches
+            .iter()
+            .filter_map(|b| {
+                let (header, marker) = b.header_and_marker();
+                marker.map(|marker| Marker {
+                    offset: b.base_offset,
+                    producer_id: header.producer_id,
+                    producer_epoch: header.producer_epoch,
+                    marker,
+                    timestamp: header.max_timestamp,
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Record;
+    use crate::record::{ControlRecordType, Record, TRANSACTIONAL_BIT};
 
     fn batch(n: usize) -> Bytes {
         idempotent(-1, -1, -1, n)
@@ -267,13 +552,30 @@ mod tests {
 
     /// A batch of `n` records from producer `producer_id` starting at `base_sequence`.
     fn idempotent(producer_id: i64, producer_epoch: i16, base_sequence: i32, n: usize) -> Bytes {
+        data(producer_id, producer_epoch, base_sequence, n, 0, 0)
+    }
+
+    /// A transactional batch of `n` records.
+    fn txn(producer_id: i64, base_sequence: i32, n: usize) -> Bytes {
+        data(producer_id, 0, base_sequence, n, TRANSACTIONAL_BIT, 0)
+    }
+
+    /// A batch of `n` records with these attributes, all at `timestamp`.
+    fn data(
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        n: usize,
+        attributes: i16,
+        timestamp: i64,
+    ) -> Bytes {
         RecordBatch {
             base_offset: 0,
             partition_leader_epoch: -1,
-            attributes: 0,
+            attributes,
             last_offset_delta: n as i32 - 1,
-            base_timestamp: 0,
-            max_timestamp: 0,
+            base_timestamp: timestamp,
+            max_timestamp: timestamp,
             producer_id,
             producer_epoch,
             base_sequence,
@@ -364,5 +666,208 @@ mod tests {
         leader.rebuild_producer_state();
         assert_eq!(leader.producer_state(), &before);
         assert_eq!(before.len(), 2);
+    }
+
+    fn end(commit: bool, coordinator_epoch: i32) -> EndTransactionMarker {
+        EndTransactionMarker {
+            control_type: if commit {
+                ControlRecordType::Commit
+            } else {
+                ControlRecordType::Abort
+            },
+            coordinator_epoch,
+        }
+    }
+
+    /// Producer 7 aborts a transaction (offsets 0-1, marker 4) while producer 8's
+    /// (offsets 2-3) stays open until its commit at 5; producer 7 then opens another
+    /// at 6.
+    fn transactions() -> Log {
+        let mut log = Log::default();
+        log.append_as_leader(&txn(7, 0, 2), 0).unwrap();
+        log.append_as_leader(&txn(8, 0, 1), 0).unwrap();
+        log.append_as_leader(&batch(1), 0).unwrap();
+        assert_eq!(
+            log.append_control_as_leader(7, 0, end(false, 1), 50, 0),
+            Ok(4)
+        );
+        assert_eq!(
+            log.append_control_as_leader(8, 0, end(true, 1), 60, 1),
+            Ok(5)
+        );
+        log.append_as_leader(&txn(7, 2, 1), 1).unwrap();
+        log
+    }
+
+    #[test]
+    fn last_stable_offset_waits_for_open_and_unreplicated_transactions() {
+        let log = transactions();
+        let index: Vec<(i64, Offset, Offset, bool, Offset)> = log
+            .txn_index()
+            .iter()
+            .map(|t| {
+                let c = t.txn;
+                (
+                    c.producer_id,
+                    c.first_offset,
+                    c.last_offset,
+                    c.aborted,
+                    t.last_stable_offset,
+                )
+            })
+            .collect();
+        assert_eq!(
+            index,
+            vec![(7, 0, 4, true, 2), (8, 2, 5, false, 6)],
+            "producer 8's transaction was open when 7's ended"
+        );
+        // Below a marker the high watermark has not passed, its transaction still
+        // counts as unstable.
+        assert_eq!(log.last_stable_offset(0), 0);
+        assert_eq!(
+            log.last_stable_offset(4),
+            0,
+            "7's marker at 4 not replicated"
+        );
+        assert_eq!(
+            log.last_stable_offset(5),
+            2,
+            "8's marker at 5 not replicated"
+        );
+        assert_eq!(log.last_stable_offset(6), 6);
+        assert_eq!(log.last_stable_offset(7), 6, "7's next transaction is open");
+        assert_eq!(log.producer_state().first_undecided_offset(), Some(6));
+    }
+
+    #[test]
+    fn fetches_get_the_aborted_transactions_they_overlap() {
+        let log = transactions();
+        let aborted = |from, upper| log.aborted_transactions(from, upper);
+        let t7 = AbortedTransaction {
+            producer_id: 7,
+            first_offset: 0,
+        };
+        assert_eq!(aborted(0, 1), vec![t7]);
+        assert_eq!(aborted(3, 6), vec![t7], "the marker at 4 is in range");
+        assert_eq!(aborted(5, 7), vec![], "ended before the range");
+        // Producer 7 aborts its second transaction (opened at 6) with a marker at 7.
+        let mut log = log;
+        log.append_control_as_leader(7, 0, end(false, 1), 70, 1)
+            .unwrap();
+        assert_eq!(
+            log.aborted_transactions(0, 8),
+            vec![
+                t7,
+                AbortedTransaction {
+                    producer_id: 7,
+                    first_offset: 6
+                }
+            ]
+        );
+        assert_eq!(log.aborted_transactions(0, 3), vec![t7], "stops early");
+    }
+
+    #[test]
+    fn markers_are_checked_against_the_producer_state() {
+        let mut log = transactions();
+        assert_eq!(
+            log.append_control_as_leader(8, 0, end(true, 0), 80, 1),
+            Err(ErrorCode::TransactionCoordinatorFenced)
+        );
+        log.append_control_as_leader(8, 2, end(true, 1), 80, 1)
+            .unwrap();
+        assert_eq!(
+            log.append_control_as_leader(8, 1, end(true, 1), 80, 1),
+            Err(ErrorCode::InvalidProducerEpoch)
+        );
+        assert!(
+            log.append_as_leader(&end(true, 1).to_batch(8, 2, 0).encode(), 1)
+                .is_err(),
+            "markers come through append_control_as_leader"
+        );
+        let markers: Vec<(Offset, i64, i16, bool, i64)> = log
+            .markers()
+            .iter()
+            .map(|m| {
+                let commit = m.marker.control_type == ControlRecordType::Commit;
+                (
+                    m.offset,
+                    m.producer_id,
+                    m.producer_epoch,
+                    commit,
+                    m.timestamp,
+                )
+            })
+            .collect();
+        assert_eq!(
+            markers,
+            vec![
+                (4, 7, 0, false, 50),
+                (5, 8, 0, true, 60),
+                (7, 8, 2, true, 80)
+            ]
+        );
+        assert_eq!(log.records().len(), 5, "markers are not data records");
+    }
+
+    #[test]
+    fn followers_truncation_and_recovery_keep_the_transaction_state() {
+        let leader = transactions();
+        let mut f = Log::default();
+        for b in leader.read(0, leader.log_end_offset(), 1 << 20) {
+            f.append_as_follower(&b).unwrap();
+        }
+        assert_eq!(f.producer_state(), leader.producer_state());
+        assert_eq!(f.txn_index(), leader.txn_index());
+        assert_eq!(f.last_stable_offset(7), leader.last_stable_offset(7));
+        // Truncating below 8's marker reopens its transaction.
+        f.truncate_to(5);
+        assert_eq!(f.txn_index().len(), 1);
+        assert_eq!(f.last_stable_offset(5), 2);
+        assert!(f.producer_state().has_ongoing_transaction(8, 0));
+        let mut expected = Log::default();
+        for b in leader.read(0, 5, 1 << 20) {
+            expected.append_as_follower(&b).unwrap();
+        }
+        assert_eq!(f.producer_state(), expected.producer_state());
+        // Recovery after a restart rebuilds the same state.
+        let mut restarted = leader.clone();
+        restarted.rebuild_producer_state();
+        assert_eq!(restarted.txn_index(), leader.txn_index());
+        assert_eq!(restarted.producer_state(), leader.producer_state());
+    }
+
+    #[test]
+    #[should_panic(expected = "differs from the incremental one")]
+    fn recovery_asserts_the_incremental_state() {
+        let mut log = transactions();
+        log.txn_index.pop();
+        log.rebuild_producer_state();
+    }
+
+    #[test]
+    fn timestamp_lookups_find_the_first_record_at_or_after_the_target() {
+        let mut log = Log::default();
+        log.append_as_leader(&data(7, 0, 0, 2, TRANSACTIONAL_BIT, 100), 0)
+            .unwrap();
+        log.append_as_leader(&data(-1, -1, -1, 1, 0, 90), 0)
+            .unwrap();
+        // The marker is written later than the records it follows...
+        log.append_control_as_leader(7, 0, end(true, 0), 300, 1)
+            .unwrap();
+        // ... and a record created before it arrives after it.
+        log.append_as_leader(&data(-1, -1, -1, 1, 0, 200), 1)
+            .unwrap();
+        let find = |t| log.offset_for_timestamp(t).map(|f| (f.offset, f.timestamp));
+        assert_eq!(find(0), Some((0, 100)));
+        assert_eq!(find(95), Some((0, 100)));
+        assert_eq!(
+            find(101),
+            Some((3, 300)),
+            "C28: the lookup lands on the marker"
+        );
+        assert_eq!(find(300), Some((3, 300)));
+        assert_eq!(find(301), None);
+        assert_eq!(log.offset_for_timestamp(150).unwrap().leader_epoch, 1);
     }
 }

@@ -41,9 +41,6 @@ use std::sync::Arc;
 /// CreateTime of a record sent at simulated time `t` is `RECORD_TIMESTAMP_BASE + t`.
 pub const RECORD_TIMESTAMP_BASE: i64 = 1_700_000_000_000;
 
-/// Record batch attribute bit 4: the batch belongs to a transaction.
-const TRANSACTIONAL_ATTRIBUTE: i16 = 1 << 4;
-
 /// The correlation ids of a producer that shares its process with a consumer (a
 /// pipeline) start here.
 pub const PIPELINE_PRODUCER_CORRELATION_BASE: u64 = 1 << 52;
@@ -625,7 +622,7 @@ impl ProducerBatch {
         // A transaction's batches carry the transactional bit (every record of a batch
         // belongs to the same transaction).
         let transactional = if self.records[0].txn.is_some() {
-            TRANSACTIONAL_ATTRIBUTE
+            crate::record::TRANSACTIONAL_BIT
         } else {
             0
         };

@@ -322,6 +322,17 @@ pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
 }
 
 impl RecordBatch {
+    /// Whether the batch belongs to a transaction (attribute bit 4, [`TRANSACTIONAL_BIT`]:
+    /// a transactional producer sets it on every data batch it sends in a transaction).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    /// Whether the batch is a control batch (attribute bit 5: a transaction marker).
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+
     /// Encodes the batch, computing `batchLength` and the CRC-32C.
     pub fn encode(&self) -> Bytes {
         let codec = CompressionType::from_id(self.attributes & COMPRESSION_MASK)
@@ -466,6 +477,138 @@ impl RecordBatch {
             },
             batch_end,
         ))
+    }
+}
+
+/// Kafka's `ControlRecordType` for the two transaction markers: the `type` of a
+/// control record's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ControlRecordType {
+    /// 0: the transaction was aborted.
+    Abort,
+    /// 1: the transaction was committed.
+    Commit,
+}
+
+impl ControlRecordType {
+    /// The type id in the control record key.
+    pub fn id(self) -> i16 {
+        match self {
+            ControlRecordType::Abort => 0,
+            ControlRecordType::Commit => 1,
+        }
+    }
+}
+
+/// `ControlRecordType.CURRENT_CONTROL_RECORD_KEY_VERSION` and
+/// `EndTransactionMarker`'s value version.
+const CONTROL_RECORD_VERSION: i16 = 0;
+/// Size of a control record key: version (i16) and type (i16).
+const CONTROL_KEY_SIZE: usize = 4;
+/// Size of an end-transaction marker value: version (i16) and coordinator epoch (i32).
+const END_TXN_MARKER_VALUE_SIZE: usize = 6;
+
+/// Kafka's `EndTransactionMarker`: the one control record of a control batch that ends
+/// a producer's transaction in a partition. Its key holds the control type, its value
+/// the epoch of the transaction coordinator that wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndTransactionMarker {
+    /// COMMIT or ABORT.
+    pub control_type: ControlRecordType,
+    /// The writing coordinator's epoch (its `__transaction_state` partition's leader
+    /// epoch), which fences markers of a replaced coordinator.
+    pub coordinator_epoch: i32,
+}
+
+impl EndTransactionMarker {
+    /// The control record key: version 0, then the type.
+    pub fn key(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(CONTROL_KEY_SIZE);
+        b.put_i16(CONTROL_RECORD_VERSION);
+        b.put_i16(self.control_type.id());
+        b.freeze()
+    }
+
+    /// The record value: version 0, then the coordinator epoch.
+    pub fn value(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(END_TXN_MARKER_VALUE_SIZE);
+        b.put_i16(CONTROL_RECORD_VERSION);
+        b.put_i32(self.coordinator_epoch);
+        b.freeze()
+    }
+
+    /// Reads the marker of a control record (Kafka's `ControlRecordType.parse` and
+    /// `EndTransactionMarker.deserializeValue`): a negative version is refused, a
+    /// higher one is read by its version-0 prefix, as Kafka's readers do.
+    pub fn decode(record: &Record) -> Result<EndTransactionMarker, RecordError> {
+        let key = record
+            .key
+            .as_deref()
+            .ok_or(RecordError::Malformed("control record without a key"))?;
+        let mut r = Reader { buf: key, pos: 0 };
+        if r.i16()? < 0 {
+            return Err(RecordError::Malformed(
+                "negative control record key version",
+            ));
+        }
+        let control_type = match r.i16()? {
+            0 => ControlRecordType::Abort,
+            1 => ControlRecordType::Commit,
+            _ => {
+                return Err(RecordError::Malformed(
+                    "control record is not a transaction marker",
+                ))
+            }
+        };
+        let value = record
+            .value
+            .as_deref()
+            .ok_or(RecordError::Malformed("transaction marker without a value"))?;
+        let mut r = Reader { buf: value, pos: 0 };
+        if r.i16()? < 0 {
+            return Err(RecordError::Malformed(
+                "negative transaction marker version",
+            ));
+        }
+        Ok(EndTransactionMarker {
+            control_type,
+            coordinator_epoch: r.i32()?,
+        })
+    }
+
+    /// Kafka's `MemoryRecords.withEndTransactionMarker`: the control batch holding this
+    /// marker for `producer_id` at `producer_epoch`, written at `timestamp`
+    /// (CreateTime); transactional and control bits set, no sequence. The leader
+    /// assigns its offset and leader epoch.
+    pub fn to_batch(&self, producer_id: i64, producer_epoch: i16, timestamp: i64) -> RecordBatch {
+        RecordBatch {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            attributes: TRANSACTIONAL_BIT | CONTROL_BIT,
+            last_offset_delta: 0,
+            base_timestamp: timestamp,
+            max_timestamp: timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence: NO_SEQUENCE,
+            records: vec![Record {
+                attributes: 0,
+                timestamp_delta: 0,
+                offset_delta: 0,
+                key: Some(self.key()),
+                value: Some(self.value()),
+                headers: vec![],
+            }],
+        }
+    }
+
+    /// The marker of a control batch (its first record); `Ok(None)` for a control
+    /// batch without records (Kafka: its transaction was cleaned from the log).
+    pub fn of_batch(batch: &RecordBatch) -> Result<Option<EndTransactionMarker>, RecordError> {
+        if batch.attributes & CONTROL_BIT == 0 {
+            return Err(RecordError::Malformed("not a control batch"));
+        }
+        batch.records.first().map(Self::decode).transpose()
     }
 }
 
@@ -682,6 +825,80 @@ mod tests {
             RecordBatch::decode(&bytes),
             Err(RecordError::Crc { .. })
         ));
+    }
+
+    /// A COMMIT marker batch laid out field by field as Kafka's
+    /// `MemoryRecords.withEndTransactionMarker` writes it (kafka-python cannot write
+    /// control batches, so this is the byte-level reference).
+    #[test]
+    fn end_transaction_marker_matches_kafkas_layout() {
+        let marker = EndTransactionMarker {
+            control_type: ControlRecordType::Commit,
+            coordinator_epoch: 79,
+        };
+        let t = 1_700_000_000_123_i64;
+        let bytes = marker.to_batch(7, 3, t).encode();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&0i64.to_be_bytes()); // baseOffset
+        expected.extend_from_slice(&66i32.to_be_bytes()); // batchLength: 78 - 12
+        expected.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+        expected.push(2); // magic
+        expected.extend_from_slice(&[0; 4]); // crc, checked below
+        expected.extend_from_slice(&0x30i16.to_be_bytes()); // transactional | control
+        expected.extend_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
+        expected.extend_from_slice(&t.to_be_bytes()); // baseTimestamp
+        expected.extend_from_slice(&t.to_be_bytes()); // maxTimestamp
+        expected.extend_from_slice(&7i64.to_be_bytes()); // producerId
+        expected.extend_from_slice(&3i16.to_be_bytes()); // producerEpoch
+        expected.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+        expected.extend_from_slice(&1i32.to_be_bytes()); // records
+                                                         // The record: length 16 (zigzag 0x20), attributes, timestampDelta 0,
+                                                         // offsetDelta 0, key of 4 bytes (version 0, type 1 = COMMIT), value of 6 bytes
+                                                         // (version 0, coordinator epoch 79), no headers.
+        expected.extend_from_slice(&[0x20, 0, 0, 0, 0x08, 0, 0, 0, 1, 0x0c, 0, 0, 0, 0, 0, 79, 0]);
+        assert_eq!(bytes.len(), expected.len());
+        let crc = crc32c::crc32c(&expected[ATTRIBUTES_OFFSET..]);
+        expected[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(&bytes[..], &expected[..]);
+
+        let h = BatchHeader::parse(&bytes).unwrap();
+        assert!(h.is_control() && h.is_transactional() && h.has_producer_id());
+        assert_eq!(h.last_sequence(), NO_SEQUENCE);
+        let (batch, _) = RecordBatch::decode(&bytes).unwrap();
+        assert!(batch.is_control() && batch.is_transactional());
+        assert_eq!(EndTransactionMarker::of_batch(&batch), Ok(Some(marker)));
+        let abort = EndTransactionMarker {
+            control_type: ControlRecordType::Abort,
+            coordinator_epoch: -1,
+        };
+        let (batch, _) = RecordBatch::decode(&abort.to_batch(7, 3, t).encode()).unwrap();
+        assert_eq!(batch.records[0].key.as_deref().unwrap(), &[0, 0, 0, 0]);
+        assert_eq!(EndTransactionMarker::of_batch(&batch), Ok(Some(abort)));
+    }
+
+    #[test]
+    fn malformed_markers_are_refused() {
+        let record = |key: &[u8], value: &[u8]| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: 0,
+            key: Some(Bytes::copy_from_slice(key)),
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: vec![],
+        };
+        let value = [0, 0, 0, 0, 0, 9];
+        assert!(EndTransactionMarker::decode(&record(&[0xff, 0xff, 0, 1], &value)).is_err());
+        assert!(EndTransactionMarker::decode(&record(&[0, 0, 0, 2], &value)).is_err());
+        assert!(EndTransactionMarker::decode(&record(&[0, 0, 0], &value)).is_err());
+        assert!(EndTransactionMarker::decode(&record(&[0, 0, 0, 1], &[0, 0, 0])).is_err());
+        // A later version is read by its version-0 prefix.
+        let later = EndTransactionMarker::decode(&record(&[0, 1, 0, 1], &[0, 1, 0, 0, 0, 9, 42]));
+        assert_eq!(later.map(|m| m.coordinator_epoch), Ok(9));
+        let data = sample();
+        assert!(
+            EndTransactionMarker::of_batch(&data).is_err(),
+            "not a control batch"
+        );
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct Clients<C> {
     /// When they start (ms); a late consumer reads only what the log still holds.
     #[serde(default)]
     pub start_ms: u64,
+    /// Consumers in assign mode only: periodic `offsetsForTimes` lookups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_lookups: Option<TimestampLookups>,
 }
 
 impl<C: Default> Default for Clients<C> {
@@ -69,8 +72,21 @@ impl<C: Default> Default for Clients<C> {
             count: 0,
             config: C::default(),
             start_ms: 0,
+            timestamp_lookups: None,
         }
     }
+}
+
+/// Assign-mode consumers' timestamp probe: every `every_ms`, each consumer looks up on
+/// every partition the first offset whose record was created at or after
+/// `now - lag_ms` (`offsetsForTimes`, recorded as `offsets_for_times` operations).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampLookups {
+    /// The period (ms), at least 1.
+    pub every_ms: u64,
+    /// How far back from now the looked-up time is (ms).
+    pub lag_ms: u64,
 }
 
 /// What producers write and for how long.
@@ -459,6 +475,28 @@ impl Scenario {
         if let Err((property, message)) = self.consumers.config.validate() {
             return Err(err(&format!("consumers.config.{property}"), message));
         }
+        if self.producers.timestamp_lookups.is_some() {
+            return Err(err(
+                "producers.timestamp_lookups",
+                "timestamp lookups are a consumer probe; allowed: under consumers only".into(),
+            ));
+        }
+        if let Some(lookups) = &self.consumers.timestamp_lookups {
+            if self.consumers.config.group_id.is_some() {
+                return Err(err(
+                    "consumers.timestamp_lookups",
+                    "lookups are made by assign-mode consumers; allowed: consumers without \
+                     group.id"
+                        .into(),
+                ));
+            }
+            if lookups.every_ms == 0 {
+                return Err(err(
+                    "consumers.timestamp_lookups.every_ms",
+                    "0 is out of range; allowed: at least 1".into(),
+                ));
+            }
+        }
         if let Some(slow) = &self.processing.slow {
             let [lo, hi] = slow.time_ms;
             if lo > hi || slow.from_ms > slow.to_ms {
@@ -836,4 +874,66 @@ pub fn collect_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> 
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `clean-election.json` (one assign-mode consumer) after `edit`.
+    fn parse(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Scenario, ScenarioError> {
+        let mut v: serde_json::Value =
+            serde_json::from_str(include_str!("../scenarios/clean-election.json")).unwrap();
+        edit(&mut v);
+        Scenario::parse("s.json", &v.to_string(), Path::new("s.json"))
+    }
+
+    fn refusal(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        parse(edit).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn timestamp_lookups_are_an_assign_mode_consumer_probe() {
+        let lookups = serde_json::json!({ "every_ms": 1000, "lag_ms": 500 });
+        let s = parse(|v| v["consumers"]["timestamp_lookups"] = lookups.clone()).unwrap();
+        let t = s.consumers.timestamp_lookups.expect("parsed");
+        assert_eq!((t.every_ms, t.lag_ms), (1000, 500));
+        assert!(parse(|_| {}).unwrap().consumers.timestamp_lookups.is_none());
+        assert_eq!(
+            refusal(|v| {
+                v["consumers"]["timestamp_lookups"] =
+                    serde_json::json!({ "every_ms": 0, "lag_ms": 500 })
+            }),
+            "s.json: field `consumers.timestamp_lookups.every_ms`: 0 is out of range; \
+             allowed: at least 1"
+        );
+        assert!(
+            refusal(|v| v["consumers"]["timestamp_lookups"]["every"] = 1.into())
+                .contains("consumers.timestamp_lookups")
+        );
+        assert!(refusal(|v| {
+            v["consumers"]["timestamp_lookups"] = lookups.clone();
+            v["consumers"]["config"]["group.id"] = "g".into();
+        })
+        .contains("field `consumers.timestamp_lookups`: lookups are made by assign-mode"));
+        assert!(
+            refusal(|v| v["producers"]["timestamp_lookups"] = lookups.clone())
+                .contains("field `producers.timestamp_lookups`")
+        );
+    }
+
+    #[test]
+    fn transaction_version_is_0_to_2() {
+        let set = |n: u64| {
+            move |v: &mut serde_json::Value| {
+                v["cluster"]["config"]["transaction.version"] = n.into()
+            }
+        };
+        assert_eq!(parse(set(1)).unwrap().cluster.config.transaction_version, 1);
+        assert_eq!(
+            refusal(set(3)),
+            "s.json: field `cluster.config.transaction.version`: No \
+             feature:transaction.version with feature level 3 (supported levels: 0 to 2)"
+        );
+    }
 }

@@ -12,12 +12,13 @@ use crate::bugs::{Bug, Bugs};
 use crate::consumer::Consumer;
 use crate::controller::{Controller, TopicSpec};
 use crate::history::{
-    Entry, GroupSnapshot, History, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot,
+    Entry, GroupSnapshot, History, MarkerSnapshot, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot,
 };
 use crate::nemesis::{self, Fault, ScheduledFault, Target};
 use crate::pipeline::{PipelineFactory, PipelineWorkload};
 use crate::producer::Producer;
 use crate::protocol::*;
+use crate::record::ControlRecordType;
 use crate::scenario::Scenario;
 use crate::workload::{
     ConsumerFactory, ConsumerWorkload, ProcessingPlan, ProducerWorkload, WorkloadPlan,
@@ -656,13 +657,17 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         let builder = handle.create_node().name(me.to_string());
         let n = match &group_id {
             None => {
-                let c = Arc::new(Mutex::new(Consumer::new(
+                let mut consumer = Consumer::new(
                     i,
                     sc.consumers.config.clone(),
                     broker_ids.clone(),
                     topic_names.clone(),
                     seed_i,
-                )));
+                );
+                if let Some(probe) = &sc.consumers.timestamp_lookups {
+                    consumer.set_timestamp_probe(probe.every_ms, probe.lag_ms);
+                }
+                let c = Arc::new(Mutex::new(consumer));
                 consumers.push(ConsumerNode::Assign(c.clone()));
                 builder
                     .init(move || {
@@ -1044,13 +1049,25 @@ fn take_snapshot(
             .map(|b| {
                 let broker = brokers[b].lock().expect("no poisoned locks");
                 let log = broker.disk().logs.get(tp);
+                let high_watermark = broker.high_watermark(tp);
+                let markers = log.map(|l| l.markers()).unwrap_or_default();
                 ReplicaSnapshot {
-                    txn_batches: Vec::new(),
-                    markers: Vec::new(),
-                    last_stable_offset: 0,
+                    txn_batches: log.map(|l| l.transactional_batches()).unwrap_or_default(),
+                    markers: markers
+                        .into_iter()
+                        .map(|m| MarkerSnapshot {
+                            offset: m.offset,
+                            producer_id: m.producer_id,
+                            producer_epoch: m.producer_epoch,
+                            committed: m.marker.control_type == ControlRecordType::Commit,
+                            timestamp: m.timestamp,
+                        })
+                        .collect(),
+                    last_stable_offset: log
+                        .map_or(high_watermark, |l| l.last_stable_offset(high_watermark)),
                     broker: *b,
                     log_end_offset: log.map_or(0, |l| l.log_end_offset()),
-                    high_watermark: broker.high_watermark(tp),
+                    high_watermark,
                     records: log.map(|l| l.records()).unwrap_or_default(),
                 }
             })
