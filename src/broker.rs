@@ -32,6 +32,9 @@ use crate::metadata::MetadataImage;
 use crate::producer_state::AppendCheck;
 use crate::protocol::*;
 use crate::record::{self, BatchHeader, ControlRecordType, EndTransactionMarker};
+use crate::txn_coordinator::{
+    self, MarkerRequest, TxnCoordinator, TxnCoordinatorOutput, TRANSACTION_STATE_TOPIC,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `replica.high.watermark.checkpoint.interval.ms` (default 5000).
@@ -39,7 +42,6 @@ const HW_CHECKPOINT_INTERVAL_MS: Millis = 5_000;
 /// Bound on parked produce and fetch requests.
 const MAX_PURGATORY: usize = 10_000;
 /// The transaction coordinators' internal topic (`txn_coordinator` will own it).
-const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// `RPCProducerIdManager.RETRY_BACKOFF_MS`: wait after a failed `AllocateProducerIds`.
 const PRODUCER_ID_RETRY_BACKOFF_MS: Millis = 50;
 
@@ -153,6 +155,8 @@ enum Waiter {
     Client { from: NodeId, correlation_id: u64 },
     /// The group coordinator's append with this id.
     Coordinator(u64),
+    /// The transaction coordinator's append with this id.
+    TxnCoordinator(u64),
     /// A transaction coordinator's `WriteTxnMarkers`: each marker's (producer id,
     /// commit), and for each part the index of its marker.
     TxnMarkers {
@@ -203,6 +207,8 @@ enum Pending {
     /// A verification of a parked produce's partitions, sent to this transaction
     /// coordinator.
     AddPartitionsToTxn(BrokerId),
+    /// This broker's transaction coordinator's `WriteTxnMarkers` request `id` to a leader.
+    WriteTxnMarkers(u64, BrokerId),
 }
 
 /// A block of producer ids from the controller: `[first, end)`; `next` is the first id
@@ -327,6 +333,7 @@ pub struct Broker {
     delayed_fetch: Vec<DelayedFetch>,
     producer_ids: ProducerIdManager,
     coordinator: GroupCoordinator,
+    txn_coordinator: TxnCoordinator,
     /// Produces parked for verification, by the correlation id of their
     /// `AddPartitionsToTxn`.
     verifying: BTreeMap<u64, ParkedProduce>,
@@ -371,6 +378,7 @@ impl Broker {
             delayed_fetch: Vec::new(),
             producer_ids: ProducerIdManager::default(),
             coordinator: GroupCoordinator::new(&config, bugs, id, incarnation),
+            txn_coordinator: TxnCoordinator::new(&config, bugs),
             verifying: BTreeMap::new(),
             verification_guards: BTreeMap::new(),
             next_verification_guard: 0,
@@ -541,6 +549,10 @@ impl Broker {
                     self.maybe_increment_hw(now, tp, out);
                     if &*tp.topic == OFFSETS_TOPIC {
                         self.coordinator_elected(now, tp, out);
+                    }
+                    if &*tp.topic == TRANSACTION_STATE_TOPIC {
+                        let epoch = reg.leader_epoch;
+                        self.txn_coordinator_elected(now, tp, epoch, out);
                     }
                 } else if let Role::Leader(ls) = &mut part.role {
                     ls.isr = reg.isr.clone();
@@ -1233,6 +1245,7 @@ impl Broker {
     /// deadline turns undecided partitions into `REQUEST_TIMED_OUT`.
     fn complete_delayed_produce(&mut self, now: Millis, out: &mut Outbox) {
         let mut coordinator_appends = Vec::new();
+        let mut txn_appends = Vec::new();
         let mut offsets_markers = Vec::new();
         let mut i = 0;
         while i < self.delayed_produce.len() {
@@ -1274,6 +1287,10 @@ impl Broker {
                     } => (from, correlation_id),
                     Waiter::Coordinator(id) => {
                         coordinator_appends.push((id, d.parts[0].result.expect("decided")));
+                        continue;
+                    }
+                    Waiter::TxnCoordinator(id) => {
+                        txn_appends.push((id, d.parts[0].result.expect("decided")));
                         continue;
                     }
                     Waiter::TxnMarkers {
@@ -1331,6 +1348,10 @@ impl Broker {
             let output = self.coordinator.on_append_complete(now, id, error);
             self.apply_coordinator_output(now, output, out);
         }
+        for (id, error) in txn_appends {
+            let output = self.txn_coordinator.on_append_complete(now, id, error);
+            self.apply_txn_output(now, output, out);
+        }
         // Transactional offset commits become visible (or are dropped) once their
         // marker is replicated.
         for (partition, producer_id, committed) in offsets_markers {
@@ -1362,7 +1383,7 @@ impl Broker {
                 })
                 .and_then(|reg| reg.leader)
                 .filter(|l| self.image.is_live(*l)),
-            CoordinatorType::Transaction => None,
+            CoordinatorType::Transaction => self.transaction_coordinator(&req.key),
         };
         FindCoordinatorResponse {
             error: if leader.is_some() {
@@ -1476,13 +1497,23 @@ impl Broker {
         tp: &TopicPartition,
         fenced: bool,
     ) -> Result<LeaderEpoch, ErrorCode> {
+        self.acks_all_leader_epoch_with(tp, fenced, self.config.min_insync_replicas)
+    }
+
+    /// [`Self::acks_all_leader_epoch`] with the topic's own `min.insync.replicas`.
+    fn acks_all_leader_epoch_with(
+        &self,
+        tp: &TopicPartition,
+        fenced: bool,
+        min_insync_replicas: u32,
+    ) -> Result<LeaderEpoch, ErrorCode> {
         match self.partitions.get(tp) {
             Some(Partition {
                 role: Role::Leader(ls),
                 leader_epoch,
                 ..
             }) if !fenced => {
-                if (ls.isr.len() as u32) < self.config.min_insync_replicas {
+                if (ls.isr.len() as u32) < min_insync_replicas {
                     Err(ErrorCode::NotEnoughReplicas)
                 } else {
                     Ok(*leader_epoch)
@@ -1507,6 +1538,182 @@ impl Broker {
             let output = self.coordinator.unload(tp.partition);
             self.apply_coordinator_output(now, output, out);
         }
+        if &*tp.topic == TRANSACTION_STATE_TOPIC && self.txn_coordinator.is_loaded(tp.partition) {
+            let output = self.txn_coordinator.unload(tp.partition);
+            self.apply_txn_output(now, output, out);
+        }
+    }
+
+    // ------------------------------------------------------------ transaction coordinator
+
+    /// This broker leads a `__transaction_state` partition (or leads it in a new epoch):
+    /// its transactions are reloaded from the log, the leader epoch becoming the
+    /// coordinator epoch its markers carry; prepared transactions resume their markers.
+    fn txn_coordinator_elected(
+        &mut self,
+        now: Millis,
+        tp: &TopicPartition,
+        leader_epoch: LeaderEpoch,
+        out: &mut Outbox,
+    ) {
+        self.coordinator_resigned(now, tp, out);
+        let log = &self.disk.logs[tp];
+        let batches = log.read(0, log.log_end_offset(), usize::MAX);
+        let output = self
+            .txn_coordinator
+            .load(now, tp.partition, leader_epoch, &batches);
+        self.apply_txn_output(now, output, out);
+    }
+
+    /// A transaction API request (`InitProducerId` with a `transactional.id`,
+    /// `AddPartitionsToTxn`, `AddOffsetsToTxn`, `EndTxn`): served if this broker leads,
+    /// unfenced, the id's `__transaction_state` partition, else `NOT_COORDINATOR`.
+    fn handle_txn_request(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        request: Request,
+        out: &mut Outbox,
+    ) {
+        let id = txn_coordinator::transactional_id(&request).expect("a transaction request");
+        let fenced = self.self_fenced(now);
+        let partition = self
+            .image
+            .topics
+            .get(TRANSACTION_STATE_TOPIC)
+            .map(|n| txn_coordinator::partition_for_transactional_id(id, *n))
+            .filter(|p| {
+                let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, *p);
+                let leads = self
+                    .partitions
+                    .get(&tp)
+                    .is_some_and(|part| matches!(part.role, Role::Leader(_)));
+                leads && !fenced
+            });
+        let Some(partition) = partition else {
+            let response = txn_coordinator::error_response(&request, ErrorCode::NotCoordinator)
+                .expect("a transaction request");
+            Self::respond(from, correlation_id, response, out);
+            return;
+        };
+        let reply_to = ReplyTo {
+            client: from,
+            correlation_id,
+        };
+        let ids = &mut self.producer_ids;
+        let output = self
+            .txn_coordinator
+            .handle(now, partition, reply_to, request, &mut || ids.generate());
+        self.apply_txn_output(now, output, out);
+    }
+
+    /// Sends the transaction coordinator's answers, appends its records, records its
+    /// state changes in the history, and sends the markers that are due.
+    fn apply_txn_output(&mut self, now: Millis, output: TxnCoordinatorOutput, out: &mut Outbox) {
+        for (to, response) in output.responses {
+            Self::respond(to.client, to.correlation_id, response, out);
+        }
+        for t in output.transitions {
+            out.record(Entry::instant(
+                NodeId::Broker(self.id),
+                now,
+                Op::TxnState {
+                    transactional_id: t.transactional_id.to_string(),
+                    producer_id: t.producer_id,
+                    producer_epoch: t.producer_epoch,
+                    from: t.from.name().to_string(),
+                    to: t.to.name().to_string(),
+                },
+            ));
+        }
+        for append in output.appends {
+            self.append_for_txn_coordinator(now, append, out);
+        }
+        self.send_txn_markers(now, out);
+    }
+
+    /// Appends a `__transaction_state` batch with `acks=all` semantics under
+    /// `transaction.state.log.min.isr`.
+    fn append_for_txn_coordinator(
+        &mut self,
+        now: Millis,
+        append: CoordinatorAppend,
+        out: &mut Outbox,
+    ) {
+        let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, append.partition);
+        let fenced = self.self_fenced(now);
+        let min_isr = self.config.transaction_state_log_min_isr;
+        let epoch = match self.acks_all_leader_epoch_with(&tp, fenced, min_isr) {
+            Ok(epoch) => epoch,
+            Err(error) => {
+                let output = self
+                    .txn_coordinator
+                    .on_append_complete(now, append.id, error);
+                self.apply_txn_output(now, output, out);
+                return;
+            }
+        };
+        let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
+        let log_start_offset = log.log_start_offset();
+        let (base, last) = log
+            .append_as_leader(&append.batch, epoch)
+            .expect("coordinator batches are valid");
+        let part = ProducePart {
+            tp: tp.clone(),
+            leader_epoch: epoch,
+            base_offset: base,
+            required_offset: last + 1,
+            duplicate: false,
+            log_start_offset,
+            result: None,
+        };
+        let deadline = now + self.config.request_timeout_ms;
+        let waiter = Waiter::TxnCoordinator(append.id);
+        self.park_produce(now, waiter, deadline, vec![part], vec![tp], out);
+    }
+
+    /// The transaction coordinator's marker channel: `WriteTxnMarkers` to each live
+    /// partition leader that has markers due.
+    fn send_txn_markers(&mut self, now: Millis, out: &mut Outbox) {
+        let image = &self.image;
+        let mut leader_of = |tp: &TopicPartition| {
+            image
+                .partitions
+                .get(tp)
+                .and_then(|r| r.leader)
+                .filter(|l| image.is_live(*l))
+        };
+        let requests: Vec<MarkerRequest> =
+            self.txn_coordinator.markers_to_send(now, &mut leader_of);
+        for MarkerRequest {
+            id,
+            destination,
+            request,
+        } in requests
+        {
+            let timeout = self.config.request_timeout_ms;
+            self.request(
+                now,
+                NodeId::Broker(destination),
+                Pending::WriteTxnMarkers(id, destination),
+                timeout,
+                Request::WriteTxnMarkers(request),
+                out,
+            );
+        }
+    }
+
+    /// A `WriteTxnMarkers` of the transaction coordinator was answered or failed.
+    fn on_markers_answer(
+        &mut self,
+        now: Millis,
+        id: u64,
+        answer: Result<&WriteTxnMarkersResponse, ErrorCode>,
+        out: &mut Outbox,
+    ) {
+        let output = self.txn_coordinator.on_markers_response(now, id, answer);
+        self.apply_txn_output(now, output, out);
     }
 
     /// `InitProducerId`. Without a `transactional.id` this is Kafka's
@@ -1514,15 +1721,14 @@ impl Broker {
     /// producer id at epoch 0 every time, even for a producer that sends its current id
     /// and epoch; `COORDINATOR_LOAD_IN_PROGRESS` (retriable) while no block has an id.
     fn handle_init_producer_id(&mut self, req: InitProducerIdRequest) -> InitProducerIdResponse {
-        let answer = if req.transactional_id.is_some() {
-            // A transactional.id needs a transaction coordinator (the __transaction_state
-            // log): transactions are a later issue.
-            Err(ErrorCode::InvalidRequest)
-        } else {
-            self.producer_ids
-                .generate()
-                .ok_or(ErrorCode::CoordinatorLoadInProgress)
-        };
+        assert!(
+            req.transactional_id.is_none(),
+            "a transactional InitProducerId goes to the transaction coordinator"
+        );
+        let answer = self
+            .producer_ids
+            .generate()
+            .ok_or(ErrorCode::CoordinatorLoadInProgress);
         match answer {
             Ok(producer_id) => InitProducerIdResponse {
                 error: ErrorCode::None,
@@ -2156,6 +2362,9 @@ impl Broker {
                 Pending::AddPartitionsToTxn(_) => {
                     self.on_verification(now, c, Err(ErrorCode::NetworkException), out)
                 }
+                Pending::WriteTxnMarkers(id, _) => {
+                    self.on_markers_answer(now, id, Err(ErrorCode::RequestTimedOut), out)
+                }
                 Pending::OffsetsForLeaderEpoch(leader) => {
                     for part in self.partitions.values_mut() {
                         if let Role::Follower { leader: l, phase } = &mut part.role {
@@ -2214,6 +2423,9 @@ impl Actor for Broker {
                 correlation_id,
                 request,
             } => match request {
+                r if txn_coordinator::transactional_id(&r).is_some() => {
+                    self.handle_txn_request(now, from, correlation_id, r, out)
+                }
                 Request::Produce(r) => self.handle_produce(now, from, correlation_id, r, out),
                 Request::Fetch(r) => self.handle_fetch(now, from, correlation_id, r, out),
                 Request::ListOffsets(r) => {
@@ -2271,6 +2483,9 @@ impl Actor for Broker {
                     (Pending::AddPartitionsToTxn(_), Response::AddPartitionsToTxn(r)) => {
                         self.on_verification(now, correlation_id, Ok(r.results), out)
                     }
+                    (Pending::WriteTxnMarkers(id, _), Response::WriteTxnMarkers(r)) => {
+                        self.on_markers_answer(now, id, Ok(&r), out)
+                    }
                     (what, response) => self.on_controller_response(now, what, response, out),
                 }
             }
@@ -2298,6 +2513,8 @@ impl Actor for Broker {
         self.complete_delayed_fetch(now, false, out);
         let output = self.coordinator.on_timer(now);
         self.apply_coordinator_output(now, output, out);
+        let output = self.txn_coordinator.on_timer(now);
+        self.apply_txn_output(now, output, out);
         self.controller_work(now, out);
         self.follower_work(now, out);
     }
@@ -2310,7 +2527,8 @@ impl Actor for Broker {
             .filter(|(_, (what, _))| match what {
                 Pending::FollowerFetch(l)
                 | Pending::OffsetsForLeaderEpoch(l)
-                | Pending::AddPartitionsToTxn(l) => NodeId::Broker(*l) == peer,
+                | Pending::AddPartitionsToTxn(l)
+                | Pending::WriteTxnMarkers(_, l) => NodeId::Broker(*l) == peer,
                 _ => peer == NodeId::Controller,
             })
             .map(|(c, _)| *c)
@@ -2352,6 +2570,9 @@ impl Actor for Broker {
             t = t.min(*b);
         }
         if let Some(c) = self.coordinator.next_timer() {
+            t = t.min(c);
+        }
+        if let Some(c) = self.txn_coordinator.next_timer() {
             t = t.min(c);
         }
         Some(t)

@@ -146,8 +146,10 @@ impl PipelineWorkload {
         }
     }
 
-    /// The process restarted after a crash: new clients, the loop starts over.
-    pub fn restart(&mut self, incarnation: u64) {
+    /// The process restarted after a crash: the old producer's unfinished sends become
+    /// indefinite (recorded in `out`), new clients are built, the loop starts over.
+    pub fn restart(&mut self, now: Millis, incarnation: u64, out: &mut Outbox) {
+        self.producer.crashed(now, out);
         let (consumer, producer) = self.factory.build(incarnation);
         self.consumer = consumer;
         self.producer = producer;
@@ -296,16 +298,17 @@ impl PipelineWorkload {
     }
 
     /// Starts the next transaction (exactly-once) before the batch is processed.
-    fn begin(&mut self, now: Millis, out: &mut Outbox) {
+    /// Starts the transaction of a polled `batch`; its rollback point is where the
+    /// batch starts in each partition (the positions before the poll).
+    fn begin(&mut self, now: Millis, batch: &VecDeque<ConsumedRecord>, out: &mut Outbox) {
         let txn: TxnId = (u64::from(self.factory.index) << 32) | self.txns;
         assert!(self.txns < 1 << 32, "transaction counter overflow");
         self.txns += 1;
-        self.rollback = self
-            .consumer
-            .consumed_offsets()
-            .into_iter()
-            .map(|c| (c.tp, c.offset))
-            .collect();
+        self.rollback.clear();
+        for r in batch {
+            let at = self.rollback.entry(r.partition.clone()).or_insert(r.offset);
+            *at = (*at).min(r.offset);
+        }
         self.producer.begin_transaction(now, txn, out);
     }
 
@@ -381,6 +384,14 @@ impl PipelineWorkload {
                     self.step = Step::Poll(at);
                     return;
                 }
+                Step::Poll(_)
+                    if self.exactly_once()
+                        && self.producer.txn_state() != Some(&TxnClientState::Ready) =>
+                {
+                    // The producer is between transactions but not ready: the epoch bump
+                    // after an abort (KIP-360) is under way.
+                    self.step = Step::Poll(now + IDLE_POLL_MS);
+                }
                 Step::Poll(_) => {
                     let records: VecDeque<ConsumedRecord> = self.consumer.poll(now, out).into();
                     if self.consumer.fatal_error().is_some() {
@@ -389,7 +400,7 @@ impl PipelineWorkload {
                         self.step = Step::Poll(now + IDLE_POLL_MS);
                     } else {
                         if self.exactly_once() {
-                            self.begin(now, out);
+                            self.begin(now, &records, out);
                         }
                         let done_ms = now + self.processing_time();
                         self.step = Step::Process {
@@ -413,7 +424,13 @@ impl PipelineWorkload {
                     }
                     let record = batch.pop_front().expect("a batch being processed");
                     self.process(now, record, out);
-                    self.step = if !batch.is_empty() {
+                    let failed = self.exactly_once()
+                        && self.producer.txn_state() != Some(&TxnClientState::InTransaction);
+                    self.step = if failed {
+                        // Sending failed the transaction: abort it.
+                        self.producer.abort_transaction(now, out);
+                        Step::Ending(false)
+                    } else if !batch.is_empty() {
                         let done_ms = now + self.processing_time();
                         Step::Process { batch, done_ms }
                     } else if self.exactly_once() {

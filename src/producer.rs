@@ -1132,9 +1132,20 @@ impl Producer {
     /// of run"}` entry with `complete_ms: None`; late responses are ignored afterwards.
     /// The producer's metrics are recorded last.
     pub fn finish(&mut self, now: Millis, out: &mut Outbox) {
+        self.abandon(now, "pending at end of run", out);
+    }
+
+    /// The process crashed: every unfinished record (and a transaction's pending end)
+    /// gets an `Outcome::Info{reason: "the process crashed"}` entry, as at the end of a
+    /// run; the producer's metrics are recorded.
+    pub fn crashed(&mut self, now: Millis, out: &mut Outbox) {
+        self.abandon(now, "the process crashed", out);
+    }
+
+    fn abandon(&mut self, now: Millis, reason: &str, out: &mut Outbox) {
         self.now = now;
         let pending = Outcome::Info {
-            reason: "pending at end of run".to_string(),
+            reason: reason.to_string(),
         };
         for blocked in std::mem::take(&mut self.blocked) {
             let tp = blocked.memory.map_or(
@@ -1174,7 +1185,7 @@ impl Producer {
                     .as_ref()
                     .is_some_and(|t| *t.state() == TxnClientState::CommittingTransaction);
                 let outcome = Outcome::Info {
-                    reason: "pending at end of run".into(),
+                    reason: reason.to_string(),
                 };
                 self.record_end_txn(since, None, open, commit, outcome, out);
             }
@@ -2053,7 +2064,7 @@ impl Producer {
             complete_ms: completion.complete_ms,
             outcome,
             op: Op::Send {
-                txn: None,
+                txn: record.txn,
                 key: record.key,
                 value: record.value,
                 partition: tp.clone(),

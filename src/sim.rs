@@ -752,8 +752,15 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                         time::sleep_until(x.start + start).await;
                         let incarnation = x.next_incarnation(me);
                         if incarnation > 1 {
-                            // A crashed instance comes back as a new process.
-                            w.lock().expect("no poisoned locks").restart(incarnation);
+                            // A crashed instance comes back as a new process; what the
+                            // old one had in flight is indefinite.
+                            let mut lost = Outbox::default();
+                            w.lock().expect("no poisoned locks").restart(
+                                x.now(),
+                                incarnation,
+                                &mut lost,
+                            );
+                            x.record(lost.history);
                         }
                         drive(me, w, x).await
                     }

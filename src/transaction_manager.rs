@@ -92,7 +92,14 @@ impl TransactionManager {
             identity.producer_id >= 0 && identity.producer_epoch >= 0,
             "invalid identity {identity:?}"
         );
+        // A new epoch comes only between transactions, once every batch is done: every
+        // partition's sequences restart at 0 under it.
+        assert!(
+            self.partitions.values().all(|p| p.outstanding.is_empty()),
+            "a new producer epoch while batches are outstanding"
+        );
         self.identity = identity;
+        self.partitions.clear();
         self.bump.clear();
     }
 
