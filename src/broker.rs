@@ -3547,7 +3547,8 @@ mod tests {
             (ErrorCode::None, 1, 0)
         );
 
-        // Transactions are not served yet.
+        // A transactional.id goes to its transaction coordinator; this broker leads no
+        // `__transaction_state` partition.
         let out = request(
             &mut b,
             15,
@@ -3563,7 +3564,7 @@ mod tests {
         let Some(Response::InitProducerId(r)) = response_to(&out, 78) else {
             panic!("no response");
         };
-        assert_eq!((r.error, r.producer_id), (ErrorCode::InvalidRequest, -1));
+        assert_eq!((r.error, r.producer_id), (ErrorCode::NotCoordinator, -1));
 
         // At 90% of the block the next one is prefetched; a failure is retried after
         // the backoff.
