@@ -174,6 +174,10 @@ struct ParkedProduce {
     correlation_id: u64,
     request: ProduceRequest,
     guards: Vec<(TopicPartition, u64)>,
+    /// The producer id and epoch of its batches.
+    producer: (i64, i16),
+    /// When the first `AddPartitionsToTxn` for it was sent (retries keep this).
+    first_sent_ms: Millis,
 }
 
 struct DelayedProduce {
@@ -337,6 +341,9 @@ pub struct Broker {
     /// Produces parked for verification, by the correlation id of their
     /// `AddPartitionsToTxn`.
     verifying: BTreeMap<u64, ParkedProduce>,
+    /// Parked produces waiting to retry their `AddPartitionsToTxn` after
+    /// `CONCURRENT_TRANSACTIONS` (transaction version 2), with the time to retry.
+    verification_retries: Vec<(Millis, ParkedProduce)>,
     /// Kafka's `VerificationStateEntry`: per partition and producer id, the epoch and
     /// guard of the verification under way; a marker (or the transaction's first
     /// batch) removes it.
@@ -380,6 +387,7 @@ impl Broker {
             coordinator: GroupCoordinator::new(&config, bugs, id, incarnation),
             txn_coordinator: TxnCoordinator::new(&config, bugs),
             verifying: BTreeMap::new(),
+            verification_retries: Vec::new(),
             verification_guards: BTreeMap::new(),
             next_verification_guard: 0,
             config,
@@ -761,11 +769,24 @@ impl Broker {
         req: ProduceRequest,
         out: &mut Outbox,
     ) {
+        self.produce(now, (from, correlation_id), req, now, out);
+    }
+
+    /// A produce request (first handled at `first_ms`: a retry keeps it) from `from`
+    /// with its correlation id.
+    fn produce(
+        &mut self,
+        now: Millis,
+        (from, correlation_id): (NodeId, u64),
+        req: ProduceRequest,
+        first_ms: Millis,
+        out: &mut Outbox,
+    ) {
         let needed = self.verification_needed(now, &req);
         if needed.is_empty() {
             self.append_produce(now, from, correlation_id, req, &BTreeMap::new(), out);
         } else {
-            self.verify_then_append(now, from, correlation_id, req, needed, out);
+            self.verify_then_append(now, (from, correlation_id), req, needed, first_ms, out);
         }
     }
 
@@ -815,10 +836,10 @@ impl Broker {
     fn verify_then_append(
         &mut self,
         now: Millis,
-        from: NodeId,
-        correlation_id: u64,
+        (from, correlation_id): (NodeId, u64),
         req: ProduceRequest,
         needed: Vec<(TopicPartition, i64, i16)>,
+        first_ms: Millis,
         out: &mut Outbox,
     ) {
         let transactional_id = req.transactional_id.clone().expect("checked");
@@ -864,15 +885,35 @@ impl Broker {
             };
             guards.push((tp.clone(), guard));
         }
+        let parked = ParkedProduce {
+            from,
+            correlation_id,
+            request: req,
+            guards,
+            producer: (producer_id, producer_epoch),
+            first_sent_ms: first_ms,
+        };
+        self.send_verification(now, coordinator, parked, out);
+    }
+
+    /// Sends the `AddPartitionsToTxn` of a parked produce (its guards' partitions) and
+    /// parks it until the answer.
+    fn send_verification(
+        &mut self,
+        now: Millis,
+        coordinator: BrokerId,
+        parked: ParkedProduce,
+        out: &mut Outbox,
+    ) {
         assert!(
             self.verifying.len() < MAX_PURGATORY,
             "verification purgatory overflow"
         );
         let request = Request::AddPartitionsToTxn(AddPartitionsToTxnRequest {
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            partitions: needed.into_iter().map(|(tp, _, _)| tp).collect(),
+            transactional_id: parked.request.transactional_id.clone().expect("checked"),
+            producer_id: parked.producer.0,
+            producer_epoch: parked.producer.1,
+            partitions: parked.guards.iter().map(|(tp, _)| tp.clone()).collect(),
             verify_only: self.config.transaction_version < 2,
         });
         let timeout = self.config.request_timeout_ms;
@@ -885,15 +926,27 @@ impl Broker {
             request,
             out,
         );
-        self.verifying.insert(
-            c,
-            ParkedProduce {
-                from,
-                correlation_id,
-                request: req,
-                guards,
-            },
-        );
+        self.verifying.insert(c, parked);
+    }
+
+    /// Retries the parked produces whose backoff after `CONCURRENT_TRANSACTIONS` is over,
+    /// from the start (Kafka retries the whole append: new verification guards, the
+    /// coordinator looked up again).
+    fn retry_verifications(&mut self, now: Millis, out: &mut Outbox) {
+        while let Some(i) = self
+            .verification_retries
+            .iter()
+            .position(|(at, _)| *at <= now)
+        {
+            let (_, p) = self.verification_retries.remove(i);
+            self.produce(
+                now,
+                (p.from, p.correlation_id),
+                p.request,
+                p.first_sent_ms,
+                out,
+            );
+        }
     }
 
     /// The broker leading the `__transaction_state` partition of `transactional_id`, if
@@ -924,6 +977,27 @@ impl Broker {
             .remove(&request_correlation)
             .expect("every AddPartitionsToTxn in flight has a parked produce");
         let tv2 = self.config.transaction_version >= 2;
+        // KAFKA-18654: with transaction version 2 the leader itself retries while the
+        // coordinator still completes the producer's previous transaction.
+        let concurrent = match &answer {
+            Ok(results) => results
+                .iter()
+                .any(|(_, e)| *e == ErrorCode::ConcurrentTransactions),
+            Err(e) => *e == ErrorCode::ConcurrentTransactions,
+        };
+        let backoff = self.config.add_partitions_to_txn_retry_backoff_ms;
+        if tv2
+            && concurrent
+            && now + backoff - parked.first_sent_ms
+                <= self.config.add_partitions_to_txn_retry_backoff_max_ms
+        {
+            assert!(
+                self.verification_retries.len() < MAX_PURGATORY,
+                "verification retry queue overflow"
+            );
+            self.verification_retries.push((now + backoff, parked));
+            return;
+        }
         let verified = parked
             .guards
             .into_iter()
@@ -2496,6 +2570,7 @@ impl Actor for Broker {
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
         self.expire_requests(now, out);
+        self.retry_verifications(now, out);
         self.fetch_backoff.retain(|_, t| *t > now);
         if now >= self.next_isr_check_ms {
             self.next_isr_check_ms = now + (self.config.replica_lag_time_max_ms / 2).max(1);
@@ -2565,6 +2640,9 @@ impl Actor for Broker {
         }
         for d in &self.delayed_fetch {
             t = t.min(d.deadline);
+        }
+        for (at, _) in &self.verification_retries {
+            t = t.min(*at);
         }
         for b in self.fetch_backoff.values() {
             t = t.min(*b);
@@ -4449,12 +4527,41 @@ mod tests {
         let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));
         let (c, v) = verification(&out).unwrap();
         assert!(!v.verify_only);
+        // KAFKA-18654: CONCURRENT_TRANSACTIONS is retried by the leader every 20 ms...
         let out = verified(&mut b, 11, c, ErrorCode::ConcurrentTransactions);
+        assert!(response_to(&out, 1).is_none(), "retried, not answered");
+        let mut out = Outbox::default();
+        b.on_timer(30, &mut out);
+        assert!(verification(&out).is_none(), "not before the backoff");
+        let mut out = Outbox::default();
+        b.on_timer(31, &mut out);
+        let (c, _) = verification(&out).expect("asked again");
+        let out = verified(&mut b, 32, c, ErrorCode::None);
         assert_eq!(
             produce_result(response_to(&out, 1)),
-            Some((ErrorCode::ConcurrentTransactions, -1)),
-            "kept as it is with transaction version 2"
+            Some((ErrorCode::None, 0))
         );
+        // ... for up to 100 ms after the first attempt, then the producer hears it.
+        let out = txn_request(&mut b, 200, 2, txn_batch(PID + 1, 0, 0, &[100]));
+        let (mut c, _) = verification(&out).unwrap();
+        let mut now = 201;
+        loop {
+            let out = verified(&mut b, now, c, ErrorCode::ConcurrentTransactions);
+            if let Some(answer) = response_to(&out, 2) {
+                assert_eq!(
+                    produce_result(Some(answer)),
+                    Some((ErrorCode::ConcurrentTransactions, -1))
+                );
+                break;
+            }
+            now += 20;
+            let mut out = Outbox::default();
+            b.on_timer(now, &mut out);
+            c = verification(&out).expect("asked again").0;
+            now += 1;
+            assert!(now < 400, "the retries end");
+        }
+        assert!(now > 280, "retried for about 100 ms: {now}");
         // Without the topic there is no coordinator to ask.
         let (mut b, _) = sole_leader(BrokerConfig::default(), Bugs::default());
         let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100]));

@@ -35,6 +35,9 @@ pub enum Bug {
     /// partition leader appends transactional batches whose producer epoch is older than
     /// the producer's, unless KIP-890 verification refuses them first).
     NoProducerEpochFencing,
+    /// The transaction coordinator writes a transaction's markers to its first partition
+    /// only and completes it as if every partition had one.
+    PartialMarkers,
 }
 
 /// One catalogue entry.
@@ -114,6 +117,14 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "Transactional requests and batches with a stale producer epoch are taken as \
                   current (coordinator and partition leaders), so a fenced zombie producer still \
                   writes, and adds to and ends its successor's transaction.",
+    },
+    BugInfo {
+        bug: Bug::PartialMarkers,
+        name: "partial-markers",
+        reference: "KIP-98 (markers to every partition of a transaction)",
+        summary: "The transaction coordinator writes the commit or abort marker to one partition \
+                  of a transaction only: the others' records stay open, so the commit is torn \
+                  and their last stable offset never moves (scenario exactly-once-pipeline).",
     },
 ];
 

@@ -15,15 +15,6 @@ pub const NOT_YET_COVERED: &[(&str, &str)] = &[
         "C1",
         "event timestamps and headers: records carry them (tests/record_fixtures.rs), no scenario checks them end to end",
     ),
-    ("C21", "transactions (roadmap step 4)"),
-    ("C24", "transactions: exactly-once processing"),
-    ("C25", "transactions: atomic writes to several partitions"),
-    ("C26", "transactions: zombie fencing by transactional.id"),
-    ("C27", "transactions: read_committed"),
-    ("C28", "transactions: markers and offsetsForTimes"),
-    ("C29", "transactions: throughput cost"),
-    ("C30", "transactions: the last stable offset"),
-    ("C31", "transactions: side effects outside Kafka"),
 ];
 
 /// Whether `c` names a seed claim (`C1` to `C31`).

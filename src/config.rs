@@ -101,6 +101,16 @@ pub struct BrokerConfig {
     /// transaction.
     #[serde(rename = "transaction.version")]
     pub transaction_version: i16,
+    /// `add.partitions.to.txn.retry.backoff.ms` (default 20, KAFKA-18654): with
+    /// transaction version 2, a partition leader whose `AddPartitionsToTxn` gets
+    /// `CONCURRENT_TRANSACTIONS` (the previous transaction's markers are still being
+    /// written) retries it after this long instead of failing the produce.
+    #[serde(rename = "add.partitions.to.txn.retry.backoff.ms")]
+    pub add_partitions_to_txn_retry_backoff_ms: u64,
+    /// `add.partitions.to.txn.retry.backoff.max.ms` (default 100): how long the leader
+    /// keeps retrying before it answers the produce with the error.
+    #[serde(rename = "add.partitions.to.txn.retry.backoff.max.ms")]
+    pub add_partitions_to_txn_retry_backoff_max_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -129,6 +139,8 @@ impl Default for BrokerConfig {
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             transaction_partition_verification_enable: true,
             transaction_version: 2,
+            add_partitions_to_txn_retry_backoff_ms: 20,
+            add_partitions_to_txn_retry_backoff_max_ms: 100,
         }
     }
 }
@@ -193,6 +205,18 @@ impl BrokerConfig {
         at_most_int(
             "transaction.abort.timed.out.transaction.cleanup.interval.ms",
             self.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        )?;
+        at_least_1(
+            "add.partitions.to.txn.retry.backoff.ms",
+            self.add_partitions_to_txn_retry_backoff_ms,
+        )?;
+        at_most_int(
+            "add.partitions.to.txn.retry.backoff.ms",
+            self.add_partitions_to_txn_retry_backoff_ms,
+        )?;
+        at_most_int(
+            "add.partitions.to.txn.retry.backoff.max.ms",
+            self.add_partitions_to_txn_retry_backoff_max_ms,
         )?;
         if !(0..=TRANSACTION_VERSION_MAX).contains(&self.transaction_version) {
             return Err((

@@ -144,6 +144,8 @@ struct PartitionState {
     backoff_until: Millis,
     /// The last high watermark seen in a fetch response.
     last_high_watermark: Option<Offset>,
+    /// The last stable offset last seen (`read_committed` only).
+    last_stable_offset: Option<Offset>,
     /// `auto.offset.reset=none` left it without a valid position: not fetched any more.
     failed: bool,
     /// Subscribe mode: waiting for its committed offset (Kafka's `INITIALIZING`).
@@ -161,6 +163,7 @@ impl PartitionState {
             reset: None,
             backoff_until: 0,
             last_high_watermark: None,
+            last_stable_offset: None,
             failed: false,
             initializing: false,
             position_epoch: -1,
@@ -1201,13 +1204,17 @@ impl Consumer {
             state.position = Some(position);
         }
         let state = self.assignment.get_mut(tp).expect("assigned partition");
-        if state.last_high_watermark != Some(part.high_watermark) {
+        // A read_committed consumer also records the last stable offset it stops at.
+        let lso = read_committed.then_some(part.last_stable_offset);
+        if state.last_high_watermark != Some(part.high_watermark) || state.last_stable_offset != lso
+        {
             state.last_high_watermark = Some(part.high_watermark);
+            state.last_stable_offset = lso;
             out.record(Entry::instant(
                 self.process(),
                 now,
                 Op::ObserveHighWatermark {
-                    last_stable_offset: None,
+                    last_stable_offset: lso,
                     partition: tp.clone(),
                     high_watermark: part.high_watermark,
                     broker: NodeId::Broker(broker),

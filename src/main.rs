@@ -175,6 +175,21 @@ fn print_report(r: &SeedReport) {
             .collect();
         println!("rebalances {}", causes.join(", "));
     }
+    let p = &s.pipeline;
+    if p.outputs > 0 {
+        println!(
+            "pipelines  {} outputs ({:.1}/s), {} transactions committed ({:.1} outputs each), {} aborted, commit p50 {} ms p99 {} ms, {:.0} broker requests per 1000 outputs ({:.0} for transactions)",
+            p.outputs,
+            p.outputs_per_sec,
+            p.transactions,
+            p.outputs_per_txn(),
+            p.aborted,
+            p.commit_p50_ms,
+            p.commit_p99_ms,
+            p.requests_per_1000_outputs(),
+            p.txn_requests_per_1000_outputs()
+        );
+    }
     println!(
         "time       {:.3} s simulated, {:.3} s wall",
         s.sim_ms as f64 / 1000.0,
@@ -280,6 +295,7 @@ fn cmd_check(
         }],
     };
     print_producer_figures(&file.summary.scenarios);
+    print_pipeline_figures(&file.summary.scenarios);
     let written = file
         .write(reports)
         .map_err(|e| BadInput(format!("--reports {}: {e}", reports.display())))?;
@@ -326,6 +342,7 @@ fn cmd_merge(inputs: &[PathBuf], reports: &Path) -> Result<ExitCode, BadInput> {
         );
     }
     print_producer_figures(&s.scenarios);
+    print_pipeline_figures(&s.scenarios);
     let written = merged
         .write(reports)
         .map_err(|e| BadInput(format!("--reports {}: {e}", reports.display())))?;
@@ -447,6 +464,43 @@ fn print_producer_figures(rows: &[ScenarioSummary]) {
             f.latency_p50_ms,
             f.latency_p99_ms,
             f.latency_max_ms
+        );
+    }
+}
+
+/// The read-process-write figures table (C29), for scenarios with pipelines: what
+/// transactions cost in throughput, commit latency and broker requests.
+fn print_pipeline_figures(rows: &[ScenarioSummary]) {
+    let rows: Vec<&ScenarioSummary> = rows.iter().filter(|s| s.pipeline.outputs > 0).collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<34} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8} {:>9} {:>9}",
+        "pipeline figures (mean per seed)",
+        "outputs",
+        "out/s",
+        "txns",
+        "out/txn",
+        "commit50",
+        "commit99",
+        "req/1k",
+        "txnreq/1k"
+    );
+    for s in rows {
+        let f = s.pipeline.mean();
+        println!(
+            "{:<34} {:>8} {:>8.1} {:>6} {:>7.1} {:>8} {:>8} {:>9.0} {:>9.0}",
+            s.name,
+            f.outputs,
+            f.outputs_per_sec,
+            f.transactions,
+            f.outputs_per_txn(),
+            f.commit_p50_ms,
+            f.commit_p99_ms,
+            f.requests_per_1000_outputs(),
+            f.txn_requests_per_1000_outputs()
         );
     }
 }

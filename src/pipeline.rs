@@ -126,6 +126,8 @@ pub struct PipelineWorkload {
     txns: u64,
     /// The positions the open transaction started from (its rollback point).
     rollback: BTreeMap<TopicPartition, Offset>,
+    /// Outputs sent so far (across restarts).
+    sent: u64,
     now: Millis,
 }
 
@@ -142,6 +144,7 @@ impl PipelineWorkload {
             step: Step::Initializing,
             txns: 0,
             rollback: BTreeMap::new(),
+            sent: 0,
             now: 0,
         }
     }
@@ -160,6 +163,11 @@ impl PipelineWorkload {
     /// The consumer (for the end-of-run snapshot).
     pub fn consumer(&self) -> &Consumer {
         &self.consumer
+    }
+
+    /// Outputs sent so far, across restarts.
+    pub fn sent(&self) -> u64 {
+        self.sent
     }
 
     /// End of run: outputs still pending become indefinite.
@@ -337,6 +345,7 @@ impl PipelineWorkload {
             key: record.key,
             value: output_value(record.value),
         };
+        self.sent += 1;
         self.producer.send(now, output, out);
     }
 

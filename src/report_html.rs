@@ -1166,8 +1166,41 @@ fn stats(page: &mut String, report: &SeedReport) {
         ),
     ];
     page.push_str("<section id=\"stats\">\n<h2>Figures</h2>\n<table class=\"plain\">\n");
-    for (name, value) in rows {
-        let _ = writeln!(page, "<tr><th>{name}</th><td>{}</td></tr>", escape(&value));
+    let q = &s.pipeline;
+    let pipeline_rows = [
+        (
+            "pipeline outputs",
+            format!("{} ({:.1} per second)", q.outputs, q.outputs_per_sec),
+        ),
+        (
+            "transactions",
+            format!(
+                "{} committed ({:.1} outputs each), {} aborted",
+                q.transactions,
+                q.outputs_per_txn(),
+                q.aborted
+            ),
+        ),
+        (
+            "commit latency (ms)",
+            format!("p50 {}, p99 {}", q.commit_p50_ms, q.commit_p99_ms),
+        ),
+        (
+            "broker requests per 1000 outputs",
+            format!(
+                "{:.0} ({:.0} of the transaction APIs)",
+                q.requests_per_1000_outputs(),
+                q.txn_requests_per_1000_outputs()
+            ),
+        ),
+    ];
+    let pipeline_rows = if q.outputs > 0 {
+        &pipeline_rows[..]
+    } else {
+        &[]
+    };
+    for (name, value) in rows.iter().chain(pipeline_rows) {
+        let _ = writeln!(page, "<tr><th>{name}</th><td>{}</td></tr>", escape(value));
     }
     page.push_str(
         "</table>\n<p class=\"dim\">Written by kafkasim from <code>report.json</code> and \

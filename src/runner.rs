@@ -35,6 +35,9 @@ pub struct RunStats {
     pub check: checker::CheckStats,
     /// Batching, compression and latency of the producers.
     pub producer: figures::ProducerFigures,
+    /// What the read-process-write pipelines did and what it cost the brokers.
+    #[serde(default)]
+    pub pipeline: figures::PipelineFigures,
 }
 
 /// The outcome of one seed.
@@ -180,6 +183,7 @@ pub fn run_seed(
                 faults: out.faults.len() as u64,
                 check: check.stats.clone(),
                 producer: figures::producer_figures(&out.history),
+                pipeline: figures::pipeline_figures(&out.history, &out.broker_requests),
             };
             (report, Some((out, check)))
         }

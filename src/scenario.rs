@@ -112,7 +112,7 @@ fn default_start_ms() -> u64 {
 }
 
 /// Faults: drawn from the seed, or listed explicitly.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NemesisSpec {
     /// Fault kinds to draw from (empty: none drawn).
@@ -127,6 +127,18 @@ pub struct NemesisSpec {
     /// Explicit faults, applied in addition to drawn ones.
     #[serde(default)]
     pub schedule: Vec<ScheduledFault>,
+}
+
+/// A missing `nemesis` section means no faults, with the same defaults as an empty one.
+impl Default for NemesisSpec {
+    fn default() -> Self {
+        NemesisSpec {
+            faults: Vec::new(),
+            interval_ms: default_interval_ms(),
+            duration_ms: default_fault_duration_ms(),
+            schedule: Vec::new(),
+        }
+    }
 }
 
 fn default_interval_ms() -> u64 {
@@ -935,5 +947,14 @@ mod tests {
             "s.json: field `cluster.config.transaction.version`: No \
              feature:transaction.version with feature level 3 (supported levels: 0 to 2)"
         );
+    }
+
+    #[test]
+    fn a_missing_nemesis_section_means_no_faults() {
+        let s = parse(|v| {
+            v.as_object_mut().unwrap().remove("nemesis");
+        })
+        .expect("a scenario without faults is valid");
+        assert!(s.nemesis.faults.is_empty() && s.nemesis.schedule.is_empty());
     }
 }

@@ -45,6 +45,8 @@ pub struct RunOutput {
     pub net_messages: u64,
     /// Records the producers sent.
     pub records_sent: u64,
+    /// Requests the brokers received, by Kafka API name.
+    pub broker_requests: BTreeMap<String, u64>,
 }
 
 /// A message in flight: who sent it, and to which incarnation of the receiver (a
@@ -121,6 +123,13 @@ impl Transport {
         message: Message,
     ) {
         let now = Instant::now();
+        if let (NodeId::Broker(_), Message::Request { request, .. }) = (to, &message) {
+            *ctx.broker_requests
+                .lock()
+                .expect("no poisoned locks")
+                .entry(request.api_name())
+                .or_insert(0) += 1;
+        }
         let latency = ctx.latency();
         let last = self.last_delivery.get(&to).copied().unwrap_or(now);
         // Strictly after the link's previous delivery: FIFO even with jitter.
@@ -180,6 +189,8 @@ struct Ctx {
     latency_us: (u64, u64),
     /// Messages put on the wire.
     messages: std::sync::atomic::AtomicU64,
+    /// Requests put on the wire to brokers, by API name.
+    broker_requests: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Ctx {
@@ -509,6 +520,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         latency_rng: Mutex::new(stream(seed, "network")),
         latency_us: (lo * 1000, hi * 1000),
         messages: std::sync::atomic::AtomicU64::new(0),
+        broker_requests: Mutex::new(BTreeMap::new()),
     });
     let network_task = madsim::task::spawn(network(ctx.clone(), wire_rx));
     let mut bugs = sc.bug_switches();
@@ -958,7 +970,9 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
     }
     for w in &pipelines {
         let mut out = Outbox::default();
-        w.lock().expect("no poisoned locks").finish(now, &mut out);
+        let mut w = w.lock().expect("no poisoned locks");
+        w.finish(now, &mut out);
+        records_sent += w.sent();
         ctx.record(out.history);
     }
     let snapshot = take_snapshot(&controller, &brokers, &consumers);
@@ -969,6 +983,13 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
     // Let madsim drop the killed nodes' tasks before the runtime goes (MADSIM_NOTES).
     time::sleep(Duration::from_millis(1)).await;
     let history = std::mem::take(&mut *ctx.history.lock().expect("no poisoned locks"));
+    let broker_requests: BTreeMap<String, u64> = ctx
+        .broker_requests
+        .lock()
+        .expect("no poisoned locks")
+        .iter()
+        .map(|(api, n)| (api.to_string(), *n))
+        .collect();
     RunOutput {
         history,
         snapshot,
@@ -976,6 +997,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         sim_ms: end,
         net_messages: ctx.messages.load(std::sync::atomic::Ordering::Relaxed),
         records_sent,
+        broker_requests,
     }
 }
 

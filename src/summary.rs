@@ -314,6 +314,7 @@ mod tests {
                     sim_ms: 10,
                     net_messages: 20,
                     producer,
+                    pipeline: Default::default(),
                 }],
             },
             wall: vec![WallTime {

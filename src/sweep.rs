@@ -3,7 +3,7 @@
 //! (`--shard I/N`) can be merged from (see `summary`).
 
 use crate::bugs::Bug;
-use crate::figures::FigureSums;
+use crate::figures::{FigureSums, PipelineSums};
 use crate::runner::{self, fnv1a, SeedReport};
 use crate::scenario::Scenario;
 use serde::{Deserialize, Serialize};
@@ -225,6 +225,9 @@ pub struct ScenarioSummary {
     pub net_messages: u64,
     /// Producer figures summed over the seeds that completed (`mean()` for the row).
     pub producer: FigureSums,
+    /// Pipeline figures summed over the seeds that completed.
+    #[serde(default)]
+    pub pipeline: PipelineSums,
 }
 
 /// A hash of the parsed scenario (its canonical JSON, path excluded): two shards ran
@@ -250,6 +253,7 @@ impl ScenarioSummary {
             sim_ms: 0,
             net_messages: 0,
             producer: FigureSums::default(),
+            pipeline: PipelineSums::default(),
         }
     }
 
@@ -265,6 +269,7 @@ impl ScenarioSummary {
         self.net_messages += r.stats.net_messages;
         if r.panic.is_none() {
             self.producer.add(&r.stats.producer);
+            self.pipeline.add(&r.stats.pipeline);
         }
         for k in r.anomalies.keys() {
             self.seeds_with.entry(k.clone()).or_default().push(r.seed);
@@ -298,6 +303,7 @@ impl ScenarioSummary {
         self.sim_ms += other.sim_ms;
         self.net_messages += other.net_messages;
         self.producer.merge(&other.producer);
+        self.pipeline.merge(&other.pipeline);
         self.judge();
         Ok(())
     }

@@ -49,8 +49,10 @@ const MAX_CYCLE_STEPS: usize = 6;
 pub fn describe(kind: &str) -> Option<&'static str> {
     Some(match kind {
         "aborted-read" => {
-            "A read_committed consumer read a record of a transaction that aborted or never \
-             committed (Jepsen's G1a, aborted read); counted once per record and reader."
+            "A consumer read a record of a transaction that aborted or never committed \
+             (Jepsen's G1a, aborted read: an anomaly with isolation.level=read_committed, \
+             allowed with read_uncommitted, which is what read_committed prevents); counted \
+             once per record and reader."
         }
         "precommitted-read" => {
             "A read_committed consumer read a transactional record before its transaction \
@@ -812,14 +814,19 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                     });
                 }
             }
-            if !read_committed || !judged.insert((e.process, partition, r.offset)) {
+            if !judged.insert((e.process, partition, r.offset)) {
                 continue;
             }
+            let isolation = if read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            };
             let fate = view.fate(partition, r.offset, r.value);
             let writer = view.writer_of(partition, r.offset, r.value);
             let read = || {
                 format!(
-                    "{} (read_committed) read value {} at offset {} of {partition} at {} s",
+                    "{} ({isolation}) read value {} at offset {} of {partition} at {} s",
                     e.process,
                     r.value,
                     r.offset,
@@ -849,7 +856,8 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                         format!("{}, but {whose} {why}", read())
                     });
                 }
-                Fate::Committed => {
+                // read_uncommitted returns what is not committed yet by definition.
+                Fate::Committed if read_committed => {
                     let marker = batch.and_then(|(l, b)| l.end_marker(b));
                     let reader_txn = view.poll_txn.get(&e.index).copied();
                     if let Some(m) = marker.filter(|m| at_ms < marker_ms(m)) {
@@ -872,7 +880,7 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                         });
                     }
                 }
-                Fate::NotTransactional | Fate::Unknown => {}
+                Fate::Committed | Fate::NotTransactional | Fate::Unknown => {}
             }
         }
     }
@@ -2351,7 +2359,7 @@ mod tests {
     // ------------------------------------------------------------ aborted-read
 
     #[test]
-    fn read_committed_reading_aborted_data_is_an_aborted_read() {
+    fn reading_aborted_data_is_an_aborted_read_at_either_isolation_level() {
         let a = v(0, 0);
         let t1 = txn(0, 1);
         let mut b = B::default();
@@ -2366,17 +2374,23 @@ mod tests {
         // nothing lost, unseen or phantom.
         assert_eq!(
             all_counts(&r),
-            vec![("aborted-read", 1), ("transaction-aborted", 1)]
+            vec![("aborted-read", 2), ("transaction-aborted", 1)]
         );
         assert_eq!(
-            examples(&r, "aborted-read"),
-            [format!(
+            examples(&r, "aborted-read")[0],
+            format!(
                 "consumer-0 (read_committed) read value {a} at offset 0 of orders-0 at 0.040 s, \
                  but its transaction tx-0#1 (producer id 7, epoch 0) was aborted: the ABORT \
                  marker of epoch 0 at offset 1, written at 0.030 s, follows it"
-            )]
+            )
         );
-        assert_eq!(r.anomalies["aborted-read"].lines, [vec![1, 2, 3]]);
+        assert!(
+            examples(&r, "aborted-read")[1].starts_with("consumer-1 (read_uncommitted) read value")
+        );
+        assert_eq!(
+            r.anomalies["aborted-read"].lines,
+            [vec![1, 2, 3], vec![1, 2, 4]]
+        );
     }
 
     #[test]

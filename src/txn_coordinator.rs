@@ -988,6 +988,7 @@ impl TxnCoordinator {
                 id.clone(),
                 TransactionMetadata::loaded(id.clone(), partition, t),
             );
+
             if self.txns[&id].current.state.is_prepared() {
                 if self.bugs.on(Bug::ForgetPreparedTxn) {
                     // The bug: taken as completed, in memory only, without markers.
@@ -1620,6 +1621,8 @@ impl TxnCoordinator {
         let coordinator_epoch = self.loaded[&m.partition];
         let complete = m.prepare_complete(now);
         let next = (complete.producer_id, complete.producer_epoch);
+        // The `partial-markers` switch writes the first partition's marker only.
+        let partial = self.bugs.on(Bug::PartialMarkers);
         let job = MarkerJob {
             id: self.next_job,
             producer_id: m.current.producer_id,
@@ -1631,6 +1634,7 @@ impl TxnCoordinator {
                 .current
                 .topic_partitions
                 .iter()
+                .take(if partial { 1 } else { usize::MAX })
                 .map(|tp| {
                     let p = MarkerPartition {
                         retry_at: now,

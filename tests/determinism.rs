@@ -41,7 +41,12 @@ fn same_seed_same_trace_hash_different_seeds_differ() {
 /// as deterministic as the rest.
 #[test]
 fn idempotent_and_compressed_runs_repeat_byte_for_byte() {
-    for file in ["idempotence-on.json", "linger-50.json"] {
+    for file in [
+        "idempotence-on.json",
+        "linger-50.json",
+        "exactly-once-pipeline.json",
+        "txn-coordinator-failover.json",
+    ] {
         let sc = scenario(file);
         let (a, out_a) = run_seed(&sc, 5, &[]);
         let (b, out_b) = run_seed(&sc, 5, &[]);
@@ -170,4 +175,56 @@ fn accepting_commits_from_old_generations_is_a_zombie_commit() {
     );
     let without = sweep(&sc, &seeds, 2, &[], None);
     assert!(without.ok(), "{:?}", without.seeds_with);
+}
+
+/// A coordinator that writes a transaction's marker to one of its partitions only
+/// leaves the others' records open for good: every seed shows a hanging transaction.
+#[test]
+fn markers_to_one_partition_only_leave_hanging_transactions() {
+    let sc = scenario("exactly-once-pipeline.json");
+    let seeds: Vec<u64> = (0..3).collect();
+    let with_bug = sweep(&sc, &seeds, 2, &[Bug::PartialMarkers], None);
+    assert_eq!(
+        with_bug
+            .seeds_with
+            .get("hanging-transaction")
+            .map(|s| s.len()),
+        Some(3),
+        "{:?}",
+        with_bug.seeds_with
+    );
+}
+
+/// A new transaction coordinator that forgets the prepared transactions it loads never
+/// writes their markers: the partition whose leader was cut off keeps them open.
+#[test]
+fn forgetting_prepared_transactions_at_failover_leaves_them_hanging() {
+    let sc = scenario("hanging-transaction.json");
+    let seeds: Vec<u64> = (0..10).collect();
+    let with_bug = sweep(&sc, &seeds, 2, &[Bug::ForgetPreparedTxn], None);
+    assert!(
+        with_bug
+            .seeds_with
+            .get("hanging-transaction")
+            .is_some_and(|s| s.len() >= 2),
+        "{:?}",
+        with_bug.seeds_with
+    );
+}
+
+/// Without epoch fencing, the instance that lost its transactional.id to a restarted
+/// one keeps writing into the output: zombie writes.
+#[test]
+fn without_producer_epoch_fencing_zombies_write() {
+    let sc = scenario("zombie-fencing.json");
+    let seeds: Vec<u64> = (0..5).collect();
+    let with_bug = sweep(&sc, &seeds, 2, &[Bug::NoProducerEpochFencing], None);
+    assert!(
+        with_bug
+            .seeds_with
+            .get("zombie-write")
+            .is_some_and(|s| s.len() >= 3),
+        "{:?}",
+        with_bug.seeds_with
+    );
 }

@@ -1,7 +1,7 @@
 //! Whole-system sweeps: every shipped scenario over a seed range, judged against its
 //! own expectation (invariants on every seed, demonstrated anomalies on at least one).
 //!
-//! `KAFKASIM_SEEDS` sets the number of seeds (default 50; a nightly job sets more,
+//! `KAFKASIM_SEEDS` sets the number of seeds (default 50, 20 for the transaction scenarios; a nightly job sets more,
 //! e.g. `KAFKASIM_SEEDS=1000 cargo test --release --test scenarios`). Every failure
 //! prints the command that reproduces it.
 
@@ -10,21 +10,29 @@ use kafkasim::scenario::{collect_paths, Scenario};
 use kafkasim::sweep::{seed_range_label, sweep};
 use std::path::PathBuf;
 
-fn seeds() -> Vec<u64> {
+/// `KAFKASIM_SEEDS` seeds, or `default`.
+fn seeds(default: u64) -> Vec<u64> {
     let n: u64 = std::env::var("KAFKASIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(default);
     (0..n).collect()
 }
 
+/// The scenario over 50 seeds (or `KAFKASIM_SEEDS`).
 fn check_scenario(file: &str) {
+    check_scenario_seeds(file, 50);
+}
+
+/// The scenario over `default` seeds (or `KAFKASIM_SEEDS`): the transaction scenarios
+/// take 20 by default, their runs being the longest, to keep `cargo test` short.
+fn check_scenario_seeds(file: &str, default: u64) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
         .join(file);
     let scenario = Scenario::load(&path).expect("shipped scenarios are valid");
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let s = sweep(&scenario, &seeds(), jobs, &[], None);
+    let s = sweep(&scenario, &seeds(default), jobs, &[], None);
     let mut problems = Vec::new();
     for f in &s.failures {
         problems.push(format!(
@@ -208,6 +216,56 @@ fn static_member_timeout() {
 /// C18: the paused member is evicted and the group rebalances within
 /// session.timeout.ms plus a heartbeat interval (and the rejoin round) of the pause.
 #[test]
+fn exactly_once_pipeline() {
+    check_scenario_seeds("exactly-once-pipeline.json", 20);
+}
+
+#[test]
+fn at_least_once_pipeline() {
+    check_scenario_seeds("at-least-once-pipeline.json", 20);
+}
+
+#[test]
+fn zombie_fencing() {
+    check_scenario_seeds("zombie-fencing.json", 20);
+}
+
+#[test]
+fn read_committed() {
+    check_scenario_seeds("read-committed.json", 20);
+}
+
+#[test]
+fn read_uncommitted() {
+    check_scenario_seeds("read-uncommitted.json", 20);
+}
+
+#[test]
+fn external_sink() {
+    check_scenario_seeds("external-sink.json", 20);
+}
+
+#[test]
+fn txn_coordinator_failover() {
+    check_scenario_seeds("txn-coordinator-failover.json", 20);
+}
+
+#[test]
+fn hanging_transaction() {
+    check_scenario_seeds("hanging-transaction.json", 20);
+}
+
+#[test]
+fn lso_stall() {
+    check_scenario_seeds("lso-stall.json", 20);
+}
+
+#[test]
+fn transaction_markers() {
+    check_scenario_seeds("transaction-markers.json", 20);
+}
+
+#[test]
 fn session_timeout_rebalances_within_the_timeout_plus_a_heartbeat() {
     let sc = Scenario::load(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/session-timeout.json"),
@@ -260,6 +318,58 @@ fn auto_commit_reprocessing_is_bounded_by_the_commit_interval() {
             "seed {seed}: {again} records processed again, bound {bound}"
         );
     }
+}
+
+/// C29: the pipeline figures of the throughput scenarios, side by side. On a small
+/// stream transactions cost no throughput (both modes keep up) but add the transaction
+/// APIs' requests; on a busy one, large transactions cost little against at-least-once,
+/// and as transactions get smaller and more numerous the broker requests of the
+/// transaction APIs per output grow and throughput falls.
+#[test]
+fn throughput_scenarios_show_what_transactions_cost() {
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let seeds: Vec<u64> = (0..2).collect();
+    let figures = |file: &str| {
+        let sc = Scenario::load(
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("scenarios")
+                .join(file),
+        )
+        .unwrap();
+        let s = sweep(&sc, &seeds, jobs, &[], None);
+        assert!(s.ok(), "{file}: {:?} {:?}", s.failures, s.seeds_with);
+        s.pipeline.mean()
+    };
+    let small_eos = figures("throughput-small-exactly-once.json");
+    let small_alo = figures("throughput-small-at-least-once.json");
+    let busy_alo = figures("throughput-busy-at-least-once.json");
+    let busy_500 = figures("throughput-busy-exactly-once.json");
+    let busy_100 = figures("throughput-busy-exactly-once-100.json");
+    let busy_20 = figures("throughput-busy-exactly-once-20.json");
+    let within = |a: f64, b: f64, pct: f64| (a - b).abs() <= b * pct / 100.0;
+    assert!(
+        within(small_eos.outputs_per_sec, small_alo.outputs_per_sec, 5.0),
+        "small stream: {small_eos:?} vs {small_alo:?}"
+    );
+    assert!(
+        small_eos.txn_requests_per_1000_outputs()
+            > 10.0 * small_alo.txn_requests_per_1000_outputs().max(1.0)
+    );
+    assert!(
+        busy_500.outputs_per_sec >= 0.9 * busy_alo.outputs_per_sec,
+        "large transactions: {busy_500:?} vs {busy_alo:?}"
+    );
+    assert!(busy_100.outputs_per_sec < busy_500.outputs_per_sec);
+    assert!(busy_20.outputs_per_sec < 0.5 * busy_100.outputs_per_sec);
+    assert!(
+        busy_20.transactions > busy_100.transactions
+            && busy_100.transactions > busy_500.transactions
+    );
+    assert!(
+        busy_20.txn_requests_per_1000_outputs() > busy_100.txn_requests_per_1000_outputs()
+            && busy_100.txn_requests_per_1000_outputs() > busy_500.txn_requests_per_1000_outputs(),
+        "{busy_20:?} {busy_100:?} {busy_500:?}"
+    );
 }
 
 /// Every claim C1-C31 has a scenario (or a configuration Kafka refuses, for C15),
