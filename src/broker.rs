@@ -35,6 +35,7 @@ use crate::record::{self, BatchHeader, ControlRecordType, EndTransactionMarker};
 use crate::txn_coordinator::{
     self, MarkerRequest, TxnCoordinator, TxnCoordinatorOutput, TRANSACTION_STATE_TOPIC,
 };
+use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `replica.high.watermark.checkpoint.interval.ms` (default 5000).
@@ -1544,10 +1545,25 @@ impl Broker {
                 return;
             }
         };
+        let deadline = now + self.config.offsets_commit_timeout_ms;
+        let waiter = Waiter::Coordinator(append.id);
+        self.append_and_park(now, (tp, epoch), &append.batch, (waiter, deadline), out);
+    }
+
+    /// Appends a batch of the broker's own as leader of `tp` in `epoch` and parks it in
+    /// the produce purgatory for `waiter` until replicated or `deadline`.
+    fn append_and_park(
+        &mut self,
+        now: Millis,
+        (tp, epoch): (TopicPartition, LeaderEpoch),
+        batch: &Bytes,
+        (waiter, deadline): (Waiter, Millis),
+        out: &mut Outbox,
+    ) {
         let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
         let log_start_offset = log.log_start_offset();
         let (base, last) = log
-            .append_as_leader(&append.batch, epoch)
+            .append_as_leader(batch, epoch)
             .expect("coordinator batches are valid");
         let part = ProducePart {
             tp: tp.clone(),
@@ -1558,8 +1574,6 @@ impl Broker {
             log_start_offset,
             result: None,
         };
-        let deadline = now + self.config.offsets_commit_timeout_ms;
-        let waiter = Waiter::Coordinator(append.id);
         self.park_produce(now, waiter, deadline, vec![part], vec![tp], out);
     }
 
@@ -1728,23 +1742,9 @@ impl Broker {
                 return;
             }
         };
-        let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
-        let log_start_offset = log.log_start_offset();
-        let (base, last) = log
-            .append_as_leader(&append.batch, epoch)
-            .expect("coordinator batches are valid");
-        let part = ProducePart {
-            tp: tp.clone(),
-            leader_epoch: epoch,
-            base_offset: base,
-            required_offset: last + 1,
-            duplicate: false,
-            log_start_offset,
-            result: None,
-        };
         let deadline = now + self.config.request_timeout_ms;
         let waiter = Waiter::TxnCoordinator(append.id);
-        self.park_produce(now, waiter, deadline, vec![part], vec![tp], out);
+        self.append_and_park(now, (tp, epoch), &append.batch, (waiter, deadline), out);
     }
 
     /// The transaction coordinator's marker channel: `WriteTxnMarkers` to each live

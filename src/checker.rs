@@ -1262,7 +1262,13 @@ impl<'h> Collector<'h> {
                                 )
                             });
                     }
-                    let elsewhere = obs.first_reads.iter().find(|(p, _, _)| *p != s.partition);
+                    // A send that never chose a partition (it blocked until the process
+                    // ended) cannot have sent it elsewhere.
+                    let chosen = s.partition.partition != crate::producer::UNKNOWN_PARTITION;
+                    let elsewhere = obs
+                        .first_reads
+                        .iter()
+                        .find(|(p, _, _)| chosen && *p != s.partition);
                     if let Some(&(p, o, seen)) = elsewhere {
                         let what = Val(value, s.key);
                         self.tallies
@@ -2410,6 +2416,18 @@ mod tests {
                 high_watermark: 1,
             },
         ));
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn a_send_that_never_chose_a_partition_is_not_wrong_anywhere() {
+        let mut b = B::default();
+        let info = Outcome::Info {
+            reason: "the process crashed".into(),
+        };
+        let unknown = crate::producer::UNKNOWN_PARTITION;
+        b.send(0, 100, Some("k0"), v(0, 0), unknown, info, None)
+            .poll(1, 300, 1, &[(0, v(0, 0))]);
         assert_counts(&b.run(), &[]);
     }
 
