@@ -50,6 +50,12 @@ pub struct BugInfo {
     pub reference: &'static str,
     /// What goes wrong, in two lines at most.
     pub summary: &'static str,
+    /// The shipped scenario (file under `scenarios/`) whose sweep finds it.
+    pub scenario: &'static str,
+    /// The anomaly kind that sweep reports with the switch on.
+    pub finds: &'static str,
+    /// Seeds `0..budget`: at least one of them must show `finds` (a test holds it).
+    pub budget: u64,
 }
 
 /// Every switch, in a fixed order.
@@ -61,6 +67,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "A new follower truncates to its local high watermark instead of the leader's \
                   epoch end offset; if it is then elected it has lost committed records \
                   (scenario follower-truncation).",
+        scenario: "follower-truncation.json",
+        finds: "lost-write",
+        budget: 10,
     },
     BugInfo {
         bug: Bug::HighWatermarkFromLeaderOnly,
@@ -69,6 +78,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The leader moves the high watermark to its own log end offset, so acks=all \
                   acknowledges writes no follower has; a leader crash then loses them \
                   (scenario acks-all-rf3).",
+        scenario: "acks-all-rf3.json",
+        finds: "lost-write",
+        budget: 30,
     },
     BugInfo {
         bug: Bug::NoSequenceCheck,
@@ -77,6 +89,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The leader skips the idempotent producer's epoch and sequence check, so a \
                   batch retried after a lost response is appended twice (scenario \
                   idempotence-on).",
+        scenario: "idempotence-on.json",
+        finds: "duplicate",
+        budget: 10,
     },
     BugInfo {
         bug: Bug::NoInOrderRetry,
@@ -85,6 +100,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The idempotent producer re-queues failed batches out of sequence order and, \
                   on OUT_OF_ORDER_SEQUENCE_NUMBER, re-sequences its queue as it stands; with \
                   5 requests in flight records land out of order (scenario idempotence-on).",
+        scenario: "idempotence-on.json",
+        finds: "reorder",
+        budget: 10,
     },
     BugInfo {
         bug: Bug::CommitFromOldGeneration,
@@ -93,6 +111,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The group coordinator accepts offset commits from an older generation, so a \
                   zombie member that lost its partitions can move their committed offsets back \
                   (scenario zombie-member).",
+        scenario: "zombie-member.json",
+        finds: "zombie-commit",
+        budget: 5,
     },
     BugInfo {
         bug: Bug::NoSessionExpiry,
@@ -101,6 +122,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The group coordinator never evicts a member silent for session.timeout.ms, so \
                   a dead consumer keeps its partitions and nobody consumes them (scenarios \
                   session-timeout, coordinator-failover).",
+        scenario: "coordinator-failover.json",
+        finds: "unassigned-partition",
+        budget: 5,
     },
     BugInfo {
         bug: Bug::ForgetPreparedTxn,
@@ -109,6 +133,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary:
             "A new transaction coordinator drops the prepared transactions it loads, so their \
                   markers are never written and the LSO of their partitions stays behind forever.",
+        scenario: "hanging-transaction.json",
+        finds: "hanging-transaction",
+        budget: 10,
     },
     BugInfo {
         bug: Bug::NoProducerEpochFencing,
@@ -117,6 +144,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "Transactional requests and batches with a stale producer epoch are taken as \
                   current (coordinator and partition leaders), so a fenced zombie producer still \
                   writes, and adds to and ends its successor's transaction.",
+        scenario: "zombie-fencing.json",
+        finds: "zombie-write",
+        budget: 5,
     },
     BugInfo {
         bug: Bug::PartialMarkers,
@@ -125,6 +155,9 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "The transaction coordinator writes the commit or abort marker to one partition \
                   of a transaction only: the others' records stay open, so the commit is torn \
                   and their last stable offset never moves (scenario exactly-once-pipeline).",
+        scenario: "exactly-once-pipeline.json",
+        finds: "hanging-transaction",
+        budget: 3,
     },
 ];
 
