@@ -2268,6 +2268,10 @@ impl Broker {
             // returned and our own end offset for that epoch.
             let target = if r.leader_epoch < 0 {
                 part.high_watermark
+            } else if self.bugs.on(Bug::NoEpochInEndOffset) {
+                // Pre-KIP-279: the leader's end offset alone, whatever epoch our own
+                // records below it carry.
+                r.end_offset
             } else {
                 let (_, local_end) = log.end_offset_for_epoch(r.leader_epoch);
                 r.end_offset.min(local_end.max(0))

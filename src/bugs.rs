@@ -13,6 +13,10 @@ pub enum Bug {
     /// The leader advances the high watermark to its own log end offset without waiting
     /// for the in-sync followers, so `acks=all` acknowledges unreplicated writes.
     HighWatermarkFromLeaderOnly,
+    /// Before KIP-279, a truncating follower cut its log to the end offset the leader
+    /// returned, without checking that its own records below it carry the leader's
+    /// epochs, so after fast leader changes it kept records the leader never had.
+    NoEpochInEndOffset,
     /// The partition leader appends idempotent batches without checking their producer
     /// epoch and sequence, so a retried batch is appended twice.
     NoSequenceCheck,
@@ -76,11 +80,21 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "high-watermark-from-leader-only",
         reference: "replication protocol (acks=all safeguard)",
         summary: "The leader moves the high watermark to its own log end offset, so acks=all \
-                  acknowledges writes no follower has; a leader crash then loses them \
-                  (scenario acks-all-rf3).",
-        scenario: "acks-all-rf3.json",
+                  acknowledges writes no follower has; a leader change then loses them.",
+        scenario: "follower-truncation.json",
         finds: "lost-write",
-        budget: 30,
+        budget: 5,
+    },
+    BugInfo {
+        bug: Bug::NoEpochInEndOffset,
+        name: "no-epoch-in-end-offset",
+        reference: "KIP-279 (KAFKA-6361)",
+        summary: "A truncating follower cuts its log to the leader's end offset for its epoch \
+                  without matching its own epochs below it; after two quick leader changes it \
+                  keeps records the leader never had and the replicas diverge.",
+        scenario: "fast-leader-failover.json",
+        finds: "replica-divergence",
+        budget: 10,
     },
     BugInfo {
         bug: Bug::NoSequenceCheck,

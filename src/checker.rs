@@ -1169,19 +1169,32 @@ impl<'h> Collector<'h> {
     fn check_writes(&mut self, snapshot: &Snapshot) {
         let mut final_logs: BTreeMap<&TopicPartition, (u32, BTreeSet<Value>)> = BTreeMap::new();
         for s in &self.sends {
-            let Some(offset) = s.acked_offset else {
-                continue;
-            };
             let read = self
                 .values
                 .get(&s.value)
                 .is_some_and(|obs| !obs.first_reads.is_empty());
-            if read {
+            if read || !matches!(s.outcome, Outcome::Ok) {
                 continue;
             }
-            let max = self.max_read.get(s.partition).copied();
             let what = Val(s.value, s.key);
             let (p, t) = (s.partition, Secs(s.at_ms));
+            let Some(offset) = s.acked_offset else {
+                // acks=0: the send succeeded without an offset; lost if it is not where
+                // every later reader would find it.
+                if let Some((leader, values)) = final_log(&mut final_logs, snapshot, p) {
+                    if !values.contains(&s.value) {
+                        self.tallies.add("lost-write", (s.index, 0), || {
+                            format!(
+                                "{what} was sent with acks=0 to {p} at {t} s (success, no \
+                                 offset), never read, and is not in the final log of its \
+                                 leader broker-{leader}"
+                            )
+                        });
+                    }
+                }
+                continue;
+            };
+            let max = self.max_read.get(s.partition).copied();
             if let Some(max) = max.filter(|m| *m >= offset) {
                 self.tallies.add("lost-write", (s.index, 0), || {
                     format!(
@@ -1191,21 +1204,7 @@ impl<'h> Collector<'h> {
                 });
                 continue;
             }
-            if !final_logs.contains_key(p) {
-                let leader_log = snapshot
-                    .partitions
-                    .iter()
-                    .find(|ps| ps.partition == *p)
-                    .and_then(|ps| {
-                        let leader = ps.leader?;
-                        let r = ps.replicas.iter().find(|r| r.broker == leader)?;
-                        Some((leader, r.records.iter().map(|(_, v)| *v).collect()))
-                    });
-                if let Some(log) = leader_log {
-                    final_logs.insert(p, log);
-                }
-            }
-            if let Some((leader, values)) = final_logs.get(p) {
+            if let Some((leader, values)) = final_log(&mut final_logs, snapshot, p) {
                 if !values.contains(&s.value) {
                     self.tallies.add("lost-write", (s.index, 0), || {
                         format!(
@@ -1367,6 +1366,28 @@ impl<'h> Collector<'h> {
 }
 
 // ---------------------------------------------------------------- snapshot checks
+
+/// The values in the final log of `p`'s leader (with the leader), cached in `logs`;
+/// `None` when the partition has no leader at the end.
+fn final_log<'a, 'h>(
+    logs: &'a mut BTreeMap<&'h TopicPartition, (u32, BTreeSet<Value>)>,
+    snapshot: &Snapshot,
+    p: &'h TopicPartition,
+) -> Option<&'a (u32, BTreeSet<Value>)> {
+    if !logs.contains_key(p) {
+        let leader_log = snapshot
+            .partitions
+            .iter()
+            .find(|ps| ps.partition == *p)
+            .and_then(|ps| {
+                let leader = ps.leader?;
+                let r = ps.replicas.iter().find(|r| r.broker == leader)?;
+                Some((leader, r.records.iter().map(|(_, v)| *v).collect()))
+            });
+        logs.insert(p, leader_log?);
+    }
+    logs.get(p)
+}
 
 /// `stuck` and `replica-divergence`, from the end-of-run snapshot.
 fn check_snapshot(snapshot: &Snapshot, tallies: &mut Tallies) {

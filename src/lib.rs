@@ -24,6 +24,7 @@ pub mod figures;
 pub mod group_coordinator;
 pub mod history;
 pub mod log;
+pub mod matrix;
 pub mod metadata;
 pub mod nemesis;
 pub mod partitioner;

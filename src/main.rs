@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use kafkasim::bugs::{Bug, CATALOGUE};
 use kafkasim::checker;
 use kafkasim::claims;
+use kafkasim::matrix;
 use kafkasim::runner::{self, SeedReport};
 use kafkasim::scenario::{self, Scenario};
 use kafkasim::shrink;
@@ -96,8 +97,36 @@ enum Command {
         #[arg(long)]
         refused: Option<PathBuf>,
     },
-    /// List the bug switches (safeguards that can be turned off).
-    Bugs,
+    /// List the catalogue of historic bugs (safeguards that can be switched off), with
+    /// the scenario that finds each; `--measure` sweeps each one to count detections.
+    Bugs {
+        /// Sweep each entry's scenario with its switch on over these seeds and print
+        /// the seeds-to-detection figures (e.g. `0..20`).
+        #[arg(long, value_name = "SEEDS")]
+        measure: Option<String>,
+        /// Worker threads for `--measure`.
+        #[arg(long, default_value_t = default_jobs())]
+        jobs: usize,
+        /// Where the scenarios are.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+    },
+    /// Sweep a grid of settings against fault kinds; write matrix.json, index.html and
+    /// one scenario file per cell under <reports>/matrix/<name>/, print the table.
+    Matrix {
+        /// The matrix file.
+        #[arg(default_value = "matrix/guarantees.json")]
+        matrix: PathBuf,
+        /// Seeds per cell [default: the matrix file's `seeds`, from 0].
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Worker threads.
+        #[arg(long, default_value_t = default_jobs())]
+        jobs: usize,
+        /// Where the matrix's folder goes.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+    },
     /// Benchmark: seeds/s, simulated s per wall s and messages per wall s, on one thread.
     Bench {
         /// The scenario to time.
@@ -107,6 +136,86 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         seeds: u64,
     },
+}
+
+/// `kafkasim bugs`: the catalogue, and with `--measure` how soon each entry is found.
+fn cmd_bugs(measure: Option<&str>, jobs: usize, dir: &Path) -> Result<ExitCode, BadInput> {
+    let Some(range) = measure else {
+        for b in CATALOGUE {
+            println!("{:<30} {}", b.name, b.reference);
+            println!("    {}", b.summary);
+            println!(
+                "    found by scenarios/{} as {} within {} seeds",
+                b.scenario, b.finds, b.budget
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let seeds = sweep::parse_seed_range(range).map_err(|e| BadInput(format!("--measure: {e}")))?;
+    println!(
+        "{:<30} {:<26} {:<22} {:>10} {:>9}",
+        "bug", "scenario", "finds", "first seed", "found on"
+    );
+    let mut missed = false;
+    for b in CATALOGUE {
+        let sc = load(&dir.join(b.scenario))?;
+        let found = sweep::detect(&sc, b, &seeds, jobs);
+        missed |= found.is_empty();
+        println!(
+            "{:<30} {:<26} {:<22} {:>10} {:>9}",
+            b.name,
+            sc.name,
+            b.finds,
+            found
+                .first()
+                .map_or_else(|| "never".to_string(), |s| s.to_string()),
+            format!("{}/{}", found.len(), seeds.len())
+        );
+    }
+    Ok(if missed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `kafkasim matrix`: build and validate every cell first (bad input writes nothing),
+/// then sweep them.
+fn cmd_matrix(
+    path: &Path,
+    seeds: Option<&str>,
+    jobs: usize,
+    reports: &Path,
+) -> Result<ExitCode, BadInput> {
+    let spec = matrix::load(path).map_err(|e| BadInput(e.to_string()))?;
+    let seeds = match seeds {
+        Some(s) => sweep::parse_seed_range(s).map_err(|e| BadInput(format!("--seeds: {e}")))?,
+        None => (0..spec.seeds).collect(),
+    };
+    let name = path
+        .file_stem()
+        .map_or_else(|| "matrix".into(), |s| s.to_string_lossy().into_owned());
+    let out = reports.join("matrix").join(&name);
+    let cells = matrix::cells(&spec, path, &out).map_err(|e| BadInput(e.to_string()))?;
+    let io = |e: std::io::Error| BadInput(format!("cannot write under {}: {e}", out.display()));
+    matrix::write_cells(&cells).map_err(io)?;
+    let progress = Progress::on_terminal(cells.len() as u64 * seeds.len() as u64);
+    let started = Instant::now();
+    let result = matrix::run(&spec, path, &cells, &seeds, jobs, progress.as_ref());
+    if let Some(p) = &progress {
+        p.clear();
+    }
+    print!("{}", matrix::text(&result));
+    matrix::write_results(&result, &out).map_err(io)?;
+    let runs = cells.len() as u64 * seeds.len() as u64;
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "\nmatrix     {}\njson       {}\n{runs} runs in {wall:.1} s ({:.1} seeds/s on {jobs} threads)",
+        out.join("index.html").display(),
+        out.join("matrix.json").display(),
+        runs as f64 / wall.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn default_jobs() -> usize {
@@ -785,13 +894,18 @@ fn main() -> ExitCode {
         },
         Command::Repro { report } => cmd_repro(&report),
         Command::List { paths, refused } => cmd_list(&paths, refused.as_deref()),
-        Command::Bugs => {
-            for b in CATALOGUE {
-                println!("{:<34} {}\n    {}", b.name, b.reference, b.summary);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Bugs {
+            measure,
+            jobs,
+            scenarios,
+        } => cmd_bugs(measure.as_deref(), jobs, &scenarios),
         Command::Bench { scenario, seeds } => cmd_bench(&scenario, seeds),
+        Command::Matrix {
+            matrix,
+            seeds,
+            jobs,
+            reports,
+        } => cmd_matrix(&matrix, seeds.as_deref(), jobs, &reports),
     };
     match result {
         Ok(code) => code,

@@ -2,7 +2,7 @@
 //! scenario against its expectation, in a deterministic form that shards of one sweep
 //! (`--shard I/N`) can be merged from (see `summary`).
 
-use crate::bugs::Bug;
+use crate::bugs::{Bug, BugInfo};
 use crate::figures::{FigureSums, PipelineSums};
 use crate::runner::{self, fnv1a, SeedReport};
 use crate::scenario::Scenario;
@@ -449,6 +449,16 @@ pub fn sweep_with_progress(
         summary.add(r);
     }
     summary
+}
+
+/// Sweeps `seeds` of `scenario` with a catalogued bug switched on; returns the seeds
+/// (ascending) that show the anomaly the catalogue says it finds.
+pub fn detect(scenario: &Scenario, bug: &BugInfo, seeds: &[u64], jobs: usize) -> Vec<u64> {
+    let summary = sweep(scenario, seeds, jobs, &[bug.bug], None);
+    summary
+        .seeds_with
+        .get(bug.finds)
+        .map_or_else(Vec::new, |s| s.as_slice().to_vec())
 }
 
 /// Parses `A..B` (B exclusive) or `A..=B` or a single seed.

@@ -2,10 +2,10 @@
 //! switched-off safeguard makes the checker fail, so the checker can catch the bugs
 //! the safeguards exist for.
 
-use kafkasim::bugs::Bug;
+use kafkasim::bugs::{Bug, CATALOGUE};
 use kafkasim::runner::run_seed;
 use kafkasim::scenario::Scenario;
-use kafkasim::sweep::sweep;
+use kafkasim::sweep::{detect, sweep};
 use std::path::PathBuf;
 
 fn scenario(file: &str) -> Scenario {
@@ -71,160 +71,32 @@ fn same_seed_same_hash_after_other_runs_on_other_threads() {
     assert_eq!(first.trace_hash, again.trace_hash);
 }
 
-/// Without the high-watermark rule, acks=all acknowledges writes only the leader has;
-/// leader crashes then lose them, which the same sweep never shows with the rule on.
+/// Every catalogued historic bug, switched back on, is found by its scenario within
+/// its seed budget, as the anomaly the catalogue names; the scenario tests (in
+/// `scenarios.rs`) show the same sweeps pass with the safeguard on.
 #[test]
-fn switching_off_the_high_watermark_rule_loses_acknowledged_writes() {
-    let sc = scenario("acks-all-rf3.json");
-    let seeds: Vec<u64> = (0..30).collect();
-    let with_bug = sweep(&sc, &seeds, 2, &[Bug::HighWatermarkFromLeaderOnly], None);
-    assert!(
-        with_bug.seeds_with.contains_key("lost-write"),
-        "{:?}",
-        with_bug.seeds_with
-    );
-    assert!(!with_bug.ok());
-}
-
-/// Pre-KIP-101 truncation to the follower's own high watermark loses acknowledged
-/// writes in `follower-truncation`, which never loses one with epoch truncation.
-#[test]
-fn switching_off_epoch_truncation_loses_acknowledged_writes() {
-    let sc = scenario("follower-truncation.json");
-    let seeds: Vec<u64> = (0..10).collect();
-    let with_bug = sweep(&sc, &seeds, 2, &[Bug::TruncateToHighWatermark], None);
-    assert!(
-        with_bug.seeds_with.contains_key("lost-write"),
-        "{:?}",
-        with_bug.seeds_with
-    );
-    let without = sweep(&sc, &seeds, 2, &[], None);
-    assert!(without.ok(), "{:?}", without.seeds_with);
-}
-
-/// With the leader's sequence check off, the idempotent producer's retries of batches
-/// whose responses were lost are appended twice; with it on, never (C14).
-#[test]
-fn switching_off_the_sequence_check_duplicates_idempotent_writes() {
-    let sc = scenario("idempotence-on.json");
-    let seeds: Vec<u64> = (0..10).collect();
-    let with_bug = sweep(&sc, &seeds, 2, &[Bug::NoSequenceCheck], None);
-    assert!(
-        with_bug.seeds_with.contains_key("duplicate"),
-        "{:?}",
-        with_bug.seeds_with
-    );
-    assert!(!with_bug.ok());
-    let without = sweep(&sc, &seeds, 2, &[], None);
-    assert!(without.ok(), "{:?}", without.seeds_with);
-}
-
-/// Without in-order retries (KAFKA-5494) the idempotent producer with 5 requests in
-/// flight re-sequences failed batches in the wrong order: the checker sees reordering.
-#[test]
-fn switching_off_in_order_retries_reorders_idempotent_writes() {
-    let sc = scenario("idempotence-on.json");
-    let seeds: Vec<u64> = (0..10).collect();
-    let with_bug = sweep(&sc, &seeds, 2, &[Bug::NoInOrderRetry], None);
-    assert!(
-        with_bug.seeds_with.contains_key("reorder"),
-        "{:?}",
-        with_bug.seeds_with
-    );
-    assert!(!with_bug.ok());
+fn every_catalogued_bug_is_found_within_its_budget() {
+    for entry in CATALOGUE {
+        let sc = scenario(entry.scenario);
+        let seeds: Vec<u64> = (0..entry.budget).collect();
+        let found = detect(&sc, entry, &seeds, 2);
+        assert!(
+            !found.is_empty(),
+            "--bug {} not found as {} by {} in seeds 0..{}",
+            entry.name,
+            entry.finds,
+            entry.scenario,
+            entry.budget
+        );
+    }
 }
 
 /// A coordinator that never evicts silent members: the paused member keeps its
-/// partitions, the group never rebalances (`session-timeout` cannot show C18), and at
-/// the end of the run the group is stuck in a rebalance that waits for the dead member
-/// (`unassigned-partition` in `coordinator-failover`).
+/// partitions and the group never rebalances, so `session-timeout` cannot show C18.
 #[test]
 fn switching_off_session_expiry_prevents_the_rebalance() {
     let sc = scenario("session-timeout.json");
-    let seeds: Vec<u64> = (0..5).collect();
+    let seeds: Vec<u64> = (0..3).collect();
     let with_bug = sweep(&sc, &seeds, 2, &[Bug::NoSessionExpiry], None);
     assert_eq!(with_bug.not_demonstrated, vec!["rebalance".to_string()]);
-    let without = sweep(&sc, &seeds, 2, &[], None);
-    assert!(without.ok(), "{:?}", without.seeds_with);
-    let failover = scenario("coordinator-failover.json");
-    let with_bug = sweep(&failover, &seeds, 2, &[Bug::NoSessionExpiry], None);
-    assert_eq!(
-        with_bug
-            .seeds_with
-            .get("unassigned-partition")
-            .map(|s| s.len()),
-        Some(5),
-        "{:?}",
-        with_bug.seeds_with
-    );
-}
-
-/// A coordinator that accepts commits from an old generation lets the member cut off
-/// from it commit with its old generation once the link heals: the checker reports a
-/// zombie-commit on every seed, and never without the bug.
-#[test]
-fn accepting_commits_from_old_generations_is_a_zombie_commit() {
-    let sc = scenario("zombie-member.json");
-    let seeds: Vec<u64> = (0..5).collect();
-    let with_bug = sweep(&sc, &seeds, 2, &[Bug::CommitFromOldGeneration], None);
-    assert_eq!(
-        with_bug.seeds_with.get("zombie-commit").map(|s| s.len()),
-        Some(5),
-        "{:?}",
-        with_bug.seeds_with
-    );
-    let without = sweep(&sc, &seeds, 2, &[], None);
-    assert!(without.ok(), "{:?}", without.seeds_with);
-}
-
-/// A coordinator that writes a transaction's marker to one of its partitions only
-/// leaves the others' records open for good: every seed shows a hanging transaction.
-#[test]
-fn markers_to_one_partition_only_leave_hanging_transactions() {
-    let sc = scenario("exactly-once-pipeline.json");
-    let seeds: Vec<u64> = (0..3).collect();
-    let with_bug = sweep(&sc, &seeds, 2, &[Bug::PartialMarkers], None);
-    assert_eq!(
-        with_bug
-            .seeds_with
-            .get("hanging-transaction")
-            .map(|s| s.len()),
-        Some(3),
-        "{:?}",
-        with_bug.seeds_with
-    );
-}
-
-/// A new transaction coordinator that forgets the prepared transactions it loads never
-/// writes their markers: the partition whose leader was cut off keeps them open.
-#[test]
-fn forgetting_prepared_transactions_at_failover_leaves_them_hanging() {
-    let sc = scenario("hanging-transaction.json");
-    let seeds: Vec<u64> = (0..10).collect();
-    let with_bug = sweep(&sc, &seeds, 2, &[Bug::ForgetPreparedTxn], None);
-    assert!(
-        with_bug
-            .seeds_with
-            .get("hanging-transaction")
-            .is_some_and(|s| s.len() >= 2),
-        "{:?}",
-        with_bug.seeds_with
-    );
-}
-
-/// Without epoch fencing, the instance that lost its transactional.id to a restarted
-/// one keeps writing into the output: zombie writes.
-#[test]
-fn without_producer_epoch_fencing_zombies_write() {
-    let sc = scenario("zombie-fencing.json");
-    let seeds: Vec<u64> = (0..5).collect();
-    let with_bug = sweep(&sc, &seeds, 2, &[Bug::NoProducerEpochFencing], None);
-    assert!(
-        with_bug
-            .seeds_with
-            .get("zombie-write")
-            .is_some_and(|s| s.len() >= 3),
-        "{:?}",
-        with_bug.seeds_with
-    );
 }

@@ -19,13 +19,13 @@ fn seeds(default: u64) -> Vec<u64> {
     (0..n).collect()
 }
 
-/// The scenario over 50 seeds (or `KAFKASIM_SEEDS`).
+/// The scenario over 30 seeds (or `KAFKASIM_SEEDS`).
 fn check_scenario(file: &str) {
-    check_scenario_seeds(file, 50);
+    check_scenario_seeds(file, 30);
 }
 
 /// The scenario over `default` seeds (or `KAFKASIM_SEEDS`): the transaction scenarios
-/// take 20 by default, their runs being the longest, to keep `cargo test` short.
+/// take 15 by default, their runs being the longest, to keep `cargo test` short.
 fn check_scenario_seeds(file: &str, default: u64) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
@@ -97,6 +97,11 @@ fn retries_in_flight_1() {
 #[test]
 fn follower_truncation() {
     check_scenario("follower-truncation.json");
+}
+
+#[test]
+fn fast_leader_failover() {
+    check_scenario("fast-leader-failover.json");
 }
 
 #[test]
@@ -217,52 +222,52 @@ fn static_member_timeout() {
 /// session.timeout.ms plus a heartbeat interval (and the rejoin round) of the pause.
 #[test]
 fn exactly_once_pipeline() {
-    check_scenario_seeds("exactly-once-pipeline.json", 20);
+    check_scenario_seeds("exactly-once-pipeline.json", 15);
 }
 
 #[test]
 fn at_least_once_pipeline() {
-    check_scenario_seeds("at-least-once-pipeline.json", 20);
+    check_scenario_seeds("at-least-once-pipeline.json", 15);
 }
 
 #[test]
 fn zombie_fencing() {
-    check_scenario_seeds("zombie-fencing.json", 20);
+    check_scenario_seeds("zombie-fencing.json", 15);
 }
 
 #[test]
 fn read_committed() {
-    check_scenario_seeds("read-committed.json", 20);
+    check_scenario_seeds("read-committed.json", 15);
 }
 
 #[test]
 fn read_uncommitted() {
-    check_scenario_seeds("read-uncommitted.json", 20);
+    check_scenario_seeds("read-uncommitted.json", 15);
 }
 
 #[test]
 fn external_sink() {
-    check_scenario_seeds("external-sink.json", 20);
+    check_scenario_seeds("external-sink.json", 15);
 }
 
 #[test]
 fn txn_coordinator_failover() {
-    check_scenario_seeds("txn-coordinator-failover.json", 20);
+    check_scenario_seeds("txn-coordinator-failover.json", 15);
 }
 
 #[test]
 fn hanging_transaction() {
-    check_scenario_seeds("hanging-transaction.json", 20);
+    check_scenario_seeds("hanging-transaction.json", 15);
 }
 
 #[test]
 fn lso_stall() {
-    check_scenario_seeds("lso-stall.json", 20);
+    check_scenario_seeds("lso-stall.json", 15);
 }
 
 #[test]
 fn transaction_markers() {
-    check_scenario_seeds("transaction-markers.json", 20);
+    check_scenario_seeds("transaction-markers.json", 15);
 }
 
 #[test]
