@@ -431,9 +431,9 @@ impl Consumer {
     fn consumed(&self) -> Vec<CommittedOffset> {
         self.assignment
             .iter()
-            .filter(|(_, s)| {
-                !s.initializing && !s.failed && s.reset.is_none() && s.validation.is_none()
-            })
+            // A position awaiting validation is still what the application consumed
+            // (a pipeline commits it with the transaction that processed its records).
+            .filter(|(_, s)| !s.initializing && !s.failed && s.reset.is_none())
             .filter_map(|(tp, s)| {
                 s.position.map(|offset| CommittedOffset {
                     tp: tp.clone(),
