@@ -1460,7 +1460,7 @@ fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallie
                     continue;
                 };
                 let (diverged, counted) = lanes.entry((entry.process, partition)).or_default();
-                for r in records {
+                for (i, r) in records.iter().enumerate() {
                     let held = log.get(&r.offset).copied();
                     if held != Some(r.value) {
                         if diverged.as_ref().is_none_or(|d| r.offset < d.offset) {
@@ -1485,7 +1485,7 @@ fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallie
                     let at = Secs(entry_ms(entry));
                     tallies.add_lines(
                         "undetected-truncation",
-                        (entry.index, 0),
+                        (entry.index, i as u64),
                         &[d.index],
                         || {
                             let held = match d.held {
