@@ -42,6 +42,10 @@ pub enum Bug {
     /// The transaction coordinator writes a transaction's markers to its first partition
     /// only and completes it as if every partition had one.
     PartialMarkers,
+    /// The consumer never validates its position after a leader change (the client
+    /// before KIP-320): it keeps fetching from its old position on the new leader, even
+    /// where the new leader's log diverged below it.
+    NoPositionValidation,
 }
 
 /// One catalogue entry.
@@ -171,6 +175,17 @@ pub const CATALOGUE: &[BugInfo] = &[
                   and their last stable offset never moves (scenario exactly-once-pipeline).",
         scenario: "exactly-once-pipeline.json",
         finds: "hanging-transaction",
+        budget: 3,
+    },
+    BugInfo {
+        bug: Bug::NoPositionValidation,
+        name: "no-position-validation",
+        reference: "KIP-320 (KAFKA-6880)",
+        summary: "After a leader change the consumer fetches on from its position without asking \
+                  OffsetsForLeaderEpoch where its epoch ends: after an unclean election it skips \
+                  the new leader's records below that position (scenario consumer-truncation).",
+        scenario: "consumer-truncation.json",
+        finds: "undetected-truncation",
         budget: 3,
     },
 ];

@@ -45,6 +45,7 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "stuck",
     "replica-divergence",
     "high-watermark-regression",
+    "undetected-truncation",
     "processing-loss",
     "reprocessing",
     "duplicate-effect",
@@ -185,6 +186,13 @@ pub fn describe(kind: &str) -> &'static str {
             "A consumer saw a partition's high watermark go down between two successive \
              fetch responses."
         }
+        "undetected-truncation" => {
+            "A consumer read a record at an offset of a partition where the partition's \
+             final log holds another record (or none), then read a record the final log \
+             does hold at a higher offset, without seeking back to or below the first \
+             offset (it went on from a truncated log: KIP-320's validation failed); counted \
+             once per consumer and partition."
+        }
         _ => txn_checker::describe(kind).unwrap_or("Not an anomaly kind kafkasim checks."),
     }
 }
@@ -254,6 +262,7 @@ pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
         ..
     } = collector;
     check_snapshot(snapshot, &mut tallies);
+    check_truncation(history, snapshot, &mut tallies);
     check_groups(history, snapshot, &view, &mut tallies, &mut stats);
     txn_checker::check(history, snapshot, &view, &mut tallies);
     CheckResult {
@@ -1421,6 +1430,104 @@ fn check_snapshot(snapshot: &Snapshot, tallies: &mut Tallies) {
                     )
                 });
             }
+        }
+    }
+}
+
+/// A consumer's read of a record the final log does not hold at its offset.
+struct DivergedRead {
+    offset: Offset,
+    value: Value,
+    /// What the final log holds there.
+    held: Option<Value>,
+    index: u64,
+    at_ms: Millis,
+}
+
+/// `undetected-truncation`: per consumer process and partition, a read that the
+/// partition's final log (its leader's at the end) contradicts, then a read that it
+/// confirms at a higher offset, with no seek to or below the contradicted offset in
+/// between. A consumer that validates its position after a leader change (KIP-320)
+/// seeks back to the divergence point before it reads from the new log.
+fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
+    let final_logs: BTreeMap<&TopicPartition, BTreeMap<Offset, Value>> = snapshot
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let leader = p.leader?;
+            let r = p.replicas.iter().find(|r| r.broker == leader)?;
+            Some((&p.partition, r.records.iter().copied().collect()))
+        })
+        .collect();
+    // Per (consumer, partition): the lowest contradicted read since the last seek to or
+    // below it, and whether the pair was already counted.
+    let mut lanes: BTreeMap<(NodeId, &TopicPartition), (Option<DivergedRead>, bool)> =
+        BTreeMap::new();
+    for entry in &history.entries {
+        match &entry.op {
+            Op::Seek {
+                partition, offset, ..
+            } => {
+                if let Some((diverged, _)) = lanes.get_mut(&(entry.process, partition)) {
+                    if diverged.as_ref().is_some_and(|d| *offset <= d.offset) {
+                        *diverged = None;
+                    }
+                }
+            }
+            Op::Poll {
+                partition, records, ..
+            } => {
+                let Some(log) = final_logs.get(partition) else {
+                    continue;
+                };
+                let (diverged, counted) = lanes.entry((entry.process, partition)).or_default();
+                for (i, r) in records.iter().enumerate() {
+                    let held = log.get(&r.offset).copied();
+                    if held != Some(r.value) {
+                        if diverged.as_ref().is_none_or(|d| r.offset < d.offset) {
+                            *diverged = Some(DivergedRead {
+                                offset: r.offset,
+                                value: r.value,
+                                held,
+                                index: entry.index,
+                                at_ms: entry_ms(entry),
+                            });
+                        }
+                        continue;
+                    }
+                    let Some(d) = diverged.as_ref().filter(|d| r.offset > d.offset) else {
+                        continue;
+                    };
+                    if *counted {
+                        continue;
+                    }
+                    *counted = true;
+                    let process = entry.process;
+                    let at = Secs(entry_ms(entry));
+                    tallies.add_lines(
+                        "undetected-truncation",
+                        (entry.index, i as u64),
+                        &[d.index],
+                        || {
+                            let held = match d.held {
+                                Some(v) => format!("holds value {v} there"),
+                                None => "holds no record there".to_string(),
+                            };
+                            format!(
+                                "{process} read value {} at offset {} of {partition} at {} s (the \
+                             final log {held}), then read offset {} at {at} s without seeking \
+                             back to offset {} or below",
+                                d.value,
+                                d.offset,
+                                Secs(d.at_ms),
+                                r.offset,
+                                d.offset
+                            )
+                        },
+                    );
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -2675,6 +2782,108 @@ mod tests {
     }
 
     // ------------------------------------------------------------ API, determinism, scale
+
+    // ------------------------------------------------------------ undetected-truncation
+
+    /// The final log of `orders-0` after an unclean election: offsets 0 and 1 as the
+    /// old leader had them, then the new leader's records (values 4, 5, 6 at 2, 3, 4).
+    fn diverged_final_log() -> Snapshot {
+        let log = [
+            (0, v(0, 0)),
+            (1, v(0, 1)),
+            (2, v(0, 4)),
+            (3, v(0, 5)),
+            (4, v(0, 6)),
+        ];
+        Snapshot {
+            partitions: vec![partition(0, Some(2), &[2], vec![replica(2, 5, &log)])],
+            ..Snapshot::default()
+        }
+    }
+
+    /// A consumer that read the old leader's offsets 0-3 (values 0-3).
+    fn read_old_leader(b: &mut B, consumer: u32) {
+        b.poll(consumer, 100, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .poll(consumer, 200, 0, &[(2, v(0, 2)), (3, v(0, 3))]);
+    }
+
+    fn truncations(r: &CheckResult) -> u64 {
+        r.anomalies
+            .get("undetected-truncation")
+            .map_or(0, |a| a.count)
+    }
+
+    #[test]
+    fn going_on_past_a_truncation_without_seeking_back_is_undetected() {
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        b.poll(0, 300, 0, &[(4, v(0, 6))]);
+        let r = check(&b.h, &diverged_final_log());
+        assert_eq!(truncations(&r), 1);
+        assert_eq!(
+            examples(&r, "undetected-truncation"),
+            [format!(
+                "consumer-0 read value {} at offset 2 of orders-0 at 0.200 s (the final log \
+                 holds value {} there), then read offset 4 at 0.300 s without seeking back to \
+                 offset 2 or below",
+                v(0, 2),
+                v(0, 4)
+            )]
+        );
+        assert_eq!(r.anomalies["undetected-truncation"].lines, vec![vec![1, 2]]);
+    }
+
+    #[test]
+    fn seeking_back_to_the_divergence_point_detects_the_truncation() {
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        b.seek(0, 250, 0, 2)
+            .poll(0, 300, 0, &[(2, v(0, 4)), (3, v(0, 5)), (4, v(0, 6))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+        // Seeking further back (a reset to earliest) is as good.
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        b.seek(0, 250, 0, 0)
+            .poll(0, 300, 0, &[(0, v(0, 0)), (4, v(0, 6))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+    }
+
+    #[test]
+    fn seeking_above_the_first_diverged_read_is_not_enough() {
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        b.seek(0, 250, 0, 3).poll(0, 300, 0, &[(3, v(0, 5))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 1);
+    }
+
+    #[test]
+    fn truncation_is_counted_once_per_consumer_and_partition() {
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        read_old_leader(&mut b, 1);
+        b.poll(0, 300, 0, &[(4, v(0, 6))])
+            .poll(0, 400, 0, &[(5, v(0, 7))])
+            .poll(1, 300, 0, &[(4, v(0, 6))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 2);
+    }
+
+    #[test]
+    fn reads_of_the_diverged_log_alone_or_of_another_consumer_are_fine() {
+        // Never reached the new log: nothing went on past the truncation (yet).
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+        // Another consumer reading the new log is not the one that read the old.
+        b.poll(1, 300, 0, &[(3, v(0, 5)), (4, v(0, 6))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+        // A partition without a leader at the end has no final log to compare with.
+        b.poll(0, 400, 0, &[(4, v(0, 6))]);
+        let leaderless = Snapshot {
+            partitions: vec![partition(0, None, &[], Vec::new())],
+            ..Snapshot::default()
+        };
+        assert_eq!(truncations(&check(&b.h, &leaderless)), 0);
+    }
 
     #[test]
     fn every_kind_is_described() {

@@ -25,6 +25,7 @@
 //!   assign mode.
 
 use crate::actor::{Actor, Millis, Outbox};
+use crate::bugs::{Bug, Bugs};
 use crate::config::{AutoOffsetReset, ConsumerConfig};
 use crate::consumer_coordinator::{AssignmentChange, ConsumerCoordinator, GroupContext};
 pub use crate::consumer_coordinator::{CommitId, GroupEvent, MemberState};
@@ -33,8 +34,9 @@ use crate::producer::{InFlightRequest, MetadataCache, NetworkClient, RECORD_TIME
 use crate::protocol::{
     AbortedTransaction, BrokerId, CommittedOffset, ErrorCode, FetchPartition,
     FetchPartitionResponse, FetchRequest, FetchResponse, IsolationLevel, LeaderEpoch,
-    ListOffsetsRequest, ListOffsetsResponse, Message, NodeId, Offset, Request, Response,
-    TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+    ListOffsetsRequest, ListOffsetsResponse, Message, NodeId, Offset, OffsetsForLeaderEpochRequest,
+    OffsetsForLeaderEpochResponse, Request, Response, TopicPartition, EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
 };
 use crate::record::{ControlRecordType, EndTransactionMarker, RecordBatch, RecordError};
 use rand::{Rng, SeedableRng};
@@ -98,6 +100,11 @@ enum ConsumerRequest {
     ListOffsets { partitions: Vec<TopicPartition> },
     /// A `ListOffsets` by timestamp for `offsetsForTimes` lookups.
     OffsetsForTimes { partitions: Vec<TopicPartition> },
+    /// An `OffsetsForLeaderEpoch` validating positions (KIP-320): each partition with
+    /// the position it validates.
+    OffsetsForLeaderEpoch {
+        partitions: Vec<(TopicPartition, Offset)>,
+    },
 }
 
 /// An `offsetsForTimes` lookup of one partition not answered yet.
@@ -133,6 +140,13 @@ struct PendingReset {
     in_flight: Option<u64>,
 }
 
+/// A position awaiting validation (KIP-320's `AWAIT_VALIDATION`).
+#[derive(Debug)]
+struct PendingValidation {
+    /// The correlation id of the `OffsetsForLeaderEpoch` in flight, if any.
+    in_flight: Option<u64>,
+}
+
 /// `SubscriptionState.TopicPartitionState`: one assigned partition.
 #[derive(Debug)]
 struct PartitionState {
@@ -152,6 +166,13 @@ struct PartitionState {
     initializing: bool,
     /// The leader epoch of the last consumed record (or of the committed offset), -1.
     position_epoch: LeaderEpoch,
+    /// The leader (and its epoch) the position was last validated against or taken
+    /// with (Kafka's `FetchPosition.currentLeader`); a different one in the metadata
+    /// means the position must be validated.
+    current_leader: Option<(BrokerId, LeaderEpoch)>,
+    /// `AWAIT_VALIDATION` (KIP-320): not fetched until `OffsetsForLeaderEpoch` says
+    /// where the position's epoch ends on the current leader.
+    validation: Option<PendingValidation>,
     /// Subscribe mode: fetched records wait in the fetch buffer; not fetched meanwhile.
     buffered: bool,
 }
@@ -167,6 +188,8 @@ impl PartitionState {
             failed: false,
             initializing: false,
             position_epoch: -1,
+            current_leader: None,
+            validation: None,
             buffered: false,
         }
     }
@@ -192,6 +215,8 @@ pub struct Consumer {
     timestamp_probe: Option<TimestampProbe>,
     /// The latest time seen (timers are computed relative to it).
     now: Millis,
+    /// Switched-off safeguards.
+    bugs: Bugs,
 }
 
 impl Consumer {
@@ -230,6 +255,7 @@ impl Consumer {
             timestamp_lookups: BTreeMap::new(),
             timestamp_probe: None,
             now: 0,
+            bugs: Bugs::default(),
         }
     }
 
@@ -405,6 +431,8 @@ impl Consumer {
     fn consumed(&self) -> Vec<CommittedOffset> {
         self.assignment
             .iter()
+            // A position awaiting validation is still what the application consumed
+            // (a pipeline commits it with the transaction that processed its records).
             .filter(|(_, s)| !s.initializing && !s.failed && s.reset.is_none())
             .filter_map(|(tp, s)| {
                 s.position.map(|offset| CommittedOffset {
@@ -587,6 +615,12 @@ impl Consumer {
         self.process
     }
 
+    /// Runs with the given safeguards switched off (`no-position-validation`).
+    pub fn with_bugs(mut self, bugs: Bugs) -> Self {
+        self.bugs = bugs;
+        self
+    }
+
     /// Runs as `process` (a pipeline's consumer shares its process with a producer).
     pub fn with_process(mut self, process: NodeId) -> Self {
         self.process = process;
@@ -618,6 +652,9 @@ impl Consumer {
             return;
         };
         state.position = Some(offset);
+        // Kafka's `seek(partition, offset)`: no epoch, so no validation.
+        state.position_epoch = -1;
+        state.validation = None;
         state.reset = None;
         state.buffered = false;
         self.completed_fetches.retain(|f| &f.tp != tp);
@@ -646,6 +683,7 @@ impl Consumer {
         self.handle_timeouts(now, out);
         self.run_group(now, out);
         self.reset_positions(now, out);
+        self.validate_positions(now, out);
         self.run_timestamp_probe(now);
         self.send_timestamp_lookups(now, out);
         self.send_fetches(now, out);
@@ -747,6 +785,11 @@ impl Consumer {
                 ConsumerRequest::OffsetsForTimes { partitions } => {
                     for tp in partitions {
                         self.timestamp_lookup_failed(now, &tp);
+                    }
+                }
+                ConsumerRequest::OffsetsForLeaderEpoch { partitions } => {
+                    for (tp, _) in partitions {
+                        self.validation_failed(now, &tp);
                     }
                 }
             }
@@ -980,7 +1023,11 @@ impl Consumer {
             let Some(position) = state.position else {
                 continue;
             };
-            if state.failed || state.reset.is_some() || state.buffered || state.backoff_until > now
+            if state.failed
+                || state.reset.is_some()
+                || state.validation.is_some()
+                || state.buffered
+                || state.backoff_until > now
             {
                 continue;
             }
@@ -1048,6 +1095,8 @@ impl Consumer {
             if part.error == ErrorCode::None && part.offset >= 0 {
                 let reason = state.reset.take().expect("reset pending").reason;
                 state.position = Some(part.offset);
+                // No epoch: the new position is not validated (Kafka's reset).
+                state.position_epoch = -1;
                 out.record(Entry::instant(
                     self.process(),
                     now,
@@ -1060,6 +1109,186 @@ impl Consumer {
             } else {
                 self.metadata.request_update();
                 self.list_offsets_failed(now, &tp);
+            }
+        }
+    }
+
+    /// `OffsetFetcher.validatePositionsIfNeeded` (KIP-320): a partition whose leader or
+    /// leader epoch in the metadata differs from the one its position was taken with
+    /// waits for validation if the position has an epoch (Kafka's
+    /// `maybeValidatePositionForCurrentLeader`; without one there is nothing to ask);
+    /// then one `OffsetsForLeaderEpoch` per leader asks where each position's epoch
+    /// ends. The `no-position-validation` bug never validates (the client before
+    /// KIP-320).
+    fn validate_positions(&mut self, now: Millis, out: &mut Outbox) {
+        let validate = !self.bugs.on(Bug::NoPositionValidation);
+        let mut by_leader: BTreeMap<BrokerId, Vec<(TopicPartition, LeaderEpoch, LeaderEpoch)>> =
+            BTreeMap::new();
+        for (tp, state) in &mut self.assignment {
+            if state.position.is_none()
+                || state.failed
+                || state.initializing
+                || state.reset.is_some()
+                || state.buffered
+            {
+                continue;
+            }
+            let Some(leader) = self.metadata.leader(tp) else {
+                continue;
+            };
+            if state.current_leader != Some(leader) {
+                state.current_leader = Some(leader);
+                state.validation = (validate && state.position_epoch >= 0)
+                    .then_some(PendingValidation { in_flight: None });
+            }
+            if state
+                .validation
+                .as_ref()
+                .is_some_and(|v| v.in_flight.is_none())
+                && state.backoff_until <= now
+            {
+                by_leader.entry(leader.0).or_default().push((
+                    tp.clone(),
+                    leader.1,
+                    state.position_epoch,
+                ));
+            }
+        }
+        for (leader, partitions) in by_leader {
+            let kind = ConsumerRequest::OffsetsForLeaderEpoch {
+                partitions: partitions
+                    .iter()
+                    .map(|(tp, _, _)| {
+                        let position = self.assignment[tp].position.expect("has a position");
+                        (tp.clone(), position)
+                    })
+                    .collect(),
+            };
+            let tps: Vec<TopicPartition> = partitions.iter().map(|(tp, _, _)| tp.clone()).collect();
+            let request = Request::OffsetsForLeaderEpoch(OffsetsForLeaderEpochRequest {
+                replica_id: None,
+                partitions,
+            });
+            let correlation_id = self.net.send(now, leader, request, Some(kind), out);
+            for tp in tps {
+                let state = self.assignment.get_mut(&tp).expect("assigned partition");
+                state
+                    .validation
+                    .as_mut()
+                    .expect("awaiting validation")
+                    .in_flight = Some(correlation_id);
+            }
+        }
+    }
+
+    /// A validation attempt for `tp` failed: refresh metadata, retry after
+    /// `retry.backoff.ms` (one request in flight per partition bounds the retries).
+    fn validation_failed(&mut self, now: Millis, tp: &TopicPartition) {
+        let Some(state) = self.assignment.get_mut(tp) else {
+            return; // revoked meanwhile
+        };
+        if let Some(validation) = &mut state.validation {
+            validation.in_flight = None;
+        }
+        state.backoff_until = now + self.config.retry_backoff_ms;
+        self.metadata.request_update();
+    }
+
+    /// `SubscriptionState.maybeCompleteValidation` for an `OffsetsForLeaderEpoch`
+    /// answer: an end offset below the position means the log was truncated under the
+    /// consumer, which seeks to that first offset known to diverge (recorded as an
+    /// [`Op::Seek`]) or, with `auto.offset.reset=none`, fails with
+    /// `LogTruncationException`; no end offset at all resets the position per
+    /// `auto.offset.reset`; otherwise the position is valid and fetching resumes.
+    /// Errors (`NOT_LEADER_OR_FOLLOWER`, `FENCED_LEADER_EPOCH`, `UNKNOWN_LEADER_EPOCH`,
+    /// ...) refresh metadata and retry.
+    fn handle_offsets_for_leader_epoch(
+        &mut self,
+        now: Millis,
+        correlation_id: u64,
+        partitions: Vec<(TopicPartition, Offset)>,
+        response: OffsetsForLeaderEpochResponse,
+        out: &mut Outbox,
+    ) {
+        let policy = self.reset_policy_name();
+        let none_policy = self.config.auto_offset_reset == AutoOffsetReset::None;
+        let read_committed = self.read_committed();
+        for (tp, requested) in partitions {
+            let Some(state) = self.assignment.get(&tp) else {
+                continue; // revoked meanwhile
+            };
+            let awaited = state
+                .validation
+                .as_ref()
+                .is_some_and(|v| v.in_flight == Some(correlation_id));
+            if !awaited || state.position != Some(requested) {
+                continue; // the position moved since the request was sent
+            }
+            let part = response
+                .partitions
+                .iter()
+                .find(|p| p.tp == tp)
+                .unwrap_or_else(|| panic!("OffsetsForLeaderEpoch response lacks {tp}"));
+            if part.error != ErrorCode::None {
+                self.validation_failed(now, &tp);
+                continue;
+            }
+            let undefined = part.end_offset < 0 || part.leader_epoch < 0;
+            if !undefined && part.end_offset >= requested {
+                let state = self.assignment.get_mut(&tp).expect("assigned partition");
+                state.validation = None;
+                continue;
+            }
+            let truncation = if undefined {
+                format!("Truncation detected for partition {tp} at offset {requested}")
+            } else {
+                format!(
+                    "Truncation detected for partition {tp} at offset {requested}: leader \
+                     epoch {} ends at offset {}",
+                    part.leader_epoch, part.end_offset
+                )
+            };
+            let process = self.process();
+            let state = self.assignment.get_mut(&tp).expect("assigned partition");
+            state.validation = None;
+            if none_policy {
+                state.failed = true;
+                out.record(Entry {
+                    outcome: Outcome::Fail {
+                        error: format!(
+                            "LogTruncationException: {truncation}, but no reset policy is set"
+                        ),
+                    },
+                    ..Entry::instant(
+                        process,
+                        now,
+                        Op::Poll {
+                            read_committed,
+                            partition: tp.clone(),
+                            records: Vec::new(),
+                            high_watermark: state.last_high_watermark.unwrap_or(-1),
+                        },
+                    )
+                });
+            } else if undefined {
+                state.reset = Some(PendingReset {
+                    reason: format!("{truncation}; auto.offset.reset={policy}"),
+                    in_flight: None,
+                });
+            } else {
+                state.position = Some(part.end_offset);
+                state.position_epoch = part.leader_epoch;
+                out.record(Entry::instant(
+                    process,
+                    now,
+                    Op::Seek {
+                        partition: tp,
+                        offset: part.end_offset,
+                        reason: format!(
+                            "{truncation}; resetting offset to the first offset known to diverge"
+                        ),
+                    },
+                ));
             }
         }
     }
@@ -1085,6 +1314,7 @@ impl Consumer {
             };
             if state.failed
                 || state.reset.is_some()
+                || state.validation.is_some()
                 || state.buffered
                 || state.position != Some(fetch_offset)
             {
@@ -1202,6 +1432,9 @@ impl Consumer {
             );
         } else {
             state.position = Some(position);
+            if let Some((_, epoch)) = records.last() {
+                state.position_epoch = *epoch;
+            }
         }
         let state = self.assignment.get_mut(tp).expect("assigned partition");
         // A read_committed consumer also records the last stable offset it stops at.
@@ -1358,6 +1591,18 @@ impl Actor for Consumer {
                         ) => {
                             self.handle_offsets_for_times(now, correlation_id, partitions, l, out);
                         }
+                        (
+                            ConsumerRequest::OffsetsForLeaderEpoch { partitions },
+                            Response::OffsetsForLeaderEpoch(r),
+                        ) => {
+                            self.handle_offsets_for_leader_epoch(
+                                now,
+                                correlation_id,
+                                partitions,
+                                r,
+                                out,
+                            );
+                        }
                         (_, response) => panic!(
                             "consumer-{}: response {response:?} does not match its request",
                             self.index
@@ -1393,7 +1638,11 @@ impl Actor for Consumer {
         let backoff = self
             .assignment
             .values()
-            .filter(|s| !s.failed && s.reset.as_ref().is_none_or(|r| r.in_flight.is_none()))
+            .filter(|s| {
+                !s.failed
+                    && s.reset.as_ref().is_none_or(|r| r.in_flight.is_none())
+                    && s.validation.as_ref().is_none_or(|v| v.in_flight.is_none())
+            })
             .map(|s| s.backoff_until)
             .filter(|t| *t > self.now)
             .min();
@@ -1524,6 +1773,23 @@ mod tests {
                     offset: *offset,
                     leader_epoch: 0,
                 })
+                .collect(),
+        })
+    }
+
+    /// An `OffsetsForLeaderEpoch` answer: (partition, error, leader epoch, end offset).
+    fn epoch_answer(partitions: &[(TopicPartition, ErrorCode, LeaderEpoch, Offset)]) -> Response {
+        Response::OffsetsForLeaderEpoch(OffsetsForLeaderEpochResponse {
+            partitions: partitions
+                .iter()
+                .map(
+                    |(tp, error, leader_epoch, end_offset)| crate::protocol::EpochEndOffset {
+                        tp: tp.clone(),
+                        error: *error,
+                        leader_epoch: *leader_epoch,
+                        end_offset: *end_offset,
+                    },
+                )
                 .collect(),
         })
     }
@@ -1911,6 +2177,206 @@ mod tests {
             }
         }
         panic!("no fetch from the new leader by {now}");
+    }
+
+    /// A consumer of `t` that read offsets 0-2 (leader epoch 0) from broker 1, whose
+    /// next fetch fails with NOT_LEADER_OR_FOLLOWER; metadata then names broker 2 with
+    /// leader epoch 4. Returns the first requests for the partition after the metadata
+    /// arrived, and when they were sent.
+    fn leader_moved(bugs: Bugs) -> (Consumer, Outbox, Millis, Vec<(BrokerId, u64, Request)>) {
+        let (c, mut out, (_, cid, _)) = fetching(config(AutoOffsetReset::Earliest), 0);
+        let mut c = c.with_bugs(bugs);
+        let records = vec![batch(0, &[1, 2, 3])];
+        respond(
+            &mut c,
+            10,
+            1,
+            cid,
+            fetch_answer(tp(0), ErrorCode::None, 3, records),
+            &mut out,
+        );
+        let reqs = take(&mut out);
+        let (_, cid, f) = fetch_of(only(&reqs, "Fetch")[0]);
+        assert_eq!(f.partitions[0].fetch_offset, 3);
+        let not_leader = fetch_answer(tp(0), ErrorCode::NotLeaderOrFollower, -1, vec![]);
+        respond(&mut c, 20, 1, cid, not_leader, &mut out);
+        let mut now = 20;
+        for _ in 0..10 {
+            now = c.next_timer().expect("a retry is due");
+            c.on_timer(now, &mut out);
+            let reqs = take(&mut out);
+            if let Some(md) = only(&reqs, "Metadata").first() {
+                respond(&mut c, now, md.0, md.1, metadata(&[(0, 2, 4)]), &mut out);
+                break;
+            }
+        }
+        // The fetch error's retry.backoff.ms holds the partition's next request.
+        for _ in 0..10 {
+            let sent = take(&mut out);
+            if sent
+                .iter()
+                .any(|(_, _, r)| !matches!(r, Request::Metadata(_)))
+            {
+                out.history.clear();
+                return (c, out, now, sent);
+            }
+            now = c.next_timer().expect("a request is due");
+            c.on_timer(now, &mut out);
+        }
+        panic!("nothing sent to the new leader by {now}");
+    }
+
+    /// The one OffsetsForLeaderEpoch among `reqs`: (broker, correlation id, partitions).
+    fn epoch_request(
+        reqs: &[(BrokerId, u64, Request)],
+    ) -> (
+        BrokerId,
+        u64,
+        Vec<(TopicPartition, LeaderEpoch, LeaderEpoch)>,
+    ) {
+        let found = only(reqs, "OffsetsForLeaderEpoch");
+        assert_eq!(found.len(), 1, "one OffsetsForLeaderEpoch in {reqs:?}");
+        let Request::OffsetsForLeaderEpoch(r) = &found[0].2 else {
+            unreachable!()
+        };
+        assert_eq!(r.replica_id, None, "a consumer's request");
+        (found[0].0, found[0].1, r.partitions.clone())
+    }
+
+    #[test]
+    fn a_leader_change_validates_the_position_before_fetching() {
+        let (mut c, mut out, now, reqs) = leader_moved(Bugs::default());
+        assert!(
+            only(&reqs, "Fetch").is_empty(),
+            "no fetch awaiting validation"
+        );
+        let (broker, cid, partitions) = epoch_request(&reqs);
+        assert_eq!(broker, 2, "asks the new leader");
+        assert_eq!(
+            partitions,
+            vec![(tp(0), 4, 0)],
+            "current leader epoch from the metadata, the epoch of the last record read"
+        );
+        // A retriable error refreshes metadata and asks again after retry.backoff.ms.
+        let fenced = epoch_answer(&[(tp(0), ErrorCode::UnknownLeaderEpoch, -1, -1)]);
+        respond(&mut c, now + 1, 2, cid, fenced, &mut out);
+        assert!(only(&take(&mut out), "Fetch").is_empty());
+        let mut asked_again = None;
+        let mut t = now + 1;
+        for _ in 0..10 {
+            t = c.next_timer().expect("a retry is due");
+            c.on_timer(t, &mut out);
+            let reqs = take(&mut out);
+            assert!(only(&reqs, "Fetch").is_empty(), "still awaiting validation");
+            if let Some(md) = only(&reqs, "Metadata").first() {
+                respond(&mut c, t, md.0, md.1, metadata(&[(0, 2, 4)]), &mut out);
+            }
+            let reqs: Vec<_> = reqs.into_iter().chain(take(&mut out)).collect();
+            if !only(&reqs, "OffsetsForLeaderEpoch").is_empty() {
+                asked_again = Some(epoch_request(&reqs));
+                break;
+            }
+        }
+        let (broker, _, partitions) = asked_again.expect("validation retried");
+        assert_eq!((broker, partitions), (2, vec![(tp(0), 4, 0)]));
+        assert!(
+            t >= now + 1 + 100,
+            "after retry.backoff.ms, asked again at {t}"
+        );
+        assert!(ops(&out).is_empty(), "no seek, no poll");
+    }
+
+    #[test]
+    fn an_epoch_ending_below_the_position_seeks_to_the_divergence_point() {
+        let (mut c, mut out, now, reqs) = leader_moved(Bugs::default());
+        let (_, cid, _) = epoch_request(&reqs);
+        respond(
+            &mut c,
+            now + 1,
+            2,
+            cid,
+            epoch_answer(&[(tp(0), ErrorCode::None, 0, 1)]),
+            &mut out,
+        );
+        assert_eq!(
+            ops(&out),
+            vec![Op::Seek {
+                partition: tp(0),
+                offset: 1,
+                reason: "Truncation detected for partition t-0 at offset 3: leader epoch 0 \
+                         ends at offset 1; resetting offset to the first offset known to diverge"
+                    .into()
+            }]
+        );
+        let reqs = take(&mut out);
+        let (broker, _, f) = fetch_of(only(&reqs, "Fetch")[0]);
+        assert_eq!(
+            (
+                broker,
+                f.partitions[0].fetch_offset,
+                f.partitions[0].current_leader_epoch
+            ),
+            (2, 1, 4)
+        );
+        assert_eq!(c.positions(), vec![(tp(0), 1)]);
+    }
+
+    #[test]
+    fn truncation_with_auto_offset_reset_none_is_a_log_truncation_exception() {
+        let (c, mut out, now, reqs) = leader_moved(Bugs::default());
+        let mut c = Consumer {
+            config: config(AutoOffsetReset::None),
+            ..c
+        };
+        let (_, cid, _) = epoch_request(&reqs);
+        respond(
+            &mut c,
+            now + 1,
+            2,
+            cid,
+            epoch_answer(&[(tp(0), ErrorCode::None, 0, 1)]),
+            &mut out,
+        );
+        let failed = &out.history[0];
+        assert!(
+            matches!(&failed.outcome, Outcome::Fail { error }
+                if error.starts_with("LogTruncationException: Truncation detected for partition t-0 at offset 3")),
+            "{failed:?}"
+        );
+        assert!(
+            only(&take(&mut out), "Fetch").is_empty(),
+            "never fetched again"
+        );
+        assert_eq!(c.positions(), vec![(tp(0), 3)]);
+    }
+
+    #[test]
+    fn an_epoch_ending_at_or_past_the_position_resumes_fetching_there() {
+        for end in [3, 7] {
+            let (mut c, mut out, now, reqs) = leader_moved(Bugs::default());
+            let (_, cid, _) = epoch_request(&reqs);
+            let answer = epoch_answer(&[(tp(0), ErrorCode::None, 0, end)]);
+            respond(&mut c, now + 1, 2, cid, answer, &mut out);
+            assert!(ops(&out).is_empty(), "no seek");
+            let reqs = take(&mut out);
+            let (broker, _, f) = fetch_of(only(&reqs, "Fetch")[0]);
+            assert_eq!((broker, f.partitions[0].fetch_offset), (2, 3));
+        }
+    }
+
+    #[test]
+    fn without_position_validation_the_new_leader_is_fetched_at_once() {
+        let (_, _, _, reqs) = leader_moved(Bugs::of(&[Bug::NoPositionValidation]));
+        assert!(only(&reqs, "OffsetsForLeaderEpoch").is_empty());
+        let (broker, _, f) = fetch_of(only(&reqs, "Fetch")[0]);
+        assert_eq!(
+            (
+                broker,
+                f.partitions[0].fetch_offset,
+                f.partitions[0].current_leader_epoch
+            ),
+            (2, 3, 4)
+        );
     }
 
     #[test]
@@ -2353,6 +2819,21 @@ mod tests {
                                 })
                                 .collect(),
                         }),
+                        // Values depend on the offset only: a shorter log is the only
+                        // divergence, and the latest epoch ends at the log end.
+                        Request::OffsetsForLeaderEpoch(r) => epoch_answer(
+                            &r.partitions
+                                .iter()
+                                .map(|(tp, current, _)| {
+                                    let i = tp.partition as usize;
+                                    if leaders[i] != (broker, *current) {
+                                        (tp.clone(), ErrorCode::FencedLeaderEpoch, -1, -1)
+                                    } else {
+                                        (tp.clone(), ErrorCode::None, *current, log_end[i])
+                                    }
+                                })
+                                .collect::<Vec<_>>(),
+                        ),
                         other => panic!("unexpected request {other:?}"),
                     };
                     queue.push((broker, cid, response));
@@ -2603,7 +3084,8 @@ mod tests {
                 cid,
                 Response::OffsetFetch(OffsetFetchResponse {
                     error: ErrorCode::None,
-                    offsets: vec![committed(0, start, 0)],
+                    // No leader epoch: fetched without validation.
+                    offsets: vec![committed(0, start, -1)],
                 }),
                 &mut out,
             );
@@ -2752,7 +3234,8 @@ mod tests {
                 cid,
                 Response::OffsetFetch(OffsetFetchResponse {
                     error: ErrorCode::None,
-                    offsets: vec![committed(0, 5, 0)],
+                    // No leader epoch: nothing to validate.
+                    offsets: vec![committed(0, 5, -1)],
                 }),
                 &mut out,
             );
@@ -3204,7 +3687,7 @@ mod tests {
             };
             assert_eq!(
                 (o.generation_id, o.offsets.clone()),
-                (1, vec![committed(0, 4, 0)])
+                (1, vec![committed(0, 4, -1)])
             );
             respond(
                 &mut c,
@@ -3513,6 +3996,15 @@ mod tests {
                                     })
                                     .collect(),
                             }),
+                            Request::OffsetsForLeaderEpoch(r) => epoch_answer(
+                                &r.partitions
+                                    .iter()
+                                    .map(|(tp, _, _)| {
+                                        let end = log_end[tp.partition as usize];
+                                        (tp.clone(), ErrorCode::None, 0, end)
+                                    })
+                                    .collect::<Vec<_>>(),
+                            ),
                             Request::LeaveGroup(_) => {
                                 Response::LeaveGroup(crate::protocol::LeaveGroupResponse {
                                     error: ErrorCode::None,

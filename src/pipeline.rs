@@ -72,7 +72,8 @@ impl PipelineFactory {
             vec![Arc::from(self.spec.input.as_str())],
             seed,
         )
-        .with_process(self.process());
+        .with_process(self.process())
+        .with_bugs(self.bugs);
         let mut config = self.spec.producer.clone();
         config.transactional_id = self.spec.transactional_id(self.index);
         let setup = ProducerSetup {

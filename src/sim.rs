@@ -675,7 +675,8 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                     broker_ids.clone(),
                     topic_names.clone(),
                     seed_i,
-                );
+                )
+                .with_bugs(bugs);
                 if let Some(probe) = &sc.consumers.timestamp_lookups {
                     consumer.set_timestamp_probe(probe.every_ms, probe.lag_ms);
                 }
@@ -703,6 +704,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                     bootstrap: broker_ids.clone(),
                     topics: topic_names.clone(),
                     seed: seed_i,
+                    bugs,
                 };
                 let plan = ProcessingPlan {
                     mode: sc.processing.mode,

@@ -7,6 +7,7 @@
 //! checker see reordering.
 
 use crate::actor::{Actor, Millis, Outbox};
+use crate::bugs::Bugs;
 use crate::config::ConsumerConfig;
 use crate::consumer::{CommitId, ConsumedRecord, Consumer, GroupEvent};
 use crate::history::{Entry, Op, Outcome, Sink, Value};
@@ -193,6 +194,8 @@ pub struct ConsumerFactory {
     pub topics: Vec<Arc<str>>,
     /// Seed of the first process; later incarnations derive theirs from it.
     pub seed: u64,
+    /// Switched-off safeguards.
+    pub bugs: Bugs,
 }
 
 impl ConsumerFactory {
@@ -204,6 +207,7 @@ impl ConsumerFactory {
             self.topics.clone(),
             self.seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         )
+        .with_bugs(self.bugs)
     }
 }
 

@@ -75,6 +75,11 @@ fn unclean_election() {
 }
 
 #[test]
+fn consumer_truncation() {
+    check_scenario("consumer-truncation.json");
+}
+
+#[test]
 fn clean_election() {
     check_scenario("clean-election.json");
 }
