@@ -73,8 +73,7 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "truncate-to-high-watermark",
         reference: "KIP-101 (KAFKA-1211)",
         summary: "A new follower truncates to its local high watermark instead of the leader's \
-                  epoch end offset; if it is then elected it has lost committed records \
-                  (scenario follower-truncation).",
+                  epoch end offset; if it is then elected it has lost committed records.",
         scenario: "follower-truncation.json",
         finds: "lost-write",
         budget: 10,
@@ -105,8 +104,7 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "no-sequence-check",
         reference: "KIP-98 (KAFKA-4815)",
         summary: "The leader skips the idempotent producer's epoch and sequence check, so a \
-                  batch retried after a lost response is appended twice (scenario \
-                  idempotence-on).",
+                  batch retried after a lost response is appended twice.",
         scenario: "idempotence-on.json",
         finds: "duplicate",
         budget: 10,
@@ -117,7 +115,7 @@ pub const CATALOGUE: &[BugInfo] = &[
         reference: "KAFKA-5494",
         summary: "The idempotent producer re-queues failed batches out of sequence order and, \
                   on OUT_OF_ORDER_SEQUENCE_NUMBER, re-sequences its queue as it stands; with \
-                  5 requests in flight records land out of order (scenario idempotence-on).",
+                  5 requests in flight records land out of order.",
         scenario: "idempotence-on.json",
         finds: "reorder",
         budget: 10,
@@ -127,8 +125,7 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "commit-from-old-generation",
         reference: "classic group protocol generation fencing (KIP-62 era)",
         summary: "The group coordinator accepts offset commits from an older generation, so a \
-                  zombie member that lost its partitions can move their committed offsets back \
-                  (scenario zombie-member).",
+                  zombie member that lost its partitions can move their committed offsets back.",
         scenario: "zombie-member.json",
         finds: "zombie-commit",
         budget: 5,
@@ -138,8 +135,7 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "no-session-expiry",
         reference: "KIP-62 (session.timeout.ms)",
         summary: "The group coordinator never evicts a member silent for session.timeout.ms, so \
-                  a dead consumer keeps its partitions and nobody consumes them (scenarios \
-                  session-timeout, coordinator-failover).",
+                  a dead consumer keeps its partitions and nobody consumes them.",
         scenario: "coordinator-failover.json",
         finds: "unassigned-partition",
         budget: 5,
@@ -172,7 +168,7 @@ pub const CATALOGUE: &[BugInfo] = &[
         reference: "KIP-98 (markers to every partition of a transaction)",
         summary: "The transaction coordinator writes the commit or abort marker to one partition \
                   of a transaction only: the others' records stay open, so the commit is torn \
-                  and their last stable offset never moves (scenario exactly-once-pipeline).",
+                  and their last stable offset never moves.",
         scenario: "exactly-once-pipeline.json",
         finds: "hanging-transaction",
         budget: 3,
@@ -183,7 +179,7 @@ pub const CATALOGUE: &[BugInfo] = &[
         reference: "KIP-320 (KAFKA-6880)",
         summary: "After a leader change the consumer fetches on from its position without asking \
                   OffsetsForLeaderEpoch where its epoch ends: after an unclean election it skips \
-                  the new leader's records below that position (scenario consumer-truncation).",
+                  the new leader's records below that position.",
         scenario: "consumer-truncation.json",
         finds: "undetected-truncation",
         budget: 3,

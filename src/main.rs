@@ -142,7 +142,7 @@ enum Command {
 fn cmd_bugs(measure: Option<&str>, jobs: usize, dir: &Path) -> Result<ExitCode, BadInput> {
     let Some(range) = measure else {
         for b in CATALOGUE {
-            println!("{:<30} {}", b.name, b.reference);
+            println!("{:<32} {}", b.name, b.reference);
             println!("    {}", b.summary);
             println!(
                 "    found by scenarios/{} as {} within {} seeds",
@@ -153,22 +153,25 @@ fn cmd_bugs(measure: Option<&str>, jobs: usize, dir: &Path) -> Result<ExitCode, 
     };
     let seeds = sweep::parse_seed_range(range).map_err(|e| BadInput(format!("--measure: {e}")))?;
     println!(
-        "{:<30} {:<26} {:<22} {:>10} {:>9}",
-        "bug", "scenario", "finds", "first seed", "found on"
+        "{:<32} {:<22} {:<22} {:>10} {:>13} {:>9}",
+        "bug", "scenario", "finds", "first seed", "seeds to find", "found on"
     );
     let mut missed = false;
     for b in CATALOGUE {
         let sc = load(&dir.join(b.scenario))?;
         let found = sweep::detect(&sc, b, &seeds, jobs);
         missed |= found.is_empty();
+        let first = found.first();
+        // Seeds run up to and including the first that finds it.
+        let to_find = first.map(|f| seeds.iter().position(|s| s == f).expect("a swept seed") + 1);
+        let never = || "never".to_string();
         println!(
-            "{:<30} {:<26} {:<22} {:>10} {:>9}",
+            "{:<32} {:<22} {:<22} {:>10} {:>13} {:>9}",
             b.name,
             sc.name,
             b.finds,
-            found
-                .first()
-                .map_or_else(|| "never".to_string(), |s| s.to_string()),
+            first.map_or_else(never, |s| s.to_string()),
+            to_find.map_or_else(never, |n| n.to_string()),
             format!("{}/{}", found.len(), seeds.len())
         );
     }

@@ -54,6 +54,10 @@ pub struct TableSpec {
     /// Fault kinds for this table, when they differ from the matrix's.
     #[serde(default)]
     pub faults: Option<Vec<String>>,
+    /// Anomaly kinds Kafka's design allows in every cell of this table (such as
+    /// Jepsen's `g0` across partitions): counted, shown apart, never a cell's failure.
+    #[serde(default)]
+    pub allowed: Vec<String>,
     /// The rows.
     pub rows: Vec<RowSpec>,
 }
@@ -115,6 +119,9 @@ pub struct TableResult {
     pub rows: Vec<String>,
     /// Fault kinds, in order.
     pub faults: Vec<String>,
+    /// Anomaly kinds allowed in every cell (see [`TableSpec::allowed`]).
+    #[serde(default)]
+    pub allowed: Vec<String>,
     /// Cells, row-major.
     pub cells: Vec<CellResult>,
 }
@@ -226,6 +233,21 @@ pub fn cells(spec: &MatrixSpec, path: &Path, out_dir: &Path) -> Result<Vec<Cell>
                 format!("{} is not JSON: {e}", base_path.display()),
             )
         })?;
+        if let Some((i, k)) = table
+            .allowed
+            .iter()
+            .enumerate()
+            .find(|(_, k)| !ANOMALY_KINDS.contains(&k.as_str()))
+        {
+            return Err(err(
+                path,
+                &field(&format!("allowed[{i}]")),
+                format!(
+                    "unknown anomaly kind `{k}`; allowed: {}",
+                    ANOMALY_KINDS.join(", ")
+                ),
+            ));
+        }
         let faults = table.faults.as_ref().unwrap_or(&spec.faults);
         if faults.is_empty() {
             return Err(err(
@@ -353,6 +375,7 @@ pub fn run(
             base: t.base.clone(),
             rows: t.rows.iter().map(|r| r.name.clone()).collect(),
             faults: t.faults.clone().unwrap_or_else(|| spec.faults.clone()),
+            allowed: t.allowed.clone(),
             cells: Vec::new(),
         })
         .collect();
@@ -365,6 +388,9 @@ pub fn run(
             let n = with.len();
             if ANOMALY_KINDS.contains(&kind.as_str()) {
                 anomalies.insert(kind.clone(), n);
+                if spec.tables[c.table].allowed.contains(kind) {
+                    continue;
+                }
                 if let Some(&s0) = with.as_slice().first() {
                     first = Some(first.map_or(s0, |f| f.min(s0)));
                 }
@@ -417,11 +443,12 @@ fn short(kind: &str) -> &str {
     }
 }
 
-/// One cell as terminal text: `dup 7 reorder 3`, `-` when clean.
-fn cell_text(c: &CellResult) -> String {
+/// One cell as terminal text: `dup 7 reorder 3`, `-` when clean (allowed kinds left out).
+fn cell_text(c: &CellResult, allowed: &[String]) -> String {
     let mut parts: Vec<String> = c
         .anomalies
         .iter()
+        .filter(|(k, _)| !allowed.contains(k))
         .map(|(k, n)| format!("{} {n}", short(k)))
         .collect();
     if c.panics > 0 {
@@ -445,6 +472,12 @@ pub fn text(m: &MatrixResult) -> String {
             t.base.display(),
             m.seeds
         ));
+        if !t.allowed.is_empty() {
+            out.push_str(&format!(
+                "(allowed by Kafka's design in every cell, not shown: {})\n",
+                t.allowed.join(", ")
+            ));
+        }
         let row_w = t.rows.iter().map(|r| r.len()).max().unwrap_or(0).max(8);
         let widths: Vec<usize> = t
             .faults
@@ -453,7 +486,7 @@ pub fn text(m: &MatrixResult) -> String {
                 t.cells
                     .iter()
                     .filter(|c| &c.fault == f)
-                    .map(|c| cell_text(c).len())
+                    .map(|c| cell_text(c, &t.allowed).len())
                     .max()
                     .unwrap_or(1)
                     .max(f.len())
@@ -467,7 +500,9 @@ pub fn text(m: &MatrixResult) -> String {
         for r in &t.rows {
             out.push_str(&format!("{r:<row_w$}"));
             for (f, w) in t.faults.iter().zip(&widths) {
-                let s = t.cell(r, f).map_or_else(|| "?".into(), cell_text);
+                let s = t
+                    .cell(r, f)
+                    .map_or_else(|| "?".into(), |c| cell_text(c, &t.allowed));
                 out.push_str(&format!("  {s:<w$}"));
             }
             out.push('\n');
@@ -513,10 +548,18 @@ pub fn html(m: &MatrixResult) -> String {
     let mut kinds = std::collections::BTreeSet::new();
     for t in &m.tables {
         h.push_str(&format!(
-            "<h2 id=\"{}\">{}</h2><p>Base scenario <code>{}</code>.</p>\n<table><tr><th>settings</th>",
+            "<h2 id=\"{}\">{}</h2><p>Base scenario <code>{}</code>.{}</p>\n<table><tr><th>settings</th>",
             escape(&slug(&t.name)),
             escape(&t.name),
-            escape(&t.base.display().to_string())
+            escape(&t.base.display().to_string()),
+            if t.allowed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " Allowed by Kafka's design in every cell (grey): {}.",
+                    escape(&t.allowed.join(", "))
+                )
+            }
         ));
         for f in &t.faults {
             h.push_str(&format!("<th>{}</th>", escape(f)));
@@ -549,8 +592,13 @@ pub fn html(m: &MatrixResult) -> String {
                 }
                 for (k, n) in &c.anomalies {
                     kinds.insert(k.clone());
+                    let class = if t.allowed.contains(k) {
+                        " class=\"ev\""
+                    } else {
+                        ""
+                    };
                     h.push_str(&format!(
-                        "<div><a href=\"#kind-{k}\">{}</a> {n}/{}</div>",
+                        "<div{class}><a href=\"#kind-{k}\">{}</a> {n}/{}</div>",
                         escape(k),
                         c.seeds
                     ));
