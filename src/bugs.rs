@@ -144,12 +144,13 @@ pub const CATALOGUE: &[BugInfo] = &[
         bug: Bug::ForgetPreparedTxn,
         name: "forget-prepared-txn",
         reference: "KIP-890 (hanging transactions)",
-        summary:
-            "A new transaction coordinator drops the prepared transactions it loads, so their \
-                  markers are never written and the LSO of their partitions stays behind forever.",
+        summary: "A new transaction coordinator drops the prepared transactions it loads: no \
+                  markers, the partition's transaction stays open until the producer's next \
+                  marker there ends it with the wrong outcome (aborted records committed), or \
+                  hangs for good.",
         scenario: "hanging-transaction.json",
-        finds: "hanging-transaction",
-        budget: 10,
+        finds: "zombie-write",
+        budget: 20,
     },
     BugInfo {
         bug: Bug::NoProducerEpochFencing,
@@ -160,7 +161,7 @@ pub const CATALOGUE: &[BugInfo] = &[
                   writes, and adds to and ends its successor's transaction.",
         scenario: "zombie-fencing.json",
         finds: "zombie-write",
-        budget: 5,
+        budget: 10,
     },
     BugInfo {
         bug: Bug::PartialMarkers,

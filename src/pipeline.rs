@@ -9,15 +9,18 @@
 //! sent with the input's key), `sendOffsetsToTransaction` with the
 //! consumer's positions and group metadata, `commitTransaction`. A commit that fails
 //! is followed by `abortTransaction`, and an abort rewinds the consumer to the positions
-//! the transaction started from (what the previous transaction committed). A fenced
-//! producer (`ProducerFencedException`) stops the instance for good, as an application
-//! must close it.
+//! the transaction started from (what the previous transaction committed). A fatal
+//! producer error (`ProducerFencedException`: the coordinator aborted the transaction
+//! on timeout, or a newer instance took the `transactional.id`) closes the producer;
+//! the instance starts over with a new one, as Kafka Streams does (and as a supervisor
+//! restarting the process would).
 //!
 //! At-least-once mode has no transactions: outputs are sent, and the input positions
 //! are `commitSync`ed once every output is acknowledged.
 //!
 //! The host routes each response to the consumer or the producer by correlation id (the
-//! producer's start at [`PIPELINE_PRODUCER_CORRELATION_BASE`]). A crash restarts the
+//! producers' start at [`PIPELINE_PRODUCER_CORRELATION_BASE`], each replacement
+//! producer in a range of its own). A crash restarts the
 //! instance as a new process: a new consumer (a new group member) and a new producer
 //! with the same `transactional.id`, whose `initTransactions` fences the old one.
 
@@ -41,6 +44,8 @@ use std::sync::Arc;
 const IDLE_POLL_MS: Millis = 50;
 /// Bound on the loop's steps per wake-up.
 const MAX_STEPS: usize = 100_000;
+/// Producers one process may create (a new one after each fatal error); then it stops.
+const MAX_PRODUCERS: u64 = 64;
 
 /// Everything needed to build an instance's clients again after a crash.
 pub struct PipelineFactory {
@@ -63,8 +68,12 @@ impl PipelineFactory {
         NodeId::Pipeline(self.index)
     }
 
+    fn seed(&self, incarnation: u64) -> u64 {
+        self.seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
     fn build(&self, incarnation: u64) -> (Consumer, Producer) {
-        let seed = self.seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let seed = self.seed(incarnation);
         let consumer = Consumer::subscribe(
             self.index,
             self.spec.consumer.clone(),
@@ -74,21 +83,27 @@ impl PipelineFactory {
         )
         .with_process(self.process())
         .with_bugs(self.bugs);
+        (consumer, self.build_producer(seed, 0))
+    }
+
+    /// The instance's `generation`-th producer of one process: each has its own range
+    /// of correlation ids, so late answers to a closed producer reach nobody.
+    fn build_producer(&self, seed: u64, generation: u64) -> Producer {
+        assert!(generation < MAX_PRODUCERS, "producer generations bounded");
         let mut config = self.spec.producer.clone();
         config.transactional_id = self.spec.transactional_id(self.index);
         let setup = ProducerSetup {
             process: self.process(),
             transaction_version: self.transaction_version,
-            correlation_base: PIPELINE_PRODUCER_CORRELATION_BASE,
+            correlation_base: PIPELINE_PRODUCER_CORRELATION_BASE + (generation << 40),
         };
-        let producer = Producer::with_setup(
+        Producer::with_setup(
             setup,
             config,
             self.bugs,
             self.bootstrap.clone(),
-            seed ^ 0x5049_5045,
-        );
-        (consumer, producer)
+            seed ^ 0x5049_5045 ^ generation.wrapping_mul(0xff51_afd7_ed55_8ccd),
+        )
     }
 }
 
@@ -129,6 +144,10 @@ pub struct PipelineWorkload {
     rollback: BTreeMap<TopicPartition, Offset>,
     /// Outputs sent so far (across restarts).
     sent: u64,
+    /// The process's incarnation (its clients' seed).
+    incarnation: u64,
+    /// Producers this process has replaced after a fatal error.
+    producer_generation: u64,
     now: Millis,
 }
 
@@ -146,6 +165,8 @@ impl PipelineWorkload {
             txns: 0,
             rollback: BTreeMap::new(),
             sent: 0,
+            incarnation: 0,
+            producer_generation: 0,
             now: 0,
         }
     }
@@ -157,6 +178,8 @@ impl PipelineWorkload {
         let (consumer, producer) = self.factory.build(incarnation);
         self.consumer = consumer;
         self.producer = producer;
+        self.incarnation = incarnation;
+        self.producer_generation = 0;
         self.step = Step::Initializing;
         self.rollback.clear();
     }
@@ -351,6 +374,26 @@ impl PipelineWorkload {
     }
 
     /// Rewinds the consumer to where the aborted transaction started.
+    /// After a fatal producer error (`ProducerFencedException` and the like) the
+    /// application closes its producer and, as Kafka Streams does (and a supervisor
+    /// restarting the process would), starts over with a new one: `initTransactions`
+    /// bumps the epoch, the consumer goes back to where the failed transaction began.
+    /// The closed producer's unfinished sends are indefinite. Bounded: after
+    /// `MAX_PRODUCERS` the instance stops.
+    fn replace_producer(&mut self, now: Millis, out: &mut Outbox) {
+        self.producer.crashed(now, out);
+        self.rewind(now, out);
+        if self.producer_generation + 1 >= MAX_PRODUCERS {
+            self.step = Step::Stopped;
+            return;
+        }
+        self.producer_generation += 1;
+        let seed = self.factory.seed(self.incarnation);
+        self.producer = self.factory.build_producer(seed, self.producer_generation);
+        self.producer.on_start(now, out);
+        self.step = Step::Initializing;
+    }
+
     fn rewind(&mut self, now: Millis, out: &mut Outbox) {
         for (tp, offset) in std::mem::take(&mut self.rollback) {
             self.consumer
@@ -374,7 +417,7 @@ impl PipelineWorkload {
                 Some(TxnClientState::FatalError(_))
             ) && !matches!(self.step, Step::Ending(_))
             {
-                self.step = Step::Stopped;
+                self.replace_producer(now, out);
             }
             match std::mem::replace(&mut self.step, Step::Stopped) {
                 Step::Stopped => return,
@@ -494,7 +537,7 @@ impl PipelineWorkload {
                             self.producer.abort_transaction(now, out);
                             self.step = Step::Ending(false);
                         }
-                        Some(_) => self.step = Step::Stopped,
+                        Some(_) => self.replace_producer(now, out),
                     }
                 }
                 Step::Flushing => {
