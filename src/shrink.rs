@@ -1,7 +1,7 @@
 //! Shrinking a failing run (`kafkasim shrink`): the faults the seed drew are listed
 //! explicitly, delta debugging (Zeller's ddmin) removes faults, and greedy passes
-//! shorten and move the rest and take away producers, consumers, keys, records, time,
-//! brokers and partitions. A change is kept only if the run, with the same seed, still
+//! shorten and move the rest and take away producers, consumers, pipeline instances,
+//! keys, records, time, brokers and partitions. A change is kept only if the run, with the same seed, still
 //! fails the same way.
 //!
 //! Deterministic: every step tries its candidates in a fixed order and keeps the first
@@ -528,7 +528,7 @@ struct Knob {
 
 /// The workload's numbers, in the order they are lowered: who sends and reads, then
 /// what, then for how long.
-const KNOBS: [Knob; 6] = [
+const KNOBS: [Knob; 7] = [
     Knob {
         name: "producers",
         get: |s| u64::from(s.producers.count),
@@ -539,6 +539,22 @@ const KNOBS: [Knob; 6] = [
         name: "consumers",
         get: |s| u64::from(s.consumers.count),
         set: |s, v| s.consumers.count = v as u32,
+        values: |n| fewer(n, 1),
+    },
+    Knob {
+        // Instances listed one by one (`instances`) keep their count.
+        name: "pipeline instances",
+        get: |s| {
+            s.pipelines
+                .as_ref()
+                .filter(|p| p.instances.is_empty())
+                .map_or(0, |p| u64::from(p.count))
+        },
+        set: |s, v| {
+            if let Some(p) = &mut s.pipelines {
+                p.count = v as u32;
+            }
+        },
         values: |n| fewer(n, 1),
     },
     Knob {
