@@ -574,8 +574,9 @@ pub fn html(m: &MatrixResult) -> String {
                 };
                 let worst = c
                     .anomalies
-                    .values()
-                    .copied()
+                    .iter()
+                    .filter(|(k, _)| !t.allowed.contains(k))
+                    .map(|(_, n)| *n)
                     .max()
                     .unwrap_or(0)
                     .max(c.panics);
@@ -653,6 +654,45 @@ mod tests {
             &json!({"a": {"b": 9, "c": null}, "d": [2, 3], "f": "x"}),
         );
         assert_eq!(v, json!({"a": {"b": 9}, "d": [2, 3], "e": 5, "f": "x"}));
+    }
+
+    fn one_cell(anomalies: &[(&str, u64)], allowed: &[&str]) -> MatrixResult {
+        MatrixResult {
+            matrix: "m.json".into(),
+            description: "d".into(),
+            seeds: "0..10".into(),
+            tables: vec![TableResult {
+                name: "t".into(),
+                base: "b.json".into(),
+                rows: vec!["r".into()],
+                faults: vec!["crash".into()],
+                allowed: allowed.iter().map(|k| k.to_string()).collect(),
+                cells: vec![CellResult {
+                    row: "r".into(),
+                    fault: "crash".into(),
+                    scenario: "c.json".into(),
+                    seeds: 10,
+                    anomalies: anomalies.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+                    events: BTreeMap::new(),
+                    panics: 0,
+                    first_failing: None,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn allowed_kinds_are_shown_apart_and_never_shade_a_cell() {
+        let m = one_cell(&[("g0", 10)], &["g0"]);
+        assert!(text(&m).contains("\nr         -"), "{}", text(&m));
+        let h = html(&m);
+        assert!(h.contains("<td class=\"clean\">no anomaly"), "{h}");
+        assert!(h.contains("<div class=\"ev\"><a href=\"#kind-g0\">g0</a> 10/10</div>"));
+        let m = one_cell(&[("g0", 10), ("duplicate", 3)], &["g0"]);
+        assert!(text(&m).contains("dup 3") && !text(&m).contains("g0 10"));
+        assert!(html(&m).contains("<td class=\"some\">"));
+        let m = one_cell(&[("duplicate", 10)], &[]);
+        assert!(html(&m).contains("<td class=\"all\">"));
     }
 
     #[test]
