@@ -128,6 +128,27 @@ fn bad_flags_exit_2() {
     assert!(err.contains("no-such-dir"), "{err}");
 }
 
+/// `bugs` lists every catalogue entry with its reference and the scenario that finds
+/// it; a bad `--measure` range exits 2 before anything runs.
+#[test]
+fn bugs_lists_the_catalogue() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let (code, out, _) = kafkasim(&["bugs"], &root);
+    assert_eq!(code, 0);
+    for entry in kafkasim::bugs::CATALOGUE {
+        assert!(out.contains(entry.name), "{} missing:\n{out}", entry.name);
+        assert!(out.contains(entry.reference), "{out}");
+        assert!(
+            out.contains(&format!("scenarios/{} as {}", entry.scenario, entry.finds)),
+            "{out}"
+        );
+        assert!(root.join("scenarios").join(entry.scenario).exists());
+    }
+    let (code, _, err) = kafkasim(&["bugs", "--measure", "9..3"], &root);
+    assert_eq!(code, 2);
+    assert!(err.contains("--measure"), "{err}");
+}
+
 #[test]
 fn run_writes_a_report_that_repro_confirms() {
     let dir = tmp("repro");
