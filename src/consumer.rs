@@ -408,6 +408,16 @@ impl Consumer {
         self.group.as_ref().map(|g| g.member_id().clone())
     }
 
+    /// The generation and member id of `KafkaConsumer.groupMetadata()` (subscribe mode):
+    /// those of the last completed join, even after the member learned it was evicted
+    /// (Kafka's `ConsumerCoordinator.groupMetadata`, set only in `onJoinComplete`).
+    pub fn group_metadata(&self) -> Option<(i32, Arc<str>)> {
+        self.group.as_ref().map(|g| {
+            let (generation, member_id) = g.joined();
+            (generation, member_id.clone())
+        })
+    }
+
     /// Kafka's member state (subscribe mode).
     pub fn member_state(&self) -> Option<MemberState> {
         self.group.as_ref().map(|g| g.state())
@@ -631,6 +641,27 @@ impl Consumer {
     /// `SubscriptionState.allConsumed`), for `sendOffsetsToTransaction`.
     pub fn consumed_offsets(&self) -> Vec<CommittedOffset> {
         self.consumed()
+    }
+
+    /// Subscribe mode: every assigned partition takes its position again from the
+    /// group's committed offsets, as Kafka Streams re-initializes a task it closed dirty
+    /// (`TaskManager.closeDirtyAndRevive` -> `StreamTask`'s `mainConsumer.committed()`
+    /// and `seek`): positions are dropped with what was fetched, and an `OffsetFetch`
+    /// (`require_stable` when `read_committed`, KIP-447: it waits out pending
+    /// transactional commits) sets them, recorded as seeks to the committed offset.
+    pub fn seek_to_committed(&mut self) {
+        let Some(group) = self.group.as_mut() else {
+            return;
+        };
+        let partitions: Vec<TopicPartition> = self.assignment.keys().cloned().collect();
+        for state in self.assignment.values_mut() {
+            *state = PartitionState {
+                initializing: true,
+                ..PartitionState::new()
+            };
+        }
+        self.completed_fetches.clear();
+        group.refetch_committed(&partitions);
     }
 
     /// `KafkaConsumer.seek`: the next poll of `tp` starts at `offset` (an assigned
@@ -3720,6 +3751,39 @@ mod tests {
                     lost: true
                 }]
             );
+        }
+
+        /// Kafka's `ConsumerCoordinator.groupMetadata()` is set only by
+        /// `onJoinComplete`: after `UNKNOWN_MEMBER_ID` resets the generation and the
+        /// member id (`resetStateAndRejoin`), `groupMetadata()` still names the last
+        /// join, which a zombie's `sendOffsetsToTransaction` then carries (KIP-447).
+        #[test]
+        fn group_metadata_keeps_the_last_join_after_a_reset() {
+            let config = ConsumerConfig {
+                enable_auto_commit: Some(false),
+                ..group_config()
+            };
+            let (mut c, mut out, _) = consuming(config, 4);
+            assert_eq!(c.group_metadata(), Some((1, Arc::from("m-1"))));
+            c.commit_sync(20, None, &mut out);
+            let reqs = take(&mut out);
+            let oc = one(&reqs, "OffsetCommit");
+            let Request::OffsetCommit(o) = &oc.2 else {
+                unreachable!()
+            };
+            respond(
+                &mut c,
+                21,
+                2,
+                oc.1,
+                commit_answer(&o.offsets, ErrorCode::UnknownMemberId),
+                &mut out,
+            );
+            assert_eq!(
+                (c.generation(), c.member_id()),
+                (Some(-1), Some(Arc::from("")))
+            );
+            assert_eq!(c.group_metadata(), Some((1, Arc::from("m-1"))));
         }
 
         #[test]

@@ -190,10 +190,19 @@ enum GroupRequest {
     FindCoordinator,
     JoinGroup,
     SyncGroup,
-    Heartbeat { generation: i32 },
+    Heartbeat {
+        generation: i32,
+    },
     LeaveGroup,
-    OffsetCommit { key: u64 },
-    OffsetFetch { generation: i32, sent_ms: Millis },
+    OffsetCommit {
+        key: u64,
+    },
+    OffsetFetch {
+        generation: i32,
+        sent_ms: Millis,
+        /// The partitions asked for (others may wait for a later `OffsetFetch`).
+        partitions: BTreeSet<TopicPartition>,
+    },
 }
 
 /// Where a (re)join stands.
@@ -284,6 +293,10 @@ pub struct ConsumerCoordinator {
     state: MemberState,
     generation: i32,
     member_id: Arc<str>,
+    /// Kafka's `ConsumerCoordinator.groupMetadata`: the generation and member id of the
+    /// last completed join, set only by `onJoinComplete` (a reset of the generation
+    /// after an error leaves it as it was).
+    joined: (i32, Arc<str>),
     leader: bool,
     rejoin_needed: bool,
     join: Option<JoinPhase>,
@@ -339,6 +352,7 @@ impl ConsumerCoordinator {
             state: MemberState::Unjoined,
             generation: -1,
             member_id: Arc::from(""),
+            joined: (-1, Arc::from("")),
             leader: false,
             rejoin_needed: true,
             join: None,
@@ -375,6 +389,14 @@ impl ConsumerCoordinator {
     /// The member id ("" before the first join and after a reset).
     pub fn member_id(&self) -> &Arc<str> {
         &self.member_id
+    }
+
+    /// The generation and member id of Kafka's `groupMetadata()`: those of the last
+    /// join that completed ((-1, "") before the first), kept after the member learns
+    /// it is out of the group, so that a zombie's `sendOffsetsToTransaction` carries
+    /// them and is refused (KIP-447).
+    pub fn joined(&self) -> (i32, &Arc<str>) {
+        (self.joined.0, &self.joined.1)
     }
 
     /// Kafka's member state.
@@ -597,9 +619,10 @@ impl ConsumerCoordinator {
                 GroupRequest::OffsetFetch {
                     generation,
                     sent_ms,
+                    partitions,
                 },
                 Response::OffsetFetch(r),
-            ) => self.handle_offset_fetch(now, generation, sent_ms, r.error, r.offsets),
+            ) => self.handle_offset_fetch(now, generation, sent_ms, partitions, r.error, r.offsets),
             (kind, response) => {
                 panic!("group response {response:?} does not match its request {kind:?}")
             }
@@ -1132,6 +1155,8 @@ impl ConsumerCoordinator {
         self.join = None;
         self.assignment = assignment.clone();
         self.assignment_generation = self.generation;
+        // `onJoinComplete`: the group metadata of `groupMetadata()`.
+        self.joined = (self.generation, self.member_id.clone());
         self.awaiting_committed = assignment.iter().cloned().collect();
         self.offset_fetch_not_before = now;
         self.next_auto_commit = now + self.auto_commit_interval_ms;
@@ -1350,6 +1375,18 @@ impl ConsumerCoordinator {
                 .any(|r| matches!(r.kind, GroupRequest::OffsetFetch { .. }))
     }
 
+    /// The application re-initializes `partitions` (assigned ones only) from the
+    /// committed offsets (Kafka Streams' task revival, `StreamTask`'s
+    /// `mainConsumer.committed(...)` then `seek`): they wait for an `OffsetFetch` again.
+    pub(crate) fn refetch_committed(&mut self, partitions: &[TopicPartition]) {
+        self.awaiting_committed.extend(
+            partitions
+                .iter()
+                .filter(|tp| self.assignment.contains(tp))
+                .cloned(),
+        );
+    }
+
     /// `refreshCommittedOffsetsIfNeeded`: one `OffsetFetch` for the partitions still
     /// waiting for their committed offsets.
     fn send_offset_fetch(&mut self, now: Millis, coordinator: BrokerId, out: &mut Outbox) {
@@ -1367,6 +1404,7 @@ impl ConsumerCoordinator {
         let kind = GroupRequest::OffsetFetch {
             generation: self.generation,
             sent_ms: now,
+            partitions: self.awaiting_committed.clone(),
         };
         let timeout = self.request_timeout_ms;
         self.send(now, coordinator, request, kind, timeout, out);
@@ -1378,6 +1416,7 @@ impl ConsumerCoordinator {
         now: Millis,
         generation: i32,
         sent_ms: Millis,
+        asked: BTreeSet<TopicPartition>,
         error: ErrorCode,
         offsets: Vec<CommittedOffset>,
     ) {
@@ -1398,7 +1437,12 @@ impl ConsumerCoordinator {
         if generation != self.generation || self.state != MemberState::Stable {
             return; // asked for an assignment that is gone
         }
-        let waiting = std::mem::take(&mut self.awaiting_committed);
+        let (waiting, later): (BTreeSet<_>, BTreeSet<_>) =
+            std::mem::take(&mut self.awaiting_committed)
+                .into_iter()
+                .partition(|tp| asked.contains(tp));
+        // Partitions that began waiting after this request went out ask again.
+        self.awaiting_committed = later;
         let committed = waiting
             .into_iter()
             .map(|tp| {

@@ -508,6 +508,19 @@ pub struct Snapshot {
     /// Each group as its coordinator holds it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GroupSnapshot>,
+    /// When the snapshot was taken (ms; 0: unknown).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub end_ms: u64,
+    /// How long Kafka lets a transaction stay open before its coordinator aborts it:
+    /// the longest `transaction.timeout.ms` of the run's transactional producers plus
+    /// the coordinators' `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    /// (0: unknown, every open transaction counts as hanging).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub transaction_abort_after_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// White-box state of one consumer group at the end of a run.

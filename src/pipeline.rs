@@ -61,6 +61,9 @@ pub struct PipelineFactory {
     pub transaction_version: u8,
     /// Seed of the first process.
     pub seed: u64,
+    /// The application stops and closes its producer at this time (the end of the
+    /// run): `KafkaProducer.close()`, which aborts a transaction still open.
+    pub close_ms: Millis,
 }
 
 impl PipelineFactory {
@@ -129,6 +132,9 @@ enum Step {
     Committing(CommitId),
     /// Fenced or failed for good.
     Stopped,
+    /// The run ended: the producer is closing (`KafkaProducer.close()`); nothing more
+    /// is polled or processed.
+    Closing,
 }
 
 /// One pipeline instance's application.
@@ -217,11 +223,19 @@ impl PipelineWorkload {
             .expect("validated: pipelines have a group")
     }
 
+    /// `consumer.groupMetadata()`: the last joined generation and member id, so that
+    /// an evicted instance (a zombie) sends its old ones and is refused
+    /// (`ILLEGAL_GENERATION` / `UNKNOWN_MEMBER_ID`), not the reset -1 and "" that the
+    /// coordinator accepts from anyone.
     fn group_metadata(&self) -> GroupMetadata {
+        let (generation_id, member_id) = self
+            .consumer
+            .group_metadata()
+            .unwrap_or_else(|| (-1, Arc::from("")));
         GroupMetadata {
             group_id: Arc::from(self.group().as_str()),
-            generation_id: self.consumer.generation().unwrap_or(-1),
-            member_id: self.consumer.member_id().unwrap_or_else(|| Arc::from("")),
+            generation_id,
+            member_id,
             group_instance_id: self
                 .factory
                 .spec
@@ -373,16 +387,21 @@ impl PipelineWorkload {
         self.producer.send(now, output, out);
     }
 
-    /// Rewinds the consumer to where the aborted transaction started.
-    /// After a fatal producer error (`ProducerFencedException` and the like) the
-    /// application closes its producer and, as Kafka Streams does (and a supervisor
-    /// restarting the process would), starts over with a new one: `initTransactions`
-    /// bumps the epoch, the consumer goes back to where the failed transaction began.
-    /// The closed producer's unfinished sends are indefinite. Bounded: after
-    /// `MAX_PRODUCERS` the instance stops.
+    /// After a fatal producer error (`ProducerFencedException` and the like) or a
+    /// transaction end whose outcome the application does not know, it closes its
+    /// producer and, as Kafka Streams does (and a supervisor restarting the process
+    /// would), starts over with a new one: `initTransactions` bumps the epoch, and the
+    /// consumer takes its positions again from the group's committed offsets (Kafka
+    /// Streams closes the tasks dirty and re-initializes them from
+    /// `mainConsumer.committed()`: `TaskManager.closeDirtyAndRevive`,
+    /// `StreamTask.resetOffsetsIfNeededAndInitializeMetadata`), not from where the
+    /// failed transaction began: that transaction may have committed. The closed
+    /// producer's unfinished sends are indefinite. Bounded: after `MAX_PRODUCERS` the
+    /// instance stops.
     fn replace_producer(&mut self, now: Millis, out: &mut Outbox) {
         self.producer.crashed(now, out);
-        self.rewind(now, out);
+        self.rollback.clear();
+        self.consumer.seek_to_committed();
         if self.producer_generation + 1 >= MAX_PRODUCERS {
             self.step = Step::Stopped;
             return;
@@ -394,6 +413,8 @@ impl PipelineWorkload {
         self.step = Step::Initializing;
     }
 
+    /// Rewinds the consumer to where the aborted transaction started (its abort is
+    /// known: those positions are what the previous transaction committed).
     fn rewind(&mut self, now: Millis, out: &mut Outbox) {
         for (tp, offset) in std::mem::take(&mut self.rollback) {
             self.consumer
@@ -412,15 +433,29 @@ impl PipelineWorkload {
             };
             let committed = self.drain_group_events(now, waiting, out);
             let events = self.producer.drain_txn_events();
+            // A stopped instance's producer is closed (no timers, no requests): its
+            // fatal error is not handled again on every wake-up.
             if matches!(
                 self.producer.txn_state(),
                 Some(TxnClientState::FatalError(_))
-            ) && !matches!(self.step, Step::Ending(_))
+            ) && !matches!(self.step, Step::Ending(_) | Step::Stopped | Step::Closing)
             {
                 self.replace_producer(now, out);
             }
+            if now >= self.factory.close_ms && !matches!(self.step, Step::Closing) {
+                // The application shuts down: whatever it was doing, it closes its
+                // producer, which completes what is under way and aborts a transaction
+                // still open.
+                self.step = Step::Closing;
+                self.producer.close(now, out);
+                return;
+            }
             match std::mem::replace(&mut self.step, Step::Stopped) {
                 Step::Stopped => return,
+                Step::Closing => {
+                    self.step = Step::Closing;
+                    return;
+                }
                 Step::Initializing if !self.exactly_once() => self.step = Step::Poll(now),
                 Step::Initializing => {
                     if events.contains(&TxnEvent::Initialized) {
@@ -605,9 +640,91 @@ impl Actor for PipelineWorkload {
             Step::Process { done_ms, .. } => Some(*done_ms),
             _ => None,
         };
-        [self.consumer.next_timer(), self.producer.next_timer(), step]
-            .into_iter()
-            .flatten()
-            .min()
+        let close = (!matches!(self.step, Step::Closing)).then_some(self.factory.close_ms);
+        [
+            self.consumer.next_timer(),
+            self.producer.next_timer(),
+            step,
+            close,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exactly-once instance of a pipeline reading `orders` into `enriched`.
+    pub(crate) fn factory() -> PipelineFactory {
+        let spec: PipelineSpec = serde_json::from_value(serde_json::json!({
+            "input": "orders",
+            "output": "enriched",
+            "mode": "exactly-once",
+            "consumer": {
+                "group.id": "etl",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": false
+            },
+            "producer": { "transactional.id": "etl-txn" },
+            "time_ms": [1, 5]
+        }))
+        .expect("a valid pipeline spec");
+        PipelineFactory {
+            index: 0,
+            spec,
+            bootstrap: vec![1, 2, 3],
+            bugs: Bugs::default(),
+            transaction_version: 2,
+            seed: 7,
+            close_ms: 1_000_000,
+        }
+    }
+
+    fn producer_sends(out: &Outbox) -> usize {
+        out.sends
+            .iter()
+            .filter(|(_, m)| {
+                matches!(m, Message::Request { correlation_id, .. }
+                    if *correlation_id >= PIPELINE_PRODUCER_CORRELATION_BASE)
+            })
+            .count()
+    }
+
+    /// `KafkaProducer.close` stops the `Sender`: an instance that stopped after its last
+    /// allowed producer was fenced keeps no producer timer and sends nothing more, however
+    /// often it wakes (the finding `stopped-pipeline-timer-spin`: each wake-up replaced
+    /// the producer again and left its metadata timer in the past).
+    #[test]
+    fn a_stopped_instance_has_a_closed_producer_without_timers() {
+        let mut w = PipelineWorkload::new(factory());
+        let mut out = Outbox::default();
+        w.on_start(0, &mut out);
+        assert!(producer_sends(&out) > 0, "the producer asks for metadata");
+        w.producer_generation = MAX_PRODUCERS - 1;
+        w.producer
+            .fail_fatally_for_test("ProducerFencedException: test");
+        let mut out = Outbox::default();
+        w.on_timer(1_000, &mut out);
+        assert!(matches!(w.step, Step::Stopped));
+        assert!(w.producer.is_closed());
+        assert_eq!(w.producer.next_timer(), None);
+        assert_eq!(w.producer_generation, MAX_PRODUCERS - 1);
+        let metrics = |out: &Outbox| {
+            out.history
+                .iter()
+                .filter(|e| matches!(e.op, Op::ProducerMetrics(_)))
+                .count()
+        };
+        assert_eq!(metrics(&out), 1, "the producer is closed once");
+        for now in [1_000, 1_001, 400_000] {
+            let mut out = Outbox::default();
+            w.on_timer(now, &mut out);
+            assert_eq!(producer_sends(&out), 0);
+            assert_eq!(metrics(&out), 0, "no second close at {now}");
+            assert!(w.next_timer().is_none_or(|t| t > now), "timer in the past");
+        }
     }
 }

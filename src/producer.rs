@@ -1008,6 +1008,12 @@ pub struct Producer {
     metrics: ProducerMetrics,
     /// The latest time seen (timers are computed relative to it).
     now: Millis,
+    /// Closed (`KafkaProducer.close`, a crash or the end of the run): the `Sender` has
+    /// stopped, so the producer has no timers, sends nothing and ignores late answers.
+    closed: bool,
+    /// `KafkaProducer.close()` was called: finish what is under way, abort an open
+    /// transaction, then close.
+    closing: bool,
 }
 
 impl Producer {
@@ -1078,6 +1084,8 @@ impl Producer {
             pending: 0,
             metrics: ProducerMetrics::default(),
             now: 0,
+            closed: false,
+            closing: false,
             rng,
             bugs,
             config,
@@ -1143,6 +1151,10 @@ impl Producer {
     }
 
     fn abandon(&mut self, now: Millis, reason: &str, out: &mut Outbox) {
+        if self.closed {
+            return; // already closed: its outcomes and metrics are recorded
+        }
+        self.closed = true;
         self.now = now;
         let pending = Outcome::Info {
             reason: reason.to_string(),
@@ -1585,8 +1597,63 @@ impl Producer {
         !self.bugs.on(Bug::NoInOrderRetry)
     }
 
+    /// `KafkaProducer.close()` (Kafka 4.x, `Sender.run` after `initiateClose`): no new
+    /// sends; the records and transactional requests under way complete; then a
+    /// transaction still open and not completing is aborted ("Aborting incomplete
+    /// transaction due to shutdown", `transactionManager.beginAbort()`), and once it
+    /// has ended the producer is closed (no timers, late answers ignored, its metrics
+    /// recorded). A fatal error closes it at once (`beginAbort` throws: force close).
+    /// Whatever is still unfinished when the run ends is forced, as `close(timeout)`
+    /// does when its timeout expires ([`Producer::finish`]).
+    pub fn close(&mut self, now: Millis, out: &mut Outbox) {
+        self.closing = true;
+        self.run(now, out);
+    }
+
+    /// The closing producer's next step (see [`Producer::close`]).
+    fn advance_close(&mut self, now: Millis, out: &mut Outbox) {
+        if !self.closing || self.closed {
+            return;
+        }
+        if matches!(self.txn_state(), Some(TxnClientState::FatalError(_))) {
+            self.abandon(now, "the producer was closed after a fatal error", out);
+            return;
+        }
+        let produce_in_flight = self
+            .net
+            .kinds()
+            .any(|k| matches!(k, ProducerRequest::Produce { .. }));
+        if !self.flushed() || produce_in_flight {
+            return;
+        }
+        if self.txn.as_ref().is_some_and(TxnClient::abortable_on_close) {
+            self.end_transaction(now, false, out);
+            return;
+        }
+        if self.txn.as_ref().is_none_or(TxnClient::settled) && self.pending == 0 {
+            self.abandon(now, "closed", out);
+        }
+    }
+
+    /// Tests: the transactional client fails fatally (as on `ProducerFenced`).
+    #[cfg(test)]
+    pub(crate) fn fail_fatally_for_test(&mut self, error: &str) {
+        self.txn
+            .as_mut()
+            .expect("a transactional producer")
+            .fail_fatally_for_test(error);
+    }
+
+    /// Whether the producer is closed (see [`Producer::crashed`]).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// One `Sender.runOnce` step.
     fn run(&mut self, now: Millis, out: &mut Outbox) {
+        if self.closed {
+            return;
+        }
         self.now = self.now.max(now);
         self.handle_timeouts(now, out);
         self.expire(now, out);
@@ -1597,6 +1664,7 @@ impl Producer {
         self.send_produce_data(now, out);
         self.metadata
             .poll(now, &mut self.net, ProducerRequest::Metadata, out);
+        self.advance_close(now, out);
     }
 
     /// Sends `InitProducerId` to the least loaded broker when the idempotent producer
@@ -2093,6 +2161,9 @@ impl Actor for Producer {
     }
 
     fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox) {
+        if self.closed {
+            return; // a late answer to a closed producer reaches nobody
+        }
         match message {
             Message::Response {
                 correlation_id,
@@ -2148,6 +2219,9 @@ impl Actor for Producer {
     }
 
     fn next_timer(&self) -> Option<Millis> {
+        if self.closed {
+            return None; // `KafkaProducer.close` stopped the Sender
+        }
         let timeout = self.config.delivery_timeout_ms;
         let in_flight_deadline = self
             .net

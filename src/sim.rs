@@ -50,19 +50,21 @@ pub struct RunOutput {
 }
 
 /// A message in flight: who sent it, and to which incarnation of the receiver (a
-/// restarted receiver never gets what was sent to its previous process).
+/// restarted receiver never gets what was sent to its previous process; an answer goes
+/// to the incarnation that sent the request, see [`Connections`]).
 struct Wire {
     deliver_at: Instant,
     to: NodeId,
     to_incarnation: u64,
     from: NodeId,
+    from_incarnation: u64,
     message: Message,
 }
 
 /// What a node's host loop receives.
 enum Input {
-    /// A message from the network.
-    Net(NodeId, Message),
+    /// A message from the network, with the sender's incarnation.
+    Net(NodeId, u64, Message),
     /// The connection to this node was reset: its process died.
     Reset(NodeId),
 }
@@ -98,11 +100,19 @@ impl Transport {
         self.held.values().map(|h| h.retry_at).min()
     }
 
-    /// Puts a message on the wire to `to`, or holds it if the link is cut (or older
-    /// messages still wait for it).
-    fn send(&mut self, now: Millis, ctx: &Ctx, me: NodeId, to: NodeId, message: Message) {
+    /// Puts a message to incarnation `to_incarnation` of `to` on the wire, or holds it
+    /// if the link is cut (or older messages still wait for it).
+    fn send(
+        &mut self,
+        now: Millis,
+        ctx: &Ctx,
+        me: NodeId,
+        to: NodeId,
+        to_incarnation: u64,
+        message: Message,
+    ) {
         if !self.held.contains_key(&to) && ctx.link_up(me, to) {
-            self.transmit(ctx, me, to, ctx.incarnation(to), message);
+            self.transmit(ctx, me, to, to_incarnation, message);
             return;
         }
         let h = self.held.entry(to).or_insert(Held {
@@ -111,7 +121,7 @@ impl Transport {
             backoff_ms: RTO_MIN_MS,
         });
         assert!(h.queue.len() < MAX_HELD, "retransmission queue overflow");
-        h.queue.push_back((ctx.incarnation(to), message));
+        h.queue.push_back((to_incarnation, message));
     }
 
     fn transmit(
@@ -140,6 +150,7 @@ impl Transport {
             to,
             to_incarnation,
             from: me,
+            from_incarnation: ctx.incarnation(me),
             message,
         });
     }
@@ -271,7 +282,7 @@ impl Ctx {
         let inboxes = self.inboxes.lock().expect("no poisoned locks");
         match inboxes.get(&wire.to) {
             Some(tx) if alive => {
-                let _ = tx.send(Input::Net(wire.from, wire.message));
+                let _ = tx.send(Input::Net(wire.from, wire.from_incarnation, wire.message));
             }
             _ => {
                 // The process the connection belonged to is gone (crashed, or restarted
@@ -333,7 +344,62 @@ async fn network(ctx: Arc<Ctx>, mut wire: tokio::sync::mpsc::UnboundedReceiver<W
     }
 }
 
-fn flush(me: NodeId, tr: &mut Transport, ctx: &Ctx, out: &mut Outbox, resets: &mut Vec<NodeId>) {
+/// The connections requests came in on, as Kafka's `SocketServer` keeps them: each
+/// request is answered on the connection it arrived on (`RequestChannel` by connection
+/// id), so an answer goes to the process incarnation that sent the request. When that
+/// connection is reset (the requester crashed), answers to its requests are dropped:
+/// a restarted process, which reuses correlation ids, never gets its predecessor's.
+#[derive(Default)]
+struct Connections {
+    /// Per (requester, correlation id): the requester's incarnation.
+    requests: BTreeMap<(NodeId, u64), u64>,
+}
+
+/// Bound on requests awaiting an answer at one node.
+const MAX_OPEN_REQUESTS: usize = 1 << 20;
+
+impl Connections {
+    /// A request arrived from incarnation `incarnation` of `from`.
+    fn on_request(&mut self, from: NodeId, incarnation: u64, message: &Message) {
+        let Message::Request {
+            correlation_id,
+            request,
+        } = message
+        else {
+            return;
+        };
+        if let Request::Produce(p) = request {
+            if p.acks == Acks::None {
+                return; // `acks=0`: never answered
+            }
+        }
+        self.requests.insert((from, *correlation_id), incarnation);
+        assert!(
+            self.requests.len() <= MAX_OPEN_REQUESTS,
+            "too many requests awaiting an answer"
+        );
+    }
+
+    /// The connection to `peer` was reset: answers to its requests have nowhere to go.
+    fn reset(&mut self, peer: NodeId) {
+        self.requests.retain(|(from, _), _| *from != peer);
+    }
+
+    /// The incarnation an answer to `to`'s request `correlation_id` goes to (`None`:
+    /// its connection is gone, the answer is dropped).
+    fn answer_to(&mut self, to: NodeId, correlation_id: u64) -> Option<u64> {
+        self.requests.remove(&(to, correlation_id))
+    }
+}
+
+fn flush(
+    me: NodeId,
+    tr: &mut Transport,
+    conns: &mut Connections,
+    ctx: &Ctx,
+    out: &mut Outbox,
+    resets: &mut Vec<NodeId>,
+) {
     if !out.history.is_empty() {
         ctx.record(std::mem::take(&mut out.history));
     }
@@ -346,12 +412,22 @@ fn flush(me: NodeId, tr: &mut Transport, ctx: &Ctx, out: &mut Outbox, resets: &m
     for (to, message) in std::mem::take(&mut out.sends) {
         if ctx.is_down(to) {
             // The peer's host is up but its process is not: connection refused.
+            conns.reset(to);
             if !resets.contains(&to) {
                 resets.push(to);
             }
             continue;
         }
-        tr.send(now, ctx, me, to, message);
+        let incarnation = match &message {
+            Message::Request { .. } => ctx.incarnation(to),
+            Message::Response { correlation_id, .. } => {
+                match conns.answer_to(to, *correlation_id) {
+                    Some(incarnation) => incarnation,
+                    None => continue,
+                }
+            }
+        };
+        tr.send(now, ctx, me, to, incarnation, message);
     }
 }
 
@@ -369,11 +445,12 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
     };
     let mut out = Outbox::default();
     let mut resets = Vec::new();
+    let mut conns = Connections::default();
     actor
         .lock()
         .expect("no poisoned locks")
         .on_start(ctx.now(), &mut out);
-    flush(me, &mut tr, &ctx, &mut out, &mut resets);
+    flush(me, &mut tr, &mut conns, &ctx, &mut out, &mut resets);
     let mut delivered = Vec::new();
     let mut sleep: Option<(Millis, std::pin::Pin<Box<time::Sleep>>)> = None;
     let mut spins = 0u32;
@@ -419,8 +496,13 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
         }
         for input in inputs {
             match input {
-                Input::Net(from, message) => delivered.push((from, message)),
+                Input::Net(from, incarnation, message) => {
+                    conns.on_request(from, incarnation, &message);
+                    delivered.push((from, message))
+                }
                 Input::Reset(peer) => {
+                    // In arrival order: a request after the reset is the new process's.
+                    conns.reset(peer);
                     if !resets.contains(&peer) {
                         resets.push(peer);
                     }
@@ -440,7 +522,7 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
             }
         }
         // `flush` also retransmits what waited for healed links.
-        flush(me, &mut tr, &ctx, &mut out, &mut resets);
+        flush(me, &mut tr, &mut conns, &ctx, &mut out, &mut resets);
         // A core whose timer stays in the past would spin without simulated time
         // passing: bound the iterations that do not wait.
         if deadline.is_some_and(|d| d <= now) {
@@ -636,6 +718,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             interval_us,
             start_ms: sc.workload.start_ms,
             end_ms: sc.workload_end_ms(),
+            close_ms: sc.end_ms(),
         };
         let wl = Arc::new(Mutex::new(ProducerWorkload::new(
             i,
@@ -752,6 +835,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                 transaction_version: u8::try_from(sc.cluster.config.transaction_version)
                     .expect("validated: 0 to 2"),
                 seed: seed ^ (0x5049_0000 + u64::from(i)),
+                close_ms: sc.end_ms(),
             };
             let w = Arc::new(Mutex::new(PipelineWorkload::new(factory)));
             pipelines.push(w.clone());
@@ -910,6 +994,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                                         to: NodeId::Controller,
                                         to_incarnation: ctx.incarnation(NodeId::Controller),
                                         from: NodeId::Nemesis,
+                                        from_incarnation: 0,
                                         message,
                                     });
                                 }
@@ -955,8 +1040,9 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         }
     }
 
-    // The quiet period, then the end of the run.
-    let end = sc.end_ms();
+    // The quiet period; at its end the applications close their producers (see
+    // `CLOSE_PERIOD_MS`), then the run ends.
+    let end = sc.end_ms() + CLOSE_PERIOD_MS;
     time::sleep_until(ctx.start + Duration::from_millis(end)).await;
     let now = ctx.now();
     for n in nodes.ids.values() {
@@ -977,7 +1063,18 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         records_sent += w.sent();
         ctx.record(out.history);
     }
-    let snapshot = take_snapshot(&controller, &brokers, &consumers);
+    let mut snapshot = take_snapshot(&controller, &brokers, &consumers);
+    snapshot.end_ms = end;
+    snapshot.transaction_abort_after_ms = sc
+        .pipelines
+        .as_ref()
+        .filter(|p| p.mode == crate::scenario::PipelineMode::ExactlyOnce)
+        .map_or(0, |p| {
+            p.producer.transaction_timeout_ms
+                + sc.cluster
+                    .config
+                    .transaction_abort_timed_out_transaction_cleanup_interval_ms
+        });
     for n in nodes.ids.values() {
         handle.kill(*n);
     }
@@ -1002,6 +1099,12 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         broker_requests,
     }
 }
+
+/// How long the applications' `KafkaProducer.close()` may take at the end of the
+/// quiet period (Kafka's `close(Duration)`): flushing, and aborting a transaction still
+/// open, while the cluster and the consumers keep running. What is unfinished when it
+/// expires is forced, as `close(timeout)` does (recorded as pending at the end).
+pub const CLOSE_PERIOD_MS: Millis = 10_000;
 
 /// The directed links a network fault cuts.
 fn cut_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(NodeId, NodeId)> {
@@ -1156,5 +1259,45 @@ fn take_snapshot(
         consumer_positions,
         committed_offsets,
         groups,
+        ..Snapshot::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leave(correlation_id: u64) -> Message {
+        Message::Request {
+            correlation_id,
+            request: Request::LeaveGroup(LeaveGroupRequest {
+                group_id: Arc::from("etl"),
+                members: vec![(Arc::from("m"), None)],
+                reason: None,
+            }),
+        }
+    }
+
+    /// Kafka answers on the connection a request came in on: once the requester's
+    /// connection is reset (it crashed), the answer to its request is dropped, and a
+    /// restarted process reusing the correlation id gets only the answer to its own
+    /// request (the finding `stale-response-to-restarted-process`).
+    #[test]
+    fn an_answer_goes_to_the_incarnation_that_asked() {
+        let p = NodeId::Pipeline(0);
+        let mut c = Connections::default();
+        c.on_request(p, 2, &leave(7));
+        c.reset(p);
+        assert_eq!(c.answer_to(p, 7), None, "the old connection is closed");
+        c.on_request(p, 2, &leave(7));
+        c.reset(p);
+        c.on_request(p, 3, &leave(7));
+        assert_eq!(c.answer_to(p, 7), Some(3));
+        assert_eq!(c.answer_to(p, 7), None, "one answer per request");
+        // Another requester's connection is not touched by the reset.
+        let q = NodeId::Pipeline(1);
+        c.on_request(q, 1, &leave(9));
+        c.reset(p);
+        assert_eq!(c.answer_to(q, 9), Some(1));
     }
 }

@@ -67,8 +67,11 @@ pub fn describe(kind: &str) -> Option<&'static str> {
         "hanging-transaction" => {
             "At the end of the run a transaction is still open in a partition's final log \
              (records of a producer with no marker after them, or a leader whose last stable \
-             offset is below its high watermark); counted once per partition and producer id \
-             (once per partition when only the last stable offset shows it)."
+             offset is below its high watermark) although Kafka would have aborted it: it \
+             began (or the last fault ended) more than transaction.timeout.ms plus \
+             transaction.abort.timed.out.transaction.cleanup.interval.ms before the end; \
+             counted once per partition and producer id (once per partition when only the \
+             last stable offset shows it)."
         }
         "zombie-write" => {
             "A committed record written by a fenced producer: with an epoch older than a \
@@ -749,7 +752,7 @@ pub(crate) fn check(history: &History, snapshot: &Snapshot, view: &TxnView, tall
         (u64::MAX, seq)
     };
     check_reads(history, view, tallies);
-    check_logs(history, view, tallies, &mut next);
+    check_logs(history, snapshot, view, tallies, &mut next);
     check_outputs(history, snapshot, view, tallies, &mut next);
     check_cycles(history, view, tallies);
     check_internal(history, view, tallies);
@@ -890,6 +893,7 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
 /// the transactions that wrote them.
 fn check_logs(
     history: &History,
+    snapshot: &Snapshot,
     view: &TxnView,
     tallies: &mut Tallies,
     next: &mut impl FnMut() -> (u64, u64),
@@ -943,6 +947,24 @@ fn check_logs(
         });
     }
 
+    // Kafka lets a transaction stay open until its coordinator aborts it:
+    // `transaction.timeout.ms` after it began, found by the expiry check that runs every
+    // `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    // (`TransactionCoordinator.abortTimedOutTransactions`), while the cluster is up. A
+    // transaction still open at the end of the run hangs only when it outlived that,
+    // counted from its first send or from the end of the last fault, whichever is later.
+    let cluster_up_ms = history
+        .entries
+        .iter()
+        .filter(|e| matches!(e.op, Op::FaultEnd { .. }))
+        .map(|e| e.invoke_ms)
+        .max()
+        .unwrap_or(0);
+    let still_allowed = |opened_ms: Millis| {
+        snapshot.end_ms > 0
+            && snapshot.transaction_abort_after_ms > 0
+            && snapshot.end_ms < opened_ms.max(cluster_up_ms) + snapshot.transaction_abort_after_ms
+    };
     for (tp, log) in &view.logs {
         // hanging-transaction: the first batch of each producer that no marker below the
         // high watermark ends (readers never get past it).
@@ -960,6 +982,9 @@ fn check_logs(
                 .and_then(|v| view.txn_sends.get(v))
                 .and_then(|s| s.first())
                 .map(|s| s.index);
+            if first_send.is_some_and(|i| still_allowed(history.entries[i as usize].invoke_ms)) {
+                continue;
+            }
             let lines: Vec<u64> = first_send.into_iter().collect();
             tallies.add_lines("hanging-transaction", next(), &lines, || {
                 let who = txn.map_or(String::new(), |t| format!(" ({})", view.short(t)));
@@ -2423,6 +2448,49 @@ mod tests {
               its leader broker-1 (last stable offset 0, high watermark 1)"
             ]
         );
+    }
+
+    /// Kafka's coordinator aborts a transaction `transaction.timeout.ms` after it began,
+    /// at its next `transaction.abort.timed.out.transaction.cleanup.interval.ms` check,
+    /// while the cluster is up: one still open at the end of the run hangs only once it
+    /// has outlived that (the end of a run is not a hang).
+    #[test]
+    fn an_open_transaction_hangs_only_past_the_coordinators_timeout() {
+        let a = v(0, 0);
+        let t1 = txn(0, 1);
+        let open = |end_ms: u64, fault_end: Option<u64>| {
+            let mut b = B::default();
+            b.begin(P0, 10, t1, 7, 0)
+                .send(P0, 20, Some(t1), a, &p(0), Some(0))
+                .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[])
+                .lso(0);
+            if let Some(t) = fault_end {
+                b.push(
+                    NodeId::Nemesis,
+                    t,
+                    Outcome::Ok,
+                    Op::FaultEnd {
+                        fault: "pause".into(),
+                    },
+                );
+            }
+            b.snap.end_ms = end_ms;
+            b.snap.transaction_abort_after_ms = 1_000;
+            txn_counts(&b.run())
+        };
+        // Begun 0.017 s in: still within the 1 s its coordinator allows at 1.000 s.
+        assert_eq!(open(1_000, None), vec![]);
+        assert_eq!(open(1_017, None), vec![("hanging-transaction", 1)]);
+        // A fault that ended at 0.997 s gives the coordinator until 1.997 s.
+        assert_eq!(open(1_500, Some(1_000)), vec![]);
+        assert_eq!(open(2_000, Some(1_000)), vec![("hanging-transaction", 1)]);
+        // Without the allowance (older snapshots) every open transaction hangs.
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[])
+            .lso(0);
+        assert_eq!(txn_counts(&b.run()), vec![("hanging-transaction", 1)]);
     }
 
     // ------------------------------------------------------------ precommitted-read

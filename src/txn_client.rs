@@ -411,6 +411,34 @@ impl TxnClient {
         Some(TxnEffect::AbortQueued(error))
     }
 
+    /// Kafka's `hasOngoingTransaction() && !isCompleting()`: a transaction that
+    /// `KafkaProducer.close` aborts (begun, neither committing nor aborting yet).
+    pub(crate) fn abortable_on_close(&self) -> bool {
+        matches!(
+            self.state,
+            TxnClientState::InTransaction | TxnClientState::AbortableError(_)
+        )
+    }
+
+    /// Whether nothing transactional is under way (Kafka's
+    /// `!hasPendingTransactionalRequests()` between transactions): a closing producer
+    /// stops here.
+    pub(crate) fn settled(&self) -> bool {
+        self.in_flight.is_none()
+            && matches!(
+                self.state,
+                TxnClientState::Uninitialized
+                    | TxnClientState::Ready
+                    | TxnClientState::FatalError(_)
+            )
+    }
+
+    /// Tests: a fatal error as a `ProducerFenced` answer would cause.
+    #[cfg(test)]
+    pub(crate) fn fail_fatally_for_test(&mut self, error: &str) {
+        self.fatal(error.to_string());
+    }
+
     fn fatal(&mut self, error: String) -> Option<TxnEffect> {
         if let Some(ending) = self.ending.take() {
             let result = if ending.maybe_applied {

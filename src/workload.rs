@@ -56,6 +56,9 @@ pub struct WorkloadPlan {
     pub start_ms: Millis,
     /// No sends at or after this time (ms).
     pub end_ms: Millis,
+    /// The application closes its producer at this time (the end of the run):
+    /// `KafkaProducer.close()`.
+    pub close_ms: Millis,
 }
 
 /// A producer driven by the workload.
@@ -66,6 +69,8 @@ pub struct ProducerWorkload {
     rng: ChaCha8Rng,
     counter: u64,
     next_send_us: u64,
+    /// `close()` was called.
+    closing: bool,
 }
 
 impl ProducerWorkload {
@@ -81,6 +86,7 @@ impl ProducerWorkload {
             rng,
             counter: 0,
             next_send_us,
+            closing: false,
         }
     }
 
@@ -138,6 +144,10 @@ impl Actor for ProducerWorkload {
         if self.producer.next_timer().is_some_and(|t| t <= now) {
             self.producer.on_timer(now, out);
         }
+        if now >= self.plan.close_ms && !self.closing {
+            self.closing = true;
+            self.producer.close(now, out);
+        }
     }
 
     fn next_timer(&self) -> Option<Millis> {
@@ -146,10 +156,11 @@ impl Actor for ProducerWorkload {
         } else {
             self.next_send_ms()
         };
-        match (self.producer.next_timer(), next_send) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let close = (!self.closing).then_some(self.plan.close_ms);
+        [self.producer.next_timer(), next_send, close]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
