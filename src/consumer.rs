@@ -3753,6 +3753,55 @@ mod tests {
             );
         }
 
+        /// Kafka Streams re-initializes a task it closed dirty from the committed
+        /// offsets (`StreamTask`: `mainConsumer.committed()` then `seek`): the local
+        /// positions are dropped, an `OffsetFetch` (`require_stable` for
+        /// `read_committed`) asks for every assigned partition and its answer sets them;
+        /// until then nothing is fetched or polled.
+        #[test]
+        fn seek_to_committed_takes_positions_from_the_committed_offsets() {
+            let config = ConsumerConfig {
+                enable_auto_commit: Some(false),
+                isolation_level: IsolationLevel::ReadCommitted,
+                ..group_config()
+            };
+            let (mut c, mut out, _) = consuming(config, 4);
+            assert_eq!(c.positions(), vec![(tp(0), 4)]);
+            c.seek_to_committed();
+            assert_eq!(c.positions(), vec![]);
+            assert!(
+                c.consumed_offsets().is_empty(),
+                "nothing to commit meanwhile"
+            );
+            assert!(c.poll(30, &mut out).is_empty());
+            let reqs = take(&mut out);
+            let of = one(&reqs, "OffsetFetch");
+            let Request::OffsetFetch(r) = &of.2 else {
+                unreachable!()
+            };
+            assert_eq!(
+                (r.partitions.clone(), r.require_stable),
+                (vec![tp(0)], true)
+            );
+            out.history.clear();
+            respond(
+                &mut c,
+                31,
+                of.0,
+                of.1,
+                Response::OffsetFetch(OffsetFetchResponse {
+                    error: ErrorCode::None,
+                    offsets: vec![committed(0, 7, -1)],
+                }),
+                &mut out,
+            );
+            assert_eq!(c.positions(), vec![(tp(0), 7)]);
+            assert!(out.history.iter().any(|e| matches!(
+                &e.op,
+                Op::Seek { offset: 7, reason, .. } if reason == "committed offset"
+            )));
+        }
+
         /// Kafka's `ConsumerCoordinator.groupMetadata()` is set only by
         /// `onJoinComplete`: after `UNKNOWN_MEMBER_ID` resets the generation and the
         /// member id (`resetStateAndRejoin`), `groupMetadata()` still names the last

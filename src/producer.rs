@@ -2517,6 +2517,93 @@ mod tests {
         (p, out)
     }
 
+    /// Answers every request sent so far as a healthy cluster would (broker 1 leads
+    /// `t-0` and coordinates the transaction); returns the API names answered.
+    fn answer_all(p: &mut Producer, now: Millis, out: &mut Outbox) -> Vec<&'static str> {
+        let mut answered = Vec::new();
+        for _ in 0..20 {
+            let reqs = take(out);
+            if reqs.is_empty() {
+                break;
+            }
+            for (b, c, r) in reqs {
+                answered.push(r.api_name());
+                let response = match &r {
+                    Request::Metadata(_) => Response::Metadata(metadata(&[(0, Some(1), 0)])),
+                    Request::FindCoordinator(_) => {
+                        Response::FindCoordinator(crate::protocol::FindCoordinatorResponse {
+                            error: ErrorCode::None,
+                            node_id: Some(1),
+                        })
+                    }
+                    Request::InitProducerId(_) => {
+                        Response::InitProducerId(crate::protocol::InitProducerIdResponse {
+                            error: ErrorCode::None,
+                            producer_id: 7000,
+                            producer_epoch: 0,
+                        })
+                    }
+                    Request::Produce(pr) => produce_response(
+                        &pr.partitions
+                            .iter()
+                            .map(|(tp, _)| (tp.clone(), ErrorCode::None, 0))
+                            .collect::<Vec<_>>(),
+                    ),
+                    Request::EndTxn(e) => Response::EndTxn(crate::protocol::EndTxnResponse {
+                        error: ErrorCode::None,
+                        producer_id: e.producer_id,
+                        producer_epoch: e.producer_epoch + 1,
+                    }),
+                    other => panic!("unexpected request {other:?}"),
+                };
+                respond(p, now, b, c, response, out);
+            }
+        }
+        answered
+    }
+
+    /// `KafkaProducer.close()` with a transaction open (Kafka 4.x `Sender.run`): the
+    /// records under way complete, then the transaction is aborted ("Aborting incomplete
+    /// transaction due to shutdown"), then the producer is closed: no timers, nothing
+    /// sent, late answers ignored.
+    #[test]
+    fn close_completes_the_records_then_aborts_the_open_transaction() {
+        let config = ProducerConfig {
+            transactional_id: Some("etl-0".into()),
+            ..idempotent_config()
+        };
+        let setup = ProducerSetup {
+            process: NodeId::Pipeline(0),
+            transaction_version: 2,
+            correlation_base: 0,
+        };
+        let mut p = Producer::with_setup(setup, config, Bugs::default(), vec![1], 42);
+        let mut out = Outbox::default();
+        p.metadata.add_topic(&Arc::from("t"));
+        p.on_start(0, &mut out);
+        p.init_transactions(0, &mut out);
+        answer_all(&mut p, 1, &mut out);
+        assert_eq!(p.drain_txn_events(), vec![TxnEvent::Initialized]);
+        p.begin_transaction(2, 1, &mut out);
+        p.send(2, record(Some("k"), 5), &mut out);
+        p.close(3, &mut out);
+        assert!(!p.is_closed(), "the record is under way");
+        let answered = answer_all(&mut p, 4, &mut out);
+        assert_eq!(answered, vec!["Produce", "EndTxn"]);
+        assert!(p.is_closed());
+        assert_eq!(p.next_timer(), None);
+        assert_eq!(
+            p.drain_txn_events(),
+            vec![TxnEvent::Ended {
+                commit: false,
+                result: TxnResult::Done
+            }]
+        );
+        // A closed producer ignores late answers and sends nothing more.
+        respond(&mut p, 5, 1, 12345, produce_response(&[]), &mut out);
+        assert!(out.sends.is_empty());
+    }
+
     fn idempotent_config() -> ProducerConfig {
         ProducerConfig {
             enable_idempotence: None,

@@ -2477,13 +2477,17 @@ mod tests {
             b.snap.end_ms = end_ms;
             b.snap.transaction_abort_after_ms = 1_000;
             txn_counts(&b.run())
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n))
+                .collect::<Vec<_>>()
         };
+        let hangs = vec![("hanging-transaction".to_string(), 1)];
         // Begun 0.017 s in: still within the 1 s its coordinator allows at 1.000 s.
         assert_eq!(open(1_000, None), vec![]);
-        assert_eq!(open(1_017, None), vec![("hanging-transaction", 1)]);
+        assert_eq!(open(1_017, None), hangs);
         // A fault that ended at 0.997 s gives the coordinator until 1.997 s.
         assert_eq!(open(1_500, Some(1_000)), vec![]);
-        assert_eq!(open(2_000, Some(1_000)), vec![("hanging-transaction", 1)]);
+        assert_eq!(open(2_000, Some(1_000)), hangs);
         // Without the allowance (older snapshots) every open transaction hangs.
         let mut b = B::default();
         b.begin(P0, 10, t1, 7, 0)

@@ -493,3 +493,31 @@ fn coordinator_failover_keeps_committed_offsets() {
         );
     }
 }
+
+/// A pipeline instance that stopped after its last allowed producer was fenced keeps a
+/// closed producer: no timers, so the run reaches its end (no host spin).
+#[test]
+fn stopped_pipeline_timer_spin() {
+    check_scenario_seeds("stopped-pipeline-timer-spin.json", 15);
+}
+
+/// An answer goes back on the connection of the request: a broker paused while the
+/// requester crashed and restarted does not answer the new process.
+#[test]
+fn stale_response_to_restarted_process() {
+    check_scenario_seeds("stale-response-to-restarted-process.json", 15);
+}
+
+/// An evicted (zombie) instance's sendOffsetsToTransaction carries its last generation
+/// and member id and is refused: its transaction aborts, no output twice.
+#[test]
+fn eos_zombie_generation() {
+    check_scenario_seeds("eos-zombie-generation.json", 15);
+}
+
+/// After a transaction end whose outcome is unknown, the instance restarts from the
+/// committed offsets, not from its local positions: no output twice.
+#[test]
+fn pipeline_rewind_after_unknown_commit() {
+    check_scenario_seeds("pipeline-rewind-after-unknown-commit.json", 15);
+}
