@@ -147,9 +147,10 @@ pub const CATALOGUE: &[BugInfo] = &[
         summary: "A new transaction coordinator drops the prepared transactions it loads: no \
                   markers, the partition's transaction stays open until the producer's next \
                   marker there ends it with the wrong outcome (aborted records committed), or \
-                  hangs for good.",
+                  hangs for good (its pending offsets also hold the group's stable \
+                  OffsetFetch, so a pipeline re-initializing from committed offsets waits).",
         scenario: "hanging-transaction.json",
-        finds: "zombie-write",
+        finds: "hanging-transaction",
         budget: 20,
     },
     BugInfo {
