@@ -65,6 +65,15 @@ struct Remote {
     last_fetch_ms: Millis,
 }
 
+impl Remote {
+    /// Kafka's `ReplicaState.isCaughtUp`: at the leader's log end offset, or caught up
+    /// (`lastCaughtUpTimeMs`) within `replica.lag.time.max.ms`. A follower at the end
+    /// of an idle partition stays in sync however long since its last fetch.
+    fn is_caught_up(&self, leader_leo: Offset, now: Millis, lag_ms: Millis) -> bool {
+        leader_leo == self.log_end_offset || now.saturating_sub(self.last_caught_up_ms) <= lag_ms
+    }
+}
+
 #[derive(Debug)]
 struct LeaderState {
     replicas: Vec<BrokerId>,
@@ -578,12 +587,18 @@ impl Broker {
                 if new_epoch || !was_following {
                     part.leader_epoch = reg.leader_epoch;
                     let truncate_to_hw = self.bugs.on(Bug::TruncateToHighWatermark);
+                    // Kafka 4.x (`ReplicaManager.initialFetchOffset`,
+                    // `AbstractFetcherThread.partitionFetchState`): a follower with an
+                    // epoch cache fetches from its log end offset at once, carrying its
+                    // latest epoch as `lastFetchedEpoch`; the leader answers a diverging
+                    // epoch where the logs part. The pre-KIP-279 follower (the
+                    // `no-epoch-in-end-offset` switch) asks OffsetsForLeaderEpoch first.
                     part.role = Role::Follower {
                         leader: l,
-                        phase: if truncate_to_hw {
-                            FollowerPhase::Fetching
-                        } else {
+                        phase: if self.bugs.on(Bug::NoEpochInEndOffset) {
                             FollowerPhase::Truncating { asked: false }
+                        } else {
+                            FollowerPhase::Fetching
                         },
                     };
                     if truncate_to_hw {
@@ -733,6 +748,8 @@ impl Broker {
             if ls.pending.is_some() {
                 continue;
             }
+            let leo = self.disk.logs.get(tp).map_or(0, Log::log_end_offset);
+            // Kafka's `Partition.getOutOfSyncReplicas` / `isFollowerOutOfSync`.
             let out_of_sync: Vec<BrokerId> = ls
                 .isr
                 .iter()
@@ -740,7 +757,7 @@ impl Broker {
                 .filter(|r| {
                     ls.remotes
                         .get(r)
-                        .is_none_or(|rm| now.saturating_sub(rm.last_caught_up_ms) > lag)
+                        .is_none_or(|rm| !rm.is_caught_up(leo, now, lag))
                 })
                 .copied()
                 .collect();
@@ -1841,6 +1858,7 @@ impl Broker {
                 log_start_offset: 0,
                 batches: Vec::new(),
                 aborted_transactions: Vec::new(),
+                diverging_epoch: None,
             };
             let Some(part) = self.partitions.get_mut(&fp.tp) else {
                 resp.error = ErrorCode::NotLeaderOrFollower;
@@ -1854,25 +1872,45 @@ impl Broker {
                 any = true;
                 continue;
             };
+            let log = &self.disk.logs[&fp.tp];
+            // Kafka's `Partition.readRecords`: a follower's `lastFetchedEpoch` is looked
+            // up in the leader's epoch cache before any read; an undefined answer is
+            // OFFSET_OUT_OF_RANGE, an older epoch or an end offset below the fetch
+            // offset is the diverging epoch (no records, no follower state update).
+            let mut diverging = None;
+            let mut epoch_unknown = false;
+            if let Some(fetched) = fp.last_fetched_epoch {
+                let (epoch, end) = log.end_offset_for_epoch(fetched);
+                if epoch < 0 || end < 0 {
+                    epoch_unknown = true;
+                } else if epoch < fetched || end < fp.fetch_offset {
+                    diverging = Some((epoch, end));
+                }
+            }
+            // No OFFSET_NOT_AVAILABLE on Fetch: a new leader whose high watermark lags
+            // answers consumers with the one it has (`Partition.readRecords`; only
+            // `fetchOffsetForTimestamp`, i.e. ListOffsets, refuses while the high
+            // watermark is below the epoch start offset).
             let error = if fenced {
                 ErrorCode::NotLeaderOrFollower
             } else if let Some(e) = epoch_error(fp.current_leader_epoch, part.leader_epoch) {
                 e
+            } else if epoch_unknown {
+                ErrorCode::OffsetOutOfRange
+            } else if diverging.is_some() {
+                ErrorCode::None
             } else if fp.fetch_offset > leo || fp.fetch_offset < 0 {
                 ErrorCode::OffsetOutOfRange
-            } else if req.replica_id.is_none() && part.high_watermark < ls.epoch_start_offset {
-                // The new leader does not know the committed offset yet: answering with
-                // its stale HW would let a consumer see the HW move back.
-                ErrorCode::OffsetNotAvailable
             } else {
                 ErrorCode::None
             };
-            let log = &self.disk.logs[&fp.tp];
             let last_stable_offset = log.last_stable_offset(part.high_watermark);
             resp.error = error;
             resp.high_watermark = part.high_watermark;
             resp.last_stable_offset = last_stable_offset;
-            if error != ErrorCode::None {
+            if error != ErrorCode::None || diverging.is_some() {
+                // A diverging epoch answers at once (`ReplicaManager.fetchMessages`).
+                resp.diverging_epoch = diverging;
                 partitions.push(resp);
                 any = true;
                 continue;
@@ -1888,7 +1926,7 @@ impl Broker {
                                 rm.last_caught_up_ms = rm.last_caught_up_ms.max(rm.last_fetch_ms);
                             }
                             rm.log_end_offset = fp.fetch_offset;
-                            rm.last_fetch_leader_leo = leo;
+                            rm.last_fetch_leader_leo = rm.last_fetch_leader_leo.max(leo);
                             rm.last_fetch_ms = now;
                             hw_updates.push((fp.tp.clone(), follower));
                         }
@@ -2153,6 +2191,16 @@ impl Broker {
                 tp: tp.clone(),
                 fetch_offset: log.log_end_offset(),
                 current_leader_epoch: part.leader_epoch,
+                // KIP-595 `lastFetchedEpoch` (`RemoteLeaderEndPoint.buildFetch`): the
+                // log's latest epoch, which after appends is the last fetched batch's.
+                // The historic followers of the two truncation switches predate it.
+                last_fetched_epoch: if self.bugs.on(Bug::TruncateToHighWatermark)
+                    || self.bugs.on(Bug::NoEpochInEndOffset)
+                {
+                    None
+                } else {
+                    log.latest_epoch()
+                },
             });
         }
         let timeout = self.config.replica_socket_timeout_ms;
@@ -2210,6 +2258,17 @@ impl Broker {
                 continue;
             }
             match p.error {
+                ErrorCode::None if p.diverging_epoch.is_some() => {
+                    // `AbstractFetcherThread.processFetchRequest`: truncate on the
+                    // diverging epoch and keep fetching (the records and high watermark
+                    // come with the next fetch, whose `lastFetchedEpoch` is the log's
+                    // latest epoch after truncation).
+                    let (epoch, end) = p.diverging_epoch.expect("checked");
+                    let log = self.disk.logs.get_mut(&p.tp).expect("follower has a log");
+                    let (target, _) = offset_truncation_state(log, epoch, end, part.high_watermark);
+                    log.truncate_to(target.min(log.log_end_offset()));
+                    part.high_watermark = part.high_watermark.min(log.log_end_offset());
+                }
                 ErrorCode::None => {
                     let log = self.disk.logs.get_mut(&p.tp).expect("follower has a log");
                     for b in &p.batches {
@@ -2264,22 +2323,26 @@ impl Broker {
                 continue;
             }
             let log = self.disk.logs.get_mut(&r.tp).expect("follower has a log");
-            // KIP-279: truncate to the smaller of the leader's end offset for the epoch it
-            // returned and our own end offset for that epoch.
-            let target = if r.leader_epoch < 0 {
-                part.high_watermark
-            } else if self.bugs.on(Bug::NoEpochInEndOffset) {
-                // Pre-KIP-279: the leader's end offset alone, whatever epoch our own
-                // records below it carry.
-                r.end_offset
+            let target = if self.bugs.on(Bug::NoEpochInEndOffset) {
+                // Pre-KIP-279 (OffsetsForLeaderEpoch v0, no epoch in the answer): the
+                // leader's end offset alone, whatever epoch our own records below it
+                // carry; undefined: the high watermark.
+                if r.end_offset < 0 {
+                    part.high_watermark
+                } else {
+                    r.end_offset
+                }
             } else {
-                let (_, local_end) = log.end_offset_for_epoch(r.leader_epoch);
-                r.end_offset.min(local_end.max(0))
+                offset_truncation_state(log, r.leader_epoch, r.end_offset, part.high_watermark).0
             };
             // Also drops epoch cache entries starting at the end (an epoch this replica
             // led without appending), as Kafka's truncateFromEnd does.
             log.truncate_to(target.min(log.log_end_offset()));
             part.high_watermark = part.high_watermark.min(log.log_end_offset());
+            // Kafka 4.x (`updateFetchOffsetAndMaybeMarkTruncationComplete` with
+            // truncation on fetch): fetching resumes even when the truncation is not
+            // complete; the fetch's `lastFetchedEpoch` carries on where the answer was
+            // an epoch this replica never had.
             *phase = FollowerPhase::Fetching;
         }
     }
@@ -2661,6 +2724,39 @@ impl Actor for Broker {
     }
 }
 
+/// Kafka's `AbstractFetcherThread.getOffsetTruncationState`: where a follower truncates
+/// on the leader's answer `(leader_epoch, leader_end)` (a diverging epoch, or an
+/// OffsetsForLeaderEpoch answer), and whether that truncation is complete.
+/// - an undefined end offset: the follower's fetch offset before truncation (here its
+///   high watermark, Kafka's initial offset for a follower);
+/// - an undefined epoch (a pre-KIP-279 leader): the leader's end offset;
+/// - an epoch the follower never had: the end of its own largest epoch below it, not
+///   complete (the next fetch's `lastFetchedEpoch`, or another OffsetsForLeaderEpoch,
+///   asks again from there);
+/// - an epoch the follower has: the smaller of both end offsets for it, complete;
+/// - an epoch below every cached one: the leader's end offset.
+///
+/// Every target is at most the follower's log end offset.
+fn offset_truncation_state(
+    log: &Log,
+    leader_epoch: LeaderEpoch,
+    leader_end: Offset,
+    high_watermark: Offset,
+) -> (Offset, bool) {
+    let leo = log.log_end_offset();
+    if leader_end < 0 {
+        return (high_watermark.min(leo), true);
+    }
+    if leader_epoch < 0 {
+        return (leader_end.min(leo), true);
+    }
+    match log.end_offset_for_epoch(leader_epoch) {
+        (_, end) if end < 0 => (leader_end.min(leo), true),
+        (epoch, end) if epoch != leader_epoch => (end.min(leo), false),
+        (_, end) => (end.min(leader_end).min(leo), true),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2870,6 +2966,7 @@ mod tests {
                 tp: tp(),
                 fetch_offset: offset,
                 current_leader_epoch: epoch,
+                last_fetched_epoch: None,
             }],
         })
     }
@@ -2886,6 +2983,7 @@ mod tests {
                 tp: tp(),
                 fetch_offset: offset,
                 current_leader_epoch: -1,
+                last_fetched_epoch: None,
             }],
         })
     }
@@ -2914,6 +3012,74 @@ mod tests {
             Some(Response::Fetch(f)) => f.partitions[0].clone(),
             other => panic!("not a fetch response: {other:?}"),
         }
+    }
+
+    /// A follower fetch carrying KIP-595's `lastFetchedEpoch`.
+    fn follower_fetch_after(
+        replica: BrokerId,
+        offset: Offset,
+        epoch: LeaderEpoch,
+        last_fetched_epoch: LeaderEpoch,
+    ) -> Request {
+        let Request::Fetch(mut f) = follower_fetch(replica, offset, epoch) else {
+            unreachable!()
+        };
+        f.partitions[0].last_fetched_epoch = Some(last_fetched_epoch);
+        Request::Fetch(f)
+    }
+
+    /// The follower's Fetch in `out` (its correlation id and partition), and the
+    /// leader's answer that the logs diverge at (`epoch`, `end`).
+    fn diverging_answer(
+        out: &Outbox,
+        epoch: LeaderEpoch,
+        end: Offset,
+    ) -> (u64, FetchPartition, Response) {
+        let (c, fp) = out
+            .sends
+            .iter()
+            .find_map(|(_, m)| match m {
+                Message::Request {
+                    correlation_id,
+                    request: Request::Fetch(f),
+                } => Some((*correlation_id, f.partitions[0].clone())),
+                _ => None,
+            })
+            .expect("a fetch sent");
+        let resp = Response::Fetch(FetchResponse {
+            error: ErrorCode::None,
+            partitions: vec![FetchPartitionResponse {
+                tp: tp(),
+                error: ErrorCode::None,
+                high_watermark: 0,
+                last_stable_offset: 0,
+                log_start_offset: 0,
+                batches: Vec::new(),
+                aborted_transactions: Vec::new(),
+                diverging_epoch: Some((epoch, end)),
+            }],
+        });
+        (c, fp, resp)
+    }
+
+    fn answer_with(
+        b: &mut Broker,
+        now: Millis,
+        from: BrokerId,
+        c: u64,
+        response: Response,
+    ) -> Outbox {
+        let mut out = Outbox::default();
+        b.on_message(
+            now,
+            NodeId::Broker(from),
+            Message::Response {
+                correlation_id: c,
+                response,
+            },
+            &mut out,
+        );
+        out
     }
 
     #[test]
@@ -3080,6 +3246,81 @@ mod tests {
         );
     }
 
+    fn isr_proposals(out: &Outbox) -> Vec<Vec<BrokerId>> {
+        out.sends
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Request {
+                    request: Request::AlterPartition(a),
+                    ..
+                } => Some(a.new_isr.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Kafka's `ReplicaState.isCaughtUp`: followers at the leader's log end offset stay
+    /// in the ISR however long they do not fetch; once the leader appends, the time
+    /// since they last caught up counts.
+    #[test]
+    fn idle_followers_at_the_log_end_stay_in_sync() {
+        let config = BrokerConfig {
+            replica_lag_time_max_ms: 1_000,
+            ..BrokerConfig::default()
+        };
+        let (mut b, _) = broker(
+            1,
+            config,
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
+        );
+        request(
+            &mut b,
+            10,
+            NodeId::Producer(0),
+            7,
+            produce(Acks::Leader, &[100]),
+        );
+        request(&mut b, 20, NodeId::Broker(2), 1, follower_fetch(2, 1, 0));
+        request(&mut b, 20, NodeId::Broker(3), 2, follower_fetch(3, 1, 0));
+        let mut out = Outbox::default();
+        b.on_timer(5_000, &mut out);
+        assert_eq!(isr_proposals(&out), Vec::<Vec<BrokerId>>::new());
+        request(
+            &mut b,
+            5_100,
+            NodeId::Producer(0),
+            8,
+            produce(Acks::Leader, &[101]),
+        );
+        let mut out = Outbox::default();
+        b.on_timer(5_600, &mut out);
+        assert_eq!(isr_proposals(&out), vec![vec![1]]);
+    }
+
+    /// `Partition.isFollowerInSync`: a follower joins the ISR once its log end offset is
+    /// at or past both the high watermark and the leader's epoch start offset.
+    #[test]
+    fn follower_joins_the_isr_only_within_the_leaders_epoch() {
+        let mut log = Log::default();
+        log.append_as_leader(&batch(&[100, 101]), 0).unwrap();
+        let mut disk = Disk::default();
+        disk.logs.insert(tp(), log);
+        let (mut b, _) = bring_up(
+            Broker::new(1, BrokerConfig::default(), Bugs::default(), 1, disk),
+            vec![reg(Some(1), &[1, 2], 1, 1)],
+        );
+        assert_eq!(b.high_watermark(&tp()), 0);
+        let out = request(&mut b, 10, NodeId::Broker(3), 1, follower_fetch(3, 1, 1));
+        assert_eq!(
+            isr_proposals(&out),
+            Vec::<Vec<BrokerId>>::new(),
+            "below the epoch start"
+        );
+        let out = request(&mut b, 11, NodeId::Broker(3), 2, follower_fetch(3, 2, 1));
+        assert_eq!(isr_proposals(&out), vec![vec![1, 2, 3]]);
+    }
+
     /// A replica holding records of an epoch the new leader never saw: KIP-101/279
     /// truncation removes exactly those, while truncating to the local high watermark
     /// (the pre-KIP-101 bug) keeps what the leader is about to overwrite.
@@ -3132,34 +3373,243 @@ mod tests {
     }
 
     #[test]
-    fn new_follower_truncates_to_the_leaders_epoch_end_offset() {
+    fn new_follower_truncates_on_the_leaders_diverging_epoch() {
         let (mut b, meta) = diverged_follower(Bugs::default());
-        // Broker 1 becomes leader in epoch 1; broker 2 must ask where epoch 0 ends.
+        // Broker 1 becomes leader in epoch 1; broker 2 fetches at once from its log end
+        // with its latest epoch (Kafka 4.x), no OffsetsForLeaderEpoch.
         let out = deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1], 1, 1)], 8);
-        let (c, resp) = epoch_0_ends_at_1(&out);
-        let mut out = Outbox::default();
-        b.on_message(
-            22,
-            NodeId::Broker(1),
-            Message::Response {
-                correlation_id: c,
-                response: resp,
-            },
-            &mut out,
-        );
+        assert!(!out.sends.iter().any(|(_, m)| matches!(
+            m,
+            Message::Request {
+                request: Request::OffsetsForLeaderEpoch(_),
+                ..
+            }
+        )));
+        let (c, fp, resp) = diverging_answer(&out, 0, 1);
+        assert_eq!((fp.fetch_offset, fp.last_fetched_epoch), (3, Some(0)));
+        let out = answer_with(&mut b, 22, 1, c, resp);
         assert_eq!(
             b.disk().logs[&tp()].log_end_offset(),
             1,
             "truncated to where epoch 0 ends on the leader"
         );
-        assert!(out.sends.iter().any(|(to, m)| *to == NodeId::Broker(1)
-            && matches!(
-                m,
-                Message::Request {
-                    request: Request::Fetch(_),
-                    ..
-                }
-            )));
+        let (_, fp, _) = diverging_answer(&out, 0, 1);
+        assert_eq!((fp.fetch_offset, fp.last_fetched_epoch), (1, Some(0)));
+    }
+
+    #[test]
+    fn no_epoch_in_end_offset_bug_asks_offsets_for_leader_epoch() {
+        let (mut b, meta) = diverged_follower(Bugs::of(&[Bug::NoEpochInEndOffset]));
+        let out = deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1], 1, 1)], 8);
+        let (c, resp) = epoch_0_ends_at_1(&out);
+        let out = answer_with(&mut b, 22, 1, c, resp);
+        assert_eq!(b.disk().logs[&tp()].log_end_offset(), 1);
+        let (_, fp, _) = diverging_answer(&out, 0, 1);
+        assert_eq!(fp.last_fetched_epoch, None, "the pre-KIP-595 follower");
+    }
+
+    /// A follower log of three epochs, as a replica that missed leadership moves has
+    /// it: epoch 0 at offsets 0-5, epoch 2 at 6-8 (epoch 1 it never saw).
+    fn three_epoch_log() -> Log {
+        let mut log = Log::default();
+        log.append_as_leader(&batch(&[0, 1, 2, 3]), 0).unwrap();
+        log.append_as_leader(&batch(&[4, 5]), 0).unwrap();
+        log.append_as_leader(&batch(&[6, 7, 8]), 2).unwrap();
+        log
+    }
+
+    /// `AbstractFetcherThread.getOffsetTruncationState` on each kind of answer.
+    #[test]
+    fn truncation_state_follows_the_leaders_answer() {
+        let log = three_epoch_log();
+        // An epoch the follower never had: the end of its largest epoch below, again.
+        assert_eq!(offset_truncation_state(&log, 1, 7, 3), (6, false));
+        // An epoch it has: the smaller end offset, done.
+        assert_eq!(offset_truncation_state(&log, 0, 4, 3), (4, true));
+        assert_eq!(offset_truncation_state(&log, 2, 8, 3), (8, true));
+        assert_eq!(
+            offset_truncation_state(&log, 2, 20, 3),
+            (9, true),
+            "at most the LEO"
+        );
+        // Undefined end offset: the high watermark; undefined epoch: the leader's end.
+        assert_eq!(offset_truncation_state(&log, -1, -1, 3), (3, true));
+        assert_eq!(offset_truncation_state(&log, -1, 5, 3), (5, true));
+        // No epoch cache at all: the leader's end offset.
+        assert_eq!(offset_truncation_state(&Log::default(), 1, 5, 0), (0, true));
+    }
+
+    /// A leader of epoch 3 whose log is epoch 0 at 0-3, epoch 1 at 4-6, epoch 3 from 7.
+    fn three_epoch_leader() -> Broker {
+        let mut log = Log::default();
+        log.append_as_leader(&batch(&[0, 1, 2, 3]), 0).unwrap();
+        log.append_as_leader(&batch(&[14, 15, 16]), 1).unwrap();
+        let mut disk = Disk::default();
+        disk.logs.insert(tp(), log);
+        let (b, _) = bring_up(
+            Broker::new(1, BrokerConfig::default(), Bugs::default(), 1, disk),
+            vec![reg(Some(1), &[1, 3], 3, 3)],
+        );
+        b
+    }
+
+    /// The leader's answers to a follower holding [`three_epoch_log`] (KIP-595,
+    /// `Partition.readRecords`): first epoch 1 ending at 7 (where epoch 3 starts), then,
+    /// asked for epoch 0 from offset 6, epoch 0 ending at 4; from 4 it sends records.
+    #[test]
+    fn leader_answers_diverging_epochs_until_the_logs_match() {
+        let mut l = three_epoch_leader();
+        let p = fetch_part(response_to(
+            &request(
+                &mut l,
+                10,
+                NodeId::Broker(2),
+                1,
+                follower_fetch_after(2, 9, 3, 2),
+            ),
+            1,
+        ));
+        assert_eq!(
+            (p.error, p.diverging_epoch, p.batches.len()),
+            (ErrorCode::None, Some((1, 7)), 0)
+        );
+        let p = fetch_part(response_to(
+            &request(
+                &mut l,
+                11,
+                NodeId::Broker(2),
+                2,
+                follower_fetch_after(2, 6, 3, 0),
+            ),
+            2,
+        ));
+        assert_eq!(p.diverging_epoch, Some((0, 4)));
+        let p = fetch_part(response_to(
+            &request(
+                &mut l,
+                12,
+                NodeId::Broker(2),
+                3,
+                follower_fetch_after(2, 4, 3, 0),
+            ),
+            3,
+        ));
+        assert_eq!((p.error, p.diverging_epoch), (ErrorCode::None, None));
+        assert!(!p.batches.is_empty());
+    }
+
+    /// A diverging answer leaves the follower's fetch state alone
+    /// (`Partition.fetchRecords` skips `updateFollowerFetchState`): its stale log end
+    /// offset neither joins it to the ISR nor moves the high watermark.
+    #[test]
+    fn diverging_fetch_does_not_count_as_the_followers_position() {
+        let mut l = three_epoch_leader();
+        let out = request(
+            &mut l,
+            10,
+            NodeId::Broker(2),
+            1,
+            follower_fetch_after(2, 9, 3, 2),
+        );
+        assert!(!out.sends.iter().any(|(_, m)| matches!(
+            m,
+            Message::Request {
+                request: Request::AlterPartition(_),
+                ..
+            }
+        )));
+        let Some(Partition {
+            role: Role::Leader(ls),
+            ..
+        }) = l.partitions.get(&tp())
+        else {
+            panic!("leader")
+        };
+        assert_eq!(ls.remotes[&2].log_end_offset, -1);
+    }
+
+    /// Follower and leader of [`three_epoch_log`] / [`three_epoch_leader`], message by
+    /// message: two diverging answers (the first an epoch the follower never had), then
+    /// the follower copies the leader's log. One round of truncation (to 6) would keep
+    /// epoch-0 records at 4-5 where the leader has epoch 1's.
+    #[test]
+    fn follower_converges_over_three_epochs() {
+        let mut l = three_epoch_leader();
+        let mut disk = Disk::default();
+        disk.logs.insert(tp(), three_epoch_log());
+        let (mut f, mut out) = bring_up(
+            Broker::new(2, BrokerConfig::default(), Bugs::default(), 1, disk),
+            vec![reg(Some(1), &[1, 3], 3, 3)],
+        );
+        let mut ends = Vec::new();
+        for round in 0..6u64 {
+            let (c, fp, _) = diverging_answer(&out, 0, 0);
+            assert_eq!(fp.last_fetched_epoch, f.disk().logs[&tp()].latest_epoch());
+            let resp = response_to(
+                &request(
+                    &mut l,
+                    20 + round,
+                    NodeId::Broker(2),
+                    100 + round,
+                    Request::Fetch(FetchRequest {
+                        replica_id: Some(2),
+                        broker_epoch: 1,
+                        max_wait_ms: 0,
+                        min_bytes: 1,
+                        max_bytes: 1 << 20,
+                        isolation_level: IsolationLevel::ReadUncommitted,
+                        partitions: vec![fp],
+                    }),
+                ),
+                100 + round,
+            )
+            .expect("answered at once");
+            out = answer_with(&mut f, 20 + round, 1, c, resp);
+            ends.push(leo(&f));
+            if leo(&f) == leo(&l) {
+                break;
+            }
+        }
+        assert_eq!(ends, vec![6, 4, 7]);
+        assert_eq!(
+            f.disk().logs[&tp()].records(),
+            l.disk().logs[&tp()].records()
+        );
+        assert_eq!(
+            f.disk().logs[&tp()].epochs(),
+            &l.disk().logs[&tp()].epochs()[..2],
+            "epoch 3 has no record yet"
+        );
+    }
+
+    /// Item of `LeaderEpochFileCache.endOffsetFor`: a follower whose last epoch is older
+    /// than every epoch the leader has truncates to where the leader's cache starts, not
+    /// to its own high watermark (the leader here was elected with an empty log).
+    #[test]
+    fn follower_older_than_the_leaders_cache_truncates_to_its_start() {
+        let mut log = Log::default();
+        log.append_as_leader(&batch(&[20, 21]), 2).unwrap();
+        let mut disk = Disk::default();
+        disk.logs.insert(tp(), log);
+        let (mut l, _) = bring_up(
+            Broker::new(1, BrokerConfig::default(), Bugs::default(), 1, disk),
+            vec![reg(Some(1), &[1], 3, 3)],
+        );
+        let p = fetch_part(response_to(
+            &request(
+                &mut l,
+                10,
+                NodeId::Broker(2),
+                1,
+                follower_fetch_after(2, 3, 3, 1),
+            ),
+            1,
+        ));
+        assert_eq!(p.diverging_epoch, Some((1, 0)));
+        // The follower: epoch 1 at 0-2, its high watermark 2.
+        let mut flog = Log::default();
+        flog.append_as_leader(&batch(&[10, 11, 12]), 1).unwrap();
+        assert_eq!(offset_truncation_state(&flog, 1, 0, 2), (0, true));
     }
 
     #[test]
@@ -3180,8 +3630,11 @@ mod tests {
         );
     }
 
+    /// Kafka's `Partition.readRecords`: a new leader whose high watermark lags answers
+    /// a consumer's Fetch with the one it has (no OFFSET_NOT_AVAILABLE, which is for
+    /// ListOffsets only), then with the next one once its follower fetched.
     #[test]
-    fn new_leader_hides_its_high_watermark_until_it_is_known() {
+    fn new_leader_answers_fetch_with_its_lagging_high_watermark() {
         // Broker 1 follows, has 2 records but its HW says 0; then it becomes leader.
         let (mut b, meta) = broker(
             1,
@@ -3200,7 +3653,17 @@ mod tests {
             &request(&mut b, 22, NodeId::Consumer(0), 1, consumer_fetch(0)),
             1,
         ));
-        assert_eq!(p.error, ErrorCode::OffsetNotAvailable);
+        assert_eq!(
+            (p.error, p.high_watermark, p.batches.len()),
+            (ErrorCode::None, 0, 0)
+        );
+        let (e, _, _) = list_offsets(
+            &mut b,
+            22,
+            IsolationLevel::ReadUncommitted,
+            LATEST_TIMESTAMP,
+        );
+        assert_eq!(e, ErrorCode::OffsetNotAvailable);
         request(&mut b, 23, NodeId::Broker(2), 2, follower_fetch(2, 2, 1));
         let p = fetch_part(response_to(
             &request(&mut b, 24, NodeId::Consumer(0), 3, consumer_fetch(0)),
@@ -3414,6 +3877,7 @@ mod tests {
             error: ErrorCode::None,
             partitions: vec![FetchPartitionResponse {
                 aborted_transactions: Vec::new(),
+                diverging_epoch: None,
                 tp: tp(),
                 error: ErrorCode::None,
                 high_watermark: 3,
@@ -3487,17 +3951,8 @@ mod tests {
         assert_eq!(r, Some((ErrorCode::None, 1)));
         // Broker 1 takes over; broker 2 truncates to where epoch 0 ends on it.
         let out = deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1], 1, 1)], 8);
-        let (c, resp) = epoch_0_ends_at_1(&out);
-        let mut out2 = Outbox::default();
-        b.on_message(
-            22,
-            NodeId::Broker(1),
-            Message::Response {
-                correlation_id: c,
-                response: resp,
-            },
-            &mut out2,
-        );
+        let (c, _, resp) = diverging_answer(&out, 0, 1);
+        answer_with(&mut b, 22, 1, c, resp);
         assert_eq!(leo(&b), 1);
         let entry = b.disk().logs[&tp()]
             .producer_state()

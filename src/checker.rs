@@ -44,7 +44,6 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "wrong-partition",
     "stuck",
     "replica-divergence",
-    "high-watermark-regression",
     "undetected-truncation",
     "processing-loss",
     "reprocessing",
@@ -78,6 +77,10 @@ pub const EVENT_KINDS: &[&str] = &[
     "expired-after-retries",
     "rebalance",
     "member-left",
+    // Kafka's consumer takes each fetch response's high watermark as it comes
+    // (`FetchCollector` -> `SubscriptionState.updateHighWatermark`), and a leader whose
+    // high watermark lags (new, or deposed and not yet told) answers Fetch with it.
+    "high-watermark-regression",
     // Transactions (`txn_checker`).
     "lookup-hit-marker",
     "marker-gap",
@@ -184,7 +187,9 @@ pub fn describe(kind: &str) -> &'static str {
         }
         "high-watermark-regression" => {
             "A consumer saw a partition's high watermark go down between two successive \
-             fetch responses."
+             fetch responses (a new leader whose high watermark lags, or a deposed leader \
+             answering a fetch sent before the change); Kafka's consumer takes it as it \
+             comes, no record is read twice or skipped."
         }
         "undetected-truncation" => {
             "A consumer read a record at an offset of a partition where the partition's \

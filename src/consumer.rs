@@ -1077,6 +1077,7 @@ impl Consumer {
                 tp: tp.clone(),
                 fetch_offset: position,
                 current_leader_epoch: epoch,
+                last_fetched_epoch: None,
             });
         }
         if unknown_leader {
@@ -1863,6 +1864,7 @@ mod tests {
             error: ErrorCode::None,
             partitions: vec![FetchPartitionResponse {
                 aborted_transactions: Vec::new(),
+                diverging_epoch: None,
                 tp,
                 error,
                 high_watermark,
@@ -2836,6 +2838,7 @@ mod tests {
                                     }
                                     FetchPartitionResponse {
                                         aborted_transactions: Vec::new(),
+                                        diverging_epoch: None,
                                         tp: fp.tp.clone(),
                                         error,
                                         high_watermark: if error == ErrorCode::None {

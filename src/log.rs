@@ -253,14 +253,27 @@ impl Log {
         }
     }
 
-    /// Kafka's `LeaderEpochFileCache.endOffsetFor`: the largest epoch <= `epoch` and the
-    /// offset where it ends (the next epoch's start, or the log end offset for the
-    /// latest epoch). `(-1, -1)` when there is no such epoch.
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor` (4.x): for the latest epoch, that epoch
+    /// and the log end offset; otherwise the largest cached epoch <= `epoch` and the start
+    /// offset of the first cached epoch above `epoch`. An `epoch` older than every cached
+    /// epoch is answered with itself and the first cached epoch's start offset (the data
+    /// before it is gone, the follower replicates from there). `(-1, -1)`
+    /// (`UNDEFINED_EPOCH`, `UNDEFINED_EPOCH_OFFSET`) for epoch -1, an empty cache, or an
+    /// epoch above the latest.
     pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
-        match self.epochs.iter().rposition(|e| e.epoch <= epoch) {
-            None => (-1, -1),
-            Some(i) if i + 1 == self.epochs.len() => (self.epochs[i].epoch, self.log_end_offset),
-            Some(i) => (self.epochs[i].epoch, self.epochs[i + 1].start_offset),
+        const UNDEFINED: (LeaderEpoch, Offset) = (-1, -1);
+        if epoch < 0 {
+            return UNDEFINED;
+        }
+        if self.latest_epoch() == Some(epoch) {
+            return (epoch, self.log_end_offset);
+        }
+        let Some(higher) = self.epochs.iter().find(|e| e.epoch > epoch) else {
+            return UNDEFINED;
+        };
+        match self.epochs.iter().rev().find(|e| e.epoch <= epoch) {
+            None => (epoch, higher.start_offset),
+            Some(floor) => (floor.epoch, higher.start_offset),
         }
     }
 
@@ -604,8 +617,33 @@ mod tests {
         assert_eq!(log.end_offset_for_epoch(1), (0, 5));
         assert_eq!(log.end_offset_for_epoch(2), (2, 6));
         assert_eq!(log.end_offset_for_epoch(-1), (-1, -1));
+        assert_eq!(
+            log.end_offset_for_epoch(3),
+            (-1, -1),
+            "above the latest epoch"
+        );
         let recs = log.records();
         assert_eq!(recs[3], (3, 100));
+    }
+
+    /// `LeaderEpochFileCache.endOffsetFor` for an epoch older than every cached epoch
+    /// (the cache starts at epoch 3): the requested epoch itself and the
+    /// start offset of the first cached epoch, not `UNDEFINED_EPOCH`.
+    #[test]
+    fn end_offset_for_an_epoch_older_than_the_cache() {
+        let mut log = Log::default();
+        log.assign_epoch(3, 0);
+        log.append_as_leader(&batch(4), 3).unwrap();
+        log.assign_epoch(5, 4);
+        log.append_as_leader(&batch(2), 5).unwrap();
+        assert_eq!(log.end_offset_for_epoch(1), (1, 0));
+        assert_eq!(log.end_offset_for_epoch(4), (3, 4));
+        assert_eq!(log.end_offset_for_epoch(5), (5, 6));
+        assert_eq!(
+            Log::default().end_offset_for_epoch(0),
+            (-1, -1),
+            "empty cache"
+        );
     }
 
     #[test]

@@ -616,6 +616,9 @@ pub struct FetchPartition {
     pub fetch_offset: Offset,
     /// The leader epoch the fetcher believes current (KIP-320), -1 if unknown.
     pub current_leader_epoch: LeaderEpoch,
+    /// `LastFetchedEpoch` (KIP-595, Fetch v12+): a follower's latest epoch, which the
+    /// leader checks against its own epoch cache; `None` for consumers.
+    pub last_fetched_epoch: Option<LeaderEpoch>,
 }
 
 /// `Fetch` request.
@@ -655,6 +658,9 @@ pub struct FetchPartitionResponse {
     /// With `read_committed`: the aborted transactions overlapping the returned
     /// batches.
     pub aborted_transactions: Vec<AbortedTransaction>,
+    /// `DivergingEpoch` (KIP-595): the leader's (epoch, end offset) where a follower's
+    /// `last_fetched_epoch` and fetch offset leave the leader's log; no records then.
+    pub diverging_epoch: Option<(LeaderEpoch, Offset)>,
 }
 
 /// `Fetch` response.

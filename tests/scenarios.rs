@@ -521,3 +521,17 @@ fn eos_zombie_generation() {
 fn pipeline_rewind_after_unknown_commit() {
     check_scenario_seeds("pipeline-rewind-after-unknown-commit.json", 15);
 }
+
+/// KIP-279 / KIP-595: three leader moves in 280 ms; followers truncate over as many
+/// diverging-epoch rounds as the history needs.
+#[test]
+fn kip279_three_moves() {
+    check_scenario("kip279-three-moves.json");
+}
+
+/// A consumer's high watermark going back (a deposed leader answering an old fetch, a
+/// new leader whose high watermark lags) is a client event, as in Kafka.
+#[test]
+fn stale_fetch_from_deposed_leader_hw() {
+    check_scenario_seeds("stale-fetch-from-deposed-leader-hw.json", 15);
+}
