@@ -320,6 +320,28 @@ impl ErrorCode {
                 | ErrorCode::KafkaStorageError
         )
     }
+
+    /// Whether Kafka's exception for this error is an `InvalidMetadataException`
+    /// (`LeaderNotAvailableException`, `NotLeaderOrFollowerException`,
+    /// `FencedLeaderEpochException`, `UnknownTopicOrPartitionException`,
+    /// `KafkaStorageException`, `NetworkException`, `ReplicaNotAvailableException`,
+    /// `PreferredLeaderNotAvailableException`, `EligibleLeadersNotAvailableException`,
+    /// `ElectionNotNeededException`): a partition-level error of this kind in a
+    /// `Metadata` response makes the client ask again (`Metadata.handleMetadataResponse`).
+    pub fn is_invalid_metadata(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::KafkaStorageError
+                | ErrorCode::NetworkException
+                | ErrorCode::PreferredLeaderNotAvailable
+                | ErrorCode::EligibleLeadersNotAvailable
+                | ErrorCode::ElectionNotNeeded
+        )
+    }
 }
 
 impl fmt::Display for ErrorCode {
