@@ -493,3 +493,11 @@ fn coordinator_failover_keeps_committed_offsets() {
         );
     }
 }
+
+/// A leaderless partition while positions await KIP-320 validation: the client's
+/// metadata asks again on LEADER_NOT_AVAILABLE (`Metadata.handleMetadataResponse`), so
+/// members validate and catch up once a leader returns.
+#[test]
+fn leaderless_partition_metadata() {
+    check_scenario("leaderless-partition-metadata.json");
+}
