@@ -1,7 +1,8 @@
 //! A Kafka broker as a sans-IO state machine: partition leadership and followership,
 //! follower fetching, the ISR, the high watermark, leader epochs and truncation, the
 //! produce and fetch purgatories, and the broker's KRaft lifecycle (registration,
-//! heartbeats, metadata log replay, self-fencing), and the broker side of the idempotent
+//! heartbeats, metadata log replay; no self-fencing: cut off from the controller it
+//! keeps leading on its stale metadata), and the broker side of the idempotent
 //! producer (KIP-98): the leader's sequence check before appending, and producer ids
 //! handed out from blocks the controller allocates. It hosts the group coordinator
 //! ([`GroupCoordinator`]) of the `__consumer_offsets` partitions it leads: it routes
@@ -325,7 +326,6 @@ pub struct Broker {
     broker_epoch: i64,
     image: MetadataImage,
     partitions: BTreeMap<TopicPartition, Partition>,
-    last_controller_contact_ms: Millis,
     next_heartbeat_ms: Millis,
     next_isr_check_ms: Millis,
     next_hw_checkpoint_ms: Millis,
@@ -375,7 +375,6 @@ impl Broker {
             broker_epoch: -1,
             image: MetadataImage::default(),
             partitions: BTreeMap::new(),
-            last_controller_contact_ms: 0,
             next_heartbeat_ms: 0,
             next_isr_check_ms: 0,
             next_hw_checkpoint_ms: 0,
@@ -467,12 +466,15 @@ impl Broker {
         );
     }
 
-    /// Whether the broker has lost the controller for longer than the session timeout
-    /// and so refuses to act as a leader.
-    fn self_fenced(&self, now: Millis) -> bool {
+    /// Whether the broker refuses to act as a leader: only before its registration is
+    /// accepted. A KRaft broker never fences itself: cut off from the controller it
+    /// keeps serving as leader and coordinator on its stale metadata until a metadata
+    /// record says otherwise (Kafka's `BrokerLifecycleManager` only backs off and
+    /// retries its heartbeats; the controller fences the broker after
+    /// `broker.session.timeout.ms` and elects others). So zombie leaders exist: with
+    /// `acks=1` one acknowledges writes the new leader never has.
+    fn self_fenced(&self, _now: Millis) -> bool {
         self.lifecycle != Lifecycle::Running
-            || now.saturating_sub(self.last_controller_contact_ms)
-                > self.config.broker_session_timeout_ms
     }
 
     fn log_end_offset(&self, tp: &TopicPartition) -> Offset {
@@ -2299,18 +2301,16 @@ impl Broker {
             {
                 self.broker_epoch = r.broker_epoch;
                 self.lifecycle = Lifecycle::Running;
-                self.last_controller_contact_ms = now;
                 self.next_heartbeat_ms = now;
             }
             (Pending::Heartbeat, Response::BrokerHeartbeat(r)) => match r.error {
-                ErrorCode::None => self.last_controller_contact_ms = now,
+                ErrorCode::None => {}
                 ErrorCode::StaleBrokerEpoch | ErrorCode::BrokerIdNotRegistered => {
                     self.lifecycle = Lifecycle::Registering;
                 }
                 _ => {}
             },
             (Pending::MetadataFetch, Response::MetadataFetch(r)) => {
-                self.last_controller_contact_ms = now;
                 self.apply_metadata(now, r.records, out);
             }
             (Pending::AlterPartition(tp), Response::AlterPartition(r)) => {
@@ -2963,6 +2963,53 @@ mod tests {
             produce_result(response_to(&out, 8)),
             Some((ErrorCode::None, 2))
         );
+    }
+
+    /// Kafka's KRaft broker never fences itself (`BrokerLifecycleManager` retries its
+    /// heartbeats with a backoff): long past `broker.session.timeout.ms` without the
+    /// controller, the broker still leads on its stale metadata, acknowledges an
+    /// `acks=1` write and answers a consumer's fetch; only a metadata record moving the
+    /// leadership stops it.
+    #[test]
+    fn a_broker_cut_off_from_the_controller_keeps_leading() {
+        let config = BrokerConfig::default();
+        let session = config.broker_session_timeout_ms;
+        let (mut b, _) = broker(
+            1,
+            config,
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2], 0, 0)],
+        );
+        // Nothing from the controller since t=2: heartbeats and metadata fetches time out.
+        let mut now = 2;
+        while now < 5 * session {
+            let mut out = Outbox::default();
+            now = b.next_timer().expect("timers").max(now + 1);
+            b.on_timer(now, &mut out);
+        }
+        let out = request(
+            &mut b,
+            now,
+            NodeId::Producer(0),
+            7,
+            produce(Acks::Leader, &[100]),
+        );
+        assert_eq!(
+            produce_result(response_to(&out, 7)),
+            Some((ErrorCode::None, 0)),
+            "a zombie leader acknowledges acks=1"
+        );
+        let out = request(&mut b, now, NodeId::Consumer(0), 8, consumer_fetch(0));
+        assert_eq!(fetch_part(response_to(&out, 8)).error, ErrorCode::None);
+        // acks=all still waits for the ISR it last knew (broker 2 never fetches).
+        let out = request(
+            &mut b,
+            now,
+            NodeId::Producer(0),
+            9,
+            produce(Acks::All, &[101]),
+        );
+        assert_eq!(produce_result(response_to(&out, 9)), None, "parked");
     }
 
     #[test]

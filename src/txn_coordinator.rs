@@ -1562,7 +1562,7 @@ impl TxnCoordinator {
             match a.purpose {
                 AppendPurpose::Complete => {
                     // Kafka retries COORDINATOR_NOT_AVAILABLE and leaves the rest to the
-                    // next load; here a broker may refuse appends (self-fenced) and keep
+                    // next load; here a broker may refuse appends (below its minimum ISR) and keep
                     // its leadership, so every failure is retried while loaded.
                     let retry_at = now + MARKER_RETRY_BACKOFF_MS;
                     self.complete_retries.insert(txn_id, (retry_at, a.transit));

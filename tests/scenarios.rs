@@ -501,3 +501,18 @@ fn coordinator_failover_keeps_committed_offsets() {
 fn leaderless_partition_metadata() {
     check_scenario("leaderless-partition-metadata.json");
 }
+
+/// A zombie leader (cut off from the controller and its followers, reachable by
+/// producers) keeps leading on stale metadata, as a KRaft broker does: with `acks=1`
+/// it acknowledges writes that its truncation later loses (`lost-write` expected).
+#[test]
+fn zombie_leader_acks_1() {
+    check_scenario("zombie-leader-acks-1.json");
+}
+
+/// The same zombie leader with `acks=all` and `min.insync.replicas=2`: its high
+/// watermark cannot move without its followers, so nothing it takes is acknowledged.
+#[test]
+fn zombie_leader_acks_all() {
+    check_scenario("zombie-leader-acks-all.json");
+}
