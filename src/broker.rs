@@ -47,6 +47,14 @@ const MAX_PURGATORY: usize = 10_000;
 /// `RPCProducerIdManager.RETRY_BACKOFF_MS`: wait after a failed `AllocateProducerIds`.
 const PRODUCER_ID_RETRY_BACKOFF_MS: Millis = 50;
 
+/// Kafka's `AlterPartitionManager` sends a failed request again 50 ms after a
+/// top-level or unexpected error.
+const ALTER_PARTITION_RETRY_BACKOFF_MS: Millis = 50;
+
+/// The first backoff of `BrokerLifecycleManager`'s `resendExponentialBackoff` (100 ms,
+/// doubling, capped at `broker.session.timeout.ms`; its 2% jitter is not modelled).
+const REGISTRATION_BACKOFF_MS: Millis = 100;
+
 /// What a broker keeps across a process crash: its logs and checkpoints.
 /// (A process crash keeps the OS page cache, so everything appended survives; power
 /// loss comes later and will split this into flushed and unflushed parts.)
@@ -70,7 +78,11 @@ struct Remote {
 struct LeaderState {
     replicas: Vec<BrokerId>,
     isr: Vec<BrokerId>,
-    /// An AlterPartition in flight: (correlation id, proposed ISR, deadline).
+    /// A proposed ISR not yet committed (Kafka's `PendingPartitionChange`): (the
+    /// correlation id of its AlterPartition in flight, 0 when none is; the proposed
+    /// ISR; when to send it again, `Millis::MAX` when it waits for metadata instead).
+    /// It stays until the controller answers or a newer partition registration
+    /// replaces it: `AlterPartitionManager` never times a request out.
     pending: Option<(u64, Vec<BrokerId>, Millis)>,
     remotes: BTreeMap<BrokerId, Remote>,
     epoch_start_offset: Offset,
@@ -327,6 +339,10 @@ pub struct Broker {
     image: MetadataImage,
     partitions: BTreeMap<TopicPartition, Partition>,
     next_heartbeat_ms: Millis,
+    /// When a refused or unanswered registration may be sent again.
+    registration_retry_at: Millis,
+    /// Registrations refused or unanswered in a row (the backoff's exponent).
+    registration_failures: u32,
     next_isr_check_ms: Millis,
     next_hw_checkpoint_ms: Millis,
     next_correlation_id: u64,
@@ -376,6 +392,8 @@ impl Broker {
             image: MetadataImage::default(),
             partitions: BTreeMap::new(),
             next_heartbeat_ms: 0,
+            registration_retry_at: 0,
+            registration_failures: 0,
             next_isr_check_ms: 0,
             next_hw_checkpoint_ms: 0,
             next_correlation_id: 1,
@@ -527,6 +545,7 @@ impl Broker {
                 role: Role::Idle,
             });
         let new_epoch = reg.leader_epoch > part.leader_epoch;
+        let newer_registration = reg.partition_epoch > part.partition_epoch;
         part.partition_epoch = part.partition_epoch.max(reg.partition_epoch);
         match reg.leader {
             Some(l) if l == self.id => {
@@ -568,7 +587,12 @@ impl Broker {
                 } else if let Role::Leader(ls) = &mut part.role {
                     ls.isr = reg.isr.clone();
                     ls.replicas = reg.replicas.clone();
-                    if ls.pending.as_ref().is_some_and(|(_, p, _)| *p == reg.isr) {
+                    // Kafka's `Partition.makeLeader` -> `updateAssignmentAndIsr`: a newer
+                    // registration is the committed state; a pending change is dropped
+                    // (its answer, if any, is ignored).
+                    if newer_registration
+                        || ls.pending.as_ref().is_some_and(|(_, p, _)| *p == reg.isr)
+                    {
                         ls.pending = None;
                     }
                     self.maybe_increment_hw(now, tp, out);
@@ -707,8 +731,7 @@ impl Broker {
             new_isr: new_isr.clone(),
         });
         let timeout = self.config.request_timeout_ms;
-        let correlation_id = self.next_correlation_id;
-        self.request(
+        let correlation_id = self.request(
             now,
             NodeId::Controller,
             Pending::AlterPartition(tp.clone()),
@@ -721,8 +744,46 @@ impl Broker {
             ..
         }) = self.partitions.get_mut(&tp)
         {
-            ls.pending = Some((correlation_id, new_isr, now + timeout));
+            ls.pending = Some((correlation_id, new_isr, Millis::MAX));
         }
+    }
+
+    /// Sends again the pending ISR changes whose retry is due (Kafka's
+    /// `AlterPartitionManager` retries until the controller answers).
+    fn retry_alter_partitions(&mut self, now: Millis, out: &mut Outbox) {
+        let due: Vec<(TopicPartition, LeaderEpoch, i32, Vec<BrokerId>)> = self
+            .partitions
+            .iter()
+            .filter_map(|(tp, part)| match &part.role {
+                Role::Leader(ls) => match &ls.pending {
+                    Some((0, isr, at)) if *at <= now => Some((
+                        tp.clone(),
+                        part.leader_epoch,
+                        part.partition_epoch,
+                        isr.clone(),
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        for (tp, e, pe, isr) in due {
+            self.alter_partition(now, tp, e, pe, isr, out);
+        }
+    }
+
+    /// The first retry of a pending ISR change waiting to be sent again.
+    fn next_alter_partition_retry(&self) -> Option<Millis> {
+        self.partitions
+            .values()
+            .filter_map(|part| match &part.role {
+                Role::Leader(ls) => match &ls.pending {
+                    Some((0, _, at)) if *at != Millis::MAX => Some(*at),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .min()
     }
 
     fn maybe_shrink_isr(&mut self, now: Millis, out: &mut Outbox) {
@@ -2291,6 +2352,7 @@ impl Broker {
     fn on_controller_response(
         &mut self,
         now: Millis,
+        correlation_id: u64,
         what: Pending,
         response: Response,
         out: &mut Outbox,
@@ -2302,6 +2364,13 @@ impl Broker {
                 self.broker_epoch = r.broker_epoch;
                 self.lifecycle = Lifecycle::Running;
                 self.next_heartbeat_ms = now;
+                self.registration_failures = 0;
+            }
+            // DUPLICATE_BROKER_REGISTRATION while the old incarnation's session lives,
+            // or any other refusal: `BrokerLifecycleManager` tries again after its
+            // exponential backoff.
+            (Pending::Registration, Response::BrokerRegistration(_)) => {
+                self.registration_failed(now);
             }
             (Pending::Heartbeat, Response::BrokerHeartbeat(r)) => match r.error {
                 ErrorCode::None => {}
@@ -2321,13 +2390,38 @@ impl Broker {
                     ..
                 }) = self.partitions.get_mut(&tp)
                 {
-                    ls.pending = None;
-                    if let (ErrorCode::None, Some(reg)) = (r.error, r.registration) {
-                        if reg.leader_epoch == *leader_epoch
-                            && reg.partition_epoch > *partition_epoch
-                        {
-                            ls.isr = reg.isr;
-                            *partition_epoch = reg.partition_epoch;
+                    // An answer to a request whose proposal was since replaced (by a
+                    // newer registration) is ignored, as Kafka's `submitAlterPartition`.
+                    if let Some((in_flight, _, retry_at)) = &mut ls.pending {
+                        if *in_flight == correlation_id {
+                            *in_flight = 0;
+                            match (r.error, r.registration) {
+                                (ErrorCode::None, Some(reg)) => {
+                                    // `handleAlterPartitionUpdate`.
+                                    if reg.leader_epoch == *leader_epoch
+                                        && reg.partition_epoch >= *partition_epoch
+                                    {
+                                        ls.isr = reg.isr;
+                                        *partition_epoch = reg.partition_epoch;
+                                        ls.pending = None;
+                                    }
+                                }
+                                // `handleAlterPartitionError`: the controller says the
+                                // request was not applied: back to the committed ISR.
+                                (ErrorCode::OperationNotAttempted, _)
+                                | (ErrorCode::IneligibleReplica, _) => ls.pending = None,
+                                // The leader's state is out of date: keep the pending
+                                // (maximal, KIP-497) ISR until metadata replaces it.
+                                (
+                                    ErrorCode::UnknownTopicOrPartition
+                                    | ErrorCode::FencedLeaderEpoch
+                                    | ErrorCode::InvalidUpdateVersion
+                                    | ErrorCode::InvalidRequest,
+                                    _,
+                                ) => *retry_at = Millis::MAX,
+                                // STALE_BROKER_EPOCH, NOT_CONTROLLER, ...: retried.
+                                _ => *retry_at = now + ALTER_PARTITION_RETRY_BACKOFF_MS,
+                            }
                         }
                     }
                 }
@@ -2349,6 +2443,21 @@ impl Broker {
         }
     }
 
+    /// A registration was refused or went unanswered: `BrokerLifecycleManager`'s
+    /// `scheduleNextCommunicationAfterFailure`, 100 ms doubling up to
+    /// `broker.session.timeout.ms`.
+    fn registration_failed(&mut self, now: Millis) {
+        let backoff = REGISTRATION_BACKOFF_MS
+            .saturating_mul(1 << self.registration_failures.min(20))
+            .min(
+                self.config
+                    .broker_session_timeout_ms
+                    .max(REGISTRATION_BACKOFF_MS),
+            );
+        self.registration_failures = self.registration_failures.saturating_add(1);
+        self.registration_retry_at = now + backoff;
+    }
+
     fn controller_work(&mut self, now: Millis, out: &mut Outbox) {
         let in_flight = |p: &BTreeMap<u64, (Pending, Millis)>, f: fn(&Pending) -> bool| {
             p.values().any(|(w, _)| f(w))
@@ -2356,7 +2465,9 @@ impl Broker {
         let timeout = self.config.request_timeout_ms;
         match self.lifecycle {
             Lifecycle::Registering => {
-                if !in_flight(&self.pending, |p| matches!(p, Pending::Registration)) {
+                if !in_flight(&self.pending, |p| matches!(p, Pending::Registration))
+                    && now >= self.registration_retry_at
+                {
                     let req = Request::BrokerRegistration(BrokerRegistrationRequest {
                         broker_id: self.id,
                         incarnation_id: self.incarnation,
@@ -2425,15 +2536,24 @@ impl Broker {
         for c in expired {
             let (what, _) = self.pending.remove(&c).expect("listed");
             match what {
+                // No answer (a timeout, the controller gone): Kafka's
+                // `AlterPartitionManager` never times out; the proposal stays pending
+                // and is sent again.
                 Pending::AlterPartition(tp) => {
                     if let Some(Partition {
                         role: Role::Leader(ls),
                         ..
                     }) = self.partitions.get_mut(&tp)
                     {
-                        ls.pending = None;
+                        if let Some((in_flight, _, retry_at)) = &mut ls.pending {
+                            if *in_flight == c {
+                                *in_flight = 0;
+                                *retry_at = now;
+                            }
+                        }
                     }
                 }
+                Pending::Registration => self.registration_failed(now),
                 Pending::AllocateProducerIds => self.producer_ids.on_failure(now),
                 // Kafka's AddPartitionsToTxnManager: a timeout or a broken connection
                 // fails the verification with NETWORK_EXCEPTION; the producer retries.
@@ -2564,7 +2684,9 @@ impl Actor for Broker {
                     (Pending::WriteTxnMarkers(id, _), Response::WriteTxnMarkers(r)) => {
                         self.on_markers_answer(now, id, Ok(&r), out)
                     }
-                    (what, response) => self.on_controller_response(now, what, response, out),
+                    (what, response) => {
+                        self.on_controller_response(now, correlation_id, what, response, out)
+                    }
                 }
             }
         }
@@ -2574,6 +2696,7 @@ impl Actor for Broker {
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
         self.expire_requests(now, out);
+        self.retry_alter_partitions(now, out);
         self.retry_verifications(now, out);
         self.fetch_backoff.retain(|_, t| *t > now);
         if now >= self.next_isr_check_ms {
@@ -2626,6 +2749,16 @@ impl Actor for Broker {
 
     fn next_timer(&self) -> Option<Millis> {
         let mut t = self.next_isr_check_ms.min(self.next_hw_checkpoint_ms);
+        if let Some(at) = self.next_alter_partition_retry() {
+            t = t.min(at);
+        }
+        let registering = self
+            .pending
+            .values()
+            .any(|(p, _)| matches!(p, Pending::Registration));
+        if self.lifecycle == Lifecycle::Registering && !registering {
+            t = t.min(self.registration_retry_at);
+        }
         if self.lifecycle == Lifecycle::Running {
             t = t.min(self.next_heartbeat_ms);
             let allocating = self
@@ -3125,6 +3258,139 @@ mod tests {
             vec![vec![1, 2]],
             "broker 3 never fetched; broker 2 caught up"
         );
+    }
+
+    /// Kafka's `AlterPartitionManager` and `Partition.handleAlterPartitionError`: a
+    /// proposed ISR stays pending (the leader proposes nothing else meanwhile) until
+    /// the controller answers; no answer sends it again, a top-level or unexpected
+    /// error retries after 50 ms, `INELIGIBLE_REPLICA` (not applied) goes back to the
+    /// committed ISR, `FENCED_LEADER_EPOCH` waits for metadata, and a newer partition
+    /// registration replaces it. An answer to an earlier attempt is ignored.
+    #[test]
+    fn a_pending_isr_change_stays_until_the_controller_answers() {
+        let config = BrokerConfig {
+            replica_lag_time_max_ms: 1_000,
+            ..BrokerConfig::default()
+        };
+        let timeout = config.request_timeout_ms;
+        let (mut b, _) = broker(
+            1,
+            config,
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
+        );
+        request(&mut b, 20, NodeId::Broker(2), 1, follower_fetch(2, 0, 0));
+        request(&mut b, 1_500, NodeId::Broker(2), 2, follower_fetch(2, 0, 0));
+        let alters = |out: &Outbox| -> Vec<(u64, Vec<BrokerId>)> {
+            out.sends
+                .iter()
+                .filter_map(|(_, m)| match m {
+                    Message::Request {
+                        correlation_id,
+                        request: Request::AlterPartition(a),
+                    } => Some((*correlation_id, a.new_isr.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let answer = |b: &mut Broker, now: Millis, c: u64, error: ErrorCode, isr: &[BrokerId]| {
+            let MetadataRecord::PartitionChange(registration) = reg(Some(1), isr, 0, 1) else {
+                unreachable!()
+            };
+            let mut out = Outbox::default();
+            b.on_message(
+                now,
+                NodeId::Controller,
+                Message::Response {
+                    correlation_id: c,
+                    response: Response::AlterPartition(AlterPartitionResponse {
+                        tp: tp(),
+                        error,
+                        registration: Some(registration),
+                    }),
+                },
+                &mut out,
+            );
+            out
+        };
+        let pending = |b: &Broker| match &b.partitions[&tp()].role {
+            Role::Leader(ls) => ls.pending.as_ref().map(|(c, isr, _)| (*c, isr.clone())),
+            _ => panic!("leads"),
+        };
+        let mut out = Outbox::default();
+        b.on_timer(1_600, &mut out);
+        let first = alters(&out);
+        assert_eq!(first.len(), 1);
+        let (c1, ref isr) = first[0];
+        assert_eq!(isr, &vec![1, 2]);
+        // No answer within the request timeout: sent again, still pending.
+        let mut out = Outbox::default();
+        b.on_timer(1_600 + timeout, &mut out);
+        let second = alters(&out);
+        assert_eq!(second.len(), 1, "sent again, not dropped");
+        let c2 = second[0].0;
+        assert_eq!(pending(&b), Some((c2, vec![1, 2])));
+        // The first attempt's late answer is ignored.
+        let t = 1_600 + timeout + 5;
+        answer(&mut b, t, c1, ErrorCode::None, &[1, 2]);
+        assert_eq!(pending(&b), Some((c2, vec![1, 2])));
+        // NOT_CONTROLLER: sent again after 50 ms.
+        answer(&mut b, t + 1, c2, ErrorCode::NotController, &[1, 2, 3]);
+        assert!(b.next_timer().unwrap() <= t + 51);
+        let mut out = Outbox::default();
+        b.on_timer(t + 50, &mut out);
+        assert!(alters(&out).is_empty(), "not before the backoff");
+        let mut out = Outbox::default();
+        b.on_timer(t + 51, &mut out);
+        let third = alters(&out);
+        assert_eq!(third.len(), 1);
+        // INELIGIBLE_REPLICA: not applied, back to the committed ISR; the next ISR
+        // check proposes again.
+        answer(
+            &mut b,
+            t + 60,
+            third[0].0,
+            ErrorCode::IneligibleReplica,
+            &[1, 2, 3],
+        );
+        assert_eq!(pending(&b), None);
+        let mut out = Outbox::default();
+        let check = b.next_isr_check_ms;
+        request(
+            &mut b,
+            check - 1,
+            NodeId::Broker(2),
+            3,
+            follower_fetch(2, 0, 0),
+        );
+        b.on_timer(check, &mut out);
+        let fourth = alters(&out);
+        assert_eq!(fourth.len(), 1, "proposed again");
+        // FENCED_LEADER_EPOCH: kept (maximal ISR) without retries until metadata says.
+        answer(
+            &mut b,
+            check + 1,
+            fourth[0].0,
+            ErrorCode::FencedLeaderEpoch,
+            &[1, 2, 3],
+        );
+        let mut later = check + 1;
+        for _ in 0..20 {
+            let mut out = Outbox::default();
+            later = b.next_timer().unwrap().max(later + 1);
+            b.on_timer(later, &mut out);
+            assert!(alters(&out).is_empty(), "no retry at {later}");
+        }
+        assert_eq!(pending(&b), Some((0, vec![1, 2])));
+        // A newer registration (partition epoch 1) is the committed state.
+        let offset = b.image.next_offset;
+        let mut out = Outbox::default();
+        b.apply_metadata(later, vec![(offset, reg(Some(1), &[1, 3], 0, 1))], &mut out);
+        assert_eq!(pending(&b), None);
+        let Role::Leader(ls) = &b.partitions[&tp()].role else {
+            unreachable!()
+        };
+        assert_eq!(ls.isr, vec![1, 3]);
     }
 
     /// A replica holding records of an epoch the new leader never saw: KIP-101/279

@@ -165,7 +165,12 @@ impl Controller {
     // ------------------------------------------------------------ broker lifecycle
 
     /// `BrokerRegistration`: a new incarnation gets a new broker epoch (its record's
-    /// offset) and starts fenced; a repeated incarnation gets its existing epoch.
+    /// offset) and starts fenced; a repeated incarnation gets its existing epoch. A new
+    /// incarnation is refused with `DUPLICATE_BROKER_REGISTRATION` while the old one's
+    /// session is valid (unfenced, heard from within `broker.session.timeout.ms`:
+    /// Kafka's `ClusterControlManager.registerBroker` with
+    /// `BrokerHeartbeatManager.hasValidSession`); the broker retries, and is accepted
+    /// once the old session has expired and the controller fenced it.
     fn register_broker(
         &mut self,
         now: Millis,
@@ -187,10 +192,19 @@ impl Controller {
                     broker_epoch: registration.broker_epoch,
                 };
             }
+            let valid = self.image.is_live(broker_id)
+                && now < self.session_deadline(session.last_heartbeat_ms);
+            if valid {
+                return BrokerRegistrationResponse {
+                    error: ErrorCode::DuplicateBrokerRegistration,
+                    broker_epoch: -1,
+                };
+            }
         }
         if self.image.is_live(broker_id) {
-            // The old incarnation is gone: take away its leaderships and ISR seats
-            // before the new registration (which starts fenced) replaces it.
+            // The old session expired but the timer has not fenced it yet: take away
+            // its leaderships and ISR seats before the new registration (which starts
+            // fenced) replaces it, as the session expiry would.
             self.fence_broker(now, broker_id, out);
         }
         let broker_epoch = self.log_end();
@@ -529,30 +543,39 @@ impl Controller {
         if !epoch_current {
             return ErrorCode::StaleBrokerEpoch;
         }
+        // Kafka's `ReplicationControlManager.validateAlterPartitionData`, in its order.
         let Some(current) = current else {
             return ErrorCode::UnknownTopicOrPartition;
         };
-        if current.leader != Some(request.broker_id) {
-            return ErrorCode::NotLeaderOrFollower;
+        // Epochs ahead of ours: the requester knows a newer controller.
+        if request.leader_epoch > current.leader_epoch
+            || request.partition_epoch > current.partition_epoch
+        {
+            return ErrorCode::NotController;
         }
-        if request.leader_epoch != current.leader_epoch {
+        if request.leader_epoch < current.leader_epoch {
             return ErrorCode::FencedLeaderEpoch;
         }
-        if request.partition_epoch != current.partition_epoch {
+        if current.leader != Some(request.broker_id) {
+            return ErrorCode::InvalidRequest;
+        }
+        if request.partition_epoch < current.partition_epoch {
             return ErrorCode::InvalidUpdateVersion;
         }
         let isr = &request.new_isr;
-        let valid = isr.contains(&request.broker_id)
-            && isr.iter().enumerate().all(|(i, r)| {
-                !isr[..i].contains(r)
-                    && current.replicas.contains(r)
-                    && (current.isr.contains(r) || self.image.is_live(*r))
-            });
-        if valid {
-            ErrorCode::None
-        } else {
-            ErrorCode::InvalidRequest
+        let well_formed = isr
+            .iter()
+            .enumerate()
+            .all(|(i, r)| !isr[..i].contains(r) && current.replicas.contains(r));
+        if !well_formed || !isr.contains(&request.broker_id) {
+            return ErrorCode::InvalidRequest;
         }
+        // `ineligibleReplicasForIsr`: every member must be registered and unfenced
+        // (AlterPartition v2+ answers INELIGIBLE_REPLICA, older OPERATION_NOT_ATTEMPTED).
+        if isr.iter().any(|r| !self.image.is_live(*r)) {
+            return ErrorCode::IneligibleReplica;
+        }
+        ErrorCode::None
     }
 
     /// Makes the preferred replica the leader when it is live and in the ISR.
@@ -1454,11 +1477,14 @@ mod tests {
         let end = c.log().len();
         // (sender, broker epoch, leader epoch, partition epoch, new ISR, expected error)
         type Case = (BrokerId, i64, i32, i32, &'static [BrokerId], ErrorCode);
-        let cases: [Case; 8] = [
+        // Kafka's ReplicationControlManager.validateAlterPartitionData: epochs ahead of
+        // the controller's are NOT_CONTROLLER, a non-leader is INVALID_REQUEST.
+        let cases: [Case; 9] = [
             (1, 5, 0, 0, &[1, 2], ErrorCode::StaleBrokerEpoch),
-            (2, 1, 0, 0, &[1, 2], ErrorCode::NotLeaderOrFollower),
-            (1, 0, 1, 0, &[1, 2], ErrorCode::FencedLeaderEpoch),
-            (1, 0, 0, 3, &[1, 2], ErrorCode::InvalidUpdateVersion),
+            (2, 1, 0, 0, &[1, 2], ErrorCode::InvalidRequest),
+            (1, 0, 1, 0, &[1, 2], ErrorCode::NotController),
+            (1, 0, 0, 3, &[1, 2], ErrorCode::NotController),
+            (2, 1, 0, 0, &[2, 3], ErrorCode::InvalidRequest),
             (1, 0, 0, 0, &[1, 4], ErrorCode::InvalidRequest),
             (1, 0, 0, 0, &[2, 3], ErrorCode::InvalidRequest),
             (1, 0, 0, 0, &[1, 1], ErrorCode::InvalidRequest),
@@ -1508,10 +1534,10 @@ mod tests {
         let (r, _) = alter(&mut c, 30, 1, 0, tp(0), 0, 0, &[1, 2, 3]);
         assert_eq!(r.error, ErrorCode::InvalidUpdateVersion);
 
-        // Adding a fenced broker is refused.
+        // Adding a fenced broker is refused, saying the request was not applied.
         heartbeat_with(&mut c, 40, 3, 2, 10, true);
         let (r, _) = alter(&mut c, 50, 1, 0, tp(0), 0, 1, &[1, 2, 3]);
-        assert_eq!(r.error, ErrorCode::InvalidRequest);
+        assert_eq!(r.error, ErrorCode::IneligibleReplica);
         assert_eq!(r.registration.as_ref(), Some(&shrunk));
 
         // The same ISR again: accepted without a record.
@@ -1532,6 +1558,15 @@ mod tests {
             partition(&c, 0),
             reg(tp(0), &[1, 2, 3], &[1, 2, 3], Some(1), 0, 2)
         );
+        // Broker 1 is fenced and 2 leads in epoch 1: the old leader's update, in its old
+        // leader epoch, is FENCED_LEADER_EPOCH (a zombie leader's shrink changes nothing).
+        heartbeat_with(&mut c, 90, 1, 0, 10, true);
+        assert_eq!(partition(&c, 0).leader, Some(2));
+        let end = c.log().len();
+        let (r, out) = alter(&mut c, 100, 1, 0, tp(0), 0, 2, &[1]);
+        assert_eq!(r.error, ErrorCode::FencedLeaderEpoch);
+        assert!(out.history.is_empty());
+        assert_eq!(c.log().len(), end);
         assert_replay_matches(&c);
     }
 
@@ -1629,7 +1664,22 @@ mod tests {
     #[test]
     fn a_new_incarnation_fences_the_old_one_first() {
         let mut c = cluster(config(false), vec![topic("t", 1, 3)]);
-        let epoch = register(&mut c, 100, 1, 999);
+        // ClusterControlManager.registerBroker: while the old incarnation's session is
+        // valid, a new one is refused (DUPLICATE_BROKER_REGISTRATION) and nothing is
+        // written; the broker retries.
+        let end = c.log_end();
+        let session = c.config.broker_session_timeout_ms;
+        for now in [100, session] {
+            let r = try_register(&mut c, now, 1, 999);
+            assert_eq!(
+                (r.error, r.broker_epoch),
+                (ErrorCode::DuplicateBrokerRegistration, -1)
+            );
+        }
+        assert_eq!(c.log_end(), end);
+        // Past the session (before the timer fenced it): the old incarnation is fenced
+        // and the new one registered.
+        let epoch = register(&mut c, session + 1, 1, 999);
         let end = c.log_end();
         assert_eq!(epoch, end - 1);
         assert_eq!(
