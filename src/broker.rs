@@ -648,8 +648,23 @@ impl Broker {
 
     // ------------------------------------------------------------ leader side
 
+    /// The topic's `min.insync.replicas`: its override (a `ConfigRecord`), else for
+    /// `__transaction_state` `transaction.state.log.min.isr` (the topic config Kafka's
+    /// `TransactionStateManager` creates it with), else the broker's.
+    fn configured_min_isr(&self, tp: &TopicPartition) -> usize {
+        let configured = self.image.min_insync_replicas(&tp.topic).unwrap_or(
+            if &*tp.topic == TRANSACTION_STATE_TOPIC {
+                self.config.transaction_state_log_min_isr
+            } else {
+                self.config.min_insync_replicas
+            },
+        );
+        configured as usize
+    }
+
     fn maybe_increment_hw(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
         let leo = self.log_end_offset(tp);
+        let min_isr = self.configured_min_isr(tp);
         let Some(part) = self.partitions.get_mut(tp) else {
             return;
         };
@@ -659,7 +674,7 @@ impl Broker {
         } else {
             // KAFKA-15583: the HW moves only while the ISR has at least
             // min(min.insync.replicas, replica count) members.
-            let needed = (self.config.min_insync_replicas as usize).min(ls.replicas.len());
+            let needed = min_isr.min(ls.replicas.len());
             if ls.isr.len() < needed {
                 return;
             }
@@ -1111,6 +1126,7 @@ impl Broker {
         let mut parts = Vec::with_capacity(req.partitions.len());
         let mut touched = Vec::new();
         for (tp, batch) in req.partitions {
+            let min_isr = self.configured_min_isr(&tp);
             let Some(part) = self.partitions.get(&tp) else {
                 let err = if self.image.partitions.contains_key(&tp) {
                     ErrorCode::NotLeaderOrFollower
@@ -1132,7 +1148,9 @@ impl Broker {
                 parts.push(ProducePart::refused(tp, *error));
                 continue;
             }
-            if acks == Acks::All && (ls.isr.len() as u32) < self.config.min_insync_replicas {
+            // `Partition.appendRecordsToLeader`: the committed ISR against
+            // `effectiveMinIsr` = min(min.insync.replicas, replica count), KAFKA-15583.
+            if acks == Acks::All && ls.isr.len() < min_isr.min(ls.replicas.len()) {
                 parts.push(ProducePart::refused(tp, ErrorCode::NotEnoughReplicas));
                 continue;
             }
@@ -1399,14 +1417,23 @@ impl Broker {
                 match &part.role {
                     Role::Leader(ls) if part.leader_epoch == p.leader_epoch => {
                         if part.high_watermark >= p.required_offset {
-                            p.result =
-                                Some(if (ls.isr.len() as u32) < self.config.min_insync_replicas {
-                                    ErrorCode::NotEnoughReplicasAfterAppend
-                                } else if p.duplicate {
-                                    ErrorCode::DuplicateSequenceNumber
+                            // `Partition.checkEnoughReplicasReachOffset`: the maximal
+                            // ISR against `effectiveMinIsr`.
+                            let min_isr = self.image.min_insync_replicas(&p.tp.topic).unwrap_or(
+                                if &*p.tp.topic == TRANSACTION_STATE_TOPIC {
+                                    self.config.transaction_state_log_min_isr
                                 } else {
-                                    ErrorCode::None
-                                });
+                                    self.config.min_insync_replicas
+                                },
+                            ) as usize;
+                            let needed = min_isr.min(ls.replicas.len());
+                            p.result = Some(if ls.maximal_isr().len() < needed {
+                                ErrorCode::NotEnoughReplicasAfterAppend
+                            } else if p.duplicate {
+                                ErrorCode::DuplicateSequenceNumber
+                            } else {
+                                ErrorCode::None
+                            });
                         } else if now >= d.deadline {
                             p.result = Some(ErrorCode::RequestTimedOut);
                         }
@@ -1648,7 +1675,7 @@ impl Broker {
         tp: &TopicPartition,
         fenced: bool,
     ) -> Result<LeaderEpoch, ErrorCode> {
-        self.acks_all_leader_epoch_with(tp, fenced, self.config.min_insync_replicas)
+        self.acks_all_leader_epoch_with(tp, fenced, self.configured_min_isr(tp))
     }
 
     /// [`Self::acks_all_leader_epoch`] with the topic's own `min.insync.replicas`.
@@ -1656,7 +1683,7 @@ impl Broker {
         &self,
         tp: &TopicPartition,
         fenced: bool,
-        min_insync_replicas: u32,
+        min_insync_replicas: usize,
     ) -> Result<LeaderEpoch, ErrorCode> {
         match self.partitions.get(tp) {
             Some(Partition {
@@ -1664,7 +1691,7 @@ impl Broker {
                 leader_epoch,
                 ..
             }) if !fenced => {
-                if (ls.isr.len() as u32) < min_insync_replicas {
+                if ls.isr.len() < min_insync_replicas.min(ls.replicas.len()) {
                     Err(ErrorCode::NotEnoughReplicas)
                 } else {
                     Ok(*leader_epoch)
@@ -1794,7 +1821,7 @@ impl Broker {
     ) {
         let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, append.partition);
         let fenced = self.self_fenced(now);
-        let min_isr = self.config.transaction_state_log_min_isr;
+        let min_isr = self.configured_min_isr(&tp);
         let epoch = match self.acks_all_leader_epoch_with(&tp, fenced, min_isr) {
             Ok(epoch) => epoch,
             Err(error) => {
@@ -3143,6 +3170,55 @@ mod tests {
             produce(Acks::All, &[101]),
         );
         assert_eq!(produce_result(response_to(&out, 9)), None, "parked");
+    }
+
+    /// The topic's `min.insync.replicas` (a `ConfigRecord`) overrides the broker's, and
+    /// Kafka's `Partition.effectiveMinIsr` caps it at the replica count (KAFKA-15583):
+    /// ISR [1, 2] of 3 replicas refuses `acks=all` under a topic minimum of 3, takes it
+    /// under a topic minimum of 1 with the broker's at 3, and takes it with every
+    /// replica in sync under a minimum of 5.
+    #[test]
+    fn acks_all_uses_the_topics_effective_min_isr() {
+        let topic_min = |n: u32| MetadataRecord::TopicConfig {
+            name: "orders".into(),
+            config: crate::config::TopicConfig {
+                min_insync_replicas: Some(n),
+                unclean_leader_election_enable: None,
+            },
+        };
+        let cases: [(u32, Option<u32>, &[BrokerId], Option<(ErrorCode, Offset)>); 4] = [
+            (
+                1,
+                Some(3),
+                &[1, 2],
+                Some((ErrorCode::NotEnoughReplicas, -1)),
+            ),
+            (3, None, &[1, 2], Some((ErrorCode::NotEnoughReplicas, -1))),
+            (3, Some(1), &[1, 2], None),
+            (5, None, &[1, 2, 3], None),
+        ];
+        for (broker_min, topic, isr, expected) in cases {
+            let config = BrokerConfig {
+                min_insync_replicas: broker_min,
+                ..BrokerConfig::default()
+            };
+            let mut records: Vec<MetadataRecord> = topic.map(topic_min).into_iter().collect();
+            records.push(reg(Some(1), isr, 0, 0));
+            let (mut b, _) = broker(1, config, Bugs::default(), records);
+            let out = request(
+                &mut b,
+                10,
+                NodeId::Producer(0),
+                7,
+                produce(Acks::All, &[100]),
+            );
+            // Accepted: parked until the followers have it.
+            assert_eq!(
+                produce_result(response_to(&out, 7)),
+                expected,
+                "broker {broker_min}, topic {topic:?}, ISR {isr:?}"
+            );
+        }
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct TopicSpec {
     pub partitions: u32,
     /// Replicas per partition (at least 1, at most the number of brokers).
     pub replication_factor: u32,
+    /// Topic-level configuration overrides.
+    pub config: crate::config::TopicConfig,
 }
 
 /// The controller's view of a broker's current registration, beyond the image.
@@ -291,7 +293,7 @@ impl Controller {
             let mut unclean = false;
             if old.leader == Some(broker_id) {
                 new.leader = self.first_live_in_isr(&new.replicas, &new.isr);
-                if new.leader.is_none() && self.config.unclean_leader_election_enable {
+                if new.leader.is_none() && self.unclean_enabled(&new.tp) {
                     if let Some(leader) = self.first_live(&new.replicas) {
                         new.leader = Some(leader);
                         new.isr = vec![leader];
@@ -328,7 +330,7 @@ impl Controller {
             new.leader = Some(broker_id);
             if old.isr.contains(&broker_id) {
                 self.commit_change(now, new, false, out);
-            } else if self.config.unclean_leader_election_enable {
+            } else if self.unclean_enabled(&old.tp) {
                 new.isr = vec![broker_id];
                 self.commit_change(now, new, true, out);
             }
@@ -350,6 +352,12 @@ impl Controller {
                 name: spec.name.clone(),
                 partitions: spec.partitions,
             });
+            if !spec.config.is_empty() {
+                self.append(MetadataRecord::TopicConfig {
+                    name: spec.name.clone(),
+                    config: spec.config.clone(),
+                });
+            }
             for partition in 0..spec.partitions {
                 let replicas: Vec<BrokerId> = (0..spec.replication_factor)
                     .map(|i| self.broker_ids[(partition as usize + i as usize) % n])
@@ -373,6 +381,15 @@ impl Controller {
     }
 
     // ------------------------------------------------------------ partition changes
+
+    /// `unclean.leader.election.enable` for the partition's topic: its override, else
+    /// the cluster's (Kafka's `ConfigurationControlManager`, read per topic by
+    /// `ReplicationControlManager`).
+    fn unclean_enabled(&self, tp: &TopicPartition) -> bool {
+        self.image
+            .unclean_leader_election_enable(&tp.topic)
+            .unwrap_or(self.config.unclean_leader_election_enable)
+    }
 
     /// The first replica, in `replicas` order, that is in `isr` and unfenced.
     fn first_live_in_isr(&self, replicas: &[BrokerId], isr: &[BrokerId]) -> Option<BrokerId> {
@@ -474,8 +491,7 @@ impl Controller {
                     "{tp} is offline with a live ISR member"
                 );
                 assert!(
-                    !self.config.unclean_leader_election_enable
-                        || self.first_live(&reg.replicas).is_none(),
+                    !self.unclean_enabled(tp) || self.first_live(&reg.replicas).is_none(),
                     "{tp} is offline with a live replica and unclean election enabled"
                 );
             }
@@ -898,6 +914,7 @@ mod tests {
 
     fn topic(name: &str, partitions: u32, replication_factor: u32) -> TopicSpec {
         TopicSpec {
+            config: Default::default(),
             name: Arc::from(name),
             partitions,
             replication_factor,
@@ -1468,6 +1485,33 @@ mod tests {
             reg(tp(0), &[1, 2, 3], &[1], Some(1), 4, 5)
         );
         assert_replay_matches(&c);
+    }
+
+    /// `unclean.leader.election.enable` is read per topic: the topic's override (a
+    /// `TopicConfig` record after its `TopicRecord`) wins over the cluster's.
+    #[test]
+    fn unclean_election_follows_the_topics_override() {
+        for (cluster_unclean, topic_unclean) in [(false, true), (true, false)] {
+            let mut spec = topic("t", 1, 3);
+            spec.config.unclean_leader_election_enable = Some(topic_unclean);
+            let mut c = cluster(config(cluster_unclean), vec![spec.clone()]);
+            assert!(c.log().contains(&MetadataRecord::TopicConfig {
+                name: spec.name.clone(),
+                config: spec.config.clone(),
+            }));
+            let (r, _) = alter(&mut c, 0, 1, 0, tp(0), 0, 0, &[1]);
+            assert_eq!(r.error, ErrorCode::None);
+            heartbeat(&mut c, 5_000, 2, 1);
+            heartbeat(&mut c, 5_000, 3, 2);
+            let out = timer(&mut c, 9_001);
+            let expected = if topic_unclean {
+                change(tp(0), Some(2), 1, &[2], true)
+            } else {
+                change(tp(0), None, 1, &[1], false)
+            };
+            assert_eq!(history(&out), vec![expected], "cluster {cluster_unclean}");
+            assert_replay_matches(&c);
+        }
     }
 
     #[test]

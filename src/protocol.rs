@@ -865,6 +865,14 @@ pub enum MetadataRecord {
         /// Partition count.
         partitions: u32,
     },
+    /// `ConfigRecord`s of a topic (resource type TOPIC): its overrides, written after
+    /// its `TopicRecord` when it has any.
+    TopicConfig {
+        /// Topic name.
+        name: Arc<str>,
+        /// The topic's overrides.
+        config: crate::config::TopicConfig,
+    },
     /// `PartitionRecord` (creation) and `PartitionChangeRecord` (every later change),
     /// carried here as the partition's whole new registration.
     PartitionChange(PartitionRegistration),

@@ -146,6 +146,12 @@ pub fn transaction_state_topic_spec(config: &BrokerConfig, brokers: usize) -> To
         replication_factor: config
             .transaction_state_log_replication_factor
             .min(u32::try_from(brokers).unwrap_or(u32::MAX)),
+        // `TransactionStateManager.transactionTopicConfigs`: the topic's
+        // `min.insync.replicas` is `transaction.state.log.min.isr`.
+        config: crate::config::TopicConfig {
+            min_insync_replicas: Some(config.transaction_state_log_min_isr),
+            unclean_leader_election_enable: None,
+        },
     }
 }
 
