@@ -3186,7 +3186,14 @@ mod tests {
                 unclean_leader_election_enable: None,
             },
         };
-        let cases: [(u32, Option<u32>, &[BrokerId], Option<(ErrorCode, Offset)>); 4] = [
+        // (broker's minimum, topic's minimum, ISR, produce answer; None = parked)
+        type Case = (
+            u32,
+            Option<u32>,
+            &'static [BrokerId],
+            Option<(ErrorCode, Offset)>,
+        );
+        let cases: [Case; 4] = [
             (
                 1,
                 Some(3),
