@@ -1,7 +1,8 @@
 //! A Kafka broker as a sans-IO state machine: partition leadership and followership,
 //! follower fetching, the ISR, the high watermark, leader epochs and truncation, the
 //! produce and fetch purgatories, and the broker's KRaft lifecycle (registration,
-//! heartbeats, metadata log replay, self-fencing), and the broker side of the idempotent
+//! heartbeats, metadata log replay; no self-fencing: cut off from the controller it
+//! keeps leading on its stale metadata), and the broker side of the idempotent
 //! producer (KIP-98): the leader's sequence check before appending, and producer ids
 //! handed out from blocks the controller allocates. It hosts the group coordinator
 //! ([`GroupCoordinator`]) of the `__consumer_offsets` partitions it leads: it routes
@@ -46,6 +47,14 @@ const MAX_PURGATORY: usize = 10_000;
 /// `RPCProducerIdManager.RETRY_BACKOFF_MS`: wait after a failed `AllocateProducerIds`.
 const PRODUCER_ID_RETRY_BACKOFF_MS: Millis = 50;
 
+/// Kafka's `AlterPartitionManager` sends a failed request again 50 ms after a
+/// top-level or unexpected error.
+const ALTER_PARTITION_RETRY_BACKOFF_MS: Millis = 50;
+
+/// The first backoff of `BrokerLifecycleManager`'s `resendExponentialBackoff` (100 ms,
+/// doubling, capped at `broker.session.timeout.ms`; its 2% jitter is not modelled).
+const REGISTRATION_BACKOFF_MS: Millis = 100;
+
 /// What a broker keeps across a process crash: its logs and checkpoints.
 /// (A process crash keeps the OS page cache, so everything appended survives; power
 /// loss comes later and will split this into flushed and unflushed parts.)
@@ -78,7 +87,11 @@ impl Remote {
 struct LeaderState {
     replicas: Vec<BrokerId>,
     isr: Vec<BrokerId>,
-    /// An AlterPartition in flight: (correlation id, proposed ISR, deadline).
+    /// A proposed ISR not yet committed (Kafka's `PendingPartitionChange`): (the
+    /// correlation id of its AlterPartition in flight, 0 when none is; the proposed
+    /// ISR; when to send it again, `Millis::MAX` when it waits for metadata instead).
+    /// It stays until the controller answers or a newer partition registration
+    /// replaces it: `AlterPartitionManager` never times a request out.
     pending: Option<(u64, Vec<BrokerId>, Millis)>,
     remotes: BTreeMap<BrokerId, Remote>,
     epoch_start_offset: Offset,
@@ -334,8 +347,11 @@ pub struct Broker {
     broker_epoch: i64,
     image: MetadataImage,
     partitions: BTreeMap<TopicPartition, Partition>,
-    last_controller_contact_ms: Millis,
     next_heartbeat_ms: Millis,
+    /// When a refused or unanswered registration may be sent again.
+    registration_retry_at: Millis,
+    /// Registrations refused or unanswered in a row (the backoff's exponent).
+    registration_failures: u32,
     next_isr_check_ms: Millis,
     next_hw_checkpoint_ms: Millis,
     next_correlation_id: u64,
@@ -384,8 +400,9 @@ impl Broker {
             broker_epoch: -1,
             image: MetadataImage::default(),
             partitions: BTreeMap::new(),
-            last_controller_contact_ms: 0,
             next_heartbeat_ms: 0,
+            registration_retry_at: 0,
+            registration_failures: 0,
             next_isr_check_ms: 0,
             next_hw_checkpoint_ms: 0,
             next_correlation_id: 1,
@@ -476,12 +493,15 @@ impl Broker {
         );
     }
 
-    /// Whether the broker has lost the controller for longer than the session timeout
-    /// and so refuses to act as a leader.
-    fn self_fenced(&self, now: Millis) -> bool {
+    /// Whether the broker refuses to act as a leader: only before its registration is
+    /// accepted. A KRaft broker never fences itself: cut off from the controller it
+    /// keeps serving as leader and coordinator on its stale metadata until a metadata
+    /// record says otherwise (Kafka's `BrokerLifecycleManager` only backs off and
+    /// retries its heartbeats; the controller fences the broker after
+    /// `broker.session.timeout.ms` and elects others). So zombie leaders exist: with
+    /// `acks=1` one acknowledges writes the new leader never has.
+    fn self_fenced(&self, _now: Millis) -> bool {
         self.lifecycle != Lifecycle::Running
-            || now.saturating_sub(self.last_controller_contact_ms)
-                > self.config.broker_session_timeout_ms
     }
 
     fn log_end_offset(&self, tp: &TopicPartition) -> Offset {
@@ -534,6 +554,7 @@ impl Broker {
                 role: Role::Idle,
             });
         let new_epoch = reg.leader_epoch > part.leader_epoch;
+        let newer_registration = reg.partition_epoch > part.partition_epoch;
         part.partition_epoch = part.partition_epoch.max(reg.partition_epoch);
         match reg.leader {
             Some(l) if l == self.id => {
@@ -575,7 +596,12 @@ impl Broker {
                 } else if let Role::Leader(ls) = &mut part.role {
                     ls.isr = reg.isr.clone();
                     ls.replicas = reg.replicas.clone();
-                    if ls.pending.as_ref().is_some_and(|(_, p, _)| *p == reg.isr) {
+                    // Kafka's `Partition.makeLeader` -> `updateAssignmentAndIsr`: a newer
+                    // registration is the committed state; a pending change is dropped
+                    // (its answer, if any, is ignored).
+                    if newer_registration
+                        || ls.pending.as_ref().is_some_and(|(_, p, _)| *p == reg.isr)
+                    {
                         ls.pending = None;
                     }
                     self.maybe_increment_hw(now, tp, out);
@@ -637,8 +663,23 @@ impl Broker {
 
     // ------------------------------------------------------------ leader side
 
+    /// The topic's `min.insync.replicas`: its override (a `ConfigRecord`), else for
+    /// `__transaction_state` `transaction.state.log.min.isr` (the topic config Kafka's
+    /// `TransactionStateManager` creates it with), else the broker's.
+    fn configured_min_isr(&self, tp: &TopicPartition) -> usize {
+        let configured = self.image.min_insync_replicas(&tp.topic).unwrap_or(
+            if &*tp.topic == TRANSACTION_STATE_TOPIC {
+                self.config.transaction_state_log_min_isr
+            } else {
+                self.config.min_insync_replicas
+            },
+        );
+        configured as usize
+    }
+
     fn maybe_increment_hw(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
         let leo = self.log_end_offset(tp);
+        let min_isr = self.configured_min_isr(tp);
         let Some(part) = self.partitions.get_mut(tp) else {
             return;
         };
@@ -648,7 +689,7 @@ impl Broker {
         } else {
             // KAFKA-15583: the HW moves only while the ISR has at least
             // min(min.insync.replicas, replica count) members.
-            let needed = (self.config.min_insync_replicas as usize).min(ls.replicas.len());
+            let needed = min_isr.min(ls.replicas.len());
             if ls.isr.len() < needed {
                 return;
             }
@@ -720,8 +761,7 @@ impl Broker {
             new_isr: new_isr.clone(),
         });
         let timeout = self.config.request_timeout_ms;
-        let correlation_id = self.next_correlation_id;
-        self.request(
+        let correlation_id = self.request(
             now,
             NodeId::Controller,
             Pending::AlterPartition(tp.clone()),
@@ -734,8 +774,46 @@ impl Broker {
             ..
         }) = self.partitions.get_mut(&tp)
         {
-            ls.pending = Some((correlation_id, new_isr, now + timeout));
+            ls.pending = Some((correlation_id, new_isr, Millis::MAX));
         }
+    }
+
+    /// Sends again the pending ISR changes whose retry is due (Kafka's
+    /// `AlterPartitionManager` retries until the controller answers).
+    fn retry_alter_partitions(&mut self, now: Millis, out: &mut Outbox) {
+        let due: Vec<(TopicPartition, LeaderEpoch, i32, Vec<BrokerId>)> = self
+            .partitions
+            .iter()
+            .filter_map(|(tp, part)| match &part.role {
+                Role::Leader(ls) => match &ls.pending {
+                    Some((0, isr, at)) if *at <= now => Some((
+                        tp.clone(),
+                        part.leader_epoch,
+                        part.partition_epoch,
+                        isr.clone(),
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        for (tp, e, pe, isr) in due {
+            self.alter_partition(now, tp, e, pe, isr, out);
+        }
+    }
+
+    /// The first retry of a pending ISR change waiting to be sent again.
+    fn next_alter_partition_retry(&self) -> Option<Millis> {
+        self.partitions
+            .values()
+            .filter_map(|part| match &part.role {
+                Role::Leader(ls) => match &ls.pending {
+                    Some((0, _, at)) if *at != Millis::MAX => Some(*at),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .min()
     }
 
     fn maybe_shrink_isr(&mut self, now: Millis, out: &mut Outbox) {
@@ -1065,6 +1143,7 @@ impl Broker {
         let mut parts = Vec::with_capacity(req.partitions.len());
         let mut touched = Vec::new();
         for (tp, batch) in req.partitions {
+            let min_isr = self.configured_min_isr(&tp);
             let Some(part) = self.partitions.get(&tp) else {
                 let err = if self.image.partitions.contains_key(&tp) {
                     ErrorCode::NotLeaderOrFollower
@@ -1086,7 +1165,9 @@ impl Broker {
                 parts.push(ProducePart::refused(tp, *error));
                 continue;
             }
-            if acks == Acks::All && (ls.isr.len() as u32) < self.config.min_insync_replicas {
+            // `Partition.appendRecordsToLeader`: the committed ISR against
+            // `effectiveMinIsr` = min(min.insync.replicas, replica count), KAFKA-15583.
+            if acks == Acks::All && ls.isr.len() < min_isr.min(ls.replicas.len()) {
                 parts.push(ProducePart::refused(tp, ErrorCode::NotEnoughReplicas));
                 continue;
             }
@@ -1353,14 +1434,23 @@ impl Broker {
                 match &part.role {
                     Role::Leader(ls) if part.leader_epoch == p.leader_epoch => {
                         if part.high_watermark >= p.required_offset {
-                            p.result =
-                                Some(if (ls.isr.len() as u32) < self.config.min_insync_replicas {
-                                    ErrorCode::NotEnoughReplicasAfterAppend
-                                } else if p.duplicate {
-                                    ErrorCode::DuplicateSequenceNumber
+                            // `Partition.checkEnoughReplicasReachOffset`: the maximal
+                            // ISR against `effectiveMinIsr`.
+                            let min_isr = self.image.min_insync_replicas(&p.tp.topic).unwrap_or(
+                                if &*p.tp.topic == TRANSACTION_STATE_TOPIC {
+                                    self.config.transaction_state_log_min_isr
                                 } else {
-                                    ErrorCode::None
-                                });
+                                    self.config.min_insync_replicas
+                                },
+                            ) as usize;
+                            let needed = min_isr.min(ls.replicas.len());
+                            p.result = Some(if ls.maximal_isr().len() < needed {
+                                ErrorCode::NotEnoughReplicasAfterAppend
+                            } else if p.duplicate {
+                                ErrorCode::DuplicateSequenceNumber
+                            } else {
+                                ErrorCode::None
+                            });
                         } else if now >= d.deadline {
                             p.result = Some(ErrorCode::RequestTimedOut);
                         }
@@ -1602,7 +1692,7 @@ impl Broker {
         tp: &TopicPartition,
         fenced: bool,
     ) -> Result<LeaderEpoch, ErrorCode> {
-        self.acks_all_leader_epoch_with(tp, fenced, self.config.min_insync_replicas)
+        self.acks_all_leader_epoch_with(tp, fenced, self.configured_min_isr(tp))
     }
 
     /// [`Self::acks_all_leader_epoch`] with the topic's own `min.insync.replicas`.
@@ -1610,7 +1700,7 @@ impl Broker {
         &self,
         tp: &TopicPartition,
         fenced: bool,
-        min_insync_replicas: u32,
+        min_insync_replicas: usize,
     ) -> Result<LeaderEpoch, ErrorCode> {
         match self.partitions.get(tp) {
             Some(Partition {
@@ -1618,7 +1708,7 @@ impl Broker {
                 leader_epoch,
                 ..
             }) if !fenced => {
-                if (ls.isr.len() as u32) < min_insync_replicas {
+                if ls.isr.len() < min_insync_replicas.min(ls.replicas.len()) {
                     Err(ErrorCode::NotEnoughReplicas)
                 } else {
                     Ok(*leader_epoch)
@@ -1748,7 +1838,7 @@ impl Broker {
     ) {
         let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, append.partition);
         let fenced = self.self_fenced(now);
-        let min_isr = self.config.transaction_state_log_min_isr;
+        let min_isr = self.configured_min_isr(&tp);
         let epoch = match self.acks_all_leader_epoch_with(&tp, fenced, min_isr) {
             Ok(epoch) => epoch,
             Err(error) => {
@@ -2352,6 +2442,7 @@ impl Broker {
     fn on_controller_response(
         &mut self,
         now: Millis,
+        correlation_id: u64,
         what: Pending,
         response: Response,
         out: &mut Outbox,
@@ -2362,18 +2453,23 @@ impl Broker {
             {
                 self.broker_epoch = r.broker_epoch;
                 self.lifecycle = Lifecycle::Running;
-                self.last_controller_contact_ms = now;
                 self.next_heartbeat_ms = now;
+                self.registration_failures = 0;
+            }
+            // DUPLICATE_BROKER_REGISTRATION while the old incarnation's session lives,
+            // or any other refusal: `BrokerLifecycleManager` tries again after its
+            // exponential backoff.
+            (Pending::Registration, Response::BrokerRegistration(_)) => {
+                self.registration_failed(now);
             }
             (Pending::Heartbeat, Response::BrokerHeartbeat(r)) => match r.error {
-                ErrorCode::None => self.last_controller_contact_ms = now,
+                ErrorCode::None => {}
                 ErrorCode::StaleBrokerEpoch | ErrorCode::BrokerIdNotRegistered => {
                     self.lifecycle = Lifecycle::Registering;
                 }
                 _ => {}
             },
             (Pending::MetadataFetch, Response::MetadataFetch(r)) => {
-                self.last_controller_contact_ms = now;
                 self.apply_metadata(now, r.records, out);
             }
             (Pending::AlterPartition(tp), Response::AlterPartition(r)) => {
@@ -2384,13 +2480,38 @@ impl Broker {
                     ..
                 }) = self.partitions.get_mut(&tp)
                 {
-                    ls.pending = None;
-                    if let (ErrorCode::None, Some(reg)) = (r.error, r.registration) {
-                        if reg.leader_epoch == *leader_epoch
-                            && reg.partition_epoch > *partition_epoch
-                        {
-                            ls.isr = reg.isr;
-                            *partition_epoch = reg.partition_epoch;
+                    // An answer to a request whose proposal was since replaced (by a
+                    // newer registration) is ignored, as Kafka's `submitAlterPartition`.
+                    if let Some((in_flight, _, retry_at)) = &mut ls.pending {
+                        if *in_flight == correlation_id {
+                            *in_flight = 0;
+                            match (r.error, r.registration) {
+                                (ErrorCode::None, Some(reg)) => {
+                                    // `handleAlterPartitionUpdate`.
+                                    if reg.leader_epoch == *leader_epoch
+                                        && reg.partition_epoch >= *partition_epoch
+                                    {
+                                        ls.isr = reg.isr;
+                                        *partition_epoch = reg.partition_epoch;
+                                        ls.pending = None;
+                                    }
+                                }
+                                // `handleAlterPartitionError`: the controller says the
+                                // request was not applied: back to the committed ISR.
+                                (ErrorCode::OperationNotAttempted, _)
+                                | (ErrorCode::IneligibleReplica, _) => ls.pending = None,
+                                // The leader's state is out of date: keep the pending
+                                // (maximal, KIP-497) ISR until metadata replaces it.
+                                (
+                                    ErrorCode::UnknownTopicOrPartition
+                                    | ErrorCode::FencedLeaderEpoch
+                                    | ErrorCode::InvalidUpdateVersion
+                                    | ErrorCode::InvalidRequest,
+                                    _,
+                                ) => *retry_at = Millis::MAX,
+                                // STALE_BROKER_EPOCH, NOT_CONTROLLER, ...: retried.
+                                _ => *retry_at = now + ALTER_PARTITION_RETRY_BACKOFF_MS,
+                            }
                         }
                     }
                 }
@@ -2412,6 +2533,21 @@ impl Broker {
         }
     }
 
+    /// A registration was refused or went unanswered: `BrokerLifecycleManager`'s
+    /// `scheduleNextCommunicationAfterFailure`, 100 ms doubling up to
+    /// `broker.session.timeout.ms`.
+    fn registration_failed(&mut self, now: Millis) {
+        let backoff = REGISTRATION_BACKOFF_MS
+            .saturating_mul(1 << self.registration_failures.min(20))
+            .min(
+                self.config
+                    .broker_session_timeout_ms
+                    .max(REGISTRATION_BACKOFF_MS),
+            );
+        self.registration_failures = self.registration_failures.saturating_add(1);
+        self.registration_retry_at = now + backoff;
+    }
+
     fn controller_work(&mut self, now: Millis, out: &mut Outbox) {
         let in_flight = |p: &BTreeMap<u64, (Pending, Millis)>, f: fn(&Pending) -> bool| {
             p.values().any(|(w, _)| f(w))
@@ -2419,7 +2555,9 @@ impl Broker {
         let timeout = self.config.request_timeout_ms;
         match self.lifecycle {
             Lifecycle::Registering => {
-                if !in_flight(&self.pending, |p| matches!(p, Pending::Registration)) {
+                if !in_flight(&self.pending, |p| matches!(p, Pending::Registration))
+                    && now >= self.registration_retry_at
+                {
                     let req = Request::BrokerRegistration(BrokerRegistrationRequest {
                         broker_id: self.id,
                         incarnation_id: self.incarnation,
@@ -2488,15 +2626,24 @@ impl Broker {
         for c in expired {
             let (what, _) = self.pending.remove(&c).expect("listed");
             match what {
+                // No answer (a timeout, the controller gone): Kafka's
+                // `AlterPartitionManager` never times out; the proposal stays pending
+                // and is sent again.
                 Pending::AlterPartition(tp) => {
                     if let Some(Partition {
                         role: Role::Leader(ls),
                         ..
                     }) = self.partitions.get_mut(&tp)
                     {
-                        ls.pending = None;
+                        if let Some((in_flight, _, retry_at)) = &mut ls.pending {
+                            if *in_flight == c {
+                                *in_flight = 0;
+                                *retry_at = now;
+                            }
+                        }
                     }
                 }
+                Pending::Registration => self.registration_failed(now),
                 Pending::AllocateProducerIds => self.producer_ids.on_failure(now),
                 // Kafka's AddPartitionsToTxnManager: a timeout or a broken connection
                 // fails the verification with NETWORK_EXCEPTION; the producer retries.
@@ -2627,7 +2774,9 @@ impl Actor for Broker {
                     (Pending::WriteTxnMarkers(id, _), Response::WriteTxnMarkers(r)) => {
                         self.on_markers_answer(now, id, Ok(&r), out)
                     }
-                    (what, response) => self.on_controller_response(now, what, response, out),
+                    (what, response) => {
+                        self.on_controller_response(now, correlation_id, what, response, out)
+                    }
                 }
             }
         }
@@ -2637,6 +2786,7 @@ impl Actor for Broker {
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
         self.expire_requests(now, out);
+        self.retry_alter_partitions(now, out);
         self.retry_verifications(now, out);
         self.fetch_backoff.retain(|_, t| *t > now);
         if now >= self.next_isr_check_ms {
@@ -2689,6 +2839,16 @@ impl Actor for Broker {
 
     fn next_timer(&self) -> Option<Millis> {
         let mut t = self.next_isr_check_ms.min(self.next_hw_checkpoint_ms);
+        if let Some(at) = self.next_alter_partition_retry() {
+            t = t.min(at);
+        }
+        let registering = self
+            .pending
+            .values()
+            .any(|(p, _)| matches!(p, Pending::Registration));
+        if self.lifecycle == Lifecycle::Registering && !registering {
+            t = t.min(self.registration_retry_at);
+        }
         if self.lifecycle == Lifecycle::Running {
             t = t.min(self.next_heartbeat_ms);
             let allocating = self
@@ -3131,6 +3291,109 @@ mod tests {
         );
     }
 
+    /// Kafka's KRaft broker never fences itself (`BrokerLifecycleManager` retries its
+    /// heartbeats with a backoff): long past `broker.session.timeout.ms` without the
+    /// controller, the broker still leads on its stale metadata, acknowledges an
+    /// `acks=1` write and answers a consumer's fetch; only a metadata record moving the
+    /// leadership stops it.
+    #[test]
+    fn a_broker_cut_off_from_the_controller_keeps_leading() {
+        let config = BrokerConfig::default();
+        let session = config.broker_session_timeout_ms;
+        let (mut b, _) = broker(
+            1,
+            config,
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2], 0, 0)],
+        );
+        // Nothing from the controller since t=2: heartbeats and metadata fetches time out.
+        let mut now = 2;
+        while now < 5 * session {
+            let mut out = Outbox::default();
+            now = b.next_timer().expect("timers").max(now + 1);
+            b.on_timer(now, &mut out);
+        }
+        let out = request(
+            &mut b,
+            now,
+            NodeId::Producer(0),
+            7,
+            produce(Acks::Leader, &[100]),
+        );
+        assert_eq!(
+            produce_result(response_to(&out, 7)),
+            Some((ErrorCode::None, 0)),
+            "a zombie leader acknowledges acks=1"
+        );
+        let out = request(&mut b, now, NodeId::Consumer(0), 8, consumer_fetch(0));
+        assert_eq!(fetch_part(response_to(&out, 8)).error, ErrorCode::None);
+        // acks=all still waits for the ISR it last knew (broker 2 never fetches).
+        let out = request(
+            &mut b,
+            now,
+            NodeId::Producer(0),
+            9,
+            produce(Acks::All, &[101]),
+        );
+        assert_eq!(produce_result(response_to(&out, 9)), None, "parked");
+    }
+
+    /// The topic's `min.insync.replicas` (a `ConfigRecord`) overrides the broker's, and
+    /// Kafka's `Partition.effectiveMinIsr` caps it at the replica count (KAFKA-15583):
+    /// ISR [1, 2] of 3 replicas refuses `acks=all` under a topic minimum of 3, takes it
+    /// under a topic minimum of 1 with the broker's at 3, and takes it with every
+    /// replica in sync under a minimum of 5.
+    #[test]
+    fn acks_all_uses_the_topics_effective_min_isr() {
+        let topic_min = |n: u32| MetadataRecord::TopicConfig {
+            name: "orders".into(),
+            config: crate::config::TopicConfig {
+                min_insync_replicas: Some(n),
+                unclean_leader_election_enable: None,
+            },
+        };
+        // (broker's minimum, topic's minimum, ISR, produce answer; None = parked)
+        type Case = (
+            u32,
+            Option<u32>,
+            &'static [BrokerId],
+            Option<(ErrorCode, Offset)>,
+        );
+        let cases: [Case; 4] = [
+            (
+                1,
+                Some(3),
+                &[1, 2],
+                Some((ErrorCode::NotEnoughReplicas, -1)),
+            ),
+            (3, None, &[1, 2], Some((ErrorCode::NotEnoughReplicas, -1))),
+            (3, Some(1), &[1, 2], None),
+            (5, None, &[1, 2, 3], None),
+        ];
+        for (broker_min, topic, isr, expected) in cases {
+            let config = BrokerConfig {
+                min_insync_replicas: broker_min,
+                ..BrokerConfig::default()
+            };
+            let mut records: Vec<MetadataRecord> = topic.map(topic_min).into_iter().collect();
+            records.push(reg(Some(1), isr, 0, 0));
+            let (mut b, _) = broker(1, config, Bugs::default(), records);
+            let out = request(
+                &mut b,
+                10,
+                NodeId::Producer(0),
+                7,
+                produce(Acks::All, &[100]),
+            );
+            // Accepted: parked until the followers have it.
+            assert_eq!(
+                produce_result(response_to(&out, 7)),
+                expected,
+                "broker {broker_min}, topic {topic:?}, ISR {isr:?}"
+            );
+        }
+    }
+
     #[test]
     fn too_small_isr_refuses_acks_all() {
         let config = BrokerConfig {
@@ -3319,6 +3582,139 @@ mod tests {
         );
         let out = request(&mut b, 11, NodeId::Broker(3), 2, follower_fetch(3, 2, 1));
         assert_eq!(isr_proposals(&out), vec![vec![1, 2, 3]]);
+    }
+
+    /// Kafka's `AlterPartitionManager` and `Partition.handleAlterPartitionError`: a
+    /// proposed ISR stays pending (the leader proposes nothing else meanwhile) until
+    /// the controller answers; no answer sends it again, a top-level or unexpected
+    /// error retries after 50 ms, `INELIGIBLE_REPLICA` (not applied) goes back to the
+    /// committed ISR, `FENCED_LEADER_EPOCH` waits for metadata, and a newer partition
+    /// registration replaces it. An answer to an earlier attempt is ignored.
+    #[test]
+    fn a_pending_isr_change_stays_until_the_controller_answers() {
+        let config = BrokerConfig {
+            replica_lag_time_max_ms: 1_000,
+            ..BrokerConfig::default()
+        };
+        let timeout = config.request_timeout_ms;
+        let (mut b, _) = broker(
+            1,
+            config,
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
+        );
+        request(&mut b, 20, NodeId::Broker(2), 1, follower_fetch(2, 0, 0));
+        request(&mut b, 1_500, NodeId::Broker(2), 2, follower_fetch(2, 0, 0));
+        let alters = |out: &Outbox| -> Vec<(u64, Vec<BrokerId>)> {
+            out.sends
+                .iter()
+                .filter_map(|(_, m)| match m {
+                    Message::Request {
+                        correlation_id,
+                        request: Request::AlterPartition(a),
+                    } => Some((*correlation_id, a.new_isr.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let answer = |b: &mut Broker, now: Millis, c: u64, error: ErrorCode, isr: &[BrokerId]| {
+            let MetadataRecord::PartitionChange(registration) = reg(Some(1), isr, 0, 1) else {
+                unreachable!()
+            };
+            let mut out = Outbox::default();
+            b.on_message(
+                now,
+                NodeId::Controller,
+                Message::Response {
+                    correlation_id: c,
+                    response: Response::AlterPartition(AlterPartitionResponse {
+                        tp: tp(),
+                        error,
+                        registration: Some(registration),
+                    }),
+                },
+                &mut out,
+            );
+            out
+        };
+        let pending = |b: &Broker| match &b.partitions[&tp()].role {
+            Role::Leader(ls) => ls.pending.as_ref().map(|(c, isr, _)| (*c, isr.clone())),
+            _ => panic!("leads"),
+        };
+        let mut out = Outbox::default();
+        b.on_timer(1_600, &mut out);
+        let first = alters(&out);
+        assert_eq!(first.len(), 1);
+        let (c1, ref isr) = first[0];
+        assert_eq!(isr, &vec![1, 2]);
+        // No answer within the request timeout: sent again, still pending.
+        let mut out = Outbox::default();
+        b.on_timer(1_600 + timeout, &mut out);
+        let second = alters(&out);
+        assert_eq!(second.len(), 1, "sent again, not dropped");
+        let c2 = second[0].0;
+        assert_eq!(pending(&b), Some((c2, vec![1, 2])));
+        // The first attempt's late answer is ignored.
+        let t = 1_600 + timeout + 5;
+        answer(&mut b, t, c1, ErrorCode::None, &[1, 2]);
+        assert_eq!(pending(&b), Some((c2, vec![1, 2])));
+        // NOT_CONTROLLER: sent again after 50 ms.
+        answer(&mut b, t + 1, c2, ErrorCode::NotController, &[1, 2, 3]);
+        assert!(b.next_timer().unwrap() <= t + 51);
+        let mut out = Outbox::default();
+        b.on_timer(t + 50, &mut out);
+        assert!(alters(&out).is_empty(), "not before the backoff");
+        let mut out = Outbox::default();
+        b.on_timer(t + 51, &mut out);
+        let third = alters(&out);
+        assert_eq!(third.len(), 1);
+        // INELIGIBLE_REPLICA: not applied, back to the committed ISR; the next ISR
+        // check proposes again.
+        answer(
+            &mut b,
+            t + 60,
+            third[0].0,
+            ErrorCode::IneligibleReplica,
+            &[1, 2, 3],
+        );
+        assert_eq!(pending(&b), None);
+        let mut out = Outbox::default();
+        let check = b.next_isr_check_ms;
+        request(
+            &mut b,
+            check - 1,
+            NodeId::Broker(2),
+            3,
+            follower_fetch(2, 0, 0),
+        );
+        b.on_timer(check, &mut out);
+        let fourth = alters(&out);
+        assert_eq!(fourth.len(), 1, "proposed again");
+        // FENCED_LEADER_EPOCH: kept (maximal ISR) without retries until metadata says.
+        answer(
+            &mut b,
+            check + 1,
+            fourth[0].0,
+            ErrorCode::FencedLeaderEpoch,
+            &[1, 2, 3],
+        );
+        let mut later = check + 1;
+        for _ in 0..20 {
+            let mut out = Outbox::default();
+            later = b.next_timer().unwrap().max(later + 1);
+            b.on_timer(later, &mut out);
+            assert!(alters(&out).is_empty(), "no retry at {later}");
+        }
+        assert_eq!(pending(&b), Some((0, vec![1, 2])));
+        // A newer registration (partition epoch 1) is the committed state.
+        let offset = b.image.next_offset;
+        let mut out = Outbox::default();
+        b.apply_metadata(later, vec![(offset, reg(Some(1), &[1, 3], 0, 1))], &mut out);
+        assert_eq!(pending(&b), None);
+        let Role::Leader(ls) = &b.partitions[&tp()].role else {
+            unreachable!()
+        };
+        assert_eq!(ls.isr, vec![1, 3]);
     }
 
     /// A replica holding records of an epoch the new leader never saw: KIP-101/279

@@ -8,6 +8,35 @@ use crate::protocol::{Acks, IsolationLevel};
 use crate::record::CompressionType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Topic-level overrides of broker settings (`kafka-topics --config`, Kafka's
+/// `TopicConfig` names): the two a broker or the controller reads per topic. Unset
+/// values fall back to the broker's. Unknown names are errors.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// `min.insync.replicas` (at least 1).
+    #[serde(
+        rename = "min.insync.replicas",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_insync_replicas: Option<u32>,
+    /// `unclean.leader.election.enable`.
+    #[serde(
+        rename = "unclean.leader.election.enable",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unclean_leader_election_enable: Option<bool>,
+}
+
+impl TopicConfig {
+    /// No override set.
+    pub fn is_empty(&self) -> bool {
+        *self == TopicConfig::default()
+    }
+}
+
 /// Broker and topic settings (`server.properties` / topic configs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -2319,6 +2319,57 @@ mod tests {
         assert!(ops(&out).is_empty(), "no seek, no poll");
     }
 
+    /// The partition has no leader while the position awaits validation: the consumer
+    /// neither fetches nor validates it, and its metadata asks again after
+    /// `retry.backoff.ms` (Kafka's `Metadata.handleMetadataResponse` on
+    /// LEADER_NOT_AVAILABLE), so validation resumes as soon as a leader is elected
+    /// instead of `metadata.max.age.ms` later.
+    #[test]
+    fn a_leaderless_partition_awaiting_validation_keeps_asking_for_metadata() {
+        let (mut c, mut out, now, reqs) = leader_moved(Bugs::default());
+        let (_, cid, _) = epoch_request(&reqs);
+        let not_leader = epoch_answer(&[(tp(0), ErrorCode::NotLeaderOrFollower, -1, -1)]);
+        respond(&mut c, now + 1, 2, cid, not_leader, &mut out);
+        let leaderless = Response::Metadata(MetadataResponse {
+            brokers: vec![1, 2],
+            partitions: vec![PartitionMetadata {
+                tp: tp(0),
+                error: ErrorCode::LeaderNotAvailable,
+                leader: None,
+                leader_epoch: 5,
+                replicas: vec![1, 2],
+                isr: vec![1],
+            }],
+        });
+        let mut t;
+        let mut leaderless_answers = 0;
+        let mut validated_at = None;
+        for _ in 0..20 {
+            t = c.next_timer().expect("a retry is due");
+            assert!(t < now + 2_000, "waiting {t} for metadata.max.age.ms");
+            c.on_timer(t, &mut out);
+            let reqs = take(&mut out);
+            assert!(only(&reqs, "Fetch").is_empty(), "still awaiting validation");
+            if let Some(md) = only(&reqs, "Metadata").first() {
+                let answer = if leaderless_answers < 3 {
+                    leaderless_answers += 1;
+                    leaderless.clone()
+                } else {
+                    metadata(&[(0, 1, 6)])
+                };
+                respond(&mut c, t, md.0, md.1, answer, &mut out);
+            }
+            let reqs: Vec<_> = reqs.into_iter().chain(take(&mut out)).collect();
+            if !only(&reqs, "OffsetsForLeaderEpoch").is_empty() {
+                assert_eq!(leaderless_answers, 3, "no validation without a leader");
+                validated_at = Some(epoch_request(&reqs));
+                break;
+            }
+        }
+        let (broker, _, partitions) = validated_at.expect("validation resumed");
+        assert_eq!((broker, partitions), (1, vec![(tp(0), 6, 0)]));
+    }
+
     #[test]
     fn an_epoch_ending_below_the_position_seeks_to_the_divergence_point() {
         let (mut c, mut out, now, reqs) = leader_moved(Bugs::default());

@@ -44,6 +44,8 @@ pub struct TopicSpec {
     pub partitions: u32,
     /// Replicas per partition (at least 1, at most the number of brokers).
     pub replication_factor: u32,
+    /// Topic-level configuration overrides.
+    pub config: crate::config::TopicConfig,
 }
 
 /// The controller's view of a broker's current registration, beyond the image.
@@ -165,7 +167,12 @@ impl Controller {
     // ------------------------------------------------------------ broker lifecycle
 
     /// `BrokerRegistration`: a new incarnation gets a new broker epoch (its record's
-    /// offset) and starts fenced; a repeated incarnation gets its existing epoch.
+    /// offset) and starts fenced; a repeated incarnation gets its existing epoch. A new
+    /// incarnation is refused with `DUPLICATE_BROKER_REGISTRATION` while the old one's
+    /// session is valid (unfenced, heard from within `broker.session.timeout.ms`:
+    /// Kafka's `ClusterControlManager.registerBroker` with
+    /// `BrokerHeartbeatManager.hasValidSession`); the broker retries, and is accepted
+    /// once the old session has expired and the controller fenced it.
     fn register_broker(
         &mut self,
         now: Millis,
@@ -187,10 +194,19 @@ impl Controller {
                     broker_epoch: registration.broker_epoch,
                 };
             }
+            let valid = self.image.is_live(broker_id)
+                && now < self.session_deadline(session.last_heartbeat_ms);
+            if valid {
+                return BrokerRegistrationResponse {
+                    error: ErrorCode::DuplicateBrokerRegistration,
+                    broker_epoch: -1,
+                };
+            }
         }
         if self.image.is_live(broker_id) {
-            // The old incarnation is gone: take away its leaderships and ISR seats
-            // before the new registration (which starts fenced) replaces it.
+            // The old session expired but the timer has not fenced it yet: take away
+            // its leaderships and ISR seats before the new registration (which starts
+            // fenced) replaces it, as the session expiry would.
             self.fence_broker(now, broker_id, out);
         }
         let broker_epoch = self.log_end();
@@ -277,7 +293,7 @@ impl Controller {
             let mut unclean = false;
             if old.leader == Some(broker_id) {
                 new.leader = self.first_live_in_isr(&new.replicas, &new.isr);
-                if new.leader.is_none() && self.config.unclean_leader_election_enable {
+                if new.leader.is_none() && self.unclean_enabled(&new.tp) {
                     if let Some(leader) = self.first_live(&new.replicas) {
                         new.leader = Some(leader);
                         new.isr = vec![leader];
@@ -314,7 +330,7 @@ impl Controller {
             new.leader = Some(broker_id);
             if old.isr.contains(&broker_id) {
                 self.commit_change(now, new, false, out);
-            } else if self.config.unclean_leader_election_enable {
+            } else if self.unclean_enabled(&old.tp) {
                 new.isr = vec![broker_id];
                 self.commit_change(now, new, true, out);
             }
@@ -336,6 +352,12 @@ impl Controller {
                 name: spec.name.clone(),
                 partitions: spec.partitions,
             });
+            if !spec.config.is_empty() {
+                self.append(MetadataRecord::TopicConfig {
+                    name: spec.name.clone(),
+                    config: spec.config.clone(),
+                });
+            }
             for partition in 0..spec.partitions {
                 let replicas: Vec<BrokerId> = (0..spec.replication_factor)
                     .map(|i| self.broker_ids[(partition as usize + i as usize) % n])
@@ -359,6 +381,15 @@ impl Controller {
     }
 
     // ------------------------------------------------------------ partition changes
+
+    /// `unclean.leader.election.enable` for the partition's topic: its override, else
+    /// the cluster's (Kafka's `ConfigurationControlManager`, read per topic by
+    /// `ReplicationControlManager`).
+    fn unclean_enabled(&self, tp: &TopicPartition) -> bool {
+        self.image
+            .unclean_leader_election_enable(&tp.topic)
+            .unwrap_or(self.config.unclean_leader_election_enable)
+    }
 
     /// The first replica, in `replicas` order, that is in `isr` and unfenced.
     fn first_live_in_isr(&self, replicas: &[BrokerId], isr: &[BrokerId]) -> Option<BrokerId> {
@@ -460,8 +491,7 @@ impl Controller {
                     "{tp} is offline with a live ISR member"
                 );
                 assert!(
-                    !self.config.unclean_leader_election_enable
-                        || self.first_live(&reg.replicas).is_none(),
+                    !self.unclean_enabled(tp) || self.first_live(&reg.replicas).is_none(),
                     "{tp} is offline with a live replica and unclean election enabled"
                 );
             }
@@ -529,30 +559,39 @@ impl Controller {
         if !epoch_current {
             return ErrorCode::StaleBrokerEpoch;
         }
+        // Kafka's `ReplicationControlManager.validateAlterPartitionData`, in its order.
         let Some(current) = current else {
             return ErrorCode::UnknownTopicOrPartition;
         };
-        if current.leader != Some(request.broker_id) {
-            return ErrorCode::NotLeaderOrFollower;
+        // Epochs ahead of ours: the requester knows a newer controller.
+        if request.leader_epoch > current.leader_epoch
+            || request.partition_epoch > current.partition_epoch
+        {
+            return ErrorCode::NotController;
         }
-        if request.leader_epoch != current.leader_epoch {
+        if request.leader_epoch < current.leader_epoch {
             return ErrorCode::FencedLeaderEpoch;
         }
-        if request.partition_epoch != current.partition_epoch {
+        if current.leader != Some(request.broker_id) {
+            return ErrorCode::InvalidRequest;
+        }
+        if request.partition_epoch < current.partition_epoch {
             return ErrorCode::InvalidUpdateVersion;
         }
         let isr = &request.new_isr;
-        let valid = isr.contains(&request.broker_id)
-            && isr.iter().enumerate().all(|(i, r)| {
-                !isr[..i].contains(r)
-                    && current.replicas.contains(r)
-                    && (current.isr.contains(r) || self.image.is_live(*r))
-            });
-        if valid {
-            ErrorCode::None
-        } else {
-            ErrorCode::InvalidRequest
+        let well_formed = isr
+            .iter()
+            .enumerate()
+            .all(|(i, r)| !isr[..i].contains(r) && current.replicas.contains(r));
+        if !well_formed || !isr.contains(&request.broker_id) {
+            return ErrorCode::InvalidRequest;
         }
+        // `ineligibleReplicasForIsr`: every member must be registered and unfenced
+        // (AlterPartition v2+ answers INELIGIBLE_REPLICA, older OPERATION_NOT_ATTEMPTED).
+        if isr.iter().any(|r| !self.image.is_live(*r)) {
+            return ErrorCode::IneligibleReplica;
+        }
+        ErrorCode::None
     }
 
     /// Makes the preferred replica the leader when it is live and in the ISR.
@@ -875,6 +914,7 @@ mod tests {
 
     fn topic(name: &str, partitions: u32, replication_factor: u32) -> TopicSpec {
         TopicSpec {
+            config: Default::default(),
             name: Arc::from(name),
             partitions,
             replication_factor,
@@ -1447,6 +1487,33 @@ mod tests {
         assert_replay_matches(&c);
     }
 
+    /// `unclean.leader.election.enable` is read per topic: the topic's override (a
+    /// `TopicConfig` record after its `TopicRecord`) wins over the cluster's.
+    #[test]
+    fn unclean_election_follows_the_topics_override() {
+        for (cluster_unclean, topic_unclean) in [(false, true), (true, false)] {
+            let mut spec = topic("t", 1, 3);
+            spec.config.unclean_leader_election_enable = Some(topic_unclean);
+            let mut c = cluster(config(cluster_unclean), vec![spec.clone()]);
+            assert!(c.log().contains(&MetadataRecord::TopicConfig {
+                name: spec.name.clone(),
+                config: spec.config.clone(),
+            }));
+            let (r, _) = alter(&mut c, 0, 1, 0, tp(0), 0, 0, &[1]);
+            assert_eq!(r.error, ErrorCode::None);
+            heartbeat(&mut c, 5_000, 2, 1);
+            heartbeat(&mut c, 5_000, 3, 2);
+            let out = timer(&mut c, 9_001);
+            let expected = if topic_unclean {
+                change(tp(0), Some(2), 1, &[2], true)
+            } else {
+                change(tp(0), None, 1, &[1], false)
+            };
+            assert_eq!(history(&out), vec![expected], "cluster {cluster_unclean}");
+            assert_replay_matches(&c);
+        }
+    }
+
     #[test]
     fn alter_partition_is_validated() {
         let mut c = cluster(config(false), vec![topic("t", 1, 3)]);
@@ -1454,11 +1521,14 @@ mod tests {
         let end = c.log().len();
         // (sender, broker epoch, leader epoch, partition epoch, new ISR, expected error)
         type Case = (BrokerId, i64, i32, i32, &'static [BrokerId], ErrorCode);
-        let cases: [Case; 8] = [
+        // Kafka's ReplicationControlManager.validateAlterPartitionData: epochs ahead of
+        // the controller's are NOT_CONTROLLER, a non-leader is INVALID_REQUEST.
+        let cases: [Case; 9] = [
             (1, 5, 0, 0, &[1, 2], ErrorCode::StaleBrokerEpoch),
-            (2, 1, 0, 0, &[1, 2], ErrorCode::NotLeaderOrFollower),
-            (1, 0, 1, 0, &[1, 2], ErrorCode::FencedLeaderEpoch),
-            (1, 0, 0, 3, &[1, 2], ErrorCode::InvalidUpdateVersion),
+            (2, 1, 0, 0, &[1, 2], ErrorCode::InvalidRequest),
+            (1, 0, 1, 0, &[1, 2], ErrorCode::NotController),
+            (1, 0, 0, 3, &[1, 2], ErrorCode::NotController),
+            (2, 1, 0, 0, &[2, 3], ErrorCode::InvalidRequest),
             (1, 0, 0, 0, &[1, 4], ErrorCode::InvalidRequest),
             (1, 0, 0, 0, &[2, 3], ErrorCode::InvalidRequest),
             (1, 0, 0, 0, &[1, 1], ErrorCode::InvalidRequest),
@@ -1508,10 +1578,10 @@ mod tests {
         let (r, _) = alter(&mut c, 30, 1, 0, tp(0), 0, 0, &[1, 2, 3]);
         assert_eq!(r.error, ErrorCode::InvalidUpdateVersion);
 
-        // Adding a fenced broker is refused.
+        // Adding a fenced broker is refused, saying the request was not applied.
         heartbeat_with(&mut c, 40, 3, 2, 10, true);
         let (r, _) = alter(&mut c, 50, 1, 0, tp(0), 0, 1, &[1, 2, 3]);
-        assert_eq!(r.error, ErrorCode::InvalidRequest);
+        assert_eq!(r.error, ErrorCode::IneligibleReplica);
         assert_eq!(r.registration.as_ref(), Some(&shrunk));
 
         // The same ISR again: accepted without a record.
@@ -1532,6 +1602,15 @@ mod tests {
             partition(&c, 0),
             reg(tp(0), &[1, 2, 3], &[1, 2, 3], Some(1), 0, 2)
         );
+        // Broker 1 is fenced and 2 leads in epoch 1: the old leader's update, in its old
+        // leader epoch, is FENCED_LEADER_EPOCH (a zombie leader's shrink changes nothing).
+        heartbeat_with(&mut c, 90, 1, 0, 10, true);
+        assert_eq!(partition(&c, 0).leader, Some(2));
+        let end = c.log().len();
+        let (r, out) = alter(&mut c, 100, 1, 0, tp(0), 0, 2, &[1]);
+        assert_eq!(r.error, ErrorCode::FencedLeaderEpoch);
+        assert!(out.history.is_empty());
+        assert_eq!(c.log().len(), end);
         assert_replay_matches(&c);
     }
 
@@ -1629,7 +1708,22 @@ mod tests {
     #[test]
     fn a_new_incarnation_fences_the_old_one_first() {
         let mut c = cluster(config(false), vec![topic("t", 1, 3)]);
-        let epoch = register(&mut c, 100, 1, 999);
+        // ClusterControlManager.registerBroker: while the old incarnation's session is
+        // valid, a new one is refused (DUPLICATE_BROKER_REGISTRATION) and nothing is
+        // written; the broker retries.
+        let end = c.log_end();
+        let session = c.config.broker_session_timeout_ms;
+        for now in [100, session] {
+            let r = try_register(&mut c, now, 1, 999);
+            assert_eq!(
+                (r.error, r.broker_epoch),
+                (ErrorCode::DuplicateBrokerRegistration, -1)
+            );
+        }
+        assert_eq!(c.log_end(), end);
+        // Past the session (before the timer fenced it): the old incarnation is fenced
+        // and the new one registered.
+        let epoch = register(&mut c, session + 1, 1, 999);
         let end = c.log_end();
         assert_eq!(epoch, end - 1);
         assert_eq!(

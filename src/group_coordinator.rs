@@ -109,6 +109,9 @@ pub fn offsets_topic_spec(config: &BrokerConfig, brokers: usize) -> TopicSpec {
         replication_factor: config
             .offsets_topic_replication_factor
             .min(u32::try_from(brokers).unwrap_or(u32::MAX)),
+        // Kafka's `GroupCoordinator.offsetsTopicConfigs` sets no `min.insync.replicas`:
+        // the broker's applies.
+        config: Default::default(),
     }
 }
 

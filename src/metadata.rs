@@ -5,6 +5,7 @@
 //! image, so a Raft quorum can later replace the single controller without touching
 //! the brokers.
 
+use crate::config::TopicConfig;
 use crate::protocol::{
     BrokerId, ErrorCode, MetadataRecord, PartitionMetadata, PartitionRegistration, TopicPartition,
 };
@@ -29,6 +30,8 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
     /// Topics and their partition counts.
     pub topics: BTreeMap<Arc<str>, u32>,
+    /// Topic-level configuration overrides (`ConfigRecord`s).
+    pub topic_configs: BTreeMap<Arc<str>, TopicConfig>,
     /// Every partition's registration.
     pub partitions: BTreeMap<TopicPartition, PartitionRegistration>,
     /// The first producer id no broker has been given (KIP-730's `ProducerIdsRecord`).
@@ -74,6 +77,13 @@ impl MetadataImage {
             MetadataRecord::Topic { name, partitions } => {
                 self.topics.insert(name.clone(), *partitions);
             }
+            MetadataRecord::TopicConfig { name, config } => {
+                assert!(
+                    self.topics.contains_key(name),
+                    "config of unknown topic {name}"
+                );
+                self.topic_configs.insert(name.clone(), config.clone());
+            }
             MetadataRecord::PartitionChange(reg) => {
                 if let Some(old) = self.partitions.get(&reg.tp) {
                     assert!(
@@ -113,6 +123,18 @@ impl MetadataImage {
                 self.next_producer_id = *next_producer_id;
             }
         }
+    }
+
+    /// The topic's `min.insync.replicas` override, if any.
+    pub fn min_insync_replicas(&self, topic: &str) -> Option<u32> {
+        self.topic_configs.get(topic)?.min_insync_replicas
+    }
+
+    /// The topic's `unclean.leader.election.enable` override, if any.
+    pub fn unclean_leader_election_enable(&self, topic: &str) -> Option<bool> {
+        self.topic_configs
+            .get(topic)?
+            .unclean_leader_election_enable
     }
 
     /// Whether the broker is registered and unfenced.

@@ -372,6 +372,7 @@ impl MetadataCache {
         self.last_success = Some(now);
         self.satisfied_version = self.satisfied_version.max(version);
         let mut counts: BTreeMap<Arc<str>, u32> = BTreeMap::new();
+        let mut invalid = false;
         for pm in &response.partitions {
             if !self.topics.contains(&pm.tp.topic) {
                 continue;
@@ -393,6 +394,17 @@ impl MetadataCache {
             if !stale {
                 self.partitions.insert(pm.tp.clone(), fresh);
             }
+            // Kafka's `Metadata.handleMetadataResponse`: a partition-level
+            // `InvalidMetadataException` (LEADER_NOT_AVAILABLE while the partition has no
+            // leader, ...) requests another update, sent after `retry.backoff.ms`. Without
+            // it a client whose only use of the partition is waiting for its leader (a
+            // consumer position awaiting KIP-320 validation) waits `metadata.max.age.ms`.
+            if pm.error.is_invalid_metadata() {
+                invalid = true;
+            }
+        }
+        if invalid {
+            self.request_update();
         }
         for (topic, count) in counts {
             let known = self.partition_counts.entry(topic).or_insert(0);
@@ -3522,6 +3534,41 @@ mod tests {
             Some(1_200 + 300_000),
             "metadata.max.age.ms"
         );
+    }
+
+    /// Kafka's `Metadata.handleMetadataResponse`: a partition without a leader
+    /// (LEADER_NOT_AVAILABLE, an `InvalidMetadataException`) asks again after
+    /// `retry.backoff.ms`, not after `metadata.max.age.ms`, until the partition has one.
+    #[test]
+    fn a_leaderless_partition_asks_for_metadata_again_after_the_backoff() {
+        let mut cache = MetadataCache::new(vec![1, 2, 3], 0, 300_000, 100);
+        let mut net: NetworkClient<()> = NetworkClient::new(1_000);
+        let mut out = Outbox::default();
+        cache.add_topic(&Arc::from("t"));
+        cache.poll(0, &mut net, (), &mut out);
+        cache.on_response(10, &metadata(&[(0, Some(1), 3), (1, None, 4)]));
+        assert_eq!(cache.leader(&tp(1)), None);
+        assert_eq!(
+            cache.due_at(),
+            Some(110),
+            "retry.backoff.ms, not the max age"
+        );
+        cache.poll(110, &mut net, (), &mut out);
+        assert_eq!(cache.due_at(), None, "in flight");
+        cache.on_response(120, &metadata(&[(0, Some(1), 3), (1, Some(2), 5)]));
+        assert_eq!(cache.leader(&tp(1)), Some((2, 5)));
+        assert_eq!(
+            cache.due_at(),
+            Some(120 + 300_000),
+            "every partition led: metadata.max.age.ms"
+        );
+        // Other partition-level errors that are not InvalidMetadataException do not.
+        let mut answer = metadata(&[(0, Some(1), 3), (1, Some(2), 5)]);
+        answer.partitions[1].error = ErrorCode::UnknownLeaderEpoch;
+        cache.request_update();
+        cache.poll(300_120, &mut net, (), &mut out);
+        cache.on_response(300_130, &answer);
+        assert_eq!(cache.due_at(), Some(300_130 + 300_000));
     }
 
     #[test]

@@ -164,8 +164,17 @@ pub enum ErrorCode {
     StaleBrokerEpoch,
     /// 102: the broker is not registered with the controller.
     BrokerIdNotRegistered,
-    /// 108: an AlterPartition carried a stale partition epoch.
+    /// 95: an AlterPartition carried a stale partition epoch.
     InvalidUpdateVersion,
+    /// 101: a broker id registered by another incarnation whose session is still alive
+    /// (`ClusterControlManager.registerBroker`).
+    DuplicateBrokerRegistration,
+    /// 107: an AlterPartition's new ISR holds an ineligible (fenced, unregistered)
+    /// replica; the request was not applied.
+    IneligibleReplica,
+    /// 55: the controller did not attempt the operation (INELIGIBLE_REPLICA before
+    /// AlterPartition v2).
+    OperationNotAttempted,
     /// 48: a transactional request in a state that does not allow it.
     InvalidTxnState,
     /// 49: the producer id is not the one assigned to the `transactional.id`.
@@ -222,7 +231,10 @@ impl ErrorCode {
             ErrorCode::EligibleLeadersNotAvailable => 83,
             ErrorCode::ElectionNotNeeded => 84,
             ErrorCode::BrokerIdNotRegistered => 102,
-            ErrorCode::InvalidUpdateVersion => 108,
+            ErrorCode::InvalidUpdateVersion => 95,
+            ErrorCode::DuplicateBrokerRegistration => 101,
+            ErrorCode::IneligibleReplica => 107,
+            ErrorCode::OperationNotAttempted => 55,
             ErrorCode::InvalidTxnState => 48,
             ErrorCode::InvalidProducerIdMapping => 49,
             ErrorCode::InvalidTransactionTimeout => 50,
@@ -271,6 +283,9 @@ impl ErrorCode {
             ErrorCode::ElectionNotNeeded => "ELECTION_NOT_NEEDED",
             ErrorCode::BrokerIdNotRegistered => "BROKER_ID_NOT_REGISTERED",
             ErrorCode::InvalidUpdateVersion => "INVALID_UPDATE_VERSION",
+            ErrorCode::DuplicateBrokerRegistration => "DUPLICATE_BROKER_REGISTRATION",
+            ErrorCode::IneligibleReplica => "INELIGIBLE_REPLICA",
+            ErrorCode::OperationNotAttempted => "OPERATION_NOT_ATTEMPTED",
             ErrorCode::InvalidTxnState => "INVALID_TXN_STATE",
             ErrorCode::InvalidProducerIdMapping => "INVALID_PRODUCER_ID_MAPPING",
             ErrorCode::InvalidTransactionTimeout => "INVALID_TRANSACTION_TIMEOUT",
@@ -318,6 +333,28 @@ impl ErrorCode {
                 | ErrorCode::NetworkException
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::KafkaStorageError
+        )
+    }
+
+    /// Whether Kafka's exception for this error is an `InvalidMetadataException`
+    /// (`LeaderNotAvailableException`, `NotLeaderOrFollowerException`,
+    /// `FencedLeaderEpochException`, `UnknownTopicOrPartitionException`,
+    /// `KafkaStorageException`, `NetworkException`, `ReplicaNotAvailableException`,
+    /// `PreferredLeaderNotAvailableException`, `EligibleLeadersNotAvailableException`,
+    /// `ElectionNotNeededException`): a partition-level error of this kind in a
+    /// `Metadata` response makes the client ask again (`Metadata.handleMetadataResponse`).
+    pub fn is_invalid_metadata(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::KafkaStorageError
+                | ErrorCode::NetworkException
+                | ErrorCode::PreferredLeaderNotAvailable
+                | ErrorCode::EligibleLeadersNotAvailable
+                | ErrorCode::ElectionNotNeeded
         )
     }
 }
@@ -833,6 +870,14 @@ pub enum MetadataRecord {
         name: Arc<str>,
         /// Partition count.
         partitions: u32,
+    },
+    /// `ConfigRecord`s of a topic (resource type TOPIC): its overrides, written after
+    /// its `TopicRecord` when it has any.
+    TopicConfig {
+        /// Topic name.
+        name: Arc<str>,
+        /// The topic's overrides.
+        config: crate::config::TopicConfig,
     },
     /// `PartitionRecord` (creation) and `PartitionChangeRecord` (every later change),
     /// carried here as the partition's whole new registration.

@@ -6,7 +6,7 @@
 //! anything runs.
 
 use crate::bugs::Bug;
-use crate::config::{BrokerConfig, ConsumerConfig, ProducerConfig};
+use crate::config::{BrokerConfig, ConsumerConfig, ProducerConfig, TopicConfig};
 use crate::history::Sink;
 use crate::nemesis::{FaultKindName, ScheduledFault};
 use crate::workload::ProcessingMode;
@@ -47,6 +47,9 @@ pub struct TopicSpec {
     pub partitions: u32,
     /// `replication.factor`.
     pub replication_factor: u32,
+    /// Topic-level configuration (`--config` of `kafka-topics --create`), Kafka's names.
+    #[serde(default, skip_serializing_if = "TopicConfig::is_empty")]
+    pub config: TopicConfig,
 }
 
 /// A set of identical clients.
@@ -469,6 +472,13 @@ impl Scenario {
                         "{} is out of range; allowed: 1 to cluster.brokers ({})",
                         t.replication_factor, self.cluster.brokers
                     ),
+                ));
+            }
+            // Kafka's TopicConfig: `min.insync.replicas` is at least 1.
+            if t.config.min_insync_replicas == Some(0) {
+                return Err(err(
+                    &format!("topics[{i}].config.min.insync.replicas"),
+                    "0 is out of range; allowed: at least 1".into(),
                 ));
             }
         }
@@ -931,6 +941,43 @@ mod tests {
         assert!(
             refusal(|v| v["producers"]["timestamp_lookups"] = lookups.clone())
                 .contains("field `producers.timestamp_lookups`")
+        );
+    }
+
+    /// `topics[].config`: Kafka's topic-level names; unknown names and a
+    /// `min.insync.replicas` of 0 are refused naming the field and what is allowed.
+    #[test]
+    fn topic_configs_take_kafkas_names_only() {
+        let config = serde_json::json!({
+            "min.insync.replicas": 2,
+            "unclean.leader.election.enable": true
+        });
+        let s = parse(|v| v["topics"][0]["config"] = config.clone()).unwrap();
+        assert_eq!(
+            s.topics[0].config,
+            TopicConfig {
+                min_insync_replicas: Some(2),
+                unclean_leader_election_enable: Some(true),
+            }
+        );
+        assert!(parse(|_| {}).unwrap().topics[0].config.is_empty());
+        let unknown = refusal(|v| {
+            v["topics"][0]["config"] = serde_json::json!({ "min.isr": 2 });
+        });
+        assert!(
+            unknown.starts_with("s.json: field `topics[0].config"),
+            "{unknown}"
+        );
+        assert!(
+            unknown.contains("unknown field `min.isr`")
+                && unknown.contains("`min.insync.replicas`")
+                && unknown.contains("`unclean.leader.election.enable`"),
+            "{unknown}"
+        );
+        assert_eq!(
+            refusal(|v| v["topics"][0]["config"] = serde_json::json!({ "min.insync.replicas": 0 })),
+            "s.json: field `topics[0].config.min.insync.replicas`: 0 is out of range; \
+             allowed: at least 1"
         );
     }
 

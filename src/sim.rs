@@ -616,6 +616,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             name: Arc::from(t.name.as_str()),
             partitions: t.partitions,
             replication_factor: t.replication_factor,
+            config: t.config.clone(),
         })
         .collect();
     let topic_names: Vec<Arc<str>> = topics.iter().map(|t| t.name.clone()).collect();

@@ -146,6 +146,12 @@ pub fn transaction_state_topic_spec(config: &BrokerConfig, brokers: usize) -> To
         replication_factor: config
             .transaction_state_log_replication_factor
             .min(u32::try_from(brokers).unwrap_or(u32::MAX)),
+        // `TransactionStateManager.transactionTopicConfigs`: the topic's
+        // `min.insync.replicas` is `transaction.state.log.min.isr`.
+        config: crate::config::TopicConfig {
+            min_insync_replicas: Some(config.transaction_state_log_min_isr),
+            unclean_leader_election_enable: None,
+        },
     }
 }
 
@@ -1562,7 +1568,7 @@ impl TxnCoordinator {
             match a.purpose {
                 AppendPurpose::Complete => {
                     // Kafka retries COORDINATOR_NOT_AVAILABLE and leaves the rest to the
-                    // next load; here a broker may refuse appends (self-fenced) and keep
+                    // next load; here a broker may refuse appends (below its minimum ISR) and keep
                     // its leadership, so every failure is retried while loaded.
                     let retry_at = now + MARKER_RETRY_BACKOFF_MS;
                     self.complete_retries.insert(txn_id, (retry_at, a.transit));

@@ -577,3 +577,24 @@ fn the_kubernetes_indexed_job_example_runs() {
     assert_eq!(merged.summary.shards, None);
     assert_eq!(merged.summary.scenarios[0].seeds.len(), 8);
 }
+
+/// A topic-level config with a name Kafka does not know is refused: exit 2, naming
+/// the file, the field and the allowed names, nothing written.
+#[test]
+fn unknown_topic_config_exits_2_naming_the_allowed_names() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tmp("topic-config");
+    let path = root.join("examples/invalid/topic-config-unknown.json");
+    let (code, out, err) = kafkasim(&["run", path.to_str().unwrap(), "--seed", "1"], &dir);
+    assert_eq!(code, 2, "{out}{err}");
+    for expected in [
+        "topic-config-unknown.json",
+        "field `topics[0].config",
+        "unknown field `min.isr`",
+        "`min.insync.replicas`",
+        "`unclean.leader.election.enable`",
+    ] {
+        assert!(err.contains(expected), "`{expected}` missing from: {err}");
+    }
+    assert!(!dir.join("reports").exists(), "nothing written");
+}

@@ -399,9 +399,10 @@ fn every_shipped_scenario_has_a_test_and_every_claim_a_scenario_but_the_listed_o
         );
         covered.extend(Scenario::load(&p).unwrap().claims);
     }
-    // C15 is shown by configurations that must be refused (tests/cli.rs).
+    // C15 is shown by configurations that must be refused (tests/cli.rs); the fourth,
+    // an unknown topic config name, claims nothing.
     let refused = claims::refused_configurations(&root.join("examples/invalid")).unwrap();
-    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert_eq!(refused.len(), 4, "{refused:?}");
     for (_, cs) in refused {
         covered.extend(cs);
     }
@@ -534,4 +535,27 @@ fn kip279_three_moves() {
 #[test]
 fn stale_fetch_from_deposed_leader_hw() {
     check_scenario_seeds("stale-fetch-from-deposed-leader-hw.json", 15);
+}
+
+/// A leaderless partition while positions await KIP-320 validation: the client's
+/// metadata asks again on LEADER_NOT_AVAILABLE (`Metadata.handleMetadataResponse`), so
+/// members validate and catch up once a leader returns.
+#[test]
+fn leaderless_partition_metadata() {
+    check_scenario("leaderless-partition-metadata.json");
+}
+
+/// A zombie leader (cut off from the controller and its followers, reachable by
+/// producers) keeps leading on stale metadata, as a KRaft broker does: with `acks=1`
+/// it acknowledges writes that its truncation later loses (`lost-write` expected).
+#[test]
+fn zombie_leader_acks_1() {
+    check_scenario("zombie-leader-acks-1.json");
+}
+
+/// The same zombie leader with `acks=all` and `min.insync.replicas=2`: its high
+/// watermark cannot move without its followers, so nothing it takes is acknowledged.
+#[test]
+fn zombie_leader_acks_all() {
+    check_scenario("zombie-leader-acks-all.json");
 }
