@@ -298,6 +298,23 @@ fn cmd_explore(
         }
     }
     let violating = outcomes.iter().filter(|o| !o.violations.is_empty()).count();
+    // What the runs showed within the table (tolerated anomalies, client events): how
+    // hard the drawn scenarios pushed.
+    let mut seen: std::collections::BTreeMap<&str, u64> = Default::default();
+    for r in outcomes.iter().filter_map(|o| o.report.as_ref()) {
+        for k in r.anomalies.keys().filter(|k| !r.violated.contains(k)) {
+            *seen.entry(k.as_str()).or_default() += 1;
+        }
+    }
+    let seen: Vec<String> = seen.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+    println!(
+        "tolerated  {}",
+        if seen.is_empty() {
+            "-".to_string()
+        } else {
+            seen.join(" ")
+        }
+    );
     for (kind, seeds) in &by_kind {
         let shown: Vec<String> = seeds.iter().take(10).map(u64::to_string).collect();
         println!(
