@@ -1,11 +1,13 @@
 //! The `kafkasim` command line: `run`, `check`, `merge`, `shrink`, `repro`, `list`, `bugs`,
-//! `bench`.
+//! `matrix`, `explore`, `bench`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kafkasim::bugs::{Bug, CATALOGUE};
 use kafkasim::checker;
 use kafkasim::claims;
+use kafkasim::explore;
+use kafkasim::guarantees;
 use kafkasim::matrix;
 use kafkasim::runner::{self, SeedReport};
 use kafkasim::scenario::{self, Scenario};
@@ -127,6 +129,30 @@ enum Command {
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
     },
+    /// Draw a whole scenario per seed (cluster, topics, clients, groups, pipelines,
+    /// faults), derive its expectation from the guarantee table and run it; write each
+    /// violating scenario to <reports>/explore/seed-N.json with its run command. Exit 1
+    /// if any seed violates the table.
+    Explore {
+        /// Seeds: A..B (B exclusive), A..=B, or N (required unless --rules).
+        #[arg(long, required_unless_present = "rules")]
+        seeds: Option<String>,
+        /// Worker threads (each seed still runs on a fresh thread).
+        #[arg(long, default_value_t = default_jobs())]
+        jobs: usize,
+        /// Where violating scenarios and their reports go.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+        /// Switch off a safeguard in every run; repeatable.
+        #[arg(long = "bug")]
+        bugs: Vec<String>,
+        /// Print the guarantee table and exit.
+        #[arg(long)]
+        rules: bool,
+        /// Write every drawn scenario, not only the violating ones.
+        #[arg(long)]
+        write_all: bool,
+    },
     /// Benchmark: seeds/s, simulated s per wall s and messages per wall s, on one thread.
     Bench {
         /// The scenario to time.
@@ -219,6 +245,96 @@ fn cmd_matrix(
         runs as f64 / wall.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kafkasim explore`: the table, or draw and run every seed.
+fn cmd_explore(
+    seeds: Option<&str>,
+    jobs: usize,
+    reports: &Path,
+    bugs: &[String],
+    rules: bool,
+    write_all: bool,
+) -> Result<ExitCode, BadInput> {
+    if rules {
+        print!("{}", guarantees::table());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let seeds = sweep::parse_seed_range(seeds.unwrap_or_default()).map_err(BadInput)?;
+    if jobs == 0 {
+        return Err(BadInput("--jobs: allowed: at least 1".into()));
+    }
+    let bugs = parse_bugs(bugs)?;
+    std::fs::create_dir_all(reports.join("explore"))
+        .map_err(|e| BadInput(format!("--reports {}: {e}", reports.display())))?;
+    let opts = explore::Options {
+        seeds,
+        jobs,
+        reports: reports.to_path_buf(),
+        bugs: bugs.clone(),
+        write_all,
+    };
+    let started = Instant::now();
+    let print_lock = std::sync::Mutex::new(());
+    let done = |o: &explore::SeedOutcome| {
+        if o.violations.is_empty() {
+            return;
+        }
+        let _guard = print_lock.lock().expect("no poisoned locks");
+        println!("seed {}: {}", o.seed, o.violations.join(", "));
+        println!("    {}", o.scenario.description);
+        println!("    scenario {}", o.scenario.path.display());
+        println!("    {}", explore::repro_command(o, &bugs));
+    };
+    let outcomes = explore::explore(&opts, &done);
+    let wall = started.elapsed().as_secs_f64();
+    let mut by_kind: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    let mut sim_ms = 0u64;
+    for o in &outcomes {
+        sim_ms += o.report.as_ref().map_or(0, |r| r.stats.sim_ms);
+        for v in &o.violations {
+            let kind = v.split(':').next().unwrap_or(v).to_string();
+            by_kind.entry(kind).or_default().push(o.seed);
+        }
+    }
+    let violating = outcomes.iter().filter(|o| !o.violations.is_empty()).count();
+    // What the runs showed within the table (tolerated anomalies, client events): how
+    // hard the drawn scenarios pushed.
+    let mut seen: std::collections::BTreeMap<&str, u64> = Default::default();
+    for r in outcomes.iter().filter_map(|o| o.report.as_ref()) {
+        for k in r.anomalies.keys().filter(|k| !r.violated.contains(k)) {
+            *seen.entry(k.as_str()).or_default() += 1;
+        }
+    }
+    let seen: Vec<String> = seen.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+    println!(
+        "tolerated  {}",
+        if seen.is_empty() {
+            "-".to_string()
+        } else {
+            seen.join(" ")
+        }
+    );
+    for (kind, seeds) in &by_kind {
+        let shown: Vec<String> = seeds.iter().take(10).map(u64::to_string).collect();
+        println!(
+            "{kind:<30} {:>5} seed(s): {}{}",
+            seeds.len(),
+            shown.join(", "),
+            if seeds.len() > 10 { ", ..." } else { "" }
+        );
+    }
+    println!(
+        "{} seeds in {wall:.1} s ({:.2} seeds/s on {jobs} threads, {:.0} simulated s per wall s): {violating} violating",
+        outcomes.len(),
+        outcomes.len() as f64 / wall.max(1e-9),
+        sim_ms as f64 / 1000.0 / wall.max(1e-9)
+    );
+    Ok(if violating > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn default_jobs() -> usize {
@@ -902,6 +1018,14 @@ fn main() -> ExitCode {
             jobs,
             scenarios,
         } => cmd_bugs(measure.as_deref(), jobs, &scenarios),
+        Command::Explore {
+            seeds,
+            jobs,
+            reports,
+            bugs,
+            rules,
+            write_all,
+        } => cmd_explore(seeds.as_deref(), jobs, &reports, &bugs, rules, write_all),
         Command::Bench { scenario, seeds } => cmd_bench(&scenario, seeds),
         Command::Matrix {
             matrix,
