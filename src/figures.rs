@@ -356,6 +356,7 @@ mod tests {
             outcome,
             op: Op::Send {
                 txn: None,
+                timeout: None,
                 key: None,
                 value: invoke,
                 partition: TopicPartition::new("t", 0),
@@ -413,6 +414,7 @@ mod tests {
             outcome: Outcome::Ok,
             op: Op::Send {
                 txn: Some(txn),
+                timeout: None,
                 key: None,
                 value,
                 partition: tp.clone(),

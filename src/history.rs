@@ -34,6 +34,29 @@ pub enum Outcome {
     },
 }
 
+/// Which client-side timeout ended a send (Kafka throws a `TimeoutException` for all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendTimeout {
+    /// `send()` blocked for `max.block.ms` waiting for the topic's metadata
+    /// (`KafkaProducer.waitOnMetadata`); the record never reached the accumulator.
+    BlockedOnMetadata,
+    /// `send()` blocked for `max.block.ms` waiting for buffer memory
+    /// (`BufferPool.allocate`); the record never reached the accumulator.
+    BlockedOnMemory,
+    /// The record's batch expired at `delivery.timeout.ms` (`RecordAccumulator.
+    /// expiredBatches` for a batch in the accumulator, `Sender.getExpiredInflightBatches`
+    /// for one in flight): `send()` had returned long before.
+    Expired,
+}
+
+impl SendTimeout {
+    /// Whether `send()` itself blocked (and then failed).
+    pub fn blocked(self) -> bool {
+        matches!(self, Self::BlockedOnMetadata | Self::BlockedOnMemory)
+    }
+}
+
 /// One record as a consumer saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadRecord {
@@ -64,6 +87,12 @@ pub enum Op {
         /// The transaction the record was sent in (see [`Op::EndTxn`]), if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         txn: Option<TxnId>,
+        /// For a send that failed (or became indefinite) on a client-side timeout,
+        /// which timeout it was: `send()` blocking for `max.block.ms`, or the batch
+        /// expiring at `delivery.timeout.ms`. Kafka raises a `TimeoutException` for
+        /// each; only this field tells them apart.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<SendTimeout>,
     },
     /// A consumer `poll` that returned records of one partition.
     Poll {

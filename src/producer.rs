@@ -19,7 +19,9 @@
 use crate::actor::{Actor, Millis, Outbox};
 use crate::bugs::{Bug, Bugs};
 use crate::config::ProducerConfig;
-use crate::history::{produce_error_outcome, Entry, Op, Outcome, ProducerMetrics, TxnId, Value};
+use crate::history::{
+    produce_error_outcome, Entry, Op, Outcome, ProducerMetrics, SendTimeout, TxnId, Value,
+};
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 use crate::protocol::{
     Acks, BrokerId, CommittedOffset, ErrorCode, InitProducerIdRequest, LeaderEpoch, Message,
@@ -1159,16 +1161,17 @@ impl Producer {
                 complete_ms: None,
                 offset: None,
                 attempts: 0,
+                timeout: None,
             };
             self.record_outcome(&tp, blocked.record, completion, pending.clone(), out);
         }
         for batch in self.accumulator.take_all() {
-            self.complete_batch(None, batch, None, pending.clone(), out);
+            self.complete_batch(None, batch, None, pending.clone(), None, out);
         }
         for request in self.net.abandon_all() {
             if let ProducerRequest::Produce { batches } = request.kind {
                 for batch in batches.into_iter().filter_map(|(_, b)| b) {
-                    self.complete_batch(None, batch, None, pending.clone(), out);
+                    self.complete_batch(None, batch, None, pending.clone(), None, out);
                 }
             }
         }
@@ -1357,7 +1360,7 @@ impl Producer {
     /// the accumulator (and blocked sends) fails without being sent.
     fn abort_queued(&mut self, now: Millis, error: &str, out: &mut Outbox) {
         for blocked in std::mem::take(&mut self.blocked) {
-            self.fail_blocked(now, blocked, error.to_string(), out);
+            self.fail_blocked(now, blocked, error.to_string(), None, out);
         }
         for batch in self.accumulator.take_all() {
             self.fail_sequence(&batch, batch.maybe_appended);
@@ -1370,7 +1373,7 @@ impl Producer {
                     error: error.to_string(),
                 }
             };
-            self.complete_batch(Some(now), batch, None, outcome, out);
+            self.complete_batch(Some(now), batch, None, outcome, None, out);
         }
         self.accumulator.muted.clear();
     }
@@ -1505,7 +1508,8 @@ impl Producer {
                         "TimeoutException: Topic {} not present in metadata after {max_block} ms.",
                         blocked.topic
                     );
-                    self.fail_blocked(now, blocked, error, out);
+                    let cause = Some(SendTimeout::BlockedOnMetadata);
+                    self.fail_blocked(now, blocked, error, cause, out);
                     continue;
                 }
                 return;
@@ -1546,7 +1550,8 @@ impl Producer {
                             self.accumulator.available_memory(),
                             self.config.batch_size
                         );
-                        self.fail_blocked(now, blocked, error, out);
+                        let cause = Some(SendTimeout::BlockedOnMemory);
+                        self.fail_blocked(now, blocked, error, cause, out);
                         continue;
                     }
                     self.blocked.push_front(blocked);
@@ -1557,7 +1562,14 @@ impl Producer {
     }
 
     /// A `send` that gave up blocking: the record was never handed to the accumulator.
-    fn fail_blocked(&mut self, now: Millis, blocked: BlockedSend, error: String, out: &mut Outbox) {
+    fn fail_blocked(
+        &mut self,
+        now: Millis,
+        blocked: BlockedSend,
+        error: String,
+        timeout: Option<SendTimeout>,
+        out: &mut Outbox,
+    ) {
         let tp = blocked.memory.map_or(
             TopicPartition {
                 topic: blocked.topic,
@@ -1569,6 +1581,7 @@ impl Producer {
             complete_ms: Some(now),
             offset: None,
             attempts: 0,
+            timeout,
         };
         self.record_outcome(
             &tp,
@@ -1734,7 +1747,8 @@ impl Producer {
             expired_any = true;
             let outcome = Self::expiry_outcome(now, &batch, false);
             self.fail_sequence(&batch, batch.maybe_appended);
-            self.complete_batch(Some(now), batch, None, outcome, out);
+            let expired = Some(SendTimeout::Expired);
+            self.complete_batch(Some(now), batch, None, outcome, expired, out);
         }
         let mut expired_in_flight = Vec::new();
         for kind in self.net.kinds_mut() {
@@ -1753,7 +1767,8 @@ impl Producer {
             expired_any = true;
             let outcome = Self::expiry_outcome(now, &batch, true);
             self.fail_sequence(&batch, true);
-            self.complete_batch(Some(now), batch, None, outcome, out);
+            let expired = Some(SendTimeout::Expired);
+            self.complete_batch(Some(now), batch, None, outcome, expired, out);
         }
         if expired_any {
             let effect = self
@@ -1882,7 +1897,7 @@ impl Producer {
         if self.config.acks == Acks::None {
             self.net.send(now, node, request, None, out);
             for batch in batches {
-                self.complete_batch(Some(now), batch, None, Outcome::Ok, out);
+                self.complete_batch(Some(now), batch, None, Outcome::Ok, None, out);
             }
             return;
         }
@@ -1948,7 +1963,7 @@ impl Producer {
                 tm.on_success(&batch.tp, identity, base, last);
             }
             let base = (base_offset >= 0).then_some(base_offset);
-            self.complete_batch(Some(now), batch, base, Outcome::Ok, out);
+            self.complete_batch(Some(now), batch, base, Outcome::Ok, None, out);
             return;
         }
         if matches!(produce_error_outcome(error), Outcome::Info { .. }) {
@@ -1998,7 +2013,7 @@ impl Producer {
                 reason: format!("{error} after {} attempts", batch.attempts),
             },
         };
-        self.complete_batch(Some(now), batch, None, outcome, out);
+        self.complete_batch(Some(now), batch, None, outcome, None, out);
     }
 
     /// Kafka's `ExponentialBackoff(retry.backoff.ms, 2, retry.backoff.max.ms, 0.2)` for a
@@ -2025,6 +2040,7 @@ impl Producer {
         batch: ProducerBatch,
         base_offset: Option<Offset>,
         outcome: Outcome,
+        timeout: Option<SendTimeout>,
         out: &mut Outbox,
     ) {
         self.accumulator.deallocate(&batch);
@@ -2039,6 +2055,7 @@ impl Producer {
                 complete_ms,
                 offset: base_offset.map(|b| b + i as Offset),
                 attempts,
+                timeout,
             };
             self.record_outcome(&tp, record, completion, outcome.clone(), out);
         }
@@ -2070,6 +2087,7 @@ impl Producer {
                 partition: tp.clone(),
                 offset: completion.offset,
                 attempts: completion.attempts,
+                timeout: completion.timeout,
             },
         });
     }
@@ -2084,6 +2102,8 @@ struct Completion {
     offset: Option<Offset>,
     /// Times its batch was sent.
     attempts: u32,
+    /// The client-side timeout that ended it, if one did.
+    timeout: Option<SendTimeout>,
 }
 
 impl Actor for Producer {
@@ -2375,6 +2395,17 @@ mod tests {
         Millis,
         u32,
     );
+
+    /// The client-side timeout each send recorded.
+    fn send_timeouts(out: &Outbox) -> Vec<Option<SendTimeout>> {
+        out.history
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::Send { timeout, .. } => Some(*timeout),
+                _ => None,
+            })
+            .collect()
+    }
 
     fn send_ops(out: &Outbox) -> Vec<SendOp> {
         out.history
@@ -2685,6 +2716,11 @@ mod tests {
         };
         assert!(error.starts_with("TimeoutException: Failed to allocate 16384 bytes within the configured max blocking time 1000 ms."), "{error}");
         assert_eq!((ops[0].4, ops[0].5), (Some(1_005), 5));
+        // `BufferPool.allocate`: send() itself blocked.
+        assert_eq!(
+            send_timeouts(&out),
+            vec![Some(SendTimeout::BlockedOnMemory)]
+        );
     }
 
     #[test]
@@ -3025,6 +3061,8 @@ mod tests {
                 0
             )]
         );
+        // `RecordAccumulator.expiredBatches`: an expiry, not a blocked send().
+        assert_eq!(send_timeouts(&out), vec![Some(SendTimeout::Expired)]);
     }
 
     #[test]
@@ -3055,6 +3093,11 @@ mod tests {
                 10,
                 UNKNOWN_PARTITION
             )]
+        );
+        // `KafkaProducer.waitOnMetadata`: send() itself blocked.
+        assert_eq!(
+            send_timeouts(&out),
+            vec![Some(SendTimeout::BlockedOnMetadata)]
         );
     }
 

@@ -1349,6 +1349,7 @@ mod tests {
             Outcome::Ok,
             Op::Send {
                 txn: None,
+                timeout: None,
                 key: Some("<script>alert(1)</script>".into()),
                 value: 4711,
                 partition: tp.clone(),
@@ -1405,6 +1406,7 @@ mod tests {
             },
             Op::Send {
                 txn: None,
+                timeout: None,
                 key: None,
                 value: 4712,
                 partition: tp.clone(),
@@ -1415,6 +1417,8 @@ mod tests {
         let mut report = SeedReport {
             scenario: "demo<&>".into(),
             scenario_path: PathBuf::from("scenarios/demo.json"),
+            scenario_file: None,
+            scenario_hash: String::new(),
             seed: 7,
             bugs: vec![],
             verdict: "fail".into(),

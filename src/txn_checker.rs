@@ -2055,6 +2055,7 @@ mod tests {
                 offset,
                 attempts: 1,
                 txn: id,
+                timeout: None,
             };
             self.push(process, t, outcome, op)
         }

@@ -493,3 +493,10 @@ fn coordinator_failover_keeps_committed_offsets() {
         );
     }
 }
+
+/// No send() blocks (32 MiB buffer, cached metadata): accumulator expiries are
+/// `expired-unsent`, never `send-timeout` (forbidden).
+#[test]
+fn send_timeout_without_blocking() {
+    check_scenario("send-timeout-without-blocking.json");
+}
