@@ -191,7 +191,8 @@ fn repro_works_from_another_folder_and_names_a_changed_scenario() {
     std::fs::copy(&src, dir.join("a/s.json")).unwrap();
     let (code, out, err) = kafkasim(&["run", "s.json", "--seed", "3"], &dir.join("a"));
     assert_eq!(code, 0, "{out}{err}");
-    let report = dir.join("a/reports/same-key-same-partition/3/report.json");
+    // Named after the file (the scenario has no `name`).
+    let report = dir.join("a/reports/s/3/report.json");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(json["scenario_path"], "s.json", "as typed");
