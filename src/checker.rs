@@ -21,7 +21,7 @@
 
 use crate::actor::Millis;
 use crate::history::{
-    Entry, History, Op, Outcome, PartitionSnapshot, RebalanceCause, Sink, Snapshot, Value,
+    Entry, Headers, History, Op, Outcome, PartitionSnapshot, RebalanceCause, Sink, Snapshot, Value,
 };
 use crate::protocol::{NodeId, Offset, TopicPartition};
 use crate::txn_checker::{self, TxnView};
@@ -69,6 +69,7 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "int-nonmonotonic-poll",
     "int-send-skip",
     "int-nonmonotonic-send",
+    "header-mismatch",
 ];
 
 /// Client events the checker reports beside anomalies: legitimate behaviour a scenario
@@ -188,6 +189,10 @@ pub fn describe(kind: &str) -> &'static str {
              send() having returned) failed when delivery.timeout.ms ran out; not a \
              blocked send."
         }
+        "header-mismatch" => {
+            "A consumer read a record whose headers (keys, values, order) differ from the \
+             headers its producer sent with it; counted once per value."
+        }
         "high-watermark-regression" => {
             "A consumer saw a partition's high watermark go down between two successive \
              fetch responses."
@@ -260,6 +265,7 @@ pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
     }
     collector.check_writes(snapshot);
     collector.check_reads();
+    collector.check_headers();
     collector.check_reorders();
     collector.check_skips();
     let Collector {
@@ -825,6 +831,8 @@ struct SendRec<'h> {
     outcome: &'h Outcome,
     /// The acknowledged offset (`Ok` sends only), also when it is no promise.
     acked_offset: Option<Offset>,
+    /// The headers it was sent with.
+    headers: &'h Headers,
     /// Whether the acknowledgement promises the record to readers: not when its
     /// transaction aborted (or never committed) and its client was never told it
     /// committed.
@@ -913,6 +921,8 @@ struct Collector<'h> {
     last_read: BTreeMap<(NodeId, &'h TopicPartition), Position>,
     gaps: Vec<Gap<'h>>,
     last_hw: BTreeMap<(NodeId, &'h TopicPartition), LastHw>,
+    /// Every record read, with its headers, for `header-mismatch`.
+    header_reads: Vec<(Value, &'h Headers, Seen, &'h TopicPartition, Offset)>,
 }
 
 impl<'h> Collector<'h> {
@@ -925,8 +935,9 @@ impl<'h> Collector<'h> {
                 value,
                 partition,
                 offset,
+                headers,
                 ..
-            } => self.send(entry, key.as_deref(), *value, partition, *offset),
+            } => self.send(entry, key.as_deref(), *value, partition, *offset, headers),
             Op::Poll {
                 partition, records, ..
             } => {
@@ -943,6 +954,14 @@ impl<'h> Collector<'h> {
                     let visible = self
                         .view
                         .is_none_or(|v| v.visible(partition, record.offset, record.value));
+                    let read = (
+                        record.value,
+                        &record.headers,
+                        seen,
+                        partition,
+                        record.offset,
+                    );
+                    self.header_reads.push(read);
                     self.read(seen, partition, record.offset, record.value, visible);
                 }
             }
@@ -1051,6 +1070,7 @@ impl<'h> Collector<'h> {
         value: Value,
         partition: &'h TopicPartition,
         offset: Option<Offset>,
+        headers: &'h Headers,
     ) {
         let at_ms = entry_ms(entry);
         self.stats.sends += 1;
@@ -1126,6 +1146,7 @@ impl<'h> Collector<'h> {
             partition,
             outcome: &entry.outcome,
             acked_offset,
+            headers,
             promised,
         });
         // A value sent more than once (a pipeline's output, processed again after an
@@ -1359,6 +1380,36 @@ impl<'h> Collector<'h> {
                     }
                 }
             }
+        }
+    }
+
+    /// `header-mismatch`: a record read with other headers than its send carried
+    /// (record batch v2 carries them verbatim, `DefaultRecord.writeTo` / `readFrom`).
+    fn check_headers(&mut self) {
+        let mut flagged: BTreeSet<Value> = BTreeSet::new();
+        for &(value, headers, seen, partition, offset) in &self.header_reads {
+            let Some(s) = self
+                .values
+                .get(&value)
+                .and_then(|o| o.send)
+                .map(|i| &self.sends[i])
+            else {
+                continue;
+            };
+            if s.headers == headers || flagged.contains(&value) {
+                continue;
+            }
+            flagged.insert(value);
+            let (sent, process) = (s.headers, s.process);
+            self.tallies
+                .add_lines("header-mismatch", seen.order(), &[s.index], || {
+                    format!(
+                        "{} read value {value} at offset {offset} of {partition} at {} s with \
+                         headers {headers:?}, but {process} sent it with headers {sent:?}",
+                        seen.process,
+                        Secs(seen.at_ms)
+                    )
+                });
         }
     }
 
@@ -1701,6 +1752,7 @@ mod tests {
             let op = Op::Send {
                 txn: None,
                 timeout: None,
+                headers: Vec::new(),
                 key: key.map(str::to_string),
                 value,
                 partition: tp(part),
@@ -1759,6 +1811,7 @@ mod tests {
                     offset,
                     key: Some(format!("k{part}")),
                     value,
+                    headers: Vec::new(),
                 })
                 .collect();
             let high_watermark = records.last().map_or(0, |r| r.offset + 1);
@@ -2141,6 +2194,7 @@ mod tests {
             op: Op::Send {
                 txn: None,
                 timeout: None,
+                headers: Vec::new(),
                 key: None,
                 value: v(0, 0),
                 partition: tp(0),
@@ -2597,6 +2651,7 @@ mod tests {
             op: Op::Send {
                 txn: None,
                 timeout: None,
+                headers: Vec::new(),
                 key: Some("k3".into()),
                 value: v(0, 1),
                 partition: other.clone(),
@@ -2615,6 +2670,7 @@ mod tests {
                     offset: 0,
                     key: Some("k3".into()),
                     value: v(0, 1),
+                    headers: Vec::new(),
                 }],
                 high_watermark: 1,
             },
@@ -3048,6 +3104,7 @@ mod tests {
         let op = Op::Send {
             txn: None,
             timeout: Some(timeout),
+            headers: Vec::new(),
             key: Some("k0".into()),
             value,
             partition: tp(0),
@@ -3181,6 +3238,7 @@ mod tests {
         let op = Op::Send {
             txn: Some(txn),
             timeout: None,
+            headers: Vec::new(),
             key: Some("k0".into()),
             value,
             partition: tp(0),
@@ -3256,5 +3314,97 @@ mod tests {
                 v(0, 1)
             )]
         );
+    }
+
+    // ------------------------------------------------------------ headers (C1)
+
+    /// Record batch v2 carries each record's headers verbatim (KIP-82,
+    /// `DefaultRecord.writeTo` / `readFrom`): a read must see the headers sent.
+    #[test]
+    fn a_record_read_with_other_headers_than_sent_is_a_header_mismatch() {
+        let hdr = |value: Value| crate::workload::headers_for(value, 2);
+        let mut b = B::default();
+        for n in 0..3 {
+            let op = Op::Send {
+                txn: None,
+                timeout: None,
+                headers: hdr(v(0, n)),
+                key: Some("k0".into()),
+                value: v(0, n),
+                partition: tp(0),
+                offset: Some(Offset::from(n)),
+                attempts: 1,
+            };
+            b.push(NodeId::Producer(0), 100, Outcome::Ok, op);
+        }
+        let read = |n: u32, headers: Headers| ReadRecord {
+            offset: Offset::from(n),
+            key: Some("k0".into()),
+            value: v(0, n),
+            headers,
+        };
+        let poll = |records: Vec<ReadRecord>| Op::Poll {
+            read_committed: false,
+            partition: tp(0),
+            high_watermark: 3,
+            records,
+        };
+        // Right headers; value 1's headers in another order; value 2's of value 0.
+        let mut swapped = hdr(v(0, 1));
+        swapped.reverse();
+        b.push(
+            NodeId::Consumer(0),
+            200,
+            Outcome::Ok,
+            poll(vec![
+                read(0, hdr(v(0, 0))),
+                read(1, swapped),
+                read(2, hdr(v(0, 0))),
+            ]),
+        );
+        // Read again by another consumer, without headers: counted once per value.
+        b.push(
+            NodeId::Consumer(1),
+            300,
+            Outcome::Ok,
+            poll(vec![read(1, Vec::new())]),
+        );
+        let r = b.run();
+        assert_counts(&r, &[("header-mismatch", 2)]);
+        assert_eq!(
+            examples(&r, "header-mismatch")[0],
+            format!(
+                "consumer-0 read value {v1} at offset 1 of orders-0 at 0.200 s with headers \
+                 [(\"h1\", None), (\"h0\", Some(\"{v1}.0\"))], but producer-0 sent it with \
+                 headers [(\"h0\", Some(\"{v1}.0\")), (\"h1\", None)]",
+                v1 = v(0, 1)
+            )
+        );
+        // The same headers everywhere: nothing.
+        let mut b = B::default();
+        let op = Op::Send {
+            txn: None,
+            timeout: None,
+            headers: hdr(7),
+            key: None,
+            value: 7,
+            partition: tp(0),
+            offset: Some(0),
+            attempts: 1,
+        };
+        b.push(NodeId::Producer(0), 100, Outcome::Ok, op);
+        let op = Op::Poll {
+            read_committed: false,
+            partition: tp(0),
+            high_watermark: 1,
+            records: vec![ReadRecord {
+                offset: 0,
+                key: None,
+                value: 7,
+                headers: hdr(7),
+            }],
+        };
+        b.push(NodeId::Consumer(0), 200, Outcome::Ok, op);
+        assert_counts(&b.run(), &[]);
     }
 }

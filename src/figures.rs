@@ -357,6 +357,7 @@ mod tests {
             op: Op::Send {
                 txn: None,
                 timeout: None,
+                headers: Vec::new(),
                 key: None,
                 value: invoke,
                 partition: TopicPartition::new("t", 0),
@@ -415,6 +416,7 @@ mod tests {
             op: Op::Send {
                 txn: Some(txn),
                 timeout: None,
+                headers: Vec::new(),
                 key: None,
                 value,
                 partition: tp.clone(),

@@ -57,6 +57,9 @@ impl SendTimeout {
     }
 }
 
+/// A record's headers (record batch v2, KIP-82): (key, value or null), in order.
+pub type Headers = Vec<(String, Option<String>)>;
+
 /// One record as a consumer saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadRecord {
@@ -66,6 +69,9 @@ pub struct ReadRecord {
     pub key: Option<String>,
     /// Its value.
     pub value: Value,
+    /// Its headers (KIP-82), as decoded from the fetched batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Headers,
 }
 
 /// What happened, one variant per operation or event kind.
@@ -93,6 +99,9 @@ pub enum Op {
         /// each; only this field tells them apart.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout: Option<SendTimeout>,
+        /// The record's headers (KIP-82), as handed to `send`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        headers: Headers,
     },
     /// A consumer `poll` that returned records of one partition.
     Poll {

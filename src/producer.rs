@@ -20,7 +20,7 @@ use crate::actor::{Actor, Millis, Outbox};
 use crate::bugs::{Bug, Bugs};
 use crate::config::ProducerConfig;
 use crate::history::{
-    produce_error_outcome, Entry, Op, Outcome, ProducerMetrics, SendTimeout, TxnId, Value,
+    produce_error_outcome, Entry, Headers, Op, Outcome, ProducerMetrics, SendTimeout, TxnId, Value,
 };
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 use crate::protocol::{
@@ -438,6 +438,8 @@ pub struct ProducerRecord {
     pub key: Option<String>,
     /// The value, written as its decimal ASCII.
     pub value: Value,
+    /// Headers (KIP-82), written as UTF-8 keys and values.
+    pub headers: Headers,
 }
 
 /// A record waiting for its outcome.
@@ -449,6 +451,8 @@ struct PendingRecord {
     invoke_ms: Millis,
     /// The transaction it was sent in.
     txn: Option<TxnId>,
+    /// Its headers.
+    headers: Headers,
 }
 
 impl PendingRecord {
@@ -468,6 +472,7 @@ impl PendingRecord {
                 0,
                 self.key.as_deref().map(str::as_bytes),
                 self.value_bytes().len(),
+                &self.headers,
             )
             + 10
     }
@@ -484,20 +489,31 @@ fn varint_len(v: i64) -> usize {
     len
 }
 
-/// Encoded size of a header-less record (`DefaultRecord.sizeInBytes`).
+/// Encoded size of a record (`DefaultRecord.sizeInBytes`, headers included).
 fn record_size(
     offset_delta: usize,
     timestamp_delta: i64,
     key: Option<&[u8]>,
     value_len: usize,
+    headers: &Headers,
 ) -> usize {
+    let headers_len: usize = headers
+        .iter()
+        .map(|(k, v)| {
+            varint_len(k.len() as i64)
+                + k.len()
+                + v.as_ref()
+                    .map_or(varint_len(-1), |v| varint_len(v.len() as i64) + v.len())
+        })
+        .sum();
     let body = 1
         + varint_len(timestamp_delta)
         + varint_len(offset_delta as i64)
         + key.map_or(varint_len(-1), |k| varint_len(k.len() as i64) + k.len())
         + varint_len(value_len as i64)
         + value_len
-        + varint_len(0);
+        + varint_len(headers.len() as i64)
+        + headers_len;
     varint_len(body as i64) + body
 }
 
@@ -558,6 +574,7 @@ impl ProducerBatch {
             timestamp_delta,
             record.key.as_deref().map(str::as_bytes),
             record.value_bytes().len(),
+            &record.headers,
         )
     }
 
@@ -617,7 +634,14 @@ impl ProducerBatch {
                 offset_delta: i32::try_from(i).expect("batch record count fits in i32"),
                 key: r.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes())),
                 value: Some(Bytes::from(r.value_bytes())),
-                headers: Vec::new(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| crate::record::Header {
+                        key: k.clone(),
+                        value: v.as_ref().map(|v| Bytes::copy_from_slice(v.as_bytes())),
+                    })
+                    .collect(),
             })
             .collect();
         let (identity, base_sequence) = self.sequence.unwrap_or((ProducerIdentity::NONE, -1));
@@ -1109,6 +1133,7 @@ impl Producer {
             value: record.value,
             invoke_ms: now,
             txn: self.open_txn.as_ref().map(|t| t.txn),
+            headers: record.headers,
         };
         self.metadata.add_topic(&record.topic);
         self.blocked.push_back(BlockedSend {
@@ -2088,6 +2113,7 @@ impl Producer {
                 offset: completion.offset,
                 attempts: completion.attempts,
                 timeout: completion.timeout,
+                headers: record.headers,
             },
         });
     }
@@ -2343,6 +2369,7 @@ mod tests {
             topic: Arc::from("t"),
             key: key.map(str::to_string),
             value,
+            headers: Vec::new(),
         }
     }
 
@@ -2679,6 +2706,49 @@ mod tests {
         let (_, reqs) = until_produce(&mut p, &mut out, &md);
         let (_, epoch, seq, _) = sequenced(&reqs[0].2.partitions[0].1);
         assert_eq!((epoch, seq), (1, 0));
+    }
+
+    /// KIP-82: a record's headers go into its record batch v2 entry, in order, a null
+    /// value as null (`DefaultRecord.writeTo`), and count in the batch's size estimate.
+    #[test]
+    fn headers_are_encoded_into_the_batch() {
+        let (mut p, mut out) = started(config(), &[(0, Some(1), 0)]);
+        let headers = crate::workload::headers_for(42, 3);
+        let bare = PendingRecord {
+            key: Some("a".into()),
+            value: 42,
+            invoke_ms: 0,
+            txn: None,
+            headers: Vec::new(),
+        };
+        let with = PendingRecord {
+            headers: headers.clone(),
+            ..bare.clone()
+        };
+        // Header count 3; each key and value with its length: "h0" "42.0" "h1" "42.1" "h2" null.
+        let extra = (1 + 2 + 1 + 4) * 2 + (1 + 2 + 1);
+        assert_eq!(with.size_upper_bound(), bare.size_upper_bound() + extra);
+        let record = ProducerRecord {
+            headers,
+            ..record(Some("a"), 42)
+        };
+        p.send(0, record, &mut out);
+        let reqs = produces(&take(&mut out));
+        let batch = &reqs[0].2.partitions[0].1;
+        let (decoded, _) = RecordBatch::decode(batch).unwrap();
+        let got: Vec<(String, Option<Bytes>)> = decoded.records[0]
+            .headers
+            .iter()
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("h0".to_string(), Some(Bytes::from("42.0"))),
+                ("h1".to_string(), Some(Bytes::from("42.1"))),
+                ("h2".to_string(), None),
+            ]
+        );
     }
 
     #[test]
@@ -3548,6 +3618,7 @@ mod tests {
                                 topic: Arc::from("t"),
                                 key,
                                 value: sent,
+                                headers: Vec::new(),
                             },
                             &mut out,
                         );

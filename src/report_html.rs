@@ -1350,6 +1350,7 @@ mod tests {
             Op::Send {
                 txn: None,
                 timeout: None,
+                headers: Vec::new(),
                 key: Some("<script>alert(1)</script>".into()),
                 value: 4711,
                 partition: tp.clone(),
@@ -1370,6 +1371,7 @@ mod tests {
                         offset: 89 + i as i64,
                         key: None,
                         value: 5000 + i,
+                        headers: Vec::new(),
                     }],
                     high_watermark: 200,
                 },
@@ -1407,6 +1409,7 @@ mod tests {
             Op::Send {
                 txn: None,
                 timeout: None,
+                headers: Vec::new(),
                 key: None,
                 value: 4712,
                 partition: tp.clone(),

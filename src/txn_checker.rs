@@ -2056,6 +2056,7 @@ mod tests {
                 attempts: 1,
                 txn: id,
                 timeout: None,
+                headers: Vec::new(),
             };
             self.push(process, t, outcome, op)
         }
@@ -2106,6 +2107,7 @@ mod tests {
                     offset,
                     key: None,
                     value,
+                    headers: Vec::new(),
                 })
                 .collect();
             let high_watermark = records.last().map_or(0, |r| r.offset + 1);

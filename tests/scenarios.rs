@@ -500,3 +500,10 @@ fn coordinator_failover_keeps_committed_offsets() {
 fn send_timeout_without_blocking() {
     check_scenario("send-timeout-without-blocking.json");
 }
+
+/// C1: records carry headers end to end (producer, broker log, fetch, consumer): no
+/// `header-mismatch` while leaders move and brokers crash.
+#[test]
+fn record_headers() {
+    check_scenario("record-headers.json");
+}
