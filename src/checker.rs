@@ -21,7 +21,7 @@
 
 use crate::actor::Millis;
 use crate::history::{
-    Entry, History, Op, Outcome, PartitionSnapshot, RebalanceCause, Sink, Snapshot, Value,
+    Entry, Headers, History, Op, Outcome, PartitionSnapshot, RebalanceCause, Sink, Snapshot, Value,
 };
 use crate::protocol::{NodeId, Offset, TopicPartition};
 use crate::txn_checker::{self, TxnView};
@@ -68,6 +68,7 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "int-nonmonotonic-poll",
     "int-send-skip",
     "int-nonmonotonic-send",
+    "header-mismatch",
 ];
 
 /// Client events the checker reports beside anomalies: legitimate behaviour a scenario
@@ -75,6 +76,7 @@ pub const ANOMALY_KINDS: &[&str] = &[
 pub const EVENT_KINDS: &[&str] = &[
     "send-timeout",
     "expired-after-retries",
+    "expired-unsent",
     "rebalance",
     "member-left",
     // Kafka's consumer takes each fetch response's high watermark as it comes
@@ -185,6 +187,15 @@ pub fn describe(kind: &str) -> &'static str {
             "A record whose batch was sent and retried (two attempts or more) failed when \
              delivery.timeout.ms ran out."
         }
+        "expired-unsent" => {
+            "A record whose batch was never sent (it waited in the producer's accumulator, \
+             send() having returned) failed when delivery.timeout.ms ran out; not a \
+             blocked send."
+        }
+        "header-mismatch" => {
+            "A consumer read a record whose headers (keys, values, order) differ from the \
+             headers its producer sent with it; counted once per value."
+        }
         "high-watermark-regression" => {
             "A consumer saw a partition's high watermark go down between two successive \
              fetch responses (a new leader whose high watermark lags, or a deposed leader \
@@ -259,6 +270,7 @@ pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
     }
     collector.check_writes(snapshot);
     collector.check_reads();
+    collector.check_headers();
     collector.check_reorders();
     collector.check_skips();
     let Collector {
@@ -822,8 +834,14 @@ struct SendRec<'h> {
     value: Value,
     partition: &'h TopicPartition,
     outcome: &'h Outcome,
-    /// The acknowledged offset (`Ok` sends only).
+    /// The acknowledged offset (`Ok` sends only), also when it is no promise.
     acked_offset: Option<Offset>,
+    /// The headers it was sent with.
+    headers: &'h Headers,
+    /// Whether the acknowledgement promises the record to readers: not when its
+    /// transaction aborted (or never committed) and its client was never told it
+    /// committed.
+    promised: bool,
 }
 
 /// Everything known about one value.
@@ -856,12 +874,34 @@ struct KeyFirst<'h> {
     flagged: bool,
 }
 
-/// Two consecutive reads of one consumer on one partition with a gap between them.
+/// Where one consumer stands on one partition: just after reading an offset, or just
+/// after a seek (or offset reset) to a position, the offset it must read next.
+#[derive(Clone, Copy)]
+enum Position {
+    /// It read this offset (at this time).
+    Read(Offset, Millis),
+    /// It moved its position to this offset (at this time), not by consuming.
+    Sought(Offset, Millis),
+}
+
+impl Position {
+    /// The offset the next read should return.
+    fn next(self) -> Offset {
+        match self {
+            Position::Read(o, _) => o.saturating_add(1),
+            Position::Sought(o, _) => o,
+        }
+    }
+}
+
+/// A read of one consumer on one partition that jumped past offsets it should have
+/// read next (after its previous read, or after its last seek).
 struct Gap<'h> {
-    /// The second read.
+    /// The read past the gap.
     seen: Seen,
     partition: &'h TopicPartition,
-    from: Offset,
+    /// Where the consumer stood before it.
+    from: Position,
     to: Offset,
 }
 
@@ -882,10 +922,12 @@ struct Collector<'h> {
     max_read: BTreeMap<&'h TopicPartition, Offset>,
     /// First send of each (topic, key): the partitioner maps a key within a topic.
     keys: BTreeMap<(&'h str, &'h str), KeyFirst<'h>>,
-    /// Each consumer's last read offset per partition (and when), since its last seek.
-    last_read: BTreeMap<(NodeId, &'h TopicPartition), (Offset, Millis)>,
+    /// Each consumer's position per partition: its last read, or its last seek.
+    last_read: BTreeMap<(NodeId, &'h TopicPartition), Position>,
     gaps: Vec<Gap<'h>>,
     last_hw: BTreeMap<(NodeId, &'h TopicPartition), LastHw>,
+    /// Every record read, with its headers, for `header-mismatch`.
+    header_reads: Vec<(Value, &'h Headers, Seen, &'h TopicPartition, Offset)>,
 }
 
 impl<'h> Collector<'h> {
@@ -898,8 +940,9 @@ impl<'h> Collector<'h> {
                 value,
                 partition,
                 offset,
+                headers,
                 ..
-            } => self.send(entry, key.as_deref(), *value, partition, *offset),
+            } => self.send(entry, key.as_deref(), *value, partition, *offset, headers),
             Op::Poll {
                 partition, records, ..
             } => {
@@ -916,11 +959,24 @@ impl<'h> Collector<'h> {
                     let visible = self
                         .view
                         .is_none_or(|v| v.visible(partition, record.offset, record.value));
+                    let read = (
+                        record.value,
+                        &record.headers,
+                        seen,
+                        partition,
+                        record.offset,
+                    );
+                    self.header_reads.push(read);
                     self.read(seen, partition, record.offset, record.value, visible);
                 }
             }
-            Op::Seek { partition, .. } => {
-                self.last_read.remove(&(entry.process, partition));
+            // The seek sets the position (`KafkaConsumer.seek` /
+            // `SubscriptionState.seekUnvalidated`): the next read must be at `offset`.
+            Op::Seek {
+                partition, offset, ..
+            } => {
+                let sought = Position::Sought(*offset, at_ms);
+                self.last_read.insert((entry.process, partition), sought);
             }
             Op::ObserveHighWatermark {
                 partition,
@@ -964,31 +1020,51 @@ impl<'h> Collector<'h> {
     }
 
     /// Takes in a `Send` entry.
-    /// Counts the client events of a send that did not succeed.
+    /// Counts the client events of a send that did not succeed, by the timeout the
+    /// producer recorded (Kafka throws a `TimeoutException` for each, so the message
+    /// alone cannot tell a blocked `send()` from an expired batch).
     fn client_event(&mut self, entry: &Entry, value: Value, why: &str) {
-        let Op::Send { attempts, .. } = entry.op else {
+        let Op::Send {
+            attempts, timeout, ..
+        } = entry.op
+        else {
             return;
         };
         let at = Secs(entry.invoke_ms);
         let end = Secs(entry_ms(entry));
-        if why.starts_with("TimeoutException") && attempts == 0 {
-            self.tallies.add("send-timeout", (entry.index, 0), || {
-                format!(
-                    "{}'s send of value {value} at {at} s blocked and failed at {end} s: {why}",
-                    entry.process
-                )
-            });
-        } else if (why.contains("delivery.timeout.ms") || why.contains("since batch creation"))
-            && attempts >= 2
-        {
-            self.tallies
-                .add("expired-after-retries", (entry.index, 0), || {
+        match timeout {
+            // `KafkaProducer.waitOnMetadata` / `BufferPool.allocate`: send() itself
+            // blocked for max.block.ms.
+            Some(t) if t.blocked() => {
+                self.tallies.add("send-timeout", (entry.index, 0), || {
                     format!(
-                        "{}'s value {value}, sent at {at} s, expired at {end} s after {attempts} \
-                     attempts: {why}",
+                        "{}'s send of value {value} at {at} s blocked and failed at {end} s: {why}",
                         entry.process
                     )
                 });
+            }
+            // `RecordAccumulator.expiredBatches` / `Sender.getExpiredInflightBatches`:
+            // the batch ran out of delivery.timeout.ms after send() had returned.
+            Some(_) if attempts >= 2 => {
+                self.tallies
+                    .add("expired-after-retries", (entry.index, 0), || {
+                        format!(
+                            "{}'s value {value}, sent at {at} s, expired at {end} s after \
+                             {attempts} attempts: {why}",
+                            entry.process
+                        )
+                    });
+            }
+            Some(_) if attempts == 0 => {
+                self.tallies.add("expired-unsent", (entry.index, 0), || {
+                    format!(
+                        "{}'s value {value}, handed to send() at {at} s, expired in the \
+                         accumulator at {end} s without being sent: {why}",
+                        entry.process
+                    )
+                });
+            }
+            _ => {}
         }
     }
 
@@ -999,17 +1075,20 @@ impl<'h> Collector<'h> {
         value: Value,
         partition: &'h TopicPartition,
         offset: Option<Offset>,
+        headers: &'h Headers,
     ) {
         let at_ms = entry_ms(entry);
         self.stats.sends += 1;
+        // An aborted transaction's acknowledged record is no promise (Kafka's
+        // `read_committed` readers never return it, `ControlRecordType.ABORT`), but its
+        // offset was still assigned: it stays known, only not as an observation.
+        let promised = self
+            .view
+            .is_none_or(|v| v.send_visible(entry) != Some(false));
         let acked_offset = match &entry.outcome {
-            // An aborted transaction's acknowledged record is no promise.
             Outcome::Ok => {
                 self.stats.acked += 1;
-                offset.filter(|_| {
-                    self.view
-                        .is_none_or(|v| v.send_visible(entry) != Some(false))
-                })
+                offset
             }
             Outcome::Fail { error } => {
                 self.stats.failed += 1;
@@ -1022,7 +1101,7 @@ impl<'h> Collector<'h> {
                 None
             }
         };
-        if let Some(o) = acked_offset {
+        if let Some(o) = acked_offset.filter(|_| promised) {
             let seen = Seen {
                 index: entry.index,
                 record: 0,
@@ -1072,6 +1151,8 @@ impl<'h> Collector<'h> {
             partition,
             outcome: &entry.outcome,
             acked_offset,
+            headers,
+            promised,
         });
         // A value sent more than once (a pipeline's output, processed again after an
         // abort) keeps its first send, unless that one failed and this one did not.
@@ -1106,25 +1187,31 @@ impl<'h> Collector<'h> {
         let process = seen.process;
         let prev = self
             .last_read
-            .insert((process, partition), (offset, seen.at_ms));
-        match prev {
-            Some((prev, prev_ms)) if offset <= prev => {
-                self.tallies.add("nonmonotonic-poll", seen.order(), || {
-                    format!(
-                        "{process} read offset {offset} of {partition} at {} s right \
-                             after offset {prev} (read at {} s), with no seek in between",
-                        Secs(seen.at_ms),
+            .insert((process, partition), Position::Read(offset, seen.at_ms));
+        let Some(prev) = prev else { return };
+        if offset < prev.next() {
+            self.tallies.add("nonmonotonic-poll", seen.order(), || {
+                let at = Secs(seen.at_ms);
+                match prev {
+                    Position::Read(prev, prev_ms) => format!(
+                        "{process} read offset {offset} of {partition} at {at} s right \
+                         after offset {prev} (read at {} s), with no seek in between",
                         Secs(prev_ms)
-                    )
-                });
-            }
-            Some((prev, _)) if offset > prev.saturating_add(1) => self.gaps.push(Gap {
+                    ),
+                    Position::Sought(pos, ms) => format!(
+                        "{process} read offset {offset} of {partition} at {at} s right \
+                         after seeking to offset {pos} (at {} s)",
+                        Secs(ms)
+                    ),
+                }
+            });
+        } else if offset > prev.next() {
+            self.gaps.push(Gap {
                 seen,
                 partition,
                 from: prev,
                 to: offset,
-            }),
-            _ => {}
+            });
         }
     }
 
@@ -1187,7 +1274,7 @@ impl<'h> Collector<'h> {
                 .values
                 .get(&s.value)
                 .is_some_and(|obs| !obs.first_reads.is_empty());
-            if read || !matches!(s.outcome, Outcome::Ok) {
+            if read || !matches!(s.outcome, Outcome::Ok) || !s.promised {
                 continue;
             }
             let what = Val(s.value, s.key);
@@ -1301,6 +1388,36 @@ impl<'h> Collector<'h> {
         }
     }
 
+    /// `header-mismatch`: a record read with other headers than its send carried
+    /// (record batch v2 carries them verbatim, `DefaultRecord.writeTo` / `readFrom`).
+    fn check_headers(&mut self) {
+        let mut flagged: BTreeSet<Value> = BTreeSet::new();
+        for &(value, headers, seen, partition, offset) in &self.header_reads {
+            let Some(s) = self
+                .values
+                .get(&value)
+                .and_then(|o| o.send)
+                .map(|i| &self.sends[i])
+            else {
+                continue;
+            };
+            if s.headers == headers || flagged.contains(&value) {
+                continue;
+            }
+            flagged.insert(value);
+            let (sent, process) = (s.headers, s.process);
+            self.tallies
+                .add_lines("header-mismatch", seen.order(), &[s.index], || {
+                    format!(
+                        "{} read value {value} at offset {offset} of {partition} at {} s with \
+                         headers {headers:?}, but {process} sent it with headers {sent:?}",
+                        seen.process,
+                        Secs(seen.at_ms)
+                    )
+                });
+        }
+    }
+
     /// `reorder`: per producer and partition, acknowledged values in send (numeric)
     /// order must land at increasing offsets.
     fn check_reorders(&mut self) {
@@ -1359,15 +1476,20 @@ impl<'h> Collector<'h> {
         for g in &self.gaps {
             let known = self
                 .at
-                .range((g.partition, g.from + 1)..(g.partition, g.to))
+                .range((g.partition, g.from.next())..(g.partition, g.to))
                 .next();
             if let Some((&(_, skipped), at)) = known {
-                let (process, p) = (g.seen.process, g.partition);
-                let (from, to) = (g.from, g.to);
+                let (process, p, to) = (g.seen.process, g.partition, g.to);
+                let from = match g.from {
+                    Position::Read(o, _) => format!("read offset {o}"),
+                    Position::Sought(o, ms) => {
+                        format!("sought to offset {o} (at {} s)", Secs(ms))
+                    }
+                };
                 self.tallies
                     .add_lines("poll-skip", g.seen.order(), &[at.seen.index], || {
                         format!(
-                            "{process} read offset {from} then offset {to} of {p} (at {} s), \
+                            "{process} {from} then read offset {to} of {p} (at {} s), \
                              skipping offset {skipped} where value {} is known ({})",
                             Secs(g.seen.at_ms),
                             at.value,
@@ -1591,7 +1713,7 @@ fn check_divergence(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{GroupSnapshot, ReadRecord, ReplicaSnapshot};
+    use crate::history::{GroupSnapshot, ReadRecord, ReplicaSnapshot, SendTimeout, TxnId};
 
     fn tp(n: u32) -> TopicPartition {
         TopicPartition::new("orders", n)
@@ -1634,6 +1756,8 @@ mod tests {
         ) -> &mut Self {
             let op = Op::Send {
                 txn: None,
+                timeout: None,
+                headers: Vec::new(),
                 key: key.map(str::to_string),
                 value,
                 partition: tp(part),
@@ -1692,6 +1816,7 @@ mod tests {
                     offset,
                     key: Some(format!("k{part}")),
                     value,
+                    headers: Vec::new(),
                 })
                 .collect();
             let high_watermark = records.last().map_or(0, |r| r.offset + 1);
@@ -2073,6 +2198,8 @@ mod tests {
             },
             op: Op::Send {
                 txn: None,
+                timeout: None,
+                headers: Vec::new(),
                 key: None,
                 value: v(0, 0),
                 partition: tp(0),
@@ -2414,8 +2541,9 @@ mod tests {
         assert_eq!(
             examples(&r, "poll-skip"),
             [format!(
-                "consumer-0 read offset 5 then offset 9 of orders-1 (at 3.000 s), skipping \
-                 offset 7 where value {} is known (acknowledged to producer-0 at 0.110 s)",
+                "consumer-0 read offset 5 then read offset 9 of orders-1 (at 3.000 s), \
+                 skipping offset 7 where value {} is known (acknowledged to producer-0 at \
+                 0.110 s)",
                 v(0, 1)
             )]
         );
@@ -2527,6 +2655,8 @@ mod tests {
             outcome: Outcome::Ok,
             op: Op::Send {
                 txn: None,
+                timeout: None,
+                headers: Vec::new(),
                 key: Some("k3".into()),
                 value: v(0, 1),
                 partition: other.clone(),
@@ -2545,6 +2675,7 @@ mod tests {
                     offset: 0,
                     key: Some("k3".into()),
                     value: v(0, 1),
+                    headers: Vec::new(),
                 }],
                 high_watermark: 1,
             },
@@ -2958,5 +3089,327 @@ mod tests {
         assert_eq!(r.stats.polls, 2_000);
         assert_eq!(b.run(), r);
         assert!(elapsed.as_secs() < 20, "checking took {elapsed:?}");
+    }
+
+    // ------------------------------------------------------------ client timeouts
+
+    /// A failed send ended by the client-side timeout `timeout` after `attempts`.
+    fn timed_out(b: &mut B, t: Millis, value: Value, attempts: u32, timeout: SendTimeout) {
+        let error = match timeout {
+            SendTimeout::BlockedOnMemory => "TimeoutException: Failed to allocate 16384 bytes \
+                 within the configured max blocking time 5000 ms."
+                .to_string(),
+            SendTimeout::BlockedOnMetadata => {
+                "TimeoutException: Topic orders not present in metadata after 5000 ms.".into()
+            }
+            SendTimeout::Expired => "TimeoutException: Expiring 1 record(s) for orders-0:20000 \
+                 ms has passed since batch creation"
+                .into(),
+        };
+        let op = Op::Send {
+            txn: None,
+            timeout: Some(timeout),
+            headers: Vec::new(),
+            key: Some("k0".into()),
+            value,
+            partition: tp(0),
+            offset: None,
+            attempts,
+        };
+        b.push(NodeId::Producer(0), t, Outcome::Fail { error }, op);
+    }
+
+    /// Kafka throws `TimeoutException` both when `send()` blocks for max.block.ms
+    /// (`KafkaProducer.waitOnMetadata`, `BufferPool.allocate`) and when a batch that was
+    /// never sent expires in the accumulator (`RecordAccumulator.expiredBatches`): only
+    /// the first is a `send-timeout`, whatever the message or the attempt count says.
+    #[test]
+    fn a_batch_expired_in_the_accumulator_is_not_a_blocked_send() {
+        let mut b = B::default();
+        timed_out(&mut b, 10, v(0, 1), 0, SendTimeout::Expired);
+        timed_out(&mut b, 20, v(0, 2), 0, SendTimeout::Expired);
+        timed_out(&mut b, 30, v(0, 3), 0, SendTimeout::BlockedOnMemory);
+        timed_out(&mut b, 40, v(0, 4), 0, SendTimeout::BlockedOnMetadata);
+        timed_out(&mut b, 50, v(0, 5), 3, SendTimeout::Expired);
+        // Sent once and expired: neither blocked nor retried.
+        timed_out(&mut b, 60, v(0, 6), 1, SendTimeout::Expired);
+        // A TimeoutException message without a recorded timeout (a transaction abort
+        // passing the error on) counts as none of them.
+        let error = "TimeoutException: delivery.timeout.ms".to_string();
+        b.send(0, 70, Some("k0"), v(0, 7), 0, Outcome::Fail { error }, None);
+        let r = b.run();
+        assert_counts(
+            &r,
+            &[
+                ("expired-after-retries", 1),
+                ("expired-unsent", 2),
+                ("send-timeout", 2),
+            ],
+        );
+        assert!(examples(&r, "expired-unsent")[0].contains("without being sent"));
+        assert!(examples(&r, "send-timeout")[0].contains("Failed to allocate"));
+        assert!(examples(&r, "send-timeout")[1].contains("not present in metadata"));
+    }
+
+    #[test]
+    fn the_timeout_cause_survives_the_history_file() {
+        let mut b = B::default();
+        timed_out(&mut b, 10, v(0, 1), 0, SendTimeout::Expired);
+        timed_out(&mut b, 20, v(0, 2), 0, SendTimeout::BlockedOnMemory);
+        let line = b.h.to_jsonl();
+        assert!(line.contains(r#""timeout":"expired""#), "{line}");
+        assert!(line.contains(r#""timeout":"blocked_on_memory""#), "{line}");
+        let back = History::from_jsonl(&line).expect("parses");
+        assert_eq!(check(&back, &Snapshot::default()), b.run());
+    }
+
+    // ------------------------------------------------------------ Jepsen's kafka_test.clj
+
+    /// Jepsen `poll-skip-test`, "txn abort" / "good": a consumer reads 0, reads 1 and 2
+    /// in a transaction that aborts, rewinds (a seek back to 1), and reads 1 and 2 again.
+    #[test]
+    fn jepsen_poll_skip_txn_abort_good() {
+        let mut b = B::default();
+        for n in 0..3 {
+            b.ok(0, 100, v(0, n), 0, Offset::from(n));
+        }
+        b.poll(1, 200, 0, &[(0, v(0, 0))])
+            .poll(1, 300, 0, &[(1, v(0, 1)), (2, v(0, 2))])
+            .seek(1, 400, 0, 1)
+            .poll(1, 500, 0, &[(1, v(0, 1)), (2, v(0, 2))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    /// Jepsen `poll-skip-test`, "txn abort" / "abort doesn't roll back": each aborted
+    /// transaction rewinds the consumer (a seek back to 1), yet it then reads 3, and
+    /// later 5: both skip 1 and 2 (a seek sets the position, it does not forget it).
+    #[test]
+    fn jepsen_poll_skip_txn_abort_doesnt_roll_back() {
+        let mut b = B::default();
+        for n in 0..6 {
+            b.ok(0, 100, v(0, n), 0, Offset::from(n));
+        }
+        b.poll(1, 200, 0, &[(0, v(0, 0))])
+            .poll(1, 300, 0, &[(1, v(0, 1)), (2, v(0, 2))])
+            .seek(1, 400, 0, 1)
+            .poll(1, 500, 0, &[(3, v(0, 3)), (4, v(0, 4))])
+            .seek(1, 600, 0, 1)
+            .poll(1, 700, 0, &[(5, v(0, 5))]);
+        let r = b.run();
+        assert_counts(&r, &[("poll-skip", 2)]);
+        assert_eq!(
+            examples(&r, "poll-skip"),
+            [
+                format!(
+                    "consumer-1 sought to offset 1 (at 0.400 s) then read offset 3 of orders-0 \
+                     (at 0.500 s), skipping offset 1 where value {} is known (acknowledged to \
+                     producer-0 at 0.100 s)",
+                    v(0, 1)
+                ),
+                format!(
+                    "consumer-1 sought to offset 1 (at 0.600 s) then read offset 5 of orders-0 \
+                     (at 0.700 s), skipping offset 1 where value {} is known (acknowledged to \
+                     producer-0 at 0.100 s)",
+                    v(0, 1)
+                ),
+            ]
+        );
+        // A seek forward past known values is no skip; reading below the position
+        // just set is a step back.
+        let mut b = B::default();
+        for n in 0..6 {
+            b.ok(0, 100, v(0, n), 0, Offset::from(n));
+        }
+        let all: Vec<(Offset, Value)> = (0..6).map(|n| (Offset::from(n), v(0, n))).collect();
+        b.poll(2, 150, 0, &all)
+            .poll(1, 200, 0, &[(0, v(0, 0))])
+            .seek(1, 300, 0, 4)
+            .poll(1, 400, 0, &[(4, v(0, 4))])
+            .seek(1, 500, 0, 5)
+            .poll(1, 600, 0, &[(3, v(0, 3))]);
+        let r = b.run();
+        assert_counts(&r, &[("nonmonotonic-poll", 1)]);
+        assert_eq!(
+            examples(&r, "nonmonotonic-poll"),
+            [
+                "consumer-1 read offset 3 of orders-0 at 0.600 s right after seeking to offset 5 \
+              (at 0.500 s)"
+            ]
+        );
+    }
+
+    /// A transactional send of `value` to orders-0, acknowledged at `offset`.
+    fn txn_send(b: &mut B, t: Millis, txn: TxnId, value: Value, offset: Offset) {
+        let op = Op::Send {
+            txn: Some(txn),
+            timeout: None,
+            headers: Vec::new(),
+            key: Some("k0".into()),
+            value,
+            partition: tp(0),
+            offset: Some(offset),
+            attempts: 1,
+        };
+        b.push(NodeId::Producer(0), t, Outcome::Ok, op);
+    }
+
+    fn end_txn(b: &mut B, t: Millis, txn: TxnId, commit: bool) {
+        let op = Op::EndTxn {
+            transactional_id: "tx".into(),
+            txn,
+            producer_id: 7,
+            producer_epoch: 0,
+            commit,
+            partitions: vec![tp(0)],
+            group: None,
+            offsets: Vec::new(),
+        };
+        b.push(NodeId::Producer(0), t, Outcome::Ok, op);
+    }
+
+    fn begin_txn(b: &mut B, t: Millis, txn: TxnId) {
+        let op = Op::BeginTxn {
+            transactional_id: "tx".into(),
+            txn,
+            producer_id: 7,
+            producer_epoch: 0,
+        };
+        b.push(NodeId::Producer(0), t, Outcome::Ok, op);
+    }
+
+    /// Jepsen `duplicate-test`, "aborted txns": 0 is written at offset 1; 1 is sent in a
+    /// transaction that aborts, though the broker gave it offset 2; a read sees 0 at 11
+    /// and 1 at 12. 0 is a duplicate; 1 is not (its write never happened), and neither
+    /// is it a lost write when the final log lacks it: an aborted transaction's
+    /// acknowledgement promises nothing, and it was no `acks=0` send (it had an offset).
+    #[test]
+    fn jepsen_duplicate_aborted_txns() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 1);
+        begin_txn(&mut b, 110, 1);
+        txn_send(&mut b, 120, 1, v(0, 1), 2);
+        end_txn(&mut b, 130, 1, false);
+        b.poll(1, 200, 0, &[(11, v(0, 0)), (12, v(0, 1))]);
+        let snapshot = Snapshot {
+            partitions: vec![partition(
+                0,
+                Some(1),
+                &[1],
+                vec![replica(1, 12, &[(1, v(0, 0)), (11, v(0, 0))])],
+            )],
+            ..Snapshot::default()
+        };
+        let r = check(&b.h, &snapshot);
+        assert_eq!(r.anomalies.get("lost-write"), None, "{r:?}");
+        assert_eq!(r.anomalies["duplicate"].count, 1, "{r:?}");
+        assert!(examples(&r, "duplicate")[0].contains(&format!("value {}", v(0, 0))));
+        // Committed instead, the same acknowledged send missing from the final log is
+        // lost at its offset.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 1);
+        begin_txn(&mut b, 110, 1);
+        txn_send(&mut b, 120, 1, v(0, 1), 2);
+        end_txn(&mut b, 130, 1, true);
+        let r = check(&b.h, &snapshot);
+        assert_eq!(
+            examples(&r, "lost-write"),
+            [format!(
+                "value {} (key k0) was acknowledged at offset 2 of orders-0 at 0.120 s, never \
+                 read, and is not in the final log of its leader broker-1",
+                v(0, 1)
+            )]
+        );
+    }
+
+    // ------------------------------------------------------------ headers (C1)
+
+    /// Record batch v2 carries each record's headers verbatim (KIP-82,
+    /// `DefaultRecord.writeTo` / `readFrom`): a read must see the headers sent.
+    #[test]
+    fn a_record_read_with_other_headers_than_sent_is_a_header_mismatch() {
+        let hdr = |value: Value| crate::workload::headers_for(value, 2);
+        let mut b = B::default();
+        for n in 0..3 {
+            let op = Op::Send {
+                txn: None,
+                timeout: None,
+                headers: hdr(v(0, n)),
+                key: Some("k0".into()),
+                value: v(0, n),
+                partition: tp(0),
+                offset: Some(Offset::from(n)),
+                attempts: 1,
+            };
+            b.push(NodeId::Producer(0), 100, Outcome::Ok, op);
+        }
+        let read = |n: u32, headers: Headers| ReadRecord {
+            offset: Offset::from(n),
+            key: Some("k0".into()),
+            value: v(0, n),
+            headers,
+        };
+        let poll = |records: Vec<ReadRecord>| Op::Poll {
+            read_committed: false,
+            partition: tp(0),
+            high_watermark: 3,
+            records,
+        };
+        // Right headers; value 1's headers in another order; value 2's of value 0.
+        let mut swapped = hdr(v(0, 1));
+        swapped.reverse();
+        b.push(
+            NodeId::Consumer(0),
+            200,
+            Outcome::Ok,
+            poll(vec![
+                read(0, hdr(v(0, 0))),
+                read(1, swapped),
+                read(2, hdr(v(0, 0))),
+            ]),
+        );
+        // Read again by another consumer, without headers: counted once per value.
+        b.push(
+            NodeId::Consumer(1),
+            300,
+            Outcome::Ok,
+            poll(vec![read(1, Vec::new())]),
+        );
+        let r = b.run();
+        assert_counts(&r, &[("header-mismatch", 2)]);
+        assert_eq!(
+            examples(&r, "header-mismatch")[0],
+            format!(
+                "consumer-0 read value {v1} at offset 1 of orders-0 at 0.200 s with headers \
+                 [(\"h1\", None), (\"h0\", Some(\"{v1}.0\"))], but producer-0 sent it with \
+                 headers [(\"h0\", Some(\"{v1}.0\")), (\"h1\", None)]",
+                v1 = v(0, 1)
+            )
+        );
+        // The same headers everywhere: nothing.
+        let mut b = B::default();
+        let op = Op::Send {
+            txn: None,
+            timeout: None,
+            headers: hdr(7),
+            key: None,
+            value: 7,
+            partition: tp(0),
+            offset: Some(0),
+            attempts: 1,
+        };
+        b.push(NodeId::Producer(0), 100, Outcome::Ok, op);
+        let op = Op::Poll {
+            read_committed: false,
+            partition: tp(0),
+            high_watermark: 1,
+            records: vec![ReadRecord {
+                offset: 0,
+                key: None,
+                value: 7,
+                headers: hdr(7),
+            }],
+        };
+        b.push(NodeId::Consumer(0), 200, Outcome::Ok, op);
+        assert_counts(&b.run(), &[]);
     }
 }

@@ -1523,7 +1523,28 @@ impl Consumer {
                     self.index, record.value
                 )
             });
-        ReadRecord { offset, key, value }
+        // Header keys are strings (`RecordHeader.key`); the workload's values are too.
+        let headers = record
+            .headers
+            .iter()
+            .map(|h| {
+                let text = |b: &[u8]| {
+                    String::from_utf8(b.to_vec()).unwrap_or_else(|_| {
+                        panic!(
+                            "consumer-{}: header of {tp}@{offset} is not UTF-8",
+                            self.index
+                        )
+                    })
+                };
+                (h.key.clone(), h.value.as_deref().map(text))
+            })
+            .collect();
+        ReadRecord {
+            offset,
+            key,
+            value,
+            headers,
+        }
     }
 
     /// `AbstractFetch.handleInitializeErrors` for one partition.
@@ -1924,6 +1945,7 @@ mod tests {
             offset,
             key: Some(format!("k{value}")),
             value,
+            headers: Vec::new(),
         }
     }
 

@@ -356,6 +356,8 @@ mod tests {
             outcome,
             op: Op::Send {
                 txn: None,
+                timeout: None,
+                headers: Vec::new(),
                 key: None,
                 value: invoke,
                 partition: TopicPartition::new("t", 0),
@@ -413,6 +415,8 @@ mod tests {
             outcome: Outcome::Ok,
             op: Op::Send {
                 txn: Some(txn),
+                timeout: None,
+                headers: Vec::new(),
                 key: None,
                 value,
                 partition: tp.clone(),

@@ -34,6 +34,32 @@ pub enum Outcome {
     },
 }
 
+/// Which client-side timeout ended a send (Kafka throws a `TimeoutException` for all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendTimeout {
+    /// `send()` blocked for `max.block.ms` waiting for the topic's metadata
+    /// (`KafkaProducer.waitOnMetadata`); the record never reached the accumulator.
+    BlockedOnMetadata,
+    /// `send()` blocked for `max.block.ms` waiting for buffer memory
+    /// (`BufferPool.allocate`); the record never reached the accumulator.
+    BlockedOnMemory,
+    /// The record's batch expired at `delivery.timeout.ms` (`RecordAccumulator.
+    /// expiredBatches` for a batch in the accumulator, `Sender.getExpiredInflightBatches`
+    /// for one in flight): `send()` had returned long before.
+    Expired,
+}
+
+impl SendTimeout {
+    /// Whether `send()` itself blocked (and then failed).
+    pub fn blocked(self) -> bool {
+        matches!(self, Self::BlockedOnMetadata | Self::BlockedOnMemory)
+    }
+}
+
+/// A record's headers (record batch v2, KIP-82): (key, value or null), in order.
+pub type Headers = Vec<(String, Option<String>)>;
+
 /// One record as a consumer saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadRecord {
@@ -43,6 +69,9 @@ pub struct ReadRecord {
     pub key: Option<String>,
     /// Its value.
     pub value: Value,
+    /// Its headers (KIP-82), as decoded from the fetched batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Headers,
 }
 
 /// What happened, one variant per operation or event kind.
@@ -64,6 +93,15 @@ pub enum Op {
         /// The transaction the record was sent in (see [`Op::EndTxn`]), if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         txn: Option<TxnId>,
+        /// For a send that failed (or became indefinite) on a client-side timeout,
+        /// which timeout it was: `send()` blocking for `max.block.ms`, or the batch
+        /// expiring at `delivery.timeout.ms`. Kafka raises a `TimeoutException` for
+        /// each; only this field tells them apart.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<SendTimeout>,
+        /// The record's headers (KIP-82), as handed to `send`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        headers: Headers,
     },
     /// A consumer `poll` that returned records of one partition.
     Poll {

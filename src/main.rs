@@ -733,6 +733,11 @@ fn print_pipeline_figures(rows: &[ScenarioSummary]) {
     }
 }
 
+/// `repro <report.json>`: runs the report's scenario with its seed and bugs again and
+/// compares trace hashes. The scenario is opened by the absolute path the report
+/// recorded (so `repro` works from any folder), else by the path as typed then. When
+/// the file's scenario no longer hashes as recorded, `repro` says the file changed
+/// since the report, and still runs it (exit 1 unless it reproduces anyway).
 fn cmd_repro(path: &Path) -> Result<ExitCode, BadInput> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| BadInput(format!("{}: cannot read: {e}", path.display())))?;
@@ -742,7 +747,31 @@ fn cmd_repro(path: &Path) -> Result<ExitCode, BadInput> {
             path.display()
         ))
     })?;
-    let scenario = load(&old.scenario_path)?;
+    let file = old
+        .scenario_file
+        .iter()
+        .chain(std::iter::once(&old.scenario_path))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            let recorded = old.scenario_file.as_ref().unwrap_or(&old.scenario_path);
+            BadInput(format!(
+                "{}: its scenario file {} no longer exists (the report names it as {})",
+                path.display(),
+                recorded.display(),
+                old.scenario_path.display()
+            ))
+        })?;
+    let scenario = load(file)?;
+    let now_hash = sweep::scenario_hash(&scenario);
+    let changed = !old.scenario_hash.is_empty() && old.scenario_hash != now_hash;
+    if changed {
+        println!(
+            "note       the scenario file {} changed since the report (scenario hash {} \
+             then, {now_hash} now); running it as it is now",
+            file.display(),
+            old.scenario_hash
+        );
+    }
     let bugs = parse_bugs(&old.bugs)?;
     let (new, _) = runner::run_seed(&scenario, old.seed, &bugs);
     print_report(&new);
@@ -751,8 +780,16 @@ fn cmd_repro(path: &Path) -> Result<ExitCode, BadInput> {
         Ok(ExitCode::SUCCESS)
     } else {
         println!(
-            "NOT reproduced: trace hash {} (report) vs {} (now); verdict {} vs {}",
-            old.trace_hash, new.trace_hash, old.verdict, new.verdict
+            "NOT reproduced: trace hash {} (report) vs {} (now); verdict {} vs {}{}",
+            old.trace_hash,
+            new.trace_hash,
+            old.verdict,
+            new.verdict,
+            if changed {
+                " (the scenario file changed since the report)"
+            } else {
+                ""
+            }
         );
         Ok(ExitCode::from(1))
     }

@@ -382,6 +382,7 @@ impl PipelineWorkload {
             topic: Arc::from(self.factory.spec.output.as_str()),
             key: record.key,
             value: output_value(record.value),
+            headers: Vec::new(),
         };
         self.sent += 1;
         self.producer.send(now, output, out);

@@ -19,7 +19,9 @@
 use crate::actor::{Actor, Millis, Outbox};
 use crate::bugs::{Bug, Bugs};
 use crate::config::ProducerConfig;
-use crate::history::{produce_error_outcome, Entry, Op, Outcome, ProducerMetrics, TxnId, Value};
+use crate::history::{
+    produce_error_outcome, Entry, Headers, Op, Outcome, ProducerMetrics, SendTimeout, TxnId, Value,
+};
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 use crate::protocol::{
     Acks, BrokerId, CommittedOffset, ErrorCode, InitProducerIdRequest, LeaderEpoch, Message,
@@ -448,6 +450,8 @@ pub struct ProducerRecord {
     pub key: Option<String>,
     /// The value, written as its decimal ASCII.
     pub value: Value,
+    /// Headers (KIP-82), written as UTF-8 keys and values.
+    pub headers: Headers,
 }
 
 /// A record waiting for its outcome.
@@ -459,6 +463,8 @@ struct PendingRecord {
     invoke_ms: Millis,
     /// The transaction it was sent in.
     txn: Option<TxnId>,
+    /// Its headers.
+    headers: Headers,
 }
 
 impl PendingRecord {
@@ -478,6 +484,7 @@ impl PendingRecord {
                 0,
                 self.key.as_deref().map(str::as_bytes),
                 self.value_bytes().len(),
+                &self.headers,
             )
             + 10
     }
@@ -494,20 +501,31 @@ fn varint_len(v: i64) -> usize {
     len
 }
 
-/// Encoded size of a header-less record (`DefaultRecord.sizeInBytes`).
+/// Encoded size of a record (`DefaultRecord.sizeInBytes`, headers included).
 fn record_size(
     offset_delta: usize,
     timestamp_delta: i64,
     key: Option<&[u8]>,
     value_len: usize,
+    headers: &Headers,
 ) -> usize {
+    let headers_len: usize = headers
+        .iter()
+        .map(|(k, v)| {
+            varint_len(k.len() as i64)
+                + k.len()
+                + v.as_ref()
+                    .map_or(varint_len(-1), |v| varint_len(v.len() as i64) + v.len())
+        })
+        .sum();
     let body = 1
         + varint_len(timestamp_delta)
         + varint_len(offset_delta as i64)
         + key.map_or(varint_len(-1), |k| varint_len(k.len() as i64) + k.len())
         + varint_len(value_len as i64)
         + value_len
-        + varint_len(0);
+        + varint_len(headers.len() as i64)
+        + headers_len;
     varint_len(body as i64) + body
 }
 
@@ -568,6 +586,7 @@ impl ProducerBatch {
             timestamp_delta,
             record.key.as_deref().map(str::as_bytes),
             record.value_bytes().len(),
+            &record.headers,
         )
     }
 
@@ -627,7 +646,14 @@ impl ProducerBatch {
                 offset_delta: i32::try_from(i).expect("batch record count fits in i32"),
                 key: r.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes())),
                 value: Some(Bytes::from(r.value_bytes())),
-                headers: Vec::new(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| crate::record::Header {
+                        key: k.clone(),
+                        value: v.as_ref().map(|v| Bytes::copy_from_slice(v.as_bytes())),
+                    })
+                    .collect(),
             })
             .collect();
         let (identity, base_sequence) = self.sequence.unwrap_or((ProducerIdentity::NONE, -1));
@@ -1127,6 +1153,7 @@ impl Producer {
             value: record.value,
             invoke_ms: now,
             txn: self.open_txn.as_ref().map(|t| t.txn),
+            headers: record.headers,
         };
         self.metadata.add_topic(&record.topic);
         self.blocked.push_back(BlockedSend {
@@ -1183,16 +1210,17 @@ impl Producer {
                 complete_ms: None,
                 offset: None,
                 attempts: 0,
+                timeout: None,
             };
             self.record_outcome(&tp, blocked.record, completion, pending.clone(), out);
         }
         for batch in self.accumulator.take_all() {
-            self.complete_batch(None, batch, None, pending.clone(), out);
+            self.complete_batch(None, batch, None, pending.clone(), None, out);
         }
         for request in self.net.abandon_all() {
             if let ProducerRequest::Produce { batches } = request.kind {
                 for batch in batches.into_iter().filter_map(|(_, b)| b) {
-                    self.complete_batch(None, batch, None, pending.clone(), out);
+                    self.complete_batch(None, batch, None, pending.clone(), None, out);
                 }
             }
         }
@@ -1381,7 +1409,7 @@ impl Producer {
     /// the accumulator (and blocked sends) fails without being sent.
     fn abort_queued(&mut self, now: Millis, error: &str, out: &mut Outbox) {
         for blocked in std::mem::take(&mut self.blocked) {
-            self.fail_blocked(now, blocked, error.to_string(), out);
+            self.fail_blocked(now, blocked, error.to_string(), None, out);
         }
         for batch in self.accumulator.take_all() {
             self.fail_sequence(&batch, batch.maybe_appended);
@@ -1394,7 +1422,7 @@ impl Producer {
                     error: error.to_string(),
                 }
             };
-            self.complete_batch(Some(now), batch, None, outcome, out);
+            self.complete_batch(Some(now), batch, None, outcome, None, out);
         }
         self.accumulator.muted.clear();
     }
@@ -1529,7 +1557,8 @@ impl Producer {
                         "TimeoutException: Topic {} not present in metadata after {max_block} ms.",
                         blocked.topic
                     );
-                    self.fail_blocked(now, blocked, error, out);
+                    let cause = Some(SendTimeout::BlockedOnMetadata);
+                    self.fail_blocked(now, blocked, error, cause, out);
                     continue;
                 }
                 return;
@@ -1570,7 +1599,8 @@ impl Producer {
                             self.accumulator.available_memory(),
                             self.config.batch_size
                         );
-                        self.fail_blocked(now, blocked, error, out);
+                        let cause = Some(SendTimeout::BlockedOnMemory);
+                        self.fail_blocked(now, blocked, error, cause, out);
                         continue;
                     }
                     self.blocked.push_front(blocked);
@@ -1581,7 +1611,14 @@ impl Producer {
     }
 
     /// A `send` that gave up blocking: the record was never handed to the accumulator.
-    fn fail_blocked(&mut self, now: Millis, blocked: BlockedSend, error: String, out: &mut Outbox) {
+    fn fail_blocked(
+        &mut self,
+        now: Millis,
+        blocked: BlockedSend,
+        error: String,
+        timeout: Option<SendTimeout>,
+        out: &mut Outbox,
+    ) {
         let tp = blocked.memory.map_or(
             TopicPartition {
                 topic: blocked.topic,
@@ -1593,6 +1630,7 @@ impl Producer {
             complete_ms: Some(now),
             offset: None,
             attempts: 0,
+            timeout,
         };
         self.record_outcome(
             &tp,
@@ -1814,7 +1852,8 @@ impl Producer {
             expired_any = true;
             let outcome = Self::expiry_outcome(now, &batch, false);
             self.fail_sequence(&batch, batch.maybe_appended);
-            self.complete_batch(Some(now), batch, None, outcome, out);
+            let expired = Some(SendTimeout::Expired);
+            self.complete_batch(Some(now), batch, None, outcome, expired, out);
         }
         let mut expired_in_flight = Vec::new();
         for kind in self.net.kinds_mut() {
@@ -1833,7 +1872,8 @@ impl Producer {
             expired_any = true;
             let outcome = Self::expiry_outcome(now, &batch, true);
             self.fail_sequence(&batch, true);
-            self.complete_batch(Some(now), batch, None, outcome, out);
+            let expired = Some(SendTimeout::Expired);
+            self.complete_batch(Some(now), batch, None, outcome, expired, out);
         }
         if expired_any {
             let effect = self
@@ -1962,7 +2002,7 @@ impl Producer {
         if self.config.acks == Acks::None {
             self.net.send(now, node, request, None, out);
             for batch in batches {
-                self.complete_batch(Some(now), batch, None, Outcome::Ok, out);
+                self.complete_batch(Some(now), batch, None, Outcome::Ok, None, out);
             }
             return;
         }
@@ -2028,7 +2068,7 @@ impl Producer {
                 tm.on_success(&batch.tp, identity, base, last);
             }
             let base = (base_offset >= 0).then_some(base_offset);
-            self.complete_batch(Some(now), batch, base, Outcome::Ok, out);
+            self.complete_batch(Some(now), batch, base, Outcome::Ok, None, out);
             return;
         }
         if matches!(produce_error_outcome(error), Outcome::Info { .. }) {
@@ -2078,7 +2118,7 @@ impl Producer {
                 reason: format!("{error} after {} attempts", batch.attempts),
             },
         };
-        self.complete_batch(Some(now), batch, None, outcome, out);
+        self.complete_batch(Some(now), batch, None, outcome, None, out);
     }
 
     /// Kafka's `ExponentialBackoff(retry.backoff.ms, 2, retry.backoff.max.ms, 0.2)` for a
@@ -2105,6 +2145,7 @@ impl Producer {
         batch: ProducerBatch,
         base_offset: Option<Offset>,
         outcome: Outcome,
+        timeout: Option<SendTimeout>,
         out: &mut Outbox,
     ) {
         self.accumulator.deallocate(&batch);
@@ -2119,6 +2160,7 @@ impl Producer {
                 complete_ms,
                 offset: base_offset.map(|b| b + i as Offset),
                 attempts,
+                timeout,
             };
             self.record_outcome(&tp, record, completion, outcome.clone(), out);
         }
@@ -2150,6 +2192,8 @@ impl Producer {
                 partition: tp.clone(),
                 offset: completion.offset,
                 attempts: completion.attempts,
+                timeout: completion.timeout,
+                headers: record.headers,
             },
         });
     }
@@ -2164,6 +2208,8 @@ struct Completion {
     offset: Option<Offset>,
     /// Times its batch was sent.
     attempts: u32,
+    /// The client-side timeout that ended it, if one did.
+    timeout: Option<SendTimeout>,
 }
 
 impl Actor for Producer {
@@ -2409,6 +2455,7 @@ mod tests {
             topic: Arc::from("t"),
             key: key.map(str::to_string),
             value,
+            headers: Vec::new(),
         }
     }
 
@@ -2461,6 +2508,17 @@ mod tests {
         Millis,
         u32,
     );
+
+    /// The client-side timeout each send recorded.
+    fn send_timeouts(out: &Outbox) -> Vec<Option<SendTimeout>> {
+        out.history
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::Send { timeout, .. } => Some(*timeout),
+                _ => None,
+            })
+            .collect()
+    }
 
     fn send_ops(out: &Outbox) -> Vec<SendOp> {
         out.history
@@ -2823,6 +2881,49 @@ mod tests {
         assert_eq!((epoch, seq), (1, 0));
     }
 
+    /// KIP-82: a record's headers go into its record batch v2 entry, in order, a null
+    /// value as null (`DefaultRecord.writeTo`), and count in the batch's size estimate.
+    #[test]
+    fn headers_are_encoded_into_the_batch() {
+        let (mut p, mut out) = started(config(), &[(0, Some(1), 0)]);
+        let headers = crate::workload::headers_for(42, 3);
+        let bare = PendingRecord {
+            key: Some("a".into()),
+            value: 42,
+            invoke_ms: 0,
+            txn: None,
+            headers: Vec::new(),
+        };
+        let with = PendingRecord {
+            headers: headers.clone(),
+            ..bare.clone()
+        };
+        // Header count 3; each key and value with its length: "h0" "42.0" "h1" "42.1" "h2" null.
+        let extra = (1 + 2 + 1 + 4) * 2 + (1 + 2 + 1);
+        assert_eq!(with.size_upper_bound(), bare.size_upper_bound() + extra);
+        let record = ProducerRecord {
+            headers,
+            ..record(Some("a"), 42)
+        };
+        p.send(0, record, &mut out);
+        let reqs = produces(&take(&mut out));
+        let batch = &reqs[0].2.partitions[0].1;
+        let (decoded, _) = RecordBatch::decode(batch).unwrap();
+        let got: Vec<(String, Option<Bytes>)> = decoded.records[0]
+            .headers
+            .iter()
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("h0".to_string(), Some(Bytes::from("42.0"))),
+                ("h1".to_string(), Some(Bytes::from("42.1"))),
+                ("h2".to_string(), None),
+            ]
+        );
+    }
+
     #[test]
     fn a_full_buffer_blocks_send_until_max_block_ms() {
         let config = ProducerConfig {
@@ -2858,6 +2959,11 @@ mod tests {
         };
         assert!(error.starts_with("TimeoutException: Failed to allocate 16384 bytes within the configured max blocking time 1000 ms."), "{error}");
         assert_eq!((ops[0].4, ops[0].5), (Some(1_005), 5));
+        // `BufferPool.allocate`: send() itself blocked.
+        assert_eq!(
+            send_timeouts(&out),
+            vec![Some(SendTimeout::BlockedOnMemory)]
+        );
     }
 
     #[test]
@@ -3198,6 +3304,8 @@ mod tests {
                 0
             )]
         );
+        // `RecordAccumulator.expiredBatches`: an expiry, not a blocked send().
+        assert_eq!(send_timeouts(&out), vec![Some(SendTimeout::Expired)]);
     }
 
     #[test]
@@ -3228,6 +3336,11 @@ mod tests {
                 10,
                 UNKNOWN_PARTITION
             )]
+        );
+        // `KafkaProducer.waitOnMetadata`: send() itself blocked.
+        assert_eq!(
+            send_timeouts(&out),
+            vec![Some(SendTimeout::BlockedOnMetadata)]
         );
     }
 
@@ -3713,6 +3826,7 @@ mod tests {
                                 topic: Arc::from("t"),
                                 key,
                                 value: sent,
+                                headers: Vec::new(),
                             },
                             &mut out,
                         );

@@ -1349,6 +1349,8 @@ mod tests {
             Outcome::Ok,
             Op::Send {
                 txn: None,
+                timeout: None,
+                headers: Vec::new(),
                 key: Some("<script>alert(1)</script>".into()),
                 value: 4711,
                 partition: tp.clone(),
@@ -1369,6 +1371,7 @@ mod tests {
                         offset: 89 + i as i64,
                         key: None,
                         value: 5000 + i,
+                        headers: Vec::new(),
                     }],
                     high_watermark: 200,
                 },
@@ -1405,6 +1408,8 @@ mod tests {
             },
             Op::Send {
                 txn: None,
+                timeout: None,
+                headers: Vec::new(),
                 key: None,
                 value: 4712,
                 partition: tp.clone(),
@@ -1415,6 +1420,8 @@ mod tests {
         let mut report = SeedReport {
             scenario: "demo<&>".into(),
             scenario_path: PathBuf::from("scenarios/demo.json"),
+            scenario_file: None,
+            scenario_hash: String::new(),
             seed: 7,
             bugs: vec![],
             verdict: "fail".into(),

@@ -45,8 +45,18 @@ pub struct RunStats {
 pub struct SeedReport {
     /// Scenario name.
     pub scenario: String,
-    /// Scenario file.
+    /// Scenario file, as it was named on the command line (for the printed commands).
     pub scenario_path: PathBuf,
+    /// The scenario file's absolute, canonical path (what `repro` opens, from any
+    /// folder); `None` in reports written before it was recorded, or when the path
+    /// could not be resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_file: Option<PathBuf>,
+    /// The hash of the parsed scenario ([`crate::sweep::scenario_hash`]): `repro` tells
+    /// a changed scenario file from a run that no longer reproduces. Empty in reports
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scenario_hash: String,
     /// The seed.
     pub seed: u64,
     /// Bug switches turned on from the command line (on top of the scenario's).
@@ -130,6 +140,8 @@ pub fn run_seed(
     let mut report = SeedReport {
         scenario: scenario.name.clone(),
         scenario_path: scenario.path.clone(),
+        scenario_file: std::fs::canonicalize(&scenario.path).ok(),
+        scenario_hash: crate::sweep::scenario_hash(scenario),
         seed,
         bugs: bugs.iter().map(|b| b.name().to_string()).collect(),
         verdict: "panic".into(),

@@ -100,6 +100,10 @@ pub struct WorkloadSpec {
     pub rate_per_sec: f64,
     /// Distinct keys (`k0`..); 0 sends records without keys.
     pub keys: u32,
+    /// Headers per record (KIP-82; `h0`.. with values derived from the record's value,
+    /// see `workload::headers_for`); 0 (the default) sends none.
+    #[serde(default)]
+    pub headers: u32,
     /// When producers start sending (ms), giving the cluster time to form.
     #[serde(default = "default_start_ms")]
     pub start_ms: u64,
@@ -575,6 +579,9 @@ impl Scenario {
                     self.workload.rate_per_sec
                 ),
             ));
+        }
+        if self.workload.headers > 16 {
+            return Err(err("workload.headers", "allowed: 0 to 16".into()));
         }
         if self.workload.duration_ms == 0 || self.workload.duration_ms > 3_600_000 {
             return Err(err("workload.duration_ms", "allowed: 1 to 3600000".into()));

@@ -54,6 +54,14 @@ pub struct Goal {
     pub allowed: Vec<String>,
 }
 
+/// Anomaly kinds judged at the end of the run that a longer quiet period could clear.
+pub const LIVENESS_KINDS: &[&str] = &[
+    "stuck",
+    "unseen",
+    "unassigned-partition",
+    "hanging-transaction",
+];
+
 /// A seed with nothing to shrink: it neither fails nor shows the anomaly asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NothingToShrink(pub String);
@@ -133,6 +141,15 @@ impl Goal {
             violation,
             allowed: report.violated.clone(),
         })
+    }
+
+    /// Whether the target is a liveness failure: something that did not happen by the
+    /// end of the run (a consumer behind the high watermark, a write never read, a
+    /// group not stable, a transaction never ended). Such a failure needs the time the
+    /// original run gave the system to recover: with a shorter quiet period a candidate
+    /// "fails the same way" merely by ending mid-recovery or mid-rebalance.
+    pub fn liveness(&self) -> bool {
+        matches!(&self.target, Target::Anomaly(k) if LIVENESS_KINDS.contains(&k.as_str()))
     }
 
     /// Whether a candidate's run fails the same way.
@@ -526,6 +543,19 @@ struct Knob {
     values: fn(u64) -> Vec<u64>,
 }
 
+/// The knobs a shrink with `goal` lowers: all of [`KNOBS`], but never the quiet period
+/// for a liveness goal ([`Goal::liveness`]): the shrunk run keeps the original's time
+/// to recover after the workload and the last fault end.
+fn knobs(goal: &Goal) -> impl Iterator<Item = &'static Knob> {
+    let liveness = goal.liveness();
+    KNOBS
+        .iter()
+        .filter(move |k| !(liveness && k.name == QUIET_KNOB))
+}
+
+/// The name of the quiet-period knob.
+const QUIET_KNOB: &str = "quiet_ms";
+
 /// The workload's numbers, in the order they are lowered: who sends and reads, then
 /// what, then for how long.
 const KNOBS: [Knob; 7] = [
@@ -576,7 +606,7 @@ const KNOBS: [Knob; 7] = [
         values: |n| halvings(n, 1),
     },
     Knob {
-        name: "quiet_ms",
+        name: QUIET_KNOB,
         get: |s| s.workload.quiet_ms,
         set: |s, v| s.workload.quiet_ms = v,
         values: |n| halvings(n, 0),
@@ -692,7 +722,7 @@ impl Shrinker<'_> {
     /// Fewer producers, consumers, keys, records, less time, fewer brokers and
     /// partitions.
     fn shrink_workload(&mut self) {
-        for knob in KNOBS {
+        for knob in knobs(&self.ev.goal) {
             self.lower(knob.name, knob.get, knob.set, knob.values);
         }
         let rf_max = self
@@ -957,6 +987,8 @@ mod tests {
         SeedReport {
             scenario: "s".into(),
             scenario_path: PathBuf::from("s.json"),
+            scenario_file: None,
+            scenario_hash: String::new(),
             seed: 3,
             bugs: vec![],
             verdict: String::new(),
@@ -1012,5 +1044,37 @@ mod tests {
             Some("leader epoch went back\nat 9")
         )));
         assert!(!g.met_by(&report(&[], &["panic"], Some("other"))));
+    }
+
+    /// A liveness failure (`stuck`, `unseen`, `unassigned-partition`,
+    /// `hanging-transaction`) shrunk with a shorter quiet period only shows a run that
+    /// ends mid-recovery: the quiet period is never lowered for one; for any other
+    /// goal it is.
+    #[test]
+    fn a_liveness_goal_keeps_its_quiet_period() {
+        let sc = scenario("acks-1-leader-crash.json");
+        let names = |g: &Goal| knobs(g).map(|k| k.name).collect::<Vec<_>>();
+        for kind in [
+            "stuck",
+            "unseen",
+            "unassigned-partition",
+            "hanging-transaction",
+        ] {
+            let r = report(&[(kind, 1)], &[kind], None);
+            let g = Goal::of(&r, &sc, Some(kind)).unwrap();
+            assert!(g.liveness(), "{kind}");
+            assert!(!names(&g).contains(&QUIET_KNOB), "{kind}: {:?}", names(&g));
+            assert_eq!(names(&g).len(), KNOBS.len() - 1);
+        }
+        for (kind, panic) in [("lost-write", None), ("panic", Some("boom"))] {
+            let r = report(&[(kind, 1)], &[kind], panic);
+            let g = Goal::of(&r, &sc, panic.map_or(Some(kind), |_| None)).unwrap();
+            assert!(!g.liveness(), "{kind}");
+            assert!(names(&g).contains(&QUIET_KNOB), "{kind}");
+        }
+        // Every liveness kind is a kind the checker reports.
+        for kind in LIVENESS_KINDS {
+            assert!(kinds_in_order().any(|k| k == *kind), "{kind}");
+        }
     }
 }

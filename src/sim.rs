@@ -716,6 +716,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                 .cloned()
                 .collect(),
             keys: sc.workload.keys,
+            headers: sc.workload.headers,
             interval_us,
             start_ms: sc.workload.start_ms,
             end_ms: sc.workload_end_ms(),

@@ -2080,6 +2080,8 @@ mod tests {
                 offset,
                 attempts: 1,
                 txn: id,
+                timeout: None,
+                headers: Vec::new(),
             };
             self.push(process, t, outcome, op)
         }
@@ -2130,6 +2132,7 @@ mod tests {
                     offset,
                     key: None,
                     value,
+                    headers: Vec::new(),
                 })
                 .collect();
             let high_watermark = records.last().map_or(0, |r| r.offset + 1);

@@ -44,12 +44,27 @@ pub fn input_of(value: Value) -> Option<Value> {
     (value & OUTPUT_BIT != 0).then_some(value & !OUTPUT_BIT)
 }
 
+/// The `n` headers (KIP-82) the workload gives the record holding `value`: `h0`,
+/// `h1`, ... with values `<value>.0`, `<value>.1`, ..., the last one null when there
+/// are two or more (a null header value is legal, `RecordHeader`). Derived from the
+/// value so that a header delivered with the wrong record differs.
+pub fn headers_for(value: Value, n: u32) -> crate::history::Headers {
+    (0..n)
+        .map(|i| {
+            let v = (n < 2 || i + 1 < n).then(|| format!("{value}.{i}"));
+            (format!("h{i}"), v)
+        })
+        .collect()
+}
+
 /// What one producer sends.
 pub struct WorkloadPlan {
     /// Topics written round-robin over the records.
     pub topics: Vec<Arc<str>>,
     /// Distinct keys; 0 for keyless records.
     pub keys: u32,
+    /// Headers per record ([`headers_for`]).
+    pub headers: u32,
     /// Gap between two sends (µs, so fractional ms rates work).
     pub interval_us: u64,
     /// First send (ms).
@@ -133,8 +148,14 @@ impl Actor for ProducerWorkload {
                 (self.plan.keys > 0).then(|| format!("k{}", self.rng.gen_range(0..self.plan.keys)));
             let value = make_value(self.index, self.counter);
             self.counter += 1;
-            self.producer
-                .send(now, ProducerRecord { topic, key, value }, out);
+            let headers = headers_for(value, self.plan.headers);
+            let record = ProducerRecord {
+                topic,
+                key,
+                value,
+                headers,
+            };
+            self.producer.send(now, record, out);
             self.next_send_us += self.plan.interval_us;
         }
         if now >= self.plan.end_ms {

@@ -178,6 +178,67 @@ fn run_writes_a_report_that_repro_confirms() {
     assert!(out.contains("reproduced"), "{out}");
 }
 
+/// `repro` opens the scenario by the absolute path report.json records, so it works
+/// from any folder although the run named the file relatively; when the file changed
+/// since, it says so, still runs it, and exits 1.
+#[test]
+fn repro_works_from_another_folder_and_names_a_changed_scenario() {
+    let dir = tmp("repro-elsewhere");
+    let src =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/same-key-same-partition.json");
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    std::fs::create_dir_all(dir.join("b")).unwrap();
+    std::fs::copy(&src, dir.join("a/s.json")).unwrap();
+    let (code, out, err) = kafkasim(&["run", "s.json", "--seed", "3"], &dir.join("a"));
+    assert_eq!(code, 0, "{out}{err}");
+    // Named after the file (the scenario has no `name`).
+    let report = dir.join("a/reports/s/3/report.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["scenario_path"], "s.json", "as typed");
+    let file = PathBuf::from(json["scenario_file"].as_str().unwrap());
+    assert!(file.is_absolute(), "{file:?}");
+    assert_eq!(file, dir.join("a/s.json").canonicalize().unwrap());
+    let hash = json["scenario_hash"].as_str().unwrap().to_string();
+    assert_eq!(hash.len(), 16, "{hash}");
+
+    // From another folder, where `s.json` does not exist.
+    let (code, out, err) = kafkasim(&["repro", report.to_str().unwrap()], &dir.join("b"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("reproduced: same trace hash"), "{out}");
+    assert!(!out.contains("changed since"), "{out}");
+
+    // The scenario file changes: said before the run and in the verdict; exit 1.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("a/s.json")).unwrap()).unwrap();
+    v["workload"]["keys"] = (v["workload"]["keys"].as_u64().unwrap() + 1).into();
+    std::fs::write(dir.join("a/s.json"), v.to_string()).unwrap();
+    let (code, out, err) = kafkasim(&["repro", report.to_str().unwrap()], &dir.join("b"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "the scenario file {} changed since the report (scenario hash {hash} then,",
+            file.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("NOT reproduced")
+            && out.contains("(the scenario file changed since the report)"),
+        "{out}"
+    );
+
+    // Gone: exit 2 naming the file.
+    std::fs::remove_file(dir.join("a/s.json")).unwrap();
+    let (code, out, err) = kafkasim(&["repro", report.to_str().unwrap()], &dir.join("b"));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("no longer exists") && err.contains("s.json"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn failing_run_prints_its_repro_command_and_exits_1() {
     let dir = tmp("fail");
