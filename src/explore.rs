@@ -12,7 +12,7 @@
 //! the thread count or the order seeds finish in.
 
 use crate::bugs::Bug;
-use crate::config::{AutoOffsetReset, ConsumerConfig, ProducerConfig};
+use crate::config::{AutoOffsetReset, ConsumerConfig, ProducerConfig, TopicConfig};
 use crate::guarantees;
 use crate::history::Sink;
 use crate::nemesis::{Fault, ScheduledFault, Target};
@@ -173,10 +173,19 @@ pub fn draw(seed: u64) -> Scenario {
     let mut topics = Vec::new();
     for name in names {
         let replication_factor = pick(rng, &[(1, 1), (1, max_rf.min(2)), (4, max_rf)]);
+        // A topic-level override now and then (`kafka-topics --config`); the broker
+        // caps `min.insync.replicas` at the replica count (KAFKA-15583).
+        let config = TopicConfig {
+            min_insync_replicas: rng
+                .gen_bool(0.2)
+                .then(|| rng.gen_range(1..=replication_factor)),
+            unclean_leader_election_enable: rng.gen_bool(0.05).then_some(true),
+        };
         topics.push(TopicSpec {
             name: name.to_string(),
             partitions: 0,
             replication_factor,
+            config,
         });
     }
     for t in &mut topics {
@@ -332,6 +341,7 @@ pub fn draw(seed: u64) -> Scenario {
         start_ms: 3_000,
         duration_ms: rng.gen_range(8_000..=20_000),
         quiet_ms: 0,
+        headers: pick(rng, &[(4, 0), (1, 2)]),
     };
     let mut sc = Scenario {
         name: scenario_name(seed),
@@ -795,6 +805,7 @@ fn placeholder(seed: u64) -> Scenario {
             start_ms: 0,
             duration_ms: 1,
             quiet_ms: 0,
+            headers: 0,
         },
         nemesis: NemesisSpec::default(),
         network: NetworkSpec::default(),

@@ -11,7 +11,7 @@
 //! seed that breaks a rule is either a model bug or a rule that promises too much (then
 //! the rule is fixed, citing Kafka).
 
-use crate::checker::ANOMALY_KINDS;
+use crate::checker::{ANOMALY_KINDS, EVENT_KINDS};
 use crate::history::Sink;
 use crate::nemesis::Fault;
 use crate::protocol::{Acks, IsolationLevel};
@@ -73,8 +73,12 @@ impl Facts {
             acks: has_producers.then_some(p.acks),
             idempotence: has_producers && p.idempotence(),
             max_in_flight: p.max_in_flight_requests_per_connection,
-            min_insync_replicas: sc.cluster.config.min_insync_replicas,
-            unclean: sc.cluster.config.unclean_leader_election_enable,
+            min_insync_replicas: effective_min_insync_replicas(sc),
+            unclean: sc.cluster.config.unclean_leader_election_enable
+                || sc
+                    .topics
+                    .iter()
+                    .any(|t| t.config.unclean_leader_election_enable == Some(true)),
             group,
             pipeline: sc.pipelines.as_ref().map(|p| p.mode),
             readers_read_committed: sc.consumers.config.isolation_level
@@ -406,17 +410,19 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
-/// The anomaly kinds the rules forbid for these facts, in `ANOMALY_KINDS` order.
+/// The anomaly kinds and client events the rules forbid for these facts, in
+/// `ANOMALY_KINDS` then `EVENT_KINDS` order.
 pub fn forbidden(f: &Facts) -> Vec<&'static str> {
     ANOMALY_KINDS
         .iter()
+        .chain(EVENT_KINDS)
         .copied()
         .filter(|k| RULES.iter().any(|r| r.applies(f) && r.forbids.contains(k)))
         .collect()
 }
 
-/// The scenario's derived expectation: forbidden kinds stay invariants, the rest is
-/// tolerated; nothing is required, no client event is forbidden.
+/// The scenario's derived expectation: forbidden anomaly kinds stay invariants, the
+/// rest is tolerated; forbidden client events go to `forbid`; nothing is required.
 pub fn expect(sc: &Scenario) -> Expect {
     let forbidden = forbidden(&Facts::of(sc));
     Expect {
@@ -426,7 +432,11 @@ pub fn expect(sc: &Scenario) -> Expect {
             .filter(|k| !forbidden.contains(k))
             .map(|k| k.to_string())
             .collect(),
-        forbid: Vec::new(),
+        forbid: EVENT_KINDS
+            .iter()
+            .filter(|k| forbidden.contains(k))
+            .map(|k| k.to_string())
+            .collect(),
     }
 }
 
@@ -448,15 +458,33 @@ pub fn table() -> String {
         .filter(|k| !RULES.iter().any(|r| r.forbids.contains(k)))
         .collect();
     out.push_str(&format!(
-        "every other kind is tolerated{}; client events ({}) are never forbidden\n",
+        "every other kind is tolerated{}; client events ({}) only where a rule says\n",
         if never.is_empty() {
             String::new()
         } else {
             format!(" (always: {})", never.join(", "))
         },
-        crate::checker::EVENT_KINDS.join(", ")
+        EVENT_KINDS.join(", ")
     ));
     out
+}
+
+/// The smallest minimum ISR any workload topic runs with: its `min.insync.replicas`
+/// (topic override, else the broker's) capped at its replica count, as Kafka's
+/// `Partition.effectiveMinIsr` does (KAFKA-15583); the broker's own value for the
+/// internal topics when there are no workload topics.
+fn effective_min_insync_replicas(sc: &Scenario) -> u32 {
+    let broker = sc.cluster.config.min_insync_replicas;
+    sc.topics
+        .iter()
+        .map(|t| {
+            t.config
+                .min_insync_replicas
+                .unwrap_or(broker)
+                .min(t.replication_factor)
+        })
+        .min()
+        .unwrap_or(broker)
 }
 
 #[cfg(test)]
