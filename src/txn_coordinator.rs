@@ -1405,10 +1405,17 @@ impl TxnCoordinator {
             answer_end(reply, ErrorCode::InvalidProducerIdMapping, None, out);
             return;
         };
-        let fence = m.current.state == TransactionState::PrepareEpochFence;
+        // A client's `EndTxn` can arrive while the fence's abort is being written: the
+        // state is `PrepareEpochFence` with the bumped epoch (Kafka: still `Ongoing`,
+        // the bumped epoch set and `PrepareAbort` pending). As in Kafka's
+        // `TransactionCoordinator.endTransaction` it goes through the ordinary checks:
+        // its epoch is below the bumped one, `PRODUCER_FENCED` (version 1: strict
+        // equality for clients; version 2: `Ongoing` needs the current epoch), else
+        // `CONCURRENT_TRANSACTIONS` for the pending abort.
+        let fence = !from_client && m.current.state == TransactionState::PrepareEpochFence;
         assert!(
-            !fence || (!from_client && !committed),
-            "transaction {id}: only the coordinator ends a fenced transaction, by an abort"
+            from_client || (fence && !committed),
+            "transaction {id}: the coordinator ends only a fenced transaction, by an abort"
         );
         let v2 = transaction_version >= 2;
         let decision = if v2 {
@@ -2884,6 +2891,51 @@ mod tests {
     #[test]
     fn init_producer_id_fences_an_ongoing_transaction_with_version_2() {
         fence_ongoing(2);
+    }
+
+    /// The fenced instance's `EndTxn` arrives while the fence's abort is being written
+    /// (Kafka's `TransactionCoordinator.endTransaction`: its epoch is below the bumped
+    /// one, `PRODUCER_FENCED`, with versions 1 and 2; nothing is written).
+    fn end_txn_while_the_fence_is_written(version: i16) {
+        let (mut h, mut c) = (Harness::default(), coordinator(version, Bugs::default()));
+        let old = init(&mut h, &mut c, 0);
+        assert_eq!(add(&mut h, &mut c, 10, old, &orders(2)), ErrorCode::None);
+        let to = ReplyTo {
+            client: NodeId::Producer(1),
+            correlation_id: 1,
+        };
+        let fence = c.handle(20, 0, to, init_request(-1, -1), &mut || None);
+        assert_eq!(fence.appends.len(), 1, "the fence's PrepareAbort");
+        let t = txn(&c);
+        assert_eq!(
+            (t.state, t.pending_state, t.producer_epoch),
+            (PrepareEpochFence, Some(PrepareAbort), 1)
+        );
+        for committed in [true, false] {
+            let out = c.handle(21, 0, to, end_request(old, committed), &mut || None);
+            assert!(out.appends.is_empty() && out.transitions.is_empty());
+            let Response::EndTxn(r) = &out.responses[0].1 else {
+                panic!("not an EndTxn answer")
+            };
+            assert_eq!(r.error, ErrorCode::ProducerFenced, "commit {committed}");
+        }
+        // The fence goes on: its abort is written and the markers carry the new epoch.
+        h.run(&mut c, 22, fence);
+        let abort_epoch = if version == 2 { 2 } else { 1 };
+        let sent = h.deliver_markers(&mut c, 30);
+        let m = &sent[0].markers[0];
+        assert_eq!((m.committed, m.producer_epoch), (false, abort_epoch));
+        assert_eq!(txn(&c).state, CompleteAbort);
+    }
+
+    #[test]
+    fn end_txn_while_the_fence_is_written_is_producer_fenced() {
+        end_txn_while_the_fence_is_written(1);
+    }
+
+    #[test]
+    fn end_txn_while_the_fence_is_written_is_producer_fenced_with_version_2() {
+        end_txn_while_the_fence_is_written(2);
     }
 
     #[test]

@@ -493,3 +493,10 @@ fn coordinator_failover_keeps_committed_offsets() {
         );
     }
 }
+
+/// A fenced instance's `EndTxn` arriving while the fence's abort is written is answered
+/// `PRODUCER_FENCED` (Kafka's `TransactionCoordinator.endTransaction`), no panic.
+#[test]
+fn fenced_endtxn_during_epoch_fence() {
+    check_scenario_seeds("fenced-endtxn-during-epoch-fence.json", 15);
+}
