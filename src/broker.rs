@@ -1545,6 +1545,20 @@ impl Broker {
                 return;
             }
         };
+        // Kafka's `ProducerAppendInfo.checkProducerEpoch` (origin COORDINATOR): a
+        // fenced producer's `TxnOffsetCommit` is refused once a marker of a newer epoch
+        // is in the partition, so its offsets never wait under the producer id that its
+        // successor shares.
+        let header = BatchHeader::parse(&append.batch).expect("coordinator batches are valid");
+        let epoch_fencing = !self.bugs.on(Bug::NoProducerEpochFencing);
+        let checked = self.disk.logs[&tp]
+            .producer_state()
+            .check_coordinator_append(&header, epoch_fencing);
+        if let Err(error) = checked {
+            let output = self.coordinator.on_append_complete(now, append.id, error);
+            self.apply_coordinator_output(now, output, out);
+            return;
+        }
         let deadline = now + self.config.offsets_commit_timeout_ms;
         let waiter = Waiter::Coordinator(append.id);
         self.append_and_park(now, (tp, epoch), &append.batch, (waiter, deadline), out);
@@ -4626,5 +4640,65 @@ mod tests {
         deliver_metadata(&mut b, 20, &meta, offsets_records(1, &[1], 1), 9);
         assert_eq!(b.disk().logs[&offsets].markers().len(), 1);
         assert!(b.coordinator.is_loaded(12));
+    }
+    /// Kafka's `ProducerAppendInfo.checkProducerEpoch` for the group coordinator's
+    /// append (origin COORDINATOR): once a marker of a newer epoch is in the offsets
+    /// partition, a fenced producer's `TxnOffsetCommit` is `INVALID_PRODUCER_EPOCH`
+    /// and nothing waits for the successor's marker; the current epoch is written.
+    #[test]
+    fn a_fenced_producers_txn_offset_commit_is_refused() {
+        for bugs in [Bugs::default(), Bugs::of(&[Bug::NoProducerEpochFencing])] {
+            let (mut b, _) = broker(1, group_config(), bugs, offsets_records(1, &[1], 0));
+            let offsets = TopicPartition::new(OFFSETS_TOPIC, 12);
+            let out = request(
+                &mut b,
+                10,
+                NodeId::Broker(2),
+                1,
+                write_markers(&[(PID, 5, false, 0, vec![offsets.clone()])]),
+            );
+            assert_eq!(
+                markers_result(response_to(&out, 1)),
+                Some(vec![(PID, vec![(offsets.clone(), ErrorCode::None)])])
+            );
+            let commit = |epoch: i16| {
+                Request::TxnOffsetCommit(TxnOffsetCommitRequest {
+                    transactional_id: Arc::from("etl-0"),
+                    group_id: Arc::from(GROUP),
+                    producer_id: PID,
+                    producer_epoch: epoch,
+                    generation_id: -1,
+                    member_id: Arc::from(""),
+                    group_instance_id: None,
+                    offsets: vec![CommittedOffset {
+                        tp: TopicPartition::new("orders", 0),
+                        offset: 7,
+                        leader_epoch: -1,
+                    }],
+                })
+            };
+            let log_end = b.disk().logs[&offsets].log_end_offset();
+            let c = NodeId::Producer(0);
+            let error = |out: &Outbox, correlation| match response_to(out, correlation) {
+                Some(Response::TxnOffsetCommit(r)) => r.partitions[0].1,
+                other => panic!("{other:?}"),
+            };
+            let stale = request(&mut b, 20, c, 2, commit(4));
+            if bugs == Bugs::default() {
+                assert_eq!(error(&stale, 2), ErrorCode::InvalidProducerEpoch);
+                assert_eq!(
+                    b.disk().logs[&offsets].log_end_offset(),
+                    log_end,
+                    "nothing written"
+                );
+            } else {
+                assert_eq!(error(&stale, 2), ErrorCode::None, "the bug lets it in");
+                assert_eq!(b.disk().logs[&offsets].log_end_offset(), log_end + 1);
+            }
+            let log_end = b.disk().logs[&offsets].log_end_offset();
+            let current = request(&mut b, 30, c, 3, commit(5));
+            assert_eq!(error(&current, 3), ErrorCode::None);
+            assert_eq!(b.disk().logs[&offsets].log_end_offset(), log_end + 1);
+        }
     }
 }

@@ -268,6 +268,28 @@ impl ProducerStateManager {
         Ok(AppendCheck::Append)
     }
 
+    /// The leader's check of a batch the group coordinator writes for a producer (a
+    /// `TxnOffsetCommit`'s offsets; Kafka's `ProducerAppendInfo` with
+    /// `AppendOrigin.COORDINATOR`: `checkProducerEpoch` only, no sequence): an epoch
+    /// older than the producer's in this partition (a fenced producer, once the fence's
+    /// marker is written here) is `INVALID_PRODUCER_EPOCH`. Without `epoch_fencing` (the
+    /// `no-producer-epoch-fencing` bug) it is appended as it is.
+    pub fn check_coordinator_append(
+        &self,
+        header: &BatchHeader,
+        epoch_fencing: bool,
+    ) -> Result<(), ErrorCode> {
+        if !header.has_producer_id() || !epoch_fencing {
+            return Ok(());
+        }
+        match self.producers.get(&header.producer_id) {
+            Some(entry) if header.producer_epoch < entry.producer_epoch => {
+                Err(ErrorCode::InvalidProducerEpoch)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The leader's check of a transaction marker (Kafka's `appendEndTxnMarker` with
     /// transaction version 0/1 rules): a marker epoch older than the producer's is
     /// `INVALID_PRODUCER_EPOCH`; a coordinator epoch older than that of the producer's
@@ -743,5 +765,27 @@ mod tests {
     fn offsets_must_increase() {
         let mut s = state();
         s.update(&header(PID, 0, 7, 1, 21), None);
+    }
+    /// Kafka's `checkProducerEpoch` for the group coordinator's append of a
+    /// `TxnOffsetCommit` (origin COORDINATOR): only the epoch is checked.
+    #[test]
+    fn coordinator_appends_check_the_epoch_only() {
+        let mut s = ProducerStateManager::default();
+        // No state yet: anything goes, sequence or not.
+        let offsets = |epoch| txn(PID, epoch, NO_SEQUENCE, 1, 0);
+        assert_eq!(s.check_coordinator_append(&offsets(3), true), Ok(()));
+        let (h, m) = marker(PID, 5, false, 0, 10);
+        s.update(&h, Some(&m));
+        assert_eq!(
+            s.check_coordinator_append(&offsets(4), true),
+            Err(ErrorCode::InvalidProducerEpoch)
+        );
+        assert_eq!(s.check_coordinator_append(&offsets(4), false), Ok(()));
+        assert_eq!(s.check_coordinator_append(&offsets(5), true), Ok(()));
+        assert_eq!(s.check_coordinator_append(&offsets(6), true), Ok(()));
+        assert_eq!(
+            s.check_coordinator_append(&txn(PID + 1, 0, NO_SEQUENCE, 1, 0), true),
+            Ok(())
+        );
     }
 }

@@ -500,3 +500,11 @@ fn coordinator_failover_keeps_committed_offsets() {
 fn fenced_endtxn_during_epoch_fence() {
     check_scenario_seeds("fenced-endtxn-during-epoch-fence.json", 15);
 }
+
+/// A fenced producer's held `TxnOffsetCommit` is refused (`INVALID_PRODUCER_EPOCH`,
+/// Kafka's `ProducerAppendInfo.checkProducerEpoch`): the successor's commit never
+/// commits the zombie's offsets.
+#[test]
+fn zombie_txn_offset_commit_epoch() {
+    check_scenario_seeds("zombie-txn-offset-commit-epoch.json", 15);
+}
