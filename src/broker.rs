@@ -345,10 +345,10 @@ pub struct Broker {
     /// Parked produces waiting to retry their `AddPartitionsToTxn` after
     /// `CONCURRENT_TRANSACTIONS` (transaction version 2), with the time to retry.
     verification_retries: Vec<(Millis, ParkedProduce)>,
-    /// Kafka's `VerificationStateEntry`: per partition and producer id, the epoch and
-    /// guard of the verification under way; a marker (or the transaction's first
-    /// batch) removes it.
-    verification_guards: BTreeMap<(TopicPartition, i64), (i16, u64)>,
+    /// Kafka's `VerificationStateEntry`: per partition and producer id, the epoch,
+    /// guard and lowest sequence of the verification under way; a marker (or the
+    /// transaction's first batch) removes it.
+    verification_guards: BTreeMap<(TopicPartition, i64), (i16, u64, i32)>,
     /// The last guard handed out.
     next_verification_guard: u64,
 }
@@ -869,9 +869,21 @@ impl Broker {
         for (tp, producer_id, producer_epoch) in &needed {
             // Kafka's maybeCreateVerificationStateEntry: a guard of the same epoch is
             // shared (by the producer's requests in flight), a newer epoch gets a new one.
+            // `maybeUpdateLowestSequenceAndEpoch`: the lowest sequence seen in the epoch.
             let key = (tp.clone(), *producer_id);
-            let guard = match self.verification_guards.get(&key) {
-                Some((epoch, guard)) if *epoch >= *producer_epoch => *guard,
+            let sequence = req
+                .partitions
+                .iter()
+                .find(|(t, _)| t == tp)
+                .and_then(|(_, b)| BatchHeader::parse(b).ok())
+                .map_or(record::NO_SEQUENCE, |h| h.base_sequence);
+            let guard = match self.verification_guards.get_mut(&key) {
+                Some((epoch, guard, lowest)) if *epoch >= *producer_epoch => {
+                    if *epoch == *producer_epoch && sequence < *lowest {
+                        *lowest = sequence;
+                    }
+                    *guard
+                }
                 _ => {
                     assert!(
                         self.verification_guards.len() < MAX_PURGATORY,
@@ -880,7 +892,7 @@ impl Broker {
                     self.next_verification_guard += 1;
                     let guard = self.next_verification_guard;
                     self.verification_guards
-                        .insert(key, (*producer_epoch, guard));
+                        .insert(key, (*producer_epoch, guard, sequence));
                     guard
                 }
             };
@@ -1092,8 +1104,18 @@ impl Broker {
             let log_start_offset = log.log_start_offset();
             // KIP-98: the producer's epoch and sequence against the partition's producer
             // state (the bug switch appends every batch blindly).
+            // With a verification of the producer under way here, a batch above its
+            // lowest sequence waits (Kafka's `ProducerAppendInfo.checkSequence`).
+            let verification_lowest = self
+                .verification_guards
+                .get(&(tp.clone(), header.producer_id))
+                .map(|(_, _, lowest)| *lowest);
             let check = if check_sequence {
-                log.producer_state().check_append(&header, epoch_fencing)
+                log.producer_state().check_append_verified(
+                    &header,
+                    epoch_fencing,
+                    verification_lowest,
+                )
             } else {
                 Ok(AppendCheck::Append)
             };
@@ -1110,7 +1132,7 @@ impl Broker {
                 && verified.get(&tp).is_none_or(|g| {
                     self.verification_guards
                         .get(&(tp.clone(), pid))
-                        .map(|(_, g)| *g)
+                        .map(|(_, g, _)| *g)
                         != g.ok()
                 });
             let check = if unverified {
@@ -1295,7 +1317,7 @@ impl Broker {
                     && self
                         .verification_guards
                         .get(&key)
-                        .is_some_and(|(e, _)| *e == m.producer_epoch);
+                        .is_some_and(|(e, _, _)| *e == m.producer_epoch);
                 if !next_txn {
                     self.verification_guards.remove(&key);
                 }
@@ -3323,7 +3345,7 @@ mod tests {
     }
 
     #[test]
-    fn leader_refuses_gaps_stale_epochs_and_unknown_producers() {
+    fn leader_refuses_gaps_and_stale_epochs_and_takes_unknown_producers() {
         let (mut b, _) = broker(
             1,
             BrokerConfig::default(),
@@ -3360,16 +3382,17 @@ mod tests {
         );
         assert_eq!(
             produce(&mut b, PID + 1, 0, 5, &[105]),
-            (ErrorCode::UnknownProducerId, -1)
+            (ErrorCode::None, 2),
+            "Kafka 4.x: a producer without state is appended at any sequence"
         );
         assert_eq!(
             produce(&mut b, PID + 2, 0, 0, &[200]),
-            (ErrorCode::None, 2),
-            "a new producer starts at sequence 0"
+            (ErrorCode::None, 3),
+            "a new producer at sequence 0"
         );
         assert_eq!(
             produce(&mut b, PID, 1, 0, &[102]),
-            (ErrorCode::None, 3),
+            (ErrorCode::None, 4),
             "a bumped epoch starts again at sequence 0"
         );
         assert_eq!(
@@ -3381,7 +3404,7 @@ mod tests {
             (ErrorCode::OutOfOrderSequenceNumber, -1),
             "a new epoch must start at sequence 0"
         );
-        assert_eq!(leo(&b), 4, "refused batches are not appended");
+        assert_eq!(leo(&b), 5, "refused batches are not appended");
     }
 
     #[test]
@@ -4512,6 +4535,45 @@ mod tests {
         assert_eq!(
             produce_result(response_to(&out, 31)),
             Some((ErrorCode::NotEnoughReplicas, -1))
+        );
+    }
+
+    /// Kafka's `VerificationStateEntry.lowestSequence` and `ProducerAppendInfo
+    /// .checkSequence`: the first batch of a transaction was refused after its
+    /// verification started; the batch behind it is `OUT_OF_ORDER_SEQUENCE_NUMBER`
+    /// (retried by the client, no epoch bump; never UNKNOWN_PRODUCER_ID) until the
+    /// first is in.
+    #[test]
+    fn batches_behind_a_refused_first_batch_wait_for_it() {
+        let mut b = verifying_broker(1);
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100, 101]));
+        let (c, _) = verification(&out).expect("verified");
+        let out = verified(&mut b, 11, c, ErrorCode::NotCoordinator);
+        assert_eq!(
+            produce_result(response_to(&out, 1)),
+            Some((ErrorCode::NotEnoughReplicas, -1))
+        );
+        let out = txn_request(&mut b, 12, 2, txn_batch(PID, 0, 2, &[102]));
+        let (c, _) = verification(&out).expect("verified again");
+        let out = verified(&mut b, 13, c, ErrorCode::None);
+        assert_eq!(
+            produce_result(response_to(&out, 2)),
+            Some((ErrorCode::OutOfOrderSequenceNumber, -1))
+        );
+        assert_eq!(leo(&b), 0);
+        // The first batch again, then the second.
+        let out = txn_request(&mut b, 14, 3, txn_batch(PID, 0, 0, &[100, 101]));
+        let (c, _) = verification(&out).expect("verified");
+        let out = verified(&mut b, 15, c, ErrorCode::None);
+        assert_eq!(
+            produce_result(response_to(&out, 3)),
+            Some((ErrorCode::None, 0))
+        );
+        let out = txn_request(&mut b, 16, 4, txn_batch(PID, 0, 2, &[102]));
+        assert!(verification(&out).is_none(), "the transaction is open here");
+        assert_eq!(
+            produce_result(response_to(&out, 4)),
+            Some((ErrorCode::None, 2))
         );
     }
 

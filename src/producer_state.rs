@@ -214,11 +214,10 @@ impl ProducerStateManager {
     /// - a newer epoch (a bumped producer, KIP-360, or the epoch of the producer's
     ///   next transaction, KIP-890): the first sequence must be 0, else
     ///   `OUT_OF_ORDER_SEQUENCE_NUMBER`;
-    /// - an unknown producer id: the first sequence must be 0, else
-    ///   `UNKNOWN_PRODUCER_ID`. This is the rule of brokers before KIP-360; since Kafka
-    ///   2.5 a broker accepts any sequence from a producer whose state was removed (by
-    ///   retention or `DeleteRecords`), which this simulation, without retention, never
-    ///   removes;
+    /// - an unknown producer id: any sequence is appended (Kafka 4.x
+    ///   `ProducerAppendInfo.checkSequence`: the entry of a producer without state has
+    ///   no epoch, and a batch of a new epoch needs sequence 0 only when the entry has
+    ///   one; `UnknownProducerIdException` is never raised on append since KIP-360);
     /// - the same epoch: the first sequence must follow the last one ([`in_sequence`];
     ///   0 after a marker that moved the epoch), else `OUT_OF_ORDER_SEQUENCE_NUMBER`;
     /// - a batch outside a transaction while the producer has one open here:
@@ -228,15 +227,32 @@ impl ProducerStateManager {
         header: &BatchHeader,
         epoch_fencing: bool,
     ) -> Result<AppendCheck, ErrorCode> {
+        self.check_append_verified(header, epoch_fencing, None)
+    }
+
+    /// [`Self::check_append`] with the lowest sequence of the producer's KIP-890
+    /// verification under way in this partition (Kafka's `VerificationStateEntry`,
+    /// kept until a transactional batch or a marker of the producer is written): a
+    /// batch that is not a duplicate, with a higher first sequence, is
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER` (the first clause of Kafka's `checkSequence`),
+    /// which keeps the batches behind a refused first batch of a transaction out of
+    /// the log until it is in; the client retries them without an epoch bump.
+    pub fn check_append_verified(
+        &self,
+        header: &BatchHeader,
+        epoch_fencing: bool,
+        verification_lowest_seq: Option<i32>,
+    ) -> Result<AppendCheck, ErrorCode> {
         if !header.has_producer_id() {
             return Ok(AppendCheck::Append);
         }
         let (epoch, first_seq) = (header.producer_epoch, header.base_sequence);
+        let beyond_verification = verification_lowest_seq.is_some_and(|lowest| first_seq > lowest);
         let Some(entry) = self.producers.get(&header.producer_id) else {
-            return if first_seq == 0 {
-                Ok(AppendCheck::Append)
+            return if beyond_verification {
+                Err(ErrorCode::OutOfOrderSequenceNumber)
             } else {
-                Err(ErrorCode::UnknownProducerId)
+                Ok(AppendCheck::Append)
             };
         };
         if epoch < entry.producer_epoch {
@@ -253,6 +269,9 @@ impl ProducerStateManager {
                     last_offset: b.last_offset,
                 });
             }
+        }
+        if beyond_verification {
+            return Err(ErrorCode::OutOfOrderSequenceNumber);
         }
         let in_order = if epoch > entry.producer_epoch {
             first_seq == 0
@@ -573,11 +592,55 @@ mod tests {
     }
 
     #[test]
-    fn unknown_producer_must_start_at_sequence_zero() {
+    fn unknown_producer_is_appended_at_any_sequence() {
+        // Kafka 4.x `ProducerAppendInfo.checkSequence`: no state, no epoch, any
+        // sequence; UNKNOWN_PRODUCER_ID is never answered.
         let s = state();
         assert_eq!(check(&s, 7, 0, 0, 3), Ok(AppendCheck::Append));
-        assert_eq!(check(&s, 7, 0, 1, 3), Err(ErrorCode::UnknownProducerId));
-        assert_eq!(check(&s, 7, 3, 5, 5), Err(ErrorCode::UnknownProducerId));
+        assert_eq!(check(&s, 7, 0, 1, 3), Ok(AppendCheck::Append));
+        assert_eq!(check(&s, 7, 3, 5, 5), Ok(AppendCheck::Append));
+    }
+
+    /// Kafka's `checkSequence` first clause: with a verification under way (lowest
+    /// sequence seen), a higher first sequence is out of order, for an unknown producer
+    /// and a known one alike; the lowest itself and a duplicate are not.
+    #[test]
+    fn a_verification_keeps_later_batches_out_until_the_lowest_is_in() {
+        let s = state();
+        let verified = |pid, epoch, first_seq, n, lowest| {
+            let h = txn(pid, epoch, first_seq, n, 0);
+            s.check_append_verified(&h, true, Some(lowest))
+        };
+        // Unknown producer 7: its first batch (0..4) was refused after verification.
+        assert_eq!(
+            verified(7, 0, 5, 5, 0),
+            Err(ErrorCode::OutOfOrderSequenceNumber)
+        );
+        assert_eq!(verified(7, 0, 0, 5, 0), Ok(AppendCheck::Append));
+        assert_eq!(
+            verified(7, 0, 1, 5, 0),
+            Err(ErrorCode::OutOfOrderSequenceNumber),
+            "one above the lowest"
+        );
+        // Known producer PID (last sequence 6).
+        assert_eq!(verified(PID, 0, 7, 1, 7), Ok(AppendCheck::Append));
+        assert_eq!(
+            verified(PID, 0, 8, 1, 7),
+            Err(ErrorCode::OutOfOrderSequenceNumber)
+        );
+        assert_eq!(
+            verified(PID, 0, 5, 2, 0),
+            Ok(AppendCheck::Duplicate {
+                first_offset: 20,
+                last_offset: 21
+            }),
+            "a duplicate is found first"
+        );
+        assert_eq!(
+            verified(PID, 1, 0, 1, 0),
+            Ok(AppendCheck::Append),
+            "new epoch at 0"
+        );
     }
 
     #[test]

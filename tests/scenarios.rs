@@ -508,3 +508,11 @@ fn fenced_endtxn_during_epoch_fence() {
 fn zombie_txn_offset_commit_epoch() {
     check_scenario_seeds("zombie-txn-offset-commit-epoch.json", 15);
 }
+
+/// Batches behind a transaction's refused first batch get OUT_OF_ORDER_SEQUENCE_NUMBER
+/// from the verification's lowest sequence (Kafka 4.x never answers
+/// UNKNOWN_PRODUCER_ID on append) and are retried without a bump: no abort.
+#[test]
+fn unknown_producer_id_spurious_abort() {
+    check_scenario_seeds("unknown-producer-id-spurious-abort.json", 15);
+}
