@@ -126,8 +126,6 @@ struct ProducePart {
     base_offset: Offset,
     /// The high watermark that commits the batch.
     required_offset: Offset,
-    /// A retry of a batch already in the log (KIP-98): not appended again.
-    duplicate: bool,
     /// The log start offset to report; -1 when the request did not reach the log.
     log_start_offset: Offset,
     /// The outcome, once decided.
@@ -142,7 +140,6 @@ impl ProducePart {
             leader_epoch: -1,
             base_offset: -1,
             required_offset: -1,
-            duplicate: false,
             log_start_offset: -1,
             result: Some(error),
         }
@@ -1140,7 +1137,7 @@ impl Broker {
             } else {
                 check
             };
-            let (base, last, duplicate) = match check {
+            let (base, last) = match check {
                 Err(error) => {
                     parts.push(ProducePart {
                         log_start_offset,
@@ -1149,14 +1146,14 @@ impl Broker {
                     continue;
                 }
                 // A retry of a batch already in the log is not appended again, and, like
-                // an append, not acknowledged before the original commits. Kafka's broker
-                // then answers NONE with the original batch's offset; the issue asks for
-                // DUPLICATE_SEQUENCE_NUMBER with that offset, which the client also treats
-                // as success.
+                // an append, not acknowledged before the original commits; it is then
+                // answered NONE with the original batch's offsets (Kafka's
+                // `UnifiedLog.append` takes the cached `BatchMetadata` of
+                // `analyzeAndValidateProducerState` as the append's result).
                 Ok(AppendCheck::Duplicate {
                     first_offset,
                     last_offset,
-                }) => (first_offset, last_offset, true),
+                }) => (first_offset, last_offset),
                 Ok(AppendCheck::Append) => {
                     let (base, last) = log
                         .append_as_leader(&batch, epoch)
@@ -1167,12 +1164,11 @@ impl Broker {
                         self.verification_guards.remove(&(tp.clone(), pid));
                     }
                     touched.push(tp.clone());
-                    (base, last, false)
+                    (base, last)
                 }
             };
             let result = match acks {
                 Acks::All => None,
-                _ if duplicate => Some(ErrorCode::DuplicateSequenceNumber),
                 _ => Some(ErrorCode::None),
             };
             parts.push(ProducePart {
@@ -1180,7 +1176,6 @@ impl Broker {
                 leader_epoch: epoch,
                 base_offset: base,
                 required_offset: last + 1,
-                duplicate,
                 log_start_offset,
                 result,
             });
@@ -1326,7 +1321,6 @@ impl Broker {
                     leader_epoch: epoch,
                     base_offset: offset,
                     required_offset: offset + 1,
-                    duplicate: false,
                     log_start_offset,
                     result: None,
                 }
@@ -1361,8 +1355,6 @@ impl Broker {
                             p.result =
                                 Some(if (ls.isr.len() as u32) < self.config.min_insync_replicas {
                                     ErrorCode::NotEnoughReplicasAfterAppend
-                                } else if p.duplicate {
-                                    ErrorCode::DuplicateSequenceNumber
                                 } else {
                                     ErrorCode::None
                                 });
@@ -1421,8 +1413,7 @@ impl Broker {
                     .into_iter()
                     .map(|p| {
                         let error = p.result.expect("decided");
-                        let written =
-                            matches!(error, ErrorCode::None | ErrorCode::DuplicateSequenceNumber);
+                        let written = error == ErrorCode::None;
                         ProducePartitionResponse {
                             tp: p.tp,
                             error,
@@ -1606,7 +1597,6 @@ impl Broker {
             leader_epoch: epoch,
             base_offset: base,
             required_offset: last + 1,
-            duplicate: false,
             log_start_offset,
             result: None,
         };
@@ -3326,19 +3316,19 @@ mod tests {
                 dup.partitions[0].base_offset,
                 dup.partitions[0].log_start_offset
             ),
-            (ErrorCode::DuplicateSequenceNumber, 0, 0)
+            (ErrorCode::None, 0, 0)
         );
         // Committed already: answered at once, with acks=all and acks=1.
         let (r, _) = send_batch(&mut b, 15, 9, Acks::All, first.clone());
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        assert_eq!(r, Some((ErrorCode::None, 0)));
         let (r, _) = send_batch(&mut b, 16, 10, Acks::Leader, first);
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        assert_eq!(r, Some((ErrorCode::None, 0)));
         // acks=1 answers an uncommitted duplicate at once too; acks=0 not at all.
         let next = idempotent_batch(PID, 0, 2, &[102]);
         let (r, _) = send_batch(&mut b, 17, 11, Acks::Leader, next.clone());
         assert_eq!(r, Some((ErrorCode::None, 2)));
         let (r, _) = send_batch(&mut b, 18, 12, Acks::Leader, next.clone());
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 2)));
+        assert_eq!(r, Some((ErrorCode::None, 2)));
         let (_, out) = send_batch(&mut b, 19, 13, Acks::None, next);
         assert!(out.sends.iter().all(|(to, _)| *to != NodeId::Producer(0)));
         assert_eq!(leo(&b), 3);
@@ -3482,7 +3472,7 @@ mod tests {
             Acks::All,
             idempotent_batch(PID, 0, 2, &[102]),
         );
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 2)));
+        assert_eq!(r, Some((ErrorCode::None, 2)));
         let (r, _) = send_batch(
             &mut b,
             22,
@@ -3490,7 +3480,7 @@ mod tests {
             Acks::All,
             idempotent_batch(PID, 0, 0, &[100, 101]),
         );
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        assert_eq!(r, Some((ErrorCode::None, 0)));
         let (r, _) = send_batch(
             &mut b,
             23,
@@ -3563,7 +3553,7 @@ mod tests {
         assert_eq!(b.disk().logs[&tp()].producer_state(), &before);
         let (mut b, _) = bring_up(b, vec![reg(Some(1), &[1], 0, 0)]);
         let (r, _) = send_batch(&mut b, 20, 3, Acks::Leader, first);
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        assert_eq!(r, Some((ErrorCode::None, 0)));
         let (r, _) = send_batch(
             &mut b,
             21,
