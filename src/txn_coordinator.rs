@@ -3327,6 +3327,71 @@ mod tests {
         assert_eq!(t.state, PrepareCommit);
     }
 
+    /// Kafka's `TransactionMarkerRequestCompletionHandler`, error by error: the
+    /// retriable ones are sent again after the backoff (not a moment before) while the
+    /// other partition's marker counts as written; a stale producer epoch or a fenced
+    /// coordinator stops the markers; the last partition written completes.
+    #[test]
+    fn marker_errors_are_retried_after_the_backoff_or_stop_the_markers() {
+        let retriable = [
+            ErrorCode::UnknownTopicOrPartition,
+            ErrorCode::NotLeaderOrFollower,
+            ErrorCode::NotEnoughReplicas,
+            ErrorCode::NotEnoughReplicasAfterAppend,
+            ErrorCode::RequestTimedOut,
+            ErrorCode::KafkaStorageError,
+            ErrorCode::NetworkException,
+        ];
+        for error in retriable {
+            let parts = orders(2);
+            let (mut h, mut c, _) = ended(1, &parts, true);
+            let requests = c.markers_to_send(30, &mut |_| Some(1));
+            assert_eq!(requests.len(), 1);
+            let answer = WriteTxnMarkersResponse {
+                markers: vec![(
+                    requests[0].request.markers[0].producer_id,
+                    vec![
+                        (parts[0].clone(), ErrorCode::None),
+                        (parts[1].clone(), error),
+                    ],
+                )],
+            };
+            let out = c.on_markers_response(40, requests[0].id, Ok(&answer));
+            assert!(out.appends.is_empty(), "{error}: one partition left");
+            assert_eq!(txn(&c).partitions, vec![parts[1].clone()], "{error}");
+            let due = 40 + MARKER_RETRY_BACKOFF_MS;
+            assert!(
+                c.markers_to_send(due - 1, &mut |_| Some(1)).is_empty(),
+                "{error}: not before the backoff"
+            );
+            let again = c.markers_to_send(due, &mut |_| Some(1));
+            assert_eq!(
+                again[0].request.markers[0].partitions,
+                vec![parts[1].clone()],
+                "{error}"
+            );
+            let ok = answer_all(&again[0].request, ErrorCode::None);
+            let out = c.on_markers_response(due, again[0].id, Ok(&ok));
+            assert!(h.run(&mut c, due, out).is_empty());
+            assert_eq!(txn(&c).state, CompleteCommit, "{error}");
+        }
+        for error in [
+            ErrorCode::InvalidProducerEpoch,
+            ErrorCode::TransactionCoordinatorFenced,
+        ] {
+            let (_, mut c, _) = ended(1, &orders(1), false);
+            let requests = c.markers_to_send(30, &mut |_| Some(1));
+            let answer = answer_all(&requests[0].request, error);
+            let out = c.on_markers_response(40, requests[0].id, Ok(&answer));
+            assert!(out.appends.is_empty());
+            assert!(
+                c.markers_to_send(10_000, &mut |_| Some(1)).is_empty(),
+                "{error}: no marker is sent again"
+            );
+            assert_eq!(txn(&c).state, PrepareAbort, "{error}");
+        }
+    }
+
     #[test]
     fn one_marker_request_per_leader_carries_every_transaction() {
         let mut h = Harness::default();
