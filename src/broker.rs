@@ -148,8 +148,6 @@ struct ProducePart {
     base_offset: Offset,
     /// The high watermark that commits the batch.
     required_offset: Offset,
-    /// A retry of a batch already in the log (KIP-98): not appended again.
-    duplicate: bool,
     /// The log start offset to report; -1 when the request did not reach the log.
     log_start_offset: Offset,
     /// The outcome, once decided.
@@ -164,7 +162,6 @@ impl ProducePart {
             leader_epoch: -1,
             base_offset: -1,
             required_offset: -1,
-            duplicate: false,
             log_start_offset: -1,
             result: Some(error),
         }
@@ -370,10 +367,10 @@ pub struct Broker {
     /// Parked produces waiting to retry their `AddPartitionsToTxn` after
     /// `CONCURRENT_TRANSACTIONS` (transaction version 2), with the time to retry.
     verification_retries: Vec<(Millis, ParkedProduce)>,
-    /// Kafka's `VerificationStateEntry`: per partition and producer id, the epoch and
-    /// guard of the verification under way; a marker (or the transaction's first
-    /// batch) removes it.
-    verification_guards: BTreeMap<(TopicPartition, i64), (i16, u64)>,
+    /// Kafka's `VerificationStateEntry`: per partition and producer id, the epoch,
+    /// guard and lowest sequence of the verification under way; a marker (or the
+    /// transaction's first batch) removes it.
+    verification_guards: BTreeMap<(TopicPartition, i64), (i16, u64, i32)>,
     /// The last guard handed out.
     next_verification_guard: u64,
 }
@@ -964,9 +961,21 @@ impl Broker {
         for (tp, producer_id, producer_epoch) in &needed {
             // Kafka's maybeCreateVerificationStateEntry: a guard of the same epoch is
             // shared (by the producer's requests in flight), a newer epoch gets a new one.
+            // `maybeUpdateLowestSequenceAndEpoch`: the lowest sequence seen in the epoch.
             let key = (tp.clone(), *producer_id);
-            let guard = match self.verification_guards.get(&key) {
-                Some((epoch, guard)) if *epoch >= *producer_epoch => *guard,
+            let sequence = req
+                .partitions
+                .iter()
+                .find(|(t, _)| t == tp)
+                .and_then(|(_, b)| BatchHeader::parse(b).ok())
+                .map_or(record::NO_SEQUENCE, |h| h.base_sequence);
+            let guard = match self.verification_guards.get_mut(&key) {
+                Some((epoch, guard, lowest)) if *epoch >= *producer_epoch => {
+                    if *epoch == *producer_epoch && sequence < *lowest {
+                        *lowest = sequence;
+                    }
+                    *guard
+                }
                 _ => {
                     assert!(
                         self.verification_guards.len() < MAX_PURGATORY,
@@ -975,7 +984,7 @@ impl Broker {
                     self.next_verification_guard += 1;
                     let guard = self.next_verification_guard;
                     self.verification_guards
-                        .insert(key, (*producer_epoch, guard));
+                        .insert(key, (*producer_epoch, guard, sequence));
                     guard
                 }
             };
@@ -1190,8 +1199,18 @@ impl Broker {
             let log_start_offset = log.log_start_offset();
             // KIP-98: the producer's epoch and sequence against the partition's producer
             // state (the bug switch appends every batch blindly).
+            // With a verification of the producer under way here, a batch above its
+            // lowest sequence waits (Kafka's `ProducerAppendInfo.checkSequence`).
+            let verification_lowest = self
+                .verification_guards
+                .get(&(tp.clone(), header.producer_id))
+                .map(|(_, _, lowest)| *lowest);
             let check = if check_sequence {
-                log.producer_state().check_append(&header, epoch_fencing)
+                log.producer_state().check_append_verified(
+                    &header,
+                    epoch_fencing,
+                    verification_lowest,
+                )
             } else {
                 Ok(AppendCheck::Append)
             };
@@ -1208,7 +1227,7 @@ impl Broker {
                 && verified.get(&tp).is_none_or(|g| {
                     self.verification_guards
                         .get(&(tp.clone(), pid))
-                        .map(|(_, g)| *g)
+                        .map(|(_, g, _)| *g)
                         != g.ok()
                 });
             let check = if unverified {
@@ -1216,7 +1235,7 @@ impl Broker {
             } else {
                 check
             };
-            let (base, last, duplicate) = match check {
+            let (base, last) = match check {
                 Err(error) => {
                     parts.push(ProducePart {
                         log_start_offset,
@@ -1225,14 +1244,14 @@ impl Broker {
                     continue;
                 }
                 // A retry of a batch already in the log is not appended again, and, like
-                // an append, not acknowledged before the original commits. Kafka's broker
-                // then answers NONE with the original batch's offset; the issue asks for
-                // DUPLICATE_SEQUENCE_NUMBER with that offset, which the client also treats
-                // as success.
+                // an append, not acknowledged before the original commits; it is then
+                // answered NONE with the original batch's offsets (Kafka's
+                // `UnifiedLog.append` takes the cached `BatchMetadata` of
+                // `analyzeAndValidateProducerState` as the append's result).
                 Ok(AppendCheck::Duplicate {
                     first_offset,
                     last_offset,
-                }) => (first_offset, last_offset, true),
+                }) => (first_offset, last_offset),
                 Ok(AppendCheck::Append) => {
                     let (base, last) = log
                         .append_as_leader(&batch, epoch)
@@ -1243,12 +1262,11 @@ impl Broker {
                         self.verification_guards.remove(&(tp.clone(), pid));
                     }
                     touched.push(tp.clone());
-                    (base, last, false)
+                    (base, last)
                 }
             };
             let result = match acks {
                 Acks::All => None,
-                _ if duplicate => Some(ErrorCode::DuplicateSequenceNumber),
                 _ => Some(ErrorCode::None),
             };
             parts.push(ProducePart {
@@ -1256,7 +1274,6 @@ impl Broker {
                 leader_epoch: epoch,
                 base_offset: base,
                 required_offset: last + 1,
-                duplicate,
                 log_start_offset,
                 result,
             });
@@ -1393,7 +1410,7 @@ impl Broker {
                     && self
                         .verification_guards
                         .get(&key)
-                        .is_some_and(|(e, _)| *e == m.producer_epoch);
+                        .is_some_and(|(e, _, _)| *e == m.producer_epoch);
                 if !next_txn {
                     self.verification_guards.remove(&key);
                 }
@@ -1402,7 +1419,6 @@ impl Broker {
                     leader_epoch: epoch,
                     base_offset: offset,
                     required_offset: offset + 1,
-                    duplicate: false,
                     log_start_offset,
                     result: None,
                 }
@@ -1446,8 +1462,6 @@ impl Broker {
                             let needed = min_isr.min(ls.replicas.len());
                             p.result = Some(if ls.maximal_isr().len() < needed {
                                 ErrorCode::NotEnoughReplicasAfterAppend
-                            } else if p.duplicate {
-                                ErrorCode::DuplicateSequenceNumber
                             } else {
                                 ErrorCode::None
                             });
@@ -1506,8 +1520,7 @@ impl Broker {
                     .into_iter()
                     .map(|p| {
                         let error = p.result.expect("decided");
-                        let written =
-                            matches!(error, ErrorCode::None | ErrorCode::DuplicateSequenceNumber);
+                        let written = error == ErrorCode::None;
                         ProducePartitionResponse {
                             tp: p.tp,
                             error,
@@ -1652,6 +1665,20 @@ impl Broker {
                 return;
             }
         };
+        // Kafka's `ProducerAppendInfo.checkProducerEpoch` (origin COORDINATOR): a
+        // fenced producer's `TxnOffsetCommit` is refused once a marker of a newer epoch
+        // is in the partition, so its offsets never wait under the producer id that its
+        // successor shares.
+        let header = BatchHeader::parse(&append.batch).expect("coordinator batches are valid");
+        let epoch_fencing = !self.bugs.on(Bug::NoProducerEpochFencing);
+        let checked = self.disk.logs[&tp]
+            .producer_state()
+            .check_coordinator_append(&header, epoch_fencing);
+        if let Err(error) = checked {
+            let output = self.coordinator.on_append_complete(now, append.id, error);
+            self.apply_coordinator_output(now, output, out);
+            return;
+        }
         let deadline = now + self.config.offsets_commit_timeout_ms;
         let waiter = Waiter::Coordinator(append.id);
         self.append_and_park(now, (tp, epoch), &append.batch, (waiter, deadline), out);
@@ -1677,7 +1704,6 @@ impl Broker {
             leader_epoch: epoch,
             base_offset: base,
             required_offset: last + 1,
-            duplicate: false,
             log_start_offset,
             result: None,
         };
@@ -4149,26 +4175,26 @@ mod tests {
                 dup.partitions[0].base_offset,
                 dup.partitions[0].log_start_offset
             ),
-            (ErrorCode::DuplicateSequenceNumber, 0, 0)
+            (ErrorCode::None, 0, 0)
         );
         // Committed already: answered at once, with acks=all and acks=1.
         let (r, _) = send_batch(&mut b, 15, 9, Acks::All, first.clone());
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        assert_eq!(r, Some((ErrorCode::None, 0)));
         let (r, _) = send_batch(&mut b, 16, 10, Acks::Leader, first);
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        assert_eq!(r, Some((ErrorCode::None, 0)));
         // acks=1 answers an uncommitted duplicate at once too; acks=0 not at all.
         let next = idempotent_batch(PID, 0, 2, &[102]);
         let (r, _) = send_batch(&mut b, 17, 11, Acks::Leader, next.clone());
         assert_eq!(r, Some((ErrorCode::None, 2)));
         let (r, _) = send_batch(&mut b, 18, 12, Acks::Leader, next.clone());
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 2)));
+        assert_eq!(r, Some((ErrorCode::None, 2)));
         let (_, out) = send_batch(&mut b, 19, 13, Acks::None, next);
         assert!(out.sends.iter().all(|(to, _)| *to != NodeId::Producer(0)));
         assert_eq!(leo(&b), 3);
     }
 
     #[test]
-    fn leader_refuses_gaps_stale_epochs_and_unknown_producers() {
+    fn leader_refuses_gaps_and_stale_epochs_and_takes_unknown_producers() {
         let (mut b, _) = broker(
             1,
             BrokerConfig::default(),
@@ -4205,16 +4231,17 @@ mod tests {
         );
         assert_eq!(
             produce(&mut b, PID + 1, 0, 5, &[105]),
-            (ErrorCode::UnknownProducerId, -1)
+            (ErrorCode::None, 2),
+            "Kafka 4.x: a producer without state is appended at any sequence"
         );
         assert_eq!(
             produce(&mut b, PID + 2, 0, 0, &[200]),
-            (ErrorCode::None, 2),
-            "a new producer starts at sequence 0"
+            (ErrorCode::None, 3),
+            "a new producer at sequence 0"
         );
         assert_eq!(
             produce(&mut b, PID, 1, 0, &[102]),
-            (ErrorCode::None, 3),
+            (ErrorCode::None, 4),
             "a bumped epoch starts again at sequence 0"
         );
         assert_eq!(
@@ -4226,7 +4253,7 @@ mod tests {
             (ErrorCode::OutOfOrderSequenceNumber, -1),
             "a new epoch must start at sequence 0"
         );
-        assert_eq!(leo(&b), 4, "refused batches are not appended");
+        assert_eq!(leo(&b), 5, "refused batches are not appended");
     }
 
     #[test]
@@ -4305,7 +4332,7 @@ mod tests {
             Acks::All,
             idempotent_batch(PID, 0, 2, &[102]),
         );
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 2)));
+        assert_eq!(r, Some((ErrorCode::None, 2)));
         let (r, _) = send_batch(
             &mut b,
             22,
@@ -4313,7 +4340,7 @@ mod tests {
             Acks::All,
             idempotent_batch(PID, 0, 0, &[100, 101]),
         );
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        assert_eq!(r, Some((ErrorCode::None, 0)));
         let (r, _) = send_batch(
             &mut b,
             23,
@@ -4377,7 +4404,7 @@ mod tests {
         assert_eq!(b.disk().logs[&tp()].producer_state(), &before);
         let (mut b, _) = bring_up(b, vec![reg(Some(1), &[1], 0, 0)]);
         let (r, _) = send_batch(&mut b, 20, 3, Acks::Leader, first);
-        assert_eq!(r, Some((ErrorCode::DuplicateSequenceNumber, 0)));
+        assert_eq!(r, Some((ErrorCode::None, 0)));
         let (r, _) = send_batch(
             &mut b,
             21,
@@ -5352,6 +5379,45 @@ mod tests {
         );
     }
 
+    /// Kafka's `VerificationStateEntry.lowestSequence` and `ProducerAppendInfo
+    /// .checkSequence`: the first batch of a transaction was refused after its
+    /// verification started; the batch behind it is `OUT_OF_ORDER_SEQUENCE_NUMBER`
+    /// (retried by the client, no epoch bump; never UNKNOWN_PRODUCER_ID) until the
+    /// first is in.
+    #[test]
+    fn batches_behind_a_refused_first_batch_wait_for_it() {
+        let mut b = verifying_broker(1);
+        let out = txn_request(&mut b, 10, 1, txn_batch(PID, 0, 0, &[100, 101]));
+        let (c, _) = verification(&out).expect("verified");
+        let out = verified(&mut b, 11, c, ErrorCode::NotCoordinator);
+        assert_eq!(
+            produce_result(response_to(&out, 1)),
+            Some((ErrorCode::NotEnoughReplicas, -1))
+        );
+        let out = txn_request(&mut b, 12, 2, txn_batch(PID, 0, 2, &[102]));
+        let (c, _) = verification(&out).expect("verified again");
+        let out = verified(&mut b, 13, c, ErrorCode::None);
+        assert_eq!(
+            produce_result(response_to(&out, 2)),
+            Some((ErrorCode::OutOfOrderSequenceNumber, -1))
+        );
+        assert_eq!(leo(&b), 0);
+        // The first batch again, then the second.
+        let out = txn_request(&mut b, 14, 3, txn_batch(PID, 0, 0, &[100, 101]));
+        let (c, _) = verification(&out).expect("verified");
+        let out = verified(&mut b, 15, c, ErrorCode::None);
+        assert_eq!(
+            produce_result(response_to(&out, 3)),
+            Some((ErrorCode::None, 0))
+        );
+        let out = txn_request(&mut b, 16, 4, txn_batch(PID, 0, 2, &[102]));
+        assert!(verification(&out).is_none(), "the transaction is open here");
+        assert_eq!(
+            produce_result(response_to(&out, 4)),
+            Some((ErrorCode::None, 2))
+        );
+    }
+
     #[test]
     fn a_marker_during_verification_keeps_a_late_batch_out() {
         let mut b = verifying_broker(1);
@@ -5477,5 +5543,65 @@ mod tests {
         deliver_metadata(&mut b, 20, &meta, offsets_records(1, &[1], 1), 9);
         assert_eq!(b.disk().logs[&offsets].markers().len(), 1);
         assert!(b.coordinator.is_loaded(12));
+    }
+    /// Kafka's `ProducerAppendInfo.checkProducerEpoch` for the group coordinator's
+    /// append (origin COORDINATOR): once a marker of a newer epoch is in the offsets
+    /// partition, a fenced producer's `TxnOffsetCommit` is `INVALID_PRODUCER_EPOCH`
+    /// and nothing waits for the successor's marker; the current epoch is written.
+    #[test]
+    fn a_fenced_producers_txn_offset_commit_is_refused() {
+        for bugs in [Bugs::default(), Bugs::of(&[Bug::NoProducerEpochFencing])] {
+            let (mut b, _) = broker(1, group_config(), bugs, offsets_records(1, &[1], 0));
+            let offsets = TopicPartition::new(OFFSETS_TOPIC, 12);
+            let out = request(
+                &mut b,
+                10,
+                NodeId::Broker(2),
+                1,
+                write_markers(&[(PID, 5, false, 0, vec![offsets.clone()])]),
+            );
+            assert_eq!(
+                markers_result(response_to(&out, 1)),
+                Some(vec![(PID, vec![(offsets.clone(), ErrorCode::None)])])
+            );
+            let commit = |epoch: i16| {
+                Request::TxnOffsetCommit(TxnOffsetCommitRequest {
+                    transactional_id: Arc::from("etl-0"),
+                    group_id: Arc::from(GROUP),
+                    producer_id: PID,
+                    producer_epoch: epoch,
+                    generation_id: -1,
+                    member_id: Arc::from(""),
+                    group_instance_id: None,
+                    offsets: vec![CommittedOffset {
+                        tp: TopicPartition::new("orders", 0),
+                        offset: 7,
+                        leader_epoch: -1,
+                    }],
+                })
+            };
+            let log_end = b.disk().logs[&offsets].log_end_offset();
+            let c = NodeId::Producer(0);
+            let error = |out: &Outbox, correlation| match response_to(out, correlation) {
+                Some(Response::TxnOffsetCommit(r)) => r.partitions[0].1,
+                other => panic!("{other:?}"),
+            };
+            let stale = request(&mut b, 20, c, 2, commit(4));
+            if bugs == Bugs::default() {
+                assert_eq!(error(&stale, 2), ErrorCode::InvalidProducerEpoch);
+                assert_eq!(
+                    b.disk().logs[&offsets].log_end_offset(),
+                    log_end,
+                    "nothing written"
+                );
+            } else {
+                assert_eq!(error(&stale, 2), ErrorCode::None, "the bug lets it in");
+                assert_eq!(b.disk().logs[&offsets].log_end_offset(), log_end + 1);
+            }
+            let log_end = b.disk().logs[&offsets].log_end_offset();
+            let current = request(&mut b, 30, c, 3, commit(5));
+            assert_eq!(error(&current, 3), ErrorCode::None);
+            assert_eq!(b.disk().logs[&offsets].log_end_offset(), log_end + 1);
+        }
     }
 }

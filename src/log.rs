@@ -777,6 +777,44 @@ mod tests {
         assert_eq!(log.producer_state().first_undecided_offset(), Some(6));
     }
 
+    /// Kafka's `UnifiedLog.lastStableOffset` at its boundaries, one transaction
+    /// (offsets 1-2, marker at 3): the first unstable offset counts only below the
+    /// high watermark, and a marker counts as replicated once the high watermark is
+    /// past it (`lastOffset < highWatermark`, `removeUnreplicatedTransactions`).
+    #[test]
+    fn last_stable_offset_boundaries() {
+        let mut log = Log::default();
+        log.append_as_leader(&batch(1), 0).unwrap();
+        log.append_as_leader(&txn(7, 0, 2), 0).unwrap();
+        for (hw, lso) in [(0, 0), (1, 1), (2, 1), (3, 1)] {
+            assert_eq!(log.last_stable_offset(hw), lso, "open, high watermark {hw}");
+        }
+        assert_eq!(
+            log.append_control_as_leader(7, 0, end(true, 0), 10, 0),
+            Ok(3)
+        );
+        for (hw, lso) in [(1, 1), (2, 1), (3, 1), (4, 4)] {
+            assert_eq!(
+                log.last_stable_offset(hw),
+                lso,
+                "ended, high watermark {hw}"
+            );
+        }
+        // read_committed: an aborted transaction overlaps [from, upper) when its
+        // first offset is below upper and its marker at or after from.
+        log.append_as_leader(&txn(8, 0, 1), 0).unwrap();
+        log.append_control_as_leader(8, 0, end(false, 0), 20, 0)
+            .unwrap();
+        let t8 = vec![AbortedTransaction {
+            producer_id: 8,
+            first_offset: 4,
+        }];
+        assert_eq!(log.aborted_transactions(0, 4), vec![], "starts at upper");
+        assert_eq!(log.aborted_transactions(0, 5), t8);
+        assert_eq!(log.aborted_transactions(5, 6), t8, "marker at from");
+        assert_eq!(log.aborted_transactions(6, 7), vec![], "marker before from");
+    }
+
     #[test]
     fn fetches_get_the_aborted_transactions_they_overlap() {
         let log = transactions();

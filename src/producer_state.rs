@@ -214,11 +214,10 @@ impl ProducerStateManager {
     /// - a newer epoch (a bumped producer, KIP-360, or the epoch of the producer's
     ///   next transaction, KIP-890): the first sequence must be 0, else
     ///   `OUT_OF_ORDER_SEQUENCE_NUMBER`;
-    /// - an unknown producer id: the first sequence must be 0, else
-    ///   `UNKNOWN_PRODUCER_ID`. This is the rule of brokers before KIP-360; since Kafka
-    ///   2.5 a broker accepts any sequence from a producer whose state was removed (by
-    ///   retention or `DeleteRecords`), which this simulation, without retention, never
-    ///   removes;
+    /// - an unknown producer id: any sequence is appended (Kafka 4.x
+    ///   `ProducerAppendInfo.checkSequence`: the entry of a producer without state has
+    ///   no epoch, and a batch of a new epoch needs sequence 0 only when the entry has
+    ///   one; `UnknownProducerIdException` is never raised on append since KIP-360);
     /// - the same epoch: the first sequence must follow the last one ([`in_sequence`];
     ///   0 after a marker that moved the epoch), else `OUT_OF_ORDER_SEQUENCE_NUMBER`;
     /// - a batch outside a transaction while the producer has one open here:
@@ -228,15 +227,32 @@ impl ProducerStateManager {
         header: &BatchHeader,
         epoch_fencing: bool,
     ) -> Result<AppendCheck, ErrorCode> {
+        self.check_append_verified(header, epoch_fencing, None)
+    }
+
+    /// [`Self::check_append`] with the lowest sequence of the producer's KIP-890
+    /// verification under way in this partition (Kafka's `VerificationStateEntry`,
+    /// kept until a transactional batch or a marker of the producer is written): a
+    /// batch that is not a duplicate, with a higher first sequence, is
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER` (the first clause of Kafka's `checkSequence`),
+    /// which keeps the batches behind a refused first batch of a transaction out of
+    /// the log until it is in; the client retries them without an epoch bump.
+    pub fn check_append_verified(
+        &self,
+        header: &BatchHeader,
+        epoch_fencing: bool,
+        verification_lowest_seq: Option<i32>,
+    ) -> Result<AppendCheck, ErrorCode> {
         if !header.has_producer_id() {
             return Ok(AppendCheck::Append);
         }
         let (epoch, first_seq) = (header.producer_epoch, header.base_sequence);
+        let beyond_verification = verification_lowest_seq.is_some_and(|lowest| first_seq > lowest);
         let Some(entry) = self.producers.get(&header.producer_id) else {
-            return if first_seq == 0 {
-                Ok(AppendCheck::Append)
+            return if beyond_verification {
+                Err(ErrorCode::OutOfOrderSequenceNumber)
             } else {
-                Err(ErrorCode::UnknownProducerId)
+                Ok(AppendCheck::Append)
             };
         };
         if epoch < entry.producer_epoch {
@@ -254,6 +270,9 @@ impl ProducerStateManager {
                 });
             }
         }
+        if beyond_verification {
+            return Err(ErrorCode::OutOfOrderSequenceNumber);
+        }
         let in_order = if epoch > entry.producer_epoch {
             first_seq == 0
         } else {
@@ -266,6 +285,28 @@ impl ProducerStateManager {
             return Err(ErrorCode::InvalidTxnState);
         }
         Ok(AppendCheck::Append)
+    }
+
+    /// The leader's check of a batch the group coordinator writes for a producer (a
+    /// `TxnOffsetCommit`'s offsets; Kafka's `ProducerAppendInfo` with
+    /// `AppendOrigin.COORDINATOR`: `checkProducerEpoch` only, no sequence): an epoch
+    /// older than the producer's in this partition (a fenced producer, once the fence's
+    /// marker is written here) is `INVALID_PRODUCER_EPOCH`. Without `epoch_fencing` (the
+    /// `no-producer-epoch-fencing` bug) it is appended as it is.
+    pub fn check_coordinator_append(
+        &self,
+        header: &BatchHeader,
+        epoch_fencing: bool,
+    ) -> Result<(), ErrorCode> {
+        if !header.has_producer_id() || !epoch_fencing {
+            return Ok(());
+        }
+        match self.producers.get(&header.producer_id) {
+            Some(entry) if header.producer_epoch < entry.producer_epoch => {
+                Err(ErrorCode::InvalidProducerEpoch)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The leader's check of a transaction marker (Kafka's `appendEndTxnMarker` with
@@ -551,11 +592,55 @@ mod tests {
     }
 
     #[test]
-    fn unknown_producer_must_start_at_sequence_zero() {
+    fn unknown_producer_is_appended_at_any_sequence() {
+        // Kafka 4.x `ProducerAppendInfo.checkSequence`: no state, no epoch, any
+        // sequence; UNKNOWN_PRODUCER_ID is never answered.
         let s = state();
         assert_eq!(check(&s, 7, 0, 0, 3), Ok(AppendCheck::Append));
-        assert_eq!(check(&s, 7, 0, 1, 3), Err(ErrorCode::UnknownProducerId));
-        assert_eq!(check(&s, 7, 3, 5, 5), Err(ErrorCode::UnknownProducerId));
+        assert_eq!(check(&s, 7, 0, 1, 3), Ok(AppendCheck::Append));
+        assert_eq!(check(&s, 7, 3, 5, 5), Ok(AppendCheck::Append));
+    }
+
+    /// Kafka's `checkSequence` first clause: with a verification under way (lowest
+    /// sequence seen), a higher first sequence is out of order, for an unknown producer
+    /// and a known one alike; the lowest itself and a duplicate are not.
+    #[test]
+    fn a_verification_keeps_later_batches_out_until_the_lowest_is_in() {
+        let s = state();
+        let verified = |pid, epoch, first_seq, n, lowest| {
+            let h = txn(pid, epoch, first_seq, n, 0);
+            s.check_append_verified(&h, true, Some(lowest))
+        };
+        // Unknown producer 7: its first batch (0..4) was refused after verification.
+        assert_eq!(
+            verified(7, 0, 5, 5, 0),
+            Err(ErrorCode::OutOfOrderSequenceNumber)
+        );
+        assert_eq!(verified(7, 0, 0, 5, 0), Ok(AppendCheck::Append));
+        assert_eq!(
+            verified(7, 0, 1, 5, 0),
+            Err(ErrorCode::OutOfOrderSequenceNumber),
+            "one above the lowest"
+        );
+        // Known producer PID (last sequence 6).
+        assert_eq!(verified(PID, 0, 7, 1, 7), Ok(AppendCheck::Append));
+        assert_eq!(
+            verified(PID, 0, 8, 1, 7),
+            Err(ErrorCode::OutOfOrderSequenceNumber)
+        );
+        assert_eq!(
+            verified(PID, 0, 5, 2, 0),
+            Ok(AppendCheck::Duplicate {
+                first_offset: 20,
+                last_offset: 21
+            }),
+            "a duplicate is found first"
+        );
+        assert_eq!(
+            verified(PID, 1, 0, 1, 0),
+            Ok(AppendCheck::Append),
+            "new epoch at 0"
+        );
     }
 
     #[test]
@@ -743,5 +828,27 @@ mod tests {
     fn offsets_must_increase() {
         let mut s = state();
         s.update(&header(PID, 0, 7, 1, 21), None);
+    }
+    /// Kafka's `checkProducerEpoch` for the group coordinator's append of a
+    /// `TxnOffsetCommit` (origin COORDINATOR): only the epoch is checked.
+    #[test]
+    fn coordinator_appends_check_the_epoch_only() {
+        let mut s = ProducerStateManager::default();
+        // No state yet: anything goes, sequence or not.
+        let offsets = |epoch| txn(PID, epoch, NO_SEQUENCE, 1, 0);
+        assert_eq!(s.check_coordinator_append(&offsets(3), true), Ok(()));
+        let (h, m) = marker(PID, 5, false, 0, 10);
+        s.update(&h, Some(&m));
+        assert_eq!(
+            s.check_coordinator_append(&offsets(4), true),
+            Err(ErrorCode::InvalidProducerEpoch)
+        );
+        assert_eq!(s.check_coordinator_append(&offsets(4), false), Ok(()));
+        assert_eq!(s.check_coordinator_append(&offsets(5), true), Ok(()));
+        assert_eq!(s.check_coordinator_append(&offsets(6), true), Ok(()));
+        assert_eq!(
+            s.check_coordinator_append(&txn(PID + 1, 0, NO_SEQUENCE, 1, 0), true),
+            Ok(())
+        );
     }
 }

@@ -1411,10 +1411,17 @@ impl TxnCoordinator {
             answer_end(reply, ErrorCode::InvalidProducerIdMapping, None, out);
             return;
         };
-        let fence = m.current.state == TransactionState::PrepareEpochFence;
+        // A client's `EndTxn` can arrive while the fence's abort is being written: the
+        // state is `PrepareEpochFence` with the bumped epoch (Kafka: still `Ongoing`,
+        // the bumped epoch set and `PrepareAbort` pending). As in Kafka's
+        // `TransactionCoordinator.endTransaction` it goes through the ordinary checks:
+        // its epoch is below the bumped one, `PRODUCER_FENCED` (version 1: strict
+        // equality for clients; version 2: `Ongoing` needs the current epoch), else
+        // `CONCURRENT_TRANSACTIONS` for the pending abort.
+        let fence = !from_client && m.current.state == TransactionState::PrepareEpochFence;
         assert!(
-            !fence || (!from_client && !committed),
-            "transaction {id}: only the coordinator ends a fenced transaction, by an abort"
+            from_client || (fence && !committed),
+            "transaction {id}: the coordinator ends only a fenced transaction, by an abort"
         );
         let v2 = transaction_version >= 2;
         let decision = if v2 {
@@ -2892,6 +2899,51 @@ mod tests {
         fence_ongoing(2);
     }
 
+    /// The fenced instance's `EndTxn` arrives while the fence's abort is being written
+    /// (Kafka's `TransactionCoordinator.endTransaction`: its epoch is below the bumped
+    /// one, `PRODUCER_FENCED`, with versions 1 and 2; nothing is written).
+    fn end_txn_while_the_fence_is_written(version: i16) {
+        let (mut h, mut c) = (Harness::default(), coordinator(version, Bugs::default()));
+        let old = init(&mut h, &mut c, 0);
+        assert_eq!(add(&mut h, &mut c, 10, old, &orders(2)), ErrorCode::None);
+        let to = ReplyTo {
+            client: NodeId::Producer(1),
+            correlation_id: 1,
+        };
+        let fence = c.handle(20, 0, to, init_request(-1, -1), &mut || None);
+        assert_eq!(fence.appends.len(), 1, "the fence's PrepareAbort");
+        let t = txn(&c);
+        assert_eq!(
+            (t.state, t.pending_state, t.producer_epoch),
+            (PrepareEpochFence, Some(PrepareAbort), 1)
+        );
+        for committed in [true, false] {
+            let out = c.handle(21, 0, to, end_request(old, committed), &mut || None);
+            assert!(out.appends.is_empty() && out.transitions.is_empty());
+            let Response::EndTxn(r) = &out.responses[0].1 else {
+                panic!("not an EndTxn answer")
+            };
+            assert_eq!(r.error, ErrorCode::ProducerFenced, "commit {committed}");
+        }
+        // The fence goes on: its abort is written and the markers carry the new epoch.
+        h.run(&mut c, 22, fence);
+        let abort_epoch = if version == 2 { 2 } else { 1 };
+        let sent = h.deliver_markers(&mut c, 30);
+        let m = &sent[0].markers[0];
+        assert_eq!((m.committed, m.producer_epoch), (false, abort_epoch));
+        assert_eq!(txn(&c).state, CompleteAbort);
+    }
+
+    #[test]
+    fn end_txn_while_the_fence_is_written_is_producer_fenced() {
+        end_txn_while_the_fence_is_written(1);
+    }
+
+    #[test]
+    fn end_txn_while_the_fence_is_written_is_producer_fenced_with_version_2() {
+        end_txn_while_the_fence_is_written(2);
+    }
+
     #[test]
     fn a_timed_out_transaction_is_aborted_with_a_bumped_epoch() {
         let (mut h, mut c) = (Harness::default(), coordinator(1, Bugs::default()));
@@ -3279,6 +3331,71 @@ mod tests {
             "payments-0 written"
         );
         assert_eq!(t.state, PrepareCommit);
+    }
+
+    /// Kafka's `TransactionMarkerRequestCompletionHandler`, error by error: the
+    /// retriable ones are sent again after the backoff (not a moment before) while the
+    /// other partition's marker counts as written; a stale producer epoch or a fenced
+    /// coordinator stops the markers; the last partition written completes.
+    #[test]
+    fn marker_errors_are_retried_after_the_backoff_or_stop_the_markers() {
+        let retriable = [
+            ErrorCode::UnknownTopicOrPartition,
+            ErrorCode::NotLeaderOrFollower,
+            ErrorCode::NotEnoughReplicas,
+            ErrorCode::NotEnoughReplicasAfterAppend,
+            ErrorCode::RequestTimedOut,
+            ErrorCode::KafkaStorageError,
+            ErrorCode::NetworkException,
+        ];
+        for error in retriable {
+            let parts = orders(2);
+            let (mut h, mut c, _) = ended(1, &parts, true);
+            let requests = c.markers_to_send(30, &mut |_| Some(1));
+            assert_eq!(requests.len(), 1);
+            let answer = WriteTxnMarkersResponse {
+                markers: vec![(
+                    requests[0].request.markers[0].producer_id,
+                    vec![
+                        (parts[0].clone(), ErrorCode::None),
+                        (parts[1].clone(), error),
+                    ],
+                )],
+            };
+            let out = c.on_markers_response(40, requests[0].id, Ok(&answer));
+            assert!(out.appends.is_empty(), "{error}: one partition left");
+            assert_eq!(txn(&c).partitions, vec![parts[1].clone()], "{error}");
+            let due = 40 + MARKER_RETRY_BACKOFF_MS;
+            assert!(
+                c.markers_to_send(due - 1, &mut |_| Some(1)).is_empty(),
+                "{error}: not before the backoff"
+            );
+            let again = c.markers_to_send(due, &mut |_| Some(1));
+            assert_eq!(
+                again[0].request.markers[0].partitions,
+                vec![parts[1].clone()],
+                "{error}"
+            );
+            let ok = answer_all(&again[0].request, ErrorCode::None);
+            let out = c.on_markers_response(due, again[0].id, Ok(&ok));
+            assert!(h.run(&mut c, due, out).is_empty());
+            assert_eq!(txn(&c).state, CompleteCommit, "{error}");
+        }
+        for error in [
+            ErrorCode::InvalidProducerEpoch,
+            ErrorCode::TransactionCoordinatorFenced,
+        ] {
+            let (_, mut c, _) = ended(1, &orders(1), false);
+            let requests = c.markers_to_send(30, &mut |_| Some(1));
+            let answer = answer_all(&requests[0].request, error);
+            let out = c.on_markers_response(40, requests[0].id, Ok(&answer));
+            assert!(out.appends.is_empty());
+            assert!(
+                c.markers_to_send(10_000, &mut |_| Some(1)).is_empty(),
+                "{error}: no marker is sent again"
+            );
+            assert_eq!(txn(&c).state, PrepareAbort, "{error}");
+        }
     }
 
     #[test]

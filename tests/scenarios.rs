@@ -579,3 +579,26 @@ fn send_timeout_without_blocking() {
 fn record_headers() {
     check_scenario("record-headers.json");
 }
+
+/// A fenced instance's `EndTxn` arriving while the fence's abort is written is answered
+/// `PRODUCER_FENCED` (Kafka's `TransactionCoordinator.endTransaction`), no panic.
+#[test]
+fn fenced_endtxn_during_epoch_fence() {
+    check_scenario_seeds("fenced-endtxn-during-epoch-fence.json", 15);
+}
+
+/// A fenced producer's held `TxnOffsetCommit` is refused (`INVALID_PRODUCER_EPOCH`,
+/// Kafka's `ProducerAppendInfo.checkProducerEpoch`): the successor's commit never
+/// commits the zombie's offsets.
+#[test]
+fn zombie_txn_offset_commit_epoch() {
+    check_scenario_seeds("zombie-txn-offset-commit-epoch.json", 15);
+}
+
+/// Batches behind a transaction's refused first batch get OUT_OF_ORDER_SEQUENCE_NUMBER
+/// from the verification's lowest sequence (Kafka 4.x never answers
+/// UNKNOWN_PRODUCER_ID on append) and are retried without a bump: no abort.
+#[test]
+fn unknown_producer_id_spurious_abort() {
+    check_scenario_seeds("unknown-producer-id-spurious-abort.json", 15);
+}
