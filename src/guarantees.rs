@@ -44,6 +44,9 @@ pub struct Facts {
     /// Pipelines re-send outputs of keyless records (after an abort, a rebalance or a
     /// crash), each time to the partition the partitioner picks then.
     pub keyless_resends: bool,
+    /// Two live pipeline instances share a `transactional.id`: each one's
+    /// `initTransactions` fences the other, over and over.
+    pub shared_transactional_id: bool,
 }
 
 impl Facts {
@@ -86,6 +89,14 @@ impl Facts {
             broker_faults,
             quiet_covers_timeouts: sc.workload.quiet_ms >= liveness_bound_ms(sc),
             keyless_resends: sc.pipelines.is_some() && sc.workload.keys == 0,
+            shared_transactional_id: sc.pipelines.as_ref().is_some_and(|p| {
+                let ids: Vec<_> = p
+                    .instances
+                    .iter()
+                    .filter_map(|i| i.transactional_id.as_deref())
+                    .collect();
+                ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id))
+            }),
         }
     }
 
@@ -211,8 +222,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         name: "reads-are-writes",
         when: "every run",
-        forbids: &["phantom-read"],
-        kafka: "a fetch returns the log's records (`Partition.fetchRecords`)",
+        forbids: &["phantom-read", "header-mismatch"],
+        kafka: "a fetch returns the log's records as they were written, headers \
+                included (`Partition.fetchRecords`, KIP-82 `DefaultRecord`)",
         applies: |_| true,
     },
     Rule {
@@ -386,7 +398,8 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "liveness",
-        when: "quiet period >= the liveness bound (timeouts + 10 s)",
+        when: "quiet period >= the liveness bound (timeouts + 10 s), no two live instances \
+               share a transactional.id",
         forbids: &[
             "stuck",
             "unseen",
@@ -396,8 +409,10 @@ pub const RULES: &[Rule] = &[
         kafka: "after the faults heal: clients retry and refresh metadata on errors \
                 (`Metadata.requestUpdate`), the group rebalances within \
                 session.timeout.ms, the coordinator aborts transactions older than \
-                transaction.timeout.ms (`TransactionCoordinator.abortTimedOutTransactions`)",
-        applies: |f| f.quiet_covers_timeouts,
+                transaction.timeout.ms (`TransactionCoordinator.abortTimedOutTransactions`); two live producers \
+                with one transactional.id fence each other for ever (`ProducerFenced` \
+                is fatal: KafkaProducer docs), so Kafka promises no progress there",
+        applies: |f| f.quiet_covers_timeouts && !f.shared_transactional_id,
     },
     Rule {
         name: "hw-monotonic",
@@ -504,7 +519,11 @@ mod tests {
     fn every_rule_names_known_kinds_and_every_kind_is_tolerated_or_forbidden() {
         for r in RULES {
             for k in r.forbids {
-                assert!(ANOMALY_KINDS.contains(k), "{}: unknown kind {k}", r.name);
+                assert!(
+                    ANOMALY_KINDS.contains(k) || EVENT_KINDS.contains(k),
+                    "{}: unknown kind {k}",
+                    r.name
+                );
             }
         }
         let t = table();
@@ -525,9 +544,13 @@ mod tests {
             assert!(f.contains(&k), "{k} forbidden");
         }
         let t = tolerated(&sc);
-        for k in ["duplicate", "high-watermark-regression", "reprocessing"] {
+        for k in ["duplicate", "reprocessing"] {
             assert!(t.iter().any(|x| x == k), "{k} tolerated");
         }
+        // Broker faults: a deposed leader may answer with an older high watermark.
+        assert!(!expect(&sc)
+            .forbid
+            .contains(&"high-watermark-regression".to_string()));
         // The shipped expectation tolerates only `duplicate` of what the table forbids.
         for k in &sc.expect.tolerate {
             assert!(!f.contains(&k.as_str()), "{k}");
@@ -622,5 +645,48 @@ mod tests {
         sc.workload.quiet_ms -= 1;
         let f = forbidden(&Facts::of(&sc));
         assert!(!f.contains(&"stuck") && !f.contains(&"unseen"));
+    }
+
+    #[test]
+    fn a_topic_override_is_the_min_isr_that_counts() {
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.topics[0].config.min_insync_replicas = Some(1);
+        assert!(!forbidden(&Facts::of(&sc)).contains(&"lost-write"));
+        // Capped at the replica count (`Partition.effectiveMinIsr`).
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.cluster.config.min_insync_replicas = 2;
+        sc.topics[0].replication_factor = 1;
+        assert_eq!(Facts::of(&sc).min_insync_replicas, 1);
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.topics[0].config.unclean_leader_election_enable = Some(true);
+        assert!(!forbidden(&Facts::of(&sc)).contains(&"lost-write"));
+    }
+
+    #[test]
+    fn without_broker_faults_the_high_watermark_never_goes_back() {
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.nemesis = Default::default();
+        assert_eq!(
+            expect(&sc).forbid,
+            vec!["high-watermark-regression".to_string()]
+        );
+    }
+
+    #[test]
+    fn two_live_instances_of_one_transactional_id_promise_no_progress() {
+        let mut sc = scenario("exactly-once-pipeline.json");
+        sc.workload.quiet_ms = liveness_bound_ms(&sc);
+        assert!(forbidden(&Facts::of(&sc)).contains(&"unassigned-partition"));
+        let p = sc.pipelines.as_mut().expect("pipelines");
+        p.count = 1;
+        p.instances = (0..2)
+            .map(|_| crate::scenario::PipelineInstance {
+                transactional_id: Some("etl-txn-1".into()),
+                start_ms: 0,
+            })
+            .collect();
+        let f = forbidden(&Facts::of(&sc));
+        assert!(!f.contains(&"unassigned-partition") && !f.contains(&"hanging-transaction"));
+        assert!(f.contains(&"output-missing"), "safety still holds");
     }
 }
