@@ -228,29 +228,36 @@ impl Log {
     }
 
     /// Records that `epoch` starts at `start_offset` (Kafka assigns it when a replica
-    /// becomes leader, and when a follower appends the epoch's first batch).
+    /// becomes leader, and when a follower appends the epoch's first batch), as Kafka's
+    /// `LeaderEpochFileCache.assign`: nothing to do when `epoch` is the latest epoch and
+    /// starts no earlier (`isUpdateNeeded`); otherwise the entries from the end whose
+    /// epoch is >= `epoch` or whose start offset is >= `start_offset` are removed first
+    /// (`maybeTruncateNonMonotonicEntries`), then `epoch` is added. An epoch older than
+    /// the latest is therefore not an error: a follower that led an epoch without
+    /// appending (its entry starts at the log end) and then appends a batch of an older
+    /// epoch at that offset (a fetch answered before it led, whose fetch offset still
+    /// matches, `AbstractFetcherThread.processFetchRequest`) drops the newer entry; Kafka
+    /// warns only when the removal was non-trivial.
     pub fn assign_epoch(&mut self, epoch: LeaderEpoch, start_offset: Offset) {
-        match self.epochs.last() {
-            Some(last) if last.epoch == epoch => {}
-            Some(last) if last.epoch > epoch => {
-                panic!(
-                    "leader epoch cache went back: {} after {}",
-                    epoch, last.epoch
-                )
-            }
-            _ => {
-                assert!(
-                    self.epochs
-                        .last()
-                        .is_none_or(|l| l.start_offset <= start_offset),
-                    "epoch start offsets must not decrease"
-                );
-                self.epochs.push(EpochEntry {
-                    epoch,
-                    start_offset,
-                });
-            }
+        assert!(epoch >= 0 && start_offset >= 0, "invalid epoch entry");
+        let update_needed = self
+            .epochs
+            .last()
+            .is_none_or(|l| l.epoch != epoch || start_offset < l.start_offset);
+        if !update_needed {
+            return;
         }
+        while self
+            .epochs
+            .last()
+            .is_some_and(|l| l.epoch >= epoch || l.start_offset >= start_offset)
+        {
+            self.epochs.pop();
+        }
+        self.epochs.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
     }
 
     /// Kafka's `LeaderEpochFileCache.endOffsetFor` (4.x): for the latest epoch, that epoch
@@ -644,6 +651,55 @@ mod tests {
             (-1, -1),
             "empty cache"
         );
+    }
+
+    /// `LeaderEpochFileCache.assign` (`isUpdateNeeded`, `maybeTruncateNonMonotonicEntries`):
+    /// a repeated epoch at a later offset changes nothing; a newer epoch at the same start
+    /// offset replaces an epoch that had no records; an older epoch than the latest
+    /// removes every entry whose epoch is >= it or that starts at or after its offset.
+    #[test]
+    fn epoch_cache_assign_truncates_non_monotonic_entries() {
+        let mut log = Log::default();
+        log.assign_epoch(0, 0);
+        log.assign_epoch(0, 3);
+        log.assign_epoch(2, 15);
+        log.assign_epoch(4, 15);
+        log.assign_epoch(5, 51);
+        log.assign_epoch(6, 109);
+        let entries = |log: &Log| {
+            log.epochs()
+                .iter()
+                .map(|e| (e.epoch, e.start_offset))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(entries(&log), [(0, 0), (4, 15), (5, 51), (6, 109)]);
+        // A batch of epoch 5 at 109 (the replica led epoch 6 without appending).
+        log.assign_epoch(5, 109);
+        assert_eq!(entries(&log), [(0, 0), (4, 15), (5, 109)]);
+        // The same epoch at an earlier offset moves its start back.
+        log.assign_epoch(5, 60);
+        assert_eq!(entries(&log), [(0, 0), (4, 15), (5, 60)]);
+        // An older epoch at an earlier offset cuts back to the entries below both.
+        log.assign_epoch(3, 10);
+        assert_eq!(entries(&log), [(0, 0), (3, 10)]);
+    }
+
+    /// The follower side of the rule: an epoch-6 leadership that appended nothing, then
+    /// an epoch-5 batch fetched at the log end (a stale answer with a matching fetch
+    /// offset) is appended, and the log's epochs stay non-decreasing.
+    #[test]
+    fn follower_appends_an_older_epoch_after_an_empty_leadership() {
+        let mut leader = Log::default();
+        leader.append_as_leader(&batch(2), 5).unwrap();
+        leader.append_as_leader(&batch(1), 5).unwrap();
+        let mut f = Log::default();
+        let batches = leader.read(0, leader.log_end_offset(), 1 << 20);
+        assert!(f.append_as_follower(&batches[0]).unwrap());
+        f.assign_epoch(6, f.log_end_offset());
+        assert!(f.append_as_follower(&batches[1]).unwrap());
+        assert_eq!(f.log_end_offset(), 3);
+        assert_eq!(f.latest_epoch(), Some(5));
+        assert_eq!(f.end_offset_for_epoch(5), (5, 3));
     }
 
     #[test]

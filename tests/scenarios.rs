@@ -602,3 +602,12 @@ fn zombie_txn_offset_commit_epoch() {
 fn unknown_producer_id_spurious_abort() {
     check_scenario_seeds("unknown-producer-id-spurious-abort.json", 15);
 }
+
+/// A follower that led an epoch without appending, then appends a batch of the older
+/// epoch from a fetch answered before (same fetch offset): the epoch cache drops the
+/// newer, empty entry as Kafka's `LeaderEpochFileCache.assign`
+/// (`maybeTruncateNonMonotonicEntries`) does, no panic (explore seed 863).
+#[test]
+fn explore_863_epoch_cache() {
+    check_scenario("explore-863-epoch-cache.json");
+}
