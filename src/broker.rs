@@ -3496,16 +3496,7 @@ mod tests {
 
     #[test]
     fn lagging_follower_is_removed_from_the_isr() {
-        let config = BrokerConfig {
-            replica_lag_time_max_ms: 1_000,
-            ..BrokerConfig::default()
-        };
-        let (mut b, _) = broker(
-            1,
-            config,
-            Bugs::default(),
-            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
-        );
+        let mut b = leader_of_three_with_lag_1s();
         request(
             &mut b,
             10,
@@ -3517,22 +3508,26 @@ mod tests {
         request(&mut b, 1_500, NodeId::Broker(2), 2, follower_fetch(2, 1, 0));
         let mut out = Outbox::default();
         b.on_timer(1_600, &mut out);
-        let proposals: Vec<Vec<BrokerId>> = out
-            .sends
-            .iter()
-            .filter_map(|(_, m)| match m {
-                Message::Request {
-                    request: Request::AlterPartition(a),
-                    ..
-                } => Some(a.new_isr.clone()),
-                _ => None,
-            })
-            .collect();
         assert_eq!(
-            proposals,
+            isr_proposals(&out),
             vec![vec![1, 2]],
             "broker 3 never fetched; broker 2 caught up"
         );
+    }
+
+    /// Broker 1 leading `tp()` over replicas [1, 2, 3], `replica.lag.time.max.ms` 1 s.
+    fn leader_of_three_with_lag_1s() -> Broker {
+        let config = BrokerConfig {
+            replica_lag_time_max_ms: 1_000,
+            ..BrokerConfig::default()
+        };
+        broker(
+            1,
+            config,
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
+        )
+        .0
     }
 
     fn isr_proposals(out: &Outbox) -> Vec<Vec<BrokerId>> {
@@ -3553,16 +3548,7 @@ mod tests {
     /// since they last caught up counts.
     #[test]
     fn idle_followers_at_the_log_end_stay_in_sync() {
-        let config = BrokerConfig {
-            replica_lag_time_max_ms: 1_000,
-            ..BrokerConfig::default()
-        };
-        let (mut b, _) = broker(
-            1,
-            config,
-            Bugs::default(),
-            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
-        );
+        let mut b = leader_of_three_with_lag_1s();
         request(
             &mut b,
             10,
@@ -3618,17 +3604,8 @@ mod tests {
     /// registration replaces it. An answer to an earlier attempt is ignored.
     #[test]
     fn a_pending_isr_change_stays_until_the_controller_answers() {
-        let config = BrokerConfig {
-            replica_lag_time_max_ms: 1_000,
-            ..BrokerConfig::default()
-        };
-        let timeout = config.request_timeout_ms;
-        let (mut b, _) = broker(
-            1,
-            config,
-            Bugs::default(),
-            vec![reg(Some(1), &[1, 2, 3], 0, 0)],
-        );
+        let timeout = BrokerConfig::default().request_timeout_ms;
+        let mut b = leader_of_three_with_lag_1s();
         request(&mut b, 20, NodeId::Broker(2), 1, follower_fetch(2, 0, 0));
         request(&mut b, 1_500, NodeId::Broker(2), 2, follower_fetch(2, 0, 0));
         let alters = |out: &Outbox| -> Vec<(u64, Vec<BrokerId>)> {
