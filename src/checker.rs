@@ -1836,7 +1836,7 @@ mod tests {
             part: u32,
             records: &[(Offset, Value)],
         ) -> &mut Self {
-            let high_watermark = records.last().map_or(0, |r| r.0 + 1);
+            let high_watermark = records.iter().map(|r| r.0 + 1).max().unwrap_or(0);
             self.poll_hw(consumer, t, part, records, high_watermark)
         }
 
