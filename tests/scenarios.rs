@@ -602,3 +602,11 @@ fn zombie_txn_offset_commit_epoch() {
 fn unknown_producer_id_spurious_abort() {
     check_scenario_seeds("unknown-producer-id-spurious-abort.json", 15);
 }
+
+/// A batch that expires while its request is in flight is indefinite, not failed
+/// (Kafka's `Sender.getExpiredInflightBatches`: the broker may still append it): the
+/// paused leader appends it on resuming and no read is a `phantom-read`.
+#[test]
+fn expired_in_flight_is_indefinite() {
+    check_scenario("expired-in-flight-is-indefinite.json");
+}
