@@ -41,6 +41,7 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "nonmonotonic-poll",
     "poll-skip",
     "phantom-read",
+    "read-above-high-watermark",
     "wrong-partition",
     "stuck",
     "replica-divergence",
@@ -124,6 +125,12 @@ pub fn describe(kind: &str) -> &'static str {
         }
         "phantom-read" => {
             "A consumer read a value that no producer sent, or whose send definitely failed."
+        }
+        "read-above-high-watermark" => {
+            "A consumer poll returned a record at or above the high watermark of the fetch \
+             response that carried it: a record not yet on every in-sync replica, which a \
+             leader change may erase (Kafka's leader serves consumers only below the high \
+             watermark, or the last stable offset)."
         }
         "wrong-partition" => {
             "Records with one key were sent to two partitions (counted once per key), or a \
@@ -944,7 +951,10 @@ impl<'h> Collector<'h> {
                 ..
             } => self.send(entry, key.as_deref(), *value, partition, *offset, headers),
             Op::Poll {
-                partition, records, ..
+                partition,
+                records,
+                high_watermark,
+                ..
             } => {
                 self.stats.polls += 1;
                 self.stats.records_read += records.len() as u64;
@@ -956,6 +966,22 @@ impl<'h> Collector<'h> {
                         at_ms,
                         ack: false,
                     };
+                    // Kafka's leader reads for a consumer up to the high watermark
+                    // (`FetchIsolation.HIGH_WATERMARK`, or `TXN_COMMITTED`: the last
+                    // stable offset, never above it; `Partition.fetchRecords` /
+                    // `UnifiedLog.read` with `maxOffsetMetadata`), and the response
+                    // carries that high watermark: a record at or above it was served
+                    // before it was on every in-sync replica.
+                    if *high_watermark >= 0 && record.offset >= *high_watermark {
+                        self.tallies
+                            .add("read-above-high-watermark", seen.order(), || {
+                                format!(
+                                    "{} read offset {} of {partition} (value {}) from a fetch \
+                                     response whose high watermark is {high_watermark}",
+                                    entry.process, record.offset, record.value
+                                )
+                            });
+                    }
                     let visible = self
                         .view
                         .is_none_or(|v| v.visible(partition, record.offset, record.value));
@@ -1810,6 +1836,19 @@ mod tests {
             part: u32,
             records: &[(Offset, Value)],
         ) -> &mut Self {
+            let high_watermark = records.iter().map(|r| r.0 + 1).max().unwrap_or(0);
+            self.poll_hw(consumer, t, part, records, high_watermark)
+        }
+
+        /// A poll whose fetch response carried `high_watermark`.
+        fn poll_hw(
+            &mut self,
+            consumer: u32,
+            t: Millis,
+            part: u32,
+            records: &[(Offset, Value)],
+            high_watermark: Offset,
+        ) -> &mut Self {
             let records: Vec<ReadRecord> = records
                 .iter()
                 .map(|&(offset, value)| ReadRecord {
@@ -1819,7 +1858,6 @@ mod tests {
                     headers: Vec::new(),
                 })
                 .collect();
-            let high_watermark = records.last().map_or(0, |r| r.offset + 1);
             let op = Op::Poll {
                 read_committed: false,
                 partition: tp(part),
@@ -2583,6 +2621,28 @@ mod tests {
             .seek(0, 3_100, 1, 9)
             .poll(0, 3_200, 1, &[(9, v(0, 2))]);
         assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ read-above-high-watermark
+
+    #[test]
+    fn a_record_at_or_above_the_responses_high_watermark_is_read_above_it() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 1, 0)
+            .ok(0, 110, v(0, 1), 1, 1)
+            .ok(0, 120, v(0, 2), 1, 2)
+            .poll_hw(0, 200, 1, &[(0, v(0, 0)), (1, v(0, 1))], 1)
+            .poll_hw(1, 210, 1, &[(0, v(0, 0)), (1, v(0, 1)), (2, v(0, 2))], 3);
+        let r = b.run();
+        assert_counts(&r, &[("read-above-high-watermark", 1)]);
+        assert_eq!(
+            examples(&r, "read-above-high-watermark"),
+            [format!(
+                "consumer-0 read offset 1 of orders-1 (value {}) from a fetch response whose \
+                 high watermark is 1",
+                v(0, 1)
+            )]
+        );
     }
 
     // ------------------------------------------------------------ phantom-read

@@ -222,9 +222,10 @@ pub const RULES: &[Rule] = &[
     Rule {
         name: "reads-are-writes",
         when: "every run",
-        forbids: &["phantom-read", "header-mismatch"],
+        forbids: &["phantom-read", "header-mismatch", "read-above-high-watermark"],
         kafka: "a fetch returns the log's records as they were written, headers \
-                included (`Partition.fetchRecords`, KIP-82 `DefaultRecord`)",
+                included (`Partition.fetchRecords`, KIP-82 `DefaultRecord`), and a \
+                consumer's only below the high watermark (`FetchIsolation.HIGH_WATERMARK`)",
         applies: |_| true,
     },
     Rule {

@@ -611,3 +611,11 @@ fn unknown_producer_id_spurious_abort() {
 fn explore_863_epoch_cache() {
     check_scenario("explore-863-epoch-cache.json");
 }
+
+/// A batch that expires while its request is in flight is indefinite, not failed
+/// (Kafka's `Sender.getExpiredInflightBatches`: the broker may still append it): the
+/// paused leader appends it on resuming and no read is a `phantom-read`.
+#[test]
+fn expired_in_flight_is_indefinite() {
+    check_scenario("expired-in-flight-is-indefinite.json");
+}
