@@ -343,19 +343,23 @@ impl PipelineWorkload {
         finished
     }
 
-    /// Starts the next transaction (exactly-once) before the batch is processed.
-    /// Starts the transaction of a polled `batch`; its rollback point is where the
-    /// batch starts in each partition (the positions before the poll).
+    /// Starts the work of a polled `batch`: its rollback point is where the batch
+    /// starts in each partition (the positions before the poll); exactly-once begins its
+    /// transaction, at-least-once forgets earlier outputs' outcomes.
     fn begin(&mut self, now: Millis, batch: &VecDeque<ConsumedRecord>, out: &mut Outbox) {
-        let txn: TxnId = (u64::from(self.factory.index) << 32) | self.txns;
-        assert!(self.txns < 1 << 32, "transaction counter overflow");
-        self.txns += 1;
         self.rollback.clear();
         for r in batch {
             let at = self.rollback.entry(r.partition.clone()).or_insert(r.offset);
             *at = (*at).min(r.offset);
         }
-        self.producer.begin_transaction(now, txn, out);
+        if self.exactly_once() {
+            let txn: TxnId = (u64::from(self.factory.index) << 32) | self.txns;
+            assert!(self.txns < 1 << 32, "transaction counter overflow");
+            self.txns += 1;
+            self.producer.begin_transaction(now, txn, out);
+        } else {
+            self.producer.take_unacknowledged();
+        }
     }
 
     /// Processes one record: its side effect, then its output.
@@ -418,8 +422,13 @@ impl PipelineWorkload {
     /// known: those positions are what the previous transaction committed).
     fn rewind(&mut self, now: Millis, out: &mut Outbox) {
         for (tp, offset) in std::mem::take(&mut self.rollback) {
-            self.consumer
-                .seek(now, &tp, offset, "rewind after an aborted transaction", out);
+            self.consumer.seek(
+                now,
+                &tp,
+                offset,
+                "rewind after an aborted transaction or a failed output",
+                out,
+            );
         }
     }
 
@@ -488,9 +497,7 @@ impl PipelineWorkload {
                     } else if records.is_empty() {
                         self.step = Step::Poll(now + IDLE_POLL_MS);
                     } else {
-                        if self.exactly_once() {
-                            self.begin(now, &records, out);
-                        }
+                        self.begin(now, &records, out);
                         let done_ms = now + self.processing_time();
                         self.step = Step::Process {
                             batch: records,
@@ -580,6 +587,15 @@ impl PipelineWorkload {
                     if self.producer.pending() > 0 {
                         self.step = Step::Flushing;
                         return;
+                    }
+                    if self.producer.take_unacknowledged() > 0 {
+                        // An output failed or may not have been written: at-least-once
+                        // commits nothing and processes the batch again, as an
+                        // application checking its send futures (or Kafka Streams'
+                        // at_least_once, whose failed send fails the task) does.
+                        self.rewind(now, out);
+                        self.step = Step::Poll(now);
+                        continue;
                     }
                     let id = self.consumer.commit_sync(now, None, out);
                     self.step = Step::Committing(id);

@@ -1043,6 +1043,8 @@ pub struct Producer {
     blocked: VecDeque<BlockedSend>,
     /// Records sent and not yet completed.
     pending: usize,
+    /// Records completed with an outcome other than `Ok` since `take_unacknowledged`.
+    unacknowledged: usize,
     metrics: ProducerMetrics,
     /// The latest time seen (timers are computed relative to it).
     now: Millis,
@@ -1120,6 +1122,7 @@ impl Producer {
             txn_events: VecDeque::new(),
             blocked: VecDeque::new(),
             pending: 0,
+            unacknowledged: 0,
             metrics: ProducerMetrics::default(),
             now: 0,
             closed: false,
@@ -1173,6 +1176,12 @@ impl Producer {
     /// Records still waiting for an outcome.
     pub fn pending(&self) -> usize {
         self.pending
+    }
+
+    /// How many records got an outcome other than `Ok` (failed, or unknown) since the
+    /// last call; the count starts again at zero.
+    pub fn take_unacknowledged(&mut self) -> usize {
+        std::mem::take(&mut self.unacknowledged)
     }
 
     /// End of run: every unfinished record gets an `Outcome::Info{reason: "pending at end
@@ -2179,6 +2188,9 @@ impl Producer {
             .pending
             .checked_sub(1)
             .expect("completed more records than were sent");
+        if outcome != Outcome::Ok {
+            self.unacknowledged += 1;
+        }
         out.record(Entry {
             index: 0,
             process: self.process,

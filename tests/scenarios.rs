@@ -619,3 +619,11 @@ fn explore_863_epoch_cache() {
 fn expired_in_flight_is_indefinite() {
     check_scenario("expired-in-flight-is-indefinite.json");
 }
+
+/// An at-least-once pipeline whose output expired at `delivery.timeout.ms` processes
+/// the batch again instead of committing past it: no `output-missing` (explore seed
+/// 4872).
+#[test]
+fn explore_4872_alo_failed_output() {
+    check_scenario("explore-4872-alo-failed-output.json");
+}
