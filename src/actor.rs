@@ -6,7 +6,7 @@
 //! Unit tests drive cores the same way, without madsim.
 
 use crate::history::Entry;
-use crate::protocol::{Message, NodeId};
+use crate::kafka::protocol::{Message, NodeId};
 
 /// Simulated time in milliseconds since the start of the run.
 pub type Millis = u64;

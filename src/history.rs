@@ -5,7 +5,7 @@
 //! the checker reads and what `history.jsonl` stores, one entry per line.
 
 use crate::actor::Millis;
-use crate::protocol::{ErrorCode, NodeId, Offset, TopicPartition};
+use crate::kafka::protocol::{ErrorCode, NodeId, Offset, TopicPartition};
 use serde::{Deserialize, Serialize};
 
 /// A value written by the workload: unique over the whole run.

@@ -4,16 +4,16 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kafkasim::bugs::{Bug, CATALOGUE};
-use kafkasim::checker;
-use kafkasim::claims;
-use kafkasim::explore;
-use kafkasim::guarantees;
-use kafkasim::matrix;
-use kafkasim::runner::{self, SeedReport};
-use kafkasim::scenario::{self, Scenario};
-use kafkasim::shrink;
-use kafkasim::summary::{self, Shards, SummaryFile, SweepSummary, WallTime};
-use kafkasim::sweep::{self, Progress, ScenarioSummary, Shard};
+use kafkasim::check;
+use kafkasim::drive::claims;
+use kafkasim::drive::explore;
+use kafkasim::drive::guarantees;
+use kafkasim::drive::matrix;
+use kafkasim::drive::runner::{self, SeedReport};
+use kafkasim::drive::scenario::{self, Scenario};
+use kafkasim::drive::shrink;
+use kafkasim::drive::summary::{self, Shards, SummaryFile, SweepSummary, WallTime};
+use kafkasim::drive::sweep::{self, Progress, ScenarioSummary, Shard};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -834,15 +834,15 @@ fn cmd_shrink(a: &ShrinkArgs) -> anyhow::Result<Result<ExitCode, BadInput>> {
         Err(e) => return Ok(Err(e)),
     };
     if let Some(kind) = &a.anomaly {
-        if !checker::ANOMALY_KINDS
+        if !check::ANOMALY_KINDS
             .iter()
-            .chain(checker::EVENT_KINDS)
+            .chain(check::EVENT_KINDS)
             .any(|k| k == kind)
         {
             return Ok(Err(BadInput(format!(
                 "--anomaly: unknown anomaly `{kind}`; allowed: {}, {}",
-                checker::ANOMALY_KINDS.join(", "),
-                checker::EVENT_KINDS.join(", ")
+                check::ANOMALY_KINDS.join(", "),
+                check::EVENT_KINDS.join(", ")
             ))));
         }
     }
@@ -924,7 +924,7 @@ fn cmd_list(paths: &[PathBuf], refused: Option<&Path>) -> Result<ExitCode, BadIn
     for sc in &scenarios {
         println!("{}  [{}]", sc.name, sc.claims.join(" "));
         println!("    {}", sc.description);
-        let invariants: Vec<&str> = checker::ANOMALY_KINDS
+        let invariants: Vec<&str> = check::ANOMALY_KINDS
             .iter()
             .copied()
             .filter(|k| sc.is_invariant(k))

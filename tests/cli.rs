@@ -4,7 +4,7 @@
 
 mod common;
 
-use kafkasim::summary::SummaryFile;
+use kafkasim::drive::summary::SummaryFile;
 use std::process::Command;
 
 use common::kafkasim;

@@ -3,9 +3,9 @@
 //! the safeguards exist for.
 
 use kafkasim::bugs::{Bug, CATALOGUE};
-use kafkasim::runner::run_seed;
-use kafkasim::scenario::Scenario;
-use kafkasim::sweep::{detect, sweep};
+use kafkasim::drive::runner::run_seed;
+use kafkasim::drive::scenario::Scenario;
+use kafkasim::drive::sweep::{detect, sweep};
 use std::path::PathBuf;
 
 fn scenario(file: &str) -> Scenario {

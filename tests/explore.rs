@@ -5,9 +5,9 @@
 mod common;
 
 use common::kafkasim;
-use kafkasim::explore::{self, Options};
-use kafkasim::runner;
-use kafkasim::scenario::Scenario;
+use kafkasim::drive::explore::{self, Options};
+use kafkasim::drive::runner;
+use kafkasim::drive::scenario::Scenario;
 
 #[test]
 fn a_short_sweep_runs_end_to_end_without_panics() {

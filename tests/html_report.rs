@@ -8,8 +8,8 @@
 //! is missing the test runs that script, and fails with the reason if it still cannot
 //! start the browser.
 
-use kafkasim::runner::{self, SeedReport};
-use kafkasim::scenario::Scenario;
+use kafkasim::drive::runner::{self, SeedReport};
+use kafkasim::drive::scenario::Scenario;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 mod common;
 
 use common::kafkasim;
-use kafkasim::matrix::{self, MatrixResult};
+use kafkasim::drive::matrix::{self, MatrixResult};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {

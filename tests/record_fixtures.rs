@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use kafkasim::partitioner::{murmur2, partition_for_key};
-use kafkasim::record::{
+use kafkasim::client::partitioner::{murmur2, partition_for_key};
+use kafkasim::kafka::record::{
     set_base_offset, set_partition_leader_epoch, verify_crc, BatchHeader, CompressionType, Header,
     Record, RecordBatch, RecordError, BATCH_HEADER_SIZE, TRANSACTIONAL_BIT,
 };

@@ -5,9 +5,9 @@
 //! e.g. `KAFKASIM_SEEDS=1000 cargo test --release --test scenarios`). Every failure
 //! prints the command that reproduces it.
 
-use kafkasim::claims;
-use kafkasim::scenario::{collect_paths, Scenario};
-use kafkasim::sweep::{seed_range_label, sweep};
+use kafkasim::drive::claims;
+use kafkasim::drive::scenario::{collect_paths, Scenario};
+use kafkasim::drive::sweep::{seed_range_label, sweep};
 use std::path::PathBuf;
 
 /// `KAFKASIM_SEEDS` seeds, or `default`.
@@ -283,7 +283,7 @@ fn session_timeout_rebalances_within_the_timeout_plus_a_heartbeat() {
     .unwrap();
     let (pause_at, session, heartbeat) = (15_000, 10_000, 3_000);
     for seed in 0..5 {
-        let (report, out) = kafkasim::runner::run_seed(&sc, seed, &[]);
+        let (report, out) = kafkasim::drive::runner::run_seed(&sc, seed, &[]);
         assert_eq!(report.verdict, "pass", "seed {seed}");
         let (out, _) = out.unwrap();
         let rebalanced = out
@@ -319,7 +319,7 @@ fn auto_commit_reprocessing_is_bounded_by_the_commit_interval() {
     let rate = sc.workload.rate_per_sec;
     let interval_s = 5.0;
     for seed in 0..5 {
-        let (report, _) = kafkasim::runner::run_seed(&sc, seed, &[]);
+        let (report, _) = kafkasim::drive::runner::run_seed(&sc, seed, &[]);
         let again = report.anomalies.get("reprocessing").copied().unwrap_or(0) as f64;
         // A crashed member owns at most half the partitions; allow 1.5 intervals.
         let bound = crashes * rate * 0.5 * interval_s * 1.5;
@@ -454,7 +454,7 @@ fn coordinator_failover_keeps_committed_offsets() {
     .unwrap();
     let (first_crash, second_crash_end) = (12_000, 35_000);
     for seed in 0..3 {
-        let (report, out) = kafkasim::runner::run_seed(&sc, seed, &[]);
+        let (report, out) = kafkasim::drive::runner::run_seed(&sc, seed, &[]);
         assert_eq!(
             report.verdict, "pass",
             "seed {seed}: {:?}",

@@ -7,9 +7,9 @@ mod common;
 
 use common::{kafkasim, tmp};
 use kafkasim::bugs::Bug;
-use kafkasim::runner;
-use kafkasim::scenario::Scenario;
-use kafkasim::shrink::{self, Explicit, Options, Stop, Target};
+use kafkasim::drive::runner;
+use kafkasim::drive::scenario::Scenario;
+use kafkasim::drive::shrink::{self, Explicit, Options, Stop, Target};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

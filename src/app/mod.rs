@@ -1,0 +1,5 @@
+//! The applications that use the clients: the workload (producers and consumers that
+//! record what they saw) and the consume-transform-produce pipelines.
+
+pub mod pipeline;
+pub mod workload;

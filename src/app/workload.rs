@@ -1,0 +1,577 @@
+//! The generator: which records producers send, and when; and what consumer group
+//! members' applications do with what they poll ([`ConsumerWorkload`]).
+//!
+//! A [`ProducerWorkload`] wraps a [`Producer`] and calls `send` at the scenario's rate
+//! until the workload ends. Values are unique over the run and increase in each
+//! producer's send order (`producer index << 32 | counter`), which is what lets the
+//! checker see reordering.
+
+use crate::actor::{Actor, Millis, Outbox};
+use crate::bugs::Bugs;
+use crate::kafka::config::ConsumerConfig;
+use crate::client::consumer::{CommitId, ConsumedRecord, Consumer, GroupEvent};
+use crate::history::{Entry, Op, Outcome, Sink, Value};
+use crate::client::producer::{Producer, ProducerRecord};
+use crate::kafka::protocol::{BrokerId, Message, NodeId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// A value's producer and position in its send order.
+pub fn make_value(producer: u32, counter: u64) -> Value {
+    assert!(counter < 1 << 32, "value counter overflow");
+    assert!(producer < 1 << 16, "producer index overflow");
+    (u64::from(producer) << 32) | counter
+}
+
+/// The bit that marks a read-process-write pipeline's output value.
+const OUTPUT_BIT: Value = 1 << 60;
+
+/// The value a pipeline writes for input value `input` (the transformation is the
+/// identity plus a mark, so the checker maps every output back to its input).
+pub fn output_value(input: Value) -> Value {
+    assert!(
+        input & OUTPUT_BIT == 0,
+        "value {input} is already an output"
+    );
+    input | OUTPUT_BIT
+}
+
+/// The input value an output value was made from (`None` for a producer's own value).
+pub fn input_of(value: Value) -> Option<Value> {
+    (value & OUTPUT_BIT != 0).then_some(value & !OUTPUT_BIT)
+}
+
+/// The `n` headers (KIP-82) the workload gives the record holding `value`: `h0`,
+/// `h1`, ... with values `<value>.0`, `<value>.1`, ..., the last one null when there
+/// are two or more (a null header value is legal, `RecordHeader`). Derived from the
+/// value so that a header delivered with the wrong record differs.
+pub fn headers_for(value: Value, n: u32) -> crate::history::Headers {
+    (0..n)
+        .map(|i| {
+            let v = (n < 2 || i + 1 < n).then(|| format!("{value}.{i}"));
+            (format!("h{i}"), v)
+        })
+        .collect()
+}
+
+/// What one producer sends.
+pub struct WorkloadPlan {
+    /// Topics written round-robin over the records.
+    pub topics: Vec<Arc<str>>,
+    /// Distinct keys; 0 for keyless records.
+    pub keys: u32,
+    /// Headers per record ([`headers_for`]).
+    pub headers: u32,
+    /// Gap between two sends (µs, so fractional ms rates work).
+    pub interval_us: u64,
+    /// First send (ms).
+    pub start_ms: Millis,
+    /// No sends at or after this time (ms).
+    pub end_ms: Millis,
+    /// The application closes its producer at this time (the end of the run):
+    /// `KafkaProducer.close()`.
+    pub close_ms: Millis,
+}
+
+/// A producer driven by the workload.
+pub struct ProducerWorkload {
+    index: u32,
+    producer: Producer,
+    plan: WorkloadPlan,
+    rng: ChaCha8Rng,
+    counter: u64,
+    next_send_us: u64,
+    /// `close()` was called.
+    closing: bool,
+}
+
+impl ProducerWorkload {
+    /// Wraps `producer`; `seed` drives key choice and start jitter.
+    pub fn new(index: u32, producer: Producer, plan: WorkloadPlan, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let jitter = rng.gen_range(0..plan.interval_us.max(1));
+        let next_send_us = plan.start_ms * 1000 + jitter;
+        ProducerWorkload {
+            index,
+            producer,
+            plan,
+            rng,
+            counter: 0,
+            next_send_us,
+            closing: false,
+        }
+    }
+
+    /// Records sent so far.
+    pub fn sent(&self) -> u64 {
+        self.counter
+    }
+
+    /// End of run: unfinished sends become indefinite.
+    pub fn finish(&mut self, now: Millis, out: &mut Outbox) {
+        self.producer.finish(now, out);
+    }
+
+    fn next_send_ms(&self) -> Option<Millis> {
+        let t = self.next_send_us.div_ceil(1000);
+        (t < self.plan.end_ms).then_some(t)
+    }
+}
+
+impl Actor for ProducerWorkload {
+    fn on_start(&mut self, now: Millis, out: &mut Outbox) {
+        self.producer.on_start(now, out);
+    }
+
+    fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox) {
+        self.producer.on_message(now, from, message, out);
+    }
+
+    fn on_disconnect(&mut self, now: Millis, peer: NodeId, out: &mut Outbox) {
+        self.producer.on_disconnect(now, peer, out);
+    }
+
+    fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
+        let mut sent_now = 0;
+        // One application thread: no `send` while the previous one is blocked.
+        while self.next_send_us <= now * 1000
+            && now < self.plan.end_ms
+            && !self.producer.is_blocked()
+        {
+            assert!(sent_now < 100_000, "workload send loop unbounded");
+            sent_now += 1;
+            let topic = self.plan.topics[(self.counter as usize) % self.plan.topics.len()].clone();
+            let key =
+                (self.plan.keys > 0).then(|| format!("k{}", self.rng.gen_range(0..self.plan.keys)));
+            let value = make_value(self.index, self.counter);
+            self.counter += 1;
+            let headers = headers_for(value, self.plan.headers);
+            let record = ProducerRecord {
+                topic,
+                key,
+                value,
+                headers,
+            };
+            self.producer.send(now, record, out);
+            self.next_send_us += self.plan.interval_us;
+        }
+        if now >= self.plan.end_ms {
+            // Sends still due when the workload ends (after a blocked send) are dropped.
+            self.next_send_us = u64::MAX;
+        }
+        if self.producer.next_timer().is_some_and(|t| t <= now) {
+            self.producer.on_timer(now, out);
+        }
+        if now >= self.plan.close_ms && !self.closing {
+            self.closing = true;
+            self.producer.close(now, out);
+        }
+    }
+
+    fn next_timer(&self) -> Option<Millis> {
+        let next_send = if self.producer.is_blocked() {
+            None
+        } else {
+            self.next_send_ms()
+        };
+        let close = (!self.closing).then_some(self.plan.close_ms);
+        [self.producer.next_timer(), next_send, close]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+// ---------------------------------------------------------------- consumer applications
+
+/// When a group member's application commits offsets relative to processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessingMode {
+    /// `enable.auto.commit`: `poll` commits what the previous polls returned.
+    AutoCommit,
+    /// Process the polled records, then `commitSync` (C22: a crash reprocesses).
+    AtLeastOnce,
+    /// `commitSync` the polled positions, then process (C23: a crash loses records).
+    AtMostOnce,
+}
+
+/// What a group member's application does with what it polls.
+#[derive(Clone, Debug)]
+pub struct ProcessingPlan {
+    /// When it commits.
+    pub mode: ProcessingMode,
+    /// Time per record, ms, `[min, max]`.
+    pub time_ms: [u64; 2],
+    /// Where each record's effect goes.
+    pub sink: Sink,
+    /// `group.id`, for the history.
+    pub group: String,
+    /// A slow phase: from `.0` to `.1` (ms) each record takes `.2` ms instead.
+    pub slow: Option<(Millis, Millis, [u64; 2])>,
+}
+
+/// How to build the member's consumer again after a crash (a new process).
+pub struct ConsumerFactory {
+    /// History index.
+    pub index: u32,
+    /// Its configuration (with `group.id`).
+    pub config: ConsumerConfig,
+    /// Bootstrap brokers.
+    pub bootstrap: Vec<BrokerId>,
+    /// Subscribed topics.
+    pub topics: Vec<Arc<str>>,
+    /// Seed of the first process; later incarnations derive theirs from it.
+    pub seed: u64,
+    /// Switched-off safeguards.
+    pub bugs: Bugs,
+}
+
+impl ConsumerFactory {
+    fn build(&self, incarnation: u64) -> Consumer {
+        Consumer::subscribe(
+            self.index,
+            self.config.clone(),
+            self.bootstrap.clone(),
+            self.topics.clone(),
+            self.seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        )
+        .with_bugs(self.bugs)
+    }
+}
+
+/// The application loop's state (one thread: poll, process, commit).
+#[derive(Debug)]
+enum App {
+    /// Call `poll` at this time.
+    Poll(Millis),
+    /// Processing a polled batch: the head record is done at `done_ms`.
+    Process {
+        batch: VecDeque<ConsumedRecord>,
+        done_ms: Millis,
+    },
+    /// Blocked in `commitSync` until commit `id` completes; then process `then`
+    /// (at-most-once) or poll (empty).
+    Commit {
+        id: CommitId,
+        then: VecDeque<ConsumedRecord>,
+    },
+    /// Fenced: the consumer stopped for good.
+    Stopped,
+}
+
+/// The history entry of a commit the application waited for.
+#[allow(clippy::too_many_arguments)]
+fn commit_entry(
+    process: NodeId,
+    invoke_ms: Millis,
+    now: Millis,
+    outcome: Outcome,
+    group: String,
+    member: String,
+    generation: i32,
+    offsets: Vec<(crate::kafka::protocol::TopicPartition, crate::kafka::protocol::Offset)>,
+) -> Entry {
+    Entry {
+        index: 0,
+        process,
+        invoke_ms,
+        complete_ms: Some(now),
+        outcome,
+        op: Op::Committed {
+            group,
+            member,
+            generation,
+            offsets,
+        },
+    }
+}
+
+/// Idle time between two polls that returned nothing (`poll(Duration)` waiting).
+const IDLE_POLL_MS: Millis = 50;
+/// Bound on the app loop's steps per wake-up.
+const MAX_APP_STEPS: usize = 100_000;
+
+/// A consumer group member's application: polls, processes each record (its effect
+/// recorded as [`Op::Processed`]) and commits per its [`ProcessingMode`].
+pub struct ConsumerWorkload {
+    factory: ConsumerFactory,
+    consumer: Consumer,
+    plan: ProcessingPlan,
+    rng: ChaCha8Rng,
+    app: App,
+    /// The member id of the latest assignment (kept after the member leaves).
+    last_member: String,
+    /// The last time seen.
+    now: Millis,
+}
+
+impl ConsumerWorkload {
+    /// A member whose first process starts now.
+    pub fn new(factory: ConsumerFactory, plan: ProcessingPlan) -> Self {
+        let consumer = factory.build(0);
+        let rng = ChaCha8Rng::seed_from_u64(factory.seed ^ 0x4150_5000);
+        ConsumerWorkload {
+            factory,
+            consumer,
+            plan,
+            rng,
+            app: App::Poll(0),
+            last_member: String::new(),
+            now: 0,
+        }
+    }
+
+    /// The process restarted (after a crash): a new consumer, a new member (a static
+    /// member keeps its `group.instance.id`), the application starts over.
+    pub fn restart(&mut self, incarnation: u64) {
+        self.consumer = self.factory.build(incarnation);
+        self.app = App::Poll(self.now);
+    }
+
+    /// The consumer (for the end-of-run snapshot).
+    pub fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+
+    fn processing_time(&mut self, now: Millis) -> Millis {
+        let [lo, hi] = match self.plan.slow {
+            Some((from, to, slow)) if (from..to).contains(&now) => slow,
+            _ => self.plan.time_ms,
+        };
+        self.rng.gen_range(lo..=hi)
+    }
+
+    fn member(&self) -> (String, i32) {
+        (
+            self.consumer
+                .member_id()
+                .filter(|m| !m.is_empty())
+                .map_or_else(|| self.last_member.clone(), |m| m.to_string()),
+            self.consumer.generation().unwrap_or(-1),
+        )
+    }
+
+    /// Records the consumer's group events in the history; returns the outcome of
+    /// commit `waiting` if it is among them.
+    fn drain_events(&mut self, now: Millis, out: &mut Outbox) -> Option<bool> {
+        let mut finished = None;
+        let waiting = match &self.app {
+            App::Commit { id, .. } => Some(*id),
+            _ => None,
+        };
+        let process = NodeId::Consumer(self.factory.index);
+        for event in self.consumer.drain_events() {
+            let group = self.plan.group.clone();
+            let member = self.member().0;
+            match event {
+                GroupEvent::Assigned {
+                    generation,
+                    member_id,
+                    partitions,
+                } => {
+                    self.last_member = member_id.to_string();
+                    out.record(Entry::instant(
+                        process,
+                        now,
+                        Op::Assigned {
+                            group,
+                            member: member_id.to_string(),
+                            generation,
+                            partitions,
+                        },
+                    ));
+                }
+                GroupEvent::Revoked { .. } => {}
+                GroupEvent::CoordinatorDiscovered { broker } => out.record(Entry::instant(
+                    process,
+                    now,
+                    Op::MemberEvent {
+                        group,
+                        member,
+                        event: format!("discovered group coordinator broker-{broker}"),
+                    },
+                )),
+                GroupEvent::CommitCompleted {
+                    id,
+                    offsets,
+                    sent_ms,
+                    generation,
+                } => {
+                    // The operation the coordinator judged: the accepted OffsetCommit.
+                    let offsets = offsets.into_iter().map(|c| (c.tp, c.offset)).collect();
+                    finished = finished.or((waiting == Some(id)).then_some(true));
+                    let ok = Outcome::Ok;
+                    out.record(commit_entry(
+                        process, sent_ms, now, ok, group, member, generation, offsets,
+                    ));
+                }
+                GroupEvent::CommitFailed {
+                    id,
+                    error,
+                    invoked_ms,
+                    generation,
+                } => {
+                    finished = finished.or((waiting == Some(id)).then_some(false));
+                    let failed = Outcome::Fail { error };
+                    out.record(commit_entry(
+                        process,
+                        invoked_ms,
+                        now,
+                        failed,
+                        group,
+                        member,
+                        generation,
+                        Vec::new(),
+                    ));
+                }
+                GroupEvent::Fenced { error } => {
+                    self.app = App::Stopped;
+                    out.record(Entry::instant(
+                        process,
+                        now,
+                        Op::MemberEvent {
+                            group,
+                            member,
+                            event: format!("fenced: {error}"),
+                        },
+                    ));
+                }
+                GroupEvent::LeftGroup { reason, .. } => out.record(Entry::instant(
+                    process,
+                    now,
+                    Op::MemberEvent {
+                        group,
+                        member,
+                        event: format!("left the group: {reason}"),
+                    },
+                )),
+            }
+        }
+        finished
+    }
+
+    /// Runs the application loop as far as it can at `now`.
+    fn step(&mut self, now: Millis, out: &mut Outbox) {
+        self.now = self.now.max(now);
+        for step in 0.. {
+            assert!(step < MAX_APP_STEPS, "consumer application loop unbounded");
+            let committed = self.drain_events(now, out);
+            match std::mem::replace(&mut self.app, App::Stopped) {
+                App::Stopped => return,
+                App::Poll(at) if at > now => {
+                    self.app = App::Poll(at);
+                    return;
+                }
+                App::Poll(_) => {
+                    let records: VecDeque<ConsumedRecord> = self.consumer.poll(now, out).into();
+                    if self.consumer.fatal_error().is_some() {
+                        self.app = App::Stopped;
+                    } else if records.is_empty() {
+                        self.app = App::Poll(now + IDLE_POLL_MS);
+                    } else if self.plan.mode == ProcessingMode::AtMostOnce {
+                        let id = self.consumer.commit_sync(now, None, out);
+                        self.app = App::Commit { id, then: records };
+                    } else {
+                        let done_ms = now + self.processing_time(now);
+                        self.app = App::Process {
+                            batch: records,
+                            done_ms,
+                        };
+                    }
+                }
+                App::Process { batch, done_ms } if done_ms > now => {
+                    self.app = App::Process { batch, done_ms };
+                    return;
+                }
+                App::Process { mut batch, .. } => {
+                    let record = batch.pop_front().expect("a batch being processed");
+                    let (member, generation) = self.member();
+                    out.record(Entry::instant(
+                        NodeId::Consumer(self.factory.index),
+                        now,
+                        Op::Processed {
+                            group: self.plan.group.clone(),
+                            member,
+                            generation,
+                            partition: record.partition,
+                            offset: record.offset,
+                            value: record.value,
+                            sink: self.plan.sink,
+                        },
+                    ));
+                    self.app = if !batch.is_empty() {
+                        App::Process {
+                            batch,
+                            done_ms: now + self.processing_time(now),
+                        }
+                    } else if self.plan.mode == ProcessingMode::AtLeastOnce {
+                        let id = self.consumer.commit_sync(now, None, out);
+                        App::Commit {
+                            id,
+                            then: VecDeque::new(),
+                        }
+                    } else {
+                        App::Poll(now)
+                    };
+                }
+                App::Commit { id, then } => match committed {
+                    // Blocked in commitSync until its outcome.
+                    None => {
+                        self.app = App::Commit { id, then };
+                        return;
+                    }
+                    // At-most-once processes what it committed; after a failed commit
+                    // it drops the batch (processing it could process it twice).
+                    Some(true) if !then.is_empty() => {
+                        self.app = App::Process {
+                            batch: then,
+                            done_ms: now + self.processing_time(now),
+                        };
+                    }
+                    Some(_) => self.app = App::Poll(now),
+                },
+            }
+        }
+    }
+}
+
+impl Actor for ConsumerWorkload {
+    fn on_start(&mut self, now: Millis, out: &mut Outbox) {
+        self.consumer.on_start(now, out);
+        self.app = App::Poll(now);
+        self.step(now, out);
+    }
+
+    fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox) {
+        self.consumer.on_message(now, from, message, out);
+        self.step(now, out);
+    }
+
+    fn on_disconnect(&mut self, now: Millis, peer: NodeId, out: &mut Outbox) {
+        self.consumer.on_disconnect(now, peer, out);
+        self.step(now, out);
+    }
+
+    fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
+        if self.consumer.next_timer().is_some_and(|t| t <= now) {
+            self.consumer.on_timer(now, out);
+        }
+        self.step(now, out);
+    }
+
+    fn next_timer(&self) -> Option<Millis> {
+        let app = match &self.app {
+            App::Poll(at) => Some(*at),
+            App::Process { done_ms, .. } => Some(*done_ms),
+            App::Commit { .. } | App::Stopped => None,
+        };
+        [self.consumer.next_timer(), app]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}

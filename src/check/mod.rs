@@ -1,0 +1,3477 @@
+//! The checker: a pure function from a run's [`History`] and end-of-run [`Snapshot`] to
+//! the anomalies found, in the manner of Jepsen's Kafka checker.
+//!
+//! One pass over the history gathers every send, every read and every high watermark a
+//! consumer saw, and detects on the way what depends only on the past (duplicates,
+//! inconsistent offsets, non-monotonic polls, high watermark regressions, keys sent to
+//! two partitions). Checks that need the whole history (lost and unseen writes,
+//! phantom reads, reorders, skips) run on the gathered data afterwards, and the
+//! white-box checks (stuck consumers, diverging replicas) read the snapshot.
+//!
+//! An *observation* of a value is either a read (a record in a poll) or an
+//! acknowledgement (an `Ok` send with an offset): both say "this value is at this
+//! offset of this partition". Indefinite sends (`Outcome::Info`) are never treated as
+//! failed: they may or may not be in the log. Records of aborted or never-ended
+//! transactions ([`TxnView`]) are no observations of their values, and the
+//! transactional checks live in [`txn_checker`], which adds to the same tallies.
+//!
+//! Everything is ordered (`BTreeMap`, `Vec`), so the same inputs always give the same
+//! result, examples included: each kind keeps the first three examples in history order.
+//! The cost is O(n log n) in the number of entries and records.
+
+pub mod txn;
+
+use crate::actor::Millis;
+use crate::history::{
+    Entry, Headers, History, Op, Outcome, PartitionSnapshot, RebalanceCause, Sink, Snapshot, Value,
+};
+use crate::kafka::protocol::{NodeId, Offset, TopicPartition};
+use txn::TxnView;
+use crate::app::workload::input_of;
+use serde::{Deserialize, Serialize};
+use std::collections::btree_map::Entry as MapEntry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Every anomaly kind the checker reports, by its kebab-case name.
+pub const ANOMALY_KINDS: &[&str] = &[
+    "lost-write",
+    "unseen",
+    "duplicate",
+    "inconsistent-offsets",
+    "reorder",
+    "nonmonotonic-poll",
+    "poll-skip",
+    "phantom-read",
+    "read-above-high-watermark",
+    "wrong-partition",
+    "stuck",
+    "replica-divergence",
+    "undetected-truncation",
+    "processing-loss",
+    "reprocessing",
+    "duplicate-effect",
+    "double-assignment",
+    "commit-regression",
+    "committed-past-high-watermark",
+    "zombie-commit",
+    "committed-offset-lost",
+    "unassigned-partition",
+    // Transactions (`txn_checker`).
+    "aborted-read",
+    "precommitted-read",
+    "partial-commit",
+    "hanging-transaction",
+    "zombie-write",
+    "output-duplicate",
+    "output-missing",
+    "g0",
+    "g1c",
+    "int-poll-skip",
+    "int-nonmonotonic-poll",
+    "int-send-skip",
+    "int-nonmonotonic-send",
+    "header-mismatch",
+];
+
+/// Client events the checker reports beside anomalies: legitimate behaviour a scenario
+/// can expect (`expect.anomalies`) to show that a setting works, never an invariant.
+pub const EVENT_KINDS: &[&str] = &[
+    "send-timeout",
+    "expired-after-retries",
+    "expired-unsent",
+    "rebalance",
+    "member-left",
+    // Kafka's consumer takes each fetch response's high watermark as it comes
+    // (`FetchCollector` -> `SubscriptionState.updateHighWatermark`), and a leader whose
+    // high watermark lags (new, or deposed and not yet told) answers Fetch with it.
+    "high-watermark-regression",
+    // Transactions (`txn_checker`).
+    "lookup-hit-marker",
+    "marker-gap",
+    "lso-stall",
+    "transaction-aborted",
+];
+
+/// A one-sentence definition of an anomaly kind (for `kafkasim list` and reports).
+pub fn describe(kind: &str) -> &'static str {
+    match kind {
+        "lost-write" => {
+            "An acknowledged write that no consumer ever read, although some consumer \
+             read an offset at or past the acknowledged one in its partition, or that the \
+             partition leader's final log no longer holds."
+        }
+        "unseen" => {
+            "An acknowledged write that no consumer ever read, where no consumer read \
+             as far as its offset (a liveness failure after the quiet period)."
+        }
+        "duplicate" => {
+            "A value observed (read, or acknowledged) at two or more distinct offsets of \
+             one partition; counted once per value."
+        }
+        "inconsistent-offsets" => {
+            "Two or more distinct values observed (read, or acknowledged) at one offset of \
+             one partition; counted once per offset."
+        }
+        "reorder" => {
+            "A value acknowledged to a producer that landed in a partition before a value \
+             the same producer sent earlier to that partition; counted once per later value."
+        }
+        "nonmonotonic-poll" => {
+            "A consumer read a record of a partition whose offset is not above that of \
+             the record it read just before from that partition, with no seek in between."
+        }
+        "poll-skip" => {
+            "A consumer jumped over offsets of a partition between two consecutive reads, \
+             with no seek in between, although a value is known at a skipped offset."
+        }
+        "phantom-read" => {
+            "A consumer read a value that no producer sent, or whose send definitely failed."
+        }
+        "read-above-high-watermark" => {
+            "A consumer poll returned a record at or above the high watermark of the fetch \
+             response that carried it: a record not yet on every in-sync replica, which a \
+             leader change may erase (Kafka's leader serves consumers only below the high \
+             watermark, or the last stable offset)."
+        }
+        "wrong-partition" => {
+            "Records with one key were sent to two partitions (counted once per key), or a \
+             value was read from a partition other than the one it was sent to (once per value)."
+        }
+        "stuck" => {
+            "At the end of the run a consumer's position on a partition is below the \
+             leader's high watermark, or a partition has no leader."
+        }
+        "replica-divergence" => {
+            "At the end of the run two in-sync replicas of a partition hold different \
+             records below the leader's high watermark; counted once per offset."
+        }
+        "processing-loss" => {
+            "An acknowledged record that a consumer group never processed, although the \
+             group processed a later offset of its partition or committed past it; counted \
+             once per record and group."
+        }
+        "reprocessing" => {
+            "A record a consumer group processed more than once (by one member or after a \
+             rebalance); counted once per record and group."
+        }
+        "duplicate-effect" => {
+            "A record whose side effect reached a non-idempotent external API more than once \
+             (a deduplicating store applies it once); counted once per record and group."
+        }
+        "double-assignment" => {
+            "A partition assigned to two members of one group in the same generation."
+        }
+        "commit-regression" => {
+            "A group's committed offset for a partition went back within one generation."
+        }
+        "committed-past-high-watermark" => {
+            "At the end of the run a group's committed offset is above its partition's high \
+             watermark."
+        }
+        "zombie-commit" => {
+            "The coordinator accepted a commit carrying an older generation than one it had \
+             already accepted or assigned for the group (generation fencing failed)."
+        }
+        "committed-offset-lost" => {
+            "An offset commit the coordinator acknowledged that a later read of the group's \
+             committed offsets did not find: a member's OffsetFetch sent after the \
+             acknowledgement, or the coordinator's state at the end of the run, holds an \
+             older offset or none."
+        }
+        "unassigned-partition" => {
+            "At the end of the run a partition is assigned to no member of a consumer group \
+             that consumed, or the group is not Stable (or not loaded by any coordinator)."
+        }
+        "rebalance" => {
+            "A consumer group moved to a new generation after its first one (a member \
+             joined, left, was evicted or restarted); counted once per generation."
+        }
+        "member-left" => "A group member left the group by itself (max.poll.interval.ms expired).",
+        "send-timeout" => {
+            "A `send` call blocked (waiting for buffer memory or topic metadata) for \
+             max.block.ms and failed with a TimeoutException; the record was never sent."
+        }
+        "expired-after-retries" => {
+            "A record whose batch was sent and retried (two attempts or more) failed when \
+             delivery.timeout.ms ran out."
+        }
+        "expired-unsent" => {
+            "A record whose batch was never sent (it waited in the producer's accumulator, \
+             send() having returned) failed when delivery.timeout.ms ran out; not a \
+             blocked send."
+        }
+        "header-mismatch" => {
+            "A consumer read a record whose headers (keys, values, order) differ from the \
+             headers its producer sent with it; counted once per value."
+        }
+        "high-watermark-regression" => {
+            "A consumer saw a partition's high watermark go down between two successive \
+             fetch responses (a new leader whose high watermark lags, or a deposed leader \
+             answering a fetch sent before the change); Kafka's consumer takes it as it \
+             comes, no record is read twice or skipped."
+        }
+        "undetected-truncation" => {
+            "A consumer read a record at an offset of a partition where the partition's \
+             final log holds another record (or none), then read a record the final log \
+             does hold at a higher offset, without seeking back to or below the first \
+             offset (it went on from a truncated log: KIP-320's validation failed); counted \
+             once per consumer and partition."
+        }
+        _ => txn::describe(kind).unwrap_or("Not an anomaly kind kafkasim checks."),
+    }
+}
+
+/// What the checker found in one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Anomalies by kind; only kinds seen at least once appear.
+    pub anomalies: BTreeMap<String, AnomalyReport>,
+    /// Counts of operations, independent of anomalies.
+    pub stats: CheckStats,
+}
+
+/// All occurrences of one anomaly kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnomalyReport {
+    /// How many times it occurred (the unit is given by [`describe`]).
+    pub count: u64,
+    /// At most three occurrences in plain English, the first ones in history order.
+    pub examples: Vec<String>,
+    /// The history lines (entry indices) each example involves, in the order of
+    /// `examples`; empty for findings from the end-of-run snapshot.
+    #[serde(default)]
+    pub lines: Vec<Vec<u64>>,
+}
+
+/// Counts of the operations in a history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckStats {
+    /// `Send` entries.
+    pub sends: u64,
+    /// Sends with `Outcome::Ok` (acknowledged, or sent with `acks=0`).
+    pub acked: u64,
+    /// Sends with `Outcome::Fail` (definitely not written).
+    pub failed: u64,
+    /// Sends with `Outcome::Info` (may or may not have been written).
+    pub indefinite: u64,
+    /// `Poll` entries.
+    pub polls: u64,
+    /// Records in all polls.
+    pub records_read: u64,
+    /// Faults injected (`FaultStart` entries).
+    pub faults: u64,
+    /// Rebalances (new generations after a group's first) by what triggered them
+    /// (`session-expired`, `member-left`, ...; `unknown` when no trigger was recorded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rebalances_by_cause: BTreeMap<String, u64>,
+}
+
+/// Checks a history and the end-of-run snapshot for every kind in [`ANOMALY_KINDS`].
+pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
+    let view = TxnView::new(history, snapshot);
+    let mut collector = Collector {
+        view: Some(&view),
+        ..Collector::default()
+    };
+    for entry in &history.entries {
+        collector.entry(entry);
+    }
+    collector.check_writes(snapshot);
+    collector.check_reads();
+    collector.check_headers();
+    collector.check_reorders();
+    collector.check_skips();
+    let Collector {
+        mut stats,
+        mut tallies,
+        ..
+    } = collector;
+    check_snapshot(snapshot, &mut tallies);
+    check_truncation(history, snapshot, &mut tallies);
+    check_groups(history, snapshot, &view, &mut tallies, &mut stats);
+    txn::check(history, snapshot, &view, &mut tallies);
+    CheckResult {
+        anomalies: tallies.into_reports(),
+        stats,
+    }
+}
+
+// ---------------------------------------------------------------- consumer groups
+
+/// One processing of a record by a group.
+struct Processing<'h> {
+    index: u64,
+    member: &'h str,
+    generation: i32,
+    at_ms: Millis,
+    sink: Sink,
+}
+
+/// The consumer-group checks: what each group processed against what was
+/// acknowledged, who owned which partition in which generation, and how committed
+/// offsets moved.
+fn check_groups(
+    history: &History,
+    snapshot: &Snapshot,
+    view: &TxnView,
+    tallies: &mut Tallies,
+    stats: &mut CheckStats,
+) {
+    // Acknowledged sends: value -> (partition, offset, history index, time).
+    let mut acked: BTreeMap<Value, (&TopicPartition, Offset, u64, Millis)> = BTreeMap::new();
+    let mut processed: BTreeMap<(&str, Value), Vec<Processing>> = BTreeMap::new();
+    let mut max_processed: BTreeMap<(&str, &TopicPartition), Offset> = BTreeMap::new();
+    let mut owners: BTreeMap<(&str, i32, &TopicPartition), (NodeId, u64)> = BTreeMap::new();
+    let mut last_commit: BTreeMap<(&str, &TopicPartition), (i32, Offset, u64)> = BTreeMap::new();
+    let mut max_committed: BTreeMap<(&str, &TopicPartition), Offset> = BTreeMap::new();
+    // Per group: (time, generation) of every assignment, and the first generation.
+    let mut assigned_at: BTreeMap<&str, Vec<(Millis, i32)>> = BTreeMap::new();
+    let mut first_generation: BTreeMap<&str, i32> = BTreeMap::new();
+    // The topics each group was ever assigned partitions of (what it subscribes to).
+    let mut group_topics: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut generations_seen: BTreeSet<(&str, i32)> = BTreeSet::new();
+    // Why each generation was left: (group, generation) -> the first trigger.
+    let mut prepared: BTreeMap<(&str, i32), (Millis, RebalanceCause, &str)> = BTreeMap::new();
+    // Acknowledged commits per (group, partition), in the order they completed.
+    let mut acked_commits: BTreeMap<(&str, &TopicPartition), Vec<AckedCommit>> = BTreeMap::new();
+    for e in &history.entries {
+        match &e.op {
+            Op::PrepareRebalance {
+                group,
+                generation,
+                cause,
+                reason,
+            } => {
+                prepared.entry((group.as_str(), *generation)).or_insert((
+                    entry_ms(e),
+                    *cause,
+                    reason.as_str(),
+                ));
+            }
+            Op::FetchCommitted {
+                group,
+                member,
+                offsets,
+                ..
+            } => {
+                for (p, fetched) in offsets {
+                    let Some(acks) = acked_commits.get(&(group.as_str(), p)) else {
+                        continue;
+                    };
+                    let Some(required) = committed_at(acks, e.invoke_ms) else {
+                        continue;
+                    };
+                    if fetched.is_none_or(|f| f < required.offset) {
+                        let got = fetched.map_or("no committed offset".into(), |f| f.to_string());
+                        tallies.add("committed-offset-lost", (e.index, 0), || {
+                            format!(
+                                "group {group} committed {p} at {} (acknowledged at {} s, \
+                                 history line {}), but member {member}'s OffsetFetch sent at \
+                                 {} s found {got}",
+                                required.offset,
+                                Secs(required.complete_ms),
+                                required.index,
+                                Secs(e.invoke_ms)
+                            )
+                        });
+                    }
+                }
+            }
+            Op::Send {
+                value,
+                partition,
+                offset: Some(offset),
+                ..
+            } if e.outcome == Outcome::Ok && view.send_visible(e) != Some(false) => {
+                acked.insert(*value, (partition, *offset, e.index, entry_ms(e)));
+            }
+            Op::Processed {
+                group,
+                member,
+                generation,
+                partition,
+                offset,
+                value,
+                sink,
+            } => {
+                processed
+                    .entry((group.as_str(), *value))
+                    .or_default()
+                    .push(Processing {
+                        index: e.index,
+                        member,
+                        generation: *generation,
+                        at_ms: entry_ms(e),
+                        sink: *sink,
+                    });
+                let m = max_processed
+                    .entry((group.as_str(), partition))
+                    .or_insert(*offset);
+                *m = (*m).max(*offset);
+            }
+            Op::MemberEvent {
+                group,
+                member,
+                event,
+            } if event.starts_with("left the group") => {
+                tallies.add("member-left", (e.index, 0), || {
+                    format!(
+                        "member {member} of group {group} {event} at {} s",
+                        Secs(entry_ms(e))
+                    )
+                });
+            }
+            Op::Assigned {
+                group,
+                member,
+                generation,
+                partitions,
+            } => {
+                let first = *first_generation
+                    .entry(group.as_str())
+                    .or_insert(*generation);
+                if *generation > first && generations_seen.insert((group.as_str(), *generation)) {
+                    let why = prepared.get(&(group.as_str(), generation - 1)).copied();
+                    let cause = why.map_or("unknown", |(_, c, _)| c.name());
+                    *stats
+                        .rebalances_by_cause
+                        .entry(cause.to_string())
+                        .or_default() += 1;
+                    tallies.add("rebalance", (e.index, 0), || {
+                        let why = why.map_or(String::new(), |(at, cause, reason)| {
+                            format!("; {}: {reason}, at {} s", cause.name(), Secs(at))
+                        });
+                        format!(
+                            "group {group} moved to generation {generation} at {} s ({member} \
+                             was assigned {}{why})",
+                            Secs(entry_ms(e)),
+                            partitions
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    });
+                }
+                assigned_at
+                    .entry(group.as_str())
+                    .or_default()
+                    .push((entry_ms(e), *generation));
+                group_topics.extend(partitions.iter().map(|p| (group.as_str(), &*p.topic)));
+                // Ownership is per process: a static member that restarts keeps its
+                // partitions under a new member id in the same generation (KIP-345).
+                for p in partitions {
+                    let key = (group.as_str(), *generation, p);
+                    match owners.get(&key) {
+                        Some((other, first)) if *other != e.process => {
+                            let (other, first) = (*other, *first);
+                            let me = e.process;
+                            tallies.add_lines("double-assignment", (e.index, 0), &[first], || {
+                                format!(
+                                    "{p} was assigned in generation {generation} of group \
+                                     {group} to {other} (history line {first}) and to {me} \
+                                     as member {member} (line {})",
+                                    e.index
+                                )
+                            });
+                        }
+                        Some(_) => {}
+                        None => {
+                            owners.insert(key, (e.process, e.index));
+                        }
+                    }
+                }
+            }
+            Op::Committed {
+                group,
+                generation,
+                offsets,
+                ..
+            } if e.outcome == Outcome::Ok => {
+                // A commit sent after a newer generation was assigned must be refused.
+                let newer = assigned_at.get(group.as_str()).and_then(|v| {
+                    v.iter()
+                        .filter(|(t, g)| *t < e.invoke_ms && g > generation)
+                        .map(|(_, g)| *g)
+                        .max()
+                });
+                if let Some(newer) = newer {
+                    tallies.add("zombie-commit", (e.index, 0), || {
+                        format!(
+                            "group {group} accepted a commit of generation {generation} sent at \
+                             {} s, after generation {newer} had been assigned",
+                            Secs(e.invoke_ms)
+                        )
+                    });
+                }
+                for (p, offset) in offsets {
+                    let key = (group.as_str(), p);
+                    let acks = acked_commits.entry(key).or_default();
+                    assert!(acks.len() < 10_000_000, "commit list unbounded");
+                    acks.push(AckedCommit {
+                        invoke_ms: e.invoke_ms,
+                        complete_ms: entry_ms(e),
+                        offset: *offset,
+                        index: e.index,
+                    });
+                    let m = max_committed.entry(key).or_insert(*offset);
+                    *m = (*m).max(*offset);
+                    if let Some((g, prev, line)) = last_commit.get(&key).copied() {
+                        if g == *generation && *offset < prev {
+                            tallies.add_lines("commit-regression", (e.index, 0), &[line], || {
+                                format!(
+                                    "group {group} committed {p} at {prev} (line {line}) and \
+                                     then at {offset} (line {}), both in generation \
+                                     {generation}",
+                                    e.index
+                                )
+                            });
+                        }
+                    }
+                    last_commit.insert(key, (*generation, *offset, e.index));
+                }
+            }
+            _ => {}
+        }
+    }
+    let groups: BTreeSet<&str> = processed.keys().map(|(g, _)| *g).collect();
+    for group in groups {
+        for (value, (p, offset, index, at_ms)) in &acked {
+            let times = processed.get(&(group, *value)).map_or(0, Vec::len);
+            let reached = max_processed.get(&(group, *p)).is_some_and(|m| m > offset)
+                || max_committed.get(&(group, *p)).is_some_and(|c| c > offset);
+            if times == 0 && reached {
+                let upto = max_processed.get(&(group, *p)).copied().unwrap_or(-1);
+                tallies.add("processing-loss", (*index, 0), || {
+                    format!(
+                        "value {value}, acknowledged at offset {offset} of {p} at {} s, was \
+                         never processed by group {group}, which processed {p} up to offset \
+                         {upto}",
+                        Secs(*at_ms)
+                    )
+                });
+            }
+        }
+        for ((g, value), runs) in processed.range((group, 0)..=(group, Value::MAX)) {
+            debug_assert_eq!(*g, group);
+            if runs.len() < 2 {
+                continue;
+            }
+            let (a, b) = (&runs[0], &runs[1]);
+            let describe = |what: &str| {
+                format!(
+                    "value {value} {what} by group {g}: by member {} (generation {}) at {} s \
+                     and by member {} (generation {}) at {} s",
+                    a.member,
+                    a.generation,
+                    Secs(a.at_ms),
+                    b.member,
+                    b.generation,
+                    Secs(b.at_ms)
+                )
+            };
+            tallies.add_lines("reprocessing", (b.index, 0), &[a.index], || {
+                describe("was processed twice")
+            });
+            let api: Vec<&Processing> = runs
+                .iter()
+                .filter(|r| r.sink == Sink::ExternalApi)
+                .collect();
+            if api.len() >= 2 {
+                tallies.add_lines(
+                    "duplicate-effect",
+                    (api[1].index, 0),
+                    &[api[0].index],
+                    || describe("reached the external API twice"),
+                );
+            }
+        }
+    }
+    // The high watermark: the highest any replica holds (the leader's, when it has one).
+    let hw: BTreeMap<&TopicPartition, Offset> = snapshot
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let h = p.replicas.iter().map(|r| r.high_watermark).max()?;
+            Some((&p.partition, h))
+        })
+        .collect();
+    // The final committed offsets against the acknowledged commits.
+    let end_ms = history.entries.iter().map(entry_ms).max().unwrap_or(0) + 1;
+    let final_offsets: BTreeMap<(&str, &TopicPartition), Offset> = snapshot
+        .committed_offsets
+        .iter()
+        .map(|(g, p, o)| ((g.as_str(), p), *o))
+        .collect();
+    for ((group, p), acks) in &acked_commits {
+        // Only a group some coordinator has loaded holds offsets to compare.
+        let loaded = snapshot.groups.iter().any(|g| g.group == *group);
+        let Some(required) = committed_at(acks, end_ms).filter(|_| loaded) else {
+            continue;
+        };
+        let held = final_offsets.get(&(*group, *p)).copied();
+        if held.is_none_or(|h| h < required.offset) {
+            let got = held.map_or("none".into(), |h| h.to_string());
+            tallies.add("committed-offset-lost", (u64::MAX, 0), || {
+                format!(
+                    "group {group} committed {p} at {} (acknowledged at {} s, history line {}), \
+                     but its coordinator holds {got} at the end of the run",
+                    required.offset,
+                    Secs(required.complete_ms),
+                    required.index
+                )
+            });
+        }
+    }
+    // After the quiet period every partition of a group that consumed is assigned.
+    // (Hand-written histories without a snapshot have no end state to check.)
+    let consuming: BTreeSet<&str> = first_generation.keys().copied().collect();
+    for group in consuming
+        .into_iter()
+        .filter(|_| !snapshot.partitions.is_empty())
+    {
+        let Some(g) = snapshot.groups.iter().find(|g| g.group == group) else {
+            tallies.add("unassigned-partition", (u64::MAX, 0), || {
+                format!("group {group} is not loaded by any coordinator at the end of the run")
+            });
+            continue;
+        };
+        let subscribed = snapshot
+            .partitions
+            .iter()
+            .map(|p| &p.partition)
+            .filter(|p| group_topics.contains(&(group, &*p.topic)));
+        for p in subscribed {
+            let owned = g.members.iter().any(|(_, a)| a.contains(p));
+            if !owned || g.state != "Stable" {
+                tallies.add("unassigned-partition", (u64::MAX, 0), || {
+                    format!(
+                        "{p} is assigned to no member of group {group} at the end of the run \
+                         (group {}, generation {}, {} member(s))",
+                        g.state,
+                        g.generation,
+                        g.members.len()
+                    )
+                });
+            }
+        }
+    }
+    for (group, p, offset) in &snapshot.committed_offsets {
+        if let Some(h) = hw.get(p).filter(|h| offset > *h) {
+            tallies.add("committed-past-high-watermark", (u64::MAX, 0), || {
+                format!(
+                    "group {group}'s committed offset for {p} is {offset}, above the high \
+                     watermark {h}"
+                )
+            });
+        }
+    }
+}
+
+/// An acknowledged offset commit of one partition.
+#[derive(Clone, Copy)]
+struct AckedCommit {
+    invoke_ms: Millis,
+    complete_ms: Millis,
+    offset: Offset,
+    index: u64,
+}
+
+/// The commit a read of the committed offset starting at `at_ms` must see at least:
+/// of the commits acknowledged before `at_ms`, the last one and those concurrent with
+/// it (any of them may have been applied last), the lowest. `None` before any.
+fn committed_at(acks: &[AckedCommit], at_ms: Millis) -> Option<AckedCommit> {
+    let done: Vec<&AckedCommit> = acks.iter().filter(|a| a.complete_ms < at_ms).collect();
+    let last = done.iter().max_by_key(|a| (a.complete_ms, a.index))?;
+    done.iter()
+        .filter(|a| a.complete_ms >= last.invoke_ms)
+        .min_by_key(|a| (a.offset, a.index))
+        .map(|a| **a)
+}
+
+// ---------------------------------------------------------------- tallies
+
+/// How many examples each kind keeps.
+const MAX_EXAMPLES: usize = 3;
+
+/// Where an occurrence sits in the run: (history index, position within the entry).
+/// A history index of `u64::MAX` marks a finding from the snapshot (no history line).
+pub(crate) type Order = (u64, u64);
+
+/// One kind's count and its earliest examples (with the history lines each involves),
+/// sorted by [`Order`].
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    examples: Vec<(Order, String, Vec<u64>)>,
+}
+
+impl Tally {
+    /// Counts one occurrence; formats its example only if it is among the first ones.
+    fn add(&mut self, order: Order, lines: &[u64], example: impl FnOnce() -> String) {
+        self.count += 1;
+        let at = self.examples.partition_point(|(o, _, _)| *o <= order);
+        if at < MAX_EXAMPLES {
+            let mut lines = lines.to_vec();
+            lines.extend((order.0 != u64::MAX).then_some(order.0));
+            lines.sort_unstable();
+            lines.dedup();
+            self.examples.insert(at, (order, example(), lines));
+            self.examples.truncate(MAX_EXAMPLES);
+        }
+    }
+}
+
+/// Tallies of every kind seen so far.
+#[derive(Default)]
+pub(crate) struct Tallies(BTreeMap<&'static str, Tally>);
+
+impl Tallies {
+    /// Counts one occurrence of `kind` at `order`; formats its example only if it is
+    /// among the first ones.
+    pub(crate) fn add(
+        &mut self,
+        kind: &'static str,
+        order: Order,
+        example: impl FnOnce() -> String,
+    ) {
+        self.add_lines(kind, order, &[], example);
+    }
+
+    /// [`Tallies::add`] for an occurrence that involves other history lines besides
+    /// the one in its `order` (the other observation of a duplicate, the send of a
+    /// misplaced read, ...).
+    pub(crate) fn add_lines(
+        &mut self,
+        kind: &'static str,
+        order: Order,
+        lines: &[u64],
+        example: impl FnOnce() -> String,
+    ) {
+        debug_assert!(
+            ANOMALY_KINDS.contains(&kind) || EVENT_KINDS.contains(&kind),
+            "unknown anomaly kind {kind}"
+        );
+        self.0.entry(kind).or_default().add(order, lines, example);
+    }
+
+    fn into_reports(self) -> BTreeMap<String, AnomalyReport> {
+        self.0
+            .into_iter()
+            .map(|(kind, t)| {
+                let (examples, lines) = t.examples.into_iter().map(|(_, s, l)| (s, l)).unzip();
+                let report = AnomalyReport {
+                    count: t.count,
+                    examples,
+                    lines,
+                };
+                (kind.to_string(), report)
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------- wording
+
+/// Simulated time in seconds with three decimals (`12.400`).
+pub(crate) struct Secs(pub(crate) Millis);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+/// A value with its key, if it has one (`value 4711 (key k3)`).
+struct Val<'a>(Value, Option<&'a str>);
+
+impl fmt::Display for Val<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(key) => write!(f, "value {} (key {key})", self.0),
+            None => write!(f, "value {}", self.0),
+        }
+    }
+}
+
+/// The time an entry completed, or was invoked if it never completed.
+pub(crate) fn entry_ms(entry: &Entry) -> Millis {
+    entry.complete_ms.unwrap_or(entry.invoke_ms)
+}
+
+// ---------------------------------------------------------------- history pass
+
+/// Who observed a value at an offset, and when.
+#[derive(Clone, Copy)]
+struct Seen {
+    index: u64,
+    /// Position of the record in its poll (0 for an acknowledgement).
+    record: u64,
+    process: NodeId,
+    at_ms: Millis,
+    /// An acknowledgement (true) or a read (false).
+    ack: bool,
+}
+
+impl Seen {
+    /// Where the observation sits in the history.
+    fn order(&self) -> Order {
+        (self.index, self.record)
+    }
+}
+
+impl fmt::Display for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.ack {
+            "acknowledged to"
+        } else {
+            "read by"
+        };
+        write!(f, "{how} {} at {} s", self.process, Secs(self.at_ms))
+    }
+}
+
+/// A `Send` entry.
+struct SendRec<'h> {
+    index: u64,
+    process: NodeId,
+    /// When `send` was called (the send order of one process).
+    invoke_ms: Millis,
+    at_ms: Millis,
+    key: Option<&'h str>,
+    value: Value,
+    partition: &'h TopicPartition,
+    outcome: &'h Outcome,
+    /// The acknowledged offset (`Ok` sends only), also when it is no promise.
+    acked_offset: Option<Offset>,
+    /// The headers it was sent with.
+    headers: &'h Headers,
+    /// Whether the acknowledgement promises the record to readers: not when its
+    /// transaction aborted (or never committed) and its client was never told it
+    /// committed.
+    promised: bool,
+}
+
+/// Everything known about one value.
+#[derive(Default)]
+struct ValueObs<'h> {
+    /// Index into `Collector::sends` of the value's send.
+    send: Option<usize>,
+    /// Each distinct (partition, offset) it was observed at, with the first observation.
+    positions: Vec<(&'h TopicPartition, Offset, Seen)>,
+    /// Already counted as a duplicate.
+    duplicate: bool,
+    /// The first read of it in each partition it was read from, in history order.
+    first_reads: Vec<(&'h TopicPartition, Offset, Seen)>,
+}
+
+/// The first value observed at one (partition, offset).
+struct AtOffset {
+    value: Value,
+    seen: Seen,
+    /// Already counted as inconsistent.
+    inconsistent: bool,
+}
+
+/// The first send of one key.
+struct KeyFirst<'h> {
+    partition: &'h TopicPartition,
+    value: Value,
+    at_ms: Millis,
+    /// Already counted as sent to two partitions.
+    flagged: bool,
+}
+
+/// Where one consumer stands on one partition: just after reading an offset, or just
+/// after a seek (or offset reset) to a position, the offset it must read next.
+#[derive(Clone, Copy)]
+enum Position {
+    /// It read this offset (at this time).
+    Read(Offset, Millis),
+    /// It moved its position to this offset (at this time), not by consuming.
+    Sought(Offset, Millis),
+}
+
+impl Position {
+    /// The offset the next read should return.
+    fn next(self) -> Offset {
+        match self {
+            Position::Read(o, _) => o.saturating_add(1),
+            Position::Sought(o, _) => o,
+        }
+    }
+}
+
+/// A read of one consumer on one partition that jumped past offsets it should have
+/// read next (after its previous read, or after its last seek).
+struct Gap<'h> {
+    /// The read past the gap.
+    seen: Seen,
+    partition: &'h TopicPartition,
+    /// Where the consumer stood before it.
+    from: Position,
+    to: Offset,
+}
+
+/// The last high watermark one consumer saw for one partition: (hw, broker, time).
+type LastHw = (Offset, NodeId, Millis);
+
+/// State gathered over the history.
+#[derive(Default)]
+struct Collector<'h> {
+    /// Which transactional records are visible (aborted or open ones are no
+    /// observations of their values).
+    view: Option<&'h TxnView>,
+    stats: CheckStats,
+    tallies: Tallies,
+    sends: Vec<SendRec<'h>>,
+    values: BTreeMap<Value, ValueObs<'h>>,
+    at: BTreeMap<(&'h TopicPartition, Offset), AtOffset>,
+    max_read: BTreeMap<&'h TopicPartition, Offset>,
+    /// First send of each (topic, key): the partitioner maps a key within a topic.
+    keys: BTreeMap<(&'h str, &'h str), KeyFirst<'h>>,
+    /// Each consumer's position per partition: its last read, or its last seek.
+    last_read: BTreeMap<(NodeId, &'h TopicPartition), Position>,
+    gaps: Vec<Gap<'h>>,
+    last_hw: BTreeMap<(NodeId, &'h TopicPartition), LastHw>,
+    /// Every record read, with its headers, for `header-mismatch`.
+    header_reads: Vec<(Value, &'h Headers, Seen, &'h TopicPartition, Offset)>,
+}
+
+impl<'h> Collector<'h> {
+    /// Takes in one history entry.
+    fn entry(&mut self, entry: &'h Entry) {
+        let at_ms = entry_ms(entry);
+        match &entry.op {
+            Op::Send {
+                key,
+                value,
+                partition,
+                offset,
+                headers,
+                ..
+            } => self.send(entry, key.as_deref(), *value, partition, *offset, headers),
+            Op::Poll {
+                partition,
+                records,
+                high_watermark,
+                ..
+            } => {
+                self.stats.polls += 1;
+                self.stats.records_read += records.len() as u64;
+                for (i, record) in records.iter().enumerate() {
+                    let seen = Seen {
+                        index: entry.index,
+                        record: i as u64,
+                        process: entry.process,
+                        at_ms,
+                        ack: false,
+                    };
+                    // Kafka's leader reads for a consumer up to the high watermark
+                    // (`FetchIsolation.HIGH_WATERMARK`, or `TXN_COMMITTED`: the last
+                    // stable offset, never above it; `Partition.fetchRecords` /
+                    // `UnifiedLog.read` with `maxOffsetMetadata`), and the response
+                    // carries that high watermark: a record at or above it was served
+                    // before it was on every in-sync replica.
+                    if *high_watermark >= 0 && record.offset >= *high_watermark {
+                        self.tallies
+                            .add("read-above-high-watermark", seen.order(), || {
+                                format!(
+                                    "{} read offset {} of {partition} (value {}) from a fetch \
+                                     response whose high watermark is {high_watermark}",
+                                    entry.process, record.offset, record.value
+                                )
+                            });
+                    }
+                    let visible = self
+                        .view
+                        .is_none_or(|v| v.visible(partition, record.offset, record.value));
+                    let read = (
+                        record.value,
+                        &record.headers,
+                        seen,
+                        partition,
+                        record.offset,
+                    );
+                    self.header_reads.push(read);
+                    self.read(seen, partition, record.offset, record.value, visible);
+                }
+            }
+            // The seek sets the position (`KafkaConsumer.seek` /
+            // `SubscriptionState.seekUnvalidated`): the next read must be at `offset`.
+            Op::Seek {
+                partition, offset, ..
+            } => {
+                let sought = Position::Sought(*offset, at_ms);
+                self.last_read.insert((entry.process, partition), sought);
+            }
+            Op::ObserveHighWatermark {
+                partition,
+                high_watermark,
+                broker,
+                ..
+            } => {
+                let now = (*high_watermark, *broker, at_ms);
+                let prev = self.last_hw.insert((entry.process, partition), now);
+                if let Some((prev_hw, prev_broker, prev_ms)) = prev {
+                    if *high_watermark < prev_hw {
+                        let process = entry.process;
+                        self.tallies
+                            .add("high-watermark-regression", (entry.index, 0), || {
+                                format!(
+                                    "{process} saw the high watermark of {partition} drop \
+                                     from {prev_hw} ({prev_broker} at {} s) to \
+                                     {high_watermark} ({broker} at {} s)",
+                                    Secs(prev_ms),
+                                    Secs(at_ms)
+                                )
+                            });
+                    }
+                }
+            }
+            Op::FaultStart { .. } => self.stats.faults += 1,
+            Op::FaultEnd { .. }
+            | Op::PartitionChange { .. }
+            | Op::PrepareRebalance { .. }
+            | Op::FetchCommitted { .. }
+            | Op::BeginTxn { .. }
+            | Op::EndTxn { .. }
+            | Op::TxnState { .. }
+            | Op::OffsetsForTimes { .. }
+            | Op::ProducerMetrics(_)
+            | Op::Processed { .. }
+            | Op::Assigned { .. }
+            | Op::Committed { .. }
+            | Op::MemberEvent { .. } => {}
+        }
+    }
+
+    /// Takes in a `Send` entry.
+    /// Counts the client events of a send that did not succeed, by the timeout the
+    /// producer recorded (Kafka throws a `TimeoutException` for each, so the message
+    /// alone cannot tell a blocked `send()` from an expired batch).
+    fn client_event(&mut self, entry: &Entry, value: Value, why: &str) {
+        let Op::Send {
+            attempts, timeout, ..
+        } = entry.op
+        else {
+            return;
+        };
+        let at = Secs(entry.invoke_ms);
+        let end = Secs(entry_ms(entry));
+        match timeout {
+            // `KafkaProducer.waitOnMetadata` / `BufferPool.allocate`: send() itself
+            // blocked for max.block.ms.
+            Some(t) if t.blocked() => {
+                self.tallies.add("send-timeout", (entry.index, 0), || {
+                    format!(
+                        "{}'s send of value {value} at {at} s blocked and failed at {end} s: {why}",
+                        entry.process
+                    )
+                });
+            }
+            // `RecordAccumulator.expiredBatches` / `Sender.getExpiredInflightBatches`:
+            // the batch ran out of delivery.timeout.ms after send() had returned.
+            Some(_) if attempts >= 2 => {
+                self.tallies
+                    .add("expired-after-retries", (entry.index, 0), || {
+                        format!(
+                            "{}'s value {value}, sent at {at} s, expired at {end} s after \
+                             {attempts} attempts: {why}",
+                            entry.process
+                        )
+                    });
+            }
+            Some(_) if attempts == 0 => {
+                self.tallies.add("expired-unsent", (entry.index, 0), || {
+                    format!(
+                        "{}'s value {value}, handed to send() at {at} s, expired in the \
+                         accumulator at {end} s without being sent: {why}",
+                        entry.process
+                    )
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn send(
+        &mut self,
+        entry: &'h Entry,
+        key: Option<&'h str>,
+        value: Value,
+        partition: &'h TopicPartition,
+        offset: Option<Offset>,
+        headers: &'h Headers,
+    ) {
+        let at_ms = entry_ms(entry);
+        self.stats.sends += 1;
+        // An aborted transaction's acknowledged record is no promise (Kafka's
+        // `read_committed` readers never return it, `ControlRecordType.ABORT`), but its
+        // offset was still assigned: it stays known, only not as an observation.
+        let promised = self
+            .view
+            .is_none_or(|v| v.send_visible(entry) != Some(false));
+        let acked_offset = match &entry.outcome {
+            Outcome::Ok => {
+                self.stats.acked += 1;
+                offset
+            }
+            Outcome::Fail { error } => {
+                self.stats.failed += 1;
+                self.client_event(entry, value, error);
+                None
+            }
+            Outcome::Info { reason } => {
+                self.stats.indefinite += 1;
+                self.client_event(entry, value, reason);
+                None
+            }
+        };
+        if let Some(o) = acked_offset.filter(|_| promised) {
+            let seen = Seen {
+                index: entry.index,
+                record: 0,
+                process: entry.process,
+                at_ms,
+                ack: true,
+            };
+            self.observe(seen, partition, o, value);
+        }
+        // A send that failed before the partitioner ran has no partition to compare.
+        let partitioned = partition.partition != crate::client::producer::UNKNOWN_PARTITION;
+        if let Some(k) = key.filter(|_| partitioned) {
+            match self.keys.entry((&*partition.topic, k)) {
+                MapEntry::Vacant(slot) => {
+                    slot.insert(KeyFirst {
+                        partition,
+                        value,
+                        at_ms,
+                        flagged: false,
+                    });
+                }
+                MapEntry::Occupied(mut slot) => {
+                    let first = slot.get_mut();
+                    if first.partition != partition && !first.flagged {
+                        first.flagged = true;
+                        let (p1, v1, t1) = (first.partition, first.value, first.at_ms);
+                        self.tallies.add("wrong-partition", (entry.index, 0), || {
+                            format!(
+                                "key {k} was sent to {p1} (value {v1} at {} s) and to \
+                                 {partition} (value {value} at {} s)",
+                                Secs(t1),
+                                Secs(at_ms)
+                            )
+                        });
+                    }
+                }
+            }
+        }
+        let idx = self.sends.len();
+        self.sends.push(SendRec {
+            index: entry.index,
+            process: entry.process,
+            invoke_ms: entry.invoke_ms,
+            at_ms,
+            key,
+            value,
+            partition,
+            outcome: &entry.outcome,
+            acked_offset,
+            headers,
+            promised,
+        });
+        // A value sent more than once (a pipeline's output, processed again after an
+        // abort) keeps its first send, unless that one failed and this one did not.
+        let obs = self.values.entry(value).or_default();
+        let failed = |i: usize| matches!(self.sends[i].outcome, Outcome::Fail { .. });
+        match obs.send {
+            Some(first) if !failed(first) || failed(idx) => {}
+            _ => obs.send = Some(idx),
+        }
+    }
+
+    /// Takes in one record of a poll. A record that is not `visible` (its transaction
+    /// aborted or never ended) is no observation of its value, but still a read.
+    fn read(
+        &mut self,
+        seen: Seen,
+        partition: &'h TopicPartition,
+        offset: Offset,
+        value: Value,
+        visible: bool,
+    ) {
+        if visible {
+            self.observe(seen, partition, offset, value);
+            let obs = self.values.entry(value).or_default();
+            if !obs.first_reads.iter().any(|(p, _, _)| *p == partition) {
+                obs.first_reads.push((partition, offset, seen));
+            }
+        }
+        let max = self.max_read.entry(partition).or_insert(offset);
+        *max = (*max).max(offset);
+
+        let process = seen.process;
+        let prev = self
+            .last_read
+            .insert((process, partition), Position::Read(offset, seen.at_ms));
+        let Some(prev) = prev else { return };
+        if offset < prev.next() {
+            self.tallies.add("nonmonotonic-poll", seen.order(), || {
+                let at = Secs(seen.at_ms);
+                match prev {
+                    Position::Read(prev, prev_ms) => format!(
+                        "{process} read offset {offset} of {partition} at {at} s right \
+                         after offset {prev} (read at {} s), with no seek in between",
+                        Secs(prev_ms)
+                    ),
+                    Position::Sought(pos, ms) => format!(
+                        "{process} read offset {offset} of {partition} at {at} s right \
+                         after seeking to offset {pos} (at {} s)",
+                        Secs(ms)
+                    ),
+                }
+            });
+        } else if offset > prev.next() {
+            self.gaps.push(Gap {
+                seen,
+                partition,
+                from: prev,
+                to: offset,
+            });
+        }
+    }
+
+    /// Records that `value` was observed at `offset` of `partition`, and counts the
+    /// duplicates and inconsistent offsets this reveals.
+    fn observe(&mut self, seen: Seen, partition: &'h TopicPartition, offset: Offset, value: Value) {
+        let order = seen.order();
+        let at = self.at.entry((partition, offset)).or_insert(AtOffset {
+            value,
+            seen,
+            inconsistent: false,
+        });
+        if at.value != value && !at.inconsistent {
+            at.inconsistent = true;
+            let (first_value, first_seen) = (at.value, at.seen);
+            self.tallies
+                .add_lines("inconsistent-offsets", order, &[first_seen.index], || {
+                    format!(
+                        "offset {offset} of {partition} held value {first_value} ({first_seen}) \
+                         and value {value} ({seen})"
+                    )
+                });
+        }
+
+        let obs = self.values.entry(value).or_default();
+        if obs
+            .positions
+            .iter()
+            .any(|(p, o, _)| *p == partition && *o == offset)
+        {
+            return;
+        }
+        // A pipeline's output twice is `output-duplicate` (`txn_checker`).
+        if !obs.duplicate && input_of(value).is_none() {
+            if let Some(&(_, first_offset, first_seen)) =
+                obs.positions.iter().find(|(p, _, _)| *p == partition)
+            {
+                obs.duplicate = true;
+                self.tallies
+                    .add_lines("duplicate", order, &[first_seen.index], || {
+                        format!(
+                            "value {value} was observed at offset {first_offset} of {partition} \
+                             ({first_seen}) and at offset {offset} ({seen})"
+                        )
+                    });
+            }
+        }
+        obs.positions.push((partition, offset, seen));
+    }
+
+    // ------------------------------------------------------------ whole-history checks
+
+    /// `lost-write` and `unseen`: acknowledged writes never read. One that no consumer
+    /// read as far as is still lost, not merely unseen, when the final leader's log
+    /// (white box) no longer holds it: no later reader can ever see it.
+    fn check_writes(&mut self, snapshot: &Snapshot) {
+        let mut final_logs: BTreeMap<&TopicPartition, (u32, BTreeSet<Value>)> = BTreeMap::new();
+        for s in &self.sends {
+            let read = self
+                .values
+                .get(&s.value)
+                .is_some_and(|obs| !obs.first_reads.is_empty());
+            if read || !matches!(s.outcome, Outcome::Ok) || !s.promised {
+                continue;
+            }
+            let what = Val(s.value, s.key);
+            let (p, t) = (s.partition, Secs(s.at_ms));
+            let Some(offset) = s.acked_offset else {
+                // acks=0: the send succeeded without an offset; lost if it is not where
+                // every later reader would find it.
+                if let Some((leader, values)) = final_log(&mut final_logs, snapshot, p) {
+                    if !values.contains(&s.value) {
+                        self.tallies.add("lost-write", (s.index, 0), || {
+                            format!(
+                                "{what} was sent with acks=0 to {p} at {t} s (success, no \
+                                 offset), never read, and is not in the final log of its \
+                                 leader broker-{leader}"
+                            )
+                        });
+                    }
+                }
+                continue;
+            };
+            let max = self.max_read.get(s.partition).copied();
+            if let Some(max) = max.filter(|m| *m >= offset) {
+                self.tallies.add("lost-write", (s.index, 0), || {
+                    format!(
+                        "{what} was acknowledged at offset {offset} of {p} at {t} s and \
+                         never read, although consumers read up to offset {max}"
+                    )
+                });
+                continue;
+            }
+            if let Some((leader, values)) = final_log(&mut final_logs, snapshot, p) {
+                if !values.contains(&s.value) {
+                    self.tallies.add("lost-write", (s.index, 0), || {
+                        format!(
+                            "{what} was acknowledged at offset {offset} of {p} at {t} s, never \
+                             read, and is not in the final log of its leader broker-{leader}"
+                        )
+                    });
+                    continue;
+                }
+            }
+            match max {
+                Some(max) => self.tallies.add("unseen", (s.index, 0), || {
+                    format!(
+                        "{what} was acknowledged at offset {offset} of {p} at {t} s and never \
+                         read; consumers read only up to offset {max}"
+                    )
+                }),
+                None => self.tallies.add("unseen", (s.index, 0), || {
+                    format!(
+                        "{what} was acknowledged at offset {offset} of {p} at {t} s and never \
+                         read; no consumer read anything from {p}"
+                    )
+                }),
+            }
+        }
+    }
+
+    /// `phantom-read` and the read half of `wrong-partition`.
+    fn check_reads(&mut self) {
+        for (&value, obs) in &self.values {
+            let Some(&(partition, offset, seen)) = obs.first_reads.first() else {
+                continue;
+            };
+            let send = obs.send.map(|i| &self.sends[i]);
+            let reader = seen.process;
+            let read = || {
+                format!(
+                    "{reader} read value {value} at offset {offset} of {partition} at {} s",
+                    Secs(seen.at_ms)
+                )
+            };
+            match send {
+                None => self.tallies.add("phantom-read", seen.order(), || {
+                    format!("{}, but no producer ever sent it", read())
+                }),
+                Some(s) => {
+                    if let Outcome::Fail { error } = s.outcome {
+                        self.tallies
+                            .add_lines("phantom-read", seen.order(), &[s.index], || {
+                                format!(
+                                    "{}, but its send failed with {error} at {} s",
+                                    read(),
+                                    Secs(s.at_ms)
+                                )
+                            });
+                    }
+                    // A send that never chose a partition (it blocked until the process
+                    // ended) cannot have sent it elsewhere.
+                    let chosen = s.partition.partition != crate::client::producer::UNKNOWN_PARTITION;
+                    let elsewhere = obs
+                        .first_reads
+                        .iter()
+                        .find(|(p, _, _)| chosen && *p != s.partition);
+                    if let Some(&(p, o, seen)) = elsewhere {
+                        let what = Val(value, s.key);
+                        self.tallies
+                            .add_lines("wrong-partition", seen.order(), &[s.index], || {
+                                format!(
+                                    "{} read {what} at offset {o} of {p} at {} s, but {} sent it \
+                                     to {}",
+                                    seen.process,
+                                    Secs(seen.at_ms),
+                                    s.process,
+                                    s.partition
+                                )
+                            });
+                    }
+                }
+            }
+        }
+    }
+
+    /// `header-mismatch`: a record read with other headers than its send carried
+    /// (record batch v2 carries them verbatim, `DefaultRecord.writeTo` / `readFrom`).
+    fn check_headers(&mut self) {
+        let mut flagged: BTreeSet<Value> = BTreeSet::new();
+        for &(value, headers, seen, partition, offset) in &self.header_reads {
+            let Some(s) = self
+                .values
+                .get(&value)
+                .and_then(|o| o.send)
+                .map(|i| &self.sends[i])
+            else {
+                continue;
+            };
+            if s.headers == headers || flagged.contains(&value) {
+                continue;
+            }
+            flagged.insert(value);
+            let (sent, process) = (s.headers, s.process);
+            self.tallies
+                .add_lines("header-mismatch", seen.order(), &[s.index], || {
+                    format!(
+                        "{} read value {value} at offset {offset} of {partition} at {} s with \
+                         headers {headers:?}, but {process} sent it with headers {sent:?}",
+                        seen.process,
+                        Secs(seen.at_ms)
+                    )
+                });
+        }
+    }
+
+    /// `reorder`: per producer and partition, acknowledged values in send (numeric)
+    /// order must land at increasing offsets.
+    fn check_reorders(&mut self) {
+        // Per (producer, partition): (send order, value, lowest offset, history index of
+        // the send). A producer's values grow in send order; a pipeline's outputs do
+        // not, so their send time orders them first.
+        let mut lanes: BTreeMap<_, Vec<(Millis, Value, Offset, u64)>> = BTreeMap::new();
+        for s in &self.sends {
+            // A pipeline's outputs follow its input order, not its own send order.
+            if s.outcome != &Outcome::Ok || input_of(s.value).is_some() {
+                continue;
+            }
+            let lowest = self.values.get(&s.value).and_then(|obs| {
+                obs.positions
+                    .iter()
+                    .filter(|(p, _, _)| *p == s.partition)
+                    .map(|(_, o, _)| *o)
+                    .min()
+            });
+            if let Some(offset) = lowest {
+                let order = match s.process {
+                    NodeId::Producer(_) => 0,
+                    _ => s.invoke_ms,
+                };
+                lanes
+                    .entry((s.process, s.partition))
+                    .or_default()
+                    .push((order, s.value, offset, s.index));
+            }
+        }
+        for ((process, partition), mut lane) in lanes {
+            lane.sort_unstable();
+            // The earlier-sent value that landed furthest: (offset, value, send's index).
+            let mut furthest: Option<(Offset, Value, u64)> = None;
+            for (_, value, offset, index) in lane {
+                match furthest {
+                    Some((f_offset, f_value, f_index)) if offset < f_offset => {
+                        self.tallies
+                            .add_lines("reorder", (index, 0), &[f_index], || {
+                                format!(
+                                    "{process} sent value {f_value} before value {value}, but on \
+                                     {partition} value {value} landed at offset {offset}, before \
+                                     value {f_value} at offset {f_offset}"
+                                )
+                            });
+                    }
+                    Some((f_offset, _, _)) if offset == f_offset => {}
+                    _ => furthest = Some((offset, value, index)),
+                }
+            }
+        }
+    }
+
+    /// `poll-skip`: gaps between consecutive reads that jump over a known value.
+    fn check_skips(&mut self) {
+        for g in &self.gaps {
+            let known = self
+                .at
+                .range((g.partition, g.from.next())..(g.partition, g.to))
+                .next();
+            if let Some((&(_, skipped), at)) = known {
+                let (process, p, to) = (g.seen.process, g.partition, g.to);
+                let from = match g.from {
+                    Position::Read(o, _) => format!("read offset {o}"),
+                    Position::Sought(o, ms) => {
+                        format!("sought to offset {o} (at {} s)", Secs(ms))
+                    }
+                };
+                self.tallies
+                    .add_lines("poll-skip", g.seen.order(), &[at.seen.index], || {
+                        format!(
+                            "{process} {from} then read offset {to} of {p} (at {} s), \
+                             skipping offset {skipped} where value {} is known ({})",
+                            Secs(g.seen.at_ms),
+                            at.value,
+                            at.seen
+                        )
+                    });
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- snapshot checks
+
+/// The values in the final log of `p`'s leader (with the leader), cached in `logs`;
+/// `None` when the partition has no leader at the end.
+fn final_log<'a, 'h>(
+    logs: &'a mut BTreeMap<&'h TopicPartition, (u32, BTreeSet<Value>)>,
+    snapshot: &Snapshot,
+    p: &'h TopicPartition,
+) -> Option<&'a (u32, BTreeSet<Value>)> {
+    if !logs.contains_key(p) {
+        let leader_log = snapshot
+            .partitions
+            .iter()
+            .find(|ps| ps.partition == *p)
+            .and_then(|ps| {
+                let leader = ps.leader?;
+                let r = ps.replicas.iter().find(|r| r.broker == leader)?;
+                Some((leader, r.records.iter().map(|(_, v)| *v).collect()))
+            });
+        logs.insert(p, leader_log?);
+    }
+    logs.get(p)
+}
+
+/// `stuck` and `replica-divergence`, from the end-of-run snapshot.
+fn check_snapshot(snapshot: &Snapshot, tallies: &mut Tallies) {
+    let mut seq = 0u64;
+    let mut next = || {
+        seq += 1;
+        (u64::MAX, seq)
+    };
+    // Each partition's leader and its high watermark, when the leader's replica is known.
+    let mut leader_hw: BTreeMap<&TopicPartition, (u32, Offset)> = BTreeMap::new();
+    let mut leaderless: BTreeSet<&TopicPartition> = BTreeSet::new();
+    for p in &snapshot.partitions {
+        let tp = &p.partition;
+        let Some(leader) = p.leader else {
+            leaderless.insert(tp);
+            tallies.add("stuck", next(), || format!("{tp} has no leader at the end"));
+            continue;
+        };
+        if let Some(r) = p.replicas.iter().find(|r| r.broker == leader) {
+            leader_hw.insert(tp, (leader, r.high_watermark));
+            check_divergence(p, r.high_watermark, tallies, &mut next);
+        }
+    }
+    for (consumer, tp, position) in &snapshot.consumer_positions {
+        if let Some(&(leader, hw)) = leader_hw.get(tp) {
+            if *position < hw {
+                tallies.add("stuck", next(), || {
+                    format!(
+                        "consumer-{consumer} ended at position {position} of {tp}, below the \
+                         high watermark {hw} of its leader broker-{leader}"
+                    )
+                });
+            }
+        }
+    }
+}
+
+/// A consumer's read of a record the final log does not hold at its offset.
+struct DivergedRead {
+    offset: Offset,
+    value: Value,
+    /// What the final log holds there.
+    held: Option<Value>,
+    index: u64,
+    at_ms: Millis,
+}
+
+/// `undetected-truncation`: per consumer process and partition, a read that the
+/// partition's final log (its leader's at the end) contradicts, then a read that it
+/// confirms at a higher offset, with no seek to or below the contradicted offset in
+/// between. A consumer that validates its position after a leader change (KIP-320)
+/// seeks back to the divergence point before it reads from the new log.
+fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
+    let final_logs: BTreeMap<&TopicPartition, BTreeMap<Offset, Value>> = snapshot
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let leader = p.leader?;
+            let r = p.replicas.iter().find(|r| r.broker == leader)?;
+            Some((&p.partition, r.records.iter().copied().collect()))
+        })
+        .collect();
+    // Per (consumer, partition): the lowest contradicted read since the last seek to or
+    // below it, and whether the pair was already counted.
+    let mut lanes: BTreeMap<(NodeId, &TopicPartition), (Option<DivergedRead>, bool)> =
+        BTreeMap::new();
+    for entry in &history.entries {
+        match &entry.op {
+            Op::Seek {
+                partition, offset, ..
+            } => {
+                if let Some((diverged, _)) = lanes.get_mut(&(entry.process, partition)) {
+                    if diverged.as_ref().is_some_and(|d| *offset <= d.offset) {
+                        *diverged = None;
+                    }
+                }
+            }
+            Op::Poll {
+                partition, records, ..
+            } => {
+                let Some(log) = final_logs.get(partition) else {
+                    continue;
+                };
+                let (diverged, counted) = lanes.entry((entry.process, partition)).or_default();
+                for (i, r) in records.iter().enumerate() {
+                    let held = log.get(&r.offset).copied();
+                    if held != Some(r.value) {
+                        if diverged.as_ref().is_none_or(|d| r.offset < d.offset) {
+                            *diverged = Some(DivergedRead {
+                                offset: r.offset,
+                                value: r.value,
+                                held,
+                                index: entry.index,
+                                at_ms: entry_ms(entry),
+                            });
+                        }
+                        continue;
+                    }
+                    let Some(d) = diverged.as_ref().filter(|d| r.offset > d.offset) else {
+                        continue;
+                    };
+                    if *counted {
+                        continue;
+                    }
+                    *counted = true;
+                    let process = entry.process;
+                    let at = Secs(entry_ms(entry));
+                    tallies.add_lines(
+                        "undetected-truncation",
+                        (entry.index, i as u64),
+                        &[d.index],
+                        || {
+                            let held = match d.held {
+                                Some(v) => format!("holds value {v} there"),
+                                None => "holds no record there".to_string(),
+                            };
+                            format!(
+                                "{process} read value {} at offset {} of {partition} at {} s (the \
+                             final log {held}), then read offset {} at {at} s without seeking \
+                             back to offset {} or below",
+                                d.value,
+                                d.offset,
+                                Secs(d.at_ms),
+                                r.offset,
+                                d.offset
+                            )
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `replica-divergence` for one partition: every offset below `hw` where the ISR
+/// replicas do not all hold the same value.
+fn check_divergence(
+    p: &PartitionSnapshot,
+    hw: Offset,
+    tallies: &mut Tallies,
+    next: &mut impl FnMut() -> Order,
+) {
+    let isr: Vec<(u32, BTreeMap<Offset, Value>)> = p
+        .isr
+        .iter()
+        .filter_map(|b| p.replicas.iter().find(|r| r.broker == *b))
+        .map(|r| {
+            let below: BTreeMap<Offset, Value> =
+                r.records.iter().filter(|(o, _)| *o < hw).copied().collect();
+            (r.broker, below)
+        })
+        .collect();
+    if isr.len() < 2 {
+        return;
+    }
+    let offsets: BTreeSet<Offset> = isr
+        .iter()
+        .flat_map(|(_, log)| log.keys().copied())
+        .collect();
+    for offset in offsets {
+        let held: Vec<(u32, Option<Value>)> = isr
+            .iter()
+            .map(|(b, log)| (*b, log.get(&offset).copied()))
+            .collect();
+        if held.iter().all(|(_, v)| *v == held[0].1) {
+            continue;
+        }
+        let tp = &p.partition;
+        tallies.add("replica-divergence", next(), || {
+            let holdings: Vec<String> = held
+                .iter()
+                .map(|(b, v)| match v {
+                    Some(v) => format!("broker-{b} holds value {v}"),
+                    None => format!("broker-{b} holds nothing"),
+                })
+                .collect();
+            format!(
+                "in-sync replicas of {tp} disagree at offset {offset}, below the leader's \
+                 high watermark {hw}: {}",
+                holdings.join(", ")
+            )
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{GroupSnapshot, ReadRecord, ReplicaSnapshot, SendTimeout, TxnId};
+
+    fn tp(n: u32) -> TopicPartition {
+        TopicPartition::new("orders", n)
+    }
+
+    /// Value number `n` of producer `p`, as the workload builds them.
+    fn v(p: u32, n: u32) -> Value {
+        (u64::from(p) << 32) | u64::from(n)
+    }
+
+    /// A history builder; keys default to `k<partition>`.
+    #[derive(Default)]
+    struct B {
+        h: History,
+    }
+
+    impl B {
+        fn push(&mut self, process: NodeId, t: Millis, outcome: Outcome, op: Op) -> &mut Self {
+            self.h.push(Entry {
+                index: 0,
+                process,
+                invoke_ms: t.saturating_sub(3),
+                complete_ms: Some(t),
+                outcome,
+                op,
+            });
+            self
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn send(
+            &mut self,
+            producer: u32,
+            t: Millis,
+            key: Option<&str>,
+            value: Value,
+            part: u32,
+            outcome: Outcome,
+            offset: Option<Offset>,
+        ) -> &mut Self {
+            let op = Op::Send {
+                txn: None,
+                timeout: None,
+                headers: Vec::new(),
+                key: key.map(str::to_string),
+                value,
+                partition: tp(part),
+                offset,
+                attempts: 1,
+            };
+            self.push(NodeId::Producer(producer), t, outcome, op)
+        }
+
+        fn ok(
+            &mut self,
+            producer: u32,
+            t: Millis,
+            value: Value,
+            part: u32,
+            offset: Offset,
+        ) -> &mut Self {
+            let key = format!("k{part}");
+            self.send(
+                producer,
+                t,
+                Some(&key),
+                value,
+                part,
+                Outcome::Ok,
+                Some(offset),
+            )
+        }
+
+        fn fail(&mut self, producer: u32, t: Millis, value: Value, part: u32) -> &mut Self {
+            let key = format!("k{part}");
+            let outcome = Outcome::Fail {
+                error: "NOT_ENOUGH_REPLICAS".into(),
+            };
+            self.send(producer, t, Some(&key), value, part, outcome, None)
+        }
+
+        fn info(&mut self, producer: u32, t: Millis, value: Value, part: u32) -> &mut Self {
+            let key = format!("k{part}");
+            let outcome = Outcome::Info {
+                reason: "REQUEST_TIMED_OUT".into(),
+            };
+            self.send(producer, t, Some(&key), value, part, outcome, None)
+        }
+
+        fn poll(
+            &mut self,
+            consumer: u32,
+            t: Millis,
+            part: u32,
+            records: &[(Offset, Value)],
+        ) -> &mut Self {
+            let high_watermark = records.iter().map(|r| r.0 + 1).max().unwrap_or(0);
+            self.poll_hw(consumer, t, part, records, high_watermark)
+        }
+
+        /// A poll whose fetch response carried `high_watermark`.
+        fn poll_hw(
+            &mut self,
+            consumer: u32,
+            t: Millis,
+            part: u32,
+            records: &[(Offset, Value)],
+            high_watermark: Offset,
+        ) -> &mut Self {
+            let records: Vec<ReadRecord> = records
+                .iter()
+                .map(|&(offset, value)| ReadRecord {
+                    offset,
+                    key: Some(format!("k{part}")),
+                    value,
+                    headers: Vec::new(),
+                })
+                .collect();
+            let op = Op::Poll {
+                read_committed: false,
+                partition: tp(part),
+                records,
+                high_watermark,
+            };
+            self.push(NodeId::Consumer(consumer), t, Outcome::Ok, op)
+        }
+
+        fn seek(&mut self, consumer: u32, t: Millis, part: u32, offset: Offset) -> &mut Self {
+            let op = Op::Seek {
+                partition: tp(part),
+                offset,
+                reason: "auto.offset.reset=earliest".into(),
+            };
+            self.push(NodeId::Consumer(consumer), t, Outcome::Ok, op)
+        }
+
+        fn hw(
+            &mut self,
+            consumer: u32,
+            t: Millis,
+            part: u32,
+            hw: Offset,
+            broker: u32,
+        ) -> &mut Self {
+            let op = Op::ObserveHighWatermark {
+                last_stable_offset: None,
+                partition: tp(part),
+                high_watermark: hw,
+                broker: NodeId::Broker(broker),
+            };
+            self.push(NodeId::Consumer(consumer), t, Outcome::Ok, op)
+        }
+
+        fn run(&self) -> CheckResult {
+            check(&self.h, &Snapshot::default())
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn processed(
+            &mut self,
+            consumer: u32,
+            t: Millis,
+            member: &str,
+            generation: i32,
+            part: u32,
+            offset: Offset,
+            value: Value,
+            sink: Sink,
+        ) -> &mut Self {
+            let op = Op::Processed {
+                group: "g".into(),
+                member: member.into(),
+                generation,
+                partition: tp(part),
+                offset,
+                value,
+                sink,
+            };
+            self.push(NodeId::Consumer(consumer), t, Outcome::Ok, op)
+        }
+
+        fn assigned(
+            &mut self,
+            t: Millis,
+            member: &str,
+            generation: i32,
+            parts: &[u32],
+        ) -> &mut Self {
+            let op = Op::Assigned {
+                group: "g".into(),
+                member: member.into(),
+                generation,
+                partitions: parts.iter().map(|p| tp(*p)).collect(),
+            };
+            // Member `mN` runs in consumer process N.
+            let process = member[1..].parse().unwrap();
+            self.push(NodeId::Consumer(process), t, Outcome::Ok, op)
+        }
+
+        fn committed(
+            &mut self,
+            t: Millis,
+            generation: i32,
+            part: u32,
+            offset: Offset,
+        ) -> &mut Self {
+            let op = Op::Committed {
+                group: "g".into(),
+                member: "m1".into(),
+                generation,
+                offsets: vec![(tp(part), offset)],
+            };
+            self.push(NodeId::Consumer(0), t, Outcome::Ok, op)
+        }
+    }
+
+    // ------------------------------------------------------------ consumer groups
+
+    /// Counts of the group kinds only (these histories have no reads, so their
+    /// acknowledged writes are also `unseen`).
+    fn group_counts(r: &CheckResult) -> Vec<(&str, u64)> {
+        counts(r)
+            .into_iter()
+            .filter(|(k, _)| *k != "unseen")
+            .collect()
+    }
+
+    #[test]
+    fn a_skipped_record_is_a_processing_loss() {
+        let r = B::default()
+            .ok(0, 10, v(0, 0), 0, 0)
+            .ok(0, 11, v(0, 1), 0, 1)
+            .ok(0, 12, v(0, 2), 0, 2)
+            .processed(0, 20, "m1", 1, 0, 0, v(0, 0), Sink::ExternalApi)
+            .processed(0, 21, "m1", 1, 0, 2, v(0, 2), Sink::ExternalApi)
+            .run();
+        assert_eq!(group_counts(&r), vec![("processing-loss", 1)]);
+        assert!(examples(&r, "processing-loss")[0].contains("never processed by group g"));
+    }
+
+    #[test]
+    fn records_beyond_what_a_group_reached_are_not_lost() {
+        let r = B::default()
+            .ok(0, 10, v(0, 0), 0, 0)
+            .ok(0, 11, v(0, 1), 0, 1)
+            .processed(0, 20, "m1", 1, 0, 0, v(0, 0), Sink::DedupStore)
+            .run();
+        assert_eq!(group_counts(&r), vec![]);
+    }
+
+    #[test]
+    fn reprocessing_reaches_the_api_twice_but_the_store_once() {
+        let store = B::default()
+            .ok(0, 10, v(0, 0), 0, 0)
+            .processed(0, 20, "m1", 1, 0, 0, v(0, 0), Sink::DedupStore)
+            .processed(1, 30, "m2", 2, 0, 0, v(0, 0), Sink::DedupStore)
+            .run();
+        assert_eq!(group_counts(&store), vec![("reprocessing", 1)]);
+        let api = B::default()
+            .ok(0, 10, v(0, 0), 0, 0)
+            .processed(0, 20, "m1", 1, 0, 0, v(0, 0), Sink::ExternalApi)
+            .processed(1, 30, "m2", 2, 0, 0, v(0, 0), Sink::ExternalApi)
+            .run();
+        assert_eq!(
+            group_counts(&api),
+            vec![("duplicate-effect", 1), ("reprocessing", 1)]
+        );
+        assert!(examples(&api, "reprocessing")[0].contains("member m2 (generation 2)"));
+    }
+
+    #[test]
+    fn one_partition_two_owners_in_a_generation_is_a_double_assignment() {
+        let r = B::default()
+            .assigned(10, "m1", 1, &[0, 1])
+            .assigned(10, "m2", 1, &[1])
+            .assigned(20, "m2", 2, &[0])
+            .run();
+        assert_eq!(
+            group_counts(&r),
+            vec![("double-assignment", 1), ("rebalance", 1)]
+        );
+    }
+
+    #[test]
+    fn a_commit_going_back_within_a_generation_is_a_regression() {
+        let r = B::default()
+            .committed(10, 1, 0, 50)
+            .committed(20, 1, 0, 40)
+            .committed(30, 2, 0, 30)
+            .run();
+        assert_eq!(counts(&r), vec![("commit-regression", 1)]);
+    }
+
+    impl B {
+        fn fetch_committed(
+            &mut self,
+            invoke: Millis,
+            complete: Millis,
+            part: u32,
+            offset: Option<Offset>,
+        ) -> &mut Self {
+            self.h.push(Entry {
+                index: 0,
+                process: NodeId::Consumer(2),
+                invoke_ms: invoke,
+                complete_ms: Some(complete),
+                outcome: Outcome::Ok,
+                op: Op::FetchCommitted {
+                    group: "g".into(),
+                    member: "m2".into(),
+                    generation: 2,
+                    offsets: vec![(tp(part), offset)],
+                },
+            });
+            self
+        }
+
+        fn prepare(&mut self, t: Millis, generation: i32, cause: RebalanceCause) -> &mut Self {
+            let op = Op::PrepareRebalance {
+                group: "g".into(),
+                generation,
+                cause,
+                reason: "removing member m1 on heartbeat expiration".into(),
+            };
+            self.push(NodeId::Broker(1), t, Outcome::Ok, op)
+        }
+    }
+
+    #[test]
+    fn a_fetch_after_an_acknowledged_commit_must_find_it() {
+        // Committed 50, acknowledged at 10 (invoked at 7); a fetch sent at 20 finds 40.
+        let lost = B::default()
+            .committed(10, 1, 0, 50)
+            .fetch_committed(20, 22, 0, Some(40))
+            .fetch_committed(30, 32, 1, None)
+            .run();
+        assert_eq!(counts(&lost), vec![("committed-offset-lost", 1)]);
+        assert!(examples(&lost, "committed-offset-lost")[0].contains("found 40"));
+        // Nothing committed for a partition: no committed offset is fine.
+        let none = B::default()
+            .committed(10, 1, 0, 50)
+            .fetch_committed(20, 22, 0, None)
+            .run();
+        assert_eq!(counts(&none), vec![("committed-offset-lost", 1)]);
+        // A fetch sent before the acknowledgement may miss the commit; a higher offset is
+        // fine; concurrent commits may land in either order.
+        let fine = B::default()
+            .fetch_committed(8, 12, 0, Some(40))
+            .committed(10, 1, 0, 50)
+            .fetch_committed(20, 22, 0, Some(60))
+            .committed(30, 1, 1, 70)
+            .committed(31, 1, 1, 80)
+            .fetch_committed(40, 42, 1, Some(70))
+            .run();
+        assert_eq!(counts(&fine), vec![]);
+    }
+
+    #[test]
+    fn final_committed_offsets_and_assignments_are_checked_against_the_end_state() {
+        let mut b = B::default();
+        b.assigned(10, "m1", 1, &[0, 1]).committed(20, 1, 0, 50);
+        let end = |committed: Offset, state: &str, owned: Vec<TopicPartition>| Snapshot {
+            partitions: vec![
+                partition(0, Some(1), &[1], vec![]),
+                partition(1, Some(1), &[1], vec![]),
+            ],
+            committed_offsets: vec![("g".into(), tp(0), committed)],
+            groups: vec![GroupSnapshot {
+                group: "g".into(),
+                state: state.into(),
+                generation: 1,
+                members: vec![("m1".into(), owned)],
+            }],
+            ..Snapshot::default()
+        };
+        let ok = check(&b.h, &end(50, "Stable", vec![tp(0), tp(1)]));
+        assert_eq!(group_counts(&ok), vec![]);
+        let bad = check(&b.h, &end(30, "Stable", vec![tp(0)]));
+        assert_eq!(
+            group_counts(&bad),
+            vec![("committed-offset-lost", 1), ("unassigned-partition", 1)]
+        );
+        assert!(examples(&bad, "unassigned-partition")[0]
+            .starts_with("orders-1 is assigned to no member"));
+        let rebalancing = check(&b.h, &end(50, "PreparingRebalance", vec![tp(0), tp(1)]));
+        assert_eq!(
+            group_counts(&rebalancing),
+            vec![("unassigned-partition", 2)]
+        );
+    }
+
+    #[test]
+    fn rebalances_are_counted_by_their_cause() {
+        let r = B::default()
+            .assigned(10, "m1", 1, &[0, 1])
+            .prepare(20, 1, RebalanceCause::SessionExpired)
+            .prepare(21, 1, RebalanceCause::MemberJoined)
+            .assigned(25, "m2", 2, &[0, 1])
+            .assigned(35, "m2", 3, &[0, 1])
+            .run();
+        assert_eq!(group_counts(&r), vec![("rebalance", 2)]);
+        let causes: Vec<(&str, u64)> = r
+            .stats
+            .rebalances_by_cause
+            .iter()
+            .map(|(k, n)| (k.as_str(), *n))
+            .collect();
+        assert_eq!(causes, vec![("session-expired", 1), ("unknown", 1)]);
+        assert!(examples(&r, "rebalance")[0]
+            .contains("session-expired: removing member m1 on heartbeat expiration, at 0.020 s"));
+    }
+
+    fn counts(r: &CheckResult) -> Vec<(&str, u64)> {
+        r.anomalies
+            .iter()
+            .map(|(k, a)| (k.as_str(), a.count))
+            .collect()
+    }
+
+    /// Asserts the exact set of anomaly kinds and counts (`expected` sorted by kind).
+    fn assert_counts(r: &CheckResult, expected: &[(&str, u64)]) {
+        assert_eq!(counts(r), expected, "anomalies: {:#?}", r.anomalies);
+    }
+
+    fn examples<'a>(r: &'a CheckResult, kind: &str) -> &'a [String] {
+        &r.anomalies[kind].examples
+    }
+
+    // ------------------------------------------------------------ clean runs and stats
+
+    #[test]
+    fn clean_history_has_no_anomalies_and_counts_stats() {
+        let mut b = B::default();
+        b.push(
+            NodeId::Nemesis,
+            10,
+            Outcome::Ok,
+            Op::FaultStart {
+                fault: "isolate broker-2".into(),
+            },
+        )
+        .ok(0, 100, v(0, 0), 0, 0)
+        .ok(0, 110, v(0, 1), 0, 1)
+        .fail(0, 120, v(0, 2), 0)
+        .info(0, 130, v(0, 3), 0)
+        .poll(0, 200, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+        .poll(1, 210, 0, &[(0, v(0, 0))])
+        .poll(1, 220, 0, &[(1, v(0, 1))])
+        .push(
+            NodeId::Nemesis,
+            300,
+            Outcome::Ok,
+            Op::FaultEnd {
+                fault: "isolate broker-2".into(),
+            },
+        )
+        .push(
+            NodeId::Controller,
+            310,
+            Outcome::Ok,
+            Op::PartitionChange {
+                partition: tp(0),
+                leader: Some(1),
+                leader_epoch: 2,
+                isr: vec![1, 2],
+                unclean: false,
+            },
+        );
+        let r = b.run();
+        assert_counts(&r, &[]);
+        let stats = CheckStats {
+            sends: 4,
+            acked: 2,
+            failed: 1,
+            indefinite: 1,
+            polls: 3,
+            records_read: 4,
+            faults: 1,
+            rebalances_by_cause: BTreeMap::new(),
+        };
+        assert_eq!(r.stats, stats);
+    }
+
+    #[test]
+    fn pending_send_at_end_counts_as_indefinite() {
+        let mut b = B::default();
+        b.h.push(Entry {
+            index: 0,
+            process: NodeId::Producer(0),
+            invoke_ms: 5_000,
+            complete_ms: None,
+            outcome: Outcome::Info {
+                reason: "pending at end of run".into(),
+            },
+            op: Op::Send {
+                txn: None,
+                timeout: None,
+                headers: Vec::new(),
+                key: None,
+                value: v(0, 0),
+                partition: tp(0),
+                offset: None,
+                attempts: 1,
+            },
+        });
+        let r = b.run();
+        assert_counts(&r, &[]);
+        assert_eq!(r.stats.indefinite, 1);
+        assert_eq!(r.stats.sends, 1);
+    }
+
+    // ------------------------------------------------------------ lost-write, unseen
+
+    #[test]
+    fn acknowledged_write_skipped_by_readers_is_lost() {
+        let mut b = B::default();
+        b.ok(0, 12_400, v(0, 0), 2, 87)
+            .ok(0, 12_400, v(0, 1), 2, 88)
+            .ok(0, 12_400, v(0, 2), 2, 89)
+            .poll(0, 13_000, 2, &[(87, v(0, 0))])
+            .seek(0, 13_100, 2, 89)
+            .poll(0, 13_200, 2, &[(89, v(0, 2))]);
+        let r = b.run();
+        assert_counts(&r, &[("lost-write", 1)]);
+        assert_eq!(
+            examples(&r, "lost-write"),
+            [format!(
+                "value {} (key k2) was acknowledged at offset 88 of orders-2 at 12.400 s and \
+                 never read, although consumers read up to offset 89",
+                v(0, 1)
+            )]
+        );
+    }
+
+    #[test]
+    fn indefinite_write_never_read_is_not_lost() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 2, 87)
+            .info(0, 100, v(0, 1), 2)
+            .ok(0, 100, v(0, 2), 2, 89)
+            .poll(0, 200, 2, &[(87, v(0, 0))])
+            .seek(0, 210, 2, 89)
+            .poll(0, 220, 2, &[(89, v(0, 2))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn write_read_by_another_consumer_is_not_lost() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 2, 87)
+            .ok(0, 100, v(0, 1), 2, 88)
+            .ok(0, 100, v(0, 2), 2, 89)
+            .poll(0, 200, 2, &[(87, v(0, 0))])
+            .seek(0, 210, 2, 89)
+            .poll(0, 220, 2, &[(89, v(0, 2))])
+            .poll(1, 230, 2, &[(88, v(0, 1))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn acknowledged_write_beyond_every_read_is_unseen_not_lost() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 110, v(0, 1), 0, 1)
+            .ok(0, 120, v(0, 2), 1, 0)
+            .poll(0, 200, 0, &[(0, v(0, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[("unseen", 2)]);
+        assert_eq!(
+            examples(&r, "unseen"),
+            [
+                format!(
+                    "value {} (key k0) was acknowledged at offset 1 of orders-0 at 0.110 s and \
+                     never read; consumers read only up to offset 0",
+                    v(0, 1)
+                ),
+                format!(
+                    "value {} (key k1) was acknowledged at offset 0 of orders-1 at 0.120 s and \
+                     never read; no consumer read anything from orders-1",
+                    v(0, 2)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn indefinite_and_acks0_writes_are_never_unseen() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .info(0, 110, v(0, 1), 0)
+            .send(0, 120, Some("k0"), v(0, 2), 0, Outcome::Ok, None)
+            .poll(0, 200, 0, &[(0, v(0, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[]);
+        assert_eq!(r.stats.acked, 2);
+    }
+
+    #[test]
+    fn at_most_three_examples_in_history_order() {
+        let mut b = B::default();
+        for n in 0..5 {
+            b.ok(0, 100 + u64::from(n), v(0, n), 0, Offset::from(n));
+        }
+        let r = b.run();
+        assert_counts(&r, &[("unseen", 5)]);
+        let ex = examples(&r, "unseen");
+        assert_eq!(ex.len(), 3);
+        for (n, e) in ex.iter().enumerate() {
+            assert!(e.starts_with(&format!("value {} ", v(0, n as u32))), "{e}");
+        }
+    }
+
+    // ------------------------------------------------------------ duplicate
+
+    #[test]
+    fn value_at_two_offsets_is_a_duplicate() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .poll(0, 200, 0, &[(0, v(0, 0)), (1, v(0, 0))])
+            .poll(1, 210, 0, &[(0, v(0, 0)), (1, v(0, 0)), (2, v(0, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[("duplicate", 1)]);
+        assert_eq!(
+            examples(&r, "duplicate"),
+            [format!(
+                "value {} was observed at offset 0 of orders-0 (acknowledged to producer-0 at \
+                 0.100 s) and at offset 1 (read by consumer-0 at 0.200 s)",
+                v(0, 0)
+            )]
+        );
+    }
+
+    #[test]
+    fn value_read_twice_at_one_offset_is_not_a_duplicate() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .poll(0, 200, 0, &[(0, v(0, 0))])
+            .poll(1, 210, 0, &[(0, v(0, 0))])
+            .seek(0, 220, 0, 0)
+            .poll(0, 230, 0, &[(0, v(0, 0))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ inconsistent-offsets
+
+    #[test]
+    fn two_values_at_one_offset_are_inconsistent() {
+        // The acknowledged write was truncated away and another took its offset.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .info(1, 150, v(1, 0), 0)
+            .poll(0, 200, 0, &[(0, v(1, 0))])
+            .poll(1, 210, 0, &[(0, v(1, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[("inconsistent-offsets", 1), ("lost-write", 1)]);
+        assert_eq!(
+            examples(&r, "inconsistent-offsets"),
+            [format!(
+                "offset 0 of orders-0 held value {} (acknowledged to producer-0 at 0.100 s) \
+                 and value {} (read by consumer-0 at 0.200 s)",
+                v(0, 0),
+                v(1, 0)
+            )]
+        );
+    }
+
+    #[test]
+    fn one_value_at_one_offset_seen_by_all_is_consistent() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .info(1, 150, v(1, 0), 0)
+            .poll(0, 200, 0, &[(0, v(0, 0)), (1, v(1, 0))])
+            .poll(1, 210, 0, &[(0, v(0, 0)), (1, v(1, 0))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ reorder
+
+    #[test]
+    fn later_send_landing_first_is_a_reorder() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 1), 0, 0)
+            .ok(0, 110, v(0, 0), 0, 1)
+            .ok(0, 120, v(0, 2), 0, 2)
+            .poll(0, 200, 0, &[(0, v(0, 1)), (1, v(0, 0)), (2, v(0, 2))]);
+        let r = b.run();
+        assert_counts(&r, &[("reorder", 1)]);
+        assert_eq!(
+            examples(&r, "reorder"),
+            [format!(
+                "producer-0 sent value {} before value {}, but on orders-0 value {} landed at \
+                 offset 0, before value {} at offset 1",
+                v(0, 0),
+                v(0, 1),
+                v(0, 1),
+                v(0, 0)
+            )]
+        );
+    }
+
+    #[test]
+    fn reorder_counts_each_later_value_once() {
+        // 2 and 3 both land before 1; 3 lands after 2, which is fine between them.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 2), 0, 0)
+            .ok(0, 100, v(0, 3), 0, 1)
+            .ok(0, 100, v(0, 1), 0, 2)
+            .poll(0, 200, 0, &[(0, v(0, 2)), (1, v(0, 3)), (2, v(0, 1))]);
+        assert_counts(&b.run(), &[("reorder", 2)]);
+    }
+
+    #[test]
+    fn interleaving_of_two_producers_is_not_a_reorder() {
+        let mut b = B::default();
+        b.ok(1, 100, v(1, 0), 0, 0)
+            .ok(0, 110, v(0, 0), 0, 1)
+            .ok(0, 120, v(0, 1), 1, 0)
+            .ok(0, 130, v(0, 2), 0, 2)
+            .poll(0, 200, 0, &[(0, v(1, 0)), (1, v(0, 0)), (2, v(0, 2))])
+            .poll(0, 210, 1, &[(0, v(0, 1))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn reorder_uses_the_lowest_observed_offset() {
+        // v(0,1) is duplicated at offset 3, but first landed at 1, after v(0,0) at 0.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 2).ok(0, 110, v(0, 1), 0, 3).poll(
+            0,
+            200,
+            0,
+            &[(1, v(0, 1)), (2, v(0, 0)), (3, v(0, 1))],
+        );
+        // v(0,1) at 1 < v(0,0) at 2: a reorder, and a duplicate.
+        assert_counts(&b.run(), &[("duplicate", 1), ("reorder", 1)]);
+
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0).ok(0, 110, v(0, 1), 0, 3).poll(
+            0,
+            200,
+            0,
+            &[(0, v(0, 0)), (1, v(0, 1)), (2, v(0, 0)), (3, v(0, 1))],
+        );
+        assert_counts(&b.run(), &[("duplicate", 2)]);
+    }
+
+    #[test]
+    fn examples_name_the_history_lines_they_involve() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 2).ok(0, 110, v(0, 1), 0, 3).poll(
+            0,
+            200,
+            0,
+            &[(1, v(0, 1)), (2, v(0, 0)), (3, v(0, 1))],
+        );
+        let snapshot = Snapshot {
+            partitions: vec![partition(1, None, &[], vec![])],
+            ..Snapshot::default()
+        };
+        let r = check(&b.h, &snapshot);
+        let lines = |kind: &str| r.anomalies[kind].lines.clone();
+        // The acknowledgement (line 1) and the read (line 2) of the duplicated value.
+        assert_eq!(lines("duplicate"), [vec![1, 2]]);
+        // Both sends of the reordered pair.
+        assert_eq!(lines("reorder"), [vec![0, 1]]);
+        // A finding from the snapshot has no history line.
+        assert_eq!(lines("stuck"), [Vec::<u64>::new()]);
+    }
+
+    // ------------------------------------------------------------ nonmonotonic-poll
+
+    #[test]
+    fn going_back_without_seek_is_nonmonotonic() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 100, v(0, 1), 0, 1)
+            .poll(0, 1_000, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .poll(0, 2_500, 0, &[(1, v(0, 1))]);
+        let r = b.run();
+        assert_counts(&r, &[("nonmonotonic-poll", 1)]);
+        assert_eq!(
+            examples(&r, "nonmonotonic-poll"),
+            [
+                "consumer-0 read offset 1 of orders-0 at 2.500 s right after offset 1 (read at \
+              1.000 s), with no seek in between"
+            ]
+        );
+    }
+
+    #[test]
+    fn seek_resets_monotonicity() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 100, v(0, 1), 0, 1)
+            .poll(0, 1_000, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .seek(0, 2_000, 0, 1)
+            .poll(0, 2_500, 0, &[(1, v(0, 1))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn seek_on_another_partition_or_consumer_does_not_reset() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 100, v(0, 1), 0, 1)
+            .poll(0, 1_000, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .seek(0, 2_000, 1, 0)
+            .seek(1, 2_000, 0, 0)
+            .poll(0, 2_500, 0, &[(0, v(0, 0))]);
+        assert_counts(&b.run(), &[("nonmonotonic-poll", 1)]);
+    }
+
+    #[test]
+    fn out_of_order_records_within_one_poll_are_nonmonotonic() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0).ok(0, 100, v(0, 1), 0, 1).poll(
+            0,
+            1_000,
+            0,
+            &[(1, v(0, 1)), (0, v(0, 0))],
+        );
+        assert_counts(&b.run(), &[("nonmonotonic-poll", 1)]);
+    }
+
+    // ------------------------------------------------------------ poll-skip
+
+    #[test]
+    fn jumping_over_a_known_value_is_a_skip() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 1, 5)
+            .ok(0, 110, v(0, 1), 1, 7)
+            .ok(0, 120, v(0, 2), 1, 9)
+            .poll(1, 200, 1, &[(5, v(0, 0)), (7, v(0, 1)), (9, v(0, 2))])
+            .poll(0, 3_000, 1, &[(5, v(0, 0)), (9, v(0, 2))]);
+        let r = b.run();
+        assert_counts(&r, &[("poll-skip", 1)]);
+        assert_eq!(
+            examples(&r, "poll-skip"),
+            [format!(
+                "consumer-0 read offset 5 then read offset 9 of orders-1 (at 3.000 s), \
+                 skipping offset 7 where value {} is known (acknowledged to producer-0 at \
+                 0.110 s)",
+                v(0, 1)
+            )]
+        );
+    }
+
+    #[test]
+    fn skip_is_found_from_a_value_read_later_in_the_history() {
+        let mut b = B::default();
+        b.info(0, 100, v(0, 0), 1)
+            .info(0, 110, v(0, 1), 1)
+            .info(0, 120, v(0, 2), 1)
+            .poll(0, 200, 1, &[(5, v(0, 0))])
+            .poll(0, 300, 1, &[(9, v(0, 2))])
+            .poll(1, 400, 1, &[(7, v(0, 1))]);
+        assert_counts(&b.run(), &[("poll-skip", 1)]);
+    }
+
+    #[test]
+    fn gap_with_no_known_value_is_not_a_skip() {
+        // Offsets 6-8 hold nothing anyone saw (say, an indefinite write never read).
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 1, 5)
+            .info(0, 110, v(0, 1), 1)
+            .ok(0, 120, v(0, 2), 1, 9)
+            .poll(0, 3_000, 1, &[(5, v(0, 0)), (9, v(0, 2))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn seek_over_a_known_value_is_not_a_skip() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 1, 5)
+            .ok(0, 110, v(0, 1), 1, 7)
+            .ok(0, 120, v(0, 2), 1, 9)
+            .poll(1, 200, 1, &[(5, v(0, 0)), (7, v(0, 1)), (9, v(0, 2))])
+            .poll(0, 3_000, 1, &[(5, v(0, 0))])
+            .seek(0, 3_100, 1, 9)
+            .poll(0, 3_200, 1, &[(9, v(0, 2))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ read-above-high-watermark
+
+    #[test]
+    fn a_record_at_or_above_the_responses_high_watermark_is_read_above_it() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 1, 0)
+            .ok(0, 110, v(0, 1), 1, 1)
+            .ok(0, 120, v(0, 2), 1, 2)
+            .poll_hw(0, 200, 1, &[(0, v(0, 0)), (1, v(0, 1))], 1)
+            .poll_hw(1, 210, 1, &[(0, v(0, 0)), (1, v(0, 1)), (2, v(0, 2))], 3);
+        let r = b.run();
+        assert_counts(&r, &[("read-above-high-watermark", 1)]);
+        assert_eq!(
+            examples(&r, "read-above-high-watermark"),
+            [format!(
+                "consumer-0 read offset 1 of orders-1 (value {}) from a fetch response whose \
+                 high watermark is 1",
+                v(0, 1)
+            )]
+        );
+    }
+
+    // ------------------------------------------------------------ phantom-read
+
+    #[test]
+    fn reading_unsent_or_failed_values_is_phantom() {
+        let mut b = B::default();
+        b.fail(0, 100, v(0, 0), 0)
+            .poll(0, 200, 0, &[(0, v(0, 0)), (1, 4711)])
+            .poll(1, 210, 0, &[(1, 4711)]);
+        let r = b.run();
+        assert_counts(&r, &[("phantom-read", 2)]);
+        assert_eq!(
+            examples(&r, "phantom-read"),
+            [
+                format!(
+                    "consumer-0 read value {} at offset 0 of orders-0 at 0.200 s, but its send \
+                     failed with NOT_ENOUGH_REPLICAS at 0.100 s",
+                    v(0, 0)
+                ),
+                "consumer-0 read value 4711 at offset 1 of orders-0 at 0.200 s, but no producer \
+                 ever sent it"
+                    .to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn reading_indefinite_values_is_not_phantom() {
+        // Read before its send even completed, and the send ended indefinite.
+        let mut b = B::default();
+        b.poll(0, 200, 0, &[(0, v(0, 0))]).info(0, 300, v(0, 0), 0);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ wrong-partition
+
+    #[test]
+    fn one_key_in_two_partitions_is_wrong() {
+        let mut b = B::default();
+        b.send(0, 100, Some("k3"), v(0, 0), 0, Outcome::Ok, Some(0))
+            .send(0, 200, Some("k3"), v(0, 1), 1, Outcome::Ok, Some(0))
+            .send(0, 300, Some("k3"), v(0, 2), 2, Outcome::Ok, Some(0))
+            .poll(0, 400, 0, &[(0, v(0, 0))])
+            .poll(0, 400, 1, &[(0, v(0, 1))])
+            .poll(0, 400, 2, &[(0, v(0, 2))]);
+        let r = b.run();
+        assert_counts(&r, &[("wrong-partition", 1)]);
+        assert_eq!(
+            examples(&r, "wrong-partition"),
+            [format!(
+                "key k3 was sent to orders-0 (value {} at 0.100 s) and to orders-1 (value {} \
+                 at 0.200 s)",
+                v(0, 0),
+                v(0, 1)
+            )]
+        );
+    }
+
+    #[test]
+    fn one_key_in_two_topics_is_fine() {
+        let mut b = B::default();
+        let other = TopicPartition::new("payments", 1);
+        b.send(0, 100, Some("k3"), v(0, 0), 0, Outcome::Ok, Some(0));
+        b.h.push(Entry {
+            index: 0,
+            process: NodeId::Producer(0),
+            invoke_ms: 150,
+            complete_ms: Some(160),
+            outcome: Outcome::Ok,
+            op: Op::Send {
+                txn: None,
+                timeout: None,
+                headers: Vec::new(),
+                key: Some("k3".into()),
+                value: v(0, 1),
+                partition: other.clone(),
+                offset: Some(0),
+                attempts: 1,
+            },
+        });
+        b.poll(0, 400, 0, &[(0, v(0, 0))]);
+        b.h.push(Entry::instant(
+            NodeId::Consumer(0),
+            400,
+            Op::Poll {
+                read_committed: false,
+                partition: other,
+                records: vec![ReadRecord {
+                    offset: 0,
+                    key: Some("k3".into()),
+                    value: v(0, 1),
+                    headers: Vec::new(),
+                }],
+                high_watermark: 1,
+            },
+        ));
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn a_send_that_never_chose_a_partition_is_not_wrong_anywhere() {
+        let mut b = B::default();
+        let info = Outcome::Info {
+            reason: "the process crashed".into(),
+        };
+        let unknown = crate::client::producer::UNKNOWN_PARTITION;
+        b.send(0, 100, Some("k0"), v(0, 0), unknown, info, None)
+            .poll(1, 300, 1, &[(0, v(0, 0))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    #[test]
+    fn value_read_from_another_partition_is_wrong() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .poll(0, 200, 0, &[(0, v(0, 0))])
+            .poll(1, 300, 1, &[(0, v(0, 0))]);
+        let r = b.run();
+        assert_counts(&r, &[("wrong-partition", 1)]);
+        assert_eq!(
+            examples(&r, "wrong-partition"),
+            [format!(
+                "consumer-1 read value {} (key k0) at offset 0 of orders-1 at 0.300 s, but \
+                 producer-0 sent it to orders-0",
+                v(0, 0)
+            )]
+        );
+    }
+
+    #[test]
+    fn same_key_same_partition_and_unkeyed_sends_are_fine() {
+        let mut b = B::default();
+        b.send(0, 100, Some("k3"), v(0, 0), 0, Outcome::Ok, Some(0))
+            .send(0, 200, Some("k3"), v(0, 1), 0, Outcome::Ok, Some(1))
+            .send(0, 300, None, v(0, 2), 1, Outcome::Ok, Some(0))
+            .send(0, 400, None, v(0, 3), 2, Outcome::Ok, Some(0))
+            .poll(0, 500, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .poll(0, 500, 1, &[(0, v(0, 2))])
+            .poll(0, 500, 2, &[(0, v(0, 3))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ high-watermark-regression
+
+    #[test]
+    fn high_watermark_going_down_is_a_regression() {
+        let mut b = B::default();
+        b.hw(0, 3_000, 0, 50, 1)
+            .hw(0, 4_000, 0, 45, 2)
+            .hw(0, 5_000, 0, 60, 2);
+        let r = b.run();
+        assert_counts(&r, &[("high-watermark-regression", 1)]);
+        assert_eq!(
+            examples(&r, "high-watermark-regression"),
+            [
+                "consumer-0 saw the high watermark of orders-0 drop from 50 (broker-1 at 3.000 s) \
+              to 45 (broker-2 at 4.000 s)"
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_or_lower_high_watermark_elsewhere_is_not_a_regression() {
+        let mut b = B::default();
+        b.hw(0, 3_000, 0, 50, 1)
+            .hw(0, 3_500, 0, 50, 2)
+            .hw(1, 4_000, 0, 45, 2)
+            .hw(0, 4_500, 1, 10, 2)
+            .hw(0, 5_000, 0, 60, 2);
+        assert_counts(&b.run(), &[]);
+    }
+
+    // ------------------------------------------------------------ snapshot: stuck, divergence
+
+    fn replica(broker: u32, hw: Offset, records: &[(Offset, Value)]) -> ReplicaSnapshot {
+        ReplicaSnapshot {
+            txn_batches: Vec::new(),
+            markers: Vec::new(),
+            last_stable_offset: 0,
+            broker,
+            log_end_offset: records.last().map_or(0, |r| r.0 + 1),
+            high_watermark: hw,
+            records: records.to_vec(),
+        }
+    }
+
+    fn partition(
+        part: u32,
+        leader: Option<u32>,
+        isr: &[u32],
+        replicas: Vec<ReplicaSnapshot>,
+    ) -> PartitionSnapshot {
+        PartitionSnapshot {
+            partition: tp(part),
+            leader,
+            isr: isr.to_vec(),
+            replicas,
+        }
+    }
+
+    #[test]
+    fn unread_write_missing_from_the_final_leader_log_is_lost() {
+        // acks=1 at the tail: acknowledged at offset 1, truncated away, nothing after it.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 110, v(0, 1), 0, 1)
+            .poll(0, 200, 0, &[(0, v(0, 0))]);
+        let truncated = Snapshot {
+            partitions: vec![partition(
+                0,
+                Some(2),
+                &[2],
+                vec![replica(2, 1, &[(0, v(0, 0))])],
+            )],
+            consumer_positions: vec![(0, tp(0), 1)],
+            ..Snapshot::default()
+        };
+        let r = check(&b.h, &truncated);
+        assert_counts(&r, &[("lost-write", 1)]);
+        assert_eq!(
+            examples(&r, "lost-write"),
+            [format!(
+                "value {} (key k0) was acknowledged at offset 1 of orders-0 at 0.110 s, never \
+                 read, and is not in the final log of its leader broker-2",
+                v(0, 1)
+            )]
+        );
+        // Still in the leader's log (above its high watermark): only unseen (and stuck
+        // is not reported, the consumer is at the high watermark).
+        let kept = Snapshot {
+            partitions: vec![partition(
+                0,
+                Some(2),
+                &[2],
+                vec![replica(2, 1, &[(0, v(0, 0)), (1, v(0, 1))])],
+            )],
+            consumer_positions: vec![(0, tp(0), 1)],
+            ..Snapshot::default()
+        };
+        assert_counts(&check(&b.h, &kept), &[("unseen", 1)]);
+    }
+
+    #[test]
+    fn consumer_behind_the_high_watermark_or_no_leader_is_stuck() {
+        let log = [(0, 10), (1, 11), (2, 12)];
+        let snapshot = Snapshot {
+            partitions: vec![
+                partition(
+                    0,
+                    Some(1),
+                    &[1, 2],
+                    vec![replica(1, 3, &log), replica(2, 3, &log)],
+                ),
+                partition(1, None, &[], vec![replica(1, 0, &[])]),
+            ],
+            consumer_positions: vec![(0, tp(0), 2), (1, tp(0), 3), (0, tp(1), 0)],
+            ..Snapshot::default()
+        };
+        let r = check(&History::default(), &snapshot);
+        assert_counts(&r, &[("stuck", 2)]);
+        assert_eq!(
+            examples(&r, "stuck"),
+            [
+                "orders-1 has no leader at the end",
+                "consumer-0 ended at position 2 of orders-0, below the high watermark 3 of its \
+                 leader broker-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn consumers_at_the_high_watermark_are_not_stuck() {
+        let log = [(0, 10), (1, 11), (2, 12)];
+        let snapshot = Snapshot {
+            partitions: vec![partition(
+                0,
+                Some(1),
+                &[1, 2],
+                vec![replica(1, 3, &log), replica(2, 3, &log)],
+            )],
+            consumer_positions: vec![(0, tp(0), 3), (1, tp(0), 3)],
+            ..Snapshot::default()
+        };
+        assert_counts(&check(&History::default(), &snapshot), &[]);
+    }
+
+    #[test]
+    fn in_sync_replicas_disagreeing_below_the_high_watermark_diverge() {
+        let snapshot = Snapshot {
+            partitions: vec![partition(
+                2,
+                Some(1),
+                &[1, 2],
+                vec![
+                    replica(1, 3, &[(0, 10), (1, 11), (2, 12)]),
+                    replica(2, 3, &[(0, 10), (1, 99)]),
+                ],
+            )],
+            consumer_positions: vec![],
+            ..Snapshot::default()
+        };
+        let r = check(&History::default(), &snapshot);
+        assert_counts(&r, &[("replica-divergence", 2)]);
+        assert_eq!(
+            examples(&r, "replica-divergence"),
+            [
+                "in-sync replicas of orders-2 disagree at offset 1, below the leader's high \
+                 watermark 3: broker-1 holds value 11, broker-2 holds value 99",
+                "in-sync replicas of orders-2 disagree at offset 2, below the leader's high \
+                 watermark 3: broker-1 holds value 12, broker-2 holds nothing",
+            ]
+        );
+    }
+
+    #[test]
+    fn divergence_outside_the_isr_or_above_the_high_watermark_is_fine() {
+        let snapshot = Snapshot {
+            partitions: vec![partition(
+                2,
+                Some(1),
+                &[1, 2],
+                vec![
+                    replica(1, 2, &[(0, 10), (1, 11), (2, 12)]),
+                    replica(2, 2, &[(0, 10), (1, 11), (2, 77), (3, 78)]),
+                    replica(3, 1, &[(0, 10), (1, 55)]),
+                ],
+            )],
+            consumer_positions: vec![],
+            ..Snapshot::default()
+        };
+        assert_counts(&check(&History::default(), &snapshot), &[]);
+    }
+
+    // ------------------------------------------------------------ API, determinism, scale
+
+    // ------------------------------------------------------------ undetected-truncation
+
+    /// The final log of `orders-0` after an unclean election: offsets 0 and 1 as the
+    /// old leader had them, then the new leader's records (values 4, 5, 6 at 2, 3, 4).
+    fn diverged_final_log() -> Snapshot {
+        let log = [
+            (0, v(0, 0)),
+            (1, v(0, 1)),
+            (2, v(0, 4)),
+            (3, v(0, 5)),
+            (4, v(0, 6)),
+        ];
+        Snapshot {
+            partitions: vec![partition(0, Some(2), &[2], vec![replica(2, 5, &log)])],
+            ..Snapshot::default()
+        }
+    }
+
+    /// A consumer that read the old leader's offsets 0-3 (values 0-3).
+    fn read_old_leader(b: &mut B, consumer: u32) {
+        b.poll(consumer, 100, 0, &[(0, v(0, 0)), (1, v(0, 1))])
+            .poll(consumer, 200, 0, &[(2, v(0, 2)), (3, v(0, 3))]);
+    }
+
+    fn truncations(r: &CheckResult) -> u64 {
+        r.anomalies
+            .get("undetected-truncation")
+            .map_or(0, |a| a.count)
+    }
+
+    #[test]
+    fn going_on_past_a_truncation_without_seeking_back_is_undetected() {
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        b.poll(0, 300, 0, &[(4, v(0, 6))]);
+        let r = check(&b.h, &diverged_final_log());
+        assert_eq!(truncations(&r), 1);
+        assert_eq!(
+            examples(&r, "undetected-truncation"),
+            [format!(
+                "consumer-0 read value {} at offset 2 of orders-0 at 0.200 s (the final log \
+                 holds value {} there), then read offset 4 at 0.300 s without seeking back to \
+                 offset 2 or below",
+                v(0, 2),
+                v(0, 4)
+            )]
+        );
+        assert_eq!(r.anomalies["undetected-truncation"].lines, vec![vec![1, 2]]);
+    }
+
+    #[test]
+    fn seeking_back_to_the_divergence_point_detects_the_truncation() {
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        b.seek(0, 250, 0, 2)
+            .poll(0, 300, 0, &[(2, v(0, 4)), (3, v(0, 5)), (4, v(0, 6))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+        // Seeking further back (a reset to earliest) is as good.
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        b.seek(0, 250, 0, 0)
+            .poll(0, 300, 0, &[(0, v(0, 0)), (4, v(0, 6))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+    }
+
+    #[test]
+    fn seeking_above_the_first_diverged_read_is_not_enough() {
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        b.seek(0, 250, 0, 3).poll(0, 300, 0, &[(3, v(0, 5))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 1);
+    }
+
+    #[test]
+    fn truncation_is_counted_once_per_consumer_and_partition() {
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        read_old_leader(&mut b, 1);
+        b.poll(0, 300, 0, &[(4, v(0, 6))])
+            .poll(0, 400, 0, &[(5, v(0, 7))])
+            .poll(1, 300, 0, &[(4, v(0, 6))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 2);
+    }
+
+    #[test]
+    fn reads_of_the_diverged_log_alone_or_of_another_consumer_are_fine() {
+        // Never reached the new log: nothing went on past the truncation (yet).
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+        // Another consumer reading the new log is not the one that read the old.
+        b.poll(1, 300, 0, &[(3, v(0, 5)), (4, v(0, 6))]);
+        assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+        // A partition without a leader at the end has no final log to compare with.
+        b.poll(0, 400, 0, &[(4, v(0, 6))]);
+        let leaderless = Snapshot {
+            partitions: vec![partition(0, None, &[], Vec::new())],
+            ..Snapshot::default()
+        };
+        assert_eq!(truncations(&check(&b.h, &leaderless)), 0);
+    }
+
+    #[test]
+    fn every_kind_is_described() {
+        let unknown = describe("no-such-kind");
+        let descriptions: BTreeSet<&str> = ANOMALY_KINDS
+            .iter()
+            .chain(EVENT_KINDS)
+            .map(|k| describe(k))
+            .collect();
+        assert_eq!(descriptions.len(), ANOMALY_KINDS.len() + EVENT_KINDS.len());
+        assert!(!descriptions.contains(unknown));
+    }
+
+    #[test]
+    fn result_survives_jsonl_and_json_round_trips() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 0)
+            .ok(0, 100, v(0, 1), 0, 1)
+            .poll(0, 200, 0, &[(1, v(0, 1)), (0, v(0, 0))])
+            .poll(0, 200, 1, &[(0, 4711)])
+            .poll(0, 200, 2, &[(0, v(0, 1))]);
+        let r = b.run();
+        let reread = History::from_jsonl(&b.h.to_jsonl()).expect("history parses");
+        assert_eq!(check(&reread, &Snapshot::default()), r);
+        let json = serde_json::to_string(&r).expect("result serializes");
+        let back: CheckResult = serde_json::from_str(&json).expect("result parses");
+        assert_eq!(back, r);
+        assert_counts(
+            &r,
+            &[
+                ("nonmonotonic-poll", 1),
+                ("phantom-read", 1),
+                ("wrong-partition", 1),
+            ],
+        );
+    }
+
+    #[test]
+    fn large_clean_history_checks_fast_and_deterministically() {
+        // 2 producers x 25,000 sends over 4 partitions, 2 consumers reading everything in
+        // polls of 50: 50,000 sends and 2,000 polls of 100,000 records in all.
+        let mut b = B::default();
+        let mut next_offset = [0i64; 4];
+        let mut logs: Vec<Vec<(Offset, Value)>> = vec![Vec::new(); 4];
+        for n in 0..25_000u32 {
+            for p in 0..2u32 {
+                let part = (n + p) % 4;
+                let offset = next_offset[part as usize];
+                next_offset[part as usize] += 1;
+                b.ok(p, u64::from(n), v(p, n), part, offset);
+                logs[part as usize].push((offset, v(p, n)));
+            }
+        }
+        for c in 0..2 {
+            for (part, log) in logs.iter().enumerate() {
+                for chunk in log.chunks(50) {
+                    b.poll(c, 30_000, part as u32, chunk);
+                }
+            }
+        }
+        let start = std::time::Instant::now();
+        let r = b.run();
+        let elapsed = start.elapsed();
+        assert_counts(&r, &[]);
+        assert_eq!(r.stats.sends, 50_000);
+        assert_eq!(r.stats.records_read, 100_000);
+        assert_eq!(r.stats.polls, 2_000);
+        assert_eq!(b.run(), r);
+        assert!(elapsed.as_secs() < 20, "checking took {elapsed:?}");
+    }
+
+    // ------------------------------------------------------------ client timeouts
+
+    /// A failed send ended by the client-side timeout `timeout` after `attempts`.
+    fn timed_out(b: &mut B, t: Millis, value: Value, attempts: u32, timeout: SendTimeout) {
+        let error = match timeout {
+            SendTimeout::BlockedOnMemory => "TimeoutException: Failed to allocate 16384 bytes \
+                 within the configured max blocking time 5000 ms."
+                .to_string(),
+            SendTimeout::BlockedOnMetadata => {
+                "TimeoutException: Topic orders not present in metadata after 5000 ms.".into()
+            }
+            SendTimeout::Expired => "TimeoutException: Expiring 1 record(s) for orders-0:20000 \
+                 ms has passed since batch creation"
+                .into(),
+        };
+        let op = Op::Send {
+            txn: None,
+            timeout: Some(timeout),
+            headers: Vec::new(),
+            key: Some("k0".into()),
+            value,
+            partition: tp(0),
+            offset: None,
+            attempts,
+        };
+        b.push(NodeId::Producer(0), t, Outcome::Fail { error }, op);
+    }
+
+    /// Kafka throws `TimeoutException` both when `send()` blocks for max.block.ms
+    /// (`KafkaProducer.waitOnMetadata`, `BufferPool.allocate`) and when a batch that was
+    /// never sent expires in the accumulator (`RecordAccumulator.expiredBatches`): only
+    /// the first is a `send-timeout`, whatever the message or the attempt count says.
+    #[test]
+    fn a_batch_expired_in_the_accumulator_is_not_a_blocked_send() {
+        let mut b = B::default();
+        timed_out(&mut b, 10, v(0, 1), 0, SendTimeout::Expired);
+        timed_out(&mut b, 20, v(0, 2), 0, SendTimeout::Expired);
+        timed_out(&mut b, 30, v(0, 3), 0, SendTimeout::BlockedOnMemory);
+        timed_out(&mut b, 40, v(0, 4), 0, SendTimeout::BlockedOnMetadata);
+        timed_out(&mut b, 50, v(0, 5), 3, SendTimeout::Expired);
+        // Sent once and expired: neither blocked nor retried.
+        timed_out(&mut b, 60, v(0, 6), 1, SendTimeout::Expired);
+        // A TimeoutException message without a recorded timeout (a transaction abort
+        // passing the error on) counts as none of them.
+        let error = "TimeoutException: delivery.timeout.ms".to_string();
+        b.send(0, 70, Some("k0"), v(0, 7), 0, Outcome::Fail { error }, None);
+        let r = b.run();
+        assert_counts(
+            &r,
+            &[
+                ("expired-after-retries", 1),
+                ("expired-unsent", 2),
+                ("send-timeout", 2),
+            ],
+        );
+        assert!(examples(&r, "expired-unsent")[0].contains("without being sent"));
+        assert!(examples(&r, "send-timeout")[0].contains("Failed to allocate"));
+        assert!(examples(&r, "send-timeout")[1].contains("not present in metadata"));
+    }
+
+    #[test]
+    fn the_timeout_cause_survives_the_history_file() {
+        let mut b = B::default();
+        timed_out(&mut b, 10, v(0, 1), 0, SendTimeout::Expired);
+        timed_out(&mut b, 20, v(0, 2), 0, SendTimeout::BlockedOnMemory);
+        let line = b.h.to_jsonl();
+        assert!(line.contains(r#""timeout":"expired""#), "{line}");
+        assert!(line.contains(r#""timeout":"blocked_on_memory""#), "{line}");
+        let back = History::from_jsonl(&line).expect("parses");
+        assert_eq!(check(&back, &Snapshot::default()), b.run());
+    }
+
+    // ------------------------------------------------------------ Jepsen's kafka_test.clj
+
+    /// Jepsen `poll-skip-test`, "txn abort" / "good": a consumer reads 0, reads 1 and 2
+    /// in a transaction that aborts, rewinds (a seek back to 1), and reads 1 and 2 again.
+    #[test]
+    fn jepsen_poll_skip_txn_abort_good() {
+        let mut b = B::default();
+        for n in 0..3 {
+            b.ok(0, 100, v(0, n), 0, Offset::from(n));
+        }
+        b.poll(1, 200, 0, &[(0, v(0, 0))])
+            .poll(1, 300, 0, &[(1, v(0, 1)), (2, v(0, 2))])
+            .seek(1, 400, 0, 1)
+            .poll(1, 500, 0, &[(1, v(0, 1)), (2, v(0, 2))]);
+        assert_counts(&b.run(), &[]);
+    }
+
+    /// Jepsen `poll-skip-test`, "txn abort" / "abort doesn't roll back": each aborted
+    /// transaction rewinds the consumer (a seek back to 1), yet it then reads 3, and
+    /// later 5: both skip 1 and 2 (a seek sets the position, it does not forget it).
+    #[test]
+    fn jepsen_poll_skip_txn_abort_doesnt_roll_back() {
+        let mut b = B::default();
+        for n in 0..6 {
+            b.ok(0, 100, v(0, n), 0, Offset::from(n));
+        }
+        b.poll(1, 200, 0, &[(0, v(0, 0))])
+            .poll(1, 300, 0, &[(1, v(0, 1)), (2, v(0, 2))])
+            .seek(1, 400, 0, 1)
+            .poll(1, 500, 0, &[(3, v(0, 3)), (4, v(0, 4))])
+            .seek(1, 600, 0, 1)
+            .poll(1, 700, 0, &[(5, v(0, 5))]);
+        let r = b.run();
+        assert_counts(&r, &[("poll-skip", 2)]);
+        assert_eq!(
+            examples(&r, "poll-skip"),
+            [
+                format!(
+                    "consumer-1 sought to offset 1 (at 0.400 s) then read offset 3 of orders-0 \
+                     (at 0.500 s), skipping offset 1 where value {} is known (acknowledged to \
+                     producer-0 at 0.100 s)",
+                    v(0, 1)
+                ),
+                format!(
+                    "consumer-1 sought to offset 1 (at 0.600 s) then read offset 5 of orders-0 \
+                     (at 0.700 s), skipping offset 1 where value {} is known (acknowledged to \
+                     producer-0 at 0.100 s)",
+                    v(0, 1)
+                ),
+            ]
+        );
+        // A seek forward past known values is no skip; reading below the position
+        // just set is a step back.
+        let mut b = B::default();
+        for n in 0..6 {
+            b.ok(0, 100, v(0, n), 0, Offset::from(n));
+        }
+        let all: Vec<(Offset, Value)> = (0..6).map(|n| (Offset::from(n), v(0, n))).collect();
+        b.poll(2, 150, 0, &all)
+            .poll(1, 200, 0, &[(0, v(0, 0))])
+            .seek(1, 300, 0, 4)
+            .poll(1, 400, 0, &[(4, v(0, 4))])
+            .seek(1, 500, 0, 5)
+            .poll(1, 600, 0, &[(3, v(0, 3))]);
+        let r = b.run();
+        assert_counts(&r, &[("nonmonotonic-poll", 1)]);
+        assert_eq!(
+            examples(&r, "nonmonotonic-poll"),
+            [
+                "consumer-1 read offset 3 of orders-0 at 0.600 s right after seeking to offset 5 \
+              (at 0.500 s)"
+            ]
+        );
+    }
+
+    /// A transactional send of `value` to orders-0, acknowledged at `offset`.
+    fn txn_send(b: &mut B, t: Millis, txn: TxnId, value: Value, offset: Offset) {
+        let op = Op::Send {
+            txn: Some(txn),
+            timeout: None,
+            headers: Vec::new(),
+            key: Some("k0".into()),
+            value,
+            partition: tp(0),
+            offset: Some(offset),
+            attempts: 1,
+        };
+        b.push(NodeId::Producer(0), t, Outcome::Ok, op);
+    }
+
+    fn end_txn(b: &mut B, t: Millis, txn: TxnId, commit: bool) {
+        let op = Op::EndTxn {
+            transactional_id: "tx".into(),
+            txn,
+            producer_id: 7,
+            producer_epoch: 0,
+            commit,
+            partitions: vec![tp(0)],
+            group: None,
+            offsets: Vec::new(),
+        };
+        b.push(NodeId::Producer(0), t, Outcome::Ok, op);
+    }
+
+    fn begin_txn(b: &mut B, t: Millis, txn: TxnId) {
+        let op = Op::BeginTxn {
+            transactional_id: "tx".into(),
+            txn,
+            producer_id: 7,
+            producer_epoch: 0,
+        };
+        b.push(NodeId::Producer(0), t, Outcome::Ok, op);
+    }
+
+    /// Jepsen `duplicate-test`, "aborted txns": 0 is written at offset 1; 1 is sent in a
+    /// transaction that aborts, though the broker gave it offset 2; a read sees 0 at 11
+    /// and 1 at 12. 0 is a duplicate; 1 is not (its write never happened), and neither
+    /// is it a lost write when the final log lacks it: an aborted transaction's
+    /// acknowledgement promises nothing, and it was no `acks=0` send (it had an offset).
+    #[test]
+    fn jepsen_duplicate_aborted_txns() {
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 1);
+        begin_txn(&mut b, 110, 1);
+        txn_send(&mut b, 120, 1, v(0, 1), 2);
+        end_txn(&mut b, 130, 1, false);
+        b.poll(1, 200, 0, &[(11, v(0, 0)), (12, v(0, 1))]);
+        let snapshot = Snapshot {
+            partitions: vec![partition(
+                0,
+                Some(1),
+                &[1],
+                vec![replica(1, 12, &[(1, v(0, 0)), (11, v(0, 0))])],
+            )],
+            ..Snapshot::default()
+        };
+        let r = check(&b.h, &snapshot);
+        assert_eq!(r.anomalies.get("lost-write"), None, "{r:?}");
+        assert_eq!(r.anomalies["duplicate"].count, 1, "{r:?}");
+        assert!(examples(&r, "duplicate")[0].contains(&format!("value {}", v(0, 0))));
+        // Committed instead, the same acknowledged send missing from the final log is
+        // lost at its offset.
+        let mut b = B::default();
+        b.ok(0, 100, v(0, 0), 0, 1);
+        begin_txn(&mut b, 110, 1);
+        txn_send(&mut b, 120, 1, v(0, 1), 2);
+        end_txn(&mut b, 130, 1, true);
+        let r = check(&b.h, &snapshot);
+        assert_eq!(
+            examples(&r, "lost-write"),
+            [format!(
+                "value {} (key k0) was acknowledged at offset 2 of orders-0 at 0.120 s, never \
+                 read, and is not in the final log of its leader broker-1",
+                v(0, 1)
+            )]
+        );
+    }
+
+    // ------------------------------------------------------------ headers (C1)
+
+    /// Record batch v2 carries each record's headers verbatim (KIP-82,
+    /// `DefaultRecord.writeTo` / `readFrom`): a read must see the headers sent.
+    #[test]
+    fn a_record_read_with_other_headers_than_sent_is_a_header_mismatch() {
+        let hdr = |value: Value| crate::app::workload::headers_for(value, 2);
+        let mut b = B::default();
+        for n in 0..3 {
+            let op = Op::Send {
+                txn: None,
+                timeout: None,
+                headers: hdr(v(0, n)),
+                key: Some("k0".into()),
+                value: v(0, n),
+                partition: tp(0),
+                offset: Some(Offset::from(n)),
+                attempts: 1,
+            };
+            b.push(NodeId::Producer(0), 100, Outcome::Ok, op);
+        }
+        let read = |n: u32, headers: Headers| ReadRecord {
+            offset: Offset::from(n),
+            key: Some("k0".into()),
+            value: v(0, n),
+            headers,
+        };
+        let poll = |records: Vec<ReadRecord>| Op::Poll {
+            read_committed: false,
+            partition: tp(0),
+            high_watermark: 3,
+            records,
+        };
+        // Right headers; value 1's headers in another order; value 2's of value 0.
+        let mut swapped = hdr(v(0, 1));
+        swapped.reverse();
+        b.push(
+            NodeId::Consumer(0),
+            200,
+            Outcome::Ok,
+            poll(vec![
+                read(0, hdr(v(0, 0))),
+                read(1, swapped),
+                read(2, hdr(v(0, 0))),
+            ]),
+        );
+        // Read again by another consumer, without headers: counted once per value.
+        b.push(
+            NodeId::Consumer(1),
+            300,
+            Outcome::Ok,
+            poll(vec![read(1, Vec::new())]),
+        );
+        let r = b.run();
+        assert_counts(&r, &[("header-mismatch", 2)]);
+        assert_eq!(
+            examples(&r, "header-mismatch")[0],
+            format!(
+                "consumer-0 read value {v1} at offset 1 of orders-0 at 0.200 s with headers \
+                 [(\"h1\", None), (\"h0\", Some(\"{v1}.0\"))], but producer-0 sent it with \
+                 headers [(\"h0\", Some(\"{v1}.0\")), (\"h1\", None)]",
+                v1 = v(0, 1)
+            )
+        );
+        // The same headers everywhere: nothing.
+        let mut b = B::default();
+        let op = Op::Send {
+            txn: None,
+            timeout: None,
+            headers: hdr(7),
+            key: None,
+            value: 7,
+            partition: tp(0),
+            offset: Some(0),
+            attempts: 1,
+        };
+        b.push(NodeId::Producer(0), 100, Outcome::Ok, op);
+        let op = Op::Poll {
+            read_committed: false,
+            partition: tp(0),
+            high_watermark: 1,
+            records: vec![ReadRecord {
+                offset: 0,
+                key: None,
+                value: 7,
+                headers: hdr(7),
+            }],
+        };
+        b.push(NodeId::Consumer(0), 200, Outcome::Ok, op);
+        assert_counts(&b.run(), &[]);
+    }
+}

@@ -1,0 +1,3411 @@
+//! The transaction checker: Kafka's transactional guarantees, checked over a run's
+//! [`History`] and end-of-run [`Snapshot`] in the manner of Jepsen's Kafka checker.
+//!
+//! [`TxnView`] is the white-box half. For every transactional record of a partition's
+//! final log (its leader's, or the longest replica's when it has no leader) it reads
+//! the fate of the record's transaction from the log itself: the first marker of the
+//! same producer id after the record's batch says COMMIT or ABORT, and no marker means
+//! the transaction is still open. When the log cannot tell (the record is gone, or the
+//! snapshot has no batch for it), the client's `EndTxn` does. The main checker asks the
+//! view which observations are of records nobody may see (aborted or open), so aborted
+//! data is never counted as lost, duplicated or phantom.
+//!
+//! [`check`] adds the transactional anomalies to the main checker's tallies: aborted
+//! and precommitted reads, partial commits, hanging transactions, zombie writes, the
+//! pipelines' exactly-once (output missing or duplicated), Jepsen's G0 and G1c over
+//! the write-write and write-read dependency graph of committed transactions, and the
+//! internal checks of one transaction's reads and sends; and the client events that
+//! show how transactions behave (markers taking offsets, consumers held at the last
+//! stable offset, aborted transactions).
+//!
+//! Which polls belong to a transaction: those of the transaction's process since its
+//! previous transaction ended (Kafka's read-process-write loop polls before
+//! `beginTransaction`) up to its `EndTxn`; a rebalance (`Assigned`) ends the window.
+//!
+//! Everything is ordered (`BTreeMap`, `Vec`) and O(n log n) in the history and the
+//! logs; the cycle search is Tarjan's algorithm, iterative, linear in the graph.
+
+use crate::actor::Millis;
+use crate::check::{entry_ms, Secs, Tallies};
+use crate::history::{
+    Entry, History, MarkerSnapshot, Op, Outcome, ReplicaSnapshot, Snapshot, TxnId, Value,
+};
+use crate::client::producer::RECORD_TIMESTAMP_BASE;
+use crate::kafka::protocol::{NodeId, Offset, TopicPartition};
+use crate::app::workload::{input_of, output_value};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+/// Bound on the transactions, sends, records and graph nodes the checker holds (far
+/// above any run: histories have about 50,000 entries).
+const MAX_ITEMS: usize = 50_000_000;
+
+/// Steps of a dependency cycle spelled out in an example.
+const MAX_CYCLE_STEPS: usize = 6;
+
+/// A one-sentence definition of each transactional anomaly kind and client event
+/// (`None` for other kinds).
+pub fn describe(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "aborted-read" => {
+            "A consumer read a record of a transaction that aborted or never committed \
+             (Jepsen's G1a, aborted read: an anomaly with isolation.level=read_committed, \
+             allowed with read_uncommitted, which is what read_committed prevents); counted \
+             once per record and reader."
+        }
+        "precommitted-read" => {
+            "A read_committed consumer read a transactional record before its transaction \
+             committed (before its COMMIT marker was written, or inside the transaction that \
+             wrote it); counted once per record and reader."
+        }
+        "partial-commit" => {
+            "A transaction committed in some of the partitions it wrote to but not in others \
+             (an ABORT marker, or no marker, after its records there); counted once per \
+             transaction."
+        }
+        "hanging-transaction" => {
+            "At the end of the run a transaction is still open in a partition's final log \
+             (records of a producer with no marker after them, or a leader whose last stable \
+             offset is below its high watermark) although Kafka would have aborted it: it \
+             began (or the last fault ended) more than transaction.timeout.ms plus \
+             transaction.abort.timed.out.transaction.cleanup.interval.ms before the end; \
+             counted once per partition and producer id (once per partition when only the \
+             last stable offset shows it)."
+        }
+        "zombie-write" => {
+            "A committed record written by a fenced producer: with an epoch older than a \
+             marker of its producer id earlier in the log, or in a transaction whose producer \
+             was told it was fenced; counted once per transaction."
+        }
+        "output-duplicate" => {
+            "An input value whose read-process-write output is committed at two or more \
+             offsets (exactly-once broken); counted once per input value."
+        }
+        "output-missing" => {
+            "An input value that a pipeline's group processed and committed its offset past, \
+             whose output is committed in no partition's final log; counted once per input \
+             value."
+        }
+        "g0" => {
+            "A cycle of committed transactions over write-write dependencies only (one wrote \
+             before the other in a partition's log; Jepsen's G0, write cycle); counted once \
+             per strongly connected component."
+        }
+        "g1c" => {
+            "A cycle of committed transactions over write-write and write-read dependencies \
+             with at least one write-read edge (a transaction polled another's record; \
+             Jepsen's G1c); counted once per strongly connected component."
+        }
+        "int-poll-skip" => {
+            "Within one transaction, two consecutive reads of a partition jumped over a \
+             record that is committed or not transactional; counted once per pair of reads."
+        }
+        "int-nonmonotonic-poll" => {
+            "Within one transaction, a read of a partition at or below the offset read just \
+             before it; counted once per pair of reads."
+        }
+        "int-send-skip" => {
+            "Within one transaction, two consecutive acknowledged sends to a partition landed \
+             with another visible record between them; counted once per pair of sends."
+        }
+        "int-nonmonotonic-send" => {
+            "Within one transaction, an acknowledged send to a partition landed at or below \
+             the offset of the send just before it; counted once per pair of sends."
+        }
+        "lookup-hit-marker" => {
+            "An offsetsForTimes lookup returned an offset that holds a transaction marker, \
+             not a data record (markers take offsets and carry the coordinator's clock); \
+             counted once per lookup."
+        }
+        "marker-gap" => {
+            "A consumer's consecutive reads of a partition jumped over offsets that hold \
+             transaction markers, which take offsets but are never returned; counted once \
+             per gap."
+        }
+        "lso-stall" => {
+            "A read_committed consumer saw a partition's last stable offset below its high \
+             watermark (held back by an open transaction); counted once per consumer, \
+             partition and episode."
+        }
+        "transaction-aborted" => {
+            "A transaction that ended aborted: by its client, by its coordinator \
+             (transaction.timeout.ms) or by fencing; counted once per transaction."
+        }
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------- the view
+
+/// What became of a record (or a send) as far as transactions go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fate {
+    /// Not written in a transaction.
+    NotTransactional,
+    /// Its transaction committed.
+    Committed,
+    /// Its transaction aborted.
+    Aborted,
+    /// No marker of its producer follows it: its transaction never ended.
+    Open,
+    /// Transactional, but neither the final log nor the client's `EndTxn` tells.
+    Unknown,
+}
+
+impl Fate {
+    /// Whether a `read_committed` consumer may return it: anything but aborted or open
+    /// (an unknown fate is given the benefit of the doubt).
+    pub fn visible(self) -> bool {
+        !matches!(self, Fate::Aborted | Fate::Open)
+    }
+}
+
+/// A transactional data batch of a final log.
+#[derive(Clone, Copy)]
+struct Batch {
+    base_offset: Offset,
+    last_offset: Offset,
+    producer_id: i64,
+    producer_epoch: i16,
+    /// Index in `PartitionLog::markers` of the first marker of its producer after it.
+    end: Option<usize>,
+}
+
+/// One partition's final log, as the checker reads it.
+struct PartitionLog {
+    broker: u32,
+    /// Whether `broker` is the partition's leader (else the longest replica).
+    leader: bool,
+    high_watermark: Offset,
+    last_stable_offset: Offset,
+    records: BTreeMap<Offset, Value>,
+    /// Sorted by base offset.
+    batches: Vec<Batch>,
+    /// Sorted by offset.
+    markers: Vec<MarkerSnapshot>,
+    /// The transaction of each transactional record (from the history's sends).
+    txn_of: BTreeMap<Offset, TxnId>,
+}
+
+impl PartitionLog {
+    fn new(r: &ReplicaSnapshot, leader: bool) -> PartitionLog {
+        assert!(
+            r.records.len() + r.markers.len() + r.txn_batches.len() < MAX_ITEMS,
+            "log too large to check"
+        );
+        let mut markers = r.markers.clone();
+        markers.sort_by_key(|m| m.offset);
+        let mut by_producer: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, m) in markers.iter().enumerate() {
+            by_producer.entry(m.producer_id).or_default().push(i);
+        }
+        let mut batches: Vec<Batch> = r
+            .txn_batches
+            .iter()
+            .map(|b| {
+                assert!(b.base_offset <= b.last_offset, "batch {b:?} is empty");
+                let end = by_producer.get(&b.producer_id).and_then(|list| {
+                    let i = list.partition_point(|&m| markers[m].offset <= b.last_offset);
+                    list.get(i).copied()
+                });
+                Batch {
+                    base_offset: b.base_offset,
+                    last_offset: b.last_offset,
+                    producer_id: b.producer_id,
+                    producer_epoch: b.producer_epoch,
+                    end,
+                }
+            })
+            .collect();
+        batches.sort_by_key(|b| b.base_offset);
+        PartitionLog {
+            broker: r.broker,
+            leader,
+            high_watermark: r.high_watermark,
+            last_stable_offset: r.last_stable_offset,
+            records: r.records.iter().copied().collect(),
+            batches,
+            markers,
+            txn_of: BTreeMap::new(),
+        }
+    }
+
+    /// The transactional batch holding `offset`, if any.
+    fn batch_at(&self, offset: Offset) -> Option<&Batch> {
+        let i = self.batches.partition_point(|b| b.base_offset <= offset);
+        let b = self.batches.get(i.checked_sub(1)?)?;
+        (b.last_offset >= offset).then_some(b)
+    }
+
+    /// The marker ending `b`'s transaction, if any.
+    fn end_marker(&self, b: &Batch) -> Option<&MarkerSnapshot> {
+        b.end.map(|m| &self.markers[m])
+    }
+
+    fn batch_fate(&self, b: &Batch) -> Fate {
+        match self.end_marker(b) {
+            Some(m) if m.committed => Fate::Committed,
+            Some(_) => Fate::Aborted,
+            None => Fate::Open,
+        }
+    }
+
+    /// The marker at `offset`, if one is there.
+    fn marker_at(&self, offset: Offset) -> Option<&MarkerSnapshot> {
+        let i = self
+            .markers
+            .binary_search_by_key(&offset, |m| m.offset)
+            .ok()?;
+        Some(&self.markers[i])
+    }
+
+    /// The markers at offsets in `from..to`.
+    fn markers_in(&self, from: Offset, to: Offset) -> &[MarkerSnapshot] {
+        let a = self.markers.partition_point(|m| m.offset < from);
+        let b = self.markers.partition_point(|m| m.offset < to);
+        &self.markers[a..b.max(a)]
+    }
+
+    /// Whether the log holds anything transactional.
+    fn has_transactions(&self) -> bool {
+        !self.batches.is_empty() || !self.markers.is_empty()
+    }
+
+    /// "the final log of its leader broker-1" or "... of broker-2 (no leader)".
+    fn whose(&self) -> String {
+        if self.leader {
+            format!("the final log of its leader broker-{}", self.broker)
+        } else {
+            format!("the final log of broker-{} (it has no leader)", self.broker)
+        }
+    }
+}
+
+/// One send made inside a transaction.
+#[derive(Clone)]
+struct TxnSend {
+    index: u64,
+    txn: TxnId,
+    partition: TopicPartition,
+    /// The offset it was acknowledged at (`Ok` sends only).
+    acked: Option<Offset>,
+}
+
+/// Everything known about one transaction.
+struct Txn {
+    transactional_id: Option<String>,
+    /// Producer id and epoch (from `BeginTxn`, else `EndTxn`).
+    producer: Option<(i64, i16)>,
+    process: Option<NodeId>,
+    begin: Option<u64>,
+    /// Every `EndTxn` entry, in history order.
+    ends: Vec<u64>,
+    /// The `EndTxn` that decides: the last `ok`, else the last `info`, else the last.
+    end: Option<u64>,
+    /// Whether that `EndTxn` is an acknowledged `commitTransaction`.
+    commit_acknowledged: bool,
+    sends: Vec<u64>,
+    /// Its process's `Poll` and `Seek` entries in the transaction's window.
+    reads: Vec<u64>,
+    /// Its records in the final logs.
+    records: Vec<(TopicPartition, Offset)>,
+    fate: Fate,
+}
+
+impl Txn {
+    fn new() -> Txn {
+        Txn {
+            transactional_id: None,
+            producer: None,
+            process: None,
+            begin: None,
+            ends: Vec::new(),
+            end: None,
+            commit_acknowledged: false,
+            sends: Vec::new(),
+            reads: Vec::new(),
+            records: Vec::new(),
+            fate: Fate::Unknown,
+        }
+    }
+
+    /// The first history line of the transaction.
+    fn first_line(&self) -> u64 {
+        let first_send = self.sends.first().copied();
+        let first_end = self.ends.first().copied();
+        [self.begin, first_send, first_end]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+}
+
+/// The transactional view of a run: every transaction of the history and the fate of
+/// every transactional record of the final logs.
+#[derive(Default)]
+pub struct TxnView {
+    logs: BTreeMap<TopicPartition, PartitionLog>,
+    txns: BTreeMap<TxnId, Txn>,
+    /// Sends made inside a transaction, by value (a pipeline may send one output value
+    /// in several transactions).
+    txn_sends: BTreeMap<Value, Vec<TxnSend>>,
+    /// The transaction each `Poll` entry belongs to.
+    poll_txn: BTreeMap<u64, TxnId>,
+}
+
+impl TxnView {
+    /// Builds the view of a run.
+    pub fn new(history: &History, snapshot: &Snapshot) -> TxnView {
+        // Entries are looked up by their index.
+        assert!(
+            history
+                .entries
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.index == i as u64),
+            "history entries are numbered from 0 in order"
+        );
+        let mut view = TxnView::default();
+        for p in &snapshot.partitions {
+            let leader = p
+                .leader
+                .and_then(|l| p.replicas.iter().find(|r| r.broker == l));
+            let chosen = match leader {
+                Some(r) => Some((r, true)),
+                None => p
+                    .replicas
+                    .iter()
+                    .max_by_key(|r| (r.log_end_offset, Reverse(r.broker)))
+                    .map(|r| (r, false)),
+            };
+            if let Some((r, is_leader)) = chosen {
+                view.logs
+                    .insert(p.partition.clone(), PartitionLog::new(r, is_leader));
+            }
+        }
+        view.read_history(history);
+        view.attribute_records();
+        let fates: Vec<(TxnId, Fate)> = view
+            .txns
+            .iter()
+            .map(|(id, t)| (*id, view.decide(t, history)))
+            .collect();
+        for (id, fate) in fates {
+            view.txns.get_mut(&id).expect("known transaction").fate = fate;
+        }
+        view
+    }
+
+    fn txn_mut(&mut self, txn: TxnId) -> &mut Txn {
+        assert!(self.txns.len() < MAX_ITEMS, "too many transactions");
+        self.txns.entry(txn).or_insert_with(Txn::new)
+    }
+
+    /// One pass over the history: transactions, their sends and their polls.
+    fn read_history(&mut self, history: &History) {
+        // Per process: the transaction whose window is open, and the reads waiting for
+        // the next one.
+        let mut current: BTreeMap<NodeId, TxnId> = BTreeMap::new();
+        let mut pending: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
+        for e in &history.entries {
+            match &e.op {
+                Op::BeginTxn {
+                    transactional_id,
+                    txn,
+                    producer_id,
+                    producer_epoch,
+                } => {
+                    let waiting = pending.remove(&e.process).unwrap_or_default();
+                    for &i in &waiting {
+                        if matches!(history.entries[i as usize].op, Op::Poll { .. }) {
+                            self.poll_txn.insert(i, *txn);
+                        }
+                    }
+                    let t = self.txn_mut(*txn);
+                    t.transactional_id = Some(transactional_id.clone());
+                    t.producer = Some((*producer_id, *producer_epoch));
+                    t.process = Some(e.process);
+                    t.begin.get_or_insert(e.index);
+                    t.reads.extend(waiting);
+                    current.insert(e.process, *txn);
+                }
+                Op::EndTxn {
+                    transactional_id,
+                    txn,
+                    producer_id,
+                    producer_epoch,
+                    ..
+                } => {
+                    let t = self.txn_mut(*txn);
+                    t.transactional_id
+                        .get_or_insert_with(|| transactional_id.clone());
+                    t.producer.get_or_insert((*producer_id, *producer_epoch));
+                    t.process.get_or_insert(e.process);
+                    t.ends.push(e.index);
+                    if current.get(&e.process) == Some(txn) {
+                        current.remove(&e.process);
+                    }
+                }
+                Op::Send {
+                    value,
+                    partition,
+                    offset,
+                    txn: Some(txn),
+                    ..
+                } => {
+                    self.txn_mut(*txn).sends.push(e.index);
+                    let sends = self.txn_sends.entry(*value).or_default();
+                    assert!(sends.len() < MAX_ITEMS, "value sent too often");
+                    sends.push(TxnSend {
+                        index: e.index,
+                        txn: *txn,
+                        partition: partition.clone(),
+                        acked: offset.filter(|_| e.outcome == Outcome::Ok),
+                    });
+                }
+                Op::Poll { .. } | Op::Seek { .. } => match current.get(&e.process) {
+                    Some(txn) => {
+                        if matches!(e.op, Op::Poll { .. }) {
+                            self.poll_txn.insert(e.index, *txn);
+                        }
+                        let t = self.txns.get_mut(txn).expect("open transaction is known");
+                        t.reads.push(e.index);
+                    }
+                    None => {
+                        let waiting = pending.entry(e.process).or_default();
+                        assert!(waiting.len() < MAX_ITEMS, "too many reads waiting");
+                        waiting.push(e.index);
+                    }
+                },
+                Op::Assigned { .. } => {
+                    current.remove(&e.process);
+                    pending.remove(&e.process);
+                }
+                _ => {}
+            }
+        }
+        for t in self.txns.values_mut() {
+            let rank = |i: &u64| match history.entries[*i as usize].outcome {
+                Outcome::Ok => 2,
+                Outcome::Info { .. } => 1,
+                Outcome::Fail { .. } => 0,
+            };
+            // The last of the highest rank (`max_by_key` keeps the last maximum).
+            t.end = t.ends.iter().max_by_key(|i| rank(i)).copied();
+            t.commit_acknowledged = t.end.is_some_and(|i| {
+                let e = &history.entries[i as usize];
+                e.outcome == Outcome::Ok && matches!(e.op, Op::EndTxn { commit: true, .. })
+            });
+        }
+    }
+
+    /// Finds the transaction of every transactional record of the final logs.
+    fn attribute_records(&mut self) {
+        let TxnView {
+            logs,
+            txns,
+            txn_sends,
+            ..
+        } = self;
+        for (tp, log) in logs.iter_mut() {
+            let mut txn_of = BTreeMap::new();
+            for (&offset, value) in &log.records {
+                let Some(sends) = txn_sends.get(value) else {
+                    continue;
+                };
+                let batch = log
+                    .batch_at(offset)
+                    .map(|b| (b.producer_id, b.producer_epoch));
+                let txn = writer(sends, tp, offset, batch, txns);
+                txn_of.insert(offset, txn);
+                let t = txns.get_mut(&txn).expect("a send's transaction is known");
+                t.records.push((tp.clone(), offset));
+            }
+            log.txn_of = txn_of;
+        }
+    }
+
+    /// A transaction's fate: what its records' markers say (committed anywhere wins,
+    /// which `partial-commit` then reports), else what its client's `EndTxn` says.
+    fn decide(&self, t: &Txn, history: &History) -> Fate {
+        let logged: BTreeSet<Fate> = t
+            .records
+            .iter()
+            .filter_map(|(tp, o)| {
+                let log = &self.logs[tp];
+                log.batch_at(*o).map(|b| log.batch_fate(b))
+            })
+            .collect();
+        if logged.contains(&Fate::Committed) {
+            return Fate::Committed;
+        }
+        if logged.contains(&Fate::Aborted) {
+            return Fate::Aborted;
+        }
+        let said = t.end.map(|i| &history.entries[i as usize]);
+        match said.map(|e| (&e.outcome, &e.op)) {
+            Some((Outcome::Ok, Op::EndTxn { commit: true, .. })) => Fate::Committed,
+            Some((Outcome::Ok, _) | (Outcome::Fail { .. }, _)) => Fate::Aborted,
+            _ if logged.contains(&Fate::Open) => Fate::Open,
+            _ => Fate::Unknown,
+        }
+    }
+
+    /// The fate of the record holding `value` at `offset` of `tp` (a read): from the
+    /// final log when it holds that record in a transactional batch, else from the
+    /// transaction that sent the value, else not transactional.
+    pub fn fate(&self, tp: &TopicPartition, offset: Offset, value: Value) -> Fate {
+        if let Some(f) = self.logged_fate(tp, offset, value) {
+            return f;
+        }
+        match self.writer_of(tp, offset, value) {
+            Some(txn) => self.txns[&txn].fate,
+            None => Fate::NotTransactional,
+        }
+    }
+
+    /// Whether that record is one a `read_committed` consumer may see.
+    pub fn visible(&self, tp: &TopicPartition, offset: Offset, value: Value) -> bool {
+        self.fate(tp, offset, value).visible()
+    }
+
+    /// The fate of a `Send` entry's record: through the offset it was acknowledged at
+    /// when the final log holds it there in a transactional batch, else through its
+    /// transaction (`EndTxn` ok commit: committed; ok abort or fail: aborted; info or
+    /// none: unknown, unless the log shows the transaction's other records).
+    pub fn send_fate(&self, entry: &Entry) -> Fate {
+        let Op::Send {
+            value,
+            partition,
+            offset,
+            txn: Some(txn),
+            ..
+        } = &entry.op
+        else {
+            return Fate::NotTransactional;
+        };
+        if let (Outcome::Ok, Some(o)) = (&entry.outcome, offset) {
+            if let Some(f) = self.logged_fate(partition, *o, *value) {
+                return f;
+            }
+        }
+        self.txns.get(txn).map_or(Fate::Unknown, |t| t.fate)
+    }
+
+    /// Whether a `Send` entry's acknowledgement is an observation the main checker
+    /// counts: `Some(false)` when its record was aborted or never committed and its
+    /// client was never told the transaction committed (no promise was made);
+    /// `Some(true)` when the record is visible, or when its transaction's commit was
+    /// acknowledged (a promise the log broke, which `lost-write` then reports); `None`
+    /// when unknown.
+    pub fn send_visible(&self, entry: &Entry) -> Option<bool> {
+        match self.send_fate(entry) {
+            Fate::Unknown => None,
+            f if f.visible() => Some(true),
+            _ => {
+                let Op::Send { txn: Some(txn), .. } = &entry.op else {
+                    unreachable!("only transactional sends are invisible")
+                };
+                Some(self.txns[txn].commit_acknowledged)
+            }
+        }
+    }
+
+    /// The fate of a transaction of the history.
+    pub fn txn_fate(&self, txn: TxnId) -> Option<Fate> {
+        self.txns.get(&txn).map(|t| t.fate)
+    }
+
+    /// The fate of the record at (`tp`, `offset`) by the final log, when the log holds
+    /// `value` there inside a transactional batch.
+    fn logged_fate(&self, tp: &TopicPartition, offset: Offset, value: Value) -> Option<Fate> {
+        let log = self.logs.get(tp)?;
+        if log.records.get(&offset) != Some(&value) {
+            return None;
+        }
+        log.batch_at(offset).map(|b| log.batch_fate(b))
+    }
+
+    /// The transaction that wrote `value` at (`tp`, `offset`), if it was sent in one.
+    fn writer_of(&self, tp: &TopicPartition, offset: Offset, value: Value) -> Option<TxnId> {
+        let logged = self
+            .logs
+            .get(tp)
+            .filter(|l| l.records.get(&offset) == Some(&value))
+            .and_then(|l| l.txn_of.get(&offset));
+        if let Some(txn) = logged {
+            return Some(*txn);
+        }
+        let sends = self.txn_sends.get(&value)?;
+        Some(writer(sends, tp, offset, None, &self.txns))
+    }
+
+    /// A transaction's name in examples.
+    fn name(&self, txn: TxnId) -> TxnName<'_> {
+        TxnName {
+            txn,
+            t: self.txns.get(&txn),
+            full: true,
+        }
+    }
+
+    /// A transaction's short name (without its producer).
+    fn short(&self, txn: TxnId) -> TxnName<'_> {
+        TxnName {
+            txn,
+            t: self.txns.get(&txn),
+            full: false,
+        }
+    }
+
+    /// The first history line of the value's transactional sends.
+    fn send_line(&self, value: Value) -> Option<u64> {
+        self.txn_sends.get(&value)?.first().map(|s| s.index)
+    }
+}
+
+/// Which of the transactions that sent a value wrote its record at (`tp`, `offset`):
+/// the only one; else the one acknowledged there; else the one whose producer id and
+/// epoch (then producer id) match the batch; else the first.
+fn writer(
+    sends: &[TxnSend],
+    tp: &TopicPartition,
+    offset: Offset,
+    batch: Option<(i64, i16)>,
+    txns: &BTreeMap<TxnId, Txn>,
+) -> TxnId {
+    let first = sends.first().expect("a value's sends are not empty").txn;
+    if sends.iter().all(|s| s.txn == first) {
+        return first;
+    }
+    if let Some(s) = sends
+        .iter()
+        .find(|s| s.partition == *tp && s.acked == Some(offset))
+    {
+        return s.txn;
+    }
+    let producer = |s: &&TxnSend| txns.get(&s.txn).and_then(|t| t.producer);
+    if let Some((pid, epoch)) = batch {
+        let exact = sends.iter().find(|s| producer(s) == Some((pid, epoch)));
+        let same_id = sends
+            .iter()
+            .find(|s| producer(s).is_some_and(|(p, _)| p == pid));
+        if let Some(s) = exact.or(same_id) {
+            return s.txn;
+        }
+    }
+    first
+}
+
+/// A transaction in words: `tx-0#3 (producer id 7, epoch 2)`.
+struct TxnName<'a> {
+    txn: TxnId,
+    t: Option<&'a Txn>,
+    full: bool,
+}
+
+impl fmt::Display for TxnName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.t.and_then(|t| t.transactional_id.as_deref()) {
+            Some(id) => write!(f, "{id}#{}", self.txn & 0xffff_ffff)?,
+            None => write!(f, "{}", self.txn)?,
+        }
+        match self.t.and_then(|t| t.producer).filter(|_| self.full) {
+            Some((pid, epoch)) => write!(f, " (producer id {pid}, epoch {epoch})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A marker in words: `the COMMIT marker of epoch 2 at offset 14, written at 3.600 s`.
+struct MarkerWords<'a>(&'a MarkerSnapshot);
+
+impl fmt::Display for MarkerWords<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        let kind = if m.committed { "COMMIT" } else { "ABORT" };
+        write!(
+            f,
+            "the {kind} marker of epoch {} at offset {}, written at {} s",
+            m.producer_epoch,
+            m.offset,
+            Secs(marker_ms(m))
+        )
+    }
+}
+
+/// The simulated time a marker was written (its timestamp is the coordinator's clock).
+fn marker_ms(m: &MarkerSnapshot) -> Millis {
+    Millis::try_from(m.timestamp - RECORD_TIMESTAMP_BASE).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- the checks
+
+/// Checks the transactional guarantees and counts the transactional client events,
+/// adding to the main checker's tallies.
+pub(crate) fn check(history: &History, snapshot: &Snapshot, view: &TxnView, tallies: &mut Tallies) {
+    let mut seq = 0u64;
+    let mut next = || {
+        seq += 1;
+        (u64::MAX, seq)
+    };
+    check_reads(history, view, tallies);
+    check_logs(history, snapshot, view, tallies, &mut next);
+    check_outputs(history, snapshot, view, tallies, &mut next);
+    check_cycles(history, view, tallies);
+    check_internal(history, view, tallies);
+    check_lookups(history, view, tallies);
+    check_lso(history, tallies);
+    check_aborted(history, view, tallies);
+}
+
+/// `aborted-read`, `precommitted-read` and `marker-gap`: every record every consumer
+/// read.
+fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
+    // Each (reader, partition, offset) is judged once.
+    let mut judged: BTreeSet<(NodeId, &TopicPartition, Offset)> = BTreeSet::new();
+    let mut last_read: BTreeMap<(NodeId, &TopicPartition), Offset> = BTreeMap::new();
+    for e in &history.entries {
+        let (partition, records, read_committed) = match &e.op {
+            Op::Poll {
+                partition,
+                records,
+                read_committed,
+                ..
+            } => (partition, records, *read_committed),
+            Op::Seek { partition, .. } => {
+                last_read.remove(&(e.process, partition));
+                continue;
+            }
+            _ => continue,
+        };
+        let at_ms = entry_ms(e);
+        let log = view.logs.get(partition);
+        for (i, r) in records.iter().enumerate() {
+            let order = (e.index, i as u64);
+            let prev = last_read.insert((e.process, partition), r.offset);
+            if let (Some(prev), Some(log)) = (prev, log) {
+                let skipped = log.markers_in(prev + 1, r.offset);
+                if !skipped.is_empty() {
+                    tallies.add("marker-gap", order, || {
+                        let shown: Vec<String> = skipped
+                            .iter()
+                            .take(2)
+                            .map(|m| {
+                                let kind = if m.committed { "COMMIT" } else { "ABORT" };
+                                format!("{kind} of producer id {} at {}", m.producer_id, m.offset)
+                            })
+                            .collect();
+                        let more = skipped.len().saturating_sub(2);
+                        let more = if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        };
+                        format!(
+                            "{} read offset {prev} then offset {} of {partition} at {} s: \
+                             {} marker(s) sit between them ({}{more}), control records that \
+                             take offsets but are never returned to consumers",
+                            e.process,
+                            r.offset,
+                            Secs(at_ms),
+                            skipped.len(),
+                            shown.join(", ")
+                        )
+                    });
+                }
+            }
+            if !judged.insert((e.process, partition, r.offset)) {
+                continue;
+            }
+            let isolation = if read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            };
+            let fate = view.fate(partition, r.offset, r.value);
+            let writer = view.writer_of(partition, r.offset, r.value);
+            let read = || {
+                format!(
+                    "{} ({isolation}) read value {} at offset {} of {partition} at {} s",
+                    e.process,
+                    r.value,
+                    r.offset,
+                    Secs(at_ms)
+                )
+            };
+            let mut lines: Vec<u64> = view.send_line(r.value).into_iter().collect();
+            if let Some(end) = writer.and_then(|t| view.txns[&t].end) {
+                lines.push(end);
+            }
+            let batch = log
+                .filter(|l| l.records.get(&r.offset) == Some(&r.value))
+                .and_then(|l| Some((l, l.batch_at(r.offset)?)));
+            match fate {
+                Fate::Aborted | Fate::Open => {
+                    let whose = writer.map_or("its transaction".into(), |t| {
+                        format!("its transaction {}", view.name(t))
+                    });
+                    let why = match batch.and_then(|(l, b)| l.end_marker(b)) {
+                        Some(m) => format!("was aborted: {}, follows it", MarkerWords(m)),
+                        None if fate == Fate::Open => {
+                            "never committed: no marker follows it in the final log".to_string()
+                        }
+                        None => "was aborted, as its client's EndTxn says".to_string(),
+                    };
+                    tallies.add_lines("aborted-read", order, &lines, || {
+                        format!("{}, but {whose} {why}", read())
+                    });
+                }
+                // read_uncommitted returns what is not committed yet by definition.
+                Fate::Committed if read_committed => {
+                    let marker = batch.and_then(|(l, b)| l.end_marker(b));
+                    let reader_txn = view.poll_txn.get(&e.index).copied();
+                    if let Some(m) = marker.filter(|m| at_ms < marker_ms(m)) {
+                        let whose = writer.map_or(String::new(), |t| format!(" {}", view.name(t)));
+                        tallies.add_lines("precommitted-read", order, &lines, || {
+                            format!(
+                                "{}, before {}, ended its transaction{whose}",
+                                read(),
+                                MarkerWords(m)
+                            )
+                        });
+                    } else if let Some(t) = reader_txn.filter(|t| writer == Some(*t)) {
+                        tallies.add_lines("precommitted-read", order, &lines, || {
+                            format!(
+                                "{}, a record its own transaction {} wrote and had not yet \
+                                 committed",
+                                read(),
+                                view.name(t)
+                            )
+                        });
+                    }
+                }
+                Fate::Committed | Fate::NotTransactional | Fate::Unknown => {}
+            }
+        }
+    }
+}
+
+/// `partial-commit`, `hanging-transaction` and `zombie-write`: the final logs against
+/// the transactions that wrote them.
+fn check_logs(
+    history: &History,
+    snapshot: &Snapshot,
+    view: &TxnView,
+    tallies: &mut Tallies,
+    next: &mut impl FnMut() -> (u64, u64),
+) {
+    // partial-commit: per transaction, the fate of its records in each partition.
+    for (&txn, t) in &view.txns {
+        let mut per_partition: BTreeMap<&TopicPartition, (Offset, Offset, Fate, Option<usize>)> =
+            BTreeMap::new();
+        for (tp, o) in &t.records {
+            let log = &view.logs[tp];
+            let Some(b) = log.batch_at(*o) else {
+                continue;
+            };
+            let fate = log.batch_fate(b);
+            let slot = per_partition.entry(tp).or_insert((*o, *o, fate, b.end));
+            slot.0 = slot.0.min(*o);
+            slot.1 = slot.1.max(*o);
+            // Within one partition the worst fate wins (records of one transaction in
+            // one partition split between fates are partial too).
+            if fate != Fate::Committed {
+                slot.2 = fate;
+                slot.3 = b.end;
+            }
+        }
+        let committed = per_partition.iter().find(|(_, s)| s.2 == Fate::Committed);
+        let other = per_partition.iter().find(|(_, s)| s.2 != Fate::Committed);
+        let (Some((ctp, c)), Some((otp, o))) = (committed, other) else {
+            continue;
+        };
+        let say = |tp: &TopicPartition, s: &(Offset, Offset, Fate, Option<usize>)| {
+            let log = &view.logs[tp];
+            let span = if s.0 == s.1 {
+                format!("offset {}", s.0)
+            } else {
+                format!("offsets {}-{}", s.0, s.1)
+            };
+            let marker = match s.3 {
+                Some(m) => format!("{}", MarkerWords(&log.markers[m])),
+                None => "no marker".to_string(),
+            };
+            format!("{tp} ({span}, then {marker})")
+        };
+        let lines: Vec<u64> = t.end.into_iter().collect();
+        tallies.add_lines("partial-commit", (t.first_line(), 0), &lines, || {
+            format!(
+                "transaction {} committed on {} but not on {}",
+                view.name(txn),
+                say(ctp, c),
+                say(otp, o)
+            )
+        });
+    }
+
+    // Kafka lets a transaction stay open until its coordinator aborts it:
+    // `transaction.timeout.ms` after it began, found by the expiry check that runs every
+    // `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    // (`TransactionCoordinator.abortTimedOutTransactions`), while the cluster is up. A
+    // transaction still open at the end of the run hangs only when it outlived that,
+    // counted from its first send or from the end of the last fault, whichever is later.
+    let cluster_up_ms = history
+        .entries
+        .iter()
+        .filter(|e| matches!(e.op, Op::FaultEnd { .. }))
+        .map(|e| e.invoke_ms)
+        .max()
+        .unwrap_or(0);
+    let still_allowed = |opened_ms: Millis| {
+        snapshot.end_ms > 0
+            && snapshot.transaction_abort_after_ms > 0
+            && snapshot.end_ms < opened_ms.max(cluster_up_ms) + snapshot.transaction_abort_after_ms
+    };
+    for (tp, log) in &view.logs {
+        // hanging-transaction: the first batch of each producer that no marker below the
+        // high watermark ends (readers never get past it).
+        let mut open: BTreeMap<i64, &Batch> = BTreeMap::new();
+        let ended = |b: &Batch| log.end_marker(b).filter(|m| m.offset < log.high_watermark);
+        for b in log.batches.iter().filter(|b| ended(b).is_none()) {
+            open.entry(b.producer_id).or_insert(b);
+        }
+        let lso = (log.last_stable_offset, log.high_watermark);
+        for b in open.values() {
+            let txn = log.txn_of.get(&b.base_offset).copied();
+            let first_send = log
+                .records
+                .get(&b.base_offset)
+                .and_then(|v| view.txn_sends.get(v))
+                .and_then(|s| s.first())
+                .map(|s| s.index);
+            if first_send.is_some_and(|i| still_allowed(history.entries[i as usize].invoke_ms)) {
+                continue;
+            }
+            let lines: Vec<u64> = first_send.into_iter().collect();
+            tallies.add_lines("hanging-transaction", next(), &lines, || {
+                let who = txn.map_or(String::new(), |t| format!(" ({})", view.short(t)));
+                let since = first_send.map_or(String::new(), |i| {
+                    format!(
+                        " (sent at {} s)",
+                        Secs(history.entries[i as usize].invoke_ms)
+                    )
+                });
+                let after = match log.end_marker(b) {
+                    None => "have no marker after them".to_string(),
+                    Some(m) => format!("end only at {}, above the high watermark,", MarkerWords(m)),
+                };
+                format!(
+                    "producer id {} epoch {}{who} left a transaction open on {tp}: its records \
+                     from offset {}{since} {after} in {} (last stable offset {}, high \
+                     watermark {})",
+                    b.producer_id,
+                    b.producer_epoch,
+                    b.base_offset,
+                    log.whose(),
+                    lso.0,
+                    lso.1
+                )
+            });
+        }
+        // A snapshot without transactional data has no last stable offset to compare.
+        if open.is_empty() && log.has_transactions() && lso.0 < lso.1 {
+            tallies.add("hanging-transaction", next(), || {
+                format!(
+                    "{tp} ends with last stable offset {} below the high watermark {} in {}, \
+                     although every transactional batch there is followed by a marker",
+                    lso.0,
+                    lso.1,
+                    log.whose()
+                )
+            });
+        }
+    }
+
+    // zombie-write, once per transaction (or batch, when no transaction is known).
+    let mut flagged: BTreeSet<ZombieKey> = BTreeSet::new();
+    for (tp, log) in &view.logs {
+        // Markers and batches in offset order; the highest marker epoch per producer.
+        let mut highest: BTreeMap<i64, (i16, Offset)> = BTreeMap::new();
+        let mut markers = log.markers.iter().peekable();
+        for b in &log.batches {
+            while let Some(m) = markers.next_if(|m| m.offset < b.base_offset) {
+                let h = highest
+                    .entry(m.producer_id)
+                    .or_insert((m.producer_epoch, m.offset));
+                if m.producer_epoch > h.0 {
+                    *h = (m.producer_epoch, m.offset);
+                }
+            }
+            let Some(&(epoch, at)) = highest.get(&b.producer_id) else {
+                continue;
+            };
+            if b.producer_epoch >= epoch || log.batch_fate(b) != Fate::Committed {
+                continue;
+            }
+            let txn = log.txn_of.get(&b.base_offset).copied();
+            let key = match txn {
+                Some(t) => (Some(t), None),
+                None => (None, Some((tp, b.base_offset))),
+            };
+            if !flagged.insert(key) {
+                continue;
+            }
+            let lines: Vec<u64> = txn.and_then(|t| view.txns[&t].end).into_iter().collect();
+            let order = txn.map_or_else(&mut *next, |t| (view.txns[&t].first_line(), 0));
+            tallies.add_lines("zombie-write", order, &lines, || {
+                let who = txn.map_or(String::new(), |t| format!(" ({})", view.short(t)));
+                let m = log.end_marker(b).expect("a committed batch has a marker");
+                format!(
+                    "offsets {}-{} of {tp} were written by producer id {} with epoch {}{who} \
+                     and committed ({}), although a marker of epoch {epoch} of that producer \
+                     precedes them at offset {at}",
+                    b.base_offset,
+                    b.last_offset,
+                    b.producer_id,
+                    b.producer_epoch,
+                    MarkerWords(m)
+                )
+            });
+        }
+    }
+    for (&txn, t) in &view.txns {
+        let fenced = t.ends.iter().chain(&t.sends).find_map(|&i| {
+            let e = &history.entries[i as usize];
+            match &e.outcome {
+                Outcome::Fail { error } if is_fencing(error) => Some((e, error)),
+                _ => None,
+            }
+        });
+        let Some((fenced_by, error)) = fenced else {
+            continue;
+        };
+        let committed = t.records.iter().find_map(|(tp, o)| {
+            let log = &view.logs[tp];
+            let b = log.batch_at(*o)?;
+            let m = log.end_marker(b).filter(|m| m.committed)?;
+            Some((tp, *o, log.records[o], m))
+        });
+        let Some((tp, o, value, m)) = committed else {
+            continue;
+        };
+        if !flagged.insert((Some(txn), None)) {
+            continue;
+        }
+        let what = if matches!(fenced_by.op, Op::EndTxn { .. }) {
+            "its EndTxn"
+        } else {
+            "one of its sends"
+        };
+        let example = || {
+            format!(
+                "transaction {} was fenced ({what} failed with {error} at {} s), yet its \
+                 value {value} at offset {o} of {tp} is committed ({})",
+                view.name(txn),
+                Secs(entry_ms(fenced_by)),
+                MarkerWords(m)
+            )
+        };
+        let order = (t.first_line(), 0);
+        tallies.add_lines("zombie-write", order, &[fenced_by.index], example);
+    }
+}
+
+/// A zombie write's identity: its transaction, else its batch (partition, base offset).
+type ZombieKey<'a> = (Option<TxnId>, Option<(&'a TopicPartition, Offset)>);
+
+/// Whether a failure says the producer was fenced.
+fn is_fencing(error: &str) -> bool {
+    [
+        "PRODUCER_FENCED",
+        "INVALID_PRODUCER_EPOCH",
+        "ProducerFenced",
+        "InvalidProducerEpoch",
+    ]
+    .iter()
+    .any(|e| error.contains(e))
+}
+
+/// Per (group, partition): the highest offset committed, with the history line and
+/// time of the commit (`None`: the coordinator's state at the end of the run).
+type CommittedUpTo<'a> = BTreeMap<(&'a str, &'a TopicPartition), (Offset, Option<(u64, Millis)>)>;
+
+/// Raises a group's committed offset for a partition to `offset`.
+fn raise<'a>(
+    committed: &mut CommittedUpTo<'a>,
+    (group, tp): (&'a str, &'a TopicPartition),
+    offset: Offset,
+    by: Option<(u64, Millis)>,
+) {
+    let c = committed.entry((group, tp)).or_insert((offset, by));
+    if offset > c.0 {
+        *c = (offset, by);
+    }
+}
+
+/// What shows an output value at a position.
+#[derive(Clone, Copy)]
+enum Shown {
+    /// A final log holds it, written by this transaction (or none).
+    Log(Option<TxnId>),
+    /// Acknowledged to, or read by, a process at a time.
+    Acked(NodeId, Millis),
+    Read(NodeId, Millis),
+}
+
+/// Where an output value is, and what shows it there.
+type Positions = BTreeMap<(TopicPartition, Offset), Shown>;
+
+/// `output-duplicate` and `output-missing`: the pipelines' exactly-once.
+fn check_outputs(
+    history: &History,
+    snapshot: &Snapshot,
+    view: &TxnView,
+    tallies: &mut Tallies,
+    next: &mut impl FnMut() -> (u64, u64),
+) {
+    // Every visible position of every output value, by input value: the final logs,
+    // then visible reads and acknowledgements (of records since truncated, too).
+    let mut outputs: BTreeMap<Value, Positions> = BTreeMap::new();
+    for (tp, log) in &view.logs {
+        for (&o, &v) in &log.records {
+            let Some(input) = input_of(v) else {
+                continue;
+            };
+            if view.fate(tp, o, v).visible() {
+                let how = Shown::Log(log.txn_of.get(&o).copied());
+                outputs
+                    .entry(input)
+                    .or_default()
+                    .insert((tp.clone(), o), how);
+            }
+        }
+    }
+    // Inputs whose output the final logs hold (what `output-missing` asks).
+    let in_logs: BTreeSet<Value> = outputs.keys().copied().collect();
+    // History lines of each output value's sends and reads.
+    let mut lines: BTreeMap<Value, Vec<u64>> = BTreeMap::new();
+    let mut senders: BTreeSet<NodeId> = BTreeSet::new();
+    for e in &history.entries {
+        let mut seen = |tp: &TopicPartition, o: Offset, v: Value, how: Shown| {
+            let Some(input) = input_of(v) else {
+                return;
+            };
+            let l = lines.entry(input).or_default();
+            if l.len() < 4 {
+                l.push(e.index);
+            }
+            if view.fate(tp, o, v).visible() {
+                let at = outputs.entry(input).or_default();
+                assert!(at.len() < MAX_ITEMS, "output value everywhere");
+                at.entry((tp.clone(), o)).or_insert(how);
+            }
+        };
+        match &e.op {
+            Op::Send {
+                value,
+                partition,
+                offset,
+                ..
+            } => {
+                if input_of(*value).is_some() {
+                    senders.insert(e.process);
+                }
+                if let (Outcome::Ok, Some(o)) = (&e.outcome, offset) {
+                    if view.send_visible(e) != Some(false) {
+                        let how = Shown::Acked(e.process, entry_ms(e));
+                        seen(partition, *o, *value, how);
+                    }
+                }
+            }
+            Op::Poll {
+                partition, records, ..
+            } => {
+                for r in records {
+                    let how = Shown::Read(e.process, entry_ms(e));
+                    seen(partition, r.offset, r.value, how);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (input, at) in &outputs {
+        if at.len() < 2 {
+            continue;
+        }
+        let l = lines.get(input).cloned().unwrap_or_default();
+        let order = l.first().map_or_else(&mut *next, |i| (*i, 0));
+        tallies.add_lines("output-duplicate", order, &l, || {
+            let shown: Vec<String> = at
+                .iter()
+                .take(3)
+                .map(|((tp, o), how)| {
+                    let how = match *how {
+                        Shown::Log(Some(t)) => format!("written by transaction {}", view.short(t)),
+                        Shown::Log(None) => "written without a transaction".to_string(),
+                        Shown::Acked(p, t) => format!("acknowledged to {p} at {} s", Secs(t)),
+                        Shown::Read(p, t) => format!("read by {p} at {} s", Secs(t)),
+                    };
+                    format!("offset {o} of {tp} ({how})")
+                })
+                .collect();
+            format!(
+                "input value {input}'s output value {} is committed at {} places: {}",
+                output_value(*input),
+                at.len(),
+                shown.join(", ")
+            )
+        });
+    }
+
+    // output-missing needs the final logs.
+    if view.logs.is_empty() {
+        return;
+    }
+    // Pipeline groups: named by an EndTxn, or processing in a process that sends outputs.
+    let mut pipelines: BTreeSet<&str> = BTreeSet::new();
+    let mut committed = CommittedUpTo::new();
+    for e in &history.entries {
+        match &e.op {
+            Op::EndTxn {
+                txn,
+                group: Some(group),
+                offsets,
+                commit: true,
+                ..
+            } if e.outcome == Outcome::Ok => {
+                pipelines.insert(group);
+                if view.txn_fate(*txn) == Some(Fate::Committed) {
+                    for (tp, o) in offsets {
+                        raise(
+                            &mut committed,
+                            (group, tp),
+                            *o,
+                            Some((e.index, entry_ms(e))),
+                        );
+                    }
+                }
+            }
+            Op::EndTxn {
+                group: Some(group), ..
+            } => {
+                pipelines.insert(group);
+            }
+            Op::Committed { group, offsets, .. } if e.outcome == Outcome::Ok => {
+                for (tp, o) in offsets {
+                    raise(
+                        &mut committed,
+                        (group, tp),
+                        *o,
+                        Some((e.index, entry_ms(e))),
+                    );
+                }
+            }
+            Op::Processed { group, .. } if senders.contains(&e.process) => {
+                pipelines.insert(group);
+            }
+            _ => {}
+        }
+    }
+    for (group, tp, o) in &snapshot.committed_offsets {
+        raise(&mut committed, (group, tp), *o, None);
+    }
+    let mut judged: BTreeSet<Value> = BTreeSet::new();
+    for e in &history.entries {
+        let Op::Processed {
+            group,
+            member,
+            partition,
+            offset,
+            value,
+            ..
+        } = &e.op
+        else {
+            continue;
+        };
+        if !pipelines.contains(group.as_str()) || judged.contains(value) {
+            continue;
+        }
+        let Some(&(upto, by)) = committed.get(&(group.as_str(), partition)) else {
+            continue;
+        };
+        if upto <= *offset || !view.fate(partition, *offset, *value).visible() {
+            continue;
+        }
+        judged.insert(*value);
+        if in_logs.contains(value) {
+            continue;
+        }
+        let mut l: Vec<u64> = by.map(|(i, _)| i).into_iter().collect();
+        l.extend(lines.get(value).into_iter().flatten());
+        tallies.add_lines("output-missing", (e.index, 0), &l, || {
+            let when = match by {
+                Some((i, t)) => format!("at {} s (history line {i})", Secs(t)),
+                None => "by the end of the run".to_string(),
+            };
+            format!(
+                "input value {value} (offset {offset} of {partition}) was processed by group \
+                 {group} (member {member} at {} s), which committed {partition} past it (to \
+                 offset {upto}) {when}, but its output value {} is committed in no \
+                 partition's final log",
+                Secs(entry_ms(e)),
+                output_value(*value)
+            )
+        });
+    }
+}
+
+// ---------------------------------------------------------------- dependency graph
+
+/// Why one committed transaction depends on another: the first witness of each kind.
+#[derive(Default)]
+struct Edge {
+    /// ww: (partition, the first's offset, the second's offset).
+    ww: Option<(TopicPartition, Offset, Offset)>,
+    /// wr: (partition, offset, value, the poll's history line).
+    wr: Option<(TopicPartition, Offset, Value, u64)>,
+}
+
+/// `g0` and `g1c`: cycles among committed transactions over Jepsen's ww edges (T1's
+/// record precedes T2's in a partition, consecutive writers only) and wr edges (T2's
+/// polls returned a record T1 wrote).
+fn check_cycles(history: &History, view: &TxnView, tallies: &mut Tallies) {
+    let nodes: Vec<TxnId> = view
+        .txns
+        .iter()
+        .filter(|(_, t)| t.fate == Fate::Committed)
+        .map(|(id, _)| *id)
+        .collect();
+    if nodes.len() < 2 {
+        return;
+    }
+    assert!(nodes.len() < MAX_ITEMS, "too many transactions");
+    let node_of = |t: TxnId| nodes.binary_search(&t).ok();
+    let mut edges: BTreeMap<(usize, usize), Edge> = BTreeMap::new();
+    for (tp, log) in &view.logs {
+        let mut prev: Option<(usize, Offset)> = None;
+        for (&o, &t) in &log.txn_of {
+            let Some(n) = node_of(t) else {
+                continue;
+            };
+            if let Some((p, po)) = prev.filter(|(p, _)| *p != n) {
+                let e = edges.entry((p, n)).or_default();
+                e.ww.get_or_insert_with(|| (tp.clone(), po, o));
+            }
+            prev = Some((n, o));
+        }
+    }
+    for (&t2, t) in &view.txns {
+        let Some(n2) = node_of(t2) else {
+            continue;
+        };
+        for &i in &t.reads {
+            let Op::Poll {
+                partition, records, ..
+            } = &history.entries[i as usize].op
+            else {
+                continue;
+            };
+            for r in records {
+                let Some(n1) = view
+                    .writer_of(partition, r.offset, r.value)
+                    .and_then(node_of)
+                    .filter(|n1| *n1 != n2)
+                else {
+                    continue;
+                };
+                let e = edges.entry((n1, n2)).or_default();
+                e.wr.get_or_insert_with(|| (partition.clone(), r.offset, r.value, i));
+            }
+        }
+    }
+    let mut ww_adj: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut all_adj: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (&(a, b), e) in &edges {
+        if e.ww.is_some() {
+            ww_adj[a].push(b);
+        }
+        all_adj[a].push(b);
+    }
+    let describe_cycle = |kind: &str, cycle: &[usize], first_wr: bool| {
+        let members: BTreeSet<usize> = cycle.iter().copied().collect();
+        let names: Vec<String> = members
+            .iter()
+            .map(|n| view.name(nodes[*n]).to_string())
+            .collect();
+        let steps: Vec<String> = cycle
+            .windows(2)
+            .enumerate()
+            .take(MAX_CYCLE_STEPS)
+            .map(|(k, w)| {
+                let (a, b) = (view.short(nodes[w[0]]), view.short(nodes[w[1]]));
+                let e = &edges[&(w[0], w[1])];
+                let wr = if k == 0 && first_wr {
+                    e.wr.as_ref()
+                } else {
+                    None
+                };
+                match (wr, &e.ww, &e.wr) {
+                    (None, Some((tp, x, y)), _) => {
+                        format!("{a} wrote offset {x} of {tp} before {b} wrote offset {y}")
+                    }
+                    (Some((tp, o, v, _)), _, _) | (None, None, Some((tp, o, v, _))) => {
+                        format!("{b} polled value {v} at offset {o} of {tp}, which {a} wrote")
+                    }
+                    (None, None, None) => unreachable!("edges have a witness"),
+                }
+            })
+            .collect();
+        let more = (cycle.len() - 1).saturating_sub(MAX_CYCLE_STEPS);
+        let more = if more > 0 {
+            format!("; and {more} more step(s)")
+        } else {
+            String::new()
+        };
+        format!(
+            "committed transactions {} form a {kind}: {}{more}",
+            names.join(", "),
+            steps.join("; ")
+        )
+    };
+    let lines_of = |cycle: &[usize]| -> Vec<u64> {
+        let mut l: Vec<u64> = cycle
+            .iter()
+            .filter_map(|n| view.txns[&nodes[*n]].end)
+            .collect();
+        l.extend(
+            cycle
+                .windows(2)
+                .filter_map(|w| edges[&(w[0], w[1])].wr.as_ref().map(|x| x.3)),
+        );
+        l.truncate(12);
+        l
+    };
+    let order_of = |cycle: &[usize]| {
+        let first = cycle
+            .iter()
+            .map(|n| view.txns[&nodes[*n]].first_line())
+            .min()
+            .unwrap_or(u64::MAX);
+        (first, 0)
+    };
+    for comp in components(&ww_adj) {
+        let cycle = shortest_cycle(&ww_adj, &comp, comp[0], comp[0]);
+        tallies.add_lines("g0", order_of(&cycle), &lines_of(&cycle), || {
+            describe_cycle("write cycle (G0)", &cycle, false)
+        });
+    }
+    for comp in components(&all_adj) {
+        let inside = |b: &usize| comp.binary_search(b).is_ok();
+        let wr_edge = comp.iter().find_map(|&a| {
+            let b = all_adj[a]
+                .iter()
+                .find(|b| inside(b) && edges[&(a, **b)].wr.is_some())?;
+            Some((a, *b))
+        });
+        let Some((u, v)) = wr_edge else {
+            continue;
+        };
+        let mut cycle = vec![u];
+        cycle.extend(shortest_cycle(&all_adj, &comp, v, u));
+        tallies.add_lines("g1c", order_of(&cycle), &lines_of(&cycle), || {
+            describe_cycle("cycle with a write-read edge (G1c)", &cycle, true)
+        });
+    }
+}
+
+/// Tarjan's algorithm with an explicit stack, so deep graphs cannot overflow.
+struct Tarjan<'a> {
+    adj: &'a [Vec<usize>],
+    index: Vec<usize>,
+    low: Vec<usize>,
+    on_stack: Vec<bool>,
+    stack: Vec<usize>,
+    /// The depth-first search: (node, position in its adjacency list).
+    calls: Vec<(usize, usize)>,
+    next: usize,
+}
+
+impl Tarjan<'_> {
+    const UNSEEN: usize = usize::MAX;
+
+    fn visit(&mut self, v: usize) {
+        self.index[v] = self.next;
+        self.low[v] = self.next;
+        self.next += 1;
+        self.stack.push(v);
+        self.on_stack[v] = true;
+        self.calls.push((v, 0));
+    }
+
+    /// Runs the search from `root`, appending the components of two nodes or more.
+    fn run(&mut self, root: usize, out: &mut Vec<Vec<usize>>) {
+        self.visit(root);
+        while let Some(&(v, pos)) = self.calls.last() {
+            if let Some(&w) = self.adj[v].get(pos) {
+                self.calls.last_mut().expect("not empty").1 += 1;
+                if self.index[w] == Self::UNSEEN {
+                    self.visit(w);
+                } else if self.on_stack[w] {
+                    self.low[v] = self.low[v].min(self.index[w]);
+                }
+                continue;
+            }
+            self.calls.pop();
+            if let Some(&(u, _)) = self.calls.last() {
+                self.low[u] = self.low[u].min(self.low[v]);
+            }
+            if self.low[v] == self.index[v] {
+                let mut comp = Vec::new();
+                loop {
+                    let w = self.stack.pop().expect("v is on the stack");
+                    self.on_stack[w] = false;
+                    comp.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                if comp.len() >= 2 {
+                    comp.sort_unstable();
+                    out.push(comp);
+                }
+            }
+        }
+    }
+}
+
+/// Strongly connected components of two nodes or more, each sorted.
+fn components(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n = adj.len();
+    let mut t = Tarjan {
+        adj,
+        index: vec![Tarjan::UNSEEN; n],
+        low: vec![0; n],
+        on_stack: vec![false; n],
+        stack: Vec::new(),
+        calls: Vec::new(),
+        next: 0,
+    };
+    let mut out = Vec::new();
+    for root in 0..n {
+        if t.index[root] == Tarjan::UNSEEN {
+            t.run(root, &mut out);
+            assert!(t.stack.is_empty(), "every node left the stack");
+        }
+    }
+    out
+}
+
+/// The shortest path from `from` to `to` inside the component `comp` (breadth-first),
+/// closing a cycle when `from == to`: `[from, ..., to]`.
+fn shortest_cycle(adj: &[Vec<usize>], comp: &[usize], from: usize, to: usize) -> Vec<usize> {
+    let mut parent: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut queue = VecDeque::from([from]);
+    while let Some(v) = queue.pop_front() {
+        for &w in &adj[v] {
+            if comp.binary_search(&w).is_err() {
+                continue;
+            }
+            if w == to {
+                let mut path = vec![to, v];
+                let mut at = v;
+                while at != from {
+                    at = parent[&at];
+                    path.push(at);
+                }
+                path.reverse();
+                return path;
+            }
+            if w != from && !parent.contains_key(&w) {
+                parent.insert(w, v);
+                queue.push_back(w);
+            }
+        }
+        assert!(parent.len() <= comp.len(), "search stays in the component");
+    }
+    unreachable!("a strongly connected component holds a path between any two nodes")
+}
+
+// ---------------------------------------------------------------- internal checks
+
+/// `int-poll-skip`, `int-nonmonotonic-poll`, `int-send-skip` and `int-nonmonotonic-send`:
+/// one transaction's own reads and sends, partition by partition.
+fn check_internal(history: &History, view: &TxnView, tallies: &mut Tallies) {
+    // The first visible record of the final log at an offset in `from..to`.
+    let visible_between = |tp: &TopicPartition, from: Offset, to: Offset, skip: Option<TxnId>| {
+        let log = view.logs.get(tp)?;
+        log.records
+            .range(from..to.max(from))
+            .find(|(o, v)| {
+                view.fate(tp, **o, **v).visible()
+                    && (skip.is_none() || view.writer_of(tp, **o, **v) != skip)
+            })
+            .map(|(o, v)| (*o, *v))
+    };
+    for (&txn, t) in &view.txns {
+        let mut last: BTreeMap<&TopicPartition, (Offset, u64)> = BTreeMap::new();
+        for &i in &t.reads {
+            let e = &history.entries[i as usize];
+            let (partition, records) = match &e.op {
+                Op::Poll {
+                    partition, records, ..
+                } => (partition, records),
+                Op::Seek { partition, .. } => {
+                    last.remove(partition);
+                    continue;
+                }
+                _ => unreachable!("reads are polls and seeks"),
+            };
+            for (k, r) in records.iter().enumerate() {
+                let prev = last.insert(partition, (r.offset, i));
+                let Some((p, p_line)) = prev else {
+                    continue;
+                };
+                let order = (i, k as u64);
+                let read = || {
+                    format!(
+                        "transaction {} read offset {p} then offset {} of {partition} (at {} s)",
+                        view.name(txn),
+                        r.offset,
+                        Secs(entry_ms(e))
+                    )
+                };
+                if r.offset <= p {
+                    tallies.add_lines("int-nonmonotonic-poll", order, &[p_line], read);
+                } else if let Some((o, v)) = visible_between(partition, p + 1, r.offset, None) {
+                    tallies.add_lines("int-poll-skip", order, &[p_line], || {
+                        format!("{}, skipping value {v} at offset {o}", read())
+                    });
+                }
+            }
+        }
+        // Acknowledged sends in the order they were made.
+        let mut sends: Vec<(Millis, u64)> = t
+            .sends
+            .iter()
+            .map(|&i| (history.entries[i as usize].invoke_ms, i))
+            .collect();
+        sends.sort_unstable();
+        let mut last: BTreeMap<&TopicPartition, (Offset, Value, u64)> = BTreeMap::new();
+        for (_, i) in sends {
+            let e = &history.entries[i as usize];
+            let Op::Send {
+                value,
+                partition,
+                offset: Some(offset),
+                ..
+            } = &e.op
+            else {
+                continue;
+            };
+            if e.outcome != Outcome::Ok {
+                continue;
+            }
+            let Some((p, pv, p_line)) = last.insert(partition, (*offset, *value, i)) else {
+                continue;
+            };
+            let sent = || {
+                format!(
+                    "transaction {} sent value {pv} then value {value} to {partition}, which \
+                     landed at offset {p} then offset {offset}",
+                    view.name(txn)
+                )
+            };
+            if *offset <= p {
+                tallies.add_lines("int-nonmonotonic-send", (i, 0), &[p_line], sent);
+            } else if let Some((o, v)) = visible_between(partition, p + 1, *offset, Some(txn)) {
+                tallies.add_lines("int-send-skip", (i, 0), &[p_line], || {
+                    format!(
+                        "{}, with value {v} of another writer at offset {o} between",
+                        sent()
+                    )
+                });
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- client events
+
+/// `lookup-hit-marker`: `offsetsForTimes` answers that point at a marker.
+fn check_lookups(history: &History, view: &TxnView, tallies: &mut Tallies) {
+    // When each value was sent (its CreateTime), built on the first hit only.
+    let mut sent_at: Option<BTreeMap<Value, Millis>> = None;
+    for e in &history.entries {
+        let Op::OffsetsForTimes {
+            partition,
+            timestamp,
+            offset: Some(offset),
+            found_timestamp,
+        } = &e.op
+        else {
+            continue;
+        };
+        let Some(log) = view.logs.get(partition) else {
+            continue;
+        };
+        let Some(m) = log.marker_at(*offset) else {
+            continue;
+        };
+        let sent_at = sent_at.get_or_insert_with(|| {
+            let mut map = BTreeMap::new();
+            for s in &history.entries {
+                if let Op::Send { value, .. } = &s.op {
+                    map.entry(*value).or_insert(s.invoke_ms);
+                }
+            }
+            map
+        });
+        let next_record = log.records.range(offset + 1..).next();
+        tallies.add("lookup-hit-marker", (e.index, 0), || {
+            let found = found_timestamp.map_or(String::new(), |f| format!(" (timestamp {f})"));
+            let after = match next_record {
+                Some((o, v)) => match sent_at.get(v) {
+                    Some(t) => format!(
+                        "the next data record, value {v} at offset {o}, has CreateTime {} (sent \
+                         at {} s)",
+                        RECORD_TIMESTAMP_BASE + *t as i64,
+                        Secs(*t)
+                    ),
+                    None => format!("the next data record is value {v} at offset {o}"),
+                },
+                None => "no data record follows it".to_string(),
+            };
+            format!(
+                "{}'s offsetsForTimes({partition}, {timestamp}) at {} s returned offset \
+                 {offset}{found}, which holds the {} marker of producer id {} (epoch {}, \
+                 timestamp {}, written at {} s), not a data record; {after}: markers take \
+                 offsets and carry the coordinator's clock, so a lookup by CreateTime can land \
+                 on one",
+                e.process,
+                Secs(entry_ms(e)),
+                if m.committed { "COMMIT" } else { "ABORT" },
+                m.producer_id,
+                m.producer_epoch,
+                m.timestamp,
+                Secs(marker_ms(m))
+            )
+        });
+    }
+}
+
+/// One stretch of time a consumer saw a partition's LSO below its high watermark.
+struct Stall<'h> {
+    process: NodeId,
+    partition: &'h TopicPartition,
+    index: u64,
+    from_ms: Millis,
+    to_ms: Millis,
+    lso: Offset,
+    hw: Offset,
+    ended: bool,
+}
+
+/// `lso-stall`: from read_committed consumers' `ObserveHighWatermark` entries.
+fn check_lso(history: &History, tallies: &mut Tallies) {
+    let end_ms = history.entries.iter().map(entry_ms).max().unwrap_or(0);
+    let mut open: BTreeMap<(NodeId, &TopicPartition), Stall> = BTreeMap::new();
+    let mut stalls: Vec<Stall> = Vec::new();
+    for e in &history.entries {
+        let Op::ObserveHighWatermark {
+            partition,
+            high_watermark,
+            last_stable_offset: Some(lso),
+            ..
+        } = &e.op
+        else {
+            continue;
+        };
+        let key = (e.process, partition);
+        let at_ms = entry_ms(e);
+        if lso < high_watermark {
+            open.entry(key).or_insert(Stall {
+                process: e.process,
+                partition,
+                index: e.index,
+                from_ms: at_ms,
+                to_ms: at_ms,
+                lso: *lso,
+                hw: *high_watermark,
+                ended: true,
+            });
+        } else if let Some(mut s) = open.remove(&key) {
+            s.to_ms = at_ms;
+            assert!(stalls.len() < MAX_ITEMS, "too many stalls");
+            stalls.push(s);
+        }
+    }
+    stalls.extend(open.into_values().map(|mut s| {
+        s.to_ms = end_ms;
+        s.ended = false;
+        s
+    }));
+    let mut longest: BTreeMap<&TopicPartition, (Millis, NodeId, Millis)> = BTreeMap::new();
+    for s in &stalls {
+        let d = s.to_ms - s.from_ms;
+        let l = longest
+            .entry(s.partition)
+            .or_insert((d, s.process, s.from_ms));
+        if d > l.0 {
+            *l = (d, s.process, s.from_ms);
+        }
+    }
+    for s in &stalls {
+        let (d, who, when) = longest[s.partition];
+        tallies.add("lso-stall", (s.index, 0), || {
+            let until = if s.ended {
+                format!("until {} s", Secs(s.to_ms))
+            } else {
+                "until the end of the run".to_string()
+            };
+            format!(
+                "{} was held at the last stable offset {} of {} (high watermark {}) from {} s \
+                 {until}, {} s; the longest stall on {} was {} s ({who} from {} s)",
+                s.process,
+                s.lso,
+                s.partition,
+                s.hw,
+                Secs(s.from_ms),
+                Secs(s.to_ms - s.from_ms),
+                s.partition,
+                Secs(d),
+                Secs(when)
+            )
+        });
+    }
+}
+
+/// `transaction-aborted`: every transaction that ended aborted, and who ended it.
+fn check_aborted(history: &History, view: &TxnView, tallies: &mut Tallies) {
+    // The coordinator's moves to PrepareAbort (a timeout, or a fence: a new instance's
+    // InitProducerId passes through PrepareEpochFence first), per transactional id:
+    // (line, time, epoch, fenced).
+    let mut prepare_abort: BTreeMap<&str, Vec<(u64, Millis, i16, bool)>> = BTreeMap::new();
+    let mut fencing: BTreeSet<&str> = BTreeSet::new();
+    for e in &history.entries {
+        let Op::TxnState {
+            transactional_id: id,
+            producer_epoch,
+            to,
+            ..
+        } = &e.op
+        else {
+            continue;
+        };
+        match to.as_str() {
+            "PrepareEpochFence" => {
+                fencing.insert(id);
+            }
+            "PrepareAbort" => {
+                let v = prepare_abort.entry(id).or_default();
+                assert!(v.len() < MAX_ITEMS, "too many state changes");
+                v.push((
+                    e.index,
+                    entry_ms(e),
+                    *producer_epoch,
+                    fencing.remove(id.as_str()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    for (&txn, t) in &view.txns {
+        if t.fate != Fate::Aborted {
+            continue;
+        }
+        let end = t.end.map(|i| &history.entries[i as usize]);
+        let coordinator = t.transactional_id.as_deref().and_then(|id| {
+            let after = t.first_line();
+            prepare_abort
+                .get(id)?
+                .iter()
+                .find(|(i, _, _, _)| *i > after)
+        });
+        let marker = t.records.iter().find_map(|(tp, o)| {
+            let log = &view.logs[tp];
+            let m = log.end_marker(log.batch_at(*o)?)?;
+            Some((tp, m))
+        });
+        let mut lines: Vec<u64> = t.end.into_iter().collect();
+        lines.extend(coordinator.map(|c| c.0));
+        tallies.add_lines("transaction-aborted", (t.first_line(), 0), &lines, || {
+            let how = match end.map(|e| (&e.outcome, e)) {
+                Some((Outcome::Ok, e)) if t.commit_acknowledged => format!(
+                    "was aborted although its client's commit was acknowledged at {} s",
+                    Secs(entry_ms(e))
+                ),
+                Some((Outcome::Ok, e)) => {
+                    format!("was aborted by its client at {} s", Secs(entry_ms(e)))
+                }
+                Some((Outcome::Fail { error }, e)) => {
+                    format!("ended with {error} at {} s", Secs(entry_ms(e)))
+                }
+                _ => match coordinator {
+                    Some((_, at, epoch, true)) => format!(
+                        "was fenced by a new instance of its transactional id, whose \
+                         coordinator aborted it (PrepareEpochFence, then PrepareAbort at {} s, \
+                         epoch {epoch})",
+                        Secs(*at)
+                    ),
+                    Some((_, at, epoch, false)) => format!(
+                        "was aborted by its coordinator (PrepareAbort at {} s, epoch {epoch})",
+                        Secs(*at)
+                    ),
+                    None => "was aborted without an EndTxn from its client".to_string(),
+                },
+            };
+            let by = t.process.map_or(String::new(), |p| format!(" of {p}"));
+            let marker = marker.map_or(String::new(), |(tp, m)| {
+                format!("; {}, ends it on {tp}", MarkerWords(m))
+            });
+            format!("transaction {}{by} {how}{marker}", view.name(txn))
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{check as check_all, CheckResult};
+    use crate::history::{PartitionSnapshot, ReadRecord, Sink, TxnBatchSnapshot};
+
+    fn p(n: u32) -> TopicPartition {
+        TopicPartition::new("orders", n)
+    }
+
+    fn out(n: u32) -> TopicPartition {
+        TopicPartition::new("out", n)
+    }
+
+    /// Value number `n` of producer `p`, as the workload builds them.
+    fn v(p: u32, n: u32) -> Value {
+        (u64::from(p) << 32) | u64::from(n)
+    }
+
+    /// Transaction number `n` of transactional client `c` (its `transactional.id` is
+    /// `tx-<c>`).
+    fn txn(c: u32, n: u32) -> TxnId {
+        (u64::from(c) << 32) | u64::from(n)
+    }
+
+    const P0: NodeId = NodeId::Producer(0);
+    const P1: NodeId = NodeId::Producer(1);
+    const C0: NodeId = NodeId::Consumer(0);
+    const C1: NodeId = NodeId::Consumer(1);
+    const C2: NodeId = NodeId::Consumer(2);
+    const B2: NodeId = NodeId::Broker(2);
+
+    fn fail(error: &str) -> Outcome {
+        Outcome::Fail {
+            error: error.into(),
+        }
+    }
+
+    fn info() -> Outcome {
+        Outcome::Info {
+            reason: "REQUEST_TIMED_OUT".into(),
+        }
+    }
+
+    /// A history and snapshot builder.
+    #[derive(Default)]
+    struct B {
+        h: History,
+        snap: Snapshot,
+    }
+
+    impl B {
+        /// An entry invoked 3 ms before it completed at `t`.
+        fn push(&mut self, process: NodeId, t: Millis, outcome: Outcome, op: Op) -> &mut Self {
+            let mut e = Entry::instant(process, t, op);
+            e.invoke_ms = t.saturating_sub(3);
+            e.outcome = outcome;
+            self.h.push(e);
+            self
+        }
+
+        fn begin(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            id: TxnId,
+            pid: i64,
+            epoch: i16,
+        ) -> &mut Self {
+            let op = Op::BeginTxn {
+                transactional_id: format!("tx-{}", id >> 32),
+                txn: id,
+                producer_id: pid,
+                producer_epoch: epoch,
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
+        /// A send, acknowledged at `offset` (indefinite without one).
+        fn send(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            id: Option<TxnId>,
+            value: Value,
+            tp: &TopicPartition,
+            offset: Option<Offset>,
+        ) -> &mut Self {
+            let outcome = if offset.is_some() {
+                Outcome::Ok
+            } else {
+                info()
+            };
+            self.send_with(process, t, id, value, tp, offset, outcome)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn send_with(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            id: Option<TxnId>,
+            value: Value,
+            tp: &TopicPartition,
+            offset: Option<Offset>,
+            outcome: Outcome,
+        ) -> &mut Self {
+            let op = Op::Send {
+                key: None,
+                value,
+                partition: tp.clone(),
+                offset,
+                attempts: 1,
+                txn: id,
+                timeout: None,
+                headers: Vec::new(),
+            };
+            self.push(process, t, outcome, op)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn end_with(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            id: TxnId,
+            (pid, epoch): (i64, i16),
+            commit: bool,
+            outcome: Outcome,
+            group: Option<(&str, &[(TopicPartition, Offset)])>,
+        ) -> &mut Self {
+            let op = Op::EndTxn {
+                transactional_id: format!("tx-{}", id >> 32),
+                txn: id,
+                producer_id: pid,
+                producer_epoch: epoch,
+                commit,
+                partitions: Vec::new(),
+                group: group.map(|(g, _)| g.to_string()),
+                offsets: group.map_or(Vec::new(), |(_, o)| o.to_vec()),
+            };
+            self.push(process, t, outcome, op)
+        }
+
+        fn commit(&mut self, process: NodeId, t: Millis, id: TxnId, pe: (i64, i16)) -> &mut Self {
+            self.end_with(process, t, id, pe, true, Outcome::Ok, None)
+        }
+
+        fn abort(&mut self, process: NodeId, t: Millis, id: TxnId, pe: (i64, i16)) -> &mut Self {
+            self.end_with(process, t, id, pe, false, Outcome::Ok, None)
+        }
+
+        fn poll(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            tp: &TopicPartition,
+            records: &[(Offset, Value)],
+            read_committed: bool,
+        ) -> &mut Self {
+            let records: Vec<ReadRecord> = records
+                .iter()
+                .map(|&(offset, value)| ReadRecord {
+                    offset,
+                    key: None,
+                    value,
+                    headers: Vec::new(),
+                })
+                .collect();
+            let high_watermark = records.last().map_or(0, |r| r.offset + 1);
+            let op = Op::Poll {
+                partition: tp.clone(),
+                records,
+                high_watermark,
+                read_committed,
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
+        fn seek(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            tp: &TopicPartition,
+            offset: Offset,
+        ) -> &mut Self {
+            let op = Op::Seek {
+                partition: tp.clone(),
+                offset,
+                reason: "seek to the committed offset".into(),
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn processed(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            group: &str,
+            tp: &TopicPartition,
+            offset: Offset,
+            value: Value,
+        ) -> &mut Self {
+            let op = Op::Processed {
+                group: group.into(),
+                member: format!("m{process}"),
+                generation: 1,
+                partition: tp.clone(),
+                offset,
+                value,
+                sink: Sink::DedupStore,
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
+        fn committed(
+            &mut self,
+            process: NodeId,
+            t: Millis,
+            group: &str,
+            offsets: &[(TopicPartition, Offset)],
+        ) -> &mut Self {
+            let op = Op::Committed {
+                group: group.into(),
+                member: format!("m{process}"),
+                generation: 1,
+                offsets: offsets.to_vec(),
+            };
+            self.push(process, t, Outcome::Ok, op)
+        }
+
+        /// The final log of `tp` on its leader broker-1: data records, transactional
+        /// batches (base, last, producer id, epoch) and markers (offset, producer id,
+        /// epoch, commit, simulated ms written). The high watermark and the last stable
+        /// offset are the log end offset.
+        fn log(
+            &mut self,
+            tp: &TopicPartition,
+            records: &[(Offset, Value)],
+            batches: &[(Offset, Offset, i64, i16)],
+            markers: &[(Offset, i64, i16, bool, Millis)],
+        ) -> &mut Self {
+            let end = records
+                .iter()
+                .map(|r| r.0)
+                .chain(markers.iter().map(|m| m.0))
+                .max()
+                .map_or(0, |o| o + 1);
+            let replica = ReplicaSnapshot {
+                broker: 1,
+                log_end_offset: end,
+                high_watermark: end,
+                records: records.to_vec(),
+                last_stable_offset: end,
+                markers: markers
+                    .iter()
+                    .map(
+                        |&(offset, producer_id, producer_epoch, committed, ms)| MarkerSnapshot {
+                            offset,
+                            producer_id,
+                            producer_epoch,
+                            committed,
+                            timestamp: RECORD_TIMESTAMP_BASE + ms as i64,
+                        },
+                    )
+                    .collect(),
+                txn_batches: batches
+                    .iter()
+                    .map(|&(base_offset, last_offset, producer_id, producer_epoch)| {
+                        TxnBatchSnapshot {
+                            base_offset,
+                            last_offset,
+                            producer_id,
+                            producer_epoch,
+                        }
+                    })
+                    .collect(),
+            };
+            self.snap.partitions.push(PartitionSnapshot {
+                partition: tp.clone(),
+                leader: Some(1),
+                isr: vec![1],
+                replicas: vec![replica],
+            });
+            self
+        }
+
+        /// A final log whose records (offset, value, producer id) are each a batch of
+        /// their own, in epoch 0.
+        fn single_batches(
+            &mut self,
+            tp: &TopicPartition,
+            records: &[(Offset, Value, i64)],
+            markers: &[(Offset, i64, i16, bool, Millis)],
+        ) -> &mut Self {
+            let mut records = records.to_vec();
+            records.sort_unstable();
+            let batches: Vec<_> = records.iter().map(|&(o, _, pid)| (o, o, pid, 0)).collect();
+            let values: Vec<_> = records.iter().map(|&(o, v, _)| (o, v)).collect();
+            self.log(tp, &values, &batches, markers)
+        }
+
+        /// Sets the last stable offset of the last log added.
+        fn lso(&mut self, lso: Offset) -> &mut Self {
+            let p = self.snap.partitions.last_mut().expect("a log");
+            p.replicas[0].last_stable_offset = lso;
+            self
+        }
+
+        /// Sets the high watermark of the last log added.
+        fn hw(&mut self, hw: Offset) -> &mut Self {
+            let p = self.snap.partitions.last_mut().expect("a log");
+            p.replicas[0].high_watermark = hw;
+            self
+        }
+
+        fn run(&self) -> CheckResult {
+            check_all(&self.h, &self.snap)
+        }
+
+        fn view(&self) -> TxnView {
+            TxnView::new(&self.h, &self.snap)
+        }
+    }
+
+    /// Counts of the transactional kinds only.
+    fn txn_counts(r: &CheckResult) -> Vec<(&str, u64)> {
+        r.anomalies
+            .iter()
+            .filter(|(k, _)| describe(k).is_some())
+            .map(|(k, a)| (k.as_str(), a.count))
+            .collect()
+    }
+
+    /// Counts of every kind.
+    fn all_counts(r: &CheckResult) -> Vec<(&str, u64)> {
+        r.anomalies
+            .iter()
+            .map(|(k, a)| (k.as_str(), a.count))
+            .collect()
+    }
+
+    fn examples<'a>(r: &'a CheckResult, kind: &str) -> &'a [String] {
+        &r.anomalies[kind].examples
+    }
+
+    // ------------------------------------------------------------ the view
+
+    #[test]
+    fn fates_come_from_the_first_marker_of_the_producer_after_the_batch() {
+        let (a, b, c, d, e) = (v(0, 0), v(0, 1), v(1, 0), v(2, 0), v(0, 2));
+        let mut bld = B::default();
+        bld.log(
+            &p(0),
+            &[(0, a), (1, b), (2, c), (4, d), (5, e)],
+            &[(0, 1, 7, 0), (4, 4, 8, 0), (5, 5, 7, 1)],
+            // Producer 8's marker at 3 comes before its batch: it ends an earlier one.
+            &[
+                (3, 7, 0, true, 10),
+                (6, 7, 1, false, 20),
+                (3, 8, 0, true, 10),
+            ],
+        );
+        let view = bld.view();
+        assert_eq!(view.fate(&p(0), 0, a), Fate::Committed);
+        assert_eq!(view.fate(&p(0), 1, b), Fate::Committed);
+        assert_eq!(view.fate(&p(0), 2, c), Fate::NotTransactional);
+        assert_eq!(view.fate(&p(0), 4, d), Fate::Open);
+        assert_eq!(view.fate(&p(0), 5, e), Fate::Aborted);
+        // Another value than the log holds there: the log says nothing about it.
+        assert_eq!(view.fate(&p(0), 5, v(9, 9)), Fate::NotTransactional);
+        assert!(view.visible(&p(0), 0, a) && !view.visible(&p(0), 4, d));
+    }
+
+    #[test]
+    fn without_the_log_a_send_takes_its_transactions_end() {
+        let mut b = B::default();
+        let cases = [
+            (Some((true, Outcome::Ok)), Fate::Committed, Some(true)),
+            (Some((false, Outcome::Ok)), Fate::Aborted, Some(false)),
+            (
+                Some((true, fail("PRODUCER_FENCED"))),
+                Fate::Aborted,
+                Some(false),
+            ),
+            (Some((true, info())), Fate::Unknown, None),
+            (None, Fate::Unknown, None),
+        ];
+        for (n, (end, _, _)) in cases.iter().enumerate() {
+            let id = txn(0, n as u32);
+            b.begin(P0, 10, id, 7, n as i16).send(
+                P0,
+                20,
+                Some(id),
+                v(0, n as u32),
+                &p(0),
+                Some(n as Offset),
+            );
+            if let Some((commit, outcome)) = end {
+                b.end_with(P0, 30, id, (7, n as i16), *commit, outcome.clone(), None);
+            }
+        }
+        b.send(P1, 40, None, v(1, 0), &p(0), Some(9));
+        let view = b.view();
+        let sends: Vec<&Entry> =
+            b.h.entries
+                .iter()
+                .filter(|e| matches!(e.op, Op::Send { .. }))
+                .collect();
+        for (send, (_, fate, visible)) in sends.iter().zip(&cases) {
+            assert_eq!(view.send_fate(send), *fate, "{send:?}");
+            assert_eq!(view.send_visible(send), *visible, "{send:?}");
+        }
+        assert_eq!(view.send_fate(sends[5]), Fate::NotTransactional);
+        assert_eq!(view.send_visible(sends[5]), Some(true));
+    }
+
+    // ------------------------------------------------------------ aborted-read
+
+    #[test]
+    fn reading_aborted_data_is_an_aborted_read_at_either_isolation_level() {
+        let a = v(0, 0);
+        let t1 = txn(0, 1);
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .abort(P0, 30, t1, (7, 0))
+            .poll(C0, 40, &p(0), &[(0, a)], true)
+            .poll(C1, 40, &p(0), &[(0, a)], false)
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, false, 30)]);
+        let r = b.run();
+        // Neither the acknowledgement nor the reads count as observations of `a`:
+        // nothing lost, unseen or phantom.
+        assert_eq!(
+            all_counts(&r),
+            vec![("aborted-read", 2), ("transaction-aborted", 1)]
+        );
+        assert_eq!(
+            examples(&r, "aborted-read")[0],
+            format!(
+                "consumer-0 (read_committed) read value {a} at offset 0 of orders-0 at 0.040 s, \
+                 but its transaction tx-0#1 (producer id 7, epoch 0) was aborted: the ABORT \
+                 marker of epoch 0 at offset 1, written at 0.030 s, follows it"
+            )
+        );
+        assert!(
+            examples(&r, "aborted-read")[1].starts_with("consumer-1 (read_uncommitted) read value")
+        );
+        assert_eq!(
+            r.anomalies["aborted-read"].lines,
+            [vec![1, 2, 3], vec![1, 2, 4]]
+        );
+    }
+
+    #[test]
+    fn reading_an_open_transaction_is_an_aborted_read_and_committed_data_is_not() {
+        let (a, c) = (v(0, 0), v(1, 0));
+        let (t1, t2) = (txn(0, 1), txn(1, 1));
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .begin(P1, 10, t2, 8, 0)
+            .send(P1, 20, Some(t2), c, &p(1), Some(0))
+            .commit(P1, 30, t2, (8, 0))
+            .poll(C0, 400, &p(0), &[(0, a)], true)
+            .poll(C0, 400, &p(1), &[(0, c)], true)
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[])
+            .lso(0)
+            .log(&p(1), &[(0, c)], &[(0, 0, 8, 0)], &[(1, 8, 0, true, 30)]);
+        let r = b.run();
+        assert_eq!(
+            txn_counts(&r),
+            vec![("aborted-read", 1), ("hanging-transaction", 1)]
+        );
+        assert!(examples(&r, "aborted-read")[0]
+            .ends_with("never committed: no marker follows it in the final log"));
+        assert_eq!(
+            examples(&r, "hanging-transaction"),
+            [
+                "producer id 7 epoch 0 (tx-0#1) left a transaction open on orders-0: its records \
+              from offset 0 (sent at 0.017 s) have no marker after them in the final log of \
+              its leader broker-1 (last stable offset 0, high watermark 1)"
+            ]
+        );
+    }
+
+    /// Kafka's coordinator aborts a transaction `transaction.timeout.ms` after it began,
+    /// at its next `transaction.abort.timed.out.transaction.cleanup.interval.ms` check,
+    /// while the cluster is up: one still open at the end of the run hangs only once it
+    /// has outlived that (the end of a run is not a hang).
+    #[test]
+    fn an_open_transaction_hangs_only_past_the_coordinators_timeout() {
+        let a = v(0, 0);
+        let t1 = txn(0, 1);
+        let open = |end_ms: u64, fault_end: Option<u64>| {
+            let mut b = B::default();
+            b.begin(P0, 10, t1, 7, 0)
+                .send(P0, 20, Some(t1), a, &p(0), Some(0))
+                .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[])
+                .lso(0);
+            if let Some(t) = fault_end {
+                b.push(
+                    NodeId::Nemesis,
+                    t,
+                    Outcome::Ok,
+                    Op::FaultEnd {
+                        fault: "pause".into(),
+                    },
+                );
+            }
+            b.snap.end_ms = end_ms;
+            b.snap.transaction_abort_after_ms = 1_000;
+            txn_counts(&b.run())
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n))
+                .collect::<Vec<_>>()
+        };
+        let hangs = vec![("hanging-transaction".to_string(), 1)];
+        // Begun 0.017 s in: still within the 1 s its coordinator allows at 1.000 s.
+        assert_eq!(open(1_000, None), vec![]);
+        assert_eq!(open(1_017, None), hangs);
+        // A fault that ended at 0.997 s gives the coordinator until 1.997 s.
+        assert_eq!(open(1_500, Some(1_000)), vec![]);
+        assert_eq!(open(2_000, Some(1_000)), hangs);
+        // Without the allowance (older snapshots) every open transaction hangs.
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[])
+            .lso(0);
+        assert_eq!(txn_counts(&b.run()), vec![("hanging-transaction", 1)]);
+    }
+
+    // ------------------------------------------------------------ precommitted-read
+
+    #[test]
+    fn reading_before_the_commit_marker_is_precommitted() {
+        let a = v(0, 0);
+        let t1 = txn(0, 1);
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .poll(C0, 50, &p(0), &[(0, a)], true)
+            .commit(P0, 100, t1, (7, 0))
+            .poll(C1, 150, &p(0), &[(0, a)], true)
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 100)]);
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("precommitted-read", 1)]);
+        assert_eq!(
+            examples(&r, "precommitted-read"),
+            [format!(
+                "consumer-0 (read_committed) read value {a} at offset 0 of orders-0 at 0.050 s, \
+                 before the COMMIT marker of epoch 0 at offset 1, written at 0.100 s, ended its \
+                 transaction tx-0#1 (producer id 7, epoch 0)"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_transaction_polling_its_own_uncommitted_write_is_precommitted() {
+        let o = output_value(v(0, 0));
+        let t1 = txn(0, 1);
+        let mut b = B::default();
+        // No batches in the snapshot: the fate comes from the EndTxn (committed).
+        b.begin(C0, 10, t1, 7, 0)
+            .send(C0, 20, Some(t1), o, &out(0), Some(0))
+            .poll(C0, 25, &out(0), &[(0, o)], true)
+            .commit(C0, 30, t1, (7, 0))
+            .poll(C1, 40, &out(0), &[(0, o)], true)
+            .log(&out(0), &[(0, o)], &[], &[]);
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("precommitted-read", 1)]);
+        assert!(examples(&r, "precommitted-read")[0].starts_with("consumer-0 "));
+        assert!(examples(&r, "precommitted-read")[0].ends_with(
+            "a record its own transaction tx-0#1 (producer id 7, epoch 0) wrote and \
+                        had not yet committed"
+        ));
+    }
+
+    // ------------------------------------------------------------ partial-commit
+
+    /// A transaction writing one record to each of orders-0 and orders-1, whose markers
+    /// are `m0` and `m1` (commit?).
+    fn two_partitions(m0: bool, m1: bool) -> B {
+        let (a, c) = (v(0, 0), v(0, 1));
+        let t1 = txn(0, 1);
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .send(P0, 21, Some(t1), c, &p(1), Some(0))
+            .commit(P0, 30, t1, (7, 0))
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, m0, 30)])
+            .log(&p(1), &[(0, c)], &[(0, 0, 7, 0)], &[(1, 7, 0, m1, 30)]);
+        b
+    }
+
+    #[test]
+    fn a_transaction_committed_in_one_partition_only_is_partial() {
+        let r = two_partitions(true, false).run();
+        assert_eq!(txn_counts(&r), vec![("partial-commit", 1)]);
+        assert_eq!(
+            examples(&r, "partial-commit"),
+            ["transaction tx-0#1 (producer id 7, epoch 0) committed on orders-0 (offset 0, \
+              then the COMMIT marker of epoch 0 at offset 1, written at 0.030 s) but not on \
+              orders-1 (offset 0, then the ABORT marker of epoch 0 at offset 1, written at 0.030 s)"]
+        );
+        // The client was told it committed: the aborted record is a promise broken, so
+        // the generic checks expect it (no consumer read anything here: unseen).
+        assert_eq!(r.anomalies["unseen"].count, 2);
+        assert_eq!(txn_counts(&two_partitions(true, true).run()), vec![]);
+        assert_eq!(
+            txn_counts(&two_partitions(false, false).run()),
+            vec![("transaction-aborted", 1)]
+        );
+    }
+
+    // ------------------------------------------------------------ hanging-transaction
+
+    #[test]
+    fn a_last_stable_offset_below_the_high_watermark_hangs_only_with_transactions() {
+        let (a, c) = (v(0, 0), v(1, 0));
+        let mut b = B::default();
+        b.log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 30)])
+            .lso(1)
+            .log(&p(1), &[(0, c), (1, v(1, 1))], &[], &[])
+            .lso(0);
+        let r = b.run();
+        // orders-1 holds nothing transactional: its last stable offset (0, a snapshot
+        // that does not report it) means nothing.
+        assert_eq!(txn_counts(&r), vec![("hanging-transaction", 1)]);
+        assert_eq!(
+            examples(&r, "hanging-transaction"),
+            [
+                "orders-0 ends with last stable offset 1 below the high watermark 2 in the final \
+              log of its leader broker-1, although every transactional batch there is \
+              followed by a marker"
+            ]
+        );
+        let mut fine = B::default();
+        fine.log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 30)]);
+        assert_eq!(txn_counts(&fine.run()), vec![]);
+        // A marker above the high watermark ends nothing for readers yet.
+        let mut above = B::default();
+        above
+            .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 30)])
+            .hw(1)
+            .lso(0);
+        let r = above.run();
+        assert_eq!(txn_counts(&r), vec![("hanging-transaction", 1)]);
+        assert_eq!(
+            examples(&r, "hanging-transaction"),
+            [
+                "producer id 7 epoch 0 left a transaction open on orders-0: its records from \
+              offset 0 end only at the COMMIT marker of epoch 0 at offset 1, written at \
+              0.030 s, above the high watermark, in the final log of its leader broker-1 (last \
+              stable offset 0, high watermark 1)"
+            ]
+        );
+    }
+
+    // ------------------------------------------------------------ zombie-write
+
+    #[test]
+    fn a_committed_batch_older_than_an_earlier_marker_is_a_zombie_write() {
+        let (a, c) = (v(0, 0), v(0, 1));
+        let (t1, t2) = (txn(0, 1), txn(0, 2));
+        let mut b = B::default();
+        // t1 runs in epoch 0; a new instance fences it (ABORT marker of epoch 1); the
+        // zombie's next transaction, still in epoch 0, gets committed.
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .begin(P0, 50, t2, 7, 0)
+            .send(P0, 60, Some(t2), c, &p(0), Some(2))
+            .commit(P0, 70, t2, (7, 0))
+            .log(
+                &p(0),
+                &[(0, a), (2, c)],
+                &[(0, 0, 7, 0), (2, 2, 7, 0)],
+                &[(1, 7, 1, false, 40), (3, 7, 0, true, 70)],
+            );
+        let r = b.run();
+        assert_eq!(
+            txn_counts(&r),
+            vec![("transaction-aborted", 1), ("zombie-write", 1)]
+        );
+        assert_eq!(
+            examples(&r, "zombie-write"),
+            [
+                "offsets 2-2 of orders-0 were written by producer id 7 with epoch 0 (tx-0#2) and \
+              committed (the COMMIT marker of epoch 0 at offset 3, written at 0.070 s), \
+              although a marker of epoch 1 of that producer precedes them at offset 1"
+            ]
+        );
+        assert!(examples(&r, "transaction-aborted")[0].contains("without an EndTxn"));
+    }
+
+    #[test]
+    fn transaction_version_2_epoch_bumps_are_not_zombies() {
+        // Every EndTxn bumps the epoch: markers carry the bumped epoch, and the next
+        // transaction's records carry it too.
+        let mut b = B::default();
+        let mut records = Vec::new();
+        let mut batches = Vec::new();
+        let mut markers = Vec::new();
+        for n in 0..3u32 {
+            let id = txn(0, n);
+            let epoch = n as i16;
+            let offset = Offset::from(2 * n);
+            let ms = 100 * Millis::from(n);
+            b.begin(P0, ms + 10, id, 7, epoch).send(
+                P0,
+                ms + 20,
+                Some(id),
+                v(0, n),
+                &p(0),
+                Some(offset),
+            );
+            b.end_with(P0, ms + 30, id, (7, epoch), n != 2, Outcome::Ok, None);
+            records.push((offset, v(0, n)));
+            batches.push((offset, offset, 7, epoch));
+            markers.push((offset + 1, 7, epoch + 1, n != 2, ms + 30));
+        }
+        b.log(&p(0), &records, &batches, &markers);
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 1)]);
+        assert_eq!(
+            examples(&r, "transaction-aborted"),
+            [
+                "transaction tx-0#2 (producer id 7, epoch 2) of producer-0 was aborted by its \
+              client at 0.230 s; the ABORT marker of epoch 3 at offset 5, written at 0.230 s, \
+              ends it on orders-0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fenced_transaction_that_got_committed_is_a_zombie_write() {
+        let fenced = |commit_marker: bool| {
+            let a = v(0, 0);
+            let t1 = txn(0, 1);
+            let mut b = B::default();
+            b.begin(P0, 10, t1, 7, 0)
+                .send(P0, 20, Some(t1), a, &p(0), Some(0))
+                .end_with(P0, 30, t1, (7, 0), true, fail("PRODUCER_FENCED"), None)
+                .log(
+                    &p(0),
+                    &[(0, a)],
+                    &[(0, 0, 7, 0)],
+                    &[(1, 7, 1, commit_marker, 25)],
+                );
+            b.run()
+        };
+        let r = fenced(true);
+        assert_eq!(txn_counts(&r), vec![("zombie-write", 1)]);
+        assert_eq!(
+            examples(&r, "zombie-write"),
+            [format!(
+                "transaction tx-0#1 (producer id 7, epoch 0) was fenced (its EndTxn failed with \
+                 PRODUCER_FENCED at 0.030 s), yet its value {} at offset 0 of orders-0 is \
+                 committed (the COMMIT marker of epoch 1 at offset 1, written at 0.025 s)",
+                v(0, 0)
+            )]
+        );
+        let r = fenced(false);
+        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 1)]);
+        assert!(examples(&r, "transaction-aborted")[0]
+            .contains("ended with PRODUCER_FENCED at 0.030 s"));
+    }
+
+    // ------------------------------------------------------------ output-duplicate
+
+    /// A pipeline (consumer-0, group `pipe`) processing input value `v(0, 0)` twice, in
+    /// two transactions; the second commits or aborts.
+    fn processed_twice(second_commits: bool) -> B {
+        let x = v(0, 0);
+        let o = output_value(x);
+        let (t1, t2) = (txn(5, 1), txn(5, 2));
+        let offsets = [(p(0), 1)];
+        let mut b = B::default();
+        b.send(P0, 5, None, x, &p(0), Some(0))
+            .poll(C0, 8, &p(0), &[(0, x)], true)
+            .begin(C0, 10, t1, 9, 0)
+            .send(C0, 20, Some(t1), o, &out(0), Some(0))
+            .end_with(
+                C0,
+                30,
+                t1,
+                (9, 0),
+                true,
+                Outcome::Ok,
+                Some(("pipe", &offsets)),
+            )
+            .seek(C0, 35, &p(0), 0)
+            .poll(C0, 38, &p(0), &[(0, x)], true)
+            .begin(C0, 40, t2, 9, 1)
+            .send(C0, 50, Some(t2), o, &out(0), Some(2))
+            .end_with(
+                C0,
+                60,
+                t2,
+                (9, 1),
+                second_commits,
+                Outcome::Ok,
+                Some(("pipe", &offsets)),
+            )
+            .log(&p(0), &[(0, x)], &[], &[])
+            .log(
+                &out(0),
+                &[(0, o), (2, o)],
+                &[(0, 0, 9, 0), (2, 2, 9, 1)],
+                &[(1, 9, 1, true, 30), (3, 9, 2, second_commits, 60)],
+            );
+        b
+    }
+
+    #[test]
+    fn an_output_committed_twice_is_an_output_duplicate() {
+        let r = processed_twice(true).run();
+        assert_eq!(txn_counts(&r), vec![("output-duplicate", 1)]);
+        assert!(!r.anomalies.contains_key("duplicate"));
+        let (x, o) = (v(0, 0), output_value(v(0, 0)));
+        assert_eq!(
+            examples(&r, "output-duplicate"),
+            [format!(
+                "input value {x}'s output value {o} is committed at 2 places: offset 0 of \
+                 out-0 (written by transaction tx-5#1), offset 2 of out-0 (written by \
+                 transaction tx-5#2)"
+            )]
+        );
+        // The second processing aborted: exactly once, and no generic duplicate either.
+        let r = processed_twice(false).run();
+        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 1)]);
+        assert!(!r.anomalies.contains_key("duplicate"));
+    }
+
+    // ------------------------------------------------------------ output-missing
+
+    /// Input `v(0, 0)` at offset 3 of orders-0, processed by the pipeline consumer-0
+    /// (group `pipe`) in a transaction committing orders-0 up to 4, and by consumer-1
+    /// of an ordinary group `g` that commits past it too. `kept`: whether out-0 still
+    /// holds the output.
+    fn processed_once(kept: bool) -> B {
+        let x = v(0, 0);
+        let o = output_value(x);
+        let t1 = txn(5, 1);
+        let offsets = [(p(0), 4)];
+        let mut b = B::default();
+        b.send(P0, 5, None, x, &p(0), Some(3))
+            .poll(C0, 8, &p(0), &[(3, x)], true)
+            .processed(C0, 9, "pipe", &p(0), 3, x)
+            .begin(C0, 10, t1, 9, 0)
+            .send(C0, 20, Some(t1), o, &out(0), Some(0))
+            .end_with(
+                C0,
+                30,
+                t1,
+                (9, 0),
+                true,
+                Outcome::Ok,
+                Some(("pipe", &offsets)),
+            )
+            .poll(C1, 8, &p(0), &[(3, x)], false)
+            .processed(C1, 9, "g", &p(0), 3, x)
+            .committed(C1, 10, "g", &offsets)
+            .log(&p(0), &[(3, x)], &[], &[]);
+        if kept {
+            b.log(&out(0), &[(0, o)], &[(0, 0, 9, 0)], &[(1, 9, 1, true, 30)]);
+        } else {
+            b.log(&out(0), &[], &[], &[]);
+        }
+        b
+    }
+
+    #[test]
+    fn an_input_committed_past_without_its_output_is_output_missing() {
+        let r = processed_once(false).run();
+        assert_eq!(txn_counts(&r), vec![("output-missing", 1)]);
+        let (x, o) = (v(0, 0), output_value(v(0, 0)));
+        assert_eq!(
+            examples(&r, "output-missing"),
+            [format!(
+                "input value {x} (offset 3 of orders-0) was processed by group pipe (member \
+                 mconsumer-0 at 0.009 s), which committed orders-0 past it (to offset 4) at \
+                 0.030 s (history line 5), but its output value {o} is committed in no \
+                 partition's final log"
+            )]
+        );
+        assert_eq!(txn_counts(&processed_once(true).run()), vec![]);
+    }
+
+    #[test]
+    fn an_at_least_once_pipeline_losing_an_output_is_output_missing() {
+        // consumer-2 processes y and z in group `alo` without transactions, sends z's
+        // output only, and commits past both.
+        let (y, z) = (v(0, 1), v(0, 2));
+        let mut b = B::default();
+        b.send(P0, 5, None, y, &p(0), Some(0))
+            .send(P0, 6, None, z, &p(0), Some(1))
+            .poll(C2, 8, &p(0), &[(0, y), (1, z)], false)
+            .processed(C2, 9, "alo", &p(0), 0, y)
+            .processed(C2, 9, "alo", &p(0), 1, z)
+            .send(C2, 10, None, output_value(z), &out(1), Some(0))
+            .committed(C2, 11, "alo", &[(p(0), 2)])
+            .log(&p(0), &[(0, y), (1, z)], &[], &[])
+            .log(&out(1), &[(0, output_value(z))], &[], &[]);
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("output-missing", 1)]);
+        assert!(examples(&r, "output-missing")[0].starts_with(&format!("input value {y} ")));
+    }
+
+    // ------------------------------------------------------------ g0, g1c
+
+    /// tx-0#1 (producer id 1) and tx-1#1 (producer id 2) each write orders-0 and
+    /// orders-1, both committed; on orders-1 in the order `t1_first`.
+    fn two_writers(t1_first_on_1: bool) -> B {
+        let (t1, t2) = (txn(0, 1), txn(1, 1));
+        let (a0, a1, b0, b1) = (v(0, 0), v(0, 1), v(1, 0), v(1, 1));
+        let (o_a1, o_b1) = if t1_first_on_1 { (0, 1) } else { (1, 0) };
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 1, 0)
+            .begin(P1, 10, t2, 2, 0)
+            .send(P0, 20, Some(t1), a0, &p(0), Some(0))
+            .send(P1, 21, Some(t2), b0, &p(0), Some(1))
+            .send(P0, 22, Some(t1), a1, &p(1), Some(o_a1))
+            .send(P1, 23, Some(t2), b1, &p(1), Some(o_b1))
+            .commit(P0, 30, t1, (1, 0))
+            .commit(P1, 31, t2, (2, 0))
+            .log(
+                &p(0),
+                &[(0, a0), (1, b0)],
+                &[(0, 0, 1, 0), (1, 1, 2, 0)],
+                &[(2, 1, 0, true, 30), (3, 2, 0, true, 31)],
+            );
+        b.single_batches(
+            &p(1),
+            &[(o_a1, a1, 1), (o_b1, b1, 2)],
+            &[(2, 1, 0, true, 30), (3, 2, 0, true, 31)],
+        );
+        b
+    }
+
+    #[test]
+    fn two_transactions_writing_in_opposite_orders_form_g0() {
+        let r = two_writers(false).run();
+        assert_eq!(txn_counts(&r), vec![("g0", 1)]);
+        assert_eq!(
+            examples(&r, "g0"),
+            [
+                "committed transactions tx-0#1 (producer id 1, epoch 0), tx-1#1 (producer id 2, \
+              epoch 0) form a write cycle (G0): tx-0#1 wrote offset 0 of orders-0 before \
+              tx-1#1 wrote offset 1; tx-1#1 wrote offset 0 of orders-1 before tx-0#1 wrote \
+              offset 1"
+            ]
+        );
+        // The first transaction's BeginTxn, and both EndTxns.
+        assert_eq!(r.anomalies["g0"].lines, [vec![0, 6, 7]]);
+        assert_eq!(txn_counts(&two_writers(true).run()), vec![]);
+    }
+
+    /// tx-0#1 writes orders-0 and orders-1; the pipeline transaction tx-5#1 polls
+    /// tx-0#1's record of orders-0 and writes orders-1 before (`before`) or after it.
+    fn read_and_write(before: bool) -> B {
+        let (t1, t2) = (txn(0, 1), txn(5, 1));
+        let (a0, a1, o) = (v(0, 0), v(0, 1), output_value(v(0, 0)));
+        let (o_a1, o_o) = if before { (1, 0) } else { (0, 1) };
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 1, 0)
+            .send(P0, 20, Some(t1), a0, &p(0), Some(0))
+            .begin(C0, 21, t2, 2, 0)
+            .send(C0, 22, Some(t2), o, &p(1), Some(o_o))
+            .send(P0, 23, Some(t1), a1, &p(1), Some(o_a1))
+            .commit(P0, 30, t1, (1, 0))
+            .poll(C0, 40, &p(0), &[(0, a0)], true)
+            .commit(C0, 50, t2, (2, 0))
+            .log(&p(0), &[(0, a0)], &[(0, 0, 1, 0)], &[(1, 1, 0, true, 30)]);
+        b.single_batches(
+            &p(1),
+            &[(o_a1, a1, 1), (o_o, o, 2)],
+            &[(2, 1, 0, true, 30), (3, 2, 0, true, 50)],
+        );
+        b
+    }
+
+    #[test]
+    fn a_cycle_through_a_read_is_g1c() {
+        let r = read_and_write(true).run();
+        assert_eq!(txn_counts(&r), vec![("g1c", 1)]);
+        assert_eq!(
+            examples(&r, "g1c"),
+            [format!(
+                "committed transactions tx-0#1 (producer id 1, epoch 0), tx-5#1 (producer id \
+                 2, epoch 0) form a cycle with a write-read edge (G1c): tx-5#1 polled value \
+                 {} at offset 0 of orders-0, which tx-0#1 wrote; tx-5#1 wrote offset 0 of \
+                 orders-1 before tx-0#1 wrote offset 1",
+                v(0, 0)
+            )]
+        );
+        assert_eq!(txn_counts(&read_and_write(false).run()), vec![]);
+    }
+
+    #[test]
+    fn components_and_cycles_follow_tarjan() {
+        // 0 -> 1 -> 2 -> 0, 2 -> 3, 3 -> 4 -> 3, 5 alone.
+        let adj = vec![vec![1], vec![2], vec![0, 3], vec![4], vec![3], vec![]];
+        assert_eq!(components(&adj), vec![vec![3, 4], vec![0, 1, 2]]);
+        assert_eq!(shortest_cycle(&adj, &[0, 1, 2], 1, 1), vec![1, 2, 0, 1]);
+        assert_eq!(shortest_cycle(&adj, &[0, 1, 2], 2, 1), vec![2, 0, 1]);
+        // A long chain closing into one cycle: no recursion, one component.
+        let n = 200_000;
+        let long: Vec<Vec<usize>> = (0..n).map(|i| vec![(i + 1) % n]).collect();
+        let comps = components(&long);
+        assert_eq!(comps.len(), 1);
+        assert_eq!(comps[0].len(), n);
+    }
+
+    // ------------------------------------------------------------ internal checks
+
+    /// The pipeline transaction tx-5#1 of consumer-0 polls orders-0 twice: `first` then
+    /// `second`, optionally seeking in between. orders-0 holds a, b, c at 0, 1, 2; b is
+    /// in a transaction of producer id 3 that `b_commits` or aborts.
+    fn polls_in_a_transaction(first: Offset, second: Offset, seek: bool, b_commits: bool) -> B {
+        let vals = [v(0, 0), v(3, 0), v(0, 1)];
+        let t = txn(5, 1);
+        let mut b = B::default();
+        b.begin(C0, 10, t, 9, 0)
+            .poll(C0, 20, &p(0), &[(first, vals[first as usize])], false);
+        if seek {
+            b.seek(C0, 25, &p(0), second);
+        }
+        b.poll(C0, 30, &p(0), &[(second, vals[second as usize])], false)
+            .commit(C0, 40, t, (9, 0))
+            .log(
+                &p(0),
+                &[(0, vals[0]), (1, vals[1]), (2, vals[2])],
+                &[(1, 1, 3, 0)],
+                &[(3, 3, 0, b_commits, 5)],
+            );
+        b
+    }
+
+    #[test]
+    fn a_transaction_jumping_over_a_committed_record_is_an_int_poll_skip() {
+        let r = polls_in_a_transaction(0, 2, false, true).run();
+        assert_eq!(txn_counts(&r), vec![("int-poll-skip", 1)]);
+        assert_eq!(
+            examples(&r, "int-poll-skip"),
+            [format!(
+                "transaction tx-5#1 (producer id 9, epoch 0) read offset 0 then offset 2 of \
+                 orders-0 (at 0.030 s), skipping value {} at offset 1",
+                v(3, 0)
+            )]
+        );
+        // Jumping over an aborted record, or seeking, is no skip.
+        assert_eq!(
+            txn_counts(&polls_in_a_transaction(0, 2, false, false).run()),
+            vec![]
+        );
+        assert_eq!(
+            txn_counts(&polls_in_a_transaction(0, 2, true, true).run()),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_transaction_reading_backwards_is_an_int_nonmonotonic_poll() {
+        let r = polls_in_a_transaction(2, 1, false, true).run();
+        assert_eq!(txn_counts(&r), vec![("int-nonmonotonic-poll", 1)]);
+        assert_eq!(r.anomalies["nonmonotonic-poll"].count, 1);
+        assert_eq!(
+            txn_counts(&polls_in_a_transaction(2, 1, true, true).run()),
+            vec![]
+        );
+        assert_eq!(
+            txn_counts(&polls_in_a_transaction(0, 1, false, true).run()),
+            vec![]
+        );
+    }
+
+    /// tx-0#1 sends a then b to orders-0, acknowledged at `oa` and `ob`; producer-1's
+    /// plain record sits at 1 when `other` (else a marker of producer id 4 does).
+    fn sends_in_a_transaction(oa: Offset, ob: Offset, other: bool) -> B {
+        let (a, c, x) = (v(0, 0), v(0, 1), v(1, 0));
+        let t = txn(0, 1);
+        let mut b = B::default();
+        b.begin(P0, 10, t, 7, 0)
+            .send(P0, 20, Some(t), a, &p(0), Some(oa))
+            .send(P0, 30, Some(t), c, &p(0), Some(ob))
+            .commit(P0, 40, t, (7, 0));
+        let mut records = vec![(oa, a), (ob, c)];
+        let mut markers = vec![(3, 7, 0, true, 40)];
+        if other {
+            b.send(P1, 25, None, x, &p(0), Some(1));
+            records.push((1, x));
+        } else {
+            markers.push((1, 4, 0, false, 25));
+        }
+        records.sort_unstable();
+        markers.sort_unstable_by_key(|m| m.0);
+        let batches: Vec<(Offset, Offset, i64, i16)> =
+            [oa, ob].iter().map(|&o| (o, o, 7, 0)).collect();
+        b.log(&p(0), &records, &batches, &markers);
+        b
+    }
+
+    #[test]
+    fn another_record_between_two_sends_of_a_transaction_is_an_int_send_skip() {
+        let r = sends_in_a_transaction(0, 2, true).run();
+        assert_eq!(txn_counts(&r), vec![("int-send-skip", 1)]);
+        assert_eq!(
+            examples(&r, "int-send-skip"),
+            [format!(
+                "transaction tx-0#1 (producer id 7, epoch 0) sent value {} then value {} to \
+                 orders-0, which landed at offset 0 then offset 2, with value {} of another \
+                 writer at offset 1 between",
+                v(0, 0),
+                v(0, 1),
+                v(1, 0)
+            )]
+        );
+        // A marker between them takes an offset but is no record.
+        assert_eq!(
+            txn_counts(&sends_in_a_transaction(0, 2, false).run()),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn sends_of_a_transaction_landing_backwards_are_int_nonmonotonic() {
+        let r = sends_in_a_transaction(2, 0, false).run();
+        assert_eq!(txn_counts(&r), vec![("int-nonmonotonic-send", 1)]);
+        assert_eq!(
+            txn_counts(&sends_in_a_transaction(0, 2, false).run()),
+            vec![]
+        );
+    }
+
+    // ------------------------------------------------------------ client events
+
+    #[test]
+    fn an_offsets_for_times_answer_on_a_marker_is_a_lookup_hit_marker() {
+        let lookup = |offset: Offset| {
+            let (a, c) = (v(0, 0), v(1, 0));
+            let t = txn(0, 1);
+            let mut b = B::default();
+            b.begin(P0, 10, t, 7, 0)
+                .send(P0, 20, Some(t), a, &p(0), Some(0))
+                .commit(P0, 50, t, (7, 0))
+                .send(P1, 63, None, c, &p(0), Some(2))
+                .poll(C0, 70, &p(0), &[(0, a), (2, c)], true)
+                .push(
+                    C0,
+                    80,
+                    Outcome::Ok,
+                    Op::OffsetsForTimes {
+                        partition: p(0),
+                        timestamp: RECORD_TIMESTAMP_BASE + 40,
+                        offset: Some(offset),
+                        found_timestamp: Some(RECORD_TIMESTAMP_BASE + 50),
+                    },
+                )
+                .log(
+                    &p(0),
+                    &[(0, a), (2, c)],
+                    &[(0, 0, 7, 0)],
+                    &[(1, 7, 0, true, 50)],
+                );
+            b.run()
+        };
+        let r = lookup(1);
+        assert_eq!(
+            txn_counts(&r),
+            vec![("lookup-hit-marker", 1), ("marker-gap", 1)]
+        );
+        assert_eq!(
+            examples(&r, "lookup-hit-marker"),
+            [format!(
+                "consumer-0's offsetsForTimes(orders-0, {}) at 0.080 s returned offset 1 \
+                 (timestamp {}), which holds the COMMIT marker of producer id 7 (epoch 0, \
+                 timestamp {}, written at 0.050 s), not a data record; the next data record, \
+                 value {} at offset 2, has CreateTime {} (sent at 0.060 s): markers take \
+                 offsets and carry the coordinator's clock, so a lookup by CreateTime can land \
+                 on one",
+                RECORD_TIMESTAMP_BASE + 40,
+                RECORD_TIMESTAMP_BASE + 50,
+                RECORD_TIMESTAMP_BASE + 50,
+                v(1, 0),
+                RECORD_TIMESTAMP_BASE + 60
+            )]
+        );
+        assert_eq!(txn_counts(&lookup(2)), vec![("marker-gap", 1)]);
+    }
+
+    #[test]
+    fn reads_jumping_over_markers_are_marker_gaps() {
+        let (a, c) = (v(0, 0), v(0, 1));
+        let mut b = B::default();
+        b.poll(C0, 10, &p(0), &[(0, a), (3, c)], true)
+            .poll(C1, 10, &p(0), &[(0, a)], false)
+            .seek(C1, 12, &p(0), 3)
+            .poll(C1, 14, &p(0), &[(3, c)], false)
+            .log(
+                &p(0),
+                &[(0, a), (3, c)],
+                &[(0, 0, 7, 0), (3, 3, 7, 1)],
+                &[(1, 7, 1, true, 5), (2, 8, 0, false, 6), (4, 7, 2, true, 9)],
+            );
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("marker-gap", 1)]);
+        assert_eq!(
+            examples(&r, "marker-gap"),
+            [
+                "consumer-0 read offset 0 then offset 3 of orders-0 at 0.010 s: 2 marker(s) sit \
+              between them (COMMIT of producer id 7 at 1, ABORT of producer id 8 at 2), \
+              control records that take offsets but are never returned to consumers"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_read_committed_consumer_held_at_the_lso_is_an_lso_stall() {
+        let mut b = B::default();
+        let mut observe = |process: NodeId, t: Millis, hw: Offset, lso: Option<Offset>| {
+            let op = Op::ObserveHighWatermark {
+                partition: p(0),
+                high_watermark: hw,
+                last_stable_offset: lso,
+                broker: NodeId::Broker(1),
+            };
+            b.push(process, t, Outcome::Ok, op);
+        };
+        observe(C0, 1_000, 5, Some(3));
+        observe(C0, 3_000, 6, Some(3));
+        observe(C1, 2_000, 5, Some(3));
+        observe(C0, 3_500, 6, Some(6));
+        observe(C2, 3_500, 9, None);
+        observe(C2, 3_600, 9, Some(9));
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("lso-stall", 2)]);
+        assert_eq!(
+            examples(&r, "lso-stall"),
+            [
+                "consumer-0 was held at the last stable offset 3 of orders-0 (high watermark 5) \
+                 from 1.000 s until 3.500 s, 2.500 s; the longest stall on orders-0 was 2.500 s \
+                 (consumer-0 from 1.000 s)",
+                "consumer-1 was held at the last stable offset 3 of orders-0 (high watermark 5) \
+                 from 2.000 s until the end of the run, 1.600 s; the longest stall on orders-0 \
+                 was 2.500 s (consumer-0 from 1.000 s)",
+            ]
+        );
+    }
+
+    #[test]
+    fn aborted_transactions_are_counted_with_who_ended_them() {
+        let (t1, t2, t3, t4) = (txn(0, 1), txn(1, 1), txn(0, 2), txn(2, 1));
+        let state = |id: &str, epoch: i16, from: &str, to: &str| Op::TxnState {
+            transactional_id: id.into(),
+            producer_id: 8,
+            producer_epoch: epoch,
+            from: from.into(),
+            to: to.into(),
+        };
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), v(0, 0), &p(0), Some(0))
+            .abort(P0, 30, t1, (7, 0))
+            .begin(P1, 10, t2, 8, 0)
+            .send(P1, 20, Some(t2), v(1, 0), &p(1), Some(0))
+            .begin(NodeId::Producer(2), 10, t4, 9, 0)
+            .send(NodeId::Producer(2), 20, Some(t4), v(2, 0), &p(2), Some(0))
+            .push(
+                B2,
+                5_000,
+                Outcome::Ok,
+                state("tx-2", 1, "Ongoing", "PrepareEpochFence"),
+            )
+            .push(
+                B2,
+                5_001,
+                Outcome::Ok,
+                state("tx-2", 1, "PrepareEpochFence", "PrepareAbort"),
+            )
+            .push(
+                B2,
+                60_010,
+                Outcome::Ok,
+                state("tx-1", 1, "Ongoing", "PrepareAbort"),
+            )
+            .begin(P0, 40, t3, 7, 1)
+            .send(P0, 50, Some(t3), v(0, 1), &p(0), Some(2))
+            .commit(P0, 60, t3, (7, 1))
+            .log(
+                &p(0),
+                &[(0, v(0, 0)), (2, v(0, 1))],
+                &[(0, 0, 7, 0), (2, 2, 7, 1)],
+                &[(1, 7, 1, false, 30), (3, 7, 2, true, 60)],
+            )
+            .log(
+                &p(1),
+                &[(0, v(1, 0))],
+                &[(0, 0, 8, 0)],
+                &[(1, 8, 1, false, 60_020)],
+            )
+            .log(
+                &p(2),
+                &[(0, v(2, 0))],
+                &[(0, 0, 9, 0)],
+                &[(1, 9, 1, false, 5_002)],
+            );
+        let r = b.run();
+        assert_eq!(txn_counts(&r), vec![("transaction-aborted", 3)]);
+        assert_eq!(
+            examples(&r, "transaction-aborted"),
+            [
+                "transaction tx-0#1 (producer id 7, epoch 0) of producer-0 was aborted by its \
+                 client at 0.030 s; the ABORT marker of epoch 1 at offset 1, written at 0.030 s, \
+                 ends it on orders-0",
+                "transaction tx-1#1 (producer id 8, epoch 0) of producer-1 was aborted by its \
+                 coordinator (PrepareAbort at 60.010 s, epoch 1); the ABORT marker of epoch 1 \
+                 at offset 1, written at 60.020 s, ends it on orders-1",
+                "transaction tx-2#1 (producer id 9, epoch 0) of producer-2 was fenced by a new \
+                 instance of its transactional id, whose coordinator aborted it \
+                 (PrepareEpochFence, then PrepareAbort at 5.001 s, epoch 1); the ABORT marker of \
+                 epoch 1 at offset 1, written at 5.002 s, ends it on orders-2",
+            ]
+        );
+    }
+
+    // ------------------------------------------------------------ the main checker
+
+    #[test]
+    fn every_transactional_kind_is_listed_by_the_checker() {
+        let anomalies = crate::check::ANOMALY_KINDS
+            .iter()
+            .filter(|k| describe(k).is_some());
+        let events = crate::check::EVENT_KINDS
+            .iter()
+            .filter(|k| describe(k).is_some());
+        assert_eq!((anomalies.count(), events.count()), (13, 4));
+    }
+
+    #[test]
+    fn aborted_data_is_no_observation_but_a_broken_commit_is_a_lost_write() {
+        let (a, c, d) = (v(0, 0), v(0, 1), v(1, 0));
+        let (t1, t2) = (txn(0, 1), txn(0, 2));
+        let mut b = B::default();
+        b.begin(P0, 10, t1, 7, 0)
+            .send(P0, 20, Some(t1), a, &p(0), Some(0))
+            .abort(P0, 30, t1, (7, 0))
+            .begin(P0, 40, t2, 7, 1)
+            .send(P0, 50, Some(t2), c, &p(0), Some(2))
+            .commit(P0, 60, t2, (7, 1))
+            .send(P1, 70, None, d, &p(0), Some(4))
+            .poll(C0, 80, &p(0), &[(4, d)], true)
+            .processed(C0, 81, "g", &p(0), 4, d)
+            .committed(C0, 82, "g", &[(p(0), 5)])
+            // The log aborted t2, although its client was told it committed.
+            .log(
+                &p(0),
+                &[(0, a), (2, c), (4, d)],
+                &[(0, 0, 7, 0), (2, 2, 7, 1)],
+                &[(1, 7, 1, false, 30), (3, 7, 2, false, 60)],
+            );
+        let r = b.run();
+        assert_eq!(
+            all_counts(&r),
+            vec![
+                ("lost-write", 1),
+                ("processing-loss", 1),
+                ("transaction-aborted", 2)
+            ]
+        );
+        assert!(examples(&r, "lost-write")[0].starts_with(&format!("value {c} ")));
+        assert!(examples(&r, "processing-loss")[0].starts_with(&format!("value {c},")));
+        assert!(examples(&r, "transaction-aborted")[1]
+            .contains("was aborted although its client's commit was acknowledged at 0.060 s"));
+    }
+
+    #[test]
+    fn large_transactional_history_checks_fast_and_deterministically() {
+        // 2 producers x 2,500 transactions of 10 sends over 2 of 4 partitions (one in
+        // ten aborted, transaction version 2 epochs), then a read_committed consumer
+        // reading every committed record in polls of 50: 50,000 sends.
+        let mut b = B::default();
+        type Log = (
+            Vec<(Offset, Value)>,
+            Vec<(Offset, Offset, i64, i16)>,
+            Vec<Marker>,
+        );
+        type Marker = (Offset, i64, i16, bool, Millis);
+        let mut logs: Vec<Log> = vec![(Vec::new(), Vec::new(), Vec::new()); 4];
+        let mut next = [0 as Offset; 4];
+        let mut counter = [0u32; 2];
+        let mut committed: Vec<Vec<(Offset, Value)>> = vec![Vec::new(); 4];
+        for k in 0..5_000u32 {
+            let producer = k % 2;
+            let process = NodeId::Producer(producer);
+            let (pid, epoch) = (i64::from(producer) + 1, (k / 2) as i16);
+            let id = txn(producer, k / 2);
+            let t = Millis::from(k) * 10;
+            let commit = k % 10 != 9;
+            b.begin(process, t, id, pid, epoch);
+            for part in [k % 4, (k + 1) % 4] {
+                let i = part as usize;
+                let base = next[i];
+                for _ in 0..5 {
+                    let value = v(producer, counter[producer as usize]);
+                    counter[producer as usize] += 1;
+                    b.send(process, t + 1, Some(id), value, &p(part), Some(next[i]));
+                    logs[i].0.push((next[i], value));
+                    if commit {
+                        committed[i].push((next[i], value));
+                    }
+                    next[i] += 1;
+                }
+                logs[i].1.push((base, next[i] - 1, pid, epoch));
+            }
+            b.end_with(process, t + 5, id, (pid, epoch), commit, Outcome::Ok, None);
+            for part in [k % 4, (k + 1) % 4] {
+                let i = part as usize;
+                logs[i].2.push((next[i], pid, epoch + 1, commit, t + 5));
+                next[i] += 1;
+            }
+        }
+        for (part, records) in committed.iter().enumerate() {
+            for chunk in records.chunks(50) {
+                b.poll(C0, 60_000, &p(part as u32), chunk, true);
+            }
+        }
+        for (part, (records, batches, markers)) in logs.iter().enumerate() {
+            b.log(&p(part as u32), records, batches, markers);
+        }
+        let start = std::time::Instant::now();
+        let r = b.run();
+        let elapsed = start.elapsed();
+        let kinds: Vec<&str> = r.anomalies.keys().map(String::as_str).collect();
+        assert_eq!(kinds, ["marker-gap", "transaction-aborted"]);
+        assert_eq!(r.anomalies["transaction-aborted"].count, 500);
+        assert_eq!(r.stats.sends, 50_000);
+        assert_eq!(b.run(), r);
+        assert!(elapsed.as_secs() < 10, "checking took {elapsed:?}");
+    }
+}

@@ -1,0 +1,693 @@
+//! The guarantee table: which anomaly kinds Kafka rules out for a scenario's settings.
+//!
+//! Each rule names the settings it needs (a condition over [`Facts`], read from the
+//! scenario), the anomaly kinds it forbids and the Kafka setting, class or KIP it rests
+//! on. [`expect`] turns a scenario into an ordinary `expect` block: the kinds some rule
+//! forbids stay invariants, every other kind is tolerated, no kind is required and no
+//! client event is forbidden. `kafkasim explore` judges every drawn scenario with it;
+//! `kafkasim explore --rules` prints [`table`].
+//!
+//! The table is deliberately what Kafka promises, not what kafkasim happens to do: a
+//! seed that breaks a rule is either a model bug or a rule that promises too much (then
+//! the rule is fixed, citing Kafka).
+
+use crate::check::{ANOMALY_KINDS, EVENT_KINDS};
+use crate::history::Sink;
+use crate::sim::nemesis::Fault;
+use crate::kafka::protocol::{Acks, IsolationLevel};
+use crate::drive::scenario::{Expect, PipelineMode, Scenario};
+use crate::app::workload::ProcessingMode;
+
+/// What the rules look at, read from a scenario.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facts {
+    /// The workload producers' `acks` (`None` without producers).
+    pub acks: Option<Acks>,
+    /// Their idempotence after Kafka's defaults (`ProducerConfig::idempotence`).
+    pub idempotence: bool,
+    /// Their `max.in.flight.requests.per.connection`.
+    pub max_in_flight: u32,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable`.
+    pub unclean: bool,
+    /// The group consumers' processing mode and sink, with a group.
+    pub group: Option<(ProcessingMode, Sink)>,
+    /// The pipelines' mode, with pipelines.
+    pub pipeline: Option<PipelineMode>,
+    /// Every reader (the scenario's consumers) uses `isolation.level=read_committed`.
+    pub readers_read_committed: bool,
+    /// Some fault hits a broker or the controller (not only clients).
+    pub broker_faults: bool,
+    /// The quiet period covers [`liveness_bound_ms`].
+    pub quiet_covers_timeouts: bool,
+    /// Pipelines re-send outputs of keyless records (after an abort, a rebalance or a
+    /// crash), each time to the partition the partitioner picks then.
+    pub keyless_resends: bool,
+    /// Two live pipeline instances share a `transactional.id`: each one's
+    /// `initTransactions` fences the other, over and over.
+    pub shared_transactional_id: bool,
+}
+
+impl Facts {
+    /// The facts of a scenario.
+    pub fn of(sc: &Scenario) -> Facts {
+        let p = &sc.producers.config;
+        let has_producers = sc.producers.count > 0;
+        let group = sc
+            .consumers
+            .config
+            .group_id
+            .as_ref()
+            .filter(|_| sc.consumers.count > 0)
+            .map(|_| (sc.processing.mode, sc.processing.sink));
+        let broker_faults = !sc.nemesis.faults.is_empty()
+            && sc.nemesis.faults.iter().any(|k| {
+                !matches!(
+                    k,
+                    crate::sim::nemesis::FaultKindName::ConsumerCrash
+                        | crate::sim::nemesis::FaultKindName::ConsumerPause
+                        | crate::sim::nemesis::FaultKindName::PipelineCrash
+                        | crate::sim::nemesis::FaultKindName::PipelinePause
+                )
+            })
+            || sc.nemesis.schedule.iter().any(|f| hits_brokers(&f.fault));
+        Facts {
+            acks: has_producers.then_some(p.acks),
+            idempotence: has_producers && p.idempotence(),
+            max_in_flight: p.max_in_flight_requests_per_connection,
+            min_insync_replicas: effective_min_insync_replicas(sc),
+            unclean: sc.cluster.config.unclean_leader_election_enable
+                || sc
+                    .topics
+                    .iter()
+                    .any(|t| t.config.unclean_leader_election_enable == Some(true)),
+            group,
+            pipeline: sc.pipelines.as_ref().map(|p| p.mode),
+            readers_read_committed: sc.consumers.config.isolation_level
+                == IsolationLevel::ReadCommitted,
+            broker_faults,
+            quiet_covers_timeouts: sc.workload.quiet_ms >= liveness_bound_ms(sc),
+            keyless_resends: sc.pipelines.is_some() && sc.workload.keys == 0,
+            shared_transactional_id: sc.pipelines.as_ref().is_some_and(|p| {
+                let ids: Vec<_> = p
+                    .instances
+                    .iter()
+                    .filter_map(|i| i.transactional_id.as_deref())
+                    .collect();
+                ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id))
+            }),
+        }
+    }
+
+    /// Records below the high watermark are never truncated: only in-sync replicas
+    /// become leaders.
+    fn clean(&self) -> bool {
+        !self.unclean
+    }
+
+    /// Writes acknowledged to `acks=all` are on at least two replicas and only in-sync
+    /// replicas become leaders (offset commits and transaction markers are `acks=all`
+    /// writes under the same `min.insync.replicas`).
+    fn replicated(&self) -> bool {
+        self.clean() && self.min_insync_replicas >= 2
+    }
+
+    /// [`Facts::replicated`], and the producers write with `acks=all`.
+    fn durable(&self) -> bool {
+        self.replicated() && self.acks.is_none_or(|a| a == Acks::All)
+    }
+
+    /// Every record is in its partition's log once: idempotent producers (a retry is
+    /// never appended twice) and clean elections.
+    fn no_input_duplicates(&self) -> bool {
+        self.acks.is_none() || (self.idempotence && self.max_in_flight <= 5 && self.clean())
+    }
+
+    fn transactions(&self) -> bool {
+        self.pipeline == Some(PipelineMode::ExactlyOnce)
+    }
+}
+
+fn hits_brokers(f: &Fault) -> bool {
+    use crate::sim::nemesis::Target;
+    use crate::kafka::protocol::NodeId;
+    let broker = |t: &Target| {
+        !matches!(
+            t,
+            Target::Node(NodeId::Producer(_) | NodeId::Consumer(_) | NodeId::Pipeline(_))
+        )
+    };
+    match f {
+        Fault::Crash { target } | Fault::Pause { target } | Fault::Isolate { target } => {
+            broker(target)
+        }
+        Fault::Partition { groups } => groups.iter().flatten().any(broker),
+        // A producer cut from a leader still leaves the brokers whole, but a broker-to-
+        // broker drop does not.
+        Fault::OneWay { from, to } => broker(from) && broker(to),
+        Fault::MoveLeader { .. } => true,
+    }
+}
+
+/// How long after the last fault and the last send the cluster and its clients need to
+/// settle, from the scenario's timeouts: a broker fenced and re-registered
+/// (`broker.session.timeout.ms`), a request to a dead connection given up
+/// (`request.timeout.ms`), a dead member evicted and the group rebalanced
+/// (`session.timeout.ms` + `group.initial.rebalance.delay.ms`), an abandoned transaction
+/// aborted (`transaction.timeout.ms` + the coordinator's cleanup interval), plus 10 s
+/// for retries, metadata refreshes and catching up. `metadata.max.age.ms` is not in it:
+/// Kafka's clients refresh metadata on errors, not only when it ages.
+pub fn liveness_bound_ms(sc: &Scenario) -> u64 {
+    let b = &sc.cluster.config;
+    let mut bound = b
+        .broker_session_timeout_ms
+        .max(b.request_timeout_ms.min(10_000));
+    if sc.producers.count > 0 {
+        bound = bound.max(sc.producers.config.request_timeout_ms);
+    }
+    if sc.consumers.count > 0 {
+        let c = &sc.consumers.config;
+        bound = bound.max(c.request_timeout_ms);
+        if c.group_id.is_some() {
+            bound = bound.max(c.session_timeout_ms + b.group_initial_rebalance_delay_ms);
+        }
+    }
+    if let Some(p) = &sc.pipelines {
+        bound = bound
+            .max(p.consumer.request_timeout_ms)
+            .max(p.consumer.session_timeout_ms + b.group_initial_rebalance_delay_ms)
+            .max(p.producer.request_timeout_ms);
+        if p.mode == PipelineMode::ExactlyOnce {
+            bound = bound.max(
+                p.producer.transaction_timeout_ms
+                    + b.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            );
+        }
+    }
+    bound + 10_000
+}
+
+/// One row of the table.
+pub struct Rule {
+    /// Short name.
+    pub name: &'static str,
+    /// The settings it needs, in words.
+    pub when: &'static str,
+    /// The anomaly kinds it rules out.
+    pub forbids: &'static [&'static str],
+    /// The Kafka setting, class or KIP it rests on.
+    pub kafka: &'static str,
+    applies: fn(&Facts) -> bool,
+}
+
+impl Rule {
+    /// Whether the rule holds for these facts.
+    pub fn applies(&self, f: &Facts) -> bool {
+        (self.applies)(f)
+    }
+}
+
+/// The guarantee table.
+pub const RULES: &[Rule] = &[
+    Rule {
+        name: "replicas-agree",
+        when: "every run",
+        forbids: &["replica-divergence", "undetected-truncation"],
+        kafka: "KIP-101/KIP-279 (followers truncate to the leader epoch's end offset, \
+                `AbstractFetcherThread`), KIP-320 (consumers validate positions after a \
+                leader change, `OffsetsForLeaderEpoch`)",
+        applies: |_| true,
+    },
+    Rule {
+        name: "reads-are-writes",
+        when: "every run",
+        forbids: &["phantom-read", "header-mismatch", "read-above-high-watermark"],
+        kafka: "a fetch returns the log's records as they were written, headers \
+                included (`Partition.fetchRecords`, KIP-82 `DefaultRecord`), and a \
+                consumer's only below the high watermark (`FetchIsolation.HIGH_WATERMARK`)",
+        applies: |_| true,
+    },
+    Rule {
+        name: "partitioner",
+        when: "records have keys, or no pipeline re-sends outputs",
+        forbids: &["wrong-partition"],
+        kafka: "keyed records go to murmur2(key) % partitions (`BuiltInPartitioner`); a \
+                keyless record sent again by the application (a pipeline's output after \
+                an abort or a rebalance) is a new send the sticky partitioner (KIP-480) \
+                may put anywhere",
+        applies: |f| !f.keyless_resends,
+    },
+    Rule {
+        name: "group-fencing",
+        when: "every run",
+        forbids: &["double-assignment", "zombie-commit", "precommitted-read"],
+        kafka: "one assignment per generation and `ILLEGAL_GENERATION` / \
+                `UNKNOWN_MEMBER_ID` / `FENCED_INSTANCE_ID` for stale commits \
+                (`GroupCoordinator.handleCommitOffsets`, KIP-345); read_committed reads \
+                stop at the last stable offset (KIP-98)",
+        applies: |_| true,
+    },
+    Rule {
+        name: "clean-election",
+        when: "unclean.leader.election.enable=false",
+        forbids: &[
+            "nonmonotonic-poll",
+            "poll-skip",
+            "committed-past-high-watermark",
+            "commit-regression",
+        ],
+        kafka: "only ISR members are elected (`PartitionChangeBuilder`, KIP-966's \
+                unclean off), so nothing below the high watermark is truncated and a \
+                consumer's position never has to move back",
+        applies: Facts::clean,
+    },
+    Rule {
+        name: "acks-all-durable",
+        when: "acks=all, min.insync.replicas >= 2, unclean.leader.election.enable=false",
+        forbids: &["lost-write", "inconsistent-offsets"],
+        kafka: "acks=all answers once every ISR member has the batch and the ISR has at \
+                least min.insync.replicas (`Partition.appendRecordsToLeader`, \
+                `NOT_ENOUGH_REPLICAS`), KAFKA-15583",
+        applies: Facts::durable,
+    },
+    Rule {
+        name: "commits-durable",
+        when: "min.insync.replicas >= 2, unclean.leader.election.enable=false",
+        forbids: &["committed-offset-lost"],
+        kafka: "offset commits are acks=all appends to `__consumer_offsets`, answered \
+                once replicated (`GroupMetadataManager.storeOffsets`)",
+        applies: Facts::replicated,
+    },
+    Rule {
+        name: "idempotence",
+        when: "enable.idempotence (acks=all, max.in.flight <= 5), unclean off",
+        forbids: &["duplicate", "reorder"],
+        kafka: "KIP-98 producer id and sequence numbers, 5 batches cached per producer \
+                (`ProducerStateManager`, `ProducerConfig` \
+                MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION_FOR_IDEMPOTENCE), KIP-360",
+        applies: |f| f.idempotence && f.max_in_flight <= 5 && f.clean(),
+    },
+    Rule {
+        name: "in-flight-1",
+        when: "max.in.flight.requests.per.connection=1, acks=all, unclean off",
+        forbids: &["reorder"],
+        kafka: "`max.in.flight.requests.per.connection` docs: with 1 a retry cannot \
+                overtake a later batch (`Sender` mutes the partition); with acks=1 an \
+                acknowledged offset can be truncated and reused by later records (acks \
+                docs), so the order of acknowledged offsets says nothing",
+        applies: |f| f.acks == Some(Acks::All) && f.max_in_flight == 1 && f.clean(),
+    },
+    Rule {
+        name: "at-least-once-group",
+        when: "group processing at-least-once or auto-commit, acks=all, min ISR >= 2, \
+               unclean off",
+        forbids: &["processing-loss"],
+        kafka: "commitSync after processing; auto-commit commits in `poll` only what \
+                earlier polls returned (`ConsumerCoordinator.maybeAutoCommitOffsetsAsync`)",
+        applies: |f| {
+            f.durable()
+                && matches!(
+                    f.group,
+                    Some((ProcessingMode::AtLeastOnce | ProcessingMode::AutoCommit, _))
+                )
+        },
+    },
+    Rule {
+        name: "at-most-once-group",
+        when: "group processing at-most-once, idempotent producers, min ISR >= 2, \
+               unclean off",
+        forbids: &["reprocessing", "duplicate-effect"],
+        kafka: "commitSync of the polled positions before processing: a record is \
+                processed only after its offset is committed (`KafkaConsumer.commitSync`); \
+                without idempotence a retried batch is a second record of the same value \
+                (KIP-98), processed again",
+        applies: |f| {
+            f.replicated()
+                && f.no_input_duplicates()
+                && matches!(f.group, Some((ProcessingMode::AtMostOnce, _)))
+        },
+    },
+    Rule {
+        name: "dedup-store",
+        when: "group sink dedup_store, no pipelines",
+        forbids: &["duplicate-effect"],
+        kafka: "the store keeps each record's id with its result (application-side \
+                idempotence, C13); nothing in Kafka",
+        applies: |f| f.pipeline.is_none() && matches!(f.group, Some((_, Sink::DedupStore))),
+    },
+    Rule {
+        name: "exactly-once",
+        when: "exactly-once pipelines, min ISR >= 2, unclean off",
+        forbids: &[
+            "output-missing",
+            "partial-commit",
+            "zombie-write",
+            "g1c",
+            "int-poll-skip",
+            "int-nonmonotonic-poll",
+            "int-nonmonotonic-send",
+        ],
+        kafka: "KIP-98 transactions with `sendOffsetsToTransaction`, KIP-447 \
+                (generation-fenced offsets), KIP-890 (verification, epoch bump per \
+                transaction)",
+        applies: |f| f.transactions() && f.replicated(),
+    },
+    Rule {
+        name: "exactly-once-input",
+        when: "exactly-once pipelines, idempotent input producers, min ISR >= 2, \
+               unclean off",
+        forbids: &["output-duplicate"],
+        kafka: "exactly-once is per input record (offset, KIP-98/KIP-447); a \
+                non-idempotent producer's retry writes the input value twice, and each \
+                copy rightly gets an output",
+        applies: |f| f.transactions() && f.replicated() && f.no_input_duplicates(),
+    },
+    Rule {
+        name: "at-least-once-pipeline",
+        when: "at-least-once pipelines, min ISR >= 2, unclean off",
+        forbids: &["output-missing"],
+        kafka: "input offsets are committed only after every output is acknowledged \
+                (acks=all)",
+        applies: |f| f.pipeline == Some(PipelineMode::AtLeastOnce) && f.replicated(),
+    },
+    Rule {
+        name: "no-transactions",
+        when: "no exactly-once pipeline",
+        forbids: &[
+            "aborted-read",
+            "partial-commit",
+            "hanging-transaction",
+            "zombie-write",
+            "g0",
+            "g1c",
+            "int-poll-skip",
+            "int-nonmonotonic-poll",
+            "int-send-skip",
+            "int-nonmonotonic-send",
+        ],
+        kafka: "without a transactional.id nothing writes transactional batches",
+        applies: |f| !f.transactions(),
+    },
+    Rule {
+        name: "read-committed",
+        when: "readers isolation.level=read_committed",
+        forbids: &["aborted-read"],
+        kafka: "KIP-98: read_committed fetches stop at the last stable offset and drop \
+                aborted transactions (`Fetcher`/`CompletedFetch`)",
+        applies: |f| f.readers_read_committed,
+    },
+    Rule {
+        name: "liveness",
+        when: "quiet period >= the liveness bound (timeouts + 10 s), no two live instances \
+               share a transactional.id",
+        forbids: &[
+            "stuck",
+            "unseen",
+            "unassigned-partition",
+            "hanging-transaction",
+        ],
+        kafka: "after the faults heal: clients retry and refresh metadata on errors \
+                (`Metadata.requestUpdate`), the group rebalances within \
+                session.timeout.ms, the coordinator aborts transactions older than \
+                transaction.timeout.ms (`TransactionCoordinator.abortTimedOutTransactions`); two live producers \
+                with one transactional.id fence each other for ever (`ProducerFenced` \
+                is fatal: KafkaProducer docs), so Kafka promises no progress there",
+        applies: |f| f.quiet_covers_timeouts && !f.shared_transactional_id,
+    },
+    Rule {
+        name: "hw-monotonic",
+        when: "no fault on brokers or the controller",
+        forbids: &["high-watermark-regression"],
+        kafka: "without a deposed leader no fetch answer carries an older high \
+                watermark; with one, Kafka's consumer takes it (`FetchCollector`), so \
+                faults tolerate it",
+        applies: |f| !f.broker_faults,
+    },
+];
+
+/// The anomaly kinds and client events the rules forbid for these facts, in
+/// `ANOMALY_KINDS` then `EVENT_KINDS` order.
+pub fn forbidden(f: &Facts) -> Vec<&'static str> {
+    ANOMALY_KINDS
+        .iter()
+        .chain(EVENT_KINDS)
+        .copied()
+        .filter(|k| RULES.iter().any(|r| r.applies(f) && r.forbids.contains(k)))
+        .collect()
+}
+
+/// The scenario's derived expectation: forbidden anomaly kinds stay invariants, the
+/// rest is tolerated; forbidden client events go to `forbid`; nothing is required.
+pub fn expect(sc: &Scenario) -> Expect {
+    let forbidden = forbidden(&Facts::of(sc));
+    Expect {
+        anomalies: Vec::new(),
+        tolerate: ANOMALY_KINDS
+            .iter()
+            .filter(|k| !forbidden.contains(k))
+            .map(|k| k.to_string())
+            .collect(),
+        forbid: EVENT_KINDS
+            .iter()
+            .filter(|k| forbidden.contains(k))
+            .map(|k| k.to_string())
+            .collect(),
+    }
+}
+
+/// The table as text (`kafkasim explore --rules`), one rule per paragraph.
+pub fn table() -> String {
+    let mut out = String::new();
+    for r in RULES {
+        out.push_str(&format!(
+            "{}\n  when     {}\n  forbids  {}\n  kafka    {}\n",
+            r.name,
+            r.when,
+            r.forbids.join(", "),
+            r.kafka.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    let never: Vec<&str> = ANOMALY_KINDS
+        .iter()
+        .copied()
+        .filter(|k| !RULES.iter().any(|r| r.forbids.contains(k)))
+        .collect();
+    out.push_str(&format!(
+        "every other kind is tolerated{}; client events ({}) only where a rule says\n",
+        if never.is_empty() {
+            String::new()
+        } else {
+            format!(" (always: {})", never.join(", "))
+        },
+        EVENT_KINDS.join(", ")
+    ));
+    out
+}
+
+/// The smallest minimum ISR any workload topic runs with: its `min.insync.replicas`
+/// (topic override, else the broker's) capped at its replica count, as Kafka's
+/// `Partition.effectiveMinIsr` does (KAFKA-15583); the broker's own value for the
+/// internal topics when there are no workload topics.
+fn effective_min_insync_replicas(sc: &Scenario) -> u32 {
+    let broker = sc.cluster.config.min_insync_replicas;
+    sc.topics
+        .iter()
+        .map(|t| {
+            t.config
+                .min_insync_replicas
+                .unwrap_or(broker)
+                .min(t.replication_factor)
+        })
+        .min()
+        .unwrap_or(broker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn scenario(name: &str) -> Scenario {
+        Scenario::load(&Path::new("scenarios").join(name)).expect("a shipped scenario")
+    }
+
+    fn tolerated(sc: &Scenario) -> Vec<String> {
+        expect(sc).tolerate
+    }
+
+    #[test]
+    fn every_rule_names_known_kinds_and_every_kind_is_tolerated_or_forbidden() {
+        for r in RULES {
+            for k in r.forbids {
+                assert!(
+                    ANOMALY_KINDS.contains(k) || EVENT_KINDS.contains(k),
+                    "{}: unknown kind {k}",
+                    r.name
+                );
+            }
+        }
+        let t = table();
+        assert!(t.contains("acks-all-durable") && t.contains("every other kind is tolerated;"));
+    }
+
+    #[test]
+    fn acks_all_min_isr_2_rules_out_lost_writes_but_not_duplicates_without_idempotence() {
+        // acks-all-rf3: acks=all, idempotence off, in-flight 1, min ISR 2, drawn faults.
+        let sc = scenario("acks-all-rf3.json");
+        let f = forbidden(&Facts::of(&sc));
+        for k in [
+            "lost-write",
+            "inconsistent-offsets",
+            "reorder",
+            "replica-divergence",
+        ] {
+            assert!(f.contains(&k), "{k} forbidden");
+        }
+        let t = tolerated(&sc);
+        for k in ["duplicate", "reprocessing"] {
+            assert!(t.iter().any(|x| x == k), "{k} tolerated");
+        }
+        // Broker faults: a deposed leader may answer with an older high watermark.
+        assert!(!expect(&sc)
+            .forbid
+            .contains(&"high-watermark-regression".to_string()));
+        // The shipped expectation tolerates only `duplicate` of what the table forbids.
+        for k in &sc.expect.tolerate {
+            assert!(!f.contains(&k.as_str()), "{k}");
+        }
+    }
+
+    #[test]
+    fn min_isr_1_or_acks_1_or_unclean_tolerate_lost_writes() {
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.cluster.config.min_insync_replicas = 1;
+        assert!(!forbidden(&Facts::of(&sc)).contains(&"lost-write"));
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.producers.config.acks = Acks::Leader;
+        let f = forbidden(&Facts::of(&sc));
+        assert!(!f.contains(&"lost-write") && !f.contains(&"reorder") && f.contains(&"poll-skip"));
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.cluster.config.unclean_leader_election_enable = true;
+        let f = forbidden(&Facts::of(&sc));
+        for k in ["lost-write", "poll-skip", "nonmonotonic-poll", "reorder"] {
+            assert!(!f.contains(&k), "{k} tolerated with unclean election");
+        }
+        assert!(f.contains(&"replica-divergence") && f.contains(&"undetected-truncation"));
+    }
+
+    #[test]
+    fn idempotence_rules_out_duplicates_and_reorders() {
+        let sc = scenario("idempotence-on.json");
+        let f = forbidden(&Facts::of(&sc));
+        assert!(f.contains(&"duplicate") && f.contains(&"reorder"));
+        // idempotence-off (in-flight 5): duplicates and reorders are Kafka's behaviour.
+        let sc = scenario("retries-in-flight-5.json");
+        let f = forbidden(&Facts::of(&sc));
+        assert!(!f.contains(&"duplicate") && !f.contains(&"reorder"));
+        // In-flight 1 without idempotence: reorders ruled out, duplicates not.
+        let sc = scenario("retries-in-flight-1.json");
+        let f = forbidden(&Facts::of(&sc));
+        assert!(!f.contains(&"duplicate") && f.contains(&"reorder"));
+    }
+
+    #[test]
+    fn processing_modes_and_pipelines() {
+        let sc = scenario("at-most-once-crash.json");
+        let t = tolerated(&sc);
+        assert!(t.iter().any(|k| k == "processing-loss"));
+        let f = forbidden(&Facts::of(&sc));
+        assert!(f.contains(&"reprocessing") && f.contains(&"unassigned-partition"));
+        let sc = scenario("at-least-once-crash.json");
+        let f = forbidden(&Facts::of(&sc));
+        assert!(f.contains(&"processing-loss") && !f.contains(&"reprocessing"));
+        assert!(!f.contains(&"duplicate-effect"), "external_api sink");
+        let sc = scenario("exactly-once-pipeline.json");
+        let f = forbidden(&Facts::of(&sc));
+        for k in [
+            "output-duplicate",
+            "output-missing",
+            "aborted-read",
+            "partial-commit",
+        ] {
+            assert!(f.contains(&k), "{k}");
+        }
+        assert!(!f.contains(&"g0") && !f.contains(&"int-send-skip"));
+        let sc = scenario("read-uncommitted.json");
+        assert!(!forbidden(&Facts::of(&sc)).contains(&"aborted-read"));
+        let sc = scenario("at-least-once-pipeline.json");
+        let f = forbidden(&Facts::of(&sc));
+        assert!(!f.contains(&"output-duplicate") && f.contains(&"output-missing"));
+    }
+
+    #[test]
+    fn duplicated_input_records_are_processed_and_output_again() {
+        // Without idempotence a retried batch is appended twice: at-most-once processing
+        // and exactly-once pipelines handle each copy (explore seeds 640, 421).
+        let mut sc = scenario("at-most-once-crash.json");
+        sc.producers.config.enable_idempotence = Some(false);
+        assert!(!forbidden(&Facts::of(&sc)).contains(&"reprocessing"));
+        let mut sc = scenario("exactly-once-pipeline.json");
+        sc.producers.config.enable_idempotence = Some(false);
+        let f = forbidden(&Facts::of(&sc));
+        assert!(!f.contains(&"output-duplicate") && f.contains(&"output-missing"));
+        // acks=1 with in-flight 1: an acknowledged offset can be truncated and reused
+        // (explore seed 595), so reorders of acknowledged offsets are tolerated.
+        let mut sc = scenario("retries-in-flight-1.json");
+        sc.producers.config.acks = Acks::Leader;
+        assert!(!forbidden(&Facts::of(&sc)).contains(&"reorder"));
+    }
+
+    #[test]
+    fn liveness_needs_a_quiet_period_past_the_timeouts() {
+        let mut sc = scenario("group-chaos.json");
+        sc.workload.quiet_ms = liveness_bound_ms(&sc);
+        assert!(forbidden(&Facts::of(&sc)).contains(&"stuck"));
+        sc.workload.quiet_ms -= 1;
+        let f = forbidden(&Facts::of(&sc));
+        assert!(!f.contains(&"stuck") && !f.contains(&"unseen"));
+    }
+
+    #[test]
+    fn a_topic_override_is_the_min_isr_that_counts() {
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.topics[0].config.min_insync_replicas = Some(1);
+        assert!(!forbidden(&Facts::of(&sc)).contains(&"lost-write"));
+        // Capped at the replica count (`Partition.effectiveMinIsr`).
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.cluster.config.min_insync_replicas = 2;
+        sc.topics[0].replication_factor = 1;
+        assert_eq!(Facts::of(&sc).min_insync_replicas, 1);
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.topics[0].config.unclean_leader_election_enable = Some(true);
+        assert!(!forbidden(&Facts::of(&sc)).contains(&"lost-write"));
+    }
+
+    #[test]
+    fn without_broker_faults_the_high_watermark_never_goes_back() {
+        let mut sc = scenario("acks-all-rf3.json");
+        sc.nemesis = Default::default();
+        assert_eq!(
+            expect(&sc).forbid,
+            vec!["high-watermark-regression".to_string()]
+        );
+    }
+
+    #[test]
+    fn two_live_instances_of_one_transactional_id_promise_no_progress() {
+        let mut sc = scenario("exactly-once-pipeline.json");
+        sc.workload.quiet_ms = liveness_bound_ms(&sc);
+        assert!(forbidden(&Facts::of(&sc)).contains(&"unassigned-partition"));
+        let p = sc.pipelines.as_mut().expect("pipelines");
+        p.count = 1;
+        p.instances = (0..2)
+            .map(|_| crate::drive::scenario::PipelineInstance {
+                transactional_id: Some("etl-txn-1".into()),
+                start_ms: 0,
+            })
+            .collect();
+        let f = forbidden(&Facts::of(&sc));
+        assert!(!f.contains(&"unassigned-partition") && !f.contains(&"hanging-transaction"));
+        assert!(f.contains(&"output-missing"), "safety still holds");
+    }
+}

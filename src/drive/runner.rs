@@ -1,0 +1,237 @@
+//! Runs seeds and turns what they produced into verdicts, trace hashes and reports.
+//!
+//! Each seed runs on a fresh OS thread (madsim's determinism needs it, see
+//! `MADSIM_NOTES.md`), so a panic inside the simulated system is caught there and
+//! reported as a finding with its seed instead of stopping a sweep.
+
+use crate::bugs::Bug;
+use crate::check::{self, CheckResult};
+use crate::report::figures;
+use crate::history::History;
+use crate::report::html;
+use crate::drive::scenario::Scenario;
+use crate::sim::{self, RunOutput};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Statistics of one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunStats {
+    /// Simulated time (ms).
+    pub sim_ms: u64,
+    /// Wall-clock time (ms), measured outside the simulation.
+    pub wall_ms: u64,
+    /// History entries.
+    pub operations: u64,
+    /// Records the producers sent.
+    pub records_sent: u64,
+    /// Simulated network messages.
+    pub net_messages: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// The checker's counts.
+    pub check: check::CheckStats,
+    /// Batching, compression and latency of the producers.
+    pub producer: figures::ProducerFigures,
+    /// What the read-process-write pipelines did and what it cost the brokers.
+    #[serde(default)]
+    pub pipeline: figures::PipelineFigures,
+}
+
+/// The outcome of one seed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeedReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario file, as it was named on the command line (for the printed commands).
+    pub scenario_path: PathBuf,
+    /// The scenario file's absolute, canonical path (what `repro` opens, from any
+    /// folder); `None` in reports written before it was recorded, or when the path
+    /// could not be resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_file: Option<PathBuf>,
+    /// The hash of the parsed scenario ([`crate::drive::sweep::scenario_hash`]): `repro` tells
+    /// a changed scenario file from a run that no longer reproduces. Empty in reports
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scenario_hash: String,
+    /// The seed.
+    pub seed: u64,
+    /// Bug switches turned on from the command line (on top of the scenario's).
+    pub bugs: Vec<String>,
+    /// `pass` when every invariant held, `fail` otherwise, `panic` when the simulated
+    /// system panicked.
+    pub verdict: String,
+    /// Hash of the history and the final snapshot: equal for equal runs.
+    pub trace_hash: String,
+    /// Anomaly kind -> count.
+    pub anomalies: BTreeMap<String, u64>,
+    /// Anomaly kind -> examples.
+    pub examples: BTreeMap<String, Vec<String>>,
+    /// Anomaly kind -> the history lines each example involves (same order as
+    /// `examples`).
+    #[serde(default)]
+    pub example_lines: BTreeMap<String, Vec<Vec<u64>>>,
+    /// Invariants this seed violated.
+    pub violated: Vec<String>,
+    /// The panic message, if the simulated system panicked.
+    pub panic: Option<String>,
+    /// Run statistics.
+    pub stats: RunStats,
+}
+
+impl SeedReport {
+    /// The one-line command that reproduces this run.
+    pub fn repro_command(&self) -> String {
+        repro_command(&self.scenario_path, self.seed, &self.bugs)
+    }
+}
+
+/// `kafkasim run <file> --seed N [--bug B]...`.
+pub fn repro_command(path: &Path, seed: u64, bugs: &[String]) -> String {
+    let mut s = format!(
+        "cargo run --release -- run {} --seed {seed}",
+        path.display()
+    );
+    for b in bugs {
+        s.push_str(&format!(" --bug {b}"));
+    }
+    s
+}
+
+/// FNV-1a, 64 bit: stable across platforms and runs (unlike `DefaultHasher`).
+pub fn fnv1a(data: &[u8], mut h: u64) -> u64 {
+    for b in data {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The trace hash of a run: its history and final snapshot.
+pub fn trace_hash(out: &RunOutput) -> String {
+    let mut h = fnv1a(out.history.to_jsonl().as_bytes(), 0xcbf2_9ce4_8422_2325);
+    h = fnv1a(
+        serde_json::to_string(&out.snapshot)
+            .expect("snapshot serializes")
+            .as_bytes(),
+        h,
+    );
+    h = fnv1a(&out.net_messages.to_le_bytes(), h);
+    format!("{h:016x}")
+}
+
+/// Runs one seed on a fresh thread; returns the report and, unless it panicked, the
+/// run's output.
+pub fn run_seed(
+    scenario: &Scenario,
+    seed: u64,
+    bugs: &[Bug],
+) -> (SeedReport, Option<(RunOutput, CheckResult)>) {
+    let started = Instant::now();
+    let (sc, bg) = (scenario.clone(), bugs.to_vec());
+    let joined = std::thread::Builder::new()
+        .name(format!("seed-{seed}"))
+        .spawn(move || sim::run(&sc, seed, &bg))
+        .expect("spawn a seed thread")
+        .join();
+    let wall_ms = started.elapsed().as_millis() as u64;
+    let mut report = SeedReport {
+        scenario: scenario.name.clone(),
+        scenario_path: scenario.path.clone(),
+        scenario_file: std::fs::canonicalize(&scenario.path).ok(),
+        scenario_hash: crate::drive::sweep::scenario_hash(scenario),
+        seed,
+        bugs: bugs.iter().map(|b| b.name().to_string()).collect(),
+        verdict: "panic".into(),
+        trace_hash: String::new(),
+        anomalies: BTreeMap::new(),
+        examples: BTreeMap::new(),
+        example_lines: BTreeMap::new(),
+        violated: Vec::new(),
+        panic: None,
+        stats: RunStats {
+            wall_ms,
+            ..RunStats::default()
+        },
+    };
+    match joined {
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "non-string panic".into());
+            report.panic = Some(msg);
+            report.violated.push("panic".into());
+            (report, None)
+        }
+        Ok(out) => {
+            let check = check::check(&out.history, &out.snapshot);
+            report.trace_hash = trace_hash(&out);
+            for (kind, found) in &check.anomalies {
+                report.anomalies.insert(kind.clone(), found.count);
+                report.examples.insert(kind.clone(), found.examples.clone());
+                report
+                    .example_lines
+                    .insert(kind.clone(), found.lines.clone());
+                if scenario.is_invariant(kind) {
+                    report.violated.push(kind.clone());
+                }
+            }
+            report.verdict = if report.violated.is_empty() {
+                "pass"
+            } else {
+                "fail"
+            }
+            .into();
+            report.stats = RunStats {
+                sim_ms: out.sim_ms,
+                wall_ms,
+                operations: out.history.entries.len() as u64,
+                records_sent: out.records_sent,
+                net_messages: out.net_messages,
+                faults: out.faults.len() as u64,
+                check: check.stats.clone(),
+                producer: figures::producer_figures(&out.history),
+                pipeline: figures::pipeline_figures(&out.history, &out.broker_requests),
+            };
+            (report, Some((out, check)))
+        }
+    }
+}
+
+/// The file name of the report for a person, beside `report.json`.
+pub const HTML_REPORT: &str = "index.html";
+
+/// `<root>/<scenario>/<seed>`: where a seed's report files go.
+pub fn report_dir(root: &Path, report: &SeedReport) -> PathBuf {
+    root.join(&report.scenario).join(report.seed.to_string())
+}
+
+/// Writes `reports/<scenario>/<seed>/report.json`, `history.jsonl` and `index.html`
+/// (the report for a person, see [`report_html`]) under `root`, each through a
+/// temporary file and a rename so nothing is left half-written. Returns the path of
+/// `report.json`; `index.html` is beside it.
+pub fn write_report(
+    root: &Path,
+    report: &SeedReport,
+    history: Option<&History>,
+) -> std::io::Result<PathBuf> {
+    let dir = report_dir(root, report);
+    std::fs::create_dir_all(&dir)?;
+    let write = |name: &str, data: &[u8]| -> std::io::Result<()> {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, data)?;
+        std::fs::rename(&tmp, dir.join(name))
+    };
+    if let Some(h) = history {
+        write("history.jsonl", h.to_jsonl().as_bytes())?;
+    }
+    let html = html::render(report, history.unwrap_or(&History::default()));
+    write(HTML_REPORT, html.as_bytes())?;
+    let json = serde_json::to_string_pretty(report).expect("reports serialize");
+    write("report.json", json.as_bytes())?;
+    Ok(dir.join("report.json"))
+}

@@ -1,0 +1,1307 @@
+//! The madsim host: runs the sans-IO cores as simulated madsim nodes (which the nemesis
+//! kills, restarts, pauses and resumes), carries their messages on a TCP-like network
+//! built on madsim's timers, applies the nemesis' schedule, and collects the history
+//! and the end-of-run snapshot.
+//!
+//! Everything here is driven by the seed: madsim's scheduler and named `ChaCha8`
+//! streams derived from the seed for the network, the nemesis and each client.
+
+pub mod nemesis;
+
+use crate::actor::{Actor, Millis, Outbox};
+use crate::broker::{Broker, Disk};
+use crate::bugs::{Bug, Bugs};
+use crate::client::consumer::Consumer;
+use crate::controller::{Controller, TopicSpec};
+use crate::history::{
+    Entry, GroupSnapshot, History, MarkerSnapshot, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot,
+};
+use nemesis::{Fault, ScheduledFault, Target};
+use crate::app::pipeline::{PipelineFactory, PipelineWorkload};
+use crate::client::producer::Producer;
+use crate::kafka::protocol::*;
+use crate::kafka::record::ControlRecordType;
+use crate::drive::scenario::Scenario;
+use crate::app::workload::{
+    ConsumerFactory, ConsumerWorkload, ProcessingPlan, ProducerWorkload, WorkloadPlan,
+};
+use madsim::runtime::{Handle, Runtime};
+use madsim::time::{self, Duration, Instant};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// What a finished run produced.
+pub struct RunOutput {
+    /// Every operation and fault.
+    pub history: History,
+    /// White-box state after the quiet period.
+    pub snapshot: Snapshot,
+    /// The faults, as resolved from the seed and the scenario.
+    pub faults: Vec<ScheduledFault>,
+    /// Simulated run length (ms).
+    pub sim_ms: Millis,
+    /// Messages the simulated network carried.
+    pub net_messages: u64,
+    /// Records the producers sent.
+    pub records_sent: u64,
+    /// Requests the brokers received, by Kafka API name.
+    pub broker_requests: BTreeMap<String, u64>,
+}
+
+/// A message in flight: who sent it, and to which incarnation of the receiver (a
+/// restarted receiver never gets what was sent to its previous process; an answer goes
+/// to the incarnation that sent the request, see [`Connections`]).
+struct Wire {
+    deliver_at: Instant,
+    to: NodeId,
+    to_incarnation: u64,
+    from: NodeId,
+    from_incarnation: u64,
+    message: Message,
+}
+
+/// What a node's host loop receives.
+enum Input {
+    /// A message from the network, with the sender's incarnation.
+    Net(NodeId, u64, Message),
+    /// The connection to this node was reset: its process died.
+    Reset(NodeId),
+}
+
+/// TCP's guarantees for one sender. In order: each link's deliveries are scheduled no
+/// earlier than the link's previous one. Retransmission: a message sent while the
+/// nemesis cuts the link is not lost but held and retried with exponential backoff
+/// (TCP's RTO, 200 ms doubling to 10 s) until the link heals, unless either end's
+/// process dies first.
+struct Transport {
+    /// Per destination: when the last message sent to it is delivered.
+    last_delivery: BTreeMap<NodeId, Instant>,
+    held: BTreeMap<NodeId, Held>,
+}
+
+/// Messages waiting for a cut link to heal, with the receiver incarnation they were
+/// addressed to.
+struct Held {
+    queue: std::collections::VecDeque<(u64, Message)>,
+    retry_at: Millis,
+    backoff_ms: Millis,
+}
+
+/// TCP's initial retransmission timeout.
+const RTO_MIN_MS: Millis = 200;
+/// Cap on the retransmission backoff (Linux caps RTO at 120 s; runs are short).
+const RTO_MAX_MS: Millis = 10_000;
+/// Bound on messages held for one cut link.
+const MAX_HELD: usize = 100_000;
+
+impl Transport {
+    fn next_deadline(&self) -> Option<Millis> {
+        self.held.values().map(|h| h.retry_at).min()
+    }
+
+    /// Puts a message to incarnation `to_incarnation` of `to` on the wire, or holds it
+    /// if the link is cut (or older messages still wait for it).
+    fn send(
+        &mut self,
+        now: Millis,
+        ctx: &Ctx,
+        me: NodeId,
+        to: NodeId,
+        to_incarnation: u64,
+        message: Message,
+    ) {
+        if !self.held.contains_key(&to) && ctx.link_up(me, to) {
+            self.transmit(ctx, me, to, to_incarnation, message);
+            return;
+        }
+        let h = self.held.entry(to).or_insert(Held {
+            queue: Default::default(),
+            retry_at: now + RTO_MIN_MS,
+            backoff_ms: RTO_MIN_MS,
+        });
+        assert!(h.queue.len() < MAX_HELD, "retransmission queue overflow");
+        h.queue.push_back((to_incarnation, message));
+    }
+
+    fn transmit(
+        &mut self,
+        ctx: &Ctx,
+        me: NodeId,
+        to: NodeId,
+        to_incarnation: u64,
+        message: Message,
+    ) {
+        let now = Instant::now();
+        if let (NodeId::Broker(_), Message::Request { request, .. }) = (to, &message) {
+            *ctx.broker_requests
+                .lock()
+                .expect("no poisoned locks")
+                .entry(request.api_name())
+                .or_insert(0) += 1;
+        }
+        let latency = ctx.latency();
+        let last = self.last_delivery.get(&to).copied().unwrap_or(now);
+        // Strictly after the link's previous delivery: FIFO even with jitter.
+        let deliver_at = (now + latency).max(last + Duration::from_nanos(1));
+        self.last_delivery.insert(to, deliver_at);
+        let _ = ctx.wire.send(Wire {
+            deliver_at,
+            to,
+            to_incarnation,
+            from: me,
+            from_incarnation: ctx.incarnation(me),
+            message,
+        });
+    }
+
+    /// Retransmits what waits for links that healed; backs off on those still cut.
+    fn retransmit(&mut self, now: Millis, ctx: &Ctx, me: NodeId) {
+        let due: Vec<NodeId> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.retry_at <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for to in due {
+            if ctx.link_up(me, to) {
+                let h = self.held.remove(&to).expect("listed");
+                let current = ctx.incarnation(to);
+                for (inc, message) in h.queue {
+                    if inc == current {
+                        self.transmit(ctx, me, to, inc, message);
+                    }
+                }
+            } else {
+                let h = self.held.get_mut(&to).expect("listed");
+                h.backoff_ms = (h.backoff_ms * 2).min(RTO_MAX_MS);
+                h.retry_at = now + h.backoff_ms;
+            }
+        }
+    }
+}
+
+/// State shared by the host's tasks for one run.
+struct Ctx {
+    start: Instant,
+    history: Mutex<History>,
+    incarnations: Mutex<BTreeMap<NodeId, u64>>,
+    /// Directed links the nemesis has cut, with how many faults cut each.
+    cut: Mutex<BTreeMap<(NodeId, NodeId), u32>>,
+    /// Processes that are down (crashed, not yet restarted).
+    down: Mutex<std::collections::BTreeSet<NodeId>>,
+    /// Each running node's input channel.
+    inboxes: Mutex<BTreeMap<NodeId, tokio::sync::mpsc::UnboundedSender<Input>>>,
+    /// The wire: the network task delivers what is put here when it is due.
+    wire: tokio::sync::mpsc::UnboundedSender<Wire>,
+    /// Latency draws (the "network" stream of the seed).
+    latency_rng: Mutex<ChaCha8Rng>,
+    /// One-way latency range in microseconds.
+    latency_us: (u64, u64),
+    /// Messages put on the wire.
+    messages: std::sync::atomic::AtomicU64,
+    /// Requests put on the wire to brokers, by API name.
+    broker_requests: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Ctx {
+    fn now(&self) -> Millis {
+        (Instant::now() - self.start).as_millis() as Millis
+    }
+
+    fn latency(&self) -> Duration {
+        use rand::Rng;
+        self.messages
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (lo, hi) = self.latency_us;
+        Duration::from_micros(
+            self.latency_rng
+                .lock()
+                .expect("no poisoned locks")
+                .gen_range(lo..=hi),
+        )
+    }
+
+    fn next_incarnation(&self, node: NodeId) -> u64 {
+        let mut m = self.incarnations.lock().expect("no poisoned locks");
+        let e = m.entry(node).or_insert(0);
+        *e += 1;
+        *e
+    }
+
+    fn incarnation(&self, node: NodeId) -> u64 {
+        self.incarnations
+            .lock()
+            .expect("no poisoned locks")
+            .get(&node)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn link_up(&self, from: NodeId, to: NodeId) -> bool {
+        !self
+            .cut
+            .lock()
+            .expect("no poisoned locks")
+            .contains_key(&(from, to))
+    }
+
+    /// Cuts (or, with `heal`, restores) the given directed links.
+    fn cut_links(&self, pairs: &[(NodeId, NodeId)], heal: bool) {
+        let mut cut = self.cut.lock().expect("no poisoned locks");
+        for &p in pairs {
+            if heal {
+                if let Some(n) = cut.get_mut(&p) {
+                    *n -= 1;
+                    if *n == 0 {
+                        cut.remove(&p);
+                    }
+                }
+            } else {
+                *cut.entry(p).or_insert(0) += 1;
+            }
+        }
+    }
+
+    fn is_down(&self, node: NodeId) -> bool {
+        self.down.lock().expect("no poisoned locks").contains(&node)
+    }
+
+    /// A process died: its host resets every connection to it.
+    fn crash(&self, node: NodeId) {
+        self.down.lock().expect("no poisoned locks").insert(node);
+        let mut inboxes = self.inboxes.lock().expect("no poisoned locks");
+        inboxes.remove(&node);
+        for tx in inboxes.values() {
+            let _ = tx.send(Input::Reset(node));
+        }
+    }
+
+    fn deliver(&self, wire: Wire) {
+        let alive = !self.is_down(wire.to) && self.incarnation(wire.to) == wire.to_incarnation;
+        let inboxes = self.inboxes.lock().expect("no poisoned locks");
+        match inboxes.get(&wire.to) {
+            Some(tx) if alive => {
+                let _ = tx.send(Input::Net(wire.from, wire.from_incarnation, wire.message));
+            }
+            _ => {
+                // The process the connection belonged to is gone (crashed, or restarted
+                // as a new process): its host answers with a reset.
+                if let Some(tx) = inboxes.get(&wire.from) {
+                    let _ = tx.send(Input::Reset(wire.to));
+                }
+            }
+        }
+    }
+
+    fn record(&self, entries: Vec<Entry>) {
+        let mut h = self.history.lock().expect("no poisoned locks");
+        for e in entries {
+            h.push(e);
+        }
+    }
+}
+
+/// The network: delivers each message when its latency has passed. One task and one
+/// pending timer for the whole cluster; deliveries due at the same instant go in the
+/// order they were sent.
+async fn network(ctx: Arc<Ctx>, mut wire: tokio::sync::mpsc::UnboundedReceiver<Wire>) {
+    let mut pending: BTreeMap<(Instant, u64), Wire> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut timer: Option<(Instant, std::pin::Pin<Box<time::Sleep>>)> = None;
+    loop {
+        let next = pending.keys().next().map(|k| k.0);
+        let got = std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(w) = wire.poll_recv(cx) {
+                return std::task::Poll::Ready(Some(w));
+            }
+            if let Some(at) = next {
+                if timer.as_ref().is_none_or(|(t, _)| *t != at) {
+                    timer = Some((at, Box::pin(time::sleep_until(at))));
+                }
+                let t = &mut timer.as_mut().expect("just set").1;
+                return t.as_mut().poll(cx).map(|_| None);
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        match got {
+            Some(Some(w)) => {
+                assert!(pending.len() < 10_000_000, "network queue overflow");
+                pending.insert((w.deliver_at, seq), w);
+                seq += 1;
+            }
+            Some(None) => return,
+            None => {}
+        }
+        let now = Instant::now();
+        while let Some(entry) = pending.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            ctx.deliver(entry.remove());
+        }
+    }
+}
+
+/// The connections requests came in on, as Kafka's `SocketServer` keeps them: each
+/// request is answered on the connection it arrived on (`RequestChannel` by connection
+/// id), so an answer goes to the process incarnation that sent the request. When that
+/// connection is reset (the requester crashed), answers to its requests are dropped:
+/// a restarted process, which reuses correlation ids, never gets its predecessor's.
+#[derive(Default)]
+struct Connections {
+    /// Per (requester, correlation id): the requester's incarnation.
+    requests: BTreeMap<(NodeId, u64), u64>,
+}
+
+/// Bound on requests awaiting an answer at one node.
+const MAX_OPEN_REQUESTS: usize = 1 << 20;
+
+impl Connections {
+    /// A request arrived from incarnation `incarnation` of `from`.
+    fn on_request(&mut self, from: NodeId, incarnation: u64, message: &Message) {
+        let Message::Request {
+            correlation_id,
+            request,
+        } = message
+        else {
+            return;
+        };
+        if let Request::Produce(p) = request {
+            if p.acks == Acks::None {
+                return; // `acks=0`: never answered
+            }
+        }
+        self.requests.insert((from, *correlation_id), incarnation);
+        assert!(
+            self.requests.len() <= MAX_OPEN_REQUESTS,
+            "too many requests awaiting an answer"
+        );
+    }
+
+    /// The connection to `peer` was reset: answers to its requests have nowhere to go.
+    fn reset(&mut self, peer: NodeId) {
+        self.requests.retain(|(from, _), _| *from != peer);
+    }
+
+    /// The incarnation an answer to `to`'s request `correlation_id` goes to (`None`:
+    /// its connection is gone, the answer is dropped).
+    fn answer_to(&mut self, to: NodeId, correlation_id: u64) -> Option<u64> {
+        self.requests.remove(&(to, correlation_id))
+    }
+}
+
+fn flush(
+    me: NodeId,
+    tr: &mut Transport,
+    conns: &mut Connections,
+    ctx: &Ctx,
+    out: &mut Outbox,
+    resets: &mut Vec<NodeId>,
+) {
+    if !out.history.is_empty() {
+        ctx.record(std::mem::take(&mut out.history));
+    }
+    let now = ctx.now();
+    for peer in std::mem::take(&mut out.disconnects) {
+        // Closing a connection discards what it had not transmitted yet.
+        tr.held.remove(&peer);
+    }
+    tr.retransmit(now, ctx, me);
+    for (to, message) in std::mem::take(&mut out.sends) {
+        if ctx.is_down(to) {
+            // The peer's host is up but its process is not: connection refused.
+            conns.reset(to);
+            if !resets.contains(&to) {
+                resets.push(to);
+            }
+            continue;
+        }
+        let incarnation = match &message {
+            Message::Request { .. } => ctx.incarnation(to),
+            Message::Response { correlation_id, .. } => {
+                match conns.answer_to(to, *correlation_id) {
+                    Some(incarnation) => incarnation,
+                    None => continue,
+                }
+            }
+        };
+        tr.send(now, ctx, me, to, incarnation, message);
+    }
+}
+
+/// Drives one sans-IO core: delivers its messages and connection resets, fires its
+/// timers, sends what it asks to send and records what it asks to record.
+async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ctx>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
+    ctx.inboxes
+        .lock()
+        .expect("no poisoned locks")
+        .insert(me, tx);
+    let mut tr = Transport {
+        last_delivery: BTreeMap::new(),
+        held: BTreeMap::new(),
+    };
+    let mut out = Outbox::default();
+    let mut resets = Vec::new();
+    let mut conns = Connections::default();
+    actor
+        .lock()
+        .expect("no poisoned locks")
+        .on_start(ctx.now(), &mut out);
+    flush(me, &mut tr, &mut conns, &ctx, &mut out, &mut resets);
+    let mut delivered = Vec::new();
+    let mut sleep: Option<(Millis, std::pin::Pin<Box<time::Sleep>>)> = None;
+    let mut spins = 0u32;
+    loop {
+        let now = ctx.now();
+        let timer = actor.lock().expect("no poisoned locks").next_timer();
+        let deadline = match (timer, tr.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let received = match deadline {
+            _ if !resets.is_empty() => None,
+            Some(d) if d <= now => None,
+            Some(d) => {
+                // One timer per deadline, not per wake-up: a timer created for each
+                // message would stay in madsim's heap until it expired.
+                if sleep.as_ref().is_none_or(|(t, _)| *t != d) {
+                    sleep = Some((
+                        d,
+                        Box::pin(time::sleep_until(ctx.start + Duration::from_millis(d))),
+                    ));
+                }
+                let timer = &mut sleep.as_mut().expect("just set").1;
+                let got = std::future::poll_fn(|cx| {
+                    if let std::task::Poll::Ready(input) = rx.poll_recv(cx) {
+                        return std::task::Poll::Ready(input);
+                    }
+                    timer.as_mut().poll(cx).map(|_| None)
+                })
+                .await;
+                if got.is_none() {
+                    sleep = None;
+                }
+                got
+            }
+            None => rx.recv().await,
+        };
+        let now = ctx.now();
+        let mut inputs: Vec<Input> = received.into_iter().collect();
+        // Take everything else already here, so one wake-up handles a burst.
+        while let Ok(input) = rx.try_recv() {
+            inputs.push(input);
+        }
+        for input in inputs {
+            match input {
+                Input::Net(from, incarnation, message) => {
+                    conns.on_request(from, incarnation, &message);
+                    delivered.push((from, message))
+                }
+                Input::Reset(peer) => {
+                    // In arrival order: a request after the reset is the new process's.
+                    conns.reset(peer);
+                    if !resets.contains(&peer) {
+                        resets.push(peer);
+                    }
+                }
+            }
+        }
+        {
+            let mut a = actor.lock().expect("no poisoned locks");
+            for peer in resets.drain(..) {
+                a.on_disconnect(now, peer, &mut out);
+            }
+            for (from, message) in delivered.drain(..) {
+                a.on_message(now, from, message, &mut out);
+            }
+            if a.next_timer().is_some_and(|t| t <= now) {
+                a.on_timer(now, &mut out);
+            }
+        }
+        // `flush` also retransmits what waited for healed links.
+        flush(me, &mut tr, &mut conns, &ctx, &mut out, &mut resets);
+        // A core whose timer stays in the past would spin without simulated time
+        // passing: bound the iterations that do not wait.
+        if deadline.is_some_and(|d| d <= now) {
+            spins += 1;
+            assert!(
+                spins < 100_000,
+                "{me}: next_timer stays in the past ({deadline:?} at {now})"
+            );
+        } else {
+            spins = 0;
+        }
+    }
+}
+
+/// Runs one scenario with one seed to the end and returns what it produced.
+/// Panics inside the simulated system propagate to the caller (a finding).
+pub fn run(scenario: &Scenario, seed: u64, extra_bugs: &[Bug]) -> RunOutput {
+    let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let scenario = Arc::new(scenario.clone());
+    let extra = extra_bugs.to_vec();
+    rt.block_on(async move { supervise(scenario, seed, extra).await })
+}
+
+fn stream(seed: u64, name: &str) -> ChaCha8Rng {
+    // A named stream: adding draws to one stream never shifts another.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    ChaCha8Rng::seed_from_u64(seed ^ h)
+}
+
+/// The run's fault schedule: faults drawn from the seed's `nemesis` stream plus the
+/// scenario's explicit ones, in start order (a stable sort: drawn before explicit at
+/// equal times). Pure: listing these faults explicitly, with nothing drawn, gives the
+/// same schedule, which is how `shrink` makes a seed's faults editable.
+pub fn fault_schedule(sc: &Scenario, seed: u64) -> Vec<ScheduledFault> {
+    let plan = nemesis::DrawSpec {
+        kinds: &sc.nemesis.faults,
+        brokers: sc.cluster.brokers,
+        producers: sc.producers.count,
+        consumers: sc.consumers.count,
+        pipelines: sc.pipelines.as_ref().map_or(0, |p| p.instance_count()),
+        topics: &sc.topics_and_partitions(),
+        window_ms: (sc.workload.start_ms, sc.workload_end_ms()),
+        interval_ms: sc.nemesis.interval_ms,
+        duration_ms: sc.nemesis.duration_ms,
+    };
+    let mut faults = nemesis::draw(&mut stream(seed, "nemesis"), &plan);
+    faults.extend(sc.nemesis.schedule.iter().cloned());
+    faults.sort_by_key(|f| f.at_ms);
+    faults
+}
+
+struct Nodes {
+    ids: BTreeMap<NodeId, madsim::task::NodeId>,
+}
+
+impl Nodes {
+    fn id(&self, n: NodeId) -> madsim::task::NodeId {
+        self.ids[&n]
+    }
+}
+
+async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOutput {
+    let handle = Handle::current();
+    let [lo, hi] = sc.network.latency_ms;
+    let (wire_tx, wire_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Arc::new(Ctx {
+        start: Instant::now(),
+        history: Mutex::new(History::default()),
+        incarnations: Mutex::new(BTreeMap::new()),
+        cut: Mutex::new(BTreeMap::new()),
+        down: Mutex::new(Default::default()),
+        inboxes: Mutex::new(BTreeMap::new()),
+        wire: wire_tx,
+        latency_rng: Mutex::new(stream(seed, "network")),
+        latency_us: (lo * 1000, hi * 1000),
+        messages: std::sync::atomic::AtomicU64::new(0),
+        broker_requests: Mutex::new(BTreeMap::new()),
+    });
+    let network_task = madsim::task::spawn(network(ctx.clone(), wire_rx));
+    let mut bugs = sc.bug_switches();
+    bugs.extend(extra_bugs);
+    let bugs = Bugs::of(&bugs);
+    let broker_ids: Vec<BrokerId> = (1..=sc.cluster.brokers).collect();
+    let topics: Vec<TopicSpec> = sc
+        .topics
+        .iter()
+        .map(|t| TopicSpec {
+            name: Arc::from(t.name.as_str()),
+            partitions: t.partitions,
+            replication_factor: t.replication_factor,
+            config: t.config.clone(),
+        })
+        .collect();
+    let topic_names: Vec<Arc<str>> = topics.iter().map(|t| t.name.clone()).collect();
+    let group_id = sc.consumers.config.group_id.clone();
+    let mut topics = topics;
+    if (group_id.is_some() && sc.consumers.count > 0) || sc.pipelines.is_some() {
+        // Kafka creates `__consumer_offsets` on the first FindCoordinator; here it is
+        // created with the workload topics when the scenario has a group.
+        topics.push(crate::coordinator::group::offsets_topic_spec(
+            &sc.cluster.config,
+            broker_ids.len(),
+        ));
+    }
+    let transactional = sc
+        .pipelines
+        .as_ref()
+        .is_some_and(|p| p.mode == crate::drive::scenario::PipelineMode::ExactlyOnce);
+    if transactional {
+        // Kafka creates `__transaction_state` on the first transactional FindCoordinator.
+        topics.push(crate::coordinator::txn::transaction_state_topic_spec(
+            &sc.cluster.config,
+            broker_ids.len(),
+        ));
+    }
+    let mut nodes = Nodes {
+        ids: BTreeMap::new(),
+    };
+
+    // Controller.
+    let controller = Arc::new(Mutex::new(Controller::new(
+        sc.cluster.config.clone(),
+        broker_ids.clone(),
+        topics.clone(),
+    )));
+    {
+        let (c, x) = (controller.clone(), ctx.clone());
+        let n = handle
+            .create_node()
+            .name("controller")
+            .init(move || {
+                let (c, x) = (c.clone(), x.clone());
+                async move {
+                    x.next_incarnation(NodeId::Controller);
+                    drive(NodeId::Controller, c, x).await
+                }
+            })
+            .build();
+        nodes.ids.insert(NodeId::Controller, n.id());
+    }
+
+    // Brokers: the Broker object outlives its node, so a restart keeps the disk.
+    let mut brokers = BTreeMap::new();
+    for &b in &broker_ids {
+        let broker = Arc::new(Mutex::new(Broker::new(
+            b,
+            sc.cluster.config.clone(),
+            bugs,
+            0,
+            Disk::default(),
+        )));
+        brokers.insert(b, broker.clone());
+        let x = ctx.clone();
+        let me = NodeId::Broker(b);
+        let n = handle
+            .create_node()
+            .name(me.to_string())
+            .init(move || {
+                let (br, x) = (broker.clone(), x.clone());
+                async move {
+                    let inc = x.next_incarnation(me);
+                    br.lock().expect("no poisoned locks").restart(inc);
+                    drive(me, br, x).await
+                }
+            })
+            .build();
+        nodes.ids.insert(me, n.id());
+    }
+
+    // Producers with their workload.
+    let interval_us = (1_000_000.0 / sc.workload.rate_per_sec).max(1.0) as u64;
+    let mut producers = Vec::new();
+    for i in 0..sc.producers.count {
+        let me = NodeId::Producer(i);
+        let producer = Producer::new(
+            i,
+            sc.producers.config.clone(),
+            bugs,
+            broker_ids.clone(),
+            seed ^ (0x5052_4f44 + u64::from(i)),
+        );
+        // Producers write every topic but the pipelines' outputs.
+        let output = sc.pipelines.as_ref().map(|p| p.output.as_str());
+        let plan = WorkloadPlan {
+            topics: topic_names
+                .iter()
+                .filter(|t| Some(&***t) != output)
+                .cloned()
+                .collect(),
+            keys: sc.workload.keys,
+            headers: sc.workload.headers,
+            interval_us,
+            start_ms: sc.workload.start_ms,
+            end_ms: sc.workload_end_ms(),
+            close_ms: sc.end_ms(),
+        };
+        let wl = Arc::new(Mutex::new(ProducerWorkload::new(
+            i,
+            producer,
+            plan,
+            seed ^ (0x574c_0000 + u64::from(i)),
+        )));
+        producers.push(wl.clone());
+        let x = ctx.clone();
+        let n = handle
+            .create_node()
+            .name(me.to_string())
+            .init(move || {
+                let (w, x) = (wl.clone(), x.clone());
+                async move {
+                    x.next_incarnation(me);
+                    drive(me, w, x).await
+                }
+            })
+            .build();
+        nodes.ids.insert(me, n.id());
+    }
+
+    // Consumers: assign mode, or group members with their application loop.
+    let mut consumers = Vec::new();
+    for i in 0..sc.consumers.count {
+        let me = NodeId::Consumer(i);
+        let seed_i = seed ^ (0x434f_4e53 + u64::from(i));
+        let x = ctx.clone();
+        let start = Duration::from_millis(sc.consumers.start_ms);
+        let builder = handle.create_node().name(me.to_string());
+        let n = match &group_id {
+            None => {
+                let mut consumer = Consumer::new(
+                    i,
+                    sc.consumers.config.clone(),
+                    broker_ids.clone(),
+                    topic_names.clone(),
+                    seed_i,
+                )
+                .with_bugs(bugs);
+                if let Some(probe) = &sc.consumers.timestamp_lookups {
+                    consumer.set_timestamp_probe(probe.every_ms, probe.lag_ms);
+                }
+                let c = Arc::new(Mutex::new(consumer));
+                consumers.push(ConsumerNode::Assign(c.clone()));
+                builder
+                    .init(move || {
+                        let (c, x) = (c.clone(), x.clone());
+                        async move {
+                            time::sleep_until(x.start + start).await;
+                            x.next_incarnation(me);
+                            drive(me, c, x).await
+                        }
+                    })
+                    .build()
+            }
+            Some(group) => {
+                let mut config = sc.consumers.config.clone();
+                if let Some(instance) = &config.group_instance_id {
+                    config.group_instance_id = Some(format!("{instance}-{i}"));
+                }
+                let factory = ConsumerFactory {
+                    index: i,
+                    config,
+                    bootstrap: broker_ids.clone(),
+                    topics: topic_names.clone(),
+                    seed: seed_i,
+                    bugs,
+                };
+                let plan = ProcessingPlan {
+                    mode: sc.processing.mode,
+                    time_ms: sc.processing.time_ms,
+                    sink: sc.processing.sink,
+                    group: group.clone(),
+                    slow: sc
+                        .processing
+                        .slow
+                        .as_ref()
+                        .filter(|s| s.consumer == i)
+                        .map(|s| (s.from_ms, s.to_ms, s.time_ms)),
+                };
+                let w = Arc::new(Mutex::new(ConsumerWorkload::new(factory, plan)));
+                consumers.push(ConsumerNode::Group(w.clone()));
+                builder
+                    .init(move || {
+                        let (w, x) = (w.clone(), x.clone());
+                        async move {
+                            time::sleep_until(x.start + start).await;
+                            let incarnation = x.next_incarnation(me);
+                            if incarnation > 0 {
+                                // A crashed member comes back as a new process.
+                                w.lock().expect("no poisoned locks").restart(incarnation);
+                            }
+                            drive(me, w, x).await
+                        }
+                    })
+                    .build()
+            }
+        };
+        nodes.ids.insert(me, n.id());
+    }
+
+    // Pipelines: a consumer and a producer in one process each.
+    let mut pipelines = Vec::new();
+    if let Some(spec) = &sc.pipelines {
+        for i in 0..spec.instance_count() {
+            let me = NodeId::Pipeline(i);
+            let factory = PipelineFactory {
+                index: i,
+                spec: spec.clone(),
+                bootstrap: broker_ids.clone(),
+                bugs,
+                transaction_version: u8::try_from(sc.cluster.config.transaction_version)
+                    .expect("validated: 0 to 2"),
+                seed: seed ^ (0x5049_0000 + u64::from(i)),
+                close_ms: sc.end_ms(),
+            };
+            let w = Arc::new(Mutex::new(PipelineWorkload::new(factory)));
+            pipelines.push(w.clone());
+            let x = ctx.clone();
+            let start = Duration::from_millis(spec.start_ms(i));
+            let n = handle
+                .create_node()
+                .name(me.to_string())
+                .init(move || {
+                    let (w, x) = (w.clone(), x.clone());
+                    async move {
+                        time::sleep_until(x.start + start).await;
+                        let incarnation = x.next_incarnation(me);
+                        if incarnation > 1 {
+                            // A crashed instance comes back as a new process; what the
+                            // old one had in flight is indefinite.
+                            let mut lost = Outbox::default();
+                            w.lock().expect("no poisoned locks").restart(
+                                x.now(),
+                                incarnation,
+                                &mut lost,
+                            );
+                            x.record(lost.history);
+                        }
+                        drive(me, w, x).await
+                    }
+                })
+                .build();
+            nodes.ids.insert(me, n.id());
+        }
+    }
+
+    let faults = fault_schedule(&sc, seed);
+
+    // Timeline: (time, start?, fault index).
+    let mut timeline: Vec<(Millis, bool, usize)> = Vec::new();
+    for (i, f) in faults.iter().enumerate() {
+        timeline.push((f.at_ms, true, i));
+        if !matches!(f.fault, Fault::MoveLeader { .. }) {
+            timeline.push((f.at_ms + f.duration_ms, false, i));
+        }
+    }
+    timeline.sort_by_key(|&(t, start, i)| (t, start, i));
+    let mut all_nodes: Vec<NodeId> = nodes.ids.keys().copied().collect();
+    all_nodes.push(NodeId::Nemesis);
+    let mut resolved: BTreeMap<usize, Vec<Vec<NodeId>>> = BTreeMap::new();
+    let mut admin_seq = 0u64;
+    for (t, start, i) in timeline {
+        time::sleep_until(ctx.start + Duration::from_millis(t)).await;
+        let f = &faults[i];
+        let now = ctx.now();
+        if start {
+            let image = controller
+                .lock()
+                .expect("no poisoned locks")
+                .image()
+                .clone();
+            let resolve = |target: &Target| -> Vec<NodeId> {
+                match target {
+                    Target::Node(n) => vec![*n],
+                    Target::LeaderOf(tp) => image
+                        .partitions
+                        .get(tp)
+                        .and_then(|r| r.leader)
+                        .map(NodeId::Broker)
+                        .into_iter()
+                        .collect(),
+                    Target::FollowersOf(tp) => image
+                        .partitions
+                        .get(tp)
+                        .map(|r| {
+                            r.replicas
+                                .iter()
+                                .filter(|b| Some(**b) != r.leader)
+                                .map(|b| NodeId::Broker(*b))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    Target::CoordinatorOf(key) | Target::TxnCoordinatorOf(key) => {
+                        let topic = match target {
+                            Target::CoordinatorOf(_) => crate::coordinator::group::OFFSETS_TOPIC,
+                            _ => crate::coordinator::txn::TRANSACTION_STATE_TOPIC,
+                        };
+                        let partitions = image.topics.get(topic).copied().unwrap_or(1);
+                        let partition =
+                            crate::coordinator::group::partition_for_group(key, partitions);
+                        let tp = TopicPartition::new(topic, partition);
+                        image
+                            .partitions
+                            .get(&tp)
+                            .and_then(|r| r.leader)
+                            .map(NodeId::Broker)
+                            .into_iter()
+                            .collect()
+                    }
+                }
+            };
+            let groups: Vec<Vec<NodeId>> = match &f.fault {
+                Fault::Crash { target } | Fault::Pause { target } | Fault::Isolate { target } => {
+                    vec![resolve(target)]
+                }
+                Fault::Partition { groups } => groups
+                    .iter()
+                    .map(|g| g.iter().flat_map(&resolve).collect())
+                    .collect(),
+                Fault::OneWay { from, to } => vec![resolve(from), resolve(to)],
+                Fault::MoveLeader { .. } => vec![],
+            };
+            let mut desc = format!(
+                "{} -> {}",
+                f.fault,
+                groups
+                    .iter()
+                    .map(|g| g
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+            match &f.fault {
+                Fault::Crash { .. } => groups[0].iter().for_each(|n| {
+                    handle.kill(nodes.id(*n));
+                    ctx.crash(*n);
+                }),
+                Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
+                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
+                    ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), false)
+                }
+                Fault::MoveLeader { partition } => {
+                    desc = match image.partitions.get(partition) {
+                        Some(reg) => match reg.leader.and_then(|l| {
+                            reg.replicas
+                                .iter()
+                                .find(|r| **r != l && reg.isr.contains(r))
+                                .copied()
+                        }) {
+                            Some(target) => {
+                                let mut replicas = vec![target];
+                                replicas.extend(reg.replicas.iter().filter(|r| **r != target));
+                                let message = Message::Request {
+                                    correlation_id: admin_seq,
+                                    request: Request::AlterPartitionReassignments(
+                                        AlterPartitionReassignmentsRequest {
+                                            tp: partition.clone(),
+                                            replicas,
+                                        },
+                                    ),
+                                };
+                                admin_seq += 1;
+                                // The admin client's request; its answer is not awaited.
+                                if ctx.link_up(NodeId::Nemesis, NodeId::Controller) {
+                                    let _ = ctx.wire.send(Wire {
+                                        deliver_at: Instant::now() + ctx.latency(),
+                                        to: NodeId::Controller,
+                                        to_incarnation: ctx.incarnation(NodeId::Controller),
+                                        from: NodeId::Nemesis,
+                                        from_incarnation: 0,
+                                        message,
+                                    });
+                                }
+                                format!(
+                                    "move leader of {partition} from broker-{} to broker-{target}",
+                                    reg.leader.unwrap_or(0)
+                                )
+                            }
+                            None => format!(
+                                "move leader of {partition}: no other in-sync replica (skipped)"
+                            ),
+                        },
+                        None => format!("move leader of {partition}: unknown partition (skipped)"),
+                    };
+                }
+            }
+            ctx.record(vec![Entry::instant(
+                NodeId::Nemesis,
+                now,
+                Op::FaultStart { fault: desc },
+            )]);
+            resolved.insert(i, groups);
+        } else {
+            let groups = resolved.remove(&i).unwrap_or_default();
+            match &f.fault {
+                Fault::Crash { .. } => groups[0].iter().for_each(|n| {
+                    ctx.down.lock().expect("no poisoned locks").remove(n);
+                    handle.restart(nodes.id(*n));
+                }),
+                Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.resume(nodes.id(*n))),
+                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
+                    ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), true)
+                }
+                Fault::MoveLeader { .. } => {}
+            }
+            ctx.record(vec![Entry::instant(
+                NodeId::Nemesis,
+                now,
+                Op::FaultEnd {
+                    fault: f.fault.to_string(),
+                },
+            )]);
+        }
+    }
+
+    // The quiet period; at its end the applications close their producers (see
+    // `CLOSE_PERIOD_MS`), then the run ends.
+    let end = sc.end_ms() + CLOSE_PERIOD_MS;
+    time::sleep_until(ctx.start + Duration::from_millis(end)).await;
+    let now = ctx.now();
+    for n in nodes.ids.values() {
+        handle.pause(*n);
+    }
+    let mut records_sent = 0;
+    for p in &producers {
+        let mut out = Outbox::default();
+        let mut p = p.lock().expect("no poisoned locks");
+        p.finish(now, &mut out);
+        records_sent += p.sent();
+        ctx.record(out.history);
+    }
+    for w in &pipelines {
+        let mut out = Outbox::default();
+        let mut w = w.lock().expect("no poisoned locks");
+        w.finish(now, &mut out);
+        records_sent += w.sent();
+        ctx.record(out.history);
+    }
+    let mut snapshot = take_snapshot(&controller, &brokers, &consumers);
+    snapshot.end_ms = end;
+    snapshot.transaction_abort_after_ms = sc
+        .pipelines
+        .as_ref()
+        .filter(|p| p.mode == crate::drive::scenario::PipelineMode::ExactlyOnce)
+        .map_or(0, |p| {
+            p.producer.transaction_timeout_ms
+                + sc.cluster
+                    .config
+                    .transaction_abort_timed_out_transaction_cleanup_interval_ms
+        });
+    for n in nodes.ids.values() {
+        handle.kill(*n);
+    }
+    network_task.abort();
+    // Let madsim drop the killed nodes' tasks before the runtime goes (MADSIM_NOTES).
+    time::sleep(Duration::from_millis(1)).await;
+    let history = std::mem::take(&mut *ctx.history.lock().expect("no poisoned locks"));
+    let broker_requests: BTreeMap<String, u64> = ctx
+        .broker_requests
+        .lock()
+        .expect("no poisoned locks")
+        .iter()
+        .map(|(api, n)| (api.to_string(), *n))
+        .collect();
+    RunOutput {
+        history,
+        snapshot,
+        faults,
+        sim_ms: end,
+        net_messages: ctx.messages.load(std::sync::atomic::Ordering::Relaxed),
+        records_sent,
+        broker_requests,
+    }
+}
+
+/// How long the applications' `KafkaProducer.close()` may take at the end of the
+/// quiet period (Kafka's `close(Duration)`): flushing, and aborting a transaction still
+/// open, while the cluster and the consumers keep running. What is unfinished when it
+/// expires is forced, as `close(timeout)` does (recorded as pending at the end).
+pub const CLOSE_PERIOD_MS: Millis = 10_000;
+
+/// The directed links a network fault cuts.
+fn cut_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(NodeId, NodeId)> {
+    let mut pairs = Vec::new();
+    match fault {
+        Fault::Isolate { .. } => {
+            for a in &groups[0] {
+                for b in all.iter().filter(|b| *b != a) {
+                    pairs.push((*a, *b));
+                    pairs.push((*b, *a));
+                }
+            }
+        }
+        Fault::Partition { .. } => {
+            for a in &groups[0] {
+                for b in groups[1].iter().filter(|b| *b != a) {
+                    pairs.push((*a, *b));
+                    pairs.push((*b, *a));
+                }
+            }
+        }
+        Fault::OneWay { .. } => {
+            for a in &groups[0] {
+                for b in groups[1].iter().filter(|b| *b != a) {
+                    pairs.push((*a, *b));
+                }
+            }
+        }
+        _ => {}
+    }
+    pairs
+}
+
+/// Partitions of `__consumer_offsets` in the image.
+fn reg_count(image: &crate::kafka::metadata::MetadataImage) -> u32 {
+    image
+        .topics
+        .get(crate::coordinator::group::OFFSETS_TOPIC)
+        .copied()
+        .unwrap_or(1)
+}
+
+/// A consumer node: an assign-mode consumer, or a group member's application.
+enum ConsumerNode {
+    Assign(Arc<Mutex<Consumer>>),
+    Group(Arc<Mutex<ConsumerWorkload>>),
+}
+
+impl ConsumerNode {
+    fn positions(&self) -> Vec<(TopicPartition, Offset)> {
+        match self {
+            ConsumerNode::Assign(c) => c.lock().expect("no poisoned locks").positions(),
+            ConsumerNode::Group(w) => w.lock().expect("no poisoned locks").consumer().positions(),
+        }
+    }
+}
+
+fn take_snapshot(
+    controller: &Arc<Mutex<Controller>>,
+    brokers: &BTreeMap<BrokerId, Arc<Mutex<Broker>>>,
+    consumers: &[ConsumerNode],
+) -> Snapshot {
+    let image = controller
+        .lock()
+        .expect("no poisoned locks")
+        .image()
+        .clone();
+    let mut partitions = Vec::new();
+    for (tp, reg) in &image.partitions {
+        if tp.topic.starts_with("__") {
+            continue; // internal topics hold no workload values
+        }
+        let replicas = reg
+            .replicas
+            .iter()
+            .map(|b| {
+                let broker = brokers[b].lock().expect("no poisoned locks");
+                let log = broker.disk().logs.get(tp);
+                let high_watermark = broker.high_watermark(tp);
+                let markers = log.map(|l| l.markers()).unwrap_or_default();
+                ReplicaSnapshot {
+                    txn_batches: log.map(|l| l.transactional_batches()).unwrap_or_default(),
+                    markers: markers
+                        .into_iter()
+                        .map(|m| MarkerSnapshot {
+                            offset: m.offset,
+                            producer_id: m.producer_id,
+                            producer_epoch: m.producer_epoch,
+                            committed: m.marker.control_type == ControlRecordType::Commit,
+                            timestamp: m.timestamp,
+                        })
+                        .collect(),
+                    last_stable_offset: log
+                        .map_or(high_watermark, |l| l.last_stable_offset(high_watermark)),
+                    broker: *b,
+                    log_end_offset: log.map_or(0, |l| l.log_end_offset()),
+                    high_watermark,
+                    records: log.map(|l| l.records()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        partitions.push(PartitionSnapshot {
+            partition: tp.clone(),
+            leader: reg.leader,
+            isr: reg.isr.clone(),
+            replicas,
+        });
+    }
+    let mut consumer_positions = Vec::new();
+    for (i, c) in consumers.iter().enumerate() {
+        for (tp, pos) in c.positions() {
+            consumer_positions.push((i as u32, tp, pos));
+        }
+    }
+    // Each group and its offsets as the coordinator leading its partition holds them.
+    let mut committed_offsets = Vec::new();
+    let mut groups = Vec::new();
+    for (tp, reg) in &image.partitions {
+        if &*tp.topic != crate::coordinator::group::OFFSETS_TOPIC {
+            continue;
+        }
+        let Some(leader) = reg.leader else { continue };
+        let broker = brokers[&leader].lock().expect("no poisoned locks");
+        let ours = |group: &str| {
+            crate::coordinator::group::partition_for_group(group, reg_count(&image)) == tp.partition
+        };
+        for ((group, p), offset) in broker.committed_offsets() {
+            if ours(&group) {
+                committed_offsets.push((group.to_string(), p, offset));
+            }
+        }
+        for g in broker.groups() {
+            if ours(&g.group_id) {
+                groups.push(GroupSnapshot {
+                    group: g.group_id.to_string(),
+                    state: format!("{:?}", g.state),
+                    generation: g.generation,
+                    members: g
+                        .members
+                        .into_iter()
+                        .map(|m| (m.member_id.to_string(), m.assignment))
+                        .collect(),
+                });
+            }
+        }
+    }
+    committed_offsets.sort();
+    committed_offsets.dedup();
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
+    Snapshot {
+        partitions,
+        consumer_positions,
+        committed_offsets,
+        groups,
+        ..Snapshot::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leave(correlation_id: u64) -> Message {
+        Message::Request {
+            correlation_id,
+            request: Request::LeaveGroup(LeaveGroupRequest {
+                group_id: Arc::from("etl"),
+                members: vec![(Arc::from("m"), None)],
+                reason: None,
+            }),
+        }
+    }
+
+    /// Kafka answers on the connection a request came in on: once the requester's
+    /// connection is reset (it crashed), the answer to its request is dropped, and a
+    /// restarted process reusing the correlation id gets only the answer to its own
+    /// request (the finding `stale-response-to-restarted-process`).
+    #[test]
+    fn an_answer_goes_to_the_incarnation_that_asked() {
+        let p = NodeId::Pipeline(0);
+        let mut c = Connections::default();
+        c.on_request(p, 2, &leave(7));
+        c.reset(p);
+        assert_eq!(c.answer_to(p, 7), None, "the old connection is closed");
+        c.on_request(p, 2, &leave(7));
+        c.reset(p);
+        c.on_request(p, 3, &leave(7));
+        assert_eq!(c.answer_to(p, 7), Some(3));
+        assert_eq!(c.answer_to(p, 7), None, "one answer per request");
+        // Another requester's connection is not touched by the reset.
+        let q = NodeId::Pipeline(1);
+        c.on_request(q, 1, &leave(9));
+        c.reset(p);
+        assert_eq!(c.answer_to(q, 9), Some(1));
+    }
+}

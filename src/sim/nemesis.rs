@@ -1,0 +1,572 @@
+//! The nemesis: which faults happen when. This module is pure planning: it turns the
+//! scenario's fault settings and the seed into an explicit, ordered schedule. The host
+//! ([`crate::sim`]) applies the schedule to the simulated network and nodes.
+
+use crate::kafka::protocol::{NodeId, TopicPartition};
+use rand::Rng;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A fault kind as named in `nemesis.faults`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKindName {
+    /// Kill a broker's process, restart it at the end.
+    Crash,
+    /// Pause a broker (a long GC or a stopped VM), resume it at the end.
+    Pause,
+    /// Cut one node off from every other node.
+    Isolate,
+    /// Split the brokers and controller into two halves that cannot talk.
+    Split,
+    /// Drop messages in one direction between two brokers.
+    OneWay,
+    /// Move a partition's leadership to another in-sync replica.
+    MoveLeader,
+    /// Kill a consumer's process (a group member restarts as a new process).
+    ConsumerCrash,
+    /// Pause a consumer's whole process, heartbeats included (a long GC).
+    ConsumerPause,
+    /// Kill a read-process-write pipeline instance (it restarts as a new process with
+    /// the same `transactional.id`).
+    PipelineCrash,
+    /// Pause a pipeline instance (a long GC).
+    PipelinePause,
+}
+
+/// Who a fault hits, resolved when the fault starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A fixed node.
+    Node(NodeId),
+    /// Whoever leads the partition when the fault starts.
+    LeaderOf(TopicPartition),
+    /// The partition's other replicas when the fault starts.
+    FollowersOf(TopicPartition),
+    /// The group's coordinator when the fault starts: the leader of the
+    /// `__consumer_offsets` partition its `group.id` hashes to.
+    CoordinatorOf(String),
+    /// The transaction coordinator of a `transactional.id` when the fault starts: the
+    /// leader of the `__transaction_state` partition it hashes to.
+    TxnCoordinatorOf(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Node(n) => write!(f, "{n}"),
+            Target::LeaderOf(tp) => write!(f, "leader:{tp}"),
+            Target::FollowersOf(tp) => write!(f, "followers:{tp}"),
+            Target::CoordinatorOf(group) => write!(f, "coordinator:{group}"),
+            Target::TxnCoordinatorOf(id) => write!(f, "txn-coordinator:{id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let allowed = "allowed: controller, broker-N, producer-N, consumer-N, pipeline-N, leader:<topic>-<partition>, followers:<topic>-<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id>";
+        let tp = |t: &str| -> Result<TopicPartition, String> {
+            let (topic, p) = t
+                .rsplit_once('-')
+                .ok_or_else(|| format!("`{s}`: {allowed}"))?;
+            let p = p.parse().map_err(|_| format!("`{s}`: {allowed}"))?;
+            Ok(TopicPartition::new(topic, p))
+        };
+        if s == "controller" {
+            Ok(Target::Node(NodeId::Controller))
+        } else if let Some(n) = s.strip_prefix("broker-") {
+            n.parse()
+                .map(|id| Target::Node(NodeId::Broker(id)))
+                .map_err(|_| format!("`{s}`: {allowed}"))
+        } else if let Some(n) = s.strip_prefix("producer-") {
+            n.parse()
+                .map(|i| Target::Node(NodeId::Producer(i)))
+                .map_err(|_| format!("`{s}`: {allowed}"))
+        } else if let Some(n) = s.strip_prefix("consumer-") {
+            n.parse()
+                .map(|i| Target::Node(NodeId::Consumer(i)))
+                .map_err(|_| format!("`{s}`: {allowed}"))
+        } else if let Some(n) = s.strip_prefix("pipeline-") {
+            n.parse()
+                .map(|i| Target::Node(NodeId::Pipeline(i)))
+                .map_err(|_| format!("`{s}`: {allowed}"))
+        } else if let Some(t) = s.strip_prefix("leader:") {
+            tp(t).map(Target::LeaderOf)
+        } else if let Some(t) = s.strip_prefix("followers:") {
+            tp(t).map(Target::FollowersOf)
+        } else if let Some(g) = s.strip_prefix("coordinator:") {
+            if g.is_empty() {
+                Err(format!("`{s}`: {allowed}"))
+            } else {
+                Ok(Target::CoordinatorOf(g.to_string()))
+            }
+        } else if let Some(id) = s.strip_prefix("txn-coordinator:") {
+            if id.is_empty() {
+                Err(format!("`{s}`: {allowed}"))
+            } else {
+                Ok(Target::TxnCoordinatorOf(id.to_string()))
+            }
+        } else {
+            Err(format!("unknown target `{s}`; {allowed}"))
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A fault with its targets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Fault {
+    /// Kill the node's process; restart it when the fault ends.
+    Crash {
+        /// The node.
+        target: Target,
+    },
+    /// Pause the node; resume it when the fault ends.
+    Pause {
+        /// The node.
+        target: Target,
+    },
+    /// Cut the node off from everyone.
+    Isolate {
+        /// The node.
+        target: Target,
+    },
+    /// Cut every link between the two groups (nodes in neither keep all links).
+    Partition {
+        /// The two sides.
+        groups: [Vec<Target>; 2],
+    },
+    /// Drop messages from `from` to `to` (the reverse direction still works).
+    OneWay {
+        /// Sender side.
+        from: Target,
+        /// Receiver side.
+        to: Target,
+    },
+    /// Move the partition's leadership to the next in-sync replica (by reordering its
+    /// replicas and a preferred election, as `kafka-reassign-partitions` would).
+    MoveLeader {
+        /// The partition.
+        partition: TopicPartition,
+    },
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[Target]| {
+            v.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            Fault::Crash { target } => write!(f, "crash {target}"),
+            Fault::Pause { target } => write!(f, "pause {target}"),
+            Fault::Isolate { target } => write!(f, "isolate {target}"),
+            Fault::Partition { groups } => write!(
+                f,
+                "partition [{}] | [{}]",
+                list(&groups[0]),
+                list(&groups[1])
+            ),
+            Fault::OneWay { from, to } => write!(f, "drop {from} -> {to}"),
+            Fault::MoveLeader { partition } => write!(f, "move leader of {partition}"),
+        }
+    }
+}
+
+/// A fault at a time, for a duration. In a scenario file:
+/// `{"at_ms": 8000, "duration_ms": 5000, "fault": "crash", "target": "leader:orders-0"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScheduledFault {
+    /// Start (ms).
+    pub at_ms: u64,
+    /// Duration (ms); ignored for leader moves.
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// The fault.
+    #[serde(flatten)]
+    pub fault: Fault,
+}
+
+impl<'de> Deserialize<'de> for ScheduledFault {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // serde's `flatten` cannot reject unknown fields, so split the object by hand.
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let num = |v: serde_json::Value, name: &str| {
+            v.as_u64().ok_or_else(|| {
+                D::Error::custom(format!("`{name}` must be a whole number of milliseconds"))
+            })
+        };
+        let at_ms = num(
+            map.remove("at_ms")
+                .ok_or_else(|| D::Error::missing_field("at_ms"))?,
+            "at_ms",
+        )?;
+        let duration_ms = match map.remove("duration_ms") {
+            Some(v) => num(v, "duration_ms")?,
+            None => 0,
+        };
+        let fault =
+            serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(ScheduledFault {
+            at_ms,
+            duration_ms,
+            fault,
+        })
+    }
+}
+
+impl ScheduledFault {
+    /// Checks that targets exist among `targets`.
+    pub fn validate(&self, targets: &Targets) -> Result<(), String> {
+        let Targets {
+            topics,
+            brokers,
+            producers,
+            consumers,
+            pipelines,
+            groups,
+            transactional_ids,
+        } = *targets;
+        let check = |t: &Target| -> Result<(), String> {
+            match t {
+                Target::Node(NodeId::Broker(b)) if *b == 0 || *b > brokers => Err(format!(
+                    "target broker-{b} does not exist; allowed: broker-1 to broker-{brokers}"
+                )),
+                Target::Node(NodeId::Producer(i)) if *i >= producers => Err(format!(
+                    "target producer-{i} does not exist; allowed: producer-0 to producer-{}",
+                    producers.saturating_sub(1)
+                )),
+                Target::Node(NodeId::Consumer(i)) if *i >= consumers => Err(format!(
+                    "target consumer-{i} does not exist; allowed: consumer-0 to consumer-{}",
+                    consumers.saturating_sub(1)
+                )),
+                Target::Node(NodeId::Pipeline(i)) if *i >= pipelines => Err(format!(
+                    "target pipeline-{i} does not exist; allowed: pipeline-0 to pipeline-{}",
+                    pipelines.saturating_sub(1)
+                )),
+                Target::LeaderOf(tp) | Target::FollowersOf(tp) => check_tp(tp, topics),
+                Target::CoordinatorOf(g) if !groups.contains(g) => Err(format!(
+                    "target coordinator:{g} names an unknown group; allowed: {}",
+                    one_of("coordinator", groups, "consumers.config.group.id")
+                )),
+                Target::TxnCoordinatorOf(id) if !transactional_ids.contains(id) => Err(format!(
+                    "target txn-coordinator:{id} names an unknown transactional.id; \
+                         allowed: {}",
+                    one_of("txn-coordinator", transactional_ids, "a pipeline")
+                )),
+                _ => Ok(()),
+            }
+        };
+        match &self.fault {
+            Fault::Crash { target } | Fault::Pause { target } => {
+                if !matches!(
+                    target,
+                    Target::Node(NodeId::Broker(_) | NodeId::Consumer(_) | NodeId::Pipeline(_))
+                        | Target::LeaderOf(_)
+                        | Target::FollowersOf(_)
+                        | Target::CoordinatorOf(_)
+                        | Target::TxnCoordinatorOf(_)
+                ) {
+                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, consumer-N, pipeline-N, leader:<partition>, followers:<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id> (producer and controller crashes come later)"));
+                }
+                check(target)
+            }
+            Fault::Isolate { target } => check(target),
+            Fault::Partition { groups } => groups.iter().flatten().try_for_each(check),
+            Fault::OneWay { from, to } => check(from).and_then(|_| check(to)),
+            Fault::MoveLeader { partition } => check_tp(partition, topics),
+        }
+    }
+}
+
+/// What fault targets can name in a scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Targets<'a> {
+    /// Topics and partition counts.
+    pub topics: &'a [(String, u32)],
+    /// Broker count (ids 1..=brokers).
+    pub brokers: u32,
+    /// Producer count.
+    pub producers: u32,
+    /// Consumer count.
+    pub consumers: u32,
+    /// Pipeline instance count.
+    pub pipelines: u32,
+    /// The scenario's consumer groups.
+    pub groups: &'a [String],
+    /// The scenario's `transactional.id`s.
+    pub transactional_ids: &'a [String],
+}
+
+/// `prefix:<name>` for each name, or what to set when there is none.
+fn one_of(prefix: &str, names: &[String], set: &str) -> String {
+    if names.is_empty() {
+        format!("none: the scenario has none (set {set})")
+    } else {
+        names
+            .iter()
+            .map(|n| format!("{prefix}:{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn check_tp(tp: &TopicPartition, topics: &[(String, u32)]) -> Result<(), String> {
+    match topics.iter().find(|(n, _)| **n == *tp.topic) {
+        Some((_, p)) if tp.partition < *p => Ok(()),
+        _ => Err(format!(
+            "partition {tp} does not exist; allowed: {}",
+            topics
+                .iter()
+                .map(|(n, p)| format!("{n}-0..{n}-{}", p - 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// What to draw faults from.
+pub struct DrawSpec<'a> {
+    /// Fault kinds to choose from.
+    pub kinds: &'a [FaultKindName],
+    /// Broker count (ids 1..=brokers).
+    pub brokers: u32,
+    /// Producer count (targets of one-way drops).
+    pub producers: u32,
+    /// Consumer count (targets of consumer crashes and pauses).
+    pub consumers: u32,
+    /// Pipeline instance count (targets of pipeline crashes and pauses).
+    pub pipelines: u32,
+    /// Topics and partition counts.
+    pub topics: &'a [(String, u32)],
+    /// Faults start at or after the first and end by the second (ms).
+    pub window_ms: (u64, u64),
+    /// Mean gap between faults (ms).
+    pub interval_ms: u64,
+    /// Range of a fault's duration (ms).
+    pub duration_ms: [u64; 2],
+}
+
+/// Draws faults one after another inside the window: a gap uniform in
+/// [interval/2, 3*interval/2], then a fault of a random kind with a random duration.
+pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
+    let DrawSpec {
+        kinds,
+        brokers,
+        producers,
+        consumers,
+        pipelines,
+        topics,
+        window_ms: (start_ms, end_ms),
+        interval_ms,
+        duration_ms: duration,
+    } = *spec;
+    let mut out = Vec::new();
+    if kinds.is_empty() {
+        return out;
+    }
+    let mut t = start_ms;
+    loop {
+        t += rng.gen_range(interval_ms / 2..=interval_ms + interval_ms / 2);
+        if t >= end_ms {
+            break;
+        }
+        assert!(out.len() < 100_000, "too many faults drawn");
+        let kind = kinds[rng.gen_range(0..kinds.len())];
+        let d = rng.gen_range(duration[0]..=duration[1]).min(end_ms - t);
+        let broker = Target::Node(NodeId::Broker(rng.gen_range(1..=brokers)));
+        let (topic, parts) = &topics[rng.gen_range(0..topics.len())];
+        let tp = TopicPartition::new(topic, rng.gen_range(0..*parts));
+        let fault = match kind {
+            FaultKindName::Crash => Fault::Crash {
+                target: pick(rng, broker.clone(), &tp),
+            },
+            FaultKindName::Pause => Fault::Pause {
+                target: pick(rng, broker.clone(), &tp),
+            },
+            FaultKindName::Isolate => Fault::Isolate {
+                target: pick(rng, broker.clone(), &tp),
+            },
+            FaultKindName::Split => {
+                let mut nodes: Vec<Target> = (1..=brokers)
+                    .map(|b| Target::Node(NodeId::Broker(b)))
+                    .collect();
+                nodes.push(Target::Node(NodeId::Controller));
+                let mut a = Vec::new();
+                let mut b = Vec::new();
+                for n in nodes {
+                    if rng.gen_bool(0.5) {
+                        a.push(n)
+                    } else {
+                        b.push(n)
+                    }
+                }
+                if a.is_empty() || b.is_empty() {
+                    let (from, to) = if a.is_empty() {
+                        (&mut b, &mut a)
+                    } else {
+                        (&mut a, &mut b)
+                    };
+                    to.push(from.pop().expect("at least two nodes"));
+                }
+                Fault::Partition { groups: [a, b] }
+            }
+            FaultKindName::OneWay if producers > 0 && rng.gen_bool(0.5) => {
+                // Lost produce requests (or lost responses) between a producer and a leader.
+                let p = Target::Node(NodeId::Producer(rng.gen_range(0..producers)));
+                let l = Target::LeaderOf(tp);
+                if rng.gen_bool(0.5) {
+                    Fault::OneWay { from: p, to: l }
+                } else {
+                    Fault::OneWay { from: l, to: p }
+                }
+            }
+            FaultKindName::OneWay => {
+                let from = rng.gen_range(1..=brokers);
+                let mut to = rng.gen_range(1..=brokers);
+                if to == from {
+                    to = to % brokers + 1;
+                }
+                Fault::OneWay {
+                    from: Target::Node(NodeId::Broker(from)),
+                    to: Target::Node(NodeId::Broker(to)),
+                }
+            }
+            FaultKindName::MoveLeader => Fault::MoveLeader { partition: tp },
+            FaultKindName::ConsumerCrash | FaultKindName::ConsumerPause => {
+                assert!(consumers > 0, "consumer faults need consumers (validated)");
+                let target = Target::Node(NodeId::Consumer(rng.gen_range(0..consumers)));
+                if kind == FaultKindName::ConsumerCrash {
+                    Fault::Crash { target }
+                } else {
+                    Fault::Pause { target }
+                }
+            }
+            FaultKindName::PipelineCrash | FaultKindName::PipelinePause => {
+                assert!(pipelines > 0, "pipeline faults need pipelines (validated)");
+                let target = Target::Node(NodeId::Pipeline(rng.gen_range(0..pipelines)));
+                if kind == FaultKindName::PipelineCrash {
+                    Fault::Crash { target }
+                } else {
+                    Fault::Pause { target }
+                }
+            }
+        };
+        out.push(ScheduledFault {
+            at_ms: t,
+            duration_ms: if kind == FaultKindName::MoveLeader {
+                0
+            } else {
+                d
+            },
+            fault,
+        });
+        t += d;
+    }
+    out
+}
+
+/// Half the time a fault aims at a partition's current leader, where it hurts most.
+fn pick(rng: &mut impl Rng, broker: Target, tp: &TopicPartition) -> Target {
+    if rng.gen_bool(0.5) {
+        Target::LeaderOf(tp.clone())
+    } else {
+        broker
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn targets_parse_and_print() {
+        for s in [
+            "controller",
+            "broker-2",
+            "producer-0",
+            "leader:orders-3",
+            "followers:a.b-0",
+        ] {
+            assert_eq!(s.parse::<Target>().unwrap().to_string(), s);
+        }
+        assert!("broker-x".parse::<Target>().is_err());
+        assert!("leader:orders".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn drawn_faults_do_not_overlap_and_stay_in_window() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let kinds = [
+            FaultKindName::Crash,
+            FaultKindName::Split,
+            FaultKindName::MoveLeader,
+            FaultKindName::OneWay,
+        ];
+        let topics = [("orders".to_string(), 6)];
+        let spec = DrawSpec {
+            kinds: &kinds,
+            brokers: 3,
+            producers: 2,
+            consumers: 0,
+            pipelines: 0,
+            topics: &topics,
+            window_ms: (3_000, 63_000),
+            interval_ms: 5_000,
+            duration_ms: [1_000, 8_000],
+        };
+        let faults = draw(&mut rng, &spec);
+        assert!(faults.len() >= 4);
+        for w in faults.windows(2) {
+            assert!(w[0].at_ms + w[0].duration_ms <= w[1].at_ms);
+        }
+        assert!(faults
+            .iter()
+            .all(|f| f.at_ms >= 3_000 && f.at_ms + f.duration_ms <= 63_000));
+        let json = serde_json::to_string(&faults).unwrap();
+        let back: Vec<ScheduledFault> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, faults);
+    }
+
+    #[test]
+    fn schedule_entries_reject_unknown_fields() {
+        let ok: ScheduledFault = serde_json::from_str(
+            r#"{"at_ms": 5, "duration_ms": 2, "fault": "crash", "target": "broker-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.fault,
+            Fault::Crash {
+                target: Target::Node(NodeId::Broker(1))
+            }
+        );
+        let typo = serde_json::from_str::<ScheduledFault>(
+            r#"{"at_ms": 5, "fault": "crash", "traget": "broker-1"}"#,
+        );
+        assert!(typo.unwrap_err().to_string().contains("traget"));
+        let kind = serde_json::from_str::<ScheduledFault>(
+            r#"{"at_ms": 5, "fault": "explode", "target": "broker-1"}"#,
+        );
+        assert!(kind.unwrap_err().to_string().contains("explode"));
+    }
+}
