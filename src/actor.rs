@@ -6,10 +6,7 @@
 //! Unit tests drive cores the same way, without madsim.
 
 use crate::history::Entry;
-use crate::kafka::protocol::{Message, NodeId};
-
-/// Simulated time in milliseconds since the start of the run.
-pub type Millis = u64;
+use crate::kafka::protocol::{Message, Millis, NodeId};
 
 /// What a core asks its host to do after handling one input.
 #[derive(Debug, Default)]

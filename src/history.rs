@@ -4,7 +4,7 @@
 //! outcome (`ok`, `fail`, or `info` when the outcome is unknown). The history is what
 //! the checker reads and what `history.jsonl` stores, one entry per line.
 
-use crate::actor::Millis;
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{ErrorCode, NodeId, Offset, TopicPartition};
 use serde::{Deserialize, Serialize};
 
@@ -573,3 +573,48 @@ pub struct GroupSnapshot {
     /// Each member's id and assigned partitions.
     pub members: Vec<(String, Vec<TopicPartition>)>,
 }
+
+// ---------------------------------------------------------------- value encoding
+
+/// A value's producer and position in its send order.
+pub fn make_value(producer: u32, counter: u64) -> Value {
+    assert!(counter < 1 << 32, "value counter overflow");
+    assert!(producer < 1 << 16, "producer index overflow");
+    (u64::from(producer) << 32) | counter
+}
+
+/// The bit that marks a read-process-write pipeline's output value.
+const OUTPUT_BIT: Value = 1 << 60;
+
+/// The value a pipeline writes for input value `input` (the transformation is the
+/// identity plus a mark, so the checker maps every output back to its input).
+pub fn output_value(input: Value) -> Value {
+    assert!(
+        input & OUTPUT_BIT == 0,
+        "value {input} is already an output"
+    );
+    input | OUTPUT_BIT
+}
+
+/// The input value an output value was made from (`None` for a producer's own value).
+pub fn input_of(value: Value) -> Option<Value> {
+    (value & OUTPUT_BIT != 0).then_some(value & !OUTPUT_BIT)
+}
+
+/// The `n` headers (KIP-82) the workload gives the record holding `value`: `h0`,
+/// `h1`, ... with values `<value>.0`, `<value>.1`, ..., the last one null when there
+/// are two or more (a null header value is legal, `RecordHeader`). Derived from the
+/// value so that a header delivered with the wrong record differs.
+pub fn headers_for(value: Value, n: u32) -> Headers {
+    (0..n)
+        .map(|i| {
+            let v = (n < 2 || i + 1 < n).then(|| format!("{value}.{i}"));
+            (format!("h{i}"), v)
+        })
+        .collect()
+}
+
+/// The partition reported for a record that was never partitioned (its topic's
+/// partition count never became known): Kafka's `RecordMetadata.UNKNOWN_PARTITION`
+/// (-1), as a `u32`.
+pub const UNKNOWN_PARTITION: u32 = u32::MAX;

@@ -21,5 +21,7 @@ pub mod coordinator;
 pub mod drive;
 pub mod history;
 pub mod kafka;
+pub mod nemesis;
 pub mod report;
+pub mod scenario;
 pub mod sim;

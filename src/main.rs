@@ -9,11 +9,12 @@ use kafkasim::drive::claims;
 use kafkasim::drive::explore;
 use kafkasim::drive::guarantees;
 use kafkasim::drive::matrix;
-use kafkasim::drive::runner::{self, SeedReport};
-use kafkasim::drive::scenario::{self, Scenario};
+use kafkasim::drive::runner;
 use kafkasim::drive::shrink;
 use kafkasim::drive::summary::{self, Shards, SummaryFile, SweepSummary, WallTime};
 use kafkasim::drive::sweep::{self, Progress, ScenarioSummary, Shard};
+use kafkasim::report::SeedReport;
+use kafkasim::scenario::{self, Scenario};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -762,7 +763,7 @@ fn cmd_repro(path: &Path) -> Result<ExitCode, BadInput> {
             ))
         })?;
     let scenario = load(file)?;
-    let now_hash = sweep::scenario_hash(&scenario);
+    let now_hash = runner::scenario_hash(&scenario);
     let changed = !old.scenario_hash.is_empty() && old.scenario_hash != now_hash;
     if changed {
         println!(
@@ -901,7 +902,7 @@ fn cmd_shrink(a: &ShrinkArgs) -> anyhow::Result<Result<ExitCode, BadInput>> {
         shrunk.attempts, a.max_attempts, wall, shrunk.stop
     );
     println!("written    {}", out.display());
-    let command = runner::repro_command(&out, a.seed, &a.bugs);
+    let command = kafkasim::report::repro_command(&out, a.seed, &a.bugs);
     if goal.met_by(&check) && check.trace_hash == shrunk.trace_hash {
         println!(
             "verified   the file fails the same way (trace {})",

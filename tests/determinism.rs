@@ -4,8 +4,8 @@
 
 use kafkasim::bugs::{Bug, CATALOGUE};
 use kafkasim::drive::runner::run_seed;
-use kafkasim::drive::scenario::Scenario;
 use kafkasim::drive::sweep::{detect, sweep};
+use kafkasim::scenario::Scenario;
 use std::path::PathBuf;
 
 fn scenario(file: &str) -> Scenario {

@@ -7,7 +7,7 @@ mod common;
 use common::kafkasim;
 use kafkasim::drive::explore::{self, Options};
 use kafkasim::drive::runner;
-use kafkasim::drive::scenario::Scenario;
+use kafkasim::scenario::Scenario;
 
 #[test]
 fn a_short_sweep_runs_end_to_end_without_panics() {

@@ -10,7 +10,7 @@
 //! and say in the commit message why the hashes moved.
 
 use kafkasim::drive::runner::run_seed;
-use kafkasim::drive::scenario::{collect_paths, Scenario};
+use kafkasim::scenario::{collect_paths, Scenario};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -8,8 +8,9 @@
 //! is missing the test runs that script, and fails with the reason if it still cannot
 //! start the browser.
 
-use kafkasim::drive::runner::{self, SeedReport};
-use kafkasim::drive::scenario::Scenario;
+use kafkasim::drive::runner;
+use kafkasim::report::SeedReport;
+use kafkasim::scenario::Scenario;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

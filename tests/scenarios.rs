@@ -6,8 +6,8 @@
 //! prints the command that reproduces it.
 
 use kafkasim::drive::claims;
-use kafkasim::drive::scenario::{collect_paths, Scenario};
 use kafkasim::drive::sweep::{seed_range_label, sweep};
+use kafkasim::scenario::{collect_paths, Scenario};
 use std::path::PathBuf;
 
 /// `KAFKASIM_SEEDS` seeds, or `default`.

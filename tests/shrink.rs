@@ -8,8 +8,8 @@ mod common;
 use common::{kafkasim, tmp};
 use kafkasim::bugs::Bug;
 use kafkasim::drive::runner;
-use kafkasim::drive::scenario::Scenario;
 use kafkasim::drive::shrink::{self, Explicit, Options, Stop, Target};
+use kafkasim::scenario::Scenario;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -24,17 +24,18 @@
 //! instance as a new process: a new consumer (a new group member) and a new producer
 //! with the same `transactional.id`, whose `initTransactions` fences the old one.
 
-use crate::actor::{Actor, Millis, Outbox};
+use crate::actor::{Actor, Outbox};
 use crate::bugs::Bugs;
 use crate::client::consumer::{CommitId, ConsumedRecord, Consumer, GroupEvent};
-use crate::history::{Entry, Op, Outcome, Sink, TxnId};
 use crate::client::producer::{
     Producer, ProducerRecord, ProducerSetup, PIPELINE_PRODUCER_CORRELATION_BASE,
 };
-use crate::kafka::protocol::{BrokerId, Message, NodeId, Offset, TopicPartition};
-use crate::drive::scenario::{PipelineMode, PipelineSpec};
 use crate::client::txn_client::{GroupMetadata, TxnClientState, TxnEvent, TxnResult};
-use crate::app::workload::output_value;
+use crate::history::output_value;
+use crate::history::{Entry, Op, Outcome, Sink, TxnId};
+use crate::kafka::protocol::Millis;
+use crate::kafka::protocol::{BrokerId, Message, NodeId, Offset, TopicPartition};
+use crate::scenario::{PipelineMode, PipelineSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};

@@ -6,56 +6,20 @@
 //! producer's send order (`producer index << 32 | counter`), which is what lets the
 //! checker see reordering.
 
-use crate::actor::{Actor, Millis, Outbox};
+use crate::actor::{Actor, Outbox};
 use crate::bugs::Bugs;
-use crate::kafka::config::ConsumerConfig;
 use crate::client::consumer::{CommitId, ConsumedRecord, Consumer, GroupEvent};
-use crate::history::{Entry, Op, Outcome, Sink, Value};
 use crate::client::producer::{Producer, ProducerRecord};
+use crate::history::{headers_for, make_value};
+use crate::history::{Entry, Op, Outcome, Sink};
+use crate::kafka::config::ConsumerConfig;
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{BrokerId, Message, NodeId};
+use crate::scenario::ProcessingMode;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
-
-/// A value's producer and position in its send order.
-pub fn make_value(producer: u32, counter: u64) -> Value {
-    assert!(counter < 1 << 32, "value counter overflow");
-    assert!(producer < 1 << 16, "producer index overflow");
-    (u64::from(producer) << 32) | counter
-}
-
-/// The bit that marks a read-process-write pipeline's output value.
-const OUTPUT_BIT: Value = 1 << 60;
-
-/// The value a pipeline writes for input value `input` (the transformation is the
-/// identity plus a mark, so the checker maps every output back to its input).
-pub fn output_value(input: Value) -> Value {
-    assert!(
-        input & OUTPUT_BIT == 0,
-        "value {input} is already an output"
-    );
-    input | OUTPUT_BIT
-}
-
-/// The input value an output value was made from (`None` for a producer's own value).
-pub fn input_of(value: Value) -> Option<Value> {
-    (value & OUTPUT_BIT != 0).then_some(value & !OUTPUT_BIT)
-}
-
-/// The `n` headers (KIP-82) the workload gives the record holding `value`: `h0`,
-/// `h1`, ... with values `<value>.0`, `<value>.1`, ..., the last one null when there
-/// are two or more (a null header value is legal, `RecordHeader`). Derived from the
-/// value so that a header delivered with the wrong record differs.
-pub fn headers_for(value: Value, n: u32) -> crate::history::Headers {
-    (0..n)
-        .map(|i| {
-            let v = (n < 2 || i + 1 < n).then(|| format!("{value}.{i}"));
-            (format!("h{i}"), v)
-        })
-        .collect()
-}
 
 /// What one producer sends.
 pub struct WorkloadPlan {
@@ -187,18 +151,6 @@ impl Actor for ProducerWorkload {
 
 // ---------------------------------------------------------------- consumer applications
 
-/// When a group member's application commits offsets relative to processing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProcessingMode {
-    /// `enable.auto.commit`: `poll` commits what the previous polls returned.
-    AutoCommit,
-    /// Process the polled records, then `commitSync` (C22: a crash reprocesses).
-    AtLeastOnce,
-    /// `commitSync` the polled positions, then process (C23: a crash loses records).
-    AtMostOnce,
-}
-
 /// What a group member's application does with what it polls.
 #[derive(Clone, Debug)]
 pub struct ProcessingPlan {
@@ -273,7 +225,10 @@ fn commit_entry(
     group: String,
     member: String,
     generation: i32,
-    offsets: Vec<(crate::kafka::protocol::TopicPartition, crate::kafka::protocol::Offset)>,
+    offsets: Vec<(
+        crate::kafka::protocol::TopicPartition,
+        crate::kafka::protocol::Offset,
+    )>,
 ) -> Entry {
     Entry {
         index: 0,

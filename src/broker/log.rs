@@ -11,8 +11,8 @@
 //! broker's [`crate::broker::Disk`]. It knows nothing about replication: the broker
 //! decides what to append and where to truncate.
 
-use crate::history::TxnBatchSnapshot;
 use crate::broker::producer_state::{CompletedTxn, ProducerStateManager};
+use crate::history::TxnBatchSnapshot;
 use crate::kafka::protocol::{AbortedTransaction, ErrorCode, LeaderEpoch, Offset};
 use crate::kafka::record::{self, BatchHeader, EndTransactionMarker, RecordBatch, RecordError};
 use bytes::Bytes;

@@ -23,22 +23,24 @@
 pub mod log;
 pub mod producer_state;
 
-use crate::actor::{Actor, Millis, Outbox};
+use crate::actor::{Actor, Outbox};
+use crate::broker::log::Log;
+use crate::broker::producer_state::AppendCheck;
 use crate::bugs::{Bug, Bugs};
-use crate::kafka::config::BrokerConfig;
 use crate::coordinator::group::{
     self, CoordinatorAppend, CoordinatorOutput, GroupCoordinator, GroupSummary, ReplyTo,
     OFFSETS_TOPIC,
 };
-use crate::history::{Entry, Op};
-use crate::broker::log::Log;
-use crate::kafka::metadata::MetadataImage;
-use crate::broker::producer_state::AppendCheck;
-use crate::kafka::protocol::*;
-use crate::kafka::record::{self, BatchHeader, ControlRecordType, EndTransactionMarker};
 use crate::coordinator::txn::{
     self, MarkerRequest, TxnCoordinator, TxnCoordinatorOutput, TRANSACTION_STATE_TOPIC,
 };
+use crate::history::{Entry, Op};
+use crate::kafka::config::BrokerConfig;
+use crate::kafka::config::{Acks, IsolationLevel};
+use crate::kafka::metadata::MetadataImage;
+use crate::kafka::protocol::Millis;
+use crate::kafka::protocol::*;
+use crate::kafka::record::{self, BatchHeader, ControlRecordType, EndTransactionMarker};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -1394,7 +1396,7 @@ impl Broker {
             coordinator_epoch: m.coordinator_epoch,
         };
         // CreateTime on the partition leader's clock, as Kafka stamps markers.
-        let timestamp = crate::client::producer::RECORD_TIMESTAMP_BASE + now as i64;
+        let timestamp = crate::kafka::record::RECORD_TIMESTAMP_BASE + now as i64;
         let log = self.disk.logs.get_mut(tp).expect("leader has a log");
         let log_start_offset = log.log_start_offset();
         match log.append_control_as_leader(
@@ -4855,7 +4857,7 @@ mod tests {
         send_batch(b, now, correlation_id, Acks::Leader, batch).0
     }
 
-    const TS: i64 = crate::client::producer::RECORD_TIMESTAMP_BASE;
+    const TS: i64 = crate::kafka::record::RECORD_TIMESTAMP_BASE;
 
     /// A batch of `values` from `producer_id`, created at `TS + created_ms`, in a
     /// transaction when `transactional`.

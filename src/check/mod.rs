@@ -21,17 +21,17 @@
 
 pub mod txn;
 
-use crate::actor::Millis;
+use crate::history::input_of;
 use crate::history::{
     Entry, Headers, History, Op, Outcome, PartitionSnapshot, RebalanceCause, Sink, Snapshot, Value,
 };
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{NodeId, Offset, TopicPartition};
-use txn::TxnView;
-use crate::app::workload::input_of;
 use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use txn::TxnView;
 
 /// Every anomaly kind the checker reports, by its kebab-case name.
 pub const ANOMALY_KINDS: &[&str] = &[
@@ -1140,7 +1140,7 @@ impl<'h> Collector<'h> {
             self.observe(seen, partition, o, value);
         }
         // A send that failed before the partitioner ran has no partition to compare.
-        let partitioned = partition.partition != crate::client::producer::UNKNOWN_PARTITION;
+        let partitioned = partition.partition != crate::history::UNKNOWN_PARTITION;
         if let Some(k) = key.filter(|_| partitioned) {
             match self.keys.entry((&*partition.topic, k)) {
                 MapEntry::Vacant(slot) => {
@@ -1392,7 +1392,7 @@ impl<'h> Collector<'h> {
                     }
                     // A send that never chose a partition (it blocked until the process
                     // ended) cannot have sent it elsewhere.
-                    let chosen = s.partition.partition != crate::client::producer::UNKNOWN_PARTITION;
+                    let chosen = s.partition.partition != crate::history::UNKNOWN_PARTITION;
                     let elsewhere = obs
                         .first_reads
                         .iter()
@@ -2751,7 +2751,7 @@ mod tests {
         let info = Outcome::Info {
             reason: "the process crashed".into(),
         };
-        let unknown = crate::client::producer::UNKNOWN_PARTITION;
+        let unknown = crate::history::UNKNOWN_PARTITION;
         b.send(0, 100, Some("k0"), v(0, 0), unknown, info, None)
             .poll(1, 300, 1, &[(0, v(0, 0))]);
         assert_counts(&b.run(), &[]);
@@ -3389,7 +3389,7 @@ mod tests {
     /// `DefaultRecord.writeTo` / `readFrom`): a read must see the headers sent.
     #[test]
     fn a_record_read_with_other_headers_than_sent_is_a_header_mismatch() {
-        let hdr = |value: Value| crate::app::workload::headers_for(value, 2);
+        let hdr = |value: Value| crate::history::headers_for(value, 2);
         let mut b = B::default();
         for n in 0..3 {
             let op = Op::Send {

@@ -25,14 +25,14 @@
 //! Everything is ordered (`BTreeMap`, `Vec`) and O(n log n) in the history and the
 //! logs; the cycle search is Tarjan's algorithm, iterative, linear in the graph.
 
-use crate::actor::Millis;
 use crate::check::{entry_ms, Secs, Tallies};
+use crate::history::{input_of, output_value};
 use crate::history::{
     Entry, History, MarkerSnapshot, Op, Outcome, ReplicaSnapshot, Snapshot, TxnId, Value,
 };
-use crate::client::producer::RECORD_TIMESTAMP_BASE;
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{NodeId, Offset, TopicPartition};
-use crate::app::workload::{input_of, output_value};
+use crate::kafka::record::RECORD_TIMESTAMP_BASE;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;

@@ -17,48 +17,13 @@
 //! needs the cooperative rebalance protocol in the client, which kafkasim's consumer
 //! (eager protocol) does not have. The name is refused by the configuration.
 
+use crate::kafka::config::Assignor;
 use crate::kafka::protocol::{JoinGroupMember, TopicPartition};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// A partition assignor, named as in `partition.assignment.strategy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Assignor {
-    /// `org.apache.kafka.clients.consumer.RangeAssignor` ("range").
-    Range,
-    /// `org.apache.kafka.clients.consumer.RoundRobinAssignor` ("roundrobin").
-    RoundRobin,
-}
-
 impl Assignor {
-    /// Every implemented assignor.
-    pub const ALL: [Assignor; 2] = [Assignor::Range, Assignor::RoundRobin];
-
-    /// The protocol name sent in `JoinGroup` (`ConsumerPartitionAssignor.name()`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Assignor::Range => "range",
-            Assignor::RoundRobin => "roundrobin",
-        }
-    }
-
-    /// Kafka's class name for the assignor.
-    pub fn class_name(self) -> &'static str {
-        match self {
-            Assignor::Range => "org.apache.kafka.clients.consumer.RangeAssignor",
-            Assignor::RoundRobin => "org.apache.kafka.clients.consumer.RoundRobinAssignor",
-        }
-    }
-
-    /// The assignor called `name` (its protocol name or its Kafka class name).
-    pub fn from_name(name: &str) -> Option<Assignor> {
-        Assignor::ALL
-            .into_iter()
-            .find(|a| a.name() == name || a.class_name() == name)
-    }
-
     /// Assigns partitions to `members`. The result has one entry per member, in the
     /// order of `members` (possibly with no partitions); each member's partitions are
     /// sorted by topic, then partition.
@@ -170,33 +135,6 @@ fn round_robin(
                     partition,
                 });
         }
-    }
-}
-
-impl Serialize for Assignor {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for Assignor {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Assignor::from_name(&name).ok_or_else(|| {
-            let known: Vec<&str> = Assignor::ALL.iter().map(|a| a.name()).collect();
-            let hint = if name == "cooperative-sticky"
-                || name == "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"
-            {
-                " (Kafka's, but kafkasim's consumer has only the eager protocol)"
-            } else {
-                ""
-            };
-            serde::de::Error::custom(format!(
-                "Invalid value {name} for configuration partition.assignment.strategy: \
-                 Class {name} could not be found{hint}; allowed: {}",
-                known.join(", ")
-            ))
-        })
     }
 }
 

@@ -24,20 +24,23 @@
 //!   [`Op::Seek`] with reason `committed offset`), else `auto.offset.reset` as in
 //!   assign mode.
 
-use crate::actor::{Actor, Millis, Outbox};
+use crate::actor::{Actor, Outbox};
 use crate::bugs::{Bug, Bugs};
-use crate::kafka::config::{AutoOffsetReset, ConsumerConfig};
 use crate::client::consumer_coordinator::{AssignmentChange, ConsumerCoordinator, GroupContext};
 pub use crate::client::consumer_coordinator::{CommitId, GroupEvent, MemberState};
+use crate::client::producer::{InFlightRequest, MetadataCache, NetworkClient};
 use crate::history::{Entry, Op, Outcome, ReadRecord, Value};
-use crate::client::producer::{InFlightRequest, MetadataCache, NetworkClient, RECORD_TIMESTAMP_BASE};
+use crate::kafka::config::IsolationLevel;
+use crate::kafka::config::{AutoOffsetReset, ConsumerConfig};
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{
     AbortedTransaction, BrokerId, CommittedOffset, ErrorCode, FetchPartition,
-    FetchPartitionResponse, FetchRequest, FetchResponse, IsolationLevel, LeaderEpoch,
-    ListOffsetsRequest, ListOffsetsResponse, Message, NodeId, Offset, OffsetsForLeaderEpochRequest,
+    FetchPartitionResponse, FetchRequest, FetchResponse, LeaderEpoch, ListOffsetsRequest,
+    ListOffsetsResponse, Message, NodeId, Offset, OffsetsForLeaderEpochRequest,
     OffsetsForLeaderEpochResponse, Request, Response, TopicPartition, EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
 };
+use crate::kafka::record::RECORD_TIMESTAMP_BASE;
 use crate::kafka::record::{ControlRecordType, EndTransactionMarker, RecordBatch, RecordError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -1835,14 +1838,14 @@ mod tests {
         Response::OffsetsForLeaderEpoch(OffsetsForLeaderEpochResponse {
             partitions: partitions
                 .iter()
-                .map(
-                    |(tp, error, leader_epoch, end_offset)| crate::kafka::protocol::EpochEndOffset {
+                .map(|(tp, error, leader_epoch, end_offset)| {
+                    crate::kafka::protocol::EpochEndOffset {
                         tp: tp.clone(),
                         error: *error,
                         leader_epoch: *leader_epoch,
                         end_offset: *end_offset,
-                    },
-                )
+                    }
+                })
                 .collect(),
         })
     }
@@ -4018,8 +4021,8 @@ mod tests {
             assert_eq!(
                 parsed.partition_assignment_strategy,
                 vec![
-                    crate::client::assignor::Assignor::RoundRobin,
-                    crate::client::assignor::Assignor::Range
+                    crate::kafka::config::Assignor::RoundRobin,
+                    crate::kafka::config::Assignor::Range
                 ]
             );
         }

@@ -30,14 +30,16 @@
 //! connection, a timed-out coordinator request does not close the connection the
 //! consumer fetches on; it marks the coordinator unknown and fails every request to it.
 
-use crate::actor::{Millis, Outbox};
-use crate::client::assignor::Assignor;
+use crate::actor::Outbox;
+use crate::kafka::config::Assignor;
 use crate::kafka::config::ConsumerConfig;
+use crate::kafka::config::IsolationLevel;
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{
     BrokerId, CommittedOffset, CoordinatorType, ErrorCode, FindCoordinatorRequest,
-    HeartbeatRequest, IsolationLevel, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    Message, NodeId, OffsetCommitRequest, OffsetFetchRequest, Request, Response, Subscription,
-    SyncGroupRequest, TopicPartition,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, Message, NodeId,
+    OffsetCommitRequest, OffsetFetchRequest, Request, Response, Subscription, SyncGroupRequest,
+    TopicPartition,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;

@@ -16,41 +16,37 @@
 //! The module also holds the two pieces both clients share, `NetworkClient` (in-flight
 //! requests with deadlines) and `MetadataCache` (leaders and partition counts).
 
-use crate::actor::{Actor, Millis, Outbox};
+use crate::actor::{Actor, Outbox};
 use crate::bugs::{Bug, Bugs};
-use crate::kafka::config::ProducerConfig;
-use crate::history::{
-    produce_error_outcome, Entry, Headers, Op, Outcome, ProducerMetrics, SendTimeout, TxnId, Value,
-};
 use crate::client::partitioner::{partition_for_key, StickyPartitioner};
-use crate::kafka::protocol::{
-    Acks, BrokerId, CommittedOffset, ErrorCode, InitProducerIdRequest, LeaderEpoch, Message,
-    MetadataRequest, MetadataResponse, NodeId, Offset, ProduceRequest, ProduceResponse,
-    ProducerIdentity, Request, Response, TopicPartition,
-};
-use crate::kafka::record::{CompressionType, Record, RecordBatch, BATCH_HEADER_SIZE};
 use crate::client::transaction_manager::TransactionManager;
 use crate::client::txn_client::{
     GroupMetadata, TxnClient, TxnClientState, TxnDestination, TxnEffect, TxnEvent, TxnRequestKind,
     TxnResult,
 };
+use crate::history::UNKNOWN_PARTITION;
+use crate::history::{
+    produce_error_outcome, Entry, Headers, Op, Outcome, ProducerMetrics, SendTimeout, TxnId, Value,
+};
+use crate::kafka::config::Acks;
+use crate::kafka::config::ProducerConfig;
+use crate::kafka::protocol::Millis;
+use crate::kafka::protocol::{
+    BrokerId, CommittedOffset, ErrorCode, InitProducerIdRequest, LeaderEpoch, Message,
+    MetadataRequest, MetadataResponse, NodeId, Offset, ProduceRequest, ProduceResponse,
+    ProducerIdentity, Request, Response, TopicPartition,
+};
+use crate::kafka::record::RECORD_TIMESTAMP_BASE;
+use crate::kafka::record::{CompressionType, Record, RecordBatch, BATCH_HEADER_SIZE};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-/// CreateTime of a record sent at simulated time `t` is `RECORD_TIMESTAMP_BASE + t`.
-pub const RECORD_TIMESTAMP_BASE: i64 = 1_700_000_000_000;
-
 /// The correlation ids of a producer that shares its process with a consumer (a
 /// pipeline) start here.
 pub const PIPELINE_PRODUCER_CORRELATION_BASE: u64 = 1 << 52;
-
-/// The partition reported for a record that was never partitioned (its topic's
-/// partition count never became known): Kafka's `RecordMetadata.UNKNOWN_PARTITION`
-/// (-1), as a `u32`.
-pub const UNKNOWN_PARTITION: u32 = u32::MAX;
 
 /// Kafka's default `max.request.size` (not configurable here): a drain stops adding
 /// batches to a request once they would exceed it (one batch always fits).
@@ -2631,11 +2627,13 @@ mod tests {
                             .map(|(tp, _)| (tp.clone(), ErrorCode::None, 0))
                             .collect::<Vec<_>>(),
                     ),
-                    Request::EndTxn(e) => Response::EndTxn(crate::kafka::protocol::EndTxnResponse {
-                        error: ErrorCode::None,
-                        producer_id: e.producer_id,
-                        producer_epoch: e.producer_epoch + 1,
-                    }),
+                    Request::EndTxn(e) => {
+                        Response::EndTxn(crate::kafka::protocol::EndTxnResponse {
+                            error: ErrorCode::None,
+                            producer_id: e.producer_id,
+                            producer_epoch: e.producer_epoch + 1,
+                        })
+                    }
                     other => panic!("unexpected request {other:?}"),
                 };
                 respond(p, now, b, c, response, out);
@@ -2898,7 +2896,7 @@ mod tests {
     #[test]
     fn headers_are_encoded_into_the_batch() {
         let (mut p, mut out) = started(config(), &[(0, Some(1), 0)]);
-        let headers = crate::app::workload::headers_for(42, 3);
+        let headers = crate::history::headers_for(42, 3);
         let bare = PendingRecord {
             key: Some("a".into()),
             value: 42,
@@ -3020,7 +3018,11 @@ mod tests {
         let (_, reqs) = until_produce(&mut p, &mut out, &metadata(&[(0, Some(1), 0)]));
         let batch = &reqs[0].2.partitions[0].1;
         let h = crate::kafka::record::BatchHeader::parse(batch).unwrap();
-        assert_eq!(h.attributes & crate::kafka::record::COMPRESSION_MASK, 1, "gzip");
+        assert_eq!(
+            h.attributes & crate::kafka::record::COMPRESSION_MASK,
+            1,
+            "gzip"
+        );
         assert_eq!(values(batch), (1_000_000..1_000_200).collect::<Vec<_>>());
         p.finish(100, &mut out);
         let Some(Op::ProducerMetrics(m)) = out.history.last().map(|e| &e.op) else {

@@ -9,7 +9,7 @@
 //! producer's id and epoch come from its transaction coordinator instead
 //! ([`crate::client::txn_client`], `set_identity`).
 
-use crate::actor::Millis;
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{ErrorCode, InitProducerIdResponse, ProducerIdentity, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -17,7 +17,7 @@
 //! the partitions themselves, and every `EndTxn` answer carries a bumped epoch that the
 //! next transaction uses.
 
-use crate::actor::Millis;
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, BrokerId, CommittedOffset, CoordinatorType,
     EndTxnRequest, ErrorCode, FindCoordinatorRequest, InitProducerIdRequest, ProducerIdentity,

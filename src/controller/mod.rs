@@ -11,10 +11,12 @@
 //! The controller is a single voter: a record is committed as soon as it is appended.
 //! It never reads a clock: the host passes the simulated time with every input.
 
-use crate::actor::{Actor, Millis, Outbox};
-use crate::kafka::config::BrokerConfig;
+use crate::actor::{Actor, Outbox};
 use crate::history::{Entry, Op};
+use crate::kafka::config::BrokerConfig;
 use crate::kafka::metadata::MetadataImage;
+use crate::kafka::metadata::TopicSpec;
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{
     AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterPartitionReassignmentsRequest,
     AlterPartitionReassignmentsResponse, AlterPartitionRequest, AlterPartitionResponse,
@@ -24,7 +26,6 @@ use crate::kafka::protocol::{
     PartitionRegistration, Request, Response, TopicPartition,
 };
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Upper bound on the metadata log's length; a run that reaches it is broken.
 const METADATA_LOG_MAX: usize = 1_000_000;
@@ -34,19 +35,6 @@ const METADATA_FETCH_MAX_RECORDS: usize = 1_000;
 
 /// Producer ids per `AllocateProducerIds` block (Kafka's `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
 pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
-
-/// A topic the controller creates once every broker has registered and unfenced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TopicSpec {
-    /// Topic name.
-    pub name: Arc<str>,
-    /// Partition count (at least 1).
-    pub partitions: u32,
-    /// Replicas per partition (at least 1, at most the number of brokers).
-    pub replication_factor: u32,
-    /// Topic-level configuration overrides.
-    pub config: crate::kafka::config::TopicConfig,
-}
 
 /// The controller's view of a broker's current registration, beyond the image.
 #[derive(Clone, Debug)]
@@ -901,6 +889,7 @@ impl Actor for Controller {
 mod tests {
     use super::*;
     use crate::kafka::metadata::BrokerRegistration;
+    use std::sync::Arc;
 
     const CORR: u64 = 7;
     const BROKERS: [BrokerId; 3] = [1, 2, 3];

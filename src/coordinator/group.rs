@@ -62,11 +62,11 @@
 //! [`offsets_topic_spec`] gives the spec (partitions = `offsets.topic.num.partitions`,
 //! replication factor = min(`offsets.topic.replication.factor`, brokers)).
 
-use crate::actor::Millis;
 use crate::bugs::{Bug, Bugs};
-use crate::kafka::config::BrokerConfig;
-use crate::controller::TopicSpec;
 use crate::history::RebalanceCause;
+use crate::kafka::config::BrokerConfig;
+use crate::kafka::metadata::TopicSpec;
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::*;
 use crate::kafka::record::{Record, RecordBatch};
 use bytes::Bytes;

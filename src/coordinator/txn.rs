@@ -101,14 +101,14 @@
 //! [`TxnCoordinator::markers_to_send`], send each request to its broker and give every
 //! answer, timeout or disconnection to [`TxnCoordinator::on_markers_response`].
 
-use crate::actor::Millis;
 use crate::bugs::{Bug, Bugs};
-use crate::kafka::config::BrokerConfig;
-use crate::controller::TopicSpec;
 use crate::coordinator::group::{
     encode_batch, partition_for_group, put_i16, put_i32, put_i64, put_partitions, put_str,
     put_timeout, topic_runs, CoordinatorAppend, Reader, ReplyTo, OFFSETS_TOPIC,
 };
+use crate::kafka::config::BrokerConfig;
+use crate::kafka::metadata::TopicSpec;
+use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::*;
 use crate::kafka::record::{RecordBatch, NO_PRODUCER_ID};
 use bytes::Bytes;

@@ -3,22 +3,11 @@
 //! files and hold them to [`NOT_YET_COVERED`], so that list shrinks as scenarios
 //! arrive.
 
-use crate::drive::scenario::{collect_paths, Scenario, ScenarioError};
+use crate::scenario::{collect_paths, is_claim, Scenario, ScenarioError, CLAIMS};
 use std::path::{Path, PathBuf};
-
-/// The number of seed claims.
-pub const CLAIMS: u32 = 31;
 
 /// Claims that no shipped scenario demonstrates yet, each with what it waits for.
 pub const NOT_YET_COVERED: &[(&str, &str)] = &[];
-
-/// Whether `c` names a seed claim (`C1` to `C31`).
-pub fn is_claim(c: &str) -> bool {
-    c.strip_prefix('C')
-        .filter(|n| !n.starts_with('0'))
-        .and_then(|n| n.parse::<u32>().ok())
-        .is_some_and(|n| (1..=CLAIMS).contains(&n))
-}
 
 /// Every claim, in order.
 pub fn all() -> Vec<String> {

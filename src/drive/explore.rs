@@ -12,18 +12,20 @@
 //! the thread count or the order seeds finish in.
 
 use crate::bugs::Bug;
-use crate::kafka::config::{AutoOffsetReset, ConsumerConfig, ProducerConfig, TopicConfig};
 use crate::drive::guarantees;
+use crate::drive::runner;
 use crate::history::Sink;
-use crate::sim::nemesis::{Fault, ScheduledFault, Target};
-use crate::kafka::protocol::{Acks, IsolationLevel, NodeId, TopicPartition};
+use crate::kafka::config::{Acks, IsolationLevel};
+use crate::kafka::config::{AutoOffsetReset, ConsumerConfig, ProducerConfig, TopicConfig};
+use crate::kafka::protocol::{NodeId, TopicPartition};
 use crate::kafka::record::CompressionType;
-use crate::drive::runner::{self, SeedReport};
-use crate::drive::scenario::{
+use crate::nemesis::{Fault, ScheduledFault, Target};
+use crate::report::SeedReport;
+use crate::scenario::ProcessingMode;
+use crate::scenario::{
     Clients, ClusterSpec, Expect, NemesisSpec, NetworkSpec, PipelineInstance, PipelineMode,
     PipelineSpec, ProcessingSpec, Scenario, TopicSpec, WorkloadSpec,
 };
-use crate::app::workload::ProcessingMode;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -136,8 +138,8 @@ fn draw_group_consumer(rng: &mut ChaCha8Rng, group: &str) -> ConsumerConfig {
         partition_assignment_strategy: vec![pick(
             rng,
             &[
-                (1, crate::client::assignor::Assignor::Range),
-                (1, crate::client::assignor::Assignor::RoundRobin),
+                (1, crate::kafka::config::Assignor::Range),
+                (1, crate::kafka::config::Assignor::RoundRobin),
             ],
         )],
         ..ConsumerConfig::default()
@@ -674,7 +676,7 @@ pub fn to_json(sc: &Scenario) -> String {
 
 /// Loads the drawn scenario back through the scenario loader, as `run` would read its
 /// file: a drawing mistake is an error here, before anything runs.
-pub fn reload(sc: &Scenario, path: &Path) -> Result<Scenario, crate::drive::scenario::ScenarioError> {
+pub fn reload(sc: &Scenario, path: &Path) -> Result<Scenario, crate::scenario::ScenarioError> {
     Scenario::parse(&path.display().to_string(), &to_json(sc), path)
 }
 
@@ -845,7 +847,7 @@ pub fn explore(opts: &Options, done: &(dyn Fn(&SeedOutcome) + Sync)) -> Vec<Seed
 /// The command that reruns a violating seed.
 pub fn repro_command(o: &SeedOutcome, bugs: &[Bug]) -> String {
     let names: Vec<String> = bugs.iter().map(|b| b.name().to_string()).collect();
-    runner::repro_command(&o.scenario.path, o.seed, &names)
+    crate::report::repro_command(&o.scenario.path, o.seed, &names)
 }
 
 #[cfg(test)]

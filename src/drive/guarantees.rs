@@ -13,10 +13,10 @@
 
 use crate::check::{ANOMALY_KINDS, EVENT_KINDS};
 use crate::history::Sink;
-use crate::sim::nemesis::Fault;
-use crate::kafka::protocol::{Acks, IsolationLevel};
-use crate::drive::scenario::{Expect, PipelineMode, Scenario};
-use crate::app::workload::ProcessingMode;
+use crate::kafka::config::{Acks, IsolationLevel};
+use crate::nemesis::Fault;
+use crate::scenario::ProcessingMode;
+use crate::scenario::{Expect, PipelineMode, Scenario};
 
 /// What the rules look at, read from a scenario.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,10 +65,10 @@ impl Facts {
             && sc.nemesis.faults.iter().any(|k| {
                 !matches!(
                     k,
-                    crate::sim::nemesis::FaultKindName::ConsumerCrash
-                        | crate::sim::nemesis::FaultKindName::ConsumerPause
-                        | crate::sim::nemesis::FaultKindName::PipelineCrash
-                        | crate::sim::nemesis::FaultKindName::PipelinePause
+                    crate::nemesis::FaultKindName::ConsumerCrash
+                        | crate::nemesis::FaultKindName::ConsumerPause
+                        | crate::nemesis::FaultKindName::PipelineCrash
+                        | crate::nemesis::FaultKindName::PipelinePause
                 )
             })
             || sc.nemesis.schedule.iter().any(|f| hits_brokers(&f.fault));
@@ -130,8 +130,8 @@ impl Facts {
 }
 
 fn hits_brokers(f: &Fault) -> bool {
-    use crate::sim::nemesis::Target;
     use crate::kafka::protocol::NodeId;
+    use crate::nemesis::Target;
     let broker = |t: &Target| {
         !matches!(
             t,
@@ -681,7 +681,7 @@ mod tests {
         let p = sc.pipelines.as_mut().expect("pipelines");
         p.count = 1;
         p.instances = (0..2)
-            .map(|_| crate::drive::scenario::PipelineInstance {
+            .map(|_| crate::scenario::PipelineInstance {
                 transactional_id: Some("etl-txn-1".into()),
                 start_ms: 0,
             })

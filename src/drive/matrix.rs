@@ -9,10 +9,10 @@
 //! command is a plain `kafkasim run`.
 
 use crate::check::{describe, ANOMALY_KINDS};
-use crate::report::html::escape;
-use crate::drive::runner::repro_command;
-use crate::drive::scenario::{Scenario, ScenarioError};
 use crate::drive::sweep::{self, Progress};
+use crate::report::html::escape;
+use crate::report::repro_command;
+use crate::scenario::{Scenario, ScenarioError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -6,7 +6,6 @@ pub mod explore;
 pub mod guarantees;
 pub mod matrix;
 pub mod runner;
-pub mod scenario;
 pub mod shrink;
 pub mod summary;
 pub mod sweep;

@@ -6,100 +6,14 @@
 
 use crate::bugs::Bug;
 use crate::check::{self, CheckResult};
-use crate::report::figures;
 use crate::history::History;
-use crate::report::html;
-use crate::drive::scenario::Scenario;
+use crate::report::figures;
+use crate::report::{html, RunStats, SeedReport};
+use crate::scenario::Scenario;
 use crate::sim::{self, RunOutput};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Statistics of one run.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct RunStats {
-    /// Simulated time (ms).
-    pub sim_ms: u64,
-    /// Wall-clock time (ms), measured outside the simulation.
-    pub wall_ms: u64,
-    /// History entries.
-    pub operations: u64,
-    /// Records the producers sent.
-    pub records_sent: u64,
-    /// Simulated network messages.
-    pub net_messages: u64,
-    /// Faults injected.
-    pub faults: u64,
-    /// The checker's counts.
-    pub check: check::CheckStats,
-    /// Batching, compression and latency of the producers.
-    pub producer: figures::ProducerFigures,
-    /// What the read-process-write pipelines did and what it cost the brokers.
-    #[serde(default)]
-    pub pipeline: figures::PipelineFigures,
-}
-
-/// The outcome of one seed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SeedReport {
-    /// Scenario name.
-    pub scenario: String,
-    /// Scenario file, as it was named on the command line (for the printed commands).
-    pub scenario_path: PathBuf,
-    /// The scenario file's absolute, canonical path (what `repro` opens, from any
-    /// folder); `None` in reports written before it was recorded, or when the path
-    /// could not be resolved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scenario_file: Option<PathBuf>,
-    /// The hash of the parsed scenario ([`crate::drive::sweep::scenario_hash`]): `repro` tells
-    /// a changed scenario file from a run that no longer reproduces. Empty in reports
-    /// written before it was recorded.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub scenario_hash: String,
-    /// The seed.
-    pub seed: u64,
-    /// Bug switches turned on from the command line (on top of the scenario's).
-    pub bugs: Vec<String>,
-    /// `pass` when every invariant held, `fail` otherwise, `panic` when the simulated
-    /// system panicked.
-    pub verdict: String,
-    /// Hash of the history and the final snapshot: equal for equal runs.
-    pub trace_hash: String,
-    /// Anomaly kind -> count.
-    pub anomalies: BTreeMap<String, u64>,
-    /// Anomaly kind -> examples.
-    pub examples: BTreeMap<String, Vec<String>>,
-    /// Anomaly kind -> the history lines each example involves (same order as
-    /// `examples`).
-    #[serde(default)]
-    pub example_lines: BTreeMap<String, Vec<Vec<u64>>>,
-    /// Invariants this seed violated.
-    pub violated: Vec<String>,
-    /// The panic message, if the simulated system panicked.
-    pub panic: Option<String>,
-    /// Run statistics.
-    pub stats: RunStats,
-}
-
-impl SeedReport {
-    /// The one-line command that reproduces this run.
-    pub fn repro_command(&self) -> String {
-        repro_command(&self.scenario_path, self.seed, &self.bugs)
-    }
-}
-
-/// `kafkasim run <file> --seed N [--bug B]...`.
-pub fn repro_command(path: &Path, seed: u64, bugs: &[String]) -> String {
-    let mut s = format!(
-        "cargo run --release -- run {} --seed {seed}",
-        path.display()
-    );
-    for b in bugs {
-        s.push_str(&format!(" --bug {b}"));
-    }
-    s
-}
 
 /// FNV-1a, 64 bit: stable across platforms and runs (unlike `DefaultHasher`).
 pub fn fnv1a(data: &[u8], mut h: u64) -> u64 {
@@ -122,6 +36,13 @@ pub fn trace_hash(out: &RunOutput) -> String {
     format!("{h:016x}")
 }
 
+/// A hash of the parsed scenario (its canonical JSON, path excluded): two shards ran
+/// the same scenario if and only if their hashes agree.
+pub fn scenario_hash(scenario: &Scenario) -> String {
+    let json = serde_json::to_string(scenario).expect("scenarios serialize");
+    format!("{:016x}", fnv1a(json.as_bytes(), 0xcbf2_9ce4_8422_2325))
+}
+
 /// Runs one seed on a fresh thread; returns the report and, unless it panicked, the
 /// run's output.
 pub fn run_seed(
@@ -141,7 +62,7 @@ pub fn run_seed(
         scenario: scenario.name.clone(),
         scenario_path: scenario.path.clone(),
         scenario_file: std::fs::canonicalize(&scenario.path).ok(),
-        scenario_hash: crate::drive::sweep::scenario_hash(scenario),
+        scenario_hash: scenario_hash(scenario),
         seed,
         bugs: bugs.iter().map(|b| b.name().to_string()).collect(),
         verdict: "panic".into(),

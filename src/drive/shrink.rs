@@ -13,9 +13,10 @@
 
 use crate::bugs::Bug;
 use crate::check;
-use crate::sim::nemesis::{Fault, ScheduledFault};
-use crate::drive::runner::{self, SeedReport};
-use crate::drive::scenario::Scenario;
+use crate::drive::runner;
+use crate::nemesis::{Fault, ScheduledFault};
+use crate::report::SeedReport;
+use crate::scenario::Scenario;
 use crate::sim;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -976,7 +977,7 @@ mod tests {
     #[test]
     fn every_shipped_scenario_survives_the_json_round_trip() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-        for path in crate::drive::scenario::collect_paths(&[dir]).unwrap() {
+        for path in crate::scenario::collect_paths(&[dir]).unwrap() {
             let sc = Scenario::load(&path).unwrap();
             let c = Candidate::new(&sc, |_| {}).expect("round trip");
             assert_eq!(c.key, serde_json::to_string(&sc).unwrap(), "{path:?}");

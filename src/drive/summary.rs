@@ -257,8 +257,8 @@ impl SummaryFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::figures::FigureSums;
     use crate::drive::sweep::{Failure, SeedSet};
+    use crate::report::figures::FigureSums;
     use std::collections::BTreeMap;
 
     /// A shard of a hand-made sweep over seeds 0..8 of one scenario expecting

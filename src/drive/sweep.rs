@@ -3,9 +3,10 @@
 //! (`--shard I/N`) can be merged from (see `summary`).
 
 use crate::bugs::{Bug, BugInfo};
+use crate::drive::runner::{self, scenario_hash};
 use crate::report::figures::{FigureSums, PipelineSums};
-use crate::drive::runner::{self, fnv1a, SeedReport};
-use crate::drive::scenario::Scenario;
+use crate::report::SeedReport;
+use crate::scenario::Scenario;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -228,13 +229,6 @@ pub struct ScenarioSummary {
     /// Pipeline figures summed over the seeds that completed.
     #[serde(default)]
     pub pipeline: PipelineSums,
-}
-
-/// A hash of the parsed scenario (its canonical JSON, path excluded): two shards ran
-/// the same scenario if and only if their hashes agree.
-pub fn scenario_hash(scenario: &Scenario) -> String {
-    let json = serde_json::to_string(scenario).expect("scenarios serialize");
-    format!("{:016x}", fnv1a(json.as_bytes(), 0xcbf2_9ce4_8422_2325))
 }
 
 impl ScenarioSummary {

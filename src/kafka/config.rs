@@ -3,8 +3,6 @@
 //! A scenario file spells these exactly as Kafka does (`"linger.ms": 5`); unknown names
 //! are rejected, so a typo never silently falls back to a default.
 
-use crate::client::assignor::Assignor;
-use crate::kafka::protocol::{Acks, IsolationLevel};
 use crate::kafka::record::CompressionType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -618,6 +616,92 @@ fn de_acks<'de, D: Deserializer<'de>>(d: D) -> Result<Acks, D::Error> {
             _ => Err(bad(format!("\"{s}\""))),
         },
     }
+}
+
+/// A partition assignor, named as in `partition.assignment.strategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Assignor {
+    /// `org.apache.kafka.clients.consumer.RangeAssignor` ("range").
+    Range,
+    /// `org.apache.kafka.clients.consumer.RoundRobinAssignor` ("roundrobin").
+    RoundRobin,
+}
+
+impl Assignor {
+    /// Every implemented assignor.
+    pub const ALL: [Assignor; 2] = [Assignor::Range, Assignor::RoundRobin];
+
+    /// The protocol name sent in `JoinGroup` (`ConsumerPartitionAssignor.name()`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Assignor::Range => "range",
+            Assignor::RoundRobin => "roundrobin",
+        }
+    }
+
+    /// Kafka's class name for the assignor.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            Assignor::Range => "org.apache.kafka.clients.consumer.RangeAssignor",
+            Assignor::RoundRobin => "org.apache.kafka.clients.consumer.RoundRobinAssignor",
+        }
+    }
+
+    /// The assignor called `name` (its protocol name or its Kafka class name).
+    pub fn from_name(name: &str) -> Option<Assignor> {
+        Assignor::ALL
+            .into_iter()
+            .find(|a| a.name() == name || a.class_name() == name)
+    }
+}
+
+impl Serialize for Assignor {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Assignor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Assignor::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = Assignor::ALL.iter().map(|a| a.name()).collect();
+            let hint = if name == "cooperative-sticky"
+                || name == "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"
+            {
+                " (Kafka's, but kafkasim's consumer has only the eager protocol)"
+            } else {
+                ""
+            };
+            serde::de::Error::custom(format!(
+                "Invalid value {name} for configuration partition.assignment.strategy: \
+                 Class {name} could not be found{hint}; allowed: {}",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+/// The producer's `acks` setting.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Acks {
+    /// `acks=0`: no response at all.
+    None,
+    /// `acks=1`: the leader's local append.
+    Leader,
+    /// `acks=all` (`-1`): every in-sync replica, and at least `min.insync.replicas`.
+    All,
+}
+
+/// The consumer's `isolation.level`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationLevel {
+    /// Read up to the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Read up to the last stable offset.
+    ReadCommitted,
 }
 
 #[cfg(test)]

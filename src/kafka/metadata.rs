@@ -172,3 +172,16 @@ impl MetadataImage {
             .collect()
     }
 }
+
+/// A topic the controller creates once every broker has registered and unfenced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: Arc<str>,
+    /// Partition count (at least 1).
+    pub partitions: u32,
+    /// Replicas per partition (at least 1, at most the number of brokers).
+    pub replication_factor: u32,
+    /// Topic-level configuration overrides.
+    pub config: crate::kafka::config::TopicConfig,
+}

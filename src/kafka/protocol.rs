@@ -7,10 +7,14 @@
 //! error names (`NOT_LEADER_OR_FOLLOWER`, `NOT_ENOUGH_REPLICAS`, ...). Record batches
 //! travel as encoded record batch v2 bytes (see [`crate::kafka::record`]).
 
+use crate::kafka::config::{Acks, IsolationLevel};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
+
+/// Simulated time in milliseconds since the start of the run.
+pub type Millis = u64;
 
 /// A broker's `node.id`.
 pub type BrokerId = u32;
@@ -363,28 +367,6 @@ impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// The producer's `acks` setting.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub enum Acks {
-    /// `acks=0`: no response at all.
-    None,
-    /// `acks=1`: the leader's local append.
-    Leader,
-    /// `acks=all` (`-1`): every in-sync replica, and at least `min.insync.replicas`.
-    All,
-}
-
-/// The consumer's `isolation.level`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum IsolationLevel {
-    /// Read up to the high watermark.
-    #[default]
-    ReadUncommitted,
-    /// Read up to the last stable offset.
-    ReadCommitted,
 }
 
 /// A message on a simulated connection.

@@ -732,6 +732,9 @@ impl Reader<'_> {
     }
 }
 
+/// CreateTime of a record sent at simulated time `t` is `RECORD_TIMESTAMP_BASE + t`.
+pub const RECORD_TIMESTAMP_BASE: i64 = 1_700_000_000_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

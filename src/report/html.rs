@@ -22,9 +22,9 @@
 
 use crate::check;
 use crate::history::{Entry, History, Op, Outcome};
-use crate::sim::nemesis::Target;
 use crate::kafka::protocol::NodeId;
-use crate::drive::runner::SeedReport;
+use crate::nemesis::Target;
+use crate::report::SeedReport;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -1311,7 +1311,7 @@ mod tests {
     use super::*;
     use crate::history::ReadRecord;
     use crate::kafka::protocol::TopicPartition;
-    use crate::drive::runner::RunStats;
+    use crate::report::RunStats;
     use std::path::PathBuf;
 
     fn entry(index: u64, process: NodeId, ms: u64, outcome: Outcome, op: Op) -> Entry {

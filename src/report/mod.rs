@@ -2,3 +2,93 @@
 
 pub mod figures;
 pub mod html;
+
+use crate::check;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Statistics of one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunStats {
+    /// Simulated time (ms).
+    pub sim_ms: u64,
+    /// Wall-clock time (ms), measured outside the simulation.
+    pub wall_ms: u64,
+    /// History entries.
+    pub operations: u64,
+    /// Records the producers sent.
+    pub records_sent: u64,
+    /// Simulated network messages.
+    pub net_messages: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// The checker's counts.
+    pub check: check::CheckStats,
+    /// Batching, compression and latency of the producers.
+    pub producer: figures::ProducerFigures,
+    /// What the read-process-write pipelines did and what it cost the brokers.
+    #[serde(default)]
+    pub pipeline: figures::PipelineFigures,
+}
+
+/// The outcome of one seed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeedReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario file, as it was named on the command line (for the printed commands).
+    pub scenario_path: PathBuf,
+    /// The scenario file's absolute, canonical path (what `repro` opens, from any
+    /// folder); `None` in reports written before it was recorded, or when the path
+    /// could not be resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_file: Option<PathBuf>,
+    /// The hash of the parsed scenario ([`crate::drive::runner::scenario_hash`]): `repro` tells
+    /// a changed scenario file from a run that no longer reproduces. Empty in reports
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scenario_hash: String,
+    /// The seed.
+    pub seed: u64,
+    /// Bug switches turned on from the command line (on top of the scenario's).
+    pub bugs: Vec<String>,
+    /// `pass` when every invariant held, `fail` otherwise, `panic` when the simulated
+    /// system panicked.
+    pub verdict: String,
+    /// Hash of the history and the final snapshot: equal for equal runs.
+    pub trace_hash: String,
+    /// Anomaly kind -> count.
+    pub anomalies: BTreeMap<String, u64>,
+    /// Anomaly kind -> examples.
+    pub examples: BTreeMap<String, Vec<String>>,
+    /// Anomaly kind -> the history lines each example involves (same order as
+    /// `examples`).
+    #[serde(default)]
+    pub example_lines: BTreeMap<String, Vec<Vec<u64>>>,
+    /// Invariants this seed violated.
+    pub violated: Vec<String>,
+    /// The panic message, if the simulated system panicked.
+    pub panic: Option<String>,
+    /// Run statistics.
+    pub stats: RunStats,
+}
+
+impl SeedReport {
+    /// The one-line command that reproduces this run.
+    pub fn repro_command(&self) -> String {
+        repro_command(&self.scenario_path, self.seed, &self.bugs)
+    }
+}
+
+/// `kafkasim run <file> --seed N [--bug B]...`.
+pub fn repro_command(path: &Path, seed: u64, bugs: &[String]) -> String {
+    let mut s = format!(
+        "cargo run --release -- run {} --seed {seed}",
+        path.display()
+    );
+    for b in bugs {
+        s.push_str(&format!(" --bug {b}"));
+    }
+    s
+}

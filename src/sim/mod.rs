@@ -6,25 +6,26 @@
 //! Everything here is driven by the seed: madsim's scheduler and named `ChaCha8`
 //! streams derived from the seed for the network, the nemesis and each client.
 
-pub mod nemesis;
-
-use crate::actor::{Actor, Millis, Outbox};
-use crate::broker::{Broker, Disk};
-use crate::bugs::{Bug, Bugs};
-use crate::client::consumer::Consumer;
-use crate::controller::{Controller, TopicSpec};
-use crate::history::{
-    Entry, GroupSnapshot, History, MarkerSnapshot, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot,
-};
-use nemesis::{Fault, ScheduledFault, Target};
+use crate::actor::{Actor, Outbox};
 use crate::app::pipeline::{PipelineFactory, PipelineWorkload};
-use crate::client::producer::Producer;
-use crate::kafka::protocol::*;
-use crate::kafka::record::ControlRecordType;
-use crate::drive::scenario::Scenario;
 use crate::app::workload::{
     ConsumerFactory, ConsumerWorkload, ProcessingPlan, ProducerWorkload, WorkloadPlan,
 };
+use crate::broker::{Broker, Disk};
+use crate::bugs::{Bug, Bugs};
+use crate::client::consumer::Consumer;
+use crate::client::producer::Producer;
+use crate::controller::Controller;
+use crate::history::{
+    Entry, GroupSnapshot, History, MarkerSnapshot, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot,
+};
+use crate::kafka::config::Acks;
+use crate::kafka::metadata::TopicSpec;
+use crate::kafka::protocol::Millis;
+use crate::kafka::protocol::*;
+use crate::kafka::record::ControlRecordType;
+use crate::nemesis::{self, Fault, ScheduledFault, Target};
+use crate::scenario::Scenario;
 use madsim::runtime::{Handle, Runtime};
 use madsim::time::{self, Duration, Instant};
 use rand::SeedableRng;
@@ -635,7 +636,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
     let transactional = sc
         .pipelines
         .as_ref()
-        .is_some_and(|p| p.mode == crate::drive::scenario::PipelineMode::ExactlyOnce);
+        .is_some_and(|p| p.mode == crate::scenario::PipelineMode::ExactlyOnce);
     if transactional {
         // Kafka creates `__transaction_state` on the first transactional FindCoordinator.
         topics.push(crate::coordinator::txn::transaction_state_topic_spec(
@@ -1072,7 +1073,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
     snapshot.transaction_abort_after_ms = sc
         .pipelines
         .as_ref()
-        .filter(|p| p.mode == crate::drive::scenario::PipelineMode::ExactlyOnce)
+        .filter(|p| p.mode == crate::scenario::PipelineMode::ExactlyOnce)
         .map_or(0, |p| {
             p.producer.transaction_timeout_ms
                 + sc.cluster

@@ -6,10 +6,9 @@
 //! anything runs.
 
 use crate::bugs::Bug;
-use crate::kafka::config::{BrokerConfig, ConsumerConfig, ProducerConfig, TopicConfig};
 use crate::history::Sink;
-use crate::sim::nemesis::{FaultKindName, ScheduledFault};
-use crate::app::workload::ProcessingMode;
+use crate::kafka::config::{BrokerConfig, ConsumerConfig, ProducerConfig, TopicConfig};
+use crate::nemesis::{FaultKindName, ScheduledFault};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -628,7 +627,7 @@ impl Scenario {
                 .map_err(|m| err(&format!("nemesis.schedule[{i}]"), m))?;
         }
         for (i, c) in self.claims.iter().enumerate() {
-            if !crate::drive::claims::is_claim(c) {
+            if !is_claim(c) {
                 return Err(err(
                     &format!("claims[{i}]"),
                     format!("`{c}` is not a seed claim; allowed: C1 to C31"),
@@ -705,8 +704,8 @@ impl Scenario {
         topics: &'a [(String, u32)],
         groups: &'a [String],
         transactional_ids: &'a [String],
-    ) -> crate::sim::nemesis::Targets<'a> {
-        crate::sim::nemesis::Targets {
+    ) -> crate::nemesis::Targets<'a> {
+        crate::nemesis::Targets {
             topics,
             brokers: self.cluster.brokers,
             producers: self.producers.count,
@@ -905,6 +904,29 @@ pub fn collect_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> 
     Ok(out)
 }
 
+/// The number of seed claims.
+pub const CLAIMS: u32 = 31;
+
+/// Whether `c` names a seed claim (`C1` to `C31`).
+pub fn is_claim(c: &str) -> bool {
+    c.strip_prefix('C')
+        .filter(|n| !n.starts_with('0'))
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| (1..=CLAIMS).contains(&n))
+}
+
+/// When a group member's application commits offsets relative to processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessingMode {
+    /// `enable.auto.commit`: `poll` commits what the previous polls returned.
+    AutoCommit,
+    /// Process the polled records, then `commitSync` (C22: a crash reprocesses).
+    AtLeastOnce,
+    /// `commitSync` the polled positions, then process (C23: a crash loses records).
+    AtMostOnce,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -912,7 +934,7 @@ mod tests {
     /// `clean-election.json` (one assign-mode consumer) after `edit`.
     fn parse(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Scenario, ScenarioError> {
         let mut v: serde_json::Value =
-            serde_json::from_str(include_str!("../../scenarios/clean-election.json")).unwrap();
+            serde_json::from_str(include_str!("../scenarios/clean-election.json")).unwrap();
         edit(&mut v);
         Scenario::parse("s.json", &v.to_string(), Path::new("s.json"))
     }
