@@ -17,14 +17,16 @@ const MAX_LINES: usize = 1500;
 /// a file under the limit must leave it.
 const OVER_THE_LIMIT: &[&str] = &[
     "src/broker/mod.rs",
+    "src/broker/tests.rs",
     "src/check/mod.rs",
+    "src/check/tests.rs",
     "src/check/txn.rs",
     "src/client/consumer.rs",
+    "src/client/consumer/tests.rs",
     "src/client/producer.rs",
-    "src/controller/mod.rs",
+    "src/client/producer/tests.rs",
     "src/coordinator/group.rs",
     "src/coordinator/txn.rs",
-    "src/report/html.rs",
 ];
 
 /// What the protocol cores may depend on: Kafka's data, the actor contract, the

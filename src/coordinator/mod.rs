@@ -3,4 +3,5 @@
 //! machine; the broker appends their records and routes their requests.
 
 pub mod group;
+pub mod shared;
 pub mod txn;

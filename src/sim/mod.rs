@@ -926,7 +926,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                         };
                         let partitions = image.topics.get(topic).copied().unwrap_or(1);
                         let partition =
-                            crate::coordinator::group::partition_for_group(key, partitions);
+                            crate::coordinator::shared::partition_for_group(key, partitions);
                         let tp = TopicPartition::new(topic, partition);
                         image
                             .partitions
@@ -1234,7 +1234,8 @@ fn take_snapshot(
         let Some(leader) = reg.leader else { continue };
         let broker = brokers[&leader].lock().expect("no poisoned locks");
         let ours = |group: &str| {
-            crate::coordinator::group::partition_for_group(group, reg_count(&image)) == tp.partition
+            crate::coordinator::shared::partition_for_group(group, reg_count(&image))
+                == tp.partition
         };
         for ((group, p), offset) in broker.committed_offsets() {
             if ours(&group) {

@@ -1,0 +1,441 @@
+//! Unit tests of `broker::log`.
+
+use super::*;
+use crate::kafka::record::{ControlRecordType, Record, TRANSACTIONAL_BIT};
+
+fn batch(n: usize) -> Bytes {
+    idempotent(-1, -1, -1, n)
+}
+
+/// A batch of `n` records from producer `producer_id` starting at `base_sequence`.
+fn idempotent(producer_id: i64, producer_epoch: i16, base_sequence: i32, n: usize) -> Bytes {
+    data(producer_id, producer_epoch, base_sequence, n, 0, 0)
+}
+
+/// A transactional batch of `n` records.
+fn txn(producer_id: i64, base_sequence: i32, n: usize) -> Bytes {
+    data(producer_id, 0, base_sequence, n, TRANSACTIONAL_BIT, 0)
+}
+
+/// A batch of `n` records with these attributes, all at `timestamp`.
+fn data(
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    n: usize,
+    attributes: i16,
+    timestamp: i64,
+) -> Bytes {
+    RecordBatch {
+        base_offset: 0,
+        partition_leader_epoch: -1,
+        attributes,
+        last_offset_delta: n as i32 - 1,
+        base_timestamp: timestamp,
+        max_timestamp: timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        records: (0..n)
+            .map(|i| Record {
+                attributes: 0,
+                timestamp_delta: 0,
+                offset_delta: i as i32,
+                key: None,
+                value: Some(Bytes::from(format!("{}", 100 + i))),
+                headers: vec![],
+            })
+            .collect(),
+    }
+    .encode()
+}
+
+#[test]
+fn leader_appends_assign_offsets_and_epochs() {
+    let mut log = Log::default();
+    assert_eq!(log.append_as_leader(&batch(3), 0).unwrap(), (0, 2));
+    assert_eq!(log.append_as_leader(&batch(2), 0).unwrap(), (3, 4));
+    assert_eq!(log.append_as_leader(&batch(1), 2).unwrap(), (5, 5));
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(log.end_offset_for_epoch(0), (0, 5));
+    assert_eq!(log.end_offset_for_epoch(1), (0, 5));
+    assert_eq!(log.end_offset_for_epoch(2), (2, 6));
+    assert_eq!(log.end_offset_for_epoch(-1), (-1, -1));
+    assert_eq!(
+        log.end_offset_for_epoch(3),
+        (-1, -1),
+        "above the latest epoch"
+    );
+    let recs = log.records();
+    assert_eq!(recs[3], (3, 100));
+}
+
+/// `LeaderEpochFileCache.endOffsetFor` for an epoch older than every cached epoch
+/// (the cache starts at epoch 3): the requested epoch itself and the
+/// start offset of the first cached epoch, not `UNDEFINED_EPOCH`.
+#[test]
+fn end_offset_for_an_epoch_older_than_the_cache() {
+    let mut log = Log::default();
+    log.assign_epoch(3, 0);
+    log.append_as_leader(&batch(4), 3).unwrap();
+    log.assign_epoch(5, 4);
+    log.append_as_leader(&batch(2), 5).unwrap();
+    assert_eq!(log.end_offset_for_epoch(1), (1, 0));
+    assert_eq!(log.end_offset_for_epoch(4), (3, 4));
+    assert_eq!(log.end_offset_for_epoch(5), (5, 6));
+    assert_eq!(
+        Log::default().end_offset_for_epoch(0),
+        (-1, -1),
+        "empty cache"
+    );
+}
+
+/// `LeaderEpochFileCache.assign` (`isUpdateNeeded`, `maybeTruncateNonMonotonicEntries`):
+/// a repeated epoch at a later offset changes nothing; a newer epoch at the same start
+/// offset replaces an epoch that had no records; an older epoch than the latest
+/// removes every entry whose epoch is >= it or that starts at or after its offset.
+#[test]
+fn epoch_cache_assign_truncates_non_monotonic_entries() {
+    let mut log = Log::default();
+    log.assign_epoch(0, 0);
+    log.assign_epoch(0, 3);
+    log.assign_epoch(2, 15);
+    log.assign_epoch(4, 15);
+    log.assign_epoch(5, 51);
+    log.assign_epoch(6, 109);
+    let entries = |log: &Log| {
+        log.epochs()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(entries(&log), [(0, 0), (4, 15), (5, 51), (6, 109)]);
+    // A batch of epoch 5 at 109 (the replica led epoch 6 without appending).
+    log.assign_epoch(5, 109);
+    assert_eq!(entries(&log), [(0, 0), (4, 15), (5, 109)]);
+    // The same epoch at an earlier offset moves its start back.
+    log.assign_epoch(5, 60);
+    assert_eq!(entries(&log), [(0, 0), (4, 15), (5, 60)]);
+    // An older epoch at an earlier offset cuts back to the entries below both.
+    log.assign_epoch(3, 10);
+    assert_eq!(entries(&log), [(0, 0), (3, 10)]);
+}
+
+/// The follower side of the rule: an epoch-6 leadership that appended nothing, then
+/// an epoch-5 batch fetched at the log end (a stale answer with a matching fetch
+/// offset) is appended, and the log's epochs stay non-decreasing.
+#[test]
+fn follower_appends_an_older_epoch_after_an_empty_leadership() {
+    let mut leader = Log::default();
+    leader.append_as_leader(&batch(2), 5).unwrap();
+    leader.append_as_leader(&batch(1), 5).unwrap();
+    let mut f = Log::default();
+    let batches = leader.read(0, leader.log_end_offset(), 1 << 20);
+    assert!(f.append_as_follower(&batches[0]).unwrap());
+    f.assign_epoch(6, f.log_end_offset());
+    assert!(f.append_as_follower(&batches[1]).unwrap());
+    assert_eq!(f.log_end_offset(), 3);
+    assert_eq!(f.latest_epoch(), Some(5));
+    assert_eq!(f.end_offset_for_epoch(5), (5, 3));
+}
+
+#[test]
+fn follower_copies_and_truncates() {
+    let mut leader = Log::default();
+    leader.append_as_leader(&batch(2), 0).unwrap();
+    leader.append_as_leader(&batch(2), 1).unwrap();
+    let mut f = Log::default();
+    for b in leader.read(0, leader.log_end_offset(), 1 << 20) {
+        assert!(f.append_as_follower(&b).unwrap());
+    }
+    assert_eq!(f.log_end_offset(), 4);
+    assert_eq!(f.epochs(), leader.epochs());
+    f.truncate_to(3);
+    assert_eq!(f.log_end_offset(), 2, "straddling batch removed whole");
+    assert_eq!(f.latest_epoch(), Some(0));
+    assert_eq!(
+        f.read(0, 2, 1).len(),
+        1,
+        "at least one batch even over max_bytes"
+    );
+}
+
+#[test]
+fn producer_state_follows_appends_and_truncation() {
+    let mut leader = Log::default();
+    leader.append_as_leader(&idempotent(7, 0, 0, 2), 0).unwrap();
+    leader.append_as_leader(&batch(1), 0).unwrap();
+    leader.append_as_leader(&idempotent(7, 0, 2, 3), 1).unwrap();
+    leader.append_as_leader(&idempotent(8, 0, 0, 1), 1).unwrap();
+    let entry = leader.producer_state().last_entry(7).unwrap();
+    assert_eq!(entry.last_sequence(), 4);
+    let last = *entry.batches().back().unwrap();
+    assert_eq!((last.first_offset, last.last_offset), (3, 5));
+
+    // A follower that copies the log has the same state.
+    let mut f = Log::default();
+    for b in leader.read(0, leader.log_end_offset(), 1 << 20) {
+        f.append_as_follower(&b).unwrap();
+    }
+    assert_eq!(f.producer_state(), leader.producer_state());
+
+    // Truncation forgets the removed batches, and producers only they knew.
+    f.truncate_to(3);
+    assert_eq!(f.producer_state().last_entry(7).unwrap().last_sequence(), 1);
+    assert!(f.producer_state().last_entry(8).is_none());
+    let mut expected = Log::default();
+    expected
+        .append_as_leader(&idempotent(7, 0, 0, 2), 0)
+        .unwrap();
+    assert_eq!(f.producer_state(), expected.producer_state());
+    // Removing a batch without a producer id leaves the state alone.
+    f.truncate_to(2);
+    assert_eq!(f.producer_state(), expected.producer_state());
+
+    // Recovery on restart rebuilds the same state from the batches.
+    let before = leader.producer_state().clone();
+    leader.rebuild_producer_state();
+    assert_eq!(leader.producer_state(), &before);
+    assert_eq!(before.len(), 2);
+}
+
+fn end(commit: bool, coordinator_epoch: i32) -> EndTransactionMarker {
+    EndTransactionMarker {
+        control_type: if commit {
+            ControlRecordType::Commit
+        } else {
+            ControlRecordType::Abort
+        },
+        coordinator_epoch,
+    }
+}
+
+/// Producer 7 aborts a transaction (offsets 0-1, marker 4) while producer 8's
+/// (offsets 2-3) stays open until its commit at 5; producer 7 then opens another
+/// at 6.
+fn transactions() -> Log {
+    let mut log = Log::default();
+    log.append_as_leader(&txn(7, 0, 2), 0).unwrap();
+    log.append_as_leader(&txn(8, 0, 1), 0).unwrap();
+    log.append_as_leader(&batch(1), 0).unwrap();
+    assert_eq!(
+        log.append_control_as_leader(7, 0, end(false, 1), 50, 0),
+        Ok(4)
+    );
+    assert_eq!(
+        log.append_control_as_leader(8, 0, end(true, 1), 60, 1),
+        Ok(5)
+    );
+    log.append_as_leader(&txn(7, 2, 1), 1).unwrap();
+    log
+}
+
+#[test]
+fn last_stable_offset_waits_for_open_and_unreplicated_transactions() {
+    let log = transactions();
+    let index: Vec<(i64, Offset, Offset, bool, Offset)> = log
+        .txn_index()
+        .iter()
+        .map(|t| {
+            let c = t.txn;
+            (
+                c.producer_id,
+                c.first_offset,
+                c.last_offset,
+                c.aborted,
+                t.last_stable_offset,
+            )
+        })
+        .collect();
+    assert_eq!(
+        index,
+        vec![(7, 0, 4, true, 2), (8, 2, 5, false, 6)],
+        "producer 8's transaction was open when 7's ended"
+    );
+    // Below a marker the high watermark has not passed, its transaction still
+    // counts as unstable.
+    assert_eq!(log.last_stable_offset(0), 0);
+    assert_eq!(
+        log.last_stable_offset(4),
+        0,
+        "7's marker at 4 not replicated"
+    );
+    assert_eq!(
+        log.last_stable_offset(5),
+        2,
+        "8's marker at 5 not replicated"
+    );
+    assert_eq!(log.last_stable_offset(6), 6);
+    assert_eq!(log.last_stable_offset(7), 6, "7's next transaction is open");
+    assert_eq!(log.producer_state().first_undecided_offset(), Some(6));
+}
+
+/// Kafka's `UnifiedLog.lastStableOffset` at its boundaries, one transaction
+/// (offsets 1-2, marker at 3): the first unstable offset counts only below the
+/// high watermark, and a marker counts as replicated once the high watermark is
+/// past it (`lastOffset < highWatermark`, `removeUnreplicatedTransactions`).
+#[test]
+fn last_stable_offset_boundaries() {
+    let mut log = Log::default();
+    log.append_as_leader(&batch(1), 0).unwrap();
+    log.append_as_leader(&txn(7, 0, 2), 0).unwrap();
+    for (hw, lso) in [(0, 0), (1, 1), (2, 1), (3, 1)] {
+        assert_eq!(log.last_stable_offset(hw), lso, "open, high watermark {hw}");
+    }
+    assert_eq!(
+        log.append_control_as_leader(7, 0, end(true, 0), 10, 0),
+        Ok(3)
+    );
+    for (hw, lso) in [(1, 1), (2, 1), (3, 1), (4, 4)] {
+        assert_eq!(
+            log.last_stable_offset(hw),
+            lso,
+            "ended, high watermark {hw}"
+        );
+    }
+    // read_committed: an aborted transaction overlaps [from, upper) when its
+    // first offset is below upper and its marker at or after from.
+    log.append_as_leader(&txn(8, 0, 1), 0).unwrap();
+    log.append_control_as_leader(8, 0, end(false, 0), 20, 0)
+        .unwrap();
+    let t8 = vec![AbortedTransaction {
+        producer_id: 8,
+        first_offset: 4,
+    }];
+    assert_eq!(log.aborted_transactions(0, 4), vec![], "starts at upper");
+    assert_eq!(log.aborted_transactions(0, 5), t8);
+    assert_eq!(log.aborted_transactions(5, 6), t8, "marker at from");
+    assert_eq!(log.aborted_transactions(6, 7), vec![], "marker before from");
+}
+
+#[test]
+fn fetches_get_the_aborted_transactions_they_overlap() {
+    let log = transactions();
+    let aborted = |from, upper| log.aborted_transactions(from, upper);
+    let t7 = AbortedTransaction {
+        producer_id: 7,
+        first_offset: 0,
+    };
+    assert_eq!(aborted(0, 1), vec![t7]);
+    assert_eq!(aborted(3, 6), vec![t7], "the marker at 4 is in range");
+    assert_eq!(aborted(5, 7), vec![], "ended before the range");
+    // Producer 7 aborts its second transaction (opened at 6) with a marker at 7.
+    let mut log = log;
+    log.append_control_as_leader(7, 0, end(false, 1), 70, 1)
+        .unwrap();
+    assert_eq!(
+        log.aborted_transactions(0, 8),
+        vec![
+            t7,
+            AbortedTransaction {
+                producer_id: 7,
+                first_offset: 6
+            }
+        ]
+    );
+    assert_eq!(log.aborted_transactions(0, 3), vec![t7], "stops early");
+}
+
+#[test]
+fn markers_are_checked_against_the_producer_state() {
+    let mut log = transactions();
+    assert_eq!(
+        log.append_control_as_leader(8, 0, end(true, 0), 80, 1),
+        Err(ErrorCode::TransactionCoordinatorFenced)
+    );
+    log.append_control_as_leader(8, 2, end(true, 1), 80, 1)
+        .unwrap();
+    assert_eq!(
+        log.append_control_as_leader(8, 1, end(true, 1), 80, 1),
+        Err(ErrorCode::InvalidProducerEpoch)
+    );
+    assert!(
+        log.append_as_leader(&end(true, 1).to_batch(8, 2, 0).encode(), 1)
+            .is_err(),
+        "markers come through append_control_as_leader"
+    );
+    let markers: Vec<(Offset, i64, i16, bool, i64)> = log
+        .markers()
+        .iter()
+        .map(|m| {
+            let commit = m.marker.control_type == ControlRecordType::Commit;
+            (
+                m.offset,
+                m.producer_id,
+                m.producer_epoch,
+                commit,
+                m.timestamp,
+            )
+        })
+        .collect();
+    assert_eq!(
+        markers,
+        vec![
+            (4, 7, 0, false, 50),
+            (5, 8, 0, true, 60),
+            (7, 8, 2, true, 80)
+        ]
+    );
+    assert_eq!(log.records().len(), 5, "markers are not data records");
+}
+
+#[test]
+fn followers_truncation_and_recovery_keep_the_transaction_state() {
+    let leader = transactions();
+    let mut f = Log::default();
+    for b in leader.read(0, leader.log_end_offset(), 1 << 20) {
+        f.append_as_follower(&b).unwrap();
+    }
+    assert_eq!(f.producer_state(), leader.producer_state());
+    assert_eq!(f.txn_index(), leader.txn_index());
+    assert_eq!(f.last_stable_offset(7), leader.last_stable_offset(7));
+    // Truncating below 8's marker reopens its transaction.
+    f.truncate_to(5);
+    assert_eq!(f.txn_index().len(), 1);
+    assert_eq!(f.last_stable_offset(5), 2);
+    assert!(f.producer_state().has_ongoing_transaction(8, 0));
+    let mut expected = Log::default();
+    for b in leader.read(0, 5, 1 << 20) {
+        expected.append_as_follower(&b).unwrap();
+    }
+    assert_eq!(f.producer_state(), expected.producer_state());
+    // Recovery after a restart rebuilds the same state.
+    let mut restarted = leader.clone();
+    restarted.rebuild_producer_state();
+    assert_eq!(restarted.txn_index(), leader.txn_index());
+    assert_eq!(restarted.producer_state(), leader.producer_state());
+}
+
+#[test]
+#[should_panic(expected = "differs from the incremental one")]
+fn recovery_asserts_the_incremental_state() {
+    let mut log = transactions();
+    log.txn_index.pop();
+    log.rebuild_producer_state();
+}
+
+#[test]
+fn timestamp_lookups_find_the_first_record_at_or_after_the_target() {
+    let mut log = Log::default();
+    log.append_as_leader(&data(7, 0, 0, 2, TRANSACTIONAL_BIT, 100), 0)
+        .unwrap();
+    log.append_as_leader(&data(-1, -1, -1, 1, 0, 90), 0)
+        .unwrap();
+    // The marker is written later than the records it follows...
+    log.append_control_as_leader(7, 0, end(true, 0), 300, 1)
+        .unwrap();
+    // ... and a record created before it arrives after it.
+    log.append_as_leader(&data(-1, -1, -1, 1, 0, 200), 1)
+        .unwrap();
+    let find = |t| log.offset_for_timestamp(t).map(|f| (f.offset, f.timestamp));
+    assert_eq!(find(0), Some((0, 100)));
+    assert_eq!(find(95), Some((0, 100)));
+    assert_eq!(
+        find(101),
+        Some((3, 300)),
+        "C28: the lookup lands on the marker"
+    );
+    assert_eq!(find(300), Some((3, 300)));
+    assert_eq!(find(301), None);
+    assert_eq!(log.offset_for_timestamp(150).unwrap().leader_epoch, 1);
+}

@@ -1,0 +1,187 @@
+//! Unit tests of `drive::guarantees`.
+
+use super::*;
+use std::path::Path;
+
+fn scenario(name: &str) -> Scenario {
+    Scenario::load(&Path::new("scenarios").join(name)).expect("a shipped scenario")
+}
+
+fn tolerated(sc: &Scenario) -> Vec<String> {
+    expect(sc).tolerate
+}
+
+#[test]
+fn every_rule_names_known_kinds_and_every_kind_is_tolerated_or_forbidden() {
+    for r in RULES {
+        for k in r.forbids {
+            assert!(
+                ANOMALY_KINDS.contains(k) || EVENT_KINDS.contains(k),
+                "{}: unknown kind {k}",
+                r.name
+            );
+        }
+    }
+    let t = table();
+    assert!(t.contains("acks-all-durable") && t.contains("every other kind is tolerated;"));
+}
+
+#[test]
+fn acks_all_min_isr_2_rules_out_lost_writes_but_not_duplicates_without_idempotence() {
+    // acks-all-rf3: acks=all, idempotence off, in-flight 1, min ISR 2, drawn faults.
+    let sc = scenario("acks-all-rf3.json");
+    let f = forbidden(&Facts::of(&sc));
+    for k in [
+        "lost-write",
+        "inconsistent-offsets",
+        "reorder",
+        "replica-divergence",
+    ] {
+        assert!(f.contains(&k), "{k} forbidden");
+    }
+    let t = tolerated(&sc);
+    for k in ["duplicate", "reprocessing"] {
+        assert!(t.iter().any(|x| x == k), "{k} tolerated");
+    }
+    // Broker faults: a deposed leader may answer with an older high watermark.
+    assert!(!expect(&sc)
+        .forbid
+        .contains(&"high-watermark-regression".to_string()));
+    // The shipped expectation tolerates only `duplicate` of what the table forbids.
+    for k in &sc.expect.tolerate {
+        assert!(!f.contains(&k.as_str()), "{k}");
+    }
+}
+
+#[test]
+fn min_isr_1_or_acks_1_or_unclean_tolerate_lost_writes() {
+    let mut sc = scenario("acks-all-rf3.json");
+    sc.cluster.config.min_insync_replicas = 1;
+    assert!(!forbidden(&Facts::of(&sc)).contains(&"lost-write"));
+    let mut sc = scenario("acks-all-rf3.json");
+    sc.producers.config.acks = Acks::Leader;
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"lost-write") && !f.contains(&"reorder") && f.contains(&"poll-skip"));
+    let mut sc = scenario("acks-all-rf3.json");
+    sc.cluster.config.unclean_leader_election_enable = true;
+    let f = forbidden(&Facts::of(&sc));
+    for k in ["lost-write", "poll-skip", "nonmonotonic-poll", "reorder"] {
+        assert!(!f.contains(&k), "{k} tolerated with unclean election");
+    }
+    assert!(f.contains(&"replica-divergence") && f.contains(&"undetected-truncation"));
+}
+
+#[test]
+fn idempotence_rules_out_duplicates_and_reorders() {
+    let sc = scenario("idempotence-on.json");
+    let f = forbidden(&Facts::of(&sc));
+    assert!(f.contains(&"duplicate") && f.contains(&"reorder"));
+    // idempotence-off (in-flight 5): duplicates and reorders are Kafka's behaviour.
+    let sc = scenario("retries-in-flight-5.json");
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"duplicate") && !f.contains(&"reorder"));
+    // In-flight 1 without idempotence: reorders ruled out, duplicates not.
+    let sc = scenario("retries-in-flight-1.json");
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"duplicate") && f.contains(&"reorder"));
+}
+
+#[test]
+fn processing_modes_and_pipelines() {
+    let sc = scenario("at-most-once-crash.json");
+    let t = tolerated(&sc);
+    assert!(t.iter().any(|k| k == "processing-loss"));
+    let f = forbidden(&Facts::of(&sc));
+    assert!(f.contains(&"reprocessing") && f.contains(&"unassigned-partition"));
+    let sc = scenario("at-least-once-crash.json");
+    let f = forbidden(&Facts::of(&sc));
+    assert!(f.contains(&"processing-loss") && !f.contains(&"reprocessing"));
+    assert!(!f.contains(&"duplicate-effect"), "external_api sink");
+    let sc = scenario("exactly-once-pipeline.json");
+    let f = forbidden(&Facts::of(&sc));
+    for k in [
+        "output-duplicate",
+        "output-missing",
+        "aborted-read",
+        "partial-commit",
+    ] {
+        assert!(f.contains(&k), "{k}");
+    }
+    assert!(!f.contains(&"g0") && !f.contains(&"int-send-skip"));
+    let sc = scenario("read-uncommitted.json");
+    assert!(!forbidden(&Facts::of(&sc)).contains(&"aborted-read"));
+    let sc = scenario("at-least-once-pipeline.json");
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"output-duplicate") && f.contains(&"output-missing"));
+}
+
+#[test]
+fn duplicated_input_records_are_processed_and_output_again() {
+    // Without idempotence a retried batch is appended twice: at-most-once processing
+    // and exactly-once pipelines handle each copy (explore seeds 640, 421).
+    let mut sc = scenario("at-most-once-crash.json");
+    sc.producers.config.enable_idempotence = Some(false);
+    assert!(!forbidden(&Facts::of(&sc)).contains(&"reprocessing"));
+    let mut sc = scenario("exactly-once-pipeline.json");
+    sc.producers.config.enable_idempotence = Some(false);
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"output-duplicate") && f.contains(&"output-missing"));
+    // acks=1 with in-flight 1: an acknowledged offset can be truncated and reused
+    // (explore seed 595), so reorders of acknowledged offsets are tolerated.
+    let mut sc = scenario("retries-in-flight-1.json");
+    sc.producers.config.acks = Acks::Leader;
+    assert!(!forbidden(&Facts::of(&sc)).contains(&"reorder"));
+}
+
+#[test]
+fn liveness_needs_a_quiet_period_past_the_timeouts() {
+    let mut sc = scenario("group-chaos.json");
+    sc.workload.quiet_ms = liveness_bound_ms(&sc);
+    assert!(forbidden(&Facts::of(&sc)).contains(&"stuck"));
+    sc.workload.quiet_ms -= 1;
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"stuck") && !f.contains(&"unseen"));
+}
+
+#[test]
+fn a_topic_override_is_the_min_isr_that_counts() {
+    let mut sc = scenario("acks-all-rf3.json");
+    sc.topics[0].config.min_insync_replicas = Some(1);
+    assert!(!forbidden(&Facts::of(&sc)).contains(&"lost-write"));
+    // Capped at the replica count (`Partition.effectiveMinIsr`).
+    let mut sc = scenario("acks-all-rf3.json");
+    sc.cluster.config.min_insync_replicas = 2;
+    sc.topics[0].replication_factor = 1;
+    assert_eq!(Facts::of(&sc).min_insync_replicas, 1);
+    let mut sc = scenario("acks-all-rf3.json");
+    sc.topics[0].config.unclean_leader_election_enable = Some(true);
+    assert!(!forbidden(&Facts::of(&sc)).contains(&"lost-write"));
+}
+
+#[test]
+fn without_broker_faults_the_high_watermark_never_goes_back() {
+    let mut sc = scenario("acks-all-rf3.json");
+    sc.nemesis = Default::default();
+    assert_eq!(
+        expect(&sc).forbid,
+        vec!["high-watermark-regression".to_string()]
+    );
+}
+
+#[test]
+fn two_live_instances_of_one_transactional_id_promise_no_progress() {
+    let mut sc = scenario("exactly-once-pipeline.json");
+    sc.workload.quiet_ms = liveness_bound_ms(&sc);
+    assert!(forbidden(&Facts::of(&sc)).contains(&"unassigned-partition"));
+    let p = sc.pipelines.as_mut().expect("pipelines");
+    p.count = 1;
+    p.instances = (0..2)
+        .map(|_| crate::scenario::PipelineInstance {
+            transactional_id: Some("etl-txn-1".into()),
+            start_ms: 0,
+        })
+        .collect();
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"unassigned-partition") && !f.contains(&"hanging-transaction"));
+    assert!(f.contains(&"output-missing"), "safety still holds");
+}
