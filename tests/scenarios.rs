@@ -230,6 +230,13 @@ fn exactly_once_pipeline() {
     check_scenario_seeds("exactly-once-pipeline.json", 15);
 }
 
+/// Transaction version 2 adds partitions on the broker whatever
+/// `transaction.partition.verification.enable` says (found by the mutation run).
+#[test]
+fn tv2_verification_off() {
+    check_scenario_seeds("tv2-verification-off.json", 15);
+}
+
 #[test]
 fn at_least_once_pipeline() {
     check_scenario_seeds("at-least-once-pipeline.json", 15);
