@@ -16,7 +16,6 @@ const MAX_LINES: usize = 1500;
 /// Files still over [`MAX_LINES`], each waiting to be split. The list only shrinks:
 /// a file under the limit must leave it.
 const OVER_THE_LIMIT: &[&str] = &[
-    "src/broker/mod.rs",
     "src/broker/tests.rs",
     "src/check/mod.rs",
     "src/check/tests.rs",

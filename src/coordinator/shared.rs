@@ -146,12 +146,12 @@ pub fn encode_batch(
 }
 
 /// A reader over Kafka's big-endian schema types.
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.buf.len() < n {
             return Err(format!("{n} bytes wanted, {} left", self.buf.len()));
         }
@@ -159,26 +159,26 @@ impl<'a> Reader<'a> {
         self.buf = tail;
         Ok(head)
     }
-    pub fn i16(&mut self) -> Result<i16, String> {
+    pub(crate) fn i16(&mut self) -> Result<i16, String> {
         Ok(i16::from_be_bytes(
             self.take(2)?.try_into().expect("2 bytes"),
         ))
     }
-    pub fn i32(&mut self) -> Result<i32, String> {
+    pub(crate) fn i32(&mut self) -> Result<i32, String> {
         Ok(i32::from_be_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
-    pub fn i64(&mut self) -> Result<i64, String> {
+    pub(crate) fn i64(&mut self) -> Result<i64, String> {
         Ok(i64::from_be_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
-    pub fn len(&mut self) -> Result<usize, String> {
+    pub(crate) fn len(&mut self) -> Result<usize, String> {
         let n = self.i32()?;
         usize::try_from(n).map_err(|_| format!("negative length {n}"))
     }
-    pub fn nullable_str(&mut self) -> Result<Option<Arc<str>>, String> {
+    pub(crate) fn nullable_str(&mut self) -> Result<Option<Arc<str>>, String> {
         let n = self.i16()?;
         if n < 0 {
             return Ok(None);
@@ -187,15 +187,15 @@ impl<'a> Reader<'a> {
         let s = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
         Ok(Some(Arc::from(s)))
     }
-    pub fn str(&mut self) -> Result<Arc<str>, String> {
+    pub(crate) fn str(&mut self) -> Result<Arc<str>, String> {
         self.nullable_str()?
             .ok_or_else(|| "null string".to_string())
     }
-    pub fn timeout(&mut self) -> Result<u64, String> {
+    pub(crate) fn timeout(&mut self) -> Result<u64, String> {
         let v = self.i32()?;
         u64::try_from(v).map_err(|_| format!("negative timeout {v}"))
     }
-    pub fn version(&mut self, expected: i16) -> Result<(), String> {
+    pub(crate) fn version(&mut self, expected: i16) -> Result<(), String> {
         let v = self.i16()?;
         if v == expected {
             Ok(())
@@ -203,14 +203,14 @@ impl<'a> Reader<'a> {
             Err(format!("version {v}, expected {expected}"))
         }
     }
-    pub fn skip_nullable_bytes(&mut self) -> Result<(), String> {
+    pub(crate) fn skip_nullable_bytes(&mut self) -> Result<(), String> {
         let n = self.i32()?;
         if n >= 0 {
             self.take(n as usize)?;
         }
         Ok(())
     }
-    pub fn partitions(&mut self) -> Result<Vec<TopicPartition>, String> {
+    pub(crate) fn partitions(&mut self) -> Result<Vec<TopicPartition>, String> {
         let mut out = Vec::new();
         for _ in 0..self.len()? {
             let topic = self.str()?;
@@ -225,7 +225,7 @@ impl<'a> Reader<'a> {
         }
         Ok(out)
     }
-    pub fn done(&self) -> Result<(), String> {
+    pub(crate) fn done(&self) -> Result<(), String> {
         if self.buf.is_empty() {
             Ok(())
         } else {
