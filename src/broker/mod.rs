@@ -118,18 +118,8 @@ pub struct Broker {
     producer_ids: ProducerIdManager,
     coordinator: GroupCoordinator,
     txn_coordinator: TxnCoordinator,
-    /// Produces parked for verification, by the correlation id of their
-    /// `AddPartitionsToTxn`.
-    verifying: BTreeMap<u64, ParkedProduce>,
-    /// Parked produces waiting to retry their `AddPartitionsToTxn` after
-    /// `CONCURRENT_TRANSACTIONS` (transaction version 2), with the time to retry.
-    verification_retries: Vec<(Millis, ParkedProduce)>,
-    /// Kafka's `VerificationStateEntry`: per partition and producer id, the epoch,
-    /// guard and lowest sequence of the verification under way; a marker (or the
-    /// transaction's first batch) removes it.
-    verification_guards: BTreeMap<(TopicPartition, i64), (i16, u64, i32)>,
-    /// The last guard handed out.
-    next_verification_guard: u64,
+    /// KIP-890 verifications under way and the produces parked on them.
+    verification: Verification,
 }
 
 impl Broker {
@@ -167,10 +157,7 @@ impl Broker {
             producer_ids: ProducerIdManager::default(),
             coordinator: GroupCoordinator::new(&config, bugs, id, incarnation),
             txn_coordinator: TxnCoordinator::new(&config, bugs),
-            verifying: BTreeMap::new(),
-            verification_retries: Vec::new(),
-            verification_guards: BTreeMap::new(),
-            next_verification_guard: 0,
+            verification: Verification::default(),
             config,
         }
     }
@@ -497,7 +484,7 @@ impl Actor for Broker {
         for d in &self.delayed_fetch {
             t = t.min(d.deadline);
         }
-        for (at, _) in &self.verification_retries {
+        for (at, _) in &self.verification.retries {
             t = t.min(*at);
         }
         for b in self.fetch_backoff.values() {

@@ -161,9 +161,9 @@ impl Broker {
             // With a verification of the producer under way here, a batch above its
             // lowest sequence waits (Kafka's `ProducerAppendInfo.checkSequence`).
             let verification_lowest = self
-                .verification_guards
-                .get(&(tp.clone(), header.producer_id))
-                .map(|(_, _, lowest)| *lowest);
+                .verification
+                .entry(&tp, header.producer_id)
+                .map(|(_, _, lowest)| lowest);
             let check = if check_sequence {
                 log.producer_state().check_append_verified(
                     &header,
@@ -183,12 +183,9 @@ impl Broker {
                 && !log
                     .producer_state()
                     .has_ongoing_transaction(pid, producer_epoch)
-                && verified.get(&tp).is_none_or(|g| {
-                    self.verification_guards
-                        .get(&(tp.clone(), pid))
-                        .map(|(_, g, _)| *g)
-                        != g.ok()
-                });
+                && verified
+                    .get(&tp)
+                    .is_none_or(|g| self.verification.entry(&tp, pid).map(|(_, g, _)| g) != g.ok());
             let check = if unverified {
                 Err(ErrorCode::InvalidTxnState)
             } else {
@@ -218,7 +215,7 @@ impl Broker {
                     if header.is_transactional() {
                         // The transaction has its first offset now (or, for a zombie's
                         // batch, no guard is of use any more).
-                        self.verification_guards.remove(&(tp.clone(), pid));
+                        self.verification.remove(&tp, pid);
                     }
                     touched.push(tp.clone());
                     (base, last)

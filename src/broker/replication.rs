@@ -249,7 +249,7 @@ impl Broker {
     /// Answers parked produce requests for a partition this broker no longer leads, and
     /// forgets its verification guards (a new leadership verifies again).
     pub(super) fn fail_delayed_for(&mut self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
-        self.verification_guards.retain(|(t, _), _| t != tp);
+        self.verification.forget_partition(tp);
         for d in &mut self.delayed_produce {
             for part in d.parts.iter_mut() {
                 if &part.tp == tp && part.result.is_none() {

@@ -4,6 +4,74 @@
 
 use super::*;
 
+/// The verifications a partition leader has under way (KIP-890): the produces parked
+/// on them and Kafka's `VerificationStateEntry` per partition and producer. It owns
+/// its state and never calls back into the broker.
+#[derive(Default)]
+pub(super) struct Verification {
+    /// Produces parked for verification, by the correlation id of their
+    /// `AddPartitionsToTxn`.
+    pub(super) parked: BTreeMap<u64, ParkedProduce>,
+    /// Parked produces waiting to retry their `AddPartitionsToTxn` after
+    /// `CONCURRENT_TRANSACTIONS` (transaction version 2), with the time to retry.
+    pub(super) retries: Vec<(Millis, ParkedProduce)>,
+    /// Kafka's `VerificationStateEntry`: per partition and producer id, the epoch,
+    /// guard and lowest sequence of the verification under way; a marker (or the
+    /// transaction's first batch) removes it.
+    entries: BTreeMap<(TopicPartition, i64), (i16, u64, i32)>,
+    /// The last guard handed out.
+    last_guard: u64,
+}
+
+impl Verification {
+    /// Kafka's `maybeCreateVerificationStateEntry`: the guard for a batch of
+    /// `producer_epoch` starting at `sequence`. A guard of the same or a newer epoch is
+    /// shared (by the producer's requests in flight), an older one replaced;
+    /// `maybeUpdateLowestSequenceAndEpoch` keeps the lowest sequence of the epoch.
+    pub(super) fn guard_for(
+        &mut self,
+        tp: &TopicPartition,
+        producer_id: i64,
+        producer_epoch: i16,
+        sequence: i32,
+    ) -> u64 {
+        let key = (tp.clone(), producer_id);
+        match self.entries.get_mut(&key) {
+            Some((epoch, guard, lowest)) if *epoch >= producer_epoch => {
+                if *epoch == producer_epoch && sequence < *lowest {
+                    *lowest = sequence;
+                }
+                *guard
+            }
+            _ => {
+                assert!(
+                    self.entries.len() < MAX_PURGATORY,
+                    "too many verification guards"
+                );
+                self.last_guard += 1;
+                self.entries
+                    .insert(key, (producer_epoch, self.last_guard, sequence));
+                self.last_guard
+            }
+        }
+    }
+
+    /// The (epoch, guard, lowest sequence) of the producer's verification on `tp`.
+    pub(super) fn entry(&self, tp: &TopicPartition, producer_id: i64) -> Option<(i16, u64, i32)> {
+        self.entries.get(&(tp.clone(), producer_id)).copied()
+    }
+
+    /// The producer's verification on `tp` is over (a marker, or its first batch).
+    pub(super) fn remove(&mut self, tp: &TopicPartition, producer_id: i64) {
+        self.entries.remove(&(tp.clone(), producer_id));
+    }
+
+    /// This broker no longer leads `tp`: its verifications there are void.
+    pub(super) fn forget_partition(&mut self, tp: &TopicPartition) {
+        self.entries.retain(|(t, _), _| t != tp);
+    }
+}
+
 /// A produce waiting for the transaction coordinator's verification of its partitions
 /// (KIP-890), with the verification guard each partition got.
 pub(super) struct ParkedProduce {
@@ -114,32 +182,15 @@ impl Broker {
             // Kafka's maybeCreateVerificationStateEntry: a guard of the same epoch is
             // shared (by the producer's requests in flight), a newer epoch gets a new one.
             // `maybeUpdateLowestSequenceAndEpoch`: the lowest sequence seen in the epoch.
-            let key = (tp.clone(), *producer_id);
             let sequence = req
                 .partitions
                 .iter()
                 .find(|(t, _)| t == tp)
                 .and_then(|(_, b)| BatchHeader::parse(b).ok())
                 .map_or(record::NO_SEQUENCE, |h| h.base_sequence);
-            let guard = match self.verification_guards.get_mut(&key) {
-                Some((epoch, guard, lowest)) if *epoch >= *producer_epoch => {
-                    if *epoch == *producer_epoch && sequence < *lowest {
-                        *lowest = sequence;
-                    }
-                    *guard
-                }
-                _ => {
-                    assert!(
-                        self.verification_guards.len() < MAX_PURGATORY,
-                        "too many verification guards"
-                    );
-                    self.next_verification_guard += 1;
-                    let guard = self.next_verification_guard;
-                    self.verification_guards
-                        .insert(key, (*producer_epoch, guard, sequence));
-                    guard
-                }
-            };
+            let guard = self
+                .verification
+                .guard_for(tp, *producer_id, *producer_epoch, sequence);
             guards.push((tp.clone(), guard));
         }
         let parked = ParkedProduce {
@@ -163,7 +214,7 @@ impl Broker {
         out: &mut Outbox,
     ) {
         assert!(
-            self.verifying.len() < MAX_PURGATORY,
+            self.verification.parked.len() < MAX_PURGATORY,
             "verification purgatory overflow"
         );
         let request = Request::AddPartitionsToTxn(AddPartitionsToTxnRequest {
@@ -183,7 +234,7 @@ impl Broker {
             request,
             out,
         );
-        self.verifying.insert(c, parked);
+        self.verification.parked.insert(c, parked);
     }
 
     /// Retries the parked produces whose backoff after `CONCURRENT_TRANSACTIONS` is over,
@@ -191,11 +242,12 @@ impl Broker {
     /// coordinator looked up again).
     pub(super) fn retry_verifications(&mut self, now: Millis, out: &mut Outbox) {
         while let Some(i) = self
-            .verification_retries
+            .verification
+            .retries
             .iter()
             .position(|(at, _)| *at <= now)
         {
-            let (_, p) = self.verification_retries.remove(i);
+            let (_, p) = self.verification.retries.remove(i);
             self.produce(
                 now,
                 (p.from, p.correlation_id),
@@ -230,7 +282,8 @@ impl Broker {
         out: &mut Outbox,
     ) {
         let parked = self
-            .verifying
+            .verification
+            .parked
             .remove(&request_correlation)
             .expect("every AddPartitionsToTxn in flight has a parked produce");
         let tv2 = self.config.transaction_version >= 2;
@@ -249,10 +302,10 @@ impl Broker {
                 <= self.config.add_partitions_to_txn_retry_backoff_max_ms
         {
             assert!(
-                self.verification_retries.len() < MAX_PURGATORY,
+                self.verification.retries.len() < MAX_PURGATORY,
                 "verification retry queue overflow"
             );
-            self.verification_retries.push((now + backoff, parked));
+            self.verification.retries.push((now + backoff, parked));
             return;
         }
         let verified = parked
@@ -391,14 +444,13 @@ impl Broker {
                 // The transaction is over: a verification still running for it must not
                 // let a late batch start a hanging one. With transaction version 2 a
                 // guard of the marker's epoch belongs to the next transaction.
-                let key = (tp.clone(), m.producer_id);
                 let next_txn = self.config.transaction_version >= 2
                     && self
-                        .verification_guards
-                        .get(&key)
-                        .is_some_and(|(e, _, _)| *e == m.producer_epoch);
+                        .verification
+                        .entry(&tp, m.producer_id)
+                        .is_some_and(|(e, _, _)| e == m.producer_epoch);
                 if !next_txn {
-                    self.verification_guards.remove(&key);
+                    self.verification.remove(&tp, m.producer_id);
                 }
                 ProducePart {
                     tp: tp.clone(),
