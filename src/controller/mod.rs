@@ -129,11 +129,6 @@ impl Controller {
         &self.image
     }
 
-    /// The whole metadata log; a record's offset is its index.
-    pub fn log(&self) -> &[MetadataRecord] {
-        &self.log
-    }
-
     /// The offset the next record will get.
     fn log_end(&self) -> i64 {
         i64::try_from(self.log.len()).expect("metadata log length fits in i64")

@@ -198,7 +198,7 @@ fn partition(c: &Controller, p: u32) -> PartitionRegistration {
 }
 
 fn tail(c: &Controller, n: usize) -> Vec<MetadataRecord> {
-    c.log()[c.log().len() - n..].to_vec()
+    c.log[c.log.len() - n..].to_vec()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -299,7 +299,7 @@ fn fetch_response(out: &Outbox, to: NodeId, correlation_id: u64) -> MetadataFetc
 /// A broker replaying `log()` into a fresh image reaches the controller's image.
 fn assert_replay_matches(c: &Controller) {
     let mut replay = MetadataImage::default();
-    for (offset, record) in c.log().iter().enumerate() {
+    for (offset, record) in c.log.iter().enumerate() {
         replay.apply(offset as i64, record);
     }
     assert_eq!(replay.next_offset, c.image().next_offset);
@@ -317,7 +317,7 @@ fn registration_is_fenced_until_a_caught_up_heartbeat() {
         broker_id: 1,
         broker_epoch: 0,
     };
-    assert_eq!(c.log(), std::slice::from_ref(&registered));
+    assert_eq!(c.log, std::slice::from_ref(&registered));
     assert_eq!(
         c.image().brokers[&1],
         BrokerRegistration {
@@ -330,21 +330,21 @@ fn registration_is_fenced_until_a_caught_up_heartbeat() {
 
     // The same incarnation again: the same epoch, no record.
     assert_eq!(register(&mut c, 5, 1, 100), 0);
-    assert_eq!(c.log().len(), 1);
+    assert_eq!(c.log.len(), 1);
 
     // Not caught up yet, then asking to stay fenced: still fenced.
     let (r, _) = heartbeat_with(&mut c, 10, 1, 0, -1, false);
     assert_eq!((r.error, r.is_fenced), (ErrorCode::None, true));
     let (r, _) = heartbeat_with(&mut c, 10, 1, 0, 0, true);
     assert_eq!((r.error, r.is_fenced), (ErrorCode::None, true));
-    assert_eq!(c.log().len(), 1);
+    assert_eq!(c.log.len(), 1);
 
     // Caught up: unfenced.
     let (r, out) = heartbeat_with(&mut c, 20, 1, 0, 0, false);
     assert_eq!((r.error, r.is_fenced), (ErrorCode::None, false));
     assert!(out.history.is_empty());
     assert_eq!(
-        c.log()[1],
+        c.log[1],
         MetadataRecord::UnfenceBroker {
             broker_id: 1,
             broker_epoch: 0
@@ -363,14 +363,14 @@ fn registration_is_fenced_until_a_caught_up_heartbeat() {
     assert_eq!((r.error, r.is_fenced), (ErrorCode::StaleBrokerEpoch, true));
     let r = try_register(&mut c, 30, 9, 1);
     assert_eq!((r.error, r.broker_epoch), (ErrorCode::InvalidRequest, -1));
-    assert_eq!(c.log().len(), 2);
+    assert_eq!(c.log.len(), 2);
     assert!(c.image().topics.is_empty());
 
     // An unfenced broker asking to be fenced is fenced.
     let (r, _) = heartbeat_with(&mut c, 40, 1, 0, 1, true);
     assert_eq!((r.error, r.is_fenced), (ErrorCode::None, true));
     assert_eq!(
-        c.log()[2],
+        c.log[2],
         MetadataRecord::FenceBroker {
             broker_id: 1,
             broker_epoch: 0
@@ -393,7 +393,7 @@ fn topics_are_created_round_robin_once_every_broker_is_unfenced() {
     assert!(!heartbeat(&mut c, 0, 1, 0).0);
     assert!(!heartbeat(&mut c, 0, 2, 1).0);
     assert!(c.image().topics.is_empty());
-    assert_eq!(c.log().len(), 5);
+    assert_eq!(c.log.len(), 5);
     let (fenced, out) = heartbeat(&mut c, 0, 3, 2);
     assert!(!fenced);
     assert!(out.history.is_empty(), "creation is not a change");
@@ -418,16 +418,16 @@ fn topics_are_created_round_robin_once_every_broker_is_unfenced() {
         },
         MetadataRecord::PartitionChange(reg(u0.clone(), &[1, 2, 3], &[1, 2, 3], Some(1), 0, 0)),
     ];
-    assert_eq!(&c.log()[5..], expected.as_slice());
+    assert_eq!(&c.log[5..], expected.as_slice());
     assert_eq!(c.image().topics.len(), 2);
     assert_eq!(c.image().partitions.len(), 5);
     assert_eq!(c.image().partitions[&u0].replicas, vec![1, 2, 3]);
 
     // A broker fenced and unfenced again does not create anything twice.
-    let end = c.log().len();
+    let end = c.log.len();
     heartbeat_with(&mut c, 100, 3, 2, 0, true);
     heartbeat(&mut c, 100, 3, 2);
-    assert!(c.log()[end..]
+    assert!(c.log[end..]
         .iter()
         .all(|r| !matches!(r, MetadataRecord::Topic { .. })));
     assert_replay_matches(&c);
@@ -445,10 +445,10 @@ fn missed_heartbeats_fence_the_leader_and_elect_from_the_isr() {
     heartbeat(&mut c, 5_000, 3, 2);
     assert_eq!(c.next_timer(), Some(9_001));
 
-    let end = c.log().len();
+    let end = c.log.len();
     let out = timer(&mut c, 9_000);
     assert!(out.history.is_empty() && out.sends.is_empty());
-    assert_eq!(c.log().len(), end);
+    assert_eq!(c.log.len(), end);
 
     let out = timer(&mut c, 9_001);
     let moved = reg(tp(0), &[1, 2, 3], &[2, 3], Some(2), 1, 1);
@@ -596,7 +596,7 @@ fn unclean_election_follows_the_topics_override() {
         let mut spec = topic("t", 1, 3);
         spec.config.unclean_leader_election_enable = Some(topic_unclean);
         let mut c = cluster(config(cluster_unclean), vec![spec.clone()]);
-        assert!(c.log().contains(&MetadataRecord::TopicConfig {
+        assert!(c.log.contains(&MetadataRecord::TopicConfig {
             name: spec.name.clone(),
             config: spec.config.clone(),
         }));
@@ -619,7 +619,7 @@ fn unclean_election_follows_the_topics_override() {
 fn alter_partition_is_validated() {
     let mut c = cluster(config(false), vec![topic("t", 1, 3)]);
     let current = partition(&c, 0);
-    let end = c.log().len();
+    let end = c.log.len();
     // (sender, broker epoch, leader epoch, partition epoch, new ISR, expected error)
     type Case = (BrokerId, i64, i32, i32, &'static [BrokerId], ErrorCode);
     // Kafka's ReplicationControlManager.validateAlterPartitionData: epochs ahead of
@@ -659,7 +659,7 @@ fn alter_partition_is_validated() {
         (r.error, r.registration),
         (ErrorCode::UnknownTopicOrPartition, None)
     );
-    assert_eq!(c.log().len(), end);
+    assert_eq!(c.log.len(), end);
 
     // A valid shrink: same leader epoch, next partition epoch.
     let (r, out) = alter(&mut c, 20, 1, 0, tp(0), 0, 0, &[1, 2]);
@@ -686,14 +686,14 @@ fn alter_partition_is_validated() {
     assert_eq!(r.registration.as_ref(), Some(&shrunk));
 
     // The same ISR again: accepted without a record.
-    let end = c.log().len();
+    let end = c.log.len();
     let (r, out) = alter(&mut c, 60, 1, 0, tp(0), 0, 1, &[1, 2]);
     assert_eq!(
         (r.error, r.registration.as_ref()),
         (ErrorCode::None, Some(&shrunk))
     );
     assert!(out.history.is_empty());
-    assert_eq!(c.log().len(), end);
+    assert_eq!(c.log.len(), end);
 
     // Broker 3 is back; the leader expands the ISR.
     heartbeat(&mut c, 70, 3, 2);
@@ -707,11 +707,11 @@ fn alter_partition_is_validated() {
     // leader epoch, is FENCED_LEADER_EPOCH (a zombie leader's shrink changes nothing).
     heartbeat_with(&mut c, 90, 1, 0, 10, true);
     assert_eq!(partition(&c, 0).leader, Some(2));
-    let end = c.log().len();
+    let end = c.log.len();
     let (r, out) = alter(&mut c, 100, 1, 0, tp(0), 0, 2, &[1]);
     assert_eq!(r.error, ErrorCode::FencedLeaderEpoch);
     assert!(out.history.is_empty());
-    assert_eq!(c.log().len(), end);
+    assert_eq!(c.log.len(), end);
     assert_replay_matches(&c);
 }
 
@@ -747,7 +747,7 @@ fn preferred_election_and_reassignment_move_the_leader() {
     );
 
     // Only a reordering of the same replicas is allowed.
-    let end = c.log().len();
+    let end = c.log.len();
     assert_eq!(
         reassign(&mut c, 30, tp(0), &[2, 1]).0,
         ErrorCode::InvalidRequest
@@ -764,7 +764,7 @@ fn preferred_election_and_reassignment_move_the_leader() {
         reassign(&mut c, 30, tp(5), &[1, 2, 3]).0,
         ErrorCode::UnknownTopicOrPartition
     );
-    assert_eq!(c.log().len(), end);
+    assert_eq!(c.log.len(), end);
 
     // The new preferred replica is out of the ISR: reordered, leader unchanged.
     let (r, _) = alter(&mut c, 40, 2, 1, tp(0), 1, 2, &[2, 3]);
@@ -987,7 +987,7 @@ fn metadata_fetch_is_bounded_and_replays_to_the_same_image() {
 #[test]
 fn other_requests_and_responses_get_no_answer() {
     let mut c = cluster(config(false), vec![topic("t", 1, 3)]);
-    let end = c.log().len();
+    let end = c.log.len();
     let mut out = Outbox::default();
     c.on_start(0, &mut out);
     let out = send(
@@ -1011,7 +1011,7 @@ fn other_requests_and_responses_get_no_answer() {
         &mut out,
     );
     assert!(out.sends.is_empty() && out.history.is_empty());
-    assert_eq!(c.log().len(), end);
+    assert_eq!(c.log.len(), end);
 }
 
 fn allocate(c: &mut Controller, broker_id: BrokerId, broker_epoch: i64) -> (i64, i64) {
@@ -1037,7 +1037,7 @@ fn allocate(c: &mut Controller, broker_id: BrokerId, broker_epoch: i64) -> (i64,
 #[test]
 fn producer_id_blocks_are_disjoint_and_recorded() {
     let mut c = cluster(config(false), vec![topic("t", 1, 3)]);
-    let end = c.log().len();
+    let end = c.log.len();
     let a = allocate(&mut c, 1, 0);
     let b = allocate(&mut c, 2, 1);
     let a2 = allocate(&mut c, 1, 0);
@@ -1050,9 +1050,9 @@ fn producer_id_blocks_are_disjoint_and_recorded() {
         (-1, i64::from(ErrorCode::StaleBrokerEpoch.code())),
         "broker 3's epoch is 2"
     );
-    assert_eq!(c.log().len(), end + 3, "one record per block given");
+    assert_eq!(c.log.len(), end + 3, "one record per block given");
     assert_eq!(
-        c.log()[end + 1],
+        c.log[end + 1],
         MetadataRecord::ProducerIds {
             broker_id: 2,
             broker_epoch: 1,
