@@ -835,15 +835,15 @@ fn cmd_shrink(a: &ShrinkArgs) -> anyhow::Result<Result<ExitCode, BadInput>> {
         Err(e) => return Ok(Err(e)),
     };
     if let Some(kind) = &a.anomaly {
-        if !check::ANOMALY_KINDS
+        if !check::kinds::ANOMALY_KINDS
             .iter()
-            .chain(check::EVENT_KINDS)
+            .chain(check::kinds::EVENT_KINDS)
             .any(|k| k == kind)
         {
             return Ok(Err(BadInput(format!(
                 "--anomaly: unknown anomaly `{kind}`; allowed: {}, {}",
-                check::ANOMALY_KINDS.join(", "),
-                check::EVENT_KINDS.join(", ")
+                check::kinds::ANOMALY_KINDS.join(", "),
+                check::kinds::EVENT_KINDS.join(", ")
             ))));
         }
     }
@@ -925,7 +925,7 @@ fn cmd_list(paths: &[PathBuf], refused: Option<&Path>) -> Result<ExitCode, BadIn
     for sc in &scenarios {
         println!("{}  [{}]", sc.name, sc.claims.join(" "));
         println!("    {}", sc.description);
-        let invariants: Vec<&str> = check::ANOMALY_KINDS
+        let invariants: Vec<&str> = check::kinds::ANOMALY_KINDS
             .iter()
             .copied()
             .filter(|k| sc.is_invariant(k))

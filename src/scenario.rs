@@ -651,17 +651,17 @@ impl Scenario {
             ("expect.forbid", &self.expect.forbid),
         ] {
             for (i, a) in list.iter().enumerate() {
-                let known = crate::check::ANOMALY_KINDS
+                let known = crate::check::kinds::ANOMALY_KINDS
                     .iter()
-                    .chain(crate::check::EVENT_KINDS)
+                    .chain(crate::check::kinds::EVENT_KINDS)
                     .any(|k| k == a);
                 if !known {
                     return Err(err(
                         &format!("{field}[{i}]"),
                         format!(
                             "unknown anomaly `{a}`; allowed: {}, {}",
-                            crate::check::ANOMALY_KINDS.join(", "),
-                            crate::check::EVENT_KINDS.join(", ")
+                            crate::check::kinds::ANOMALY_KINDS.join(", "),
+                            crate::check::kinds::EVENT_KINDS.join(", ")
                         ),
                     ));
                 }
@@ -856,7 +856,7 @@ impl Scenario {
 
     /// Whether an anomaly kind must stay absent on every seed (client events never are).
     pub fn is_invariant(&self, kind: &str) -> bool {
-        if crate::check::EVENT_KINDS.contains(&kind) {
+        if crate::check::kinds::EVENT_KINDS.contains(&kind) {
             return self.expect.forbid.iter().any(|a| a == kind);
         }
         !self.expect.anomalies.iter().any(|a| a == kind)

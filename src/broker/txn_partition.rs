@@ -447,10 +447,10 @@ impl Broker {
                 let next_txn = self.config.transaction_version >= 2
                     && self
                         .verification
-                        .entry(&tp, m.producer_id)
+                        .entry(tp, m.producer_id)
                         .is_some_and(|(e, _, _)| e == m.producer_epoch);
                 if !next_txn {
-                    self.verification.remove(&tp, m.producer_id);
+                    self.verification.remove(tp, m.producer_id);
                 }
                 ProducePart {
                     tp: tp.clone(),

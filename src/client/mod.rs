@@ -5,6 +5,7 @@
 pub mod assignor;
 pub mod consumer;
 pub mod consumer_coordinator;
+pub mod network;
 pub mod partitioner;
 pub mod producer;
 pub mod transaction_manager;

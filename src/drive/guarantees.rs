@@ -11,7 +11,7 @@
 //! seed that breaks a rule is either a model bug or a rule that promises too much (then
 //! the rule is fixed, citing Kafka).
 
-use crate::check::{ANOMALY_KINDS, EVENT_KINDS};
+use crate::check::kinds::{ANOMALY_KINDS, EVENT_KINDS};
 use crate::history::Sink;
 use crate::kafka::config::{Acks, IsolationLevel};
 use crate::nemesis::Fault;

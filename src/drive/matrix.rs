@@ -8,7 +8,7 @@
 //! Every cell becomes an ordinary scenario file under the output folder, so its repro
 //! command is a plain `kafkasim run`.
 
-use crate::check::{describe, ANOMALY_KINDS};
+use crate::check::kinds::{describe, ANOMALY_KINDS};
 use crate::drive::sweep::{self, Progress};
 use crate::report::html::escape;
 use crate::report::repro_command;

@@ -73,16 +73,16 @@ fn first_line(message: &str) -> &str {
 
 /// Anomaly kinds, then client events: the order in which a primary kind is picked.
 fn kinds_in_order() -> impl Iterator<Item = &'static str> {
-    check::ANOMALY_KINDS
+    check::kinds::ANOMALY_KINDS
         .iter()
-        .chain(check::EVENT_KINDS)
+        .chain(check::kinds::EVENT_KINDS)
         .copied()
 }
 
 impl Goal {
     /// Picks the goal from the original run: `anomaly` if given (the run must show
     /// it); else a panic; else the first violated invariant in
-    /// [`check::ANOMALY_KINDS`] order; else the first anomaly the scenario expects
+    /// [`check::kinds::ANOMALY_KINDS`] order; else the first anomaly the scenario expects
     /// (`expect.anomalies`) that the run shows.
     pub fn of(
         report: &SeedReport,

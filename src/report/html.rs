@@ -869,7 +869,7 @@ fn anomalies(page: &mut String, report: &SeedReport, history: &History, model: &
         let count = report.anomalies.get(*kind).copied().unwrap_or(0);
         let (tag, class) = if report.violated.iter().any(|v| v == kind) {
             ("violates an invariant", "bad")
-        } else if check::EVENT_KINDS.contains(kind) {
+        } else if check::kinds::EVENT_KINDS.contains(kind) {
             ("client event", "meh")
         } else {
             ("expected or tolerated here", "meh")
@@ -881,7 +881,7 @@ fn anomalies(page: &mut String, report: &SeedReport, history: &History, model: &
              <span class=\"tag {class}\">{tag}</span></h3>\n<p class=\"desc\">{desc}</p>\n<ol>\n",
             id = escape(kind),
             color = model.color(k),
-            desc = escape(check::describe(kind)),
+            desc = escape(check::kinds::describe(kind)),
         );
         let examples = report.examples.get(*kind).map_or(&[][..], Vec::as_slice);
         let lines = report

@@ -1321,10 +1321,10 @@ fn aborted_transactions_are_counted_with_who_ended_them() {
 
 #[test]
 fn every_transactional_kind_is_listed_by_the_checker() {
-    let anomalies = crate::check::ANOMALY_KINDS
+    let anomalies = crate::check::kinds::ANOMALY_KINDS
         .iter()
         .filter(|k| describe(k).is_some());
-    let events = crate::check::EVENT_KINDS
+    let events = crate::check::kinds::EVENT_KINDS
         .iter()
         .filter(|k| describe(k).is_some());
     assert_eq!((anomalies.count(), events.count()), (13, 4));
