@@ -237,6 +237,20 @@ fn tv2_verification_off() {
     check_scenario_seeds("tv2-verification-off.json", 15);
 }
 
+/// The coordinator aborts a transaction open past `transaction.timeout.ms` (found by
+/// the mutation run: no shipped scenario let one time out).
+#[test]
+fn txn_timeout_abort() {
+    check_scenario_seeds("txn-timeout-abort.json", 15);
+}
+
+/// `offsetsForTimes` deep inside the log answers the earliest offset at or after the
+/// target (found by the mutation run: lookups near the log end hid a wrong search).
+#[test]
+fn offsets_for_times() {
+    check_scenario("offsets-for-times.json");
+}
+
 #[test]
 fn at_least_once_pipeline() {
     check_scenario_seeds("at-least-once-pipeline.json", 15);

@@ -41,6 +41,7 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "int-nonmonotonic-poll",
     "int-send-skip",
     "int-nonmonotonic-send",
+    "lookup-not-earliest",
     "header-mismatch",
 ];
 

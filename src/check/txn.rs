@@ -54,6 +54,11 @@ const MAX_CYCLE_STEPS: usize = 6;
 /// (`None` for other kinds).
 pub fn describe(kind: &str) -> Option<&'static str> {
     Some(match kind {
+        "lookup-not-earliest" => {
+            "An offsetsForTimes answer was not the earliest offset whose record has a \
+             timestamp at or after the target (KIP-79): an earlier record reaches it, or \
+             the answered record does not."
+        }
         "aborted-read" => {
             "A consumer read a record of a transaction that aborted or never committed \
              (Jepsen's G1a, aborted read: an anomaly with isolation.level=read_committed, \
@@ -158,6 +163,7 @@ pub(crate) fn check(history: &History, snapshot: &Snapshot, view: &TxnView, tall
     check_cycles(history, view, tallies);
     check_internal(history, view, tallies);
     check_lookups(history, view, tallies);
+    check_lookup_earliest(history, view, tallies);
     check_lso(history, tallies);
     check_aborted(history, view, tallies);
 }
@@ -922,6 +928,160 @@ fn check_lookups(history: &History, view: &TxnView, tallies: &mut Tallies) {
     }
 }
 
+/// `lookup-not-earliest`: an `offsetsForTimes` answer must be the earliest offset whose
+/// record has a timestamp at or after the target (KIP-79; `LogSegment.findOffsetByTimestamp`
+/// scans from the first batch whose maximum timestamp reaches the target), and the
+/// record there must reach it. Judged against the final log, and only where the final
+/// log still holds at the answered offset the record the broker answered with (its
+/// timestamp is the one answered), so that a log rewritten since (an unclean election)
+/// is not taken for a wrong answer. Data records carry their CreateTime (the send's
+/// invoke time), markers the coordinator's clock.
+///
+/// An empty answer is wrong when a consumer had already read, on a partition without
+/// transactions, a record reaching the target that the final log still holds: a record
+/// read below the high watermark is committed, and a leader answers a timestamp lookup
+/// only once its high watermark passed its epoch's start (`OFFSET_NOT_AVAILABLE`
+/// before), so the record was below the answering leader's high watermark.
+fn check_lookup_earliest(history: &History, view: &TxnView, tallies: &mut Tallies) {
+    let mut sent_at: BTreeMap<Value, Millis> = BTreeMap::new();
+    for e in &history.entries {
+        if let Op::Send { value, .. } = &e.op {
+            sent_at.entry(*value).or_insert(e.invoke_ms);
+        }
+    }
+    // Per partition: (offset, timestamp) in offset order, with the running maximum.
+    let mut timelines: BTreeMap<&TopicPartition, Vec<(Offset, i64, i64)>> = BTreeMap::new();
+    let timeline = |log: &PartitionLog| {
+        let mut stamped: Vec<(Offset, i64)> = log
+            .records
+            .iter()
+            .filter_map(|(o, v)| {
+                sent_at
+                    .get(v)
+                    .map(|t| (*o, RECORD_TIMESTAMP_BASE + *t as i64))
+            })
+            .chain(log.markers.iter().map(|m| (m.offset, m.timestamp)))
+            .collect();
+        stamped.sort_unstable();
+        let mut max = i64::MIN;
+        stamped
+            .into_iter()
+            .map(|(o, t)| {
+                max = max.max(t);
+                (o, t, max)
+            })
+            .collect::<Vec<_>>()
+    };
+    // Per partition without markers: the records consumers read, by completion time,
+    // with the running latest timestamp (and its offset) among them.
+    let mut reads: BTreeMap<&TopicPartition, Vec<(Millis, i64, Offset)>> = BTreeMap::new();
+    for e in &history.entries {
+        let Op::Poll {
+            partition, records, ..
+        } = &e.op
+        else {
+            continue;
+        };
+        let Some(log) = view.logs.get(partition).filter(|l| l.markers.is_empty()) else {
+            continue;
+        };
+        for r in records {
+            let (Some(t), Some(v)) = (sent_at.get(&r.value), log.records.get(&r.offset)) else {
+                continue;
+            };
+            if let (true, Some(done)) = (*v == r.value, e.complete_ms) {
+                let ts = RECORD_TIMESTAMP_BASE + *t as i64;
+                reads
+                    .entry(partition)
+                    .or_default()
+                    .push((done, ts, r.offset));
+            }
+        }
+    }
+    for line in reads.values_mut() {
+        line.sort_unstable();
+        let mut best = (i64::MIN, -1);
+        for entry in line.iter_mut() {
+            if entry.1 > best.0 {
+                best = (entry.1, entry.2);
+            }
+            (entry.1, entry.2) = best;
+        }
+    }
+    for e in &history.entries {
+        let Op::OffsetsForTimes {
+            partition,
+            timestamp,
+            offset: answer,
+            found_timestamp,
+        } = &e.op
+        else {
+            continue;
+        };
+        if e.outcome != Outcome::Ok {
+            continue;
+        }
+        let (Some(offset), Some(found)) = (answer, found_timestamp) else {
+            // Empty: wrong if a record reaching the target was read before the lookup.
+            let Some(line) = reads.get(partition) else {
+                continue;
+            };
+            let before = line.partition_point(|(done, _, _)| *done < e.invoke_ms);
+            let Some(&(_, ts, o)) = before.checked_sub(1).map(|i| &line[i]) else {
+                continue;
+            };
+            if answer.is_none() && ts >= *timestamp {
+                tallies.add("lookup-not-earliest", (e.index, 0), || {
+                    format!(
+                        "{}'s offsetsForTimes({partition}, {timestamp}) at {} s found no \
+                         offset, but offset {o} (timestamp {ts}) had been read before: Kafka \
+                         answers with the earliest offset whose timestamp is at or after the \
+                         target",
+                        e.process,
+                        Secs(entry_ms(e)),
+                    )
+                });
+            }
+            continue;
+        };
+        let Some(log) = view.logs.get(partition) else {
+            continue;
+        };
+        let line = timelines.entry(partition).or_insert_with(|| timeline(log));
+        let Ok(at) = line.binary_search_by_key(offset, |(o, _, _)| *o) else {
+            continue;
+        };
+        if line[at].1 != *found {
+            continue; // the log no longer holds the answered record
+        }
+        // The first offset whose running maximum reaches the target.
+        let first = line.partition_point(|(_, _, max)| max < timestamp);
+        let problem = if *found < *timestamp {
+            Some(format!(
+                "the record there has timestamp {found}, before the target"
+            ))
+        } else if first < at {
+            let (o, t, _) = line[first];
+            Some(format!(
+                "offset {o} holds an earlier record with timestamp {t}, at or after the target"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            tallies.add("lookup-not-earliest", (e.index, 0), || {
+                format!(
+                    "{}'s offsetsForTimes({partition}, {timestamp}) at {} s returned offset \
+                     {offset} (timestamp {found}), but {problem}: Kafka answers with the \
+                     earliest offset whose timestamp is at or after the target",
+                    e.process,
+                    Secs(entry_ms(e)),
+                )
+            });
+        }
+    }
+}
+
 /// One stretch of time a consumer saw a partition's LSO below its high watermark.
 struct Stall<'h> {
     process: NodeId,
@@ -1075,9 +1235,9 @@ fn check_aborted(history: &History, view: &TxnView, tallies: &mut Tallies) {
                 }
                 _ => match coordinator {
                     Some((_, at, epoch, true)) => format!(
-                        "was fenced by a new instance of its transactional id, whose \
-                         coordinator aborted it (PrepareEpochFence, then PrepareAbort at {} s, \
-                         epoch {epoch})",
+                        "was fenced by its coordinator (PrepareEpochFence: a new instance of \
+                         its transactional id, or its transaction.timeout.ms passed) and \
+                         aborted (PrepareAbort at {} s, epoch {epoch})",
                         Secs(*at)
                     ),
                     Some((_, at, epoch, false)) => format!(

@@ -229,6 +229,15 @@ pub const RULES: &[Rule] = &[
         applies: |_| true,
     },
     Rule {
+        name: "offsets-for-times",
+        when: "every run",
+        forbids: &["lookup-not-earliest"],
+        kafka: "ListOffsets by timestamp answers the earliest offset whose record's \
+                timestamp is at or after the target (KIP-79, \
+                `LogSegment.findOffsetByTimestamp`)",
+        applies: |_| true,
+    },
+    Rule {
         name: "partitioner",
         when: "records have keys, or no pipeline re-sends outputs",
         forbids: &["wrong-partition"],

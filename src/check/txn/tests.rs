@@ -1182,6 +1182,62 @@ fn an_offsets_for_times_answer_on_a_marker_is_a_lookup_hit_marker() {
     assert_eq!(txn_counts(&lookup(2)), vec![("marker-gap", 1)]);
 }
 
+/// Two plain records on orders-0 (CreateTime 17 and 27 past the base), read at 35,
+/// then one `offsetsForTimes(target)` at 80 answered with `answer` (offset, timestamp).
+fn lookup_after_reads(target: i64, answer: Option<(Offset, i64)>) -> CheckResult {
+    let (a, c) = (v(0, 0), v(0, 1));
+    let mut b = B::default();
+    b.send(P0, 20, None, a, &p(0), Some(0))
+        .send(P0, 30, None, c, &p(0), Some(1))
+        .poll(C0, 35, &p(0), &[(0, a), (1, c)], false)
+        .push(
+            C0,
+            80,
+            Outcome::Ok,
+            Op::OffsetsForTimes {
+                partition: p(0),
+                timestamp: RECORD_TIMESTAMP_BASE + target,
+                offset: answer.map(|(o, _)| o),
+                found_timestamp: answer.map(|(_, t)| RECORD_TIMESTAMP_BASE + t),
+            },
+        )
+        .log(&p(0), &[(0, a), (1, c)], &[], &[]);
+    b.run()
+}
+
+#[test]
+fn an_offsets_for_times_answer_must_be_the_earliest_offset_reaching_the_target() {
+    // KIP-79: the earliest offset whose timestamp is at or after the target.
+    assert_eq!(txn_counts(&lookup_after_reads(20, Some((1, 27)))), vec![]);
+    assert_eq!(txn_counts(&lookup_after_reads(30, None)), vec![]);
+    let r = lookup_after_reads(10, Some((1, 27)));
+    assert_eq!(txn_counts(&r), vec![("lookup-not-earliest", 1)]);
+    assert_eq!(
+        examples(&r, "lookup-not-earliest"),
+        [format!(
+            "consumer-0's offsetsForTimes(orders-0, {}) at 0.080 s returned offset 1 \
+             (timestamp {}), but offset 0 holds an earlier record with timestamp {}, at or \
+             after the target: Kafka answers with the earliest offset whose timestamp is at \
+             or after the target",
+            RECORD_TIMESTAMP_BASE + 10,
+            RECORD_TIMESTAMP_BASE + 27,
+            RECORD_TIMESTAMP_BASE + 17
+        )]
+    );
+    // An answered record that does not reach the target.
+    assert_eq!(
+        txn_counts(&lookup_after_reads(28, Some((1, 27)))),
+        vec![("lookup-not-earliest", 1)]
+    );
+    // Nothing found, though a record reaching the target had been read.
+    assert_eq!(
+        txn_counts(&lookup_after_reads(20, None)),
+        vec![("lookup-not-earliest", 1)]
+    );
+    // The final log no longer holds the answered record: not judged.
+    assert_eq!(txn_counts(&lookup_after_reads(10, Some((1, 99)))), vec![]);
+}
+
 #[test]
 fn reads_jumping_over_markers_are_marker_gaps() {
     let (a, c) = (v(0, 0), v(0, 1));
@@ -1309,10 +1365,11 @@ fn aborted_transactions_are_counted_with_who_ended_them() {
             "transaction tx-1#1 (producer id 8, epoch 0) of producer-1 was aborted by its \
                  coordinator (PrepareAbort at 60.010 s, epoch 1); the ABORT marker of epoch 1 \
                  at offset 1, written at 60.020 s, ends it on orders-1",
-            "transaction tx-2#1 (producer id 9, epoch 0) of producer-2 was fenced by a new \
-                 instance of its transactional id, whose coordinator aborted it \
-                 (PrepareEpochFence, then PrepareAbort at 5.001 s, epoch 1); the ABORT marker of \
-                 epoch 1 at offset 1, written at 5.002 s, ends it on orders-2",
+            "transaction tx-2#1 (producer id 9, epoch 0) of producer-2 was fenced by its \
+                 coordinator (PrepareEpochFence: a new instance of its transactional id, or its \
+                 transaction.timeout.ms passed) and aborted (PrepareAbort at 5.001 s, epoch 1); \
+                 the ABORT marker of epoch 1 at offset 1, written at 5.002 s, ends it on \
+                 orders-2",
         ]
     );
 }
@@ -1327,7 +1384,7 @@ fn every_transactional_kind_is_listed_by_the_checker() {
     let events = crate::check::kinds::EVENT_KINDS
         .iter()
         .filter(|k| describe(k).is_some());
-    assert_eq!((anomalies.count(), events.count()), (13, 4));
+    assert_eq!((anomalies.count(), events.count()), (14, 4));
 }
 
 #[test]
