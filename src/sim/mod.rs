@@ -590,69 +590,27 @@ impl Nodes {
     }
 }
 
-async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOutput {
-    let handle = Handle::current();
-    let [lo, hi] = sc.network.latency_ms;
-    let (wire_tx, wire_rx) = tokio::sync::mpsc::unbounded_channel();
-    let ctx = Arc::new(Ctx {
-        start: Instant::now(),
-        history: Mutex::new(History::default()),
-        incarnations: Mutex::new(BTreeMap::new()),
-        cut: Mutex::new(BTreeMap::new()),
-        down: Mutex::new(Default::default()),
-        inboxes: Mutex::new(BTreeMap::new()),
-        wire: wire_tx,
-        latency_rng: Mutex::new(stream(seed, "network")),
-        latency_us: (lo * 1000, hi * 1000),
-        messages: std::sync::atomic::AtomicU64::new(0),
-        broker_requests: Mutex::new(BTreeMap::new()),
-    });
-    let network_task = madsim::task::spawn(network(ctx.clone(), wire_rx));
-    let mut bugs = sc.bug_switches();
-    bugs.extend(extra_bugs);
-    let bugs = Bugs::of(&bugs);
-    let broker_ids: Vec<BrokerId> = (1..=sc.cluster.brokers).collect();
-    let topics: Vec<TopicSpec> = sc
-        .topics
-        .iter()
-        .map(|t| TopicSpec {
-            name: Arc::from(t.name.as_str()),
-            partitions: t.partitions,
-            replication_factor: t.replication_factor,
-            config: t.config.clone(),
-        })
-        .collect();
-    let topic_names: Vec<Arc<str>> = topics.iter().map(|t| t.name.clone()).collect();
-    let group_id = sc.consumers.config.group_id.clone();
-    let mut topics = topics;
-    if (group_id.is_some() && sc.consumers.count > 0) || sc.pipelines.is_some() {
-        // Kafka creates `__consumer_offsets` on the first FindCoordinator; here it is
-        // created with the workload topics when the scenario has a group.
-        topics.push(crate::coordinator::group::offsets_topic_spec(
-            &sc.cluster.config,
-            broker_ids.len(),
-        ));
-    }
-    let transactional = sc
-        .pipelines
-        .as_ref()
-        .is_some_and(|p| p.mode == crate::scenario::PipelineMode::ExactlyOnce);
-    if transactional {
-        // Kafka creates `__transaction_state` on the first transactional FindCoordinator.
-        topics.push(crate::coordinator::txn::transaction_state_topic_spec(
-            &sc.cluster.config,
-            broker_ids.len(),
-        ));
-    }
-    let mut nodes = Nodes {
-        ids: BTreeMap::new(),
-    };
+/// What spawning a run's nodes needs.
+struct Env<'a> {
+    handle: &'a Handle,
+    ctx: &'a Arc<Ctx>,
+    sc: &'a Scenario,
+    seed: u64,
+    bugs: Bugs,
+    broker_ids: Vec<BrokerId>,
+    topic_names: Vec<Arc<str>>,
+}
 
-    // Controller.
+/// Spawns the controller node. Controller.
+fn spawn_controller(env: &Env, topics: &[TopicSpec], nodes: &mut Nodes) -> Arc<Mutex<Controller>> {
+    let handle = env.handle;
+    let ctx = env.ctx;
+    let sc = env.sc;
+    let broker_ids = &env.broker_ids;
     let controller = Arc::new(Mutex::new(Controller::new(
         sc.cluster.config.clone(),
         broker_ids.clone(),
-        topics.clone(),
+        topics.to_vec(),
     )));
     {
         let (c, x) = (controller.clone(), ctx.clone());
@@ -669,10 +627,18 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             .build();
         nodes.ids.insert(NodeId::Controller, n.id());
     }
+    controller
+}
 
-    // Brokers: the Broker object outlives its node, so a restart keeps the disk.
+/// Spawns the broker nodes. Brokers: the Broker object outlives its node, so a restart keeps the disk.
+fn spawn_brokers(env: &Env, nodes: &mut Nodes) -> BTreeMap<BrokerId, Arc<Mutex<Broker>>> {
+    let handle = env.handle;
+    let ctx = env.ctx;
+    let sc = env.sc;
+    let broker_ids = &env.broker_ids;
+    let bugs = env.bugs;
     let mut brokers = BTreeMap::new();
-    for &b in &broker_ids {
+    for &b in broker_ids {
         let broker = Arc::new(Mutex::new(Broker::new(
             b,
             sc.cluster.config.clone(),
@@ -697,8 +663,18 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             .build();
         nodes.ids.insert(me, n.id());
     }
+    brokers
+}
 
-    // Producers with their workload.
+/// Spawns the producer nodes, each with its workload.
+fn spawn_producers(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<ProducerWorkload>>> {
+    let handle = env.handle;
+    let ctx = env.ctx;
+    let sc = env.sc;
+    let broker_ids = &env.broker_ids;
+    let topic_names = &env.topic_names;
+    let seed = env.seed;
+    let bugs = env.bugs;
     let interval_us = (1_000_000.0 / sc.workload.rate_per_sec).max(1.0) as u64;
     let mut producers = Vec::new();
     for i in 0..sc.producers.count {
@@ -746,8 +722,19 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             .build();
         nodes.ids.insert(me, n.id());
     }
+    producers
+}
 
-    // Consumers: assign mode, or group members with their application loop.
+/// Spawns the consumer nodes. Consumers: assign mode, or group members with their application loop.
+fn spawn_consumers(env: &Env, nodes: &mut Nodes) -> Vec<ConsumerNode> {
+    let handle = env.handle;
+    let ctx = env.ctx;
+    let sc = env.sc;
+    let broker_ids = &env.broker_ids;
+    let topic_names = &env.topic_names;
+    let seed = env.seed;
+    let bugs = env.bugs;
+    let group_id = &sc.consumers.config.group_id;
     let mut consumers = Vec::new();
     for i in 0..sc.consumers.count {
         let me = NodeId::Consumer(i);
@@ -826,8 +813,17 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         };
         nodes.ids.insert(me, n.id());
     }
+    consumers
+}
 
-    // Pipelines: a consumer and a producer in one process each.
+/// Spawns the pipeline nodes. Pipelines: a consumer and a producer in one process each.
+fn spawn_pipelines(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<PipelineWorkload>>> {
+    let handle = env.handle;
+    let ctx = env.ctx;
+    let sc = env.sc;
+    let broker_ids = &env.broker_ids;
+    let seed = env.seed;
+    let bugs = env.bugs;
     let mut pipelines = Vec::new();
     if let Some(spec) = &sc.pipelines {
         for i in 0..spec.instance_count() {
@@ -872,6 +868,81 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             nodes.ids.insert(me, n.id());
         }
     }
+    pipelines
+}
+
+async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOutput {
+    let handle = Handle::current();
+    let [lo, hi] = sc.network.latency_ms;
+    let (wire_tx, wire_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Arc::new(Ctx {
+        start: Instant::now(),
+        history: Mutex::new(History::default()),
+        incarnations: Mutex::new(BTreeMap::new()),
+        cut: Mutex::new(BTreeMap::new()),
+        down: Mutex::new(Default::default()),
+        inboxes: Mutex::new(BTreeMap::new()),
+        wire: wire_tx,
+        latency_rng: Mutex::new(stream(seed, "network")),
+        latency_us: (lo * 1000, hi * 1000),
+        messages: std::sync::atomic::AtomicU64::new(0),
+        broker_requests: Mutex::new(BTreeMap::new()),
+    });
+    let network_task = madsim::task::spawn(network(ctx.clone(), wire_rx));
+    let mut bugs = sc.bug_switches();
+    bugs.extend(extra_bugs);
+    let bugs = Bugs::of(&bugs);
+    let broker_ids: Vec<BrokerId> = (1..=sc.cluster.brokers).collect();
+    let topics: Vec<TopicSpec> = sc
+        .topics
+        .iter()
+        .map(|t| TopicSpec {
+            name: Arc::from(t.name.as_str()),
+            partitions: t.partitions,
+            replication_factor: t.replication_factor,
+            config: t.config.clone(),
+        })
+        .collect();
+    let topic_names: Vec<Arc<str>> = topics.iter().map(|t| t.name.clone()).collect();
+    let group_id = sc.consumers.config.group_id.clone();
+    let mut topics = topics;
+    if (group_id.is_some() && sc.consumers.count > 0) || sc.pipelines.is_some() {
+        // Kafka creates `__consumer_offsets` on the first FindCoordinator; here it is
+        // created with the workload topics when the scenario has a group.
+        topics.push(crate::coordinator::group::offsets_topic_spec(
+            &sc.cluster.config,
+            broker_ids.len(),
+        ));
+    }
+    let transactional = sc
+        .pipelines
+        .as_ref()
+        .is_some_and(|p| p.mode == crate::scenario::PipelineMode::ExactlyOnce);
+    if transactional {
+        // Kafka creates `__transaction_state` on the first transactional FindCoordinator.
+        topics.push(crate::coordinator::txn::transaction_state_topic_spec(
+            &sc.cluster.config,
+            broker_ids.len(),
+        ));
+    }
+    let mut nodes = Nodes {
+        ids: BTreeMap::new(),
+    };
+
+    let env = Env {
+        handle: &handle,
+        ctx: &ctx,
+        sc: &sc,
+        seed,
+        bugs,
+        broker_ids: broker_ids.clone(),
+        topic_names: topic_names.clone(),
+    };
+    let controller = spawn_controller(&env, &topics, &mut nodes);
+    let brokers = spawn_brokers(&env, &mut nodes);
+    let producers = spawn_producers(&env, &mut nodes);
+    let consumers = spawn_consumers(&env, &mut nodes);
+    let pipelines = spawn_pipelines(&env, &mut nodes);
 
     let faults = fault_schedule(&sc, seed);
 
