@@ -20,7 +20,7 @@ use crate::history::{
     Entry, GroupSnapshot, History, MarkerSnapshot, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot,
 };
 use crate::kafka::config::Acks;
-use crate::kafka::metadata::TopicSpec;
+use crate::kafka::metadata::{MetadataImage, TopicSpec};
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::*;
 use crate::kafka::record::ControlRecordType;
@@ -590,6 +590,199 @@ impl Nodes {
     }
 }
 
+/// The nodes a fault's target names now: a node, or the leader, followers or
+/// coordinator of a partition in the controller's current image.
+fn resolve_target(image: &MetadataImage, target: &Target) -> Vec<NodeId> {
+    match target {
+        Target::Node(n) => vec![*n],
+        Target::LeaderOf(tp) => image
+            .partitions
+            .get(tp)
+            .and_then(|r| r.leader)
+            .map(NodeId::Broker)
+            .into_iter()
+            .collect(),
+        Target::FollowersOf(tp) => image
+            .partitions
+            .get(tp)
+            .map(|r| {
+                r.replicas
+                    .iter()
+                    .filter(|b| Some(**b) != r.leader)
+                    .map(|b| NodeId::Broker(*b))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Target::CoordinatorOf(key) | Target::TxnCoordinatorOf(key) => {
+            let topic = match target {
+                Target::CoordinatorOf(_) => crate::coordinator::group::OFFSETS_TOPIC,
+                _ => crate::coordinator::txn::TRANSACTION_STATE_TOPIC,
+            };
+            let partitions = image.topics.get(topic).copied().unwrap_or(1);
+            let partition = crate::coordinator::shared::partition_for_group(key, partitions);
+            let tp = TopicPartition::new(topic, partition);
+            image
+                .partitions
+                .get(&tp)
+                .and_then(|r| r.leader)
+                .map(NodeId::Broker)
+                .into_iter()
+                .collect()
+        }
+    }
+}
+
+/// Asks the controller, as an admin client would (`AlterPartitionReassignments`, its
+/// answer not awaited), to move `partition`'s leadership to another in-sync replica;
+/// returns the fault's description for the history.
+fn move_leader(
+    ctx: &Ctx,
+    image: &MetadataImage,
+    partition: &TopicPartition,
+    admin_seq: &mut u64,
+) -> String {
+    match image.partitions.get(partition) {
+        Some(reg) => match reg.leader.and_then(|l| {
+            reg.replicas
+                .iter()
+                .find(|r| **r != l && reg.isr.contains(r))
+                .copied()
+        }) {
+            Some(target) => {
+                let mut replicas = vec![target];
+                replicas.extend(reg.replicas.iter().filter(|r| **r != target));
+                let message = Message::Request {
+                    correlation_id: *admin_seq,
+                    request: Request::AlterPartitionReassignments(
+                        AlterPartitionReassignmentsRequest {
+                            tp: partition.clone(),
+                            replicas,
+                        },
+                    ),
+                };
+                *admin_seq += 1;
+                // The admin client's request; its answer is not awaited.
+                if ctx.link_up(NodeId::Nemesis, NodeId::Controller) {
+                    let _ = ctx.wire.send(Wire {
+                        deliver_at: Instant::now() + ctx.latency(),
+                        to: NodeId::Controller,
+                        to_incarnation: ctx.incarnation(NodeId::Controller),
+                        from: NodeId::Nemesis,
+                        from_incarnation: 0,
+                        message,
+                    });
+                }
+                format!(
+                    "move leader of {partition} from broker-{} to broker-{target}",
+                    reg.leader.unwrap_or(0)
+                )
+            }
+            None => format!("move leader of {partition}: no other in-sync replica (skipped)"),
+        },
+        None => format!("move leader of {partition}: unknown partition (skipped)"),
+    }
+}
+
+/// Applies the fault schedule: each fault starts and ends at its time, on the nodes
+/// its target names when it starts, and is recorded in the history.
+async fn run_faults(
+    handle: &Handle,
+    ctx: &Arc<Ctx>,
+    controller: &Arc<Mutex<Controller>>,
+    nodes: &Nodes,
+    faults: &[ScheduledFault],
+) {
+    // Timeline: (time, start?, fault index).
+    let mut timeline: Vec<(Millis, bool, usize)> = Vec::new();
+    for (i, f) in faults.iter().enumerate() {
+        timeline.push((f.at_ms, true, i));
+        if !matches!(f.fault, Fault::MoveLeader { .. }) {
+            timeline.push((f.at_ms + f.duration_ms, false, i));
+        }
+    }
+    timeline.sort_by_key(|&(t, start, i)| (t, start, i));
+    let mut all_nodes: Vec<NodeId> = nodes.ids.keys().copied().collect();
+    all_nodes.push(NodeId::Nemesis);
+    let mut resolved: BTreeMap<usize, Vec<Vec<NodeId>>> = BTreeMap::new();
+    let mut admin_seq = 0u64;
+    for (t, start, i) in timeline {
+        time::sleep_until(ctx.start + Duration::from_millis(t)).await;
+        let f = &faults[i];
+        let now = ctx.now();
+        if start {
+            let image = controller
+                .lock()
+                .expect("no poisoned locks")
+                .image()
+                .clone();
+            let resolve = |target: &Target| resolve_target(&image, target);
+            let groups: Vec<Vec<NodeId>> = match &f.fault {
+                Fault::Crash { target } | Fault::Pause { target } | Fault::Isolate { target } => {
+                    vec![resolve(target)]
+                }
+                Fault::Partition { groups } => groups
+                    .iter()
+                    .map(|g| g.iter().flat_map(&resolve).collect())
+                    .collect(),
+                Fault::OneWay { from, to } => vec![resolve(from), resolve(to)],
+                Fault::MoveLeader { .. } => vec![],
+            };
+            let mut desc = format!(
+                "{} -> {}",
+                f.fault,
+                groups
+                    .iter()
+                    .map(|g| g
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+            match &f.fault {
+                Fault::Crash { .. } => groups[0].iter().for_each(|n| {
+                    handle.kill(nodes.id(*n));
+                    ctx.crash(*n);
+                }),
+                Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
+                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
+                    ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), false)
+                }
+                Fault::MoveLeader { partition } => {
+                    desc = move_leader(ctx, &image, partition, &mut admin_seq);
+                }
+            }
+            ctx.record(vec![Entry::instant(
+                NodeId::Nemesis,
+                now,
+                Op::FaultStart { fault: desc },
+            )]);
+            resolved.insert(i, groups);
+        } else {
+            let groups = resolved.remove(&i).unwrap_or_default();
+            match &f.fault {
+                Fault::Crash { .. } => groups[0].iter().for_each(|n| {
+                    ctx.down.lock().expect("no poisoned locks").remove(n);
+                    handle.restart(nodes.id(*n));
+                }),
+                Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.resume(nodes.id(*n))),
+                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
+                    ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), true)
+                }
+                Fault::MoveLeader { .. } => {}
+            }
+            ctx.record(vec![Entry::instant(
+                NodeId::Nemesis,
+                now,
+                Op::FaultEnd {
+                    fault: f.fault.to_string(),
+                },
+            )]);
+        }
+    }
+}
+
 /// What spawning a run's nodes needs.
 struct Env<'a> {
     handle: &'a Handle,
@@ -946,175 +1139,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
 
     let faults = fault_schedule(&sc, seed);
 
-    // Timeline: (time, start?, fault index).
-    let mut timeline: Vec<(Millis, bool, usize)> = Vec::new();
-    for (i, f) in faults.iter().enumerate() {
-        timeline.push((f.at_ms, true, i));
-        if !matches!(f.fault, Fault::MoveLeader { .. }) {
-            timeline.push((f.at_ms + f.duration_ms, false, i));
-        }
-    }
-    timeline.sort_by_key(|&(t, start, i)| (t, start, i));
-    let mut all_nodes: Vec<NodeId> = nodes.ids.keys().copied().collect();
-    all_nodes.push(NodeId::Nemesis);
-    let mut resolved: BTreeMap<usize, Vec<Vec<NodeId>>> = BTreeMap::new();
-    let mut admin_seq = 0u64;
-    for (t, start, i) in timeline {
-        time::sleep_until(ctx.start + Duration::from_millis(t)).await;
-        let f = &faults[i];
-        let now = ctx.now();
-        if start {
-            let image = controller
-                .lock()
-                .expect("no poisoned locks")
-                .image()
-                .clone();
-            let resolve = |target: &Target| -> Vec<NodeId> {
-                match target {
-                    Target::Node(n) => vec![*n],
-                    Target::LeaderOf(tp) => image
-                        .partitions
-                        .get(tp)
-                        .and_then(|r| r.leader)
-                        .map(NodeId::Broker)
-                        .into_iter()
-                        .collect(),
-                    Target::FollowersOf(tp) => image
-                        .partitions
-                        .get(tp)
-                        .map(|r| {
-                            r.replicas
-                                .iter()
-                                .filter(|b| Some(**b) != r.leader)
-                                .map(|b| NodeId::Broker(*b))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    Target::CoordinatorOf(key) | Target::TxnCoordinatorOf(key) => {
-                        let topic = match target {
-                            Target::CoordinatorOf(_) => crate::coordinator::group::OFFSETS_TOPIC,
-                            _ => crate::coordinator::txn::TRANSACTION_STATE_TOPIC,
-                        };
-                        let partitions = image.topics.get(topic).copied().unwrap_or(1);
-                        let partition =
-                            crate::coordinator::shared::partition_for_group(key, partitions);
-                        let tp = TopicPartition::new(topic, partition);
-                        image
-                            .partitions
-                            .get(&tp)
-                            .and_then(|r| r.leader)
-                            .map(NodeId::Broker)
-                            .into_iter()
-                            .collect()
-                    }
-                }
-            };
-            let groups: Vec<Vec<NodeId>> = match &f.fault {
-                Fault::Crash { target } | Fault::Pause { target } | Fault::Isolate { target } => {
-                    vec![resolve(target)]
-                }
-                Fault::Partition { groups } => groups
-                    .iter()
-                    .map(|g| g.iter().flat_map(&resolve).collect())
-                    .collect(),
-                Fault::OneWay { from, to } => vec![resolve(from), resolve(to)],
-                Fault::MoveLeader { .. } => vec![],
-            };
-            let mut desc = format!(
-                "{} -> {}",
-                f.fault,
-                groups
-                    .iter()
-                    .map(|g| g
-                        .iter()
-                        .map(|n| n.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
-            match &f.fault {
-                Fault::Crash { .. } => groups[0].iter().for_each(|n| {
-                    handle.kill(nodes.id(*n));
-                    ctx.crash(*n);
-                }),
-                Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
-                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
-                    ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), false)
-                }
-                Fault::MoveLeader { partition } => {
-                    desc = match image.partitions.get(partition) {
-                        Some(reg) => match reg.leader.and_then(|l| {
-                            reg.replicas
-                                .iter()
-                                .find(|r| **r != l && reg.isr.contains(r))
-                                .copied()
-                        }) {
-                            Some(target) => {
-                                let mut replicas = vec![target];
-                                replicas.extend(reg.replicas.iter().filter(|r| **r != target));
-                                let message = Message::Request {
-                                    correlation_id: admin_seq,
-                                    request: Request::AlterPartitionReassignments(
-                                        AlterPartitionReassignmentsRequest {
-                                            tp: partition.clone(),
-                                            replicas,
-                                        },
-                                    ),
-                                };
-                                admin_seq += 1;
-                                // The admin client's request; its answer is not awaited.
-                                if ctx.link_up(NodeId::Nemesis, NodeId::Controller) {
-                                    let _ = ctx.wire.send(Wire {
-                                        deliver_at: Instant::now() + ctx.latency(),
-                                        to: NodeId::Controller,
-                                        to_incarnation: ctx.incarnation(NodeId::Controller),
-                                        from: NodeId::Nemesis,
-                                        from_incarnation: 0,
-                                        message,
-                                    });
-                                }
-                                format!(
-                                    "move leader of {partition} from broker-{} to broker-{target}",
-                                    reg.leader.unwrap_or(0)
-                                )
-                            }
-                            None => format!(
-                                "move leader of {partition}: no other in-sync replica (skipped)"
-                            ),
-                        },
-                        None => format!("move leader of {partition}: unknown partition (skipped)"),
-                    };
-                }
-            }
-            ctx.record(vec![Entry::instant(
-                NodeId::Nemesis,
-                now,
-                Op::FaultStart { fault: desc },
-            )]);
-            resolved.insert(i, groups);
-        } else {
-            let groups = resolved.remove(&i).unwrap_or_default();
-            match &f.fault {
-                Fault::Crash { .. } => groups[0].iter().for_each(|n| {
-                    ctx.down.lock().expect("no poisoned locks").remove(n);
-                    handle.restart(nodes.id(*n));
-                }),
-                Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.resume(nodes.id(*n))),
-                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
-                    ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), true)
-                }
-                Fault::MoveLeader { .. } => {}
-            }
-            ctx.record(vec![Entry::instant(
-                NodeId::Nemesis,
-                now,
-                Op::FaultEnd {
-                    fault: f.fault.to_string(),
-                },
-            )]);
-        }
-    }
+    run_faults(&handle, &ctx, &controller, &nodes, &faults).await;
 
     // The quiet period; at its end the applications close their producers (see
     // `CLOSE_PERIOD_MS`), then the run ends.
@@ -1215,7 +1240,7 @@ fn cut_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(Node
 }
 
 /// Partitions of `__consumer_offsets` in the image.
-fn reg_count(image: &crate::kafka::metadata::MetadataImage) -> u32 {
+fn reg_count(image: &MetadataImage) -> u32 {
     image
         .topics
         .get(crate::coordinator::group::OFFSETS_TOPIC)
