@@ -90,6 +90,10 @@ impl Broker {
                                     if reg.leader_epoch == *leader_epoch
                                         && reg.partition_epoch >= *partition_epoch
                                     {
+                                        assert!(
+                                            reg.isr.contains(&self.id),
+                                            "leader outside its ISR"
+                                        );
                                         ls.isr = reg.isr;
                                         *partition_epoch = reg.partition_epoch;
                                         ls.pending = None;

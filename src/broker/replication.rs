@@ -152,6 +152,13 @@ impl Broker {
                 high_watermark: checkpoint.min(leo),
                 role: Role::Idle,
             });
+        assert!(
+            reg.leader_epoch >= part.leader_epoch,
+            "broker {}: leader epoch of {tp} went back from {} to {}",
+            self.id,
+            part.leader_epoch,
+            reg.leader_epoch
+        );
         let new_epoch = reg.leader_epoch > part.leader_epoch;
         let newer_registration = reg.partition_epoch > part.partition_epoch;
         part.partition_epoch = part.partition_epoch.max(reg.partition_epoch);
@@ -193,6 +200,7 @@ impl Broker {
                         self.txn_coordinator_elected(now, tp, epoch, out);
                     }
                 } else if let Role::Leader(ls) = &mut part.role {
+                    assert!(reg.isr.contains(&self.id), "leader outside its ISR");
                     ls.isr = reg.isr.clone();
                     ls.replicas = reg.replicas.clone();
                     // Kafka's `Partition.makeLeader` -> `updateAssignmentAndIsr`: a newer
