@@ -27,7 +27,7 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "zombie-commit",
     "committed-offset-lost",
     "unassigned-partition",
-    // Transactions (`txn_checker`).
+    // Transactions (`check::txn`).
     "aborted-read",
     "precommitted-read",
     "partial-commit",
@@ -57,7 +57,7 @@ pub const EVENT_KINDS: &[&str] = &[
     // (`FetchCollector` -> `SubscriptionState.updateHighWatermark`), and a leader whose
     // high watermark lags (new, or deposed and not yet told) answers Fetch with it.
     "high-watermark-regression",
-    // Transactions (`txn_checker`).
+    // Transactions (`check::txn`).
     "lookup-hit-marker",
     "marker-gap",
     "lso-stall",

@@ -13,7 +13,7 @@
 //! offset of this partition". Indefinite sends (`Outcome::Info`) are never treated as
 //! failed: they may or may not be in the log. Records of aborted or never-ended
 //! transactions ([`TxnView`]) are no observations of their values, and the
-//! transactional checks live in [`txn_checker`], which adds to the same tallies.
+//! transactional checks live in [`txn`], which adds to the same tallies.
 //!
 //! Everything is ordered (`BTreeMap`, `Vec`), so the same inputs always give the same
 //! result, examples included: each kind keeps the first three examples in history order.

@@ -132,7 +132,7 @@ pub fn report_dir(root: &Path, report: &SeedReport) -> PathBuf {
 }
 
 /// Writes `reports/<scenario>/<seed>/report.json`, `history.jsonl` and `index.html`
-/// (the report for a person, see [`report_html`]) under `root`, each through a
+/// (the report for a person, see [`html`]) under `root`, each through a
 /// temporary file and a rename so nothing is left half-written. Returns the path of
 /// `report.json`; `index.html` is beside it.
 pub fn write_report(
