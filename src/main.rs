@@ -667,34 +667,56 @@ fn print_row(s: &ScenarioSummary, range: Option<&str>, bugs: &[String], reports:
     }
 }
 
+/// Prints a table under a blank line: the first column left-aligned, the others
+/// right-aligned, each as wide as its `columns` entry says.
+fn print_table(columns: &[(&str, usize)], rows: impl IntoIterator<Item = Vec<String>>) {
+    let line = |cells: Vec<String>| {
+        let cells: Vec<String> = cells
+            .iter()
+            .zip(columns)
+            .enumerate()
+            .map(|(i, (c, (_, w)))| match i {
+                0 => format!("{c:<w$}"),
+                _ => format!("{c:>w$}"),
+            })
+            .collect();
+        println!("{}", cells.join(" "));
+    };
+    println!();
+    line(columns.iter().map(|(h, _)| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
 /// The producer figures table (C8, C9): means over each scenario's seeds.
 fn print_producer_figures(rows: &[ScenarioSummary]) {
-    println!();
-    println!(
-        "{:<34} {:>9} {:>9} {:>8} {:>12} {:>8} {:>8} {:>8}",
-        "producer figures (mean per seed)",
-        "rec/batch",
-        "batch B",
-        "ratio",
-        "bytes sent",
-        "p50 ms",
-        "p99 ms",
-        "max ms"
+    let columns = [
+        ("producer figures (mean per seed)", 34),
+        ("rec/batch", 9),
+        ("batch B", 9),
+        ("ratio", 8),
+        ("bytes sent", 12),
+        ("p50 ms", 8),
+        ("p99 ms", 8),
+        ("max ms", 8),
+    ];
+    print_table(
+        &columns,
+        rows.iter().map(|s| {
+            let f = s.producer.mean();
+            vec![
+                s.name.clone(),
+                format!("{:.1}", f.records_per_batch),
+                format!("{:.0}", f.batch_size_avg),
+                format!("{:.3}", f.compression_rate),
+                (f.metrics.outgoing_bytes / s.producer.runs.max(1)).to_string(),
+                f.latency_p50_ms.to_string(),
+                f.latency_p99_ms.to_string(),
+                f.latency_max_ms.to_string(),
+            ]
+        }),
     );
-    for s in rows {
-        let f = s.producer.mean();
-        println!(
-            "{:<34} {:>9.1} {:>9.0} {:>8.3} {:>12} {:>8} {:>8} {:>8}",
-            s.name,
-            f.records_per_batch,
-            f.batch_size_avg,
-            f.compression_rate,
-            f.metrics.outgoing_bytes / s.producer.runs.max(1),
-            f.latency_p50_ms,
-            f.latency_p99_ms,
-            f.latency_max_ms
-        );
-    }
 }
 
 /// The read-process-write figures table (C29), for scenarios with pipelines: what
@@ -704,34 +726,34 @@ fn print_pipeline_figures(rows: &[ScenarioSummary]) {
     if rows.is_empty() {
         return;
     }
-    println!();
-    println!(
-        "{:<34} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8} {:>9} {:>9}",
-        "pipeline figures (mean per seed)",
-        "outputs",
-        "out/s",
-        "txns",
-        "out/txn",
-        "commit50",
-        "commit99",
-        "req/1k",
-        "txnreq/1k"
+    let columns = [
+        ("pipeline figures (mean per seed)", 34),
+        ("outputs", 8),
+        ("out/s", 8),
+        ("txns", 6),
+        ("out/txn", 7),
+        ("commit50", 8),
+        ("commit99", 8),
+        ("req/1k", 9),
+        ("txnreq/1k", 9),
+    ];
+    print_table(
+        &columns,
+        rows.iter().map(|s| {
+            let f = s.pipeline.mean();
+            vec![
+                s.name.clone(),
+                f.outputs.to_string(),
+                format!("{:.1}", f.outputs_per_sec),
+                f.transactions.to_string(),
+                format!("{:.1}", f.outputs_per_txn()),
+                f.commit_p50_ms.to_string(),
+                f.commit_p99_ms.to_string(),
+                format!("{:.0}", f.requests_per_1000_outputs()),
+                format!("{:.0}", f.txn_requests_per_1000_outputs()),
+            ]
+        }),
     );
-    for s in rows {
-        let f = s.pipeline.mean();
-        println!(
-            "{:<34} {:>8} {:>8.1} {:>6} {:>7.1} {:>8} {:>8} {:>9.0} {:>9.0}",
-            s.name,
-            f.outputs,
-            f.outputs_per_sec,
-            f.transactions,
-            f.outputs_per_txn(),
-            f.commit_p50_ms,
-            f.commit_p99_ms,
-            f.requests_per_1000_outputs(),
-            f.txn_requests_per_1000_outputs()
-        );
-    }
 }
 
 /// `repro <report.json>`: runs the report's scenario with its seed and bugs again and

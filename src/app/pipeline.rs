@@ -25,14 +25,15 @@
 //! with the same `transactional.id`, whose `initTransactions` fences the old one.
 
 use crate::actor::{Actor, Outbox};
+use crate::app::group_events::{self, Member, Signal};
 use crate::bugs::Bugs;
-use crate::client::consumer::{CommitId, ConsumedRecord, Consumer, GroupEvent};
+use crate::client::consumer::{CommitId, ConsumedRecord, Consumer};
 use crate::client::producer::{
     Producer, ProducerRecord, ProducerSetup, PIPELINE_PRODUCER_CORRELATION_BASE,
 };
 use crate::client::txn_client::{GroupMetadata, TxnClientState, TxnEvent, TxnResult};
 use crate::history::output_value;
-use crate::history::{Entry, Op, Outcome, Sink, TxnId};
+use crate::history::{Entry, Op, Sink, TxnId};
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{BrokerId, Message, NodeId, Offset, TopicPartition};
 use crate::scenario::{PipelineMode, PipelineSpec};
@@ -255,93 +256,30 @@ impl PipelineWorkload {
         waiting: Option<CommitId>,
         out: &mut Outbox,
     ) -> Option<bool> {
-        let process = self.factory.process();
-        let group = self.group();
-        let member = self
-            .consumer
-            .member_id()
-            .map(|m| m.to_string())
-            .unwrap_or_default();
+        let who = Member {
+            process: self.factory.process(),
+            group: self.group(),
+            member: self.member_id(),
+        };
         let mut finished = None;
         for event in self.consumer.drain_events() {
-            let op = match event {
-                GroupEvent::Assigned {
-                    generation,
-                    member_id,
-                    partitions,
-                } => Op::Assigned {
-                    group: group.clone(),
-                    member: member_id.to_string(),
-                    generation,
-                    partitions,
-                },
-                GroupEvent::CommitCompleted {
-                    id,
-                    offsets,
-                    sent_ms,
-                    generation,
-                } => {
-                    finished = finished.or((waiting == Some(id)).then_some(true));
-                    out.record(Entry {
-                        index: 0,
-                        process,
-                        invoke_ms: sent_ms,
-                        complete_ms: Some(now),
-                        outcome: Outcome::Ok,
-                        op: Op::Committed {
-                            group: group.clone(),
-                            member: member.clone(),
-                            generation,
-                            offsets: offsets.into_iter().map(|c| (c.tp, c.offset)).collect(),
-                        },
-                    });
-                    continue;
+            match group_events::record(event, &who, now, out) {
+                Signal::CommitDone { id, ok } => {
+                    finished = finished.or((waiting == Some(id)).then_some(ok));
                 }
-                GroupEvent::CommitFailed {
-                    id,
-                    error,
-                    invoked_ms,
-                    generation,
-                } => {
-                    finished = finished.or((waiting == Some(id)).then_some(false));
-                    out.record(Entry {
-                        index: 0,
-                        process,
-                        invoke_ms: invoked_ms,
-                        complete_ms: Some(now),
-                        outcome: Outcome::Fail { error },
-                        op: Op::Committed {
-                            group: group.clone(),
-                            member: member.clone(),
-                            generation,
-                            offsets: Vec::new(),
-                        },
-                    });
-                    continue;
-                }
-                GroupEvent::Fenced { error } => {
-                    self.step = Step::Stopped;
-                    Op::MemberEvent {
-                        group: group.clone(),
-                        member: member.clone(),
-                        event: format!("fenced: {error}"),
-                    }
-                }
-                GroupEvent::LeftGroup { reason, .. } => Op::MemberEvent {
-                    group: group.clone(),
-                    member: member.clone(),
-                    event: format!("left the group: {reason}"),
-                },
-                GroupEvent::CoordinatorDiscovered { broker } => Op::MemberEvent {
-                    group: group.clone(),
-                    member: member.clone(),
-                    event: format!("discovered group coordinator broker-{broker}"),
-                },
-                GroupEvent::Revoked { .. } => continue,
-            };
-            out.record(Entry::instant(process, now, op));
+                Signal::Fenced => self.step = Step::Stopped,
+                Signal::Assigned(_) | Signal::None => {}
+            }
         }
         finished
+    }
+
+    /// The consumer's member id, "" before it joins.
+    fn member_id(&self) -> String {
+        self.consumer
+            .member_id()
+            .map(|m| m.to_string())
+            .unwrap_or_default()
     }
 
     /// Starts the work of a polled `batch`: its rollback point is where the batch
@@ -371,11 +309,7 @@ impl PipelineWorkload {
             now,
             Op::Processed {
                 group: self.group(),
-                member: self
-                    .consumer
-                    .member_id()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
+                member: self.member_id(),
                 generation: self.consumer.generation().unwrap_or(-1),
                 partition: record.partition.clone(),
                 offset: record.offset,

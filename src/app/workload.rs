@@ -7,11 +7,12 @@
 //! checker see reordering.
 
 use crate::actor::{Actor, Outbox};
+use crate::app::group_events::{self, Member, Signal};
 use crate::bugs::Bugs;
-use crate::client::consumer::{CommitId, ConsumedRecord, Consumer, GroupEvent};
+use crate::client::consumer::{CommitId, ConsumedRecord, Consumer};
 use crate::client::producer::{Producer, ProducerRecord};
 use crate::history::{headers_for, make_value};
-use crate::history::{Entry, Op, Outcome, Sink};
+use crate::history::{Entry, Op, Sink};
 use crate::kafka::config::ConsumerConfig;
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{BrokerId, Message, NodeId};
@@ -215,36 +216,6 @@ enum App {
     Stopped,
 }
 
-/// The history entry of a commit the application waited for.
-#[allow(clippy::too_many_arguments)]
-fn commit_entry(
-    process: NodeId,
-    invoke_ms: Millis,
-    now: Millis,
-    outcome: Outcome,
-    group: String,
-    member: String,
-    generation: i32,
-    offsets: Vec<(
-        crate::kafka::protocol::TopicPartition,
-        crate::kafka::protocol::Offset,
-    )>,
-) -> Entry {
-    Entry {
-        index: 0,
-        process,
-        invoke_ms,
-        complete_ms: Some(now),
-        outcome,
-        op: Op::Committed {
-            group,
-            member,
-            generation,
-            offsets,
-        },
-    }
-}
-
 /// Idle time between two polls that returned nothing (`poll(Duration)` waiting).
 const IDLE_POLL_MS: Millis = 50;
 /// Bound on the app loop's steps per wake-up.
@@ -320,90 +291,18 @@ impl ConsumerWorkload {
         };
         let process = NodeId::Consumer(self.factory.index);
         for event in self.consumer.drain_events() {
-            let group = self.plan.group.clone();
-            let member = self.member().0;
-            match event {
-                GroupEvent::Assigned {
-                    generation,
-                    member_id,
-                    partitions,
-                } => {
-                    self.last_member = member_id.to_string();
-                    out.record(Entry::instant(
-                        process,
-                        now,
-                        Op::Assigned {
-                            group,
-                            member: member_id.to_string(),
-                            generation,
-                            partitions,
-                        },
-                    ));
+            let who = Member {
+                process,
+                group: self.plan.group.clone(),
+                member: self.member().0,
+            };
+            match group_events::record(event, &who, now, out) {
+                Signal::Assigned(member_id) => self.last_member = member_id,
+                Signal::CommitDone { id, ok } => {
+                    finished = finished.or((waiting == Some(id)).then_some(ok));
                 }
-                GroupEvent::Revoked { .. } => {}
-                GroupEvent::CoordinatorDiscovered { broker } => out.record(Entry::instant(
-                    process,
-                    now,
-                    Op::MemberEvent {
-                        group,
-                        member,
-                        event: format!("discovered group coordinator broker-{broker}"),
-                    },
-                )),
-                GroupEvent::CommitCompleted {
-                    id,
-                    offsets,
-                    sent_ms,
-                    generation,
-                } => {
-                    // The operation the coordinator judged: the accepted OffsetCommit.
-                    let offsets = offsets.into_iter().map(|c| (c.tp, c.offset)).collect();
-                    finished = finished.or((waiting == Some(id)).then_some(true));
-                    let ok = Outcome::Ok;
-                    out.record(commit_entry(
-                        process, sent_ms, now, ok, group, member, generation, offsets,
-                    ));
-                }
-                GroupEvent::CommitFailed {
-                    id,
-                    error,
-                    invoked_ms,
-                    generation,
-                } => {
-                    finished = finished.or((waiting == Some(id)).then_some(false));
-                    let failed = Outcome::Fail { error };
-                    out.record(commit_entry(
-                        process,
-                        invoked_ms,
-                        now,
-                        failed,
-                        group,
-                        member,
-                        generation,
-                        Vec::new(),
-                    ));
-                }
-                GroupEvent::Fenced { error } => {
-                    self.app = App::Stopped;
-                    out.record(Entry::instant(
-                        process,
-                        now,
-                        Op::MemberEvent {
-                            group,
-                            member,
-                            event: format!("fenced: {error}"),
-                        },
-                    ));
-                }
-                GroupEvent::LeftGroup { reason, .. } => out.record(Entry::instant(
-                    process,
-                    now,
-                    Op::MemberEvent {
-                        group,
-                        member,
-                        event: format!("left the group: {reason}"),
-                    },
-                )),
+                Signal::Fenced => self.app = App::Stopped,
+                Signal::None => {}
             }
         }
         finished

@@ -3,6 +3,8 @@
 //! electing or resigning them with the partitions' leadership.
 
 use super::*;
+use crate::coordinator::group::PreparedRebalance;
+use crate::coordinator::txn::TxnTransition;
 
 impl Broker {
     /// The `__consumer_offsets` partition of a group, once the topic exists.
@@ -43,61 +45,31 @@ impl Broker {
 
     /// A group API request: served if this broker leads (unfenced) the group's offsets
     /// partition and has loaded it, else `NOT_COORDINATOR`.
-    pub(super) fn handle_group_request(
-        &mut self,
-        now: Millis,
-        from: NodeId,
-        correlation_id: u64,
-        request: Request,
-        out: &mut Outbox,
-    ) {
-        let group_id = group::group_id(&request).expect("a group request");
+    pub(super) fn serve_group(&mut self, now: Millis, to: ReplyTo, r: Request, out: &mut Outbox) {
+        let group_id = group::group_id(&r).expect("a group request");
         let fenced = self.self_fenced(now);
         let partition = self.coordinator_partition(group_id).filter(|p| {
             let tp = TopicPartition::new(OFFSETS_TOPIC, *p);
-            let leads = self
-                .partitions
-                .get(&tp)
-                .is_some_and(|part| matches!(part.role, Role::Leader(_)));
-            leads && !fenced && self.coordinator.is_loaded(*p)
+            self.leads(&tp) && !fenced && self.coordinator.is_loaded(*p)
         });
         let Some(partition) = partition else {
-            let response = group::error_response(&request, ErrorCode::NotCoordinator)
-                .expect("a group request");
-            Self::respond(from, correlation_id, response, out);
+            let response = group::error_response(&r, ErrorCode::NotCoordinator);
+            Self::respond(
+                to.client,
+                to.correlation_id,
+                response.expect("a group request"),
+                out,
+            );
             return;
         };
-        let reply_to = ReplyTo {
-            client: from,
-            correlation_id,
-        };
-        let output = self.coordinator.handle(now, partition, reply_to, request);
-        self.apply_coordinator_output(now, output, out);
+        let output = self.coordinator.handle(now, partition, to, r);
+        self.apply_group(now, output, out);
     }
 
-    /// Sends the coordinator's answers and appends its records.
-    pub(super) fn apply_coordinator_output(
-        &mut self,
-        now: Millis,
-        output: CoordinatorOutput,
-        out: &mut Outbox,
-    ) {
-        for (to, response) in output.responses {
-            Self::respond(to.client, to.correlation_id, response, out);
-        }
-        for r in output.rebalances {
-            out.record(Entry::instant(
-                NodeId::Broker(self.id),
-                now,
-                Op::PrepareRebalance {
-                    group: r.group_id.to_string(),
-                    generation: r.generation,
-                    cause: r.cause,
-                    reason: r.reason,
-                },
-            ));
-        }
-        for append in output.appends {
+    /// Sends the coordinator's answers, records its rebalances and appends its records.
+    pub(super) fn apply_group(&mut self, now: Millis, o: CoordinatorOutput, out: &mut Outbox) {
+        self.answer_and_record(now, o.responses, o.rebalances, out);
+        for append in o.appends {
             self.append_for_coordinator(now, append, out);
         }
     }
@@ -117,7 +89,7 @@ impl Broker {
             Ok(epoch) => epoch,
             Err(error) => {
                 let output = self.coordinator.on_append_complete(now, append.id, error);
-                self.apply_coordinator_output(now, output, out);
+                self.apply_group(now, output, out);
                 return;
             }
         };
@@ -132,7 +104,7 @@ impl Broker {
             .check_coordinator_append(&header, epoch_fencing);
         if let Err(error) = checked {
             let output = self.coordinator.on_append_complete(now, append.id, error);
-            self.apply_coordinator_output(now, output, out);
+            self.apply_group(now, output, out);
             return;
         }
         let deadline = now + self.config.offsets_commit_timeout_ms;
@@ -163,11 +135,11 @@ impl Broker {
     ) {
         if &*tp.topic == OFFSETS_TOPIC {
             let output = self.coordinator.unload(tp.partition);
-            self.apply_coordinator_output(now, output, out);
+            self.apply_group(now, output, out);
         }
         if &*tp.topic == TRANSACTION_STATE_TOPIC && self.txn_coordinator.is_loaded(tp.partition) {
             let output = self.txn_coordinator.unload(tp.partition);
-            self.apply_txn_output(now, output, out);
+            self.apply_txn(now, output, out);
         }
     }
 
@@ -187,21 +159,14 @@ impl Broker {
         let output = self
             .txn_coordinator
             .load(now, tp.partition, leader_epoch, &batches);
-        self.apply_txn_output(now, output, out);
+        self.apply_txn(now, output, out);
     }
 
     /// A transaction API request (`InitProducerId` with a `transactional.id`,
     /// `AddPartitionsToTxn`, `AddOffsetsToTxn`, `EndTxn`): served if this broker leads,
     /// unfenced, the id's `__transaction_state` partition, else `NOT_COORDINATOR`.
-    pub(super) fn handle_txn_request(
-        &mut self,
-        now: Millis,
-        from: NodeId,
-        correlation_id: u64,
-        request: Request,
-        out: &mut Outbox,
-    ) {
-        let id = txn::transactional_id(&request).expect("a transaction request");
+    pub(super) fn serve_txn(&mut self, now: Millis, to: ReplyTo, r: Request, out: &mut Outbox) {
+        let id = txn::transactional_id(&r).expect("a transaction request");
         let fenced = self.self_fenced(now);
         let partition = self
             .image
@@ -210,54 +175,26 @@ impl Broker {
             .map(|n| txn::partition_for_transactional_id(id, *n))
             .filter(|p| {
                 let tp = TopicPartition::new(TRANSACTION_STATE_TOPIC, *p);
-                let leads = self
-                    .partitions
-                    .get(&tp)
-                    .is_some_and(|part| matches!(part.role, Role::Leader(_)));
-                leads && !fenced
+                self.leads(&tp) && !fenced
             });
         let Some(partition) = partition else {
-            let response = txn::error_response(&request, ErrorCode::NotCoordinator)
-                .expect("a transaction request");
-            Self::respond(from, correlation_id, response, out);
+            let response = txn::error_response(&r, ErrorCode::NotCoordinator);
+            let response = response.expect("a transaction request");
+            Self::respond(to.client, to.correlation_id, response, out);
             return;
-        };
-        let reply_to = ReplyTo {
-            client: from,
-            correlation_id,
         };
         let ids = &mut self.producer_ids;
         let output = self
             .txn_coordinator
-            .handle(now, partition, reply_to, request, &mut || ids.generate());
-        self.apply_txn_output(now, output, out);
+            .handle(now, partition, to, r, &mut || ids.generate());
+        self.apply_txn(now, output, out);
     }
 
-    /// Sends the transaction coordinator's answers, appends its records, records its
-    /// state changes in the history, and sends the markers that are due.
-    pub(super) fn apply_txn_output(
-        &mut self,
-        now: Millis,
-        output: TxnCoordinatorOutput,
-        out: &mut Outbox,
-    ) {
-        for (to, response) in output.responses {
-            Self::respond(to.client, to.correlation_id, response, out);
-        }
-        for t in output.transitions {
-            out.record(Entry::instant(
-                NodeId::Broker(self.id),
-                now,
-                Op::TxnState {
-                    transactional_id: t.transactional_id.to_string(),
-                    producer_id: t.producer_id,
-                    producer_epoch: t.producer_epoch,
-                    from: t.from.name().to_string(),
-                    to: t.to.name().to_string(),
-                },
-            ));
-        }
-        for append in output.appends {
+    /// Sends the transaction coordinator's answers, records its state changes in the
+    /// history, appends its records, and sends the markers that are due.
+    pub(super) fn apply_txn(&mut self, now: Millis, o: TxnCoordinatorOutput, out: &mut Outbox) {
+        self.answer_and_record(now, o.responses, o.transitions, out);
+        for append in o.appends {
             self.append_for_txn_coordinator(now, append, out);
         }
         self.send_txn_markers(now, out);
@@ -280,7 +217,7 @@ impl Broker {
                 let output = self
                     .txn_coordinator
                     .on_append_complete(now, append.id, error);
-                self.apply_txn_output(now, output, out);
+                self.apply_txn(now, output, out);
                 return;
             }
         };
@@ -329,6 +266,31 @@ impl Broker {
         out: &mut Outbox,
     ) {
         let output = self.txn_coordinator.on_markers_response(now, id, answer);
-        self.apply_txn_output(now, output, out);
+        self.apply_txn(now, output, out);
+    }
+}
+
+/// A rebalance the group coordinator began, as the history records it.
+impl From<PreparedRebalance> for Op {
+    fn from(r: PreparedRebalance) -> Op {
+        Op::PrepareRebalance {
+            group: r.group_id.to_string(),
+            generation: r.generation,
+            cause: r.cause,
+            reason: r.reason,
+        }
+    }
+}
+
+/// A transition the transaction coordinator completed, as the history records it.
+impl From<TxnTransition> for Op {
+    fn from(t: TxnTransition) -> Op {
+        Op::TxnState {
+            transactional_id: t.transactional_id.to_string(),
+            producer_id: t.producer_id,
+            producer_epoch: t.producer_epoch,
+            from: t.from.name().to_string(),
+            to: t.to.name().to_string(),
+        }
     }
 }

@@ -224,6 +224,30 @@ impl Broker {
         correlation_id
     }
 
+    /// Whether this broker leads `tp` (as far as it knows).
+    fn leads(&self, tp: &TopicPartition) -> bool {
+        self.partitions
+            .get(tp)
+            .is_some_and(|p| matches!(p.role, Role::Leader(_)))
+    }
+
+    /// Sends each of a coordinator's answers to the client that asked, then records its
+    /// events as this broker's in the history.
+    fn answer_and_record<E: Into<Op>>(
+        &self,
+        now: Millis,
+        responses: Vec<(ReplyTo, Response)>,
+        events: Vec<E>,
+        out: &mut Outbox,
+    ) {
+        for (to, response) in responses {
+            Self::respond(to.client, to.correlation_id, response, out);
+        }
+        for e in events {
+            out.record(Entry::instant(NodeId::Broker(self.id), now, e.into()));
+        }
+    }
+
     fn respond(to: NodeId, correlation_id: u64, response: Response, out: &mut Outbox) {
         out.send(
             to,
@@ -248,18 +272,6 @@ impl Broker {
     fn log_end_offset(&self, tp: &TopicPartition) -> Offset {
         self.disk.logs.get(tp).map_or(0, Log::log_end_offset)
     }
-
-    // ------------------------------------------------------------ metadata
-
-    // ------------------------------------------------------------ leader side
-
-    // ------------------------------------------------------------ group coordinator
-
-    // ------------------------------------------------------------ transaction coordinator
-
-    // ------------------------------------------------------------ follower side
-
-    // ------------------------------------------------------------ controller side
 
     fn expire_requests(&mut self, now: Millis, out: &mut Outbox) {
         let expired: Vec<u64> = self
@@ -328,7 +340,7 @@ impl Actor for Broker {
                 request,
             } => match request {
                 r if txn::transactional_id(&r).is_some() => {
-                    self.handle_txn_request(now, from, correlation_id, r, out)
+                    self.serve_txn(now, ReplyTo::new(from, correlation_id), r, out)
                 }
                 Request::Produce(r) => self.handle_produce(now, from, correlation_id, r, out),
                 Request::Fetch(r) => self.handle_fetch(now, from, correlation_id, r, out),
@@ -365,7 +377,7 @@ impl Actor for Broker {
                     self.handle_write_txn_markers(now, from, correlation_id, r, out)
                 }
                 r if group::group_id(&r).is_some() => {
-                    self.handle_group_request(now, from, correlation_id, r, out)
+                    self.serve_group(now, ReplyTo::new(from, correlation_id), r, out)
                 }
                 // Controller and admin APIs are not served by brokers.
                 _ => {}
@@ -420,9 +432,9 @@ impl Actor for Broker {
         self.complete_delayed_produce(now, out);
         self.complete_delayed_fetch(now, false, out);
         let output = self.coordinator.on_timer(now);
-        self.apply_coordinator_output(now, output, out);
+        self.apply_group(now, output, out);
         let output = self.txn_coordinator.on_timer(now);
-        self.apply_txn_output(now, output, out);
+        self.apply_txn(now, output, out);
         self.controller_work(now, out);
         self.follower_work(now, out);
     }

@@ -365,11 +365,11 @@ impl Broker {
         }
         for (id, error) in coordinator_appends {
             let output = self.coordinator.on_append_complete(now, id, error);
-            self.apply_coordinator_output(now, output, out);
+            self.apply_group(now, output, out);
         }
         for (id, error) in txn_appends {
             let output = self.txn_coordinator.on_append_complete(now, id, error);
-            self.apply_txn_output(now, output, out);
+            self.apply_txn(now, output, out);
         }
         // Transactional offset commits become visible (or are dropped) once their
         // marker is replicated.

@@ -152,13 +152,7 @@ impl Broker {
                 high_watermark: checkpoint.min(leo),
                 role: Role::Idle,
             });
-        assert!(
-            reg.leader_epoch >= part.leader_epoch,
-            "broker {}: leader epoch of {tp} went back from {} to {}",
-            self.id,
-            part.leader_epoch,
-            reg.leader_epoch
-        );
+        reg.assert_epoch_not_behind(NodeId::Broker(self.id), part.leader_epoch);
         let new_epoch = reg.leader_epoch > part.leader_epoch;
         let newer_registration = reg.partition_epoch > part.partition_epoch;
         part.partition_epoch = part.partition_epoch.max(reg.partition_epoch);

@@ -125,11 +125,7 @@ impl Broker {
             let Ok(header) = BatchHeader::parse(batch) else {
                 continue;
             };
-            let leads = self
-                .partitions
-                .get(tp)
-                .is_some_and(|p| matches!(p.role, Role::Leader(_)));
-            if !header.is_transactional() || !header.has_producer_id() || !leads {
+            if !header.is_transactional() || !header.has_producer_id() || !self.leads(tp) {
                 continue;
             }
             let ongoing = self.disk.logs[tp]

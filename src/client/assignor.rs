@@ -72,16 +72,21 @@ fn subscribes(member: &JoinGroupMember, topic: &str) -> bool {
     member.subscription.topics.iter().any(|t| &**t == topic)
 }
 
+/// The topics any member subscribes to, in name order.
+fn subscribed_topics<'a>(sorted: &[&'a JoinGroupMember]) -> BTreeSet<&'a Arc<str>> {
+    sorted
+        .iter()
+        .flat_map(|m| m.subscription.topics.iter())
+        .collect()
+}
+
 /// `RangeAssignor.assign` without rack information.
 fn range(
     sorted: &[&JoinGroupMember],
     partition_counts: &BTreeMap<Arc<str>, u32>,
     assigned: &mut BTreeMap<Arc<str>, BTreeSet<TopicPartition>>,
 ) {
-    let topics: BTreeSet<&Arc<str>> = sorted
-        .iter()
-        .flat_map(|m| m.subscription.topics.iter())
-        .collect();
+    let topics = subscribed_topics(sorted);
     for topic in topics {
         let Some(&count) = partition_counts.get(topic) else {
             continue;
@@ -110,10 +115,7 @@ fn round_robin(
     partition_counts: &BTreeMap<Arc<str>, u32>,
     assigned: &mut BTreeMap<Arc<str>, BTreeSet<TopicPartition>>,
 ) {
-    let topics: BTreeSet<&Arc<str>> = sorted
-        .iter()
-        .flat_map(|m| m.subscription.topics.iter())
-        .collect();
+    let topics = subscribed_topics(sorted);
     let mut next = 0usize;
     for topic in topics {
         let Some(&count) = partition_counts.get(topic) else {

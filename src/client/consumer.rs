@@ -28,7 +28,7 @@ use crate::actor::{Actor, Outbox};
 use crate::bugs::{Bug, Bugs};
 use crate::client::consumer_coordinator::{AssignmentChange, ConsumerCoordinator, GroupContext};
 pub use crate::client::consumer_coordinator::{CommitId, GroupEvent, MemberState};
-use crate::client::network::{InFlightRequest, MetadataCache, NetworkClient};
+use crate::client::network::{self, InFlightRequest, MetadataCache, NetworkClient};
 use crate::history::{Entry, Op, Outcome, ReadRecord, Value};
 use crate::kafka::config::IsolationLevel;
 use crate::kafka::config::{AutoOffsetReset, ConsumerConfig};
@@ -224,6 +224,30 @@ pub struct Consumer {
     now: Millis,
     /// Switched-off safeguards.
     bugs: Bugs,
+}
+
+/// The history entry of a poll of `tp` that threw `error` to the application.
+fn failed_poll(
+    process: NodeId,
+    now: Millis,
+    read_committed: bool,
+    tp: TopicPartition,
+    high_watermark: Offset,
+    error: String,
+) -> Entry {
+    Entry {
+        outcome: Outcome::Fail { error },
+        ..Entry::instant(
+            process,
+            now,
+            Op::Poll {
+                read_committed,
+                partition: tp,
+                records: Vec::new(),
+                high_watermark,
+            },
+        )
+    }
 }
 
 impl Consumer {
@@ -1057,23 +1081,11 @@ impl Consumer {
         match error {
             ErrorCode::OffsetOutOfRange if none_policy => {
                 state.failed = true;
-                out.record(Entry {
-                    outcome: Outcome::Fail {
-                        error: format!(
-                            "OffsetOutOfRangeException: OFFSET_OUT_OF_RANGE at {fetch_offset}; auto.offset.reset=none"
-                        ),
-                    },
-                    ..Entry::instant(
-                        process,
-                        now,
-                        Op::Poll {
-                            read_committed,
-                            partition: tp.clone(),
-                            records: Vec::new(),
-                            high_watermark,
-                        },
-                    )
-                });
+                let error = format!(
+                    "OffsetOutOfRangeException: OFFSET_OUT_OF_RANGE at {fetch_offset}; auto.offset.reset=none"
+                );
+                let (tp, hw) = (tp.clone(), high_watermark);
+                out.record(failed_poll(process, now, read_committed, tp, hw, error));
             }
             ErrorCode::OffsetOutOfRange => {
                 state.reset = Some(PendingReset {
@@ -1095,6 +1107,43 @@ impl Consumer {
     }
 }
 
+impl Consumer {
+    /// Handles the response to one of the consumer's own requests.
+    fn handle_response(
+        &mut self,
+        now: Millis,
+        correlation_id: u64,
+        request: InFlightRequest<ConsumerRequest>,
+        response: Response,
+        out: &mut Outbox,
+    ) {
+        match (request.kind, response) {
+            (ConsumerRequest::Metadata, Response::Metadata(m)) => {
+                self.metadata.on_response(now, &m);
+                if self.group.is_none() {
+                    self.assign_new_partitions(now, out);
+                }
+            }
+            (ConsumerRequest::Fetch { partitions }, Response::Fetch(f)) => {
+                self.handle_fetch(now, request.broker, partitions, f, out);
+            }
+            (ConsumerRequest::ListOffsets { partitions }, Response::ListOffsets(l)) => {
+                self.handle_list_offsets(now, correlation_id, partitions, l, out);
+            }
+            (ConsumerRequest::OffsetsForTimes { partitions }, Response::ListOffsets(l)) => {
+                self.handle_offsets_for_times(now, correlation_id, partitions, l, out);
+            }
+            (
+                ConsumerRequest::OffsetsForLeaderEpoch { partitions },
+                Response::OffsetsForLeaderEpoch(r),
+            ) => {
+                self.handle_offsets_for_leader_epoch(now, correlation_id, partitions, r, out);
+            }
+            (_, response) => network::mismatched_response(self.process, &response),
+        }
+    }
+}
+
 impl Actor for Consumer {
     fn on_start(&mut self, now: Millis, out: &mut Outbox) {
         self.metadata.request_update();
@@ -1102,63 +1151,13 @@ impl Actor for Consumer {
     }
 
     fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox) {
-        match message {
-            Message::Response {
-                correlation_id,
-                response,
-            } if self.group.is_some() && ConsumerCoordinator::owns(correlation_id) => {
-                let ctx = self.group_context();
-                let group = self.group.as_mut().expect("subscribe mode");
-                group.on_response(now, from, correlation_id, response, &ctx, out);
-            }
-            Message::Response {
-                correlation_id,
-                response,
-            } => {
-                if let Some(request) = self.net.complete(from, correlation_id) {
-                    match (request.kind, response) {
-                        (ConsumerRequest::Metadata, Response::Metadata(m)) => {
-                            self.metadata.on_response(now, &m);
-                            if self.group.is_none() {
-                                self.assign_new_partitions(now, out);
-                            }
-                        }
-                        (ConsumerRequest::Fetch { partitions }, Response::Fetch(f)) => {
-                            self.handle_fetch(now, request.broker, partitions, f, out);
-                        }
-                        (ConsumerRequest::ListOffsets { partitions }, Response::ListOffsets(l)) => {
-                            self.handle_list_offsets(now, correlation_id, partitions, l, out);
-                        }
-                        (
-                            ConsumerRequest::OffsetsForTimes { partitions },
-                            Response::ListOffsets(l),
-                        ) => {
-                            self.handle_offsets_for_times(now, correlation_id, partitions, l, out);
-                        }
-                        (
-                            ConsumerRequest::OffsetsForLeaderEpoch { partitions },
-                            Response::OffsetsForLeaderEpoch(r),
-                        ) => {
-                            self.handle_offsets_for_leader_epoch(
-                                now,
-                                correlation_id,
-                                partitions,
-                                r,
-                                out,
-                            );
-                        }
-                        (_, response) => panic!(
-                            "consumer-{}: response {response:?} does not match its request",
-                            self.index
-                        ),
-                    }
-                }
-            }
-            Message::Request { request, .. } => panic!(
-                "consumer-{} serves no requests, got {} from {from}",
-                self.index,
-                request.api_name()
-            ),
+        let (correlation_id, response) = network::into_response(self.process, from, message);
+        if self.group.is_some() && ConsumerCoordinator::owns(correlation_id) {
+            let ctx = self.group_context();
+            let group = self.group.as_mut().expect("subscribe mode");
+            group.on_response(now, from, correlation_id, response, &ctx, out);
+        } else if let Some(request) = self.net.complete(from, correlation_id) {
+            self.handle_response(now, correlation_id, request, response, out);
         }
         self.run(now, out);
     }

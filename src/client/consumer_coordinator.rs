@@ -31,13 +31,14 @@
 //! consumer fetches on; it marks the coordinator unknown and fails every request to it.
 
 use crate::actor::Outbox;
+use crate::client::network::{InFlightRequest, NetworkClient};
 use crate::kafka::config::Assignor;
 use crate::kafka::config::ConsumerConfig;
 use crate::kafka::config::IsolationLevel;
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{
     BrokerId, CommittedOffset, CoordinatorType, ErrorCode, FindCoordinatorRequest,
-    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, Message, NodeId,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, NodeId,
     OffsetCommitRequest, OffsetFetchRequest, Request, Response, Subscription, SyncGroupRequest,
     TopicPartition,
 };
@@ -179,14 +180,6 @@ pub(crate) struct GroupContext {
     pub(crate) consumed: Vec<CommittedOffset>,
 }
 
-/// A group request in flight.
-#[derive(Debug)]
-struct InFlight {
-    broker: BrokerId,
-    deadline: Millis,
-    kind: GroupRequest,
-}
-
 #[derive(Debug)]
 enum GroupRequest {
     FindCoordinator,
@@ -316,8 +309,7 @@ pub struct ConsumerCoordinator {
     next_commit: u64,
     next_auto_commit: Millis,
     fatal: Option<String>,
-    in_flight: BTreeMap<u64, InFlight>,
-    next_correlation_id: u64,
+    net: NetworkClient<GroupRequest>,
     events: VecDeque<GroupEvent>,
     changes: Vec<AssignmentChange>,
     now: Millis,
@@ -375,8 +367,7 @@ impl ConsumerCoordinator {
             next_commit: 0,
             next_auto_commit: 0,
             fatal: None,
-            in_flight: BTreeMap::new(),
-            next_correlation_id: GROUP_CORRELATION_BASE,
+            net: NetworkClient::with_base(config.request_timeout_ms, GROUP_CORRELATION_BASE),
             events: VecDeque::new(),
             changes: Vec::new(),
             now: 0,
@@ -514,9 +505,9 @@ impl ConsumerCoordinator {
         }
         let Some(coordinator) = self.coordinator else {
             let finding = self
-                .in_flight
-                .values()
-                .any(|r| matches!(r.kind, GroupRequest::FindCoordinator));
+                .net
+                .kinds()
+                .any(|k| matches!(k, GroupRequest::FindCoordinator));
             if !finding && now >= self.find_not_before {
                 let request = Request::FindCoordinator(FindCoordinatorRequest {
                     key: self.group_id.clone(),
@@ -572,14 +563,9 @@ impl ConsumerCoordinator {
         out: &mut Outbox,
     ) {
         self.now = self.now.max(now);
-        let Some(request) = self.in_flight.remove(&correlation_id) else {
+        let Some(request) = self.net.complete(from, correlation_id) else {
             return; // late: already failed
         };
-        assert_eq!(
-            from,
-            NodeId::Broker(request.broker),
-            "group response {correlation_id} came from the wrong node"
-        );
         if self.fatal.is_some() {
             return;
         }
@@ -609,12 +595,7 @@ impl ConsumerCoordinator {
             }
             (GroupRequest::LeaveGroup, Response::LeaveGroup(_)) => {}
             (GroupRequest::OffsetCommit { key }, Response::OffsetCommit(r)) => {
-                let error = r
-                    .partitions
-                    .iter()
-                    .map(|(_, e)| *e)
-                    .find(|e| *e != ErrorCode::None)
-                    .unwrap_or(ErrorCode::None);
+                let error = ErrorCode::first_error(&r.partitions);
                 self.handle_commit_error(now, key, error);
             }
             (
@@ -642,7 +623,7 @@ impl ConsumerCoordinator {
         if self.fatal.is_some() {
             return None;
         }
-        let mut times: Vec<Millis> = self.in_flight.values().map(|r| r.deadline).collect();
+        let mut times: Vec<Millis> = self.net.deadlines().collect();
         times.extend(
             self.commits
                 .values()
@@ -653,9 +634,9 @@ impl ConsumerCoordinator {
             match self.coordinator {
                 None => {
                     if !self
-                        .in_flight
-                        .values()
-                        .any(|r| matches!(r.kind, GroupRequest::FindCoordinator))
+                        .net
+                        .kinds()
+                        .any(|k| matches!(k, GroupRequest::FindCoordinator))
                     {
                         times.push(self.find_not_before);
                     }
@@ -712,25 +693,10 @@ impl ConsumerCoordinator {
         timeout_ms: u64,
         out: &mut Outbox,
     ) {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        out.send(
-            NodeId::Broker(broker),
-            Message::Request {
-                correlation_id,
-                request,
-            },
-        );
-        self.in_flight.insert(
-            correlation_id,
-            InFlight {
-                broker,
-                deadline: now + timeout_ms,
-                kind,
-            },
-        );
+        self.net
+            .send_with_timeout(now, broker, request, Some(kind), timeout_ms, out);
         assert!(
-            self.in_flight.len() <= MAX_IN_FLIGHT,
+            self.net.kinds().count() <= MAX_IN_FLIGHT,
             "more than {MAX_IN_FLIGHT} group requests in flight"
         );
     }
@@ -746,13 +712,7 @@ impl ConsumerCoordinator {
 
     /// Requests past their deadline fail like a broken connection.
     fn expire_requests(&mut self, now: Millis) {
-        let brokers: BTreeSet<BrokerId> = self
-            .in_flight
-            .values()
-            .filter(|r| r.deadline <= now)
-            .map(|r| r.broker)
-            .collect();
-        for broker in brokers {
+        for broker in self.net.timed_out_brokers(now) {
             self.connection_failed(now, broker);
         }
     }
@@ -762,14 +722,7 @@ impl ConsumerCoordinator {
         if self.coordinator == Some(broker) {
             self.mark_coordinator_unknown(now);
         }
-        let failed: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, r)| r.broker == broker)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in failed {
-            let request = self.in_flight.remove(&id).expect("in flight");
+        for request in self.net.fail_where(|r| r.broker == broker) {
             self.request_failed(now, request.kind);
         }
     }
@@ -781,14 +734,10 @@ impl ConsumerCoordinator {
             return;
         };
         self.find_not_before = now;
-        let failed: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, r)| r.broker == old && !matches!(r.kind, GroupRequest::FindCoordinator))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in failed {
-            let request = self.in_flight.remove(&id).expect("in flight");
+        let to_old = |r: &InFlightRequest<GroupRequest>| {
+            r.broker == old && !matches!(r.kind, GroupRequest::FindCoordinator)
+        };
+        for request in self.net.fail_where(to_old) {
             self.request_failed(now, request.kind);
         }
     }
@@ -839,22 +788,27 @@ impl ConsumerCoordinator {
         self.rejoin_needed = true;
     }
 
-    /// A fatal error: the member stops for good.
-    fn fail_fatally(&mut self, error: ErrorCode) {
-        let error = format!("{}: {error}", exception_name(error));
-        self.fatal = Some(error.clone());
-        self.in_flight.clear();
-        self.state = MemberState::Unjoined;
-        self.join = None;
+    /// `onPartitionsRevoked` (or, when `lost`, `onPartitionsLost`) for every partition.
+    fn revoke_all(&mut self, lost: bool) {
         let revoked = std::mem::take(&mut self.assignment);
         if !revoked.is_empty() {
             self.changes.push(AssignmentChange::Revoke(revoked.clone()));
             self.event(GroupEvent::Revoked {
                 generation: self.assignment_generation,
                 partitions: revoked,
-                lost: true,
+                lost,
             });
         }
+    }
+
+    /// A fatal error: the member stops for good.
+    fn fail_fatally(&mut self, error: ErrorCode) {
+        let error = format!("{}: {error}", exception_name(error));
+        self.fatal = Some(error.clone());
+        self.net.abandon_all();
+        self.state = MemberState::Unjoined;
+        self.join = None;
+        self.revoke_all(true);
         self.awaiting_committed.clear();
         for (key, commit) in std::mem::take(&mut self.commits) {
             self.event(GroupEvent::CommitFailed {
@@ -962,15 +916,7 @@ impl ConsumerCoordinator {
     /// Revokes (or, without a generation, loses) every partition, then joins.
     fn finish_join_prepare(&mut self, now: Millis) {
         let lost = self.generation < 0 || self.member_id.is_empty();
-        let revoked = std::mem::take(&mut self.assignment);
-        if !revoked.is_empty() {
-            self.changes.push(AssignmentChange::Revoke(revoked.clone()));
-            self.event(GroupEvent::Revoked {
-                generation: self.assignment_generation,
-                partitions: revoked,
-                lost,
-            });
-        }
+        self.revoke_all(lost);
         self.awaiting_committed.clear();
         self.leader = false;
         self.metadata_snapshot = None;
@@ -1202,16 +1148,19 @@ impl ConsumerCoordinator {
         key
     }
 
+    /// The commits not in flight that `pred` picks, oldest first.
+    fn unsent_commits(&self, pred: impl Fn(&PendingCommit) -> bool) -> Vec<u64> {
+        self.commits
+            .iter()
+            .filter(|(_, c)| c.in_flight.is_none() && pred(c))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// Sends every commit that is due. Outside a stable generation a commit fails at
     /// once (`generationIfStable() == null`).
     fn send_commits(&mut self, now: Millis, coordinator: BrokerId, out: &mut Outbox) {
-        let due: Vec<u64> = self
-            .commits
-            .iter()
-            .filter(|(_, c)| c.in_flight.is_none() && c.not_before <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in due {
+        for key in self.unsent_commits(|c| c.not_before <= now) {
             if self.coordinator != Some(coordinator) {
                 return;
             }
@@ -1354,13 +1303,7 @@ impl ConsumerCoordinator {
 
     /// Commits not sent by their deadline fail with a timeout.
     fn expire_commits(&mut self, now: Millis) {
-        let expired: Vec<u64> = self
-            .commits
-            .iter()
-            .filter(|(_, c)| c.in_flight.is_none() && c.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in expired {
+        for key in self.unsent_commits(|c| c.deadline <= now) {
             let error = "TimeoutException: the commit did not complete in time".to_string();
             self.commit_done(now, key, Err((error, false)));
         }
@@ -1372,9 +1315,9 @@ impl ConsumerCoordinator {
         self.state == MemberState::Stable
             && !self.awaiting_committed.is_empty()
             && !self
-                .in_flight
-                .values()
-                .any(|r| matches!(r.kind, GroupRequest::OffsetFetch { .. }))
+                .net
+                .kinds()
+                .any(|k| matches!(k, GroupRequest::OffsetFetch { .. }))
     }
 
     /// The application re-initializes `partitions` (assigned ones only) from the

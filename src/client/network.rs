@@ -7,13 +7,39 @@ use crate::actor::Outbox;
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{
     BrokerId, ErrorCode, LeaderEpoch, Message, MetadataRequest, MetadataResponse, NodeId, Request,
-    TopicPartition,
+    Response, TopicPartition,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Sanity bound on requests in flight from one client.
 const MAX_IN_FLIGHT_REQUESTS: usize = 1 << 16;
+
+/// A request that reached a client: clients serve none, so this is a bug of the
+/// simulation, not of the system it simulates.
+pub(crate) fn refuse_request(client: NodeId, from: NodeId, request: &Request) -> ! {
+    panic!(
+        "{client} serves no requests, got {} from {from}",
+        request.api_name()
+    )
+}
+
+/// The correlation id and the response of a message that reached `client`, which
+/// serves no requests (see [`refuse_request`]).
+pub(crate) fn into_response(client: NodeId, from: NodeId, message: Message) -> (u64, Response) {
+    match message {
+        Message::Response {
+            correlation_id,
+            response,
+        } => (correlation_id, response),
+        Message::Request { request, .. } => refuse_request(client, from, &request),
+    }
+}
+
+/// A response whose kind does not match the request it answers: a bug of the simulation.
+pub(crate) fn mismatched_response(client: NodeId, response: &dyn std::fmt::Debug) -> ! {
+    panic!("{client}: response {response:?} does not match its request")
+}
 
 /// A request awaiting its response.
 #[derive(Debug)]
@@ -61,6 +87,21 @@ impl<K> NetworkClient<K> {
         kind: Option<K>,
         out: &mut Outbox,
     ) -> u64 {
+        let timeout_ms = self.request_timeout_ms;
+        self.send_with_timeout(now, broker, request, kind, timeout_ms, out)
+    }
+
+    /// [`NetworkClient::send`] with a timeout of its own (a `JoinGroup` waits up to the
+    /// rebalance timeout plus a margin, as Kafka's `AbstractCoordinator` lets it).
+    pub(crate) fn send_with_timeout(
+        &mut self,
+        now: Millis,
+        broker: BrokerId,
+        request: Request,
+        kind: Option<K>,
+        timeout_ms: u64,
+        out: &mut Outbox,
+    ) -> u64 {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
         out.send(
@@ -75,7 +116,7 @@ impl<K> NetworkClient<K> {
                 correlation_id,
                 InFlightRequest {
                     broker,
-                    deadline: now + self.request_timeout_ms,
+                    deadline: now + timeout_ms,
                     kind,
                 },
             );
@@ -107,28 +148,39 @@ impl<K> NetworkClient<K> {
     /// its deadline is disconnected, which fails every request in flight to it. Returns
     /// the failed requests, oldest first.
     pub(crate) fn disconnect_timed_out(&mut self, now: Millis) -> Vec<InFlightRequest<K>> {
-        let brokers: BTreeSet<BrokerId> = self
-            .in_flight
+        let brokers = self.timed_out_brokers(now);
+        self.disconnect(&brokers)
+    }
+
+    /// The brokers with a request past its deadline at `now`.
+    pub(crate) fn timed_out_brokers(&self, now: Millis) -> BTreeSet<BrokerId> {
+        self.in_flight
             .values()
             .filter(|r| r.deadline <= now)
             .map(|r| r.broker)
-            .collect();
-        self.disconnect(&brokers)
+            .collect()
     }
 
     /// The connections to `brokers` broke: every request in flight to them fails.
     /// Returns the failed requests, oldest first.
     pub(crate) fn disconnect(&mut self, brokers: &BTreeSet<BrokerId>) -> Vec<InFlightRequest<K>> {
-        let failed: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, r)| brokers.contains(&r.broker))
-            .map(|(id, _)| *id)
-            .collect();
-        failed
-            .into_iter()
-            .filter_map(|id| self.in_flight.remove(&id))
+        self.fail_where(|r| brokers.contains(&r.broker))
+    }
+
+    /// Fails the requests in flight that `pred` picks; returns them, oldest first.
+    pub(crate) fn fail_where(
+        &mut self,
+        mut pred: impl FnMut(&InFlightRequest<K>) -> bool,
+    ) -> Vec<InFlightRequest<K>> {
+        self.in_flight
+            .extract_if(.., |_, r| pred(r))
+            .map(|(_, r)| r)
             .collect()
+    }
+
+    /// The deadlines of the requests in flight, oldest request first.
+    pub(crate) fn deadlines(&self) -> impl Iterator<Item = Millis> + '_ {
+        self.in_flight.values().map(|r| r.deadline)
     }
 
     /// Requests in flight to `broker` whose context matches `pred`.

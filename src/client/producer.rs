@@ -18,7 +18,7 @@
 
 use crate::actor::{Actor, Outbox};
 use crate::bugs::{Bug, Bugs};
-use crate::client::network::{InFlightRequest, MetadataCache, NetworkClient};
+use crate::client::network::{self, InFlightRequest, MetadataCache, NetworkClient};
 use crate::client::partitioner::{partition_for_key, StickyPartitioner};
 use crate::client::transaction_manager::TransactionManager;
 use crate::client::txn_client::{
@@ -109,6 +109,20 @@ struct BlockedSend {
     record: PendingRecord,
     /// Once partitioned: the partition and the bytes of memory it waits for.
     memory: Option<(TopicPartition, usize)>,
+}
+
+impl BlockedSend {
+    /// Its partition; `UNKNOWN_PARTITION` (-1 in Kafka's callbacks) while it waits for
+    /// metadata.
+    fn partition(&self) -> TopicPartition {
+        self.memory.as_ref().map_or_else(
+            || TopicPartition {
+                topic: self.topic.clone(),
+                partition: UNKNOWN_PARTITION,
+            },
+            |(tp, _)| tp.clone(),
+        )
+    }
 }
 
 /// Where a producer runs and what cluster it talks to.
@@ -320,13 +334,7 @@ impl Producer {
             reason: reason.to_string(),
         };
         for blocked in std::mem::take(&mut self.blocked) {
-            let tp = blocked.memory.map_or(
-                TopicPartition {
-                    topic: blocked.topic,
-                    partition: UNKNOWN_PARTITION,
-                },
-                |(tp, _)| tp,
-            );
+            let tp = blocked.partition();
             let completion = Completion {
                 complete_ms: None,
                 offset: None,
@@ -740,13 +748,7 @@ impl Producer {
         timeout: Option<SendTimeout>,
         out: &mut Outbox,
     ) {
-        let tp = blocked.memory.map_or(
-            TopicPartition {
-                topic: blocked.topic,
-                partition: UNKNOWN_PARTITION,
-            },
-            |(tp, _)| tp,
-        );
+        let tp = blocked.partition();
         let completion = Completion {
             complete_ms: Some(now),
             offset: None,
@@ -1336,6 +1338,40 @@ struct Completion {
     timeout: Option<SendTimeout>,
 }
 
+impl Producer {
+    /// Handles the response to one of the producer's requests.
+    fn handle_response(
+        &mut self,
+        now: Millis,
+        kind: ProducerRequest,
+        response: Response,
+        out: &mut Outbox,
+    ) {
+        match (kind, response) {
+            (ProducerRequest::Metadata, Response::Metadata(m)) => {
+                self.metadata.on_response(now, &m);
+            }
+            (ProducerRequest::InitProducerId, Response::InitProducerId(r)) => {
+                let backoff = self.config.retry_backoff_ms;
+                if r.error != ErrorCode::None {
+                    self.metadata.rotate();
+                }
+                self.transactions
+                    .as_mut()
+                    .expect("InitProducerId only when idempotent")
+                    .on_init_response(now, Some(&r), backoff);
+            }
+            (ProducerRequest::Produce { batches }, Response::Produce(p)) => {
+                self.handle_produce_response(now, batches, p, out);
+            }
+            (ProducerRequest::Txn(kind), response) => {
+                self.on_txn_response(now, kind, Some(response), out);
+            }
+            (_, response) => network::mismatched_response(self.process, &response),
+        }
+    }
+}
+
 impl Actor for Producer {
     fn on_start(&mut self, now: Millis, out: &mut Outbox) {
         self.metadata.request_update();
@@ -1346,44 +1382,9 @@ impl Actor for Producer {
         if self.closed {
             return; // a late answer to a closed producer reaches nobody
         }
-        match message {
-            Message::Response {
-                correlation_id,
-                response,
-            } => {
-                if let Some(request) = self.net.complete(from, correlation_id) {
-                    match (request.kind, response) {
-                        (ProducerRequest::Metadata, Response::Metadata(m)) => {
-                            self.metadata.on_response(now, &m);
-                        }
-                        (ProducerRequest::InitProducerId, Response::InitProducerId(r)) => {
-                            let backoff = self.config.retry_backoff_ms;
-                            if r.error != ErrorCode::None {
-                                self.metadata.rotate();
-                            }
-                            self.transactions
-                                .as_mut()
-                                .expect("InitProducerId only when idempotent")
-                                .on_init_response(now, Some(&r), backoff);
-                        }
-                        (ProducerRequest::Produce { batches }, Response::Produce(p)) => {
-                            self.handle_produce_response(now, batches, p, out);
-                        }
-                        (ProducerRequest::Txn(kind), response) => {
-                            self.on_txn_response(now, kind, Some(response), out);
-                        }
-                        (_, response) => panic!(
-                            "{}: response {response:?} does not match its request",
-                            self.process
-                        ),
-                    }
-                }
-            }
-            Message::Request { request, .. } => panic!(
-                "{} serves no requests, got {} from {from}",
-                self.process,
-                request.api_name()
-            ),
+        let (correlation_id, response) = network::into_response(self.process, from, message);
+        if let Some(request) = self.net.complete(from, correlation_id) {
+            self.handle_response(now, request.kind, response, out);
         }
         self.run(now, out);
     }

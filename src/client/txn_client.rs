@@ -772,12 +772,7 @@ impl TxnClient {
                 e => effects.extend(self.coordinator_error(now, e, "InitProducerId")),
             },
             (TxnRequestKind::AddPartitions(partitions), Response::AddPartitionsToTxn(r)) => {
-                let error = r
-                    .results
-                    .iter()
-                    .map(|(_, e)| *e)
-                    .find(|e| *e != ErrorCode::None)
-                    .unwrap_or(ErrorCode::None);
+                let error = ErrorCode::first_error(&r.results);
                 match error {
                     ErrorCode::None => {
                         for tp in partitions {
@@ -800,12 +795,7 @@ impl TxnClient {
                 e => effects.extend(self.coordinator_error(now, e, "AddOffsetsToTxn")),
             },
             (TxnRequestKind::TxnOffsetCommit, Response::TxnOffsetCommit(r)) => {
-                let error = r
-                    .partitions
-                    .iter()
-                    .map(|(_, e)| *e)
-                    .find(|e| *e != ErrorCode::None)
-                    .unwrap_or(ErrorCode::None);
+                let error = ErrorCode::first_error(&r.partitions);
                 effects.extend(self.on_txn_offset_commit(now, error));
             }
             (TxnRequestKind::EndTxn, Response::EndTxn(r)) => match r.error {

@@ -420,14 +420,7 @@ impl GroupCoordinator {
         if !self.loaded.remove(&partition) {
             return out;
         }
-        let ids: Vec<Arc<str>> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.partition == partition)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ids {
-            let g = self.groups.remove(&id).expect("listed");
+        for (_, g) in self.groups.extract_if(.., |_, g| g.partition == partition) {
             for (member_id, m) in g.members {
                 if let Some(r) = m.awaiting_join {
                     out.respond(r, join_error(member_id, ErrorCode::NotCoordinator));
@@ -437,14 +430,7 @@ impl GroupCoordinator {
                 }
             }
         }
-        let appends: Vec<u64> = self
-            .appends
-            .iter()
-            .filter(|(_, (p, _))| *p == partition)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in appends {
-            let (_, purpose) = self.appends.remove(&id).expect("listed");
+        for (_, (_, purpose)) in self.appends.extract_if(.., |_, (p, _)| *p == partition) {
             match purpose {
                 AppendPurpose::Offsets {
                     reply_to, offsets, ..
@@ -1157,11 +1143,7 @@ impl GroupCoordinator {
                         assert!(g.offsets.len() <= MAX_OFFSETS_PER_GROUP);
                     }
                 }
-                let error = if error == ErrorCode::None {
-                    error
-                } else {
-                    commit_store_error(error)
-                };
+                let error = commit_store_error(error);
                 out.respond(reply_to, commit_response(&offsets, error));
             }
             AppendPurpose::TxnOffsets {
@@ -1180,11 +1162,7 @@ impl GroupCoordinator {
                         pending.extend(offsets.iter().map(|o| (o.tp.clone(), o.clone())));
                     }
                 }
-                let error = if error == ErrorCode::None {
-                    error
-                } else {
-                    commit_store_error(error)
-                };
+                let error = commit_store_error(error);
                 out.respond(reply_to, txn_commit_response(&offsets, error));
             }
             AppendPurpose::Assignment {

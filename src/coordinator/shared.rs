@@ -32,6 +32,16 @@ pub struct ReplyTo {
     pub correlation_id: u64,
 }
 
+impl ReplyTo {
+    /// The answer to `client`'s request `correlation_id`.
+    pub fn new(client: NodeId, correlation_id: u64) -> ReplyTo {
+        ReplyTo {
+            client,
+            correlation_id,
+        }
+    }
+}
+
 /// A batch a coordinator wants appended to a partition of its internal topic
 /// (`__consumer_offsets`, or `__transaction_state` for the transaction coordinator).
 #[derive(Clone, Debug)]

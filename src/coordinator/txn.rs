@@ -280,6 +280,20 @@ pub struct TxnSummary {
     pub txn_start_timestamp: i64,
 }
 
+/// An `EndTxn` as the coordinator judges it: from a client, or its own abort of a
+/// fenced or timed-out transaction.
+#[derive(Clone, Copy, Debug)]
+struct EndTxnAsk {
+    producer_id: i64,
+    producer_epoch: i16,
+    committed: bool,
+    from_client: bool,
+}
+
+/// The state an `EndTxn` prepares and whether no partition was added (version 2's
+/// empty transaction), or the error it is answered with.
+type EndDecision = Result<(TransactionState, bool), ErrorCode>;
+
 /// What the coordinator asks of its broker after one call.
 #[derive(Debug, Default)]
 pub struct TxnCoordinatorOutput {
@@ -501,25 +515,11 @@ impl TxnCoordinator {
         if self.loaded.remove(&partition).is_none() {
             return out;
         }
-        let ids: Vec<Arc<str>> = self
-            .txns
-            .iter()
-            .filter(|(_, m)| m.partition == partition)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &ids {
-            self.txns.remove(id);
-            self.markers.remove(id);
-            self.complete_retries.remove(id);
+        for (id, _) in self.txns.extract_if(.., |_, m| m.partition == partition) {
+            self.markers.remove(&id);
+            self.complete_retries.remove(&id);
         }
-        let appends: Vec<u64> = self
-            .appends
-            .iter()
-            .filter(|(_, a)| a.partition == partition)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in appends {
-            let a = self.appends.remove(&id).expect("listed");
+        for (_, a) in self.appends.extract_if(.., |_, a| a.partition == partition) {
             answer(a.purpose, ErrorCode::NotCoordinator, &mut out);
         }
         out
@@ -907,10 +907,16 @@ impl TxnCoordinator {
             "transaction {id}: the coordinator ends only a fenced transaction, by an abort"
         );
         let v2 = transaction_version >= 2;
+        let ask = EndTxnAsk {
+            producer_id,
+            producer_epoch,
+            committed,
+            from_client,
+        };
         let decision = if v2 {
-            self.end_txn_decision_v2(m, producer_id, producer_epoch, committed, from_client)
+            self.end_txn_decision_v2(m, ask)
         } else {
-            self.end_txn_decision_v1(m, producer_id, producer_epoch, committed, from_client)
+            self.end_txn_decision_v1(m, ask)
         };
         assert!(
             !fence || decision.is_ok(),
@@ -956,53 +962,41 @@ impl TxnCoordinator {
     }
 
     /// `endTransactionWithTV1`'s checks: the state to prepare, or the answer.
-    fn end_txn_decision_v1(
-        &self,
-        m: &TransactionMetadata,
-        producer_id: i64,
-        producer_epoch: i16,
-        committed: bool,
-        from_client: bool,
-    ) -> Result<(TransactionState, bool), ErrorCode> {
-        let epoch = if from_client {
-            self.accept_stale_epoch(m, producer_id, producer_epoch)
+    fn end_txn_decision_v1(&self, m: &TransactionMetadata, ask: EndTxnAsk) -> EndDecision {
+        let epoch = if ask.from_client {
+            self.accept_stale_epoch(m, ask.producer_id, ask.producer_epoch)
         } else {
-            producer_epoch
+            ask.producer_epoch
         };
-        if m.current.producer_id != producer_id {
+        if m.current.producer_id != ask.producer_id {
             return Err(ErrorCode::InvalidProducerIdMapping);
         }
         // Clients must send the current epoch; the coordinator's own abort sends the
         // fenced one.
-        if (from_client && epoch != m.current.producer_epoch) || epoch < m.current.producer_epoch {
+        if (ask.from_client && epoch != m.current.producer_epoch)
+            || epoch < m.current.producer_epoch
+        {
             return Err(ErrorCode::ProducerFenced);
         }
-        end_txn_target(m, committed, None)
+        end_txn_target(m, ask.committed, None)
     }
 
     /// Kafka 4's `endTransaction` checks for transaction version 2, where every end
     /// bumps the epoch: a retry carries the epoch before the bump (or, after an epoch
     /// overflow, the previous producer id at `Short.MAX_VALUE - 1`).
-    fn end_txn_decision_v2(
-        &self,
-        m: &TransactionMetadata,
-        producer_id: i64,
-        producer_epoch: i16,
-        committed: bool,
-        from_client: bool,
-    ) -> Result<(TransactionState, bool), ErrorCode> {
+    fn end_txn_decision_v2(&self, m: &TransactionMetadata, ask: EndTxnAsk) -> EndDecision {
         use TransactionState::*;
         let fence = m.current.state == PrepareEpochFence;
         // (valid epoch, retry after a bump, retry after an overflow)
         let check = |epoch: i16| {
             let retry_on_overflow = !fence
-                && m.current.previous_producer_id == producer_id
+                && m.current.previous_producer_id == ask.producer_id
                 && epoch == i16::MAX - 1
                 && m.current.producer_epoch == 0;
             let retry_on_bump =
                 !fence && i32::from(m.current.producer_epoch) == i32::from(epoch) + 1;
             let valid = if fence {
-                (!from_client || epoch == m.current.producer_epoch)
+                (!ask.from_client || epoch == m.current.producer_epoch)
                     && epoch >= m.current.producer_epoch
             } else {
                 match m.current.state {
@@ -1015,21 +1009,21 @@ impl TxnCoordinator {
             };
             (valid, retry_on_bump, retry_on_overflow)
         };
-        let (mut valid, mut retry_on_bump, mut retry_on_overflow) = check(producer_epoch);
+        let (mut valid, mut retry_on_bump, mut retry_on_overflow) = check(ask.producer_epoch);
         if !valid
-            && from_client
-            && self.accept_stale_epoch(m, producer_id, producer_epoch) != producer_epoch
+            && ask.from_client
+            && self.accept_stale_epoch(m, ask.producer_id, ask.producer_epoch) != ask.producer_epoch
         {
             (valid, retry_on_bump, retry_on_overflow) = check(m.current.producer_epoch);
         }
         let is_retry = retry_on_bump || retry_on_overflow;
-        if m.current.producer_id != producer_id && !retry_on_overflow {
+        if m.current.producer_id != ask.producer_id && !retry_on_overflow {
             return Err(ErrorCode::InvalidProducerIdMapping);
         }
         if !valid {
             return Err(ErrorCode::ProducerFenced);
         }
-        end_txn_target(m, committed, Some(is_retry))
+        end_txn_target(m, ask.committed, Some(is_retry))
     }
 
     // ------------------------------------------------------------ appends

@@ -557,21 +557,24 @@ fn knobs(goal: &Goal) -> impl Iterator<Item = &'static Knob> {
 /// The name of the quiet-period knob.
 const QUIET_KNOB: &str = "quiet_ms";
 
+/// A knob over a field of the scenario: `$from` converts it to a `u64`, `$to` back;
+/// `$lower($min)` proposes lower values, down to `$min`.
+macro_rules! knob {
+    ($name:expr, $($field:ident).+, $from:expr, $to:expr, $lower:ident($min:expr)) => {
+        Knob {
+            name: $name,
+            get: |s| $from(s.$($field).+),
+            set: |s, v| s.$($field).+ = $to(v),
+            values: |n| $lower(n, $min),
+        }
+    };
+}
+
 /// The workload's numbers, in the order they are lowered: who sends and reads, then
 /// what, then for how long.
 const KNOBS: [Knob; 7] = [
-    Knob {
-        name: "producers",
-        get: |s| u64::from(s.producers.count),
-        set: |s, v| s.producers.count = v as u32,
-        values: |n| fewer(n, 1),
-    },
-    Knob {
-        name: "consumers",
-        get: |s| u64::from(s.consumers.count),
-        set: |s, v| s.consumers.count = v as u32,
-        values: |n| fewer(n, 1),
-    },
+    knob!("producers", producers.count, u64::from, as_u32, fewer(1)),
+    knob!("consumers", consumers.count, u64::from, as_u32, fewer(1)),
     Knob {
         // Instances listed one by one (`instances`) keep their count.
         name: "pipeline instances",
@@ -583,36 +586,39 @@ const KNOBS: [Knob; 7] = [
         },
         set: |s, v| {
             if let Some(p) = &mut s.pipelines {
-                p.count = v as u32;
+                p.count = as_u32(v);
             }
         },
         values: |n| fewer(n, 1),
     },
-    Knob {
-        name: "keys",
-        get: |s| u64::from(s.workload.keys),
-        set: |s, v| s.workload.keys = v as u32,
-        values: |n| fewer(n, 1),
-    },
-    Knob {
-        name: "rate_per_sec",
-        get: |s| s.workload.rate_per_sec as u64,
-        set: |s, v| s.workload.rate_per_sec = v as f64,
-        values: |n| halvings(n, 1),
-    },
-    Knob {
-        name: "workload duration_ms",
-        get: |s| s.workload.duration_ms,
-        set: |s, v| s.workload.duration_ms = v,
-        values: |n| halvings(n, 1),
-    },
-    Knob {
-        name: QUIET_KNOB,
-        get: |s| s.workload.quiet_ms,
-        set: |s, v| s.workload.quiet_ms = v,
-        values: |n| halvings(n, 0),
-    },
+    knob!("keys", workload.keys, u64::from, as_u32, fewer(1)),
+    knob!(
+        "rate_per_sec",
+        workload.rate_per_sec,
+        |r: f64| r as u64,
+        |v| v as f64,
+        halvings(1)
+    ),
+    knob!(
+        "workload duration_ms",
+        workload.duration_ms,
+        u64::from,
+        u64::from,
+        halvings(1)
+    ),
+    knob!(
+        QUIET_KNOB,
+        workload.quiet_ms,
+        u64::from,
+        u64::from,
+        halvings(0)
+    ),
 ];
+
+/// A lowered count: knobs only lower values that came from a `u32`.
+fn as_u32(v: u64) -> u32 {
+    u32::try_from(v).expect("a knob lowers a u32 count")
+}
 
 /// The shrink in progress: the smallest scenario so far that fails the same way.
 struct Shrinker<'p> {

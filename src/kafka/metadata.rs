@@ -86,13 +86,7 @@ impl MetadataImage {
             }
             MetadataRecord::PartitionChange(reg) => {
                 if let Some(old) = self.partitions.get(&reg.tp) {
-                    assert!(
-                        reg.leader_epoch >= old.leader_epoch,
-                        "leader epoch of {} went back from {} to {}",
-                        reg.tp,
-                        old.leader_epoch,
-                        reg.leader_epoch
-                    );
+                    reg.assert_epoch_not_behind("metadata image", old.leader_epoch);
                     assert!(
                         reg.partition_epoch > old.partition_epoch,
                         "partition epoch of {} did not advance",

@@ -198,6 +198,15 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The first error of a response's per-partition results, `NONE` when all passed.
+    pub fn first_error<'a, T: 'a>(results: impl IntoIterator<Item = &'a (T, ErrorCode)>) -> Self {
+        results
+            .into_iter()
+            .map(|(_, e)| *e)
+            .find(|e| *e != ErrorCode::None)
+            .unwrap_or(ErrorCode::None)
+    }
+
     /// Kafka's numeric error code.
     pub fn code(self) -> i16 {
         match self {
@@ -386,6 +395,19 @@ pub enum Message {
         /// The answer.
         response: Response,
     },
+}
+
+impl Message {
+    /// The request and its correlation id, if this is a request.
+    pub fn as_request(&self) -> Option<(u64, &Request)> {
+        match self {
+            Message::Request {
+                correlation_id,
+                request,
+            } => Some((*correlation_id, request)),
+            Message::Response { .. } => None,
+        }
+    }
 }
 
 /// A request, named after its Kafka API key.
@@ -891,6 +913,19 @@ pub struct PartitionRegistration {
     pub leader_epoch: LeaderEpoch,
     /// Bumped on every change (ISR or leader), guards AlterPartition.
     pub partition_epoch: i32,
+}
+
+impl PartitionRegistration {
+    /// Asserts that this registration does not take the partition's leader epoch back
+    /// from `known`, the epoch `holder` knew: leader epochs never go back.
+    pub fn assert_epoch_not_behind(&self, holder: impl fmt::Display, known: LeaderEpoch) {
+        assert!(
+            self.leader_epoch >= known,
+            "{holder}: leader epoch of {} went back from {known} to {}",
+            self.tp,
+            self.leader_epoch
+        );
+    }
 }
 
 // ---------------------------------------------------------------- AlterPartition

@@ -72,17 +72,17 @@ pub fn producer_figures(history: &History) -> ProducerFigures {
     }
 }
 
+/// `into.f += from.f` for each named field: the one way sums are merged here.
+macro_rules! add_fields {
+    ($into:expr, $from:expr; $($field:ident),+ $(,)?) => {
+        $( $into.$field += $from.$field; )+
+    };
+}
+
 /// Adds one set of producer counters to another.
 fn add_metrics(into: &mut ProducerMetrics, p: &ProducerMetrics) {
-    into.batches += p.batches;
-    into.records += p.records;
-    into.batch_bytes += p.batch_bytes;
-    into.uncompressed_bytes += p.uncompressed_bytes;
-    into.requests += p.requests;
-    into.outgoing_bytes += p.outgoing_bytes;
-    into.retried_batches += p.retried_batches;
-    into.blocked_on_memory += p.blocked_on_memory;
-    into.epoch_bumps += p.epoch_bumps;
+    add_fields!(into, p; batches, records, batch_bytes, uncompressed_bytes, requests,
+        outgoing_bytes, retried_batches, blocked_on_memory, epoch_bumps);
 }
 
 /// Per-run ratios are summed in millionths so that sums are integers: adding them is
@@ -132,14 +132,9 @@ impl FigureSums {
 
     /// Adds another sweep's sums (a shard of the same sweep).
     pub fn merge(&mut self, o: &FigureSums) {
-        self.runs += o.runs;
         add_metrics(&mut self.metrics, &o.metrics);
-        self.records_per_batch_micro += o.records_per_batch_micro;
-        self.batch_size_avg_micro += o.batch_size_avg_micro;
-        self.compression_rate_micro += o.compression_rate_micro;
-        self.latency_p50_ms += o.latency_p50_ms;
-        self.latency_p99_ms += o.latency_p99_ms;
-        self.latency_max_ms += o.latency_max_ms;
+        add_fields!(self, o; runs, records_per_batch_micro, batch_size_avg_micro,
+            compression_rate_micro, latency_p50_ms, latency_p99_ms, latency_max_ms);
     }
 
     /// The means per run (a sweep's row); `metrics` stay summed over the runs.
@@ -309,13 +304,8 @@ impl PipelineSums {
 
     /// Adds another shard's sums.
     pub fn merge(&mut self, o: &PipelineSums) {
-        self.runs += o.runs;
-        self.outputs += o.outputs;
-        self.outputs_per_sec_micro += o.outputs_per_sec_micro;
-        self.transactions += o.transactions;
-        self.aborted += o.aborted;
-        self.commit_p50_ms += o.commit_p50_ms;
-        self.commit_p99_ms += o.commit_p99_ms;
+        add_fields!(self, o; runs, outputs, outputs_per_sec_micro, transactions, aborted,
+            commit_p50_ms, commit_p99_ms);
         for (api, n) in &o.broker_requests {
             *self.broker_requests.entry(api.clone()).or_insert(0) += n;
         }

@@ -364,11 +364,7 @@ const MAX_OPEN_REQUESTS: usize = 1 << 20;
 impl Connections {
     /// A request arrived from incarnation `incarnation` of `from`.
     fn on_request(&mut self, from: NodeId, incarnation: u64, message: &Message) {
-        let Message::Request {
-            correlation_id,
-            request,
-        } = message
-        else {
+        let Some((correlation_id, request)) = message.as_request() else {
             return;
         };
         if let Request::Produce(p) = request {
@@ -376,7 +372,7 @@ impl Connections {
                 return; // `acks=0`: never answered
             }
         }
-        self.requests.insert((from, *correlation_id), incarnation);
+        self.requests.insert((from, correlation_id), incarnation);
         assert!(
             self.requests.len() <= MAX_OPEN_REQUESTS,
             "too many requests awaiting an answer"
@@ -794,10 +790,43 @@ struct Env<'a> {
     topic_names: Vec<Arc<str>>,
 }
 
-/// Spawns the controller node. Controller.
+/// Creates the node `me` that runs `actor`. Each time the node starts (again, after a
+/// crash) it waits until `start` past the run's start, if given, takes its next
+/// incarnation, lets `on_start` ready the actor for it, and drives the actor.
+fn spawn_node<A, F>(
+    env: &Env,
+    nodes: &mut Nodes,
+    me: NodeId,
+    start: Option<Duration>,
+    actor: Arc<Mutex<A>>,
+    on_start: F,
+) where
+    A: Actor + 'static,
+    F: Fn(&Mutex<A>, &Ctx, u64) + Send + Sync + 'static,
+{
+    let x = env.ctx.clone();
+    let on_start = Arc::new(on_start);
+    let n = env
+        .handle
+        .create_node()
+        .name(me.to_string())
+        .init(move || {
+            let (a, x, on_start) = (actor.clone(), x.clone(), on_start.clone());
+            async move {
+                if let Some(start) = start {
+                    time::sleep_until(x.start + start).await;
+                }
+                let incarnation = x.next_incarnation(me);
+                on_start(&a, &x, incarnation);
+                drive(me, a, x).await
+            }
+        })
+        .build();
+    nodes.ids.insert(me, n.id());
+}
+
+/// Spawns the controller node.
 fn spawn_controller(env: &Env, topics: &[TopicSpec], nodes: &mut Nodes) -> Arc<Mutex<Controller>> {
-    let handle = env.handle;
-    let ctx = env.ctx;
     let sc = env.sc;
     let broker_ids = &env.broker_ids;
     let controller = Arc::new(Mutex::new(Controller::new(
@@ -805,28 +834,20 @@ fn spawn_controller(env: &Env, topics: &[TopicSpec], nodes: &mut Nodes) -> Arc<M
         broker_ids.clone(),
         topics.to_vec(),
     )));
-    {
-        let (c, x) = (controller.clone(), ctx.clone());
-        let n = handle
-            .create_node()
-            .name("controller")
-            .init(move || {
-                let (c, x) = (c.clone(), x.clone());
-                async move {
-                    x.next_incarnation(NodeId::Controller);
-                    drive(NodeId::Controller, c, x).await
-                }
-            })
-            .build();
-        nodes.ids.insert(NodeId::Controller, n.id());
-    }
+    let ready = |_: &Mutex<Controller>, _: &Ctx, _| {};
+    spawn_node(
+        env,
+        nodes,
+        NodeId::Controller,
+        None,
+        controller.clone(),
+        ready,
+    );
     controller
 }
 
 /// Spawns the broker nodes. Brokers: the Broker object outlives its node, so a restart keeps the disk.
 fn spawn_brokers(env: &Env, nodes: &mut Nodes) -> BTreeMap<BrokerId, Arc<Mutex<Broker>>> {
-    let handle = env.handle;
-    let ctx = env.ctx;
     let sc = env.sc;
     let broker_ids = &env.broker_ids;
     let bugs = env.bugs;
@@ -840,29 +861,16 @@ fn spawn_brokers(env: &Env, nodes: &mut Nodes) -> BTreeMap<BrokerId, Arc<Mutex<B
             Disk::default(),
         )));
         brokers.insert(b, broker.clone());
-        let x = ctx.clone();
-        let me = NodeId::Broker(b);
-        let n = handle
-            .create_node()
-            .name(me.to_string())
-            .init(move || {
-                let (br, x) = (broker.clone(), x.clone());
-                async move {
-                    let inc = x.next_incarnation(me);
-                    br.lock().expect("no poisoned locks").restart(inc);
-                    drive(me, br, x).await
-                }
-            })
-            .build();
-        nodes.ids.insert(me, n.id());
+        let restart = |br: &Mutex<Broker>, _: &Ctx, incarnation| {
+            br.lock().expect("no poisoned locks").restart(incarnation);
+        };
+        spawn_node(env, nodes, NodeId::Broker(b), None, broker, restart);
     }
     brokers
 }
 
 /// Spawns the producer nodes, each with its workload.
 fn spawn_producers(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<ProducerWorkload>>> {
-    let handle = env.handle;
-    let ctx = env.ctx;
     let sc = env.sc;
     let broker_ids = &env.broker_ids;
     let topic_names = &env.topic_names;
@@ -901,27 +909,14 @@ fn spawn_producers(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<ProducerWorklo
             seed ^ (0x574c_0000 + u64::from(i)),
         )));
         producers.push(wl.clone());
-        let x = ctx.clone();
-        let n = handle
-            .create_node()
-            .name(me.to_string())
-            .init(move || {
-                let (w, x) = (wl.clone(), x.clone());
-                async move {
-                    x.next_incarnation(me);
-                    drive(me, w, x).await
-                }
-            })
-            .build();
-        nodes.ids.insert(me, n.id());
+        let ready = |_: &Mutex<ProducerWorkload>, _: &Ctx, _| {};
+        spawn_node(env, nodes, me, None, wl, ready);
     }
     producers
 }
 
 /// Spawns the consumer nodes. Consumers: assign mode, or group members with their application loop.
 fn spawn_consumers(env: &Env, nodes: &mut Nodes) -> Vec<ConsumerNode> {
-    let handle = env.handle;
-    let ctx = env.ctx;
     let sc = env.sc;
     let broker_ids = &env.broker_ids;
     let topic_names = &env.topic_names;
@@ -932,10 +927,8 @@ fn spawn_consumers(env: &Env, nodes: &mut Nodes) -> Vec<ConsumerNode> {
     for i in 0..sc.consumers.count {
         let me = NodeId::Consumer(i);
         let seed_i = seed ^ (0x434f_4e53 + u64::from(i));
-        let x = ctx.clone();
         let start = Duration::from_millis(sc.consumers.start_ms);
-        let builder = handle.create_node().name(me.to_string());
-        let n = match &group_id {
+        match &group_id {
             None => {
                 let mut consumer = Consumer::new(
                     i,
@@ -950,16 +943,8 @@ fn spawn_consumers(env: &Env, nodes: &mut Nodes) -> Vec<ConsumerNode> {
                 }
                 let c = Arc::new(Mutex::new(consumer));
                 consumers.push(ConsumerNode::Assign(c.clone()));
-                builder
-                    .init(move || {
-                        let (c, x) = (c.clone(), x.clone());
-                        async move {
-                            time::sleep_until(x.start + start).await;
-                            x.next_incarnation(me);
-                            drive(me, c, x).await
-                        }
-                    })
-                    .build()
+                let ready = |_: &Mutex<Consumer>, _: &Ctx, _| {};
+                spawn_node(env, nodes, me, Some(start), c, ready);
             }
             Some(group) => {
                 let mut config = sc.consumers.config.clone();
@@ -988,31 +973,19 @@ fn spawn_consumers(env: &Env, nodes: &mut Nodes) -> Vec<ConsumerNode> {
                 };
                 let w = Arc::new(Mutex::new(ConsumerWorkload::new(factory, plan)));
                 consumers.push(ConsumerNode::Group(w.clone()));
-                builder
-                    .init(move || {
-                        let (w, x) = (w.clone(), x.clone());
-                        async move {
-                            time::sleep_until(x.start + start).await;
-                            let incarnation = x.next_incarnation(me);
-                            if incarnation > 0 {
-                                // A crashed member comes back as a new process.
-                                w.lock().expect("no poisoned locks").restart(incarnation);
-                            }
-                            drive(me, w, x).await
-                        }
-                    })
-                    .build()
+                // Each start is a new process (a crashed member comes back as one).
+                let restart = |w: &Mutex<ConsumerWorkload>, _: &Ctx, incarnation| {
+                    w.lock().expect("no poisoned locks").restart(incarnation);
+                };
+                spawn_node(env, nodes, me, Some(start), w, restart);
             }
-        };
-        nodes.ids.insert(me, n.id());
+        }
     }
     consumers
 }
 
 /// Spawns the pipeline nodes. Pipelines: a consumer and a producer in one process each.
 fn spawn_pipelines(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<PipelineWorkload>>> {
-    let handle = env.handle;
-    let ctx = env.ctx;
     let sc = env.sc;
     let broker_ids = &env.broker_ids;
     let seed = env.seed;
@@ -1033,32 +1006,19 @@ fn spawn_pipelines(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<PipelineWorklo
             };
             let w = Arc::new(Mutex::new(PipelineWorkload::new(factory)));
             pipelines.push(w.clone());
-            let x = ctx.clone();
             let start = Duration::from_millis(spec.start_ms(i));
-            let n = handle
-                .create_node()
-                .name(me.to_string())
-                .init(move || {
-                    let (w, x) = (w.clone(), x.clone());
-                    async move {
-                        time::sleep_until(x.start + start).await;
-                        let incarnation = x.next_incarnation(me);
-                        if incarnation > 1 {
-                            // A crashed instance comes back as a new process; what the
-                            // old one had in flight is indefinite.
-                            let mut lost = Outbox::default();
-                            w.lock().expect("no poisoned locks").restart(
-                                x.now(),
-                                incarnation,
-                                &mut lost,
-                            );
-                            x.record(lost.history);
-                        }
-                        drive(me, w, x).await
-                    }
-                })
-                .build();
-            nodes.ids.insert(me, n.id());
+            let restart = |w: &Mutex<PipelineWorkload>, x: &Ctx, incarnation| {
+                if incarnation > 1 {
+                    // A crashed instance comes back as a new process; what the old
+                    // one had in flight is indefinite.
+                    let mut lost = Outbox::default();
+                    w.lock()
+                        .expect("no poisoned locks")
+                        .restart(x.now(), incarnation, &mut lost);
+                    x.record(lost.history);
+                }
+            };
+            spawn_node(env, nodes, me, Some(start), w, restart);
         }
     }
     pipelines

@@ -9,23 +9,18 @@ impl Consumer {
     /// `NoOffsetForPartitionException`: `tp` has no position and may not reset.
     pub(super) fn no_offset(&self, now: Millis, tp: &TopicPartition, out: &mut Outbox) {
         let read_committed = self.read_committed();
-        out.record(Entry {
-            outcome: Outcome::Fail {
-                error: format!(
-                    "NoOffsetForPartitionException: {tp} has no position and auto.offset.reset=none"
-                ),
-            },
-            ..Entry::instant(
-                self.process(),
-                now,
-                Op::Poll {
-                    read_committed,
-                    partition: tp.clone(),
-                    records: Vec::new(),
-                    high_watermark: -1,
-                },
-            )
-        });
+        let error = format!(
+            "NoOffsetForPartitionException: {tp} has no position and auto.offset.reset=none"
+        );
+        let process = self.process();
+        out.record(failed_poll(
+            process,
+            now,
+            read_committed,
+            tp.clone(),
+            -1,
+            error,
+        ));
     }
 
     /// A `ListOffsets` attempt for `tp` failed: retry after `retry.backoff.ms`.
@@ -288,23 +283,17 @@ impl Consumer {
             state.validation = None;
             if none_policy {
                 state.failed = true;
-                out.record(Entry {
-                    outcome: Outcome::Fail {
-                        error: format!(
-                            "LogTruncationException: {truncation}, but no reset policy is set"
-                        ),
-                    },
-                    ..Entry::instant(
-                        process,
-                        now,
-                        Op::Poll {
-                            read_committed,
-                            partition: tp.clone(),
-                            records: Vec::new(),
-                            high_watermark: state.last_high_watermark.unwrap_or(-1),
-                        },
-                    )
-                });
+                let error =
+                    format!("LogTruncationException: {truncation}, but no reset policy is set");
+                let hw = state.last_high_watermark.unwrap_or(-1);
+                out.record(failed_poll(
+                    process,
+                    now,
+                    read_committed,
+                    tp.clone(),
+                    hw,
+                    error,
+                ));
             } else if undefined {
                 state.reset = Some(PendingReset {
                     reason: format!("{truncation}; auto.offset.reset={policy}"),

@@ -56,16 +56,7 @@ impl GroupCoordinator {
             out.respond(reply_to, commit_response(&req.offsets, error));
             return;
         }
-        let records = req
-            .offsets
-            .iter()
-            .map(|o| {
-                (
-                    encode_offset_key(&req.group_id, &o.tp),
-                    encode_offset_value(o, now),
-                )
-            })
-            .collect();
+        let records = encode_offset_records(&req.group_id, &req.offsets, now);
         let purpose = AppendPurpose::Offsets {
             reply_to,
             group_id: req.group_id,
@@ -136,16 +127,7 @@ impl GroupCoordinator {
             out.respond(reply_to, txn_commit_response(&req.offsets, error));
             return;
         }
-        let records = req
-            .offsets
-            .iter()
-            .map(|o| {
-                (
-                    encode_offset_key(&req.group_id, &o.tp),
-                    encode_offset_value(o, now),
-                )
-            })
-            .collect();
+        let records = encode_offset_records(&req.group_id, &req.offsets, now);
         let purpose = AppendPurpose::TxnOffsets {
             reply_to,
             group_id: req.group_id,

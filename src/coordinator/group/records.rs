@@ -72,6 +72,23 @@ pub(super) fn encode_offset_value(o: &CommittedOffset, now: Millis) -> Bytes {
     Bytes::from(b)
 }
 
+/// The records of a commit: one offset record (key, value) per partition.
+pub(super) fn encode_offset_records(
+    group_id: &str,
+    offsets: &[CommittedOffset],
+    now: Millis,
+) -> Vec<(Bytes, Bytes)> {
+    offsets
+        .iter()
+        .map(|o| {
+            (
+                encode_offset_key(group_id, &o.tp),
+                encode_offset_value(o, now),
+            )
+        })
+        .collect()
+}
+
 pub(super) fn encode_group_key(group_id: &str) -> Bytes {
     let mut b = Vec::new();
     put_i16(&mut b, GROUP_KEY_VERSION);
