@@ -1152,9 +1152,9 @@ impl Actor for Consumer {
 
     fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox) {
         let (correlation_id, response) = network::into_response(self.process, from, message);
-        if self.group.is_some() && ConsumerCoordinator::owns(correlation_id) {
-            let ctx = self.group_context();
-            let group = self.group.as_mut().expect("subscribe mode");
+        let for_group = self.group.is_some() && ConsumerCoordinator::owns(correlation_id);
+        let ctx = for_group.then(|| self.group_context());
+        if let (Some(ctx), Some(group)) = (ctx, self.group.as_mut()) {
             group.on_response(now, from, correlation_id, response, &ctx, out);
         } else if let Some(request) = self.net.complete(from, correlation_id) {
             self.handle_response(now, correlation_id, request, response, out);
