@@ -139,6 +139,32 @@ pub enum Op {
         /// The broker that answered.
         broker: NodeId,
     },
+    /// A power loss took a partition log's unflushed tail (recorded as the broker's,
+    /// by the host): the log end offset the process had, the one on the platter, and
+    /// whether the first lost batch was torn.
+    LogPowerLoss {
+        /// The partition.
+        partition: TopicPartition,
+        /// The log end offset before.
+        log_end_offset: Offset,
+        /// The log end offset on the platter.
+        durable_end_offset: Offset,
+        /// Whether part of the next batch reached the platter (a torn write).
+        torn: bool,
+    },
+    /// Recovery at startup (Kafka's `LogLoader`) truncated a partition log: it
+    /// validated from the checkpointed recovery point `from` and cut the log at
+    /// `log_end_offset`.
+    LogRecovered {
+        /// The partition.
+        partition: TopicPartition,
+        /// The recovery point it validated from.
+        from: Offset,
+        /// The log end offset after recovery.
+        log_end_offset: Offset,
+        /// What it found invalid.
+        reason: String,
+    },
     /// A fault began (the nemesis).
     FaultStart {
         /// What the fault is, in words (`isolate broker-2`).

@@ -13,6 +13,9 @@ use std::fmt;
 pub enum FaultKindName {
     /// Kill a broker's process, restart it at the end.
     Crash,
+    /// Cut a broker's power (one broker, or every broker at once): the process dies
+    /// and what was only in the OS page cache is lost; restart it at the end.
+    PowerLoss,
     /// Pause a broker (a long GC or a stopped VM), resume it at the end.
     Pause,
     /// Cut one node off from every other node.
@@ -49,6 +52,8 @@ pub enum Target {
     /// The transaction coordinator of a `transactional.id` when the fault starts: the
     /// leader of the `__transaction_state` partition it hashes to.
     TxnCoordinatorOf(String),
+    /// Every broker (a whole data center losing power).
+    AllBrokers,
 }
 
 impl fmt::Display for Target {
@@ -59,6 +64,7 @@ impl fmt::Display for Target {
             Target::FollowersOf(tp) => write!(f, "followers:{tp}"),
             Target::CoordinatorOf(group) => write!(f, "coordinator:{group}"),
             Target::TxnCoordinatorOf(id) => write!(f, "txn-coordinator:{id}"),
+            Target::AllBrokers => write!(f, "all-brokers"),
         }
     }
 }
@@ -66,7 +72,7 @@ impl fmt::Display for Target {
 impl std::str::FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let allowed = "allowed: controller, broker-N, producer-N, consumer-N, pipeline-N, leader:<topic>-<partition>, followers:<topic>-<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id>";
+        let allowed = "allowed: controller, broker-N, all-brokers, producer-N, consumer-N, pipeline-N, leader:<topic>-<partition>, followers:<topic>-<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id>";
         let tp = |t: &str| -> Result<TopicPartition, String> {
             let (topic, p) = t
                 .rsplit_once('-')
@@ -76,6 +82,8 @@ impl std::str::FromStr for Target {
         };
         if s == "controller" {
             Ok(Target::Node(NodeId::Controller))
+        } else if s == "all-brokers" {
+            Ok(Target::AllBrokers)
         } else if let Some(n) = s.strip_prefix("broker-") {
             n.parse()
                 .map(|id| Target::Node(NodeId::Broker(id)))
@@ -137,6 +145,12 @@ pub enum Fault {
         /// The node.
         target: Target,
     },
+    /// Cut the power of the node (a broker): kill its process, lose its page cache;
+    /// restart it when the fault ends.
+    PowerLoss {
+        /// The broker(s).
+        target: Target,
+    },
     /// Pause the node; resume it when the fault ends.
     Pause {
         /// The node.
@@ -177,6 +191,7 @@ impl fmt::Display for Fault {
         };
         match self {
             Fault::Crash { target } => write!(f, "crash {target}"),
+            Fault::PowerLoss { target } => write!(f, "power-loss {target}"),
             Fault::Pause { target } => write!(f, "pause {target}"),
             Fault::Isolate { target } => write!(f, "isolate {target}"),
             Fault::Partition { groups } => write!(
@@ -281,12 +296,28 @@ impl ScheduledFault {
                 if !matches!(
                     target,
                     Target::Node(NodeId::Broker(_) | NodeId::Consumer(_) | NodeId::Pipeline(_))
+                        | Target::AllBrokers
                         | Target::LeaderOf(_)
                         | Target::FollowersOf(_)
                         | Target::CoordinatorOf(_)
                         | Target::TxnCoordinatorOf(_)
                 ) {
-                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, consumer-N, pipeline-N, leader:<partition>, followers:<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id> (producer and controller crashes come later)"));
+                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, all-brokers, consumer-N, pipeline-N, leader:<partition>, followers:<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id> (producer and controller crashes come later)"));
+                }
+                check(target)
+            }
+            Fault::PowerLoss { target } => {
+                if matches!(
+                    target,
+                    Target::Node(
+                        NodeId::Controller
+                            | NodeId::Producer(_)
+                            | NodeId::Consumer(_)
+                            | NodeId::Pipeline(_)
+                            | NodeId::Nemesis
+                    )
+                ) {
+                    return Err(format!("`{target}` has no disk kafkasim models; allowed: broker-N, all-brokers, leader:<partition>, followers:<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id>"));
                 }
                 check(target)
             }
@@ -399,6 +430,14 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
         let fault = match kind {
             FaultKindName::Crash => Fault::Crash {
                 target: pick(rng, broker.clone(), &tp),
+            },
+            FaultKindName::PowerLoss => Fault::PowerLoss {
+                // Now and then the whole cluster (one power feed), else one broker.
+                target: if rng.gen_bool(0.25) {
+                    Target::AllBrokers
+                } else {
+                    pick(rng, broker.clone(), &tp)
+                },
             },
             FaultKindName::Pause => Fault::Pause {
                 target: pick(rng, broker.clone(), &tp),

@@ -5,6 +5,7 @@
 //! field path and the allowed values, so `kafkasim` can exit with code 2 before
 //! anything runs.
 
+use crate::broker::log::Writeback;
 use crate::bugs::Bug;
 use crate::history::Sink;
 use crate::kafka::config::{BrokerConfig, ConsumerConfig, ProducerConfig, TopicConfig};
@@ -133,6 +134,46 @@ pub struct NemesisSpec {
     /// Explicit faults, applied in addition to drawn ones.
     #[serde(default)]
     pub schedule: Vec<ScheduledFault>,
+}
+
+/// The brokers' machines below Kafka: how the OS writes the page cache back (Linux's
+/// `vm.dirty_*` settings) and what a power loss does to a write under way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskSpec {
+    /// `vm.dirty_expire_centisecs`, in ms (Linux default 30000): a file whose oldest
+    /// dirty page is this old is written back at the flusher's next tick.
+    pub dirty_expire_ms: u64,
+    /// `vm.dirty_writeback_centisecs`, in ms (Linux default 5000): the flusher's period.
+    pub dirty_writeback_ms: u64,
+    /// The chance that a power loss tears a log's first lost batch: part of it reached
+    /// the platter, and recovery must find and cut it (default 0.5).
+    pub torn_write_probability: f64,
+}
+
+impl Default for DiskSpec {
+    fn default() -> Self {
+        DiskSpec {
+            dirty_expire_ms: 30_000,
+            dirty_writeback_ms: 5_000,
+            torn_write_probability: 0.5,
+        }
+    }
+}
+
+impl DiskSpec {
+    /// Linux's defaults (the section can be left out).
+    pub fn is_default(&self) -> bool {
+        *self == DiskSpec::default()
+    }
+
+    /// The page cache writeback it describes.
+    pub fn writeback(&self) -> Writeback {
+        Writeback {
+            dirty_expire_ms: self.dirty_expire_ms,
+            dirty_writeback_ms: self.dirty_writeback_ms,
+        }
+    }
 }
 
 /// A missing `nemesis` section means no faults, with the same defaults as an empty one.
@@ -377,6 +418,9 @@ pub struct Scenario {
     /// The network.
     #[serde(default)]
     pub network: NetworkSpec,
+    /// The brokers' disks: the OS page cache in front of them.
+    #[serde(default, skip_serializing_if = "DiskSpec::is_default")]
+    pub disk: DiskSpec,
     /// Safeguards switched off (see `kafkasim bugs`).
     #[serde(default)]
     pub bugs: Vec<String>,
@@ -477,13 +521,40 @@ impl Scenario {
                     ),
                 ));
             }
-            // Kafka's TopicConfig: `min.insync.replicas` is at least 1.
+            // Kafka's TopicConfig: `min.insync.replicas` and `flush.messages` are at
+            // least 1, `flush.ms` at least 0.
             if t.config.min_insync_replicas == Some(0) {
                 return Err(err(
                     &format!("topics[{i}].config.min.insync.replicas"),
                     "0 is out of range; allowed: at least 1".into(),
                 ));
             }
+            for (name, value, min) in [
+                ("flush.messages", t.config.flush_messages, 1),
+                ("flush.ms", t.config.flush_ms, 0),
+            ] {
+                if let Some(v) = value.filter(|v| *v < min) {
+                    return Err(err(
+                        &format!("topics[{i}].config.{name}"),
+                        format!("{v} is out of range; allowed: at least {min}"),
+                    ));
+                }
+            }
+        }
+        if self.disk.dirty_writeback_ms == 0 {
+            return Err(err(
+                "disk.dirty_writeback_ms",
+                "0 is out of range; allowed: at least 1".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.disk.torn_write_probability) {
+            return Err(err(
+                "disk.torn_write_probability",
+                format!(
+                    "{} is out of range; allowed: 0 to 1",
+                    self.disk.torn_write_probability
+                ),
+            ));
         }
         if self.cluster.config.min_insync_replicas < 1 {
             return Err(err(
@@ -987,6 +1058,7 @@ mod tests {
             TopicConfig {
                 min_insync_replicas: Some(2),
                 unclean_leader_election_enable: Some(true),
+                ..TopicConfig::default()
             }
         );
         assert!(parse(|_| {}).unwrap().topics[0].config.is_empty());

@@ -9,11 +9,20 @@
 //!
 //! The log is the part of a broker that survives a process crash; it lives on the
 //! broker's [`crate::broker::Disk`]. It knows nothing about replication: the broker
-//! decides what to append and where to truncate.
+//! decides what to append and where to truncate, and when Kafka flushes.
+//!
+//! What survives a power loss is less: the log's file has a prefix on the platter and a
+//! tail only in the OS page cache ([`Durability`]). A Kafka flush (`flush.messages`,
+//! `flush.ms`) moves the whole log to the platter and advances Kafka's recovery point;
+//! the OS writes a dirty file back on its own once its oldest dirty page is
+//! `dirty_expire_ms` old, at the flusher's next `dirty_writeback_ms` tick (Linux's
+//! `dirty_expire_centisecs` and `dirty_writeback_centisecs`, per inode).
+//! [`Log::power_loss`] keeps the platter (with, maybe, a torn last write), and
+//! [`Log::recover`] is Kafka's `LogLoader` on the next start.
 
 use crate::broker::producer_state::{CompletedTxn, ProducerStateManager};
 use crate::history::TxnBatchSnapshot;
-use crate::kafka::protocol::{AbortedTransaction, ErrorCode, LeaderEpoch, Offset};
+use crate::kafka::protocol::{AbortedTransaction, ErrorCode, LeaderEpoch, Millis, Offset};
 use crate::kafka::record::{self, BatchHeader, EndTransactionMarker, RecordBatch, RecordError};
 use bytes::Bytes;
 
@@ -111,6 +120,75 @@ pub struct TimestampAndOffset {
     pub leader_epoch: LeaderEpoch,
 }
 
+/// The OS page cache's writeback of dirty files (Linux's `vm.dirty_*` settings): the
+/// flusher wakes every `dirty_writeback_ms` (from boot) and writes back every file
+/// whose oldest dirty page is at least `dirty_expire_ms` old.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Writeback {
+    /// `vm.dirty_expire_centisecs` in ms (Linux default 30000).
+    pub dirty_expire_ms: Millis,
+    /// `vm.dirty_writeback_centisecs` in ms (Linux default 5000).
+    pub dirty_writeback_ms: Millis,
+}
+
+impl Default for Writeback {
+    fn default() -> Self {
+        Writeback {
+            dirty_expire_ms: 30_000,
+            dirty_writeback_ms: 5_000,
+        }
+    }
+}
+
+impl Writeback {
+    /// The first flusher tick at which a file first dirtied at `dirtied` is written back.
+    fn due(&self, dirtied: Millis) -> Millis {
+        let expired = dirtied + self.dirty_expire_ms;
+        let tick = self.dirty_writeback_ms.max(1);
+        expired.div_ceil(tick) * tick
+    }
+}
+
+/// What of a log's file is on the platter rather than only in the page cache, and
+/// Kafka's own flush bookkeeping.
+#[derive(Clone, Debug, Default)]
+struct Durability {
+    /// Batches `[0, durable_batches)` are on the platter.
+    durable_batches: usize,
+    /// When the file was first written since it was last clean (the inode's
+    /// `dirtied_when`); `None` when every page is on the platter.
+    dirty_since: Option<Millis>,
+    /// Kafka's `recoveryPoint`: the first offset Kafka has not flushed itself.
+    recovery_point: Offset,
+    /// When Kafka last flushed the log (`lastFlushTime`).
+    last_flush_ms: Millis,
+    /// Bytes of a write torn by a power loss, after the last whole batch on the
+    /// platter; recovery finds them invalid and cuts them off.
+    torn_tail: Option<Bytes>,
+}
+
+/// What a power loss left of a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PowerLoss {
+    /// The log end offset the process had.
+    pub log_end_offset: Offset,
+    /// The log end offset on the platter (the first offset lost).
+    pub durable_end_offset: Offset,
+    /// Whether the first lost batch was written in part (a torn write).
+    pub torn: bool,
+}
+
+/// What recovery on startup found (Kafka's `LogLoader`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Where it began to validate batches: the checkpointed recovery point.
+    pub from: Offset,
+    /// The log end offset after recovery.
+    pub log_end_offset: Offset,
+    /// Why it truncated, if it did: the first invalid batch or torn write.
+    pub truncated: Option<String>,
+}
+
 /// A partition log.
 #[derive(Clone, Debug, Default)]
 pub struct Log {
@@ -120,6 +198,7 @@ pub struct Log {
     producer_state: ProducerStateManager,
     /// Completed transactions in marker order (so by `last_offset`).
     txn_index: Vec<TxnIndexEntry>,
+    durability: Durability,
 }
 
 impl Log {
@@ -168,21 +247,150 @@ impl Log {
             .collect()
     }
 
-    /// Kafka's log recovery on startup: rebuilds the producer state and the transaction
-    /// index from the batches and asserts that they equal the state kept up to date by
-    /// appends and truncations.
-    pub fn rebuild_producer_state(&mut self) {
+    /// Kafka's recovery point: the first offset Kafka has not flushed itself.
+    pub fn recovery_point(&self) -> Offset {
+        self.durability.recovery_point
+    }
+
+    /// The log end offset on the platter: what a power loss now would leave.
+    pub fn durable_end_offset(&self) -> Offset {
+        self.end_of(self.durability.durable_batches)
+    }
+
+    /// Kafka's `unflushedMessages`: offsets appended since Kafka's last flush.
+    pub fn unflushed_messages(&self) -> i64 {
+        self.log_end_offset - self.durability.recovery_point
+    }
+
+    /// When Kafka last flushed the log.
+    pub fn last_flush_ms(&self) -> Millis {
+        self.durability.last_flush_ms
+    }
+
+    /// The log end offset after the first `batches` batches.
+    fn end_of(&self, batches: usize) -> Offset {
+        batches
+            .checked_sub(1)
+            .map_or(0, |i| self.batches[i].last_offset + 1)
+    }
+
+    /// Kafka's `UnifiedLog.flush`: fsyncs the whole log; the recovery point becomes the
+    /// log end offset.
+    pub fn flush(&mut self, now: Millis) {
+        let d = &mut self.durability;
+        d.durable_batches = self.batches.len();
+        d.dirty_since = None;
+        d.recovery_point = self.log_end_offset;
+        d.last_flush_ms = now;
+    }
+
+    /// Runs the OS flusher's ticks up to `now`: a file whose oldest dirty page has
+    /// expired by a tick is written back whole at that tick. Called before every write
+    /// and before a power loss, so that every batch in the log was written before any
+    /// tick still to run.
+    pub fn writeback(&mut self, now: Millis, os: &Writeback) {
+        if let Some(dirtied) = self.durability.dirty_since {
+            if os.due(dirtied) <= now {
+                self.durability.durable_batches = self.batches.len();
+                self.durability.dirty_since = None;
+            }
+        }
+    }
+
+    /// Notes a write at `now` (after an append): the file is dirty from now on if it
+    /// was clean.
+    pub fn written(&mut self, now: Millis) {
+        let d = &mut self.durability;
+        if self.batches.len() > d.durable_batches && d.dirty_since.is_none() {
+            d.dirty_since = Some(now);
+        }
+    }
+
+    /// The power fails at `now`: what was only in the page cache is gone. With
+    /// `torn_at`, the first lost batch was being written and the first `torn_at`
+    /// thousandths of its bytes reached the platter (a strict prefix; recovery rejects
+    /// it). Derived state (producers, transactions, epochs) follows the platter.
+    pub fn power_loss(&mut self, now: Millis, os: &Writeback, torn_at: Option<u64>) -> PowerLoss {
+        self.writeback(now, os);
+        let log_end_offset = self.log_end_offset;
+        let durable = self.durability.durable_batches;
+        let torn = torn_at.and_then(|permille| {
+            let lost = self.batches.get(durable)?;
+            let len = lost.bytes.len() as u64 * permille.min(999) / 1000;
+            Some(lost.bytes.slice(..len as usize))
+        });
+        let durable_end_offset = self.end_of(durable);
+        self.truncate_to(durable_end_offset);
+        self.durability.dirty_since = None;
+        self.durability.torn_tail = torn.clone();
+        PowerLoss {
+            log_end_offset,
+            durable_end_offset,
+            torn: torn.is_some(),
+        }
+    }
+
+    /// Kafka's `LogLoader` after an unclean shutdown: validates every batch from the
+    /// checkpointed recovery point on (its size, its CRC-32C, its offsets following on
+    /// from the batch before), cuts the log at the first invalid one or at a torn
+    /// write, rebuilds the producer state, the transaction index and the epoch cache
+    /// from what remains, and leaves the recovery point at the checkpoint (KAFKA-10101:
+    /// what was validated is not known to be on the platter).
+    pub fn recover(&mut self, recovery_point_checkpoint: Offset) -> Recovery {
+        let from = recovery_point_checkpoint.min(self.log_end_offset);
+        let start = self.batches.partition_point(|b| b.last_offset < from);
+        let mut truncated = None;
+        let mut expected = self.end_of(start);
+        for (i, b) in self.batches.iter().enumerate().skip(start) {
+            let valid = record::verify_crc(&b.bytes).and_then(|()| {
+                let header = BatchHeader::parse(&b.bytes)?;
+                if header.base_offset != expected || b.bytes.len() != header.size() {
+                    return Err(RecordError::Malformed("batch out of place"));
+                }
+                Ok(header)
+            });
+            match valid {
+                Ok(header) => expected = header.last_offset() + 1,
+                Err(e) => {
+                    truncated = Some((i, format!("invalid batch at offset {expected}: {e}")));
+                    break;
+                }
+            }
+        }
+        let torn = self.durability.torn_tail.take();
+        let rebuilt_only = truncated.is_none() && torn.is_none();
+        if let Some((keep, _)) = &truncated {
+            let end = self.end_of(*keep);
+            self.truncate_to(end);
+        }
         let (producer_state, txn_index) = self.state_from_batches();
-        assert_eq!(
-            producer_state, self.producer_state,
-            "producer state rebuilt from the log differs from the incremental one"
-        );
-        assert_eq!(
-            txn_index, self.txn_index,
-            "transaction index rebuilt from the log differs from the incremental one"
-        );
+        if rebuilt_only {
+            assert_eq!(
+                producer_state, self.producer_state,
+                "producer state rebuilt from the log differs from the incremental one"
+            );
+            assert_eq!(
+                txn_index, self.txn_index,
+                "transaction index rebuilt from the log differs from the incremental one"
+            );
+        }
         self.producer_state = producer_state;
         self.txn_index = txn_index;
+        self.durability.recovery_point = from.min(self.log_end_offset);
+        let truncated = truncated.map(|(_, why)| why).or_else(|| {
+            torn.map(|t| {
+                format!(
+                    "torn write at offset {}: {} bytes of a batch",
+                    self.log_end_offset,
+                    t.len()
+                )
+            })
+        });
+        Recovery {
+            from,
+            log_end_offset: self.log_end_offset,
+            truncated,
+        }
     }
 
     /// The producer state and transaction index of the batches, replayed in order.
@@ -517,6 +725,9 @@ impl Log {
         self.log_end_offset = self.batches.last().map_or(0, |b| b.last_offset + 1);
         let leo = self.log_end_offset;
         self.epochs.retain(|e| e.start_offset < leo);
+        let d = &mut self.durability;
+        d.durable_batches = d.durable_batches.min(keep);
+        d.recovery_point = d.recovery_point.min(leo);
     }
 
     /// Every data record as (offset, value), values parsed from decimal ASCII (the

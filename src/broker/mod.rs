@@ -20,6 +20,7 @@
 //! What survives a crash is the [`Disk`]; everything else in [`Broker`] is process
 //! memory and is rebuilt by [`Broker::restart`].
 
+mod disk;
 mod fetch;
 mod hosting;
 mod kraft;
@@ -30,6 +31,7 @@ pub mod producer_state;
 mod replication;
 mod txn_partition;
 
+pub use disk::Disk;
 use fetch::*;
 use kraft::*;
 use produce::*;
@@ -38,7 +40,7 @@ use replication::*;
 use txn_partition::*;
 
 use crate::actor::{Actor, Outbox};
-use crate::broker::log::Log;
+use crate::broker::log::{Log, Recovery};
 use crate::broker::producer_state::AppendCheck;
 use crate::bugs::{Bug, Bugs};
 use crate::coordinator::group::{
@@ -62,17 +64,6 @@ use std::collections::{BTreeMap, BTreeSet};
 const HW_CHECKPOINT_INTERVAL_MS: Millis = 5_000;
 /// Bound on parked produce and fetch requests.
 const MAX_PURGATORY: usize = 10_000;
-
-/// What a broker keeps across a process crash: its logs and checkpoints.
-/// (A process crash keeps the OS page cache, so everything appended survives; power
-/// loss comes later and will split this into flushed and unflushed parts.)
-#[derive(Clone, Debug, Default)]
-pub struct Disk {
-    /// One log per hosted partition.
-    pub logs: BTreeMap<TopicPartition, Log>,
-    /// `replication-offset-checkpoint`: the high watermarks last checkpointed.
-    pub hw_checkpoint: BTreeMap<TopicPartition, Offset>,
-}
 
 #[derive(Debug, Clone)]
 enum Pending {
@@ -108,6 +99,12 @@ pub struct Broker {
     registration_failures: u32,
     next_isr_check_ms: Millis,
     next_hw_checkpoint_ms: Millis,
+    /// Kafka's `kafka-recovery-point-checkpoint` task: the next time it runs.
+    next_recovery_checkpoint_ms: Millis,
+    /// Kafka's `kafka-log-flusher` task (`log.flush.scheduler.interval.ms`).
+    next_flush_check_ms: Millis,
+    /// What recovery truncated when this process started, recorded on start.
+    recovered: Vec<(TopicPartition, Recovery)>,
     next_correlation_id: u64,
     /// Requests this broker sent and awaits: correlation id -> (what, deadline).
     pending: BTreeMap<u64, (Pending, Millis)>,
@@ -132,10 +129,9 @@ impl Broker {
         incarnation: u64,
         mut disk: Disk,
     ) -> Self {
-        for log in disk.logs.values_mut() {
-            log.rebuild_producer_state();
-        }
+        let recovered = disk.recover();
         Broker {
+            recovered,
             id,
             bugs,
             incarnation,
@@ -149,6 +145,8 @@ impl Broker {
             registration_failures: 0,
             next_isr_check_ms: 0,
             next_hw_checkpoint_ms: 0,
+            next_recovery_checkpoint_ms: 0,
+            next_flush_check_ms: 0,
             next_correlation_id: 1,
             pending: BTreeMap::new(),
             fetch_backoff: BTreeMap::new(),
@@ -167,6 +165,17 @@ impl Broker {
     pub fn restart(&mut self, incarnation: u64) {
         let disk = std::mem::take(&mut self.disk);
         *self = Broker::new(self.id, self.config.clone(), self.bugs, incarnation, disk);
+    }
+
+    /// The power fails (the process is already dead): the disk keeps only its
+    /// platter; `torn` draws, per log that loses something, whether its first lost
+    /// batch was torn. Returns what each log lost.
+    pub fn power_loss(
+        &mut self,
+        now: Millis,
+        torn: impl FnMut() -> Option<u64>,
+    ) -> Vec<(TopicPartition, crate::broker::log::PowerLoss)> {
+        self.disk.power_loss(now, torn)
     }
 
     /// The broker's disk (for the end-of-run snapshot).
@@ -273,6 +282,49 @@ impl Broker {
         self.disk.logs.get(tp).map_or(0, Log::log_end_offset)
     }
 
+    /// `flush.messages` of `tp`: the topic's, else `log.flush.interval.messages`.
+    fn flush_messages(image: &MetadataImage, config: &BrokerConfig, tp: &TopicPartition) -> i64 {
+        image
+            .topic_config(&tp.topic)
+            .and_then(|c| c.flush_messages)
+            .unwrap_or(config.log_flush_interval_messages)
+    }
+
+    /// Ends a step: the logs written in it are dirty, and flushed if `flush.messages`
+    /// says so.
+    fn settle_disk(&mut self, now: Millis) {
+        let (image, config) = (&self.image, &self.config);
+        self.disk
+            .settle(now, |tp| Self::flush_messages(image, config, tp));
+    }
+
+    /// The `LogManager`'s periodic tasks that are due: the recovery-point checkpoint
+    /// (`log.flush.offset.checkpoint.interval.ms`) and the flusher (`flush.ms` per
+    /// topic, else `log.flush.interval.ms`, else `log.flush.scheduler.interval.ms`),
+    /// both first run at `log.initial.task.delay.ms`.
+    fn log_manager_tasks(&mut self, now: Millis) {
+        let config = &self.config;
+        if now >= self.next_recovery_checkpoint_ms {
+            self.next_recovery_checkpoint_ms =
+                now + config.log_flush_offset_checkpoint_interval_ms.max(1);
+            self.disk.checkpoint_recovery_points();
+        }
+        if now >= self.next_flush_check_ms {
+            let period = u64::try_from(config.log_flush_scheduler_interval_ms).unwrap_or(0);
+            self.next_flush_check_ms = now.saturating_add(period.max(1));
+            let image = &self.image;
+            let default_ms = config
+                .log_flush_interval_ms
+                .unwrap_or(config.log_flush_scheduler_interval_ms);
+            self.disk.flush_dirty_logs(now, |tp| {
+                image
+                    .topic_config(&tp.topic)
+                    .and_then(|c| c.flush_ms)
+                    .unwrap_or(default_ms)
+            });
+        }
+    }
+
     fn expire_requests(&mut self, now: Millis, out: &mut Outbox) {
         let expired: Vec<u64> = self
             .pending
@@ -330,6 +382,18 @@ impl Actor for Broker {
     fn on_start(&mut self, now: Millis, out: &mut Outbox) {
         self.next_isr_check_ms = now + self.config.replica_lag_time_max_ms / 2;
         self.next_hw_checkpoint_ms = now + HW_CHECKPOINT_INTERVAL_MS;
+        self.next_recovery_checkpoint_ms = now + self.config.log_initial_task_delay_ms;
+        self.next_flush_check_ms = now + self.config.log_initial_task_delay_ms;
+        let events = std::mem::take(&mut self.recovered)
+            .into_iter()
+            .map(|(partition, r)| Op::LogRecovered {
+                partition,
+                from: r.from,
+                log_end_offset: r.log_end_offset,
+                reason: r.truncated.unwrap_or_default(),
+            })
+            .collect();
+        self.answer_and_record(now, Vec::new(), events, out);
         self.controller_work(now, out);
     }
 
@@ -410,6 +474,7 @@ impl Actor for Broker {
         }
         self.controller_work(now, out);
         self.follower_work(now, out);
+        self.settle_disk(now);
     }
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
@@ -429,6 +494,7 @@ impl Actor for Broker {
                 self.disk.hw_checkpoint.insert(tp.clone(), p.high_watermark);
             }
         }
+        self.log_manager_tasks(now);
         self.complete_delayed_produce(now, out);
         self.complete_delayed_fetch(now, false, out);
         let output = self.coordinator.on_timer(now);
@@ -437,6 +503,7 @@ impl Actor for Broker {
         self.apply_txn(now, output, out);
         self.controller_work(now, out);
         self.follower_work(now, out);
+        self.settle_disk(now);
     }
 
     fn on_disconnect(&mut self, now: Millis, peer: NodeId, out: &mut Outbox) {
@@ -463,10 +530,16 @@ impl Actor for Broker {
                 .insert(b, now + self.config.replica_fetch_backoff_ms);
         }
         self.expire_requests(now, out);
+        self.settle_disk(now);
     }
 
     fn next_timer(&self) -> Option<Millis> {
         let mut t = self.next_isr_check_ms.min(self.next_hw_checkpoint_ms);
+        if self.config.log_flush_scheduler_interval_ms != i64::MAX {
+            // The flusher runs on its own schedule only when one is set; by default it
+            // runs once, on the checkpoint tick at `log.initial.task.delay.ms`.
+            t = t.min(self.next_flush_check_ms);
+        }
         if let Some(at) = self.next_alter_partition_retry() {
             t = t.min(at);
         }

@@ -140,7 +140,7 @@ impl Broker {
                 continue;
             }
             let epoch = part.leader_epoch;
-            let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
+            let log = self.disk.log_for_write(&tp, now);
             let header = match record::verify_crc(&batch).and_then(|()| BatchHeader::parse(&batch))
             {
                 // Kafka's LogValidator: clients may not write control records
@@ -389,7 +389,7 @@ impl Broker {
         (waiter, deadline): (Waiter, Millis),
         out: &mut Outbox,
     ) {
-        let log = self.disk.logs.get_mut(&tp).expect("leader has a log");
+        let log = self.disk.log_for_write(&tp, now);
         let log_start_offset = log.log_start_offset();
         let (base, last) = log
             .append_as_leader(batch, epoch)

@@ -587,7 +587,7 @@ impl Broker {
                     part.high_watermark = part.high_watermark.min(log.log_end_offset());
                 }
                 ErrorCode::None => {
-                    let log = self.disk.logs.get_mut(&p.tp).expect("follower has a log");
+                    let log = self.disk.log_for_write(&p.tp, now);
                     for b in &p.batches {
                         if log.append_as_follower(b).is_err() {
                             *phase = FollowerPhase::Truncating { asked: false };

@@ -427,7 +427,7 @@ impl Broker {
         };
         // CreateTime on the partition leader's clock, as Kafka stamps markers.
         let timestamp = crate::kafka::record::RECORD_TIMESTAMP_BASE + now as i64;
-        let log = self.disk.logs.get_mut(tp).expect("leader has a log");
+        let log = self.disk.log_for_write(tp, now);
         let log_start_offset = log.log_start_offset();
         match log.append_control_as_leader(
             m.producer_id,

@@ -349,6 +349,8 @@ impl<'h> Collector<'h> {
             }
             Op::FaultStart { .. } => self.stats.faults += 1,
             Op::FaultEnd { .. }
+            | Op::LogPowerLoss { .. }
+            | Op::LogRecovered { .. }
             | Op::PartitionChange { .. }
             | Op::PrepareRebalance { .. }
             | Op::FetchCommitted { .. }

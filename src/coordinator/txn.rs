@@ -157,7 +157,7 @@ pub fn transaction_state_topic_spec(config: &BrokerConfig, brokers: usize) -> To
         // `min.insync.replicas` is `transaction.state.log.min.isr`.
         config: crate::kafka::config::TopicConfig {
             min_insync_replicas: Some(config.transaction_state_log_min_isr),
-            unclean_leader_election_enable: None,
+            ..Default::default()
         },
     }
 }

@@ -23,8 +23,8 @@ use crate::nemesis::{Fault, ScheduledFault, Target};
 use crate::report::SeedReport;
 use crate::scenario::ProcessingMode;
 use crate::scenario::{
-    Clients, ClusterSpec, Expect, NemesisSpec, NetworkSpec, PipelineInstance, PipelineMode,
-    PipelineSpec, ProcessingSpec, Scenario, TopicSpec, WorkloadSpec,
+    Clients, ClusterSpec, DiskSpec, Expect, NemesisSpec, NetworkSpec, PipelineInstance,
+    PipelineMode, PipelineSpec, ProcessingSpec, Scenario, TopicSpec, WorkloadSpec,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -182,6 +182,7 @@ pub fn draw(seed: u64) -> Scenario {
                 .gen_bool(0.2)
                 .then(|| rng.gen_range(1..=replication_factor)),
             unclean_leader_election_enable: rng.gen_bool(0.05).then_some(true),
+            ..TopicConfig::default()
         };
         topics.push(TopicSpec {
             name: name.to_string(),
@@ -358,6 +359,7 @@ pub fn draw(seed: u64) -> Scenario {
         workload,
         nemesis: NemesisSpec::default(),
         network,
+        disk: DiskSpec::default(),
         bugs: Vec::new(),
         expect: Expect::default(),
         path: PathBuf::new(),
@@ -811,6 +813,7 @@ fn placeholder(seed: u64) -> Scenario {
         },
         nemesis: NemesisSpec::default(),
         network: NetworkSpec::default(),
+        disk: DiskSpec::default(),
         bugs: Vec::new(),
         expect: Expect::default(),
         path: PathBuf::new(),

@@ -139,9 +139,10 @@ fn hits_brokers(f: &Fault) -> bool {
         )
     };
     match f {
-        Fault::Crash { target } | Fault::Pause { target } | Fault::Isolate { target } => {
-            broker(target)
-        }
+        Fault::Crash { target }
+        | Fault::PowerLoss { target }
+        | Fault::Pause { target }
+        | Fault::Isolate { target } => broker(target),
         Fault::Partition { groups } => groups.iter().flatten().any(broker),
         // A producer cut from a leader still leaves the brokers whole, but a broker-to-
         // broker drop does not.

@@ -26,6 +26,18 @@ pub struct TopicConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub unclean_leader_election_enable: Option<bool>,
+    /// `flush.messages`: Kafka flushes the log when this many offsets are unflushed
+    /// (at least 1).
+    #[serde(
+        rename = "flush.messages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub flush_messages: Option<i64>,
+    /// `flush.ms`: Kafka's flusher flushes the log when it was not flushed for this
+    /// long (at least 0).
+    #[serde(rename = "flush.ms", default, skip_serializing_if = "Option::is_none")]
+    pub flush_ms: Option<i64>,
 }
 
 impl TopicConfig {
@@ -45,6 +57,26 @@ pub struct BrokerConfig {
     /// `unclean.leader.election.enable` (default false).
     #[serde(rename = "unclean.leader.election.enable")]
     pub unclean_leader_election_enable: bool,
+    /// `log.flush.interval.messages` (default `Long.MAX_VALUE`: Kafka never flushes
+    /// on a count and trusts replication).
+    #[serde(rename = "log.flush.interval.messages")]
+    pub log_flush_interval_messages: i64,
+    /// `log.flush.interval.ms` (default null: `log.flush.scheduler.interval.ms`).
+    #[serde(rename = "log.flush.interval.ms")]
+    pub log_flush_interval_ms: Option<i64>,
+    /// `log.flush.scheduler.interval.ms` (default `Long.MAX_VALUE`): how often the
+    /// flusher looks for logs to flush by time, after its first run at
+    /// `log.initial.task.delay.ms`.
+    #[serde(rename = "log.flush.scheduler.interval.ms")]
+    pub log_flush_scheduler_interval_ms: i64,
+    /// `log.flush.offset.checkpoint.interval.ms` (default 60000): how often the
+    /// recovery points are checkpointed.
+    #[serde(rename = "log.flush.offset.checkpoint.interval.ms")]
+    pub log_flush_offset_checkpoint_interval_ms: u64,
+    /// `log.initial.task.delay.ms` (default 30000): when the log manager's periodic
+    /// tasks first run after startup.
+    #[serde(rename = "log.initial.task.delay.ms")]
+    pub log_initial_task_delay_ms: u64,
     /// `replica.lag.time.max.ms` (default 30000).
     #[serde(rename = "replica.lag.time.max.ms")]
     pub replica_lag_time_max_ms: u64,
@@ -145,6 +177,11 @@ impl Default for BrokerConfig {
         BrokerConfig {
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
+            log_flush_interval_messages: i64::MAX,
+            log_flush_interval_ms: None,
+            log_flush_scheduler_interval_ms: i64::MAX,
+            log_flush_offset_checkpoint_interval_ms: 60_000,
+            log_initial_task_delay_ms: 30_000,
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_backoff_ms: 1_000,
@@ -205,6 +242,29 @@ impl BrokerConfig {
                 Ok(())
             }
         };
+        at_least_1(
+            "log.flush.interval.messages",
+            u64::try_from(self.log_flush_interval_messages).unwrap_or(0),
+        )?;
+        for (name, value) in [
+            (
+                "log.flush.interval.ms",
+                self.log_flush_interval_ms.unwrap_or(0),
+            ),
+            (
+                "log.flush.scheduler.interval.ms",
+                self.log_flush_scheduler_interval_ms,
+            ),
+        ] {
+            if value < 0 {
+                return Err((
+                    name,
+                    format!(
+                        "Invalid value {value} for configuration {name}: Value must be at least 0"
+                    ),
+                ));
+            }
+        }
         at_least_1(
             "transaction.state.log.num.partitions",
             u64::from(self.transaction_state_log_num_partitions),

@@ -119,6 +119,11 @@ impl MetadataImage {
         }
     }
 
+    /// The topic's overrides, if it has any.
+    pub fn topic_config(&self, topic: &str) -> Option<&TopicConfig> {
+        self.topic_configs.get(topic)
+    }
+
     /// The topic's `min.insync.replicas` override, if any.
     pub fn min_insync_replicas(&self, topic: &str) -> Option<u32> {
         self.topic_configs.get(topic)?.min_insync_replicas

@@ -25,10 +25,10 @@ use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::*;
 use crate::kafka::record::ControlRecordType;
 use crate::nemesis::{self, Fault, ScheduledFault, Target};
-use crate::scenario::Scenario;
+use crate::scenario::{DiskSpec, Scenario};
 use madsim::runtime::{Handle, Runtime};
 use madsim::time::{self, Duration, Instant};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -591,6 +591,7 @@ impl Nodes {
 fn resolve_target(image: &MetadataImage, target: &Target) -> Vec<NodeId> {
     match target {
         Target::Node(n) => vec![*n],
+        Target::AllBrokers => image.brokers.keys().map(|b| NodeId::Broker(*b)).collect(),
         Target::LeaderOf(tp) => image
             .partitions
             .get(tp)
@@ -684,10 +685,11 @@ fn move_leader(
 async fn run_faults(
     handle: &Handle,
     ctx: &Arc<Ctx>,
-    controller: &Arc<Mutex<Controller>>,
+    (controller, brokers): (&Arc<Mutex<Controller>>, &Brokers),
     nodes: &Nodes,
-    faults: &[ScheduledFault],
+    (faults, seed, disk): (&[ScheduledFault], u64, &DiskSpec),
 ) {
+    let mut disk_rng = stream(seed, "disk");
     // Timeline: (time, start?, fault index).
     let mut timeline: Vec<(Millis, bool, usize)> = Vec::new();
     for (i, f) in faults.iter().enumerate() {
@@ -713,9 +715,10 @@ async fn run_faults(
                 .clone();
             let resolve = |target: &Target| resolve_target(&image, target);
             let groups: Vec<Vec<NodeId>> = match &f.fault {
-                Fault::Crash { target } | Fault::Pause { target } | Fault::Isolate { target } => {
-                    vec![resolve(target)]
-                }
+                Fault::Crash { target }
+                | Fault::PowerLoss { target }
+                | Fault::Pause { target }
+                | Fault::Isolate { target } => vec![resolve(target)],
                 Fault::Partition { groups } => groups
                     .iter()
                     .map(|g| g.iter().flat_map(&resolve).collect())
@@ -741,6 +744,18 @@ async fn run_faults(
                     handle.kill(nodes.id(*n));
                     ctx.crash(*n);
                 }),
+                Fault::PowerLoss { .. } => groups[0].iter().for_each(|n| {
+                    handle.kill(nodes.id(*n));
+                    ctx.crash(*n);
+                    if let NodeId::Broker(b) = n {
+                        let lost = power_loss(&brokers[b], now, disk, &mut disk_rng);
+                        ctx.record(
+                            lost.into_iter()
+                                .map(|op| Entry::instant(*n, now, op))
+                                .collect(),
+                        );
+                    }
+                }),
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
                 Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
                     ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), false)
@@ -758,7 +773,7 @@ async fn run_faults(
         } else {
             let groups = resolved.remove(&i).unwrap_or_default();
             match &f.fault {
-                Fault::Crash { .. } => groups[0].iter().for_each(|n| {
+                Fault::Crash { .. } | Fault::PowerLoss { .. } => groups[0].iter().for_each(|n| {
                     ctx.down.lock().expect("no poisoned locks").remove(n);
                     handle.restart(nodes.id(*n));
                 }),
@@ -777,6 +792,35 @@ async fn run_faults(
             )]);
         }
     }
+}
+
+/// The brokers, shared by their nodes and the host (which reads their disks).
+type Brokers = BTreeMap<BrokerId, Arc<Mutex<Broker>>>;
+
+/// Cuts a broker's power at `now` (its process is already dead): its disk keeps the
+/// platter, each log's first lost batch torn with `torn_write_probability`. Returns
+/// what each log lost, for the history.
+fn power_loss(
+    broker: &Mutex<Broker>,
+    now: Millis,
+    disk: &DiskSpec,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Op> {
+    let mut broker = broker.lock().expect("no poisoned locks");
+    let torn = || {
+        rng.gen_bool(disk.torn_write_probability)
+            .then(|| rng.gen_range(0..1000))
+    };
+    broker
+        .power_loss(now, torn)
+        .into_iter()
+        .map(|(partition, loss)| Op::LogPowerLoss {
+            partition,
+            log_end_offset: loss.log_end_offset,
+            durable_end_offset: loss.durable_end_offset,
+            torn: loss.torn,
+        })
+        .collect()
 }
 
 /// What spawning a run's nodes needs.
@@ -847,7 +891,7 @@ fn spawn_controller(env: &Env, topics: &[TopicSpec], nodes: &mut Nodes) -> Arc<M
 }
 
 /// Spawns the broker nodes. Brokers: the Broker object outlives its node, so a restart keeps the disk.
-fn spawn_brokers(env: &Env, nodes: &mut Nodes) -> BTreeMap<BrokerId, Arc<Mutex<Broker>>> {
+fn spawn_brokers(env: &Env, nodes: &mut Nodes) -> Brokers {
     let sc = env.sc;
     let broker_ids = &env.broker_ids;
     let bugs = env.bugs;
@@ -858,7 +902,7 @@ fn spawn_brokers(env: &Env, nodes: &mut Nodes) -> BTreeMap<BrokerId, Arc<Mutex<B
             sc.cluster.config.clone(),
             bugs,
             0,
-            Disk::default(),
+            Disk::new(sc.disk.writeback()),
         )));
         brokers.insert(b, broker.clone());
         let restart = |br: &Mutex<Broker>, _: &Ctx, incarnation| {
@@ -1099,7 +1143,15 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
 
     let faults = fault_schedule(&sc, seed);
 
-    run_faults(&handle, &ctx, &controller, &nodes, &faults).await;
+    let disk = &sc.disk;
+    run_faults(
+        &handle,
+        &ctx,
+        (&controller, &brokers),
+        &nodes,
+        (&faults, seed, disk),
+    )
+    .await;
 
     // The quiet period; at its end the applications close their producers (see
     // `CLOSE_PERIOD_MS`), then the run ends.

@@ -194,7 +194,7 @@ fn producer_state_follows_appends_and_truncation() {
 
     // Recovery on restart rebuilds the same state from the batches.
     let before = leader.producer_state().clone();
-    leader.rebuild_producer_state();
+    leader.recover(0);
     assert_eq!(leader.producer_state(), &before);
     assert_eq!(before.len(), 2);
 }
@@ -401,7 +401,7 @@ fn followers_truncation_and_recovery_keep_the_transaction_state() {
     assert_eq!(f.producer_state(), expected.producer_state());
     // Recovery after a restart rebuilds the same state.
     let mut restarted = leader.clone();
-    restarted.rebuild_producer_state();
+    restarted.recover(0);
     assert_eq!(restarted.txn_index(), leader.txn_index());
     assert_eq!(restarted.producer_state(), leader.producer_state());
 }
@@ -411,7 +411,7 @@ fn followers_truncation_and_recovery_keep_the_transaction_state() {
 fn recovery_asserts_the_incremental_state() {
     let mut log = transactions();
     log.txn_index.pop();
-    log.rebuild_producer_state();
+    log.recover(0);
 }
 
 #[test]

@@ -429,7 +429,7 @@ fn acks_all_uses_the_topics_effective_min_isr() {
         name: "orders".into(),
         config: crate::kafka::config::TopicConfig {
             min_insync_replicas: Some(n),
-            unclean_leader_election_enable: None,
+            ..Default::default()
         },
     };
     // (broker's minimum, topic's minimum, ISR, produce answer; None = parked)

@@ -1,0 +1,120 @@
+//! A broker's machine storage: the partition logs under its log directory, the
+//! checkpoint files, and the OS page cache in front of them. A process crash keeps all
+//! of it (the page cache belongs to the OS); a power loss keeps only what is on the
+//! platter: each log's flushed or written-back prefix, maybe with a torn last write,
+//! and the checkpoint files, which Kafka writes with an fsync and an atomic rename.
+
+use crate::broker::log::{Log, PowerLoss, Recovery, Writeback};
+use crate::kafka::protocol::{Millis, Offset, TopicPartition};
+use std::collections::BTreeMap;
+
+/// Bound on the logs written in one step of the broker.
+const MAX_WRITTEN: usize = 1 << 16;
+
+/// What a broker keeps across a process crash, and in part across a power loss.
+#[derive(Clone, Debug, Default)]
+pub struct Disk {
+    /// One log per hosted partition.
+    pub logs: BTreeMap<TopicPartition, Log>,
+    /// `replication-offset-checkpoint`: the high watermarks last checkpointed.
+    pub hw_checkpoint: BTreeMap<TopicPartition, Offset>,
+    /// `recovery-point-offset-checkpoint`: each log's recovery point when last
+    /// checkpointed; recovery validates the batches from there on.
+    pub recovery_point_checkpoint: BTreeMap<TopicPartition, Offset>,
+    /// The OS writeback of the page cache.
+    pub writeback: Writeback,
+    /// Logs appended to in the broker's current step, not yet settled.
+    written: Vec<TopicPartition>,
+}
+
+impl Disk {
+    /// An empty disk whose page cache is written back as `writeback` says.
+    pub fn new(writeback: Writeback) -> Disk {
+        Disk {
+            writeback,
+            ..Disk::default()
+        }
+    }
+
+    /// `tp`'s log, about to be appended to at `now`: the OS flusher first catches up
+    /// to `now`, and the write is settled by [`Disk::settle`].
+    pub fn log_for_write(&mut self, tp: &TopicPartition, now: Millis) -> &mut Log {
+        if !self.written.contains(tp) {
+            assert!(self.written.len() < MAX_WRITTEN, "too many logs written");
+            self.written.push(tp.clone());
+        }
+        let log = self.logs.get_mut(tp).expect("a log to write to");
+        log.writeback(now, &self.writeback);
+        log
+    }
+
+    /// Ends a step of the broker at `now`: each log written in it is dirty, and Kafka
+    /// flushes it when `flush_messages(tp)` offsets or more are unflushed
+    /// (`UnifiedLog.append`'s check of `flush.messages`).
+    pub fn settle(&mut self, now: Millis, flush_messages: impl Fn(&TopicPartition) -> i64) {
+        for tp in std::mem::take(&mut self.written) {
+            let Some(log) = self.logs.get_mut(&tp) else {
+                continue;
+            };
+            log.written(now);
+            if log.unflushed_messages() >= flush_messages(&tp) {
+                log.flush(now);
+            }
+        }
+    }
+
+    /// Kafka's flusher (`LogManager.flushDirtyLogs`): flushes every log not flushed for
+    /// `flush_ms(tp)`.
+    pub fn flush_dirty_logs(&mut self, now: Millis, flush_ms: impl Fn(&TopicPartition) -> i64) {
+        for (tp, log) in &mut self.logs {
+            let since = now.saturating_sub(log.last_flush_ms());
+            if i64::try_from(since).unwrap_or(i64::MAX) >= flush_ms(tp) {
+                log.flush(now);
+            }
+        }
+    }
+
+    /// Kafka's `checkpointLogRecoveryOffsets`: writes every log's recovery point.
+    pub fn checkpoint_recovery_points(&mut self) {
+        for (tp, log) in &self.logs {
+            self.recovery_point_checkpoint
+                .insert(tp.clone(), log.recovery_point());
+        }
+    }
+
+    /// The power fails at `now`: each log keeps its platter; `torn` says, per log that
+    /// loses something, whether its first lost batch was torn and how far it got (in
+    /// thousandths). Returns the logs that lost something.
+    pub fn power_loss(
+        &mut self,
+        now: Millis,
+        mut torn: impl FnMut() -> Option<u64>,
+    ) -> Vec<(TopicPartition, PowerLoss)> {
+        self.written.clear();
+        let mut lost = Vec::new();
+        for (tp, log) in &mut self.logs {
+            log.writeback(now, &self.writeback);
+            if log.durable_end_offset() == log.log_end_offset() {
+                continue;
+            }
+            let loss = log.power_loss(now, &self.writeback, torn());
+            lost.push((tp.clone(), loss));
+        }
+        lost
+    }
+
+    /// Kafka's log loading after an unclean shutdown (every start here: no clean
+    /// shutdown is modelled): each log recovers from its checkpointed recovery point.
+    /// Returns the logs that recovery truncated.
+    pub fn recover(&mut self) -> Vec<(TopicPartition, Recovery)> {
+        let mut truncated = Vec::new();
+        for (tp, log) in &mut self.logs {
+            let checkpoint = self.recovery_point_checkpoint.get(tp).copied().unwrap_or(0);
+            let recovery = log.recover(checkpoint);
+            if recovery.truncated.is_some() {
+                truncated.push((tp.clone(), recovery));
+            }
+        }
+        truncated
+    }
+}
