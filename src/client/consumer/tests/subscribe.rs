@@ -432,18 +432,8 @@ fn poll_returns_at_most_max_poll_records_and_moves_the_position() {
     assert_eq!(
         polls,
         vec![
-            Op::Poll {
-                read_committed: false,
-                partition: tp(0),
-                records: vec![read(3, 13), read(4, 14)],
-                high_watermark: 6
-            },
-            Op::Poll {
-                read_committed: false,
-                partition: tp(0),
-                records: vec![read(5, 15)],
-                high_watermark: 6
-            },
+            poll_op(vec![read(3, 13), read(4, 14)], 6),
+            poll_op(vec![read(5, 15)], 6),
         ]
     );
 }

@@ -1,6 +1,7 @@
 //! Unit tests of `client::producer`.
 
 use super::*;
+use crate::actor::testing::{respond, take};
 use crate::kafka::protocol::{LeaderEpoch, MetadataResponse};
 use crate::kafka::protocol::{PartitionMetadata, ProducePartitionResponse};
 
@@ -44,23 +45,6 @@ fn metadata(partitions: &[(u32, Option<BrokerId>, LeaderEpoch)]) -> MetadataResp
     }
 }
 
-/// Takes the requests sent so far: (broker, correlation id, request).
-fn take(out: &mut Outbox) -> Vec<(BrokerId, u64, Request)> {
-    out.sends
-        .drain(..)
-        .map(|(to, m)| match (to, m) {
-            (
-                NodeId::Broker(b),
-                Message::Request {
-                    correlation_id,
-                    request,
-                },
-            ) => (b, correlation_id, request),
-            other => panic!("unexpected send {other:?}"),
-        })
-        .collect()
-}
-
 fn produces(requests: &[(BrokerId, u64, Request)]) -> Vec<(BrokerId, u64, ProduceRequest)> {
     requests
         .iter()
@@ -77,25 +61,6 @@ fn metadata_requests(requests: &[(BrokerId, u64, Request)]) -> Vec<(BrokerId, u6
         .filter(|(_, _, r)| matches!(r, Request::Metadata(_)))
         .map(|(b, c, _)| (*b, *c))
         .collect()
-}
-
-fn respond(
-    p: &mut Producer,
-    now: Millis,
-    broker: BrokerId,
-    correlation_id: u64,
-    response: Response,
-    out: &mut Outbox,
-) {
-    p.on_message(
-        now,
-        NodeId::Broker(broker),
-        Message::Response {
-            correlation_id,
-            response,
-        },
-        out,
-    );
 }
 
 fn produce_response(partitions: &[(TopicPartition, ErrorCode, Offset)]) -> Response {
