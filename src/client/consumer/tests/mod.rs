@@ -122,6 +122,43 @@ fn fetch_answer(
     })
 }
 
+/// Hands `c` one of the answers in `queue` at `now`, the one `rng` draws.
+fn deliver_any(
+    c: &mut Consumer,
+    out: &mut Outbox,
+    now: Millis,
+    rng: &mut impl rand::Rng,
+    queue: &mut Vec<(BrokerId, u64, Response)>,
+) {
+    let (broker, cid, response) = queue.remove(rng.gen_range(0..queue.len()));
+    respond(c, now, broker, cid, response, out);
+}
+
+/// Runs `c`'s timer if it is due within `step` ms of `now` (moving `now` to it);
+/// otherwise lets `step` ms pass.
+fn timers_or_wait(c: &mut Consumer, out: &mut Outbox, now: &mut Millis, step: Millis) {
+    match c.next_timer() {
+        Some(t) if t <= *now + step => {
+            *now = (*now).max(t);
+            c.on_timer(*now, out);
+        }
+        _ => *now += step,
+    }
+}
+
+/// Broker 2 answers the OffsetsForLeaderEpoch in `reqs` at `now`: `t-0`'s epoch 0
+/// ends at offset 1.
+fn epoch_0_ends_at_1(
+    c: &mut Consumer,
+    out: &mut Outbox,
+    now: Millis,
+    reqs: &[(BrokerId, u64, Request)],
+) {
+    let (_, cid, _) = epoch_request(reqs);
+    let answer = epoch_answer(&[(tp(0), ErrorCode::None, 0, 1)]);
+    respond(c, now, 2, cid, answer, out);
+}
+
 /// Consumer 2 of `t` (bootstrap broker 1, seed 5) started at 0 with `config`: it, its
 /// outbox and the requests it sent (its first Metadata).
 fn started(config: ConsumerConfig) -> (Consumer, Outbox, Vec<(BrokerId, u64, Request)>) {
@@ -601,15 +638,7 @@ fn a_leaderless_partition_awaiting_validation_keeps_asking_for_metadata() {
 #[test]
 fn an_epoch_ending_below_the_position_seeks_to_the_divergence_point() {
     let (mut c, mut out, now, reqs) = leader_moved(Bugs::default());
-    let (_, cid, _) = epoch_request(&reqs);
-    respond(
-        &mut c,
-        now + 1,
-        2,
-        cid,
-        epoch_answer(&[(tp(0), ErrorCode::None, 0, 1)]),
-        &mut out,
-    );
+    epoch_0_ends_at_1(&mut c, &mut out, now + 1, &reqs);
     assert_eq!(
         ops(&out),
         vec![Op::Seek {
@@ -640,15 +669,7 @@ fn truncation_with_auto_offset_reset_none_is_a_log_truncation_exception() {
         config: config(AutoOffsetReset::None),
         ..c
     };
-    let (_, cid, _) = epoch_request(&reqs);
-    respond(
-        &mut c,
-        now + 1,
-        2,
-        cid,
-        epoch_answer(&[(tp(0), ErrorCode::None, 0, 1)]),
-        &mut out,
-    );
+    epoch_0_ends_at_1(&mut c, &mut out, now + 1, &reqs);
     let failed = &out.history[0];
     assert!(
         matches!(&failed.outcome, Outcome::Fail { error }
