@@ -53,3 +53,95 @@ pub trait Actor: Send {
     /// The earliest time at which `on_timer` must run, if any.
     fn next_timer(&self) -> Option<Millis>;
 }
+
+/// Test support shared by the cores' unit tests: one input handed to an [`Actor`],
+/// what it sent in answer.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Actor, Outbox};
+    use crate::kafka::protocol::{BrokerId, Message, Millis, NodeId, Request, Response};
+
+    /// Delivers `message` from `from` to `actor` at `now`; returns what it sent.
+    pub(crate) fn deliver(
+        actor: &mut impl Actor,
+        now: Millis,
+        from: NodeId,
+        message: Message,
+    ) -> Outbox {
+        let mut out = Outbox::default();
+        actor.on_message(now, from, message, &mut out);
+        out
+    }
+
+    /// Delivers `request` from `from` as `correlation_id`.
+    pub(crate) fn deliver_request(
+        actor: &mut impl Actor,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        request: Request,
+    ) -> Outbox {
+        let message = Message::Request {
+            correlation_id,
+            request,
+        };
+        deliver(actor, now, from, message)
+    }
+
+    /// Delivers `response` from `from` to the request `correlation_id`.
+    pub(crate) fn deliver_response(
+        actor: &mut impl Actor,
+        now: Millis,
+        from: NodeId,
+        correlation_id: u64,
+        response: Response,
+    ) -> Outbox {
+        let message = Message::Response {
+            correlation_id,
+            response,
+        };
+        deliver(actor, now, from, message)
+    }
+
+    /// Takes the requests sent so far, all to brokers: (broker, correlation id,
+    /// request).
+    pub(crate) fn take(out: &mut Outbox) -> Vec<(BrokerId, u64, Request)> {
+        out.sends
+            .drain(..)
+            .map(|(to, m)| match (to, m) {
+                (
+                    NodeId::Broker(b),
+                    Message::Request {
+                        correlation_id,
+                        request,
+                    },
+                ) => (b, correlation_id, request),
+                other => panic!("unexpected send {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Hands `actor` broker `broker`'s `response` to the request `correlation_id`;
+    /// what it sends goes to `out`.
+    pub(crate) fn respond(
+        actor: &mut impl Actor,
+        now: Millis,
+        broker: BrokerId,
+        correlation_id: u64,
+        response: Response,
+        out: &mut Outbox,
+    ) {
+        let message = Message::Response {
+            correlation_id,
+            response,
+        };
+        actor.on_message(now, NodeId::Broker(broker), message, out);
+    }
+
+    /// Runs `actor`'s timers at `now`; returns what it sent.
+    pub(crate) fn fire(actor: &mut impl Actor, now: Millis) -> Outbox {
+        let mut out = Outbox::default();
+        actor.on_timer(now, &mut out);
+        out
+    }
+}

@@ -1,6 +1,7 @@
 //! Unit tests of `controller`.
 
 use super::*;
+use crate::actor::testing::{deliver_request, deliver_response};
 use crate::kafka::metadata::BrokerRegistration;
 use std::sync::Arc;
 
@@ -68,17 +69,7 @@ fn send_with(
     correlation_id: u64,
     request: Request,
 ) -> Outbox {
-    let mut out = Outbox::default();
-    c.on_message(
-        now,
-        from,
-        Message::Request {
-            correlation_id,
-            request,
-        },
-        &mut out,
-    );
-    out
+    deliver_request(c, now, from, correlation_id, request)
 }
 
 fn send(c: &mut Controller, now: Millis, from: NodeId, request: Request) -> Outbox {
@@ -997,18 +988,15 @@ fn other_requests_and_responses_get_no_answer() {
         Request::Metadata(crate::kafka::protocol::MetadataRequest { topics: None }),
     );
     assert!(out.sends.is_empty());
-    let mut out = Outbox::default();
-    c.on_message(
+    let out = deliver_response(
+        &mut c,
         10,
         NodeId::Broker(1),
-        Message::Response {
-            correlation_id: 1,
-            response: Response::AlterPartitionReassignments(AlterPartitionReassignmentsResponse {
-                tp: tp(0),
-                error: ErrorCode::None,
-            }),
-        },
-        &mut out,
+        1,
+        Response::AlterPartitionReassignments(AlterPartitionReassignmentsResponse {
+            tp: tp(0),
+            error: ErrorCode::None,
+        }),
     );
     assert!(out.sends.is_empty() && out.history.is_empty());
     assert_eq!(c.log.len(), end);

@@ -737,3 +737,38 @@ pub const RECORD_TIMESTAMP_BASE: i64 = 1_700_000_000_000;
 
 #[cfg(test)]
 mod tests;
+
+/// Test support shared by the unit tests that build record batches.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Bytes, Record, RecordBatch};
+
+    /// A batch of one record per (key, value), at offset deltas 0, 1, ...: base offset
+    /// 0, no leader epoch, no attributes, timestamps 0, no producer; the callers set
+    /// the header fields they need with `..plain_batch(..)`.
+    pub(crate) fn plain_batch(records: Vec<(Option<Bytes>, Bytes)>) -> RecordBatch {
+        RecordBatch {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            attributes: 0,
+            last_offset_delta: records.len() as i32 - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records: records
+                .into_iter()
+                .enumerate()
+                .map(|(i, (key, value))| Record {
+                    attributes: 0,
+                    timestamp_delta: 0,
+                    offset_delta: i as i32,
+                    key,
+                    value: Some(value),
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+}

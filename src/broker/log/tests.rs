@@ -1,7 +1,8 @@
 //! Unit tests of `broker::log`.
 
 use super::*;
-use crate::kafka::record::{ControlRecordType, Record, TRANSACTIONAL_BIT};
+use crate::kafka::record::testing::plain_batch;
+use crate::kafka::record::{ControlRecordType, TRANSACTIONAL_BIT};
 
 fn batch(n: usize) -> Bytes {
     idempotent(-1, -1, -1, n)
@@ -26,26 +27,15 @@ fn data(
     attributes: i16,
     timestamp: i64,
 ) -> Bytes {
+    let values = (0..n).map(|i| (None, Bytes::from(format!("{}", 100 + i))));
     RecordBatch {
-        base_offset: 0,
-        partition_leader_epoch: -1,
         attributes,
-        last_offset_delta: n as i32 - 1,
         base_timestamp: timestamp,
         max_timestamp: timestamp,
         producer_id,
         producer_epoch,
         base_sequence,
-        records: (0..n)
-            .map(|i| Record {
-                attributes: 0,
-                timestamp_delta: 0,
-                offset_delta: i as i32,
-                key: None,
-                value: Some(Bytes::from(format!("{}", 100 + i))),
-                headers: vec![],
-            })
-            .collect(),
+        ..plain_batch(values.collect())
     }
     .encode()
 }

@@ -1,7 +1,8 @@
 //! Unit tests of `broker::producer_state`.
 
 use super::*;
-use crate::kafka::record::{Record, RecordBatch, TRANSACTIONAL_BIT};
+use crate::kafka::record::testing::plain_batch;
+use crate::kafka::record::{RecordBatch, TRANSACTIONAL_BIT};
 use bytes::Bytes;
 
 const PID: i64 = 1_000;
@@ -15,26 +16,15 @@ fn batch_header(
     offset: Offset,
     attributes: i16,
 ) -> BatchHeader {
+    let values = (0..n).map(|i| (None, Bytes::from(i.to_string())));
     let bytes = RecordBatch {
         base_offset: offset,
         partition_leader_epoch: 0,
         attributes,
-        last_offset_delta: n - 1,
-        base_timestamp: 0,
-        max_timestamp: 0,
         producer_id,
         producer_epoch: epoch,
         base_sequence: first_seq,
-        records: (0..n)
-            .map(|i| Record {
-                attributes: 0,
-                timestamp_delta: 0,
-                offset_delta: i,
-                key: None,
-                value: Some(Bytes::from(i.to_string())),
-                headers: vec![],
-            })
-            .collect(),
+        ..plain_batch(values.collect())
     }
     .encode();
     BatchHeader::parse(&bytes).unwrap()

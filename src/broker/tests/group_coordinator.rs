@@ -1,6 +1,7 @@
 //! The group coordinator hosted by the broker: FindCoordinator and offset commits through replication.
 
 use super::*;
+use crate::actor::testing::deliver;
 
 /// "my-group" hashes to `__consumer_offsets-12` of 50.
 pub(super) const GROUP: &str = "my-group";
@@ -61,8 +62,7 @@ pub(super) fn exchange(
                 continue;
             }
         };
-        let mut out = Outbox::default();
-        b.on_message(now, from, message, &mut out);
+        let out = deliver(b, now, from, message);
         queue.extend(out.sends.into_iter().map(|(t, m)| (to, t, m)));
     }
     panic!("brokers never went quiet");

@@ -8,32 +8,9 @@ pub(super) fn leo(b: &Broker) -> Offset {
     b.disk().logs[&tp()].log_end_offset()
 }
 
-/// Sends a produce of `batch` from producer 0 and returns its answer, if any.
-pub(super) fn send_batch(
-    b: &mut Broker,
-    now: Millis,
-    correlation_id: u64,
-    acks: Acks,
-    batch: Bytes,
-) -> (Option<(ErrorCode, Offset)>, Outbox) {
-    let out = request(
-        b,
-        now,
-        NodeId::Producer(0),
-        correlation_id,
-        produce_batch(acks, batch),
-    );
-    (produce_result(response_to(&out, correlation_id)), out)
-}
-
 #[test]
 fn duplicate_is_answered_with_the_original_offset_once_committed() {
-    let (mut b, _) = broker(
-        1,
-        BrokerConfig::default(),
-        Bugs::default(),
-        vec![reg(Some(1), &[1, 2, 3], 0, 0)],
-    );
+    let (mut b, _) = replica_of(1, 1, &[1, 2, 3], Bugs::default());
     let first = idempotent_batch(PID, 0, 0, &[100, 101]);
     let (r, _) = send_batch(&mut b, 10, 7, Acks::All, first.clone());
     assert_eq!(r, None, "parked until replicated");
@@ -81,12 +58,7 @@ fn duplicate_is_answered_with_the_original_offset_once_committed() {
 
 #[test]
 fn leader_refuses_gaps_and_stale_epochs_and_takes_unknown_producers() {
-    let (mut b, _) = broker(
-        1,
-        BrokerConfig::default(),
-        Bugs::default(),
-        vec![reg(Some(1), &[1], 0, 0)],
-    );
+    let (mut b, _) = replica_of(1, 1, &[1], Bugs::default());
     let mut corr = 0;
     let mut produce = |b: &mut Broker, pid, epoch, seq, values: &[u64]| {
         corr += 1;
@@ -144,12 +116,7 @@ fn leader_refuses_gaps_and_stale_epochs_and_takes_unknown_producers() {
 
 #[test]
 fn no_sequence_check_bug_appends_the_duplicate() {
-    let (mut b, _) = broker(
-        1,
-        BrokerConfig::default(),
-        Bugs::of(&[Bug::NoSequenceCheck]),
-        vec![reg(Some(1), &[1], 0, 0)],
-    );
+    let (mut b, _) = replica_of(1, 1, &[1], Bugs::of(&[Bug::NoSequenceCheck]));
     let first = idempotent_batch(PID, 0, 0, &[100, 101]);
     let (r, _) = send_batch(&mut b, 10, 1, Acks::Leader, first.clone());
     assert_eq!(r, Some((ErrorCode::None, 0)));
@@ -168,12 +135,7 @@ fn no_sequence_check_bug_appends_the_duplicate() {
 
 #[test]
 fn follower_that_fetched_the_batches_rejects_duplicates_as_leader() {
-    let (mut b, meta) = broker(
-        2,
-        BrokerConfig::default(),
-        Bugs::default(),
-        vec![reg(Some(1), &[1, 2], 0, 0)],
-    );
+    let (mut b, meta) = replica_of(2, 1, &[1, 2], Bugs::default());
     let mut leader = Log::default();
     leader
         .append_as_leader(&idempotent_batch(PID, 0, 0, &[100, 101]), 0)
@@ -195,16 +157,7 @@ fn follower_that_fetched_the_batches_rejects_duplicates_as_leader() {
             batches: leader.read(0, 3, 1 << 20),
         }],
     });
-    let mut out = Outbox::default();
-    b.on_message(
-        10,
-        NodeId::Broker(1),
-        Message::Response {
-            correlation_id: fetch,
-            response: resp,
-        },
-        &mut out,
-    );
+    deliver_response(&mut b, 10, NodeId::Broker(1), fetch, resp);
     assert_eq!(leo(&b), 3);
     assert_eq!(
         b.disk().logs[&tp()].producer_state(),
@@ -240,12 +193,7 @@ fn follower_that_fetched_the_batches_rejects_duplicates_as_leader() {
 #[test]
 fn truncation_forgets_the_truncated_batches() {
     // Broker 2 leads epoch 0: sequence 0 commits, sequences 1-2 do not.
-    let (mut b, meta) = broker(
-        2,
-        BrokerConfig::default(),
-        Bugs::default(),
-        vec![reg(Some(2), &[1, 2], 0, 0)],
-    );
+    let (mut b, meta) = replica_of(2, 2, &[1, 2], Bugs::default());
     let (r, _) = send_batch(
         &mut b,
         10,
@@ -276,12 +224,7 @@ fn truncation_forgets_the_truncated_batches() {
 
 #[test]
 fn producer_state_is_rebuilt_after_a_restart() {
-    let (mut b, _) = broker(
-        1,
-        BrokerConfig::default(),
-        Bugs::default(),
-        vec![reg(Some(1), &[1], 0, 0)],
-    );
+    let (mut b, _) = replica_of(1, 1, &[1], Bugs::default());
     let first = idempotent_batch(PID, 0, 0, &[100, 101]);
     send_batch(&mut b, 10, 1, Acks::Leader, first.clone());
     send_batch(&mut b, 11, 2, Acks::Leader, batch(&[7]));
@@ -348,21 +291,17 @@ pub(super) fn allocated(
     error: ErrorCode,
     start: i64,
 ) -> Outbox {
-    let mut out = Outbox::default();
-    b.on_message(
+    deliver_response(
+        b,
         now,
         NodeId::Controller,
-        Message::Response {
-            correlation_id,
-            response: Response::AllocateProducerIds(AllocateProducerIdsResponse {
-                error,
-                producer_id_start: start,
-                producer_id_len: if error == ErrorCode::None { 1_000 } else { 0 },
-            }),
-        },
-        &mut out,
-    );
-    out
+        correlation_id,
+        Response::AllocateProducerIds(AllocateProducerIdsResponse {
+            error,
+            producer_id_start: start,
+            producer_id_len: if error == ErrorCode::None { 1_000 } else { 0 },
+        }),
+    )
 }
 
 #[test]
@@ -432,18 +371,15 @@ fn init_producer_id_hands_out_ids_from_controller_blocks() {
     let out = allocated(&mut b, 21, asked[0].0, ErrorCode::StaleBrokerEpoch, -1);
     assert!(allocations(&out).is_empty(), "not before the backoff");
     assert_eq!(b.next_timer(), Some(21 + PRODUCER_ID_RETRY_BACKOFF_MS));
-    let mut out = Outbox::default();
-    b.on_timer(21 + PRODUCER_ID_RETRY_BACKOFF_MS, &mut out);
+    let out = fire(&mut b, 21 + PRODUCER_ID_RETRY_BACKOFF_MS);
     let asked = allocations(&out);
     assert_eq!(asked.len(), 1, "retried");
     // The retry times out (the controller is unreachable), and is retried again.
     let timeout = BrokerConfig::default().request_timeout_ms;
     let t = 21 + PRODUCER_ID_RETRY_BACKOFF_MS + timeout;
-    let mut out = Outbox::default();
-    b.on_timer(t, &mut out);
+    let out = fire(&mut b, t);
     assert!(allocations(&out).is_empty());
-    let mut out = Outbox::default();
-    b.on_timer(t + PRODUCER_ID_RETRY_BACKOFF_MS, &mut out);
+    let out = fire(&mut b, t + PRODUCER_ID_RETRY_BACKOFF_MS);
     let asked = allocations(&out);
     assert_eq!(asked.len(), 1);
     // Another broker got 1000..2000 meanwhile.
@@ -477,18 +413,15 @@ fn producer_ids_are_asked_for_only_once_registered() {
     assert_eq!(r.error, ErrorCode::CoordinatorLoadInProgress);
     assert!(allocations(&out).is_empty(), "no broker epoch yet");
     let c = find(&start, |r| matches!(r, Request::BrokerRegistration(_)));
-    let mut out = Outbox::default();
-    b.on_message(
+    let out = deliver_response(
+        &mut b,
         2,
         NodeId::Controller,
-        Message::Response {
-            correlation_id: c,
-            response: Response::BrokerRegistration(BrokerRegistrationResponse {
-                error: ErrorCode::None,
-                broker_epoch: 5,
-            }),
-        },
-        &mut out,
+        c,
+        Response::BrokerRegistration(BrokerRegistrationResponse {
+            error: ErrorCode::None,
+            broker_epoch: 5,
+        }),
     );
     let asked = allocations(&out);
     assert_eq!(asked.len(), 1);

@@ -1,7 +1,9 @@
 //! Unit tests of `broker`.
 
 use super::*;
-use crate::kafka::record::{Record, RecordBatch};
+use crate::actor::testing::{deliver_request, deliver_response, fire};
+use crate::kafka::record::testing::plain_batch;
+use crate::kafka::record::RecordBatch;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -27,28 +29,12 @@ fn idempotent_batch(
     base_sequence: i32,
     values: &[u64],
 ) -> Bytes {
+    let values = values.iter().map(|v| (None, Bytes::from(v.to_string())));
     RecordBatch {
-        base_offset: 0,
-        partition_leader_epoch: -1,
-        attributes: 0,
-        last_offset_delta: values.len() as i32 - 1,
-        base_timestamp: 0,
-        max_timestamp: 0,
         producer_id,
         producer_epoch,
         base_sequence,
-        records: values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Record {
-                attributes: 0,
-                timestamp_delta: 0,
-                offset_delta: i as i32,
-                key: None,
-                value: Some(Bytes::from(v.to_string())),
-                headers: vec![],
-            })
-            .collect(),
+        ..plain_batch(values.collect())
     }
     .encode()
 }
@@ -103,16 +89,7 @@ fn bring_up(mut b: Broker, records: Vec<MetadataRecord>) -> (Broker, Outbox) {
         error: ErrorCode::None,
         broker_epoch: i64::from(id) - 1,
     });
-    let mut out2 = Outbox::default();
-    b.on_message(
-        1,
-        NodeId::Controller,
-        Message::Response {
-            correlation_id: c,
-            response: resp,
-        },
-        &mut out2,
-    );
+    deliver_response(&mut b, 1, NodeId::Controller, c, resp);
     let mut log: Vec<MetadataRecord> = (1..=3)
         .map(|i| MetadataRecord::RegisterBroker {
             broker_id: i,
@@ -150,19 +127,10 @@ fn deliver_metadata(
         records,
         log_end_offset: end,
     });
-    let mut out2 = Outbox::default();
-    b.on_message(
-        now,
-        NodeId::Controller,
-        Message::Response {
-            correlation_id: c,
-            response: resp,
-        },
-        &mut out2,
-    );
-    out2
+    deliver_response(b, now, NodeId::Controller, c, resp)
 }
 
+/// Delivers `request` from `from` to broker `b`; returns what it sent.
 fn request(
     b: &mut Broker,
     now: Millis,
@@ -170,17 +138,7 @@ fn request(
     correlation_id: u64,
     request: Request,
 ) -> Outbox {
-    let mut out = Outbox::default();
-    b.on_message(
-        now,
-        from,
-        Message::Request {
-            correlation_id,
-            request,
-        },
-        &mut out,
-    );
-    out
+    deliver_request(b, now, from, correlation_id, request)
 }
 
 fn response_to(out: &Outbox, correlation: u64) -> Option<Response> {
@@ -193,47 +151,36 @@ fn response_to(out: &Outbox, correlation: u64) -> Option<Response> {
     })
 }
 
-fn produce(acks: Acks, values: &[u64]) -> Request {
-    Request::Produce(ProduceRequest {
-        transactional_id: None,
-        acks,
-        timeout_ms: 30_000,
-        partitions: vec![(tp(), batch(values))],
+/// A read-uncommitted fetch of `orders-0` from `offset` at `current_leader_epoch`, by
+/// `replica_id` (None: a consumer) at `broker_epoch`.
+fn fetch_request(
+    replica_id: Option<BrokerId>,
+    broker_epoch: i64,
+    offset: Offset,
+    current_leader_epoch: LeaderEpoch,
+) -> Request {
+    Request::Fetch(FetchRequest {
+        replica_id,
+        broker_epoch,
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        isolation_level: IsolationLevel::ReadUncommitted,
+        partitions: vec![FetchPartition {
+            tp: tp(),
+            fetch_offset: offset,
+            current_leader_epoch,
+            last_fetched_epoch: None,
+        }],
     })
 }
 
 fn follower_fetch(replica: BrokerId, offset: Offset, epoch: LeaderEpoch) -> Request {
-    Request::Fetch(FetchRequest {
-        replica_id: Some(replica),
-        broker_epoch: i64::from(replica) - 1,
-        max_wait_ms: 0,
-        min_bytes: 1,
-        max_bytes: 1 << 20,
-        isolation_level: IsolationLevel::ReadUncommitted,
-        partitions: vec![FetchPartition {
-            tp: tp(),
-            fetch_offset: offset,
-            current_leader_epoch: epoch,
-            last_fetched_epoch: None,
-        }],
-    })
+    fetch_request(Some(replica), i64::from(replica) - 1, offset, epoch)
 }
 
 fn consumer_fetch(offset: Offset) -> Request {
-    Request::Fetch(FetchRequest {
-        replica_id: None,
-        broker_epoch: -1,
-        max_wait_ms: 0,
-        min_bytes: 1,
-        max_bytes: 1 << 20,
-        isolation_level: IsolationLevel::ReadUncommitted,
-        partitions: vec![FetchPartition {
-            tp: tp(),
-            fetch_offset: offset,
-            current_leader_epoch: -1,
-            last_fetched_epoch: None,
-        }],
-    })
+    fetch_request(None, -1, offset, -1)
 }
 
 /// An `acks` produce of `batch` to `orders-0`.
@@ -244,6 +191,46 @@ fn produce_batch(acks: Acks, batch: Bytes) -> Request {
         timeout_ms: 30_000,
         partitions: vec![(tp(), batch)],
     })
+}
+
+/// Sends a produce of `batch` from producer 0 and returns its answer, if any.
+fn send_batch(
+    b: &mut Broker,
+    now: Millis,
+    correlation_id: u64,
+    acks: Acks,
+    batch: Bytes,
+) -> (Option<(ErrorCode, Offset)>, Outbox) {
+    let out = request(
+        b,
+        now,
+        NodeId::Producer(0),
+        correlation_id,
+        produce_batch(acks, batch),
+    );
+    (produce_result(response_to(&out, correlation_id)), out)
+}
+
+/// Sends `produce(acks, values)` from producer 0 and returns its answer, if any.
+fn send(
+    b: &mut Broker,
+    now: Millis,
+    correlation_id: u64,
+    acks: Acks,
+    values: &[u64],
+) -> Option<(ErrorCode, Offset)> {
+    send_batch(b, now, correlation_id, acks, batch(values)).0
+}
+
+/// Broker `id` (default config), having applied that `leader` leads `orders-0`
+/// over `isr` at leader and partition epoch 0.
+fn replica_of(id: BrokerId, leader: BrokerId, isr: &[BrokerId], bugs: Bugs) -> (Broker, Outbox) {
+    broker(
+        id,
+        BrokerConfig::default(),
+        bugs,
+        vec![reg(Some(leader), isr, 0, 0)],
+    )
 }
 
 fn produce_result(r: Option<Response>) -> Option<(ErrorCode, Offset)> {
@@ -260,6 +247,21 @@ fn fetch_part(r: Option<Response>) -> FetchPartitionResponse {
     }
 }
 
+/// Sends `request` from `from` as `correlation_id` and returns the answer's first
+/// partition (which must be a fetch answer).
+fn fetched(
+    b: &mut Broker,
+    now: Millis,
+    from: NodeId,
+    correlation_id: u64,
+    request: Request,
+) -> FetchPartitionResponse {
+    fetch_part(response_to(
+        &self::request(b, now, from, correlation_id, request),
+        correlation_id,
+    ))
+}
+
 /// A follower fetch carrying KIP-595's `lastFetchedEpoch`.
 fn follower_fetch_after(
     replica: BrokerId,
@@ -272,6 +274,30 @@ fn follower_fetch_after(
     };
     f.partitions[0].last_fetched_epoch = Some(last_fetched_epoch);
     Request::Fetch(f)
+}
+
+/// Broker 2's fetch from `offset` at leader epoch 3 after `last_fetched_epoch`,
+/// sent to `l` as `correlation_id`.
+fn epoch_3_fetch(
+    l: &mut Broker,
+    now: Millis,
+    correlation_id: u64,
+    offset: Offset,
+    last_fetched_epoch: LeaderEpoch,
+) -> Outbox {
+    let fetch = follower_fetch_after(2, offset, 3, last_fetched_epoch);
+    request(l, now, NodeId::Broker(2), correlation_id, fetch)
+}
+
+/// Broker `id` (default config) started as [`bring_up`] does, its disk holding `log`
+/// as `orders-0`.
+fn with_log(id: BrokerId, log: Log, records: Vec<MetadataRecord>) -> (Broker, Outbox) {
+    let mut disk = Disk::default();
+    disk.logs.insert(tp(), log);
+    bring_up(
+        Broker::new(id, BrokerConfig::default(), Bugs::default(), 1, disk),
+        records,
+    )
 }
 
 /// The follower's Fetch in `out` (its correlation id and partition), and the
@@ -309,36 +335,14 @@ fn diverging_answer(
 }
 
 fn answer_with(b: &mut Broker, now: Millis, from: BrokerId, c: u64, response: Response) -> Outbox {
-    let mut out = Outbox::default();
-    b.on_message(
-        now,
-        NodeId::Broker(from),
-        Message::Response {
-            correlation_id: c,
-            response,
-        },
-        &mut out,
-    );
-    out
+    deliver_response(b, now, NodeId::Broker(from), c, response)
 }
 
 #[test]
 fn acks_all_waits_for_every_in_sync_replica() {
-    let (mut b, _) = broker(
-        1,
-        BrokerConfig::default(),
-        Bugs::default(),
-        vec![reg(Some(1), &[1, 2, 3], 0, 0)],
-    );
-    let out = request(
-        &mut b,
-        10,
-        NodeId::Producer(0),
-        7,
-        produce(Acks::All, &[100, 101]),
-    );
+    let (mut b, _) = replica_of(1, 1, &[1, 2, 3], Bugs::default());
     assert_eq!(
-        produce_result(response_to(&out, 7)),
+        send(&mut b, 10, 7, Acks::All, &[100, 101]),
         None,
         "parked until replicated"
     );
@@ -358,15 +362,8 @@ fn acks_all_waits_for_every_in_sync_replica() {
     );
     assert_eq!(b.high_watermark(&tp()), 2);
     // acks=1 answers at once.
-    let out = request(
-        &mut b,
-        14,
-        NodeId::Producer(0),
-        8,
-        produce(Acks::Leader, &[102]),
-    );
     assert_eq!(
-        produce_result(response_to(&out, 8)),
+        send(&mut b, 14, 8, Acks::Leader, &[102]),
         Some((ErrorCode::None, 2))
     );
 }
@@ -393,29 +390,15 @@ fn a_broker_cut_off_from_the_controller_keeps_leading() {
         now = b.next_timer().expect("timers").max(now + 1);
         b.on_timer(now, &mut out);
     }
-    let out = request(
-        &mut b,
-        now,
-        NodeId::Producer(0),
-        7,
-        produce(Acks::Leader, &[100]),
-    );
     assert_eq!(
-        produce_result(response_to(&out, 7)),
+        send(&mut b, now, 7, Acks::Leader, &[100]),
         Some((ErrorCode::None, 0)),
         "a zombie leader acknowledges acks=1"
     );
     let out = request(&mut b, now, NodeId::Consumer(0), 8, consumer_fetch(0));
     assert_eq!(fetch_part(response_to(&out, 8)).error, ErrorCode::None);
     // acks=all still waits for the ISR it last knew (broker 2 never fetches).
-    let out = request(
-        &mut b,
-        now,
-        NodeId::Producer(0),
-        9,
-        produce(Acks::All, &[101]),
-    );
-    assert_eq!(produce_result(response_to(&out, 9)), None, "parked");
+    assert_eq!(send(&mut b, now, 9, Acks::All, &[101]), None, "parked");
 }
 
 /// The topic's `min.insync.replicas` (a `ConfigRecord`) overrides the broker's, and
@@ -458,16 +441,9 @@ fn acks_all_uses_the_topics_effective_min_isr() {
         let mut records: Vec<MetadataRecord> = topic.map(topic_min).into_iter().collect();
         records.push(reg(Some(1), isr, 0, 0));
         let (mut b, _) = broker(1, config, Bugs::default(), records);
-        let out = request(
-            &mut b,
-            10,
-            NodeId::Producer(0),
-            7,
-            produce(Acks::All, &[100]),
-        );
         // Accepted: parked until the followers have it.
         assert_eq!(
-            produce_result(response_to(&out, 7)),
+            send(&mut b, 10, 7, Acks::All, &[100]),
             expected,
             "broker {broker_min}, topic {topic:?}, ISR {isr:?}"
         );
@@ -481,15 +457,8 @@ fn too_small_isr_refuses_acks_all() {
         ..BrokerConfig::default()
     };
     let (mut b, _) = broker(1, config, Bugs::default(), vec![reg(Some(1), &[1], 0, 0)]);
-    let out = request(
-        &mut b,
-        10,
-        NodeId::Producer(0),
-        7,
-        produce(Acks::All, &[100]),
-    );
     assert_eq!(
-        produce_result(response_to(&out, 7)),
+        send(&mut b, 10, 7, Acks::All, &[100]),
         Some((ErrorCode::NotEnoughReplicas, -1))
     );
     assert_eq!(b.disk().logs[&tp()].log_end_offset(), 0, "not appended");
@@ -497,53 +466,24 @@ fn too_small_isr_refuses_acks_all() {
 
 #[test]
 fn consumers_read_below_the_high_watermark_only() {
-    let (mut b, _) = broker(
-        1,
-        BrokerConfig::default(),
-        Bugs::default(),
-        vec![reg(Some(1), &[1, 2], 0, 0)],
-    );
-    request(
-        &mut b,
-        10,
-        NodeId::Producer(0),
-        7,
-        produce(Acks::Leader, &[100]),
-    );
-    let p = fetch_part(response_to(
-        &request(&mut b, 11, NodeId::Consumer(0), 1, consumer_fetch(0)),
-        1,
-    ));
+    let (mut b, _) = replica_of(1, 1, &[1, 2], Bugs::default());
+    send(&mut b, 10, 7, Acks::Leader, &[100]);
+    let p = fetched(&mut b, 11, NodeId::Consumer(0), 1, consumer_fetch(0));
     assert_eq!(
         (p.error, p.high_watermark, p.batches.len()),
         (ErrorCode::None, 0, 0)
     );
     request(&mut b, 12, NodeId::Broker(2), 2, follower_fetch(2, 1, 0));
-    let p = fetch_part(response_to(
-        &request(&mut b, 13, NodeId::Consumer(0), 3, consumer_fetch(0)),
-        3,
-    ));
+    let p = fetched(&mut b, 13, NodeId::Consumer(0), 3, consumer_fetch(0));
     assert_eq!((p.high_watermark, p.batches.len()), (1, 1));
 }
 
 #[test]
 fn high_watermark_bug_switch_acknowledges_unreplicated_writes() {
     let bugs = Bugs::of(&[Bug::HighWatermarkFromLeaderOnly]);
-    let (mut b, _) = broker(
-        1,
-        BrokerConfig::default(),
-        bugs,
-        vec![reg(Some(1), &[1, 2, 3], 0, 0)],
-    );
-    let out = request(
-        &mut b,
-        10,
-        NodeId::Producer(0),
-        7,
-        produce(Acks::All, &[100]),
-    );
+    let (mut b, _) = replica_of(1, 1, &[1, 2, 3], bugs);
     assert_eq!(
-        produce_result(response_to(&out, 7)),
+        send(&mut b, 10, 7, Acks::All, &[100]),
         Some((ErrorCode::None, 0))
     );
 }
@@ -551,17 +491,10 @@ fn high_watermark_bug_switch_acknowledges_unreplicated_writes() {
 #[test]
 fn lagging_follower_is_removed_from_the_isr() {
     let mut b = leader_of_three_with_lag_1s();
-    request(
-        &mut b,
-        10,
-        NodeId::Producer(0),
-        7,
-        produce(Acks::Leader, &[100]),
-    );
+    send(&mut b, 10, 7, Acks::Leader, &[100]);
     request(&mut b, 20, NodeId::Broker(2), 1, follower_fetch(2, 1, 0));
     request(&mut b, 1_500, NodeId::Broker(2), 2, follower_fetch(2, 1, 0));
-    let mut out = Outbox::default();
-    b.on_timer(1_600, &mut out);
+    let out = fire(&mut b, 1_600);
     assert_eq!(
         isr_proposals(&out),
         vec![vec![1, 2]],
@@ -603,27 +536,13 @@ fn isr_proposals(out: &Outbox) -> Vec<Vec<BrokerId>> {
 #[test]
 fn idle_followers_at_the_log_end_stay_in_sync() {
     let mut b = leader_of_three_with_lag_1s();
-    request(
-        &mut b,
-        10,
-        NodeId::Producer(0),
-        7,
-        produce(Acks::Leader, &[100]),
-    );
+    send(&mut b, 10, 7, Acks::Leader, &[100]);
     request(&mut b, 20, NodeId::Broker(2), 1, follower_fetch(2, 1, 0));
     request(&mut b, 20, NodeId::Broker(3), 2, follower_fetch(3, 1, 0));
-    let mut out = Outbox::default();
-    b.on_timer(5_000, &mut out);
+    let out = fire(&mut b, 5_000);
     assert_eq!(isr_proposals(&out), Vec::<Vec<BrokerId>>::new());
-    request(
-        &mut b,
-        5_100,
-        NodeId::Producer(0),
-        8,
-        produce(Acks::Leader, &[101]),
-    );
-    let mut out = Outbox::default();
-    b.on_timer(5_600, &mut out);
+    send(&mut b, 5_100, 8, Acks::Leader, &[101]);
+    let out = fire(&mut b, 5_600);
     assert_eq!(isr_proposals(&out), vec![vec![1]]);
 }
 
@@ -633,12 +552,7 @@ fn idle_followers_at_the_log_end_stay_in_sync() {
 fn follower_joins_the_isr_only_within_the_leaders_epoch() {
     let mut log = Log::default();
     log.append_as_leader(&batch(&[100, 101]), 0).unwrap();
-    let mut disk = Disk::default();
-    disk.logs.insert(tp(), log);
-    let (mut b, _) = bring_up(
-        Broker::new(1, BrokerConfig::default(), Bugs::default(), 1, disk),
-        vec![reg(Some(1), &[1, 2], 1, 1)],
-    );
+    let (mut b, _) = with_log(1, log, vec![reg(Some(1), &[1, 2], 1, 1)]);
     assert_eq!(b.high_watermark(&tp()), 0);
     let out = request(&mut b, 10, NodeId::Broker(3), 1, follower_fetch(3, 1, 1));
     assert_eq!(
@@ -678,35 +592,24 @@ fn a_pending_isr_change_stays_until_the_controller_answers() {
         let MetadataRecord::PartitionChange(registration) = reg(Some(1), isr, 0, 1) else {
             unreachable!()
         };
-        let mut out = Outbox::default();
-        b.on_message(
-            now,
-            NodeId::Controller,
-            Message::Response {
-                correlation_id: c,
-                response: Response::AlterPartition(AlterPartitionResponse {
-                    tp: tp(),
-                    error,
-                    registration: Some(registration),
-                }),
-            },
-            &mut out,
-        );
-        out
+        let response = Response::AlterPartition(AlterPartitionResponse {
+            tp: tp(),
+            error,
+            registration: Some(registration),
+        });
+        deliver_response(b, now, NodeId::Controller, c, response)
     };
     let pending = |b: &Broker| match &b.partitions[&tp()].role {
         Role::Leader(ls) => ls.pending.as_ref().map(|(c, isr, _)| (*c, isr.clone())),
         _ => panic!("leads"),
     };
-    let mut out = Outbox::default();
-    b.on_timer(1_600, &mut out);
+    let out = fire(&mut b, 1_600);
     let first = alters(&out);
     assert_eq!(first.len(), 1);
     let (c1, ref isr) = first[0];
     assert_eq!(isr, &vec![1, 2]);
     // No answer within the request timeout: sent again, still pending.
-    let mut out = Outbox::default();
-    b.on_timer(1_600 + timeout, &mut out);
+    let out = fire(&mut b, 1_600 + timeout);
     let second = alters(&out);
     assert_eq!(second.len(), 1, "sent again, not dropped");
     let c2 = second[0].0;
@@ -718,11 +621,9 @@ fn a_pending_isr_change_stays_until_the_controller_answers() {
     // NOT_CONTROLLER: sent again after 50 ms.
     answer(&mut b, t + 1, c2, ErrorCode::NotController, &[1, 2, 3]);
     assert!(b.next_timer().unwrap() <= t + 51);
-    let mut out = Outbox::default();
-    b.on_timer(t + 50, &mut out);
+    let out = fire(&mut b, t + 50);
     assert!(alters(&out).is_empty(), "not before the backoff");
-    let mut out = Outbox::default();
-    b.on_timer(t + 51, &mut out);
+    let out = fire(&mut b, t + 51);
     let third = alters(&out);
     assert_eq!(third.len(), 1);
     // INELIGIBLE_REPLICA: not applied, back to the committed ISR; the next ISR
@@ -794,27 +695,10 @@ fn epoch_0_ends_at_1(out: &Outbox) -> (u64, Response) {
 
 fn diverged_follower(bugs: Bugs) -> (Broker, Outbox) {
     // Broker 2 led epoch 0 and appended 2 batches; only the first one committed.
-    let (mut b, meta) = broker(
-        2,
-        BrokerConfig::default(),
-        bugs,
-        vec![reg(Some(2), &[1, 2], 0, 0)],
-    );
-    request(
-        &mut b,
-        10,
-        NodeId::Producer(0),
-        1,
-        produce(Acks::Leader, &[100]),
-    );
+    let (mut b, meta) = replica_of(2, 2, &[1, 2], bugs);
+    send(&mut b, 10, 1, Acks::Leader, &[100]);
     request(&mut b, 11, NodeId::Broker(1), 2, follower_fetch(1, 1, 0));
-    request(
-        &mut b,
-        12,
-        NodeId::Producer(0),
-        3,
-        produce(Acks::Leader, &[101, 102]),
-    );
+    send(&mut b, 12, 3, Acks::Leader, &[101, 102]);
     assert_eq!(
         (
             b.high_watermark(&tp()),
@@ -897,13 +781,7 @@ fn three_epoch_leader() -> Broker {
     let mut log = Log::default();
     log.append_as_leader(&batch(&[0, 1, 2, 3]), 0).unwrap();
     log.append_as_leader(&batch(&[14, 15, 16]), 1).unwrap();
-    let mut disk = Disk::default();
-    disk.logs.insert(tp(), log);
-    let (b, _) = bring_up(
-        Broker::new(1, BrokerConfig::default(), Bugs::default(), 1, disk),
-        vec![reg(Some(1), &[1, 3], 3, 3)],
-    );
-    b
+    with_log(1, log, vec![reg(Some(1), &[1, 3], 3, 3)]).0
 }
 
 /// The leader's answers to a follower holding [`three_epoch_log`] (KIP-595,
@@ -912,41 +790,14 @@ fn three_epoch_leader() -> Broker {
 #[test]
 fn leader_answers_diverging_epochs_until_the_logs_match() {
     let mut l = three_epoch_leader();
-    let p = fetch_part(response_to(
-        &request(
-            &mut l,
-            10,
-            NodeId::Broker(2),
-            1,
-            follower_fetch_after(2, 9, 3, 2),
-        ),
-        1,
-    ));
+    let p = fetch_part(response_to(&epoch_3_fetch(&mut l, 10, 1, 9, 2), 1));
     assert_eq!(
         (p.error, p.diverging_epoch, p.batches.len()),
         (ErrorCode::None, Some((1, 7)), 0)
     );
-    let p = fetch_part(response_to(
-        &request(
-            &mut l,
-            11,
-            NodeId::Broker(2),
-            2,
-            follower_fetch_after(2, 6, 3, 0),
-        ),
-        2,
-    ));
+    let p = fetch_part(response_to(&epoch_3_fetch(&mut l, 11, 2, 6, 0), 2));
     assert_eq!(p.diverging_epoch, Some((0, 4)));
-    let p = fetch_part(response_to(
-        &request(
-            &mut l,
-            12,
-            NodeId::Broker(2),
-            3,
-            follower_fetch_after(2, 4, 3, 0),
-        ),
-        3,
-    ));
+    let p = fetch_part(response_to(&epoch_3_fetch(&mut l, 12, 3, 4, 0), 3));
     assert_eq!((p.error, p.diverging_epoch), (ErrorCode::None, None));
     assert!(!p.batches.is_empty());
 }
@@ -957,13 +808,7 @@ fn leader_answers_diverging_epochs_until_the_logs_match() {
 #[test]
 fn diverging_fetch_does_not_count_as_the_followers_position() {
     let mut l = three_epoch_leader();
-    let out = request(
-        &mut l,
-        10,
-        NodeId::Broker(2),
-        1,
-        follower_fetch_after(2, 9, 3, 2),
-    );
+    let out = epoch_3_fetch(&mut l, 10, 1, 9, 2);
     assert!(!out.sends.iter().any(|(_, m)| matches!(
         m,
         Message::Request {
@@ -988,12 +833,7 @@ fn diverging_fetch_does_not_count_as_the_followers_position() {
 #[test]
 fn follower_converges_over_three_epochs() {
     let mut l = three_epoch_leader();
-    let mut disk = Disk::default();
-    disk.logs.insert(tp(), three_epoch_log());
-    let (mut f, mut out) = bring_up(
-        Broker::new(2, BrokerConfig::default(), Bugs::default(), 1, disk),
-        vec![reg(Some(1), &[1, 3], 3, 3)],
-    );
+    let (mut f, mut out) = with_log(2, three_epoch_log(), vec![reg(Some(1), &[1, 3], 3, 3)]);
     let mut ends = Vec::new();
     for round in 0..6u64 {
         let (c, fp, _) = diverging_answer(&out, 0, 0);
@@ -1042,22 +882,8 @@ fn follower_converges_over_three_epochs() {
 fn follower_older_than_the_leaders_cache_truncates_to_its_start() {
     let mut log = Log::default();
     log.append_as_leader(&batch(&[20, 21]), 2).unwrap();
-    let mut disk = Disk::default();
-    disk.logs.insert(tp(), log);
-    let (mut l, _) = bring_up(
-        Broker::new(1, BrokerConfig::default(), Bugs::default(), 1, disk),
-        vec![reg(Some(1), &[1], 3, 3)],
-    );
-    let p = fetch_part(response_to(
-        &request(
-            &mut l,
-            10,
-            NodeId::Broker(2),
-            1,
-            follower_fetch_after(2, 3, 3, 1),
-        ),
-        1,
-    ));
+    let (mut l, _) = with_log(1, log, vec![reg(Some(1), &[1], 3, 3)]);
+    let p = fetch_part(response_to(&epoch_3_fetch(&mut l, 10, 1, 3, 1), 1));
     assert_eq!(p.diverging_epoch, Some((1, 0)));
     // The follower: epoch 1 at 0-2, its high watermark 2.
     let mut flog = Log::default();
@@ -1089,12 +915,7 @@ fn truncate_to_high_watermark_bug_skips_the_epoch_lookup() {
 #[test]
 fn new_leader_answers_fetch_with_its_lagging_high_watermark() {
     // Broker 1 follows, has 2 records but its HW says 0; then it becomes leader.
-    let (mut b, meta) = broker(
-        1,
-        BrokerConfig::default(),
-        Bugs::default(),
-        vec![reg(Some(2), &[1, 2], 0, 0)],
-    );
+    let (mut b, meta) = replica_of(1, 2, &[1, 2], Bugs::default());
     b.disk
         .logs
         .get_mut(&tp())
@@ -1102,10 +923,7 @@ fn new_leader_answers_fetch_with_its_lagging_high_watermark() {
         .append_as_leader(&batch(&[100, 101]), 0)
         .unwrap();
     deliver_metadata(&mut b, 21, &meta, vec![reg(Some(1), &[1, 2], 1, 1)], 8);
-    let p = fetch_part(response_to(
-        &request(&mut b, 22, NodeId::Consumer(0), 1, consumer_fetch(0)),
-        1,
-    ));
+    let p = fetched(&mut b, 22, NodeId::Consumer(0), 1, consumer_fetch(0));
     assert_eq!(
         (p.error, p.high_watermark, p.batches.len()),
         (ErrorCode::None, 0, 0)
@@ -1118,10 +936,7 @@ fn new_leader_answers_fetch_with_its_lagging_high_watermark() {
     );
     assert_eq!(e, ErrorCode::OffsetNotAvailable);
     request(&mut b, 23, NodeId::Broker(2), 2, follower_fetch(2, 2, 1));
-    let p = fetch_part(response_to(
-        &request(&mut b, 24, NodeId::Consumer(0), 3, consumer_fetch(0)),
-        3,
-    ));
+    let p = fetched(&mut b, 24, NodeId::Consumer(0), 3, consumer_fetch(0));
     assert_eq!((p.error, p.high_watermark), (ErrorCode::None, 2));
 }
 
@@ -1133,14 +948,8 @@ fn stale_leader_epoch_is_fenced() {
         Bugs::default(),
         vec![reg(Some(1), &[1, 2], 0, 0), reg(Some(1), &[1, 2], 1, 1)],
     );
-    let p = fetch_part(response_to(
-        &request(&mut b, 10, NodeId::Broker(2), 1, follower_fetch(2, 0, 0)),
-        1,
-    ));
+    let p = fetched(&mut b, 10, NodeId::Broker(2), 1, follower_fetch(2, 0, 0));
     assert_eq!(p.error, ErrorCode::FencedLeaderEpoch);
-    let p = fetch_part(response_to(
-        &request(&mut b, 10, NodeId::Broker(2), 2, follower_fetch(2, 0, 2)),
-        2,
-    ));
+    let p = fetched(&mut b, 10, NodeId::Broker(2), 2, follower_fetch(2, 0, 2));
     assert_eq!(p.error, ErrorCode::UnknownLeaderEpoch);
 }

@@ -165,19 +165,13 @@ fn markers_wait_for_replication_and_move_the_last_stable_offset() {
     let r = produced(&mut b, 11, 2, batch(&[102]));
     assert_eq!(r, Some((ErrorCode::None, 2)));
     request(&mut b, 12, NodeId::Broker(2), 1, follower_fetch(2, 3, 0));
-    let p = fetch_part(response_to(
-        &request(&mut b, 13, NodeId::Consumer(0), 2, isolated_fetch(0, RC)),
-        2,
-    ));
+    let p = fetched(&mut b, 13, NodeId::Consumer(0), 2, isolated_fetch(0, RC));
     assert_eq!(
         (p.high_watermark, p.last_stable_offset, p.batches.len()),
         (3, 0, 0),
         "read_committed stops at the open transaction"
     );
-    let p = fetch_part(response_to(
-        &request(&mut b, 13, NodeId::Consumer(0), 3, isolated_fetch(0, RU)),
-        3,
-    ));
+    let p = fetched(&mut b, 13, NodeId::Consumer(0), 3, isolated_fetch(0, RU));
     assert_eq!((p.last_stable_offset, p.batches.len()), (0, 2));
 
     let commit = write_markers(&[(PID, 0, true, 0, vec![tp()])]);
@@ -188,10 +182,7 @@ fn markers_wait_for_replication_and_move_the_last_stable_offset() {
         "parked until replicated"
     );
     assert_eq!(leo(&b), 4, "the marker takes an offset");
-    let p = fetch_part(response_to(
-        &request(&mut b, 21, NodeId::Consumer(0), 5, isolated_fetch(0, RC)),
-        5,
-    ));
+    let p = fetched(&mut b, 21, NodeId::Consumer(0), 5, isolated_fetch(0, RC));
     assert_eq!(
         p.last_stable_offset, 0,
         "a marker above the high watermark still holds it"
@@ -201,10 +192,7 @@ fn markers_wait_for_replication_and_move_the_last_stable_offset() {
         markers_result(response_to(&out, 4)),
         Some(vec![(PID, vec![(tp(), ErrorCode::None)])])
     );
-    let p = fetch_part(response_to(
-        &request(&mut b, 23, NodeId::Consumer(0), 7, isolated_fetch(0, RC)),
-        7,
-    ));
+    let p = fetched(&mut b, 23, NodeId::Consumer(0), 7, isolated_fetch(0, RC));
     assert_eq!((p.last_stable_offset, p.batches.len()), (4, 3));
     assert!(p.aborted_transactions.is_empty());
     let markers = b.disk().logs[&tp()].markers();
@@ -291,10 +279,7 @@ fn read_committed_fetches_carry_the_aborted_transactions() {
     ]);
     let out = request(&mut b, 12, NodeId::Broker(3), 3, markers);
     assert!(markers_result(response_to(&out, 3)).is_some(), "ISR of one");
-    let p = fetch_part(response_to(
-        &request(&mut b, 13, NodeId::Consumer(0), 4, isolated_fetch(0, RC)),
-        4,
-    ));
+    let p = fetched(&mut b, 13, NodeId::Consumer(0), 4, isolated_fetch(0, RC));
     assert_eq!(
         (p.high_watermark, p.last_stable_offset, p.batches.len()),
         (5, 5, 4)
@@ -306,18 +291,12 @@ fn read_committed_fetches_carry_the_aborted_transactions() {
             first_offset: 0
         }]
     );
-    let p = fetch_part(response_to(
-        &request(&mut b, 14, NodeId::Consumer(0), 5, isolated_fetch(4, RC)),
-        5,
-    ));
+    let p = fetched(&mut b, 14, NodeId::Consumer(0), 5, isolated_fetch(4, RC));
     assert!(
         p.aborted_transactions.is_empty(),
         "ended before the fetched range"
     );
-    let p = fetch_part(response_to(
-        &request(&mut b, 15, NodeId::Consumer(0), 6, isolated_fetch(0, RU)),
-        6,
-    ));
+    let p = fetched(&mut b, 15, NodeId::Consumer(0), 6, isolated_fetch(0, RU));
     assert!(
         p.aborted_transactions.is_empty(),
         "read_uncommitted gets none"
@@ -419,19 +398,15 @@ pub(super) fn verification(out: &Outbox) -> Option<(u64, AddPartitionsToTxnReque
 
 /// The coordinator's answer to the verification `c`.
 pub(super) fn verified(b: &mut Broker, now: Millis, c: u64, error: ErrorCode) -> Outbox {
-    let mut out = Outbox::default();
-    b.on_message(
+    deliver_response(
+        b,
         now,
         NodeId::Broker(2),
-        Message::Response {
-            correlation_id: c,
-            response: Response::AddPartitionsToTxn(AddPartitionsToTxnResponse {
-                results: vec![(tp(), error)],
-            }),
-        },
-        &mut out,
-    );
-    out
+        c,
+        Response::AddPartitionsToTxn(AddPartitionsToTxnResponse {
+            results: vec![(tp(), error)],
+        }),
+    )
 }
 
 pub(super) fn verifying_broker(transaction_version: i16) -> Broker {
@@ -510,8 +485,8 @@ fn a_transaction_starts_only_once_the_coordinator_verified_it() {
     // which the producer sees as NOT_ENOUGH_REPLICAS.
     let out = txn_request(&mut b, 30, 30, txn_batch(PID + 9, 0, 0, &[1]));
     assert!(verification(&out).is_some());
-    let mut out = Outbox::default();
-    b.on_timer(30 + b.config.request_timeout_ms, &mut out);
+    let timeout = b.config.request_timeout_ms;
+    let out = fire(&mut b, 30 + timeout);
     assert_eq!(
         produce_result(response_to(&out, 30)),
         Some((ErrorCode::NotEnoughReplicas, -1))
@@ -598,11 +573,9 @@ fn transaction_version_2_adds_the_partition_for_the_producer() {
     // KAFKA-18654: CONCURRENT_TRANSACTIONS is retried by the leader every 20 ms...
     let out = verified(&mut b, 11, c, ErrorCode::ConcurrentTransactions);
     assert!(response_to(&out, 1).is_none(), "retried, not answered");
-    let mut out = Outbox::default();
-    b.on_timer(30, &mut out);
+    let out = fire(&mut b, 30);
     assert!(verification(&out).is_none(), "not before the backoff");
-    let mut out = Outbox::default();
-    b.on_timer(31, &mut out);
+    let out = fire(&mut b, 31);
     let (c, _) = verification(&out).expect("asked again");
     let out = verified(&mut b, 32, c, ErrorCode::None);
     assert_eq!(
@@ -623,8 +596,7 @@ fn transaction_version_2_adds_the_partition_for_the_producer() {
             break;
         }
         now += 20;
-        let mut out = Outbox::default();
-        b.on_timer(now, &mut out);
+        let out = fire(&mut b, now);
         c = verification(&out).expect("asked again").0;
         now += 1;
         assert!(now < 400, "the retries end");

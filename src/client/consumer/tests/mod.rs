@@ -1,10 +1,11 @@
 //! Unit tests of `client::consumer`.
 
 use super::*;
+use crate::actor::testing::{respond, take};
 use crate::kafka::protocol::{
     LeaderEpoch, ListOffsetsPartitionResponse, MetadataResponse, PartitionMetadata,
 };
-use crate::kafka::record::Record;
+use crate::kafka::record::testing::plain_batch;
 use bytes::Bytes;
 
 mod subscribe;
@@ -37,41 +38,6 @@ fn metadata(partitions: &[(u32, BrokerId, LeaderEpoch)]) -> Response {
             })
             .collect(),
     })
-}
-
-fn take(out: &mut Outbox) -> Vec<(BrokerId, u64, Request)> {
-    out.sends
-        .drain(..)
-        .map(|(to, m)| match (to, m) {
-            (
-                NodeId::Broker(b),
-                Message::Request {
-                    correlation_id,
-                    request,
-                },
-            ) => (b, correlation_id, request),
-            other => panic!("unexpected send {other:?}"),
-        })
-        .collect()
-}
-
-fn respond(
-    c: &mut Consumer,
-    now: Millis,
-    broker: BrokerId,
-    correlation_id: u64,
-    response: Response,
-    out: &mut Outbox,
-) {
-    c.on_message(
-        now,
-        NodeId::Broker(broker),
-        Message::Response {
-            correlation_id,
-            response,
-        },
-        out,
-    );
 }
 
 fn only<'a>(reqs: &'a [(BrokerId, u64, Request)], api: &str) -> Vec<&'a (BrokerId, u64, Request)> {
@@ -121,28 +87,16 @@ fn epoch_answer(partitions: &[(TopicPartition, ErrorCode, LeaderEpoch, Offset)])
 
 /// An encoded batch of `values` starting at `base` (keys `k<value>`).
 fn batch(base: Offset, values: &[u64]) -> Bytes {
+    let records = values.iter().map(|v| {
+        (
+            Some(Bytes::from(format!("k{v}"))),
+            Bytes::from(v.to_string()),
+        )
+    });
     RecordBatch {
         base_offset: base,
         partition_leader_epoch: 0,
-        attributes: 0,
-        last_offset_delta: values.len() as i32 - 1,
-        base_timestamp: 0,
-        max_timestamp: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-        records: values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Record {
-                attributes: 0,
-                timestamp_delta: 0,
-                offset_delta: i as i32,
-                key: Some(Bytes::from(format!("k{v}"))),
-                value: Some(Bytes::from(v.to_string())),
-                headers: Vec::new(),
-            })
-            .collect(),
+        ..plain_batch(records.collect())
     }
     .encode()
 }
@@ -168,16 +122,60 @@ fn fetch_answer(
     })
 }
 
+/// Hands `c` one of the answers in `queue` at `now`, the one `rng` draws.
+fn deliver_any(
+    c: &mut Consumer,
+    out: &mut Outbox,
+    now: Millis,
+    rng: &mut impl rand::Rng,
+    queue: &mut Vec<(BrokerId, u64, Response)>,
+) {
+    let (broker, cid, response) = queue.remove(rng.gen_range(0..queue.len()));
+    respond(c, now, broker, cid, response, out);
+}
+
+/// Runs `c`'s timer if it is due within `step` ms of `now` (moving `now` to it);
+/// otherwise lets `step` ms pass.
+fn timers_or_wait(c: &mut Consumer, out: &mut Outbox, now: &mut Millis, step: Millis) {
+    match c.next_timer() {
+        Some(t) if t <= *now + step => {
+            *now = (*now).max(t);
+            c.on_timer(*now, out);
+        }
+        _ => *now += step,
+    }
+}
+
+/// Broker 2 answers the OffsetsForLeaderEpoch in `reqs` at `now`: `t-0`'s epoch 0
+/// ends at offset 1.
+fn epoch_0_ends_at_1(
+    c: &mut Consumer,
+    out: &mut Outbox,
+    now: Millis,
+    reqs: &[(BrokerId, u64, Request)],
+) {
+    let (_, cid, _) = epoch_request(reqs);
+    let answer = epoch_answer(&[(tp(0), ErrorCode::None, 0, 1)]);
+    respond(c, now, 2, cid, answer, out);
+}
+
+/// Consumer 2 of `t` (bootstrap broker 1, seed 5) started at 0 with `config`: it, its
+/// outbox and the requests it sent (its first Metadata).
+fn started(config: ConsumerConfig) -> (Consumer, Outbox, Vec<(BrokerId, u64, Request)>) {
+    let mut c = Consumer::new(2, config, vec![1], vec![Arc::from("t")], 5);
+    let mut out = Outbox::default();
+    c.on_start(0, &mut out);
+    let reqs = take(&mut out);
+    (c, out, reqs)
+}
+
 /// A consumer of `t` (one partition led by broker 1, epoch 3) whose position was reset
 /// to `start`; returns its first Fetch.
 fn fetching(
     config: ConsumerConfig,
     start: Offset,
 ) -> (Consumer, Outbox, (BrokerId, u64, FetchRequest)) {
-    let mut c = Consumer::new(2, config, vec![1], vec![Arc::from("t")], 5);
-    let mut out = Outbox::default();
-    c.on_start(0, &mut out);
-    let reqs = take(&mut out);
+    let (mut c, mut out, reqs) = started(config);
     respond(&mut c, 1, 1, reqs[0].1, metadata(&[(0, 1, 3)]), &mut out);
     let reqs = take(&mut out);
     let lo = only(&reqs, "ListOffsets");
@@ -212,6 +210,16 @@ fn ops(out: &Outbox) -> Vec<Op> {
         .collect()
 }
 
+/// A read-uncommitted poll of `t-0` returning `records` under `high_watermark`.
+fn poll_op(records: Vec<ReadRecord>, high_watermark: Offset) -> Op {
+    Op::Poll {
+        read_committed: false,
+        partition: tp(0),
+        records,
+        high_watermark,
+    }
+}
+
 fn read(offset: Offset, value: u64) -> ReadRecord {
     ReadRecord {
         offset,
@@ -223,16 +231,7 @@ fn read(offset: Offset, value: u64) -> ReadRecord {
 
 #[test]
 fn earliest_reset_then_fetch_from_each_leader() {
-    let mut c = Consumer::new(
-        2,
-        config(AutoOffsetReset::Earliest),
-        vec![1],
-        vec![Arc::from("t")],
-        5,
-    );
-    let mut out = Outbox::default();
-    c.on_start(0, &mut out);
-    let reqs = take(&mut out);
+    let (mut c, mut out, reqs) = started(config(AutoOffsetReset::Earliest));
     assert_eq!(reqs.len(), 1);
     match &reqs[0].2 {
         Request::Metadata(m) => assert_eq!(m.topics, Some(vec![Arc::from("t")])),
@@ -311,16 +310,7 @@ fn earliest_reset_then_fetch_from_each_leader() {
 
 #[test]
 fn latest_reset_asks_for_the_latest_offset() {
-    let mut c = Consumer::new(
-        2,
-        config(AutoOffsetReset::Latest),
-        vec![1],
-        vec![Arc::from("t")],
-        5,
-    );
-    let mut out = Outbox::default();
-    c.on_start(0, &mut out);
-    let reqs = take(&mut out);
+    let (mut c, mut out, reqs) = started(config(AutoOffsetReset::Latest));
     respond(&mut c, 1, 1, reqs[0].1, metadata(&[(0, 1, 0)]), &mut out);
     let reqs = take(&mut out);
     let Request::ListOffsets(l) = &only(&reqs, "ListOffsets")[0].2 else {
@@ -331,16 +321,7 @@ fn latest_reset_asks_for_the_latest_offset() {
 
 #[test]
 fn reset_none_leaves_the_partition_unfetched() {
-    let mut c = Consumer::new(
-        2,
-        config(AutoOffsetReset::None),
-        vec![1],
-        vec![Arc::from("t")],
-        5,
-    );
-    let mut out = Outbox::default();
-    c.on_start(0, &mut out);
-    let reqs = take(&mut out);
+    let (mut c, mut out, reqs) = started(config(AutoOffsetReset::None));
     respond(&mut c, 1, 1, reqs[0].1, metadata(&[(0, 1, 0)]), &mut out);
     assert!(take(&mut out).is_empty(), "no ListOffsets, no Fetch");
     assert_eq!(out.history.len(), 1);
@@ -383,12 +364,7 @@ fn fetched_records_become_polls_and_advance_the_position() {
                 high_watermark: 3,
                 broker: NodeId::Broker(1)
             },
-            Op::Poll {
-                read_committed: false,
-                partition: tp(0),
-                records: vec![read(0, 100), read(1, 101), read(2, 102)],
-                high_watermark: 3
-            },
+            poll_op(vec![read(0, 100), read(1, 101), read(2, 102)], 3),
         ]
     );
     assert_eq!(c.positions(), vec![(tp(0), 3)]);
@@ -415,12 +391,7 @@ fn fetched_records_become_polls_and_advance_the_position() {
     );
     assert_eq!(
         ops(&out)[1],
-        Op::Poll {
-            read_committed: false,
-            partition: tp(0),
-            records: vec![read(3, 103), read(4, 104), read(5, 105)],
-            high_watermark: 6
-        }
+        poll_op(vec![read(3, 103), read(4, 104), read(5, 105)], 6)
     );
     assert_eq!(c.positions(), vec![(tp(0), 6)]);
 }
@@ -667,15 +638,7 @@ fn a_leaderless_partition_awaiting_validation_keeps_asking_for_metadata() {
 #[test]
 fn an_epoch_ending_below_the_position_seeks_to_the_divergence_point() {
     let (mut c, mut out, now, reqs) = leader_moved(Bugs::default());
-    let (_, cid, _) = epoch_request(&reqs);
-    respond(
-        &mut c,
-        now + 1,
-        2,
-        cid,
-        epoch_answer(&[(tp(0), ErrorCode::None, 0, 1)]),
-        &mut out,
-    );
+    epoch_0_ends_at_1(&mut c, &mut out, now + 1, &reqs);
     assert_eq!(
         ops(&out),
         vec![Op::Seek {
@@ -706,15 +669,7 @@ fn truncation_with_auto_offset_reset_none_is_a_log_truncation_exception() {
         config: config(AutoOffsetReset::None),
         ..c
     };
-    let (_, cid, _) = epoch_request(&reqs);
-    respond(
-        &mut c,
-        now + 1,
-        2,
-        cid,
-        epoch_answer(&[(tp(0), ErrorCode::None, 0, 1)]),
-        &mut out,
-    );
+    epoch_0_ends_at_1(&mut c, &mut out, now + 1, &reqs);
     let failed = &out.history[0];
     assert!(
         matches!(&failed.outcome, Outcome::Fail { error }

@@ -16,6 +16,29 @@ fn group_config() -> ConsumerConfig {
 }
 
 /// Requests of one API among `reqs`, exactly one expected.
+/// Polls `c` at `now`: the requests it sent then, and the JoinGroup among them.
+fn poll_to_rejoin(
+    c: &mut Consumer,
+    out: &mut Outbox,
+    now: Millis,
+) -> (Vec<(BrokerId, u64, Request)>, JoinGroupRequest) {
+    c.poll(now, out);
+    let reqs = take(out);
+    let Request::JoinGroup(j) = one(&reqs, "JoinGroup").2.clone() else {
+        unreachable!()
+    };
+    (reqs, j)
+}
+
+/// The events of losing generation 1's `t-0`.
+fn lost_generation_1() -> Vec<GroupEvent> {
+    vec![GroupEvent::Revoked {
+        generation: 1,
+        partitions: vec![tp(0)],
+        lost: true,
+    }]
+}
+
 fn one<'a>(reqs: &'a [(BrokerId, u64, Request)], api: &str) -> &'a (BrokerId, u64, Request) {
     let found = only(reqs, api);
     assert_eq!(found.len(), 1, "one {api} in {reqs:?}");
@@ -432,18 +455,8 @@ fn poll_returns_at_most_max_poll_records_and_moves_the_position() {
     assert_eq!(
         polls,
         vec![
-            Op::Poll {
-                read_committed: false,
-                partition: tp(0),
-                records: vec![read(3, 13), read(4, 14)],
-                high_watermark: 6
-            },
-            Op::Poll {
-                read_committed: false,
-                partition: tp(0),
-                records: vec![read(5, 15)],
-                high_watermark: 6
-            },
+            poll_op(vec![read(3, 13), read(4, 14)], 6),
+            poll_op(vec![read(5, 15)], 6),
         ]
     );
 }
@@ -642,24 +655,13 @@ fn poll_timeout_sends_leave_group_and_rejoins_on_the_next_poll() {
             sent_leave_group: true
         }]
     );
-    c.poll(20_001, &mut out);
-    let reqs = take(&mut out);
-    let Request::JoinGroup(j) = &one(&reqs, "JoinGroup").2 else {
-        unreachable!()
-    };
+    let (reqs, j) = poll_to_rejoin(&mut c, &mut out, 20_001);
     assert_eq!(&*j.member_id, "", "a new member");
     assert!(
         only(&reqs, "OffsetCommit").is_empty(),
         "no generation to commit with"
     );
-    assert_eq!(
-        c.drain_events(),
-        vec![GroupEvent::Revoked {
-            generation: 1,
-            partitions: vec![tp(0)],
-            lost: true
-        }]
-    );
+    assert_eq!(c.drain_events(), lost_generation_1());
 }
 
 #[test]
@@ -688,11 +690,7 @@ fn a_static_member_sends_its_instance_id_and_never_leave_group() {
         c.next_timer().is_none_or(|t| t > 30_000),
         "no heartbeats after the poll timeout"
     );
-    c.poll(30_001, &mut out);
-    let reqs = take(&mut out);
-    let Request::JoinGroup(j) = &one(&reqs, "JoinGroup").2 else {
-        unreachable!()
-    };
+    let (_, j) = poll_to_rejoin(&mut c, &mut out, 30_001);
     assert_eq!(j.group_instance_id, Some(Arc::from("i-1")));
 }
 
@@ -782,23 +780,12 @@ fn a_commit_after_illegal_generation_fails_and_rejoins() {
         "{events:?}"
     );
     assert_eq!(c.generation(), Some(-1));
-    c.poll(22, &mut out);
-    let reqs = take(&mut out);
-    let Request::JoinGroup(j) = &one(&reqs, "JoinGroup").2 else {
-        unreachable!()
-    };
+    let (_, j) = poll_to_rejoin(&mut c, &mut out, 22);
     assert_eq!(
         &*j.member_id, "m-1",
         "ILLEGAL_GENERATION keeps the member id"
     );
-    assert_eq!(
-        c.drain_events(),
-        vec![GroupEvent::Revoked {
-            generation: 1,
-            partitions: vec![tp(0)],
-            lost: true
-        }]
-    );
+    assert_eq!(c.drain_events(), lost_generation_1());
 }
 
 /// Kafka Streams re-initializes a task it closed dirty from the committed
@@ -1174,8 +1161,7 @@ fn randomized_group_runs_stay_consistent() {
             }
             match rng.gen_range(0..10) {
                 0..=4 if !queue.is_empty() => {
-                    let (broker, cid, response) = queue.remove(rng.gen_range(0..queue.len()));
-                    respond(&mut c, now, broker, cid, response, &mut out);
+                    deliver_any(&mut c, &mut out, now, &mut rng, &mut queue)
                 }
                 5 => {
                     let records = c.poll(now, &mut out);
@@ -1189,13 +1175,7 @@ fn randomized_group_runs_stay_consistent() {
                     };
                     assert!(issued.insert(id), "seed {seed}: commit ids are unique");
                 }
-                _ => match c.next_timer() {
-                    Some(t) if t <= now + 500 => {
-                        now = now.max(t);
-                        c.on_timer(now, &mut out);
-                    }
-                    _ => now += 500,
-                },
+                _ => timers_or_wait(&mut c, &mut out, &mut now, 500),
             }
             assert!(
                 c.next_timer().is_none_or(|t| t > now),

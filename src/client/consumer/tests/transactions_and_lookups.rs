@@ -349,16 +349,9 @@ fn randomized_runs_read_the_log_in_order() {
             }
             match rng.gen_range(0..10) {
                 0..=5 if !queue.is_empty() => {
-                    let (broker, cid, response) = queue.remove(rng.gen_range(0..queue.len()));
-                    respond(&mut c, now, broker, cid, response, &mut out);
+                    deliver_any(&mut c, &mut out, now, &mut rng, &mut queue)
                 }
-                _ => match c.next_timer() {
-                    Some(t) if t <= now + 200 => {
-                        now = now.max(t);
-                        c.on_timer(now, &mut out);
-                    }
-                    _ => now += 200,
-                },
+                _ => timers_or_wait(&mut c, &mut out, &mut now, 200),
             }
             assert!(
                 c.next_timer().is_none_or(|t| t > now),

@@ -10,12 +10,13 @@ fn retriable_errors_back_off_exponentially_then_succeed() {
     let first = produces(&take(&mut out));
     assert_eq!(first.len(), 1, "linger.ms=0 sends at once");
     let bytes = first[0].2.partitions[0].1.clone();
-    respond(
+    answer_produce(
         &mut p,
         5,
         1,
         first[0].1,
-        produce_response(&[(tp(0), ErrorCode::NotLeaderOrFollower, -1)]),
+        ErrorCode::NotLeaderOrFollower,
+        -1,
         &mut out,
     );
     assert!(
@@ -31,12 +32,13 @@ fn retriable_errors_back_off_exponentially_then_succeed() {
         second[0].2.partitions[0].1, bytes,
         "a retry resends the same bytes"
     );
-    respond(
+    answer_produce(
         &mut p,
         t2 + 1,
         1,
         second[0].1,
-        produce_response(&[(tp(0), ErrorCode::RequestTimedOut, -1)]),
+        ErrorCode::RequestTimedOut,
+        -1,
         &mut out,
     );
     let (t3, third) = until_produce(&mut p, &mut out, &md);
@@ -44,14 +46,7 @@ fn retriable_errors_back_off_exponentially_then_succeed() {
         (t2 + 1 + 160..=t2 + 1 + 240).contains(&t3),
         "second backoff 200 ms +/- 20%, resent at {t3}"
     );
-    respond(
-        &mut p,
-        t3 + 1,
-        1,
-        third[0].1,
-        produce_response(&[(tp(0), ErrorCode::None, 40)]),
-        &mut out,
-    );
+    answer_produce(&mut p, t3 + 1, 1, third[0].1, ErrorCode::None, 40, &mut out);
     assert_eq!(
         send_ops(&out),
         vec![(7, Some(40), 3, Outcome::Ok, Some(t3 + 1), 0, 0)]
@@ -86,12 +81,13 @@ fn a_timed_out_attempt_makes_the_final_failure_indefinite() {
         &mut out,
     );
     let (_, second) = until_produce(&mut p, &mut out, &md);
-    respond(
+    answer_produce(
         &mut p,
         1_200,
         1,
         second[0].1,
-        produce_response(&[(tp(0), ErrorCode::NotEnoughReplicas, -1)]),
+        ErrorCode::NotEnoughReplicas,
+        -1,
         &mut out,
     );
     let ops = send_ops(&out);
@@ -105,14 +101,7 @@ fn a_timed_out_attempt_makes_the_final_failure_indefinite() {
         other => panic!("expected info, got {other:?}"),
     }
     // The late answer to the timed-out request is ignored.
-    respond(
-        &mut p,
-        1_300,
-        1,
-        first[0].1,
-        produce_response(&[(tp(0), ErrorCode::None, 0)]),
-        &mut out,
-    );
+    answer_produce(&mut p, 1_300, 1, first[0].1, ErrorCode::None, 0, &mut out);
     assert_eq!(out.history.len(), 1);
     assert_eq!(p.pending(), 0);
 }
@@ -129,12 +118,13 @@ fn only_not_enough_replicas_fails_definitely() {
     let mut reqs = produces(&take(&mut out));
     let mut now = 0;
     for attempt in 1..=3 {
-        respond(
+        answer_produce(
             &mut p,
             now + 1,
             1,
             reqs[0].1,
-            produce_response(&[(tp(0), ErrorCode::NotEnoughReplicas, -1)]),
+            ErrorCode::NotEnoughReplicas,
+            -1,
             &mut out,
         );
         if attempt < 3 {
@@ -163,17 +153,7 @@ fn not_leader_is_indefinite_when_retries_run_out() {
         retries: 0,
         ..config()
     };
-    let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
-    p.send(0, record(None, 1), &mut out);
-    let reqs = produces(&take(&mut out));
-    respond(
-        &mut p,
-        1,
-        1,
-        reqs[0].1,
-        produce_response(&[(tp(0), ErrorCode::NotLeaderOrFollower, -1)]),
-        &mut out,
-    );
+    let (_, out) = first_send_answered(config, ErrorCode::NotLeaderOrFollower);
     assert_eq!(
         send_ops(&out)[0].3,
         Outcome::Info {
@@ -263,17 +243,7 @@ fn delivery_timeout_expires_a_batch_in_flight() {
         delivery_timeout_ms: 4_000,
         ..config()
     };
-    let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
-    p.send(0, record(None, 1), &mut out);
-    let reqs = produces(&take(&mut out));
-    respond(
-        &mut p,
-        1,
-        1,
-        reqs[0].1,
-        produce_response(&[(tp(0), ErrorCode::NotEnoughReplicas, -1)]),
-        &mut out,
-    );
+    let (mut p, mut out) = first_send_answered(config, ErrorCode::NotEnoughReplicas);
     let (_, second) = until_produce(&mut p, &mut out, &md);
     assert_eq!(
         p.next_timer(),
@@ -295,14 +265,7 @@ fn delivery_timeout_expires_a_batch_in_flight() {
             0
         )]
     );
-    respond(
-        &mut p,
-        4_001,
-        1,
-        second[0].1,
-        produce_response(&[(tp(0), ErrorCode::None, 0)]),
-        &mut out,
-    );
+    answer_produce(&mut p, 4_001, 1, second[0].1, ErrorCode::None, 0, &mut out);
     assert_eq!(out.history.len(), 1, "the late success is ignored");
 }
 
@@ -336,14 +299,7 @@ fn one_in_flight_request_mutes_the_partition() {
         produces(&take(&mut out)).is_empty(),
         "muted while a batch is in flight"
     );
-    respond(
-        &mut p,
-        101,
-        1,
-        reqs[0].1,
-        produce_response(&[(tp(0), ErrorCode::None, 0)]),
-        &mut out,
-    );
+    answer_produce(&mut p, 101, 1, reqs[0].1, ErrorCode::None, 0, &mut out);
     let reqs = produces(&take(&mut out));
     assert_eq!(reqs.len(), 1, "unmuted by the response");
     assert_eq!(reqs[0].0, 2);
@@ -366,32 +322,19 @@ fn five_in_flight_requests_can_reorder_a_partition() {
     assert!(reqs
         .iter()
         .all(|(b, _, r)| *b == 1 && r.partitions[0].0 == tp(0)));
-    respond(
+    answer_produce(
         &mut p,
         1,
         1,
         reqs[0].1,
-        produce_response(&[(tp(0), ErrorCode::NotLeaderOrFollower, -1)]),
+        ErrorCode::NotLeaderOrFollower,
+        -1,
         &mut out,
     );
-    respond(
-        &mut p,
-        2,
-        1,
-        reqs[1].1,
-        produce_response(&[(tp(0), ErrorCode::None, 0)]),
-        &mut out,
-    );
+    answer_produce(&mut p, 2, 1, reqs[1].1, ErrorCode::None, 0, &mut out);
     let (_, retry) = until_produce(&mut p, &mut out, &md);
     assert_eq!(values(&retry[0].2.partitions[0].1), vec![1]);
-    respond(
-        &mut p,
-        300,
-        1,
-        retry[0].1,
-        produce_response(&[(tp(0), ErrorCode::None, 1)]),
-        &mut out,
-    );
+    answer_produce(&mut p, 300, 1, retry[0].1, ErrorCode::None, 1, &mut out);
     let offsets: Vec<(Value, Option<Offset>)> = send_ops(&out).iter().map(|o| (o.0, o.1)).collect();
     assert_eq!(
         offsets,
@@ -419,14 +362,7 @@ fn a_request_timeout_fails_every_request_to_that_broker() {
         .map(|b| b.records[0].value)
         .collect();
     assert_eq!(order, vec![2, 1]);
-    respond(
-        &mut p,
-        1_001,
-        1,
-        reqs[1].1,
-        produce_response(&[(tp(0), ErrorCode::None, 0)]),
-        &mut out,
-    );
+    answer_produce(&mut p, 1_001, 1, reqs[1].1, ErrorCode::None, 0, &mut out);
     assert!(
         out.history.is_empty(),
         "responses on the closed connection are ignored"

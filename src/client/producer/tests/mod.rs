@@ -1,6 +1,7 @@
 //! Unit tests of `client::producer`.
 
 use super::*;
+use crate::actor::testing::{respond, take};
 use crate::kafka::protocol::{LeaderEpoch, MetadataResponse};
 use crate::kafka::protocol::{PartitionMetadata, ProducePartitionResponse};
 
@@ -44,23 +45,6 @@ fn metadata(partitions: &[(u32, Option<BrokerId>, LeaderEpoch)]) -> MetadataResp
     }
 }
 
-/// Takes the requests sent so far: (broker, correlation id, request).
-fn take(out: &mut Outbox) -> Vec<(BrokerId, u64, Request)> {
-    out.sends
-        .drain(..)
-        .map(|(to, m)| match (to, m) {
-            (
-                NodeId::Broker(b),
-                Message::Request {
-                    correlation_id,
-                    request,
-                },
-            ) => (b, correlation_id, request),
-            other => panic!("unexpected send {other:?}"),
-        })
-        .collect()
-}
-
 fn produces(requests: &[(BrokerId, u64, Request)]) -> Vec<(BrokerId, u64, ProduceRequest)> {
     requests
         .iter()
@@ -79,25 +63,6 @@ fn metadata_requests(requests: &[(BrokerId, u64, Request)]) -> Vec<(BrokerId, u6
         .collect()
 }
 
-fn respond(
-    p: &mut Producer,
-    now: Millis,
-    broker: BrokerId,
-    correlation_id: u64,
-    response: Response,
-    out: &mut Outbox,
-) {
-    p.on_message(
-        now,
-        NodeId::Broker(broker),
-        Message::Response {
-            correlation_id,
-            response,
-        },
-        out,
-    );
-}
-
 fn produce_response(partitions: &[(TopicPartition, ErrorCode, Offset)]) -> Response {
     Response::Produce(ProduceResponse {
         partitions: partitions
@@ -110,6 +75,46 @@ fn produce_response(partitions: &[(TopicPartition, ErrorCode, Offset)]) -> Respo
             })
             .collect(),
     })
+}
+
+/// Hands `p` broker `broker`'s Produce answer for `t-0` (`error`, `base_offset`) to
+/// the request `correlation_id`; what it sends goes to `out`.
+fn answer_produce(
+    p: &mut Producer,
+    now: Millis,
+    broker: BrokerId,
+    correlation_id: u64,
+    error: ErrorCode,
+    base_offset: Offset,
+    out: &mut Outbox,
+) {
+    let response = produce_response(&[(tp(0), error, base_offset)]);
+    respond(p, now, broker, correlation_id, response, out);
+}
+
+/// A producer with `config` and `t-0` on broker 1 that sent one record at 0, which
+/// broker 1 answered at 1 with `error`.
+fn first_send_answered(config: ProducerConfig, error: ErrorCode) -> (Producer, Outbox) {
+    let (mut p, mut out) = started(config, &[(0, Some(1), 0)]);
+    p.send(0, record(None, 1), &mut out);
+    let reqs = produces(&take(&mut out));
+    answer_produce(&mut p, 1, 1, reqs[0].1, error, -1, &mut out);
+    (p, out)
+}
+
+/// Answers the five requests `sent` (see `five_in_flight`) at 10: the first with
+/// `first`, the others with OUT_OF_ORDER_SEQUENCE_NUMBER.
+fn refuse_five(
+    p: &mut Producer,
+    out: &mut Outbox,
+    sent: &[(BrokerId, u64, ProduceRequest)],
+    first: ErrorCode,
+) {
+    answer_produce(p, 10, 1, sent[0].1, first, -1, out);
+    for (b, c, _) in &sent[1..] {
+        let error = ErrorCode::OutOfOrderSequenceNumber;
+        answer_produce(p, 10, *b, *c, error, -1, out);
+    }
 }
 
 /// A started producer (bootstrap broker 1) whose first Metadata was answered at 0.
@@ -427,24 +432,7 @@ fn a_failed_batch_is_retried_in_sequence_order_before_later_ones() {
     let (mut p, mut out) = idempotent(idempotent_config(), Bugs::default());
     let sent = five_in_flight(&mut p, &mut out);
     // The first batch is refused; the broker then sees a gap for the other four.
-    respond(
-        &mut p,
-        10,
-        1,
-        sent[0].1,
-        produce_response(&[(tp(0), ErrorCode::NotEnoughReplicas, -1)]),
-        &mut out,
-    );
-    for (b, c, _) in &sent[1..] {
-        respond(
-            &mut p,
-            10,
-            *b,
-            *c,
-            produce_response(&[(tp(0), ErrorCode::OutOfOrderSequenceNumber, -1)]),
-            &mut out,
-        );
-    }
+    refuse_five(&mut p, &mut out, &sent, ErrorCode::NotEnoughReplicas);
     // Retries go one at a time, lowest sequence first, without an epoch bump.
     let mut offsets = Vec::new();
     let md = metadata(&[(0, Some(1), 0)]);
@@ -482,12 +470,13 @@ fn a_duplicate_is_acknowledged_with_the_original_offset() {
         retry[0].2.partitions[0].1, reqs[0].2.partitions[0].1,
         "same bytes, same sequence"
     );
-    respond(
+    answer_produce(
         &mut p,
         now,
         1,
         retry[0].1,
-        produce_response(&[(tp(0), ErrorCode::DuplicateSequenceNumber, 41)]),
+        ErrorCode::DuplicateSequenceNumber,
+        41,
         &mut out,
     );
     let ops = send_ops(&out);
@@ -503,35 +492,11 @@ fn a_real_gap_bumps_the_epoch_and_restarts_sequences() {
     let sent = five_in_flight(&mut p, &mut out);
     // Sequence 0 is refused as out of order although it is the next one: the
     // broker lost our state. The producer bumps its epoch locally (KIP-360).
-    respond(
-        &mut p,
-        10,
-        1,
-        sent[0].1,
-        produce_response(&[(tp(0), ErrorCode::OutOfOrderSequenceNumber, -1)]),
-        &mut out,
-    );
-    for (b, c, _) in &sent[1..] {
-        respond(
-            &mut p,
-            10,
-            *b,
-            *c,
-            produce_response(&[(tp(0), ErrorCode::OutOfOrderSequenceNumber, -1)]),
-            &mut out,
-        );
-    }
+    refuse_five(&mut p, &mut out, &sent, ErrorCode::OutOfOrderSequenceNumber);
     let (now, reqs) = until_produce(&mut p, &mut out, &metadata(&[(0, Some(1), 0)]));
     let (pid, epoch, seq, vals) = sequenced(&reqs[0].2.partitions[0].1);
     assert_eq!((pid, epoch, seq, vals), (7000, 1, 0, vec![0]));
-    respond(
-        &mut p,
-        now,
-        1,
-        reqs[0].1,
-        produce_response(&[(tp(0), ErrorCode::None, 0)]),
-        &mut out,
-    );
+    answer_produce(&mut p, now, 1, reqs[0].1, ErrorCode::None, 0, &mut out);
     let (_, reqs) = until_produce(&mut p, &mut out, &metadata(&[(0, Some(1), 0)]));
     let (_, epoch, seq, vals) = sequenced(&reqs[0].2.partitions[0].1);
     assert_eq!((epoch, seq, vals), (1, 1, vec![1]));
@@ -664,14 +629,7 @@ fn a_blocked_send_proceeds_when_a_batch_frees_memory() {
     let reqs = produces(&take(&mut out));
     p.send(1, record(Some("a"), 2), &mut out);
     assert!(p.is_blocked());
-    respond(
-        &mut p,
-        20,
-        1,
-        reqs[0].1,
-        produce_response(&[(tp(0), ErrorCode::None, 0)]),
-        &mut out,
-    );
+    answer_produce(&mut p, 20, 1, reqs[0].1, ErrorCode::None, 0, &mut out);
     assert!(
         !p.is_blocked(),
         "the acknowledged batch returned its memory"
@@ -733,14 +691,7 @@ fn records_within_linger_share_one_produce() {
     assert_eq!(decoded.base_timestamp, RECORD_TIMESTAMP_BASE);
     assert_eq!(decoded.max_timestamp, RECORD_TIMESTAMP_BASE + 6);
     assert_eq!((decoded.producer_id, decoded.base_sequence), (-1, -1));
-    respond(
-        &mut p,
-        12,
-        1,
-        *cid,
-        produce_response(&[(tp(0), ErrorCode::None, 100)]),
-        &mut out,
-    );
+    answer_produce(&mut p, 12, 1, *cid, ErrorCode::None, 100, &mut out);
     assert_eq!(
         send_ops(&out),
         vec![
