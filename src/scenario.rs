@@ -167,11 +167,13 @@ impl DiskSpec {
         *self == DiskSpec::default()
     }
 
-    /// The page cache writeback it describes.
-    pub fn writeback(&self) -> Writeback {
+    /// The page cache writeback it describes, for a machine whose flusher first wakes
+    /// at `phase_ms` (taken modulo the period).
+    pub fn writeback(&self, phase_ms: u64) -> Writeback {
         Writeback {
             dirty_expire_ms: self.dirty_expire_ms,
             dirty_writeback_ms: self.dirty_writeback_ms,
+            phase_ms: phase_ms % self.dirty_writeback_ms.max(1),
         }
     }
 }

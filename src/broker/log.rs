@@ -121,14 +121,17 @@ pub struct TimestampAndOffset {
 }
 
 /// The OS page cache's writeback of dirty files (Linux's `vm.dirty_*` settings): the
-/// flusher wakes every `dirty_writeback_ms` (from boot) and writes back every file
-/// whose oldest dirty page is at least `dirty_expire_ms` old.
+/// flusher wakes every `dirty_writeback_ms` (at `phase_ms` past a multiple of it: each
+/// machine has its own) and writes back every file whose oldest dirty page is at least
+/// `dirty_expire_ms` old.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Writeback {
     /// `vm.dirty_expire_centisecs` in ms (Linux default 30000).
     pub dirty_expire_ms: Millis,
     /// `vm.dirty_writeback_centisecs` in ms (Linux default 5000).
     pub dirty_writeback_ms: Millis,
+    /// When the flusher first wakes (below `dirty_writeback_ms`).
+    pub phase_ms: Millis,
 }
 
 impl Default for Writeback {
@@ -136,6 +139,7 @@ impl Default for Writeback {
         Writeback {
             dirty_expire_ms: 30_000,
             dirty_writeback_ms: 5_000,
+            phase_ms: 0,
         }
     }
 }
@@ -144,8 +148,11 @@ impl Writeback {
     /// The first flusher tick at which a file first dirtied at `dirtied` is written back.
     fn due(&self, dirtied: Millis) -> Millis {
         let expired = dirtied + self.dirty_expire_ms;
-        let tick = self.dirty_writeback_ms.max(1);
-        expired.div_ceil(tick) * tick
+        let period = self.dirty_writeback_ms.max(1);
+        match expired.checked_sub(self.phase_ms) {
+            None | Some(0) => self.phase_ms,
+            Some(after) => self.phase_ms + after.div_ceil(period) * period,
+        }
     }
 }
 

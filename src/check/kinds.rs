@@ -69,8 +69,8 @@ pub fn describe(kind: &str) -> &'static str {
     match kind {
         "lost-write" => {
             "An acknowledged write that no consumer ever read, although some consumer \
-             read an offset at or past the acknowledged one in its partition, or that the \
-             partition leader's final log no longer holds."
+             read an offset at or past the acknowledged one in its partition; or one, read \
+             or not, that the partition leader's final log no longer holds."
         }
         "unseen" => {
             "An acknowledged write that no consumer ever read, where no consumer read \

@@ -621,11 +621,28 @@ impl<'h> Collector<'h> {
                 .values
                 .get(&s.value)
                 .is_some_and(|obs| !obs.first_reads.is_empty());
-            if read || !matches!(s.outcome, Outcome::Ok) || !s.promised {
+            if !matches!(s.outcome, Outcome::Ok) || !s.promised {
                 continue;
             }
             let what = Val(s.value, s.key);
             let (p, t) = (s.partition, Secs(s.at_ms));
+            if read {
+                // Read once, then gone from the log (every replica lost it): a reader
+                // starting from the beginning now would never see it.
+                if let (Some(offset), Some((leader, values))) =
+                    (s.acked_offset, final_log(&mut final_logs, snapshot, p))
+                {
+                    if !values.contains(&s.value) {
+                        self.tallies.add("lost-write", (s.index, 0), || {
+                            format!(
+                                "{what} was acknowledged at offset {offset} of {p} at {t} s and \
+                                 read, but is not in the final log of its leader broker-{leader}"
+                            )
+                        });
+                    }
+                }
+                continue;
+            }
             let Some(offset) = s.acked_offset else {
                 // acks=0: the send succeeded without an offset; lost if it is not where
                 // every later reader would find it.

@@ -896,13 +896,15 @@ fn spawn_brokers(env: &Env, nodes: &mut Nodes) -> Brokers {
     let broker_ids = &env.broker_ids;
     let bugs = env.bugs;
     let mut brokers = BTreeMap::new();
+    // Each machine's page cache flusher wakes at its own phase.
+    let mut phases = stream(env.seed, "writeback");
     for &b in broker_ids {
         let broker = Arc::new(Mutex::new(Broker::new(
             b,
             sc.cluster.config.clone(),
             bugs,
             0,
-            Disk::new(sc.disk.writeback()),
+            Disk::new(sc.disk.writeback(phases.gen())),
         )));
         brokers.insert(b, broker.clone());
         let restart = |br: &Mutex<Broker>, _: &Ctx, incarnation| {
