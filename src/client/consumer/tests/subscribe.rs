@@ -1014,9 +1014,9 @@ fn randomized_group_runs_stay_consistent() {
             }
         };
         let mut now = 0;
-        let mut positions: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
+        let mut positions = Positions::default();
         let mut assigned: Vec<TopicPartition> = Vec::new();
-        let (mut polled, mut assignments) = (0, 0);
+        let mut assignments = 0;
         let mut issued = BTreeSet::new();
         let mut others = BTreeSet::new();
         c.on_start(now, &mut out);
@@ -1210,34 +1210,18 @@ fn randomized_group_runs_stay_consistent() {
             }
             assert_eq!(c.assignment(), assigned, "seed {seed} step {step}");
             for entry in out.history.drain(..) {
-                match entry.op {
-                    Op::Seek {
-                        partition, offset, ..
-                    } => {
-                        positions.insert(partition, offset);
-                    }
-                    Op::Poll {
-                        partition, records, ..
-                    } => {
-                        let pos = positions.get_mut(&partition).expect("a Seek first");
-                        for r in records {
-                            assert_eq!(
-                                r.offset, *pos,
-                                "seed {seed}: {partition} continues at its position"
-                            );
-                            assert_eq!(r.value, value(partition.partition, r.offset));
-                            *pos += 1;
-                            polled += 1;
-                        }
-                    }
-                    Op::ObserveHighWatermark { .. } | Op::FetchCommitted { .. } => {}
-                    other => panic!("unexpected {other:?}"),
+                let check = |p: &TopicPartition, r: &ReadRecord| {
+                    assert_eq!(r.value, value(p.partition, r.offset));
+                };
+                match positions.follow(seed, entry.op, check) {
+                    None | Some(Op::ObserveHighWatermark { .. } | Op::FetchCommitted { .. }) => {}
+                    Some(other) => panic!("unexpected {other:?}"),
                 }
             }
             now += rng.gen_range(0..3);
         }
         assert!(
-            assignments > 1 && polled > 0,
+            assignments > 1 && positions.polled > 0,
             "seed {seed}: rebalanced and read"
         );
     }
