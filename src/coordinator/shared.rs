@@ -243,3 +243,31 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+/// Test support shared by both coordinators' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{CoordinatorAppend, ReplyTo};
+    use crate::kafka::protocol::Response;
+    use bytes::Bytes;
+
+    /// Completes every append of a coordinator output at once, depth first, as a log
+    /// whose high watermark passes each at once: keeps its batch in `log` and hands
+    /// its id to `complete` (the coordinator's `on_append_complete` with `NONE`).
+    /// `split` takes an output apart into its answers and appends. Returns every
+    /// answer, in order.
+    pub(crate) fn complete_appends<O>(
+        log: &mut Vec<Bytes>,
+        out: O,
+        split: &mut impl FnMut(O) -> (Vec<(ReplyTo, Response)>, Vec<CoordinatorAppend>),
+        complete: &mut impl FnMut(u64) -> O,
+    ) -> Vec<(ReplyTo, Response)> {
+        let (mut responses, appends) = split(out);
+        for a in appends {
+            log.push(a.batch);
+            let done = complete(a.id);
+            responses.extend(complete_appends(log, done, split, complete));
+        }
+        responses
+    }
+}

@@ -84,20 +84,6 @@ impl B {
         } else {
             info()
         };
-        self.send_with(process, t, id, value, tp, offset, outcome)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn send_with(
-        &mut self,
-        process: NodeId,
-        t: Millis,
-        id: Option<TxnId>,
-        value: Value,
-        tp: &TopicPartition,
-        offset: Option<Offset>,
-        outcome: Outcome,
-    ) -> &mut Self {
         let op = Op::Send {
             key: None,
             value,
@@ -133,6 +119,21 @@ impl B {
             offsets: group.map_or(Vec::new(), |(_, o)| o.to_vec()),
         };
         self.push(process, t, outcome, op)
+    }
+
+    /// A pipeline transaction's end, accepted: commits (else aborts) it with the
+    /// offsets `offsets` of group `pipe`.
+    fn end_pipe(
+        &mut self,
+        process: NodeId,
+        t: Millis,
+        id: TxnId,
+        pe: (i64, i16),
+        commit: bool,
+        offsets: &[(TopicPartition, Offset)],
+    ) -> &mut Self {
+        let group = Some(("pipe", offsets));
+        self.end_with(process, t, id, pe, commit, Outcome::Ok, group)
     }
 
     fn commit(&mut self, process: NodeId, t: Millis, id: TxnId, pe: (i64, i16)) -> &mut Self {
@@ -219,6 +220,25 @@ impl B {
             member: format!("m{process}"),
             generation: 1,
             offsets: offsets.to_vec(),
+        };
+        self.push(process, t, Outcome::Ok, op)
+    }
+
+    /// An `offsetsForTimes(tp, target)` answered with `answer` (offset, timestamp);
+    /// timestamps count from `RECORD_TIMESTAMP_BASE`.
+    fn lookup(
+        &mut self,
+        process: NodeId,
+        t: Millis,
+        tp: &TopicPartition,
+        target: i64,
+        answer: Option<(Offset, i64)>,
+    ) -> &mut Self {
+        let op = Op::OffsetsForTimes {
+            partition: tp.clone(),
+            timestamp: RECORD_TIMESTAMP_BASE + target,
+            offset: answer.map(|(o, _)| o),
+            found_timestamp: answer.map(|(_, t)| RECORD_TIMESTAMP_BASE + t),
         };
         self.push(process, t, Outcome::Ok, op)
     }
@@ -332,6 +352,13 @@ fn all_counts(r: &CheckResult) -> Vec<(&str, u64)> {
         .iter()
         .map(|(k, a)| (k.as_str(), a.count))
         .collect()
+}
+
+/// The examples of `kind`, which must be the only transactional kind found, once.
+#[track_caller]
+fn only_one<'a>(r: &'a CheckResult, kind: &str) -> &'a [String] {
+    assert_eq!(txn_counts(r), vec![(kind, 1)]);
+    examples(r, kind)
 }
 
 fn examples<'a>(r: &'a CheckResult, kind: &str) -> &'a [String] {
@@ -537,9 +564,8 @@ fn reading_before_the_commit_marker_is_precommitted() {
         .poll(C1, 150, &p(0), &[(0, a)], true)
         .log(&p(0), &[(0, a)], &[(0, 0, 7, 0)], &[(1, 7, 0, true, 100)]);
     let r = b.run();
-    assert_eq!(txn_counts(&r), vec![("precommitted-read", 1)]);
     assert_eq!(
-        examples(&r, "precommitted-read"),
+        only_one(&r, "precommitted-read"),
         [format!(
             "consumer-0 (read_committed) read value {a} at offset 0 of orders-0 at 0.050 s, \
                  before the COMMIT marker of epoch 0 at offset 1, written at 0.100 s, ended its \
@@ -561,8 +587,7 @@ fn a_transaction_polling_its_own_uncommitted_write_is_precommitted() {
         .poll(C1, 40, &out(0), &[(0, o)], true)
         .log(&out(0), &[(0, o)], &[], &[]);
     let r = b.run();
-    assert_eq!(txn_counts(&r), vec![("precommitted-read", 1)]);
-    assert!(examples(&r, "precommitted-read")[0].starts_with("consumer-0 "));
+    assert!(only_one(&r, "precommitted-read")[0].starts_with("consumer-0 "));
     assert!(examples(&r, "precommitted-read")[0].ends_with(
         "a record its own transaction tx-0#1 (producer id 7, epoch 0) wrote and \
                         had not yet committed"
@@ -589,9 +614,8 @@ fn two_partitions(m0: bool, m1: bool) -> B {
 #[test]
 fn a_transaction_committed_in_one_partition_only_is_partial() {
     let r = two_partitions(true, false).run();
-    assert_eq!(txn_counts(&r), vec![("partial-commit", 1)]);
     assert_eq!(
-            examples(&r, "partial-commit"),
+            only_one(&r, "partial-commit"),
             ["transaction tx-0#1 (producer id 7, epoch 0) committed on orders-0 (offset 0, \
               then the COMMIT marker of epoch 0 at offset 1, written at 0.030 s) but not on \
               orders-1 (offset 0, then the ABORT marker of epoch 0 at offset 1, written at 0.030 s)"]
@@ -619,9 +643,8 @@ fn a_last_stable_offset_below_the_high_watermark_hangs_only_with_transactions() 
     let r = b.run();
     // orders-1 holds nothing transactional: its last stable offset (0, a snapshot
     // that does not report it) means nothing.
-    assert_eq!(txn_counts(&r), vec![("hanging-transaction", 1)]);
     assert_eq!(
-        examples(&r, "hanging-transaction"),
+        only_one(&r, "hanging-transaction"),
         [
             "orders-0 ends with last stable offset 1 below the high watermark 2 in the final \
               log of its leader broker-1, although every transactional batch there is \
@@ -638,9 +661,8 @@ fn a_last_stable_offset_below_the_high_watermark_hangs_only_with_transactions() 
         .hw(1)
         .lso(0);
     let r = above.run();
-    assert_eq!(txn_counts(&r), vec![("hanging-transaction", 1)]);
     assert_eq!(
-        examples(&r, "hanging-transaction"),
+        only_one(&r, "hanging-transaction"),
         [
             "producer id 7 epoch 0 left a transaction open on orders-0: its records from \
               offset 0 end only at the COMMIT marker of epoch 0 at offset 1, written at \
@@ -714,9 +736,8 @@ fn transaction_version_2_epoch_bumps_are_not_zombies() {
     }
     b.log(&p(0), &records, &batches, &markers);
     let r = b.run();
-    assert_eq!(txn_counts(&r), vec![("transaction-aborted", 1)]);
     assert_eq!(
-        examples(&r, "transaction-aborted"),
+        only_one(&r, "transaction-aborted"),
         [
             "transaction tx-0#2 (producer id 7, epoch 2) of producer-0 was aborted by its \
               client at 0.230 s; the ABORT marker of epoch 3 at offset 5, written at 0.230 s, \
@@ -743,9 +764,8 @@ fn a_fenced_transaction_that_got_committed_is_a_zombie_write() {
         b.run()
     };
     let r = fenced(true);
-    assert_eq!(txn_counts(&r), vec![("zombie-write", 1)]);
     assert_eq!(
-        examples(&r, "zombie-write"),
+        only_one(&r, "zombie-write"),
         [format!(
             "transaction tx-0#1 (producer id 7, epoch 0) was fenced (its EndTxn failed with \
                  PRODUCER_FENCED at 0.030 s), yet its value {} at offset 0 of orders-0 is \
@@ -754,9 +774,8 @@ fn a_fenced_transaction_that_got_committed_is_a_zombie_write() {
         )]
     );
     let r = fenced(false);
-    assert_eq!(txn_counts(&r), vec![("transaction-aborted", 1)]);
     assert!(
-        examples(&r, "transaction-aborted")[0].contains("ended with PRODUCER_FENCED at 0.030 s")
+        only_one(&r, "transaction-aborted")[0].contains("ended with PRODUCER_FENCED at 0.030 s")
     );
 }
 
@@ -774,28 +793,12 @@ fn processed_twice(second_commits: bool) -> B {
         .poll(C0, 8, &p(0), &[(0, x)], true)
         .begin(C0, 10, t1, 9, 0)
         .send(C0, 20, Some(t1), o, &out(0), Some(0))
-        .end_with(
-            C0,
-            30,
-            t1,
-            (9, 0),
-            true,
-            Outcome::Ok,
-            Some(("pipe", &offsets)),
-        )
+        .end_pipe(C0, 30, t1, (9, 0), true, &offsets)
         .seek(C0, 35, &p(0), 0)
         .poll(C0, 38, &p(0), &[(0, x)], true)
         .begin(C0, 40, t2, 9, 1)
         .send(C0, 50, Some(t2), o, &out(0), Some(2))
-        .end_with(
-            C0,
-            60,
-            t2,
-            (9, 1),
-            second_commits,
-            Outcome::Ok,
-            Some(("pipe", &offsets)),
-        )
+        .end_pipe(C0, 60, t2, (9, 1), second_commits, &offsets)
         .log(&p(0), &[(0, x)], &[], &[])
         .log(
             &out(0),
@@ -843,15 +846,7 @@ fn processed_once(kept: bool) -> B {
         .processed(C0, 9, "pipe", &p(0), 3, x)
         .begin(C0, 10, t1, 9, 0)
         .send(C0, 20, Some(t1), o, &out(0), Some(0))
-        .end_with(
-            C0,
-            30,
-            t1,
-            (9, 0),
-            true,
-            Outcome::Ok,
-            Some(("pipe", &offsets)),
-        )
+        .end_pipe(C0, 30, t1, (9, 0), true, &offsets)
         .poll(C1, 8, &p(0), &[(3, x)], false)
         .processed(C1, 9, "g", &p(0), 3, x)
         .committed(C1, 10, "g", &offsets)
@@ -897,8 +892,7 @@ fn an_at_least_once_pipeline_losing_an_output_is_output_missing() {
         .log(&p(0), &[(0, y), (1, z)], &[], &[])
         .log(&out(1), &[(0, output_value(z))], &[], &[]);
     let r = b.run();
-    assert_eq!(txn_counts(&r), vec![("output-missing", 1)]);
-    assert!(examples(&r, "output-missing")[0].starts_with(&format!("input value {y} ")));
+    assert!(only_one(&r, "output-missing")[0].starts_with(&format!("input value {y} ")));
 }
 
 // ------------------------------------------------------------ g0, g1c
@@ -935,9 +929,8 @@ fn two_writers(t1_first_on_1: bool) -> B {
 #[test]
 fn two_transactions_writing_in_opposite_orders_form_g0() {
     let r = two_writers(false).run();
-    assert_eq!(txn_counts(&r), vec![("g0", 1)]);
     assert_eq!(
-        examples(&r, "g0"),
+        only_one(&r, "g0"),
         [
             "committed transactions tx-0#1 (producer id 1, epoch 0), tx-1#1 (producer id 2, \
               epoch 0) form a write cycle (G0): tx-0#1 wrote offset 0 of orders-0 before \
@@ -977,9 +970,8 @@ fn read_and_write(before: bool) -> B {
 #[test]
 fn a_cycle_through_a_read_is_g1c() {
     let r = read_and_write(true).run();
-    assert_eq!(txn_counts(&r), vec![("g1c", 1)]);
     assert_eq!(
-        examples(&r, "g1c"),
+        only_one(&r, "g1c"),
         [format!(
             "committed transactions tx-0#1 (producer id 1, epoch 0), tx-5#1 (producer id \
                  2, epoch 0) form a cycle with a write-read edge (G1c): tx-5#1 polled value \
@@ -1034,9 +1026,8 @@ fn polls_in_a_transaction(first: Offset, second: Offset, seek: bool, b_commits: 
 #[test]
 fn a_transaction_jumping_over_a_committed_record_is_an_int_poll_skip() {
     let r = polls_in_a_transaction(0, 2, false, true).run();
-    assert_eq!(txn_counts(&r), vec![("int-poll-skip", 1)]);
     assert_eq!(
-        examples(&r, "int-poll-skip"),
+        only_one(&r, "int-poll-skip"),
         [format!(
             "transaction tx-5#1 (producer id 9, epoch 0) read offset 0 then offset 2 of \
                  orders-0 (at 0.030 s), skipping value {} at offset 1",
@@ -1097,9 +1088,8 @@ fn sends_in_a_transaction(oa: Offset, ob: Offset, other: bool) -> B {
 #[test]
 fn another_record_between_two_sends_of_a_transaction_is_an_int_send_skip() {
     let r = sends_in_a_transaction(0, 2, true).run();
-    assert_eq!(txn_counts(&r), vec![("int-send-skip", 1)]);
     assert_eq!(
-        examples(&r, "int-send-skip"),
+        only_one(&r, "int-send-skip"),
         [format!(
             "transaction tx-0#1 (producer id 7, epoch 0) sent value {} then value {} to \
                  orders-0, which landed at offset 0 then offset 2, with value {} of another \
@@ -1139,17 +1129,7 @@ fn an_offsets_for_times_answer_on_a_marker_is_a_lookup_hit_marker() {
             .commit(P0, 50, t, (7, 0))
             .send(P1, 63, None, c, &p(0), Some(2))
             .poll(C0, 70, &p(0), &[(0, a), (2, c)], true)
-            .push(
-                C0,
-                80,
-                Outcome::Ok,
-                Op::OffsetsForTimes {
-                    partition: p(0),
-                    timestamp: RECORD_TIMESTAMP_BASE + 40,
-                    offset: Some(offset),
-                    found_timestamp: Some(RECORD_TIMESTAMP_BASE + 50),
-                },
-            )
+            .lookup(C0, 80, &p(0), 40, Some((offset, 50)))
             .log(
                 &p(0),
                 &[(0, a), (2, c)],
@@ -1190,17 +1170,7 @@ fn lookup_after_reads(target: i64, answer: Option<(Offset, i64)>) -> CheckResult
     b.send(P0, 20, None, a, &p(0), Some(0))
         .send(P0, 30, None, c, &p(0), Some(1))
         .poll(C0, 35, &p(0), &[(0, a), (1, c)], false)
-        .push(
-            C0,
-            80,
-            Outcome::Ok,
-            Op::OffsetsForTimes {
-                partition: p(0),
-                timestamp: RECORD_TIMESTAMP_BASE + target,
-                offset: answer.map(|(o, _)| o),
-                found_timestamp: answer.map(|(_, t)| RECORD_TIMESTAMP_BASE + t),
-            },
-        )
+        .lookup(C0, 80, &p(0), target, answer)
         .log(&p(0), &[(0, a), (1, c)], &[], &[]);
     b.run()
 }
@@ -1211,9 +1181,8 @@ fn an_offsets_for_times_answer_must_be_the_earliest_offset_reaching_the_target()
     assert_eq!(txn_counts(&lookup_after_reads(20, Some((1, 27)))), vec![]);
     assert_eq!(txn_counts(&lookup_after_reads(30, None)), vec![]);
     let r = lookup_after_reads(10, Some((1, 27)));
-    assert_eq!(txn_counts(&r), vec![("lookup-not-earliest", 1)]);
     assert_eq!(
-        examples(&r, "lookup-not-earliest"),
+        only_one(&r, "lookup-not-earliest"),
         [format!(
             "consumer-0's offsetsForTimes(orders-0, {}) at 0.080 s returned offset 1 \
              (timestamp {}), but offset 0 holds an earlier record with timestamp {}, at or \
@@ -1253,9 +1222,8 @@ fn reads_jumping_over_markers_are_marker_gaps() {
             &[(1, 7, 1, true, 5), (2, 8, 0, false, 6), (4, 7, 2, true, 9)],
         );
     let r = b.run();
-    assert_eq!(txn_counts(&r), vec![("marker-gap", 1)]);
     assert_eq!(
-        examples(&r, "marker-gap"),
+        only_one(&r, "marker-gap"),
         [
             "consumer-0 read offset 0 then offset 3 of orders-0 at 0.010 s: 2 marker(s) sit \
               between them (COMMIT of producer id 7 at 1, ABORT of producer id 8 at 2), \

@@ -1,6 +1,7 @@
 //! Unit tests of `coordinator::group`.
 
 use super::*;
+use crate::coordinator::shared::testing::complete_appends;
 
 const GROUP: &str = "g";
 const SESSION: u64 = 10_000;
@@ -55,13 +56,12 @@ impl Harness {
         now: Millis,
         out: CoordinatorOutput,
     ) -> Vec<(ReplyTo, Response)> {
-        let mut responses = out.responses;
-        for a in out.appends {
-            self.log.push(a.batch);
-            let done = c.on_append_complete(now, a.id, ErrorCode::None);
-            responses.extend(self.run(c, now, done));
-        }
-        responses
+        complete_appends(
+            &mut self.log,
+            out,
+            &mut |o: CoordinatorOutput| (o.responses, o.appends),
+            &mut |id| c.on_append_complete(now, id, ErrorCode::None),
+        )
     }
 
     fn call(

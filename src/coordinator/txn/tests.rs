@@ -1,6 +1,7 @@
 //! Unit tests of `coordinator::txn`.
 
 use super::*;
+use crate::coordinator::shared::testing::complete_appends;
 use TransactionState::*;
 
 const TXN: &str = "pipeline-0";
@@ -57,14 +58,16 @@ impl Harness {
         now: Millis,
         out: TxnCoordinatorOutput,
     ) -> Vec<(ReplyTo, Response)> {
-        self.transitions.extend(out.transitions);
-        let mut responses = out.responses;
-        for a in out.appends {
-            self.log.push(a.batch);
-            let done = c.on_append_complete(now, a.id, ErrorCode::None);
-            responses.extend(self.run(c, now, done));
-        }
-        responses
+        let transitions = &mut self.transitions;
+        complete_appends(
+            &mut self.log,
+            out,
+            &mut |o: TxnCoordinatorOutput| {
+                transitions.extend(o.transitions);
+                (o.responses, o.appends)
+            },
+            &mut |id| c.on_append_complete(now, id, ErrorCode::None),
+        )
     }
 
     /// Sends `request` (as producer 0) and returns the coordinator's answer to it.

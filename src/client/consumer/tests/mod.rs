@@ -53,6 +53,58 @@ fn fetch_of(req: &(BrokerId, u64, Request)) -> (BrokerId, u64, FetchRequest) {
     }
 }
 
+/// The first Fetch of `reqs`: its broker, and its first partition's fetch offset
+/// and current leader epoch.
+fn fetched_at(reqs: &[(BrokerId, u64, Request)]) -> (BrokerId, Offset, LeaderEpoch) {
+    let (broker, _, f) = fetch_of(only(reqs, "Fetch")[0]);
+    let p = &f.partitions[0];
+    (broker, p.fetch_offset, p.current_leader_epoch)
+}
+
+/// A consumer's positions as its history moves them: a Seek sets one; a Poll must
+/// continue exactly at it, and moves it past its records.
+#[derive(Default)]
+struct Positions {
+    at: BTreeMap<TopicPartition, Offset>,
+    /// Records polled so far.
+    polled: usize,
+}
+
+impl Positions {
+    /// Follows `op` of run `seed` if it is a Seek or a Poll (each polled record also
+    /// goes through `check`); hands any other op back.
+    fn follow(
+        &mut self,
+        seed: u64,
+        op: Op,
+        check: impl Fn(&TopicPartition, &ReadRecord),
+    ) -> Option<Op> {
+        match op {
+            Op::Seek {
+                partition, offset, ..
+            } => {
+                self.at.insert(partition, offset);
+            }
+            Op::Poll {
+                partition, records, ..
+            } => {
+                let pos = self.at.get_mut(&partition).expect("a Seek first");
+                for r in records {
+                    assert_eq!(
+                        r.offset, *pos,
+                        "seed {seed}: {partition} continues at its position"
+                    );
+                    check(&partition, &r);
+                    *pos += 1;
+                    self.polled += 1;
+                }
+            }
+            other => return Some(other),
+        }
+        None
+    }
+}
+
 fn list_offsets_answer(partitions: &[(TopicPartition, ErrorCode, Offset)]) -> Response {
     Response::ListOffsets(ListOffsetsResponse {
         partitions: partitions
@@ -650,15 +702,7 @@ fn an_epoch_ending_below_the_position_seeks_to_the_divergence_point() {
         }]
     );
     let reqs = take(&mut out);
-    let (broker, _, f) = fetch_of(only(&reqs, "Fetch")[0]);
-    assert_eq!(
-        (
-            broker,
-            f.partitions[0].fetch_offset,
-            f.partitions[0].current_leader_epoch
-        ),
-        (2, 1, 4)
-    );
+    assert_eq!(fetched_at(&reqs), (2, 1, 4));
     assert_eq!(c.positions(), vec![(tp(0), 1)]);
 }
 
@@ -701,15 +745,7 @@ fn an_epoch_ending_at_or_past_the_position_resumes_fetching_there() {
 fn without_position_validation_the_new_leader_is_fetched_at_once() {
     let (_, _, _, reqs) = leader_moved(Bugs::of(&[Bug::NoPositionValidation]));
     assert!(only(&reqs, "OffsetsForLeaderEpoch").is_empty());
-    let (broker, _, f) = fetch_of(only(&reqs, "Fetch")[0]);
-    assert_eq!(
-        (
-            broker,
-            f.partitions[0].fetch_offset,
-            f.partitions[0].current_leader_epoch
-        ),
-        (2, 3, 4)
-    );
+    assert_eq!(fetched_at(&reqs), (2, 3, 4));
 }
 
 #[test]

@@ -2,9 +2,9 @@
 
 use super::*;
 use crate::kafka::protocol::{
-    CoordinatorType, FindCoordinatorResponse, HeartbeatResponse, JoinGroupMember, JoinGroupRequest,
-    JoinGroupResponse, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, Subscription,
-    SyncGroupResponse,
+    CoordinatorType, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupMember,
+    JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, Subscription, SyncGroupResponse,
 };
 
 fn group_config() -> ConsumerConfig {
@@ -96,6 +96,44 @@ fn committed(p: u32, offset: Offset, leader_epoch: LeaderEpoch) -> CommittedOffs
         offset,
         leader_epoch,
     }
+}
+
+/// Runs the timer of the first heartbeat (at 3004: joined at 4); returns the
+/// Heartbeat sent then, the only one.
+fn first_heartbeat(c: &mut Consumer, out: &mut Outbox) -> (BrokerId, u64, HeartbeatRequest) {
+    c.on_timer(3_004, out);
+    let reqs = take(out);
+    let hb = one(&reqs, "Heartbeat");
+    let Request::Heartbeat(h) = &hb.2 else {
+        unreachable!()
+    };
+    (hb.0, hb.1, h.clone())
+}
+
+/// Coordinator 2 answers the Heartbeat `cid` at `now` with `error`.
+fn answer_heartbeat(c: &mut Consumer, out: &mut Outbox, now: Millis, cid: u64, error: ErrorCode) {
+    respond(c, now, 2, cid, heartbeat_answer(error), out);
+}
+
+/// The only OffsetCommit among `reqs`: its correlation id and request.
+fn offset_commit(reqs: &[(BrokerId, u64, Request)]) -> (u64, OffsetCommitRequest) {
+    let oc = one(reqs, "OffsetCommit");
+    let Request::OffsetCommit(o) = &oc.2 else {
+        unreachable!()
+    };
+    (oc.1, o.clone())
+}
+
+/// Coordinator 2 answers the OffsetCommit `o` (correlation id `cid`) at `now`:
+/// `error` for each of its partitions.
+fn answer_commit(
+    c: &mut Consumer,
+    out: &mut Outbox,
+    now: Millis,
+    (cid, o): (u64, &OffsetCommitRequest),
+    error: ErrorCode,
+) {
+    respond(c, now, 2, cid, commit_answer(&o.offsets, error), out);
 }
 
 /// A subscribed consumer of `t` (3 partitions led by broker 1, epoch 0) whose
@@ -476,40 +514,18 @@ fn heartbeats_every_interval_and_rebalance_in_progress_rejoins() {
     take(&mut out);
     // Joined at 4: heartbeats at 3004, 6004, ...
     assert_eq!(c.next_timer(), Some(3_004));
-    c.on_timer(3_004, &mut out);
-    let reqs = take(&mut out);
-    let hb = one(&reqs, "Heartbeat");
-    let Request::Heartbeat(h) = &hb.2 else {
-        unreachable!()
-    };
-    assert_eq!((hb.0, h.generation_id, &*h.member_id), (2, 1, "m-1"));
-    respond(
-        &mut c,
-        3_005,
-        2,
-        hb.1,
-        heartbeat_answer(ErrorCode::RebalanceInProgress),
-        &mut out,
-    );
+    let (broker, cid, h) = first_heartbeat(&mut c, &mut out);
+    assert_eq!((broker, h.generation_id, &*h.member_id), (2, 1, "m-1"));
+    answer_heartbeat(&mut c, &mut out, 3_005, cid, ErrorCode::RebalanceInProgress);
     assert!(take(&mut out).is_empty(), "the rejoin waits for poll");
     // The next poll commits the consumed position first (onJoinPrepare) ...
     c.poll(3_100, &mut out);
     let reqs = take(&mut out);
     assert!(only(&reqs, "JoinGroup").is_empty(), "not before the commit");
-    let oc = one(&reqs, "OffsetCommit");
-    let Request::OffsetCommit(o) = &oc.2 else {
-        unreachable!()
-    };
+    let (cid, o) = offset_commit(&reqs);
     assert_eq!((o.generation_id, &*o.member_id), (1, "m-1"));
     assert_eq!(o.offsets, vec![committed(0, 2, 0)]);
-    respond(
-        &mut c,
-        3_101,
-        2,
-        oc.1,
-        commit_answer(&o.offsets, ErrorCode::None),
-        &mut out,
-    );
+    answer_commit(&mut c, &mut out, 3_101, (cid, &o), ErrorCode::None);
     // ... then revokes everything and rejoins with its member id.
     let reqs = take(&mut out);
     let join = one(&reqs, "JoinGroup");
@@ -565,16 +581,8 @@ fn not_coordinator_rediscovers_the_coordinator() {
     let (mut c, mut out, _) = consuming(group_config(), 0);
     c.poll(3_000, &mut out);
     take(&mut out);
-    c.on_timer(3_004, &mut out);
-    let reqs = take(&mut out);
-    respond(
-        &mut c,
-        3_005,
-        2,
-        one(&reqs, "Heartbeat").1,
-        heartbeat_answer(ErrorCode::NotCoordinator),
-        &mut out,
-    );
+    let (_, cid, _) = first_heartbeat(&mut c, &mut out);
+    answer_heartbeat(&mut c, &mut out, 3_005, cid, ErrorCode::NotCoordinator);
     let reqs = take(&mut out);
     let find = one(&reqs, "FindCoordinator");
     assert_eq!(find.0, 1, "to the least loaded node");
@@ -758,21 +766,17 @@ fn a_commit_after_illegal_generation_fails_and_rejoins() {
     let (mut c, mut out, _) = consuming(config, 4);
     let id = c.commit_sync(20, None, &mut out);
     let reqs = take(&mut out);
-    let oc = one(&reqs, "OffsetCommit");
-    let Request::OffsetCommit(o) = &oc.2 else {
-        unreachable!()
-    };
+    let (cid, o) = offset_commit(&reqs);
     assert_eq!(
         (o.generation_id, o.offsets.clone()),
         (1, vec![committed(0, 4, -1)])
     );
-    respond(
+    answer_commit(
         &mut c,
-        21,
-        2,
-        oc.1,
-        commit_answer(&o.offsets, ErrorCode::IllegalGeneration),
         &mut out,
+        21,
+        (cid, &o),
+        ErrorCode::IllegalGeneration,
     );
     let events = c.drain_events();
     assert!(
@@ -851,18 +855,8 @@ fn group_metadata_keeps_the_last_join_after_a_reset() {
     assert_eq!(c.group_metadata(), Some((1, Arc::from("m-1"))));
     c.commit_sync(20, None, &mut out);
     let reqs = take(&mut out);
-    let oc = one(&reqs, "OffsetCommit");
-    let Request::OffsetCommit(o) = &oc.2 else {
-        unreachable!()
-    };
-    respond(
-        &mut c,
-        21,
-        2,
-        oc.1,
-        commit_answer(&o.offsets, ErrorCode::UnknownMemberId),
-        &mut out,
-    );
+    let (cid, o) = offset_commit(&reqs);
+    answer_commit(&mut c, &mut out, 21, (cid, &o), ErrorCode::UnknownMemberId);
     assert_eq!(
         (c.generation(), c.member_id()),
         (Some(-1), Some(Arc::from("")))
@@ -875,17 +869,13 @@ fn commit_sync_retries_retriable_errors() {
     let (mut c, mut out, _) = consuming(group_config(), 4);
     let id = c.commit_sync(20, Some(vec![committed(0, 9, 0)]), &mut out);
     let reqs = take(&mut out);
-    let oc = one(&reqs, "OffsetCommit");
-    let Request::OffsetCommit(o) = &oc.2 else {
-        unreachable!()
-    };
-    respond(
+    let (cid, o) = offset_commit(&reqs);
+    answer_commit(
         &mut c,
-        21,
-        2,
-        oc.1,
-        commit_answer(&o.offsets, ErrorCode::CoordinatorLoadInProgress),
         &mut out,
+        21,
+        (cid, &o),
+        ErrorCode::CoordinatorLoadInProgress,
     );
     assert!(c.drain_events().is_empty());
     assert_eq!(c.next_timer(), Some(121));
@@ -918,16 +908,8 @@ fn fenced_instance_id_stops_the_consumer() {
         ..group_config()
     };
     let (mut c, mut out, _) = consuming(config, 0);
-    c.on_timer(3_004, &mut out);
-    let reqs = take(&mut out);
-    respond(
-        &mut c,
-        3_005,
-        2,
-        one(&reqs, "Heartbeat").1,
-        heartbeat_answer(ErrorCode::FencedInstanceId),
-        &mut out,
-    );
+    let (_, cid, _) = first_heartbeat(&mut c, &mut out);
+    answer_heartbeat(&mut c, &mut out, 3_005, cid, ErrorCode::FencedInstanceId);
     let events = c.drain_events();
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(
@@ -1014,9 +996,9 @@ fn randomized_group_runs_stay_consistent() {
             }
         };
         let mut now = 0;
-        let mut positions: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
+        let mut positions = Positions::default();
         let mut assigned: Vec<TopicPartition> = Vec::new();
-        let (mut polled, mut assignments) = (0, 0);
+        let mut assignments = 0;
         let mut issued = BTreeSet::new();
         let mut others = BTreeSet::new();
         c.on_start(now, &mut out);
@@ -1210,34 +1192,18 @@ fn randomized_group_runs_stay_consistent() {
             }
             assert_eq!(c.assignment(), assigned, "seed {seed} step {step}");
             for entry in out.history.drain(..) {
-                match entry.op {
-                    Op::Seek {
-                        partition, offset, ..
-                    } => {
-                        positions.insert(partition, offset);
-                    }
-                    Op::Poll {
-                        partition, records, ..
-                    } => {
-                        let pos = positions.get_mut(&partition).expect("a Seek first");
-                        for r in records {
-                            assert_eq!(
-                                r.offset, *pos,
-                                "seed {seed}: {partition} continues at its position"
-                            );
-                            assert_eq!(r.value, value(partition.partition, r.offset));
-                            *pos += 1;
-                            polled += 1;
-                        }
-                    }
-                    Op::ObserveHighWatermark { .. } | Op::FetchCommitted { .. } => {}
-                    other => panic!("unexpected {other:?}"),
+                let check = |p: &TopicPartition, r: &ReadRecord| {
+                    assert_eq!(r.value, value(p.partition, r.offset));
+                };
+                match positions.follow(seed, entry.op, check) {
+                    None | Some(Op::ObserveHighWatermark { .. } | Op::FetchCommitted { .. }) => {}
+                    Some(other) => panic!("unexpected {other:?}"),
                 }
             }
             now += rng.gen_range(0..3);
         }
         assert!(
-            assignments > 1 && polled > 0,
+            assignments > 1 && positions.polled > 0,
             "seed {seed}: rebalanced and read"
         );
     }

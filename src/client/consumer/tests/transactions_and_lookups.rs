@@ -359,47 +359,29 @@ fn randomized_runs_read_the_log_in_order() {
             );
             now += rng.gen_range(0..3);
         }
-        let mut positions: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
+        let mut positions = Positions::default();
         let mut last_hw: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
-        let mut polled = 0;
+        let check = |p: &TopicPartition, r: &ReadRecord| {
+            assert_eq!(r.value, value(p.partition as usize, r.offset));
+            assert_eq!(r.key, Some(format!("k{}", r.value)));
+        };
         for op in ops(&out) {
-            match op {
-                Op::Seek {
-                    partition, offset, ..
-                } => {
-                    positions.insert(partition, offset);
-                }
-                Op::Poll {
-                    partition, records, ..
-                } => {
-                    let i = partition.partition as usize;
-                    let mut pos = positions[&partition];
-                    for r in records {
-                        assert_eq!(
-                            r.offset, pos,
-                            "seed {seed}: {partition} continues at its position"
-                        );
-                        assert_eq!(r.value, value(i, r.offset));
-                        assert_eq!(r.key, Some(format!("k{}", r.value)));
-                        pos += 1;
-                        polled += 1;
-                    }
-                    positions.insert(partition, pos);
-                }
-                Op::ObserveHighWatermark {
+            match positions.follow(seed, op, check) {
+                None => {}
+                Some(Op::ObserveHighWatermark {
                     partition,
                     high_watermark,
                     ..
-                } => {
+                }) => {
                     assert_ne!(
                         last_hw.insert(partition, high_watermark),
                         Some(high_watermark)
                     );
                 }
-                other => panic!("unexpected {other:?}"),
+                Some(other) => panic!("unexpected {other:?}"),
             }
         }
-        assert!(polled > 0, "seed {seed}: read something");
-        assert_eq!(c.positions(), positions.into_iter().collect::<Vec<_>>());
+        assert!(positions.polled > 0, "seed {seed}: read something");
+        assert_eq!(c.positions(), positions.at.into_iter().collect::<Vec<_>>());
     }
 }
