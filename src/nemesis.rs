@@ -543,6 +543,7 @@ mod tests {
         for s in [
             "controller",
             "broker-2",
+            "all-brokers",
             "producer-0",
             "leader:orders-3",
             "followers:a.b-0",

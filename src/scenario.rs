@@ -1046,6 +1046,46 @@ mod tests {
         );
     }
 
+    /// `disk` (the OS below Kafka), the flush settings and power-loss targets: bad
+    /// values are refused naming the field and what is allowed.
+    #[test]
+    fn disk_flush_and_power_loss_settings_are_checked() {
+        let s = parse(|v| {
+            v["disk"] = serde_json::json!({ "dirty_expire_ms": 10000 });
+            v["topics"][0]["config"] = serde_json::json!({ "flush.messages": 1 });
+        })
+        .unwrap();
+        assert_eq!(
+            (s.disk.dirty_expire_ms, s.disk.dirty_writeback_ms),
+            (10_000, 5_000)
+        );
+        assert_eq!(s.topics[0].config.flush_messages, Some(1));
+        assert_eq!(s.disk.writeback(7_300).phase_ms, 2_300);
+        assert_eq!(
+            refusal(|v| v["disk"] = serde_json::json!({ "torn_write_probability": 2.0 })),
+            "s.json: field `disk.torn_write_probability`: 2 is out of range; allowed: 0 to 1"
+        );
+        assert!(refusal(|v| v["disk"] = serde_json::json!({ "dirty": 1 })).contains("disk"));
+        assert_eq!(
+            refusal(|v| v["topics"][0]["config"] = serde_json::json!({ "flush.messages": 0 })),
+            "s.json: field `topics[0].config.flush.messages`: 0 is out of range; allowed: at \
+             least 1"
+        );
+        assert!(refusal(|v| {
+            v["cluster"]["config"]["log.flush.interval.messages"] = 0.into();
+        })
+        .contains("cluster.config.log.flush.interval.messages"));
+        let power_loss = |target: &str| {
+            serde_json::json!([{ "at_ms": 1000, "duration_ms": 1000, "fault": "power-loss",
+                                 "target": target }])
+        };
+        assert!(parse(|v| v["nemesis"]["schedule"] = power_loss("all-brokers")).is_ok());
+        assert!(
+            refusal(|v| v["nemesis"]["schedule"] = power_loss("consumer-0"))
+                .contains("has no disk kafkasim models; allowed: broker-N, all-brokers")
+        );
+    }
+
     /// `topics[].config`: Kafka's topic-level names; unknown names and a
     /// `min.insync.replicas` of 0 are refused naming the field and what is allowed.
     #[test]

@@ -142,14 +142,7 @@ pub fn encode_batch(
         records: records
             .into_iter()
             .enumerate()
-            .map(|(i, (key, value))| Record {
-                attributes: 0,
-                timestamp_delta: 0,
-                offset_delta: i as i32,
-                key: Some(key),
-                value: Some(value),
-                headers: vec![],
-            })
+            .map(|(i, (key, value))| Record::plain(i, Some(key), value))
             .collect(),
     }
     .encode()

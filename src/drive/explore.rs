@@ -209,6 +209,11 @@ pub fn draw(seed: u64) -> Scenario {
         c.unclean_leader_election_enable = rng.gen_bool(0.15);
         c.replica_lag_time_max_ms = pick(rng, &[(1, 30_000), (3, 2_000), (3, 5_000), (1, 10_000)]);
         c.broker_session_timeout_ms = pick(rng, &[(3, 9_000), (1, 6_000), (1, 12_000)]);
+        // Now and then a cluster that fsyncs every append (power losses then lose
+        // nothing acknowledged).
+        if rng.gen_bool(0.3) {
+            c.log_flush_interval_messages = 1;
+        }
         c.offsets_topic_num_partitions = rng.gen_range(1..=8);
         c.transaction_state_log_num_partitions = rng.gen_range(1..=8);
         // The internal topics' RF is capped at the broker count; so is their min ISR here,
@@ -472,6 +477,8 @@ enum Kind {
     PauseAroundSession,
     ClientCrash,
     ClientPause,
+    /// A broker, a partition's leader or followers, or every broker loses power.
+    PowerLoss,
 }
 
 /// An explicit fault schedule inside the workload window: faults one after another
@@ -494,6 +501,7 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
         (2, Kind::OneWay),
         (2, Kind::MoveBurst),
         (2, Kind::PauseAroundLag),
+        (1, Kind::PowerLoss),
     ];
     if group_members || pipelines > 0 {
         kinds.extend([
@@ -557,6 +565,13 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
             },
             Kind::Pause => Fault::Pause {
                 target: broker_target(rng),
+            },
+            Kind::PowerLoss => Fault::PowerLoss {
+                target: if rng.gen_bool(0.25) {
+                    Target::AllBrokers
+                } else {
+                    broker_target(rng)
+                },
             },
             Kind::Isolate => {
                 let target = match rng.gen_range(0..6) {

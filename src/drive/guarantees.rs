@@ -47,6 +47,10 @@ pub struct Facts {
     /// Two live pipeline instances share a `transactional.id`: each one's
     /// `initTransactions` fences the other, over and over.
     pub shared_transactional_id: bool,
+    /// Brokers lose power while some log the scenario writes is not flushed on every
+    /// append (`flush.messages` > 1, Kafka's default): acknowledged records below the
+    /// high watermark can vanish from every replica.
+    pub unflushed_power_loss: bool,
 }
 
 impl Facts {
@@ -72,7 +76,26 @@ impl Facts {
                 )
             })
             || sc.nemesis.schedule.iter().any(|f| hits_brokers(&f.fault));
+        let power_loss = sc
+            .nemesis
+            .faults
+            .contains(&crate::nemesis::FaultKindName::PowerLoss)
+            || sc
+                .nemesis
+                .schedule
+                .iter()
+                .any(|f| matches!(f.fault, Fault::PowerLoss { .. }));
+        let broker_flush = sc.cluster.config.log_flush_interval_messages;
+        let data_flushed = sc
+            .topics
+            .iter()
+            .all(|t| t.config.flush_messages.unwrap_or(broker_flush) == 1);
+        // Groups and pipelines also write `__consumer_offsets` and
+        // `__transaction_state`, flushed as the broker's default says.
+        let internal_used = group.is_some() || sc.pipelines.is_some();
+        let flushed = data_flushed && (broker_flush == 1 || !internal_used);
         Facts {
+            unflushed_power_loss: power_loss && !flushed,
             acks: has_producers.then_some(p.acks),
             idempotence: has_producers && p.idempotence(),
             max_in_flight: p.max_in_flight_requests_per_connection,
@@ -101,9 +124,10 @@ impl Facts {
     }
 
     /// Records below the high watermark are never truncated: only in-sync replicas
-    /// become leaders.
+    /// become leaders, and a power loss takes nothing they acknowledged (Kafka's
+    /// `UnifiedLog.append` flushes every append with `flush.messages=1`).
     fn clean(&self) -> bool {
-        !self.unclean
+        !self.unclean && !self.unflushed_power_loss
     }
 
     /// Writes acknowledged to `acks=all` are on at least two replicas and only in-sync
@@ -250,13 +274,25 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "group-fencing",
-        when: "every run",
-        forbids: &["double-assignment", "zombie-commit", "precommitted-read"],
+        when: "unclean.leader.election.enable=false, and no power loss of unflushed logs",
+        forbids: &["double-assignment", "zombie-commit"],
         kafka: "one assignment per generation and `ILLEGAL_GENERATION` / \
                 `UNKNOWN_MEMBER_ID` / `FENCED_INSTANCE_ID` for stale commits \
-                (`GroupCoordinator.handleCommitOffsets`, KIP-345); read_committed reads \
-                stop at the last stable offset (KIP-98)",
-        applies: |_| true,
+                (`GroupCoordinator.handleCommitOffsets`, KIP-345); the generation lives in \
+                `__consumer_offsets`, so when its last records are lost from every replica \
+                (a power loss of its last in-sync replica, an unclean election) the \
+                coordinator loads an older generation and hands out its number again",
+        applies: Facts::clean,
+    },
+    Rule {
+        name: "read-committed",
+        when: "unclean.leader.election.enable=false, and no power loss of unflushed logs",
+        forbids: &["precommitted-read"],
+        kafka: "read_committed reads stop at the last stable offset (KIP-98); only when \
+                an unclean election or a power loss takes a COMMIT marker and its records \
+                from every replica, and the re-sent records commit again later, does a read \
+                of the first, committed copy look early",
+        applies: Facts::clean,
     },
     Rule {
         name: "clean-election",

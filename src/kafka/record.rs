@@ -144,6 +144,20 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
+impl Record {
+    /// The `i`th record of a batch, at the batch's timestamp, without headers.
+    pub fn plain(i: usize, key: Option<Bytes>, value: Bytes) -> Record {
+        Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i32::try_from(i).expect("a batch's records fit an i32"),
+            key,
+            value: Some(value),
+            headers: Vec::new(),
+        }
+    }
+}
+
 /// A decoded record batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordBatch {
@@ -760,14 +774,7 @@ pub(crate) mod testing {
             records: records
                 .into_iter()
                 .enumerate()
-                .map(|(i, (key, value))| Record {
-                    attributes: 0,
-                    timestamp_delta: 0,
-                    offset_delta: i as i32,
-                    key,
-                    value: Some(value),
-                    headers: vec![],
-                })
+                .map(|(i, (key, value))| Record::plain(i, key, value))
                 .collect(),
         }
     }

@@ -429,3 +429,122 @@ fn timestamp_lookups_find_the_first_record_at_or_after_the_target() {
     assert_eq!(find(301), None);
     assert_eq!(log.offset_for_timestamp(150).unwrap().leader_epoch, 1);
 }
+
+/// Appends `n` one-record batches at `now`, as the broker does: the OS flusher catches
+/// up first, and the write dirties the file.
+fn write_at(log: &mut Log, os: &Writeback, now: Millis, n: usize) {
+    for _ in 0..n {
+        log.writeback(now, os);
+        log.append_as_leader(&batch(1), 0).unwrap();
+        log.written(now);
+    }
+}
+
+#[test]
+fn the_os_writes_a_dirty_log_back_at_the_first_tick_after_it_expires() {
+    let os = Writeback {
+        dirty_expire_ms: 30_000,
+        dirty_writeback_ms: 5_000,
+        phase_ms: 1_000,
+    };
+    let mut log = Log::default();
+    write_at(&mut log, &os, 2_000, 3);
+    assert_eq!(log.durable_end_offset(), 0, "only in the page cache");
+    // Dirtied at 2 s, expired at 32 s: the flusher's next tick is 36 s (phase 1 s).
+    write_at(&mut log, &os, 35_999, 1);
+    assert_eq!(log.durable_end_offset(), 0, "no tick since the expiry yet");
+    write_at(&mut log, &os, 36_000, 1);
+    assert_eq!(
+        log.durable_end_offset(),
+        4,
+        "everything written before the tick is on the platter, the write at it is not"
+    );
+    assert_eq!(log.recovery_point(), 0, "writeback is not a Kafka flush");
+    // The write at 36 s dirtied the file again: due at the tick at or after 66 s.
+    let loss = log.power_loss(65_999, &os, None);
+    assert_eq!(
+        loss,
+        PowerLoss {
+            log_end_offset: 5,
+            durable_end_offset: 4,
+            torn: false
+        }
+    );
+    assert_eq!(log.log_end_offset(), 4);
+}
+
+#[test]
+fn a_kafka_flush_moves_the_log_and_its_recovery_point_to_the_platter() {
+    let os = Writeback::default();
+    let mut log = Log::default();
+    write_at(&mut log, &os, 1_000, 2);
+    assert_eq!(log.unflushed_messages(), 2);
+    log.flush(1_500);
+    assert_eq!((log.durable_end_offset(), log.recovery_point()), (2, 2));
+    assert_eq!((log.unflushed_messages(), log.last_flush_ms()), (0, 1_500));
+    write_at(&mut log, &os, 2_000, 1);
+    assert_eq!(log.power_loss(3_000, &os, None).durable_end_offset, 2);
+    assert_eq!(log.log_end_offset(), 2);
+}
+
+#[test]
+fn recovery_cuts_a_torn_write_and_rebuilds_the_producer_state() {
+    let os = Writeback::default();
+    let mut log = Log::default();
+    log.append_as_leader(&idempotent(7, 0, 0, 2), 0).unwrap();
+    log.written(0);
+    log.flush(10);
+    log.append_as_leader(&idempotent(7, 0, 2, 2), 0).unwrap();
+    log.written(20);
+    let loss = log.power_loss(30, &os, Some(500));
+    assert!(loss.torn && loss.durable_end_offset == 2, "{loss:?}");
+    let recovery = log.recover(0);
+    assert_eq!((recovery.from, recovery.log_end_offset), (0, 2));
+    let why = recovery.truncated.expect("the torn write is cut off");
+    assert!(why.contains("torn write at offset 2"), "{why}");
+    // The producer's next batch continues from the platter's last sequence.
+    let next = BatchHeader::parse(&idempotent(7, 0, 2, 1)).unwrap();
+    assert_eq!(
+        log.producer_state().check_append(&next, true),
+        Ok(crate::broker::producer_state::AppendCheck::Append)
+    );
+    let lost = BatchHeader::parse(&idempotent(7, 0, 4, 1)).unwrap();
+    assert_eq!(
+        log.producer_state().check_append(&lost, true),
+        Err(ErrorCode::OutOfOrderSequenceNumber),
+        "the sequences of the lost batch are unknown again"
+    );
+    assert_eq!(
+        log.recover(0).truncated,
+        None,
+        "a second recovery finds nothing"
+    );
+}
+
+#[test]
+fn recovery_validates_from_the_recovery_point_and_truncates_at_a_corrupt_batch() {
+    let mut log = Log::default();
+    for _ in 0..4 {
+        log.append_as_leader(&batch(2), 0).unwrap();
+    }
+    // A bit flips inside the third batch's records (under the CRC).
+    let mut bytes = log.batches[2].bytes.to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x10;
+    log.batches[2].bytes = Bytes::from(bytes);
+    let recovery = log.recover(6);
+    assert_eq!(
+        recovery.truncated, None,
+        "below the recovery point nothing is read"
+    );
+    let recovery = log.recover(3);
+    assert_eq!((recovery.from, recovery.log_end_offset), (3, 4));
+    let why = recovery.truncated.expect("the corrupt batch is cut off");
+    assert!(why.contains("invalid batch at offset 4"), "{why}");
+    assert_eq!(log.records().len(), 4);
+    assert_eq!(
+        log.recovery_point(),
+        3,
+        "left at the checkpoint (KAFKA-10101)"
+    );
+}
