@@ -186,3 +186,33 @@ fn report_renders_in_chromium_and_its_anomaly_links_work() {
     assert!(png.len() > 40_000, "screenshot of {} bytes", png.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A power loss of every broker: each broker's lane is shaded as powered off, carries a
+/// mark for the page cache it lost (with each partition's old and new log end in its
+/// tooltip) and one for what recovery cut off on restart.
+#[test]
+fn disk_faults_and_recoveries_are_on_the_broker_lanes() {
+    let dir = tmp("disk");
+    let scenario = Scenario::load(&root().join("scenarios/power-loss-all-default-flush.json"))
+        .expect("the scenario loads");
+    let (report, out) = runner::run_seed(&scenario, 0, &[]);
+    let (out, _) = out.expect("the seed ran without a panic");
+    let json = runner::write_report(&dir, &report, Some(&out.history)).expect("report written");
+    let html = std::fs::read_to_string(json.with_file_name(runner::HTML_REPORT)).unwrap();
+    let count = |needle: &str| html.matches(needle).count();
+    assert_eq!(
+        count("<rect class=\"shade power-loss\""),
+        3,
+        "one shaded lane per broker"
+    );
+    assert_eq!(count("<path class=\"disk\""), 3, "one loss mark per broker");
+    assert!(
+        count("<rect class=\"recov\"") >= 1,
+        "recovery cut a torn write"
+    );
+    assert!(html.contains("power loss took the page cache at 40.000 s"));
+    assert!(
+        html.contains("orders-0: log end "),
+        "the tooltip names each partition"
+    );
+}
