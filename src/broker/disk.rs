@@ -118,3 +118,74 @@ impl Disk {
         truncated
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::record::testing::plain_batch;
+    use bytes::Bytes;
+
+    fn one_record() -> Bytes {
+        plain_batch(vec![(None, Bytes::from_static(b"1"))]).encode()
+    }
+
+    /// A disk with logs `a-0` and `b-0`, each with `n` records appended at `now`.
+    fn disk_with(n: usize, now: Millis, flush_messages: i64) -> Disk {
+        let mut disk = Disk::new(Writeback::default());
+        for t in ["a", "b"] {
+            let tp = TopicPartition::new(t, 0);
+            disk.logs.insert(tp.clone(), Log::default());
+            for _ in 0..n {
+                let log = disk.log_for_write(&tp, now);
+                log.append_as_leader(&one_record(), 0).unwrap();
+            }
+        }
+        disk.settle(now, |_| flush_messages);
+        disk
+    }
+
+    #[test]
+    fn a_step_flushes_the_logs_it_wrote_as_flush_messages_says() {
+        let disk = disk_with(3, 1_000, 3);
+        for log in disk.logs.values() {
+            assert_eq!((log.durable_end_offset(), log.recovery_point()), (3, 3));
+        }
+        let disk = disk_with(3, 1_000, 4);
+        for log in disk.logs.values() {
+            assert_eq!((log.durable_end_offset(), log.unflushed_messages()), (0, 3));
+        }
+    }
+
+    #[test]
+    fn the_flusher_and_the_checkpoint_follow_their_settings() {
+        let mut disk = disk_with(2, 1_000, i64::MAX);
+        disk.flush_dirty_logs(1_500, |tp| if &*tp.topic == "a" { 1_000 } else { 2_000 });
+        let a = TopicPartition::new("a", 0);
+        let b = TopicPartition::new("b", 0);
+        assert_eq!(
+            disk.logs[&a].recovery_point(),
+            2,
+            "not flushed for 1.5 s >= 1 s"
+        );
+        assert_eq!(disk.logs[&b].recovery_point(), 0);
+        disk.checkpoint_recovery_points();
+        assert_eq!(disk.recovery_point_checkpoint[&a], 2);
+        assert_eq!(disk.recovery_point_checkpoint[&b], 0);
+    }
+
+    #[test]
+    fn a_power_loss_reports_the_logs_that_lost_something_and_recovery_what_it_cut() {
+        let mut disk = disk_with(2, 1_000, i64::MAX);
+        let a = TopicPartition::new("a", 0);
+        disk.logs.get_mut(&a).unwrap().flush(1_200);
+        let mut torn = [Some(300)].into_iter();
+        let lost = disk.power_loss(2_000, || torn.next().flatten());
+        assert_eq!(lost.len(), 1, "only b lost its page cache: {lost:?}");
+        assert_eq!(lost[0].0, TopicPartition::new("b", 0));
+        assert!(lost[0].1.torn);
+        let recovered = disk.recover();
+        assert_eq!(recovered.len(), 1);
+        assert_eq!(recovered[0].1.log_end_offset, 0);
+        assert_eq!(disk.logs[&a].log_end_offset(), 2, "flushed: kept");
+    }
+}

@@ -519,6 +519,10 @@ pub fn table() -> String {
         .copied()
         .filter(|k| !RULES.iter().any(|r| r.forbids.contains(k)))
         .collect();
+    out.push_str(
+        "\"unclean off\" and \"unclean.leader.election.enable=false\" also mean: no power \
+         loss of logs not flushed on every append (flush.messages=1)\n",
+    );
     out.push_str(&format!(
         "every other kind is tolerated{}; client events ({}) only where a rule says\n",
         if never.is_empty() {
