@@ -726,6 +726,7 @@ async fn run_faults(
                 Fault::OneWay { from, to } => vec![resolve(from), resolve(to)],
                 Fault::MoveLeader { .. } => vec![],
             };
+            let mut disk_losses = Vec::new();
             let mut desc = format!(
                 "{} -> {}",
                 f.fault,
@@ -749,11 +750,7 @@ async fn run_faults(
                     ctx.crash(*n);
                     if let NodeId::Broker(b) = n {
                         let lost = power_loss(&brokers[b], now, disk, &mut disk_rng);
-                        ctx.record(
-                            lost.into_iter()
-                                .map(|op| Entry::instant(*n, now, op))
-                                .collect(),
-                        );
+                        disk_losses.extend(lost.into_iter().map(|op| Entry::instant(*n, now, op)));
                     }
                 }),
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
@@ -769,6 +766,8 @@ async fn run_faults(
                 now,
                 Op::FaultStart { fault: desc },
             )]);
+            // What each power-lost broker's logs lost, after the fault that caused it.
+            ctx.record(std::mem::take(&mut disk_losses));
             resolved.insert(i, groups);
         } else {
             let groups = resolved.remove(&i).unwrap_or_default();
