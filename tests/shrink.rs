@@ -1,5 +1,6 @@
 //! Shrinking a real failure: `acks-all-rf3` with the high watermark advanced by the
-//! leader alone fails with `inconsistent-offsets` on seed 0. The shrunk scenario has
+//! leader alone fails with `lost-write` on seed 0 (acknowledged records a leader change
+//! took from every replica; their offsets, given again, are `inconsistent-offsets`). The shrunk scenario has
 //! fewer faults and records, loads as a scenario file, fails the same way when run, and
 //! shrinking again (on another thread count) writes the identical file.
 
@@ -40,10 +41,7 @@ fn a_real_failure_shrinks_deterministically_to_a_loadable_scenario() {
     let dir = tmp("shrink-lib");
     let first = dir.join("a/shrunk.json");
     let shrunk = shrink_to(&first, 2);
-    assert_eq!(
-        shrunk.goal.target,
-        Target::Anomaly("inconsistent-offsets".into())
-    );
+    assert_eq!(shrunk.goal.target, Target::Anomaly("lost-write".into()));
     assert!(shrunk.goal.violation);
     assert_eq!(shrunk.explicit, Explicit::SameTrace);
     assert_eq!(shrunk.stop, Stop::Attempts);
@@ -67,6 +65,7 @@ fn a_real_failure_shrinks_deterministically_to_a_loadable_scenario() {
     let bugs = [Bug::from_name(BUG).unwrap()];
     let (report, _) = runner::run_seed(&loaded, SEED, &bugs);
     assert!(shrunk.goal.met_by(&report), "{:?}", report.anomalies);
+    assert!(report.violated.contains(&"lost-write".to_string()));
     assert!(report
         .violated
         .contains(&"inconsistent-offsets".to_string()));
@@ -122,7 +121,7 @@ fn the_command_writes_verifies_and_prints_the_run_command() {
     let file = dir.join("reports/acks-all-rf3/0/shrunk.json");
     assert!(file.exists(), "{out}");
     for line in [
-        "target     inconsistent-offsets",
+        "target     lost-write",
         "attempts   4 of 4",
         "the attempt bound (deterministic)",
         "verified   the file fails the same way",
