@@ -531,9 +531,14 @@ impl Scenario {
                     "0 is out of range; allowed: at least 1".into(),
                 ));
             }
+            let segment_bytes = t
+                .config
+                .segment_bytes
+                .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
             for (name, value, min) in [
                 ("flush.messages", t.config.flush_messages, 1),
                 ("flush.ms", t.config.flush_ms, 0),
+                ("segment.bytes", segment_bytes, 14),
             ] {
                 if let Some(v) = value.filter(|v| *v < min) {
                     return Err(err(
@@ -1075,6 +1080,16 @@ mod tests {
             v["cluster"]["config"]["log.flush.interval.messages"] = 0.into();
         })
         .contains("cluster.config.log.flush.interval.messages"));
+        assert!(
+            refusal(|v| v["topics"][0]["config"] = serde_json::json!({ "segment.bytes": 10 }))
+                .contains(
+                    "topics[0].config.segment.bytes`: 10 is out of range; allowed: at least 14"
+                )
+        );
+        assert!(
+            refusal(|v| v["cluster"]["config"]["log.segment.bytes"] = 13.into())
+                .contains("log.segment.bytes: Value must be at least 14")
+        );
         let power_loss = |target: &str| {
             serde_json::json!([{ "at_ms": 1000, "duration_ms": 1000, "fault": "power-loss",
                                  "target": target }])

@@ -696,3 +696,24 @@ fn a_whole_cluster_power_loss_loses_writes_on_every_seed_unless_flushed() {
         );
     }
 }
+
+/// Segment rolls flush: with 4 KiB segments (`segment.bytes`) a whole-cluster power loss
+/// takes only the active segment's unflushed records, fewer than with Kafka's 1 GiB.
+#[test]
+fn small_segments_bound_what_a_power_loss_takes() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let lossy = Scenario::load(&root.join("power-loss-all-default-flush.json")).unwrap();
+    let mut small = lossy.clone();
+    small.topics[0].config.segment_bytes = Some(4096);
+    let lost = |sc: &Scenario, seed| {
+        let (report, _) = kafkasim::drive::runner::run_seed(sc, seed, &[]);
+        report.anomalies.get("lost-write").copied().unwrap_or(0)
+    };
+    for seed in 0..3 {
+        let (default, small) = (lost(&lossy, seed), lost(&small, seed));
+        assert!(
+            0 < small && small < default,
+            "seed {seed}: {small} vs {default}"
+        );
+    }
+}

@@ -8,6 +8,16 @@ use crate::broker::log::{Log, PowerLoss, Recovery, Writeback};
 use crate::kafka::protocol::{Millis, Offset, TopicPartition};
 use std::collections::BTreeMap;
 
+/// What decides when a partition's log is flushed on a write: its topic's
+/// `flush.messages` and `segment.bytes` (else the broker's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// Unflushed offsets that make Kafka flush.
+    pub flush_messages: i64,
+    /// The size a segment rolls at.
+    pub segment_bytes: u64,
+}
+
 /// Bound on the logs written in one step of the broker.
 const MAX_WRITTEN: usize = 1 << 16;
 
@@ -48,16 +58,19 @@ impl Disk {
         log
     }
 
-    /// Ends a step of the broker at `now`: each log written in it is dirty, and Kafka
-    /// flushes it when `flush_messages(tp)` offsets or more are unflushed
-    /// (`UnifiedLog.append`'s check of `flush.messages`).
-    pub fn settle(&mut self, now: Millis, flush_messages: impl Fn(&TopicPartition) -> i64) {
+    /// Ends a step of the broker at `now`: each log written in it rolls the segments
+    /// it filled (`segment.bytes` from `policy`, which flushes the old ones), is dirty,
+    /// and is flushed when `flush.messages` offsets or more are unflushed
+    /// (`UnifiedLog.append`'s check).
+    pub fn settle(&mut self, now: Millis, policy: impl Fn(&TopicPartition) -> FlushPolicy) {
         for tp in std::mem::take(&mut self.written) {
             let Some(log) = self.logs.get_mut(&tp) else {
                 continue;
             };
+            let policy = policy(&tp);
+            log.roll_full_segments(policy.segment_bytes, now);
             log.written(now);
-            if log.unflushed_messages() >= flush_messages(&tp) {
+            if log.unflushed_messages() >= policy.flush_messages {
                 log.flush(now);
             }
         }
@@ -140,7 +153,10 @@ mod tests {
                 log.append_as_leader(&one_record(), 0).unwrap();
             }
         }
-        disk.settle(now, |_| flush_messages);
+        disk.settle(now, |_| FlushPolicy {
+            flush_messages,
+            segment_bytes: 1 << 30,
+        });
         disk
     }
 
@@ -154,6 +170,34 @@ mod tests {
         for log in disk.logs.values() {
             assert_eq!((log.durable_end_offset(), log.unflushed_messages()), (0, 3));
         }
+    }
+
+    #[test]
+    fn a_full_segment_rolls_and_the_old_one_is_flushed() {
+        let mut disk = Disk::new(Writeback::default());
+        let tp = TopicPartition::new("a", 0);
+        disk.logs.insert(tp.clone(), Log::default());
+        let size = one_record().len() as u64;
+        let policy = |_: &TopicPartition| FlushPolicy {
+            flush_messages: i64::MAX,
+            segment_bytes: 3 * size,
+        };
+        for _ in 0..7 {
+            let log = disk.log_for_write(&tp, 1_000);
+            log.append_as_leader(&one_record(), 0).unwrap();
+        }
+        disk.settle(1_000, policy);
+        let log = &disk.logs[&tp];
+        // Segments [0, 3), [3, 6), [6, 7): the first two rolled and were flushed.
+        assert_eq!((log.durable_end_offset(), log.recovery_point()), (6, 6));
+        let log = disk.log_for_write(&tp, 1_100);
+        log.append_as_leader(&one_record(), 0).unwrap();
+        disk.settle(1_100, policy);
+        assert_eq!(
+            disk.logs[&tp].durable_end_offset(),
+            6,
+            "the active segment has room"
+        );
     }
 
     #[test]

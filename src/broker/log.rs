@@ -172,6 +172,8 @@ struct Durability {
     /// Bytes of a write torn by a power loss, after the last whole batch on the
     /// platter; recovery finds them invalid and cuts them off.
     torn_tail: Option<Bytes>,
+    /// The first batch of the active segment (the one appends go to).
+    active_segment: usize,
 }
 
 /// What a power loss left of a log.
@@ -289,6 +291,32 @@ impl Log {
         d.dirty_since = None;
         d.recovery_point = self.log_end_offset;
         d.last_flush_ms = now;
+    }
+
+    /// Kafka's `UnifiedLog.maybeRoll` for the batches appended since the last call: a
+    /// batch that would take the active segment past `segment_bytes` starts a new
+    /// segment, and the old one is flushed (`roll` schedules `flushUptoOffsetExclusive`
+    /// of the new segment's base at once; modelled as done at once). Returns the
+    /// segments rolled.
+    pub fn roll_full_segments(&mut self, segment_bytes: u64, now: Millis) -> usize {
+        let mut rolled = 0;
+        let mut size = 0u64;
+        let mut i = self.durability.active_segment;
+        while i < self.batches.len() {
+            let len = self.batches[i].bytes.len() as u64;
+            if size > 0 && size + len > segment_bytes {
+                let d = &mut self.durability;
+                d.active_segment = i;
+                d.durable_batches = d.durable_batches.max(i);
+                d.recovery_point = d.recovery_point.max(self.batches[i].base_offset);
+                d.last_flush_ms = now;
+                rolled += 1;
+                size = 0;
+            }
+            size += len;
+            i += 1;
+        }
+        rolled
     }
 
     /// Runs the OS flusher's ticks up to `now`: a file whose oldest dirty page has
@@ -735,6 +763,7 @@ impl Log {
         let d = &mut self.durability;
         d.durable_batches = d.durable_batches.min(keep);
         d.recovery_point = d.recovery_point.min(leo);
+        d.active_segment = d.active_segment.min(keep);
     }
 
     /// Every data record as (offset, value), values parsed from decimal ASCII (the

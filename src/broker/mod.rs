@@ -31,7 +31,7 @@ pub mod producer_state;
 mod replication;
 mod txn_partition;
 
-pub use disk::Disk;
+pub use disk::{Disk, FlushPolicy};
 use fetch::*;
 use kraft::*;
 use produce::*;
@@ -62,6 +62,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// `replica.high.watermark.checkpoint.interval.ms` (default 5000).
 const HW_CHECKPOINT_INTERVAL_MS: Millis = 5_000;
+/// `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes` (both
+/// default 100 MiB): the internal topics' `segment.bytes`.
+const INTERNAL_TOPIC_SEGMENT_BYTES: u64 = 104_857_600;
 /// Bound on parked produce and fetch requests.
 const MAX_PURGATORY: usize = 10_000;
 
@@ -282,20 +285,35 @@ impl Broker {
         self.disk.logs.get(tp).map_or(0, Log::log_end_offset)
     }
 
-    /// `flush.messages` of `tp`: the topic's, else `log.flush.interval.messages`.
-    fn flush_messages(image: &MetadataImage, config: &BrokerConfig, tp: &TopicPartition) -> i64 {
-        image
-            .topic_config(&tp.topic)
-            .and_then(|c| c.flush_messages)
-            .unwrap_or(config.log_flush_interval_messages)
+    /// `flush.messages` and `segment.bytes` of `tp`: the topic's, else the broker's
+    /// (`log.flush.interval.messages`; `log.segment.bytes`, or for the internal topics
+    /// `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes`).
+    fn flush_policy(
+        image: &MetadataImage,
+        config: &BrokerConfig,
+        tp: &TopicPartition,
+    ) -> FlushPolicy {
+        let topic = image.topic_config(&tp.topic);
+        let broker_segment_bytes = match &*tp.topic {
+            OFFSETS_TOPIC | TRANSACTION_STATE_TOPIC => INTERNAL_TOPIC_SEGMENT_BYTES,
+            _ => config.log_segment_bytes,
+        };
+        FlushPolicy {
+            flush_messages: topic
+                .and_then(|c| c.flush_messages)
+                .unwrap_or(config.log_flush_interval_messages),
+            segment_bytes: topic
+                .and_then(|c| c.segment_bytes)
+                .unwrap_or(broker_segment_bytes),
+        }
     }
 
-    /// Ends a step: the logs written in it are dirty, and flushed if `flush.messages`
-    /// says so.
+    /// Ends a step: the logs written in it roll full segments, are dirty, and are
+    /// flushed if `flush.messages` says so.
     fn settle_disk(&mut self, now: Millis) {
         let (image, config) = (&self.image, &self.config);
         self.disk
-            .settle(now, |tp| Self::flush_messages(image, config, tp));
+            .settle(now, |tp| Self::flush_policy(image, config, tp));
     }
 
     /// The `LogManager`'s periodic tasks that are due: the recovery-point checkpoint

@@ -38,6 +38,13 @@ pub struct TopicConfig {
     /// long (at least 0).
     #[serde(rename = "flush.ms", default, skip_serializing_if = "Option::is_none")]
     pub flush_ms: Option<i64>,
+    /// `segment.bytes`: the size a segment of the log rolls at (at least 14).
+    #[serde(
+        rename = "segment.bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub segment_bytes: Option<u64>,
 }
 
 impl TopicConfig {
@@ -61,6 +68,10 @@ pub struct BrokerConfig {
     /// on a count and trusts replication).
     #[serde(rename = "log.flush.interval.messages")]
     pub log_flush_interval_messages: i64,
+    /// `log.segment.bytes` (default 1073741824): the size a segment rolls at; a roll
+    /// flushes the old segment.
+    #[serde(rename = "log.segment.bytes")]
+    pub log_segment_bytes: u64,
     /// `log.flush.interval.ms` (default null: `log.flush.scheduler.interval.ms`).
     #[serde(rename = "log.flush.interval.ms")]
     pub log_flush_interval_ms: Option<i64>,
@@ -178,6 +189,7 @@ impl Default for BrokerConfig {
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
             log_flush_interval_messages: i64::MAX,
+            log_segment_bytes: 1_073_741_824,
             log_flush_interval_ms: None,
             log_flush_scheduler_interval_ms: i64::MAX,
             log_flush_offset_checkpoint_interval_ms: 60_000,
@@ -242,6 +254,16 @@ impl BrokerConfig {
                 Ok(())
             }
         };
+        if self.log_segment_bytes < 14 {
+            return Err((
+                "log.segment.bytes",
+                format!(
+                    "Invalid value {} for configuration log.segment.bytes: Value must be at \
+                     least 14",
+                    self.log_segment_bytes
+                ),
+            ));
+        }
         at_least_1(
             "log.flush.interval.messages",
             u64::try_from(self.log_flush_interval_messages).unwrap_or(0),
