@@ -46,6 +46,11 @@ pub enum Bug {
     /// before KIP-320): it keeps fetching from its old position on the new leader, even
     /// where the new leader's log diverged below it.
     NoPositionValidation,
+    /// The controller takes a broker that registers after an unclean shutdown as if it
+    /// had shut down cleanly: it stays in the ISR and eligible leader replicas it was
+    /// in, and may be elected with the log it recovered (before KIP-966's
+    /// unclean-shutdown detection, KAFKA-15586).
+    NoUncleanShutdownDetection,
 }
 
 /// One catalogue entry.
@@ -185,6 +190,17 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "consumer-truncation.json",
         finds: "undetected-truncation",
         budget: 3,
+    },
+    BugInfo {
+        bug: Bug::NoUncleanShutdownDetection,
+        name: "no-unclean-shutdown-detection",
+        reference: "KIP-966 (KAFKA-15586)",
+        summary: "The controller takes a broker back after a power loss as if it had shut down \
+                  cleanly: as the last eligible replica it is elected with the log it recovered, \
+                  and the followers that held the acknowledged tail truncate to it.",
+        scenario: "power-loss-last-replica-standing-elr.json",
+        finds: "lost-write",
+        budget: 5,
     },
 ];
 

@@ -327,6 +327,9 @@ pub enum Op {
         leader_epoch: i32,
         /// The new ISR.
         isr: Vec<u32>,
+        /// The new eligible leader replicas (KIP-966; empty when the feature is off).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        elr: Vec<u32>,
         /// Whether the election was unclean.
         unclean: bool,
     },

@@ -669,6 +669,11 @@ fn power_loss_last_replica_standing() {
     check_scenario("power-loss-last-replica-standing.json");
 }
 
+#[test]
+fn power_loss_last_replica_standing_elr() {
+    check_scenario("power-loss-last-replica-standing-elr.json");
+}
+
 /// The README's claim, seed by seed: with Kafka's default flush settings a whole-cluster
 /// power loss loses acknowledged writes on every seed, and the same run with
 /// `flush.messages=1` on none; what each broker lost is in the history.

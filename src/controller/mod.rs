@@ -11,7 +11,10 @@
 //! The controller is a single voter: a record is committed as soon as it is appended.
 //! It never reads a clock: the host passes the simulated time with every input.
 
+mod partition_change;
+
 use crate::actor::{Actor, Outbox};
+use crate::bugs::{Bug, Bugs};
 use crate::history::{Entry, Op};
 use crate::kafka::config::BrokerConfig;
 use crate::kafka::metadata::MetadataImage;
@@ -25,6 +28,7 @@ use crate::kafka::protocol::{
     Message, MetadataFetchRequest, MetadataFetchResponse, MetadataRecord, NodeId,
     PartitionRegistration, Request, Response, TopicPartition,
 };
+use partition_change::{Election, PartitionChange};
 use std::collections::BTreeMap;
 
 /// Upper bound on the metadata log's length; a run that reaches it is broken.
@@ -75,12 +79,31 @@ pub struct Controller {
     sessions: BTreeMap<BrokerId, BrokerSession>,
     /// At most one long-polling metadata fetch per configured broker.
     parked: BTreeMap<BrokerId, ParkedFetch>,
+    /// Safeguards switched off.
+    bugs: Bugs,
+}
+
+/// Who a partition change takes out and brings in, as Kafka's
+/// `generateLeaderAndIsrUpdates` arguments.
+#[derive(Clone, Copy, Debug, Default)]
+struct Moves {
+    /// Leaves the ISR and may not lead (a broker being fenced).
+    remove: Option<BrokerId>,
+    /// May lead although still fenced (a broker being unfenced).
+    add: Option<BrokerId>,
+    /// Registered after an unclean shutdown: leaves the ISR and the ELR, may not lead.
+    unclean_shutdown: Option<BrokerId>,
 }
 
 impl Controller {
     /// A controller for the cluster `broker_ids` that will create `topics` once every
     /// broker has registered and been unfenced.
-    pub fn new(config: BrokerConfig, broker_ids: Vec<BrokerId>, topics: Vec<TopicSpec>) -> Self {
+    pub fn new(
+        config: BrokerConfig,
+        broker_ids: Vec<BrokerId>,
+        topics: Vec<TopicSpec>,
+        bugs: Bugs,
+    ) -> Self {
         assert!(
             !broker_ids.is_empty(),
             "a cluster needs at least one broker"
@@ -121,6 +144,7 @@ impl Controller {
             image: MetadataImage::default(),
             sessions: BTreeMap::new(),
             parked: BTreeMap::new(),
+            bugs,
         }
     }
 
@@ -192,6 +216,9 @@ impl Controller {
             // fenced) replaces it, as the session expiry would.
             self.fence_broker(now, broker_id, out);
         }
+        if !self.bugs.on(Bug::NoUncleanShutdownDetection) {
+            self.handle_unclean_shutdown(now, broker_id, out);
+        }
         let broker_epoch = self.log_end();
         let offset = self.append(MetadataRecord::RegisterBroker {
             broker_id,
@@ -249,8 +276,9 @@ impl Controller {
         }
     }
 
-    /// Fences a live broker: it leaves every ISR it is not the last member of, and
-    /// every partition it led gets a new leader (or none).
+    /// Fences a live broker: it leaves every ISR (the last member stays unless eligible
+    /// leader replicas are on) and every partition it led gets a new leader (or none);
+    /// Kafka's `handleBrokerFenced`.
     fn fence_broker(&mut self, now: Millis, broker_id: BrokerId, out: &mut Outbox) {
         let broker_epoch = self.image.brokers[&broker_id].broker_epoch;
         assert!(
@@ -261,36 +289,17 @@ impl Controller {
             broker_id,
             broker_epoch,
         });
-        let affected: Vec<PartitionRegistration> = self
-            .image
-            .partitions
-            .values()
-            .filter(|p| p.isr.contains(&broker_id))
-            .cloned()
-            .collect();
-        for old in affected {
-            let mut new = old.clone();
-            if new.isr.len() > 1 {
-                new.isr.retain(|r| *r != broker_id);
-            }
-            let mut unclean = false;
-            if old.leader == Some(broker_id) {
-                new.leader = self.first_live_in_isr(&new.replicas, &new.isr);
-                if new.leader.is_none() && self.unclean_enabled(&new.tp) {
-                    if let Some(leader) = self.first_live(&new.replicas) {
-                        new.leader = Some(leader);
-                        new.isr = vec![leader];
-                        unclean = true;
-                    }
-                }
-            }
-            self.commit_change(now, new, unclean, out);
-        }
+        let moves = Moves {
+            remove: Some(broker_id),
+            ..Moves::default()
+        };
+        self.update_partitions(now, |p| p.isr.contains(&broker_id), moves, out);
     }
 
-    /// Unfences a broker: leaderless partitions get it as leader when it is in their
-    /// ISR, or (with unclean election enabled) when it is one of their replicas. The
-    /// first time every broker is unfenced, the topics are created.
+    /// Unfences a broker: leaderless partitions elect it when it is in their ISR (or,
+    /// with the ISR empty, their ELR), or (with unclean election enabled) when it is
+    /// one of their replicas; Kafka's `handleBrokerUnfenced`. The first time every
+    /// broker is unfenced, the topics are created.
     fn unfence_broker(&mut self, now: Millis, broker_id: BrokerId, out: &mut Outbox) {
         let broker_epoch = self.image.brokers[&broker_id].broker_epoch;
         assert!(
@@ -301,24 +310,122 @@ impl Controller {
             broker_id,
             broker_epoch,
         });
-        let offline: Vec<PartitionRegistration> = self
+        let moves = Moves {
+            add: Some(broker_id),
+            ..Moves::default()
+        };
+        self.update_partitions(now, |p| p.leader.is_none(), moves, out);
+        self.create_topics_when_ready();
+    }
+
+    /// A new incarnation of a broker registers: Kafka brokers here never shut down
+    /// cleanly (no controlled shutdown writes `.kafka_cleanshutdown`), so its
+    /// `PreviousBrokerEpoch` never matches and the controller takes it out of every ISR
+    /// and ELR it is in, and it may not lead them (KIP-966's
+    /// `handleBrokerUncleanShutdown`). With eligible leader replicas off an ISR keeps
+    /// its last member, so this changes nothing then.
+    fn handle_unclean_shutdown(&mut self, now: Millis, broker_id: BrokerId, out: &mut Outbox) {
+        let moves = Moves {
+            unclean_shutdown: Some(broker_id),
+            ..Moves::default()
+        };
+        self.update_partitions(
+            now,
+            |p| p.isr.contains(&broker_id) || p.elr.contains(&broker_id),
+            moves,
+            out,
+        );
+    }
+
+    /// Applies `moves` to every partition `affected` selects, in partition order, as
+    /// Kafka's `generateLeaderAndIsrUpdates`: the target ISR drops the removed and
+    /// uncleanly shut down broker, the election is unclean where the topic allows it.
+    fn update_partitions(
+        &mut self,
+        now: Millis,
+        affected: impl Fn(&PartitionRegistration) -> bool,
+        moves: Moves,
+        out: &mut Outbox,
+    ) {
+        let partitions: Vec<PartitionRegistration> = self
             .image
             .partitions
             .values()
-            .filter(|p| p.leader.is_none() && p.replicas.contains(&broker_id))
+            .filter(|p| affected(p))
             .cloned()
             .collect();
-        for old in offline {
-            let mut new = old.clone();
-            new.leader = Some(broker_id);
-            if old.isr.contains(&broker_id) {
-                self.commit_change(now, new, false, out);
-            } else if self.unclean_enabled(&old.tp) {
-                new.isr = vec![broker_id];
-                self.commit_change(now, new, true, out);
-            }
+        for old in partitions {
+            let target_isr = old
+                .isr
+                .iter()
+                .copied()
+                .filter(|r| Some(*r) != moves.remove && Some(*r) != moves.unclean_shutdown)
+                .collect();
+            let election = if self.unclean_enabled(&old.tp) {
+                Election::Unclean
+            } else {
+                Election::Online
+            };
+            self.change_partition(now, &old, target_isr, election, moves, out);
         }
-        self.create_topics_when_ready();
+    }
+
+    /// Builds and commits one partition's change, if it changes anything.
+    fn change_partition(
+        &mut self,
+        now: Millis,
+        old: &PartitionRegistration,
+        target_isr: Vec<BrokerId>,
+        election: Election,
+        moves: Moves,
+        out: &mut Outbox,
+    ) -> Option<PartitionRegistration> {
+        self.change_partition_to(
+            now,
+            old,
+            target_isr,
+            old.replicas.clone(),
+            election,
+            moves,
+            out,
+        )
+    }
+
+    /// As [`Self::change_partition`], with a new replica order.
+    #[allow(clippy::too_many_arguments)]
+    fn change_partition_to(
+        &mut self,
+        now: Millis,
+        old: &PartitionRegistration,
+        target_isr: Vec<BrokerId>,
+        target_replicas: Vec<BrokerId>,
+        election: Election,
+        moves: Moves,
+        out: &mut Outbox,
+    ) -> Option<PartitionRegistration> {
+        let min_isr = (self.image.configured_min_isr(&old.tp.topic, &self.config) as usize)
+            .min(old.replicas.len());
+        let image = &self.image;
+        let change = PartitionChange {
+            old,
+            target_isr,
+            target_replicas,
+            election,
+            elr_enabled: self.elr_enabled(),
+            min_isr,
+            unclean_shutdown: moves.unclean_shutdown,
+        }
+        .build(|r| {
+            Some(r) != moves.remove
+                && Some(r) != moves.unclean_shutdown
+                && (Some(r) == moves.add || image.is_live(r))
+        })?;
+        Some(self.commit_change(now, change.registration, change.unclean, out))
+    }
+
+    /// `eligible.leader.replicas.version` ≥ 1.
+    fn elr_enabled(&self) -> bool {
+        self.config.eligible_leader_replicas_version >= 1
     }
 
     /// Creates the pending topics once every configured broker is unfenced.
@@ -353,6 +460,8 @@ impl Controller {
                     isr: replicas.clone(),
                     leader: Some(replicas[0]),
                     replicas,
+                    elr: Vec::new(),
+                    last_known_elr: Vec::new(),
                     leader_epoch: 0,
                     partition_epoch: 0,
                 };
@@ -404,7 +513,11 @@ impl Controller {
             .expect("only existing partitions change");
         let leader_changed = new.leader != old.leader;
         assert!(
-            leader_changed || new.isr != old.isr || new.replicas != old.replicas,
+            leader_changed
+                || new.isr != old.isr
+                || new.replicas != old.replicas
+                || new.elr != old.elr
+                || new.last_known_elr != old.last_known_elr,
             "partition change of {} changes nothing",
             new.tp
         );
@@ -430,6 +543,7 @@ impl Controller {
                 leader: new.leader,
                 leader_epoch: new.leader_epoch,
                 isr: new.isr.clone(),
+                elr: new.elr.clone(),
                 unclean,
             },
         ));
@@ -447,7 +561,14 @@ impl Controller {
                 "{tp}: replica {r} is no broker"
             );
         }
-        assert!(!reg.isr.is_empty(), "{tp} has an empty ISR");
+        assert!(
+            !reg.isr.is_empty() || self.elr_enabled(),
+            "{tp} has an empty ISR without eligible leader replicas"
+        );
+        assert!(
+            reg.elr.is_empty() && reg.last_known_elr.is_empty() || self.elr_enabled(),
+            "{tp} has eligible leader replicas with the feature off"
+        );
         for (i, r) in reg.isr.iter().enumerate() {
             assert!(!reg.isr[..i].contains(r), "{tp}: ISR member {r} twice");
             assert!(
@@ -460,18 +581,32 @@ impl Controller {
                 reg.isr
             );
         }
+        for (i, r) in reg.elr.iter().enumerate() {
+            assert!(!reg.elr[..i].contains(r), "{tp}: ELR member {r} twice");
+            assert!(!reg.isr.contains(r), "{tp}: {r} in both ISR and ELR");
+        }
         match reg.leader {
             Some(leader) => {
                 assert!(
                     reg.isr.contains(&leader),
                     "{tp}: leader {leader} not in ISR"
                 );
-                assert!(self.image.is_live(leader), "{tp}: fenced leader {leader}");
+                // Kafka 4.x elects the last known leader of a partition whose ISR and
+                // ELR are empty whether or not it is fenced.
+                assert!(
+                    self.image.is_live(leader) || self.elr_enabled() && reg.isr == [leader],
+                    "{tp}: fenced leader {leader}"
+                );
             }
             None => {
                 assert!(
                     self.first_live_in_isr(&reg.replicas, &reg.isr).is_none(),
                     "{tp} is offline with a live ISR member"
+                );
+                assert!(
+                    !reg.isr.is_empty()
+                        || self.first_live_in_isr(&reg.replicas, &reg.elr).is_none(),
+                    "{tp} is offline with an empty ISR and a live ELR member"
                 );
                 assert!(
                     !self.unclean_enabled(tp) || self.first_live(&reg.replicas).is_none(),
@@ -514,13 +649,16 @@ impl Controller {
                 registration: current,
             };
         };
-        let registration = if request.new_isr == current.isr {
-            current
-        } else {
-            let mut new = current;
-            new.isr = request.new_isr;
-            self.commit_change(now, new, false, out)
-        };
+        let registration = self
+            .change_partition(
+                now,
+                &current,
+                request.new_isr,
+                Election::Online,
+                Moves::default(),
+                out,
+            )
+            .unwrap_or(current);
         AlterPartitionResponse {
             tp: request.tp,
             error: ErrorCode::None,
@@ -589,9 +727,16 @@ impl Controller {
         if !current.isr.contains(&preferred) || !self.image.is_live(preferred) {
             return ErrorCode::PreferredLeaderNotAvailable;
         }
-        let mut new = current;
-        new.leader = Some(preferred);
-        self.commit_change(now, new, false, out);
+        let isr = current.isr.clone();
+        let new = self.change_partition(
+            now,
+            &current,
+            isr,
+            Election::Preferred,
+            Moves::default(),
+            out,
+        );
+        assert_eq!(new.and_then(|n| n.leader), Some(preferred));
         ErrorCode::None
     }
 
@@ -603,16 +748,14 @@ impl Controller {
         if current.leader.is_some() {
             return ErrorCode::ElectionNotNeeded;
         }
-        let Some(leader) = self.first_live(&current.replicas) else {
-            return ErrorCode::EligibleLeadersNotAvailable;
-        };
-        // A leaderless partition has no live ISR member, so this is always unclean.
-        assert!(!current.isr.contains(&leader));
-        let mut new = current;
-        new.leader = Some(leader);
-        new.isr = vec![leader];
-        self.commit_change(now, new, true, out);
-        ErrorCode::None
+        let isr = current.isr.clone();
+        let new =
+            self.change_partition(now, &current, isr, Election::Unclean, Moves::default(), out);
+        if new.is_some_and(|n| n.leader.is_some()) {
+            ErrorCode::None
+        } else {
+            ErrorCode::EligibleLeadersNotAvailable
+        }
     }
 
     /// `ElectLeaders`, partition by partition in request order.
@@ -662,9 +805,16 @@ impl Controller {
             };
         }
         if request.replicas != current.replicas {
-            let mut new = current;
-            new.replicas = request.replicas;
-            self.commit_change(now, new, false, out);
+            let isr = current.isr.clone();
+            self.change_partition_to(
+                now,
+                &current,
+                isr,
+                request.replicas,
+                Election::Online,
+                Moves::default(),
+                out,
+            );
         }
         // The reassignment itself succeeded; the election's outcome shows in the log.
         self.elect_preferred(now, &request.tp, out);

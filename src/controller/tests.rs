@@ -41,6 +41,8 @@ fn reg(
         replicas: replicas.to_vec(),
         isr: isr.to_vec(),
         leader,
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
         leader_epoch,
         partition_epoch,
     }
@@ -58,6 +60,7 @@ fn change(
         leader,
         leader_epoch,
         isr: isr.to_vec(),
+        elr: Vec::new(),
         unclean,
     }
 }
@@ -168,7 +171,7 @@ fn heartbeat(c: &mut Controller, now: Millis, broker: BrokerId, epoch: i64) -> (
 
 /// Brokers 1, 2, 3 registered and unfenced at time 0 (epochs 0, 1, 2), topics created.
 fn cluster(config: BrokerConfig, topics: Vec<TopicSpec>) -> Controller {
-    let mut c = Controller::new(config, BROKERS.to_vec(), topics);
+    let mut c = Controller::new(config, BROKERS.to_vec(), topics, Bugs::default());
     for b in BROKERS {
         assert_eq!(register(&mut c, 0, b, 100 + u64::from(b)), i64::from(b) - 1);
     }
@@ -302,7 +305,12 @@ fn assert_replay_matches(c: &Controller) {
 
 #[test]
 fn registration_is_fenced_until_a_caught_up_heartbeat() {
-    let mut c = Controller::new(config(false), BROKERS.to_vec(), vec![topic("t", 1, 3)]);
+    let mut c = Controller::new(
+        config(false),
+        BROKERS.to_vec(),
+        vec![topic("t", 1, 3)],
+        Bugs::default(),
+    );
     assert_eq!(register(&mut c, 0, 1, 100), 0);
     let registered = MetadataRecord::RegisterBroker {
         broker_id: 1,
@@ -377,6 +385,7 @@ fn topics_are_created_round_robin_once_every_broker_is_unfenced() {
         config(false),
         BROKERS.to_vec(),
         vec![topic("t", 4, 2), topic("u", 1, 3)],
+        Bugs::default(),
     );
     for b in BROKERS {
         register(&mut c, 0, b, 100);
@@ -856,7 +865,7 @@ fn a_new_incarnation_fences_the_old_one_first() {
 
 #[test]
 fn metadata_fetch_long_polls() {
-    let mut c = Controller::new(config(false), BROKERS.to_vec(), vec![]);
+    let mut c = Controller::new(config(false), BROKERS.to_vec(), vec![], Bugs::default());
     register(&mut c, 0, 1, 100);
     let b2 = NodeId::Broker(2);
 
@@ -1048,5 +1057,162 @@ fn producer_id_blocks_are_disjoint_and_recorded() {
         }
     );
     assert_eq!(c.image().next_producer_id, 3 * size);
+    assert_replay_matches(&c);
+}
+
+fn elr_config(min_isr: u32) -> BrokerConfig {
+    BrokerConfig {
+        min_insync_replicas: min_isr,
+        eligible_leader_replicas_version: 1,
+        ..BrokerConfig::default()
+    }
+}
+
+fn elr_reg(
+    isr: &[BrokerId],
+    leader: Option<BrokerId>,
+    elr: &[BrokerId],
+    last_known_elr: &[BrokerId],
+    leader_epoch: i32,
+    partition_epoch: i32,
+) -> PartitionRegistration {
+    PartitionRegistration {
+        elr: elr.to_vec(),
+        last_known_elr: last_known_elr.to_vec(),
+        ..reg(
+            tp(0),
+            &[1, 2, 3],
+            isr,
+            leader,
+            leader_epoch,
+            partition_epoch,
+        )
+    }
+}
+
+/// KIP-966's last replica standing, at the controller: leader 1 alone in the ISR
+/// (min ISR 2), the followers fenced, then 1's session expires and a new incarnation
+/// of 1 registers. Returns the controller after that registration, and its epoch.
+fn last_replica_standing(bugs: Bugs) -> (Controller, i64) {
+    let mut c = cluster(elr_config(2), vec![topic("t", 1, 3)]);
+    c.bugs = bugs;
+    // The ISR falls below min ISR: the replicas that leave it become eligible.
+    let (r, out) = alter(&mut c, 0, 1, 0, tp(0), 0, 0, &[1]);
+    assert_eq!(r.error, ErrorCode::None);
+    let elr = |isr: &[BrokerId], leader, epoch, elr: &[BrokerId]| Op::PartitionChange {
+        partition: tp(0),
+        leader,
+        leader_epoch: epoch,
+        isr: isr.to_vec(),
+        elr: elr.to_vec(),
+        unclean: false,
+    };
+    assert_eq!(history(&out), vec![elr(&[1], Some(1), 0, &[2, 3])]);
+    // Fencing the followers changes nothing: they are out of the ISR already.
+    heartbeat(&mut c, 5_000, 1, 0);
+    assert!(timer(&mut c, 9_001).history.is_empty());
+    // The leader is fenced: the ISR becomes empty (allowed with ELR on), the leader
+    // joins the ELR, and is remembered as the last known leader.
+    let out = timer(&mut c, 14_001);
+    assert_eq!(history(&out), vec![elr(&[], None, 1, &[1, 2, 3])]);
+    assert_eq!(partition(&c, 0), elr_reg(&[], None, &[1, 2, 3], &[1], 1, 2));
+    // A new incarnation registers: an unclean shutdown, unless the bug switch is on.
+    let epoch = register(&mut c, 15_000, 1, 999);
+    (c, epoch)
+}
+
+#[test]
+fn an_unclean_shutdown_takes_the_last_replica_standing_out_of_the_elr() {
+    let (mut c, epoch) = last_replica_standing(Bugs::default());
+    let unclean = elr_reg(&[], None, &[2, 3], &[1], 1, 3);
+    assert_eq!(
+        tail(&c, 2),
+        vec![
+            MetadataRecord::PartitionChange(unclean.clone()),
+            MetadataRecord::RegisterBroker {
+                broker_id: 1,
+                broker_epoch: epoch
+            },
+        ]
+    );
+    // Broker 1 is back but may not lead: no leader until an ELR member returns.
+    let (fenced, out) = heartbeat(&mut c, 15_100, 1, epoch);
+    assert!(!fenced);
+    assert!(out.history.is_empty());
+    assert_eq!(partition(&c, 0), unclean);
+    let (fenced, _) = heartbeat(&mut c, 16_000, 2, 1);
+    assert!(!fenced);
+    assert_eq!(partition(&c, 0), elr_reg(&[2], Some(2), &[3], &[], 2, 4));
+    // The ISR regrows to min ISR: the ELR is cleared.
+    let (r, _) = alter(&mut c, 16_100, 2, 1, tp(0), 2, 4, &[2, 1]);
+    assert_eq!(r.error, ErrorCode::None);
+    assert_eq!(partition(&c, 0), elr_reg(&[2, 1], Some(2), &[], &[], 2, 5));
+    assert_replay_matches(&c);
+}
+
+#[test]
+fn without_unclean_shutdown_detection_the_restarted_replica_leads_from_the_elr() {
+    let (mut c, epoch) = last_replica_standing(Bugs::of(&[Bug::NoUncleanShutdownDetection]));
+    assert_eq!(partition(&c, 0), elr_reg(&[], None, &[1, 2, 3], &[1], 1, 2));
+    let (fenced, _) = heartbeat(&mut c, 15_100, 1, epoch);
+    assert!(!fenced);
+    assert_eq!(partition(&c, 0), elr_reg(&[1], Some(1), &[2, 3], &[], 2, 3));
+    assert_replay_matches(&c);
+}
+
+#[test]
+fn with_elr_off_an_unclean_shutdown_changes_nothing() {
+    let (mut c, out) = lose_sole_isr_leader(false);
+    assert_eq!(history(&out), vec![change(tp(0), None, 1, &[1], false)]);
+    let before = partition(&c, 0);
+    let epoch = register(&mut c, 10_000, 1, 999);
+    assert_eq!(
+        tail(&c, 1),
+        vec![MetadataRecord::RegisterBroker {
+            broker_id: 1,
+            broker_epoch: epoch
+        }]
+    );
+    assert_eq!(partition(&c, 0), before);
+    // Kafka 4.0 then elects it from the ISR it never left, whatever its log lost.
+    heartbeat(&mut c, 10_100, 1, epoch);
+    assert_eq!(partition(&c, 0).leader, Some(1));
+}
+
+#[test]
+fn with_isr_and_elr_empty_the_last_known_leader_is_elected_uncleanly() {
+    // Min ISR 1: losing a follower keeps the ELR empty; losing the last member makes
+    // it the only ELR member and the last known leader.
+    let mut c = cluster(elr_config(1), vec![topic("t", 1, 3)]);
+    let (r, _) = alter(&mut c, 0, 1, 0, tp(0), 0, 0, &[1]);
+    assert_eq!(r.error, ErrorCode::None);
+    assert_eq!(partition(&c, 0), elr_reg(&[1], Some(1), &[], &[], 0, 1));
+    heartbeat(&mut c, 5_000, 1, 0);
+    timer(&mut c, 9_001);
+    timer(&mut c, 14_001);
+    assert_eq!(partition(&c, 0), elr_reg(&[], None, &[1], &[1], 1, 2));
+    // Its unclean restart empties the ELR; Kafka 4.x's PartitionChangeBuilder then
+    // elects the last known leader at once, uncleanly, though it is still fenced.
+    let out = send(
+        &mut c,
+        15_000,
+        NodeId::Broker(1),
+        Request::BrokerRegistration(BrokerRegistrationRequest {
+            broker_id: 1,
+            incarnation_id: 999,
+        }),
+    );
+    assert_eq!(
+        history(&out),
+        vec![Op::PartitionChange {
+            partition: tp(0),
+            leader: Some(1),
+            leader_epoch: 2,
+            isr: vec![1],
+            elr: Vec::new(),
+            unclean: true,
+        }]
+    );
+    assert_eq!(partition(&c, 0), elr_reg(&[1], Some(1), &[], &[], 2, 3));
     assert_replay_matches(&c);
 }

@@ -221,6 +221,8 @@ pub fn draw(seed: u64) -> Scenario {
         c.transaction_state_log_min_isr = c.transaction_state_log_min_isr.min(brokers);
         c.group_initial_rebalance_delay_ms = pick(rng, &[(1, 0), (1, 500), (2, 3_000)]);
         c.transaction_version = pick(rng, &[(6, 2), (2, 1), (1, 0)]);
+        // Kafka 4.0 formats a cluster without eligible leader replicas, 4.1 with them.
+        c.eligible_leader_replicas_version = pick(rng, &[(2, 0), (1, 1)]);
     }
     let producers = Clients {
         count: if shape == Shape::Pipeline {

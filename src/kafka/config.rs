@@ -171,6 +171,13 @@ pub struct BrokerConfig {
     /// transaction.
     #[serde(rename = "transaction.version")]
     pub transaction_version: i16,
+    /// The cluster feature `eligible.leader.replicas.version` (0 or 1, KIP-966 part 1;
+    /// default 0 as Kafka 4.0 formats a new cluster, 4.1 formats it with 1): at 1 the
+    /// controller keeps, per partition whose ISR fell below `min.insync.replicas`, the
+    /// eligible leader replicas (ELR), lets the ISR become empty, and elects from the
+    /// ELR when it is; a replica that shut down uncleanly leaves the ELR.
+    #[serde(rename = "eligible.leader.replicas.version")]
+    pub eligible_leader_replicas_version: i16,
     /// `add.partitions.to.txn.retry.backoff.ms` (default 20, KAFKA-18654): with
     /// transaction version 2, a partition leader whose `AddPartitionsToTxn` gets
     /// `CONCURRENT_TRANSACTIONS` (the previous transaction's markers are still being
@@ -215,6 +222,7 @@ impl Default for BrokerConfig {
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             transaction_partition_verification_enable: true,
             transaction_version: 2,
+            eligible_leader_replicas_version: 0,
             add_partitions_to_txn_retry_backoff_ms: 20,
             add_partitions_to_txn_retry_backoff_max_ms: 100,
         }
@@ -235,6 +243,9 @@ fn at_least_1(name: &'static str, value: u64) -> Result<(), (&'static str, Strin
 
 /// The highest `transaction.version` feature level (Kafka 4.0).
 pub const TRANSACTION_VERSION_MAX: i16 = 2;
+
+/// The highest `eligible.leader.replicas.version` feature level (Kafka 4.0).
+pub const ELIGIBLE_LEADER_REPLICAS_VERSION_MAX: i16 = 1;
 
 impl BrokerConfig {
     /// The checks Kafka's `KafkaConfig` validators (and, for `transaction.version`, the
@@ -334,6 +345,18 @@ impl BrokerConfig {
                     "No feature:transaction.version with feature level {} (supported levels: \
                      0 to {TRANSACTION_VERSION_MAX})",
                     self.transaction_version
+                ),
+            ));
+        }
+        if !(0..=ELIGIBLE_LEADER_REPLICAS_VERSION_MAX)
+            .contains(&self.eligible_leader_replicas_version)
+        {
+            return Err((
+                "eligible.leader.replicas.version",
+                format!(
+                    "No feature:eligible.leader.replicas.version with feature level {} \
+                     (supported levels: 0 to {ELIGIBLE_LEADER_REPLICAS_VERSION_MAX})",
+                    self.eligible_leader_replicas_version
                 ),
             ));
         }

@@ -5,7 +5,7 @@
 //! image, so a Raft quorum can later replace the single controller without touching
 //! the brokers.
 
-use crate::kafka::config::TopicConfig;
+use crate::kafka::config::{BrokerConfig, TopicConfig};
 use crate::kafka::protocol::{
     BrokerId, ErrorCode, MetadataRecord, PartitionMetadata, PartitionRegistration, TopicPartition,
 };
@@ -93,6 +93,15 @@ impl MetadataImage {
                         reg.tp
                     );
                 }
+                assert!(
+                    reg.elr
+                        .iter()
+                        .all(|r| !reg.isr.contains(r) && reg.replicas.contains(r)),
+                    "ELR {:?} of {} overlaps its ISR {:?} or is no replica set",
+                    reg.elr,
+                    reg.tp,
+                    reg.isr
+                );
                 if let Some(leader) = reg.leader {
                     assert!(
                         reg.isr.contains(&leader),
@@ -127,6 +136,13 @@ impl MetadataImage {
     /// The topic's `min.insync.replicas` override, if any.
     pub fn min_insync_replicas(&self, topic: &str) -> Option<u32> {
         self.topic_configs.get(topic)?.min_insync_replicas
+    }
+
+    /// The topic's `min.insync.replicas`: its override (`__transaction_state` is
+    /// created with one), else the cluster's.
+    pub fn configured_min_isr(&self, topic: &str, config: &BrokerConfig) -> u32 {
+        self.min_insync_replicas(topic)
+            .unwrap_or(config.min_insync_replicas)
     }
 
     /// The topic's `unclean.leader.election.enable` override, if any.

@@ -909,6 +909,16 @@ pub struct PartitionRegistration {
     pub isr: Vec<BrokerId>,
     /// Leader, `None` when offline.
     pub leader: Option<BrokerId>,
+    /// Eligible leader replicas (KIP-966): replicas out of the ISR that still hold every
+    /// committed record, kept while the ISR is below `min.insync.replicas` (always empty
+    /// with `eligible.leader.replicas.version` 0). Disjoint from the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<BrokerId>,
+    /// Kafka's `LastKnownElr`, which 4.x uses to keep the last leader of a partition
+    /// whose ISR and ELR became empty: that replica is elected (uncleanly) when no ISR
+    /// or ELR member can be.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_known_elr: Vec<BrokerId>,
     /// Bumped on every leader change.
     pub leader_epoch: LeaderEpoch,
     /// Bumped on every change (ISR or leader), guards AlterPartition.

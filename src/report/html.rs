@@ -785,6 +785,7 @@ fn partition_changes(page: &mut String, history: &History, model: &Model, geomet
             leader,
             leader_epoch,
             isr,
+            elr,
             unclean,
         } = &e.op
         else {
@@ -802,8 +803,14 @@ fn partition_changes(page: &mut String, history: &History, model: &Model, geomet
             .collect::<Vec<_>>()
             .join(",");
         let leader_text = leader.map_or("none".to_string(), |l| format!("broker-{l}"));
+        let elr_text = if elr.is_empty() {
+            String::new()
+        } else {
+            let members: Vec<String> = elr.iter().map(|b| b.to_string()).collect();
+            format!(", ELR [{}]", members.join(","))
+        };
         let title = escape(&format!(
-            "{key}: leader {leader_text} (epoch {leader_epoch}), ISR [{isr_text}]{} at {} s (line {})",
+            "{key}: leader {leader_text} (epoch {leader_epoch}), ISR [{isr_text}]{elr_text}{} at {} s (line {})",
             if *unclean { ", unclean election" } else { "" },
             secs(entry_ms(e)),
             e.index

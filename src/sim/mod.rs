@@ -876,6 +876,7 @@ fn spawn_controller(env: &Env, topics: &[TopicSpec], nodes: &mut Nodes) -> Arc<M
         sc.cluster.config.clone(),
         broker_ids.clone(),
         topics.to_vec(),
+        env.bugs,
     )));
     let ready = |_: &Mutex<Controller>, _: &Ctx, _| {};
     spawn_node(

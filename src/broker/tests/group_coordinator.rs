@@ -16,6 +16,8 @@ pub(super) fn offsets_records(
         replicas: vec![1, 2],
         isr: isr.to_vec(),
         leader: Some(leader),
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
         leader_epoch: epoch,
         partition_epoch: epoch,
     });

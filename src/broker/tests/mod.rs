@@ -50,6 +50,8 @@ fn reg(
         replicas: vec![1, 2, 3],
         isr: isr.to_vec(),
         leader,
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
         leader_epoch,
         partition_epoch,
     })

@@ -376,6 +376,8 @@ pub(super) fn txn_state(leader: BrokerId) -> Vec<MetadataRecord> {
             replicas: vec![leader],
             isr: vec![leader],
             leader: Some(leader),
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
             leader_epoch: 0,
             partition_epoch: 0,
         }),

@@ -452,6 +452,7 @@ fn clean_history_has_no_anomalies_and_counts_stats() {
             leader: Some(1),
             leader_epoch: 2,
             isr: vec![1, 2],
+            elr: Vec::new(),
             unclean: false,
         },
     );

@@ -79,6 +79,7 @@ fn sample() -> (SeedReport, History) {
             leader: Some(3),
             leader_epoch: 1,
             isr: vec![3, 1],
+            elr: Vec::new(),
             unclean: false,
         },
     );
