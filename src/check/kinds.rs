@@ -186,8 +186,8 @@ pub fn describe(kind: &str) -> &'static str {
             "A consumer read a record at an offset of a partition where the partition's \
              final log holds another record (or none), then read a record the final log \
              does hold at a higher offset, without seeking back to or below the first \
-             offset (it went on from a truncated log: KIP-320's validation failed); counted \
-             once per consumer and partition."
+             offset or being assigned the partition anew (it went on from a truncated log: \
+             KIP-320's validation failed); counted once per consumer and partition."
         }
         _ => txn::describe(kind).unwrap_or("Not an anomaly kind kafkasim checks."),
     }

@@ -938,8 +938,10 @@ struct DivergedRead {
 /// `undetected-truncation`: per consumer process and partition, a read that the
 /// partition's final log (its leader's at the end) contradicts, then a read that it
 /// confirms at a higher offset, with no seek to or below the contradicted offset in
-/// between. A consumer that validates its position after a leader change (KIP-320)
-/// seeks back to the divergence point before it reads from the new log.
+/// between and no new assignment of the partition (which starts the consumer from the
+/// group's committed offset, not from its own reads). A consumer that validates its
+/// position after a leader change (KIP-320) seeks back to the divergence point before
+/// it reads from the new log.
 fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
     let final_logs: BTreeMap<&TopicPartition, BTreeMap<Offset, Value>> = snapshot
         .partitions
@@ -961,6 +963,13 @@ fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallie
             } => {
                 if let Some((diverged, _)) = lanes.get_mut(&(entry.process, partition)) {
                     if diverged.as_ref().is_some_and(|d| *offset <= d.offset) {
+                        *diverged = None;
+                    }
+                }
+            }
+            Op::Assigned { partitions, .. } => {
+                for partition in partitions {
+                    if let Some((diverged, _)) = lanes.get_mut(&(entry.process, partition)) {
                         *diverged = None;
                     }
                 }

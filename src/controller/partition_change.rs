@@ -168,3 +168,90 @@ impl PartitionChange<'_> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::protocol::TopicPartition;
+
+    fn registration(
+        isr: &[BrokerId],
+        leader: Option<BrokerId>,
+        elr: &[BrokerId],
+    ) -> PartitionRegistration {
+        PartitionRegistration {
+            tp: TopicPartition::new("t", 0),
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader,
+            elr: elr.to_vec(),
+            last_known_elr: Vec::new(),
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+
+    fn change(
+        old: &PartitionRegistration,
+        target_isr: &[BrokerId],
+        election: Election,
+        elr_enabled: bool,
+        live: &[BrokerId],
+    ) -> Option<Change> {
+        PartitionChange {
+            old,
+            target_isr: target_isr.to_vec(),
+            target_replicas: old.replicas.clone(),
+            election,
+            elr_enabled,
+            min_isr: 2,
+            unclean_shutdown: None,
+        }
+        .build(|r| live.contains(&r))
+    }
+
+    #[test]
+    fn an_unchanged_partition_is_no_change() {
+        let old = registration(&[1, 2, 3], Some(1), &[]);
+        assert_eq!(
+            change(&old, &[1, 2, 3], Election::Online, true, &[1, 2, 3]),
+            None
+        );
+        assert_eq!(
+            change(&old, &[1, 2, 3], Election::Preferred, false, &[1, 2, 3]),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unclean_election_clears_the_elr() {
+        // ISR [1] with ELR [2]; both 1 and 2 gone, 3 live and unclean allowed.
+        let old = registration(&[1], Some(1), &[2]);
+        let c = change(&old, &[], Election::Unclean, true, &[3]).expect("a change");
+        assert!(c.unclean);
+        assert_eq!(c.registration.leader, Some(3));
+        assert_eq!(c.registration.isr, vec![3]);
+        assert!(c.registration.elr.is_empty());
+    }
+
+    #[test]
+    fn the_preferred_replica_leads_when_valid_else_the_current_leader_stays() {
+        let old = registration(&[1, 2, 3], Some(2), &[]);
+        let c = change(&old, &[1, 2, 3], Election::Preferred, true, &[1, 2, 3]).expect("a change");
+        assert_eq!(c.registration.leader, Some(1));
+        assert!(!c.unclean);
+        assert_eq!(
+            change(&old, &[1, 2, 3], Election::Preferred, true, &[2, 3]),
+            None
+        );
+    }
+
+    #[test]
+    fn without_elr_the_last_isr_member_keeps_its_seat() {
+        let old = registration(&[1], Some(1), &[]);
+        let c = change(&old, &[], Election::Online, false, &[2, 3]).expect("a change");
+        assert_eq!(c.registration.leader, None);
+        assert_eq!(c.registration.isr, vec![1]);
+        assert!(c.registration.elr.is_empty() && c.registration.last_known_elr.is_empty());
+    }
+}

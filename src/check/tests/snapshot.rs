@@ -237,6 +237,27 @@ fn seeking_above_the_first_diverged_read_is_not_enough() {
 }
 
 #[test]
+fn a_new_assignment_starts_from_the_group_not_from_the_truncated_reads() {
+    // The partition is assigned anew and the consumer starts from the committed offset
+    // another member committed on the new log: not a truncation it went on from.
+    let mut b = B::default();
+    read_old_leader(&mut b, 0);
+    b.push(
+        NodeId::Consumer(0),
+        250,
+        Outcome::Ok,
+        Op::Assigned {
+            group: "g".into(),
+            member: "m".into(),
+            generation: 2,
+            partitions: vec![tp(0)],
+        },
+    );
+    b.seek(0, 260, 0, 4).poll(0, 300, 0, &[(4, v(0, 6))]);
+    assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+}
+
+#[test]
 fn truncation_is_counted_once_per_consumer_and_partition() {
     let mut b = B::default();
     read_old_leader(&mut b, 0);
