@@ -97,6 +97,21 @@ impl Broker {
                 Some(follower) => {
                     if first_time {
                         if let Some(rm) = ls.remotes.get_mut(&follower) {
+                            // KIP-903 (`Replica.updateFetchStateOrThrow`): a fetch
+                            // carrying an older broker epoch than one already seen from
+                            // this follower comes from an incarnation that has since
+                            // restarted: NOT_LEADER_OR_FOLLOWER, nothing updated. A newer
+                            // one is taken (this broker's image may not have its
+                            // registration yet).
+                            let stale = req.broker_epoch != -1
+                                && rm.broker_epoch.is_some_and(|e| e > req.broker_epoch);
+                            if stale {
+                                resp.error = ErrorCode::NotLeaderOrFollower;
+                                partitions.push(resp);
+                                any = true;
+                                continue;
+                            }
+                            rm.broker_epoch = Some(req.broker_epoch);
                             // Kafka's lastCaughtUpTime rule (Replica.updateFetchState).
                             if fp.fetch_offset >= leo {
                                 rm.last_caught_up_ms = now;
@@ -161,22 +176,6 @@ impl Broker {
         req: FetchRequest,
         out: &mut Outbox,
     ) {
-        if let Some(r) = req.replica_id {
-            if self
-                .image
-                .brokers
-                .get(&r)
-                .is_none_or(|b| b.broker_epoch != req.broker_epoch)
-            {
-                // A follower from an old incarnation; it will learn its new epoch soon.
-                let resp = FetchResponse {
-                    error: ErrorCode::StaleBrokerEpoch,
-                    partitions: vec![],
-                };
-                Self::respond(from, correlation_id, Response::Fetch(resp), out);
-                return;
-            }
-        }
         let (resp, any) = self.read_fetch(now, &req, true, out);
         if any || req.max_wait_ms == 0 {
             Self::respond(from, correlation_id, Response::Fetch(resp), out);

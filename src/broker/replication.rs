@@ -15,6 +15,9 @@ pub(super) struct Remote {
     pub(super) last_caught_up_ms: Millis,
     pub(super) last_fetch_leader_leo: Offset,
     pub(super) last_fetch_ms: Millis,
+    /// The broker epoch of the follower's last fetch (KIP-903; `None` before the first
+    /// one of this leadership, -1 from a follower that sends none).
+    pub(super) broker_epoch: Option<i64>,
 }
 
 impl Remote {
@@ -32,10 +35,11 @@ pub(super) struct LeaderState {
     pub(super) isr: Vec<BrokerId>,
     /// A proposed ISR not yet committed (Kafka's `PendingPartitionChange`): (the
     /// correlation id of its AlterPartition in flight, 0 when none is; the proposed
-    /// ISR; when to send it again, `Millis::MAX` when it waits for metadata instead).
-    /// It stays until the controller answers or a newer partition registration
-    /// replaces it: `AlterPartitionManager` never times a request out.
-    pub(super) pending: Option<(u64, Vec<BrokerId>, Millis)>,
+    /// ISR with the broker epochs it was proposed with (sent again as they were); when
+    /// to send it again, `Millis::MAX` when it waits for metadata instead). It stays
+    /// until the controller answers or a newer partition registration replaces it:
+    /// `AlterPartitionManager` never times a request out.
+    pub(super) pending: Option<(u64, Vec<BrokerState>, Millis)>,
     pub(super) remotes: BTreeMap<BrokerId, Remote>,
     pub(super) epoch_start_offset: Offset,
 }
@@ -46,8 +50,8 @@ impl LeaderState {
         let mut m = self.isr.clone();
         if let Some((_, proposed, _)) = &self.pending {
             for b in proposed {
-                if !m.contains(b) {
-                    m.push(*b);
+                if !m.contains(&b.broker_id) {
+                    m.push(b.broker_id);
                 }
             }
         }
@@ -84,6 +88,31 @@ pub(super) struct Partition {
 
 /// KIP-320: a request's current leader epoch older than ours is fenced, newer is
 /// unknown to us; -1 skips the check.
+/// Kafka's `Partition.addBrokerEpochToIsr`: each member of a proposed ISR with its
+/// broker epoch: the leader's own (`leader` is its id and epoch), a follower's from its
+/// last fetch, else -1.
+pub(super) fn with_broker_epochs(
+    leader: (BrokerId, i64),
+    ls: &LeaderState,
+    isr: &[BrokerId],
+) -> Vec<BrokerState> {
+    isr.iter()
+        .map(|b| BrokerState {
+            broker_id: *b,
+            broker_epoch: if *b == leader.0 {
+                leader.1
+            } else {
+                ls.remotes.get(b).and_then(|r| r.broker_epoch).unwrap_or(-1)
+            },
+        })
+        .collect()
+}
+
+/// The broker ids of a proposed ISR.
+pub(super) fn ids(isr: &[BrokerState]) -> Vec<BrokerId> {
+    isr.iter().map(|b| b.broker_id).collect()
+}
+
 pub(super) fn epoch_error(requested: LeaderEpoch, ours: LeaderEpoch) -> Option<ErrorCode> {
     if requested >= 0 && requested < ours {
         Some(ErrorCode::FencedLeaderEpoch)
@@ -174,6 +203,7 @@ impl Broker {
                                     last_caught_up_ms: if reg.isr.contains(r) { now } else { 0 },
                                     last_fetch_leader_leo: -1,
                                     last_fetch_ms: 0,
+                                    broker_epoch: None,
                                 },
                             )
                         })
@@ -201,7 +231,10 @@ impl Broker {
                     // registration is the committed state; a pending change is dropped
                     // (its answer, if any, is ignored).
                     if newer_registration
-                        || ls.pending.as_ref().is_some_and(|(_, p, _)| *p == reg.isr)
+                        || ls
+                            .pending
+                            .as_ref()
+                            .is_some_and(|(_, p, _)| ids(p) == reg.isr)
                     {
                         ls.pending = None;
                     }
@@ -339,10 +372,20 @@ impl Broker {
         let Some(r) = ls.remotes.get(&follower) else {
             return;
         };
-        if r.log_end_offset >= hw && r.log_end_offset >= ls.epoch_start_offset {
+        // KIP-903 (`Partition.isReplicaIsrEligible`): the broker epoch of the follower's
+        // fetches must be the one its current registration has, so that a fetch from an
+        // incarnation that has since restarted (with a shorter log) cannot vouch for it.
+        let registered = self.image.brokers.get(&follower).map(|b| b.broker_epoch);
+        let epoch_eligible = match r.broker_epoch {
+            Some(-1) => true,
+            Some(fetched) => Some(fetched) == registered,
+            None => false,
+        };
+        if epoch_eligible && r.log_end_offset >= hw && r.log_end_offset >= ls.epoch_start_offset {
             let mut new_isr = ls.isr.clone();
             new_isr.push(follower);
             new_isr.sort_unstable();
+            let new_isr = with_broker_epochs((self.id, self.broker_epoch), ls, &new_isr);
             self.alter_partition(now, tp.clone(), epoch, pepoch, new_isr, out);
         }
     }
@@ -353,7 +396,7 @@ impl Broker {
         tp: TopicPartition,
         leader_epoch: LeaderEpoch,
         partition_epoch: i32,
-        new_isr: Vec<BrokerId>,
+        new_isr: Vec<BrokerState>,
         out: &mut Outbox,
     ) {
         let request = Request::AlterPartition(AlterPartitionRequest {
@@ -362,7 +405,7 @@ impl Broker {
             tp: tp.clone(),
             leader_epoch,
             partition_epoch,
-            new_isr: new_isr.clone(),
+            new_isr_with_epochs: new_isr.clone(),
         });
         let timeout = self.config.request_timeout_ms;
         let correlation_id = self.request(
@@ -385,7 +428,7 @@ impl Broker {
     /// Sends again the pending ISR changes whose retry is due (Kafka's
     /// `AlterPartitionManager` retries until the controller answers).
     pub(super) fn retry_alter_partitions(&mut self, now: Millis, out: &mut Outbox) {
-        let due: Vec<(TopicPartition, LeaderEpoch, i32, Vec<BrokerId>)> = self
+        let due: Vec<(TopicPartition, LeaderEpoch, i32, Vec<BrokerState>)> = self
             .partitions
             .iter()
             .filter_map(|(tp, part)| match &part.role {
@@ -450,6 +493,7 @@ impl Broker {
                     .filter(|r| !out_of_sync.contains(r))
                     .copied()
                     .collect();
+                let new_isr = with_broker_epochs((self.id, self.broker_epoch), ls, &new_isr);
                 proposals.push((tp.clone(), part.leader_epoch, part.partition_epoch, new_isr));
             }
         }

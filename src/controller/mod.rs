@@ -653,7 +653,7 @@ impl Controller {
             .change_partition(
                 now,
                 &current,
-                request.new_isr,
+                request.new_isr(),
                 Election::Online,
                 Moves::default(),
                 out,
@@ -699,7 +699,7 @@ impl Controller {
         if request.partition_epoch < current.partition_epoch {
             return ErrorCode::InvalidUpdateVersion;
         }
-        let isr = &request.new_isr;
+        let isr = &request.new_isr();
         let well_formed = isr
             .iter()
             .enumerate()
@@ -707,9 +707,16 @@ impl Controller {
         if !well_formed || !isr.contains(&request.broker_id) {
             return ErrorCode::InvalidRequest;
         }
-        // `ineligibleReplicasForIsr`: every member must be registered and unfenced
-        // (AlterPartition v2+ answers INELIGIBLE_REPLICA, older OPERATION_NOT_ATTEMPTED).
-        if isr.iter().any(|r| !self.image.is_live(*r)) {
+        // `ineligibleReplicasForIsr`: every member must be registered and unfenced, and
+        // a broker epoch the leader sends must be the member's current one (KIP-903: a
+        // fetch from an incarnation that has since restarted does not count);
+        // AlterPartition v2+ answers INELIGIBLE_REPLICA, older OPERATION_NOT_ATTEMPTED.
+        let ineligible = request.new_isr_with_epochs.iter().any(|b| {
+            let registered = self.image.brokers.get(&b.broker_id).map(|r| r.broker_epoch);
+            !self.image.is_live(b.broker_id)
+                || (b.broker_epoch != -1 && Some(b.broker_epoch) != registered)
+        });
+        if ineligible {
             return ErrorCode::IneligibleReplica;
         }
         ErrorCode::None

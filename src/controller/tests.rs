@@ -3,6 +3,7 @@
 use super::*;
 use crate::actor::testing::{deliver_request, deliver_response};
 use crate::kafka::metadata::BrokerRegistration;
+use crate::kafka::protocol::BrokerState;
 use std::sync::Arc;
 
 const CORR: u64 = 7;
@@ -216,7 +217,13 @@ fn alter(
             tp,
             leader_epoch,
             partition_epoch,
-            new_isr: new_isr.to_vec(),
+            new_isr_with_epochs: new_isr
+                .iter()
+                .map(|b| BrokerState {
+                    broker_id: *b,
+                    broker_epoch: -1,
+                })
+                .collect(),
         }),
     );
     match response(&out, NodeId::Broker(broker_id)) {
@@ -613,6 +620,45 @@ fn unclean_election_follows_the_topics_override() {
         assert_eq!(history(&out), vec![expected], "cluster {cluster_unclean}");
         assert_replay_matches(&c);
     }
+}
+
+/// KIP-903 at the controller (`ineligibleReplicasForIsr`): a member whose broker epoch
+/// in the request is not its registered one is INELIGIBLE_REPLICA; -1 skips the check.
+#[test]
+fn alter_partition_refuses_a_member_with_another_broker_epoch() {
+    let mut c = cluster(config(false), vec![topic("t", 1, 3)]);
+    let (r, _) = alter(&mut c, 0, 1, 0, tp(0), 0, 0, &[1, 2]);
+    assert_eq!(r.error, ErrorCode::None);
+    let send = |c: &mut Controller, epoch_of_3: i64| {
+        let out = send(
+            c,
+            10,
+            NodeId::Broker(1),
+            Request::AlterPartition(AlterPartitionRequest {
+                broker_id: 1,
+                broker_epoch: 0,
+                tp: tp(0),
+                leader_epoch: 0,
+                partition_epoch: 1,
+                new_isr_with_epochs: [(1, 0), (2, -1), (3, epoch_of_3)]
+                    .into_iter()
+                    .map(|(broker_id, broker_epoch)| BrokerState {
+                        broker_id,
+                        broker_epoch,
+                    })
+                    .collect(),
+            }),
+        );
+        match response(&out, NodeId::Broker(1)) {
+            Response::AlterPartition(r) => r.error,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    // Broker 3 registered with epoch 2: an epoch from another incarnation is refused.
+    assert_eq!(send(&mut c, 7), ErrorCode::IneligibleReplica);
+    assert_eq!(partition(&c, 0).isr, vec![1, 2]);
+    assert_eq!(send(&mut c, 2), ErrorCode::None);
+    assert_eq!(partition(&c, 0).isr, vec![1, 2, 3]);
 }
 
 #[test]

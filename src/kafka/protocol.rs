@@ -953,8 +953,30 @@ pub struct AlterPartitionRequest {
     pub leader_epoch: LeaderEpoch,
     /// The partition epoch the proposal is based on.
     pub partition_epoch: i32,
-    /// The proposed ISR.
-    pub new_isr: Vec<BrokerId>,
+    /// The proposed ISR with the broker epoch the leader knows for each member
+    /// (`NewIsrWithEpochs`, KIP-903).
+    pub new_isr_with_epochs: Vec<BrokerState>,
+}
+
+impl AlterPartitionRequest {
+    /// The proposed ISR's broker ids, in order.
+    pub fn new_isr(&self) -> Vec<BrokerId> {
+        self.new_isr_with_epochs
+            .iter()
+            .map(|b| b.broker_id)
+            .collect()
+    }
+}
+
+/// `AlterPartition`'s `BrokerState` (KIP-903): an ISR member and its broker epoch as
+/// the leader knows it: its own, or the one a follower's last fetch carried; -1 when
+/// none has arrived yet (the controller then skips the check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BrokerState {
+    /// The member.
+    pub broker_id: BrokerId,
+    /// Its broker epoch, or -1.
+    pub broker_epoch: i64,
 }
 
 /// `AlterPartition` response.

@@ -526,7 +526,7 @@ fn isr_proposals(out: &Outbox) -> Vec<Vec<BrokerId>> {
             Message::Request {
                 request: Request::AlterPartition(a),
                 ..
-            } => Some(a.new_isr.clone()),
+            } => Some(a.new_isr()),
             _ => None,
         })
         .collect()
@@ -566,6 +566,74 @@ fn follower_joins_the_isr_only_within_the_leaders_epoch() {
     assert_eq!(isr_proposals(&out), vec![vec![1, 2, 3]]);
 }
 
+/// KIP-903 at the leader: a follower joins the ISR only when the broker epoch of its
+/// fetches is the one its registration has (`Partition.isReplicaIsrEligible`); the
+/// proposal carries each member's epoch (`addBrokerEpochToIsr`); a fetch with an older
+/// epoch than one already seen is NOT_LEADER_OR_FOLLOWER (`updateFetchStateOrThrow`).
+#[test]
+fn a_follower_joins_the_isr_only_with_its_registered_broker_epoch() {
+    let mut log = Log::default();
+    log.append_as_leader(&batch(&[100, 101]), 1).unwrap();
+    let (mut b, _) = with_log(1, log, vec![reg(Some(1), &[1, 2], 1, 1)]);
+    let proposals = |out: &Outbox| -> Vec<Vec<BrokerState>> {
+        out.sends
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Request {
+                    request: Request::AlterPartition(a),
+                    ..
+                } => Some(a.new_isr_with_epochs.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Broker 3 is registered with epoch 2; a new incarnation (epoch 9, not yet in the
+    // leader's image) fetches at the log end: taken, but not eligible.
+    let out = request(
+        &mut b,
+        10,
+        NodeId::Broker(3),
+        1,
+        fetch_request(Some(3), 9, 2, 1),
+    );
+    assert_eq!(fetch_part(response_to(&out, 1)).error, ErrorCode::None);
+    assert!(
+        proposals(&out).is_empty(),
+        "epoch 9 is not the registered 2"
+    );
+    // A fetch of the old incarnation arriving late: older than epoch 9, refused.
+    let out = request(
+        &mut b,
+        11,
+        NodeId::Broker(3),
+        2,
+        fetch_request(Some(3), 2, 2, 1),
+    );
+    assert_eq!(
+        fetch_part(response_to(&out, 2)).error,
+        ErrorCode::NotLeaderOrFollower
+    );
+    assert!(proposals(&out).is_empty());
+    // A proposal carries the leader's own epoch, -1 for broker 2 (no fetch from it yet
+    // in this leadership) and broker 3's epoch as its fetch carried it.
+    let (mut b, _) = with_log(1, Log::default(), vec![reg(Some(1), &[1, 2], 1, 1)]);
+    let out = request(
+        &mut b,
+        10,
+        NodeId::Broker(3),
+        1,
+        fetch_request(Some(3), 2, 0, 1),
+    );
+    let epoch = |broker_id, broker_epoch| BrokerState {
+        broker_id,
+        broker_epoch,
+    };
+    assert_eq!(
+        proposals(&out),
+        vec![vec![epoch(1, 0), epoch(2, -1), epoch(3, 2)]]
+    );
+}
+
 /// Kafka's `AlterPartitionManager` and `Partition.handleAlterPartitionError`: a
 /// proposed ISR stays pending (the leader proposes nothing else meanwhile) until
 /// the controller answers; no answer sends it again, a top-level or unexpected
@@ -585,7 +653,7 @@ fn a_pending_isr_change_stays_until_the_controller_answers() {
                 Message::Request {
                     correlation_id,
                     request: Request::AlterPartition(a),
-                } => Some((*correlation_id, a.new_isr.clone())),
+                } => Some((*correlation_id, a.new_isr())),
                 _ => None,
             })
             .collect()
@@ -602,7 +670,7 @@ fn a_pending_isr_change_stays_until_the_controller_answers() {
         deliver_response(b, now, NodeId::Controller, c, response)
     };
     let pending = |b: &Broker| match &b.partitions[&tp()].role {
-        Role::Leader(ls) => ls.pending.as_ref().map(|(c, isr, _)| (*c, isr.clone())),
+        Role::Leader(ls) => ls.pending.as_ref().map(|(c, isr, _)| (*c, ids(isr))),
         _ => panic!("leads"),
     };
     let out = fire(&mut b, 1_600);
