@@ -4,7 +4,7 @@
 //! platter: each log's flushed or written-back prefix, maybe with a torn last write,
 //! and the checkpoint files, which Kafka writes with an fsync and an atomic rename.
 
-use crate::broker::log::{Log, PowerLoss, Recovery, Writeback};
+use crate::broker::log::{Corruption, Log, PowerLoss, Recovery, Writeback};
 use crate::kafka::protocol::{Millis, Offset, TopicPartition};
 use std::collections::BTreeMap;
 
@@ -114,6 +114,32 @@ impl Disk {
             lost.push((tp.clone(), loss));
         }
         lost
+    }
+
+    /// A latent sector error found at the next cold read: the process is dead, the OS
+    /// has written back every dirty page and dropped its page cache (nothing is lost),
+    /// and one bit flipped in the records of a data batch of a drawn partition
+    /// ([`Log::corrupt`]). `draw(n)` picks in `0..n`. Internal topics
+    /// (`__consumer_offsets`, `__transaction_state`) are not hit: how their loaders
+    /// meet a corrupt batch is not modelled. `None` when no such batch exists.
+    pub fn corrupt(
+        &mut self,
+        mut draw: impl FnMut(usize) -> usize,
+    ) -> Option<(TopicPartition, Corruption)> {
+        self.written.clear();
+        self.logs.values_mut().for_each(Log::write_back_all);
+        let mut hit: Vec<(&TopicPartition, &mut Log)> = self
+            .logs
+            .iter_mut()
+            .filter(|(tp, log)| !tp.topic.starts_with("__") && log.log_end_offset() > 0)
+            .collect();
+        if hit.is_empty() {
+            return None;
+        }
+        let i = draw(hit.len());
+        let (tp, log) = hit.swap_remove(i);
+        let corruption = log.corrupt(draw)?;
+        Some((tp.clone(), corruption))
     }
 
     /// Kafka's log loading after an unclean shutdown (every start here: no clean

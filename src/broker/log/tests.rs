@@ -548,3 +548,64 @@ fn recovery_validates_from_the_recovery_point_and_truncates_at_a_corrupt_batch()
         "left at the checkpoint (KAFKA-10101)"
     );
 }
+
+/// A log of three 2-record batches, written back, with a bit flipped in the batch the
+/// draws pick (`which` among the data batches).
+fn corrupted(which: usize) -> (Log, Corruption) {
+    let mut log = Log::default();
+    for _ in 0..3 {
+        log.append_as_leader(&batch(2), 0).unwrap();
+    }
+    log.written(0);
+    assert_eq!(log.corrupt(|_| 0), None, "nothing on the platter yet");
+    log.write_back_all();
+    let mut draws = [which, 3, 5].into_iter();
+    let c = log.corrupt(|n| draws.next().unwrap() % n).unwrap();
+    (log, c)
+}
+
+#[test]
+fn a_bit_flip_lands_in_the_records_of_a_batch_on_the_platter() {
+    let (log, c) = corrupted(1);
+    assert_eq!((c.base_offset, c.last_offset), (2, 3));
+    assert_eq!((c.byte, c.bit), (record::BATCH_HEADER_SIZE + 3, 5));
+    assert_eq!(log.corrupt_batches(), vec![(2, 3)]);
+    let offsets: Vec<Offset> = log.records().iter().map(|r| r.0).collect();
+    assert_eq!(
+        offsets,
+        vec![0, 1, 4, 5],
+        "the corrupt batch's records are unreadable"
+    );
+    assert_eq!(
+        log.read(2, 6, 1 << 20).len(),
+        2,
+        "the leader serves it as stored"
+    );
+}
+
+#[test]
+fn recovery_cuts_a_corrupt_batch_at_or_after_the_recovery_point() {
+    let (mut log, _) = corrupted(1);
+    let recovery = log.recover(2);
+    assert_eq!((recovery.from, recovery.log_end_offset), (2, 2));
+    let why = recovery.truncated.expect("cut at the corrupt batch");
+    assert!(
+        why.contains("invalid batch at offset 2") && why.contains("CRC"),
+        "{why}"
+    );
+    assert!(log.corrupt_batches().is_empty());
+}
+
+#[test]
+fn recovery_keeps_a_corrupt_batch_below_the_recovery_point() {
+    let (mut log, _) = corrupted(0);
+    let recovery = log.recover(2);
+    assert_eq!((recovery.log_end_offset, recovery.truncated), (6, None));
+    assert_eq!(
+        log.corrupt_batches(),
+        vec![(0, 1)],
+        "not validated: kept as is"
+    );
+    assert_eq!(log.markers(), vec![]);
+    assert!(log.offset_for_timestamp(0).is_some_and(|t| t.offset == 2));
+}
