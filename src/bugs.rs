@@ -46,6 +46,10 @@ pub enum Bug {
     /// before KIP-320): it keeps fetching from its old position on the new leader, even
     /// where the new leader's log diverged below it.
     NoPositionValidation,
+    /// Log recovery after an unclean shutdown moves the recovery point to the log end
+    /// without a flush (before KAFKA-10101), so a later checkpoint claims unflushed
+    /// batches are on the platter and the next recovery skips them.
+    RecoveryPointAtLogEnd,
 }
 
 /// One catalogue entry.
@@ -185,6 +189,17 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "consumer-truncation.json",
         finds: "undetected-truncation",
         budget: 3,
+    },
+    BugInfo {
+        bug: Bug::RecoveryPointAtLogEnd,
+        name: "recovery-point-at-log-end",
+        reference: "KAFKA-10101",
+        summary: "Recovery after a crash sets the recovery point to the log end without a flush; \
+                  after a power loss the next recovery skips a torn batch below it, which is \
+                  kept and served corrupt.",
+        scenario: "crash-then-power-loss.json",
+        finds: "stuck",
+        budget: 10,
     },
 ];
 

@@ -774,3 +774,8 @@ fn corruption_is_detected_on_recovery_or_met_by_readers() {
     }
     assert!(failed_polls > 0, "no consumer met the corrupt batch");
 }
+
+#[test]
+fn crash_then_power_loss() {
+    check_scenario_seeds("crash-then-power-loss.json", 10);
+}

@@ -62,7 +62,17 @@ impl Disk {
     /// it filled (`segment.bytes` from `policy`, which flushes the old ones), is dirty,
     /// and is flushed when `flush.messages` offsets or more are unflushed
     /// (`UnifiedLog.append`'s check).
+    /// A truncation in the step (which lowers a log's recovery point below its
+    /// checkpoint) checkpoints every recovery point, as `LogManager.truncateTo` does.
     pub fn settle(&mut self, now: Millis, policy: impl Fn(&TopicPartition) -> FlushPolicy) {
+        let truncated = self.logs.iter().any(|(tp, log)| {
+            self.recovery_point_checkpoint
+                .get(tp)
+                .is_some_and(|c| log.recovery_point() < *c)
+        });
+        if truncated {
+            self.checkpoint_recovery_points();
+        }
         for tp in std::mem::take(&mut self.written) {
             let Some(log) = self.logs.get_mut(&tp) else {
                 continue;
@@ -143,13 +153,14 @@ impl Disk {
     }
 
     /// Kafka's log loading after an unclean shutdown (every start here: no clean
-    /// shutdown is modelled): each log recovers from its checkpointed recovery point.
-    /// Returns the logs that recovery truncated.
-    pub fn recover(&mut self) -> Vec<(TopicPartition, Recovery)> {
+    /// shutdown is modelled): each log recovers from its checkpointed recovery point
+    /// (and, with `recovery_point_at_log_end`, KAFKA-10101's bug, moves its recovery
+    /// point to its log end). Returns the logs that recovery truncated.
+    pub fn recover(&mut self, recovery_point_at_log_end: bool) -> Vec<(TopicPartition, Recovery)> {
         let mut truncated = Vec::new();
         for (tp, log) in &mut self.logs {
             let checkpoint = self.recovery_point_checkpoint.get(tp).copied().unwrap_or(0);
-            let recovery = log.recover(checkpoint);
+            let recovery = log.recover(checkpoint, recovery_point_at_log_end);
             if recovery.truncated.is_some() {
                 truncated.push((tp.clone(), recovery));
             }
@@ -253,7 +264,7 @@ mod tests {
         assert_eq!(lost.len(), 1, "only b lost its page cache: {lost:?}");
         assert_eq!(lost[0].0, TopicPartition::new("b", 0));
         assert!(lost[0].1.torn);
-        let recovered = disk.recover();
+        let recovered = disk.recover(false);
         assert_eq!(recovered.len(), 1);
         assert_eq!(recovered[0].1.log_end_offset, 0);
         assert_eq!(disk.logs[&a].log_end_offset(), 2, "flushed: kept");

@@ -435,8 +435,14 @@ impl Log {
     /// from the batch before), cuts the log at the first invalid one or at a torn
     /// write, rebuilds the producer state, the transaction index and the epoch cache
     /// from what remains, and leaves the recovery point at the checkpoint (KAFKA-10101:
-    /// what was validated is not known to be on the platter).
-    pub fn recover(&mut self, recovery_point_checkpoint: Offset) -> Recovery {
+    /// what was validated is not known to be on the platter), or with `at_log_end` (the
+    /// bug) moves it to the log end without a flush.
+    ///
+    /// A torn write below the checkpoint is never looked at: the file's size covers
+    /// the whole batch (the pages not written read as zeros), so when its header made
+    /// it to the platter the batch stays in the log, corrupt. Without the bug the
+    /// checkpoint never passes what is on the platter, so this does not happen.
+    pub fn recover(&mut self, recovery_point_checkpoint: Offset, at_log_end: bool) -> Recovery {
         let from = recovery_point_checkpoint.min(self.log_end_offset);
         let start = self.batches.partition_point(|b| b.last_offset < from);
         let mut truncated = None;
@@ -457,11 +463,30 @@ impl Log {
                 }
             }
         }
-        let torn = self.durability.torn_tail.take();
+        let mut torn = self.durability.torn_tail.take();
         let rebuilt_only = truncated.is_none() && torn.is_none();
         if let Some((keep, _)) = &truncated {
             let end = self.end_of(*keep);
             self.truncate_to(end);
+        }
+        if recovery_point_checkpoint > self.log_end_offset {
+            if let Some(header) = torn.as_ref().and_then(|t| BatchHeader::parse(t).ok()) {
+                let mut bytes = torn.take().expect("parsed").to_vec();
+                bytes.resize(header.size(), 0);
+                self.assign_epoch(header.partition_leader_epoch, header.base_offset);
+                self.push(
+                    StoredBatch {
+                        base_offset: header.base_offset,
+                        last_offset: header.last_offset(),
+                        leader_epoch: header.partition_leader_epoch,
+                        max_timestamp_so_far: header.max_timestamp,
+                        bytes: Bytes::from(bytes),
+                    },
+                    &header,
+                    None,
+                );
+                self.write_back_all();
+            }
         }
         let (producer_state, txn_index) = self.state_from_batches();
         if rebuilt_only {
@@ -476,7 +501,11 @@ impl Log {
         }
         self.producer_state = producer_state;
         self.txn_index = txn_index;
-        self.durability.recovery_point = from.min(self.log_end_offset);
+        self.durability.recovery_point = if at_log_end {
+            self.log_end_offset
+        } else {
+            from.min(self.log_end_offset)
+        };
         let truncated = truncated.map(|(_, why)| why).or_else(|| {
             torn.map(|t| {
                 format!(

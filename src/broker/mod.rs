@@ -132,7 +132,7 @@ impl Broker {
         incarnation: u64,
         mut disk: Disk,
     ) -> Self {
-        let recovered = disk.recover();
+        let recovered = disk.recover(bugs.on(crate::bugs::Bug::RecoveryPointAtLogEnd));
         Broker {
             recovered,
             id,
