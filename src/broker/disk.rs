@@ -255,6 +255,28 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_fault_writes_the_page_cache_back_and_spares_internal_topics() {
+        let mut disk = disk_with(2, 1_000, i64::MAX);
+        let internal = TopicPartition::new("__consumer_offsets", 0);
+        disk.logs.insert(internal.clone(), Log::default());
+        let log = disk.log_for_write(&internal, 1_000);
+        log.append_as_leader(&one_record(), 0).unwrap();
+        let mut draws = [1, 0, 0, 0].into_iter();
+        let (tp, c) = disk.corrupt(|n| draws.next().unwrap() % n).unwrap();
+        assert_eq!((tp, c.base_offset), (TopicPartition::new("b", 0), 0));
+        for log in disk.logs.values() {
+            assert_eq!(
+                log.durable_end_offset(),
+                log.log_end_offset(),
+                "written back"
+            );
+            assert_eq!(log.recovery_point(), 0, "not a Kafka flush");
+        }
+        assert_eq!(disk.logs[&internal].corrupt_batches(), vec![]);
+        assert_eq!(disk.recover(false).len(), 1, "found by recovery from 0");
+    }
+
+    #[test]
     fn a_power_loss_reports_the_logs_that_lost_something_and_recovery_what_it_cut() {
         let mut disk = disk_with(2, 1_000, i64::MAX);
         let a = TopicPartition::new("a", 0);
