@@ -51,6 +51,10 @@ pub enum Bug {
     /// in, and may be elected with the log it recovered (before KIP-966's
     /// unclean-shutdown detection, KAFKA-15586).
     NoUncleanShutdownDetection,
+    /// Log recovery after an unclean shutdown moves the recovery point to the log end
+    /// without a flush (before KAFKA-10101), so a later checkpoint claims unflushed
+    /// batches are on the platter and the next recovery skips them.
+    RecoveryPointAtLogEnd,
 }
 
 /// One catalogue entry.
@@ -201,6 +205,17 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "power-loss-last-replica-standing-elr.json",
         finds: "lost-write",
         budget: 5,
+    },
+    BugInfo {
+        bug: Bug::RecoveryPointAtLogEnd,
+        name: "recovery-point-at-log-end",
+        reference: "KAFKA-10101",
+        summary: "Recovery after a crash sets the recovery point to the log end without a flush; \
+                  after a power loss the next recovery skips a torn batch below it, which is \
+                  kept and served corrupt.",
+        scenario: "crash-then-power-loss.json",
+        finds: "stuck",
+        budget: 10,
     },
 ];
 

@@ -152,6 +152,20 @@ pub enum Op {
         /// Whether part of the next batch reached the platter (a torn write).
         torn: bool,
     },
+    /// A bit flipped in a batch on a broker's disk (the `corrupt` fault; recorded as
+    /// the broker's, by the host).
+    LogCorrupted {
+        /// The partition.
+        partition: TopicPartition,
+        /// The batch's first offset.
+        base_offset: Offset,
+        /// Its last offset.
+        last_offset: Offset,
+        /// The byte flipped, from the batch's start.
+        byte: u64,
+        /// The bit flipped in it.
+        bit: u8,
+    },
     /// Recovery at startup (Kafka's `LogLoader`) truncated a partition log: it
     /// validated from the checkpointed recovery point `from` and cut the log at
     /// `log_end_offset`.
@@ -518,6 +532,20 @@ pub struct ReplicaSnapshot {
     /// Every transactional data batch in its log (offset range and producer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub txn_batches: Vec<TxnBatchSnapshot>,
+    /// The offset ranges (first, last) of batches in its log whose CRC-32C fails (bits
+    /// flipped on its disk): their records are there but unreadable, and not in
+    /// `records`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt: Vec<(Offset, Offset)>,
+}
+
+impl ReplicaSnapshot {
+    /// Whether `offset` is in one of its corrupt batches.
+    pub fn corrupt_at(&self, offset: Offset) -> bool {
+        self.corrupt
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&offset))
+    }
 }
 
 /// A transactional data batch in a replica's log.

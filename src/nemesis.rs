@@ -16,6 +16,10 @@ pub enum FaultKindName {
     /// Cut a broker's power (one broker, or every broker at once): the process dies
     /// and what was only in the OS page cache is lost; restart it at the end.
     PowerLoss,
+    /// A bit flips in a batch on a broker's disk, found at the next cold read: the
+    /// process dies, the OS writes back its page cache, one bit of a stored batch
+    /// flips; restart it at the end (recovery may or may not catch it).
+    Corrupt,
     /// Pause a broker (a long GC or a stopped VM), resume it at the end.
     Pause,
     /// Cut one node off from every other node.
@@ -151,6 +155,13 @@ pub enum Fault {
         /// The broker(s).
         target: Target,
     },
+    /// Corrupt a stored batch of the node (a broker): kill its process, write back its
+    /// page cache, flip one bit in a drawn batch of a drawn partition; restart it when
+    /// the fault ends.
+    Corrupt {
+        /// The broker(s).
+        target: Target,
+    },
     /// Pause the node; resume it when the fault ends.
     Pause {
         /// The node.
@@ -192,6 +203,7 @@ impl fmt::Display for Fault {
         match self {
             Fault::Crash { target } => write!(f, "crash {target}"),
             Fault::PowerLoss { target } => write!(f, "power-loss {target}"),
+            Fault::Corrupt { target } => write!(f, "corrupt {target}"),
             Fault::Pause { target } => write!(f, "pause {target}"),
             Fault::Isolate { target } => write!(f, "isolate {target}"),
             Fault::Partition { groups } => write!(
@@ -306,7 +318,7 @@ impl ScheduledFault {
                 }
                 check(target)
             }
-            Fault::PowerLoss { target } => {
+            Fault::PowerLoss { target } | Fault::Corrupt { target } => {
                 if matches!(
                     target,
                     Target::Node(
@@ -438,6 +450,9 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
                 } else {
                     pick(rng, broker.clone(), &tp)
                 },
+            },
+            FaultKindName::Corrupt => Fault::Corrupt {
+                target: pick(rng, broker.clone(), &tp),
             },
             FaultKindName::Pause => Fault::Pause {
                 target: pick(rng, broker.clone(), &tp),

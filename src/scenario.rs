@@ -1099,6 +1099,16 @@ mod tests {
             refusal(|v| v["nemesis"]["schedule"] = power_loss("consumer-0"))
                 .contains("has no disk kafkasim models; allowed: broker-N, all-brokers")
         );
+        let corrupt = |target: &str| {
+            serde_json::json!([{ "at_ms": 1000, "duration_ms": 1000, "fault": "corrupt",
+                                 "target": target }])
+        };
+        assert!(parse(|v| v["nemesis"]["schedule"] = corrupt("leader:orders-0")).is_ok());
+        assert!(
+            refusal(|v| v["nemesis"]["schedule"] = corrupt("controller"))
+                .contains("has no disk kafkasim models")
+        );
+        assert!(parse(|v| v["nemesis"]["faults"] = serde_json::json!(["corrupt"])).is_ok());
     }
 
     /// `topics[].config`: Kafka's topic-level names; unknown names and a

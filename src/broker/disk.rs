@@ -4,7 +4,7 @@
 //! platter: each log's flushed or written-back prefix, maybe with a torn last write,
 //! and the checkpoint files, which Kafka writes with an fsync and an atomic rename.
 
-use crate::broker::log::{Log, PowerLoss, Recovery, Writeback};
+use crate::broker::log::{Corruption, Log, PowerLoss, Recovery, Writeback};
 use crate::kafka::protocol::{Millis, Offset, TopicPartition};
 use std::collections::BTreeMap;
 
@@ -62,7 +62,17 @@ impl Disk {
     /// it filled (`segment.bytes` from `policy`, which flushes the old ones), is dirty,
     /// and is flushed when `flush.messages` offsets or more are unflushed
     /// (`UnifiedLog.append`'s check).
+    /// A truncation in the step (which lowers a log's recovery point below its
+    /// checkpoint) checkpoints every recovery point, as `LogManager.truncateTo` does.
     pub fn settle(&mut self, now: Millis, policy: impl Fn(&TopicPartition) -> FlushPolicy) {
+        let truncated = self.logs.iter().any(|(tp, log)| {
+            self.recovery_point_checkpoint
+                .get(tp)
+                .is_some_and(|c| log.recovery_point() < *c)
+        });
+        if truncated {
+            self.checkpoint_recovery_points();
+        }
         for tp in std::mem::take(&mut self.written) {
             let Some(log) = self.logs.get_mut(&tp) else {
                 continue;
@@ -116,14 +126,41 @@ impl Disk {
         lost
     }
 
+    /// A latent sector error found at the next cold read: the process is dead, the OS
+    /// has written back every dirty page and dropped its page cache (nothing is lost),
+    /// and one bit flipped in the records of a data batch of a drawn partition
+    /// ([`Log::corrupt`]). `draw(n)` picks in `0..n`. Internal topics
+    /// (`__consumer_offsets`, `__transaction_state`) are not hit: how their loaders
+    /// meet a corrupt batch is not modelled. `None` when no such batch exists.
+    pub fn corrupt(
+        &mut self,
+        mut draw: impl FnMut(usize) -> usize,
+    ) -> Option<(TopicPartition, Corruption)> {
+        self.written.clear();
+        self.logs.values_mut().for_each(Log::write_back_all);
+        let mut hit: Vec<(&TopicPartition, &mut Log)> = self
+            .logs
+            .iter_mut()
+            .filter(|(tp, log)| !tp.topic.starts_with("__") && log.log_end_offset() > 0)
+            .collect();
+        if hit.is_empty() {
+            return None;
+        }
+        let i = draw(hit.len());
+        let (tp, log) = hit.swap_remove(i);
+        let corruption = log.corrupt(draw)?;
+        Some((tp.clone(), corruption))
+    }
+
     /// Kafka's log loading after an unclean shutdown (every start here: no clean
-    /// shutdown is modelled): each log recovers from its checkpointed recovery point.
-    /// Returns the logs that recovery truncated.
-    pub fn recover(&mut self) -> Vec<(TopicPartition, Recovery)> {
+    /// shutdown is modelled): each log recovers from its checkpointed recovery point
+    /// (and, with `recovery_point_at_log_end`, KAFKA-10101's bug, moves its recovery
+    /// point to its log end). Returns the logs that recovery truncated.
+    pub fn recover(&mut self, recovery_point_at_log_end: bool) -> Vec<(TopicPartition, Recovery)> {
         let mut truncated = Vec::new();
         for (tp, log) in &mut self.logs {
             let checkpoint = self.recovery_point_checkpoint.get(tp).copied().unwrap_or(0);
-            let recovery = log.recover(checkpoint);
+            let recovery = log.recover(checkpoint, recovery_point_at_log_end);
             if recovery.truncated.is_some() {
                 truncated.push((tp.clone(), recovery));
             }
@@ -218,6 +255,28 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_fault_writes_the_page_cache_back_and_spares_internal_topics() {
+        let mut disk = disk_with(2, 1_000, i64::MAX);
+        let internal = TopicPartition::new("__consumer_offsets", 0);
+        disk.logs.insert(internal.clone(), Log::default());
+        let log = disk.log_for_write(&internal, 1_000);
+        log.append_as_leader(&one_record(), 0).unwrap();
+        let mut draws = [1, 0, 0, 0].into_iter();
+        let (tp, c) = disk.corrupt(|n| draws.next().unwrap() % n).unwrap();
+        assert_eq!((tp, c.base_offset), (TopicPartition::new("b", 0), 0));
+        for log in disk.logs.values() {
+            assert_eq!(
+                log.durable_end_offset(),
+                log.log_end_offset(),
+                "written back"
+            );
+            assert_eq!(log.recovery_point(), 0, "not a Kafka flush");
+        }
+        assert_eq!(disk.logs[&internal].corrupt_batches(), vec![]);
+        assert_eq!(disk.recover(false).len(), 1, "found by recovery from 0");
+    }
+
+    #[test]
     fn a_power_loss_reports_the_logs_that_lost_something_and_recovery_what_it_cut() {
         let mut disk = disk_with(2, 1_000, i64::MAX);
         let a = TopicPartition::new("a", 0);
@@ -227,7 +286,7 @@ mod tests {
         assert_eq!(lost.len(), 1, "only b lost its page cache: {lost:?}");
         assert_eq!(lost[0].0, TopicPartition::new("b", 0));
         assert!(lost[0].1.torn);
-        let recovered = disk.recover();
+        let recovered = disk.recover(false);
         assert_eq!(recovered.len(), 1);
         assert_eq!(recovered[0].1.log_end_offset, 0);
         assert_eq!(disk.logs[&a].log_end_offset(), 2, "flushed: kept");

@@ -46,27 +46,33 @@ pub struct StoredBatch {
 }
 
 impl StoredBatch {
-    /// The batch's header (stored batches were checked when appended).
+    /// The batch's header. Stored batches were checked when appended, and a
+    /// [`Log::corrupt`] bit flip lands in the records, never in the header.
     fn header(&self) -> BatchHeader {
-        BatchHeader::parse(&self.bytes).expect("stored batches are valid")
+        BatchHeader::parse(&self.bytes).expect("stored batch headers are intact")
     }
 
-    /// The batch decoded (stored batches were checked when appended).
-    fn decode(&self) -> RecordBatch {
-        RecordBatch::decode(&self.bytes)
-            .expect("stored batches are valid")
-            .0
+    /// The batch decoded, or why it no longer decodes (a bit flipped on the platter:
+    /// its CRC-32C fails).
+    fn decode(&self) -> Result<RecordBatch, RecordError> {
+        RecordBatch::decode(&self.bytes).map(|(batch, _)| batch)
     }
 
-    /// The header, and the marker of a control batch.
+    /// The header, and the marker of a control batch. Control batches are never
+    /// corrupted ([`Log::corrupt`] hits data batches only), so their marker decodes.
     fn header_and_marker(&self) -> (BatchHeader, Option<EndTransactionMarker>) {
         let header = self.header();
         let marker = header.is_control().then(|| {
-            EndTransactionMarker::of_batch(&self.decode())
+            self.marker()
                 .expect("stored markers are valid")
                 .expect("markers are never cleaned away here")
         });
         (header, marker)
+    }
+
+    /// The marker of a control batch (`None` for a data batch).
+    fn marker(&self) -> Result<Option<EndTransactionMarker>, RecordError> {
+        EndTransactionMarker::of_batch(&self.decode()?)
     }
 }
 
@@ -185,6 +191,19 @@ pub struct PowerLoss {
     pub durable_end_offset: Offset,
     /// Whether the first lost batch was written in part (a torn write).
     pub torn: bool,
+}
+
+/// A bit flipped in a batch on the platter (a latent sector error, [`Log::corrupt`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// The batch's first offset.
+    pub base_offset: Offset,
+    /// Its last offset.
+    pub last_offset: Offset,
+    /// The byte flipped, from the batch's start (in its records, after the header).
+    pub byte: usize,
+    /// The bit flipped in that byte (0 = least significant).
+    pub bit: u8,
 }
 
 /// What recovery on startup found (Kafka's `LogLoader`).
@@ -332,6 +351,52 @@ impl Log {
         }
     }
 
+    /// The OS writes back every dirty page of the file (it drops its page cache after
+    /// a process death, [`Log::corrupt`]'s model); Kafka's recovery point stays.
+    pub fn write_back_all(&mut self) {
+        self.durability.durable_batches = self.batches.len();
+        self.durability.dirty_since = None;
+    }
+
+    /// A latent sector error: flips one bit in the records of a data batch on the
+    /// platter (CRC-covered bytes after the 61-byte header, so the batch's offsets,
+    /// producer and control flag stay as written and only its CRC-32C fails). `draw(n)`
+    /// picks in `0..n`: the batch, the byte, the bit. `None` when no data batch with
+    /// records is on the platter.
+    pub fn corrupt(&mut self, mut draw: impl FnMut(usize) -> usize) -> Option<Corruption> {
+        let candidates: Vec<usize> = (0..self.durability.durable_batches)
+            .filter(|&i| {
+                let b = &self.batches[i];
+                b.bytes.len() > record::BATCH_HEADER_SIZE && !b.header().is_control()
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let b = &mut self.batches[candidates[draw(candidates.len())]];
+        let byte = record::BATCH_HEADER_SIZE + draw(b.bytes.len() - record::BATCH_HEADER_SIZE);
+        let bit = draw(8) as u8;
+        let mut bytes = b.bytes.to_vec();
+        bytes[byte] ^= 1 << bit;
+        b.bytes = Bytes::from(bytes);
+        Some(Corruption {
+            base_offset: b.base_offset,
+            last_offset: b.last_offset,
+            byte,
+            bit,
+        })
+    }
+
+    /// The offset ranges (first, last) of the batches whose CRC-32C fails: bytes
+    /// corrupted on the platter and not cut by recovery (for the end-of-run snapshot).
+    pub fn corrupt_batches(&self) -> Vec<(Offset, Offset)> {
+        self.batches
+            .iter()
+            .filter(|b| record::verify_crc(&b.bytes).is_err())
+            .map(|b| (b.base_offset, b.last_offset))
+            .collect()
+    }
+
     /// Notes a write at `now` (after an append): the file is dirty from now on if it
     /// was clean.
     pub fn written(&mut self, now: Millis) {
@@ -370,8 +435,14 @@ impl Log {
     /// from the batch before), cuts the log at the first invalid one or at a torn
     /// write, rebuilds the producer state, the transaction index and the epoch cache
     /// from what remains, and leaves the recovery point at the checkpoint (KAFKA-10101:
-    /// what was validated is not known to be on the platter).
-    pub fn recover(&mut self, recovery_point_checkpoint: Offset) -> Recovery {
+    /// what was validated is not known to be on the platter), or with `at_log_end` (the
+    /// bug) moves it to the log end without a flush.
+    ///
+    /// A torn write below the checkpoint is never looked at: the file's size covers
+    /// the whole batch (the pages not written read as zeros), so when its header made
+    /// it to the platter the batch stays in the log, corrupt. Without the bug the
+    /// checkpoint never passes what is on the platter, so this does not happen.
+    pub fn recover(&mut self, recovery_point_checkpoint: Offset, at_log_end: bool) -> Recovery {
         let from = recovery_point_checkpoint.min(self.log_end_offset);
         let start = self.batches.partition_point(|b| b.last_offset < from);
         let mut truncated = None;
@@ -392,11 +463,30 @@ impl Log {
                 }
             }
         }
-        let torn = self.durability.torn_tail.take();
+        let mut torn = self.durability.torn_tail.take();
         let rebuilt_only = truncated.is_none() && torn.is_none();
         if let Some((keep, _)) = &truncated {
             let end = self.end_of(*keep);
             self.truncate_to(end);
+        }
+        if recovery_point_checkpoint > self.log_end_offset {
+            if let Some(header) = torn.as_ref().and_then(|t| BatchHeader::parse(t).ok()) {
+                let mut bytes = torn.take().expect("parsed").to_vec();
+                bytes.resize(header.size(), 0);
+                self.assign_epoch(header.partition_leader_epoch, header.base_offset);
+                self.push(
+                    StoredBatch {
+                        base_offset: header.base_offset,
+                        last_offset: header.last_offset(),
+                        leader_epoch: header.partition_leader_epoch,
+                        max_timestamp_so_far: header.max_timestamp,
+                        bytes: Bytes::from(bytes),
+                    },
+                    &header,
+                    None,
+                );
+                self.write_back_all();
+            }
         }
         let (producer_state, txn_index) = self.state_from_batches();
         if rebuilt_only {
@@ -411,7 +501,11 @@ impl Log {
         }
         self.producer_state = producer_state;
         self.txn_index = txn_index;
-        self.durability.recovery_point = from.min(self.log_end_offset);
+        self.durability.recovery_point = if at_log_end {
+            self.log_end_offset
+        } else {
+            from.min(self.log_end_offset)
+        };
         let truncated = truncated.map(|(_, why)| why).or_else(|| {
             torn.map(|t| {
                 format!(
@@ -726,7 +820,10 @@ impl Log {
             if b.header().max_timestamp < target {
                 continue;
             }
-            let batch = b.decode();
+            // A corrupt batch's records are unreadable: the lookup passes over it.
+            let Ok(batch) = b.decode() else {
+                continue;
+            };
             let found = batch.records.iter().find_map(|r| {
                 let timestamp = batch.base_timestamp + r.timestamp_delta;
                 (timestamp >= target).then(|| TimestampAndOffset {
@@ -767,12 +864,14 @@ impl Log {
     }
 
     /// Every data record as (offset, value), values parsed from decimal ASCII (the
-    /// workload's encoding); records whose value is not a number, and control records,
-    /// are skipped.
+    /// workload's encoding); records whose value is not a number, control records and
+    /// corrupt batches ([`Log::corrupt_batches`]) are skipped.
     pub fn records(&self) -> Vec<(Offset, u64)> {
         let mut out = Vec::new();
         for b in &self.batches {
-            let batch = b.decode();
+            let Ok(batch) = b.decode() else {
+                continue;
+            };
             if batch.is_control() {
                 continue;
             }
@@ -795,8 +894,12 @@ impl Log {
         self.batches
             .iter()
             .filter_map(|b| {
-                let (header, marker) = b.header_and_marker();
-                marker.map(|marker| Marker {
+                let header = b.header();
+                if !header.is_control() {
+                    return None;
+                }
+                let marker = b.marker().ok().flatten()?;
+                Some(Marker {
                     offset: b.base_offset,
                     producer_id: header.producer_id,
                     producer_epoch: header.producer_epoch,

@@ -132,7 +132,7 @@ impl Broker {
         incarnation: u64,
         mut disk: Disk,
     ) -> Self {
-        let recovered = disk.recover();
+        let recovered = disk.recover(bugs.on(crate::bugs::Bug::RecoveryPointAtLogEnd));
         Broker {
             recovered,
             id,
@@ -179,6 +179,16 @@ impl Broker {
         torn: impl FnMut() -> Option<u64>,
     ) -> Vec<(TopicPartition, crate::broker::log::PowerLoss)> {
         self.disk.power_loss(now, torn)
+    }
+
+    /// A latent sector error (the process is already dead): the OS writes back the
+    /// page cache, then a bit flips in a drawn batch (`draw(n)` picks in `0..n`).
+    /// Returns the partition and what flipped, if any batch could be hit.
+    pub fn corrupt(
+        &mut self,
+        draw: impl FnMut(usize) -> usize,
+    ) -> Option<(TopicPartition, crate::broker::log::Corruption)> {
+        self.disk.corrupt(draw)
     }
 
     /// The broker's disk (for the end-of-run snapshot).

@@ -630,6 +630,22 @@ impl Broker {
                     log.truncate_to(target.min(log.log_end_offset()));
                     part.high_watermark = part.high_watermark.min(log.log_end_offset());
                 }
+                ErrorCode::None
+                    if p.batches.iter().any(|b| {
+                        matches!(
+                            crate::kafka::record::verify_crc(b),
+                            Err(crate::kafka::record::RecordError::Crc { .. })
+                        )
+                    }) =>
+                {
+                    // `UnifiedLog.analyzeAndValidateRecords` rejects the whole response
+                    // (`CorruptRecordException`) before appending any of it;
+                    // `AbstractFetcherThread` marks the partition errored and fetches the
+                    // same offset again after `replica.fetch.backoff.ms`. The leader
+                    // serves the same bytes, so the follower stays there and drops out
+                    // of the ISR.
+                    backoff = true;
+                }
                 ErrorCode::None => {
                     let log = self.disk.log_for_write(&p.tp, now);
                     for b in &p.batches {

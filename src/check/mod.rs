@@ -350,6 +350,7 @@ impl<'h> Collector<'h> {
             Op::FaultStart { .. } => self.stats.faults += 1,
             Op::FaultEnd { .. }
             | Op::LogPowerLoss { .. }
+            | Op::LogCorrupted { .. }
             | Op::LogRecovered { .. }
             | Op::PartitionChange { .. }
             | Op::PrepareRebalance { .. }
@@ -615,7 +616,7 @@ impl<'h> Collector<'h> {
     /// read as far as is still lost, not merely unseen, when the final leader's log
     /// (white box) no longer holds it: no later reader can ever see it.
     fn check_writes(&mut self, snapshot: &Snapshot) {
-        let mut final_logs: BTreeMap<&TopicPartition, (u32, BTreeSet<Value>)> = BTreeMap::new();
+        let mut final_logs: BTreeMap<&TopicPartition, FinalLog> = BTreeMap::new();
         for s in &self.sends {
             let read = self
                 .values
@@ -629,10 +630,11 @@ impl<'h> Collector<'h> {
             if read {
                 // Read once, then gone from the log (every replica lost it): a reader
                 // starting from the beginning now would never see it.
-                if let (Some(offset), Some((leader, values))) =
+                if let (Some(offset), Some(log)) =
                     (s.acked_offset, final_log(&mut final_logs, snapshot, p))
                 {
-                    if !values.contains(&s.value) {
+                    if !log.holds(s.value, Some(offset)) {
+                        let leader = log.leader;
                         self.tallies.add("lost-write", (s.index, 0), || {
                             format!(
                                 "{what} was acknowledged at offset {offset} of {p} at {t} s and \
@@ -646,8 +648,9 @@ impl<'h> Collector<'h> {
             let Some(offset) = s.acked_offset else {
                 // acks=0: the send succeeded without an offset; lost if it is not where
                 // every later reader would find it.
-                if let Some((leader, values)) = final_log(&mut final_logs, snapshot, p) {
-                    if !values.contains(&s.value) {
+                if let Some(log) = final_log(&mut final_logs, snapshot, p) {
+                    if !log.holds(s.value, None) {
+                        let leader = log.leader;
                         self.tallies.add("lost-write", (s.index, 0), || {
                             format!(
                                 "{what} was sent with acks=0 to {p} at {t} s (success, no \
@@ -669,8 +672,9 @@ impl<'h> Collector<'h> {
                 });
                 continue;
             }
-            if let Some((leader, values)) = final_log(&mut final_logs, snapshot, p) {
-                if !values.contains(&s.value) {
+            if let Some(log) = final_log(&mut final_logs, snapshot, p) {
+                if !log.holds(s.value, Some(offset)) {
+                    let leader = log.leader;
                     self.tallies.add("lost-write", (s.index, 0), || {
                         format!(
                             "{what} was acknowledged at offset {offset} of {p} at {t} s, never \
@@ -867,13 +871,35 @@ impl<'h> Collector<'h> {
 
 // ---------------------------------------------------------------- snapshot checks
 
-/// The values in the final log of `p`'s leader (with the leader), cached in `logs`;
-/// `None` when the partition has no leader at the end.
+/// The final log of `p`'s leader, as far as the lost-write check reads it.
+struct FinalLog {
+    leader: u32,
+    values: BTreeSet<Value>,
+    /// Its corrupt batches' offset ranges.
+    corrupt: Vec<(Offset, Offset)>,
+}
+
+impl FinalLog {
+    /// Whether the log may hold `value` (written at `offset`, when known): its records
+    /// include it, or a corrupt batch covers the offset (or, without one, exists). A
+    /// corrupt batch's records are still on the disk, unreadable: Kafka makes them
+    /// unavailable (a stuck follower, a consumer's `CorruptRecordException`), not
+    /// lost.
+    fn holds(&self, value: Value, offset: Option<Offset>) -> bool {
+        self.values.contains(&value)
+            || offset.map_or(!self.corrupt.is_empty(), |o| {
+                self.corrupt.iter().any(|(a, b)| (*a..=*b).contains(&o))
+            })
+    }
+}
+
+/// The final log of `p`'s leader, cached in `logs`; `None` when the partition has no
+/// leader at the end.
 fn final_log<'a, 'h>(
-    logs: &'a mut BTreeMap<&'h TopicPartition, (u32, BTreeSet<Value>)>,
+    logs: &'a mut BTreeMap<&'h TopicPartition, FinalLog>,
     snapshot: &Snapshot,
     p: &'h TopicPartition,
-) -> Option<&'a (u32, BTreeSet<Value>)> {
+) -> Option<&'a FinalLog> {
     if !logs.contains_key(p) {
         let leader_log = snapshot
             .partitions
@@ -882,7 +908,11 @@ fn final_log<'a, 'h>(
             .and_then(|ps| {
                 let leader = ps.leader?;
                 let r = ps.replicas.iter().find(|r| r.broker == leader)?;
-                Some((leader, r.records.iter().map(|(_, v)| *v).collect()))
+                Some(FinalLog {
+                    leader,
+                    values: r.records.iter().map(|(_, v)| *v).collect(),
+                    corrupt: r.corrupt.clone(),
+                })
             });
         logs.insert(p, leader_log?);
     }
@@ -943,13 +973,16 @@ struct DivergedRead {
 /// position after a leader change (KIP-320) seeks back to the divergence point before
 /// it reads from the new log.
 fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
-    let final_logs: BTreeMap<&TopicPartition, BTreeMap<Offset, Value>> = snapshot
+    let final_logs: BTreeMap<
+        &TopicPartition,
+        (BTreeMap<Offset, Value>, &crate::history::ReplicaSnapshot),
+    > = snapshot
         .partitions
         .iter()
         .filter_map(|p| {
             let leader = p.leader?;
             let r = p.replicas.iter().find(|r| r.broker == leader)?;
-            Some((&p.partition, r.records.iter().copied().collect()))
+            Some((&p.partition, (r.records.iter().copied().collect(), r)))
         })
         .collect();
     // Per (consumer, partition): the lowest contradicted read since the last seek to or
@@ -977,11 +1010,15 @@ fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallie
             Op::Poll {
                 partition, records, ..
             } => {
-                let Some(log) = final_logs.get(partition) else {
+                let Some((log, replica)) = final_logs.get(partition) else {
                     continue;
                 };
                 let (diverged, counted) = lanes.entry((entry.process, partition)).or_default();
                 for (i, r) in records.iter().enumerate() {
+                    if replica.corrupt_at(r.offset) {
+                        // Still there, unreadable: neither contradicted nor confirmed.
+                        continue;
+                    }
                     let held = log.get(&r.offset).copied();
                     if held != Some(r.value) {
                         if diverged.as_ref().is_none_or(|d| r.offset < d.offset) {
@@ -1033,7 +1070,9 @@ fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallie
 }
 
 /// `replica-divergence` for one partition: every offset below `hw` where the ISR
-/// replicas do not all hold the same value.
+/// replicas do not all hold the same value. An offset in a corrupt batch of any of
+/// them is passed over: its records are there, unreadable (what Kafka shows is a
+/// follower stuck before it, not a divergence).
 fn check_divergence(
     p: &PartitionSnapshot,
     hw: Offset,
@@ -1057,7 +1096,12 @@ fn check_divergence(
         .iter()
         .flat_map(|(_, log)| log.keys().copied())
         .collect();
-    for offset in offsets {
+    let corrupt = |o: Offset| {
+        p.replicas
+            .iter()
+            .any(|r| p.isr.contains(&r.broker) && r.corrupt_at(o))
+    };
+    for offset in offsets.into_iter().filter(|o| !corrupt(*o)) {
         let held: Vec<(u32, Option<Value>)> = isr
             .iter()
             .map(|(b, log)| (*b, log.get(&offset).copied()))

@@ -899,17 +899,41 @@ impl Consumer {
         let mut aborted: Vec<AbortedTransaction> = part.aborted_transactions.clone();
         aborted.sort_unstable_by_key(|a| std::cmp::Reverse(a.first_offset));
         let mut aborted_producers = BTreeSet::new();
-        for (i, bytes) in part.batches.iter().enumerate() {
+        // What the application gets instead of records once the fetch reaches a batch
+        // that fails its CRC or a record it cannot deserialize.
+        let mut exception = None;
+        'batches: for (i, bytes) in part.batches.iter().enumerate() {
             let last_element = i + 1 == part.batches.len();
             let mut buf: &[u8] = bytes;
             while !buf.is_empty() {
-                let batch = match RecordBatch::decode(buf) {
+                let decoded = if self.config.check_crcs {
+                    RecordBatch::decode(buf)
+                } else {
+                    RecordBatch::decode_unchecked(buf)
+                };
+                let batch = match decoded {
                     Ok((batch, used)) => {
                         buf = &buf[used..];
                         batch
                     }
                     // A size-limited fetch may end with a partial batch: ignore it.
                     Err(RecordError::Truncated { .. }) if last_element => break,
+                    // `CompletedFetch.maybeEnsureValid` (`check.crcs`): the batch's
+                    // bytes were corrupted where the leader stored them.
+                    Err(e @ RecordError::Crc { .. }) => {
+                        exception = Some(format!(
+                            "KafkaException: Record batch for partition {tp} at offset {position} \
+                             is invalid, cause: CorruptRecordException: {e}"
+                        ));
+                        break 'batches;
+                    }
+                    Err(e) if !self.config.check_crcs => {
+                        exception = Some(format!(
+                            "KafkaException: Received exception when fetching the next record \
+                             from {tp} at offset {position}: {e}"
+                        ));
+                        break 'batches;
+                    }
                     Err(e) => panic!(
                         "consumer-{}: fetch of {tp} at offset {fetch_offset} from broker-{broker} returned a bad batch: {e}",
                         self.index
@@ -953,10 +977,18 @@ impl Consumer {
                         if offset < position {
                             continue;
                         }
-                        records.push((
-                            self.read_record(tp, offset, record),
-                            batch.partition_leader_epoch,
-                        ));
+                        match self.read_record(tp, offset, record) {
+                            Ok(read) => records.push((read, batch.partition_leader_epoch)),
+                            // Only with `check.crcs=false` can a flipped bit get this far.
+                            Err(e) if self.config.check_crcs => {
+                                panic!("consumer-{}: {e} (a CRC-checked batch)", self.index)
+                            }
+                            Err(e) => {
+                                exception = Some(e);
+                                position = offset;
+                                break 'batches;
+                            }
+                        }
                     }
                 }
                 position = last_offset + 1;
@@ -964,6 +996,24 @@ impl Consumer {
         }
         let subscribed = self.group.is_some();
         let state = self.assignment.get_mut(tp).expect("assigned partition");
+        if let Some(error) = exception.filter(|_| records.is_empty()) {
+            // Nothing to return before it: `poll` throws, and keeps throwing the cached
+            // exception until the application seeks past it (the workload never does).
+            // The position stays.
+            state.failed = true;
+            let read_committed = self.read_committed();
+            let (process, hw) = (self.process(), part.high_watermark);
+            out.record(failed_poll(
+                process,
+                now,
+                read_committed,
+                tp.clone(),
+                hw,
+                error,
+            ));
+            return;
+        }
+        // Records before a corrupt batch are returned; the next fetch starts at it.
         if subscribed && !records.is_empty() {
             // Subscribe mode: the records wait for `poll`, which moves the position.
             state.buffered = true;
@@ -1015,51 +1065,50 @@ impl Consumer {
         }
     }
 
-    /// A record as the application sees it: UTF-8 key, value parsed from decimal ASCII.
+    /// One fetched record as the application sees it, or the
+    /// `RecordDeserializationException` its deserializers throw: keys, header keys and
+    /// values are UTF-8, values decimal numbers (the workload writes nothing else, so
+    /// only a corrupt batch read with `check.crcs=false` fails).
     fn read_record(
         &self,
         tp: &TopicPartition,
         offset: Offset,
         record: &crate::kafka::record::Record,
-    ) -> ReadRecord {
-        let key = record.key.as_ref().map(|k| {
-            String::from_utf8(k.to_vec()).unwrap_or_else(|_| {
-                panic!("consumer-{}: key of {tp}@{offset} is not UTF-8", self.index)
-            })
-        });
+    ) -> Result<ReadRecord, String> {
+        let fail = |what: &str| {
+            format!("RecordDeserializationException: {what} of {tp} at offset {offset} cannot be deserialized")
+        };
+        let text = |b: &[u8], what: &str| String::from_utf8(b.to_vec()).map_err(|_| fail(what));
+        let key = record
+            .key
+            .as_ref()
+            .map(|k| text(k, "the key"))
+            .transpose()?;
         let value = record
             .value
             .as_ref()
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "consumer-{}: value of {tp}@{offset} is not a decimal u64: {:?}",
-                    self.index, record.value
-                )
-            });
+            .ok_or_else(|| fail("the value"))?;
         // Header keys are strings (`RecordHeader.key`); the workload's values are too.
         let headers = record
             .headers
             .iter()
             .map(|h| {
-                let text = |b: &[u8]| {
-                    String::from_utf8(b.to_vec()).unwrap_or_else(|_| {
-                        panic!(
-                            "consumer-{}: header of {tp}@{offset} is not UTF-8",
-                            self.index
-                        )
-                    })
-                };
-                (h.key.clone(), h.value.as_deref().map(text))
+                let value = h
+                    .value
+                    .as_deref()
+                    .map(|v| text(v, "a header"))
+                    .transpose()?;
+                Ok((h.key.clone(), value))
             })
-            .collect();
-        ReadRecord {
+            .collect::<Result<_, String>>()?;
+        Ok(ReadRecord {
             offset,
             key,
             value,
             headers,
-        }
+        })
     }
 
     /// `AbstractFetch.handleInitializeErrors` for one partition.

@@ -481,6 +481,8 @@ enum Kind {
     ClientPause,
     /// A broker, a partition's leader or followers, or every broker loses power.
     PowerLoss,
+    /// A bit flips in a stored batch of a broker, a partition's leader or followers.
+    Corrupt,
 }
 
 /// An explicit fault schedule inside the workload window: faults one after another
@@ -505,6 +507,11 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
         (2, Kind::PauseAroundLag),
         (1, Kind::PowerLoss),
     ];
+    // Not with pipelines: the transaction checks read the final logs' batches and
+    // markers, and how a corrupt one should count there is not worked out.
+    if pipelines == 0 {
+        kinds.push((1, Kind::Corrupt));
+    }
     if group_members || pipelines > 0 {
         kinds.extend([
             (2, Kind::PauseAroundSession),
@@ -574,6 +581,9 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
                 } else {
                     broker_target(rng)
                 },
+            },
+            Kind::Corrupt => Fault::Corrupt {
+                target: broker_target(rng),
             },
             Kind::Isolate => {
                 let target = match rng.gen_range(0..6) {

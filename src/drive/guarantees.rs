@@ -51,6 +51,11 @@ pub struct Facts {
     /// append (`flush.messages` > 1, Kafka's default): acknowledged records below the
     /// high watermark can vanish from every replica.
     pub unflushed_power_loss: bool,
+    /// Bits flip in stored batches (`corrupt`): recovery cuts an in-sync replica's log
+    /// at a corrupt batch above its recovery point, as a power loss would, flushed or
+    /// not; a corrupt batch below it is served, and stops followers and consumers for
+    /// good.
+    pub corrupt: bool,
 }
 
 impl Facts {
@@ -85,6 +90,15 @@ impl Facts {
                 .schedule
                 .iter()
                 .any(|f| matches!(f.fault, Fault::PowerLoss { .. }));
+        let corrupt = sc
+            .nemesis
+            .faults
+            .contains(&crate::nemesis::FaultKindName::Corrupt)
+            || sc
+                .nemesis
+                .schedule
+                .iter()
+                .any(|f| matches!(f.fault, Fault::Corrupt { .. }));
         let broker_flush = sc.cluster.config.log_flush_interval_messages;
         let data_flushed = sc
             .topics
@@ -96,6 +110,7 @@ impl Facts {
         let flushed = data_flushed && (broker_flush == 1 || !internal_used);
         Facts {
             unflushed_power_loss: power_loss && !flushed,
+            corrupt,
             acks: has_producers.then_some(p.acks),
             idempotence: has_producers && p.idempotence(),
             max_in_flight: p.max_in_flight_requests_per_connection,
@@ -127,7 +142,7 @@ impl Facts {
     /// become leaders, and a power loss takes nothing they acknowledged (Kafka's
     /// `UnifiedLog.append` flushes every append with `flush.messages=1`).
     fn clean(&self) -> bool {
-        !self.unclean && !self.unflushed_power_loss
+        !self.unclean && !self.unflushed_power_loss && !self.corrupt
     }
 
     /// Writes acknowledged to `acks=all` are on at least two replicas and only in-sync
@@ -165,6 +180,7 @@ fn hits_brokers(f: &Fault) -> bool {
     match f {
         Fault::Crash { target }
         | Fault::PowerLoss { target }
+        | Fault::Corrupt { target }
         | Fault::Pause { target }
         | Fault::Isolate { target } => broker(target),
         Fault::Partition { groups } => groups.iter().flatten().any(broker),
@@ -446,7 +462,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         name: "liveness",
         when: "quiet period >= the liveness bound (timeouts + 10 s), no two live instances \
-               share a transactional.id",
+               share a transactional.id, no bit flips in stored batches",
         forbids: &[
             "stuck",
             "unseen",
@@ -458,8 +474,11 @@ pub const RULES: &[Rule] = &[
                 session.timeout.ms, the coordinator aborts transactions older than \
                 transaction.timeout.ms (`TransactionCoordinator.abortTimedOutTransactions`); two live producers \
                 with one transactional.id fence each other for ever (`ProducerFenced` \
-                is fatal: KafkaProducer docs), so Kafka promises no progress there",
-        applies: |f| f.quiet_covers_timeouts && !f.shared_transactional_id,
+                is fatal: KafkaProducer docs), so Kafka promises no progress there; a \
+                corrupt batch below the recovery point is served as stored, and a \
+                follower (`AbstractFetcherThread`) or consumer (`check.crcs`) never gets \
+                past it",
+        applies: |f| f.quiet_covers_timeouts && !f.shared_transactional_id && !f.corrupt,
     },
     Rule {
         name: "hw-monotonic",

@@ -619,6 +619,15 @@ pub struct ConsumerConfig {
     /// and no `CooperativeStickyAssignor`, so its default is `[range]`.
     #[serde(rename = "partition.assignment.strategy")]
     pub partition_assignment_strategy: Vec<Assignor>,
+    /// `check.crcs` (default true): check the CRC-32C of every fetched batch; a
+    /// corrupt one fails the poll (`CompletedFetch.maybeEnsureValid`).
+    #[serde(rename = "check.crcs", skip_serializing_if = "is_true")]
+    pub check_crcs: bool,
+}
+
+/// For `skip_serializing_if` on settings that default to true.
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for ConsumerConfig {
@@ -641,6 +650,7 @@ impl Default for ConsumerConfig {
             enable_auto_commit: None,
             auto_commit_interval_ms: 5_000,
             default_api_timeout_ms: 60_000,
+            check_crcs: true,
             partition_assignment_strategy: vec![Assignor::Range],
         }
     }

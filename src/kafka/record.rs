@@ -405,7 +405,20 @@ impl RecordBatch {
     /// Returns the batch and the number of bytes it took.
     pub fn decode(buf: &[u8]) -> Result<(RecordBatch, usize), RecordError> {
         verify_crc(buf)?;
+        RecordBatch::decode_unchecked(buf)
+    }
+
+    /// Decodes one batch from the start of `buf` without checking its CRC (a consumer
+    /// with `check.crcs=false`): a corrupt batch may decode to other records, or fail
+    /// wherever its bytes stop making sense. Returns the batch and the bytes it took.
+    pub fn decode_unchecked(buf: &[u8]) -> Result<(RecordBatch, usize), RecordError> {
         let h = BatchHeader::parse(buf)?;
+        if buf.len() < h.size() {
+            return Err(RecordError::Truncated {
+                needed: h.size(),
+                had: buf.len(),
+            });
+        }
         let batch_end = h.size();
         let end = batch_end;
         let codec_id = h.attributes & COMPRESSION_MASK;

@@ -125,7 +125,7 @@ impl FaultSpan {
     fn node_fault(&self) -> bool {
         matches!(
             self.verb.as_str(),
-            "crash" | "power-loss" | "pause" | "isolate"
+            "crash" | "power-loss" | "corrupt" | "pause" | "isolate"
         )
     }
 }
@@ -359,6 +359,7 @@ fn is_operation(op: &Op) -> bool {
             | Op::FaultEnd { .. }
             | Op::PartitionChange { .. }
             | Op::LogPowerLoss { .. }
+            | Op::LogCorrupted { .. }
             | Op::LogRecovered { .. }
             | Op::ProducerMetrics(_)
     )
@@ -523,12 +524,14 @@ fn legend(page: &mut String, model: &Model) {
          <span><i class=\"sw notok\"></i>failed or indefinite</span>\
          <span><i class=\"sw crash\"></i>crash</span>\
          <span><i class=\"sw power-loss\"></i>power loss</span>\
+         <span><i class=\"sw corrupt\"></i>corrupt</span>\
          <span><i class=\"sw pause\"></i>pause</span>\
          <span><i class=\"sw isolate\"></i>isolate</span>\
          <span><i class=\"sw net\"></i>network fault</span>\
          <span><b class=\"lc\">◆</b>leader change</span>\
          <span><b class=\"ic\">○</b>ISR change</span>\
          <span><b class=\"disk\">▼</b>page cache lost</span>\
+         <span><b class=\"corr\">◆</b>bit flipped on disk</span>\
          <span><b class=\"recov\">■</b>log recovery truncated</span>",
     );
     for (k, kind) in model.kinds.iter().enumerate() {
@@ -679,6 +682,7 @@ fn participle(verb: &str) -> String {
     match verb {
         "crash" => "crashed".into(),
         "power-loss" => "powered off".into(),
+        "corrupt" => "crashed (disk corrupt)".into(),
         "pause" => "paused".into(),
         "isolate" => "isolated".into(),
         other => other.to_string(),
@@ -843,24 +847,49 @@ fn partition_changes(page: &mut String, history: &History, model: &Model, geomet
     }
 }
 
-/// On each broker's lane, what its disk lost in a power loss (a red triangle) and what
-/// recovery cut off when it started again (a green square): one mark per broker and
-/// moment, its tooltip listing the partitions.
+/// What a disk mark on a broker's lane shows.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum DiskMark {
+    /// A power loss took the page cache.
+    PowerLoss,
+    /// A bit flipped in a stored batch.
+    Corrupt,
+    /// Recovery cut the log on start.
+    Recovery,
+}
+
+/// On each broker's lane, what its disk lost in a power loss (a red triangle), the
+/// batch a `corrupt` fault flipped a bit in (a purple diamond) and what recovery cut
+/// off when it started again (a green square): one mark per broker and moment, its
+/// tooltip listing the partitions.
 fn disk_events(page: &mut String, history: &History, model: &Model, geometry: &[(u64, u64)]) {
-    // (lane, ms, recovery?) -> the partitions' lines
-    let mut marks: BTreeMap<(usize, u64, bool), Vec<String>> = BTreeMap::new();
+    // (lane, ms, kind) -> the partitions' lines
+    let mut marks: BTreeMap<(usize, u64, DiskMark), Vec<String>> = BTreeMap::new();
     for e in &history.entries {
-        let (recovery, text) = match &e.op {
+        let (kind, text) = match &e.op {
             Op::LogPowerLoss {
                 partition,
                 log_end_offset,
                 durable_end_offset,
                 torn,
             } => (
-                false,
+                DiskMark::PowerLoss,
                 format!(
                     "{partition}: log end {log_end_offset} -> {durable_end_offset}{} (line {})",
                     if *torn { ", torn write" } else { "" },
+                    e.index
+                ),
+            ),
+            Op::LogCorrupted {
+                partition,
+                base_offset,
+                last_offset,
+                byte,
+                bit,
+            } => (
+                DiskMark::Corrupt,
+                format!(
+                    "{partition}: batch {base_offset}..={last_offset}, bit {bit} of byte {byte} (line {})",
                     e.index
                 ),
             ),
@@ -870,7 +899,7 @@ fn disk_events(page: &mut String, history: &History, model: &Model, geometry: &[
                 log_end_offset,
                 reason,
             } => (
-                true,
+                DiskMark::Recovery,
                 format!(
                     "{partition}: validated from {from}, log end {log_end_offset}: {reason} (line {})",
                     e.index
@@ -882,34 +911,39 @@ fn disk_events(page: &mut String, history: &History, model: &Model, geometry: &[
             continue;
         };
         marks
-            .entry((lane, entry_ms(e), recovery))
+            .entry((lane, entry_ms(e), kind))
             .or_default()
             .push(text);
     }
-    for ((lane, ms, recovery), lines) in marks {
+    for ((lane, ms, kind), lines) in marks {
         let (y, h) = geometry[lane];
         let x = model.x(ms);
-        let what = if recovery {
-            "log recovery truncated"
-        } else {
-            "power loss took the page cache"
+        let what = match kind {
+            DiskMark::PowerLoss => "power loss took the page cache",
+            DiskMark::Corrupt => "a bit flipped on the disk",
+            DiskMark::Recovery => "log recovery truncated",
         };
         let title = escape(&format!("{what} at {} s\n{}", secs(ms), lines.join("\n")));
-        if recovery {
-            let _ = writeln!(
+        let _ = match kind {
+            DiskMark::Recovery => writeln!(
                 page,
                 "<rect class=\"recov\" x=\"{}\" y=\"{}\" width=\"8\" height=\"8\"><title>{title}</title></rect>",
                 x - 4,
                 y + h - 12
-            );
-        } else {
-            let _ = writeln!(
+            ),
+            DiskMark::PowerLoss => writeln!(
                 page,
                 "<path class=\"disk\" d=\"M{},{}h10l-5,9Z\"><title>{title}</title></path>",
                 x - 5,
                 y + 2
-            );
-        }
+            ),
+            DiskMark::Corrupt => writeln!(
+                page,
+                "<path class=\"corr\" d=\"M{},{}l5,5l-5,5l-5,-5Z\"><title>{title}</title></path>",
+                x,
+                y + 2
+            ),
+        };
     }
 }
 
@@ -1318,8 +1352,8 @@ nav{margin-top:8px;color:var(--dim)}nav a{color:#2453a6}
 .legend span{white-space:nowrap}.legend b{margin-right:5px}
 .sw{display:inline-block;width:14px;height:10px;margin-right:5px;border-radius:2px;vertical-align:-1px}
 .sw.producer{background:#4c78a8}.sw.notok{background:#f58518}.sw.crash{background:#f4a8a8}
-.sw.power-loss{background:#c9a0a0}.sw.pause{background:#f6d88a}.sw.isolate{background:#d7b8e6}.sw.net{background:#b9d3f0}
-b.lc{color:#344054}b.ic{color:#667085}b.disk{color:#8b0000}b.recov{color:#2e7d32}
+.sw.power-loss{background:#c9a0a0}.sw.corrupt{background:#c9a0c9}.sw.pause{background:#f6d88a}.sw.isolate{background:#d7b8e6}.sw.net{background:#b9d3f0}
+b.lc{color:#344054}b.ic{color:#667085}b.disk{color:#8b0000}b.corr{color:#6a1b9a}b.recov{color:#2e7d32}
 svg.timeline{display:block;width:100%;height:auto;border:1px solid var(--line);border-radius:4px}
 svg text{font-family:system-ui,'DejaVu Sans',sans-serif}
 text.lane{font-size:13px;fill:#1d2330;dominant-baseline:middle}
@@ -1327,15 +1361,15 @@ text.ops{font-size:10.5px;fill:#98a2b3;dominant-baseline:middle}
 text.tick{font-size:11px;fill:#667085}
 line.grid{stroke:#e4e7ec;stroke-width:1}
 path.producer{fill:#4c78a8}path.consumer{fill:#54a24b}path.other{fill:#98a2b3}path.notok{fill:#f58518}
-rect.shade{opacity:.55}rect.shade.crash{fill:#f4a8a8}rect.shade.power-loss{fill:#c9a0a0}rect.shade.pause{fill:#f6d88a}
+rect.shade{opacity:.55}rect.shade.crash{fill:#f4a8a8}rect.shade.power-loss{fill:#c9a0a0}rect.shade.corrupt{fill:#c9a0c9}rect.shade.pause{fill:#f6d88a}
 rect.shade.isolate{fill:#d7b8e6}rect.shade.net{fill:#b9d3f0;opacity:.35}
 text.shadelabel{font-size:10px;fill:#7a2a2a;font-style:italic}
-rect.bar{opacity:.9}rect.bar.crash{fill:#e45756}rect.bar.power-loss{fill:#8b0000}rect.bar.pause{fill:#e0a800}
+rect.bar{opacity:.9}rect.bar.crash{fill:#e45756}rect.bar.power-loss{fill:#8b0000}rect.bar.corrupt{fill:#6a1b9a}rect.bar.pause{fill:#e0a800}
 rect.bar.isolate{fill:#a05fc0}rect.bar.net{fill:#4c78a8}
 text.barlabel{font-size:9.5px;fill:#fff}
 path.instant{fill:#2a9d8f}path.lc{fill:#344054}path.lc.unclean{fill:#d62728}
 path.lead{fill:#2a9d8f}circle.ic{fill:#fff;stroke:#667085;stroke-width:1.3}
-path.disk{fill:#8b0000}rect.recov{fill:#2e7d32}
+path.disk{fill:#8b0000}path.corr{fill:#6a1b9a}rect.recov{fill:#2e7d32}
 a.amark line{stroke-width:1.5;opacity:.7}a.amark circle{stroke:#fff;stroke-width:1.5}
 a.amark:hover circle,a.amark.hl circle{stroke:#000;stroke-width:3}
 a.amark.hl line{stroke-width:4;opacity:1}

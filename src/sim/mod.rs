@@ -717,6 +717,7 @@ async fn run_faults(
             let groups: Vec<Vec<NodeId>> = match &f.fault {
                 Fault::Crash { target }
                 | Fault::PowerLoss { target }
+                | Fault::Corrupt { target }
                 | Fault::Pause { target }
                 | Fault::Isolate { target } => vec![resolve(target)],
                 Fault::Partition { groups } => groups
@@ -753,6 +754,14 @@ async fn run_faults(
                         disk_losses.extend(lost.into_iter().map(|op| Entry::instant(*n, now, op)));
                     }
                 }),
+                Fault::Corrupt { .. } => groups[0].iter().for_each(|n| {
+                    handle.kill(nodes.id(*n));
+                    ctx.crash(*n);
+                    if let NodeId::Broker(b) = n {
+                        let op = corrupt(&brokers[b], &mut disk_rng);
+                        disk_losses.extend(op.map(|op| Entry::instant(*n, now, op)));
+                    }
+                }),
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
                 Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
                     ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), false)
@@ -766,16 +775,18 @@ async fn run_faults(
                 now,
                 Op::FaultStart { fault: desc },
             )]);
-            // What each power-lost broker's logs lost, after the fault that caused it.
+            // What each power-lost or corrupted broker's logs lost, after the fault.
             ctx.record(std::mem::take(&mut disk_losses));
             resolved.insert(i, groups);
         } else {
             let groups = resolved.remove(&i).unwrap_or_default();
             match &f.fault {
-                Fault::Crash { .. } | Fault::PowerLoss { .. } => groups[0].iter().for_each(|n| {
-                    ctx.down.lock().expect("no poisoned locks").remove(n);
-                    handle.restart(nodes.id(*n));
-                }),
+                Fault::Crash { .. } | Fault::PowerLoss { .. } | Fault::Corrupt { .. } => {
+                    groups[0].iter().for_each(|n| {
+                        ctx.down.lock().expect("no poisoned locks").remove(n);
+                        handle.restart(nodes.id(*n));
+                    })
+                }
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.resume(nodes.id(*n))),
                 Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
                     ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), true)
@@ -820,6 +831,20 @@ fn power_loss(
             torn: loss.torn,
         })
         .collect()
+}
+
+/// Flips a bit on a broker's disk (its process is already dead), drawn from the
+/// run's `disk` stream. Returns what flipped, for the history.
+fn corrupt(broker: &Mutex<Broker>, rng: &mut ChaCha8Rng) -> Option<Op> {
+    let mut broker = broker.lock().expect("no poisoned locks");
+    let (partition, c) = broker.corrupt(|n| rng.gen_range(0..n))?;
+    Some(Op::LogCorrupted {
+        partition,
+        base_offset: c.base_offset,
+        last_offset: c.last_offset,
+        byte: c.byte as u64,
+        bit: c.bit,
+    })
 }
 
 /// What spawning a run's nodes needs.
@@ -1318,6 +1343,7 @@ fn take_snapshot(
                     log_end_offset: log.map_or(0, |l| l.log_end_offset()),
                     high_watermark,
                     records: log.map(|l| l.records()).unwrap_or_default(),
+                    corrupt: log.map(|l| l.corrupt_batches()).unwrap_or_default(),
                 }
             })
             .collect();

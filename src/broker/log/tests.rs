@@ -184,7 +184,7 @@ fn producer_state_follows_appends_and_truncation() {
 
     // Recovery on restart rebuilds the same state from the batches.
     let before = leader.producer_state().clone();
-    leader.recover(0);
+    leader.recover(0, false);
     assert_eq!(leader.producer_state(), &before);
     assert_eq!(before.len(), 2);
 }
@@ -391,7 +391,7 @@ fn followers_truncation_and_recovery_keep_the_transaction_state() {
     assert_eq!(f.producer_state(), expected.producer_state());
     // Recovery after a restart rebuilds the same state.
     let mut restarted = leader.clone();
-    restarted.recover(0);
+    restarted.recover(0, false);
     assert_eq!(restarted.txn_index(), leader.txn_index());
     assert_eq!(restarted.producer_state(), leader.producer_state());
 }
@@ -401,7 +401,7 @@ fn followers_truncation_and_recovery_keep_the_transaction_state() {
 fn recovery_asserts_the_incremental_state() {
     let mut log = transactions();
     log.txn_index.pop();
-    log.recover(0);
+    log.recover(0, false);
 }
 
 #[test]
@@ -498,7 +498,7 @@ fn recovery_cuts_a_torn_write_and_rebuilds_the_producer_state() {
     log.written(20);
     let loss = log.power_loss(30, &os, Some(500));
     assert!(loss.torn && loss.durable_end_offset == 2, "{loss:?}");
-    let recovery = log.recover(0);
+    let recovery = log.recover(0, false);
     assert_eq!((recovery.from, recovery.log_end_offset), (0, 2));
     let why = recovery.truncated.expect("the torn write is cut off");
     assert!(why.contains("torn write at offset 2"), "{why}");
@@ -515,7 +515,7 @@ fn recovery_cuts_a_torn_write_and_rebuilds_the_producer_state() {
         "the sequences of the lost batch are unknown again"
     );
     assert_eq!(
-        log.recover(0).truncated,
+        log.recover(0, false).truncated,
         None,
         "a second recovery finds nothing"
     );
@@ -532,12 +532,12 @@ fn recovery_validates_from_the_recovery_point_and_truncates_at_a_corrupt_batch()
     let last = bytes.len() - 1;
     bytes[last] ^= 0x10;
     log.batches[2].bytes = Bytes::from(bytes);
-    let recovery = log.recover(6);
+    let recovery = log.recover(6, false);
     assert_eq!(
         recovery.truncated, None,
         "below the recovery point nothing is read"
     );
-    let recovery = log.recover(3);
+    let recovery = log.recover(3, false);
     assert_eq!((recovery.from, recovery.log_end_offset), (3, 4));
     let why = recovery.truncated.expect("the corrupt batch is cut off");
     assert!(why.contains("invalid batch at offset 4"), "{why}");
@@ -547,4 +547,96 @@ fn recovery_validates_from_the_recovery_point_and_truncates_at_a_corrupt_batch()
         3,
         "left at the checkpoint (KAFKA-10101)"
     );
+}
+
+/// A log of three 2-record batches, written back, with a bit flipped in the batch the
+/// draws pick (`which` among the data batches).
+fn corrupted(which: usize) -> (Log, Corruption) {
+    let mut log = Log::default();
+    for _ in 0..3 {
+        log.append_as_leader(&batch(2), 0).unwrap();
+    }
+    log.written(0);
+    assert_eq!(log.corrupt(|_| 0), None, "nothing on the platter yet");
+    log.write_back_all();
+    let mut draws = [which, 3, 5].into_iter();
+    let c = log.corrupt(|n| draws.next().unwrap() % n).unwrap();
+    (log, c)
+}
+
+#[test]
+fn a_bit_flip_lands_in_the_records_of_a_batch_on_the_platter() {
+    let (log, c) = corrupted(1);
+    assert_eq!((c.base_offset, c.last_offset), (2, 3));
+    assert_eq!((c.byte, c.bit), (record::BATCH_HEADER_SIZE + 3, 5));
+    assert_eq!(log.corrupt_batches(), vec![(2, 3)]);
+    let offsets: Vec<Offset> = log.records().iter().map(|r| r.0).collect();
+    assert_eq!(
+        offsets,
+        vec![0, 1, 4, 5],
+        "the corrupt batch's records are unreadable"
+    );
+    assert_eq!(
+        log.read(2, 6, 1 << 20).len(),
+        2,
+        "the leader serves it as stored"
+    );
+}
+
+#[test]
+fn recovery_cuts_a_corrupt_batch_at_or_after_the_recovery_point() {
+    let (mut log, _) = corrupted(1);
+    let recovery = log.recover(2, false);
+    assert_eq!((recovery.from, recovery.log_end_offset), (2, 2));
+    let why = recovery.truncated.expect("cut at the corrupt batch");
+    assert!(
+        why.contains("invalid batch at offset 2") && why.contains("CRC"),
+        "{why}"
+    );
+    assert!(log.corrupt_batches().is_empty());
+}
+
+#[test]
+fn recovery_keeps_a_corrupt_batch_below_the_recovery_point() {
+    let (mut log, _) = corrupted(0);
+    let recovery = log.recover(2, false);
+    assert_eq!((recovery.log_end_offset, recovery.truncated), (6, None));
+    assert_eq!(
+        log.corrupt_batches(),
+        vec![(0, 1)],
+        "not validated: kept as is"
+    );
+    assert_eq!(log.markers(), vec![]);
+    assert!(log.offset_for_timestamp(0).is_some_and(|t| t.offset == 2));
+}
+
+/// KAFKA-10101: a checkpoint past the platter's end (only the bug writes one) makes the
+/// next recovery skip a torn write below it; a torn batch whose header reached the
+/// platter stays, its unwritten pages zeros, and fails its CRC from then on.
+#[test]
+fn a_torn_write_below_the_checkpoint_is_kept_corrupt() {
+    let os = Writeback::default();
+    let torn_log = || {
+        let mut log = Log::default();
+        log.append_as_leader(&batch(8), 0).unwrap();
+        log.append_as_leader(&batch(2), 0).unwrap();
+        log.written(0);
+        assert!(log.recover(0, true).truncated.is_none());
+        assert_eq!(
+            log.recovery_point(),
+            10,
+            "the bug: moved to the log end, unflushed"
+        );
+        log.power_loss(10, &os, Some(900));
+        log
+    };
+    let mut log = torn_log();
+    let recovery = log.recover(10, false);
+    assert_eq!((recovery.log_end_offset, recovery.truncated), (8, None));
+    assert_eq!(log.corrupt_batches(), vec![(0, 7)]);
+    assert!(log.records().is_empty());
+    let mut log = torn_log();
+    let why = log.recover(0, false).truncated.expect("validated: cut");
+    assert!(why.contains("torn write at offset 0"), "{why}");
+    assert_eq!(log.log_end_offset(), 0);
 }

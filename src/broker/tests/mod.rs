@@ -1023,3 +1023,55 @@ fn stale_leader_epoch_is_fenced() {
     let p = fetched(&mut b, 10, NodeId::Broker(2), 2, follower_fetch(2, 0, 2));
     assert_eq!(p.error, ErrorCode::UnknownLeaderEpoch);
 }
+
+/// The fetches in `out`: (correlation id, fetch offset).
+fn fetches_in(out: &Outbox) -> Vec<(u64, Offset)> {
+    out.sends
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::Request {
+                correlation_id,
+                request: Request::Fetch(f),
+            } => Some((*correlation_id, f.partitions[0].fetch_offset)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Kafka 4.x's `AbstractFetcherThread`: a fetch answer with a batch whose CRC fails
+/// (`CorruptRecordException` from `analyzeAndValidateRecords`) is not appended at all,
+/// and the follower fetches the same offset again after `replica.fetch.backoff.ms`.
+#[test]
+fn a_follower_rejects_a_corrupt_answer_and_fetches_the_same_offset_again() {
+    let (mut b, out) = replica_of(2, 1, &[1, 2], Bugs::default());
+    let (c, fp, _) = diverging_answer(&out, 0, 0);
+    assert_eq!(fp.fetch_offset, 0);
+    let mut bad = batch(&[101]).to_vec();
+    crate::kafka::record::set_base_offset(&mut bad, 1);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let resp = Response::Fetch(FetchResponse {
+        error: ErrorCode::None,
+        partitions: vec![FetchPartitionResponse {
+            tp: tp(),
+            error: ErrorCode::None,
+            high_watermark: 2,
+            last_stable_offset: 2,
+            log_start_offset: 0,
+            batches: vec![batch(&[100]), Bytes::from(bad)],
+            aborted_transactions: Vec::new(),
+            diverging_epoch: None,
+        }],
+    });
+    let out = answer_with(&mut b, 20, 1, c, resp);
+    assert_eq!(b.disk().logs[&tp()].log_end_offset(), 0, "nothing appended");
+    assert!(fetches_in(&out).is_empty(), "backing off");
+    let backoff = BrokerConfig::default().replica_fetch_backoff_ms;
+    let mut out = Outbox::default();
+    b.on_timer(20 + backoff, &mut out);
+    assert_eq!(
+        fetches_in(&out).iter().map(|f| f.1).collect::<Vec<_>>(),
+        vec![0],
+        "the same offset again, still fetching"
+    );
+}

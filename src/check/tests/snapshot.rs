@@ -11,6 +11,7 @@ pub(super) fn replica(broker: u32, hw: Offset, records: &[(Offset, Value)]) -> R
         log_end_offset: records.last().map_or(0, |r| r.0 + 1),
         high_watermark: hw,
         records: records.to_vec(),
+        corrupt: Vec::new(),
     }
 }
 

@@ -265,6 +265,7 @@ impl B {
             log_end_offset: end,
             high_watermark: end,
             records: records.to_vec(),
+            corrupt: Vec::new(),
             last_stable_offset: end,
             markers: markers
                 .iter()

@@ -204,21 +204,78 @@ fn the_probe_looks_up_now_minus_the_lag_on_every_partition() {
     assert_eq!(asked[0].1, RECORD_TIMESTAMP_BASE + 1_702);
 }
 
-#[test]
-#[should_panic(expected = "bad batch")]
-fn a_corrupt_batch_is_a_finding() {
-    let (mut c, mut out, (_, cid, _)) = fetching(config(AutoOffsetReset::Earliest), 0);
-    let mut bytes = batch(0, &[1, 2]).to_vec();
+/// The records of a good batch at 0, then a batch at 2 whose last byte (in its last
+/// record's headers count) is flipped: a bit flip on the leader's disk.
+fn with_corrupt_batch() -> Vec<Bytes> {
+    let mut bytes = batch(2, &[3, 4]).to_vec();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    respond(
-        &mut c,
-        10,
-        1,
-        cid,
-        fetch_answer(tp(0), ErrorCode::None, 2, vec![Bytes::from(bytes)]),
-        &mut out,
+    vec![batch(0, &[1, 2]), Bytes::from(bytes)]
+}
+
+/// `check.crcs` (the default): the records before the corrupt batch are returned, and
+/// the poll at the corrupt batch fails with `CorruptRecordException`; the position stays
+/// before it for good.
+#[test]
+fn a_corrupt_batch_fails_the_poll_and_the_position_stays() {
+    let (mut c, mut out, (_, cid, _)) = fetching(config(AutoOffsetReset::Earliest), 0);
+    let answer = fetch_answer(tp(0), ErrorCode::None, 4, with_corrupt_batch());
+    respond(&mut c, 10, 1, cid, answer, &mut out);
+    assert_eq!(
+        c.positions(),
+        vec![(tp(0), 2)],
+        "the good batch is consumed"
     );
+    c.on_timer(11, &mut out);
+    let reqs = take(&mut out);
+    let (_, cid, _) = reqs
+        .first()
+        .expect("fetch from the corrupt batch on")
+        .clone();
+    out.history.clear();
+    let answer = fetch_answer(
+        tp(0),
+        ErrorCode::None,
+        4,
+        with_corrupt_batch()[1..].to_vec(),
+    );
+    respond(&mut c, 12, 1, cid, answer, &mut out);
+    assert_eq!(c.positions(), vec![(tp(0), 2)]);
+    assert!(
+        matches!(&out.history[..], [e] if matches!(&e.outcome,
+            Outcome::Fail { error } if error.contains("at offset 2 is invalid, cause: CorruptRecordException"))),
+        "{:?}",
+        out.history
+    );
+    c.on_timer(5_000, &mut out);
+    assert!(take(&mut out).is_empty(), "no fetch past it");
+}
+
+/// `check.crcs=false`: the corrupt batch is decoded as it is; here the flip leaves a
+/// record the deserializer cannot read, so the poll fails at that record.
+#[test]
+fn without_check_crcs_a_corrupt_batch_reaches_the_deserializer() {
+    let unchecked = ConsumerConfig {
+        check_crcs: false,
+        ..config(AutoOffsetReset::Earliest)
+    };
+    let (mut c, mut out, (_, cid, _)) = fetching(unchecked, 2);
+    let answer = fetch_answer(
+        tp(0),
+        ErrorCode::None,
+        4,
+        with_corrupt_batch()[1..].to_vec(),
+    );
+    respond(&mut c, 10, 1, cid, answer, &mut out);
+    let failed = out
+        .history
+        .iter()
+        .find_map(|e| match &e.outcome {
+            Outcome::Fail { error } => Some(error.clone()),
+            _ => None,
+        })
+        .expect("a failed poll");
+    assert!(!failed.contains("CorruptRecordException"), "{failed}");
 }
 
 /// A fake cluster with growing logs answering at random (data, errors, lost
