@@ -51,6 +51,10 @@ pub enum Bug {
     /// in, and may be elected with the log it recovered (before KIP-966's
     /// unclean-shutdown detection, KAFKA-15586).
     NoUncleanShutdownDetection,
+    /// Before KAFKA-7190, a partition forgot the producers whose batches all lay below
+    /// a new log start offset (retention, DeleteRecords): a retry of such a producer's
+    /// batch is then no longer recognised as a duplicate and is appended again.
+    EvictProducersOnLogStart,
 }
 
 /// One catalogue entry.
@@ -201,6 +205,16 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "power-loss-last-replica-standing-elr.json",
         finds: "lost-write",
         budget: 5,
+    },
+    BugInfo {
+        bug: Bug::EvictProducersOnLogStart,
+        name: "evict-producers-on-log-start",
+        reference: "KAFKA-7190",
+        summary: "When retention moves the log start past a producer's last batch the partition \
+                  forgets the producer, so a late retry of that batch is appended again.",
+        scenario: "retention-evicts-producer.json",
+        finds: "duplicate",
+        budget: 3,
     },
 ];
 
