@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 mod group_coordinator;
 mod idempotence;
+mod retention;
 mod transactions;
 use group_coordinator::*;
 use idempotence::*;
