@@ -55,6 +55,10 @@ pub enum Bug {
     /// without a flush (before KAFKA-10101), so a later checkpoint claims unflushed
     /// batches are on the platter and the next recovery skips them.
     RecoveryPointAtLogEnd,
+    /// Before KAFKA-7190, a partition forgot the producers whose batches all lay below
+    /// a new log start offset (retention, DeleteRecords): a retry of such a producer's
+    /// batch is then no longer recognised as a duplicate and is appended again.
+    EvictProducersOnLogStart,
 }
 
 /// One catalogue entry.
@@ -216,6 +220,16 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "crash-then-power-loss.json",
         finds: "stuck",
         budget: 10,
+    },
+    BugInfo {
+        bug: Bug::EvictProducersOnLogStart,
+        name: "evict-producers-on-log-start",
+        reference: "KAFKA-7190",
+        summary: "When retention moves the log start past a producer's last batch the partition \
+                  forgets the producer, so a late retry of that batch is appended again.",
+        scenario: "retention-evicts-producer.json",
+        finds: "duplicate",
+        budget: 3,
     },
 ];
 

@@ -179,6 +179,19 @@ pub enum Op {
         /// What it found invalid.
         reason: String,
     },
+    /// A replica's log start offset moved up (recorded by its broker): retention deleted
+    /// its oldest segments (`segment-deletion`), a follower copied its leader's
+    /// (`leader-offset-incremented`), or a follower whose log ended below its leader's
+    /// start began again there (`truncate-fully`). Acknowledged records below it are
+    /// gone by design, not lost.
+    LogStartOffsetIncremented {
+        /// The partition.
+        partition: TopicPartition,
+        /// The new log start offset.
+        log_start_offset: Offset,
+        /// Why it moved.
+        reason: String,
+    },
     /// A fault began (the nemesis).
     FaultStart {
         /// What the fault is, in words (`isolate broker-2`).

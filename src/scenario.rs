@@ -524,7 +524,8 @@ impl Scenario {
                 ));
             }
             // Kafka's TopicConfig: `min.insync.replicas` and `flush.messages` are at
-            // least 1, `flush.ms` at least 0.
+            // least 1, `flush.ms` at least 0, `retention.ms` at least -1
+            // (`retention.bytes` has no bound: any negative value is no limit).
             if t.config.min_insync_replicas == Some(0) {
                 return Err(err(
                     &format!("topics[{i}].config.min.insync.replicas"),
@@ -539,6 +540,7 @@ impl Scenario {
                 ("flush.messages", t.config.flush_messages, 1),
                 ("flush.ms", t.config.flush_ms, 0),
                 ("segment.bytes", segment_bytes, 14),
+                ("retention.ms", t.config.retention_ms, -1),
             ] {
                 if let Some(v) = value.filter(|v| *v < min) {
                     return Err(err(
@@ -1090,6 +1092,25 @@ mod tests {
             refusal(|v| v["cluster"]["config"]["log.segment.bytes"] = 13.into())
                 .contains("log.segment.bytes: Value must be at least 14")
         );
+        assert!(refusal(|v| {
+            v["topics"][0]["config"] = serde_json::json!({ "retention.ms": -2 });
+        })
+        .contains("topics[0].config.retention.ms`: -2 is out of range; allowed: at least -1"));
+        for (name, bad, says) in [
+            ("producer.id.expiration.ms", 0, "Value must be at least 1"),
+            (
+                "log.retention.check.interval.ms",
+                0,
+                "Value must be at least 1",
+            ),
+            ("log.retention.ms", -2, "Value must be at least -1"),
+        ] {
+            let refused = refusal(|v| v["cluster"]["config"][name] = bad.into());
+            assert!(
+                refused.contains(&format!("cluster.config.{name}")) && refused.contains(says),
+                "{refused}"
+            );
+        }
         let power_loss = |target: &str| {
             serde_json::json!([{ "at_ms": 1000, "duration_ms": 1000, "fault": "power-loss",
                                  "target": target }])

@@ -784,3 +784,56 @@ fn corruption_is_detected_on_recovery_or_met_by_readers() {
 fn crash_then_power_loss() {
     check_scenario_seeds("crash-then-power-loss.json", 10);
 }
+
+#[test]
+fn retention_slow_consumer() {
+    check_scenario_seeds("retention-slow-consumer.json", 10);
+}
+
+/// Retention overtakes the paused consumer on every seed: a replica's log start moves
+/// (recorded), the consumer's next fetch is OFFSET_OUT_OF_RANGE and it resets to the
+/// log start, visibly (a Seek), and nothing is counted lost.
+#[test]
+fn retention_resets_a_lagging_consumer_visibly() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let sc = Scenario::load(&root.join("retention-slow-consumer.json")).unwrap();
+    for seed in 0..3 {
+        let (report, out) = kafkasim::drive::runner::run_seed(&sc, seed, &[]);
+        assert!(
+            report.anomalies.is_empty(),
+            "seed {seed}: {:?}",
+            report.anomalies
+        );
+        let (out, _) = out.expect("no panic");
+        let resets = out
+            .history
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(&e.op, kafkasim::history::Op::Seek { reason, .. }
+                    if reason.starts_with("OFFSET_OUT_OF_RANGE"))
+            })
+            .count();
+        assert!(resets >= 1, "seed {seed}: no OFFSET_OUT_OF_RANGE reset");
+        assert!(out.history.entries.iter().any(|e| matches!(
+            &e.op,
+            kafkasim::history::Op::LogStartOffsetIncremented { reason, .. }
+                if reason == "segment-deletion"
+        )));
+    }
+}
+
+#[test]
+fn producer_id_expiry() {
+    check_scenario_seeds("producer-id-expiry.json", 10);
+}
+
+#[test]
+fn producer_id_expiry_duplicate() {
+    check_scenario_seeds("producer-id-expiry-duplicate.json", 5);
+}
+
+#[test]
+fn retention_evicts_producer() {
+    check_scenario_seeds("retention-evicts-producer.json", 10);
+}

@@ -4,8 +4,9 @@
 //! platter: each log's flushed or written-back prefix, maybe with a torn last write,
 //! and the checkpoint files, which Kafka writes with an fsync and an atomic rename.
 
-use crate::broker::log::{Corruption, Log, PowerLoss, Recovery, Writeback};
+use crate::broker::log::{Corruption, Deleted, Log, PowerLoss, Recovery, Retention, Writeback};
 use crate::kafka::protocol::{Millis, Offset, TopicPartition};
+use crate::kafka::record::RECORD_TIMESTAMP_BASE;
 use std::collections::BTreeMap;
 
 /// What decides when a partition's log is flushed on a write: its topic's
@@ -16,6 +17,12 @@ pub struct FlushPolicy {
     pub flush_messages: i64,
     /// The size a segment rolls at.
     pub segment_bytes: u64,
+}
+
+/// The broker's `time.milliseconds()` at simulated time `now`: the clock record
+/// timestamps (CreateTime) are on.
+fn wall_clock(now: Millis) -> i64 {
+    RECORD_TIMESTAMP_BASE.saturating_add(i64::try_from(now).unwrap_or(i64::MAX))
 }
 
 /// Bound on the logs written in one step of the broker.
@@ -31,6 +38,9 @@ pub struct Disk {
     /// `recovery-point-offset-checkpoint`: each log's recovery point when last
     /// checkpointed; recovery validates the batches from there on.
     pub recovery_point_checkpoint: BTreeMap<TopicPartition, Offset>,
+    /// `log-start-offset-checkpoint`: each log's start offset when last checkpointed;
+    /// a restart takes the larger of it and the first segment's base.
+    pub log_start_checkpoint: BTreeMap<TopicPartition, Offset>,
     /// The OS writeback of the page cache.
     pub writeback: Writeback,
     /// Logs appended to in the broker's current step, not yet settled.
@@ -105,6 +115,43 @@ impl Disk {
         }
     }
 
+    /// Kafka's `checkpointLogStartOffsets`: writes every log's start offset.
+    pub fn checkpoint_log_starts(&mut self) {
+        for (tp, log) in &self.logs {
+            self.log_start_checkpoint
+                .insert(tp.clone(), log.log_start_offset());
+        }
+    }
+
+    /// Kafka's `cleanupLogs` (the `kafka-log-retention` task): each log that `policy`
+    /// gives a retention to deletes the segments it no longer keeps. Returns the logs
+    /// whose start moved.
+    pub fn delete_retained_segments(
+        &mut self,
+        now: Millis,
+        policy: impl Fn(&TopicPartition) -> Option<Retention>,
+    ) -> Vec<(TopicPartition, Deleted)> {
+        let mut moved = Vec::new();
+        for (tp, log) in &mut self.logs {
+            let Some(retention) = policy(tp) else {
+                continue;
+            };
+            let now = wall_clock(now);
+            if let Some(deleted) = log.delete_retained_segments(now, retention) {
+                moved.push((tp.clone(), deleted));
+            }
+        }
+        moved
+    }
+
+    /// Every log forgets the producers expired at `now` (`producer.id.expiration.ms`).
+    pub fn remove_expired_producers(&mut self, now: Millis, expiration_ms: i64) {
+        let now = wall_clock(now);
+        for log in self.logs.values_mut() {
+            log.remove_expired_producers(now, expiration_ms);
+        }
+    }
+
     /// The power fails at `now`: each log keeps its platter; `torn` says, per log that
     /// loses something, whether its first lost batch was torn and how far it got (in
     /// thousandths). Returns the logs that lost something.
@@ -160,7 +207,8 @@ impl Disk {
         let mut truncated = Vec::new();
         for (tp, log) in &mut self.logs {
             let checkpoint = self.recovery_point_checkpoint.get(tp).copied().unwrap_or(0);
-            let recovery = log.recover(checkpoint, recovery_point_at_log_end);
+            let log_start = self.log_start_checkpoint.get(tp).copied().unwrap_or(0);
+            let recovery = log.recover(checkpoint, log_start, recovery_point_at_log_end);
             if recovery.truncated.is_some() {
                 truncated.push((tp.clone(), recovery));
             }

@@ -51,6 +51,8 @@ impl Broker {
                 continue;
             };
             let log = &self.disk.logs[&fp.tp];
+            let log_start = log.log_start_offset();
+            resp.log_start_offset = log_start;
             // Kafka's `Partition.readRecords`: a follower's `lastFetchedEpoch` is looked
             // up in the leader's epoch cache before any read; an undefined answer is
             // OFFSET_OUT_OF_RANGE, an older epoch or an end offset below the fetch
@@ -77,7 +79,8 @@ impl Broker {
                 ErrorCode::OffsetOutOfRange
             } else if diverging.is_some() {
                 ErrorCode::None
-            } else if fp.fetch_offset > leo || fp.fetch_offset < 0 {
+            } else if fp.fetch_offset > leo || fp.fetch_offset < log_start {
+                // `LocalLog.read`: below the log start or past the log end.
                 ErrorCode::OffsetOutOfRange
             } else {
                 ErrorCode::None
@@ -279,7 +282,7 @@ impl Broker {
                         } else if hw_unknown {
                             Err(ErrorCode::OffsetNotAvailable)
                         } else if ts == EARLIEST_TIMESTAMP {
-                            Ok((p.leader_epoch, 0, -1))
+                            Ok((p.leader_epoch, log.log_start_offset(), -1))
                         } else if ts == LATEST_TIMESTAMP {
                             Ok((p.leader_epoch, last_fetchable, -1))
                         } else {

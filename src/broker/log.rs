@@ -180,6 +180,9 @@ struct Durability {
     torn_tail: Option<Bytes>,
     /// The first batch of the active segment (the one appends go to).
     active_segment: usize,
+    /// The first batch of every segment but the first, oldest first (the last is the
+    /// active segment's, unless the first segment is the active one).
+    segment_starts: Vec<usize>,
 }
 
 /// What a power loss left of a log.
@@ -217,11 +220,54 @@ pub struct Recovery {
     pub truncated: Option<String>,
 }
 
+/// What retention deleted from a log ([`Log::delete_retained_segments`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    /// Whole segments deleted.
+    pub segments: usize,
+    /// The log start offset after the deletion.
+    pub log_start_offset: Offset,
+    /// Producers forgotten because the log start passed their last batch (only with
+    /// the `evict-producers-on-log-start` switch).
+    pub producers_evicted: usize,
+}
+
+/// How retention treats a log: its topic's `retention.ms` and `retention.bytes`
+/// (negative: no limit) and the high watermark no deletion may pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// `retention.ms`.
+    pub retention_ms: i64,
+    /// `retention.bytes`.
+    pub retention_bytes: i64,
+    /// The replica's high watermark.
+    pub high_watermark: Offset,
+    /// The pre-KAFKA-7190 behaviour: forget the producers whose batches are all below
+    /// the new log start.
+    pub evict_producers: bool,
+}
+
 /// A partition log.
 #[derive(Clone, Debug, Default)]
 pub struct Log {
     batches: Vec<StoredBatch>,
     log_end_offset: Offset,
+    /// Kafka's `logStartOffset`: the first offset readers may see. At least the first
+    /// segment's base; above it after a follower copied its leader's, until the
+    /// segments below it are deleted.
+    log_start_offset: Offset,
+    /// The base offset of the first segment: the first offset on disk.
+    first_segment_base: Offset,
+    /// The producers' state at the first segment's base (Kafka's producer snapshot
+    /// there): what the deleted segments' batches left, which rebuilding the state
+    /// replays the remaining batches on.
+    start_snapshot: ProducerStateManager,
+    /// The last producer expiration check, `(now, producer.id.expiration.ms)`: a
+    /// rebuilt producer state forgets what it forgot.
+    last_expiration: Option<(i64, i64)>,
+    /// Whether an expiration removed a producer since the state was last rebuilt (so
+    /// that the incremental state may remember less than a replay would).
+    producers_expired: bool,
     epochs: Vec<EpochEntry>,
     producer_state: ProducerStateManager,
     /// Completed transactions in marker order (so by `last_offset`).
@@ -235,9 +281,207 @@ impl Log {
         self.log_end_offset
     }
 
-    /// The first offset in the log (no retention yet, so always 0).
+    /// Kafka's `logStartOffset`: the first offset readers may see.
     pub fn log_start_offset(&self) -> Offset {
-        0
+        self.log_start_offset
+    }
+
+    /// Kafka's `maybeIncrementLogStartOffset` for a follower copying its leader's log
+    /// start (`LeaderOffsetIncremented`): moves the log start up to `offset`, never past
+    /// `high_watermark` (nor back); the epoch cache forgets what lies before it.
+    /// Segments wholly below it go at the next retention check. Returns whether it moved.
+    pub fn maybe_increment_log_start_offset(
+        &mut self,
+        offset: Offset,
+        high_watermark: Offset,
+        evict_producers: bool,
+    ) -> bool {
+        if offset <= self.log_start_offset || offset > high_watermark {
+            return false;
+        }
+        self.set_log_start_offset(offset, evict_producers);
+        true
+    }
+
+    /// Moves the log start to `offset` (already checked): the epoch cache is truncated
+    /// from the start (Kafka's `truncateFromStart`: the entry covering `offset` now
+    /// starts there) and, with the pre-KAFKA-7190 switch, producers whose last data
+    /// batch is below it are forgotten. Returns the producers forgotten.
+    fn set_log_start_offset(&mut self, offset: Offset, evict_producers: bool) -> usize {
+        self.log_start_offset = offset;
+        let covering = self.epochs.partition_point(|e| e.start_offset <= offset);
+        if covering > 0 {
+            self.epochs.drain(..covering - 1);
+            self.epochs[0].start_offset = self.epochs[0].start_offset.max(offset);
+        }
+        if !evict_producers {
+            return 0;
+        }
+        self.start_snapshot.evict_unretained(offset);
+        self.producer_state.evict_unretained(offset)
+    }
+
+    /// Kafka's `UnifiedLog.deleteOldSegments` with `cleanup.policy=delete`: deletes the
+    /// oldest segments while they are wholly below the log start, then while the log
+    /// is larger than `retention.bytes` by at least the segment, then while the
+    /// segment's newest record is more than `retention.ms` before `now`; every deleted
+    /// segment lies wholly below the high watermark (`deletableSegments`). The active
+    /// segment counts too when it is not empty (Kafka rolls a new, empty one first).
+    /// The log start moves to the first offset kept.
+    pub fn delete_retained_segments(&mut self, now: i64, policy: Retention) -> Option<Deleted> {
+        let hw = policy.high_watermark;
+        let start = self.log_start_offset;
+        // Kafka's deleteLogStartOffsetBreachedSegments: the next segment starts at or
+        // below the log start.
+        let mut n = self.deletable(hw, |log, _, end| {
+            end < log.batches.len() && log.end_of(end) <= start
+        });
+        let mut segments = self.delete_first_batches(n);
+        // deleteRetentionSizeBreachedSegments: whole segments while the log stays at
+        // least `retention.bytes` large without them.
+        let size: u64 = self.batches.iter().map(|b| b.bytes.len() as u64).sum();
+        if let Some(mut diff) = u64::try_from(policy.retention_bytes)
+            .ok()
+            .and_then(|limit| size.checked_sub(limit))
+        {
+            let k = self.deletable(hw, |log, first, end| {
+                let bytes: u64 = log.batches[first..end]
+                    .iter()
+                    .map(|b| b.bytes.len() as u64)
+                    .sum();
+                let delete = diff >= bytes;
+                if delete {
+                    diff -= bytes;
+                }
+                delete
+            });
+            segments += self.delete_first_batches(k);
+            n += k;
+        }
+        // deleteRetentionMsBreachedSegments: the segment's newest record is older than
+        // `retention.ms` (the running maximum at its last batch: every earlier segment
+        // is deleted before it, so none of theirs is newer).
+        if policy.retention_ms >= 0 {
+            let k = self.deletable(hw, |log, _, end| {
+                now.saturating_sub(log.batches[end - 1].max_timestamp_so_far) > policy.retention_ms
+            });
+            segments += self.delete_first_batches(k);
+            n += k;
+        }
+        if n == 0 {
+            return None;
+        }
+        let producers_evicted = if self.first_segment_base > self.log_start_offset {
+            self.set_log_start_offset(self.first_segment_base, policy.evict_producers)
+        } else {
+            0
+        };
+        Some(Deleted {
+            segments,
+            log_start_offset: self.log_start_offset,
+            producers_evicted,
+        })
+    }
+
+    /// Kafka's `deletableSegments`: the batches of the oldest segments, in order, while
+    /// `predicate(log, first, end)` holds for the segment `[first, end)` and the segment
+    /// ends at or below the high watermark.
+    fn deletable(
+        &self,
+        high_watermark: Offset,
+        mut predicate: impl FnMut(&Log, usize, usize) -> bool,
+    ) -> usize {
+        let mut n = 0;
+        for (first, end) in self.segment_bounds() {
+            if high_watermark < self.end_of(end) || !predicate(self, first, end) {
+                break;
+            }
+            n = end;
+        }
+        n
+    }
+
+    /// Every non-empty segment as its batch range `[first, end)`, oldest first.
+    fn segment_bounds(&self) -> Vec<(usize, usize)> {
+        let mut starts = vec![0];
+        starts.extend(self.durability.segment_starts.iter().copied());
+        let mut bounds = Vec::with_capacity(starts.len());
+        for (i, &first) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).copied().unwrap_or(self.batches.len());
+            if end > first {
+                bounds.push((first, end));
+            }
+        }
+        bounds
+    }
+
+    /// Removes the first `n` batches (whole segments): the producer snapshot at the
+    /// new first segment base takes in their batches, the transaction index forgets
+    /// the transactions their markers ended. Returns the segments removed.
+    fn delete_first_batches(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let removed: Vec<StoredBatch> = self.batches.drain(..n).collect();
+        let mut scratch = Vec::new();
+        for b in &removed {
+            let (header, marker) = b.header_and_marker();
+            Self::apply(
+                &mut self.start_snapshot,
+                &mut scratch,
+                &header,
+                marker.as_ref(),
+            );
+        }
+        if let Some((now, ms)) = self.last_expiration {
+            self.start_snapshot.remove_expired(now, ms);
+        }
+        self.first_segment_base = self
+            .batches
+            .first()
+            .map_or(self.log_end_offset, |b| b.base_offset);
+        let base = self.first_segment_base;
+        self.txn_index.retain(|t| t.txn.last_offset >= base);
+        let d = &mut self.durability;
+        d.durable_batches = d.durable_batches.saturating_sub(n);
+        d.active_segment = d.active_segment.saturating_sub(n);
+        let segments = 1 + d.segment_starts.iter().filter(|s| **s < n).count();
+        d.segment_starts = d
+            .segment_starts
+            .iter()
+            .filter(|s| **s > n)
+            .map(|s| s - n)
+            .collect();
+        segments
+    }
+
+    /// Kafka's `truncateFullyAndStartAt`: drops every batch and the producer and epoch
+    /// state; the log is empty and starts (and ends) at `offset`.
+    pub fn truncate_fully_and_start_at(&mut self, offset: Offset) {
+        self.batches.clear();
+        self.epochs.clear();
+        self.txn_index.clear();
+        self.producer_state = ProducerStateManager::default();
+        self.start_snapshot = ProducerStateManager::default();
+        self.producers_expired = false;
+        self.log_end_offset = offset;
+        self.log_start_offset = offset;
+        self.first_segment_base = offset;
+        self.durability = Durability {
+            recovery_point: offset,
+            last_flush_ms: self.durability.last_flush_ms,
+            ..Durability::default()
+        };
+    }
+
+    /// Kafka's `removeExpiredProducers` on the `producer.id.expiration.check.interval.ms`
+    /// task: forgets the producers expired at `now`. Returns how many.
+    pub fn remove_expired_producers(&mut self, now: i64, expiration_ms: i64) -> usize {
+        self.last_expiration = Some((now, expiration_ms));
+        let removed = self.producer_state.remove_expired(now, expiration_ms);
+        self.start_snapshot.remove_expired(now, expiration_ms);
+        self.producers_expired |= removed > 0;
+        removed
     }
 
     /// The leader epoch cache, oldest first.
@@ -299,7 +543,7 @@ impl Log {
     fn end_of(&self, batches: usize) -> Offset {
         batches
             .checked_sub(1)
-            .map_or(0, |i| self.batches[i].last_offset + 1)
+            .map_or(self.first_segment_base, |i| self.batches[i].last_offset + 1)
     }
 
     /// Kafka's `UnifiedLog.flush`: fsyncs the whole log; the recovery point becomes the
@@ -326,6 +570,7 @@ impl Log {
             if size > 0 && size + len > segment_bytes {
                 let d = &mut self.durability;
                 d.active_segment = i;
+                d.segment_starts.push(i);
                 d.durable_batches = d.durable_batches.max(i);
                 d.recovery_point = d.recovery_point.max(self.batches[i].base_offset);
                 d.last_flush_ms = now;
@@ -442,7 +687,17 @@ impl Log {
     /// the whole batch (the pages not written read as zeros), so when its header made
     /// it to the platter the batch stays in the log, corrupt. Without the bug the
     /// checkpoint never passes what is on the platter, so this does not happen.
-    pub fn recover(&mut self, recovery_point_checkpoint: Offset, at_log_end: bool) -> Recovery {
+    ///
+    /// The log start offset is process memory: it comes back as the larger of the
+    /// `log-start-offset-checkpoint` and the first segment's base (`LogLoader`); a log
+    /// that ends before the checkpoint starts empty there. A restart forgets producers
+    /// that expired (`producer.id.expiration.ms`, checked by the broker on start).
+    pub fn recover(
+        &mut self,
+        recovery_point_checkpoint: Offset,
+        log_start_checkpoint: Offset,
+        at_log_end: bool,
+    ) -> Recovery {
         let from = recovery_point_checkpoint.min(self.log_end_offset);
         let start = self.batches.partition_point(|b| b.last_offset < from);
         let mut truncated = None;
@@ -489,7 +744,7 @@ impl Log {
             }
         }
         let (producer_state, txn_index) = self.state_from_batches();
-        if rebuilt_only {
+        if rebuilt_only && !self.producers_expired {
             assert_eq!(
                 producer_state, self.producer_state,
                 "producer state rebuilt from the log differs from the incremental one"
@@ -501,11 +756,16 @@ impl Log {
         }
         self.producer_state = producer_state;
         self.txn_index = txn_index;
+        self.producers_expired = false;
         self.durability.recovery_point = if at_log_end {
             self.log_end_offset
         } else {
             from.min(self.log_end_offset)
         };
+        if log_start_checkpoint > self.log_end_offset {
+            self.truncate_fully_and_start_at(log_start_checkpoint);
+        }
+        self.log_start_offset = log_start_checkpoint.max(self.first_segment_base);
         let truncated = truncated.map(|(_, why)| why).or_else(|| {
             torn.map(|t| {
                 format!(
@@ -524,7 +784,7 @@ impl Log {
 
     /// The producer state and transaction index of the batches, replayed in order.
     fn state_from_batches(&self) -> (ProducerStateManager, Vec<TxnIndexEntry>) {
-        let mut producer_state = ProducerStateManager::default();
+        let mut producer_state = self.start_snapshot.clone();
         let mut txn_index = Vec::new();
         for b in &self.batches {
             let (header, marker) = b.header_and_marker();
@@ -534,6 +794,9 @@ impl Log {
                 &header,
                 marker.as_ref(),
             );
+        }
+        if let Some((now, ms)) = self.last_expiration {
+            producer_state.remove_expired(now, ms);
         }
         (producer_state, txn_index)
     }
@@ -815,7 +1078,11 @@ impl Log {
     pub fn offset_for_timestamp(&self, target: i64) -> Option<TimestampAndOffset> {
         let start = self
             .batches
-            .partition_point(|b| b.max_timestamp_so_far < target);
+            .partition_point(|b| b.max_timestamp_so_far < target)
+            .max(
+                self.batches
+                    .partition_point(|b| b.last_offset < self.log_start_offset),
+            );
         for b in &self.batches[start..] {
             if b.header().max_timestamp < target {
                 continue;
@@ -826,11 +1093,14 @@ impl Log {
             };
             let found = batch.records.iter().find_map(|r| {
                 let timestamp = batch.base_timestamp + r.timestamp_delta;
-                (timestamp >= target).then(|| TimestampAndOffset {
-                    timestamp,
-                    offset: batch.base_offset + i64::from(r.offset_delta),
-                    leader_epoch: b.leader_epoch,
-                })
+                let offset = batch.base_offset + i64::from(r.offset_delta);
+                (timestamp >= target && offset >= self.log_start_offset).then_some(
+                    TimestampAndOffset {
+                        timestamp,
+                        offset,
+                        leader_epoch: b.leader_epoch,
+                    },
+                )
             });
             if found.is_some() {
                 return found;
@@ -844,6 +1114,10 @@ impl Log {
     /// batches from the producer state and transaction index (rebuilt from the
     /// remaining batches, the truth).
     pub fn truncate_to(&mut self, offset: Offset) {
+        if offset < self.first_segment_base {
+            self.truncate_fully_and_start_at(offset);
+            return;
+        }
         let keep = self.batches.partition_point(|b| b.last_offset < offset);
         // Batches without a producer id carry no producer or transaction state:
         // removing only those leaves it as it is.
@@ -853,14 +1127,21 @@ impl Log {
         self.batches.truncate(keep);
         if producers_removed {
             (self.producer_state, self.txn_index) = self.state_from_batches();
+            self.producers_expired = false;
         }
-        self.log_end_offset = self.batches.last().map_or(0, |b| b.last_offset + 1);
+        self.log_end_offset = self
+            .batches
+            .last()
+            .map_or(self.first_segment_base, |b| b.last_offset + 1);
         let leo = self.log_end_offset;
+        self.log_start_offset = self.log_start_offset.min(leo);
         self.epochs.retain(|e| e.start_offset < leo);
         let d = &mut self.durability;
         d.durable_batches = d.durable_batches.min(keep);
         d.recovery_point = d.recovery_point.min(leo);
         d.active_segment = d.active_segment.min(keep);
+        let active = d.active_segment;
+        d.segment_starts.retain(|s| *s <= active);
     }
 
     /// Every data record as (offset, value), values parsed from decimal ASCII (the

@@ -40,7 +40,7 @@ use replication::*;
 use txn_partition::*;
 
 use crate::actor::{Actor, Outbox};
-use crate::broker::log::{Log, Recovery};
+use crate::broker::log::{Log, Recovery, Retention};
 use crate::broker::producer_state::AppendCheck;
 use crate::bugs::{Bug, Bugs};
 use crate::coordinator::group::{
@@ -106,6 +106,14 @@ pub struct Broker {
     next_recovery_checkpoint_ms: Millis,
     /// Kafka's `kafka-log-flusher` task (`log.flush.scheduler.interval.ms`).
     next_flush_check_ms: Millis,
+    /// Kafka's `kafka-log-retention` task (`log.retention.check.interval.ms`).
+    next_retention_check_ms: Millis,
+    /// Kafka's `kafka-log-start-offset-checkpoint` task
+    /// (`log.flush.start.offset.checkpoint.interval.ms`).
+    next_log_start_checkpoint_ms: Millis,
+    /// Kafka's per-log `PeriodicProducerExpirationCheck`
+    /// (`producer.id.expiration.check.interval.ms`), one task for all logs here.
+    next_producer_expiration_ms: Millis,
     /// What recovery truncated when this process started, recorded on start.
     recovered: Vec<(TopicPartition, Recovery)>,
     next_correlation_id: u64,
@@ -150,6 +158,9 @@ impl Broker {
             next_hw_checkpoint_ms: 0,
             next_recovery_checkpoint_ms: 0,
             next_flush_check_ms: 0,
+            next_retention_check_ms: 0,
+            next_log_start_checkpoint_ms: 0,
+            next_producer_expiration_ms: 0,
             next_correlation_id: 1,
             pending: BTreeMap::new(),
             fetch_backoff: BTreeMap::new(),
@@ -318,6 +329,46 @@ impl Broker {
         }
     }
 
+    /// What retention keeps of `tp`'s log: its topic's `retention.ms` and
+    /// `retention.bytes`, else the broker's, bounded by the high watermark; `None` for
+    /// the internal topics (`cleanup.policy=compact`: Kafka's `config.delete` is false,
+    /// nothing goes by time or size) and for logs of partitions this broker does not
+    /// host now.
+    fn retention_policy(&self, tp: &TopicPartition) -> Option<Retention> {
+        if matches!(&*tp.topic, OFFSETS_TOPIC | TRANSACTION_STATE_TOPIC) {
+            return None;
+        }
+        let part = self.partitions.get(tp)?;
+        let topic = self.image.topic_config(&tp.topic);
+        Some(Retention {
+            retention_ms: topic
+                .and_then(|c| c.retention_ms)
+                .unwrap_or(self.config.retention_ms()),
+            retention_bytes: topic
+                .and_then(|c| c.retention_bytes)
+                .unwrap_or(self.config.log_retention_bytes),
+            high_watermark: part.high_watermark,
+            evict_producers: self.bugs.on(Bug::EvictProducersOnLogStart),
+        })
+    }
+
+    /// Records that `tp`'s log start moved to `log_start_offset`.
+    fn record_log_start(
+        &self,
+        now: Millis,
+        tp: &TopicPartition,
+        log_start_offset: Offset,
+        reason: &str,
+        out: &mut Outbox,
+    ) {
+        let op = Op::LogStartOffsetIncremented {
+            partition: tp.clone(),
+            log_start_offset,
+            reason: reason.into(),
+        };
+        out.record(Entry::instant(NodeId::Broker(self.id), now, op));
+    }
+
     /// Ends a step: the logs written in it roll full segments, are dirty, and are
     /// flushed if `flush.messages` says so.
     fn settle_disk(&mut self, now: Millis) {
@@ -329,8 +380,36 @@ impl Broker {
     /// The `LogManager`'s periodic tasks that are due: the recovery-point checkpoint
     /// (`log.flush.offset.checkpoint.interval.ms`) and the flusher (`flush.ms` per
     /// topic, else `log.flush.interval.ms`, else `log.flush.scheduler.interval.ms`),
-    /// both first run at `log.initial.task.delay.ms`.
-    fn log_manager_tasks(&mut self, now: Millis) {
+    /// both first run at `log.initial.task.delay.ms`; retention
+    /// (`log.retention.check.interval.ms`) and the log-start checkpoint likewise; and the
+    /// producer expiration check, one interval after that.
+    fn log_manager_tasks(&mut self, now: Millis, out: &mut Outbox) {
+        if now >= self.next_retention_check_ms {
+            self.next_retention_check_ms = now + self.config.log_retention_check_interval_ms;
+            let policies: BTreeMap<TopicPartition, Retention> = self
+                .disk
+                .logs
+                .keys()
+                .filter_map(|tp| Some((tp.clone(), self.retention_policy(tp)?)))
+                .collect();
+            let moved = self
+                .disk
+                .delete_retained_segments(now, |tp| policies.get(tp).copied());
+            for (tp, deleted) in moved {
+                self.record_log_start(now, &tp, deleted.log_start_offset, "segment-deletion", out);
+            }
+        }
+        if now >= self.next_log_start_checkpoint_ms {
+            self.next_log_start_checkpoint_ms =
+                now + self.config.log_flush_start_offset_checkpoint_interval_ms;
+            self.disk.checkpoint_log_starts();
+        }
+        if now >= self.next_producer_expiration_ms {
+            self.next_producer_expiration_ms =
+                now + self.config.producer_id_expiration_check_interval_ms;
+            self.disk
+                .remove_expired_producers(now, self.config.producer_id_expiration_ms);
+        }
         let config = &self.config;
         if now >= self.next_recovery_checkpoint_ms {
             self.next_recovery_checkpoint_ms =
@@ -412,6 +491,14 @@ impl Actor for Broker {
         self.next_hw_checkpoint_ms = now + HW_CHECKPOINT_INTERVAL_MS;
         self.next_recovery_checkpoint_ms = now + self.config.log_initial_task_delay_ms;
         self.next_flush_check_ms = now + self.config.log_initial_task_delay_ms;
+        self.next_retention_check_ms = now + self.config.log_initial_task_delay_ms;
+        self.next_log_start_checkpoint_ms = now + self.config.log_initial_task_delay_ms;
+        self.next_producer_expiration_ms =
+            self.next_retention_check_ms + self.config.producer_id_expiration_check_interval_ms;
+        // Loading a log forgets the producers already expired (Kafka filters them when
+        // it reads a producer snapshot).
+        self.disk
+            .remove_expired_producers(now, self.config.producer_id_expiration_ms);
         let events = std::mem::take(&mut self.recovered)
             .into_iter()
             .map(|(partition, r)| Op::LogRecovered {
@@ -483,7 +570,7 @@ impl Actor for Broker {
                 };
                 match (what, response) {
                     (Pending::FollowerFetch(l), Response::Fetch(r)) => {
-                        self.on_follower_fetch_response(now, l, r)
+                        self.on_follower_fetch_response(now, l, r, out)
                     }
                     (Pending::OffsetsForLeaderEpoch(l), Response::OffsetsForLeaderEpoch(r)) => {
                         self.on_epoch_end_offsets(now, l, r)
@@ -522,7 +609,7 @@ impl Actor for Broker {
                 self.disk.hw_checkpoint.insert(tp.clone(), p.high_watermark);
             }
         }
-        self.log_manager_tasks(now);
+        self.log_manager_tasks(now, out);
         self.complete_delayed_produce(now, out);
         self.complete_delayed_fetch(now, false, out);
         let output = self.coordinator.on_timer(now);
@@ -562,7 +649,12 @@ impl Actor for Broker {
     }
 
     fn next_timer(&self) -> Option<Millis> {
-        let mut t = self.next_isr_check_ms.min(self.next_hw_checkpoint_ms);
+        let mut t = self
+            .next_isr_check_ms
+            .min(self.next_hw_checkpoint_ms)
+            .min(self.next_retention_check_ms)
+            .min(self.next_log_start_checkpoint_ms)
+            .min(self.next_producer_expiration_ms);
         if self.config.log_flush_scheduler_interval_ms != i64::MAX {
             // The flusher runs on its own schedule only when one is set; by default it
             // runs once, on the checkpoint tick at `log.initial.task.delay.ms`.

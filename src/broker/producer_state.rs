@@ -56,13 +56,15 @@ pub struct BatchMetadata {
 /// One producer's state in a partition (Kafka's `ProducerStateEntry`): its current
 /// epoch, its last batches of that epoch, oldest first (none after a marker that moved
 /// the epoch, or when only markers of it are in the log), its ongoing transaction and
-/// the coordinator epoch of its last marker.
+/// the coordinator epoch of its last marker, and the max timestamp of its last batch
+/// (what its expiration counts from).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerStateEntry {
     producer_epoch: i16,
     batches: VecDeque<BatchMetadata>,
     coordinator_epoch: i32,
     current_txn_first_offset: Option<Offset>,
+    last_timestamp: i64,
 }
 
 impl ProducerStateEntry {
@@ -74,7 +76,14 @@ impl ProducerStateEntry {
             batches: VecDeque::with_capacity(NUM_BATCHES_TO_RETAIN),
             coordinator_epoch: -1,
             current_txn_first_offset: None,
+            last_timestamp: -1,
         }
+    }
+
+    /// Kafka's `lastTimestamp`: the max timestamp of the producer's last batch in the
+    /// log, a marker's included (KAFKA-9144).
+    pub fn last_timestamp(&self) -> i64 {
+        self.last_timestamp
     }
 
     /// The producer's current epoch.
@@ -186,6 +195,33 @@ impl ProducerStateManager {
     /// Whether no producer has state.
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
+    }
+
+    /// Kafka's `removeExpiredProducers`: forgets every producer with no transaction
+    /// open here whose last batch's timestamp is `expiration_ms` or more before `now`
+    /// (`isProducerExpired`). Returns how many were removed.
+    pub fn remove_expired(&mut self, now: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || now.saturating_sub(e.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
+    /// The pre-KAFKA-7190 `evictUnretainedProducers` (the `evict-producers-on-log-start`
+    /// switch): forgets every producer whose last data batch lies below the new log
+    /// start offset (one with only markers, or none, too), unless a transaction of it
+    /// is open here.
+    pub fn evict_unretained(&mut self, log_start_offset: Offset) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || e.batches
+                    .back()
+                    .is_some_and(|b| b.last_offset >= log_start_offset)
+        });
+        before - self.producers.len()
     }
 
     /// Kafka's `firstUndecidedOffset`: the first offset of the earliest transaction no
@@ -372,6 +408,7 @@ impl ProducerStateManager {
             .producers
             .entry(producer_id)
             .or_insert_with(|| ProducerStateEntry::empty(header.producer_epoch));
+        entry.last_timestamp = header.max_timestamp;
         let completed = match marker {
             Some(marker) => {
                 let completed =

@@ -601,6 +601,7 @@ impl Broker {
         now: Millis,
         leader: BrokerId,
         resp: FetchResponse,
+        out: &mut Outbox,
     ) {
         if resp.error != ErrorCode::None {
             self.fetch_backoff
@@ -608,6 +609,7 @@ impl Broker {
             return;
         }
         let mut backoff = false;
+        let mut moved = Vec::new();
         for p in resp.partitions {
             let Some(part) = self.partitions.get_mut(&p.tp) else {
                 continue;
@@ -659,6 +661,20 @@ impl Broker {
                     if hw > part.high_watermark {
                         part.high_watermark = hw;
                     }
+                    // `ReplicaFetcherThread.processPartitionData`: the follower's log
+                    // start follows the leader's, never past its own high watermark.
+                    let evict = self.bugs.on(Bug::EvictProducersOnLogStart);
+                    if log.maybe_increment_log_start_offset(
+                        p.log_start_offset,
+                        part.high_watermark,
+                        evict,
+                    ) {
+                        moved.push((
+                            p.tp.clone(),
+                            p.log_start_offset,
+                            "leader-offset-incremented",
+                        ));
+                    }
                 }
                 ErrorCode::OffsetOutOfRange if self.bugs.on(Bug::TruncateToHighWatermark) => {
                     // Pre-KIP-101: a follower ahead of the leader cut its log back to the
@@ -667,9 +683,25 @@ impl Broker {
                     log.truncate_to(p.high_watermark.min(log.log_end_offset()));
                     part.high_watermark = part.high_watermark.min(log.log_end_offset());
                 }
+                // `AbstractFetcherThread.fetchOffsetAndTruncate`: a log that ends before
+                // the leader's start begins again, empty, at the leader's start (the
+                // leader's earliest offset comes with the response here, where Kafka
+                // asks ListOffsets); otherwise the leader's log ends below ours (or our
+                // epoch is unknown to it) and the epoch path truncates.
+                ErrorCode::OffsetOutOfRange
+                    if p.log_start_offset > self.disk.logs[&p.tp].log_end_offset() =>
+                {
+                    let log = self.disk.logs.get_mut(&p.tp).expect("follower has a log");
+                    log.truncate_fully_and_start_at(p.log_start_offset);
+                    part.high_watermark = p.log_start_offset;
+                    moved.push((p.tp.clone(), p.log_start_offset, "truncate-fully"));
+                }
                 ErrorCode::OffsetOutOfRange => *phase = FollowerPhase::Truncating { asked: false },
                 _ => backoff = true,
             }
+        }
+        for (tp, log_start_offset, reason) in moved {
+            self.record_log_start(now, &tp, log_start_offset, reason, out);
         }
         if backoff {
             self.fetch_backoff

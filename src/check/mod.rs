@@ -246,6 +246,9 @@ struct Collector<'h> {
     values: BTreeMap<Value, ValueObs<'h>>,
     at: BTreeMap<(&'h TopicPartition, Offset), AtOffset>,
     max_read: BTreeMap<&'h TopicPartition, Offset>,
+    /// The highest log start offset any replica of each partition reached: what lies
+    /// below it retention removed on purpose.
+    log_start: BTreeMap<&'h TopicPartition, Offset>,
     /// First send of each (topic, key): the partitioner maps a key within a topic.
     keys: BTreeMap<(&'h str, &'h str), KeyFirst<'h>>,
     /// Each consumer's position per partition: its last read, or its last seek.
@@ -314,6 +317,14 @@ impl<'h> Collector<'h> {
                     self.header_reads.push(read);
                     self.read(seen, partition, record.offset, record.value, visible);
                 }
+            }
+            Op::LogStartOffsetIncremented {
+                partition,
+                log_start_offset,
+                ..
+            } => {
+                let start = self.log_start.entry(partition).or_insert(*log_start_offset);
+                *start = (*start).max(*log_start_offset);
             }
             // The seek sets the position (`KafkaConsumer.seek` /
             // `SubscriptionState.seekUnvalidated`): the next read must be at `offset`.
@@ -614,7 +625,9 @@ impl<'h> Collector<'h> {
 
     /// `lost-write` and `unseen`: acknowledged writes never read. One that no consumer
     /// read as far as is still lost, not merely unseen, when the final leader's log
-    /// (white box) no longer holds it: no later reader can ever see it.
+    /// (white box) no longer holds it: no later reader can ever see it. A write below
+    /// a log start offset that retention reached (`Op::LogStartOffsetIncremented`) is
+    /// neither: Kafka deleted it as configured.
     fn check_writes(&mut self, snapshot: &Snapshot) {
         let mut final_logs: BTreeMap<&TopicPartition, FinalLog> = BTreeMap::new();
         for s in &self.sends {
@@ -627,6 +640,10 @@ impl<'h> Collector<'h> {
             }
             let what = Val(s.value, s.key);
             let (p, t) = (s.partition, Secs(s.at_ms));
+            let retained_from = self.log_start.get(p).copied().unwrap_or(0);
+            if s.acked_offset.is_some_and(|o| o < retained_from) {
+                continue;
+            }
             if read {
                 // Read once, then gone from the log (every replica lost it): a reader
                 // starting from the beginning now would never see it.

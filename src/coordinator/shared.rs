@@ -134,8 +134,10 @@ pub fn encode_batch(
             0
         },
         last_offset_delta: i32::try_from(records.len() - 1).expect("batch size fits an i32"),
-        base_timestamp: now as i64,
-        max_timestamp: now as i64,
+        // CreateTime on the same clock as the clients' records (Kafka's coordinators
+        // stamp `time.milliseconds()`): producer expiration compares them with it.
+        base_timestamp: crate::kafka::record::RECORD_TIMESTAMP_BASE + now as i64,
+        max_timestamp: crate::kafka::record::RECORD_TIMESTAMP_BASE + now as i64,
         producer_id: identity.producer_id,
         producer_epoch: identity.producer_epoch,
         base_sequence: -1,

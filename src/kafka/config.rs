@@ -45,6 +45,22 @@ pub struct TopicConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub segment_bytes: Option<u64>,
+    /// `retention.ms`: segments whose newest record is older than this are deleted
+    /// (-1: no limit; at least -1).
+    #[serde(
+        rename = "retention.ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes`: the oldest segments are deleted while the log is larger than
+    /// this by at least a segment (-1: no limit).
+    #[serde(
+        rename = "retention.bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention_bytes: Option<i64>,
 }
 
 impl TopicConfig {
@@ -88,6 +104,37 @@ pub struct BrokerConfig {
     /// tasks first run after startup.
     #[serde(rename = "log.initial.task.delay.ms")]
     pub log_initial_task_delay_ms: u64,
+    /// `log.retention.ms` (default null: `log.retention.hours`): the topics'
+    /// `retention.ms` unless they set their own (-1: no limit).
+    #[serde(rename = "log.retention.ms")]
+    pub log_retention_ms: Option<i64>,
+    /// `log.retention.hours` (default 168, a week), used when `log.retention.ms` is
+    /// not set.
+    #[serde(rename = "log.retention.hours")]
+    pub log_retention_hours: i32,
+    /// `log.retention.bytes` (default -1: no limit): the topics' `retention.bytes`
+    /// unless they set their own.
+    #[serde(rename = "log.retention.bytes")]
+    pub log_retention_bytes: i64,
+    /// `log.retention.check.interval.ms` (default 300000): how often the log manager
+    /// deletes the segments retention no longer keeps, after its first run at
+    /// `log.initial.task.delay.ms`.
+    #[serde(rename = "log.retention.check.interval.ms")]
+    pub log_retention_check_interval_ms: u64,
+    /// `log.flush.start.offset.checkpoint.interval.ms` (default 60000): how often the
+    /// log start offsets are checkpointed (what a restart finds of a log start that
+    /// moved past the first segment's base).
+    #[serde(rename = "log.flush.start.offset.checkpoint.interval.ms")]
+    pub log_flush_start_offset_checkpoint_interval_ms: u64,
+    /// `producer.id.expiration.ms` (default 86400000, a day; at least 1): a producer
+    /// with no transaction open whose last batch in a partition is this old is
+    /// forgotten by that partition (its duplicates are then no longer recognised).
+    #[serde(rename = "producer.id.expiration.ms")]
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms` (default 600000): how often each
+    /// partition removes its expired producers.
+    #[serde(rename = "producer.id.expiration.check.interval.ms")]
+    pub producer_id_expiration_check_interval_ms: u64,
     /// `replica.lag.time.max.ms` (default 30000).
     #[serde(rename = "replica.lag.time.max.ms")]
     pub replica_lag_time_max_ms: u64,
@@ -201,6 +248,13 @@ impl Default for BrokerConfig {
             log_flush_scheduler_interval_ms: i64::MAX,
             log_flush_offset_checkpoint_interval_ms: 60_000,
             log_initial_task_delay_ms: 30_000,
+            log_retention_ms: None,
+            log_retention_hours: 168,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            log_flush_start_offset_checkpoint_interval_ms: 60_000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_backoff_ms: 1_000,
@@ -241,6 +295,16 @@ fn at_least_1(name: &'static str, value: u64) -> Result<(), (&'static str, Strin
     }
 }
 
+impl BrokerConfig {
+    /// The broker's default `retention.ms`: `log.retention.ms`, else
+    /// `log.retention.hours` (Kafka's `KafkaConfig.logRetentionTimeMillis`; any
+    /// negative value means no limit).
+    pub fn retention_ms(&self) -> i64 {
+        self.log_retention_ms
+            .unwrap_or(i64::from(self.log_retention_hours) * 3_600_000)
+    }
+}
+
 /// The highest `transaction.version` feature level (Kafka 4.0).
 pub const TRANSACTION_VERSION_MAX: i16 = 2;
 
@@ -272,6 +336,39 @@ impl BrokerConfig {
                     "Invalid value {} for configuration log.segment.bytes: Value must be at \
                      least 14",
                     self.log_segment_bytes
+                ),
+            ));
+        }
+        at_least_1(
+            "producer.id.expiration.ms",
+            u64::try_from(self.producer_id_expiration_ms).unwrap_or(0),
+        )?;
+        at_most_int(
+            "producer.id.expiration.ms",
+            u64::try_from(self.producer_id_expiration_ms).unwrap_or(0),
+        )?;
+        for (name, value) in [
+            (
+                "log.retention.check.interval.ms",
+                self.log_retention_check_interval_ms,
+            ),
+            (
+                "log.flush.start.offset.checkpoint.interval.ms",
+                self.log_flush_start_offset_checkpoint_interval_ms,
+            ),
+            (
+                "producer.id.expiration.check.interval.ms",
+                self.producer_id_expiration_check_interval_ms,
+            ),
+        ] {
+            at_least_1(name, value)?;
+        }
+        if let Some(ms) = self.log_retention_ms.filter(|ms| *ms < -1) {
+            return Err((
+                "log.retention.ms",
+                format!(
+                    "Invalid value {ms} for configuration log.retention.ms: Value must be at \
+                     least -1"
                 ),
             ));
         }

@@ -1,6 +1,7 @@
 //! Unit tests of `broker::log`.
 
 use super::*;
+use crate::broker::producer_state::AppendCheck;
 use crate::kafka::record::testing::plain_batch;
 use crate::kafka::record::{ControlRecordType, TRANSACTIONAL_BIT};
 
@@ -184,7 +185,7 @@ fn producer_state_follows_appends_and_truncation() {
 
     // Recovery on restart rebuilds the same state from the batches.
     let before = leader.producer_state().clone();
-    leader.recover(0, false);
+    leader.recover(0, 0, false);
     assert_eq!(leader.producer_state(), &before);
     assert_eq!(before.len(), 2);
 }
@@ -391,7 +392,7 @@ fn followers_truncation_and_recovery_keep_the_transaction_state() {
     assert_eq!(f.producer_state(), expected.producer_state());
     // Recovery after a restart rebuilds the same state.
     let mut restarted = leader.clone();
-    restarted.recover(0, false);
+    restarted.recover(0, 0, false);
     assert_eq!(restarted.txn_index(), leader.txn_index());
     assert_eq!(restarted.producer_state(), leader.producer_state());
 }
@@ -401,7 +402,7 @@ fn followers_truncation_and_recovery_keep_the_transaction_state() {
 fn recovery_asserts_the_incremental_state() {
     let mut log = transactions();
     log.txn_index.pop();
-    log.recover(0, false);
+    log.recover(0, 0, false);
 }
 
 #[test]
@@ -498,7 +499,7 @@ fn recovery_cuts_a_torn_write_and_rebuilds_the_producer_state() {
     log.written(20);
     let loss = log.power_loss(30, &os, Some(500));
     assert!(loss.torn && loss.durable_end_offset == 2, "{loss:?}");
-    let recovery = log.recover(0, false);
+    let recovery = log.recover(0, 0, false);
     assert_eq!((recovery.from, recovery.log_end_offset), (0, 2));
     let why = recovery.truncated.expect("the torn write is cut off");
     assert!(why.contains("torn write at offset 2"), "{why}");
@@ -515,7 +516,7 @@ fn recovery_cuts_a_torn_write_and_rebuilds_the_producer_state() {
         "the sequences of the lost batch are unknown again"
     );
     assert_eq!(
-        log.recover(0, false).truncated,
+        log.recover(0, 0, false).truncated,
         None,
         "a second recovery finds nothing"
     );
@@ -532,12 +533,12 @@ fn recovery_validates_from_the_recovery_point_and_truncates_at_a_corrupt_batch()
     let last = bytes.len() - 1;
     bytes[last] ^= 0x10;
     log.batches[2].bytes = Bytes::from(bytes);
-    let recovery = log.recover(6, false);
+    let recovery = log.recover(6, 0, false);
     assert_eq!(
         recovery.truncated, None,
         "below the recovery point nothing is read"
     );
-    let recovery = log.recover(3, false);
+    let recovery = log.recover(3, 0, false);
     assert_eq!((recovery.from, recovery.log_end_offset), (3, 4));
     let why = recovery.truncated.expect("the corrupt batch is cut off");
     assert!(why.contains("invalid batch at offset 4"), "{why}");
@@ -547,6 +548,197 @@ fn recovery_validates_from_the_recovery_point_and_truncates_at_a_corrupt_batch()
         3,
         "left at the checkpoint (KAFKA-10101)"
     );
+}
+
+/// A log of `n` one-record idempotent batches of producer 7 (sequences 0..n), batch
+/// `i` at timestamp `1000 * i`, in segments of two batches each.
+fn segmented(n: usize) -> Log {
+    let mut log = Log::default();
+    for i in 0..n {
+        let b = data(7, 0, i as i32, 1, 0, 1000 * i as i64);
+        log.append_as_leader(&b, 0).unwrap();
+        log.roll_full_segments(2 * b.len() as u64, 0);
+    }
+    assert_eq!(log.segment_bounds().len(), n.div_ceil(2));
+    log
+}
+
+fn retention(retention_ms: i64, retention_bytes: i64, high_watermark: Offset) -> Retention {
+    Retention {
+        retention_ms,
+        retention_bytes,
+        high_watermark,
+        evict_producers: false,
+    }
+}
+
+#[test]
+fn retention_by_time_deletes_old_whole_segments_below_the_high_watermark() {
+    let mut log = segmented(6);
+    // Segments [0,1] [2,3] [4,5]; at 4500 with retention 2000 the first two are old
+    // (newest records at 1000 and 3000 ... only 1000 is older than 2500).
+    let deleted = log.delete_retained_segments(4_500, retention(2_000, -1, 6));
+    assert_eq!(
+        deleted,
+        Some(Deleted {
+            segments: 1,
+            log_start_offset: 2,
+            producers_evicted: 0
+        })
+    );
+    assert_eq!(log.log_start_offset(), 2);
+    assert_eq!(log.records().first(), Some(&(2, 100)));
+    assert!(
+        log.read(0, 6, 1 << 20).len() == 4,
+        "reads start at the first kept batch"
+    );
+    // Everything old, but the high watermark at 3 keeps the segment [2,3] (it ends at 4).
+    assert_eq!(
+        log.delete_retained_segments(100_000, retention(2_000, -1, 3)),
+        None
+    );
+    // With the high watermark at the log end even the active segment goes: the log is
+    // empty and starts at its end.
+    let all = log.delete_retained_segments(100_000, retention(2_000, -1, 6));
+    assert_eq!(all.map(|d| (d.segments, d.log_start_offset)), Some((2, 6)));
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (6, 6));
+    // The producer is remembered all the same (KAFKA-7190): a retry of its last batch
+    // is a duplicate, its next batch in sequence.
+    let state = log.producer_state();
+    assert_eq!(state.last_entry(7).map(|e| e.last_sequence()), Some(5));
+    let retry = BatchHeader::parse(&data(7, 0, 5, 1, 0, 5000)).unwrap();
+    assert_eq!(
+        state.check_append(&retry, true),
+        Ok(AppendCheck::Duplicate {
+            first_offset: 5,
+            last_offset: 5
+        })
+    );
+    // Appends go on at the log end; recovery rebuilds the same state.
+    assert_eq!(
+        log.append_as_leader(&data(7, 0, 6, 1, 0, 0), 0).unwrap(),
+        (6, 6)
+    );
+    log.recover(0, 0, false);
+    assert_eq!(log.log_start_offset(), 6);
+}
+
+#[test]
+fn retention_by_size_keeps_at_least_retention_bytes() {
+    let mut log = segmented(6);
+    let one = log.batches[0].bytes.len() as i64;
+    // 6 batches; a limit of 3 batches deletes one segment (deleting a second would go
+    // below the limit).
+    let deleted = log.delete_retained_segments(0, retention(-1, 3 * one, 6));
+    assert_eq!(deleted.map(|d| d.log_start_offset), Some(2));
+    assert_eq!(
+        log.delete_retained_segments(0, retention(-1, 3 * one, 6)),
+        None
+    );
+    assert_eq!(log.delete_retained_segments(0, retention(-1, -1, 6)), None);
+}
+
+#[test]
+fn the_evict_switch_forgets_producers_below_the_log_start() {
+    let mut log = segmented(4);
+    let policy = Retention {
+        evict_producers: true,
+        ..retention(-1, 0, 4)
+    };
+    let deleted = log.delete_retained_segments(0, policy).unwrap();
+    assert_eq!(
+        (deleted.log_start_offset, deleted.producers_evicted),
+        (4, 1)
+    );
+    assert!(log.producer_state().last_entry(7).is_none());
+    let retry = BatchHeader::parse(&data(7, 0, 3, 1, 0, 0)).unwrap();
+    assert_eq!(
+        log.producer_state().check_append(&retry, true),
+        Ok(AppendCheck::Append),
+        "an unknown producer's retry is a new batch"
+    );
+    log.recover(0, 0, false);
+    assert!(log.producer_state().is_empty(), "a rebuild forgets it too");
+}
+
+#[test]
+fn followers_copy_the_leaders_log_start_up_to_their_high_watermark() {
+    let mut log = segmented(4);
+    log.assign_epoch(1, 2);
+    assert!(
+        !log.maybe_increment_log_start_offset(3, 2, false),
+        "past the HW"
+    );
+    assert!(log.maybe_increment_log_start_offset(3, 4, false));
+    assert!(
+        !log.maybe_increment_log_start_offset(1, 4, false),
+        "never back"
+    );
+    assert_eq!(log.log_start_offset(), 3);
+    // The epoch cache now starts at the log start.
+    assert_eq!(
+        log.epochs(),
+        &[EpochEntry {
+            epoch: 1,
+            start_offset: 3
+        }]
+    );
+    // The segment [0,1] lies wholly below it and goes at the next check; [2,3] stays.
+    let deleted = log
+        .delete_retained_segments(0, retention(-1, -1, 4))
+        .unwrap();
+    assert_eq!((deleted.segments, deleted.log_start_offset), (1, 3));
+    assert_eq!(log.records().first(), Some(&(2, 100)));
+    // A restart finds the first segment's base unless the checkpoint says more.
+    log.recover(0, 0, false);
+    assert_eq!(log.log_start_offset(), 2);
+    log.recover(0, 3, false);
+    assert_eq!(log.log_start_offset(), 3);
+    // A checkpoint past the log end: the log starts again, empty, there.
+    log.recover(0, 9, false);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (9, 9));
+}
+
+#[test]
+fn truncate_fully_and_start_at_empties_the_log() {
+    let mut log = segmented(4);
+    log.truncate_fully_and_start_at(10);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+    assert!(log.epochs().is_empty() && log.producer_state().is_empty());
+    let mut b = data(8, 0, 0, 1, 0, 0).to_vec();
+    record::set_base_offset(&mut b, 10);
+    record::set_partition_leader_epoch(&mut b, 0);
+    assert_eq!(log.append_as_follower(&Bytes::from(b)), Ok(true));
+    assert_eq!(log.log_end_offset(), 11);
+    log.truncate_to(10);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+}
+
+#[test]
+fn producers_expire_after_their_last_batch_unless_a_transaction_is_open() {
+    let mut log = Log::default();
+    log.append_as_leader(&data(1, 0, 0, 1, 0, 1_000), 0)
+        .unwrap();
+    log.append_as_leader(&data(2, 0, 0, 1, TRANSACTIONAL_BIT, 1_000), 0)
+        .unwrap();
+    log.append_as_leader(&data(3, 0, 0, 1, 0, 5_000), 0)
+        .unwrap();
+    assert_eq!(log.remove_expired_producers(5_999, 5_000), 0);
+    assert_eq!(log.remove_expired_producers(6_000, 5_000), 1);
+    let state = log.producer_state();
+    assert!(state.last_entry(1).is_none(), "expired");
+    assert!(state.last_entry(2).is_some(), "its transaction is open");
+    assert_eq!(state.last_entry(3).map(|e| e.last_timestamp()), Some(5_000));
+    // A marker counts as the producer's last batch too (KAFKA-9144).
+    log.append_control_as_leader(2, 0, end(true, 0), 9_000, 0)
+        .unwrap();
+    assert_eq!(log.remove_expired_producers(13_000, 5_000), 1, "producer 3");
+    assert!(log.producer_state().last_entry(2).is_some());
+    // A rebuild (truncation, recovery) forgets what expiration forgot.
+    log.recover(0, 0, false);
+    assert_eq!(log.producer_state().len(), 1);
+    assert_eq!(log.remove_expired_producers(14_000, 5_000), 1);
+    assert!(log.producer_state().is_empty());
 }
 
 /// A log of three 2-record batches, written back, with a bit flipped in the batch the
@@ -586,7 +778,7 @@ fn a_bit_flip_lands_in_the_records_of_a_batch_on_the_platter() {
 #[test]
 fn recovery_cuts_a_corrupt_batch_at_or_after_the_recovery_point() {
     let (mut log, _) = corrupted(1);
-    let recovery = log.recover(2, false);
+    let recovery = log.recover(2, 0, false);
     assert_eq!((recovery.from, recovery.log_end_offset), (2, 2));
     let why = recovery.truncated.expect("cut at the corrupt batch");
     assert!(
@@ -599,7 +791,7 @@ fn recovery_cuts_a_corrupt_batch_at_or_after_the_recovery_point() {
 #[test]
 fn recovery_keeps_a_corrupt_batch_below_the_recovery_point() {
     let (mut log, _) = corrupted(0);
-    let recovery = log.recover(2, false);
+    let recovery = log.recover(2, 0, false);
     assert_eq!((recovery.log_end_offset, recovery.truncated), (6, None));
     assert_eq!(
         log.corrupt_batches(),
@@ -621,7 +813,7 @@ fn a_torn_write_below_the_checkpoint_is_kept_corrupt() {
         log.append_as_leader(&batch(8), 0).unwrap();
         log.append_as_leader(&batch(2), 0).unwrap();
         log.written(0);
-        assert!(log.recover(0, true).truncated.is_none());
+        assert!(log.recover(0, 0, true).truncated.is_none());
         assert_eq!(
             log.recovery_point(),
             10,
@@ -631,12 +823,12 @@ fn a_torn_write_below_the_checkpoint_is_kept_corrupt() {
         log
     };
     let mut log = torn_log();
-    let recovery = log.recover(10, false);
+    let recovery = log.recover(10, 0, false);
     assert_eq!((recovery.log_end_offset, recovery.truncated), (8, None));
     assert_eq!(log.corrupt_batches(), vec![(0, 7)]);
     assert!(log.records().is_empty());
     let mut log = torn_log();
-    let why = log.recover(0, false).truncated.expect("validated: cut");
+    let why = log.recover(0, 0, false).truncated.expect("validated: cut");
     assert!(why.contains("torn write at offset 0"), "{why}");
     assert_eq!(log.log_end_offset(), 0);
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 mod group_coordinator;
 mod idempotence;
+mod retention;
 mod transactions;
 use group_coordinator::*;
 use idempotence::*;
@@ -30,10 +31,13 @@ fn idempotent_batch(
     values: &[u64],
 ) -> Bytes {
     let values = values.iter().map(|v| (None, Bytes::from(v.to_string())));
+    // Sent at simulated time 0, on the clock the brokers' producer expiration reads.
     RecordBatch {
         producer_id,
         producer_epoch,
         base_sequence,
+        base_timestamp: crate::kafka::record::RECORD_TIMESTAMP_BASE,
+        max_timestamp: crate::kafka::record::RECORD_TIMESTAMP_BASE,
         ..plain_batch(values.collect())
     }
     .encode()

@@ -1,0 +1,100 @@
+//! Retention, the log start offset on the read paths, and followers starting again at
+//! their leader's log start.
+
+use super::*;
+
+/// Every batch in its own segment, everything older than a second deleted, checked
+/// every second from the start.
+fn retaining() -> BrokerConfig {
+    BrokerConfig {
+        log_segment_bytes: 14,
+        log_retention_ms: Some(1_000),
+        log_retention_check_interval_ms: 1_000,
+        log_initial_task_delay_ms: 1_000,
+        ..BrokerConfig::default()
+    }
+}
+
+fn log_starts(out: &Outbox) -> Vec<(Offset, String)> {
+    out.history
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::LogStartOffsetIncremented {
+                log_start_offset,
+                reason,
+                ..
+            } => Some((*log_start_offset, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn retention_moves_the_log_start_below_the_high_watermark_only() {
+    let (mut b, _) = broker(
+        1,
+        retaining(),
+        Bugs::default(),
+        vec![reg(Some(1), &[1, 2], 0, 0)],
+    );
+    for (i, v) in [100, 101, 102].into_iter().enumerate() {
+        send(&mut b, 10 + i as u64, i as u64 + 1, Acks::Leader, &[v]);
+    }
+    // The follower has the first two: the high watermark is 2.
+    request(&mut b, 20, NodeId::Broker(2), 9, follower_fetch(2, 2, 0));
+    assert_eq!(b.high_watermark(&tp()), 2);
+    let mut out = Outbox::default();
+    b.on_timer(100_000, &mut out);
+    assert_eq!(log_starts(&out), vec![(2, "segment-deletion".to_string())]);
+    assert_eq!(b.disk().logs[&tp()].log_start_offset(), 2);
+    // Below the log start: OFFSET_OUT_OF_RANGE, with the log start in the answer.
+    let p = fetched(&mut b, 100_001, NodeId::Consumer(0), 10, consumer_fetch(1));
+    assert_eq!(
+        (p.error, p.log_start_offset),
+        (ErrorCode::OffsetOutOfRange, 2)
+    );
+    let p = fetched(&mut b, 100_002, NodeId::Consumer(0), 11, consumer_fetch(2));
+    assert_eq!((p.error, p.log_start_offset), (ErrorCode::None, 2));
+    // ListOffsets EARLIEST is the log start.
+    let list = Request::ListOffsets(ListOffsetsRequest {
+        isolation_level: IsolationLevel::ReadUncommitted,
+        partitions: vec![(tp(), EARLIEST_TIMESTAMP, 0)],
+    });
+    let out = request(&mut b, 100_003, NodeId::Consumer(0), 12, list);
+    let Some(Response::ListOffsets(r)) = response_to(&out, 12) else {
+        panic!("no ListOffsets answer");
+    };
+    assert_eq!(r.partitions[0].offset, 2);
+}
+
+#[test]
+fn a_follower_below_its_leaders_log_start_starts_again_there() {
+    let (mut f, out) = replica_of(2, 1, &[1, 2], Bugs::default());
+    let c = find(&out, |r| matches!(r, Request::Fetch(_)));
+    let resp = Response::Fetch(FetchResponse {
+        error: ErrorCode::None,
+        partitions: vec![FetchPartitionResponse {
+            tp: tp(),
+            error: ErrorCode::OffsetOutOfRange,
+            high_watermark: 9,
+            last_stable_offset: 9,
+            log_start_offset: 5,
+            batches: Vec::new(),
+            aborted_transactions: Vec::new(),
+            diverging_epoch: None,
+        }],
+    });
+    let out = answer_with(&mut f, 10, 1, c, resp);
+    assert_eq!(log_starts(&out), vec![(5, "truncate-fully".to_string())]);
+    let log = &f.disk().logs[&tp()];
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (5, 5));
+    // Its next fetch (sent at once) asks from there.
+    let fetch = out.sends.iter().find_map(|(_, m)| match m {
+        Message::Request {
+            request: Request::Fetch(r),
+            ..
+        } => Some(r.partitions[0].fetch_offset),
+        _ => None,
+    });
+    assert_eq!(fetch, Some(5));
+}
