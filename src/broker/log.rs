@@ -557,28 +557,17 @@ impl Log {
     }
 
     /// Kafka's `UnifiedLog.maybeRoll` for the batches appended since the last call: a
-    /// batch that would take the active segment past `segment_bytes`, or whose newest
-    /// record is more than `segment_ms` newer than the segment's first batch's
-    /// (`LogSegment.shouldRoll` on `rollingBasedTimestamp`; `segment.jitter.ms` 0),
-    /// starts a new segment, and the old one is flushed (`roll` schedules
-    /// `flushUptoOffsetExclusive` of the new segment's base at once; modelled as done at
-    /// once). Returns the segments rolled.
-    pub fn roll_full_segments(
-        &mut self,
-        segment_bytes: u64,
-        segment_ms: i64,
-        now: Millis,
-    ) -> usize {
+    /// batch that would take the active segment past `segment_bytes` starts a new
+    /// segment, and the old one is flushed (`roll` schedules `flushUptoOffsetExclusive`
+    /// of the new segment's base at once; modelled as done at once). Returns the
+    /// segments rolled.
+    pub fn roll_full_segments(&mut self, segment_bytes: u64, now: Millis) -> usize {
         let mut rolled = 0;
         let mut size = 0u64;
         let mut i = self.durability.active_segment;
-        let mut first_timestamp = self.batches.get(i).map(|b| b.header().max_timestamp);
         while i < self.batches.len() {
             let len = self.batches[i].bytes.len() as u64;
-            let timestamp = self.batches[i].header().max_timestamp;
-            let aged =
-                first_timestamp.is_some_and(|first| timestamp.saturating_sub(first) > segment_ms);
-            if size > 0 && (size + len > segment_bytes || aged) {
+            if size > 0 && size + len > segment_bytes {
                 let d = &mut self.durability;
                 d.active_segment = i;
                 d.segment_starts.push(i);
@@ -587,7 +576,6 @@ impl Log {
                 d.last_flush_ms = now;
                 rolled += 1;
                 size = 0;
-                first_timestamp = Some(timestamp);
             }
             size += len;
             i += 1;

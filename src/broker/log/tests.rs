@@ -557,28 +557,10 @@ fn segmented(n: usize) -> Log {
     for i in 0..n {
         let b = data(7, 0, i as i32, 1, 0, 1000 * i as i64);
         log.append_as_leader(&b, 0).unwrap();
-        log.roll_full_segments(2 * b.len() as u64, i64::MAX, 0);
+        log.roll_full_segments(2 * b.len() as u64, 0);
     }
     assert_eq!(log.segment_bounds().len(), n.div_ceil(2));
     log
-}
-
-/// `segment.ms`: a batch whose newest record is more than `segment.ms` newer than the
-/// active segment's first batch's rolls a new segment, and the old one is flushed.
-#[test]
-fn a_segment_rolls_when_its_records_span_segment_ms() {
-    let mut log = Log::default();
-    for (i, ts) in [0, 1_000, 2_000, 2_500, 5_000].into_iter().enumerate() {
-        let b = data(7, 0, i as i32, 1, 0, ts);
-        log.append_as_leader(&b, 0).unwrap();
-        log.roll_full_segments(1 << 30, 2_000, 10);
-    }
-    // 2000 is not more than 2000 after 0; 2500 is (a new segment from it); 5000 is
-    // more than 2000 after 2500 (another). One-record batches: index = offset.
-    let starts: Vec<usize> = log.segment_bounds().iter().map(|b| b.0).collect();
-    assert_eq!(starts, vec![0, 3, 4]);
-    assert_eq!(log.durable_end_offset(), 4, "rolled segments are flushed");
-    assert_eq!(log.recovery_point(), 4);
 }
 
 fn retention(retention_ms: i64, retention_bytes: i64, high_watermark: Offset) -> Retention {
