@@ -8,29 +8,81 @@
 use crate::history::Entry;
 use crate::kafka::protocol::{Message, Millis, NodeId};
 
+/// Which of a process's network clients a request goes out on. Kafka opens one
+/// connection per client, purpose and broker: the producer's `Sender` (produce and its
+/// transactional requests), the consumer's fetcher and, on a connection of its own, its
+/// group coordinator; a broker's replica fetcher, its transaction markers channel, its
+/// `AddPartitionsToTxnManager` and its channels to the controller. Answers go back on
+/// the connection their request came in on, whatever the channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Channel {
+    /// A producer's `NetworkClient` (Kafka's `Sender`).
+    Producer,
+    /// A consumer's `NetworkClient` (its fetcher, `ListOffsets`, metadata).
+    Consumer,
+    /// A consumer's connection to its group coordinator (Kafka's coordinator node id
+    /// `Integer.MAX_VALUE - id`, so a connection apart from the fetcher's).
+    GroupCoordinator,
+    /// A broker's replica fetcher (`Fetch`, `OffsetsForLeaderEpoch` to leaders).
+    ReplicaFetcher,
+    /// A transaction coordinator's `TransactionMarkerChannelManager`.
+    TxnMarkers,
+    /// A broker's `AddPartitionsToTxnManager` (KIP-890 verification).
+    TxnVerification,
+    /// A broker's channels to the controller (registration, heartbeats,
+    /// `AlterPartition`, metadata, producer id blocks).
+    Controller,
+    /// Answers, and requests of cores with a single client (tests).
+    Main,
+}
+
 /// What a core asks its host to do after handling one input.
 #[derive(Debug, Default)]
 pub struct Outbox {
     /// Messages to send, in order.
     pub sends: Vec<(NodeId, Message)>,
+    /// The channel of each message in `sends` (same index).
+    pub channels: Vec<Channel>,
     /// History entries to record, in order.
     pub history: Vec<Entry>,
     /// Connections to close (Kafka's clients close a connection whose request timed
-    /// out): what was not yet transmitted on them is discarded.
-    pub disconnects: Vec<NodeId>,
+    /// out): bytes the kernel already holds for them still leave, answers to them are
+    /// dropped.
+    pub disconnects: Vec<(Channel, NodeId)>,
 }
 
 impl Outbox {
-    /// Queues a message.
+    /// Queues a message on the [`Channel::Main`] channel (answers go back on their
+    /// request's connection whatever the channel).
     pub fn send(&mut self, to: NodeId, message: Message) {
-        self.sends.push((to, message));
+        self.send_on(Channel::Main, to, message);
     }
 
-    /// Closes the connection to `peer`.
-    pub fn disconnect(&mut self, peer: NodeId) {
-        if !self.disconnects.contains(&peer) {
-            self.disconnects.push(peer);
+    /// Queues a message on `channel`'s connection to `to`.
+    pub fn send_on(&mut self, channel: Channel, to: NodeId, message: Message) {
+        self.sends.push((to, message));
+        self.channels.push(channel);
+    }
+
+    /// Closes `channel`'s connection to `peer`.
+    pub fn disconnect(&mut self, channel: Channel, peer: NodeId) {
+        if !self.disconnects.contains(&(channel, peer)) {
+            self.disconnects.push((channel, peer));
         }
+    }
+
+    /// Takes the messages to send, each with its channel.
+    pub fn take_sends(&mut self) -> Vec<(Channel, NodeId, Message)> {
+        assert_eq!(
+            self.sends.len(),
+            self.channels.len(),
+            "every message has its channel"
+        );
+        std::mem::take(&mut self.channels)
+            .into_iter()
+            .zip(std::mem::take(&mut self.sends))
+            .map(|(c, (to, m))| (c, to, m))
+            .collect()
     }
 
     /// Queues a history entry.

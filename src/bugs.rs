@@ -59,6 +59,13 @@ pub enum Bug {
     /// a new log start offset (retention, DeleteRecords): a retry of such a producer's
     /// batch is then no longer recognised as a duplicate and is appended again.
     EvictProducersOnLogStart,
+    /// The partition leader appends transactional batches of transaction version 1
+    /// without asking the transaction coordinator whether their transaction is open
+    /// (the broker before KIP-890 part 1's verification, whatever
+    /// `transaction.partition.verification.enable` says), so a produce that arrives
+    /// late, after its transaction ended, starts a transaction the coordinator never
+    /// heard of, and the producer's next marker there ends it.
+    LateProduce,
 }
 
 /// One catalogue entry.
@@ -230,6 +237,19 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "retention-evicts-producer.json",
         finds: "duplicate",
         budget: 3,
+    },
+    BugInfo {
+        bug: Bug::LateProduce,
+        name: "late-produce",
+        reference: "KIP-890 part 1 (KAFKA-14402); the late-request family Jepsen reported as \
+                    KAFKA-17754",
+        summary: "A produce held in the network past its transaction's abort is appended \
+                  unverified: it opens a transaction at the partition that the producer's next \
+                  commit marker there closes, so aborted output is committed with the next \
+                  transaction.",
+        scenario: "late-produce.json",
+        finds: "partial-commit",
+        budget: 10,
     },
 ];
 

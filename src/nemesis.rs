@@ -30,6 +30,14 @@ pub enum FaultKindName {
     OneWay,
     /// Move a partition's leadership to another in-sync replica.
     MoveLeader,
+    /// A link holds what it carries for a while, then delivers it in order (a stalled
+    /// switch queue, a VM's NIC frozen): late requests.
+    Delay,
+    /// A link's latency is a range of its own for a while (a congested path).
+    Slow,
+    /// Every connection between two nodes is reset, no process dying (a middlebox or
+    /// NIC reset).
+    Reset,
     /// Kill a consumer's process (a group member restarts as a new process).
     ConsumerCrash,
     /// Pause a consumer's whole process, heartbeats included (a long GC).
@@ -190,6 +198,37 @@ pub enum Fault {
         /// The partition.
         partition: TopicPartition,
     },
+    /// What `from` sends `to` while the fault lasts is held, then delivered in order
+    /// when it ends (the reverse direction still works).
+    Delay {
+        /// Sender side.
+        from: Target,
+        /// Receiver side.
+        to: Target,
+    },
+    /// What `from` sends `to` while the fault lasts takes a one-way latency drawn in
+    /// `latency_ms` (inclusive).
+    Slow {
+        /// Sender side.
+        from: Target,
+        /// Receiver side.
+        to: Target,
+        /// The latency range (ms).
+        latency_ms: [u64; 2],
+    },
+    /// Every connection between the two sides is reset when the fault starts: what
+    /// they held is gone, requests in flight on them fail, new connections open.
+    Reset {
+        /// The two sides.
+        between: [Target; 2],
+    },
+}
+
+impl Fault {
+    /// Whether the fault happens at an instant (its duration is ignored).
+    pub fn is_instant(&self) -> bool {
+        matches!(self, Fault::MoveLeader { .. } | Fault::Reset { .. })
+    }
 }
 
 impl fmt::Display for Fault {
@@ -214,6 +253,13 @@ impl fmt::Display for Fault {
             ),
             Fault::OneWay { from, to } => write!(f, "drop {from} -> {to}"),
             Fault::MoveLeader { partition } => write!(f, "move leader of {partition}"),
+            Fault::Delay { from, to } => write!(f, "delay {from} -> {to}"),
+            Fault::Slow {
+                from,
+                to,
+                latency_ms: [lo, hi],
+            } => write!(f, "slow {from} -> {to} ({lo}..{hi} ms)"),
+            Fault::Reset { between: [a, b] } => write!(f, "reset {a} <-> {b}"),
         }
     }
 }
@@ -224,7 +270,7 @@ impl fmt::Display for Fault {
 pub struct ScheduledFault {
     /// Start (ms).
     pub at_ms: u64,
-    /// Duration (ms); ignored for leader moves.
+    /// Duration (ms); ignored for instant faults (leader moves, resets).
     #[serde(default)]
     pub duration_ms: u64,
     /// The fault.
@@ -335,7 +381,22 @@ impl ScheduledFault {
             }
             Fault::Isolate { target } => check(target),
             Fault::Partition { groups } => groups.iter().flatten().try_for_each(check),
-            Fault::OneWay { from, to } => check(from).and_then(|_| check(to)),
+            Fault::OneWay { from, to } | Fault::Delay { from, to } => {
+                check(from).and_then(|_| check(to))
+            }
+            Fault::Slow {
+                from,
+                to,
+                latency_ms: [lo, hi],
+            } => {
+                if lo > hi || *hi > 600_000 {
+                    return Err(format!(
+                        "`latency_ms` [{lo}, {hi}]: allowed: [low, high] with low <= high <= 600000"
+                    ));
+                }
+                check(from).and_then(|_| check(to))
+            }
+            Fault::Reset { between: [a, b] } => check(a).and_then(|_| check(b)),
             Fault::MoveLeader { partition } => check_tp(partition, topics),
         }
     }
@@ -506,6 +567,38 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
                 }
             }
             FaultKindName::MoveLeader => Fault::MoveLeader { partition: tp },
+            FaultKindName::Delay | FaultKindName::Slow | FaultKindName::Reset => {
+                // Between a producer and a leader (late produce requests) or two brokers
+                // (late fetches and markers).
+                let (from, to) = if producers > 0 && rng.gen_bool(0.5) {
+                    let p = Target::Node(NodeId::Producer(rng.gen_range(0..producers)));
+                    (p, Target::LeaderOf(tp))
+                } else {
+                    let from = rng.gen_range(1..=brokers);
+                    let mut to = rng.gen_range(1..=brokers);
+                    if to == from {
+                        to = to % brokers + 1;
+                    }
+                    (
+                        Target::Node(NodeId::Broker(from)),
+                        Target::Node(NodeId::Broker(to)),
+                    )
+                };
+                match kind {
+                    FaultKindName::Delay => Fault::Delay { from, to },
+                    FaultKindName::Slow => {
+                        let lo = rng.gen_range(20..=200);
+                        Fault::Slow {
+                            from,
+                            to,
+                            latency_ms: [lo, lo * rng.gen_range(2..=10)],
+                        }
+                    }
+                    _ => Fault::Reset {
+                        between: [from, to],
+                    },
+                }
+            }
             FaultKindName::ConsumerCrash | FaultKindName::ConsumerPause => {
                 assert!(consumers > 0, "consumer faults need consumers (validated)");
                 let target = Target::Node(NodeId::Consumer(rng.gen_range(0..consumers)));
@@ -527,11 +620,7 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
         };
         out.push(ScheduledFault {
             at_ms: t,
-            duration_ms: if kind == FaultKindName::MoveLeader {
-                0
-            } else {
-                d
-            },
+            duration_ms: if fault.is_instant() { 0 } else { d },
             fault,
         });
         t += d;

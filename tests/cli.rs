@@ -357,8 +357,9 @@ fn shards_merged_equal_one_unsharded_sweep() {
     let (code, whole_out, err) = check(&["--reports", "whole"]);
     assert_eq!(code, 0, "{whole_out}{err}");
     let whole = load_summary(&dir.join("whole"));
-    assert_eq!(whole.summary.scenarios[1].seeds_with["lost-write"].len(), 1);
+    assert!(!whole.summary.scenarios[1].seeds_with["lost-write"].is_empty());
     let mut shard_dirs = Vec::new();
+    let mut judged_by_merge = 0;
     for i in 0..3 {
         let (shard, reports) = (format!("{i}/3"), format!("shard-{i}"));
         let (code, out, err) = check(&["--shard", &shard, "--reports", &reports]);
@@ -368,9 +369,11 @@ fn shards_merged_equal_one_unsharded_sweep() {
         assert_eq!(seeds, [17 + i, 20 + i], "shard {i}");
         if part.summary.scenarios[1].not_demonstrated == ["lost-write"] {
             assert!(out.contains("judged by `merge`"), "{out}");
+            judged_by_merge += 1;
         }
         shard_dirs.push(reports);
     }
+    assert!(judged_by_merge > 0, "a shard without `lost-write` passes");
     let mut args = vec!["merge", "--reports", "merged"];
     args.extend(shard_dirs.iter().rev().map(String::as_str));
     let (code, merged_out, err) = kafkasim(&args, &dir);

@@ -237,6 +237,16 @@ fn tv2_verification_off() {
     check_scenario_seeds("tv2-verification-off.json", 15);
 }
 
+/// A produce held in the network past its transaction's abort (the `delay` fault):
+/// refused by KIP-890 part 1's verification under transaction version 1, appended and
+/// committed with the next transaction without it, refused by the epoch under version 2.
+#[test]
+fn late_produce() {
+    check_scenario_seeds("late-produce.json", 15);
+    check_scenario_seeds("late-produce-verification-off.json", 15);
+    check_scenario_seeds("late-produce-tv2.json", 15);
+}
+
 /// The coordinator aborts a transaction open past `transaction.timeout.ms` (found by
 /// the mutation run: no shipped scenario let one time out).
 #[test]

@@ -39,7 +39,7 @@ use producer_ids::*;
 use replication::*;
 use txn_partition::*;
 
-use crate::actor::{Actor, Outbox};
+use crate::actor::{Actor, Channel, Outbox};
 use crate::broker::log::{Log, Recovery, Retention};
 use crate::broker::producer_state::AppendCheck;
 use crate::bugs::{Bug, Bugs};
@@ -82,6 +82,24 @@ enum Pending {
     AddPartitionsToTxn(BrokerId),
     /// This broker's transaction coordinator's `WriteTxnMarkers` request `id` to a leader.
     WriteTxnMarkers(u64, BrokerId),
+}
+
+impl Pending {
+    /// The client the request goes out on (each has its own connections in Kafka).
+    fn channel(&self) -> Channel {
+        match self {
+            Pending::Registration
+            | Pending::Heartbeat
+            | Pending::MetadataFetch
+            | Pending::AlterPartition(_)
+            | Pending::AllocateProducerIds => Channel::Controller,
+            Pending::FollowerFetch(_) | Pending::OffsetsForLeaderEpoch(_) => {
+                Channel::ReplicaFetcher
+            }
+            Pending::AddPartitionsToTxn(_) => Channel::TxnVerification,
+            Pending::WriteTxnMarkers(..) => Channel::TxnMarkers,
+        }
+    }
 }
 
 /// A broker.
@@ -246,8 +264,10 @@ impl Broker {
             self.pending.len() < 100_000,
             "broker has too many requests in flight"
         );
+        let channel = what.channel();
         self.pending.insert(correlation_id, (what, now + timeout));
-        out.send(
+        out.send_on(
+            channel,
             to,
             Message::Request {
                 correlation_id,

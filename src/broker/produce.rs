@@ -106,7 +106,8 @@ impl Broker {
         let fenced = self.self_fenced(now);
         let check_sequence = !self.bugs.on(Bug::NoSequenceCheck);
         let epoch_fencing = !self.bugs.on(Bug::NoProducerEpochFencing);
-        let guard_check = self.config.transaction_partition_verification_enable;
+        let guard_check = self.config.transaction_partition_verification_enable
+            && !self.bugs.on(Bug::LateProduce);
         let acks = req.acks;
         let mut parts = Vec::with_capacity(req.partitions.len());
         let mut touched = Vec::new();

@@ -114,7 +114,9 @@ impl Broker {
         req: &ProduceRequest,
     ) -> Vec<(TopicPartition, i64, i16)> {
         let config = &self.config;
-        if !config.transaction_partition_verification_enable && config.transaction_version < 2 {
+        let verify = config.transaction_partition_verification_enable
+            && !self.bugs.on(crate::bugs::Bug::LateProduce);
+        if !verify && config.transaction_version < 2 {
             return Vec::new();
         }
         if req.transactional_id.is_none() || self.self_fenced(now) {

@@ -24,7 +24,7 @@
 //!   [`Op::Seek`] with reason `committed offset`), else `auto.offset.reset` as in
 //!   assign mode.
 
-use crate::actor::{Actor, Outbox};
+use crate::actor::{Actor, Channel, Outbox};
 use crate::bugs::{Bug, Bugs};
 use crate::client::consumer_coordinator::{AssignmentChange, ConsumerCoordinator, GroupContext};
 pub use crate::client::consumer_coordinator::{CommitId, GroupEvent, MemberState};
@@ -276,7 +276,7 @@ impl Consumer {
         Consumer {
             index,
             process: NodeId::Consumer(index),
-            net: NetworkClient::new(config.request_timeout_ms),
+            net: NetworkClient::new(Channel::Consumer, config.request_timeout_ms),
             config,
             topics,
             metadata,
@@ -736,8 +736,10 @@ impl Consumer {
     fn handle_timeouts(&mut self, now: Millis, out: &mut Outbox) {
         let failed = self.net.disconnect_timed_out(now);
         for r in &failed {
-            out.disconnect(NodeId::Broker(r.broker));
+            out.disconnect(Channel::Consumer, NodeId::Broker(r.broker));
             if let Some(group) = &mut self.group {
+                // The group's requests to that broker fail too: close its connection.
+                out.disconnect(Channel::GroupCoordinator, NodeId::Broker(r.broker));
                 group.on_disconnect(now, r.broker);
             }
         }

@@ -30,7 +30,7 @@
 //! connection, a timed-out coordinator request does not close the connection the
 //! consumer fetches on; it marks the coordinator unknown and fails every request to it.
 
-use crate::actor::Outbox;
+use crate::actor::{Channel, Outbox};
 use crate::client::network::{InFlightRequest, NetworkClient};
 use crate::kafka::config::Assignor;
 use crate::kafka::config::ConsumerConfig;
@@ -367,7 +367,11 @@ impl ConsumerCoordinator {
             next_commit: 0,
             next_auto_commit: 0,
             fatal: None,
-            net: NetworkClient::with_base(config.request_timeout_ms, GROUP_CORRELATION_BASE),
+            net: NetworkClient::with_base(
+                Channel::GroupCoordinator,
+                config.request_timeout_ms,
+                GROUP_CORRELATION_BASE,
+            ),
             events: VecDeque::new(),
             changes: Vec::new(),
             now: 0,

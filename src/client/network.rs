@@ -3,7 +3,7 @@
 //! (leaders and epochs per partition, refreshed on `metadata.max.age.ms` and on
 //! partition-level errors).
 
-use crate::actor::Outbox;
+use crate::actor::{Channel, Outbox};
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{
     BrokerId, ErrorCode, LeaderEpoch, Message, MetadataRequest, MetadataResponse, NodeId, Request,
@@ -56,21 +56,24 @@ pub(crate) struct InFlightRequest<K> {
 /// their deadlines. `K` is the client's per-request context.
 #[derive(Debug)]
 pub(crate) struct NetworkClient<K> {
+    /// The connections this client's requests go out on.
+    channel: Channel,
     next_correlation_id: u64,
     request_timeout_ms: u64,
     in_flight: BTreeMap<u64, InFlightRequest<K>>,
 }
 
 impl<K> NetworkClient<K> {
-    /// A client whose requests time out after `request_timeout_ms`.
-    pub(crate) fn new(request_timeout_ms: u64) -> Self {
-        Self::with_base(request_timeout_ms, 0)
+    /// A client on `channel` whose requests time out after `request_timeout_ms`.
+    pub(crate) fn new(channel: Channel, request_timeout_ms: u64) -> Self {
+        Self::with_base(channel, request_timeout_ms, 0)
     }
 
     /// A client whose correlation ids start at `base` (so that two clients sharing one
     /// process, a pipeline's consumer and producer, never collide).
-    pub(crate) fn with_base(request_timeout_ms: u64, base: u64) -> Self {
+    pub(crate) fn with_base(channel: Channel, request_timeout_ms: u64, base: u64) -> Self {
         NetworkClient {
+            channel,
             next_correlation_id: base,
             request_timeout_ms,
             in_flight: BTreeMap::new(),
@@ -104,7 +107,8 @@ impl<K> NetworkClient<K> {
     ) -> u64 {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
-        out.send(
+        out.send_on(
+            self.channel,
             NodeId::Broker(broker),
             Message::Request {
                 correlation_id,

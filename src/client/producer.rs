@@ -16,7 +16,7 @@
 //! The module also holds the two pieces both clients share, `NetworkClient` (in-flight
 //! requests with deadlines) and `MetadataCache` (leaders and partition counts).
 
-use crate::actor::{Actor, Outbox};
+use crate::actor::{Actor, Channel, Outbox};
 use crate::bugs::{Bug, Bugs};
 use crate::client::network::{self, InFlightRequest, MetadataCache, NetworkClient};
 use crate::client::partitioner::{partition_for_key, StickyPartitioner};
@@ -233,7 +233,11 @@ impl Producer {
                 config.metadata_max_age_ms,
                 config.retry_backoff_ms,
             ),
-            net: NetworkClient::with_base(config.request_timeout_ms, setup.correlation_base),
+            net: NetworkClient::with_base(
+                Channel::Producer,
+                config.request_timeout_ms,
+                setup.correlation_base,
+            ),
             accumulator: RecordAccumulator::new(&config),
             sticky: StickyPartitioner::new(),
             transactions: config.idempotence().then(|| {
@@ -928,7 +932,7 @@ impl Producer {
     fn handle_timeouts(&mut self, now: Millis, out: &mut Outbox) {
         let failed = self.net.disconnect_timed_out(now);
         for r in &failed {
-            out.disconnect(NodeId::Broker(r.broker));
+            out.disconnect(Channel::Producer, NodeId::Broker(r.broker));
         }
         self.handle_failed(now, failed, out);
     }

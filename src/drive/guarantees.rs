@@ -186,7 +186,12 @@ fn hits_brokers(f: &Fault) -> bool {
         Fault::Partition { groups } => groups.iter().flatten().any(broker),
         // A producer cut from a leader still leaves the brokers whole, but a broker-to-
         // broker drop does not.
-        Fault::OneWay { from, to } => broker(from) && broker(to),
+        Fault::OneWay { from, to }
+        | Fault::Delay { from, to }
+        | Fault::Slow { from, to, .. }
+        | Fault::Reset {
+            between: [from, to],
+        } => broker(from) && broker(to),
         Fault::MoveLeader { .. } => true,
     }
 }

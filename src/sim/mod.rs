@@ -6,7 +6,7 @@
 //! Everything here is driven by the seed: madsim's scheduler and named `ChaCha8`
 //! streams derived from the seed for the network, the nemesis and each client.
 
-use crate::actor::{Actor, Outbox};
+use crate::actor::{Actor, Channel, Outbox};
 use crate::app::pipeline::{PipelineFactory, PipelineWorkload};
 use crate::app::workload::{
     ConsumerFactory, ConsumerWorkload, ProcessingPlan, ProducerWorkload, WorkloadPlan,
@@ -19,7 +19,6 @@ use crate::controller::Controller;
 use crate::history::{
     Entry, GroupSnapshot, History, MarkerSnapshot, Op, PartitionSnapshot, ReplicaSnapshot, Snapshot,
 };
-use crate::kafka::config::Acks;
 use crate::kafka::metadata::{MetadataImage, TopicSpec};
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::*;
@@ -33,6 +32,9 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+
+mod net;
+use net::{Arrival, Nanos, Network, Wire, NANOS_PER_MS};
 
 /// What a finished run produced.
 pub struct RunOutput {
@@ -52,136 +54,12 @@ pub struct RunOutput {
     pub broker_requests: BTreeMap<String, u64>,
 }
 
-/// A message in flight: who sent it, and to which incarnation of the receiver (a
-/// restarted receiver never gets what was sent to its previous process; an answer goes
-/// to the incarnation that sent the request, see [`Connections`]).
-struct Wire {
-    deliver_at: Instant,
-    to: NodeId,
-    to_incarnation: u64,
-    from: NodeId,
-    from_incarnation: u64,
-    message: Message,
-}
-
 /// What a node's host loop receives.
 enum Input {
-    /// A message from the network, with the sender's incarnation.
-    Net(NodeId, u64, Message),
-    /// The connection to this node was reset: its process died.
+    /// A message from the network.
+    Net(NodeId, Message),
+    /// The connections to this node were reset: its process died (or a `reset` fault).
     Reset(NodeId),
-}
-
-/// TCP's guarantees for one sender. In order: each link's deliveries are scheduled no
-/// earlier than the link's previous one. Retransmission: a message sent while the
-/// nemesis cuts the link is not lost but held and retried with exponential backoff
-/// (TCP's RTO, 200 ms doubling to 10 s) until the link heals, unless either end's
-/// process dies first.
-struct Transport {
-    /// Per destination: when the last message sent to it is delivered.
-    last_delivery: BTreeMap<NodeId, Instant>,
-    held: BTreeMap<NodeId, Held>,
-}
-
-/// Messages waiting for a cut link to heal, with the receiver incarnation they were
-/// addressed to.
-struct Held {
-    queue: std::collections::VecDeque<(u64, Message)>,
-    retry_at: Millis,
-    backoff_ms: Millis,
-}
-
-/// TCP's initial retransmission timeout.
-const RTO_MIN_MS: Millis = 200;
-/// Cap on the retransmission backoff (Linux caps RTO at 120 s; runs are short).
-const RTO_MAX_MS: Millis = 10_000;
-/// Bound on messages held for one cut link.
-const MAX_HELD: usize = 100_000;
-
-impl Transport {
-    fn next_deadline(&self) -> Option<Millis> {
-        self.held.values().map(|h| h.retry_at).min()
-    }
-
-    /// Puts a message to incarnation `to_incarnation` of `to` on the wire, or holds it
-    /// if the link is cut (or older messages still wait for it).
-    fn send(
-        &mut self,
-        now: Millis,
-        ctx: &Ctx,
-        me: NodeId,
-        to: NodeId,
-        to_incarnation: u64,
-        message: Message,
-    ) {
-        if !self.held.contains_key(&to) && ctx.link_up(me, to) {
-            self.transmit(ctx, me, to, to_incarnation, message);
-            return;
-        }
-        let h = self.held.entry(to).or_insert(Held {
-            queue: Default::default(),
-            retry_at: now + RTO_MIN_MS,
-            backoff_ms: RTO_MIN_MS,
-        });
-        assert!(h.queue.len() < MAX_HELD, "retransmission queue overflow");
-        h.queue.push_back((to_incarnation, message));
-    }
-
-    fn transmit(
-        &mut self,
-        ctx: &Ctx,
-        me: NodeId,
-        to: NodeId,
-        to_incarnation: u64,
-        message: Message,
-    ) {
-        let now = Instant::now();
-        if let (NodeId::Broker(_), Message::Request { request, .. }) = (to, &message) {
-            *ctx.broker_requests
-                .lock()
-                .expect("no poisoned locks")
-                .entry(request.api_name())
-                .or_insert(0) += 1;
-        }
-        let latency = ctx.latency();
-        let last = self.last_delivery.get(&to).copied().unwrap_or(now);
-        // Strictly after the link's previous delivery: FIFO even with jitter.
-        let deliver_at = (now + latency).max(last + Duration::from_nanos(1));
-        self.last_delivery.insert(to, deliver_at);
-        let _ = ctx.wire.send(Wire {
-            deliver_at,
-            to,
-            to_incarnation,
-            from: me,
-            from_incarnation: ctx.incarnation(me),
-            message,
-        });
-    }
-
-    /// Retransmits what waits for links that healed; backs off on those still cut.
-    fn retransmit(&mut self, now: Millis, ctx: &Ctx, me: NodeId) {
-        let due: Vec<NodeId> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.retry_at <= now)
-            .map(|(n, _)| *n)
-            .collect();
-        for to in due {
-            if ctx.link_up(me, to) {
-                let h = self.held.remove(&to).expect("listed");
-                let current = ctx.incarnation(to);
-                for (inc, message) in h.queue {
-                    if inc == current {
-                        self.transmit(ctx, me, to, inc, message);
-                    }
-                }
-            } else {
-                let h = self.held.get_mut(&to).expect("listed");
-                h.backoff_ms = (h.backoff_ms * 2).min(RTO_MAX_MS);
-                h.retry_at = now + h.backoff_ms;
-            }
-        }
-    }
 }
 
 /// State shared by the host's tasks for one run.
@@ -189,22 +67,14 @@ struct Ctx {
     start: Instant,
     history: Mutex<History>,
     incarnations: Mutex<BTreeMap<NodeId, u64>>,
-    /// Directed links the nemesis has cut, with how many faults cut each.
-    cut: Mutex<BTreeMap<(NodeId, NodeId), u32>>,
     /// Processes that are down (crashed, not yet restarted).
     down: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Each running node's input channel.
     inboxes: Mutex<BTreeMap<NodeId, tokio::sync::mpsc::UnboundedSender<Input>>>,
+    /// The connections and links.
+    net: Mutex<Network>,
     /// The wire: the network task delivers what is put here when it is due.
     wire: tokio::sync::mpsc::UnboundedSender<Wire>,
-    /// Latency draws (the "network" stream of the seed).
-    latency_rng: Mutex<ChaCha8Rng>,
-    /// One-way latency range in microseconds.
-    latency_us: (u64, u64),
-    /// Messages put on the wire.
-    messages: std::sync::atomic::AtomicU64,
-    /// Requests put on the wire to brokers, by API name.
-    broker_requests: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Ctx {
@@ -212,17 +82,30 @@ impl Ctx {
         (Instant::now() - self.start).as_millis() as Millis
     }
 
-    fn latency(&self) -> Duration {
-        use rand::Rng;
-        self.messages
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (lo, hi) = self.latency_us;
-        Duration::from_micros(
-            self.latency_rng
-                .lock()
-                .expect("no poisoned locks")
-                .gen_range(lo..=hi),
-        )
+    /// Simulated nanoseconds since the start (the network's clock).
+    fn now_ns(&self) -> Nanos {
+        (Instant::now() - self.start).as_nanos() as Nanos
+    }
+
+    fn net(&self) -> std::sync::MutexGuard<'_, Network> {
+        self.net.lock().expect("no poisoned locks")
+    }
+
+    /// Puts wires on the network.
+    fn put(&self, wires: Vec<Wire>) {
+        for w in wires {
+            let _ = self.wire.send(w);
+        }
+    }
+
+    /// Tells each `(node, peer)`'s node that its connections to `peer` broke.
+    fn notify_resets(&self, resets: &[(NodeId, NodeId)]) {
+        let inboxes = self.inboxes.lock().expect("no poisoned locks");
+        for (node, peer) in resets {
+            if let Some(tx) = inboxes.get(node) {
+                let _ = tx.send(Input::Reset(*peer));
+            }
+        }
     }
 
     fn next_incarnation(&self, node: NodeId) -> u64 {
@@ -241,59 +124,49 @@ impl Ctx {
             .unwrap_or(0)
     }
 
-    fn link_up(&self, from: NodeId, to: NodeId) -> bool {
-        !self
-            .cut
-            .lock()
-            .expect("no poisoned locks")
-            .contains_key(&(from, to))
-    }
-
-    /// Cuts (or, with `heal`, restores) the given directed links.
-    fn cut_links(&self, pairs: &[(NodeId, NodeId)], heal: bool) {
-        let mut cut = self.cut.lock().expect("no poisoned locks");
-        for &p in pairs {
-            if heal {
-                if let Some(n) = cut.get_mut(&p) {
-                    *n -= 1;
-                    if *n == 0 {
-                        cut.remove(&p);
-                    }
-                }
-            } else {
-                *cut.entry(p).or_insert(0) += 1;
-            }
-        }
-    }
-
     fn is_down(&self, node: NodeId) -> bool {
         self.down.lock().expect("no poisoned locks").contains(&node)
     }
 
-    /// A process died: its host resets every connection to it.
-    fn crash(&self, node: NodeId) {
+    /// A process died: its host resets every connection to it. Its kernel keeps
+    /// sending what the process had written unless `kernel_alive` is false (a power
+    /// loss).
+    fn crash(&self, node: NodeId, kernel_alive: bool) {
         self.down.lock().expect("no poisoned locks").insert(node);
-        let mut inboxes = self.inboxes.lock().expect("no poisoned locks");
-        inboxes.remove(&node);
-        for tx in inboxes.values() {
-            let _ = tx.send(Input::Reset(node));
+        {
+            let mut inboxes = self.inboxes.lock().expect("no poisoned locks");
+            inboxes.remove(&node);
+            for tx in inboxes.values() {
+                let _ = tx.send(Input::Reset(node));
+            }
         }
+        let incarnation = self.incarnation(node);
+        self.net().process_died(node, incarnation, kernel_alive);
     }
 
+    /// A message reached its receiver's host.
     fn deliver(&self, wire: Wire) {
-        let alive = !self.is_down(wire.to) && self.incarnation(wire.to) == wire.to_incarnation;
+        let down = self.down.lock().expect("no poisoned locks").clone();
+        let incarnations = self.incarnations.lock().expect("no poisoned locks").clone();
+        let live = |n: NodeId| {
+            (!down.contains(&n))
+                .then(|| incarnations.get(&n).copied())
+                .flatten()
+        };
+        let arrival = self.net().arrive(wire, live);
         let inboxes = self.inboxes.lock().expect("no poisoned locks");
-        match inboxes.get(&wire.to) {
-            Some(tx) if alive => {
-                let _ = tx.send(Input::Net(wire.from, wire.from_incarnation, wire.message));
-            }
-            _ => {
-                // The process the connection belonged to is gone (crashed, or restarted
-                // as a new process): its host answers with a reset.
-                if let Some(tx) = inboxes.get(&wire.from) {
-                    let _ = tx.send(Input::Reset(wire.to));
+        match arrival {
+            Arrival::Deliver { to, from, message } => {
+                if let Some(tx) = inboxes.get(&to) {
+                    let _ = tx.send(Input::Net(from, message));
                 }
             }
+            Arrival::Reset { notify, peer } => {
+                if let Some(tx) = inboxes.get(&notify) {
+                    let _ = tx.send(Input::Reset(peer));
+                }
+            }
+            Arrival::Drop => {}
         }
     }
 
@@ -305,22 +178,27 @@ impl Ctx {
     }
 }
 
-/// The network: delivers each message when its latency has passed. One task and one
-/// pending timer for the whole cluster; deliveries due at the same instant go in the
-/// order they were sent.
+/// The network: delivers each message when its latency has passed and retransmits
+/// what cut links held. One task and one pending timer for the whole cluster;
+/// deliveries due at the same instant go in the order they were sent.
 async fn network(ctx: Arc<Ctx>, mut wire: tokio::sync::mpsc::UnboundedReceiver<Wire>) {
-    let mut pending: BTreeMap<(Instant, u64), Wire> = BTreeMap::new();
+    let mut pending: BTreeMap<(Nanos, u64), Wire> = BTreeMap::new();
     let mut seq = 0u64;
-    let mut timer: Option<(Instant, std::pin::Pin<Box<time::Sleep>>)> = None;
+    let mut timer: Option<(Nanos, std::pin::Pin<Box<time::Sleep>>)> = None;
     loop {
-        let next = pending.keys().next().map(|k| k.0);
+        let retransmit = ctx.net().next_retransmit_ms().map(|ms| ms * 1_000_000);
+        let next = match (pending.keys().next().map(|k| k.0), retransmit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let got = std::future::poll_fn(|cx| {
             if let std::task::Poll::Ready(w) = wire.poll_recv(cx) {
                 return std::task::Poll::Ready(Some(w));
             }
             if let Some(at) = next {
                 if timer.as_ref().is_none_or(|(t, _)| *t != at) {
-                    timer = Some((at, Box::pin(time::sleep_until(at))));
+                    let deadline = ctx.start + Duration::from_nanos(at);
+                    timer = Some((at, Box::pin(time::sleep_until(deadline))));
                 }
                 let t = &mut timer.as_mut().expect("just set").1;
                 return t.as_mut().poll(cx).map(|_| None);
@@ -328,16 +206,23 @@ async fn network(ctx: Arc<Ctx>, mut wire: tokio::sync::mpsc::UnboundedReceiver<W
             std::task::Poll::Pending
         })
         .await;
+        let mut arrived = Vec::new();
         match got {
-            Some(Some(w)) => {
-                assert!(pending.len() < 10_000_000, "network queue overflow");
-                pending.insert((w.deliver_at, seq), w);
-                seq += 1;
-            }
+            Some(Some(w)) => arrived.push(w),
             Some(None) => return,
             None => {}
         }
-        let now = Instant::now();
+        while let Ok(w) = wire.try_recv() {
+            arrived.push(w);
+        }
+        let now = ctx.now_ns();
+        let (wires, resets) = ctx.net().retransmit(now);
+        ctx.notify_resets(&resets);
+        for w in arrived.into_iter().chain(wires) {
+            assert!(pending.len() < 10_000_000, "network queue overflow");
+            pending.insert((w.deliver_at, seq), w);
+            seq += 1;
+        }
         while let Some(entry) = pending.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -347,86 +232,34 @@ async fn network(ctx: Arc<Ctx>, mut wire: tokio::sync::mpsc::UnboundedReceiver<W
     }
 }
 
-/// The connections requests came in on, as Kafka's `SocketServer` keeps them: each
-/// request is answered on the connection it arrived on (`RequestChannel` by connection
-/// id), so an answer goes to the process incarnation that sent the request. When that
-/// connection is reset (the requester crashed), answers to its requests are dropped:
-/// a restarted process, which reuses correlation ids, never gets its predecessor's.
-#[derive(Default)]
-struct Connections {
-    /// Per (requester, correlation id): the requester's incarnation.
-    requests: BTreeMap<(NodeId, u64), u64>,
-}
-
-/// Bound on requests awaiting an answer at one node.
-const MAX_OPEN_REQUESTS: usize = 1 << 20;
-
-impl Connections {
-    /// A request arrived from incarnation `incarnation` of `from`.
-    fn on_request(&mut self, from: NodeId, incarnation: u64, message: &Message) {
-        let Some((correlation_id, request)) = message.as_request() else {
-            return;
-        };
-        if let Request::Produce(p) = request {
-            if p.acks == Acks::None {
-                return; // `acks=0`: never answered
-            }
-        }
-        self.requests.insert((from, correlation_id), incarnation);
-        assert!(
-            self.requests.len() <= MAX_OPEN_REQUESTS,
-            "too many requests awaiting an answer"
-        );
-    }
-
-    /// The connection to `peer` was reset: answers to its requests have nowhere to go.
-    fn reset(&mut self, peer: NodeId) {
-        self.requests.retain(|(from, _), _| *from != peer);
-    }
-
-    /// The incarnation an answer to `to`'s request `correlation_id` goes to (`None`:
-    /// its connection is gone, the answer is dropped).
-    fn answer_to(&mut self, to: NodeId, correlation_id: u64) -> Option<u64> {
-        self.requests.remove(&(to, correlation_id))
-    }
-}
-
-fn flush(
-    me: NodeId,
-    tr: &mut Transport,
-    conns: &mut Connections,
-    ctx: &Ctx,
-    out: &mut Outbox,
-    resets: &mut Vec<NodeId>,
-) {
+/// Hands what a core asked for to the network: its history entries to the run's
+/// history, its requests and answers to its connections, its closes.
+fn flush(me: NodeId, ctx: &Ctx, out: &mut Outbox, resets: &mut Vec<NodeId>) {
     if !out.history.is_empty() {
         ctx.record(std::mem::take(&mut out.history));
     }
-    let now = ctx.now();
-    for peer in std::mem::take(&mut out.disconnects) {
-        // Closing a connection discards what it had not transmitted yet.
-        tr.held.remove(&peer);
+    let now = ctx.now_ns();
+    let incarnation = ctx.incarnation(me);
+    for (channel, peer) in std::mem::take(&mut out.disconnects) {
+        ctx.net().close(me, incarnation, peer, channel);
     }
-    tr.retransmit(now, ctx, me);
-    for (to, message) in std::mem::take(&mut out.sends) {
-        if ctx.is_down(to) {
-            // The peer's host is up but its process is not: connection refused.
-            conns.reset(to);
-            if !resets.contains(&to) {
-                resets.push(to);
-            }
-            continue;
-        }
-        let incarnation = match &message {
-            Message::Request { .. } => ctx.incarnation(to),
-            Message::Response { correlation_id, .. } => {
-                match conns.answer_to(to, *correlation_id) {
-                    Some(incarnation) => incarnation,
-                    None => continue,
+    for (channel, to, message) in out.take_sends() {
+        let wires = match message {
+            Message::Request { .. } if ctx.is_down(to) => {
+                // The peer's host is up but its process is not: connection refused.
+                if !resets.contains(&to) {
+                    resets.push(to);
                 }
+                continue;
             }
+            Message::Request { .. } => {
+                let to_incarnation = ctx.incarnation(to);
+                ctx.net()
+                    .request(now, me, incarnation, to, to_incarnation, channel, message)
+            }
+            Message::Response { .. } => ctx.net().respond(now, me, message),
         };
-        tr.send(now, ctx, me, to, incarnation, message);
+        ctx.put(wires);
     }
 }
 
@@ -438,28 +271,20 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
         .lock()
         .expect("no poisoned locks")
         .insert(me, tx);
-    let mut tr = Transport {
-        last_delivery: BTreeMap::new(),
-        held: BTreeMap::new(),
-    };
     let mut out = Outbox::default();
     let mut resets = Vec::new();
-    let mut conns = Connections::default();
     actor
         .lock()
         .expect("no poisoned locks")
         .on_start(ctx.now(), &mut out);
-    flush(me, &mut tr, &mut conns, &ctx, &mut out, &mut resets);
+    flush(me, &ctx, &mut out, &mut resets);
     let mut delivered = Vec::new();
     let mut sleep: Option<(Millis, std::pin::Pin<Box<time::Sleep>>)> = None;
     let mut spins = 0u32;
     loop {
         let now = ctx.now();
         let timer = actor.lock().expect("no poisoned locks").next_timer();
-        let deadline = match (timer, tr.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = timer;
         let received = match deadline {
             _ if !resets.is_empty() => None,
             Some(d) if d <= now => None,
@@ -495,13 +320,8 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
         }
         for input in inputs {
             match input {
-                Input::Net(from, incarnation, message) => {
-                    conns.on_request(from, incarnation, &message);
-                    delivered.push((from, message))
-                }
+                Input::Net(from, message) => delivered.push((from, message)),
                 Input::Reset(peer) => {
-                    // In arrival order: a request after the reset is the new process's.
-                    conns.reset(peer);
                     if !resets.contains(&peer) {
                         resets.push(peer);
                     }
@@ -520,8 +340,7 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
                 a.on_timer(now, &mut out);
             }
         }
-        // `flush` also retransmits what waited for healed links.
-        flush(me, &mut tr, &mut conns, &ctx, &mut out, &mut resets);
+        flush(me, &ctx, &mut out, &mut resets);
         // A core whose timer stays in the past would spin without simulated time
         // passing: bound the iterations that do not wait.
         if deadline.is_some_and(|d| d <= now) {
@@ -659,15 +478,20 @@ fn move_leader(
                 };
                 *admin_seq += 1;
                 // The admin client's request; its answer is not awaited.
-                if ctx.link_up(NodeId::Nemesis, NodeId::Controller) {
-                    let _ = ctx.wire.send(Wire {
-                        deliver_at: Instant::now() + ctx.latency(),
-                        to: NodeId::Controller,
-                        to_incarnation: ctx.incarnation(NodeId::Controller),
-                        from: NodeId::Nemesis,
-                        from_incarnation: 0,
+                let mut net = ctx.net();
+                if net.link_up(NodeId::Nemesis, NodeId::Controller) {
+                    let controller = ctx.incarnation(NodeId::Controller);
+                    let wires = net.request(
+                        ctx.now_ns(),
+                        NodeId::Nemesis,
+                        0,
+                        NodeId::Controller,
+                        controller,
+                        Channel::Main,
                         message,
-                    });
+                    );
+                    drop(net);
+                    ctx.put(wires);
                 }
                 format!(
                     "move leader of {partition} from broker-{} to broker-{target}",
@@ -694,7 +518,7 @@ async fn run_faults(
     let mut timeline: Vec<(Millis, bool, usize)> = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         timeline.push((f.at_ms, true, i));
-        if !matches!(f.fault, Fault::MoveLeader { .. }) {
+        if !f.fault.is_instant() {
             timeline.push((f.at_ms + f.duration_ms, false, i));
         }
     }
@@ -724,7 +548,12 @@ async fn run_faults(
                     .iter()
                     .map(|g| g.iter().flat_map(&resolve).collect())
                     .collect(),
-                Fault::OneWay { from, to } => vec![resolve(from), resolve(to)],
+                Fault::OneWay { from, to }
+                | Fault::Delay { from, to }
+                | Fault::Slow { from, to, .. }
+                | Fault::Reset {
+                    between: [from, to],
+                } => vec![resolve(from), resolve(to)],
                 Fault::MoveLeader { .. } => vec![],
             };
             let mut disk_losses = Vec::new();
@@ -744,11 +573,11 @@ async fn run_faults(
             match &f.fault {
                 Fault::Crash { .. } => groups[0].iter().for_each(|n| {
                     handle.kill(nodes.id(*n));
-                    ctx.crash(*n);
+                    ctx.crash(*n, true);
                 }),
                 Fault::PowerLoss { .. } => groups[0].iter().for_each(|n| {
                     handle.kill(nodes.id(*n));
-                    ctx.crash(*n);
+                    ctx.crash(*n, false);
                     if let NodeId::Broker(b) = n {
                         let lost = power_loss(&brokers[b], now, disk, &mut disk_rng);
                         disk_losses.extend(lost.into_iter().map(|op| Entry::instant(*n, now, op)));
@@ -756,15 +585,36 @@ async fn run_faults(
                 }),
                 Fault::Corrupt { .. } => groups[0].iter().for_each(|n| {
                     handle.kill(nodes.id(*n));
-                    ctx.crash(*n);
+                    ctx.crash(*n, true);
                     if let NodeId::Broker(b) = n {
                         let op = corrupt(&brokers[b], &mut disk_rng);
                         disk_losses.extend(op.map(|op| Entry::instant(*n, now, op)));
                     }
                 }),
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
-                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
-                    ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), false)
+                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => ctx
+                    .net()
+                    .cut_links(&link_pairs(&f.fault, &groups, &all_nodes), false),
+                Fault::Delay { .. } => {
+                    let until = (f.at_ms + f.duration_ms) * NANOS_PER_MS;
+                    let pairs = link_pairs(&f.fault, &groups, &all_nodes);
+                    ctx.net().delay_links(&pairs, until, false)
+                }
+                Fault::Slow {
+                    latency_ms: [lo, hi],
+                    ..
+                } => {
+                    let pairs = link_pairs(&f.fault, &groups, &all_nodes);
+                    ctx.net().slow_links(&pairs, (lo * 1000, hi * 1000), false)
+                }
+                Fault::Reset { .. } => {
+                    let mut told = Vec::new();
+                    for a in &groups[0] {
+                        for b in groups[1].iter().filter(|b| *b != a) {
+                            told.extend(ctx.net().reset_between(*a, *b));
+                        }
+                    }
+                    ctx.notify_resets(&told);
                 }
                 Fault::MoveLeader { partition } => {
                     desc = move_leader(ctx, &image, partition, &mut admin_seq);
@@ -788,10 +638,22 @@ async fn run_faults(
                     })
                 }
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.resume(nodes.id(*n))),
-                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
-                    ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), true)
+                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => ctx
+                    .net()
+                    .cut_links(&link_pairs(&f.fault, &groups, &all_nodes), true),
+                Fault::Delay { .. } => {
+                    let until = (f.at_ms + f.duration_ms) * NANOS_PER_MS;
+                    let pairs = link_pairs(&f.fault, &groups, &all_nodes);
+                    ctx.net().delay_links(&pairs, until, true)
                 }
-                Fault::MoveLeader { .. } => {}
+                Fault::Slow {
+                    latency_ms: [lo, hi],
+                    ..
+                } => {
+                    let pairs = link_pairs(&f.fault, &groups, &all_nodes);
+                    ctx.net().slow_links(&pairs, (lo * 1000, hi * 1000), true)
+                }
+                Fault::MoveLeader { .. } | Fault::Reset { .. } => {}
             }
             ctx.record(vec![Entry::instant(
                 NodeId::Nemesis,
@@ -1103,14 +965,13 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         start: Instant::now(),
         history: Mutex::new(History::default()),
         incarnations: Mutex::new(BTreeMap::new()),
-        cut: Mutex::new(BTreeMap::new()),
         down: Mutex::new(Default::default()),
         inboxes: Mutex::new(BTreeMap::new()),
+        net: Mutex::new(Network::new(
+            stream(seed, "network"),
+            (lo * 1000, hi * 1000),
+        )),
         wire: wire_tx,
-        latency_rng: Mutex::new(stream(seed, "network")),
-        latency_us: (lo * 1000, hi * 1000),
-        messages: std::sync::atomic::AtomicU64::new(0),
-        broker_requests: Mutex::new(BTreeMap::new()),
     });
     let network_task = madsim::task::spawn(network(ctx.clone(), wire_rx));
     let mut bugs = sc.bug_switches();
@@ -1222,19 +1083,21 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
     // Let madsim drop the killed nodes' tasks before the runtime goes (MADSIM_NOTES).
     time::sleep(Duration::from_millis(1)).await;
     let history = std::mem::take(&mut *ctx.history.lock().expect("no poisoned locks"));
-    let broker_requests: BTreeMap<String, u64> = ctx
-        .broker_requests
-        .lock()
-        .expect("no poisoned locks")
-        .iter()
-        .map(|(api, n)| (api.to_string(), *n))
-        .collect();
+    let (net_messages, broker_requests) = {
+        let net = ctx.net();
+        let requests = net
+            .broker_requests
+            .iter()
+            .map(|(api, n)| (api.to_string(), *n))
+            .collect::<BTreeMap<String, u64>>();
+        (net.messages, requests)
+    };
     RunOutput {
         history,
         snapshot,
         faults,
         sim_ms: end,
-        net_messages: ctx.messages.load(std::sync::atomic::Ordering::Relaxed),
+        net_messages,
         records_sent,
         broker_requests,
     }
@@ -1246,8 +1109,8 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
 /// expires is forced, as `close(timeout)` does (recorded as pending at the end).
 pub const CLOSE_PERIOD_MS: Millis = 10_000;
 
-/// The directed links a network fault cuts.
-fn cut_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(NodeId, NodeId)> {
+/// The directed links a network fault cuts, delays or slows.
+fn link_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(NodeId, NodeId)> {
     let mut pairs = Vec::new();
     match fault {
         Fault::Isolate { .. } => {
@@ -1266,7 +1129,7 @@ fn cut_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(Node
                 }
             }
         }
-        Fault::OneWay { .. } => {
+        Fault::OneWay { .. } | Fault::Delay { .. } | Fault::Slow { .. } => {
             for a in &groups[0] {
                 for b in groups[1].iter().filter(|b| *b != a) {
                     pairs.push((*a, *b));
@@ -1402,44 +1265,5 @@ fn take_snapshot(
         committed_offsets,
         groups,
         ..Snapshot::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn leave(correlation_id: u64) -> Message {
-        Message::Request {
-            correlation_id,
-            request: Request::LeaveGroup(LeaveGroupRequest {
-                group_id: Arc::from("etl"),
-                members: vec![(Arc::from("m"), None)],
-                reason: None,
-            }),
-        }
-    }
-
-    /// Kafka answers on the connection a request came in on: once the requester's
-    /// connection is reset (it crashed), the answer to its request is dropped, and a
-    /// restarted process reusing the correlation id gets only the answer to its own
-    /// request (the finding `stale-response-to-restarted-process`).
-    #[test]
-    fn an_answer_goes_to_the_incarnation_that_asked() {
-        let p = NodeId::Pipeline(0);
-        let mut c = Connections::default();
-        c.on_request(p, 2, &leave(7));
-        c.reset(p);
-        assert_eq!(c.answer_to(p, 7), None, "the old connection is closed");
-        c.on_request(p, 2, &leave(7));
-        c.reset(p);
-        c.on_request(p, 3, &leave(7));
-        assert_eq!(c.answer_to(p, 7), Some(3));
-        assert_eq!(c.answer_to(p, 7), None, "one answer per request");
-        // Another requester's connection is not touched by the reset.
-        let q = NodeId::Pipeline(1);
-        c.on_request(q, 1, &leave(9));
-        c.reset(p);
-        assert_eq!(c.answer_to(q, 9), Some(1));
     }
 }

@@ -501,7 +501,7 @@ fn metadata_rotates_bootstrap_brokers_and_ignores_stale_epochs() {
 #[test]
 fn a_leaderless_partition_asks_for_metadata_again_after_the_backoff() {
     let mut cache = MetadataCache::new(vec![1, 2, 3], 0, 300_000, 100);
-    let mut net: NetworkClient<()> = NetworkClient::new(1_000);
+    let mut net: NetworkClient<()> = NetworkClient::new(crate::actor::Channel::Producer, 1_000);
     let mut out = Outbox::default();
     cache.add_topic(&Arc::from("t"));
     cache.poll(0, &mut net, (), &mut out);
