@@ -592,21 +592,11 @@ async fn run_faults(
                     }
                 }),
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
-                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => ctx
-                    .net()
-                    .cut_links(&link_pairs(&f.fault, &groups, &all_nodes), false),
-                Fault::Delay { .. } => {
-                    let until = (f.at_ms + f.duration_ms) * NANOS_PER_MS;
-                    let pairs = link_pairs(&f.fault, &groups, &all_nodes);
-                    ctx.net().delay_links(&pairs, until, false)
-                }
-                Fault::Slow {
-                    latency_ms: [lo, hi],
-                    ..
-                } => {
-                    let pairs = link_pairs(&f.fault, &groups, &all_nodes);
-                    ctx.net().slow_links(&pairs, (lo * 1000, hi * 1000), false)
-                }
+                Fault::Isolate { .. }
+                | Fault::Partition { .. }
+                | Fault::OneWay { .. }
+                | Fault::Delay { .. }
+                | Fault::Slow { .. } => link_fault(ctx, f, &groups, &all_nodes, false),
                 Fault::Reset { .. } => {
                     let mut told = Vec::new();
                     for a in &groups[0] {
@@ -638,21 +628,11 @@ async fn run_faults(
                     })
                 }
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.resume(nodes.id(*n))),
-                Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => ctx
-                    .net()
-                    .cut_links(&link_pairs(&f.fault, &groups, &all_nodes), true),
-                Fault::Delay { .. } => {
-                    let until = (f.at_ms + f.duration_ms) * NANOS_PER_MS;
-                    let pairs = link_pairs(&f.fault, &groups, &all_nodes);
-                    ctx.net().delay_links(&pairs, until, true)
-                }
-                Fault::Slow {
-                    latency_ms: [lo, hi],
-                    ..
-                } => {
-                    let pairs = link_pairs(&f.fault, &groups, &all_nodes);
-                    ctx.net().slow_links(&pairs, (lo * 1000, hi * 1000), true)
-                }
+                Fault::Isolate { .. }
+                | Fault::Partition { .. }
+                | Fault::OneWay { .. }
+                | Fault::Delay { .. }
+                | Fault::Slow { .. } => link_fault(ctx, f, &groups, &all_nodes, true),
                 Fault::MoveLeader { .. } | Fault::Reset { .. } => {}
             }
             ctx.record(vec![Entry::instant(
@@ -1108,6 +1088,23 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
 /// open, while the cluster and the consumers keep running. What is unfinished when it
 /// expires is forced, as `close(timeout)` does (recorded as pending at the end).
 pub const CLOSE_PERIOD_MS: Millis = 10_000;
+
+/// Starts (or, with `end`, ends) a fault on links: a cut, a delay or a slow path.
+fn link_fault(ctx: &Ctx, f: &ScheduledFault, groups: &[Vec<NodeId>], all: &[NodeId], end: bool) {
+    let pairs = link_pairs(&f.fault, groups, all);
+    let mut net = ctx.net();
+    match f.fault {
+        Fault::Delay { .. } => {
+            let until = (f.at_ms + f.duration_ms) * NANOS_PER_MS;
+            net.delay_links(&pairs, until, end)
+        }
+        Fault::Slow {
+            latency_ms: [lo, hi],
+            ..
+        } => net.slow_links(&pairs, (lo * 1000, hi * 1000), end),
+        _ => net.cut_links(&pairs, end),
+    }
+}
 
 /// The directed links a network fault cuts, delays or slows.
 fn link_pairs(fault: &Fault, groups: &[Vec<NodeId>], all: &[NodeId]) -> Vec<(NodeId, NodeId)> {
