@@ -146,12 +146,12 @@ impl Ctx {
 
     /// A message reached its receiver's host.
     fn deliver(&self, wire: Wire) {
-        let down = self.down.lock().expect("no poisoned locks").clone();
-        let incarnations = self.incarnations.lock().expect("no poisoned locks").clone();
         let live = |n: NodeId| {
-            (!down.contains(&n))
-                .then(|| incarnations.get(&n).copied())
-                .flatten()
+            if self.is_down(n) {
+                return None; // crashed, not restarted yet
+            }
+            let incarnations = self.incarnations.lock().expect("no poisoned locks");
+            incarnations.get(&n).copied() // `None`: not started yet
         };
         let arrival = self.net().arrive(wire, live);
         let inboxes = self.inboxes.lock().expect("no poisoned locks");
