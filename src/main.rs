@@ -1,10 +1,11 @@
-//! The `kafkasim` command line: `run`, `check`, `merge`, `shrink`, `repro`, `list`, `bugs`,
-//! `matrix`, `explore`, `bench`.
+//! The `kafkasim` command line: `run`, `check`, `merge`, `shrink`, `repro`, `analyze`,
+//! `list`, `bugs`, `matrix`, `explore`, `bench`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kafkasim::bugs::{Bug, CATALOGUE};
 use kafkasim::check;
+use kafkasim::drive::analyze::{self, Format, KeyMap};
 use kafkasim::drive::claims;
 use kafkasim::drive::explore;
 use kafkasim::drive::guarantees;
@@ -85,6 +86,31 @@ enum Command {
     Repro {
         /// A `report.json` written by `run` or `check`.
         report: PathBuf,
+    },
+    /// Check a history recorded elsewhere (Jepsen's history.edn, or a history.jsonl
+    /// any harness wrote): print the verdict and anomalies as `run` does, write
+    /// report.json and index.html; exit 0 without anomalies, 1 with, 2 on bad input.
+    Analyze {
+        /// The history file.
+        history: PathBuf,
+        /// The end-of-run snapshot (`snapshot.json`, as `run` writes it): the white-box
+        /// checks run too. Without it the checks are black-box, as Jepsen's are.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+        /// `jsonl` (kafkasim's history.jsonl) or `jepsen-edn` [default: by the file's
+        /// extension, `.edn` is Jepsen's].
+        #[arg(long)]
+        format: Option<String>,
+        /// Jepsen keys: partitions per topic of Jepsen's rule (key k is partition
+        /// k mod N of topic t<k / N>).
+        #[arg(long, default_value_t = 2, conflicts_with = "topic")]
+        partitions_per_topic: u32,
+        /// Jepsen keys: every key is the partition of that number of this one topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Where report.json and index.html go.
+        #[arg(long, default_value = "reports/analyze")]
+        reports: PathBuf,
     },
     /// Shrink a failing seed: fewer and shorter faults, fewer clients, keys, records,
     /// less time; write the smallest run that fails the same way as a scenario file.
@@ -369,7 +395,19 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, BadInput> {
 }
 
 fn print_report(r: &SeedReport) {
-    println!("scenario   {} (seed {})", r.scenario, r.seed);
+    match &r.analyzed {
+        Some(a) => println!(
+            "history    {} ({}; {})",
+            a.history.display(),
+            a.format,
+            a.snapshot
+                .as_ref()
+                .map_or("black-box: no snapshot".into(), |s| {
+                    format!("snapshot {}", s.display())
+                })
+        ),
+        None => println!("scenario   {} (seed {})", r.scenario, r.seed),
+    }
     println!("verdict    {}", r.verdict.to_uppercase());
     if let Some(p) = &r.panic {
         println!("panic      {p}");
@@ -424,7 +462,59 @@ fn print_report(r: &SeedReport) {
         s.sim_ms as f64 / 1000.0,
         s.wall_ms as f64 / 1000.0
     );
-    println!("trace      {}", r.trace_hash);
+    if r.analyzed.is_none() {
+        println!("trace      {}", r.trace_hash);
+    }
+}
+
+/// `kafkasim analyze`: read, judge, print, write (nothing is written on bad input).
+fn cmd_analyze(
+    path: &Path,
+    snapshot: Option<&Path>,
+    format: Option<&str>,
+    keys: KeyMap,
+    reports: &Path,
+) -> Result<ExitCode, BadInput> {
+    let format = match format {
+        None => Format::of(path),
+        Some(name) => Format::parse(name).ok_or_else(|| {
+            BadInput(format!(
+                "--format: unknown format `{name}`; allowed: jsonl, jepsen-edn"
+            ))
+        })?,
+    };
+    if keys == KeyMap::PerTopic(0) {
+        return Err(BadInput(
+            "--partitions-per-topic: allowed: at least 1".into(),
+        ));
+    }
+    let bad = |e: analyze::InputError| BadInput(e.to_string());
+    let history = analyze::read_history(path, format, &keys).map_err(bad)?;
+    let snap = snapshot
+        .map(analyze::read_snapshot)
+        .transpose()
+        .map_err(bad)?;
+    let analyzed = kafkasim::report::Analyzed {
+        history: path.to_path_buf(),
+        format: format.name().into(),
+        snapshot: snapshot.map(Path::to_path_buf),
+    };
+    let report = analyze::judge(&history, snap.as_ref(), analyzed).map_err(bad)?;
+    print_report(&report);
+    std::fs::create_dir_all(reports)
+        .map_err(|e| BadInput(format!("--reports {}: {e}", reports.display())))?;
+    let file = runner::write_judgement(reports, &report, Some(&history))
+        .map_err(|e| BadInput(format!("--reports {}: {e}", reports.display())))?;
+    println!(
+        "report     {}",
+        file.with_file_name(runner::HTML_REPORT).display()
+    );
+    println!("json       {}", file.display());
+    Ok(if report.verdict == "pass" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn cmd_run(
@@ -443,8 +533,12 @@ fn cmd_run(
     };
     let (report, out) = runner::run_seed(&scenario, seed, &bugs);
     print_report(&report);
-    let file = runner::write_report(reports, &report, out.as_ref().map(|(o, _)| &o.history))
-        .context("writing the report")?;
+    let file = runner::write_report(
+        reports,
+        &report,
+        out.as_ref().map(|(o, _)| (&o.history, &o.snapshot)),
+    )
+    .context("writing the report")?;
     println!(
         "report     {}",
         file.with_file_name(runner::HTML_REPORT).display()
@@ -1072,6 +1166,26 @@ fn main() -> ExitCode {
             }
         },
         Command::Repro { report } => cmd_repro(&report),
+        Command::Analyze {
+            history,
+            snapshot,
+            format,
+            partitions_per_topic,
+            topic,
+            reports,
+        } => {
+            let keys = match topic {
+                Some(t) => KeyMap::OneTopic(t),
+                None => KeyMap::PerTopic(partitions_per_topic),
+            };
+            cmd_analyze(
+                &history,
+                snapshot.as_deref(),
+                format.as_deref(),
+                keys,
+                &reports,
+            )
+        }
         Command::List { paths, refused } => cmd_list(&paths, refused.as_deref()),
         Command::Bugs {
             measure,

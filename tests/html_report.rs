@@ -118,7 +118,8 @@ fn report_in(dir: &Path) -> (SeedReport, PathBuf) {
         "seed {SEED} of {SCENARIO} no longer loses a write: pick another seed ({:?})",
         report.anomalies
     );
-    let json = runner::write_report(dir, &report, Some(&out.history)).expect("report written");
+    let json = runner::write_report(dir, &report, Some((&out.history, &out.snapshot)))
+        .expect("report written");
     let html = json.with_file_name(runner::HTML_REPORT);
     assert!(html.exists(), "{} written", html.display());
     (report, html)
@@ -197,7 +198,8 @@ fn disk_faults_and_recoveries_are_on_the_broker_lanes() {
         .expect("the scenario loads");
     let (report, out) = runner::run_seed(&scenario, 0, &[]);
     let (out, _) = out.expect("the seed ran without a panic");
-    let json = runner::write_report(&dir, &report, Some(&out.history)).expect("report written");
+    let json = runner::write_report(&dir, &report, Some((&out.history, &out.snapshot)))
+        .expect("report written");
     let html = std::fs::read_to_string(json.with_file_name(runner::HTML_REPORT)).unwrap();
     let count = |needle: &str| html.matches(needle).count();
     assert_eq!(

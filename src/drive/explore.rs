@@ -772,7 +772,7 @@ pub fn run_one(seed: u64, opts: &Options) -> SeedOutcome {
         runner::run_seed(&loaded, seed, &bugs)
     }));
     let (report, history) = match ran {
-        Ok((report, out)) => (report, out.map(|(o, _)| o.history)),
+        Ok((report, out)) => (report, out.map(|(o, _)| (o.history, o.snapshot))),
         Err(payload) => {
             return SeedOutcome {
                 seed,
@@ -793,7 +793,11 @@ pub fn run_one(seed: u64, opts: &Options) -> SeedOutcome {
         let _ = write_scenario(&path, &scenario);
     }
     if !violations.is_empty() {
-        let _ = runner::write_report(&opts.reports, &report, history.as_ref());
+        let _ = runner::write_report(
+            &opts.reports,
+            &report,
+            history.as_ref().map(|(h, s)| (h, s)),
+        );
     }
     SeedOutcome {
         seed,

@@ -1,6 +1,7 @@
 //! What drives runs: scenario files, the run of one seed, sweeps and their summaries,
 //! shrinking, the guarantee matrix, the explorer and the seed claims.
 
+pub mod analyze;
 pub mod claims;
 pub mod explore;
 pub mod guarantees;

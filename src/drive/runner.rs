@@ -6,7 +6,7 @@
 
 use crate::bugs::Bug;
 use crate::check::{self, CheckResult};
-use crate::history::History;
+use crate::history::{History, Snapshot};
 use crate::report::figures;
 use crate::report::{html, RunStats, SeedReport};
 use crate::scenario::Scenario;
@@ -72,6 +72,7 @@ pub fn run_seed(
         example_lines: BTreeMap::new(),
         violated: Vec::new(),
         panic: None,
+        analyzed: None,
         stats: RunStats {
             wall_ms,
             ..RunStats::default()
@@ -131,28 +132,46 @@ pub fn report_dir(root: &Path, report: &SeedReport) -> PathBuf {
     root.join(&report.scenario).join(report.seed.to_string())
 }
 
-/// Writes `reports/<scenario>/<seed>/report.json`, `history.jsonl` and `index.html`
-/// (the report for a person, see [`html`]) under `root`, each through a
-/// temporary file and a rename so nothing is left half-written. Returns the path of
+/// The file name of the end-of-run snapshot, beside `history.jsonl`: with it,
+/// `kafkasim analyze` runs the white-box checks on the history again.
+pub const SNAPSHOT_FILE: &str = "snapshot.json";
+
+/// Writes `reports/<scenario>/<seed>/report.json`, `history.jsonl`, `snapshot.json`
+/// and `index.html` (the report for a person, see [`html`]) under `root`, each through
+/// a temporary file and a rename so nothing is left half-written. Returns the path of
 /// `report.json`; `index.html` is beside it.
 pub fn write_report(
     root: &Path,
     report: &SeedReport,
-    history: Option<&History>,
+    run: Option<(&History, &Snapshot)>,
 ) -> std::io::Result<PathBuf> {
     let dir = report_dir(root, report);
     std::fs::create_dir_all(&dir)?;
-    let write = |name: &str, data: &[u8]| -> std::io::Result<()> {
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, data)?;
-        std::fs::rename(&tmp, dir.join(name))
-    };
-    if let Some(h) = history {
-        write("history.jsonl", h.to_jsonl().as_bytes())?;
+    if let Some((h, snapshot)) = run {
+        write_file(&dir, "history.jsonl", h.to_jsonl().as_bytes())?;
+        let json = serde_json::to_string(snapshot).expect("snapshots serialize");
+        write_file(&dir, SNAPSHOT_FILE, json.as_bytes())?;
     }
+    write_judgement(&dir, report, run.map(|(h, _)| h))
+}
+
+/// Writes `report.json` and `index.html` into `dir` (which exists), each through a
+/// temporary file and a rename; returns the path of `report.json`.
+pub fn write_judgement(
+    dir: &Path,
+    report: &SeedReport,
+    history: Option<&History>,
+) -> std::io::Result<PathBuf> {
     let html = html::render(report, history.unwrap_or(&History::default()));
-    write(HTML_REPORT, html.as_bytes())?;
+    write_file(dir, HTML_REPORT, html.as_bytes())?;
     let json = serde_json::to_string_pretty(report).expect("reports serialize");
-    write("report.json", json.as_bytes())?;
+    write_file(dir, "report.json", json.as_bytes())?;
     Ok(dir.join("report.json"))
+}
+
+/// Writes `dir/name` through `dir/.name.tmp` and a rename.
+fn write_file(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, dir.join(name))
 }

@@ -425,7 +425,7 @@ pub fn sweep_with_progress(
                         let _ = runner::write_report(
                             root,
                             &report,
-                            out.as_ref().map(|(o, _)| &o.history),
+                            out.as_ref().map(|(o, _)| (&o.history, &o.snapshot)),
                         );
                     }
                 }

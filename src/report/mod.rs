@@ -70,14 +70,40 @@ pub struct SeedReport {
     pub violated: Vec<String>,
     /// The panic message, if the simulated system panicked.
     pub panic: Option<String>,
+    /// For a report of `kafkasim analyze`: the input it judged (no scenario ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analyzed: Option<Analyzed>,
     /// Run statistics.
     pub stats: RunStats,
 }
 
+/// The input of `kafkasim analyze`: a history recorded elsewhere (or by `run`), and
+/// the end-of-run snapshot when there is one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Analyzed {
+    /// The history file.
+    pub history: PathBuf,
+    /// Its format: `jsonl` (kafkasim's `history.jsonl`) or `jepsen-edn`.
+    pub format: String,
+    /// The snapshot file; `None`: black-box checks only.
+    pub snapshot: Option<PathBuf>,
+}
+
 impl SeedReport {
-    /// The one-line command that reproduces this run.
+    /// The one-line command that reproduces this run (for `analyze`, its judgement).
     pub fn repro_command(&self) -> String {
-        repro_command(&self.scenario_path, self.seed, &self.bugs)
+        let Some(a) = &self.analyzed else {
+            return repro_command(&self.scenario_path, self.seed, &self.bugs);
+        };
+        let mut s = format!(
+            "cargo run --release -- analyze {} --format {}",
+            a.history.display(),
+            a.format
+        );
+        if let Some(snapshot) = &a.snapshot {
+            s.push_str(&format!(" --snapshot {}", snapshot.display()));
+        }
+        s
     }
 }
 

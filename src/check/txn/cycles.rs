@@ -29,9 +29,23 @@ pub(super) fn check_cycles(history: &History, view: &TxnView, tallies: &mut Tall
     assert!(nodes.len() < MAX_ITEMS, "too many transactions");
     let node_of = |t: TxnId| nodes.binary_search(&t).ok();
     let mut edges: BTreeMap<(usize, usize), Edge> = BTreeMap::new();
-    for (tp, log) in &view.logs {
+    // The writers of each partition in offset order: its final log's, or black-box
+    // the records the history shows (acknowledged offsets and reads).
+    let logged = view
+        .logs
+        .iter()
+        .map(|(tp, log)| (tp, log.txn_of.iter().map(|(o, t)| (*o, *t)).collect()));
+    let observed = view.observed.iter().map(|(tp, records)| {
+        let writers: Vec<(Offset, TxnId)> = records
+            .iter()
+            .filter_map(|(&o, &v)| Some((o, view.writer_of(tp, o, v)?)))
+            .collect();
+        (tp, writers)
+    });
+    for (tp, writers) in logged.chain(observed) {
+        let writers: Vec<(Offset, TxnId)> = writers;
         let mut prev: Option<(usize, Offset)> = None;
-        for (&o, &t) in &log.txn_of {
+        for (o, t) in writers {
             let Some(n) = node_of(t) else {
                 continue;
             };

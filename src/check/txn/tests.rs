@@ -405,8 +405,8 @@ fn without_the_log_a_send_takes_its_transactions_end() {
             Fate::Aborted,
             Some(false),
         ),
-        (Some((true, info())), Fate::Unknown, None),
-        (None, Fate::Unknown, None),
+        (Some((true, info())), Fate::Unknown, Some(false)),
+        (None, Fate::Unknown, Some(false)),
     ];
     for (n, (end, _, _)) in cases.iter().enumerate() {
         let id = txn(0, n as u32);

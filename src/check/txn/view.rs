@@ -219,6 +219,15 @@ pub struct TxnView {
     pub(super) txn_sends: BTreeMap<Value, Vec<TxnSend>>,
     /// The transaction each `Poll` entry belongs to.
     pub(super) poll_txn: BTreeMap<u64, TxnId>,
+    /// Every value a completed (`ok`) poll returned: a read of a transaction's record
+    /// proves the transaction committed (or is an aborted read).
+    pub(super) read_values: BTreeSet<Value>,
+    /// For a partition the snapshot has no log of (a black-box history): the records
+    /// the history shows, read by any poll or acknowledged in a committed (or no)
+    /// transaction, as Jepsen's version orders are built.
+    pub(super) observed: BTreeMap<TopicPartition, BTreeMap<Offset, Value>>,
+    /// The offset each value was first read at.
+    pub(super) read_at: BTreeMap<Value, Offset>,
 }
 
 impl TxnView {
@@ -261,7 +270,57 @@ impl TxnView {
         for (id, fate) in fates {
             view.txns.get_mut(&id).expect("known transaction").fate = fate;
         }
+        view.observe(history);
         view
+    }
+
+    /// Builds `observed` and `read_at` (once the fates are known).
+    fn observe(&mut self, history: &History) {
+        for e in &history.entries {
+            let (partition, offset, value) = match &e.op {
+                Op::Poll {
+                    partition, records, ..
+                } => {
+                    for r in records {
+                        self.read_at.entry(r.value).or_insert(r.offset);
+                    }
+                    if self.logs.contains_key(partition) {
+                        continue;
+                    }
+                    let log = self.observed.entry(partition.clone()).or_default();
+                    assert!(log.len() < MAX_ITEMS, "too many records");
+                    for r in records {
+                        log.entry(r.offset).or_insert(r.value);
+                    }
+                    continue;
+                }
+                Op::Send {
+                    partition,
+                    offset: Some(offset),
+                    value,
+                    ..
+                } if e.outcome == Outcome::Ok => (partition, *offset, *value),
+                _ => continue,
+            };
+            if self.logs.contains_key(partition)
+                || self.send_fate(e) != Fate::Committed
+                    && self.send_fate(e) != Fate::NotTransactional
+            {
+                continue;
+            }
+            let log = self.observed.entry(partition.clone()).or_default();
+            assert!(log.len() < MAX_ITEMS, "too many records");
+            log.entry(offset).or_insert(value);
+        }
+    }
+
+    /// The records of `tp` as far as the checker knows them: its final log's, or
+    /// without one the records the history shows.
+    pub(super) fn records_of(&self, tp: &TopicPartition) -> Option<&BTreeMap<Offset, Value>> {
+        match self.logs.get(tp) {
+            Some(log) => Some(&log.records),
+            None => self.observed.get(tp),
+        }
     }
 
     pub(super) fn txn_mut(&mut self, txn: TxnId) -> &mut Txn {
@@ -331,20 +390,26 @@ impl TxnView {
                         acked: offset.filter(|_| e.outcome == Outcome::Ok),
                     });
                 }
-                Op::Poll { .. } | Op::Seek { .. } => match current.get(&e.process) {
-                    Some(txn) => {
-                        if matches!(e.op, Op::Poll { .. }) {
-                            self.poll_txn.insert(e.index, *txn);
+                Op::Poll { .. } | Op::Seek { .. } => {
+                    if let (Op::Poll { records, .. }, Outcome::Ok) = (&e.op, &e.outcome) {
+                        assert!(self.read_values.len() < MAX_ITEMS, "too many values read");
+                        self.read_values.extend(records.iter().map(|r| r.value));
+                    }
+                    match current.get(&e.process) {
+                        Some(txn) => {
+                            if matches!(e.op, Op::Poll { .. }) {
+                                self.poll_txn.insert(e.index, *txn);
+                            }
+                            let t = self.txns.get_mut(txn).expect("open transaction is known");
+                            t.reads.push(e.index);
                         }
-                        let t = self.txns.get_mut(txn).expect("open transaction is known");
-                        t.reads.push(e.index);
+                        None => {
+                            let waiting = pending.entry(e.process).or_default();
+                            assert!(waiting.len() < MAX_ITEMS, "too many reads waiting");
+                            waiting.push(e.index);
+                        }
                     }
-                    None => {
-                        let waiting = pending.entry(e.process).or_default();
-                        assert!(waiting.len() < MAX_ITEMS, "too many reads waiting");
-                        waiting.push(e.index);
-                    }
-                },
+                }
                 Op::Assigned { .. } => {
                     current.remove(&e.process);
                     pending.remove(&e.process);
@@ -415,6 +480,15 @@ impl TxnView {
             Some((Outcome::Ok, Op::EndTxn { commit: true, .. })) => Fate::Committed,
             Some((Outcome::Ok, _) | (Outcome::Fail { .. }, _)) => Fate::Aborted,
             _ if logged.contains(&Fate::Open) => Fate::Open,
+            // Jepsen's `must-have-committed?`: a transaction whose end is unknown
+            // committed if a poll returned one of its records.
+            _ if t
+                .sends
+                .iter()
+                .any(|i| self.read_of(&history.entries[*i as usize])) =>
+            {
+                Fate::Committed
+            }
             _ => Fate::Unknown,
         }
     }
@@ -462,13 +536,14 @@ impl TxnView {
 
     /// Whether a `Send` entry's acknowledgement is an observation the main checker
     /// counts: `Some(false)` when its record was aborted or never committed and its
-    /// client was never told the transaction committed (no promise was made);
-    /// `Some(true)` when the record is visible, or when its transaction's commit was
-    /// acknowledged (a promise the log broke, which `lost-write` then reports); `None`
-    /// when unknown.
+    /// client was never told the transaction committed (no promise was made), or when
+    /// its transaction's outcome is unknown (a promise only once a read proves the
+    /// transaction committed, which makes it `Committed`); `Some(true)` when the record
+    /// is visible, or when its transaction's commit was acknowledged (a promise the
+    /// log broke, which `lost-write` then reports).
     pub fn send_visible(&self, entry: &Entry) -> Option<bool> {
         match self.send_fate(entry) {
-            Fate::Unknown => None,
+            Fate::Unknown => Some(false),
             f if f.visible() => Some(true),
             _ => {
                 let Op::Send { txn: Some(txn), .. } = &entry.op else {
@@ -477,6 +552,11 @@ impl TxnView {
                 Some(self.txns[txn].commit_acknowledged)
             }
         }
+    }
+
+    /// Whether a completed poll returned the value a `Send` entry sent.
+    fn read_of(&self, send: &Entry) -> bool {
+        matches!(&send.op, Op::Send { value, .. } if self.read_values.contains(value))
     }
 
     /// The fate of a transaction of the history.

@@ -115,6 +115,7 @@ fn report(anomalies: &[(&str, u64)], violated: &[&str], panic: Option<&str>) -> 
         example_lines: BTreeMap::new(),
         violated: violated.iter().map(|v| v.to_string()).collect(),
         panic: panic.map(String::from),
+        analyzed: None,
         stats: Default::default(),
     }
 }

@@ -124,6 +124,7 @@ fn sample() -> (SeedReport, History) {
         example_lines: BTreeMap::new(),
         violated: vec!["lost-write".into()],
         panic: None,
+        analyzed: None,
         stats: RunStats {
             sim_ms: 10_000,
             operations: h.entries.len() as u64,
