@@ -308,7 +308,8 @@ impl Broker {
 
     /// `flush.messages` and `segment.bytes` of `tp`: the topic's, else the broker's
     /// (`log.flush.interval.messages`; `log.segment.bytes`, or for the internal topics
-    /// `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes`).
+    /// `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes`;
+    /// `log.roll.ms`).
     fn flush_policy(
         image: &MetadataImage,
         config: &BrokerConfig,
@@ -326,6 +327,9 @@ impl Broker {
             segment_bytes: topic
                 .and_then(|c| c.segment_bytes)
                 .unwrap_or(broker_segment_bytes),
+            segment_ms: topic
+                .and_then(|c| c.segment_ms)
+                .unwrap_or(config.segment_ms()),
         }
     }
 
