@@ -188,6 +188,8 @@ fn hits_brokers(f: &Fault) -> bool {
         // broker drop does not.
         Fault::OneWay { from, to } => broker(from) && broker(to),
         Fault::MoveLeader { .. } => true,
+        // An admin request that moves a log start: nothing stops or is cut off.
+        Fault::DeleteRecords { .. } => false,
     }
 }
 

@@ -14,7 +14,7 @@
 use crate::bugs::Bug;
 use crate::check;
 use crate::drive::runner;
-use crate::nemesis::{Fault, ScheduledFault};
+use crate::nemesis::ScheduledFault;
 use crate::report::SeedReport;
 use crate::scenario::Scenario;
 use crate::sim;
@@ -195,7 +195,7 @@ impl Size {
             faults: faults.len() as u64,
             fault_ms: faults
                 .iter()
-                .filter(|f| !matches!(f.fault, Fault::MoveLeader { .. }))
+                .filter(|f| !f.fault.is_instant())
                 .map(|f| f.duration_ms)
                 .sum(),
             brokers: u64::from(scenario.cluster.brokers),
@@ -685,9 +685,9 @@ impl Shrinker<'_> {
         for i in 0..self.schedule().len() {
             self.lower(
                 &format!("fault {i} duration_ms"),
-                |s| match s.nemesis.schedule[i].fault {
-                    Fault::MoveLeader { .. } => 0,
-                    _ => s.nemesis.schedule[i].duration_ms,
+                |s| match s.nemesis.schedule[i].fault.is_instant() {
+                    true => 0,
+                    false => s.nemesis.schedule[i].duration_ms,
                 },
                 |s, v| s.nemesis.schedule[i].duration_ms = v,
                 |n| halvings(n, 1),

@@ -680,6 +680,45 @@ fn move_leader(
     }
 }
 
+/// Asks `partition`'s leader, as `Admin.deleteRecords` would (`DeleteRecords` with
+/// `default.api.timeout.ms`, 60 s; its answer not awaited), to move the log start to
+/// `offset`; returns the fault's description for the history.
+fn delete_records(
+    ctx: &Ctx,
+    image: &MetadataImage,
+    partition: &TopicPartition,
+    offset: nemesis::RecordsBefore,
+    admin_seq: &mut u64,
+) -> String {
+    let Some(leader) = image.partitions.get(partition).and_then(|r| r.leader) else {
+        return format!("delete records of {partition} before {offset}: no leader (skipped)");
+    };
+    let to = NodeId::Broker(leader);
+    let offset_value = match offset {
+        nemesis::RecordsBefore::HighWatermark => DELETE_RECORDS_HIGH_WATERMARK,
+        nemesis::RecordsBefore::Offset(o) => o as Offset,
+    };
+    let message = Message::Request {
+        correlation_id: *admin_seq,
+        request: Request::DeleteRecords(DeleteRecordsRequest {
+            partitions: vec![(partition.clone(), offset_value)],
+            timeout_ms: 60_000,
+        }),
+    };
+    *admin_seq += 1;
+    if ctx.link_up(NodeId::Nemesis, to) {
+        let _ = ctx.wire.send(Wire {
+            deliver_at: Instant::now() + ctx.latency(),
+            to,
+            to_incarnation: ctx.incarnation(to),
+            from: NodeId::Nemesis,
+            from_incarnation: 0,
+            message,
+        });
+    }
+    format!("delete records of {partition} before {offset} -> {to}")
+}
+
 /// Applies the fault schedule: each fault starts and ends at its time, on the nodes
 /// its target names when it starts, and is recorded in the history.
 async fn run_faults(
@@ -694,7 +733,7 @@ async fn run_faults(
     let mut timeline: Vec<(Millis, bool, usize)> = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         timeline.push((f.at_ms, true, i));
-        if !matches!(f.fault, Fault::MoveLeader { .. }) {
+        if !f.fault.is_instant() {
             timeline.push((f.at_ms + f.duration_ms, false, i));
         }
     }
@@ -725,7 +764,7 @@ async fn run_faults(
                     .map(|g| g.iter().flat_map(&resolve).collect())
                     .collect(),
                 Fault::OneWay { from, to } => vec![resolve(from), resolve(to)],
-                Fault::MoveLeader { .. } => vec![],
+                Fault::MoveLeader { .. } | Fault::DeleteRecords { .. } => vec![],
             };
             let mut disk_losses = Vec::new();
             let mut desc = format!(
@@ -769,6 +808,9 @@ async fn run_faults(
                 Fault::MoveLeader { partition } => {
                     desc = move_leader(ctx, &image, partition, &mut admin_seq);
                 }
+                Fault::DeleteRecords { partition, offset } => {
+                    desc = delete_records(ctx, &image, partition, *offset, &mut admin_seq);
+                }
             }
             ctx.record(vec![Entry::instant(
                 NodeId::Nemesis,
@@ -791,7 +833,7 @@ async fn run_faults(
                 Fault::Isolate { .. } | Fault::Partition { .. } | Fault::OneWay { .. } => {
                     ctx.cut_links(&cut_pairs(&f.fault, &groups, &all_nodes), true)
                 }
-                Fault::MoveLeader { .. } => {}
+                Fault::MoveLeader { .. } | Fault::DeleteRecords { .. } => {}
             }
             ctx.record(vec![Entry::instant(
                 NodeId::Nemesis,
