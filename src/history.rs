@@ -180,7 +180,8 @@ pub enum Op {
         reason: String,
     },
     /// A replica's log start offset moved up (recorded by its broker): retention deleted
-    /// its oldest segments (`segment-deletion`), a follower copied its leader's
+    /// its oldest segments (`segment-deletion`), a leader served `DeleteRecords`
+    /// (`client-record-deletion`), a follower copied its leader's
     /// (`leader-offset-incremented`), or a follower whose log ended below its leader's
     /// start began again there (`truncate-fully`). Acknowledged records below it are
     /// gone by design, not lost.

@@ -222,12 +222,72 @@ pub enum Fault {
         /// The two sides.
         between: [Target; 2],
     },
+    /// Ask the partition's leader to delete its records before `offset`, as
+    /// `Admin.deleteRecords` would (`DeleteRecords`, KIP-107).
+    DeleteRecords {
+        /// The partition.
+        partition: TopicPartition,
+        /// The new log start offset.
+        offset: RecordsBefore,
+    },
 }
 
 impl Fault {
-    /// Whether the fault happens at an instant (its duration is ignored).
+    /// Whether the fault happens at an instant (its duration is ignored): a leader
+    /// move, a records deletion, a reset.
     pub fn is_instant(&self) -> bool {
-        matches!(self, Fault::MoveLeader { .. } | Fault::Reset { .. })
+        matches!(
+            self,
+            Fault::MoveLeader { .. } | Fault::DeleteRecords { .. } | Fault::Reset { .. }
+        )
+    }
+}
+
+/// Where a `delete-records` entry moves the log start: a whole number of records, or
+/// `"high-watermark"` (Kafka's `-1`, `DeleteRecordsRequest.HIGH_WATERMARK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordsBefore {
+    /// The partition's high watermark when the leader gets the request.
+    HighWatermark,
+    /// This offset.
+    Offset(u64),
+}
+
+impl fmt::Display for RecordsBefore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordsBefore::HighWatermark => write!(f, "high-watermark"),
+            RecordsBefore::Offset(o) => write!(f, "{o}"),
+        }
+    }
+}
+
+impl Serialize for RecordsBefore {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RecordsBefore::HighWatermark => s.serialize_str("high-watermark"),
+            RecordsBefore::Offset(o) => s.serialize_u64(*o),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordsBefore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) if s == "high-watermark" => {
+                Ok(RecordsBefore::HighWatermark)
+            }
+            v => v
+                .as_u64()
+                .filter(|o| i64::try_from(*o).is_ok())
+                .map(RecordsBefore::Offset)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "`offset` {v} is not allowed; allowed: a whole number of records \
+                         (at least 0) or \"high-watermark\""
+                    ))
+                }),
+        }
     }
 }
 
@@ -260,6 +320,9 @@ impl fmt::Display for Fault {
                 latency_ms: [lo, hi],
             } => write!(f, "slow {from} -> {to} ({lo}..{hi} ms)"),
             Fault::Reset { between: [a, b] } => write!(f, "reset {a} <-> {b}"),
+            Fault::DeleteRecords { partition, offset } => {
+                write!(f, "delete records of {partition} before {offset}")
+            }
         }
     }
 }
@@ -270,7 +333,8 @@ impl fmt::Display for Fault {
 pub struct ScheduledFault {
     /// Start (ms).
     pub at_ms: u64,
-    /// Duration (ms); ignored for instant faults (leader moves, resets).
+    /// Duration (ms); ignored for instant faults (leader moves, records deletions,
+    /// resets).
     #[serde(default)]
     pub duration_ms: u64,
     /// The fault.
@@ -397,7 +461,9 @@ impl ScheduledFault {
                 check(from).and_then(|_| check(to))
             }
             Fault::Reset { between: [a, b] } => check(a).and_then(|_| check(b)),
-            Fault::MoveLeader { partition } => check_tp(partition, topics),
+            Fault::MoveLeader { partition } | Fault::DeleteRecords { partition, .. } => {
+                check_tp(partition, topics)
+            }
         }
     }
 }
@@ -712,5 +778,61 @@ mod tests {
             r#"{"at_ms": 5, "fault": "explode", "target": "broker-1"}"#,
         );
         assert!(kind.unwrap_err().to_string().contains("explode"));
+    }
+
+    #[test]
+    fn delete_records_entries_take_an_offset_or_the_high_watermark() {
+        let parse = |json: &str| serde_json::from_str::<ScheduledFault>(json);
+        let hw = parse(
+            r#"{"at_ms": 5, "fault": "delete-records", "partition": "orders-0", "offset": "high-watermark"}"#,
+        )
+        .unwrap();
+        assert!(hw.fault.is_instant());
+        assert_eq!(
+            hw.fault.to_string(),
+            "delete records of orders-0 before high-watermark"
+        );
+        let at = parse(
+            r#"{"at_ms": 5, "fault": "delete-records", "partition": "orders-1", "offset": 40}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            at.fault,
+            Fault::DeleteRecords {
+                partition: TopicPartition::new("orders", 1),
+                offset: RecordsBefore::Offset(40)
+            }
+        );
+        let back: ScheduledFault =
+            serde_json::from_str(&serde_json::to_string(&at).unwrap()).unwrap();
+        assert_eq!(back, at);
+        for bad in ["-1", "\"latest\"", "1.5"] {
+            let json = format!(
+                r#"{{"at_ms": 5, "fault": "delete-records", "partition": "orders-0", "offset": {bad}}}"#
+            );
+            let e = parse(&json).unwrap_err().to_string();
+            assert!(
+                e.contains("allowed: a whole number of records (at least 0) or \"high-watermark\""),
+                "{e}"
+            );
+        }
+        let topics = [("orders".to_string(), 2)];
+        let targets = Targets {
+            topics: &topics,
+            brokers: 3,
+            producers: 1,
+            consumers: 1,
+            pipelines: 0,
+            groups: &[],
+            transactional_ids: &[],
+        };
+        let unknown = parse(
+            r#"{"at_ms": 5, "fault": "delete-records", "partition": "orders-2", "offset": 1}"#,
+        )
+        .unwrap();
+        assert!(unknown
+            .validate(&targets)
+            .unwrap_err()
+            .contains("partition orders-2 does not exist"));
     }
 }

@@ -524,7 +524,8 @@ impl Scenario {
                 ));
             }
             // Kafka's TopicConfig: `min.insync.replicas` and `flush.messages` are at
-            // least 1, `flush.ms` at least 0, `retention.ms` at least -1
+            // least 1, `flush.ms` at least 0, `segment.ms` at least 1, `retention.ms` at
+            // least -1
             // (`retention.bytes` has no bound: any negative value is no limit).
             if t.config.min_insync_replicas == Some(0) {
                 return Err(err(
@@ -540,6 +541,7 @@ impl Scenario {
                 ("flush.messages", t.config.flush_messages, 1),
                 ("flush.ms", t.config.flush_ms, 0),
                 ("segment.bytes", segment_bytes, 14),
+                ("segment.ms", t.config.segment_ms, 1),
                 ("retention.ms", t.config.retention_ms, -1),
             ] {
                 if let Some(v) = value.filter(|v| *v < min) {
@@ -1087,6 +1089,10 @@ mod tests {
                 .contains(
                     "topics[0].config.segment.bytes`: 10 is out of range; allowed: at least 14"
                 )
+        );
+        assert!(
+            refusal(|v| v["topics"][0]["config"] = serde_json::json!({ "segment.ms": 0 }))
+                .contains("topics[0].config.segment.ms`: 0 is out of range; allowed: at least 1")
         );
         assert!(
             refusal(|v| v["cluster"]["config"]["log.segment.bytes"] = 13.into())

@@ -834,6 +834,52 @@ fn retention_resets_a_lagging_consumer_visibly() {
 }
 
 #[test]
+fn delete_records_slow_consumer() {
+    check_scenario_seeds("delete-records-slow-consumer.json", 10);
+}
+
+/// `DeleteRecords` overtakes the paused consumer on both partitions on every seed: each
+/// leader moves its log start (`client-record-deletion`), its followers copy it, the
+/// consumer's next fetches are OFFSET_OUT_OF_RANGE and it resets to the new log
+/// starts, visibly, and nothing is counted lost.
+#[test]
+fn delete_records_resets_a_lagging_consumer_visibly() {
+    use kafkasim::history::Op;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let sc = Scenario::load(&root.join("delete-records-slow-consumer.json")).unwrap();
+    for seed in 0..3 {
+        let (report, out) = kafkasim::drive::runner::run_seed(&sc, seed, &[]);
+        assert!(
+            report.anomalies.is_empty(),
+            "seed {seed}: {:?}",
+            report.anomalies
+        );
+        let (out, _) = out.expect("no panic");
+        let resets: std::collections::BTreeSet<String> = out
+            .history
+            .entries
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::Seek {
+                    partition, reason, ..
+                } if reason.starts_with("OFFSET_OUT_OF_RANGE") => Some(partition.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(resets.len(), 2, "seed {seed}: resets on {resets:?}");
+        for reason in ["client-record-deletion", "leader-offset-incremented"] {
+            assert!(
+                out.history.entries.iter().any(|e| matches!(
+                    &e.op,
+                    Op::LogStartOffsetIncremented { reason: r, .. } if r == reason
+                )),
+                "seed {seed}: no {reason}"
+            );
+        }
+    }
+}
+
+#[test]
 fn producer_id_expiry() {
     check_scenario_seeds("producer-id-expiry.json", 10);
 }

@@ -10,13 +10,16 @@ use crate::kafka::record::RECORD_TIMESTAMP_BASE;
 use std::collections::BTreeMap;
 
 /// What decides when a partition's log is flushed on a write: its topic's
-/// `flush.messages` and `segment.bytes` (else the broker's).
+/// `flush.messages`, `segment.bytes` and `segment.ms` (else the broker's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlushPolicy {
     /// Unflushed offsets that make Kafka flush.
     pub flush_messages: i64,
     /// The size a segment rolls at.
     pub segment_bytes: u64,
+    /// How much newer than a segment's first batch a batch's newest record may be
+    /// before it rolls a new segment.
+    pub segment_ms: i64,
 }
 
 /// The broker's `time.milliseconds()` at simulated time `now`: the clock record
@@ -88,7 +91,7 @@ impl Disk {
                 continue;
             };
             let policy = policy(&tp);
-            log.roll_full_segments(policy.segment_bytes, now);
+            log.roll_full_segments(policy.segment_bytes, policy.segment_ms, now);
             log.written(now);
             if log.unflushed_messages() >= policy.flush_messages {
                 log.flush(now);
@@ -241,6 +244,7 @@ mod tests {
         disk.settle(now, |_| FlushPolicy {
             flush_messages,
             segment_bytes: 1 << 30,
+            segment_ms: i64::MAX,
         });
         disk
     }
@@ -266,6 +270,7 @@ mod tests {
         let policy = |_: &TopicPartition| FlushPolicy {
             flush_messages: i64::MAX,
             segment_bytes: 3 * size,
+            segment_ms: i64::MAX,
         };
         for _ in 0..7 {
             let log = disk.log_for_write(&tp, 1_000);

@@ -122,6 +122,7 @@ impl Broker {
                                 rm.last_caught_up_ms = rm.last_caught_up_ms.max(rm.last_fetch_ms);
                             }
                             rm.log_end_offset = fp.fetch_offset;
+                            rm.log_start_offset = fp.log_start_offset;
                             rm.last_fetch_leader_leo = rm.last_fetch_leader_leo.max(leo);
                             rm.last_fetch_ms = now;
                             hw_updates.push((fp.tp.clone(), follower));
@@ -148,9 +149,14 @@ impl Broker {
             any |= !resp.batches.is_empty();
             partitions.push(resp);
         }
+        let followers_fetched = !hw_updates.is_empty();
         for (tp, follower) in hw_updates {
             self.maybe_expand_isr(now, &tp, follower, out);
             self.maybe_increment_hw(now, &tp, out);
+        }
+        if followers_fetched {
+            // A follower's log start may have reached a `DeleteRecords` offset.
+            self.complete_delayed_delete_records(now, out);
         }
         // The HW may have moved while handling this very fetch.
         for p in partitions.iter_mut() {

@@ -38,6 +38,8 @@ pub struct StoredBatch {
     pub last_offset: Offset,
     /// Leader epoch in which the batch was appended.
     pub leader_epoch: LeaderEpoch,
+    /// The batch's own largest record timestamp (its header's `maxTimestamp`).
+    pub max_timestamp: i64,
     /// The largest record timestamp of this batch and every earlier one (Kafka's time
     /// index keeps the same running maximum).
     pub max_timestamp_so_far: i64,
@@ -183,6 +185,24 @@ struct Durability {
     /// The first batch of every segment but the first, oldest first (the last is the
     /// active segment's, unless the first segment is the active one).
     segment_starts: Vec<usize>,
+    /// The roll check's cursor: batches `[active_segment, rolled_upto)` were checked
+    /// against the roll conditions and make up `active_bytes`.
+    rolled_upto: usize,
+    /// The size of the checked batches of the active segment.
+    active_bytes: u64,
+    /// Kafka's `LogSegment.rollingBasedTimestamp`: the active segment's first batch's
+    /// max timestamp (`None` while the segment is empty).
+    rolling_based_timestamp: Option<i64>,
+}
+
+impl Durability {
+    /// Forgets the roll check's view of the active segment, whose batches changed (a
+    /// truncation, a deletion): the next check reads it again from its first batch.
+    fn restart_roll_check(&mut self) {
+        self.rolled_upto = self.active_segment;
+        self.active_bytes = 0;
+        self.rolling_based_timestamp = None;
+    }
 }
 
 /// What a power loss left of a log.
@@ -444,7 +464,13 @@ impl Log {
         self.txn_index.retain(|t| t.txn.last_offset >= base);
         let d = &mut self.durability;
         d.durable_batches = d.durable_batches.saturating_sub(n);
-        d.active_segment = d.active_segment.saturating_sub(n);
+        if n > d.active_segment {
+            d.active_segment = 0;
+            d.restart_roll_check();
+        } else {
+            d.active_segment -= n;
+            d.rolled_upto = d.rolled_upto.saturating_sub(n);
+        }
         let segments = 1 + d.segment_starts.iter().filter(|s| **s < n).count();
         d.segment_starts = d
             .segment_starts
@@ -556,29 +582,43 @@ impl Log {
         d.last_flush_ms = now;
     }
 
-    /// Kafka's `UnifiedLog.maybeRoll` for the batches appended since the last call: a
-    /// batch that would take the active segment past `segment_bytes` starts a new
-    /// segment, and the old one is flushed (`roll` schedules `flushUptoOffsetExclusive`
-    /// of the new segment's base at once; modelled as done at once). Returns the
-    /// segments rolled.
-    pub fn roll_full_segments(&mut self, segment_bytes: u64, now: Millis) -> usize {
+    /// Kafka's `UnifiedLog.maybeRoll` for the batches appended since the last call, each
+    /// checked once, as it comes (`LogSegment.shouldRoll`): a batch that would take the
+    /// active segment past `segment_bytes`, or whose max timestamp is more than
+    /// `segment_ms` after the segment's `rollingBasedTimestamp` (its first batch's max
+    /// timestamp; no `segment.jitter.ms`; every batch here has a CreateTime, so Kafka's
+    /// fallback to the segment's creation time never applies), starts a new segment
+    /// when the active one is not empty, and the old one is flushed (`roll` schedules
+    /// `flushUptoOffsetExclusive` of the new segment's base at once; modelled as done
+    /// at once). Returns the segments rolled.
+    pub fn roll_full_segments(
+        &mut self,
+        segment_bytes: u64,
+        segment_ms: i64,
+        now: Millis,
+    ) -> usize {
         let mut rolled = 0;
-        let mut size = 0u64;
-        let mut i = self.durability.active_segment;
-        while i < self.batches.len() {
-            let len = self.batches[i].bytes.len() as u64;
-            if size > 0 && size + len > segment_bytes {
-                let d = &mut self.durability;
+        let d = &mut self.durability;
+        while d.rolled_upto < self.batches.len() {
+            let i = d.rolled_upto;
+            let batch = &self.batches[i];
+            let len = batch.bytes.len() as u64;
+            let aged = d
+                .rolling_based_timestamp
+                .is_some_and(|first| batch.max_timestamp.saturating_sub(first) > segment_ms);
+            if d.active_bytes > 0 && (d.active_bytes + len > segment_bytes || aged) {
                 d.active_segment = i;
                 d.segment_starts.push(i);
                 d.durable_batches = d.durable_batches.max(i);
-                d.recovery_point = d.recovery_point.max(self.batches[i].base_offset);
+                d.recovery_point = d.recovery_point.max(batch.base_offset);
                 d.last_flush_ms = now;
+                d.active_bytes = 0;
+                d.rolling_based_timestamp = None;
                 rolled += 1;
-                size = 0;
             }
-            size += len;
-            i += 1;
+            d.active_bytes += len;
+            d.rolling_based_timestamp.get_or_insert(batch.max_timestamp);
+            d.rolled_upto = i + 1;
         }
         rolled
     }
@@ -734,6 +774,7 @@ impl Log {
                         base_offset: header.base_offset,
                         last_offset: header.last_offset(),
                         leader_epoch: header.partition_leader_epoch,
+                        max_timestamp: header.max_timestamp,
                         max_timestamp_so_far: header.max_timestamp,
                         bytes: Bytes::from(bytes),
                     },
@@ -945,6 +986,7 @@ impl Log {
                 base_offset: base,
                 last_offset: last,
                 leader_epoch: epoch,
+                max_timestamp: header.max_timestamp,
                 max_timestamp_so_far: header.max_timestamp,
                 bytes: Bytes::from(bytes),
             },
@@ -975,6 +1017,7 @@ impl Log {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
             leader_epoch: header.partition_leader_epoch,
+            max_timestamp: header.max_timestamp,
             max_timestamp_so_far: header.max_timestamp,
             bytes: batch.slice(..header.size()),
         };
@@ -1139,9 +1182,13 @@ impl Log {
         let d = &mut self.durability;
         d.durable_batches = d.durable_batches.min(keep);
         d.recovery_point = d.recovery_point.min(leo);
-        d.active_segment = d.active_segment.min(keep);
-        let active = d.active_segment;
-        d.segment_starts.retain(|s| *s <= active);
+        // Kafka's `LocalLog.truncateTo`: the segments based above the offset go, the
+        // one holding it (maybe empty now) is the active segment.
+        d.segment_starts.retain(|s| *s <= keep);
+        d.active_segment = d.segment_starts.last().copied().unwrap_or(0);
+        if d.rolled_upto > keep {
+            d.restart_roll_check();
+        }
     }
 
     /// Every data record as (offset, value), values parsed from decimal ASCII (the

@@ -20,6 +20,7 @@
 //! What survives a crash is the [`Disk`]; everything else in [`Broker`] is process
 //! memory and is rebuilt by [`Broker::restart`].
 
+mod delete_records;
 mod disk;
 mod fetch;
 mod hosting;
@@ -31,6 +32,7 @@ pub mod producer_state;
 mod replication;
 mod txn_partition;
 
+use delete_records::*;
 pub use disk::{Disk, FlushPolicy};
 use fetch::*;
 use kraft::*;
@@ -65,7 +67,7 @@ const HW_CHECKPOINT_INTERVAL_MS: Millis = 5_000;
 /// `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes` (both
 /// default 100 MiB): the internal topics' `segment.bytes`.
 const INTERNAL_TOPIC_SEGMENT_BYTES: u64 = 104_857_600;
-/// Bound on parked produce and fetch requests.
+/// Bound on parked produce, fetch and `DeleteRecords` requests.
 const MAX_PURGATORY: usize = 10_000;
 
 #[derive(Debug, Clone)]
@@ -141,6 +143,7 @@ pub struct Broker {
     fetch_backoff: BTreeMap<BrokerId, Millis>,
     delayed_produce: Vec<DelayedProduce>,
     delayed_fetch: Vec<DelayedFetch>,
+    delayed_delete_records: Vec<DelayedDeleteRecords>,
     producer_ids: ProducerIdManager,
     coordinator: GroupCoordinator,
     txn_coordinator: TxnCoordinator,
@@ -184,6 +187,7 @@ impl Broker {
             fetch_backoff: BTreeMap::new(),
             delayed_produce: Vec::new(),
             delayed_fetch: Vec::new(),
+            delayed_delete_records: Vec::new(),
             producer_ids: ProducerIdManager::default(),
             coordinator: GroupCoordinator::new(&config, bugs, id, incarnation),
             txn_coordinator: TxnCoordinator::new(&config, bugs),
@@ -328,7 +332,8 @@ impl Broker {
 
     /// `flush.messages` and `segment.bytes` of `tp`: the topic's, else the broker's
     /// (`log.flush.interval.messages`; `log.segment.bytes`, or for the internal topics
-    /// `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes`).
+    /// `offsets.topic.segment.bytes` and `transaction.state.log.segment.bytes`;
+    /// `log.roll.ms`).
     fn flush_policy(
         image: &MetadataImage,
         config: &BrokerConfig,
@@ -346,6 +351,9 @@ impl Broker {
             segment_bytes: topic
                 .and_then(|c| c.segment_bytes)
                 .unwrap_or(broker_segment_bytes),
+            segment_ms: topic
+                .and_then(|c| c.segment_ms)
+                .unwrap_or(config.segment_ms()),
         }
     }
 
@@ -575,6 +583,9 @@ impl Actor for Broker {
                 Request::WriteTxnMarkers(r) => {
                     self.handle_write_txn_markers(now, from, correlation_id, r, out)
                 }
+                Request::DeleteRecords(r) => {
+                    self.handle_delete_records(now, from, correlation_id, r, out)
+                }
                 r if group::group_id(&r).is_some() => {
                     self.serve_group(now, ReplyTo::new(from, correlation_id), r, out)
                 }
@@ -632,6 +643,7 @@ impl Actor for Broker {
         self.log_manager_tasks(now, out);
         self.complete_delayed_produce(now, out);
         self.complete_delayed_fetch(now, false, out);
+        self.complete_delayed_delete_records(now, out);
         let output = self.coordinator.on_timer(now);
         self.apply_group(now, output, out);
         let output = self.txn_coordinator.on_timer(now);
@@ -707,6 +719,9 @@ impl Actor for Broker {
             t = t.min(d.deadline);
         }
         for d in &self.delayed_fetch {
+            t = t.min(d.deadline);
+        }
+        for d in &self.delayed_delete_records {
             t = t.min(d.deadline);
         }
         for (at, _) in &self.verification.retries {

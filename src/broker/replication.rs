@@ -18,6 +18,9 @@ pub(super) struct Remote {
     /// The broker epoch of the follower's last fetch (KIP-903; `None` before the first
     /// one of this leadership, -1 from a follower that sends none).
     pub(super) broker_epoch: Option<i64>,
+    /// The follower's log start offset from its last fetch (-1 before one), which
+    /// `DeleteRecords` waits on.
+    pub(super) log_start_offset: Offset,
 }
 
 impl Remote {
@@ -204,6 +207,7 @@ impl Broker {
                                     last_fetch_leader_leo: -1,
                                     last_fetch_ms: 0,
                                     broker_epoch: None,
+                                    log_start_offset: -1,
                                 },
                             )
                         })
@@ -293,6 +297,7 @@ impl Broker {
             }
         }
         self.complete_delayed_produce(now, out);
+        self.complete_delayed_delete_records(now, out);
     }
 
     /// The topic's `min.insync.replicas`: its override (a `ConfigRecord`), else for
@@ -557,6 +562,7 @@ impl Broker {
                 } else {
                     log.latest_epoch()
                 },
+                log_start_offset: log.log_start_offset(),
             });
         }
         let timeout = self.config.replica_socket_timeout_ms;

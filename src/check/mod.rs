@@ -626,8 +626,8 @@ impl<'h> Collector<'h> {
     /// `lost-write` and `unseen`: acknowledged writes never read. One that no consumer
     /// read as far as is still lost, not merely unseen, when the final leader's log
     /// (white box) no longer holds it: no later reader can ever see it. A write below
-    /// a log start offset that retention reached (`Op::LogStartOffsetIncremented`) is
-    /// neither: Kafka deleted it as configured.
+    /// a log start offset that retention or `DeleteRecords` reached
+    /// (`Op::LogStartOffsetIncremented`) is neither: Kafka deleted it as asked.
     fn check_writes(&mut self, snapshot: &Snapshot) {
         let mut final_logs: BTreeMap<&TopicPartition, FinalLog> = BTreeMap::new();
         for s in &self.sends {

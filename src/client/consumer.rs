@@ -817,6 +817,7 @@ impl Consumer {
                 fetch_offset: position,
                 current_leader_epoch: epoch,
                 last_fetched_epoch: None,
+                log_start_offset: -1,
             });
         }
         if unknown_leader {

@@ -992,7 +992,8 @@ impl Actor for Controller {
             | Request::AddOffsetsToTxn(_)
             | Request::EndTxn(_)
             | Request::WriteTxnMarkers(_)
-            | Request::TxnOffsetCommit(_) => None,
+            | Request::TxnOffsetCommit(_)
+            | Request::DeleteRecords(_) => None,
         };
         if let Some(response) = response {
             out.send(

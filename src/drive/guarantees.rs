@@ -193,6 +193,8 @@ fn hits_brokers(f: &Fault) -> bool {
             between: [from, to],
         } => broker(from) && broker(to),
         Fault::MoveLeader { .. } => true,
+        // An admin request that moves a log start: nothing stops or is cut off.
+        Fault::DeleteRecords { .. } => false,
     }
 }
 

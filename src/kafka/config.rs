@@ -45,6 +45,14 @@ pub struct TopicConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub segment_bytes: Option<u64>,
+    /// `segment.ms`: a segment rolls when a batch's newest record is this much newer
+    /// than its first batch's (at least 1).
+    #[serde(
+        rename = "segment.ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub segment_ms: Option<i64>,
     /// `retention.ms`: segments whose newest record is older than this are deleted
     /// (-1: no limit; at least -1).
     #[serde(
@@ -88,6 +96,13 @@ pub struct BrokerConfig {
     /// flushes the old segment.
     #[serde(rename = "log.segment.bytes")]
     pub log_segment_bytes: u64,
+    /// `log.roll.ms` (default null: `log.roll.hours`): the topics' `segment.ms` unless
+    /// they set their own.
+    #[serde(rename = "log.roll.ms")]
+    pub log_roll_ms: Option<i64>,
+    /// `log.roll.hours` (default 168, a week), used when `log.roll.ms` is not set.
+    #[serde(rename = "log.roll.hours")]
+    pub log_roll_hours: i32,
     /// `log.flush.interval.ms` (default null: `log.flush.scheduler.interval.ms`).
     #[serde(rename = "log.flush.interval.ms")]
     pub log_flush_interval_ms: Option<i64>,
@@ -244,6 +259,8 @@ impl Default for BrokerConfig {
             unclean_leader_election_enable: false,
             log_flush_interval_messages: i64::MAX,
             log_segment_bytes: 1_073_741_824,
+            log_roll_ms: None,
+            log_roll_hours: 168,
             log_flush_interval_ms: None,
             log_flush_scheduler_interval_ms: i64::MAX,
             log_flush_offset_checkpoint_interval_ms: 60_000,
@@ -302,6 +319,13 @@ impl BrokerConfig {
     pub fn retention_ms(&self) -> i64 {
         self.log_retention_ms
             .unwrap_or(i64::from(self.log_retention_hours) * 3_600_000)
+    }
+
+    /// The broker's default `segment.ms`: `log.roll.ms`, else `log.roll.hours`
+    /// (Kafka's `KafkaConfig.logRollTimeMillis`).
+    pub fn segment_ms(&self) -> i64 {
+        self.log_roll_ms
+            .unwrap_or(i64::from(self.log_roll_hours) * 3_600_000)
     }
 }
 
@@ -362,6 +386,23 @@ impl BrokerConfig {
             ),
         ] {
             at_least_1(name, value)?;
+        }
+        if let Some(ms) = self.log_roll_ms.filter(|ms| *ms < 1) {
+            return Err((
+                "log.roll.ms",
+                format!(
+                    "Invalid value {ms} for configuration log.roll.ms: Value must be at least 1"
+                ),
+            ));
+        }
+        if self.log_roll_hours < 1 {
+            return Err((
+                "log.roll.hours",
+                format!(
+                    "Invalid value {} for configuration log.roll.hours: Value must be at least 1",
+                    self.log_roll_hours
+                ),
+            ));
         }
         if let Some(ms) = self.log_retention_ms.filter(|ms| *ms < -1) {
             return Err((
@@ -934,6 +975,26 @@ mod tests {
                 "No feature:transaction.version with feature level 3 (supported levels: 0 to 2)"
                     .to_string()
             )
+        );
+        assert_eq!(
+            refused(BrokerConfig {
+                log_roll_ms: Some(0),
+                ..BrokerConfig::default()
+            }),
+            (
+                "log.roll.ms",
+                "Invalid value 0 for configuration log.roll.ms: Value must be at least 1"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            BrokerConfig {
+                log_roll_hours: 2,
+                ..BrokerConfig::default()
+            }
+            .segment_ms(),
+            7_200_000,
+            "log.roll.hours when log.roll.ms is not set"
         );
         assert_eq!(
             refused(BrokerConfig {

@@ -122,6 +122,9 @@ pub enum ErrorCode {
     CoordinatorLoadInProgress,
     /// 15: the coordinator is not available.
     CoordinatorNotAvailable,
+    /// 17: the request names a topic it may not act on (an internal topic for
+    /// `DeleteRecords`).
+    InvalidTopicException,
     /// 16: this broker is not the coordinator.
     NotCoordinator,
     /// 22: the generation in a group request is not the group's current one.
@@ -221,6 +224,7 @@ impl ErrorCode {
             ErrorCode::CoordinatorLoadInProgress => 14,
             ErrorCode::CoordinatorNotAvailable => 15,
             ErrorCode::NotCoordinator => 16,
+            ErrorCode::InvalidTopicException => 17,
             ErrorCode::NotEnoughReplicas => 19,
             ErrorCode::IllegalGeneration => 22,
             ErrorCode::UnknownMemberId => 25,
@@ -272,6 +276,7 @@ impl ErrorCode {
             ErrorCode::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
             ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
             ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+            ErrorCode::InvalidTopicException => "INVALID_TOPIC_EXCEPTION",
             ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
             ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
             ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
@@ -467,6 +472,9 @@ pub enum Request {
     /// `TxnOffsetCommit` (API 28): offsets committed inside a transaction, sent to the
     /// group coordinator.
     TxnOffsetCommit(TxnOffsetCommitRequest),
+    /// `DeleteRecords` (API 21, KIP-107), admin to partition leaders: move log start
+    /// offsets up.
+    DeleteRecords(DeleteRecordsRequest),
 }
 
 impl Request {
@@ -498,6 +506,7 @@ impl Request {
             Request::EndTxn(_) => "EndTxn",
             Request::WriteTxnMarkers(_) => "WriteTxnMarkers",
             Request::TxnOffsetCommit(_) => "TxnOffsetCommit",
+            Request::DeleteRecords(_) => "DeleteRecords",
         }
     }
 }
@@ -555,6 +564,8 @@ pub enum Response {
     WriteTxnMarkers(WriteTxnMarkersResponse),
     /// Answer to [`Request::TxnOffsetCommit`].
     TxnOffsetCommit(TxnOffsetCommitResponse),
+    /// Answer to [`Request::DeleteRecords`].
+    DeleteRecords(DeleteRecordsResponse),
 }
 
 // ---------------------------------------------------------------- Metadata
@@ -660,6 +671,9 @@ pub struct FetchPartition {
     /// `LastFetchedEpoch` (KIP-595, Fetch v12+): a follower's latest epoch, which the
     /// leader checks against its own epoch cache; `None` for consumers.
     pub last_fetched_epoch: Option<LeaderEpoch>,
+    /// `LogStartOffset` (Fetch v5+): a follower's log start offset, which the leader's
+    /// `DeleteRecords` waits on; -1 for consumers.
+    pub log_start_offset: Offset,
 }
 
 /// `Fetch` request.
@@ -711,6 +725,40 @@ pub struct FetchResponse {
     pub error: ErrorCode,
     /// One entry per requested partition.
     pub partitions: Vec<FetchPartitionResponse>,
+}
+
+// ---------------------------------------------------------------- DeleteRecords
+
+/// The `DeleteRecords` offset that means the partition's high watermark
+/// (`DeleteRecordsRequest.HIGH_WATERMARK`).
+pub const DELETE_RECORDS_HIGH_WATERMARK: Offset = -1;
+
+/// `DeleteRecords` request: per partition, the offset before which every record goes.
+#[derive(Clone, Debug)]
+pub struct DeleteRecordsRequest {
+    /// Each partition and its offset ([`DELETE_RECORDS_HIGH_WATERMARK`] for the high
+    /// watermark).
+    pub partitions: Vec<(TopicPartition, Offset)>,
+    /// How long the leader waits for its replicas' log starts (`timeoutMs`).
+    pub timeout_ms: u64,
+}
+
+/// One partition of a `DeleteRecords` response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteRecordsPartitionResult {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The smallest log start offset of the leader and its live replicas, -1 on error.
+    pub low_watermark: Offset,
+    /// The outcome.
+    pub error: ErrorCode,
+}
+
+/// `DeleteRecords` response.
+#[derive(Clone, Debug)]
+pub struct DeleteRecordsResponse {
+    /// One entry per partition in the request.
+    pub partitions: Vec<DeleteRecordsPartitionResult>,
 }
 
 // ---------------------------------------------------------------- ListOffsets

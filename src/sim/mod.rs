@@ -478,21 +478,7 @@ fn move_leader(
                 };
                 *admin_seq += 1;
                 // The admin client's request; its answer is not awaited.
-                let mut net = ctx.net();
-                if net.link_up(NodeId::Nemesis, NodeId::Controller) {
-                    let controller = ctx.incarnation(NodeId::Controller);
-                    let wires = net.request(
-                        ctx.now_ns(),
-                        NodeId::Nemesis,
-                        0,
-                        NodeId::Controller,
-                        controller,
-                        Channel::Main,
-                        message,
-                    );
-                    drop(net);
-                    ctx.put(wires);
-                }
+                admin_send(ctx, NodeId::Controller, message);
                 format!(
                     "move leader of {partition} from broker-{} to broker-{target}",
                     reg.leader.unwrap_or(0)
@@ -502,6 +488,56 @@ fn move_leader(
         },
         None => format!("move leader of {partition}: unknown partition (skipped)"),
     }
+}
+
+/// Sends the admin client's request to `to` if the link is up; its answer is not
+/// awaited (and, sent to the nemesis, dropped).
+fn admin_send(ctx: &Ctx, to: NodeId, message: Message) {
+    let mut net = ctx.net();
+    if net.link_up(NodeId::Nemesis, to) {
+        let incarnation = ctx.incarnation(to);
+        let wires = net.request(
+            ctx.now_ns(),
+            NodeId::Nemesis,
+            0,
+            to,
+            incarnation,
+            Channel::Main,
+            message,
+        );
+        drop(net);
+        ctx.put(wires);
+    }
+}
+
+/// Asks `partition`'s leader, as `Admin.deleteRecords` would (`DeleteRecords` with
+/// `default.api.timeout.ms`, 60 s; its answer not awaited), to move the log start to
+/// `offset`; returns the fault's description for the history.
+fn delete_records(
+    ctx: &Ctx,
+    image: &MetadataImage,
+    partition: &TopicPartition,
+    offset: nemesis::RecordsBefore,
+    admin_seq: &mut u64,
+) -> String {
+    let Some(leader) = image.partitions.get(partition).and_then(|r| r.leader) else {
+        return format!("delete records of {partition} before {offset}: no leader (skipped)");
+    };
+    let to = NodeId::Broker(leader);
+    let offset_value = match offset {
+        nemesis::RecordsBefore::HighWatermark => DELETE_RECORDS_HIGH_WATERMARK,
+        nemesis::RecordsBefore::Offset(o) => o as Offset,
+    };
+    let message = Message::Request {
+        correlation_id: *admin_seq,
+        request: Request::DeleteRecords(DeleteRecordsRequest {
+            partitions: vec![(partition.clone(), offset_value)],
+            timeout_ms: 60_000,
+        }),
+    };
+    *admin_seq += 1;
+    admin_send(ctx, to, message);
+    format!("delete records of {partition} before {offset} -> {to}")
 }
 
 /// Applies the fault schedule: each fault starts and ends at its time, on the nodes
@@ -554,7 +590,7 @@ async fn run_faults(
                 | Fault::Reset {
                     between: [from, to],
                 } => vec![resolve(from), resolve(to)],
-                Fault::MoveLeader { .. } => vec![],
+                Fault::MoveLeader { .. } | Fault::DeleteRecords { .. } => vec![],
             };
             let mut disk_losses = Vec::new();
             let mut desc = format!(
@@ -609,6 +645,9 @@ async fn run_faults(
                 Fault::MoveLeader { partition } => {
                     desc = move_leader(ctx, &image, partition, &mut admin_seq);
                 }
+                Fault::DeleteRecords { partition, offset } => {
+                    desc = delete_records(ctx, &image, partition, *offset, &mut admin_seq);
+                }
             }
             ctx.record(vec![Entry::instant(
                 NodeId::Nemesis,
@@ -633,7 +672,7 @@ async fn run_faults(
                 | Fault::OneWay { .. }
                 | Fault::Delay { .. }
                 | Fault::Slow { .. } => link_fault(ctx, f, &groups, &all_nodes, true),
-                Fault::MoveLeader { .. } | Fault::Reset { .. } => {}
+                Fault::MoveLeader { .. } | Fault::DeleteRecords { .. } | Fault::Reset { .. } => {}
             }
             ctx.record(vec![Entry::instant(
                 NodeId::Nemesis,

@@ -557,10 +557,72 @@ fn segmented(n: usize) -> Log {
     for i in 0..n {
         let b = data(7, 0, i as i32, 1, 0, 1000 * i as i64);
         log.append_as_leader(&b, 0).unwrap();
-        log.roll_full_segments(2 * b.len() as u64, 0);
+        log.roll_full_segments(2 * b.len() as u64, i64::MAX, 0);
     }
     assert_eq!(log.segment_bounds().len(), n.div_ceil(2));
     log
+}
+
+/// `segment.ms`: a batch whose newest record is more than `segment.ms` newer than the
+/// active segment's first batch's rolls a new segment, and the old one is flushed.
+#[test]
+fn a_segment_rolls_when_its_records_span_segment_ms() {
+    let mut log = Log::default();
+    for (i, ts) in [0, 1_000, 2_000, 2_500, 5_000].into_iter().enumerate() {
+        let b = data(7, 0, i as i32, 1, 0, ts);
+        log.append_as_leader(&b, 0).unwrap();
+        log.roll_full_segments(1 << 30, 2_000, 10);
+    }
+    // 2000 is not more than 2000 after 0; 2500 is (a new segment from it); 5000 is
+    // more than 2000 after 2500 (another). One-record batches: index = offset.
+    let starts: Vec<usize> = log.segment_bounds().iter().map(|b| b.0).collect();
+    assert_eq!(starts, vec![0, 3, 4]);
+    assert_eq!(log.durable_end_offset(), 4, "rolled segments are flushed");
+    assert_eq!(log.recovery_point(), 4);
+}
+
+/// `segment.ms` does not roll while every batch's max timestamp stays within it of
+/// the segment's first batch's: not at exactly `segment.ms`, not for a batch older
+/// than the first (a late CreateTime), and not on an empty segment.
+#[test]
+fn a_segment_does_not_roll_within_segment_ms() {
+    let mut log = Log::default();
+    for (i, ts) in [5_000, 1_000, 6_000, 7_000].into_iter().enumerate() {
+        let b = data(7, 0, i as i32, 1, 0, ts);
+        log.append_as_leader(&b, 0).unwrap();
+        assert_eq!(log.roll_full_segments(1 << 30, 2_000, 10), 0);
+    }
+    assert_eq!(log.segment_bounds(), vec![(0, 4)]);
+    assert_eq!(log.durable_end_offset(), 0, "nothing flushed");
+}
+
+/// The roll check reads each batch once: batches checked in one call or in many roll
+/// alike, and after a truncation into the active segment the check starts again from
+/// the segment's first batch (whose timestamp still rules).
+#[test]
+fn the_roll_check_is_incremental_and_survives_truncation() {
+    let timestamps = [0, 500, 1_500, 2_100, 2_200, 4_200];
+    let mut at_once = Log::default();
+    let mut one_by_one = Log::default();
+    for (i, ts) in timestamps.into_iter().enumerate() {
+        let b = data(7, 0, i as i32, 1, 0, ts);
+        at_once.append_as_leader(&b, 0).unwrap();
+        one_by_one.append_as_leader(&b, 0).unwrap();
+        one_by_one.roll_full_segments(1 << 30, 2_000, 10);
+    }
+    assert_eq!(at_once.roll_full_segments(1 << 30, 2_000, 10), 2);
+    // 2100 is more than 2000 after 0; 4200 more than 2000 after 2100.
+    assert_eq!(at_once.segment_bounds(), vec![(0, 3), (3, 5), (5, 6)]);
+    assert_eq!(one_by_one.segment_bounds(), at_once.segment_bounds());
+    // Truncate into the segment that starts at 2100; it becomes the active one again
+    // and 4000 is not more than 2000 after 2100, 4101 is.
+    one_by_one.truncate_to(4);
+    for (i, ts) in [(4, 4_000), (5, 4_101)] {
+        let b = data(7, 0, i, 1, 0, ts);
+        one_by_one.append_as_leader(&b, 0).unwrap();
+        one_by_one.roll_full_segments(1 << 30, 2_000, 10);
+    }
+    assert_eq!(one_by_one.segment_bounds(), vec![(0, 3), (3, 5), (5, 6)]);
 }
 
 fn retention(retention_ms: i64, retention_bytes: i64, high_watermark: Offset) -> Retention {

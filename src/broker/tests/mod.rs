@@ -177,6 +177,7 @@ fn fetch_request(
             fetch_offset: offset,
             current_leader_epoch,
             last_fetched_epoch: None,
+            log_start_offset: -1,
         }],
     })
 }
