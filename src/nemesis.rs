@@ -38,6 +38,9 @@ pub enum FaultKindName {
     /// Every connection between two nodes is reset, no process dying (a middlebox or
     /// NIC reset).
     Reset,
+    /// Kill a producer application's process: it restarts as a new process with a
+    /// new producer (a new producer id) and sends on.
+    ProducerCrash,
     /// Kill a consumer's process (a group member restarts as a new process).
     ConsumerCrash,
     /// Pause a consumer's whole process, heartbeats included (a long GC).
@@ -417,14 +420,18 @@ impl ScheduledFault {
             Fault::Crash { target } | Fault::Pause { target } => {
                 if !matches!(
                     target,
-                    Target::Node(NodeId::Broker(_) | NodeId::Consumer(_) | NodeId::Pipeline(_))
-                        | Target::AllBrokers
+                    Target::Node(
+                        NodeId::Broker(_)
+                            | NodeId::Producer(_)
+                            | NodeId::Consumer(_)
+                            | NodeId::Pipeline(_)
+                    ) | Target::AllBrokers
                         | Target::LeaderOf(_)
                         | Target::FollowersOf(_)
                         | Target::CoordinatorOf(_)
                         | Target::TxnCoordinatorOf(_)
                 ) {
-                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, all-brokers, consumer-N, pipeline-N, leader:<partition>, followers:<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id> (producer and controller crashes come later)"));
+                    return Err(format!("`{target}` cannot be crashed or paused; allowed: broker-N, all-brokers, producer-N, consumer-N, pipeline-N, leader:<partition>, followers:<partition>, coordinator:<group.id>, txn-coordinator:<transactional.id> (controller crashes come later)"));
                 }
                 check(target)
             }
@@ -663,6 +670,12 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
                     _ => Fault::Reset {
                         between: [from, to],
                     },
+                }
+            }
+            FaultKindName::ProducerCrash => {
+                assert!(producers > 0, "producer crashes need producers (validated)");
+                Fault::Crash {
+                    target: Target::Node(NodeId::Producer(rng.gen_range(0..producers))),
                 }
             }
             FaultKindName::ConsumerCrash | FaultKindName::ConsumerPause => {

@@ -689,6 +689,15 @@ impl Scenario {
                 FaultKindName::ConsumerCrash | FaultKindName::ConsumerPause
             )
         });
+        if self.nemesis.faults.contains(&FaultKindName::ProducerCrash) && self.producers.count == 0
+        {
+            return Err(err(
+                "nemesis.faults",
+                "producer-crash needs producers; allowed: producers.count of at least 1, or \
+                 other fault kinds"
+                    .into(),
+            ));
+        }
         if consumer_faults && self.consumers.count == 0 {
             return Err(err(
                 "nemesis.faults",

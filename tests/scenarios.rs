@@ -237,6 +237,13 @@ fn tv2_verification_off() {
     check_scenario_seeds("tv2-verification-off.json", 15);
 }
 
+/// Idempotent producers whose processes crash and whose connections are reset,
+/// delayed and slowed: nothing is written twice within a producer session.
+#[test]
+fn producer_crash_idempotent() {
+    check_scenario_seeds("producer-crash-idempotent.json", 15);
+}
+
 /// A produce held in the network past its transaction's abort (the `delay` fault):
 /// refused by KIP-890 part 1's verification under transaction version 1, appended and
 /// committed with the next transaction without it, refused by the epoch under version 2.

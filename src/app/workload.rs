@@ -41,9 +41,13 @@ pub struct WorkloadPlan {
     pub close_ms: Millis,
 }
 
+/// Builds the producer of a process incarnation (1 for the first process).
+pub type ProducerFactory = Box<dyn Fn(u64) -> Producer + Send>;
+
 /// A producer driven by the workload.
 pub struct ProducerWorkload {
     index: u32,
+    factory: ProducerFactory,
     producer: Producer,
     plan: WorkloadPlan,
     rng: ChaCha8Rng,
@@ -54,13 +58,16 @@ pub struct ProducerWorkload {
 }
 
 impl ProducerWorkload {
-    /// Wraps `producer`; `seed` drives key choice and start jitter.
-    pub fn new(index: u32, producer: Producer, plan: WorkloadPlan, seed: u64) -> Self {
+    /// Drives the producers `factory` builds, one per process incarnation; `seed`
+    /// drives key choice and start jitter.
+    pub fn new(index: u32, factory: ProducerFactory, plan: WorkloadPlan, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let jitter = rng.gen_range(0..plan.interval_us.max(1));
         let next_send_us = plan.start_ms * 1000 + jitter;
+        let producer = factory(1);
         ProducerWorkload {
             index,
+            factory,
             producer,
             plan,
             rng,
@@ -68,6 +75,17 @@ impl ProducerWorkload {
             next_send_us,
             closing: false,
         }
+    }
+
+    /// The process restarted after a crash (incarnation `incarnation`): the old
+    /// producer's unfinished sends become indefinite (recorded in `out`) and a new
+    /// producer, with a new producer id, sends on from the next value. The application
+    /// does not send again what the old process had not seen acknowledged.
+    pub fn restart(&mut self, now: Millis, incarnation: u64, out: &mut Outbox) {
+        self.producer.crashed(now, out);
+        self.producer = (self.factory)(incarnation);
+        // Sends due while the process was down are not made up for.
+        self.next_send_us = self.next_send_us.max(now * 1000);
     }
 
     /// Records sent so far.

@@ -74,7 +74,8 @@ impl Facts {
             && sc.nemesis.faults.iter().any(|k| {
                 !matches!(
                     k,
-                    crate::nemesis::FaultKindName::ConsumerCrash
+                    crate::nemesis::FaultKindName::ProducerCrash
+                        | crate::nemesis::FaultKindName::ConsumerCrash
                         | crate::nemesis::FaultKindName::ConsumerPause
                         | crate::nemesis::FaultKindName::PipelineCrash
                         | crate::nemesis::FaultKindName::PipelinePause

@@ -832,13 +832,17 @@ fn spawn_producers(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<ProducerWorklo
     let mut producers = Vec::new();
     for i in 0..sc.producers.count {
         let me = NodeId::Producer(i);
-        let producer = Producer::new(
-            i,
-            sc.producers.config.clone(),
-            bugs,
-            broker_ids.clone(),
-            seed ^ (0x5052_4f44 + u64::from(i)),
-        );
+        // Each process incarnation is a new `KafkaProducer` (a new producer id); the
+        // first keeps the seed the runs before producer crashes had.
+        let (config, bootstrap) = (sc.producers.config.clone(), broker_ids.clone());
+        let build = move |incarnation: u64| {
+            let process_seed = (seed ^ (0x5052_4f44 + u64::from(i))).wrapping_add(
+                incarnation
+                    .saturating_sub(1)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            Producer::new(i, config.clone(), bugs, bootstrap.clone(), process_seed)
+        };
         // Producers write every topic but the pipelines' outputs.
         let output = sc.pipelines.as_ref().map(|p| p.output.as_str());
         let plan = WorkloadPlan {
@@ -856,13 +860,23 @@ fn spawn_producers(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<ProducerWorklo
         };
         let wl = Arc::new(Mutex::new(ProducerWorkload::new(
             i,
-            producer,
+            Box::new(build),
             plan,
             seed ^ (0x574c_0000 + u64::from(i)),
         )));
         producers.push(wl.clone());
-        let ready = |_: &Mutex<ProducerWorkload>, _: &Ctx, _| {};
-        spawn_node(env, nodes, me, None, wl, ready);
+        let restart = |w: &Mutex<ProducerWorkload>, x: &Ctx, incarnation| {
+            if incarnation > 1 {
+                // A crashed application comes back as a new process with a new
+                // producer; what the old one had in flight is indefinite.
+                let mut lost = Outbox::default();
+                w.lock()
+                    .expect("no poisoned locks")
+                    .restart(x.now(), incarnation, &mut lost);
+                x.record(lost.history);
+            }
+        };
+        spawn_node(env, nodes, me, None, wl, restart);
     }
     producers
 }
