@@ -529,11 +529,10 @@ impl Network {
     /// Puts a message on connection `id` in direction `dir`, or holds it if the link is
     /// cut (or older messages still wait for it).
     fn push(&mut self, now: Nanos, id: ConnId, dir: Dir, message: Message) -> Vec<Wire> {
-        let conn = self.conns.get(&id).expect("live connection");
+        let conn = self.conns.get_mut(&id).expect("live connection");
         let (from, to) = conn.ends(dir);
-        let up = self.link_up(from, to);
-        let half = self.conns.get_mut(&id).expect("live").half(dir);
-        if half.held.is_empty() && up {
+        let half = conn.half(dir);
+        if half.held.is_empty() && !self.cut.contains_key(&(from, to)) {
             return vec![self.transmit(now, id, dir, message)];
         }
         if half.held.is_empty() {
@@ -543,14 +542,13 @@ impl Network {
             half.held_since = now_ms;
             self.holding.insert((id, dir));
         }
-        let half = self.conns.get_mut(&id).expect("live").half(dir);
         assert!(half.held.len() < MAX_HELD, "retransmission queue overflow");
         half.held.push_back(message);
         Vec::new()
     }
 
     fn transmit(&mut self, now: Nanos, id: ConnId, dir: Dir, message: Message) -> Wire {
-        let conn = self.conns.get(&id).expect("live connection");
+        let conn = self.conns.get_mut(&id).expect("live connection");
         let (from, to) = conn.ends(dir);
         if let (NodeId::Broker(_), Message::Request { request, .. }) = (to, &message) {
             *self.broker_requests.entry(request.api_name()).or_insert(0) += 1;
@@ -567,7 +565,7 @@ impl Network {
             .get(&(from, to))
             .and_then(|u| u.iter().max().copied())
             .unwrap_or(0);
-        let half = self.conns.get_mut(&id).expect("live").half(dir);
+        let half = conn.half(dir);
         // Strictly after the previous delivery this way: FIFO even with jitter.
         let deliver_at = (now.max(held_until) + latency).max(half.last_delivery + 1);
         half.last_delivery = deliver_at;
