@@ -802,6 +802,24 @@ fn crash_then_power_loss() {
     check_scenario_seeds("crash-then-power-loss.json", 10);
 }
 
+/// Runs the shipped scenario `file` on seeds `0..n`, asserts that none shows an
+/// anomaly, and returns each run's history.
+fn clean_histories(file: &str, n: u64) -> Vec<kafkasim::history::History> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let sc = Scenario::load(&root.join(file)).unwrap();
+    (0..n)
+        .map(|seed| {
+            let (report, out) = kafkasim::drive::runner::run_seed(&sc, seed, &[]);
+            assert!(
+                report.anomalies.is_empty(),
+                "seed {seed}: {:?}",
+                report.anomalies
+            );
+            out.expect("no panic").0.history
+        })
+        .collect()
+}
+
 #[test]
 fn retention_slow_consumer() {
     check_scenario_seeds("retention-slow-consumer.json", 10);
@@ -812,18 +830,11 @@ fn retention_slow_consumer() {
 /// log start, visibly (a Seek), and nothing is counted lost.
 #[test]
 fn retention_resets_a_lagging_consumer_visibly() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let sc = Scenario::load(&root.join("retention-slow-consumer.json")).unwrap();
-    for seed in 0..3 {
-        let (report, out) = kafkasim::drive::runner::run_seed(&sc, seed, &[]);
-        assert!(
-            report.anomalies.is_empty(),
-            "seed {seed}: {:?}",
-            report.anomalies
-        );
-        let (out, _) = out.expect("no panic");
-        let resets = out
-            .history
+    for (seed, history) in clean_histories("retention-slow-consumer.json", 3)
+        .iter()
+        .enumerate()
+    {
+        let resets = history
             .entries
             .iter()
             .filter(|e| {
@@ -832,7 +843,7 @@ fn retention_resets_a_lagging_consumer_visibly() {
             })
             .count();
         assert!(resets >= 1, "seed {seed}: no OFFSET_OUT_OF_RANGE reset");
-        assert!(out.history.entries.iter().any(|e| matches!(
+        assert!(history.entries.iter().any(|e| matches!(
             &e.op,
             kafkasim::history::Op::LogStartOffsetIncremented { reason, .. }
                 if reason == "segment-deletion"
@@ -852,18 +863,11 @@ fn delete_records_slow_consumer() {
 #[test]
 fn delete_records_resets_a_lagging_consumer_visibly() {
     use kafkasim::history::Op;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let sc = Scenario::load(&root.join("delete-records-slow-consumer.json")).unwrap();
-    for seed in 0..3 {
-        let (report, out) = kafkasim::drive::runner::run_seed(&sc, seed, &[]);
-        assert!(
-            report.anomalies.is_empty(),
-            "seed {seed}: {:?}",
-            report.anomalies
-        );
-        let (out, _) = out.expect("no panic");
-        let resets: std::collections::BTreeSet<String> = out
-            .history
+    for (seed, history) in clean_histories("delete-records-slow-consumer.json", 3)
+        .iter()
+        .enumerate()
+    {
+        let resets: std::collections::BTreeSet<String> = history
             .entries
             .iter()
             .filter_map(|e| match &e.op {
@@ -876,7 +880,7 @@ fn delete_records_resets_a_lagging_consumer_visibly() {
         assert_eq!(resets.len(), 2, "seed {seed}: resets on {resets:?}");
         for reason in ["client-record-deletion", "leader-offset-incremented"] {
             assert!(
-                out.history.entries.iter().any(|e| matches!(
+                history.entries.iter().any(|e| matches!(
                     &e.op,
                     Op::LogStartOffsetIncremented { reason: r, .. } if r == reason
                 )),

@@ -170,6 +170,14 @@ impl Ctx {
         }
     }
 
+    /// Restarts an application after a crash with `restart`, which records what the
+    /// old process had in flight as indefinite.
+    fn after_crash(&self, restart: impl FnOnce(Millis, &mut Outbox)) {
+        let mut lost = Outbox::default();
+        restart(self.now(), &mut lost);
+        self.record(lost.history);
+    }
+
     fn record(&self, entries: Vec<Entry>) {
         let mut h = self.history.lock().expect("no poisoned locks");
         for e in entries {
@@ -867,13 +875,11 @@ fn spawn_producers(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<ProducerWorklo
         producers.push(wl.clone());
         let restart = |w: &Mutex<ProducerWorkload>, x: &Ctx, incarnation| {
             if incarnation > 1 {
-                // A crashed application comes back as a new process with a new
-                // producer; what the old one had in flight is indefinite.
-                let mut lost = Outbox::default();
-                w.lock()
-                    .expect("no poisoned locks")
-                    .restart(x.now(), incarnation, &mut lost);
-                x.record(lost.history);
+                // A new process with a new producer.
+                x.after_crash(|now, out| {
+                    let mut w = w.lock().expect("no poisoned locks");
+                    w.restart(now, incarnation, out)
+                });
             }
         };
         spawn_node(env, nodes, me, None, wl, restart);
@@ -975,13 +981,11 @@ fn spawn_pipelines(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<PipelineWorklo
             let start = Duration::from_millis(spec.start_ms(i));
             let restart = |w: &Mutex<PipelineWorkload>, x: &Ctx, incarnation| {
                 if incarnation > 1 {
-                    // A crashed instance comes back as a new process; what the old
-                    // one had in flight is indefinite.
-                    let mut lost = Outbox::default();
-                    w.lock()
-                        .expect("no poisoned locks")
-                        .restart(x.now(), incarnation, &mut lost);
-                    x.record(lost.history);
+                    // A new process with new clients, the same `transactional.id`.
+                    x.after_crash(|now, out| {
+                        let mut w = w.lock().expect("no poisoned locks");
+                        w.restart(now, incarnation, out)
+                    });
                 }
             };
             spawn_node(env, nodes, me, Some(start), w, restart);
