@@ -241,7 +241,7 @@ fn tv2_verification_off() {
 /// delayed and slowed: nothing is written twice within a producer session.
 #[test]
 fn producer_crash_idempotent() {
-    check_scenario_seeds("producer-crash-idempotent.json", 15);
+    check_scenario_seeds("producer-crash-idempotent.json", 8);
 }
 
 /// A produce held in the network past its transaction's abort (the `delay` fault):
@@ -249,9 +249,9 @@ fn producer_crash_idempotent() {
 /// committed with the next transaction without it, refused by the epoch under version 2.
 #[test]
 fn late_produce() {
-    check_scenario_seeds("late-produce.json", 15);
-    check_scenario_seeds("late-produce-verification-off.json", 15);
-    check_scenario_seeds("late-produce-tv2.json", 15);
+    check_scenario_seeds("late-produce.json", 8);
+    check_scenario_seeds("late-produce-verification-off.json", 8);
+    check_scenario_seeds("late-produce-tv2.json", 8);
 }
 
 /// The coordinator aborts a transaction open past `transaction.timeout.ms` (found by
