@@ -66,6 +66,11 @@ pub enum Bug {
     /// late, after its transaction ended, starts a transaction the coordinator never
     /// heard of, and the producer's next marker there ends it.
     LateProduce,
+    /// The transaction coordinator of transaction version 2 takes an `EndTxn` carrying
+    /// the epoch before the last bump for the open transaction's end, as every end was
+    /// under version 1 (one epoch for all of a producer's transactions): a commit held
+    /// in the network ends the next transaction early.
+    LateEndTxn,
 }
 
 /// One catalogue entry.
@@ -249,6 +254,18 @@ pub const CATALOGUE: &[BugInfo] = &[
                   transaction.",
         scenario: "late-produce.json",
         finds: "partial-commit",
+        budget: 10,
+    },
+    BugInfo {
+        bug: Bug::LateEndTxn,
+        name: "late-end-txn",
+        reference: "KAFKA-17754, fixed by KIP-890 part 2's epoch bump per transaction \
+                    (KAFKA-14562)",
+        summary: "An EndTxn held in the network past its transaction's end reaches the \
+                  coordinator during the next transaction and commits it early: a torn \
+                  transaction whose inputs are processed again.",
+        scenario: "late-endtxn-tv2.json",
+        finds: "output-duplicate",
         budget: 10,
     },
 ];

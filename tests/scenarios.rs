@@ -254,6 +254,15 @@ fn late_produce() {
     check_scenario_seeds("late-produce-tv2.json", 8);
 }
 
+/// KAFKA-17754: a commit held in the network ends the next transaction under
+/// transaction version 1 (torn transactions, inputs processed twice); version 2's
+/// epoch bump per transaction fences it.
+#[test]
+fn late_endtxn() {
+    check_scenario_seeds("late-endtxn.json", 6);
+    check_scenario_seeds("late-endtxn-tv2.json", 6);
+}
+
 /// The coordinator aborts a transaction open past `transaction.timeout.ms` (found by
 /// the mutation run: no shipped scenario let one time out).
 #[test]

@@ -1000,6 +1000,7 @@ impl TxnCoordinator {
                     && epoch >= m.current.producer_epoch
             } else {
                 match m.current.state {
+                    Ongoing if self.bugs.on(Bug::LateEndTxn) && retry_on_bump => true,
                     Ongoing | Empty | Dead | PrepareEpochFence => epoch == m.current.producer_epoch,
                     PrepareCommit | PrepareAbort => retry_on_bump,
                     CompleteCommit | CompleteAbort => {

@@ -56,6 +56,10 @@ pub struct Facts {
     /// not; a corrupt batch below it is served, and stops followers and consumers for
     /// good.
     pub corrupt: bool,
+    /// Exactly-once pipelines under transaction version 1 with a cut or slow link: a
+    /// request held on an old connection can arrive after its retry on a new one, and
+    /// a late `EndTxn` ends the next transaction, which shares its epoch (KAFKA-17754).
+    pub late_end_txn: bool,
 }
 
 impl Facts {
@@ -100,6 +104,18 @@ impl Facts {
                 .schedule
                 .iter()
                 .any(|f| matches!(f.fault, Fault::Corrupt { .. }));
+        let cuts_links = sc.nemesis.faults.iter().any(|k| {
+            use crate::nemesis::FaultKindName as K;
+            matches!(k, K::Isolate | K::Split | K::OneWay | K::Slow)
+        }) || sc.nemesis.schedule.iter().any(|f| {
+            matches!(
+                f.fault,
+                Fault::Isolate { .. }
+                    | Fault::Partition { .. }
+                    | Fault::OneWay { .. }
+                    | Fault::Slow { .. }
+            )
+        });
         let broker_flush = sc.cluster.config.log_flush_interval_messages;
         let data_flushed = sc
             .topics
@@ -112,6 +128,12 @@ impl Facts {
         Facts {
             unflushed_power_loss: power_loss && !flushed,
             corrupt,
+            late_end_txn: cuts_links
+                && sc.cluster.config.transaction_version < 2
+                && sc
+                    .pipelines
+                    .as_ref()
+                    .is_some_and(|p| p.mode == PipelineMode::ExactlyOnce),
             acks: has_producers.then_some(p.acks),
             idempotence: has_producers && p.idempotence(),
             max_in_flight: p.max_in_flight_requests_per_connection,
@@ -408,7 +430,8 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "exactly-once",
-        when: "exactly-once pipelines, min ISR >= 2, unclean off",
+        when: "exactly-once pipelines, min ISR >= 2, unclean off, transaction version 2 or \
+               no cut or slow link",
         forbids: &[
             "output-missing",
             "partial-commit",
@@ -420,18 +443,21 @@ pub const RULES: &[Rule] = &[
         ],
         kafka: "KIP-98 transactions with `sendOffsetsToTransaction`, KIP-447 \
                 (generation-fenced offsets), KIP-890 (verification, epoch bump per \
-                transaction)",
-        applies: |f| f.transactions() && f.replicated(),
+                transaction); under version 1 a commit held on a dead connection ends the \
+                next transaction (KAFKA-17754)",
+        applies: |f| f.transactions() && f.replicated() && !f.late_end_txn,
     },
     Rule {
         name: "exactly-once-input",
         when: "exactly-once pipelines, idempotent input producers, min ISR >= 2, \
-               unclean off",
+               unclean off, transaction version 2 or no cut or slow link",
         forbids: &["output-duplicate"],
         kafka: "exactly-once is per input record (offset, KIP-98/KIP-447); a \
                 non-idempotent producer's retry writes the input value twice, and each \
-                copy rightly gets an output",
-        applies: |f| f.transactions() && f.replicated() && f.no_input_duplicates(),
+                copy rightly gets an output; KAFKA-17754 as in `exactly-once`",
+        applies: |f| {
+            f.transactions() && f.replicated() && f.no_input_duplicates() && !f.late_end_txn
+        },
     },
     Rule {
         name: "at-least-once-pipeline",
