@@ -112,10 +112,21 @@ pub struct WorkloadSpec {
     /// Quiet period after the last send and the last fault (ms): the cluster heals,
     /// retries finish, consumers catch up.
     pub quiet_ms: u64,
+    /// After a `producer-crash`, the restarted application sends again, first, the
+    /// records its dead process had not seen acknowledged (an at-least-once source
+    /// replaying from its last acknowledged record); `false` sends on from the next
+    /// record. Kafka's idempotence is per producer session, so a resent record the
+    /// dead process had written is in the log twice (`restart-duplicate`).
+    #[serde(default = "yes")]
+    pub resend_unacked_after_crash: bool,
 }
 
 fn default_start_ms() -> u64 {
     3_000
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Faults: drawn from the seed, or listed explicitly.

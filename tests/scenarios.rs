@@ -242,6 +242,7 @@ fn tv2_verification_off() {
 #[test]
 fn producer_crash_idempotent() {
     check_scenario_seeds("producer-crash-idempotent.json", 8);
+    check_scenario_seeds("producer-crash-no-resend.json", 6);
 }
 
 /// A produce held in the network past its transaction's abort (the `delay` fault):

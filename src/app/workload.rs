@@ -12,7 +12,7 @@ use crate::bugs::Bugs;
 use crate::client::consumer::{CommitId, ConsumedRecord, Consumer};
 use crate::client::producer::{Producer, ProducerRecord};
 use crate::history::{headers_for, make_value};
-use crate::history::{Entry, Op, Sink};
+use crate::history::{Entry, Op, Outcome, Sink};
 use crate::kafka::config::ConsumerConfig;
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{BrokerId, Message, NodeId};
@@ -39,6 +39,9 @@ pub struct WorkloadPlan {
     /// The application closes its producer at this time (the end of the run):
     /// `KafkaProducer.close()`.
     pub close_ms: Millis,
+    /// After a crash, send again first what the dead process had not seen
+    /// acknowledged (`workload.resend_unacked_after_crash`).
+    pub resend_unacked_after_crash: bool,
 }
 
 /// Builds the producer of a process incarnation (1 for the first process).
@@ -53,6 +56,9 @@ pub struct ProducerWorkload {
     rng: ChaCha8Rng,
     counter: u64,
     next_send_us: u64,
+    /// Records a dead process had not seen acknowledged, sent again before new ones
+    /// (bounded by what one producer holds unacknowledged).
+    resends: VecDeque<ProducerRecord>,
     /// `close()` was called.
     closing: bool,
 }
@@ -73,16 +79,46 @@ impl ProducerWorkload {
             rng,
             counter: 0,
             next_send_us,
+            resends: VecDeque::new(),
             closing: false,
         }
     }
 
     /// The process restarted after a crash (incarnation `incarnation`): the old
     /// producer's unfinished sends become indefinite (recorded in `out`) and a new
-    /// producer, with a new producer id, sends on from the next value. The application
-    /// does not send again what the old process had not seen acknowledged.
+    /// producer, with a new producer id, sends on. With
+    /// [`WorkloadPlan::resend_unacked_after_crash`] it first sends again, in their
+    /// order, the records the old process had not seen acknowledged (those still
+    /// waiting to be resent after an earlier crash included).
     pub fn restart(&mut self, now: Millis, incarnation: u64, out: &mut Outbox) {
+        let recorded = out.history.len();
         self.producer.crashed(now, out);
+        if self.plan.resend_unacked_after_crash {
+            let process = NodeId::Producer(self.index);
+            let unacked = out.history[recorded..].iter().filter_map(|e| match &e.op {
+                Op::Send {
+                    key,
+                    value,
+                    partition,
+                    headers,
+                    ..
+                } if e.process == process && !matches!(e.outcome, Outcome::Ok) => {
+                    Some(ProducerRecord {
+                        topic: partition.topic.clone(),
+                        key: key.clone(),
+                        value: *value,
+                        headers: headers.clone(),
+                    })
+                }
+                _ => None,
+            });
+            let mut resends: Vec<ProducerRecord> = unacked.collect();
+            resends.sort_by_key(|r| r.value);
+            resends.extend(std::mem::take(&mut self.resends));
+            resends.sort_by_key(|r| r.value);
+            resends.dedup_by_key(|r| r.value);
+            self.resends = resends.into();
+        }
         self.producer = (self.factory)(incarnation);
         // Sends due while the process was down are not made up for.
         self.next_send_us = self.next_send_us.max(now * 1000);
@@ -120,6 +156,12 @@ impl Actor for ProducerWorkload {
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
         let mut sent_now = 0;
         // One application thread: no `send` while the previous one is blocked.
+        while now < self.plan.end_ms && !self.producer.is_blocked() {
+            let Some(record) = self.resends.pop_front() else {
+                break;
+            };
+            self.producer.send(now, record, out);
+        }
         while self.next_send_us <= now * 1000
             && now < self.plan.end_ms
             && !self.producer.is_blocked()

@@ -8,6 +8,7 @@ pub const ANOMALY_KINDS: &[&str] = &[
     "lost-write",
     "unseen",
     "duplicate",
+    "restart-duplicate",
     "inconsistent-offsets",
     "reorder",
     "nonmonotonic-poll",
@@ -79,6 +80,13 @@ pub fn describe(kind: &str) -> &'static str {
         "duplicate" => {
             "A value observed (read, or acknowledged) at two or more distinct offsets of \
              one partition; counted once per value."
+        }
+        "restart-duplicate" => {
+            "A value at two offsets of one partition because its producer application, \
+             restarted after a crash, sent again what its dead process had not seen \
+             acknowledged: one copy per producer session. Idempotence is per producer id \
+             (KIP-98), so Kafka allows it; a stable transactional.id is what fences the \
+             old session."
         }
         "inconsistent-offsets" => {
             "Two or more distinct values observed (read, or acknowledged) at one offset of \

@@ -92,6 +92,7 @@ pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
     let view = TxnView::new(history, snapshot);
     let mut collector = Collector {
         view: Some(&view),
+        resent: resent_values(history),
         ..Collector::default()
     };
     for entry in &history.entries {
@@ -179,6 +180,9 @@ struct ValueObs<'h> {
     positions: Vec<(&'h TopicPartition, Offset, Seen)>,
     /// Already counted as a duplicate.
     duplicate: bool,
+    /// Already counted as a restart duplicate (a later copy can still make it a
+    /// duplicate).
+    restart_duplicate: bool,
     /// The first read of it in each partition it was read from, in history order.
     first_reads: Vec<(&'h TopicPartition, Offset, Seen)>,
 }
@@ -257,6 +261,22 @@ struct Collector<'h> {
     last_hw: BTreeMap<(NodeId, &'h TopicPartition), LastHw>,
     /// Every record read, with its headers, for `header-mismatch`.
     header_reads: Vec<(Value, &'h Headers, Seen, &'h TopicPartition, Offset)>,
+    /// Values a producer application sent more than once (again after a crash, from
+    /// a new producer session), with how many times.
+    resent: BTreeMap<Value, u64>,
+}
+
+/// Workload values sent more than once: a restarted producer application sends again
+/// what its dead process had not seen acknowledged.
+fn resent_values(history: &History) -> BTreeMap<Value, u64> {
+    let mut sends: BTreeMap<Value, u64> = BTreeMap::new();
+    for e in &history.entries {
+        if let (Op::Send { value, .. }, NodeId::Producer(_)) = (&e.op, e.process) {
+            *sends.entry(*value).or_default() += 1;
+        }
+    }
+    sends.retain(|_, n| *n > 1);
+    sends
 }
 
 impl<'h> Collector<'h> {
@@ -608,12 +628,38 @@ impl<'h> Collector<'h> {
             if let Some(&(_, first_offset, first_seen)) =
                 obs.positions.iter().find(|(p, _, _)| *p == partition)
             {
-                obs.duplicate = true;
+                // A value sent again after a crash may be there once per send: one
+                // copy per producer session. More copies than sends means one session
+                // wrote it twice.
+                let copies = 1 + obs
+                    .positions
+                    .iter()
+                    .filter(|(p, _, _)| *p == partition)
+                    .count() as u64;
+                let kind = match self.resent.get(&value) {
+                    Some(&sends) if copies <= sends => "restart-duplicate",
+                    _ => "duplicate",
+                };
+                let counted = if kind == "duplicate" {
+                    &mut obs.duplicate
+                } else {
+                    &mut obs.restart_duplicate
+                };
+                if *counted {
+                    obs.positions.push((partition, offset, seen));
+                    return;
+                }
+                *counted = true;
                 self.tallies
-                    .add_lines("duplicate", order, &[first_seen.index], || {
+                    .add_lines(kind, order, &[first_seen.index], || {
+                        let resent = if kind == "duplicate" {
+                            ""
+                        } else {
+                            ", each copy from its own producer session"
+                        };
                         format!(
                             "value {value} was observed at offset {first_offset} of {partition} \
-                             ({first_seen}) and at offset {offset} ({seen})"
+                             ({first_seen}) and at offset {offset} ({seen}){resent}"
                         )
                     });
             }
@@ -812,7 +858,11 @@ impl<'h> Collector<'h> {
         let mut lanes: BTreeMap<_, Vec<(Millis, Value, Offset, u64)>> = BTreeMap::new();
         for s in &self.sends {
             // A pipeline's outputs follow its input order, not its own send order.
-            if s.outcome != &Outcome::Ok || input_of(s.value).is_some() {
+            // A value sent again after a crash is in a new session's order.
+            if s.outcome != &Outcome::Ok
+                || input_of(s.value).is_some()
+                || self.resent.contains_key(&s.value)
+            {
                 continue;
             }
             let lowest = self.values.get(&s.value).and_then(|obs| {

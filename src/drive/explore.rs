@@ -352,6 +352,7 @@ pub fn draw(seed: u64) -> Scenario {
         duration_ms: rng.gen_range(8_000..=20_000),
         quiet_ms: 0,
         headers: pick(rng, &[(4, 0), (1, 2)]),
+        resend_unacked_after_crash: true,
     };
     let mut sc = Scenario {
         name: scenario_name(seed),
@@ -841,6 +842,7 @@ fn placeholder(seed: u64) -> Scenario {
             duration_ms: 1,
             quiet_ms: 0,
             headers: 0,
+            resend_unacked_after_crash: true,
         },
         nemesis: NemesisSpec::default(),
         network: NetworkSpec::default(),

@@ -60,6 +60,9 @@ pub struct Facts {
     /// request held on an old connection can arrive after its retry on a new one, and
     /// a late `EndTxn` ends the next transaction, which shares its epoch (KAFKA-17754).
     pub late_end_txn: bool,
+    /// Producer applications crash and restart (a new producer id) and send again what
+    /// their dead process had not seen acknowledged.
+    pub producer_resends: bool,
 }
 
 impl Facts {
@@ -116,6 +119,20 @@ impl Facts {
                     | Fault::Slow { .. }
             )
         });
+        let producer_restarts = sc
+            .nemesis
+            .faults
+            .contains(&crate::nemesis::FaultKindName::ProducerCrash)
+            || sc.nemesis.schedule.iter().any(|f| {
+                matches!(
+                    &f.fault,
+                    Fault::Crash {
+                        target: crate::nemesis::Target::Node(
+                            crate::kafka::protocol::NodeId::Producer(_)
+                        )
+                    }
+                )
+            });
         let broker_flush = sc.cluster.config.log_flush_interval_messages;
         let data_flushed = sc
             .topics
@@ -128,6 +145,9 @@ impl Facts {
         Facts {
             unflushed_power_loss: power_loss && !flushed,
             corrupt,
+            producer_resends: producer_restarts
+                && has_producers
+                && sc.workload.resend_unacked_after_crash,
             late_end_txn: cuts_links
                 && sc.cluster.config.transaction_version < 2
                 && sc
@@ -466,6 +486,15 @@ pub const RULES: &[Rule] = &[
         kafka: "input offsets are committed only after every output is acknowledged \
                 (acks=all)",
         applies: |f| f.pipeline == Some(PipelineMode::AtLeastOnce) && f.replicated(),
+    },
+    Rule {
+        name: "no-producer-resends",
+        when: "no producer application restarts, or it does not send again what it had \
+               not seen acknowledged",
+        forbids: &["restart-duplicate"],
+        kafka: "only the application sends a value twice; within one producer session \
+                idempotence (KIP-98) or its absence decides, and that is `duplicate`",
+        applies: |f| !f.producer_resends,
     },
     Rule {
         name: "no-transactions",

@@ -865,6 +865,7 @@ fn spawn_producers(env: &Env, nodes: &mut Nodes) -> Vec<Arc<Mutex<ProducerWorklo
             start_ms: sc.workload.start_ms,
             end_ms: sc.workload_end_ms(),
             close_ms: sc.end_ms(),
+            resend_unacked_after_crash: sc.workload.resend_unacked_after_crash,
         };
         let wl = Arc::new(Mutex::new(ProducerWorkload::new(
             i,
