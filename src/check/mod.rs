@@ -778,10 +778,26 @@ impl<'h> Collector<'h> {
                     Secs(seen.at_ms)
                 )
             };
+            // A value sent again after a crash: each send, its own partition and outcome.
+            let resends: Vec<&SendRec> = if self.resent.contains_key(&value) {
+                self.sends.iter().filter(|s| s.value == value).collect()
+            } else {
+                Vec::new()
+            };
             match send {
                 None => self.tallies.add("phantom-read", seen.order(), || {
                     format!("{}, but no producer ever sent it", read())
                 }),
+                Some(_)
+                    if resends
+                        .iter()
+                        .any(|r| !matches!(r.outcome, Outcome::Fail { .. }))
+                        && obs.first_reads.iter().all(|(p, _, _)| {
+                            resends.iter().any(|r| {
+                                r.partition == *p
+                                    || r.partition.partition == crate::history::UNKNOWN_PARTITION
+                            })
+                        }) => {}
                 Some(s) => {
                     if let Outcome::Fail { error } = s.outcome {
                         self.tallies

@@ -484,6 +484,15 @@ enum Kind {
     PowerLoss,
     /// A bit flips in a stored batch of a broker, a partition's leader or followers.
     Corrupt,
+    /// A link (a client and a leader or transaction coordinator, or two brokers) holds
+    /// what it carries, then delivers it in order.
+    Delay,
+    /// A link takes a latency range of its own.
+    Slow,
+    /// Every connection between a client and a broker, or two brokers, resets.
+    Reset,
+    /// A producer application's process dies and restarts.
+    ProducerCrash,
 }
 
 /// An explicit fault schedule inside the workload window: faults one after another
@@ -512,6 +521,10 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
     // markers, and how a corrupt one should count there is not worked out.
     if pipelines == 0 {
         kinds.push((1, Kind::Corrupt));
+    }
+    kinds.extend([(1, Kind::Delay), (1, Kind::Slow), (1, Kind::Reset)]);
+    if sc.producers.count > 0 {
+        kinds.push((1, Kind::ProducerCrash));
     }
     if group_members || pipelines > 0 {
         kinds.extend([
@@ -568,8 +581,76 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
                 Target::Node(NodeId::Pipeline(i - consumers))
             }
         };
+        // A link for delay, slow and reset: a client and the broker it talks to (a
+        // partition's leader, or a pipeline's transaction coordinator), or two brokers.
+        let link = |rng: &mut ChaCha8Rng| -> (Target, Target) {
+            let mut ends = Vec::new();
+            if sc.producers.count > 0 {
+                let p = rng.gen_range(0..sc.producers.count);
+                ends.push((
+                    Target::Node(NodeId::Producer(p)),
+                    Target::LeaderOf(tp.clone()),
+                ));
+            }
+            if let Some(spec) = sc.pipelines.as_ref().filter(|_| pipelines > 0) {
+                let i = rng.gen_range(0..pipelines);
+                let server = match spec.transactional_id(i) {
+                    Some(id) if rng.gen_bool(0.5) => Target::TxnCoordinatorOf(id),
+                    _ => Target::LeaderOf(tp.clone()),
+                };
+                ends.push((Target::Node(NodeId::Pipeline(i)), server));
+            }
+            if brokers >= 2 {
+                let from = rng.gen_range(1..=brokers);
+                let to = (from + rng.gen_range(1..brokers) - 1) % brokers + 1;
+                ends.push((
+                    Target::Node(NodeId::Broker(from)),
+                    Target::Node(NodeId::Broker(to)),
+                ));
+            }
+            if sc.consumers.count > 0 {
+                let c = rng.gen_range(0..sc.consumers.count);
+                ends.push((
+                    Target::Node(NodeId::Consumer(c)),
+                    Target::LeaderOf(tp.clone()),
+                ));
+            }
+            if ends.is_empty() {
+                ends.push((
+                    Target::Node(NodeId::Broker(1)),
+                    Target::Node(NodeId::Controller),
+                ));
+            }
+            let (a, b) = ends.swap_remove(rng.gen_range(0..ends.len()));
+            if rng.gen_bool(0.5) {
+                (a, b)
+            } else {
+                (b, a)
+            }
+        };
         let mut duration = rng.gen_range(300..=max_duration_ms);
         let fault = match kind {
+            Kind::Delay => {
+                let (from, to) = link(rng);
+                Fault::Delay { from, to }
+            }
+            Kind::Slow => {
+                let (from, to) = link(rng);
+                let latency_ms = pick(rng, &[(2, [20, 200]), (1, [100, 1_500])]);
+                Fault::Slow {
+                    from,
+                    to,
+                    latency_ms,
+                }
+            }
+            Kind::Reset => {
+                let (a, b) = link(rng);
+                duration = 0;
+                Fault::Reset { between: [a, b] }
+            }
+            Kind::ProducerCrash => Fault::Crash {
+                target: Target::Node(NodeId::Producer(rng.gen_range(0..sc.producers.count))),
+            },
             Kind::Crash => Fault::Crash {
                 target: broker_target(rng),
             },

@@ -1063,3 +1063,26 @@ fn equal_or_lower_high_watermark_elsewhere_is_not_a_regression() {
         .hw(0, 5_000, 0, 60, 2);
     assert_counts(&b.run(), &[]);
 }
+
+/// A restarted producer application sends again what its dead process had not seen
+/// acknowledged: one copy per producer session is `restart-duplicate`, a read of either
+/// copy is no phantom and no wrong partition, and a third copy is a `duplicate`.
+#[test]
+fn a_value_resent_after_a_crash_is_a_restart_duplicate() {
+    let info = || Outcome::Info {
+        reason: "the process crashed".into(),
+    };
+    let mut b = B::default();
+    b.send(0, 100, None, v(0, 0), 0, info(), None)
+        .send(0, 300, None, v(0, 0), 1, Outcome::Ok, Some(0))
+        .poll(1, 400, 0, &[(0, v(0, 0))])
+        .poll(1, 400, 1, &[(0, v(0, 0))]);
+    assert_counts(&b.run(), &[]);
+    let mut b = B::default();
+    b.send(0, 100, None, v(0, 0), 0, info(), None)
+        .send(0, 300, None, v(0, 0), 0, Outcome::Ok, Some(1))
+        .poll(1, 400, 0, &[(0, v(0, 0)), (1, v(0, 0))]);
+    assert_counts(&b.run(), &[("restart-duplicate", 1)]);
+    b.poll(1, 500, 0, &[(2, v(0, 0))]);
+    assert_counts(&b.run(), &[("duplicate", 1), ("restart-duplicate", 1)]);
+}
