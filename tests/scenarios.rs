@@ -914,3 +914,10 @@ fn producer_id_expiry_duplicate() {
 fn retention_evicts_producer() {
     check_scenario_seeds("retention-evicts-producer.json", 10);
 }
+
+/// An assign-mode consumer's process crashes: the new consumer starts again from
+/// `auto.offset.reset`, and re-reading from there is no anomaly.
+#[test]
+fn assign_consumer_crash() {
+    check_scenario_seeds("assign-consumer-crash.json", 5);
+}

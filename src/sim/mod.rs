@@ -903,21 +903,32 @@ fn spawn_consumers(env: &Env, nodes: &mut Nodes) -> Vec<ConsumerNode> {
         let start = Duration::from_millis(sc.consumers.start_ms);
         match &group_id {
             None => {
-                let mut consumer = Consumer::new(
-                    i,
+                let (config, brokers, topics) = (
                     sc.consumers.config.clone(),
                     broker_ids.clone(),
                     topic_names.clone(),
-                    seed_i,
-                )
-                .with_bugs(bugs);
-                if let Some(probe) = &sc.consumers.timestamp_lookups {
-                    consumer.set_timestamp_probe(probe.every_ms, probe.lag_ms);
-                }
-                let c = Arc::new(Mutex::new(consumer));
+                );
+                let probe = sc.consumers.timestamp_lookups.clone();
+                // The consumer of a process incarnation: a crashed process comes back
+                // with a new consumer, its positions from `auto.offset.reset`.
+                let build = move |incarnation: u64| {
+                    let seed = seed_i ^ (incarnation - 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let mut consumer =
+                        Consumer::new(i, config.clone(), brokers.clone(), topics.clone(), seed)
+                            .with_bugs(bugs);
+                    if let Some(probe) = &probe {
+                        consumer.set_timestamp_probe(probe.every_ms, probe.lag_ms);
+                    }
+                    consumer
+                };
+                let c = Arc::new(Mutex::new(build(1)));
                 consumers.push(ConsumerNode::Assign(c.clone()));
-                let ready = |_: &Mutex<Consumer>, _: &Ctx, _| {};
-                spawn_node(env, nodes, me, Some(start), c, ready);
+                let restart = move |c: &Mutex<Consumer>, _: &Ctx, incarnation| {
+                    if incarnation > 1 {
+                        *c.lock().expect("no poisoned locks") = build(incarnation);
+                    }
+                };
+                spawn_node(env, nodes, me, Some(start), c, restart);
             }
             Some(group) => {
                 let mut config = sc.consumers.config.clone();
