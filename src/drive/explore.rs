@@ -354,6 +354,7 @@ pub fn draw(seed: u64) -> Scenario {
         headers: pick(rng, &[(4, 0), (1, 2)]),
     };
     let mut sc = Scenario {
+        schema: None,
         name: scenario_name(seed),
         description: String::new(),
         claims: Vec::new(),
@@ -822,6 +823,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// A stand-in when drawing itself panicked (never expected: a bug in explore).
 fn placeholder(seed: u64) -> Scenario {
     Scenario {
+        schema: None,
         name: scenario_name(seed),
         description: String::new(),
         claims: Vec::new(),
