@@ -32,7 +32,7 @@ fn write_edn(n: u64, out: &mut impl Write) -> std::io::Result<()> {
         let values = &mut log[k as usize];
         t += 1000;
         let (invoke, ok);
-        if (i / PROCESSES) % 2 == 0 {
+        if (i / PROCESSES).is_multiple_of(2) {
             let (mut inv, mut done) = (String::new(), String::new());
             for _ in 0..1 + i % 3 {
                 value += 1;

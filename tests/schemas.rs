@@ -331,10 +331,13 @@ fn shipped_scenarios_and_matrices_validate() {
     }
 }
 
+/// A change to a scenario's JSON.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn the_schemas_refuse_what_the_parser_refuses() {
     let base = read_json(&root().join("scenarios/zombie-leader-acks-1.json"));
-    let refused: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let refused: Vec<(&str, Edit)> = vec![
         (
             "unknown field",
             Box::new(|v| v["cluster"]["brokerz"] = 3.into()),

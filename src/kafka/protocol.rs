@@ -101,8 +101,7 @@ impl schemars::JsonSchema for TopicPartition {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "description": "A topic-partition, `<topic>-<partition>` (`orders-0`).",
-            "type": "string",
-            "pattern": "^.*-[0-9]+$"
+            "type": "string", "pattern": "^.*-[0-9]+$"
         })
     }
 }

@@ -129,8 +129,16 @@ pub fn read_jsonl(path: &Path, input: impl BufRead) -> Result<History, InputErro
         if line.trim().is_empty() {
             continue;
         }
-        let de = &mut serde_json::Deserializer::from_str(&line);
-        let parsed: HistoryLine = serde_path_to_error::deserialize(de).map_err(|e| {
+        // The fast path without tracking where the parser is; only a bad line is
+        // parsed again to name the field.
+        let parsed = match serde_json::from_str::<HistoryLine>(&line) {
+            Ok(parsed) => Ok(parsed),
+            Err(_) => {
+                let de = &mut serde_json::Deserializer::from_str(&line);
+                serde_path_to_error::deserialize::<_, HistoryLine>(de)
+            }
+        };
+        let parsed = parsed.map_err(|e| {
             let field = e.path().to_string();
             let field = if field == "." { "-".into() } else { field };
             let inner = e.into_inner();
