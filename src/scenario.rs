@@ -55,7 +55,10 @@ pub struct TopicSpec {
 /// A set of identical clients.
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(bound = "C: schemars::JsonSchema + Default + Serialize")]
+#[schemars(
+    rename = "Clients_{C}",
+    bound = "C: schemars::JsonSchema + Default + Serialize"
+)]
 pub struct Clients<C> {
     /// How many.
     pub count: u32,
