@@ -16,7 +16,7 @@ pub type Value = u64;
 pub type TxnId = u64;
 
 /// The outcome of an operation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Outcome {
     /// Definitely happened (for a send: acknowledged by the broker, or sent with `acks=0`).
@@ -35,7 +35,7 @@ pub enum Outcome {
 }
 
 /// Which client-side timeout ended a send (Kafka throws a `TimeoutException` for all).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SendTimeout {
     /// `send()` blocked for `max.block.ms` waiting for the topic's metadata
@@ -61,7 +61,7 @@ impl SendTimeout {
 pub type Headers = Vec<(String, Option<String>)>;
 
 /// One record as a consumer saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReadRecord {
     /// Its offset.
     pub offset: Offset,
@@ -75,7 +75,7 @@ pub struct ReadRecord {
 }
 
 /// What happened, one variant per operation or event kind.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "f")]
 pub enum Op {
     /// A producer `send` of one record.
@@ -365,7 +365,9 @@ pub enum Op {
 
 /// Why a group coordinator began a rebalance, one variant per trigger in Kafka's
 /// `GroupCoordinator`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RebalanceCause {
     /// A new member joined (`Adding new member ...`).
@@ -398,7 +400,7 @@ impl RebalanceCause {
 }
 
 /// Where a consumer application puts the effect of processing a record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Sink {
     /// A store that saves each record's id atomically with its result: a record
@@ -412,7 +414,7 @@ pub enum Sink {
 }
 
 /// A producer's counters, named after Kafka's producer metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProducerMetrics {
     /// Batches sent at least once (`batch-size-avg` = `batch_bytes / batches`).
     pub batches: u64,
@@ -436,8 +438,30 @@ pub struct ProducerMetrics {
     pub epoch_bumps: u64,
 }
 
+/// The version of the `history.jsonl` format: each line's `v`
+/// (`schemas/history.schema.json`). A change that an older reader would misread (a
+/// field renamed, removed or given another meaning) takes the next version; new fields
+/// with defaults do not.
+pub const HISTORY_VERSION: u32 = 1;
+
+fn history_version() -> u32 {
+    HISTORY_VERSION
+}
+
+/// One line of `history.jsonl`: the format's version and an entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+pub struct HistoryLine {
+    /// The format's version: `HISTORY_VERSION`, 1 (a line without it is read as 1).
+    #[serde(default = "history_version")]
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: Entry,
+}
+
 /// One line of the history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Entry {
     /// Position in the history, from 0.
     pub index: u64,
@@ -506,11 +530,14 @@ impl History {
         self.entries.push(entry);
     }
 
-    /// Writes the history as JSON Lines.
+    /// Writes the history as JSON Lines: a [`HistoryLine`] per entry (`{"v":1,...}`).
     pub fn to_jsonl(&self) -> String {
         let mut s = String::new();
         for e in &self.entries {
-            s.push_str(&serde_json::to_string(e).expect("history entries serialize"));
+            let json = serde_json::to_string(e).expect("history entries serialize");
+            // `json` is an object: `{"index":...}`; the version goes first.
+            s.push_str(&format!("{{\"v\":{HISTORY_VERSION},"));
+            s.push_str(&json[1..]);
             s.push('\n');
         }
         s
@@ -520,14 +547,15 @@ impl History {
     pub fn from_jsonl(text: &str) -> Result<History, serde_json::Error> {
         let mut h = History::default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            h.entries.push(serde_json::from_str(line)?);
+            let line: HistoryLine = serde_json::from_str(line)?;
+            h.entries.push(line.entry);
         }
         Ok(h)
     }
 }
 
 /// White-box state of one replica at the end of a run (for the checker).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplicaSnapshot {
     /// The broker holding the replica.
     pub broker: u32,
@@ -563,7 +591,7 @@ impl ReplicaSnapshot {
 }
 
 /// A transactional data batch in a replica's log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TxnBatchSnapshot {
     /// Its first offset.
     pub base_offset: Offset,
@@ -576,7 +604,7 @@ pub struct TxnBatchSnapshot {
 }
 
 /// A transaction marker in a replica's log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MarkerSnapshot {
     /// Its offset.
     pub offset: Offset,
@@ -591,7 +619,7 @@ pub struct MarkerSnapshot {
 }
 
 /// White-box state of one partition at the end of a run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PartitionSnapshot {
     /// The partition.
     pub partition: TopicPartition,
@@ -604,7 +632,7 @@ pub struct PartitionSnapshot {
 }
 
 /// White-box state at the end of a run, taken after the quiet period.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Snapshot {
     /// Every partition of every workload topic.
     pub partitions: Vec<PartitionSnapshot>,
@@ -633,7 +661,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// White-box state of one consumer group at the end of a run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GroupSnapshot {
     /// `group.id`.
     pub group: String,

@@ -24,4 +24,5 @@ pub mod kafka;
 pub mod nemesis;
 pub mod report;
 pub mod scenario;
+pub mod schema;
 pub mod sim;

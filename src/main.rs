@@ -1,5 +1,5 @@
 //! The `kafkasim` command line: `run`, `check`, `merge`, `shrink`, `repro`, `analyze`,
-//! `list`, `bugs`, `matrix`, `explore`, `bench`.
+//! `list`, `bugs`, `matrix`, `explore`, `bench`, `schema`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -111,6 +111,13 @@ enum Command {
         /// Where report.json and index.html go.
         #[arg(long, default_value = "reports/analyze")]
         reports: PathBuf,
+    },
+    /// Print the JSON Schema of a file kafkasim reads or writes (as checked in under
+    /// schemas/): scenario, matrix, history (one history.jsonl line), snapshot, report.
+    Schema {
+        /// scenario, matrix, history, snapshot or report.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(kafkasim::schema::NAMES))]
+        name: String,
     },
     /// Shrink a failing seed: fewer and shorter faults, fewer clients, keys, records,
     /// less time; write the smallest run that fails the same way as a scenario file.
@@ -510,6 +517,8 @@ fn cmd_analyze(
         file.with_file_name(runner::HTML_REPORT).display()
     );
     println!("json       {}", file.display());
+    // The process ends next: freeing a long history entry by entry would take seconds.
+    std::mem::forget(history);
     Ok(if report.verdict == "pass" {
         ExitCode::SUCCESS
     } else {
@@ -1185,6 +1194,11 @@ fn main() -> ExitCode {
                 keys,
                 &reports,
             )
+        }
+        Command::Schema { name } => {
+            let schema = kafkasim::schema::generate(&name).expect("clap checked the name");
+            print!("{schema}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::List { paths, refused } => cmd_list(&paths, refused.as_deref()),
         Command::Bugs {

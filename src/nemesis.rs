@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// A fault kind as named in `nemesis.faults`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKindName {
     /// Kill a broker's process, restart it at the end.
@@ -143,6 +143,23 @@ impl Serialize for Target {
     }
 }
 
+impl schemars::JsonSchema for Target {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Target".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Who a fault hits: controller, broker-N, all-brokers, producer-N, \
+                consumer-N, pipeline-N, leader:<topic>-<partition>, \
+                followers:<topic>-<partition>, coordinator:<group.id>, \
+                txn-coordinator:<transactional.id>.",
+            "type": "string",
+            "pattern": "^(controller|all-brokers|(broker|producer|consumer|pipeline)-[0-9]+|(leader|followers):.*-[0-9]+|(coordinator|txn-coordinator):.+)$"
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Target {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?
@@ -152,7 +169,7 @@ impl<'de> Deserialize<'de> for Target {
 }
 
 /// A fault with its targets.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "fault", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Fault {
     /// Kill the node's process; restart it when the fault ends.
@@ -274,6 +291,23 @@ impl Serialize for RecordsBefore {
     }
 }
 
+impl schemars::JsonSchema for RecordsBefore {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RecordsBefore".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Where a records deletion moves the log start: an offset or \
+                \"high-watermark\".",
+            "anyOf": [
+                { "type": "integer", "minimum": 0, "maximum": i64::MAX },
+                { "const": "high-watermark" }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for RecordsBefore {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match serde_json::Value::deserialize(d)? {
@@ -343,6 +377,46 @@ pub struct ScheduledFault {
     /// The fault.
     #[serde(flatten)]
     pub fault: Fault,
+}
+
+/// The schema of what [`ScheduledFault`]'s deserializer accepts: `at_ms`, an optional
+/// `duration_ms` and one [`Fault`]'s fields, nothing else.
+impl schemars::JsonSchema for ScheduledFault {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ScheduledFault".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Each variant of `Fault` (a `oneOf` of closed objects tagged by `fault`) with
+        // the two timing fields added to it.
+        let mut fault = <Fault as schemars::JsonSchema>::json_schema(generator).to_value();
+        let timing = serde_json::json!({
+            "at_ms": { "description": "Start (ms).", "type": "integer", "minimum": 0 },
+            "duration_ms": {
+                "description": "Duration (ms); ignored for instant faults (leader moves, \
+                    records deletions, resets).",
+                "type": "integer",
+                "minimum": 0,
+                "default": 0
+            }
+        });
+        if let Some(variants) = fault.get_mut("oneOf").and_then(|v| v.as_array_mut()) {
+            for v in variants {
+                if let Some(props) = v.get_mut("properties").and_then(|p| p.as_object_mut()) {
+                    props.extend(timing.as_object().cloned().unwrap_or_default());
+                }
+                if let Some(req) = v.get_mut("required").and_then(|r| r.as_array_mut()) {
+                    req.push("at_ms".into());
+                }
+            }
+        }
+        let mut schema = serde_json::json!({
+            "description": "A fault at a time, for a duration: `at_ms`, `duration_ms` and \
+                the fault's fields (`fault` names it)."
+        });
+        schema["oneOf"] = fault["oneOf"].take();
+        schemars::Schema::try_from(schema).expect("an object is a schema")
+    }
 }
 
 impl<'de> Deserialize<'de> for ScheduledFault {

@@ -27,7 +27,7 @@ pub struct ScenarioError {
 }
 
 /// The brokers.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Number of brokers (ids 1..=brokers), 1 to 9.
@@ -38,7 +38,7 @@ pub struct ClusterSpec {
 }
 
 /// A topic to create.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicSpec {
     /// Topic name.
@@ -53,8 +53,12 @@ pub struct TopicSpec {
 }
 
 /// A set of identical clients.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    rename = "Clients_{C}",
+    bound = "C: schemars::JsonSchema + Default + Serialize"
+)]
 pub struct Clients<C> {
     /// How many.
     pub count: u32,
@@ -83,7 +87,7 @@ impl<C: Default> Default for Clients<C> {
 /// Assign-mode consumers' timestamp probe: every `every_ms`, each consumer looks up on
 /// every partition the first offset whose record was created at or after
 /// `now - lag_ms` (`offsetsForTimes`, recorded as `offsets_for_times` operations).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampLookups {
     /// The period (ms), at least 1.
@@ -93,7 +97,7 @@ pub struct TimestampLookups {
 }
 
 /// What producers write and for how long.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
     /// Records per second per producer.
@@ -130,7 +134,7 @@ fn yes() -> bool {
 }
 
 /// Faults: drawn from the seed, or listed explicitly.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NemesisSpec {
     /// Fault kinds to draw from (empty: none drawn).
@@ -149,7 +153,7 @@ pub struct NemesisSpec {
 
 /// The brokers' machines below Kafka: how the OS writes the page cache back (Linux's
 /// `vm.dirty_*` settings) and what a power loss does to a write under way.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiskSpec {
     /// `vm.dirty_expire_centisecs`, in ms (Linux default 30000): a file whose oldest
@@ -210,7 +214,7 @@ fn default_fault_duration_ms() -> [u64; 2] {
 }
 
 /// The simulated network.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     /// One-way latency range in ms, `[min, max]`.
@@ -225,7 +229,7 @@ impl Default for NetworkSpec {
 
 /// How group consumers' applications process what they poll (Jepsen's workload for
 /// delivery semantics).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessingSpec {
     /// When offsets are committed relative to processing.
@@ -242,7 +246,7 @@ pub struct ProcessingSpec {
 }
 
 /// A slow phase of one group member's processing.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlowSpec {
     /// The consumer's index.
@@ -275,7 +279,7 @@ impl Default for ProcessingSpec {
 }
 
 /// How a read-process-write pipeline writes its output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PipelineMode {
     /// Kafka's exactly-once: each poll's outputs and input offsets commit in one
@@ -287,7 +291,7 @@ pub enum PipelineMode {
 }
 
 /// One pipeline instance's overrides.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineInstance {
     /// Its `transactional.id` (default: `<producer transactional.id>-<index>`); two
@@ -306,7 +310,7 @@ pub struct PipelineInstance {
 /// Read-process-write pipelines (C21, C24-C26, C31): each instance is one process with
 /// a consumer (a member of `consumer.group.id`, subscribed to `input`) and a producer
 /// writing `output`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
     /// Instances (default 1; `instances`, when given, sets the count).
@@ -378,7 +382,7 @@ impl PipelineSpec {
 }
 
 /// What the run is expected to show.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// Anomalies that must appear on at least one seed of a sweep (the claim).
@@ -395,9 +399,13 @@ pub struct Expect {
 }
 
 /// A scenario file.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// The JSON Schema editors check the file against
+    /// (`schemas/scenario.schema.json`); kafkasim itself ignores it.
+    #[serde(rename = "$schema", default, skip_serializing)]
+    pub schema: Option<String>,
     /// Name (defaults to the file stem); reports go to `reports/<name>/<seed>/`.
     #[serde(default)]
     pub name: String,
@@ -1018,7 +1026,7 @@ pub fn is_claim(c: &str) -> bool {
 }
 
 /// When a group member's application commits offsets relative to processing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProcessingMode {
     /// `enable.auto.commit`: `poll` commits what the previous polls returned.

@@ -65,7 +65,7 @@ pub struct AnomalyReport {
 }
 
 /// Counts of the operations in a history.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckStats {
     /// `Send` entries.
     pub sends: u64,

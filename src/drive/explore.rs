@@ -355,6 +355,7 @@ pub fn draw(seed: u64) -> Scenario {
         resend_unacked_after_crash: true,
     };
     let mut sc = Scenario {
+        schema: None,
         name: scenario_name(seed),
         description: String::new(),
         claims: Vec::new(),
@@ -904,6 +905,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// A stand-in when drawing itself panicked (never expected: a bug in explore).
 fn placeholder(seed: u64) -> Scenario {
     Scenario {
+        schema: None,
         name: scenario_name(seed),
         description: String::new(),
         claims: Vec::new(),

@@ -25,9 +25,13 @@ pub const NO_FAULTS: &str = "none";
 pub const MAX_CELLS: usize = 400;
 
 /// A matrix file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixSpec {
+    /// The JSON Schema editors check the file against (`schemas/matrix.schema.json`);
+    /// kafkasim itself ignores it.
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
     /// What the matrix shows.
     pub description: String,
     /// Seeds per cell unless `--seeds` says otherwise (`0..seeds`).
@@ -44,7 +48,7 @@ fn default_seeds() -> u64 {
 }
 
 /// One table: a base scenario and the settings varied over it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableSpec {
     /// The table's name (a folder name for its cells).
@@ -63,7 +67,7 @@ pub struct TableSpec {
 }
 
 /// One row: a name and the patch that makes it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RowSpec {
     /// What the row sets, as a reader would say it (`acks=1`).

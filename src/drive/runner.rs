@@ -25,7 +25,18 @@ pub fn fnv1a(data: &[u8], mut h: u64) -> u64 {
 
 /// The trace hash of a run: its history and final snapshot.
 pub fn trace_hash(out: &RunOutput) -> String {
-    let mut h = fnv1a(out.history.to_jsonl().as_bytes(), 0xcbf2_9ce4_8422_2325);
+    // The entries as JSON lines without `history.jsonl`'s version field, so that a new
+    // format version alone moves no trace hash.
+    let mut h = 0xcbf2_9ce4_8422_2325;
+    for e in &out.history.entries {
+        h = fnv1a(
+            serde_json::to_string(e)
+                .expect("history entries serialize")
+                .as_bytes(),
+            h,
+        );
+        h = fnv1a(b"\n", h);
+    }
     h = fnv1a(
         serde_json::to_string(&out.snapshot)
             .expect("snapshot serializes")

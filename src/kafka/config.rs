@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Topic-level overrides of broker settings (`kafka-topics --config`, Kafka's
 /// `TopicConfig` names): the two a broker or the controller reads per topic. Unset
 /// values fall back to the broker's. Unknown names are errors.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
     /// `min.insync.replicas` (at least 1).
@@ -79,7 +79,7 @@ impl TopicConfig {
 }
 
 /// Broker and topic settings (`server.properties` / topic configs).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// `min.insync.replicas` (default 1).
@@ -503,7 +503,7 @@ impl BrokerConfig {
 }
 
 /// Producer settings (`ProducerConfig`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProducerConfig {
     /// `acks` (default all).
@@ -512,6 +512,7 @@ pub struct ProducerConfig {
         serialize_with = "ser_acks",
         deserialize_with = "de_acks"
     )]
+    #[schemars(schema_with = "acks_schema")]
     pub acks: Acks,
     /// `enable.idempotence` (default true in Kafka 4.x). `None` when the scenario does
     /// not set it: Kafka then turns idempotence off quietly where `acks` or `retries`
@@ -684,7 +685,7 @@ impl ProducerConfig {
 pub const MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION_FOR_IDEMPOTENCE: u32 = 5;
 
 /// `auto.offset.reset`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AutoOffsetReset {
     /// Start from the log start offset.
@@ -696,7 +697,7 @@ pub enum AutoOffsetReset {
 }
 
 /// Consumer settings (`ConsumerConfig`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsumerConfig {
     /// `auto.offset.reset` (default latest).
@@ -845,6 +846,13 @@ fn ser_acks<S: Serializer>(acks: &Acks, s: S) -> Result<S::Ok, S::Error> {
     })
 }
 
+fn acks_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "`acks`: \"all\" (or -1), 1 or 0, as a number or a string.",
+        "enum": ["all", "-1", "1", "0", -1, 1, 0]
+    })
+}
+
 fn de_acks<'de, D: Deserializer<'de>>(d: D) -> Result<Acks, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -914,6 +922,23 @@ impl Serialize for Assignor {
     }
 }
 
+impl schemars::JsonSchema for Assignor {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Assignor".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Assignor::ALL
+            .iter()
+            .flat_map(|a| [a.name(), a.class_name()])
+            .collect();
+        schemars::json_schema!({
+            "description": "A partition assignor: its protocol name or Kafka's class name.",
+            "enum": names
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Assignor {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
@@ -947,7 +972,9 @@ pub enum Acks {
 }
 
 /// The consumer's `isolation.level`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IsolationLevel {
     /// Read up to the high watermark.

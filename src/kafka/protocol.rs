@@ -24,7 +24,19 @@ pub type Offset = i64;
 pub type LeaderEpoch = i32;
 
 /// Every addressable process in the simulation.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeId {
     /// The KRaft controller (a single voter for now).
@@ -78,6 +90,19 @@ impl TopicPartition {
 impl Serialize for TopicPartition {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl schemars::JsonSchema for TopicPartition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TopicPartition".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A topic-partition, `<topic>-<partition>` (`orders-0`).",
+            "type": "string", "pattern": "^.*-[0-9]+$"
+        })
     }
 }
 

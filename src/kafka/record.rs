@@ -35,7 +35,9 @@ pub const CONTROL_BIT: i16 = 0x20;
 pub const DELETE_HORIZON_BIT: i16 = 0x40;
 
 /// `compression.type`: Kafka's codecs, by their attribute ids.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CompressionType {
     /// 0: records stored as they are (the producer default).

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One run's producer figures (all producers together).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProducerFigures {
     /// The producers' summed counters.
     pub metrics: ProducerMetrics,
@@ -95,7 +95,7 @@ fn to_micro(x: f64) -> u64 {
 }
 
 /// Sums of several runs' figures, from which a sweep's means are computed; mergeable.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FigureSums {
     /// Runs added (seeds that completed).
     pub runs: u64,
@@ -166,7 +166,7 @@ pub const TXN_APIS: &[&str] = &[
 ];
 
 /// One run's read-process-write figures (all pipeline instances together, C29).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PipelineFigures {
     /// Outputs made durable: sent in a committed transaction (exactly-once) or
     /// acknowledged (at-least-once).
@@ -267,7 +267,7 @@ pub fn pipeline_figures(
 }
 
 /// Sums of several runs' pipeline figures (integers, mergeable like [`FigureSums`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PipelineSums {
     /// Runs added.
     pub runs: u64,

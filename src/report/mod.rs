@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Statistics of one run.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct RunStats {
     /// Simulated time (ms).
     pub sim_ms: u64,
@@ -33,7 +33,7 @@ pub struct RunStats {
 }
 
 /// The outcome of one seed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SeedReport {
     /// Scenario name.
     pub scenario: String,
@@ -79,7 +79,7 @@ pub struct SeedReport {
 
 /// The input of `kafkasim analyze`: a history recorded elsewhere (or by `run`), and
 /// the end-of-run snapshot when there is one.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Analyzed {
     /// The history file.
     pub history: PathBuf,

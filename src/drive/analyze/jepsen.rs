@@ -16,12 +16,17 @@
 //! drops a key, a `:crash`, or a failed poll with no `:ok` one before it, its next
 //! read of the key may start anywhere (the group's committed offset, unknown here),
 //! which a `Seek` to that read's offset says.
+//!
+//! The nemesis's operations (`:process :nemesis`) are faults, not checked: each
+//! completed one is a `FaultStart` or `FaultEnd` entry (the report's timeline and
+//! fault count show them).
 
 use super::InputError;
 use crate::drive::analyze::edn::{self, Edn};
 use crate::history::{Entry, History, Op, Outcome, ReadRecord, TxnId, Value};
 use crate::kafka::protocol::{Millis, NodeId, Offset, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -61,6 +66,9 @@ const MAX_KEY: u64 = 999_999;
 /// history line).
 const MAX_LINE: usize = 64 << 20;
 
+/// The longest fault description kept from a nemesis operation's `:value`.
+const MAX_FAULT_TEXT: usize = 200;
+
 /// The most operations awaiting their completion (one per process).
 const MAX_PENDING: usize = 1 << 20;
 
@@ -83,6 +91,35 @@ enum Type {
     Fail,
 }
 
+/// Where in an operation's `:value` a bad value is (`:value[2] key`), spelled out only
+/// for an error.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    /// The micro-operation's position, if in one.
+    mop: Option<usize>,
+    /// What of it (`key`, `offset`, `value`; empty: the whole).
+    what: &'a str,
+}
+
+impl<'a> At<'a> {
+    fn value(mop: Option<usize>, what: &'a str) -> At<'a> {
+        At { mop, what }
+    }
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, ":value")?;
+        if let Some(i) = self.mop {
+            write!(f, "[{i}]")?;
+        }
+        if !self.what.is_empty() {
+            write!(f, " {}", self.what)?;
+        }
+        Ok(())
+    }
+}
+
 /// An `:invoke` awaiting its completion.
 struct Invoked {
     line: u64,
@@ -102,6 +139,10 @@ struct Converter<'a> {
     /// The (process, key)s whose next read may start anywhere.
     anywhere: BTreeSet<(u32, u64)>,
     next_txn: TxnId,
+    /// The nemesis's `:f`s invoked and not yet completed.
+    nemesis_pending: BTreeSet<String>,
+    /// Each key's topic-partition, made once (entries share its topic name).
+    partitions: BTreeMap<u64, TopicPartition>,
 }
 
 /// Reads a Jepsen `history.edn` (one operation map per line) into a kafkasim history.
@@ -114,6 +155,8 @@ pub fn read(file: &Path, input: impl BufRead, keys: &KeyMap) -> Result<History, 
         committed: BTreeMap::new(),
         anywhere: BTreeSet::new(),
         next_txn: 0,
+        nemesis_pending: BTreeSet::new(),
+        partitions: BTreeMap::new(),
     };
     let mut line = String::new();
     let mut input = input;
@@ -160,6 +203,15 @@ pub fn read(file: &Path, input: impl BufRead, keys: &KeyMap) -> Result<History, 
 }
 
 impl Converter<'_> {
+    /// Key `key`'s topic-partition.
+    fn partition(&mut self, key: u64) -> TopicPartition {
+        let keys = self.keys;
+        self.partitions
+            .entry(key)
+            .or_insert_with(|| keys.partition(key))
+            .clone()
+    }
+
     fn error(&self, line: u64, field: &str, expected: impl Into<String>) -> InputError {
         InputError {
             file: self.file.to_path_buf(),
@@ -182,8 +234,11 @@ impl Converter<'_> {
                 format!("a keyword, not {}", shown(other)),
             )),
         };
-        // The nemesis's operations are not the clients': not checked.
+        // The nemesis's operations are not the clients': faults, not checked.
         if matches!(op.get("process"), Some(Edn::Keyword(_))) {
+            let f = keyword("f")?.to_string();
+            let time = self.time(line, op)?;
+            self.nemesis(f, op.get("value").unwrap_or(&Edn::Nil), time);
             return Ok(());
         }
         let type_ = keyword("type")?;
@@ -205,13 +260,7 @@ impl Converter<'_> {
                 format!("one of :{}, not :{f}", CLIENT_FS.join(", :")),
             ));
         }
-        let time = match op.get("time") {
-            Some(Edn::Int(ns)) if *ns >= 0 => (*ns as u64) / 1_000_000,
-            None => line,
-            other => {
-                return Err(self.error(line, ":time", format!("nanoseconds, not {}", shown(other))))
-            }
-        };
+        let time = self.time(line, op)?;
         let value = op.get("value").cloned().unwrap_or(Edn::Nil);
         let done = match type_ {
             "invoke" => {
@@ -291,6 +340,53 @@ impl Converter<'_> {
         }
     }
 
+    /// An operation's `:time` in ms (Jepsen's are nanoseconds; without one, the line
+    /// number stands for it).
+    fn time(&self, line: u64, op: &Edn) -> Result<Millis, InputError> {
+        match op.get("time") {
+            Some(Edn::Int(ns)) if *ns >= 0 => Ok((*ns as u64) / 1_000_000),
+            None => Ok(line),
+            other => Err(self.error(line, ":time", format!("nanoseconds, not {}", shown(other)))),
+        }
+    }
+
+    /// A nemesis operation (`:process :nemesis`): Jepsen records each twice, both
+    /// `:info`, the second with what it did. The second becomes a fault's start or
+    /// end, named so the two pair up: `:start-partition` starts `partition`,
+    /// `:stop-partition` ends it; `:kill` / `:start` and `:pause` / `:resume` likewise;
+    /// any other `:f` is a fault that starts and never ends (a clock bump).
+    fn nemesis(&mut self, f: String, value: &Edn, time: Millis) {
+        if self.nemesis_pending.insert(f.clone()) {
+            return;
+        }
+        self.nemesis_pending.remove(&f);
+        let end = match f.as_str() {
+            "start" => Some("kill"),
+            "resume" => Some("pause"),
+            other => other.strip_prefix("stop-"),
+        };
+        let op = match end {
+            Some(name) => Op::FaultEnd { fault: name.into() },
+            None => {
+                let name = f.strip_prefix("start-").unwrap_or(&f);
+                let mut fault = match value {
+                    Edn::Nil => name.to_string(),
+                    v => format!("{name} {v}"),
+                };
+                if fault.len() > MAX_FAULT_TEXT {
+                    let cut = (0..=MAX_FAULT_TEXT)
+                        .rev()
+                        .find(|&i| fault.is_char_boundary(i))
+                        .unwrap_or(0);
+                    fault.truncate(cut);
+                    fault.push_str(" ...");
+                }
+                Op::FaultStart { fault }
+            }
+        };
+        self.history.push(Entry::instant(NodeId::Nemesis, time, op));
+    }
+
     /// The keys of `process` for which `drop` holds: its next read may start anywhere.
     fn forget(&mut self, process: u32, drop: impl Fn(u64) -> bool) {
         let gone: Vec<(u32, u64)> = self
@@ -309,36 +405,43 @@ impl Converter<'_> {
         let items = value
             .items()
             .ok_or_else(|| self.error(line, ":value", format!("a vector of keys, not {value}")))?;
-        items.iter().map(|k| self.key(line, ":value", k)).collect()
+        items
+            .iter()
+            .map(|k| self.key(line, At::value(None, ""), k))
+            .collect()
     }
 
-    fn key(&self, line: u64, field: &str, k: &Edn) -> Result<u64, InputError> {
+    fn key(&self, line: u64, field: At, k: &Edn) -> Result<u64, InputError> {
         match k {
             Edn::Int(k) if (0..=MAX_KEY as i64).contains(k) => Ok(*k as u64),
             other => Err(self.error(
                 line,
-                field,
+                &field.to_string(),
                 format!("an integer key from 0 to {MAX_KEY}, not {other}"),
             )),
         }
     }
 
-    fn int(&self, line: u64, field: &str, v: &Edn) -> Result<u64, InputError> {
+    fn int(&self, line: u64, field: At, v: &Edn) -> Result<u64, InputError> {
         match v {
             Edn::Int(i) if *i >= 0 => Ok(*i as u64),
-            other => Err(self.error(line, field, format!("a non-negative integer, not {other}"))),
+            other => Err(self.error(
+                line,
+                &field.to_string(),
+                format!("a non-negative integer, not {other}"),
+            )),
         }
     }
 
     /// Key `key`'s Jepsen value `v` as a kafkasim value.
-    fn value(&self, line: u64, field: &str, key: u64, v: &Edn) -> Result<Value, InputError> {
+    fn value(&self, line: u64, field: At, key: u64, v: &Edn) -> Result<Value, InputError> {
         match v {
             Edn::Int(i) if (0..VALUES_PER_KEY as i64).contains(i) => {
                 Ok(key * VALUES_PER_KEY + *i as u64)
             }
             other => Err(self.error(
                 line,
-                field,
+                &field.to_string(),
                 format!(
                     "an integer value from 0 to {}, not {other}",
                     VALUES_PER_KEY - 1
@@ -407,23 +510,23 @@ impl Converter<'_> {
         let mut partitions: Vec<TopicPartition> = Vec::new();
         let mut polled: BTreeMap<u64, Offset> = BTreeMap::new();
         for (i, mop) in mops.iter().enumerate() {
-            let field = format!(":value[{i}]");
+            let field = At::value(Some(i), "");
             let parts = mop.items().unwrap_or_default();
             match parts.first() {
                 Some(Edn::Keyword(k)) if k == "send" && parts.len() == 3 => {
-                    let key = self.key(line, &format!("{field} key"), &parts[1])?;
+                    let key = self.key(line, At::value(Some(i), "key"), &parts[1])?;
                     let (offset, v) = match &parts[2] {
                         Edn::Vector(pair) if pair.len() == 2 => {
                             let o = match &pair[0] {
                                 Edn::Nil => None,
-                                o => Some(self.int(line, &format!("{field} offset"), o)? as Offset),
+                                o => Some(self.int(line, At::value(Some(i), "offset"), o)? as Offset),
                             };
                             (o, &pair[1])
                         }
                         v => (None, v),
                     };
-                    let v = self.value(line, &format!("{field} value"), key, v)?;
-                    let partition = self.keys.partition(key);
+                    let v = self.value(line, At::value(Some(i), "value"), key, v)?;
+                    let partition = self.partition(key);
                     if !partitions.contains(&partition) {
                         partitions.push(partition.clone());
                     }
@@ -451,26 +554,26 @@ impl Converter<'_> {
                     let Edn::Map(by_key) = reads else {
                         return Err(self.error(
                             line,
-                            &field,
+                            &field.to_string(),
                             format!("a map of keys to [offset value] pairs, not {reads}"),
                         ));
                     };
                     for (k, pairs) in by_key {
-                        let key = self.key(line, &format!("{field} key"), k)?;
+                        let key = self.key(line, At::value(Some(i), "key"), k)?;
                         let pairs = pairs.items().ok_or_else(|| {
-                            self.error(line, &field, format!("a vector of [offset value] pairs, not {pairs}"))
+                            self.error(line, &field.to_string(), format!("a vector of [offset value] pairs, not {pairs}"))
                         })?;
                         let mut records = Vec::with_capacity(pairs.len());
                         for p in pairs {
                             let pair = p.items().filter(|x| x.len() == 2).ok_or_else(|| {
-                                self.error(line, &field, format!("an [offset value] pair, not {p}"))
+                                self.error(line, &field.to_string(), format!("an [offset value] pair, not {p}"))
                             })?;
                             // A read whose offset is unknown says nothing about order.
                             if pair[0] == Edn::Nil {
                                 continue;
                             }
-                            let offset = self.int(line, &format!("{field} offset"), &pair[0])? as Offset;
-                            let value = self.value(line, &format!("{field} value"), key, &pair[1])?;
+                            let offset = self.int(line, At::value(Some(i), "offset"), &pair[0])? as Offset;
+                            let value = self.value(line, At::value(Some(i), "value"), key, &pair[1])?;
                             records.push(ReadRecord {
                                 offset,
                                 key: Some(key.to_string()),
@@ -481,7 +584,7 @@ impl Converter<'_> {
                         let Some(first) = records.first().map(|r| r.offset) else {
                             continue;
                         };
-                        let partition = self.keys.partition(key);
+                        let partition = self.partition(key);
                         if self.anywhere.remove(&(process, key)) {
                             let seek = Op::Seek {
                                 partition: partition.clone(),
@@ -504,7 +607,7 @@ impl Converter<'_> {
                 _ => {
                     return Err(self.error(
                         line,
-                        &field,
+                        &field.to_string(),
                         format!("[:send key value], [:send key [offset value]] or [:poll {{key [[offset value] ...]}}], not {mop}"),
                     ))
                 }
@@ -531,7 +634,7 @@ impl Converter<'_> {
             match self.committed.get(&(process, key)).copied() {
                 Some(at) => {
                     let seek = Op::Seek {
-                        partition: self.keys.partition(key),
+                        partition: self.partition(key),
                         offset: at,
                         reason: "Jepsen: rewound after a failed or crashed operation".into(),
                     };

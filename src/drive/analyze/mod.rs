@@ -10,7 +10,7 @@ pub mod edn;
 pub mod jepsen;
 
 use crate::check::{self, kinds::ANOMALY_KINDS};
-use crate::history::{Entry, History, Op, Snapshot};
+use crate::history::{History, HistoryLine, Op, Snapshot, HISTORY_VERSION};
 use crate::report::{figures, Analyzed, RunStats, SeedReport};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,7 +32,7 @@ pub const NOTHING_TO_CHECK: &str = "nothing-to-check";
 /// A history's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// kafkasim's `history.jsonl`: one [`Entry`] per line.
+    /// kafkasim's `history.jsonl`: one [`HistoryLine`] per line.
     Jsonl,
     /// Jepsen's Kafka workload `history.edn`.
     JepsenEdn,
@@ -129,8 +129,16 @@ pub fn read_jsonl(path: &Path, input: impl BufRead) -> Result<History, InputErro
         if line.trim().is_empty() {
             continue;
         }
-        let de = &mut serde_json::Deserializer::from_str(&line);
-        let entry: Entry = serde_path_to_error::deserialize(de).map_err(|e| {
+        // The fast path without tracking where the parser is; only a bad line is
+        // parsed again to name the field.
+        let parsed = match serde_json::from_str::<HistoryLine>(&line) {
+            Ok(parsed) => Ok(parsed),
+            Err(_) => {
+                let de = &mut serde_json::Deserializer::from_str(&line);
+                serde_path_to_error::deserialize::<_, HistoryLine>(de)
+            }
+        };
+        let parsed = parsed.map_err(|e| {
             let field = e.path().to_string();
             let field = if field == "." { "-".into() } else { field };
             let inner = e.into_inner();
@@ -138,10 +146,21 @@ pub fn read_jsonl(path: &Path, input: impl BufRead) -> Result<History, InputErro
                 serde_json::error::Category::Eof => {
                     format!("a whole JSON object (is the file truncated?): {inner}")
                 }
-                _ => format!("a history entry (`Entry`, src/history.rs): {inner}"),
+                _ => format!(
+                    "a history line (schemas/history.schema.json, `kafkasim schema \
+                     history`): {inner}"
+                ),
             };
             error(number, field, expected)
         })?;
+        if parsed.v != HISTORY_VERSION {
+            let expected = format!(
+                "{HISTORY_VERSION} (the history.jsonl version this kafkasim reads), not {}",
+                parsed.v
+            );
+            return Err(error(number, "v".into(), expected));
+        }
+        let entry = parsed.entry;
         let at = history.entries.len() as u64;
         if entry.index != at {
             let expected = format!(
