@@ -48,6 +48,11 @@ const OPEN_GIVE_UP_MS: Millis = 924_600;
 /// When Linux gives up on a closed (orphaned) connection's data: `tcp_orphan_retries`
 /// (0, which means 8) retransmissions of an RTO from 200 ms doubling.
 const ORPHAN_GIVE_UP_MS: Millis = 102_200;
+/// When a client gives up on a connection its server never answered: Kafka's
+/// `socket.connection.setup.timeout.ms` default (clients and brokers alike; its growth
+/// towards `socket.connection.setup.timeout.max.ms` and its jitter are not modelled).
+/// A connection counts as set up once its first message reaches the server's host.
+const SETUP_TIMEOUT_MS: Millis = 10_000;
 /// Bound on messages held for one direction of one connection.
 const MAX_HELD: usize = 100_000;
 /// Bound on connections (open, or closed with bytes still to deliver).
@@ -101,6 +106,9 @@ struct Conn {
     /// The client's process closed it (or died): what its kernel holds still leaves,
     /// answers are dropped.
     closed: bool,
+    /// Something it carried reached the server's host (the handshake would have
+    /// completed); until then [`SETUP_TIMEOUT_MS`] applies.
+    established: bool,
     up: Half,
     down: Half,
 }
@@ -232,6 +240,7 @@ impl Network {
                         server,
                         server_incarnation,
                         closed: false,
+                        established: false,
                         up: Half::default(),
                         down: Half::default(),
                     },
@@ -372,8 +381,11 @@ impl Network {
                 continue;
             }
             let closed = conn.closed;
+            let setting_up = !closed && !conn.established;
             let give_up = if closed {
                 ORPHAN_GIVE_UP_MS
+            } else if setting_up {
+                SETUP_TIMEOUT_MS
             } else {
                 OPEN_GIVE_UP_MS
             };
@@ -390,6 +402,9 @@ impl Network {
             } else {
                 half.backoff_ms = (half.backoff_ms * 2).min(RTO_MAX_MS);
                 half.retry_at = now_ms + half.backoff_ms;
+                if setting_up {
+                    half.retry_at = half.retry_at.min(half.held_since + SETUP_TIMEOUT_MS);
+                }
             }
         }
         (wires, told)
@@ -418,6 +433,7 @@ impl Network {
         half.in_flight -= 1;
         let arrival = match wire.dir {
             Dir::ToServer if incarnation(conn.server) == Some(conn.server_incarnation) => {
+                conn.established = true;
                 Arrival::Deliver {
                     to: conn.server,
                     from: conn.client,
@@ -649,6 +665,40 @@ mod tests {
 
     fn live(inc: u64) -> impl Fn(NodeId) -> Option<u64> {
         move |_| Some(inc)
+    }
+
+    /// A connection whose first request never reaches its server is given up after
+    /// `socket.connection.setup.timeout.ms`, and its client is told; one that got
+    /// through once keeps retransmitting.
+    #[test]
+    fn a_connection_never_set_up_is_given_up_after_the_setup_timeout() {
+        let mut n = net();
+        n.cut_links(&[(P, B)], false);
+        assert!(n.request(0, P, 1, B, 1, Channel::Main, leave(7)).is_empty());
+        let mut told = Vec::new();
+        let mut at = 0;
+        while told.is_empty() {
+            at = n.next_retransmit_ms().expect("held");
+            assert!(at <= SETUP_TIMEOUT_MS, "retried by the setup deadline");
+            told = n.retransmit(at * NANOS_PER_MS).1;
+        }
+        assert_eq!((at, told), (SETUP_TIMEOUT_MS, vec![(P, B)]));
+        assert_eq!(n.next_retransmit_ms(), None, "nothing left to send");
+        // Set up first, then cut: TCP's own give-up applies, not the setup timeout.
+        n.cut_links(&[(P, B)], true);
+        let sent = n.request(20_000 * NANOS_PER_MS, P, 1, B, 1, Channel::Main, leave(8));
+        for w in sent {
+            assert!(matches!(n.arrive(w, live(1)), Arrival::Deliver { .. }));
+        }
+        n.cut_links(&[(P, B)], false);
+        assert!(n
+            .request(21_000 * NANOS_PER_MS, P, 1, B, 1, Channel::Main, leave(9))
+            .is_empty());
+        let (_, told) = n.retransmit(40_000 * NANOS_PER_MS);
+        assert!(
+            told.is_empty(),
+            "an established connection is not given up at 10 s"
+        );
     }
 
     /// A request held on a cut link and closed by its client still reaches the server
