@@ -1027,7 +1027,11 @@ fn exhausted_epochs_move_to_a_new_producer_id() {
             txn_last_update_timestamp: 0,
             client_transaction_version: 2,
         };
-        encode_batch(0, vec![(encode_key(TXN), encode_value(&t, 2))], None)
+        encode_batch(
+            crate::kafka::record::RECORD_TIMESTAMP_BASE,
+            vec![(encode_key(TXN), encode_value(&t, 2))],
+            None,
+        )
     };
     let mut h = Harness::default();
     let mut c = TxnCoordinator::new(&config(2), Bugs::default());
