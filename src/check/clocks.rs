@@ -55,6 +55,13 @@ pub(super) fn describe(kind: &str) -> Option<&'static str> {
 
 /// Reports this module's events.
 pub(super) fn check(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
+    let lookups = history
+        .entries
+        .iter()
+        .any(|e| matches!(e.op, Op::OffsetsForTimes { .. }));
+    if !lookups && snapshot.time_retention_ms.is_empty() {
+        return; // nothing to judge: no lookup, and clocks are all true
+    }
     let mut acked: BTreeMap<&TopicPartition, BTreeMap<Offset, Acked>> = BTreeMap::new();
     for e in &history.entries {
         let (
@@ -209,5 +216,74 @@ fn check_retention(
                 )
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Entry;
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    /// An acknowledged send at `at` (true time), offset `offset`, CreateTime `ts`.
+    fn send(at: Millis, offset: Offset, ts: i64) -> Entry {
+        Entry {
+            index: 0,
+            process: NodeId::Producer(0),
+            invoke_ms: at,
+            complete_ms: Some(at + 5),
+            outcome: Outcome::Ok,
+            op: Op::Send {
+                key: None,
+                value: offset as u64,
+                partition: tp(),
+                offset: Some(offset),
+                attempts: 1,
+                txn: None,
+                timeout: None,
+                headers: Vec::new(),
+                timestamp: Some(ts),
+            },
+        }
+    }
+
+    fn lookup(at: Millis, target_ms: i64, answer: Option<Offset>) -> Entry {
+        let op = Op::OffsetsForTimes {
+            partition: tp(),
+            timestamp: RECORD_TIMESTAMP_BASE + target_ms,
+            offset: answer,
+            found_timestamp: answer.map(|_| RECORD_TIMESTAMP_BASE + target_ms),
+        };
+        Entry::instant(NodeId::Consumer(0), at, op)
+    }
+
+    /// The kinds reported for a history of `entries`.
+    fn events(entries: Vec<Entry>) -> Vec<String> {
+        let mut history = History::default();
+        entries.into_iter().for_each(|e| history.push(e));
+        let mut tallies = Tallies::default();
+        check(&history, &Snapshot::default(), &mut tallies);
+        tallies.into_reports().into_keys().collect()
+    }
+
+    #[test]
+    fn lookups_are_judged_in_true_time() {
+        let base = RECORD_TIMESTAMP_BASE;
+        // A clock 10 s ahead: the record sent at 1 s reaches a 5 s target.
+        let early = vec![send(1_000, 0, base + 11_000), lookup(8_000, 5_000, Some(0))];
+        assert_eq!(events(early), ["lookup-early-by-clock"]);
+        // A clock 10 s behind: the record sent at 6 s is skipped by a 5 s target.
+        let late = vec![send(6_000, 0, base - 4_000), lookup(8_000, 5_000, None)];
+        assert_eq!(events(late), ["lookup-late-by-clock"]);
+        // True clocks: the same answers are right in true time too.
+        let true_clock = vec![
+            send(4_000, 0, base + 4_000),
+            send(6_000, 1, base + 6_000),
+            lookup(8_000, 5_000, Some(1)),
+        ];
+        assert!(events(true_clock).is_empty());
     }
 }
