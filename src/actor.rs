@@ -7,6 +7,47 @@
 
 use crate::history::Entry;
 use crate::kafka::protocol::{Message, Millis, NodeId};
+use crate::kafka::record::RECORD_TIMESTAMP_BASE;
+
+/// A node's wall clock (Java's `System.currentTimeMillis`, Kafka's
+/// `Time.milliseconds()`): `offset_ms` from true time, running at `1 + drift_ppm / 1e6`
+/// of true time since the run's start, stepped by the nemesis' `clock` faults. The
+/// default is the true clock.
+///
+/// Only what Kafka reads as wall time reads it: record timestamps, time-based retention
+/// and segment rolling, producer id expiration, `offsetsForTimes` targets, transaction
+/// timeouts and the timestamps cores write. Timers and the other timeouts run on the
+/// `now` every core gets, true simulated time (a monotonic clock, which steps never
+/// move; its drift, a few ppm, is not modelled).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WallClock {
+    /// The clock's offset from true time (ms), steps included.
+    pub offset_ms: i64,
+    /// How fast it runs against true time, in parts per million (positive: fast).
+    pub drift_ppm: i64,
+}
+
+impl WallClock {
+    /// The clock's reading at true simulated time `now`, in milliseconds since the
+    /// run's start (`now` itself for the true clock; negative when the clock is behind
+    /// the start).
+    pub fn ms(&self, now: Millis) -> i64 {
+        let t = i128::from(now);
+        let local = t + t * i128::from(self.drift_ppm) / 1_000_000 + i128::from(self.offset_ms);
+        i64::try_from(local).unwrap_or(i64::MAX)
+    }
+
+    /// The clock's reading at `now` as an epoch timestamp (ms), the unit of record
+    /// timestamps: [`RECORD_TIMESTAMP_BASE`] plus [`WallClock::ms`].
+    pub fn timestamp(&self, now: Millis) -> i64 {
+        RECORD_TIMESTAMP_BASE.saturating_add(self.ms(now))
+    }
+
+    /// Whether this is the true clock.
+    pub fn is_true(&self) -> bool {
+        *self == Self::default()
+    }
+}
 
 /// Which of a process's network clients a request goes out on. Kafka opens one
 /// connection per client, purpose and broker: the producer's `Sender` (produce and its
@@ -104,6 +145,61 @@ pub trait Actor: Send {
     fn on_timer(&mut self, now: Millis, out: &mut Outbox);
     /// The earliest time at which `on_timer` must run, if any.
     fn next_timer(&self) -> Option<Millis>;
+    /// The host sets the node's wall clock before each step (the nemesis steps it). The
+    /// default ignores it: a core that reads no wall time.
+    fn set_wall_clock(&mut self, _clock: WallClock) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WallClock;
+    use crate::kafka::record::RECORD_TIMESTAMP_BASE;
+
+    #[test]
+    fn the_default_clock_is_true_time() {
+        let c = WallClock::default();
+        assert!(c.is_true());
+        assert_eq!(c.ms(12_345), 12_345);
+        assert_eq!(c.timestamp(12_345), RECORD_TIMESTAMP_BASE + 12_345);
+    }
+
+    #[test]
+    fn offset_and_drift_move_the_reading() {
+        let ahead = WallClock {
+            offset_ms: 60_000,
+            drift_ppm: 0,
+        };
+        assert_eq!(ahead.ms(1_000), 61_000);
+        // 1,000 ppm fast: 1 ms more per second of true time.
+        let fast = WallClock {
+            offset_ms: 0,
+            drift_ppm: 1_000,
+        };
+        assert_eq!(fast.ms(10_000), 10_010);
+        let slow = WallClock {
+            offset_ms: 0,
+            drift_ppm: -1_000,
+        };
+        assert_eq!(slow.ms(10_000), 9_990);
+        assert!(!fast.is_true());
+    }
+
+    #[test]
+    fn a_clock_behind_the_start_stamps_before_the_base() {
+        let behind = WallClock {
+            offset_ms: -5_000,
+            drift_ppm: 0,
+        };
+        assert_eq!(behind.ms(1_000), -4_000);
+        assert_eq!(behind.timestamp(1_000), RECORD_TIMESTAMP_BASE - 4_000);
+        // A step back then forth (a `clock` fault's start and end) is the true clock
+        // again.
+        let mut c = WallClock::default();
+        c.offset_ms -= 30_000;
+        assert_eq!(c.ms(40_000), 10_000);
+        c.offset_ms += 30_000;
+        assert!(c.is_true());
+    }
 }
 
 /// Test support shared by the cores' unit tests: one input handed to an [`Actor`],

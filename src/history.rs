@@ -7,6 +7,7 @@
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{ErrorCode, NodeId, Offset, TopicPartition};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A value written by the workload: unique over the whole run.
 pub type Value = u64;
@@ -102,6 +103,10 @@ pub enum Op {
         /// The record's headers (KIP-82), as handed to `send`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         headers: Headers,
+        /// The record's CreateTime when the producer's wall clock was not true time at
+        /// the send (see [`Entry::create_time`]); absent, it is the send's invoke time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timestamp: Option<i64>,
     },
     /// A consumer `poll` that returned records of one partition.
     Poll {
@@ -479,6 +484,19 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A send's record timestamp (CreateTime): the one recorded when the producer's
+    /// wall clock was not true time, else its invoke time on the true clock
+    /// (`RECORD_TIMESTAMP_BASE` + `invoke_ms`). `None` for other operations.
+    pub fn create_time(&self) -> Option<i64> {
+        match &self.op {
+            Op::Send { timestamp, .. } => Some(
+                timestamp
+                    .unwrap_or(crate::kafka::record::RECORD_TIMESTAMP_BASE + self.invoke_ms as i64),
+            ),
+            _ => None,
+        }
+    }
+
     /// An entry for an event that happened at one instant (index assigned on record).
     pub fn instant(process: NodeId, now: Millis, op: Op) -> Entry {
         Entry {
@@ -654,6 +672,11 @@ pub struct Snapshot {
     /// (0: unknown, every open transaction counts as hanging).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub transaction_abort_after_ms: u64,
+    /// The `retention.ms` of each workload topic kept by time only (no
+    /// `retention.bytes`), recorded when some node's wall clock is not true time: the
+    /// checker then judges time-based deletions in true time (empty otherwise).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub time_retention_ms: BTreeMap<String, i64>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -250,7 +250,20 @@ pub enum Fault {
         /// The new log start offset.
         offset: RecordsBefore,
     },
+    /// Step the node's wall clock by `offset_ms` (an NTP step, an operator's `date
+    /// -s`), and back when the fault ends: what reads wall time on it (record
+    /// timestamps, retention, `offsetsForTimes` targets, transaction timeouts) jumps;
+    /// timers run on the monotonic clock, which steps never move.
+    Clock {
+        /// The node(s).
+        target: Target,
+        /// The step (ms; negative: back).
+        offset_ms: i64,
+    },
 }
+
+/// The largest clock offset or step a scenario may set (ms): one day either way.
+pub const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
 
 impl Fault {
     /// Whether the fault happens at an instant (its duration is ignored): a leader
@@ -360,6 +373,7 @@ impl fmt::Display for Fault {
             Fault::DeleteRecords { partition, offset } => {
                 write!(f, "delete records of {partition} before {offset}")
             }
+            Fault::Clock { target, offset_ms } => write!(f, "clock {target} {offset_ms:+} ms"),
         }
     }
 }
@@ -544,6 +558,15 @@ impl ScheduledFault {
             Fault::Reset { between: [a, b] } => check(a).and_then(|_| check(b)),
             Fault::MoveLeader { partition } | Fault::DeleteRecords { partition, .. } => {
                 check_tp(partition, topics)
+            }
+            Fault::Clock { target, offset_ms } => {
+                if offset_ms.abs() > MAX_CLOCK_OFFSET_MS {
+                    return Err(format!(
+                        "`offset_ms` {offset_ms}: allowed: -{MAX_CLOCK_OFFSET_MS} to \
+                         {MAX_CLOCK_OFFSET_MS} (one day either way)"
+                    ));
+                }
+                check(target)
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::broker::log::Writeback;
 use crate::bugs::Bug;
 use crate::history::Sink;
 use crate::kafka::config::{BrokerConfig, ConsumerConfig, ProducerConfig, TopicConfig};
-use crate::nemesis::{FaultKindName, ScheduledFault};
+use crate::nemesis::{Fault, FaultKindName, ScheduledFault, Target};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -398,6 +398,25 @@ pub struct Expect {
     pub forbid: Vec<String>,
 }
 
+/// A node's wall clock (an entry of a scenario's `clocks`): its offset from true time
+/// at the start and how fast it runs (see `actor::WallClock`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSpec {
+    /// Offset from true time (ms; negative: behind).
+    #[serde(default)]
+    pub offset_ms: i64,
+    /// Rate against true time, in parts per million (negative: slow).
+    #[serde(default)]
+    pub drift_ppm: i64,
+}
+
+/// The largest clock drift a scenario may set (ppm): 10%, far beyond a real
+/// oscillator's tens of ppm, to make drift visible in short runs.
+pub const MAX_DRIFT_PPM: i64 = 100_000;
+
 /// A scenario file.
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -442,6 +461,10 @@ pub struct Scenario {
     /// The brokers' disks: the OS page cache in front of them.
     #[serde(default, skip_serializing_if = "DiskSpec::is_default")]
     pub disk: DiskSpec,
+    /// Nodes whose wall clock is not true time, by name (`broker-1`, `controller`,
+    /// `producer-0`, `consumer-0`, `pipeline-0`); the others keep true time.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub clocks: std::collections::BTreeMap<String, ClockSpec>,
     /// Safeguards switched off (see `kafkasim bugs`).
     #[serde(default)]
     pub bugs: Vec<String>,
@@ -735,6 +758,44 @@ impl Scenario {
         for (i, f) in self.nemesis.schedule.iter().enumerate() {
             f.validate(&targets)
                 .map_err(|m| err(&format!("nemesis.schedule[{i}]"), m))?;
+        }
+        for (name, c) in &self.clocks {
+            let field = format!("clocks.{name}");
+            let target = match name.parse() {
+                Ok(t @ Target::Node(_)) => t,
+                _ => {
+                    return Err(err(
+                        &field,
+                        format!(
+                            "`{name}` is not a node; allowed: controller, broker-N, \
+                             producer-N, consumer-N, pipeline-N"
+                        ),
+                    ))
+                }
+            };
+            let fault = Fault::Clock {
+                target,
+                offset_ms: c.offset_ms,
+            };
+            (ScheduledFault {
+                at_ms: 0,
+                duration_ms: 0,
+                fault,
+            })
+            .validate(&targets)
+            .map_err(|m| match m.starts_with("`offset_ms`") {
+                true => err(&format!("{field}.offset_ms"), m),
+                false => err(&field, m),
+            })?;
+            if c.drift_ppm.abs() > MAX_DRIFT_PPM {
+                return Err(err(
+                    &format!("{field}.drift_ppm"),
+                    format!(
+                        "{} is out of range; allowed: -{MAX_DRIFT_PPM} to {MAX_DRIFT_PPM}",
+                        c.drift_ppm
+                    ),
+                ));
+            }
         }
         for (i, c) in self.claims.iter().enumerate() {
             if !is_claim(c) {
@@ -1051,6 +1112,44 @@ mod tests {
 
     fn refusal(edit: impl FnOnce(&mut serde_json::Value)) -> String {
         parse(edit).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn clocks_name_nodes_with_offsets_and_drifts_in_range() {
+        let clock = |o: i64, d: i64| serde_json::json!({ "offset_ms": o, "drift_ppm": d });
+        let s = parse(|v| v["clocks"]["producer-0"] = clock(-60_000, 500)).unwrap();
+        assert_eq!(
+            s.clocks["producer-0"],
+            ClockSpec {
+                offset_ms: -60_000,
+                drift_ppm: 500
+            }
+        );
+        assert_eq!(
+            refusal(|v| v["clocks"]["broker-7"] = clock(0, 0)),
+            "s.json: field `clocks.broker-7`: target broker-7 does not exist; allowed: \
+             broker-1 to broker-3"
+        );
+        assert!(refusal(|v| v["clocks"]["leader:orders-0"] = clock(0, 0))
+            .contains("field `clocks.leader:orders-0`: `leader:orders-0` is not a node"));
+        assert_eq!(
+            refusal(|v| v["clocks"]["controller"] = clock(86_400_001, 0)),
+            "s.json: field `clocks.controller.offset_ms`: `offset_ms` 86400001: allowed: \
+             -86400000 to 86400000 (one day either way)"
+        );
+        assert_eq!(
+            refusal(|v| v["clocks"]["controller"] = clock(0, -100_001)),
+            "s.json: field `clocks.controller.drift_ppm`: -100001 is out of range; \
+             allowed: -100000 to 100000"
+        );
+        assert!(refusal(|v| v["clocks"]["controller"]["skew"] = 1.into()).contains("clocks"));
+        let step = serde_json::json!([{ "at_ms": 1000, "duration_ms": 500, "fault": "clock",
+            "target": "producer-0", "offset_ms": 3_600_000 }]);
+        let s = parse(|v| v["nemesis"]["schedule"] = step).unwrap();
+        assert_eq!(
+            s.nemesis.schedule[0].fault.to_string(),
+            "clock producer-0 +3600000 ms"
+        );
     }
 
     #[test]

@@ -921,3 +921,41 @@ fn retention_evicts_producer() {
 fn assign_consumer_crash() {
     check_scenario_seeds("assign-consumer-crash.json", 5);
 }
+
+/// A producer clock behind, then stepped ahead: offsetsForTimes answers skip records
+/// sent after the target and land on records sent before it, by Kafka's rule.
+#[test]
+fn clock_skew_offsets_for_times() {
+    check_scenario_seeds("clock-skew-offsets-for-times.json", 6);
+}
+
+#[test]
+fn clock_skew_retention() {
+    check_scenario_seeds("clock-skew-retention.json", 6);
+}
+
+/// Brokers' clocks ahead: retention deletes records younger than retention.ms in true
+/// time on every seed, and the paused consumer's reset to the log start is visible.
+#[test]
+fn clock_skew_retention_deletes_early_and_resets_visibly() {
+    use kafkasim::history::Op;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let sc = Scenario::load(&root.join("clock-skew-retention.json")).unwrap();
+    for seed in 0..2 {
+        let (report, out) = kafkasim::drive::runner::run_seed(&sc, seed, &[]);
+        let kinds: Vec<&String> = report.anomalies.keys().collect();
+        assert_eq!(kinds, ["retention-early-by-clock"], "seed {seed}");
+        let history = out.expect("no panic").0.history;
+        assert!(history.entries.iter().any(|e| matches!(
+            &e.op,
+            Op::Seek { reason, .. } if reason.starts_with("OFFSET_OUT_OF_RANGE")
+        )));
+    }
+}
+
+/// Clock offsets, drifts and steps on every kind of node of an exactly-once pipeline
+/// run: nothing but what reads wall time changes.
+#[test]
+fn clock_skew_everywhere() {
+    check_scenario_seeds("clock-skew-everywhere.json", 6);
+}

@@ -24,7 +24,7 @@
 //! instance as a new process: a new consumer (a new group member) and a new producer
 //! with the same `transactional.id`, whose `initTransactions` fences the old one.
 
-use crate::actor::{Actor, Outbox};
+use crate::actor::{Actor, Outbox, WallClock};
 use crate::app::group_events::{self, Member, Signal};
 use crate::bugs::Bugs;
 use crate::client::consumer::{CommitId, ConsumedRecord, Consumer};
@@ -584,6 +584,11 @@ impl Actor for PipelineWorkload {
             self.producer.on_timer(now, out);
         }
         self.run(now, out);
+    }
+
+    fn set_wall_clock(&mut self, clock: WallClock) {
+        self.consumer.set_wall_clock(clock);
+        self.producer.set_wall_clock(clock);
     }
 
     fn next_timer(&self) -> Option<Millis> {

@@ -6,7 +6,7 @@
 //! producer's send order (`producer index << 32 | counter`), which is what lets the
 //! checker see reordering.
 
-use crate::actor::{Actor, Outbox};
+use crate::actor::{Actor, Outbox, WallClock};
 use crate::app::group_events::{self, Member, Signal};
 use crate::bugs::Bugs;
 use crate::client::consumer::{CommitId, ConsumedRecord, Consumer};
@@ -151,6 +151,10 @@ impl Actor for ProducerWorkload {
 
     fn on_disconnect(&mut self, now: Millis, peer: NodeId, out: &mut Outbox) {
         self.producer.on_disconnect(now, peer, out);
+    }
+
+    fn set_wall_clock(&mut self, clock: WallClock) {
+        self.producer.set_wall_clock(clock);
     }
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
@@ -468,6 +472,10 @@ impl Actor for ConsumerWorkload {
     fn on_disconnect(&mut self, now: Millis, peer: NodeId, out: &mut Outbox) {
         self.consumer.on_disconnect(now, peer, out);
         self.step(now, out);
+    }
+
+    fn set_wall_clock(&mut self, clock: WallClock) {
+        self.consumer.set_wall_clock(clock);
     }
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {

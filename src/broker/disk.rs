@@ -6,7 +6,6 @@
 
 use crate::broker::log::{Corruption, Deleted, Log, PowerLoss, Recovery, Retention, Writeback};
 use crate::kafka::protocol::{Millis, Offset, TopicPartition};
-use crate::kafka::record::RECORD_TIMESTAMP_BASE;
 use std::collections::BTreeMap;
 
 /// What decides when a partition's log is flushed on a write: its topic's
@@ -20,12 +19,6 @@ pub struct FlushPolicy {
     /// How much newer than a segment's first batch a batch's newest record may be
     /// before it rolls a new segment.
     pub segment_ms: i64,
-}
-
-/// The broker's `time.milliseconds()` at simulated time `now`: the clock record
-/// timestamps (CreateTime) are on.
-fn wall_clock(now: Millis) -> i64 {
-    RECORD_TIMESTAMP_BASE.saturating_add(i64::try_from(now).unwrap_or(i64::MAX))
 }
 
 /// Bound on the logs written in one step of the broker.
@@ -127,11 +120,11 @@ impl Disk {
     }
 
     /// Kafka's `cleanupLogs` (the `kafka-log-retention` task): each log that `policy`
-    /// gives a retention to deletes the segments it no longer keeps. Returns the logs
-    /// whose start moved.
+    /// gives a retention to deletes the segments it no longer keeps, at `now` (the
+    /// broker's wall clock, an epoch timestamp). Returns the logs whose start moved.
     pub fn delete_retained_segments(
         &mut self,
-        now: Millis,
+        now: i64,
         policy: impl Fn(&TopicPartition) -> Option<Retention>,
     ) -> Vec<(TopicPartition, Deleted)> {
         let mut moved = Vec::new();
@@ -139,7 +132,6 @@ impl Disk {
             let Some(retention) = policy(tp) else {
                 continue;
             };
-            let now = wall_clock(now);
             if let Some(deleted) = log.delete_retained_segments(now, retention) {
                 moved.push((tp.clone(), deleted));
             }
@@ -147,9 +139,9 @@ impl Disk {
         moved
     }
 
-    /// Every log forgets the producers expired at `now` (`producer.id.expiration.ms`).
-    pub fn remove_expired_producers(&mut self, now: Millis, expiration_ms: i64) {
-        let now = wall_clock(now);
+    /// Every log forgets the producers expired at `now` (the broker's wall clock, an
+    /// epoch timestamp; `producer.id.expiration.ms`).
+    pub fn remove_expired_producers(&mut self, now: i64, expiration_ms: i64) {
         for log in self.logs.values_mut() {
             log.remove_expired_producers(now, expiration_ms);
         }

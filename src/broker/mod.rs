@@ -41,7 +41,7 @@ use producer_ids::*;
 use replication::*;
 use txn_partition::*;
 
-use crate::actor::{Actor, Channel, Outbox};
+use crate::actor::{Actor, Channel, Outbox, WallClock};
 use crate::broker::log::{Log, Recovery, Retention};
 use crate::broker::producer_state::AppendCheck;
 use crate::bugs::{Bug, Bugs};
@@ -149,6 +149,9 @@ pub struct Broker {
     txn_coordinator: TxnCoordinator,
     /// KIP-890 verifications under way and the produces parked on them.
     verification: Verification,
+    /// The machine's wall clock: time-based retention, producer id expiration, the
+    /// markers' and coordinators' CreateTime, transaction timeouts.
+    clock: WallClock,
 }
 
 impl Broker {
@@ -193,6 +196,7 @@ impl Broker {
             txn_coordinator: TxnCoordinator::new(&config, bugs),
             verification: Verification::default(),
             config,
+            clock: WallClock::default(),
         }
     }
 
@@ -422,7 +426,9 @@ impl Broker {
                 .collect();
             let moved = self
                 .disk
-                .delete_retained_segments(now, |tp| policies.get(tp).copied());
+                .delete_retained_segments(self.clock.timestamp(now), |tp| {
+                    policies.get(tp).copied()
+                });
             for (tp, deleted) in moved {
                 self.record_log_start(now, &tp, deleted.log_start_offset, "segment-deletion", out);
             }
@@ -435,8 +441,10 @@ impl Broker {
         if now >= self.next_producer_expiration_ms {
             self.next_producer_expiration_ms =
                 now + self.config.producer_id_expiration_check_interval_ms;
-            self.disk
-                .remove_expired_producers(now, self.config.producer_id_expiration_ms);
+            self.disk.remove_expired_producers(
+                self.clock.timestamp(now),
+                self.config.producer_id_expiration_ms,
+            );
         }
         let config = &self.config;
         if now >= self.next_recovery_checkpoint_ms {
@@ -525,8 +533,10 @@ impl Actor for Broker {
             self.next_retention_check_ms + self.config.producer_id_expiration_check_interval_ms;
         // Loading a log forgets the producers already expired (Kafka filters them when
         // it reads a producer snapshot).
-        self.disk
-            .remove_expired_producers(now, self.config.producer_id_expiration_ms);
+        self.disk.remove_expired_producers(
+            self.clock.timestamp(now),
+            self.config.producer_id_expiration_ms,
+        );
         let events = std::mem::take(&mut self.recovered)
             .into_iter()
             .map(|(partition, r)| Op::LogRecovered {
@@ -678,6 +688,12 @@ impl Actor for Broker {
         }
         self.expire_requests(now, out);
         self.settle_disk(now);
+    }
+
+    fn set_wall_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
+        self.coordinator.set_wall_clock(clock);
+        self.txn_coordinator.set_wall_clock(clock);
     }
 
     fn next_timer(&self) -> Option<Millis> {

@@ -427,7 +427,9 @@ impl Broker {
             },
             coordinator_epoch: m.coordinator_epoch,
         };
-        // CreateTime on the partition leader's clock, as Kafka stamps markers.
+        // CreateTime on the partition leader's clock, as Kafka stamps markers; here its
+        // true clock whatever its wall clock (the checker dates a marker's write by its
+        // timestamp to judge read_committed reads).
         let timestamp = crate::kafka::record::RECORD_TIMESTAMP_BASE + now as i64;
         let log = self.disk.log_for_write(tp, now);
         let log_start_offset = log.log_start_offset();

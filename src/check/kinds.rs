@@ -63,6 +63,11 @@ pub const EVENT_KINDS: &[&str] = &[
     "marker-gap",
     "lso-stall",
     "transaction-aborted",
+    // Skewed clocks (`check::clocks`): Kafka's rules go by timestamps, judged here in
+    // true time.
+    "lookup-early-by-clock",
+    "lookup-late-by-clock",
+    "retention-early-by-clock",
 ];
 
 /// A one-sentence definition of an anomaly kind (for `kafkasim list` and reports).
@@ -197,6 +202,8 @@ pub fn describe(kind: &str) -> &'static str {
              offset or being assigned the partition anew (it went on from a truncated log: \
              KIP-320's validation failed); counted once per consumer and partition."
         }
-        _ => txn::describe(kind).unwrap_or("Not an anomaly kind kafkasim checks."),
+        _ => txn::describe(kind)
+            .or_else(|| clocks::describe(kind))
+            .unwrap_or("Not an anomaly kind kafkasim checks."),
     }
 }

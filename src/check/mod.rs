@@ -36,6 +36,7 @@ use txn::view::TxnView;
 pub mod tally;
 use tally::*;
 
+mod clocks;
 mod groups;
 use groups::*;
 
@@ -112,6 +113,7 @@ pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
     check_truncation(history, snapshot, &mut tallies);
     check_groups(history, snapshot, &view, &mut tallies, &mut stats);
     txn::check(history, snapshot, &view, &mut tallies);
+    clocks::check(history, snapshot, &mut tallies);
     CheckResult {
         anomalies: tallies.into_reports(),
         stats,

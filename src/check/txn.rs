@@ -878,8 +878,8 @@ fn check_internal(history: &History, view: &TxnView, tallies: &mut Tallies) {
 
 /// `lookup-hit-marker`: `offsetsForTimes` answers that point at a marker.
 fn check_lookups(history: &History, view: &TxnView, tallies: &mut Tallies) {
-    // When each value was sent (its CreateTime), built on the first hit only.
-    let mut sent_at: Option<BTreeMap<Value, Millis>> = None;
+    // Each value's CreateTime and send time, built on the first hit only.
+    let mut sent_at: Option<BTreeMap<Value, (i64, Millis)>> = None;
     for e in &history.entries {
         let Op::OffsetsForTimes {
             partition,
@@ -899,8 +899,8 @@ fn check_lookups(history: &History, view: &TxnView, tallies: &mut Tallies) {
         let sent_at = sent_at.get_or_insert_with(|| {
             let mut map = BTreeMap::new();
             for s in &history.entries {
-                if let Op::Send { value, .. } = &s.op {
-                    map.entry(*value).or_insert(s.invoke_ms);
+                if let (Op::Send { value, .. }, Some(t)) = (&s.op, s.create_time()) {
+                    map.entry(*value).or_insert((t, s.invoke_ms));
                 }
             }
             map
@@ -910,10 +910,9 @@ fn check_lookups(history: &History, view: &TxnView, tallies: &mut Tallies) {
             let found = found_timestamp.map_or(String::new(), |f| format!(" (timestamp {f})"));
             let after = match next_record {
                 Some((o, v)) => match sent_at.get(v) {
-                    Some(t) => format!(
-                        "the next data record, value {v} at offset {o}, has CreateTime {} (sent \
-                         at {} s)",
-                        RECORD_TIMESTAMP_BASE + *t as i64,
+                    Some((ts, t)) => format!(
+                        "the next data record, value {v} at offset {o}, has CreateTime {ts} \
+                         (sent at {} s)",
                         Secs(*t)
                     ),
                     None => format!("the next data record is value {v} at offset {o}"),
@@ -953,10 +952,11 @@ fn check_lookups(history: &History, view: &TxnView, tallies: &mut Tallies) {
 /// only once its high watermark passed its epoch's start (`OFFSET_NOT_AVAILABLE`
 /// before), so the record was below the answering leader's high watermark.
 fn check_lookup_earliest(history: &History, view: &TxnView, tallies: &mut Tallies) {
-    let mut sent_at: BTreeMap<Value, Millis> = BTreeMap::new();
+    // Each value's CreateTime.
+    let mut sent_at: BTreeMap<Value, i64> = BTreeMap::new();
     for e in &history.entries {
-        if let Op::Send { value, .. } = &e.op {
-            sent_at.entry(*value).or_insert(e.invoke_ms);
+        if let (Op::Send { value, .. }, Some(t)) = (&e.op, e.create_time()) {
+            sent_at.entry(*value).or_insert(t);
         }
     }
     // Per partition: (offset, timestamp) in offset order, with the running maximum.
@@ -965,11 +965,7 @@ fn check_lookup_earliest(history: &History, view: &TxnView, tallies: &mut Tallie
         let mut stamped: Vec<(Offset, i64)> = log
             .records
             .iter()
-            .filter_map(|(o, v)| {
-                sent_at
-                    .get(v)
-                    .map(|t| (*o, RECORD_TIMESTAMP_BASE + *t as i64))
-            })
+            .filter_map(|(o, v)| sent_at.get(v).map(|t| (*o, *t)))
             .chain(log.markers.iter().map(|m| (m.offset, m.timestamp)))
             .collect();
         stamped.sort_unstable();
@@ -1000,7 +996,7 @@ fn check_lookup_earliest(history: &History, view: &TxnView, tallies: &mut Tallie
                 continue;
             };
             if let (true, Some(done)) = (*v == r.value, e.complete_ms) {
-                let ts = RECORD_TIMESTAMP_BASE + *t as i64;
+                let ts = *t;
                 reads
                     .entry(partition)
                     .or_default()

@@ -24,7 +24,7 @@
 //!   [`Op::Seek`] with reason `committed offset`), else `auto.offset.reset` as in
 //!   assign mode.
 
-use crate::actor::{Actor, Channel, Outbox};
+use crate::actor::{Actor, Channel, Outbox, WallClock};
 use crate::bugs::{Bug, Bugs};
 use crate::client::consumer_coordinator::{AssignmentChange, ConsumerCoordinator, GroupContext};
 pub use crate::client::consumer_coordinator::{CommitId, GroupEvent, MemberState};
@@ -40,7 +40,6 @@ use crate::kafka::protocol::{
     OffsetsForLeaderEpochResponse, Request, Response, TopicPartition, EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
 };
-use crate::kafka::record::RECORD_TIMESTAMP_BASE;
 use crate::kafka::record::{ControlRecordType, EndTransactionMarker, RecordBatch, RecordError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -224,6 +223,8 @@ pub struct Consumer {
     now: Millis,
     /// Switched-off safeguards.
     bugs: Bugs,
+    /// The process's wall clock: the timestamp probe's targets.
+    clock: WallClock,
 }
 
 /// The history entry of a poll of `tp` that threw `error` to the application.
@@ -287,6 +288,7 @@ impl Consumer {
             timestamp_probe: None,
             now: 0,
             bugs: Bugs::default(),
+            clock: WallClock::default(),
         }
     }
 
@@ -1227,6 +1229,10 @@ impl Actor for Consumer {
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
         self.run(now, out);
+    }
+
+    fn set_wall_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
     }
 
     fn next_timer(&self) -> Option<Millis> {

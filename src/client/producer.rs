@@ -16,7 +16,7 @@
 //! The module also holds the two pieces both clients share, `NetworkClient` (in-flight
 //! requests with deadlines) and `MetadataCache` (leaders and partition counts).
 
-use crate::actor::{Actor, Channel, Outbox};
+use crate::actor::{Actor, Channel, Outbox, WallClock};
 use crate::bugs::{Bug, Bugs};
 use crate::client::network::{self, InFlightRequest, MetadataCache, NetworkClient};
 use crate::client::partitioner::{partition_for_key, StickyPartitioner};
@@ -180,6 +180,8 @@ pub struct Producer {
     /// `KafkaProducer.close()` was called: finish what is under way, abort an open
     /// transaction, then close.
     closing: bool,
+    /// The process's wall clock: record timestamps (CreateTime).
+    clock: WallClock,
 }
 
 impl Producer {
@@ -260,6 +262,7 @@ impl Producer {
             rng,
             bugs,
             config,
+            clock: WallClock::default(),
         }
     }
 
@@ -285,6 +288,7 @@ impl Producer {
             key: record.key,
             value: record.value,
             invoke_ms: now,
+            timestamp: self.clock.timestamp(now),
             txn: self.open_txn.as_ref().map(|t| t.txn),
             headers: record.headers,
         };
@@ -1324,6 +1328,8 @@ impl Producer {
                 attempts: completion.attempts,
                 timeout: completion.timeout,
                 headers: record.headers,
+                timestamp: (record.timestamp != RECORD_TIMESTAMP_BASE + record.invoke_ms as i64)
+                    .then_some(record.timestamp),
             },
         });
     }
@@ -1403,6 +1409,10 @@ impl Actor for Producer {
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
         self.run(now, out);
+    }
+
+    fn set_wall_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
     }
 
     fn next_timer(&self) -> Option<Millis> {

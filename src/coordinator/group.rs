@@ -62,6 +62,7 @@
 //! [`offsets_topic_spec`] gives the spec (partitions = `offsets.topic.num.partitions`,
 //! replication factor = min(`offsets.topic.replication.factor`, brokers)).
 
+use crate::actor::WallClock;
 use crate::bugs::{Bug, Bugs};
 use crate::coordinator::shared::*;
 use crate::history::RebalanceCause;
@@ -331,6 +332,9 @@ pub struct GroupCoordinator {
     loaded: BTreeSet<u32>,
     groups: BTreeMap<Arc<str>, Group>,
     appends: BTreeMap<u64, (u32, AppendPurpose)>,
+    /// The broker's wall clock: its batches' CreateTime. Session and rebalance timeouts
+    /// run on the timer's monotonic clock (Kafka's `SystemTimer`, `hiResClockMs`).
+    clock: WallClock,
 }
 
 impl GroupCoordinator {
@@ -351,7 +355,13 @@ impl GroupCoordinator {
             loaded: BTreeSet::new(),
             groups: BTreeMap::new(),
             appends: BTreeMap::new(),
+            clock: WallClock::default(),
         }
+    }
+
+    /// Sets the broker's wall clock (see [`WallClock`]).
+    pub fn set_wall_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
     }
 
     /// Whether the groups of `__consumer_offsets-<partition>` are loaded here.
@@ -530,7 +540,7 @@ impl GroupCoordinator {
         out.appends.push(CoordinatorAppend {
             id,
             partition,
-            batch: encode_batch(now, records, producer),
+            batch: encode_batch(self.clock.timestamp(now), records, producer),
         });
     }
 

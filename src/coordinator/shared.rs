@@ -3,7 +3,7 @@
 //! on an append, the append itself, and the binary codec of their records (Kafka's
 //! big-endian schema types, written and read with [`Reader`]).
 
-use crate::kafka::protocol::{Millis, NodeId, ProducerIdentity, TopicPartition};
+use crate::kafka::protocol::{NodeId, ProducerIdentity, TopicPartition};
 use crate::kafka::record::{Record, RecordBatch};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -115,11 +115,11 @@ pub fn put_partitions(b: &mut Vec<u8>, tps: &[TopicPartition]) {
     }
 }
 
-/// One batch of (key, value) records, producer id -1.
+/// One batch of (key, value) records, producer id -1, stamped `timestamp` (CreateTime).
 /// A coordinator batch; with `producer`, a transactional one of that producer (no
 /// sequence: Kafka writes transactional offset commits without one).
 pub fn encode_batch(
-    now: Millis,
+    timestamp: i64,
     records: Vec<(Bytes, Bytes)>,
     producer: Option<ProducerIdentity>,
 ) -> Bytes {
@@ -134,10 +134,10 @@ pub fn encode_batch(
             0
         },
         last_offset_delta: i32::try_from(records.len() - 1).expect("batch size fits an i32"),
-        // CreateTime on the same clock as the clients' records (Kafka's coordinators
-        // stamp `time.milliseconds()`): producer expiration compares them with it.
-        base_timestamp: crate::kafka::record::RECORD_TIMESTAMP_BASE + now as i64,
-        max_timestamp: crate::kafka::record::RECORD_TIMESTAMP_BASE + now as i64,
+        // CreateTime: the broker's wall clock (Kafka's coordinators stamp
+        // `time.milliseconds()`), which producer expiration compares them with.
+        base_timestamp: timestamp,
+        max_timestamp: timestamp,
         producer_id: identity.producer_id,
         producer_epoch: identity.producer_epoch,
         base_sequence: -1,

@@ -101,6 +101,7 @@
 //! [`TxnCoordinator::markers_to_send`], send each request to its broker and give every
 //! answer, timeout or disconnection to [`TxnCoordinator::on_markers_response`].
 
+use crate::actor::WallClock;
 use crate::bugs::{Bug, Bugs};
 use crate::coordinator::group::OFFSETS_TOPIC;
 use crate::coordinator::shared::{
@@ -415,6 +416,9 @@ pub struct TxnCoordinator {
     complete_retries: BTreeMap<Arc<str>, (Millis, TxnValue)>,
     /// The next look for timed-out transactions (set at the first load).
     next_abort_check: Option<Millis>,
+    /// The broker's wall clock: the transactions' timestamps and timeouts
+    /// (`TransactionStateManager` reads `time.milliseconds()`), its batches' CreateTime.
+    clock: WallClock,
 }
 
 impl TxnCoordinator {
@@ -441,6 +445,7 @@ impl TxnCoordinator {
             markers_polled_at: 0,
             complete_retries: BTreeMap::new(),
             next_abort_check: None,
+            clock: WallClock::default(),
         }
     }
 
@@ -496,7 +501,7 @@ impl TxnCoordinator {
                 if self.bugs.on(Bug::ForgetPreparedTxn) {
                     // The bug: taken as completed, in memory only, without markers.
                     let m = self.txns.get_mut(&id).expect("inserted");
-                    let t = m.prepare_complete(now);
+                    let t = m.prepare_complete(self.clock.ms(now));
                     m.complete_transition(&t);
                 } else {
                     self.start_markers(now, &id, &mut out);
@@ -623,7 +628,7 @@ impl TxnCoordinator {
         out.appends.push(CoordinatorAppend {
             id,
             partition,
-            batch: encode_batch(now, vec![record], None),
+            batch: encode_batch(self.clock.timestamp(now), vec![record], None),
         });
         self.appends.insert(
             id,
@@ -691,7 +696,13 @@ impl TxnCoordinator {
                 return;
             };
             assert!(self.txns.len() < MAX_TRANSACTIONS, "too many transactions");
-            let m = TransactionMetadata::new(id.clone(), partition, producer_id, timeout, now);
+            let m = TransactionMetadata::new(
+                id.clone(),
+                partition,
+                producer_id,
+                timeout,
+                self.clock.ms(now),
+            );
             self.txns.insert(id.clone(), m);
         }
         let m = self.txns.get_mut(&id).expect("present");
@@ -711,6 +722,7 @@ impl TxnCoordinator {
             out.respond(reply_to, init_error(error));
             return;
         }
+        let wall = self.clock.ms(now);
         match m.current.state {
             TransactionState::PrepareCommit | TransactionState::PrepareAbort => {
                 out.respond(reply_to, init_error(ErrorCode::ConcurrentTransactions));
@@ -725,10 +737,13 @@ impl TxnCoordinator {
                         out.respond(reply_to, init_error(ErrorCode::CoordinatorLoadInProgress));
                         return;
                     };
-                    m.prepare_producer_id_rotation(producer_id, timeout, now, expected.is_some())
+                    m.prepare_producer_id_rotation(producer_id, timeout, wall, expected.is_some())
                 } else {
-                    match m.prepare_increment_producer_epoch(timeout, expected.map(|(_, e)| e), now)
-                    {
+                    match m.prepare_increment_producer_epoch(
+                        timeout,
+                        expected.map(|(_, e)| e),
+                        wall,
+                    ) {
                         Ok(t) => t,
                         Err(error) => {
                             out.respond(reply_to, init_error(error));
@@ -840,7 +855,7 @@ impl TxnCoordinator {
             return;
         }
         let m = self.txns.get_mut(txn_id).expect("present");
-        let transit = m.prepare_add_partitions(partitions, now, client_version);
+        let transit = m.prepare_add_partitions(partitions, self.clock.ms(now), client_version);
         self.append(now, txn_id, transit, purpose, out);
     }
 
@@ -949,7 +964,7 @@ impl TxnCoordinator {
             state,
             client_version,
             next_producer_id,
-            now,
+            self.clock.ms(now),
             no_partition_added,
         );
         self.append(
@@ -1110,7 +1125,7 @@ impl TxnCoordinator {
     ) -> (i64, i16) {
         let m = self.txns.get_mut(id).expect("present");
         let coordinator_epoch = self.loaded[&m.partition];
-        let complete = m.prepare_complete(now);
+        let complete = m.prepare_complete(self.clock.ms(now));
         let next = (complete.producer_id, complete.producer_epoch);
         // The `partial-markers` switch writes the first partition's marker only.
         let partial = self.bugs.on(Bug::PartialMarkers);
@@ -1309,6 +1324,11 @@ impl TxnCoordinator {
 
     // ------------------------------------------------------------ timers
 
+    /// Sets the broker's wall clock (see [`WallClock`]).
+    pub fn set_wall_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
+    }
+
     /// Aborts transactions open longer than their timeout (every
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`) and writes again
     /// the `Complete*` records whose append failed.
@@ -1316,6 +1336,7 @@ impl TxnCoordinator {
         let mut out = TxnCoordinatorOutput::default();
         if !self.loaded.is_empty() && self.next_abort_check.is_some_and(|t| t <= now) {
             self.next_abort_check = Some(now + self.abort_interval_ms);
+            let wall = self.clock.ms(now);
             let timed_out: Vec<Arc<str>> = self
                 .txns
                 .iter()
@@ -1325,7 +1346,7 @@ impl TxnCoordinator {
                         && m.current
                             .txn_start_timestamp
                             .saturating_add(m.current.txn_timeout_ms as i64)
-                            < now as i64
+                            < wall
                 })
                 .map(|(id, _)| id.clone())
                 .collect();

@@ -369,6 +369,7 @@ pub fn draw(seed: u64) -> Scenario {
         nemesis: NemesisSpec::default(),
         network,
         disk: DiskSpec::default(),
+        clocks: Default::default(),
         bugs: Vec::new(),
         expect: Expect::default(),
         path: PathBuf::new(),
@@ -931,6 +932,7 @@ fn placeholder(seed: u64) -> Scenario {
         network: NetworkSpec::default(),
         disk: DiskSpec::default(),
         bugs: Vec::new(),
+        clocks: Default::default(),
         expect: Expect::default(),
         path: PathBuf::new(),
     }

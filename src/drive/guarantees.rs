@@ -236,8 +236,9 @@ fn hits_brokers(f: &Fault) -> bool {
             between: [from, to],
         } => broker(from) && broker(to),
         Fault::MoveLeader { .. } => true,
-        // An admin request that moves a log start: nothing stops or is cut off.
-        Fault::DeleteRecords { .. } => false,
+        // An admin request that moves a log start, a clock step: nothing stops or is
+        // cut off.
+        Fault::DeleteRecords { .. } | Fault::Clock { .. } => false,
     }
 }
 

@@ -10,12 +10,12 @@
 //!
 //! The timeline has one lane per process (controller, brokers, producers, consumers,
 //! nemesis) over simulated time. Operations are drawn as a density per pixel column,
-//! so a long run stays small; faults as shaded spans (crash, pause and isolate on the
-//! lanes they hit, network faults as a band over every lane); leader and ISR changes as
-//! marks on the controller lane; and each history line an anomaly example involves as
-//! a mark that links to that line in the history excerpt below. Below the timeline:
-//! the anomalies with their examples in plain words, the history lines they involve
-//! with a few lines of context, the faults and the run's figures.
+//! so a long run stays small; faults as shaded spans (crash, pause, isolate and clock
+//! steps on the lanes they hit, network faults as a band over every lane); leader and
+//! ISR changes as marks on the controller lane; and each history line an anomaly
+//! example involves as a mark that links to that line in the history excerpt below.
+//! Below the timeline: the anomalies with their examples in plain words, the history
+//! lines they involve with a few lines of context, the faults and the run's figures.
 //!
 //! Operations are shown from their serialized form (the `f` tag and the fields), so a
 //! new `Op` variant needs no change here.
@@ -125,7 +125,7 @@ impl FaultSpan {
     fn node_fault(&self) -> bool {
         matches!(
             self.verb.as_str(),
-            "crash" | "power-loss" | "corrupt" | "pause" | "isolate"
+            "crash" | "power-loss" | "corrupt" | "pause" | "isolate" | "clock"
         )
     }
 }
@@ -527,6 +527,7 @@ fn legend(page: &mut String, model: &Model) {
          <span><i class=\"sw corrupt\"></i>corrupt</span>\
          <span><i class=\"sw pause\"></i>pause</span>\
          <span><i class=\"sw isolate\"></i>isolate</span>\
+         <span><i class=\"sw clock\"></i>clock step</span>\
          <span><i class=\"sw net\"></i>network fault</span>\
          <span><b class=\"lc\">◆</b>leader change</span>\
          <span><b class=\"ic\">○</b>ISR change</span>\
@@ -685,6 +686,7 @@ fn participle(verb: &str) -> String {
         "corrupt" => "crashed (disk corrupt)".into(),
         "pause" => "paused".into(),
         "isolate" => "isolated".into(),
+        "clock" => "clock stepped".into(),
         other => other.to_string(),
     }
 }
@@ -1352,7 +1354,7 @@ nav{margin-top:8px;color:var(--dim)}nav a{color:#2453a6}
 .legend span{white-space:nowrap}.legend b{margin-right:5px}
 .sw{display:inline-block;width:14px;height:10px;margin-right:5px;border-radius:2px;vertical-align:-1px}
 .sw.producer{background:#4c78a8}.sw.notok{background:#f58518}.sw.crash{background:#f4a8a8}
-.sw.power-loss{background:#c9a0a0}.sw.corrupt{background:#c9a0c9}.sw.pause{background:#f6d88a}.sw.isolate{background:#d7b8e6}.sw.net{background:#b9d3f0}
+.sw.power-loss{background:#c9a0a0}.sw.corrupt{background:#c9a0c9}.sw.pause{background:#f6d88a}.sw.isolate{background:#d7b8e6}.sw.net{background:#b9d3f0}.sw.clock{background:#a8dcd1}
 b.lc{color:#344054}b.ic{color:#667085}b.disk{color:#8b0000}b.corr{color:#6a1b9a}b.recov{color:#2e7d32}
 svg.timeline{display:block;width:100%;height:auto;border:1px solid var(--line);border-radius:4px}
 svg text{font-family:system-ui,'DejaVu Sans',sans-serif}
@@ -1362,10 +1364,10 @@ text.tick{font-size:11px;fill:#667085}
 line.grid{stroke:#e4e7ec;stroke-width:1}
 path.producer{fill:#4c78a8}path.consumer{fill:#54a24b}path.other{fill:#98a2b3}path.notok{fill:#f58518}
 rect.shade{opacity:.55}rect.shade.crash{fill:#f4a8a8}rect.shade.power-loss{fill:#c9a0a0}rect.shade.corrupt{fill:#c9a0c9}rect.shade.pause{fill:#f6d88a}
-rect.shade.isolate{fill:#d7b8e6}rect.shade.net{fill:#b9d3f0;opacity:.35}
+rect.shade.isolate{fill:#d7b8e6}rect.shade.clock{fill:#a8dcd1}rect.shade.net{fill:#b9d3f0;opacity:.35}
 text.shadelabel{font-size:10px;fill:#7a2a2a;font-style:italic}
 rect.bar{opacity:.9}rect.bar.crash{fill:#e45756}rect.bar.power-loss{fill:#8b0000}rect.bar.corrupt{fill:#6a1b9a}rect.bar.pause{fill:#e0a800}
-rect.bar.isolate{fill:#a05fc0}rect.bar.net{fill:#4c78a8}
+rect.bar.isolate{fill:#a05fc0}rect.bar.clock{fill:#2a9d8f}rect.bar.net{fill:#4c78a8}
 text.barlabel{font-size:9.5px;fill:#fff}
 path.instant{fill:#2a9d8f}path.lc{fill:#344054}path.lc.unclean{fill:#d62728}
 path.lead{fill:#2a9d8f}circle.ic{fill:#fff;stroke:#667085;stroke-width:1.3}

@@ -6,7 +6,7 @@
 //! Everything here is driven by the seed: madsim's scheduler and named `ChaCha8`
 //! streams derived from the seed for the network, the nemesis and each client.
 
-use crate::actor::{Actor, Channel, Outbox};
+use crate::actor::{Actor, Channel, Outbox, WallClock};
 use crate::app::pipeline::{PipelineFactory, PipelineWorkload};
 use crate::app::workload::{
     ConsumerFactory, ConsumerWorkload, ProcessingPlan, ProducerWorkload, WorkloadPlan,
@@ -75,6 +75,9 @@ struct Ctx {
     net: Mutex<Network>,
     /// The wire: the network task delivers what is put here when it is due.
     wire: tokio::sync::mpsc::UnboundedSender<Wire>,
+    /// Each node's wall clock, when the scenario sets any (`clocks`, `clock` faults);
+    /// `None`: every node keeps true time and the cores are never told.
+    clocks: Option<Mutex<BTreeMap<NodeId, WallClock>>>,
 }
 
 impl Ctx {
@@ -85,6 +88,25 @@ impl Ctx {
     /// Simulated nanoseconds since the start (the network's clock).
     fn now_ns(&self) -> Nanos {
         (Instant::now() - self.start).as_nanos() as Nanos
+    }
+
+    /// `node`'s wall clock now, if the scenario sets clocks.
+    fn wall_clock(&self, node: NodeId) -> Option<WallClock> {
+        let clocks = self.clocks.as_ref()?.lock().expect("no poisoned locks");
+        Some(clocks.get(&node).copied().unwrap_or_default())
+    }
+
+    /// Steps the wall clock of each of `nodes` by `offset_ms` (a `clock` fault).
+    fn step_clocks(&self, nodes: &[NodeId], offset_ms: i64) {
+        let mut clocks = self
+            .clocks
+            .as_ref()
+            .expect("a clock fault makes clocks")
+            .lock()
+            .expect("no poisoned locks");
+        for n in nodes {
+            clocks.entry(*n).or_default().offset_ms += offset_ms;
+        }
     }
 
     fn net(&self) -> std::sync::MutexGuard<'_, Network> {
@@ -281,10 +303,13 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
         .insert(me, tx);
     let mut out = Outbox::default();
     let mut resets = Vec::new();
-    actor
-        .lock()
-        .expect("no poisoned locks")
-        .on_start(ctx.now(), &mut out);
+    {
+        let mut a = actor.lock().expect("no poisoned locks");
+        if let Some(clock) = ctx.wall_clock(me) {
+            a.set_wall_clock(clock);
+        }
+        a.on_start(ctx.now(), &mut out);
+    }
     flush(me, &ctx, &mut out, &mut resets);
     let mut delivered = Vec::new();
     let mut sleep: Option<(Millis, std::pin::Pin<Box<time::Sleep>>)> = None;
@@ -338,6 +363,9 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
         }
         {
             let mut a = actor.lock().expect("no poisoned locks");
+            if let Some(clock) = ctx.wall_clock(me) {
+                a.set_wall_clock(clock);
+            }
             for peer in resets.drain(..) {
                 a.on_disconnect(now, peer, &mut out);
             }
@@ -587,7 +615,8 @@ async fn run_faults(
                 | Fault::PowerLoss { target }
                 | Fault::Corrupt { target }
                 | Fault::Pause { target }
-                | Fault::Isolate { target } => vec![resolve(target)],
+                | Fault::Isolate { target }
+                | Fault::Clock { target, .. } => vec![resolve(target)],
                 Fault::Partition { groups } => groups
                     .iter()
                     .map(|g| g.iter().flat_map(&resolve).collect())
@@ -656,6 +685,7 @@ async fn run_faults(
                 Fault::DeleteRecords { partition, offset } => {
                     desc = delete_records(ctx, &image, partition, *offset, &mut admin_seq);
                 }
+                Fault::Clock { offset_ms, .. } => ctx.step_clocks(&groups[0], *offset_ms),
             }
             ctx.record(vec![Entry::instant(
                 NodeId::Nemesis,
@@ -680,6 +710,7 @@ async fn run_faults(
                 | Fault::OneWay { .. }
                 | Fault::Delay { .. }
                 | Fault::Slow { .. } => link_fault(ctx, f, &groups, &all_nodes, true),
+                Fault::Clock { offset_ms, .. } => ctx.step_clocks(&groups[0], -offset_ms),
                 Fault::MoveLeader { .. } | Fault::DeleteRecords { .. } | Fault::Reset { .. } => {}
             }
             ctx.record(vec![Entry::instant(
@@ -1021,6 +1052,7 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
             (lo * 1000, hi * 1000),
         )),
         wire: wire_tx,
+        clocks: clocks(&sc),
     });
     let network_task = madsim::task::spawn(network(ctx.clone(), wire_rx));
     let mut bugs = sc.bug_switches();
@@ -1125,6 +1157,9 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
                     .config
                     .transaction_abort_timed_out_transaction_cleanup_interval_ms
         });
+    if ctx.clocks.is_some() {
+        snapshot.time_retention_ms = time_retention_ms(&sc);
+    }
     for n in nodes.ids.values() {
         handle.kill(*n);
     }
@@ -1150,6 +1185,52 @@ async fn supervise(sc: Arc<Scenario>, seed: u64, extra_bugs: Vec<Bug>) -> RunOut
         records_sent,
         broker_requests,
     }
+}
+
+/// The nodes' wall clocks at the start, if the scenario sets any (a `clocks` section
+/// or a `clock` fault).
+fn clocks(sc: &Scenario) -> Option<Mutex<BTreeMap<NodeId, WallClock>>> {
+    let stepped = sc
+        .nemesis
+        .schedule
+        .iter()
+        .any(|f| matches!(f.fault, Fault::Clock { .. }));
+    if sc.clocks.is_empty() && !stepped {
+        return None;
+    }
+    let clocks = sc
+        .clocks
+        .iter()
+        .map(|(name, c)| {
+            let node = match name.parse() {
+                Ok(Target::Node(n)) => n,
+                _ => panic!("validated: clock `{name}` names a node"),
+            };
+            let clock = WallClock {
+                offset_ms: c.offset_ms,
+                drift_ppm: c.drift_ppm,
+            };
+            (node, clock)
+        })
+        .collect();
+    Some(Mutex::new(clocks))
+}
+
+/// The `retention.ms` of each topic that retention keeps by time only (no
+/// `retention.bytes`): its own setting, else the brokers'.
+fn time_retention_ms(sc: &Scenario) -> BTreeMap<String, i64> {
+    let broker = &sc.cluster.config;
+    sc.topics
+        .iter()
+        .filter_map(|t| {
+            let ms = t.config.retention_ms.unwrap_or(broker.retention_ms());
+            let bytes = t
+                .config
+                .retention_bytes
+                .unwrap_or(broker.log_retention_bytes);
+            (ms >= 0 && bytes < 0).then(|| (t.name.clone(), ms))
+        })
+        .collect()
 }
 
 /// How long the applications' `KafkaProducer.close()` may take at the end of the

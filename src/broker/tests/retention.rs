@@ -221,3 +221,34 @@ fn delete_records_times_out_and_needs_the_leader() {
     let out = request(&mut f, 10, NodeId::Nemesis, 1, delete_records(0, 1_000));
     assert_eq!(deleted(&out, 1), Some((ErrorCode::NotLeaderOrFollower, -1)));
 }
+
+/// Retention judges segments by the broker's wall clock (`time.milliseconds()` in
+/// `deleteRetentionMsBreachedSegments`): the same log, checked at the same true time,
+/// keeps its segments on a true clock and loses them on a clock 500 ms ahead.
+#[test]
+fn retention_reads_the_brokers_wall_clock() {
+    for (offset_ms, log_start) in [(0, 0), (500, 2)] {
+        let (mut b, _) = broker(
+            1,
+            retaining(),
+            Bugs::default(),
+            vec![reg(Some(1), &[1, 2], 0, 0)],
+        );
+        b.set_wall_clock(crate::actor::WallClock {
+            offset_ms,
+            drift_ppm: 0,
+        });
+        for (i, v) in [100, 101].into_iter().enumerate() {
+            send(&mut b, 10 + i as u64, i as u64 + 1, Acks::Leader, &[v]);
+        }
+        request(&mut b, 20, NodeId::Broker(2), 9, follower_fetch(2, 2, 0));
+        // The records' CreateTime is the clock's start; retention.ms is 1,000.
+        let mut out = Outbox::default();
+        b.on_timer(1_000, &mut out);
+        assert_eq!(
+            b.disk().logs[&tp()].log_start_offset(),
+            log_start,
+            "clock {offset_ms} ms ahead"
+        );
+    }
+}

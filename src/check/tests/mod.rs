@@ -46,6 +46,7 @@ impl B {
         offset: Option<Offset>,
     ) -> &mut Self {
         let op = Op::Send {
+            timestamp: None,
             txn: None,
             timeout: None,
             headers: Vec::new(),
@@ -483,6 +484,7 @@ fn pending_send_at_end_counts_as_indefinite() {
             reason: "pending at end of run".into(),
         },
         op: Op::Send {
+            timestamp: None,
             txn: None,
             timeout: None,
             headers: Vec::new(),
@@ -962,6 +964,7 @@ fn one_key_in_two_topics_is_fine() {
         complete_ms: Some(160),
         outcome: Outcome::Ok,
         op: Op::Send {
+            timestamp: None,
             txn: None,
             timeout: None,
             headers: Vec::new(),

@@ -373,6 +373,7 @@ pub(super) fn timed_out(b: &mut B, t: Millis, value: Value, attempts: u32, timeo
             .into(),
     };
     let op = Op::Send {
+        timestamp: None,
         txn: None,
         timeout: Some(timeout),
         headers: Vec::new(),
@@ -507,6 +508,7 @@ fn jepsen_poll_skip_txn_abort_doesnt_roll_back() {
 /// A transactional send of `value` to orders-0, acknowledged at `offset`.
 pub(super) fn txn_send(b: &mut B, t: Millis, txn: TxnId, value: Value, offset: Offset) {
     let op = Op::Send {
+        timestamp: None,
         txn: Some(txn),
         timeout: None,
         headers: Vec::new(),
@@ -597,6 +599,7 @@ fn a_record_read_with_other_headers_than_sent_is_a_header_mismatch() {
     let mut b = B::default();
     for n in 0..3 {
         let op = Op::Send {
+            timestamp: None,
             txn: None,
             timeout: None,
             headers: hdr(v(0, n)),
@@ -654,6 +657,7 @@ fn a_record_read_with_other_headers_than_sent_is_a_header_mismatch() {
     // The same headers everywhere: nothing.
     let mut b = B::default();
     let op = Op::Send {
+        timestamp: None,
         txn: None,
         timeout: None,
         headers: hdr(7),

@@ -85,6 +85,7 @@ impl B {
             info()
         };
         let op = Op::Send {
+            timestamp: None,
             key: None,
             value,
             partition: tp.clone(),

@@ -76,7 +76,8 @@ impl Consumer {
             return;
         }
         probe.next_ms = now + probe.every_ms;
-        let timestamp = RECORD_TIMESTAMP_BASE + now as i64 - probe.lag_ms as i64;
+        // `System.currentTimeMillis() - lag`: the consumer's wall clock.
+        let timestamp = self.clock.timestamp(now) - probe.lag_ms as i64;
         let deadline = now + self.config.default_api_timeout_ms;
         for tp in self.assignment.keys() {
             if self.timestamp_lookups.contains_key(tp) {

@@ -11,6 +11,9 @@ pub(super) struct PendingRecord {
     pub(super) value: Value,
     /// When `send` was called.
     pub(super) invoke_ms: Millis,
+    /// Its CreateTime: the producer's wall clock when `send` was called
+    /// (`KafkaProducer.doSend` stamps `time.milliseconds()`).
+    pub(super) timestamp: i64,
     /// The transaction it was sent in.
     pub(super) txn: Option<TxnId>,
     /// Its headers.
@@ -19,7 +22,7 @@ pub(super) struct PendingRecord {
 
 impl PendingRecord {
     pub(super) fn timestamp(&self) -> i64 {
-        RECORD_TIMESTAMP_BASE + self.invoke_ms as i64
+        self.timestamp
     }
 
     pub(super) fn value_bytes(&self) -> String {

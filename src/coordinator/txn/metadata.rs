@@ -161,7 +161,7 @@ impl TransactionMetadata {
         partition: u32,
         producer_id: i64,
         txn_timeout_ms: u64,
-        now: Millis,
+        now: i64,
     ) -> Self {
         let current = TxnValue {
             producer_id,
@@ -173,7 +173,7 @@ impl TransactionMetadata {
             state: TransactionState::Empty,
             topic_partitions: BTreeSet::new(),
             txn_start_timestamp: -1,
-            txn_last_update_timestamp: now as i64,
+            txn_last_update_timestamp: now,
             client_transaction_version: 0,
         };
         Self::loaded(transactional_id, partition, current)
@@ -378,7 +378,7 @@ impl TransactionMetadata {
         &mut self,
         txn_timeout_ms: u64,
         expected_epoch: Option<i16>,
-        now: Millis,
+        now: i64,
     ) -> Result<TxnValue, ErrorCode> {
         let mut t = self.transit(TransactionState::Empty);
         let bump = |epoch: i16| {
@@ -404,7 +404,7 @@ impl TransactionMetadata {
         t.txn_timeout_ms = txn_timeout_ms;
         t.topic_partitions.clear();
         t.txn_start_timestamp = -1;
-        t.txn_last_update_timestamp = now as i64;
+        t.txn_last_update_timestamp = now;
         Ok(self.prepare_transition(t))
     }
 
@@ -413,7 +413,7 @@ impl TransactionMetadata {
         &mut self,
         producer_id: i64,
         txn_timeout_ms: u64,
-        now: Millis,
+        now: i64,
         record_last_epoch: bool,
     ) -> TxnValue {
         assert!(
@@ -436,7 +436,7 @@ impl TransactionMetadata {
         t.txn_timeout_ms = txn_timeout_ms;
         t.topic_partitions.clear();
         t.txn_start_timestamp = -1;
-        t.txn_last_update_timestamp = now as i64;
+        t.txn_last_update_timestamp = now;
         self.prepare_transition(t)
     }
 
@@ -444,12 +444,12 @@ impl TransactionMetadata {
     pub(super) fn prepare_add_partitions(
         &mut self,
         partitions: &[TopicPartition],
-        now: Millis,
+        now: i64,
         client_transaction_version: i16,
     ) -> TxnValue {
         let mut t = self.transit(TransactionState::Ongoing);
         if self.current.state == TransactionState::Empty || self.current.state.is_complete() {
-            t.txn_start_timestamp = now as i64;
+            t.txn_start_timestamp = now;
         }
         t.topic_partitions.extend(partitions.iter().cloned());
         assert!(
@@ -457,7 +457,7 @@ impl TransactionMetadata {
             "too many partitions in transaction {}",
             self.transactional_id
         );
-        t.txn_last_update_timestamp = now as i64;
+        t.txn_last_update_timestamp = now;
         t.client_transaction_version = client_transaction_version;
         self.prepare_transition(t)
     }
@@ -469,7 +469,7 @@ impl TransactionMetadata {
         state: TransactionState,
         client_transaction_version: i16,
         next_producer_id: i64,
-        now: Millis,
+        now: i64,
         no_partition_added: bool,
     ) -> TxnValue {
         let mut t = self.transit(state);
@@ -480,17 +480,17 @@ impl TransactionMetadata {
             t.last_producer_epoch = self.current.producer_epoch;
         }
         if no_partition_added {
-            t.txn_start_timestamp = now as i64;
+            t.txn_start_timestamp = now;
         }
         t.next_producer_id = next_producer_id;
-        t.txn_last_update_timestamp = now as i64;
+        t.txn_last_update_timestamp = now;
         t.client_transaction_version = client_transaction_version;
         self.prepare_transition(t)
     }
 
     /// Kafka's `prepareComplete`: markers are all written; an exhausted epoch moves to
     /// the next producer id (version 2).
-    pub(super) fn prepare_complete(&mut self, now: Millis) -> TxnValue {
+    pub(super) fn prepare_complete(&mut self, now: i64) -> TxnValue {
         let state = match self.current.state {
             TransactionState::PrepareCommit => TransactionState::CompleteCommit,
             TransactionState::PrepareAbort => TransactionState::CompleteAbort,
@@ -508,7 +508,7 @@ impl TransactionMetadata {
         }
         t.next_producer_id = NO_PRODUCER_ID;
         t.topic_partitions.clear();
-        t.txn_last_update_timestamp = now as i64;
+        t.txn_last_update_timestamp = now;
         self.prepare_transition(t)
     }
 

@@ -782,6 +782,33 @@ fn a_timed_out_transaction_is_aborted_with_a_bumped_epoch() {
     assert_eq!(c.next_timer(), Some(80_000));
 }
 
+/// The timeout is measured on the coordinator's wall clock
+/// (`TransactionStateManager.timedOutTransactions` reads `time.milliseconds()`): stepped
+/// 55 s forward after the transaction opened, the check of 10 s finds it 64 s old.
+#[test]
+fn a_clock_stepped_forward_times_a_transaction_out_early() {
+    let (mut h, mut c) = (Harness::default(), coordinator(1, Bugs::default()));
+    let producer = init(&mut h, &mut c, 0);
+    assert_eq!(
+        add(&mut h, &mut c, 1_000, producer, &orders(1)),
+        ErrorCode::None
+    );
+    c.set_wall_clock(crate::actor::WallClock {
+        offset_ms: 55_000,
+        drift_ppm: 0,
+    });
+    assert_eq!(c.next_timer(), Some(10_000), "the timer keeps true time");
+    let out = c.on_timer(10_000);
+    assert!(h.run(&mut c, 10_000, out).is_empty());
+    assert_eq!(
+        states(&h)[2..],
+        [
+            (Ongoing, PrepareEpochFence, 1),
+            (PrepareEpochFence, PrepareAbort, 1)
+        ]
+    );
+}
+
 #[test]
 fn a_failed_fence_keeps_its_epoch_and_is_not_bumped_again() {
     let (mut h, mut c) = (Harness::default(), coordinator(1, Bugs::default()));
@@ -1066,7 +1093,11 @@ fn exhausted_epochs_move_to_a_new_producer_id() {
             txn_last_update_timestamp: 0,
             client_transaction_version: 2,
         };
-        encode_batch(0, vec![(encode_key(TXN), encode_value(&t, 2))], None)
+        encode_batch(
+            crate::kafka::record::RECORD_TIMESTAMP_BASE,
+            vec![(encode_key(TXN), encode_value(&t, 2))],
+            None,
+        )
     };
     let mut h = Harness::default();
     let mut c = TxnCoordinator::new(&config(2), Bugs::default());

@@ -546,6 +546,7 @@ impl Converter<'_> {
                         txn: Some(txn),
                         timeout: None,
                         headers: Vec::new(),
+                        timestamp: None,
                     };
                     self.push(process, inv.time, time, send_outcome, send);
                 }

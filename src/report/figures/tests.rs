@@ -12,6 +12,7 @@ fn send(invoke: u64, done: u64, outcome: Outcome) -> Entry {
         complete_ms: Some(done),
         outcome,
         op: Op::Send {
+            timestamp: None,
             txn: None,
             timeout: None,
             headers: Vec::new(),
@@ -71,6 +72,7 @@ fn pipeline_outputs_count_when_their_transaction_commits() {
         complete_ms: Some(at + 5),
         outcome: Outcome::Ok,
         op: Op::Send {
+            timestamp: None,
             txn: Some(txn),
             timeout: None,
             headers: Vec::new(),

@@ -40,6 +40,7 @@ fn sample() -> (SeedReport, History) {
         1_200,
         Outcome::Ok,
         Op::Send {
+            timestamp: None,
             txn: None,
             timeout: None,
             headers: Vec::new(),
@@ -100,6 +101,7 @@ fn sample() -> (SeedReport, History) {
             reason: "REQUEST_TIMED_OUT".into(),
         },
         Op::Send {
+            timestamp: None,
             txn: None,
             timeout: None,
             headers: Vec::new(),

@@ -6,6 +6,7 @@ use crate::kafka::protocol::{
     LeaderEpoch, ListOffsetsPartitionResponse, MetadataResponse, PartitionMetadata,
 };
 use crate::kafka::record::testing::plain_batch;
+use crate::kafka::record::RECORD_TIMESTAMP_BASE;
 use bytes::Bytes;
 
 mod subscribe;

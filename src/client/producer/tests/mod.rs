@@ -542,6 +542,7 @@ fn headers_are_encoded_into_the_batch() {
         key: Some("a".into()),
         value: 42,
         invoke_ms: 0,
+        timestamp: RECORD_TIMESTAMP_BASE,
         txn: None,
         headers: Vec::new(),
     };
@@ -664,6 +665,29 @@ fn gzip_batches_compress_and_are_counted() {
     };
     assert_eq!((m.batches, m.records), (1, 200));
     assert!(m.batch_bytes * 3 < m.uncompressed_bytes, "{m:?}");
+}
+
+/// CreateTime is the producer's wall clock at `send` (`KafkaProducer.doSend`): a clock
+/// an hour behind and 1,000 ppm fast stamps the batch so, and the history keeps the
+/// timestamp beside the (true) invoke time.
+#[test]
+fn record_timestamps_read_the_producers_wall_clock() {
+    let (mut p, mut out) = started(config(), &[(0, Some(1), 0)]);
+    p.set_wall_clock(crate::actor::WallClock {
+        offset_ms: -3_600_000,
+        drift_ppm: 1_000,
+    });
+    p.send(2_000, record(None, 1), &mut out);
+    let reqs = produces(&take(&mut out));
+    let (decoded, _) = RecordBatch::decode(&reqs[0].2.partitions[0].1).unwrap();
+    let stamped = RECORD_TIMESTAMP_BASE + 2_002 - 3_600_000;
+    assert_eq!(decoded.base_timestamp, stamped);
+    answer_produce(&mut p, 2_010, 1, reqs[0].1, ErrorCode::None, 0, &mut out);
+    let sent = out.history.iter().find_map(|e| match &e.op {
+        Op::Send { timestamp, .. } => Some((e.invoke_ms, *timestamp, e.create_time())),
+        _ => None,
+    });
+    assert_eq!(sent, Some((2_000, Some(stamped), Some(stamped))));
 }
 
 #[test]
