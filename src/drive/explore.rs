@@ -495,6 +495,8 @@ enum Kind {
     Reset,
     /// A producer application's process dies and restarts.
     ProducerCrash,
+    /// A node's wall clock steps (an NTP step), and steps back when the fault ends.
+    Clock,
 }
 
 /// An explicit fault schedule inside the workload window: faults one after another
@@ -524,7 +526,12 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
     if pipelines == 0 {
         kinds.push((1, Kind::Corrupt));
     }
-    kinds.extend([(1, Kind::Delay), (1, Kind::Slow), (1, Kind::Reset)]);
+    kinds.extend([
+        (1, Kind::Delay),
+        (1, Kind::Slow),
+        (1, Kind::Reset),
+        (1, Kind::Clock),
+    ]);
     if sc.producers.count > 0 {
         kinds.push((1, Kind::ProducerCrash));
     }
@@ -649,6 +656,26 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
                 let (a, b) = link(rng);
                 duration = 0;
                 Fault::Reset { between: [a, b] }
+            }
+            Kind::Clock => {
+                let target = match rng.gen_range(0..3) {
+                    0 if sc.producers.count > 0 => {
+                        Target::Node(NodeId::Producer(rng.gen_range(0..sc.producers.count)))
+                    }
+                    1 if pipelines > 0 => {
+                        Target::Node(NodeId::Pipeline(rng.gen_range(0..pipelines)))
+                    }
+                    _ => broker_target(rng),
+                };
+                let offset_ms = pick(rng, &[(2, 2_000), (2, 30_000), (1, 600_000)]);
+                Fault::Clock {
+                    target,
+                    offset_ms: if rng.gen_bool(0.5) {
+                        offset_ms
+                    } else {
+                        -offset_ms
+                    },
+                }
             }
             Kind::ProducerCrash => Fault::Crash {
                 target: Target::Node(NodeId::Producer(rng.gen_range(0..sc.producers.count))),

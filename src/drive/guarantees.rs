@@ -201,9 +201,14 @@ impl Facts {
     }
 
     /// Every record is in its partition's log once: idempotent producers (a retry is
-    /// never appended twice) and clean elections.
+    /// never appended twice), clean elections, and no application sending a record
+    /// again from a new producer session after a crash.
     fn no_input_duplicates(&self) -> bool {
-        self.acks.is_none() || (self.idempotence && self.max_in_flight <= 5 && self.clean())
+        self.acks.is_none()
+            || (self.idempotence
+                && self.max_in_flight <= 5
+                && self.clean()
+                && !self.producer_resends)
     }
 
     fn transactions(&self) -> bool {
@@ -428,7 +433,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "at-most-once-group",
-        when: "group processing at-most-once, idempotent producers, min ISR >= 2, \
+        when: "group processing at-most-once, idempotent producers resending nothing, min ISR >= 2, \
                unclean off",
         forbids: &["reprocessing", "duplicate-effect"],
         kafka: "commitSync of the polled positions before processing: a record is \
@@ -470,7 +475,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "exactly-once-input",
-        when: "exactly-once pipelines, idempotent input producers, min ISR >= 2, \
+        when: "exactly-once pipelines, idempotent input producers resending nothing, min ISR >= 2, \
                unclean off, transaction version 2 or no cut or slow link",
         forbids: &["output-duplicate"],
         kafka: "exactly-once is per input record (offset, KIP-98/KIP-447); a \
