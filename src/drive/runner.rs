@@ -11,7 +11,6 @@ use crate::report::figures;
 use crate::report::{html, RunStats, SeedReport};
 use crate::scenario::Scenario;
 use crate::sim::{self, RunOutput};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -70,24 +69,16 @@ pub fn run_seed(
         .join();
     let wall_ms = started.elapsed().as_millis() as u64;
     let mut report = SeedReport {
-        scenario: scenario.name.clone(),
-        scenario_path: scenario.path.clone(),
         scenario_file: std::fs::canonicalize(&scenario.path).ok(),
         scenario_hash: scenario_hash(scenario),
         seed,
         bugs: bugs.iter().map(|b| b.name().to_string()).collect(),
         verdict: "panic".into(),
-        trace_hash: String::new(),
-        anomalies: BTreeMap::new(),
-        examples: BTreeMap::new(),
-        example_lines: BTreeMap::new(),
-        violated: Vec::new(),
-        panic: None,
-        analyzed: None,
         stats: RunStats {
             wall_ms,
             ..RunStats::default()
         },
+        ..SeedReport::new(scenario.name.clone(), scenario.path.clone())
     };
     match joined {
         Err(payload) => {

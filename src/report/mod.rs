@@ -90,6 +90,27 @@ pub struct Analyzed {
 }
 
 impl SeedReport {
+    /// A report of `scenario` (read from `scenario_path`) with nothing in it yet.
+    pub fn new(scenario: String, scenario_path: PathBuf) -> SeedReport {
+        SeedReport {
+            scenario,
+            scenario_path,
+            scenario_file: None,
+            scenario_hash: String::new(),
+            seed: 0,
+            bugs: Vec::new(),
+            verdict: String::new(),
+            trace_hash: String::new(),
+            anomalies: BTreeMap::new(),
+            examples: BTreeMap::new(),
+            example_lines: BTreeMap::new(),
+            violated: Vec::new(),
+            panic: None,
+            analyzed: None,
+            stats: RunStats::default(),
+        }
+    }
+
     /// The one-line command that reproduces this run (for `analyze`, its judgement).
     pub fn repro_command(&self) -> String {
         let Some(a) = &self.analyzed else {

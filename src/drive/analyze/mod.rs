@@ -12,7 +12,6 @@ pub mod jepsen;
 use crate::check::{self, kinds::ANOMALY_KINDS};
 use crate::history::{History, HistoryLine, Op, Snapshot, HISTORY_VERSION};
 use crate::report::{figures, Analyzed, RunStats, SeedReport};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -228,25 +227,14 @@ pub fn judge(
             expected: format!("a history the checker can judge ({msg})"),
         }
     })?;
+    let name = analyzed
+        .history
+        .file_stem()
+        .map_or_else(|| "history".into(), |s| s.to_string_lossy().into_owned());
+    let path = analyzed.history.clone();
     let mut report = SeedReport {
-        scenario: analyzed
-            .history
-            .file_stem()
-            .map_or_else(|| "history".into(), |s| s.to_string_lossy().into_owned()),
-        scenario_path: analyzed.history.clone(),
-        scenario_file: None,
-        scenario_hash: String::new(),
-        seed: 0,
-        bugs: Vec::new(),
-        verdict: String::new(),
-        trace_hash: String::new(),
-        anomalies: BTreeMap::new(),
-        examples: BTreeMap::new(),
-        example_lines: BTreeMap::new(),
-        violated: Vec::new(),
-        panic: None,
         analyzed: Some(analyzed),
-        stats: RunStats::default(),
+        ..SeedReport::new(name, path)
     };
     for (kind, found) in &result.anomalies {
         report.anomalies.insert(kind.clone(), found.count);

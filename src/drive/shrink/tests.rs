@@ -102,21 +102,11 @@ fn every_shipped_scenario_survives_the_json_round_trip() {
 
 fn report(anomalies: &[(&str, u64)], violated: &[&str], panic: Option<&str>) -> SeedReport {
     SeedReport {
-        scenario: "s".into(),
-        scenario_path: PathBuf::from("s.json"),
-        scenario_file: None,
-        scenario_hash: String::new(),
         seed: 3,
-        bugs: vec![],
-        verdict: String::new(),
-        trace_hash: String::new(),
         anomalies: anomalies.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
-        examples: BTreeMap::new(),
-        example_lines: BTreeMap::new(),
         violated: violated.iter().map(|v| v.to_string()).collect(),
         panic: panic.map(String::from),
-        analyzed: None,
-        stats: Default::default(),
+        ..SeedReport::new("s".into(), PathBuf::from("s.json"))
     }
 }
 

@@ -113,25 +113,16 @@ fn sample() -> (SeedReport, History) {
         },
     );
     let mut report = SeedReport {
-        scenario: "demo<&>".into(),
-        scenario_path: PathBuf::from("scenarios/demo.json"),
-        scenario_file: None,
-        scenario_hash: String::new(),
         seed: 7,
-        bugs: vec![],
         verdict: "fail".into(),
         trace_hash: "00ff00ff00ff00ff".into(),
-        anomalies: BTreeMap::new(),
-        examples: BTreeMap::new(),
-        example_lines: BTreeMap::new(),
         violated: vec!["lost-write".into()],
-        panic: None,
-        analyzed: None,
         stats: RunStats {
             sim_ms: 10_000,
             operations: h.entries.len() as u64,
             ..RunStats::default()
         },
+        ..SeedReport::new("demo<&>".into(), PathBuf::from("scenarios/demo.json"))
     };
     report.anomalies.insert("lost-write".into(), 1);
     report.examples.insert(
