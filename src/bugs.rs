@@ -51,6 +51,11 @@ pub enum Bug {
     /// in, and may be elected with the log it recovered (before KIP-966's
     /// unclean-shutdown detection, KAFKA-15586).
     NoUncleanShutdownDetection,
+    /// Followers' fetches carry no broker epoch (Fetch before v15, AlterPartition before
+    /// v3, the broker before KIP-903): a fetch from a follower's previous incarnation,
+    /// delivered after it restarted with a shorter log, vouches for the new one, which
+    /// joins the ISR as if it held what the old one had.
+    NoBrokerEpochInFetch,
     /// Log recovery after an unclean shutdown moves the recovery point to the log end
     /// without a flush (before KAFKA-10101), so a later checkpoint claims unflushed
     /// batches are on the platter and the next recovery skips them.
@@ -219,6 +224,18 @@ pub const CATALOGUE: &[BugInfo] = &[
                   cleanly: as the last eligible replica it is elected with the log it recovered, \
                   and the followers that held the acknowledged tail truncate to it.",
         scenario: "power-loss-last-replica-standing-elr.json",
+        finds: "lost-write",
+        budget: 5,
+    },
+    BugInfo {
+        bug: Bug::NoBrokerEpochInFetch,
+        name: "no-broker-epoch-in-fetch",
+        reference: "KIP-903 (KAFKA-14617)",
+        summary: "A fetch sent by a follower just before it lost power reaches the leader after \
+                  the follower restarted with a shorter log: without the broker epoch in the \
+                  fetch the leader takes it for the new incarnation's, adds it to the ISR, and \
+                  a leader move elects it with the lost tail.",
+        scenario: "power-loss-stale-fetch.json",
         finds: "lost-write",
         budget: 5,
     },

@@ -701,6 +701,13 @@ fn power_loss_last_replica_standing_elr() {
     check_scenario("power-loss-last-replica-standing-elr.json");
 }
 
+/// KIP-903: a fetch from a follower's previous incarnation never vouches for the new
+/// one (the catalogue's `no-broker-epoch-in-fetch` loses writes here on every seed).
+#[test]
+fn power_loss_stale_fetch() {
+    check_scenario_seeds("power-loss-stale-fetch.json", 10);
+}
+
 /// The README's claim, seed by seed: with Kafka's default flush settings a whole-cluster
 /// power loss loses acknowledged writes on every seed, and the same run with
 /// `flush.messages=1` on none; what each broker lost is in the history.

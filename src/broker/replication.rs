@@ -581,9 +581,16 @@ impl Broker {
             );
         }
         for (leader, partitions) in fetch {
+            // KIP-903: the fetch carries this incarnation's broker epoch (Fetch v15's
+            // `ReplicaEpoch`); before it, none (-1).
+            let broker_epoch = if self.bugs.on(Bug::NoBrokerEpochInFetch) {
+                -1
+            } else {
+                self.broker_epoch
+            };
             let req = Request::Fetch(FetchRequest {
                 replica_id: Some(self.id),
-                broker_epoch: self.broker_epoch,
+                broker_epoch,
                 max_wait_ms: self.config.replica_fetch_wait_max_ms,
                 min_bytes: 1,
                 max_bytes: self.config.replica_fetch_max_bytes,
