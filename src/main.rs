@@ -1,5 +1,5 @@
 //! The `kafkasim` command line: `run`, `check`, `merge`, `shrink`, `repro`, `analyze`,
-//! `list`, `bugs`, `matrix`, `explore`, `bench`, `schema`.
+//! `list`, `bugs`, `matrix`, `explore`, `bench`, `schema`, `snapshot-from-dump-log`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -111,6 +111,25 @@ enum Command {
         /// Where report.json and index.html go.
         #[arg(long, default_value = "reports/analyze")]
         reports: PathBuf,
+    },
+    /// Build a snapshot.json from a real cluster's files, for `analyze --snapshot`:
+    /// `kafka-topics.sh --describe` output, each broker's `kafka-dump-log.sh
+    /// --deep-iteration --print-data-log --files <its segments>` output and, optionally,
+    /// its `replication-offset-checkpoint` (else the high watermark is the leader's log
+    /// end: a cluster at rest). Exit 2 on bad input, with nothing written.
+    SnapshotFromDumpLog {
+        /// `kafka-topics.sh --describe` output: leaders, replicas, ISRs.
+        #[arg(long)]
+        describe: PathBuf,
+        /// BROKER=FILE: that broker's `kafka-dump-log.sh` output (repeat per broker).
+        #[arg(long = "dump", value_parser = broker_file, required = true)]
+        dumps: Vec<(u32, PathBuf)>,
+        /// BROKER=FILE: that broker's `replication-offset-checkpoint`.
+        #[arg(long = "checkpoint", value_parser = broker_file)]
+        checkpoints: Vec<(u32, PathBuf)>,
+        /// Where the snapshot goes.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print the JSON Schema of a file kafkasim reads or writes (as checked in under
     /// schemas/): scenario, matrix, history (one history.jsonl line), snapshot, report.
@@ -524,6 +543,47 @@ fn cmd_analyze(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A `BROKER=FILE` argument.
+fn broker_file(arg: &str) -> Result<(u32, PathBuf), String> {
+    let (broker, file) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("`{arg}`: expected BROKER=FILE"))?;
+    let broker = broker
+        .parse()
+        .map_err(|_| format!("`{arg}`: the broker must be a broker id (a number)"))?;
+    Ok((broker, PathBuf::from(file)))
+}
+
+/// `kafkasim snapshot-from-dump-log`: read every file, then write the snapshot
+/// through a temporary file and a rename.
+fn cmd_snapshot_from_dump_log(
+    files: analyze::dump_log::DumpFiles,
+    out: &Path,
+) -> Result<ExitCode, BadInput> {
+    let snapshot = analyze::dump_log::snapshot(&files).map_err(|e| BadInput(e.to_string()))?;
+    let json = serde_json::to_string(&snapshot).expect("snapshots serialize");
+    let tmp = out.with_file_name(format!(
+        ".{}.tmp",
+        out.file_name()
+            .map_or("snapshot".into(), |n| n.to_string_lossy())
+    ));
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, out))
+        .map_err(|e| BadInput(format!("--out {}: {e}", out.display())))?;
+    let records: usize = snapshot
+        .partitions
+        .iter()
+        .flat_map(|p| &p.replicas)
+        .map(|r| r.records.len())
+        .sum();
+    println!(
+        "snapshot   {} ({} partitions, {records} records over their replicas)",
+        out.display(),
+        snapshot.partitions.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_run(
@@ -1195,6 +1255,19 @@ fn main() -> ExitCode {
                 &reports,
             )
         }
+        Command::SnapshotFromDumpLog {
+            describe,
+            dumps,
+            checkpoints,
+            out,
+        } => cmd_snapshot_from_dump_log(
+            analyze::dump_log::DumpFiles {
+                describe,
+                dumps,
+                checkpoints,
+            },
+            &out,
+        ),
         Command::Schema { name } => {
             let schema = kafkasim::schema::generate(&name).expect("clap checked the name");
             print!("{schema}");

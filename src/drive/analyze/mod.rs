@@ -6,6 +6,7 @@
 //! Bad input is an [`InputError`] naming the file, the line, the field and what was
 //! expected; nothing is judged or written then.
 
+pub mod dump_log;
 pub mod edn;
 pub mod jepsen;
 
