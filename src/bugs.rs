@@ -51,6 +51,11 @@ pub enum Bug {
     /// in, and may be elected with the log it recovered (before KIP-966's
     /// unclean-shutdown detection, KAFKA-15586).
     NoUncleanShutdownDetection,
+    /// The partition leader refuses a batch of a producer it has no state for (expired,
+    /// or its batches deleted) unless the batch's first sequence is 0:
+    /// `UNKNOWN_PRODUCER_ID`, as brokers before KIP-360 (Kafka 2.5) did; Kafka 4.x
+    /// appends it at any sequence.
+    UnknownProducerIdOnAppend,
     /// Followers' fetches carry no broker epoch (Fetch before v15, AlterPartition before
     /// v3, the broker before KIP-903): a fetch from a follower's previous incarnation,
     /// delivered after it restarted with a shorter log, vouches for the new one, which
@@ -226,6 +231,18 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "power-loss-last-replica-standing-elr.json",
         finds: "lost-write",
         budget: 5,
+    },
+    BugInfo {
+        bug: Bug::UnknownProducerIdOnAppend,
+        name: "unknown-producer-id-on-append",
+        reference: "KIP-360 (Kafka 2.5)",
+        summary: "A leader with no state for a producer (expired) refuses its batches that do \
+                  not start at sequence 0 with UNKNOWN_PRODUCER_ID: under transaction version 1 \
+                  the client takes it for lost producer state, bumps its epoch and aborts a \
+                  healthy transaction.",
+        scenario: "producer-id-expiry-transactional.json",
+        finds: "transaction-aborted",
+        budget: 3,
     },
     BugInfo {
         bug: Bug::NoBrokerEpochInFetch,

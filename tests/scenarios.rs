@@ -907,6 +907,14 @@ fn delete_records_resets_a_lagging_consumer_visibly() {
     }
 }
 
+/// KIP-360: a transactional producer whose state a partition expired between two of
+/// its transactions goes on at its next sequence there, and nothing aborts (the
+/// catalogue's `unknown-producer-id-on-append` aborts on every seed).
+#[test]
+fn producer_id_expiry_transactional() {
+    check_scenario_seeds("producer-id-expiry-transactional.json", 6);
+}
+
 #[test]
 fn producer_id_expiry() {
     check_scenario_seeds("producer-id-expiry.json", 10);

@@ -106,6 +106,7 @@ impl Broker {
         let fenced = self.self_fenced(now);
         let check_sequence = !self.bugs.on(Bug::NoSequenceCheck);
         let epoch_fencing = !self.bugs.on(Bug::NoProducerEpochFencing);
+        let unknown_producer_id_on_append = self.bugs.on(Bug::UnknownProducerIdOnAppend);
         let guard_check = self.config.transaction_partition_verification_enable
             && !self.bugs.on(Bug::LateProduce);
         let acks = req.acks;
@@ -173,6 +174,21 @@ impl Broker {
                 )
             } else {
                 Ok(AppendCheck::Append)
+            };
+            // Before KIP-360 (Kafka 2.5) a producer the partition has no state for had
+            // to start at sequence 0 (`UnknownProducerIdException`).
+            let check = if unknown_producer_id_on_append
+                && check == Ok(AppendCheck::Append)
+                && header.has_producer_id()
+                && header.base_sequence != 0
+                && log
+                    .producer_state()
+                    .last_entry(header.producer_id)
+                    .is_none()
+            {
+                Err(ErrorCode::UnknownProducerId)
+            } else {
+                check
             };
             // KIP-890 (`batchMissingRequiredVerification`): a transactional batch that
             // starts a transaction here needs this request's verification guard, still
