@@ -655,7 +655,11 @@ impl Broker {
                     backoff = true;
                 }
                 ErrorCode::None => {
-                    let log = self.disk.log_for_write(&p.tp, now);
+                    // A full disk: the fetched records cannot be written; the
+                    // directory goes offline and the broker halts at the step's end.
+                    let Ok(log) = self.disk.log_for_write(&p.tp, now) else {
+                        continue;
+                    };
                     for b in &p.batches {
                         if log.append_as_follower(b).is_err() {
                             *phase = FollowerPhase::Truncating { asked: false };

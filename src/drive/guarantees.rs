@@ -47,7 +47,7 @@ pub struct Facts {
     /// Two live pipeline instances share a `transactional.id`: each one's
     /// `initTransactions` fences the other, over and over.
     pub shared_transactional_id: bool,
-    /// Brokers lose power while some log the scenario writes is not flushed on every
+    /// Brokers lose power (or a disk fails, `log-dir-failure`) while some log the scenario writes is not flushed on every
     /// append (`flush.messages` > 1, Kafka's default): acknowledged records below the
     /// high watermark can vanish from every replica.
     pub unflushed_power_loss: bool,
@@ -89,15 +89,20 @@ impl Facts {
                 )
             })
             || sc.nemesis.schedule.iter().any(|f| hits_brokers(&f.fault));
-        let power_loss = sc
-            .nemesis
-            .faults
-            .contains(&crate::nemesis::FaultKindName::PowerLoss)
-            || sc
-                .nemesis
-                .schedule
-                .iter()
-                .any(|f| matches!(f.fault, Fault::PowerLoss { .. }));
+        // A failed disk (`log-dir-failure`) loses the page cache as a power loss does;
+        // a full one (`disk-full`) halts the broker as a crash does.
+        let power_loss = sc.nemesis.faults.iter().any(|k| {
+            matches!(
+                k,
+                crate::nemesis::FaultKindName::PowerLoss
+                    | crate::nemesis::FaultKindName::LogDirFailure
+            )
+        }) || sc.nemesis.schedule.iter().any(|f| {
+            matches!(
+                f.fault,
+                Fault::PowerLoss { .. } | Fault::LogDirFailure { .. }
+            )
+        });
         let corrupt = sc
             .nemesis
             .faults
@@ -229,6 +234,8 @@ fn hits_brokers(f: &Fault) -> bool {
         Fault::Crash { target }
         | Fault::PowerLoss { target }
         | Fault::Corrupt { target }
+        | Fault::DiskFull { target }
+        | Fault::LogDirFailure { target }
         | Fault::Pause { target }
         | Fault::Isolate { target } => broker(target),
         Fault::Partition { groups } => groups.iter().flatten().any(broker),
