@@ -903,6 +903,42 @@ mod tests {
     }
 
     #[test]
+    fn drawn_disk_faults_hit_brokers_and_last() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let kinds = [FaultKindName::DiskFull, FaultKindName::LogDirFailure];
+        let topics = [("orders".to_string(), 3)];
+        let spec = DrawSpec {
+            kinds: &kinds,
+            brokers: 3,
+            producers: 1,
+            consumers: 0,
+            pipelines: 0,
+            topics: &topics,
+            window_ms: (0, 100_000),
+            interval_ms: 5_000,
+            duration_ms: [1_000, 8_000],
+        };
+        let faults = draw(&mut rng, &spec);
+        let names: Vec<String> = faults.iter().map(|f| f.fault.to_string()).collect();
+        for prefix in ["disk-full ", "log-dir-failure "] {
+            assert!(names.iter().any(|n| n.starts_with(prefix)), "{names:?}");
+        }
+        for f in &faults {
+            assert!(!f.fault.is_instant() && f.duration_ms >= 1_000, "{f:?}");
+            let (Fault::DiskFull { target } | Fault::LogDirFailure { target }) = &f.fault else {
+                panic!("{f:?}");
+            };
+            assert!(
+                matches!(
+                    target,
+                    Target::Node(NodeId::Broker(_)) | Target::LeaderOf(_)
+                ),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
     fn schedule_entries_reject_unknown_fields() {
         let ok: ScheduledFault = serde_json::from_str(
             r#"{"at_ms": 5, "duration_ms": 2, "fault": "crash", "target": "broker-1"}"#,
