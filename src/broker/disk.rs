@@ -115,13 +115,20 @@ impl Disk {
         now: Millis,
     ) -> Result<&mut Log, ErrorCode> {
         self.write_space(|| format!("Error while appending records to {tp} in dir {LOG_DIR}"))?;
+        Ok(self.log_for_empty_append(tp, now))
+    }
+
+    /// [`Disk::log_for_write`] for an append of nothing (a follower's empty fetch
+    /// answer), which needs no space: `UnifiedLog.append` returns before any I/O when
+    /// there is no batch.
+    pub fn log_for_empty_append(&mut self, tp: &TopicPartition, now: Millis) -> &mut Log {
         if !self.written.contains(tp) {
             assert!(self.written.len() < MAX_WRITTEN, "too many logs written");
             self.written.push(tp.clone());
         }
         let log = self.logs.get_mut(tp).expect("a log to write to");
         log.writeback(now, &self.writeback);
-        Ok(log)
+        log
     }
 
     /// Ends a step of the broker at `now`: each log written in it rolls the segments

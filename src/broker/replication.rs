@@ -657,8 +657,14 @@ impl Broker {
                 ErrorCode::None => {
                     // A full disk: the fetched records cannot be written; the
                     // directory goes offline and the broker halts at the step's end.
-                    let Ok(log) = self.disk.log_for_write(&p.tp, now) else {
-                        continue;
+                    // An empty answer writes nothing.
+                    let log = if p.batches.is_empty() {
+                        self.disk.log_for_empty_append(&p.tp, now)
+                    } else {
+                        let Ok(log) = self.disk.log_for_write(&p.tp, now) else {
+                            continue;
+                        };
+                        log
                     };
                     for b in &p.batches {
                         if log.append_as_follower(b).is_err() {

@@ -118,6 +118,14 @@ fn a_follower_on_a_full_disk_halts_without_appending_what_it_fetched() {
     let answer = request_response(&mut leader, request.clone());
     assert!(matches!(&answer, Response::Fetch(r) if !r.partitions[0].batches.is_empty()));
     f.set_disk_full(true);
+    // An empty answer needs no space: the follower fetches on.
+    let mut empty = answer.clone();
+    if let Response::Fetch(r) = &mut empty {
+        r.partitions[0].batches.clear();
+    }
+    let out = answer_with(&mut f, 18, 1, c, empty);
+    assert!(!f.halted() && dir_failures(&out).is_empty());
+    let c = find(&out, |r| matches!(r, Request::Fetch(_)));
     let out = answer_with(&mut f, 20, 1, c, answer);
     assert_eq!(dir_failures(&out).len(), 1);
     assert!(f.halted());
