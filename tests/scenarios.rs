@@ -760,6 +760,11 @@ fn disk_faults_drawn() {
     check_scenario_seeds("disk-faults-drawn.json", 10);
 }
 
+#[test]
+fn crash_then_disk_failure() {
+    check_scenario_seeds("crash-then-disk-failure.json", 5);
+}
+
 /// On every seed the leader on a full disk halts at its next write (`log_dir_failure`
 /// on its lane, `No space left on device`) and the one whose disk fails halts at once
 /// (`Input/output error`), each after the fault started; each partition it led gets a
