@@ -145,6 +145,12 @@ pub trait Actor: Send {
     fn on_timer(&mut self, now: Millis, out: &mut Outbox);
     /// The earliest time at which `on_timer` must run, if any.
     fn next_timer(&self) -> Option<Millis>;
+    /// Whether the process halted itself (Kafka's `Exit.halt(1)`, e.g. a broker whose
+    /// log directory failed): its host kills it after the step's output went out. The
+    /// default never halts.
+    fn halted(&self) -> bool {
+        false
+    }
     /// The host sets the node's wall clock before each step (the nemesis steps it). The
     /// default ignores it: a core that reads no wall time.
     fn set_wall_clock(&mut self, _clock: WallClock) {}

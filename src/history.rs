@@ -171,6 +171,15 @@ pub enum Op {
         /// The bit flipped in it.
         bit: u8,
     },
+    /// A broker's log directory went offline (Kafka's `LogDirFailureChannel`): a write
+    /// failed with an I/O error (`No space left on device` on a full disk), or the disk
+    /// failed under it (the `log-dir-failure` fault). It is the broker's only log
+    /// directory, which holds the metadata log too, so the broker halts
+    /// (`Exit.halt(1)`: a process death). Recorded as the broker's.
+    LogDirFailure {
+        /// What failed, as Kafka's log line would say it.
+        error: String,
+    },
     /// Recovery at startup (Kafka's `LogLoader`) truncated a partition log: it
     /// validated from the checkpointed recovery point `from` and cut the log at
     /// `log_end_offset`.

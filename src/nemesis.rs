@@ -20,6 +20,13 @@ pub enum FaultKindName {
     /// process dies, the OS writes back its page cache, one bit of a stored batch
     /// flips; restart it at the end (recovery may or may not catch it).
     Corrupt,
+    /// A broker's disk fills up: its next write that needs space fails, its log
+    /// directory goes offline and it halts (page cache kept); it restarts when the disk
+    /// has room again.
+    DiskFull,
+    /// A broker's disk fails (pulled out): its log directory goes offline at once and
+    /// it halts, the dirty page cache lost; it restarts when the disk is back.
+    LogDirFailure,
     /// Pause a broker (a long GC or a stopped VM), resume it at the end.
     Pause,
     /// Cut one node off from every other node.
@@ -190,6 +197,22 @@ pub enum Fault {
         /// The broker(s).
         target: Target,
     },
+    /// Fill the node's (a broker's) disk: the first write that needs new space fails
+    /// with `No space left on device`, which takes its log directory offline and halts
+    /// it (Kafka's `LogDirFailureChannel`, `Exit.halt(1)`; the page cache is kept); it
+    /// cannot start while the disk is full, and restarts when the fault ends.
+    DiskFull {
+        /// The broker(s).
+        target: Target,
+    },
+    /// Fail the node's (a broker's) disk, as when pulled out: its log directory goes
+    /// offline at once and the broker halts; the pages the OS had not written back are
+    /// lost (only the platter is left, as in a power loss); it restarts when the fault
+    /// ends (the disk back).
+    LogDirFailure {
+        /// The broker(s).
+        target: Target,
+    },
     /// Pause the node; resume it when the fault ends.
     Pause {
         /// The node.
@@ -353,6 +376,8 @@ impl fmt::Display for Fault {
             Fault::Crash { target } => write!(f, "crash {target}"),
             Fault::PowerLoss { target } => write!(f, "power-loss {target}"),
             Fault::Corrupt { target } => write!(f, "corrupt {target}"),
+            Fault::DiskFull { target } => write!(f, "disk-full {target}"),
+            Fault::LogDirFailure { target } => write!(f, "log-dir-failure {target}"),
             Fault::Pause { target } => write!(f, "pause {target}"),
             Fault::Isolate { target } => write!(f, "isolate {target}"),
             Fault::Partition { groups } => write!(
@@ -523,7 +548,10 @@ impl ScheduledFault {
                 }
                 check(target)
             }
-            Fault::PowerLoss { target } | Fault::Corrupt { target } => {
+            Fault::PowerLoss { target }
+            | Fault::Corrupt { target }
+            | Fault::DiskFull { target }
+            | Fault::LogDirFailure { target } => {
                 if matches!(
                     target,
                     Target::Node(
@@ -683,6 +711,12 @@ pub fn draw(rng: &mut impl Rng, spec: &DrawSpec) -> Vec<ScheduledFault> {
                 },
             },
             FaultKindName::Corrupt => Fault::Corrupt {
+                target: pick(rng, broker.clone(), &tp),
+            },
+            FaultKindName::DiskFull => Fault::DiskFull {
+                target: pick(rng, broker.clone(), &tp),
+            },
+            FaultKindName::LogDirFailure => Fault::LogDirFailure {
                 target: pick(rng, broker.clone(), &tp),
             },
             FaultKindName::Pause => Fault::Pause {
@@ -866,6 +900,42 @@ mod tests {
         let json = serde_json::to_string(&faults).unwrap();
         let back: Vec<ScheduledFault> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, faults);
+    }
+
+    #[test]
+    fn drawn_disk_faults_hit_brokers_and_last() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let kinds = [FaultKindName::DiskFull, FaultKindName::LogDirFailure];
+        let topics = [("orders".to_string(), 3)];
+        let spec = DrawSpec {
+            kinds: &kinds,
+            brokers: 3,
+            producers: 1,
+            consumers: 0,
+            pipelines: 0,
+            topics: &topics,
+            window_ms: (0, 100_000),
+            interval_ms: 5_000,
+            duration_ms: [1_000, 8_000],
+        };
+        let faults = draw(&mut rng, &spec);
+        let names: Vec<String> = faults.iter().map(|f| f.fault.to_string()).collect();
+        for prefix in ["disk-full ", "log-dir-failure "] {
+            assert!(names.iter().any(|n| n.starts_with(prefix)), "{names:?}");
+        }
+        for f in &faults {
+            assert!(!f.fault.is_instant() && f.duration_ms >= 1_000, "{f:?}");
+            let (Fault::DiskFull { target } | Fault::LogDirFailure { target }) = &f.fault else {
+                panic!("{f:?}");
+            };
+            assert!(
+                matches!(
+                    target,
+                    Target::Node(NodeId::Broker(_)) | Target::LeaderOf(_)
+                ),
+                "{target}"
+            );
+        }
     }
 
     #[test]

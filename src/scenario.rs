@@ -1263,6 +1263,21 @@ mod tests {
                 .contains("has no disk kafkasim models")
         );
         assert!(parse(|v| v["nemesis"]["faults"] = serde_json::json!(["corrupt"])).is_ok());
+        for fault in ["disk-full", "log-dir-failure"] {
+            let entry = |target: &str| {
+                serde_json::json!([{ "at_ms": 1000, "duration_ms": 1000, "fault": fault,
+                                     "target": target }])
+            };
+            assert!(parse(|v| v["nemesis"]["schedule"] = entry("leader:orders-0")).is_ok());
+            assert!(refusal(|v| v["nemesis"]["schedule"] = entry("producer-0"))
+                .contains("has no disk kafkasim models; allowed: broker-N"));
+            assert!(parse(|v| v["nemesis"]["faults"] = serde_json::json!([fault])).is_ok());
+        }
+        assert!(
+            refusal(|v| v["nemesis"]["faults"] = serde_json::json!(["disk-ful"])).contains(
+                "expected one of `crash`, `power-loss`, `corrupt`, `disk-full`, `log-dir-failure`"
+            )
+        );
     }
 
     /// `topics[].config`: Kafka's topic-level names; unknown names and a

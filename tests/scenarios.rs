@@ -758,6 +758,81 @@ fn small_segments_bound_what_a_power_loss_takes() {
 }
 
 #[test]
+fn disk_full_leader() {
+    check_scenario_seeds("disk-full-leader.json", 10);
+}
+
+#[test]
+fn disk_faults_drawn() {
+    check_scenario_seeds("disk-faults-drawn.json", 10);
+}
+
+#[test]
+fn crash_then_disk_failure() {
+    check_scenario_seeds("crash-then-disk-failure.json", 5);
+}
+
+/// On every seed the leader on a full disk halts at its next write (`log_dir_failure`
+/// on its lane, `No space left on device`) and the one whose disk fails halts at once
+/// (`Input/output error`), each after the fault started; each partition it led gets a
+/// new leader from the ISR (a clean election), and the halted broker comes back into
+/// the ISR.
+#[test]
+fn disk_faults_halt_the_broker_and_move_leadership_visibly() {
+    use kafkasim::history::Op;
+    use kafkasim::kafka::protocol::NodeId;
+    for (seed, history) in clean_histories("disk-full-leader.json", 3)
+        .iter()
+        .enumerate()
+    {
+        let halts: Vec<(NodeId, u64, &str)> = history
+            .entries
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::LogDirFailure { error } => Some((e.process, e.invoke_ms, error.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(halts.len(), 2, "seed {seed}: {halts:?}");
+        let (full, failed) = (halts[0], halts[1]);
+        assert!(
+            full.2.contains("No space left on device") && full.1 >= 15_500,
+            "seed {seed}: {full:?}"
+        );
+        assert!(
+            failed.2.contains("Input/output error") && failed.1 == 35_000,
+            "seed {seed}: {failed:?}"
+        );
+        for (broker, at, _) in [full, failed] {
+            let NodeId::Broker(b) = broker else {
+                panic!("seed {seed}: {broker} halted");
+            };
+            let changes: Vec<(bool, bool)> = history
+                .entries
+                .iter()
+                .filter(|e| e.invoke_ms > at)
+                .filter_map(|e| match &e.op {
+                    Op::PartitionChange { isr, unclean, .. } => Some((isr.contains(&b), *unclean)),
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                changes.iter().any(|(in_isr, _)| !in_isr),
+                "seed {seed}: broker {b} never left an ISR"
+            );
+            assert!(
+                changes.iter().any(|(in_isr, _)| *in_isr),
+                "seed {seed}: broker {b} never came back"
+            );
+            assert!(
+                changes.iter().all(|c| !c.1),
+                "seed {seed}: unclean election"
+            );
+        }
+    }
+}
+
+#[test]
 fn corrupt_on_recovery() {
     check_scenario_seeds("corrupt-on-recovery.json", 10);
 }

@@ -3,9 +3,14 @@
 //! of it (the page cache belongs to the OS); a power loss keeps only what is on the
 //! platter: each log's flushed or written-back prefix, maybe with a torn last write,
 //! and the checkpoint files, which Kafka writes with an fsync and an atomic rename.
+//!
+//! A full disk (the `disk-full` fault) fails every write that needs new space (an
+//! append, a checkpoint file) with `No space left on device`; as Kafka's
+//! `LogDirFailureChannel` does with an `IOException`, the first failure takes the log
+//! directory offline for the rest of the process, and the broker halts.
 
 use crate::broker::log::{Corruption, Deleted, Log, PowerLoss, Recovery, Retention, Writeback};
-use crate::kafka::protocol::{Millis, Offset, TopicPartition};
+use crate::kafka::protocol::{ErrorCode, Millis, Offset, TopicPartition};
 use std::collections::BTreeMap;
 
 /// What decides when a partition's log is flushed on a write: its topic's
@@ -24,6 +29,13 @@ pub struct FlushPolicy {
 /// Bound on the logs written in one step of the broker.
 const MAX_WRITTEN: usize = 1 << 16;
 
+/// The broker's one log directory: Kafka's `log.dir` default
+/// (`ServerLogConfigs.LOG_DIR_DEFAULT`), which also holds the metadata log.
+pub const LOG_DIR: &str = "/tmp/kafka-logs";
+
+/// The `IOException` message of a write to a full disk (`ENOSPC`).
+const NO_SPACE: &str = "No space left on device";
+
 /// What a broker keeps across a process crash, and in part across a power loss.
 #[derive(Clone, Debug, Default)]
 pub struct Disk {
@@ -41,6 +53,11 @@ pub struct Disk {
     pub writeback: Writeback,
     /// Logs appended to in the broker's current step, not yet settled.
     written: Vec<TopicPartition>,
+    /// No block is free (the `disk-full` fault): writes that need new space fail.
+    full: bool,
+    /// The error that took the log directory offline in this process (Kafka's
+    /// `LogDirFailureChannel.maybeAddOfflineLogDir`); every later write fails too.
+    offline: Option<String>,
 }
 
 impl Disk {
@@ -52,9 +69,59 @@ impl Disk {
         }
     }
 
+    /// The disk fills up (`true`: the `disk-full` fault starts) or has room again.
+    /// The files already written stay; only new space is refused.
+    pub fn set_full(&mut self, full: bool) {
+        self.full = full;
+    }
+
+    /// Whether the disk is full.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// The error that took the log directory offline in this process, if any.
+    pub fn offline(&self) -> Option<&str> {
+        self.offline.as_deref()
+    }
+
+    /// A write that needs new space, described by `what` (Kafka's message for the
+    /// `IOException` it wraps): refused with `KAFKA_STORAGE_ERROR` when the directory
+    /// is offline, or is full, which takes the directory offline.
+    fn write_space(&mut self, what: impl FnOnce() -> String) -> Result<(), ErrorCode> {
+        if self.offline.is_none() && self.full {
+            self.offline = Some(format!("{}: {NO_SPACE}", what()));
+        }
+        match self.offline {
+            Some(_) => Err(ErrorCode::KafkaStorageError),
+            None => Ok(()),
+        }
+    }
+
+    /// The directory fails at startup when the disk is full (Kafka's `LogManager`
+    /// cannot write on a full disk as it loads: the clean-shutdown marker, the
+    /// checkpoints), so the broker cannot start.
+    pub fn check_startup(&mut self) -> Result<(), ErrorCode> {
+        self.write_space(|| format!("Failed to load log dir {LOG_DIR} at startup"))
+    }
+
     /// `tp`'s log, about to be appended to at `now`: the OS flusher first catches up
-    /// to `now`, and the write is settled by [`Disk::settle`].
-    pub fn log_for_write(&mut self, tp: &TopicPartition, now: Millis) -> &mut Log {
+    /// to `now`, and the write is settled by [`Disk::settle`]. `KAFKA_STORAGE_ERROR`
+    /// when the directory is offline or the disk full (Kafka's
+    /// `UnifiedLog.append` under `maybeHandleIOException`).
+    pub fn log_for_write(
+        &mut self,
+        tp: &TopicPartition,
+        now: Millis,
+    ) -> Result<&mut Log, ErrorCode> {
+        self.write_space(|| format!("Error while appending records to {tp} in dir {LOG_DIR}"))?;
+        Ok(self.log_for_empty_append(tp, now))
+    }
+
+    /// [`Disk::log_for_write`] for an append of nothing (a follower's empty fetch
+    /// answer), which needs no space: `UnifiedLog.append` returns before any I/O when
+    /// there is no batch.
+    pub fn log_for_empty_append(&mut self, tp: &TopicPartition, now: Millis) -> &mut Log {
         if !self.written.contains(tp) {
             assert!(self.written.len() < MAX_WRITTEN, "too many logs written");
             self.written.push(tp.clone());
@@ -103,20 +170,47 @@ impl Disk {
         }
     }
 
-    /// Kafka's `checkpointLogRecoveryOffsets`: writes every log's recovery point.
+    /// Kafka's `checkpointLogRecoveryOffsets`: writes every log's recovery point (a
+    /// new file, so not on a full disk).
     pub fn checkpoint_recovery_points(&mut self) {
+        let what = || {
+            format!("Disk error while writing recovery offsets checkpoint in directory {LOG_DIR}")
+        };
+        if self.write_space(what).is_err() {
+            return;
+        }
         for (tp, log) in &self.logs {
             self.recovery_point_checkpoint
                 .insert(tp.clone(), log.recovery_point());
         }
     }
 
-    /// Kafka's `checkpointLogStartOffsets`: writes every log's start offset.
+    /// Kafka's `checkpointLogStartOffsets`: writes every log's start offset (a new
+    /// file, so not on a full disk).
     pub fn checkpoint_log_starts(&mut self) {
+        let what = || {
+            format!("Disk error while writing log start offsets checkpoint in directory {LOG_DIR}")
+        };
+        if self.write_space(what).is_err() {
+            return;
+        }
         for (tp, log) in &self.logs {
             self.log_start_checkpoint
                 .insert(tp.clone(), log.log_start_offset());
         }
+    }
+
+    /// `ReplicaManager.checkpointHighWatermarks`: writes the high watermarks (a new
+    /// file every time, so not on a full disk).
+    pub fn checkpoint_high_watermarks(
+        &mut self,
+        hws: impl IntoIterator<Item = (TopicPartition, Offset)>,
+    ) {
+        let what = || format!("Error while writing to highwatermark file in directory {LOG_DIR}");
+        if self.write_space(what).is_err() {
+            return;
+        }
+        self.hw_checkpoint.extend(hws);
     }
 
     /// Kafka's `cleanupLogs` (the `kafka-log-retention` task): each log that `policy`
@@ -199,6 +293,8 @@ impl Disk {
     /// (and, with `recovery_point_at_log_end`, KAFKA-10101's bug, moves its recovery
     /// point to its log end). Returns the logs that recovery truncated.
     pub fn recover(&mut self, recovery_point_at_log_end: bool) -> Vec<(TopicPartition, Recovery)> {
+        // A new process: the directory is looked at afresh.
+        self.offline = None;
         let mut truncated = Vec::new();
         for (tp, log) in &mut self.logs {
             let checkpoint = self.recovery_point_checkpoint.get(tp).copied().unwrap_or(0);
@@ -229,7 +325,7 @@ mod tests {
             let tp = TopicPartition::new(t, 0);
             disk.logs.insert(tp.clone(), Log::default());
             for _ in 0..n {
-                let log = disk.log_for_write(&tp, now);
+                let log = disk.log_for_write(&tp, now).unwrap();
                 log.append_as_leader(&one_record(), 0).unwrap();
             }
         }
@@ -265,14 +361,14 @@ mod tests {
             segment_ms: i64::MAX,
         };
         for _ in 0..7 {
-            let log = disk.log_for_write(&tp, 1_000);
+            let log = disk.log_for_write(&tp, 1_000).unwrap();
             log.append_as_leader(&one_record(), 0).unwrap();
         }
         disk.settle(1_000, policy);
         let log = &disk.logs[&tp];
         // Segments [0, 3), [3, 6), [6, 7): the first two rolled and were flushed.
         assert_eq!((log.durable_end_offset(), log.recovery_point()), (6, 6));
-        let log = disk.log_for_write(&tp, 1_100);
+        let log = disk.log_for_write(&tp, 1_100).unwrap();
         log.append_as_leader(&one_record(), 0).unwrap();
         disk.settle(1_100, policy);
         assert_eq!(
@@ -304,7 +400,7 @@ mod tests {
         let mut disk = disk_with(2, 1_000, i64::MAX);
         let internal = TopicPartition::new("__consumer_offsets", 0);
         disk.logs.insert(internal.clone(), Log::default());
-        let log = disk.log_for_write(&internal, 1_000);
+        let log = disk.log_for_write(&internal, 1_000).unwrap();
         log.append_as_leader(&one_record(), 0).unwrap();
         let mut draws = [1, 0, 0, 0].into_iter();
         let (tp, c) = disk.corrupt(|n| draws.next().unwrap() % n).unwrap();
@@ -319,6 +415,31 @@ mod tests {
         }
         assert_eq!(disk.logs[&internal].corrupt_batches(), vec![]);
         assert_eq!(disk.recover(false).len(), 1, "found by recovery from 0");
+    }
+
+    #[test]
+    fn a_full_disk_takes_the_directory_offline_for_the_rest_of_the_process() {
+        let mut disk = disk_with(1, 1_000, i64::MAX);
+        let a = TopicPartition::new("a", 0);
+        disk.set_full(true);
+        assert_eq!(
+            disk.log_for_write(&a, 2_000).err(),
+            Some(ErrorCode::KafkaStorageError)
+        );
+        let error = disk.offline().expect("offline").to_string();
+        assert!(error.ends_with("No space left on device"), "{error}");
+        disk.set_full(false);
+        assert!(disk.log_for_write(&a, 2_100).is_err(), "still offline");
+        disk.checkpoint_log_starts();
+        assert!(
+            disk.log_start_checkpoint.is_empty(),
+            "no checkpoint written"
+        );
+        assert_eq!(disk.offline(), Some(error.as_str()), "the first error kept");
+        disk.recover(false);
+        assert_eq!(disk.offline(), None, "a new process looks again");
+        assert!(disk.log_for_write(&a, 3_000).is_ok());
+        assert_eq!(disk.logs[&a].log_end_offset(), 1);
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod replication;
 mod txn_partition;
 
 use delete_records::*;
-pub use disk::{Disk, FlushPolicy};
+pub use disk::{Disk, FlushPolicy, LOG_DIR};
 use fetch::*;
 use kraft::*;
 use produce::*;
@@ -136,6 +136,9 @@ pub struct Broker {
     next_producer_expiration_ms: Millis,
     /// What recovery truncated when this process started, recorded on start.
     recovered: Vec<(TopicPartition, Recovery)>,
+    /// The log directory went offline and the process halted (`Exit.halt(1)`): it
+    /// takes no more steps; its host kills it.
+    halted: bool,
     next_correlation_id: u64,
     /// Requests this broker sent and awaits: correlation id -> (what, deadline).
     pending: BTreeMap<u64, (Pending, Millis)>,
@@ -167,6 +170,7 @@ impl Broker {
         let recovered = disk.recover(bugs.on(crate::bugs::Bug::RecoveryPointAtLogEnd));
         Broker {
             recovered,
+            halted: false,
             id,
             bugs,
             incarnation,
@@ -226,6 +230,11 @@ impl Broker {
         draw: impl FnMut(usize) -> usize,
     ) -> Option<(TopicPartition, crate::broker::log::Corruption)> {
         self.disk.corrupt(draw)
+    }
+
+    /// The disk fills up (the `disk-full` fault starts) or has room again (it ends).
+    pub fn set_disk_full(&mut self, full: bool) {
+        self.disk.set_full(full);
     }
 
     /// The broker's disk (for the end-of-run snapshot).
@@ -402,11 +411,24 @@ impl Broker {
     }
 
     /// Ends a step: the logs written in it roll full segments, are dirty, and are
-    /// flushed if `flush.messages` says so.
-    fn settle_disk(&mut self, now: Millis) {
+    /// flushed if `flush.messages` says so. A write in the step that took the log
+    /// directory offline halts the broker (`ReplicaManager`'s `LogDirFailureHandler`:
+    /// the failed directory is the only one and holds the metadata log), after the
+    /// step's answers (`KAFKA_STORAGE_ERROR` to the request that hit it) went out.
+    fn settle_disk(&mut self, now: Millis, out: &mut Outbox) {
         let (image, config) = (&self.image, &self.config);
         self.disk
             .settle(now, |tp| Self::flush_policy(image, config, tp));
+        if let Some(error) = self.disk.offline() {
+            let op = Op::LogDirFailure {
+                error: format!(
+                    "{error}; halting broker because dir {} is offline",
+                    disk::LOG_DIR
+                ),
+            };
+            out.record(Entry::instant(NodeId::Broker(self.id), now, op));
+            self.halted = true;
+        }
     }
 
     /// The `LogManager`'s periodic tasks that are due: the recovery-point checkpoint
@@ -523,6 +545,11 @@ impl Broker {
 
 impl Actor for Broker {
     fn on_start(&mut self, now: Millis, out: &mut Outbox) {
+        if self.disk.check_startup().is_err() {
+            // A full disk: the log manager cannot load the directory.
+            self.settle_disk(now, out);
+            return;
+        }
         self.next_isr_check_ms = now + self.config.replica_lag_time_max_ms / 2;
         self.next_hw_checkpoint_ms = now + HW_CHECKPOINT_INTERVAL_MS;
         self.next_recovery_checkpoint_ms = now + self.config.log_initial_task_delay_ms;
@@ -551,6 +578,9 @@ impl Actor for Broker {
     }
 
     fn on_message(&mut self, now: Millis, from: NodeId, message: Message, out: &mut Outbox) {
+        if self.halted {
+            return;
+        }
         match message {
             Message::Request {
                 correlation_id,
@@ -630,10 +660,13 @@ impl Actor for Broker {
         }
         self.controller_work(now, out);
         self.follower_work(now, out);
-        self.settle_disk(now);
+        self.settle_disk(now, out);
     }
 
     fn on_timer(&mut self, now: Millis, out: &mut Outbox) {
+        if self.halted {
+            return;
+        }
         self.expire_requests(now, out);
         self.retry_alter_partitions(now, out);
         self.retry_verifications(now, out);
@@ -646,9 +679,11 @@ impl Actor for Broker {
         }
         if now >= self.next_hw_checkpoint_ms {
             self.next_hw_checkpoint_ms = now + HW_CHECKPOINT_INTERVAL_MS;
-            for (tp, p) in &self.partitions {
-                self.disk.hw_checkpoint.insert(tp.clone(), p.high_watermark);
-            }
+            let hws = self
+                .partitions
+                .iter()
+                .map(|(tp, p)| (tp.clone(), p.high_watermark));
+            self.disk.checkpoint_high_watermarks(hws);
         }
         self.log_manager_tasks(now, out);
         self.complete_delayed_produce(now, out);
@@ -660,10 +695,13 @@ impl Actor for Broker {
         self.apply_txn(now, output, out);
         self.controller_work(now, out);
         self.follower_work(now, out);
-        self.settle_disk(now);
+        self.settle_disk(now, out);
     }
 
     fn on_disconnect(&mut self, now: Millis, peer: NodeId, out: &mut Outbox) {
+        if self.halted {
+            return;
+        }
         // Requests to a dead peer are lost; fetch from it again after the backoff.
         let lost: Vec<u64> = self
             .pending
@@ -687,7 +725,7 @@ impl Actor for Broker {
                 .insert(b, now + self.config.replica_fetch_backoff_ms);
         }
         self.expire_requests(now, out);
-        self.settle_disk(now);
+        self.settle_disk(now, out);
     }
 
     fn set_wall_clock(&mut self, clock: WallClock) {
@@ -696,7 +734,14 @@ impl Actor for Broker {
         self.txn_coordinator.set_wall_clock(clock);
     }
 
+    fn halted(&self) -> bool {
+        self.halted
+    }
+
     fn next_timer(&self) -> Option<Millis> {
+        if self.halted {
+            return None;
+        }
         let mut t = self
             .next_isr_check_ms
             .min(self.next_hw_checkpoint_ms)

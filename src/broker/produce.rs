@@ -142,7 +142,14 @@ impl Broker {
                 continue;
             }
             let epoch = part.leader_epoch;
-            let log = self.disk.log_for_write(&tp, now);
+            // A full disk: `KAFKA_STORAGE_ERROR`, and the directory goes offline.
+            let log = match self.disk.log_for_write(&tp, now) {
+                Ok(log) => log,
+                Err(error) => {
+                    parts.push(ProducePart::refused(tp, error));
+                    continue;
+                }
+            };
             let header = match record::verify_crc(&batch).and_then(|()| BatchHeader::parse(&batch))
             {
                 // Kafka's LogValidator: clients may not write control records
@@ -406,18 +413,23 @@ impl Broker {
         (waiter, deadline): (Waiter, Millis),
         out: &mut Outbox,
     ) {
-        let log = self.disk.log_for_write(&tp, now);
-        let log_start_offset = log.log_start_offset();
-        let (base, last) = log
-            .append_as_leader(batch, epoch)
-            .expect("coordinator batches are valid");
-        let part = ProducePart {
-            tp: tp.clone(),
-            leader_epoch: epoch,
-            base_offset: base,
-            required_offset: last + 1,
-            log_start_offset,
-            result: None,
+        // A full disk: the coordinator's append fails with `KAFKA_STORAGE_ERROR`.
+        let part = match self.disk.log_for_write(&tp, now) {
+            Err(error) => ProducePart::refused(tp.clone(), error),
+            Ok(log) => {
+                let log_start_offset = log.log_start_offset();
+                let (base, last) = log
+                    .append_as_leader(batch, epoch)
+                    .expect("coordinator batches are valid");
+                ProducePart {
+                    tp: tp.clone(),
+                    leader_epoch: epoch,
+                    base_offset: base,
+                    required_offset: last + 1,
+                    log_start_offset,
+                    result: None,
+                }
+            }
         };
         self.park_produce(now, waiter, deadline, vec![part], vec![tp], out);
     }

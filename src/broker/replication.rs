@@ -662,7 +662,17 @@ impl Broker {
                     backoff = true;
                 }
                 ErrorCode::None => {
-                    let log = self.disk.log_for_write(&p.tp, now);
+                    // A full disk: the fetched records cannot be written; the
+                    // directory goes offline and the broker halts at the step's end.
+                    // An empty answer writes nothing.
+                    let log = if p.batches.is_empty() {
+                        self.disk.log_for_empty_append(&p.tp, now)
+                    } else {
+                        let Ok(log) = self.disk.log_for_write(&p.tp, now) else {
+                            continue;
+                        };
+                        log
+                    };
                     for b in &p.batches {
                         if log.append_as_follower(b).is_err() {
                             *phase = FollowerPhase::Truncating { asked: false };

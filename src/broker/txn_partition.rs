@@ -431,7 +431,11 @@ impl Broker {
         // true clock whatever its wall clock (the checker dates a marker's write by its
         // timestamp to judge read_committed reads).
         let timestamp = crate::kafka::record::RECORD_TIMESTAMP_BASE + now as i64;
-        let log = self.disk.log_for_write(tp, now);
+        // A full disk: `KAFKA_STORAGE_ERROR` for this marker.
+        let log = match self.disk.log_for_write(tp, now) {
+            Ok(log) => log,
+            Err(error) => return ProducePart::refused(tp.clone(), error),
+        };
         let log_start_offset = log.log_start_offset();
         match log.append_control_as_leader(
             m.producer_id,

@@ -384,6 +384,7 @@ impl<'h> Collector<'h> {
             Op::FaultEnd { .. }
             | Op::LogPowerLoss { .. }
             | Op::LogCorrupted { .. }
+            | Op::LogDirFailure { .. }
             | Op::LogRecovered { .. }
             | Op::PartitionChange { .. }
             | Op::PrepareRebalance { .. }

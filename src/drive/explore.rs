@@ -497,6 +497,10 @@ enum Kind {
     ProducerCrash,
     /// A node's wall clock steps (an NTP step), and steps back when the fault ends.
     Clock,
+    /// A broker's disk fills up: it halts at its next write, restarts at the end.
+    DiskFull,
+    /// A broker's disk fails: it halts at once, its dirty pages lost.
+    LogDirFailure,
 }
 
 /// An explicit fault schedule inside the workload window: faults one after another
@@ -531,6 +535,8 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
         (1, Kind::Slow),
         (1, Kind::Reset),
         (1, Kind::Clock),
+        (1, Kind::DiskFull),
+        (1, Kind::LogDirFailure),
     ]);
     if sc.producers.count > 0 {
         kinds.push((1, Kind::ProducerCrash));
@@ -694,6 +700,12 @@ fn draw_faults(rng: &mut ChaCha8Rng, sc: &Scenario) -> Vec<ScheduledFault> {
                 },
             },
             Kind::Corrupt => Fault::Corrupt {
+                target: broker_target(rng),
+            },
+            Kind::DiskFull => Fault::DiskFull {
+                target: broker_target(rng),
+            },
+            Kind::LogDirFailure => Fault::LogDirFailure {
                 target: broker_target(rng),
             },
             Kind::Isolate => {

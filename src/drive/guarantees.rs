@@ -47,9 +47,10 @@ pub struct Facts {
     /// Two live pipeline instances share a `transactional.id`: each one's
     /// `initTransactions` fences the other, over and over.
     pub shared_transactional_id: bool,
-    /// Brokers lose power while some log the scenario writes is not flushed on every
-    /// append (`flush.messages` > 1, Kafka's default): acknowledged records below the
-    /// high watermark can vanish from every replica.
+    /// Brokers lose power (or a disk fails, `log-dir-failure`, which loses the dirty page
+    /// cache too) while some log the scenario writes is not flushed on every append
+    /// (`flush.messages` > 1, Kafka's default): acknowledged records below the high
+    /// watermark can vanish from every replica.
     pub unflushed_power_loss: bool,
     /// Bits flip in stored batches (`corrupt`): recovery cuts an in-sync replica's log
     /// at a corrupt batch above its recovery point, as a power loss would, flushed or
@@ -89,15 +90,20 @@ impl Facts {
                 )
             })
             || sc.nemesis.schedule.iter().any(|f| hits_brokers(&f.fault));
-        let power_loss = sc
-            .nemesis
-            .faults
-            .contains(&crate::nemesis::FaultKindName::PowerLoss)
-            || sc
-                .nemesis
-                .schedule
-                .iter()
-                .any(|f| matches!(f.fault, Fault::PowerLoss { .. }));
+        // A failed disk (`log-dir-failure`) loses the page cache as a power loss does;
+        // a full one (`disk-full`) halts the broker as a crash does.
+        let power_loss = sc.nemesis.faults.iter().any(|k| {
+            matches!(
+                k,
+                crate::nemesis::FaultKindName::PowerLoss
+                    | crate::nemesis::FaultKindName::LogDirFailure
+            )
+        }) || sc.nemesis.schedule.iter().any(|f| {
+            matches!(
+                f.fault,
+                Fault::PowerLoss { .. } | Fault::LogDirFailure { .. }
+            )
+        });
         let corrupt = sc
             .nemesis
             .faults
@@ -229,6 +235,8 @@ fn hits_brokers(f: &Fault) -> bool {
         Fault::Crash { target }
         | Fault::PowerLoss { target }
         | Fault::Corrupt { target }
+        | Fault::DiskFull { target }
+        | Fault::LogDirFailure { target }
         | Fault::Pause { target }
         | Fault::Isolate { target } => broker(target),
         Fault::Partition { groups } => groups.iter().flatten().any(broker),
@@ -346,7 +354,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "group-fencing",
-        when: "unclean.leader.election.enable=false, and no power loss of unflushed logs",
+        when: "unclean.leader.election.enable=false, and no power loss or failed disk (`log-dir-failure`) with unflushed logs",
         forbids: &["double-assignment", "zombie-commit"],
         kafka: "one assignment per generation and `ILLEGAL_GENERATION` / \
                 `UNKNOWN_MEMBER_ID` / `FENCED_INSTANCE_ID` for stale commits \
@@ -358,7 +366,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "read-committed",
-        when: "unclean.leader.election.enable=false, and no power loss of unflushed logs",
+        when: "unclean.leader.election.enable=false, and no power loss or failed disk (`log-dir-failure`) with unflushed logs",
         forbids: &["precommitted-read"],
         kafka: "read_committed reads stop at the last stable offset (KIP-98); only when \
                 an unclean election or a power loss takes a COMMIT marker and its records \

@@ -125,7 +125,14 @@ impl FaultSpan {
     fn node_fault(&self) -> bool {
         matches!(
             self.verb.as_str(),
-            "crash" | "power-loss" | "corrupt" | "pause" | "isolate" | "clock"
+            "crash"
+                | "power-loss"
+                | "corrupt"
+                | "disk-full"
+                | "log-dir-failure"
+                | "pause"
+                | "isolate"
+                | "clock"
         )
     }
 }
@@ -360,6 +367,7 @@ fn is_operation(op: &Op) -> bool {
             | Op::PartitionChange { .. }
             | Op::LogPowerLoss { .. }
             | Op::LogCorrupted { .. }
+            | Op::LogDirFailure { .. }
             | Op::LogRecovered { .. }
             | Op::ProducerMetrics(_)
     )
@@ -525,6 +533,8 @@ fn legend(page: &mut String, model: &Model) {
          <span><i class=\"sw crash\"></i>crash</span>\
          <span><i class=\"sw power-loss\"></i>power loss</span>\
          <span><i class=\"sw corrupt\"></i>corrupt</span>\
+         <span><i class=\"sw disk-full\"></i>disk full</span>\
+         <span><i class=\"sw log-dir-failure\"></i>disk failed</span>\
          <span><i class=\"sw pause\"></i>pause</span>\
          <span><i class=\"sw isolate\"></i>isolate</span>\
          <span><i class=\"sw clock\"></i>clock step</span>\
@@ -533,6 +543,7 @@ fn legend(page: &mut String, model: &Model) {
          <span><b class=\"ic\">○</b>ISR change</span>\
          <span><b class=\"disk\">▼</b>page cache lost</span>\
          <span><b class=\"corr\">◆</b>bit flipped on disk</span>\
+         <span><b class=\"ldf\">✖</b>log dir offline, broker halted</span>\
          <span><b class=\"recov\">■</b>log recovery truncated</span>",
     );
     for (k, kind) in model.kinds.iter().enumerate() {
@@ -684,6 +695,8 @@ fn participle(verb: &str) -> String {
         "crash" => "crashed".into(),
         "power-loss" => "powered off".into(),
         "corrupt" => "crashed (disk corrupt)".into(),
+        "disk-full" => "disk full".into(),
+        "log-dir-failure" => "disk failed".into(),
         "pause" => "paused".into(),
         "isolate" => "isolated".into(),
         "clock" => "clock stepped".into(),
@@ -856,12 +869,15 @@ enum DiskMark {
     PowerLoss,
     /// A bit flipped in a stored batch.
     Corrupt,
+    /// The log directory went offline and the broker halted.
+    LogDirFailure,
     /// Recovery cut the log on start.
     Recovery,
 }
 
 /// On each broker's lane, what its disk lost in a power loss (a red triangle), the
-/// batch a `corrupt` fault flipped a bit in (a purple diamond) and what recovery cut
+/// batch a `corrupt` fault flipped a bit in (a purple diamond), the moment its log
+/// directory went offline and it halted (a black cross) and what recovery cut
 /// off when it started again (a green square): one mark per broker and moment, its
 /// tooltip listing the partitions.
 fn disk_events(page: &mut String, history: &History, model: &Model, geometry: &[(u64, u64)]) {
@@ -895,6 +911,10 @@ fn disk_events(page: &mut String, history: &History, model: &Model, geometry: &[
                     e.index
                 ),
             ),
+            Op::LogDirFailure { error } => (
+                DiskMark::LogDirFailure,
+                format!("{error} (line {})", e.index),
+            ),
             Op::LogRecovered {
                 partition,
                 from,
@@ -923,6 +943,7 @@ fn disk_events(page: &mut String, history: &History, model: &Model, geometry: &[
         let what = match kind {
             DiskMark::PowerLoss => "power loss took the page cache",
             DiskMark::Corrupt => "a bit flipped on the disk",
+            DiskMark::LogDirFailure => "log directory offline, broker halted",
             DiskMark::Recovery => "log recovery truncated",
         };
         let title = escape(&format!("{what} at {} s\n{}", secs(ms), lines.join("\n")));
@@ -943,6 +964,12 @@ fn disk_events(page: &mut String, history: &History, model: &Model, geometry: &[
                 page,
                 "<path class=\"corr\" d=\"M{},{}l5,5l-5,5l-5,-5Z\"><title>{title}</title></path>",
                 x,
+                y + 2
+            ),
+            DiskMark::LogDirFailure => writeln!(
+                page,
+                "<path class=\"ldf\" d=\"M{},{}l8,8m0,-8l-8,8\"><title>{title}</title></path>",
+                x - 4,
                 y + 2
             ),
         };
@@ -1354,8 +1381,8 @@ nav{margin-top:8px;color:var(--dim)}nav a{color:#2453a6}
 .legend span{white-space:nowrap}.legend b{margin-right:5px}
 .sw{display:inline-block;width:14px;height:10px;margin-right:5px;border-radius:2px;vertical-align:-1px}
 .sw.producer{background:#4c78a8}.sw.notok{background:#f58518}.sw.crash{background:#f4a8a8}
-.sw.power-loss{background:#c9a0a0}.sw.corrupt{background:#c9a0c9}.sw.pause{background:#f6d88a}.sw.isolate{background:#d7b8e6}.sw.net{background:#b9d3f0}.sw.clock{background:#a8dcd1}
-b.lc{color:#344054}b.ic{color:#667085}b.disk{color:#8b0000}b.corr{color:#6a1b9a}b.recov{color:#2e7d32}
+.sw.power-loss{background:#c9a0a0}.sw.corrupt{background:#c9a0c9}.sw.pause{background:#f6d88a}.sw.isolate{background:#d7b8e6}.sw.net{background:#b9d3f0}.sw.clock{background:#a8dcd1}.sw.disk-full{background:#d9c08c}.sw.log-dir-failure{background:#b0a8a0}
+b.lc{color:#344054}b.ic{color:#667085}b.disk{color:#8b0000}b.corr{color:#6a1b9a}b.recov{color:#2e7d32}b.ldf{color:#111}
 svg.timeline{display:block;width:100%;height:auto;border:1px solid var(--line);border-radius:4px}
 svg text{font-family:system-ui,'DejaVu Sans',sans-serif}
 text.lane{font-size:13px;fill:#1d2330;dominant-baseline:middle}
@@ -1364,14 +1391,14 @@ text.tick{font-size:11px;fill:#667085}
 line.grid{stroke:#e4e7ec;stroke-width:1}
 path.producer{fill:#4c78a8}path.consumer{fill:#54a24b}path.other{fill:#98a2b3}path.notok{fill:#f58518}
 rect.shade{opacity:.55}rect.shade.crash{fill:#f4a8a8}rect.shade.power-loss{fill:#c9a0a0}rect.shade.corrupt{fill:#c9a0c9}rect.shade.pause{fill:#f6d88a}
-rect.shade.isolate{fill:#d7b8e6}rect.shade.clock{fill:#a8dcd1}rect.shade.net{fill:#b9d3f0;opacity:.35}
+rect.shade.isolate{fill:#d7b8e6}rect.shade.clock{fill:#a8dcd1}rect.shade.disk-full{fill:#d9c08c}rect.shade.log-dir-failure{fill:#b0a8a0}rect.shade.net{fill:#b9d3f0;opacity:.35}
 text.shadelabel{font-size:10px;fill:#7a2a2a;font-style:italic}
 rect.bar{opacity:.9}rect.bar.crash{fill:#e45756}rect.bar.power-loss{fill:#8b0000}rect.bar.corrupt{fill:#6a1b9a}rect.bar.pause{fill:#e0a800}
-rect.bar.isolate{fill:#a05fc0}rect.bar.clock{fill:#2a9d8f}rect.bar.net{fill:#4c78a8}
+rect.bar.isolate{fill:#a05fc0}rect.bar.clock{fill:#2a9d8f}rect.bar.disk-full{fill:#a07a20}rect.bar.log-dir-failure{fill:#5a524a}rect.bar.net{fill:#4c78a8}
 text.barlabel{font-size:9.5px;fill:#fff}
 path.instant{fill:#2a9d8f}path.lc{fill:#344054}path.lc.unclean{fill:#d62728}
 path.lead{fill:#2a9d8f}circle.ic{fill:#fff;stroke:#667085;stroke-width:1.3}
-path.disk{fill:#8b0000}path.corr{fill:#6a1b9a}rect.recov{fill:#2e7d32}
+path.disk{fill:#8b0000}path.corr{fill:#6a1b9a}rect.recov{fill:#2e7d32}path.ldf{stroke:#111;stroke-width:2.5;fill:none}
 a.amark line{stroke-width:1.5;opacity:.7}a.amark circle{stroke:#fff;stroke-width:1.5}
 a.amark:hover circle,a.amark.hl circle{stroke:#000;stroke-width:3}
 a.amark.hl line{stroke-width:4;opacity:1}

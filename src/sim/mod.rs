@@ -11,7 +11,7 @@ use crate::app::pipeline::{PipelineFactory, PipelineWorkload};
 use crate::app::workload::{
     ConsumerFactory, ConsumerWorkload, ProcessingPlan, ProducerWorkload, WorkloadPlan,
 };
-use crate::broker::{Broker, Disk};
+use crate::broker::{Broker, Disk, LOG_DIR};
 use crate::bugs::{Bug, Bugs};
 use crate::client::consumer::Consumer;
 use crate::client::producer::Producer;
@@ -311,6 +311,9 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
         a.on_start(ctx.now(), &mut out);
     }
     flush(me, &ctx, &mut out, &mut resets);
+    if halt(me, &actor, &ctx) {
+        return;
+    }
     let mut delivered = Vec::new();
     let mut sleep: Option<(Millis, std::pin::Pin<Box<time::Sleep>>)> = None;
     let mut spins = 0u32;
@@ -377,6 +380,9 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
             }
         }
         flush(me, &ctx, &mut out, &mut resets);
+        if halt(me, &actor, &ctx) {
+            return;
+        }
         // A core whose timer stays in the past would spin without simulated time
         // passing: bound the iterations that do not wait.
         if deadline.is_some_and(|d| d <= now) {
@@ -389,6 +395,17 @@ async fn drive<A: Actor + 'static>(me: NodeId, actor: Arc<Mutex<A>>, ctx: Arc<Ct
             spins = 0;
         }
     }
+}
+
+/// Whether the core halted its process (`Exit.halt(1)`): the process dies as in a
+/// crash (its kernel sends what it had written, the step's answers included) and its
+/// node takes no more steps until the nemesis restarts it.
+fn halt<A: Actor>(me: NodeId, actor: &Mutex<A>, ctx: &Ctx) -> bool {
+    let halted = actor.lock().expect("no poisoned locks").halted();
+    if halted {
+        ctx.crash(me, true);
+    }
+    halted
 }
 
 /// Runs one scenario with one seed to the end and returns what it produced.
@@ -614,6 +631,8 @@ async fn run_faults(
                 Fault::Crash { target }
                 | Fault::PowerLoss { target }
                 | Fault::Corrupt { target }
+                | Fault::DiskFull { target }
+                | Fault::LogDirFailure { target }
                 | Fault::Pause { target }
                 | Fault::Isolate { target }
                 | Fault::Clock { target, .. } => vec![resolve(target)],
@@ -664,6 +683,28 @@ async fn run_faults(
                         disk_losses.extend(op.map(|op| Entry::instant(*n, now, op)));
                     }
                 }),
+                // The broker finds out at its next write (and halts then).
+                Fault::DiskFull { .. } => groups[0].iter().for_each(|n| {
+                    if let NodeId::Broker(b) = n {
+                        let mut broker = brokers[b].lock().expect("no poisoned locks");
+                        broker.set_disk_full(true);
+                    }
+                }),
+                Fault::LogDirFailure { .. } => groups[0].iter().for_each(|n| {
+                    handle.kill(nodes.id(*n));
+                    ctx.crash(*n, true);
+                    if let NodeId::Broker(b) = n {
+                        let op = Op::LogDirFailure {
+                            error: format!(
+                                "Disk error in dir {LOG_DIR}: Input/output error (the disk \
+                                 failed); halting broker because dir {LOG_DIR} is offline"
+                            ),
+                        };
+                        disk_losses.push(Entry::instant(*n, now, op));
+                        let lost = power_loss(&brokers[b], now, disk, &mut disk_rng);
+                        disk_losses.extend(lost.into_iter().map(|op| Entry::instant(*n, now, op)));
+                    }
+                }),
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.pause(nodes.id(*n))),
                 Fault::Isolate { .. }
                 | Fault::Partition { .. }
@@ -698,12 +739,26 @@ async fn run_faults(
         } else {
             let groups = resolved.remove(&i).unwrap_or_default();
             match &f.fault {
-                Fault::Crash { .. } | Fault::PowerLoss { .. } | Fault::Corrupt { .. } => {
-                    groups[0].iter().for_each(|n| {
+                Fault::Crash { .. }
+                | Fault::PowerLoss { .. }
+                | Fault::Corrupt { .. }
+                | Fault::LogDirFailure { .. } => groups[0].iter().for_each(|n| {
+                    ctx.down.lock().expect("no poisoned locks").remove(n);
+                    handle.restart(nodes.id(*n));
+                }),
+                // The disk has room again: a broker that halted starts again.
+                Fault::DiskFull { .. } => groups[0].iter().for_each(|n| {
+                    let NodeId::Broker(b) = n else { return };
+                    let halted = {
+                        let mut broker = brokers[b].lock().expect("no poisoned locks");
+                        broker.set_disk_full(false);
+                        broker.halted()
+                    };
+                    if halted {
                         ctx.down.lock().expect("no poisoned locks").remove(n);
                         handle.restart(nodes.id(*n));
-                    })
-                }
+                    }
+                }),
                 Fault::Pause { .. } => groups[0].iter().for_each(|n| handle.resume(nodes.id(*n))),
                 Fault::Isolate { .. }
                 | Fault::Partition { .. }

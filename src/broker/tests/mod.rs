@@ -10,6 +10,7 @@ use std::sync::Arc;
 mod group_coordinator;
 mod idempotence;
 mod retention;
+mod storage;
 mod transactions;
 use group_coordinator::*;
 use idempotence::*;
