@@ -90,30 +90,63 @@ pub struct CheckStats {
 
 /// Checks a history and the end-of-run snapshot for every kind in [`ANOMALY_KINDS`].
 pub fn check(history: &History, snapshot: &Snapshot) -> CheckResult {
+    check_with(history, snapshot, false)
+}
+
+/// [`check`] on two OS threads: the pass over the history and the transactional
+/// checks run side by side (the same result). Only outside the simulation: madsim
+/// forbids spawning threads, so `run` and `check` use [`check`]; `analyze` uses this.
+pub fn check_on_two_threads(history: &History, snapshot: &Snapshot) -> CheckResult {
+    check_with(history, snapshot, true)
+}
+
+fn check_with(history: &History, snapshot: &Snapshot, parallel: bool) -> CheckResult {
     let view = TxnView::new(history, snapshot);
-    let mut collector = Collector {
-        view: Some(&view),
-        resent: resent_values(history),
-        ..Collector::default()
+    let values_and_groups = || {
+        let mut collector = Collector {
+            view: Some(&view),
+            resent: resent_values(history),
+            ..Collector::default()
+        };
+        for entry in &history.entries {
+            collector.entry(entry);
+        }
+        collector.check_writes(snapshot);
+        collector.check_reads();
+        collector.check_headers();
+        collector.check_reorders();
+        collector.check_skips();
+        let Collector {
+            mut stats,
+            mut tallies,
+            ..
+        } = collector;
+        check_snapshot(snapshot, &mut tallies);
+        check_truncation(history, snapshot, &mut tallies);
+        check_groups(history, snapshot, &view, &mut tallies, &mut stats);
+        (stats, tallies)
     };
-    for entry in &history.entries {
-        collector.entry(entry);
-    }
-    collector.check_writes(snapshot);
-    collector.check_reads();
-    collector.check_headers();
-    collector.check_reorders();
-    collector.check_skips();
-    let Collector {
-        mut stats,
-        mut tallies,
-        ..
-    } = collector;
-    check_snapshot(snapshot, &mut tallies);
-    check_truncation(history, snapshot, &mut tallies);
-    check_groups(history, snapshot, &view, &mut tallies, &mut stats);
-    txn::check(history, snapshot, &view, &mut tallies);
-    clocks::check(history, snapshot, &mut tallies);
+    let transactions = || {
+        let mut tallies = Tallies::default();
+        txn::check(history, snapshot, &view, &mut tallies);
+        clocks::check(history, snapshot, &mut tallies);
+        tallies
+    };
+    let ((stats, mut tallies), later) = if parallel {
+        std::thread::scope(|s| {
+            let other = s.spawn(transactions);
+            let first = values_and_groups();
+            let later = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (first, later)
+        })
+    } else {
+        (values_and_groups(), transactions())
+    };
+    // The same tallies as one thread adding in this order.
+    tallies.merge(later);
+
     CheckResult {
         anomalies: tallies.into_reports(),
         stats,
@@ -560,7 +593,7 @@ impl<'h> Collector<'h> {
             self.observe(seen, partition, offset, value);
             let obs = self.values.entry(value).or_default();
             if !obs.first_reads.iter().any(|(p, _, _)| *p == partition) {
-                obs.first_reads.push((partition, offset, seen));
+                push_tight(&mut obs.first_reads, (partition, offset, seen));
             }
         }
         let max = self.max_read.entry(partition).or_insert(offset);
@@ -649,7 +682,7 @@ impl<'h> Collector<'h> {
                     &mut obs.restart_duplicate
                 };
                 if *counted {
-                    obs.positions.push((partition, offset, seen));
+                    push_tight(&mut obs.positions, (partition, offset, seen));
                     return;
                 }
                 *counted = true;
@@ -667,7 +700,7 @@ impl<'h> Collector<'h> {
                     });
             }
         }
-        obs.positions.push((partition, offset, seen));
+        push_tight(&mut obs.positions, (partition, offset, seen));
     }
 
     // ------------------------------------------------------------ whole-history checks

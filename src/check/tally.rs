@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// Pushes `x` onto `v`, growing it from one element rather than `Vec`'s four: the
+/// checker keeps a small list per value and per transaction, and most hold one or two.
+pub(crate) fn push_tight<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(v.len().max(1));
+    }
+    v.push(x);
+}
+
 /// How many examples each kind keeps.
 pub(super) const MAX_EXAMPLES: usize = 3;
 
@@ -67,6 +76,22 @@ impl Tallies {
         self.0.entry(kind).or_default().add(order, lines, example);
     }
 
+    /// Adds `later`'s occurrences as if they had been added after this one's: the
+    /// counts sum, and the first examples are those one tally would keep.
+    pub(super) fn merge(&mut self, later: Tallies) {
+        for (kind, t) in later.0 {
+            let mine = self.0.entry(kind).or_default();
+            mine.count += t.count;
+            for (order, example, lines) in t.examples {
+                let at = mine.examples.partition_point(|(o, _, _)| *o <= order);
+                if at < MAX_EXAMPLES {
+                    mine.examples.insert(at, (order, example, lines));
+                    mine.examples.truncate(MAX_EXAMPLES);
+                }
+            }
+        }
+    }
+
     pub(super) fn into_reports(self) -> BTreeMap<String, AnomalyReport> {
         self.0
             .into_iter()
@@ -107,4 +132,41 @@ impl fmt::Display for Val<'_> {
 /// The time an entry completed, or was invoked if it never completed.
 pub(crate) fn entry_ms(entry: &Entry) -> Millis {
     entry.complete_ms.unwrap_or(entry.invoke_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Occurrences of two kinds, some at the same order (ties keep arrival order).
+    fn occurrences() -> Vec<(&'static str, Order)> {
+        let orders = [(7, 0), (2, 1), (u64::MAX, 1), (2, 1), (1, 0), (u64::MAX, 1)];
+        let mut all = Vec::new();
+        for (i, o) in orders.into_iter().enumerate() {
+            all.push(("duplicate", o));
+            if i % 2 == 0 {
+                all.push(("lost-write", (o.0, o.1 + 1)));
+            }
+        }
+        all
+    }
+
+    fn tallied(occurrences: &[(&'static str, Order)], from: usize) -> Tallies {
+        let mut t = Tallies::default();
+        for (i, (kind, order)) in occurrences.iter().enumerate() {
+            t.add(kind, *order, || format!("occurrence {}", from + i));
+        }
+        t
+    }
+
+    #[test]
+    fn merging_is_adding_in_order() {
+        let all = occurrences();
+        for split in 0..=all.len() {
+            let mut first = tallied(&all[..split], 0);
+            first.merge(tallied(&all[split..], split));
+            let one = tallied(&all, 0);
+            assert_eq!(first.into_reports(), one.into_reports(), "split at {split}");
+        }
+    }
 }

@@ -25,7 +25,7 @@
 //! Everything is ordered (`BTreeMap`, `Vec`) and O(n log n) in the history and the
 //! logs; the cycle search is Tarjan's algorithm, iterative, linear in the graph.
 
-use crate::check::tally::{entry_ms, Secs, Tallies};
+use crate::check::tally::{entry_ms, push_tight, Secs, Tallies};
 use crate::history::{input_of, output_value};
 use crate::history::{
     Entry, History, MarkerSnapshot, Op, Outcome, ReplicaSnapshot, Snapshot, TxnId, Value,
@@ -233,6 +233,15 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                 "read_uncommitted"
             };
             let fate = view.fate(partition, r.offset, r.value);
+            // Only aborted, open and (read_committed) committed records are judged.
+            let judged_fate = match fate {
+                Fate::Aborted | Fate::Open => true,
+                Fate::Committed => read_committed,
+                Fate::NotTransactional | Fate::Unknown => false,
+            };
+            if !judged_fate {
+                continue;
+            }
             let writer = view.writer_of(partition, r.offset, r.value);
             let read = || {
                 format!(
@@ -243,10 +252,10 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                     Secs(at_ms)
                 )
             };
-            let mut lines: Vec<u64> = view.send_line(r.value).into_iter().collect();
-            if let Some(end) = writer.and_then(|t| view.txns[&t].end) {
-                lines.push(end);
-            }
+            let lines = || -> Vec<u64> {
+                let end = writer.and_then(|t| view.txns[&t].end);
+                view.send_line(r.value).into_iter().chain(end).collect()
+            };
             let batch = log
                 .filter(|l| l.records.get(&r.offset) == Some(&r.value))
                 .and_then(|l| Some((l, l.batch_at(r.offset)?)));
@@ -262,7 +271,7 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                         }
                         None => "was aborted, as its client's EndTxn says".to_string(),
                     };
-                    tallies.add_lines("aborted-read", order, &lines, || {
+                    tallies.add_lines("aborted-read", order, &lines(), || {
                         format!("{}, but {whose} {why}", read())
                     });
                 }
@@ -272,7 +281,7 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                     let reader_txn = view.poll_txn.get(&e.index).copied();
                     if let Some(m) = marker.filter(|m| at_ms < marker_ms(m)) {
                         let whose = writer.map_or(String::new(), |t| format!(" {}", view.name(t)));
-                        tallies.add_lines("precommitted-read", order, &lines, || {
+                        tallies.add_lines("precommitted-read", order, &lines(), || {
                             format!(
                                 "{}, before {}, ended its transaction{whose}",
                                 read(),
@@ -280,7 +289,7 @@ fn check_reads(history: &History, view: &TxnView, tallies: &mut Tallies) {
                             )
                         });
                     } else if let Some(t) = reader_txn.filter(|t| writer == Some(*t)) {
-                        tallies.add_lines("precommitted-read", order, &lines, || {
+                        tallies.add_lines("precommitted-read", order, &lines(), || {
                             format!(
                                 "{}, a record its own transaction {} wrote and had not yet \
                                  committed",

@@ -6,3 +6,4 @@ pub mod config;
 pub mod metadata;
 pub mod protocol;
 pub mod record;
+pub mod topic_partition;

@@ -67,61 +67,7 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// A topic name and partition index, displayed (and serialized) as Kafka does
-/// (`orders-2`).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct TopicPartition {
-    /// Topic name.
-    pub topic: Arc<str>,
-    /// Partition index.
-    pub partition: u32,
-}
-
-impl TopicPartition {
-    /// Builds a topic-partition.
-    pub fn new(topic: &str, partition: u32) -> Self {
-        TopicPartition {
-            topic: Arc::from(topic),
-            partition,
-        }
-    }
-}
-
-impl Serialize for TopicPartition {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl schemars::JsonSchema for TopicPartition {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "TopicPartition".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "A topic-partition, `<topic>-<partition>` (`orders-0`).",
-            "type": "string", "pattern": "^.*-[0-9]+$"
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for TopicPartition {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let (topic, partition) = s
-            .rsplit_once('-')
-            .and_then(|(t, p)| Some((t, p.parse::<u32>().ok()?)))
-            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not `topic-partition`")))?;
-        Ok(TopicPartition::new(topic, partition))
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
+pub use super::topic_partition::TopicPartition;
 
 /// Kafka's error codes (the subset this simulation produces), with Kafka's names.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]

@@ -368,7 +368,7 @@ impl TxnView {
                         .get_or_insert_with(|| transactional_id.clone());
                     t.producer.get_or_insert((*producer_id, *producer_epoch));
                     t.process.get_or_insert(e.process);
-                    t.ends.push(e.index);
+                    push_tight(&mut t.ends, e.index);
                     if current.get(&e.process) == Some(txn) {
                         current.remove(&e.process);
                     }
@@ -380,15 +380,18 @@ impl TxnView {
                     txn: Some(txn),
                     ..
                 } => {
-                    self.txn_mut(*txn).sends.push(e.index);
+                    push_tight(&mut self.txn_mut(*txn).sends, e.index);
                     let sends = self.txn_sends.entry(*value).or_default();
                     assert!(sends.len() < MAX_ITEMS, "value sent too often");
-                    sends.push(TxnSend {
-                        index: e.index,
-                        txn: *txn,
-                        partition: partition.clone(),
-                        acked: offset.filter(|_| e.outcome == Outcome::Ok),
-                    });
+                    push_tight(
+                        sends,
+                        TxnSend {
+                            index: e.index,
+                            txn: *txn,
+                            partition: partition.clone(),
+                            acked: offset.filter(|_| e.outcome == Outcome::Ok),
+                        },
+                    );
                 }
                 Op::Poll { .. } | Op::Seek { .. } => {
                     if let (Op::Poll { records, .. }, Outcome::Ok) = (&e.op, &e.outcome) {
@@ -401,7 +404,7 @@ impl TxnView {
                                 self.poll_txn.insert(e.index, *txn);
                             }
                             let t = self.txns.get_mut(txn).expect("open transaction is known");
-                            t.reads.push(e.index);
+                            push_tight(&mut t.reads, e.index);
                         }
                         None => {
                             let waiting = pending.entry(e.process).or_default();
@@ -452,7 +455,7 @@ impl TxnView {
                 let txn = writer(sends, tp, offset, batch, txns);
                 txn_of.insert(offset, txn);
                 let t = txns.get_mut(&txn).expect("a send's transaction is known");
-                t.records.push((tp.clone(), offset));
+                push_tight(&mut t.records, (tp.clone(), offset));
             }
             log.txn_of = txn_of;
         }

@@ -53,6 +53,15 @@ impl Edn {
             .map(|(_, v)| v)
     }
 
+    /// Takes the value under keyword `key` of a map out of it (leaving `nil`).
+    pub fn take(&mut self, key: &str) -> Option<Edn> {
+        let Edn::Map(pairs) = self else { return None };
+        pairs
+            .iter_mut()
+            .find(|(k, _)| matches!(k, Edn::Keyword(name) if name == key))
+            .map(|(_, v)| std::mem::replace(v, Edn::Nil))
+    }
+
     /// The elements of a vector or a list.
     pub fn items(&self) -> Option<&[Edn]> {
         match self {
@@ -106,14 +115,11 @@ pub struct SyntaxError {
 
 /// Reads every EDN value on one line (a line of `history.edn` holds one).
 pub fn parse_line(line: &str) -> Result<Vec<Edn>, SyntaxError> {
-    let mut r = Reader {
-        chars: line.chars().collect(),
-        at: 0,
-    };
+    let mut r = Reader { line, at: 0 };
     let mut out = Vec::new();
     loop {
         r.skip_blank();
-        if r.at >= r.chars.len() {
+        if r.at >= line.len() {
             return Ok(out);
         }
         if let Some(v) = r.value(0)? {
@@ -122,8 +128,9 @@ pub fn parse_line(line: &str) -> Result<Vec<Edn>, SyntaxError> {
     }
 }
 
-struct Reader {
-    chars: Vec<char>,
+/// A cursor over one line, at a byte position (always on a character boundary).
+struct Reader<'a> {
+    line: &'a str,
     at: usize,
 }
 
@@ -131,40 +138,52 @@ fn delimiter(c: char) -> bool {
     c.is_whitespace() || c == ',' || "()[]{}\";".contains(c)
 }
 
-impl Reader {
+impl<'a> Reader<'a> {
+    /// The column of byte position `at`, in characters from 1.
+    fn column(&self, at: usize) -> usize {
+        self.line[..at].chars().count() + 1
+    }
+
     fn error<T>(&self, expected: impl Into<String>) -> Result<T, SyntaxError> {
         Err(SyntaxError {
-            column: self.at + 1,
+            column: self.column(self.at),
             expected: expected.into(),
         })
     }
 
     fn peek(&self) -> Option<char> {
-        self.chars.get(self.at).copied()
+        match self.line.as_bytes().get(self.at) {
+            Some(&b) if b.is_ascii() => Some(char::from(b)),
+            Some(_) => self.line[self.at..].chars().next(),
+            None => None,
+        }
     }
 
-    /// Whitespace, commas and `;` comments.
+    /// Steps over `c`, the character at the cursor.
+    fn bump(&mut self, c: char) {
+        self.at += c.len_utf8();
+    }
+
     fn skip_blank(&mut self) {
         while let Some(c) = self.peek() {
             if c == ';' {
-                self.at = self.chars.len();
+                self.at = self.line.len();
             } else if c.is_whitespace() || c == ',' {
-                self.at += 1;
+                self.bump(c);
             } else {
                 break;
             }
         }
     }
 
-    fn token(&mut self) -> String {
+    fn token(&mut self) -> &'a str {
         let start = self.at;
-        while self.peek().is_some_and(|c| !delimiter(c)) {
-            self.at += 1;
+        while let Some(c) = self.peek().filter(|&c| !delimiter(c)) {
+            self.bump(c);
         }
-        self.chars[start..self.at].iter().collect()
+        &self.line[start..self.at]
     }
 
-    /// One value; `None` for a `#_` discarded one.
     fn value(&mut self, depth: usize) -> Result<Option<Edn>, SyntaxError> {
         if depth > MAX_DEPTH {
             return self.error(format!("at most {MAX_DEPTH} levels of nesting"));
@@ -193,7 +212,7 @@ impl Reader {
             '\\' => {
                 self.at += 1;
                 let t = self.token();
-                let ch = match t.as_str() {
+                let ch = match t {
                     "newline" => '\n',
                     "space" => ' ',
                     "tab" => '\t',
@@ -202,7 +221,7 @@ impl Reader {
                     // `\(`: a delimiter as a character.
                     "" => match self.peek() {
                         Some(d) => {
-                            self.at += 1;
+                            self.bump(d);
                             d
                         }
                         None => return self.error("a character after `\\`"),
@@ -228,7 +247,7 @@ impl Reader {
                         let Some(v) = self.value(depth + 1)? else {
                             return self.error(format!("a value after the tag #{tag}"));
                         };
-                        Edn::Tagged(tag, Box::new(v))
+                        Edn::Tagged(tag.to_string(), Box::new(v))
                     }
                 }
             }
@@ -238,11 +257,11 @@ impl Reader {
                 if k.is_empty() {
                     return self.error("a keyword's name after `:`");
                 }
-                Edn::Keyword(k)
+                Edn::Keyword(k.to_string())
             }
             _ => {
                 let t = self.token();
-                self.atom(&t)?
+                self.atom(t)?
             }
         };
         Ok(Some(v))
@@ -274,7 +293,7 @@ impl Reader {
                 Ok(Edn::Float(x))
             }
             _ => Err(SyntaxError {
-                column: self.at + 1 - t.chars().count(),
+                column: self.column(self.at - t.len()),
                 expected: format!("a number that fits 64 bits, not `{t}`"),
             }),
         }
@@ -307,14 +326,14 @@ impl Reader {
             let Some(c) = self.peek() else {
                 return self.error("`\"`, but the line ends (is the file truncated?)");
             };
-            self.at += 1;
+            self.bump(c);
             match c {
                 '"' => return Ok(s),
                 '\\' => {
                     let Some(e) = self.peek() else {
                         return self.error("an escape after `\\`");
                     };
-                    self.at += 1;
+                    self.bump(e);
                     match e {
                         'n' => s.push('\n'),
                         't' => s.push('\t'),
@@ -367,6 +386,13 @@ mod tests {
             .unwrap_err()
             .expected
             .contains("64 bits"));
+        // Columns count characters, not bytes.
+        let e = parse_line("[\"äöü\" \\é 99999999999999999999999]").unwrap_err();
+        assert_eq!(e.column, 11, "{e:?}");
+        assert_eq!(
+            parse_line("[\"äö\\\"ü\" \\é]").unwrap(),
+            vec![Edn::Vector(vec![Edn::Str("äö\"ü".into()), Edn::Char('é')])]
+        );
         assert_eq!(
             parse_line("#_ [1] #inst \"2024\" 1.5 -3").unwrap(),
             vec![

@@ -21,7 +21,7 @@
 //! completed one is a `FaultStart` or `FaultEnd` entry (the report's timeline and
 //! fault count show them).
 
-use super::InputError;
+use super::{for_each_line, InputError, Line, Topics};
 use crate::drive::analyze::edn::{self, Edn};
 use crate::history::{Entry, History, Op, Outcome, ReadRecord, TxnId, Value};
 use crate::kafka::protocol::{Millis, NodeId, Offset, TopicPartition};
@@ -143,6 +143,8 @@ struct Converter<'a> {
     nemesis_pending: BTreeSet<String>,
     /// Each key's topic-partition, made once (entries share its topic name).
     partitions: BTreeMap<u64, TopicPartition>,
+    /// One copy of each topic's name.
+    topics: Topics,
 }
 
 /// Reads a Jepsen `history.edn` (one operation map per line) into a kafkasim history.
@@ -157,33 +159,29 @@ pub fn read(file: &Path, input: impl BufRead, keys: &KeyMap) -> Result<History, 
         next_txn: 0,
         nemesis_pending: BTreeSet::new(),
         partitions: BTreeMap::new(),
+        topics: Topics::default(),
     };
-    let mut line = String::new();
-    let mut input = input;
-    let mut number = 0u64;
-    loop {
-        line.clear();
-        let n = std::io::Read::take(&mut input, MAX_LINE as u64 + 1)
-            .read_line(&mut line)
-            .map_err(|e| c.error(number + 1, "-", format!("a readable file ({e})")))?;
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        if line.len() > MAX_LINE {
-            return Err(c.error(number, "-", format!("a line of at most {MAX_LINE} bytes")));
-        }
-        let values = edn::parse_line(&line).map_err(|e| {
-            c.error(
-                number,
-                &format!("column {}", e.column),
-                format!("EDN: {}", e.expected),
-            )
-        })?;
+    for_each_line(input, MAX_LINE, edn::parse_line, |number, line| {
+        let values = match line {
+            Line::Parsed(values) => values.map_err(|e| {
+                c.error(
+                    number,
+                    &format!("column {}", e.column),
+                    format!("EDN: {}", e.expected),
+                )
+            })?,
+            Line::TooLong => {
+                return Err(c.error(number, "-", format!("a line of at most {MAX_LINE} bytes")))
+            }
+            Line::Unreadable(e) => {
+                return Err(c.error(number, "-", format!("a readable file ({e})")))
+            }
+        };
         for op in values {
-            c.op(number, &op)?;
+            c.op(number, op)?;
         }
-    }
+        Ok(())
+    })?;
     // Operations never completed: their outcome is unknown.
     for (process, inv) in std::mem::take(&mut c.pending) {
         if ["send", "poll", "txn"].contains(&inv.f.as_str()) {
@@ -205,10 +203,14 @@ pub fn read(file: &Path, input: impl BufRead, keys: &KeyMap) -> Result<History, 
 impl Converter<'_> {
     /// Key `key`'s topic-partition.
     fn partition(&mut self, key: u64) -> TopicPartition {
-        let keys = self.keys;
+        let (keys, topics) = (self.keys, &mut self.topics);
         self.partitions
             .entry(key)
-            .or_insert_with(|| keys.partition(key))
+            .or_insert_with(|| {
+                let mut tp = keys.partition(key);
+                topics.share(&mut tp);
+                tp
+            })
             .clone()
     }
 
@@ -222,7 +224,7 @@ impl Converter<'_> {
     }
 
     /// Takes in one operation map.
-    fn op(&mut self, line: u64, op: &Edn) -> Result<(), InputError> {
+    fn op(&mut self, line: u64, mut op: Edn) -> Result<(), InputError> {
         if !matches!(op, Edn::Map(_)) {
             return Err(self.error(line, "-", format!("an operation map, not {op}")));
         }
@@ -237,11 +239,11 @@ impl Converter<'_> {
         // The nemesis's operations are not the clients': faults, not checked.
         if matches!(op.get("process"), Some(Edn::Keyword(_))) {
             let f = keyword("f")?.to_string();
-            let time = self.time(line, op)?;
+            let time = self.time(line, &op)?;
             self.nemesis(f, op.get("value").unwrap_or(&Edn::Nil), time);
             return Ok(());
         }
-        let type_ = keyword("type")?;
+        let type_ = keyword("type")?.to_string();
         let f = keyword("f")?.to_string();
         let process = match op.get("process") {
             Some(Edn::Int(p)) if (0..i64::from(u32::MAX)).contains(p) => *p as u32,
@@ -260,9 +262,9 @@ impl Converter<'_> {
                 format!("one of :{}, not :{f}", CLIENT_FS.join(", :")),
             ));
         }
-        let time = self.time(line, op)?;
-        let value = op.get("value").cloned().unwrap_or(Edn::Nil);
-        let done = match type_ {
+        let time = self.time(line, &op)?;
+        let value = op.take("value").unwrap_or(Edn::Nil);
+        let done = match type_.as_str() {
             "invoke" => {
                 if let Some(prev) = self.pending.get(&process) {
                     return Err(self.error(

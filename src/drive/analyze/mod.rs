@@ -12,6 +12,7 @@ pub mod jepsen;
 
 use crate::check::{self, kinds::ANOMALY_KINDS};
 use crate::history::{History, HistoryLine, Op, Snapshot, HISTORY_VERSION};
+use crate::kafka::protocol::TopicPartition;
 use crate::report::{figures, Analyzed, RunStats, SeedReport};
 use std::fmt;
 use std::io::BufRead;
@@ -86,6 +87,62 @@ impl fmt::Display for InputError {
     }
 }
 
+/// One `Arc` per topic name for a history read from a file: each line's partitions
+/// would otherwise hold their own copy of the name, and compare by reading it.
+#[derive(Default)]
+pub(crate) struct Topics(std::collections::BTreeSet<std::sync::Arc<str>>);
+
+impl Topics {
+    /// Points `tp` at the shared copy of its topic's name.
+    pub(crate) fn share(&mut self, tp: &mut TopicPartition) {
+        match self.0.get(&tp.topic) {
+            Some(shared) => tp.topic = shared.clone(),
+            None => {
+                self.0.insert(tp.topic.clone());
+            }
+        }
+    }
+}
+
+/// One line of a history file as [`for_each_line`] hands it over.
+pub(crate) enum Line<T> {
+    /// The line, parsed.
+    Parsed(T),
+    /// Longer than the reader's limit.
+    TooLong,
+    /// The file could not be read here.
+    Unreadable(std::io::Error),
+}
+
+/// Reads `input` line by line (each at most `max` bytes), parses every line with
+/// `parse` and hands each (line number from 1, line) to `take`, in order. Stops at the
+/// end of the input or at `take`'s first error (or after an unreadable or too long
+/// line, which `take` is given). One line is held at a time.
+pub(crate) fn for_each_line<T, E>(
+    mut input: impl BufRead,
+    max: usize,
+    parse: impl Fn(&str) -> T,
+    mut take: impl FnMut(u64, Line<T>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut line = String::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        let read = std::io::Read::take(&mut input, max as u64 + 1).read_line(&mut line);
+        number += 1;
+        let (item, last) = match read {
+            Ok(0) => return Ok(()),
+            Ok(_) if line.len() > max => (Line::TooLong, true),
+            Ok(_) => (Line::Parsed(parse(&line)), false),
+            Err(e) => (Line::Unreadable(e), true),
+        };
+        take(number, item)?;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
 /// Reads a history file in `format`.
 pub fn read_history(path: &Path, format: Format, keys: &KeyMap) -> Result<History, InputError> {
     let file = std::fs::File::open(path).map_err(|e| InputError {
@@ -109,50 +166,46 @@ pub fn read_jsonl(path: &Path, input: impl BufRead) -> Result<History, InputErro
         field,
         expected,
     };
-    let mut history = History::default();
-    let mut input = input;
-    let mut line = String::new();
-    let mut number = 0u64;
-    loop {
-        line.clear();
-        let n = std::io::Read::take(&mut input, MAX_LINE as u64 + 1)
-            .read_line(&mut line)
-            .map_err(|e| error(number + 1, "-".into(), format!("a readable file ({e})")))?;
-        if n == 0 {
-            return Ok(history);
-        }
-        number += 1;
-        if line.len() > MAX_LINE {
-            let expected = format!("a line of at most {MAX_LINE} bytes");
-            return Err(error(number, "-".into(), expected));
-        }
+    // The fast path without tracking where the parser is; only a bad line is parsed
+    // again to name the field.
+    let parse = |line: &str| {
         if line.trim().is_empty() {
-            continue;
+            return None;
         }
-        // The fast path without tracking where the parser is; only a bad line is
-        // parsed again to name the field.
-        let parsed = match serde_json::from_str::<HistoryLine>(&line) {
-            Ok(parsed) => Ok(parsed),
-            Err(_) => {
+        Some(serde_json::from_str::<HistoryLine>(line).map_err(|_| line.to_string()))
+    };
+    let mut history = History::default();
+    let mut topics = Topics::default();
+    for_each_line(input, MAX_LINE, parse, |number, line| {
+        let parsed = match line {
+            Line::Parsed(None) => return Ok(()),
+            Line::Parsed(Some(Ok(parsed))) => parsed,
+            Line::Parsed(Some(Err(line))) => {
                 let de = &mut serde_json::Deserializer::from_str(&line);
-                serde_path_to_error::deserialize::<_, HistoryLine>(de)
+                let e = serde_path_to_error::deserialize::<_, HistoryLine>(de)
+                    .expect_err("the line failed to parse once");
+                let field = e.path().to_string();
+                let field = if field == "." { "-".into() } else { field };
+                let inner = e.into_inner();
+                let expected = match inner.classify() {
+                    serde_json::error::Category::Eof => {
+                        format!("a whole JSON object (is the file truncated?): {inner}")
+                    }
+                    _ => format!(
+                        "a history line (schemas/history.schema.json, `kafkasim schema \
+                         history`): {inner}"
+                    ),
+                };
+                return Err(error(number, field, expected));
+            }
+            Line::TooLong => {
+                let expected = format!("a line of at most {MAX_LINE} bytes");
+                return Err(error(number, "-".into(), expected));
+            }
+            Line::Unreadable(e) => {
+                return Err(error(number, "-".into(), format!("a readable file ({e})")))
             }
         };
-        let parsed = parsed.map_err(|e| {
-            let field = e.path().to_string();
-            let field = if field == "." { "-".into() } else { field };
-            let inner = e.into_inner();
-            let expected = match inner.classify() {
-                serde_json::error::Category::Eof => {
-                    format!("a whole JSON object (is the file truncated?): {inner}")
-                }
-                _ => format!(
-                    "a history line (schemas/history.schema.json, `kafkasim schema \
-                     history`): {inner}"
-                ),
-            };
-            error(number, field, expected)
-        })?;
         if parsed.v != HISTORY_VERSION {
             let expected = format!(
                 "{HISTORY_VERSION} (the history.jsonl version this kafkasim reads), not {}",
@@ -160,7 +213,14 @@ pub fn read_jsonl(path: &Path, input: impl BufRead) -> Result<History, InputErro
             );
             return Err(error(number, "v".into(), expected));
         }
-        let entry = parsed.entry;
+        let mut entry = parsed.entry;
+        if let Op::Send { partition, .. }
+        | Op::Poll { partition, .. }
+        | Op::Seek { partition, .. }
+        | Op::ObserveHighWatermark { partition, .. } = &mut entry.op
+        {
+            topics.share(partition);
+        }
         let at = history.entries.len() as u64;
         if entry.index != at {
             let expected = format!(
@@ -177,7 +237,9 @@ pub fn read_jsonl(path: &Path, input: impl BufRead) -> Result<History, InputErro
             ));
         }
         history.entries.push(entry);
-    }
+        Ok(())
+    })?;
+    Ok(history)
 }
 
 /// Reads a `snapshot.json` (as `kafkasim run` writes beside `history.jsonl`).
@@ -213,7 +275,7 @@ pub fn judge(
 ) -> Result<SeedReport, InputError> {
     let empty = Snapshot::default();
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        check::check(history, snapshot.unwrap_or(&empty))
+        check::check_on_two_threads(history, snapshot.unwrap_or(&empty))
     }));
     let result = checked.map_err(|payload| {
         let msg = payload
