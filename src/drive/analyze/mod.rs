@@ -182,8 +182,16 @@ pub fn read_jsonl(path: &Path, input: impl BufRead) -> Result<History, InputErro
             Line::Parsed(Some(Ok(parsed))) => parsed,
             Line::Parsed(Some(Err(line))) => {
                 let de = &mut serde_json::Deserializer::from_str(&line);
-                let e = serde_path_to_error::deserialize::<_, HistoryLine>(de)
-                    .expect_err("the line failed to parse once");
+                let e = match serde_path_to_error::deserialize::<_, HistoryLine>(de) {
+                    Err(e) => e,
+                    // Only what follows the object is wrong (the fast path checks it).
+                    Ok(_) => {
+                        let first = serde_json::from_str::<HistoryLine>(&line)
+                            .map_or_else(|e| e.to_string(), |_| String::new());
+                        let expected = format!("one JSON object per line: {first}");
+                        return Err(error(number, "-".into(), expected));
+                    }
+                };
                 let field = e.path().to_string();
                 let field = if field == "." { "-".into() } else { field };
                 let inner = e.into_inner();

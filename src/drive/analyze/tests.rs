@@ -20,6 +20,9 @@ fn jsonl_errors_name_the_line_and_the_field() {
     assert_eq!(e.line, Some(1));
     assert!(e.expected.contains("jump"), "{e}");
     assert!(e.to_string().starts_with("h.jsonl, line 1, field "), "{e}");
+    let e = jsonl(&format!("{ok} x\n")).unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (Some(1), "-"));
+    assert!(e.expected.contains("trailing characters"), "{e}");
 }
 
 #[test]
