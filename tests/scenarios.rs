@@ -27,12 +27,17 @@ fn check_scenario(file: &str) {
 /// The scenario over `default` seeds (or `KAFKASIM_SEEDS`): the transaction scenarios
 /// take 15 by default, their runs being the longest, to keep `cargo test` short.
 fn check_scenario_seeds(file: &str, default: u64) {
+    check_scenario_on(file, &seeds(default));
+}
+
+/// The scenario over `seeds`.
+fn check_scenario_on(file: &str, seeds: &[u64]) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
         .join(file);
     let scenario = Scenario::load(&path).expect("shipped scenarios are valid");
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let s = sweep(&scenario, &seeds(default), jobs, &[], None);
+    let s = sweep(&scenario, seeds, jobs, &[], None);
     let mut problems = Vec::new();
     for f in &s.failures {
         problems.push(format!(
@@ -674,6 +679,17 @@ fn expired_in_flight_is_indefinite() {
 #[test]
 fn explore_4872_alo_failed_output() {
     check_scenario("explore-4872-alo-failed-output.json");
+}
+
+/// A read_uncommitted exactly-once pipeline that replaces its producer while a
+/// committed transaction's markers are held waits for stable offsets (KIP-447:
+/// `requireStable` whatever the isolation level): no `output-duplicate` (explore seed
+/// 40718, and the first seeds of its scenario).
+#[test]
+fn explore_40718_stable_offsets() {
+    let mut on = seeds(15);
+    on.push(40718);
+    check_scenario_on("explore-40718-stable-offsets.json", &on);
 }
 
 #[test]

@@ -626,7 +626,7 @@ impl Consumer {
     /// group's committed offsets, as Kafka Streams re-initializes a task it closed dirty
     /// (`TaskManager.closeDirtyAndRevive` -> `StreamTask`'s `mainConsumer.committed()`
     /// and `seek`): positions are dropped with what was fetched, and an `OffsetFetch`
-    /// (`require_stable` when `read_committed`, KIP-447: it waits out pending
+    /// (`require_stable`, KIP-447: it waits out pending
     /// transactional commits) sets them, recorded as seeks to the committed offset.
     pub fn seek_to_committed(&mut self) {
         let Some(group) = self.group.as_mut() else {

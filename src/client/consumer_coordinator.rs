@@ -34,7 +34,6 @@ use crate::actor::{Channel, Outbox};
 use crate::client::network::{InFlightRequest, NetworkClient};
 use crate::kafka::config::Assignor;
 use crate::kafka::config::ConsumerConfig;
-use crate::kafka::config::IsolationLevel;
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::{
     BrokerId, CommittedOffset, CoordinatorType, ErrorCode, FindCoordinatorRequest,
@@ -277,10 +276,6 @@ pub struct ConsumerCoordinator {
     auto_commit: bool,
     auto_commit_interval_ms: u64,
     default_api_timeout_ms: u64,
-    /// KIP-447: a `read_committed` member's `OffsetFetch` asks for stable offsets only
-    /// (the coordinator answers `UNSTABLE_OFFSET_COMMIT`, retried, while transactional
-    /// commits of the partitions are pending).
-    require_stable: bool,
     coordinator: Option<BrokerId>,
     /// The coordinator last discovered (reported again only when it changes).
     last_discovered: Option<BrokerId>,
@@ -339,7 +334,6 @@ impl ConsumerCoordinator {
             auto_commit: config.auto_commit(),
             auto_commit_interval_ms: config.auto_commit_interval_ms,
             default_api_timeout_ms: config.default_api_timeout_ms,
-            require_stable: config.isolation_level == IsolationLevel::ReadCommitted,
             coordinator: None,
             last_discovered: None,
             find_not_before: 0,
@@ -1348,7 +1342,11 @@ impl ConsumerCoordinator {
         let request = Request::OffsetFetch(OffsetFetchRequest {
             group_id: self.group_id.clone(),
             partitions: self.awaiting_committed.iter().cloned().collect(),
-            require_stable: self.require_stable,
+            // KIP-447: every member asks for stable offsets only, whatever its
+            // isolation level (`ConsumerCoordinator.sendOffsetFetchRequest` passes
+            // `requireStable=true`); the coordinator answers `UNSTABLE_OFFSET_COMMIT`,
+            // retried, while transactional commits of the partitions are pending.
+            require_stable: true,
         });
         let kind = GroupRequest::OffsetFetch {
             generation: self.generation,

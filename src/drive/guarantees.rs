@@ -61,6 +61,10 @@ pub struct Facts {
     /// request held on an old connection can arrive after its retry on a new one, and
     /// a late `EndTxn` ends the next transaction, which shares its epoch (KAFKA-17754).
     pub late_end_txn: bool,
+    /// Groups or at-least-once pipelines commit with `OffsetCommit` under a cut or slow
+    /// link: a commit whose request timed out is retried on a new connection while the
+    /// first request may still arrive, later, and overwrite newer offsets.
+    pub late_commits: bool,
     /// Producer applications crash and restart (a new producer id) and send again what
     /// their dead process had not seen acknowledged.
     pub producer_resends: bool,
@@ -160,6 +164,12 @@ impl Facts {
                     .pipelines
                     .as_ref()
                     .is_some_and(|p| p.mode == PipelineMode::ExactlyOnce),
+            late_commits: cuts_links
+                && (group.is_some()
+                    || sc
+                        .pipelines
+                        .as_ref()
+                        .is_some_and(|p| p.mode == PipelineMode::AtLeastOnce)),
             acks: has_producers.then_some(p.acks),
             idempotence: has_producers && p.idempotence(),
             max_in_flight: p.max_in_flight_requests_per_connection,
@@ -318,11 +328,25 @@ pub const RULES: &[Rule] = &[
     Rule {
         name: "replicas-agree",
         when: "every run",
-        forbids: &["replica-divergence", "undetected-truncation"],
+        forbids: &["replica-divergence"],
         kafka: "KIP-101/KIP-279 (followers truncate to the leader epoch's end offset, \
-                `AbstractFetcherThread`), KIP-320 (consumers validate positions after a \
-                leader change, `OffsetsForLeaderEpoch`)",
+                `AbstractFetcherThread`)",
         applies: |_| true,
+    },
+    Rule {
+        name: "consumers-detect-truncation",
+        when: "no pipeline, or unclean.leader.election.enable=false and no power loss or \
+               failed disk (`log-dir-failure`) with unflushed logs and no bit flips",
+        forbids: &["undetected-truncation"],
+        kafka: "KIP-320: a position carrying a leader epoch (fetched, or the group's \
+                committed offset) is validated after a leader change \
+                (`OffsetsForLeaderEpoch`, `SubscriptionState.maybeCompleteValidation`); \
+                `seek(partition, offset)` carries none and skips validation \
+                (`KafkaConsumer.seek`), and a pipeline rewinding after an abort seeks so, \
+                as Kafka's `ExactlyOnceMessageProcessor` example does; when a log loses \
+                acknowledged records and is written again, that seek lands in the new \
+                records unwarned",
+        applies: |f| f.pipeline.is_none() || f.clean(),
     },
     Rule {
         name: "reads-are-writes",
@@ -399,11 +423,17 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "commits-durable",
-        when: "min.insync.replicas >= 2, unclean.leader.election.enable=false",
+        when: "min.insync.replicas >= 2, unclean.leader.election.enable=false, no cut or \
+               slow link under committing consumers",
         forbids: &["committed-offset-lost"],
         kafka: "offset commits are acks=all appends to `__consumer_offsets`, answered \
-                once replicated (`GroupMetadataManager.storeOffsets`)",
-        applies: Facts::replicated,
+                once replicated (`GroupMetadataManager.storeOffsets`); the last commit of \
+                the member's generation wins, in arrival order, and a commit whose request \
+                timed out (`NetworkClient` closes the connection, the consumer retries on a \
+                new one) can still arrive after its retry and later commits: the closed \
+                socket's data is still sent, and the broker's `Selector` processes a \
+                request received before the close (`CloseMode.GRACEFUL`)",
+        applies: |f| f.replicated() && !f.late_commits,
     },
     Rule {
         name: "idempotence",
@@ -442,7 +472,8 @@ pub const RULES: &[Rule] = &[
     Rule {
         name: "at-most-once-group",
         when: "group processing at-most-once, idempotent producers resending nothing, min ISR >= 2, \
-               unclean off",
+               unclean off, no cut or slow link (a late commit, as in `commits-durable`, \
+               moves the committed offset back)",
         forbids: &["reprocessing", "duplicate-effect"],
         kafka: "commitSync of the polled positions before processing: a record is \
                 processed only after its offset is committed (`KafkaConsumer.commitSync`); \
@@ -450,6 +481,7 @@ pub const RULES: &[Rule] = &[
                 (KIP-98), processed again",
         applies: |f| {
             f.replicated()
+                && !f.late_commits
                 && f.no_input_duplicates()
                 && matches!(f.group, Some((ProcessingMode::AtMostOnce, _)))
         },

@@ -67,7 +67,7 @@ impl GroupCoordinator {
 
     pub(super) fn offset_fetch(&self, req: &OffsetFetchRequest) -> OffsetFetchResponse {
         let group = self.groups.get(&req.group_id);
-        // KIP-447: a read_committed consumer waits while transactional offsets of its
+        // KIP-447: a consumer asking for stable offsets waits while transactional offsets of its
         // partitions are pending, or it could start before a commit about to land.
         let unstable = req.require_stable
             && group.is_some_and(|g| {

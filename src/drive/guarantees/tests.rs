@@ -185,3 +185,41 @@ fn two_live_instances_of_one_transactional_id_promise_no_progress() {
     assert!(!f.contains(&"unassigned-partition") && !f.contains(&"hanging-transaction"));
     assert!(f.contains(&"output-missing"), "safety still holds");
 }
+
+/// KIP-320 validates positions that carry a leader epoch; a pipeline's rewind after an
+/// abort seeks by offset alone, so once a log can lose acknowledged records it may land
+/// in the rewritten ones unwarned. Plain consumers stay held to it.
+#[test]
+fn only_a_pipeline_rewinding_onto_a_log_that_lost_records_may_miss_the_truncation() {
+    let mut sc = scenario("read-committed.json");
+    assert!(forbidden(&Facts::of(&sc)).contains(&"undetected-truncation"));
+    sc.cluster.config.unclean_leader_election_enable = true;
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"undetected-truncation") && f.contains(&"replica-divergence"));
+    let mut sc = scenario("acks-all-rf3.json");
+    sc.cluster.config.unclean_leader_election_enable = true;
+    assert!(forbidden(&Facts::of(&sc)).contains(&"undetected-truncation"));
+}
+
+/// A commit whose request timed out under a cut link may still reach the coordinator
+/// after its retry and later commits, and the last arrival wins: the committed offset
+/// can move back (and an at-most-once group then processes records again).
+#[test]
+fn a_cut_link_lets_a_late_offset_commit_overwrite_newer_ones() {
+    let mut sc = scenario("at-most-once-crash.json");
+    let f = forbidden(&Facts::of(&sc));
+    assert!(f.contains(&"committed-offset-lost") && f.contains(&"reprocessing"));
+    for fault in [
+        crate::nemesis::FaultKindName::Isolate,
+        crate::nemesis::FaultKindName::Slow,
+    ] {
+        sc.nemesis.faults = vec![fault];
+        let facts = Facts::of(&sc);
+        assert!(facts.late_commits, "{fault:?}");
+        let f = forbidden(&facts);
+        assert!(!f.contains(&"committed-offset-lost") && !f.contains(&"reprocessing"));
+    }
+    // A delayed link delivers in order, the retry behind the first request.
+    sc.nemesis.faults = vec![crate::nemesis::FaultKindName::Delay];
+    assert!(forbidden(&Facts::of(&sc)).contains(&"committed-offset-lost"));
+}

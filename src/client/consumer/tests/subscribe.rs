@@ -424,27 +424,34 @@ fn positions_come_from_offset_fetch_else_auto_offset_reset() {
     assert_eq!(c.positions(), vec![(tp(0), 5), (tp(1), 0)]);
 }
 
+/// KIP-447: `ConsumerCoordinator.sendOffsetFetchRequest` asks for stable offsets
+/// whatever the isolation level, so a `read_uncommitted` member (an exactly-once
+/// pipeline over a non-transactional input) also waits out pending transactional
+/// commits rather than starting from the offsets committed before them.
 #[test]
-fn read_committed_members_ask_for_stable_offsets_and_retry_unstable_ones() {
-    let (_, _, (_, _, f)) = stable(group_config(), &[0]);
-    assert!(!f.require_stable);
-    let config = ConsumerConfig {
-        isolation_level: IsolationLevel::ReadCommitted,
-        ..group_config()
-    };
-    let (mut c, mut out, (b, cid, f)) = stable(config, &[0]);
-    assert!(f.require_stable, "KIP-447");
-    let unstable = Response::OffsetFetch(OffsetFetchResponse {
-        error: ErrorCode::UnstableOffsetCommit,
-        offsets: vec![],
-    });
-    respond(&mut c, 6, b, cid, unstable, &mut out);
-    assert!(out.history.is_empty(), "no position yet");
-    let again = idle_until(&mut c, &mut out, 6 + 100)
-        .into_iter()
-        .find(|(_, (_, _, r))| r.api_name() == "OffsetFetch")
-        .expect("retried after retry.backoff.ms");
-    assert_eq!(again.0, 6 + 100);
+fn members_ask_for_stable_offsets_whatever_their_isolation_and_retry_unstable_ones() {
+    for isolation_level in [
+        IsolationLevel::ReadUncommitted,
+        IsolationLevel::ReadCommitted,
+    ] {
+        let config = ConsumerConfig {
+            isolation_level,
+            ..group_config()
+        };
+        let (mut c, mut out, (b, cid, f)) = stable(config, &[0]);
+        assert!(f.require_stable, "KIP-447, {isolation_level:?}");
+        let unstable = Response::OffsetFetch(OffsetFetchResponse {
+            error: ErrorCode::UnstableOffsetCommit,
+            offsets: vec![],
+        });
+        respond(&mut c, 6, b, cid, unstable, &mut out);
+        assert!(out.history.is_empty(), "no position yet");
+        let again = idle_until(&mut c, &mut out, 6 + 100)
+            .into_iter()
+            .find(|(_, (_, _, r))| r.api_name() == "OffsetFetch")
+            .expect("retried after retry.backoff.ms");
+        assert_eq!(again.0, 6 + 100);
+    }
 }
 
 #[test]
@@ -794,8 +801,8 @@ fn a_commit_after_illegal_generation_fails_and_rejoins() {
 
 /// Kafka Streams re-initializes a task it closed dirty from the committed
 /// offsets (`StreamTask`: `mainConsumer.committed()` then `seek`): the local
-/// positions are dropped, an `OffsetFetch` (`require_stable` for
-/// `read_committed`) asks for every assigned partition and its answer sets them;
+/// positions are dropped, an `OffsetFetch` (`require_stable`, KIP-447) asks
+/// for every assigned partition and its answer sets them;
 /// until then nothing is fetched or polled.
 #[test]
 fn seek_to_committed_takes_positions_from_the_committed_offsets() {
