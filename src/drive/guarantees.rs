@@ -571,7 +571,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         name: "liveness",
         when: "quiet period >= the liveness bound (timeouts + 10 s), no two live instances \
-               share a transactional.id, no bit flips in stored batches",
+               share a transactional.id, no bit flips in stored batches, and no \
+               transactions over logs that lose acknowledged records (unclean election, \
+               power loss or failed disk with unflushed logs)",
         forbids: &[
             "stuck",
             "unseen",
@@ -586,8 +588,17 @@ pub const RULES: &[Rule] = &[
                 is fatal: KafkaProducer docs), so Kafka promises no progress there; a \
                 corrupt batch below the recovery point is served as stored, and a \
                 follower (`AbstractFetcherThread`) or consumer (`check.crcs`) never gets \
-                past it",
-        applies: |f| f.quiet_covers_timeouts && !f.shared_transactional_id && !f.corrupt,
+                past it; when `__transaction_state` loses a transaction's state from \
+                every replica, or a partition loses the marker that ended it, nothing \
+                ever writes its marker and the partition's last stable offset stays \
+                below it until an operator aborts it (KIP-664, `kafka-transactions.sh \
+                abort`)",
+        applies: |f| {
+            f.quiet_covers_timeouts
+                && !f.shared_transactional_id
+                && !f.corrupt
+                && !(f.transactions() && !f.clean())
+        },
     },
     Rule {
         name: "hw-monotonic",

@@ -223,3 +223,23 @@ fn a_cut_link_lets_a_late_offset_commit_overwrite_newer_ones() {
     sc.nemesis.faults = vec![crate::nemesis::FaultKindName::Delay];
     assert!(forbidden(&Facts::of(&sc)).contains(&"committed-offset-lost"));
 }
+
+/// A transaction whose state `__transaction_state` lost from every replica (or whose
+/// marker its partition lost) is never ended: it hangs until an operator aborts it
+/// (KIP-664), and read_committed readers wait below it.
+#[test]
+fn transactions_over_logs_that_lose_records_may_hang() {
+    let mut sc = scenario("read-committed.json");
+    assert!(forbidden(&Facts::of(&sc)).contains(&"hanging-transaction"));
+    sc.nemesis
+        .faults
+        .push(crate::nemesis::FaultKindName::PowerLoss);
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"hanging-transaction") && !f.contains(&"stuck"));
+    // Without transactions the loss does not hold anyone.
+    let mut sc = scenario("at-least-once-crash.json");
+    sc.nemesis
+        .faults
+        .push(crate::nemesis::FaultKindName::PowerLoss);
+    assert!(forbidden(&Facts::of(&sc)).contains(&"stuck"));
+}
