@@ -622,6 +622,32 @@ fn unclean_election_follows_the_topics_override() {
     }
 }
 
+/// `TransactionStateManager.transactionTopicConfigs` pins
+/// `unclean.leader.election.enable=false` on `__transaction_state`: with unclean
+/// elections on for the cluster, its last in-sync replica dying leaves it offline
+/// instead of electing a replica that may lack prepared transactions.
+#[test]
+fn transaction_state_is_never_elected_uncleanly() {
+    let config = BrokerConfig {
+        transaction_state_log_num_partitions: 1,
+        ..config(true)
+    };
+    let spec = crate::coordinator::txn::transaction_state_topic_spec(&config, BROKERS.len());
+    let txn = TopicPartition::new(&spec.name, 0);
+    let mut c = cluster(config, vec![spec]);
+    let (r, _) = alter(&mut c, 0, 1, 0, txn.clone(), 0, 0, &[1]);
+    assert_eq!(r.error, ErrorCode::None);
+    heartbeat(&mut c, 5_000, 2, 1);
+    heartbeat(&mut c, 5_000, 3, 2);
+    let out = timer(&mut c, 9_001);
+    assert_eq!(
+        history(&out),
+        vec![change(txn.clone(), None, 1, &[1], false)]
+    );
+    assert_eq!(c.image().partitions[&txn].leader, None);
+    assert_replay_matches(&c);
+}
+
 /// KIP-903 at the controller (`ineligibleReplicasForIsr`): a member whose broker epoch
 /// in the request is not its registered one is INELIGIBLE_REPLICA; -1 skips the check.
 #[test]

@@ -92,7 +92,8 @@
 //! # What the host must do
 //!
 //! Create `__transaction_state` ([`transaction_state_topic_spec`]) with
-//! `min.insync.replicas` = `transaction.state.log.min.isr` for its appends; call
+//! `min.insync.replicas` = `transaction.state.log.min.isr` for its appends and
+//! `unclean.leader.election.enable=false` whatever the cluster's; call
 //! [`TxnCoordinator::load`] when it becomes the leader of one of its partitions (with the
 //! new leader epoch: the coordinator epoch of the markers) and [`TxnCoordinator::unload`]
 //! when it stops; route the requests [`transactional_id`] names to
@@ -155,9 +156,13 @@ pub fn transaction_state_topic_spec(config: &BrokerConfig, brokers: usize) -> To
             .transaction_state_log_replication_factor
             .min(u32::try_from(brokers).unwrap_or(u32::MAX)),
         // `TransactionStateManager.transactionTopicConfigs`: the topic's
-        // `min.insync.replicas` is `transaction.state.log.min.isr`.
+        // `min.insync.replicas` is `transaction.state.log.min.isr`, and
+        // `unclean.leader.election.enable` is false whatever the cluster's (an
+        // out-of-sync leader would drop prepared transactions the markers of which are
+        // still to be written).
         config: crate::kafka::config::TopicConfig {
             min_insync_replicas: Some(config.transaction_state_log_min_isr),
+            unclean_leader_election_enable: Some(false),
             ..Default::default()
         },
     }

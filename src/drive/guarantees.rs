@@ -574,12 +574,7 @@ pub const RULES: &[Rule] = &[
                share a transactional.id, no bit flips in stored batches, and no \
                transactions over logs that lose acknowledged records (unclean election, \
                power loss or failed disk with unflushed logs)",
-        forbids: &[
-            "stuck",
-            "unseen",
-            "unassigned-partition",
-            "hanging-transaction",
-        ],
+        forbids: &["stuck", "unseen", "hanging-transaction"],
         kafka: "after the faults heal: clients retry and refresh metadata on errors \
                 (`Metadata.requestUpdate`), the group rebalances within \
                 session.timeout.ms, the coordinator aborts transactions older than \
@@ -599,6 +594,17 @@ pub const RULES: &[Rule] = &[
                 && !f.corrupt
                 && !(f.transactions() && !f.clean())
         },
+    },
+    Rule {
+        name: "group-liveness",
+        when: "quiet period >= the liveness bound (timeouts + 10 s), no two live instances \
+               share a transactional.id, no bit flips in stored batches",
+        forbids: &["unassigned-partition"],
+        kafka: "after the faults heal the group rebalances within session.timeout.ms and \
+                the coordinator hands every partition to a member \
+                (`GroupCoordinator`, `ConsumerPartitionAssignor`); a hanging transaction \
+                holds readers, not assignments",
+        applies: |f| f.quiet_covers_timeouts && !f.shared_transactional_id && !f.corrupt,
     },
     Rule {
         name: "hw-monotonic",

@@ -236,6 +236,10 @@ fn transactions_over_logs_that_lose_records_may_hang() {
         .push(crate::nemesis::FaultKindName::PowerLoss);
     let f = forbidden(&Facts::of(&sc));
     assert!(!f.contains(&"hanging-transaction") && !f.contains(&"stuck"));
+    assert!(
+        f.contains(&"unassigned-partition"),
+        "assignments are not held"
+    );
     // Without transactions the loss does not hold anyone.
     let mut sc = scenario("at-least-once-crash.json");
     sc.nemesis
