@@ -618,6 +618,39 @@ impl Scenario {
         if let Err((property, message)) = self.cluster.config.validate() {
             return Err(err(&format!("cluster.config.{property}"), message));
         }
+        // Kafka creates `__consumer_offsets` and `__transaction_state` when first needed
+        // and refuses while the cluster has fewer brokers than their replication factor
+        // (the properties' docs: "internal topic creation will fail until the cluster
+        // size meets this replication factor requirement"): no coordinator, ever.
+        let brokers = self.cluster.brokers;
+        let config = &self.cluster.config;
+        for (needed, property, rf, topic, who) in [
+            (
+                !self.groups().is_empty(),
+                "offsets.topic.replication.factor",
+                config.offsets_topic_replication_factor,
+                "__consumer_offsets",
+                "consumer group",
+            ),
+            (
+                !self.transactional_ids().is_empty(),
+                "transaction.state.log.replication.factor",
+                config.transaction_state_log_replication_factor,
+                "__transaction_state",
+                "transactional producer",
+            ),
+        ] {
+            if needed && rf > brokers {
+                return Err(err(
+                    &format!("cluster.config.{property}"),
+                    format!(
+                        "{rf} is more than the cluster's {brokers} broker(s): Kafka cannot \
+                         create {topic} (INVALID_REPLICATION_FACTOR), so no {who} would ever \
+                         find its coordinator; allowed: 1 to {brokers}"
+                    ),
+                ));
+            }
+        }
         if let Err((property, message)) = self.producers.config.validate() {
             return Err(err(&format!("producers.config.{property}"), message));
         }
@@ -1112,6 +1145,36 @@ mod tests {
 
     fn refusal(edit: impl FnOnce(&mut serde_json::Value)) -> String {
         parse(edit).expect_err("refused").to_string()
+    }
+
+    /// Kafka cannot create `__consumer_offsets` with more replicas than brokers, so a
+    /// two-broker cluster with a group and the default (3) is refused, naming the
+    /// property; without a group the topic is never needed.
+    #[test]
+    fn internal_topics_need_as_many_brokers_as_replicas() {
+        let two_brokers = |v: &mut serde_json::Value| {
+            v["cluster"]["brokers"] = 2.into();
+            v["topics"][0]["replication_factor"] = 2.into();
+            v["cluster"]["config"]["min.insync.replicas"] = 1.into();
+        };
+        assert!(parse(two_brokers).is_ok());
+        let refused = refusal(|v| {
+            two_brokers(v);
+            v["consumers"]["config"]["group.id"] = "g".into();
+        });
+        assert_eq!(
+            refused,
+            "s.json: field `cluster.config.offsets.topic.replication.factor`: 3 is more than \
+             the cluster's 2 broker(s): Kafka cannot create __consumer_offsets \
+             (INVALID_REPLICATION_FACTOR), so no consumer group would ever find its \
+             coordinator; allowed: 1 to 2"
+        );
+        assert!(parse(|v| {
+            two_brokers(v);
+            v["consumers"]["config"]["group.id"] = "g".into();
+            v["cluster"]["config"]["offsets.topic.replication.factor"] = 2.into();
+        })
+        .is_ok());
     }
 
     #[test]

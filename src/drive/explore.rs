@@ -216,8 +216,13 @@ pub fn draw(seed: u64) -> Scenario {
         }
         c.offsets_topic_num_partitions = rng.gen_range(1..=8);
         c.transaction_state_log_num_partitions = rng.gen_range(1..=8);
-        // The internal topics' RF is capped at the broker count; so is their min ISR here,
-        // or a one-broker cluster could never write a transaction's state.
+        // Kafka cannot create an internal topic with more replicas than brokers (a
+        // scenario asking for it is refused), so a small cluster sets them lower, as its
+        // operator would; so is their min ISR here, or a one-broker cluster could never
+        // write a transaction's state.
+        c.offsets_topic_replication_factor = c.offsets_topic_replication_factor.min(brokers);
+        c.transaction_state_log_replication_factor =
+            c.transaction_state_log_replication_factor.min(brokers);
         c.transaction_state_log_min_isr = c.transaction_state_log_min_isr.min(brokers);
         c.group_initial_rebalance_delay_ms = pick(rng, &[(1, 0), (1, 500), (2, 3_000)]);
         c.transaction_version = pick(rng, &[(6, 2), (2, 1), (1, 0)]);

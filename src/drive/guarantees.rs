@@ -592,7 +592,7 @@ pub const RULES: &[Rule] = &[
             f.quiet_covers_timeouts
                 && !f.shared_transactional_id
                 && !f.corrupt
-                && !(f.transactions() && !f.clean())
+                && (!f.transactions() || f.clean())
         },
     },
     Rule {
