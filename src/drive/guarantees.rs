@@ -65,6 +65,10 @@ pub struct Facts {
     /// link: a commit whose request timed out is retried on a new connection while the
     /// first request may still arrive, later, and overwrite newer offsets.
     pub late_commits: bool,
+    /// Group members are static (KIP-345 `group.instance.id`) and brokers fail: a
+    /// coordinator that moves before it stored a rebalance loads the older members, and
+    /// a static member rejoining under its newer member id is fenced for good.
+    pub static_members_fenced_on_failover: bool,
     /// Producer applications crash and restart (a new producer id) and send again what
     /// their dead process had not seen acknowledged.
     pub producer_resends: bool,
@@ -170,6 +174,12 @@ impl Facts {
                         .pipelines
                         .as_ref()
                         .is_some_and(|p| p.mode == PipelineMode::AtLeastOnce)),
+            static_members_fenced_on_failover: broker_faults
+                && ((group.is_some() && sc.consumers.config.group_instance_id.is_some())
+                    || sc
+                        .pipelines
+                        .as_ref()
+                        .is_some_and(|p| p.consumer.group_instance_id.is_some())),
             acks: has_producers.then_some(p.acks),
             idempotence: has_producers && p.idempotence(),
             max_in_flight: p.max_in_flight_requests_per_connection,
@@ -571,9 +581,10 @@ pub const RULES: &[Rule] = &[
     Rule {
         name: "liveness",
         when: "quiet period >= the liveness bound (timeouts + 10 s), no two live instances \
-               share a transactional.id, no bit flips in stored batches, and no \
-               transactions over logs that lose acknowledged records (unclean election, \
-               power loss or failed disk with unflushed logs)",
+               share a transactional.id, no bit flips in stored batches, no static members \
+               under broker faults (as in `group-liveness`), and no transactions over logs \
+               that lose acknowledged records (unclean election, power loss or failed disk \
+               with unflushed logs)",
         forbids: &["stuck", "unseen", "hanging-transaction"],
         kafka: "after the faults heal: clients retry and refresh metadata on errors \
                 (`Metadata.requestUpdate`), the group rebalances within \
@@ -592,19 +603,29 @@ pub const RULES: &[Rule] = &[
             f.quiet_covers_timeouts
                 && !f.shared_transactional_id
                 && !f.corrupt
+                && !f.static_members_fenced_on_failover
                 && (!f.transactions() || f.clean())
         },
     },
     Rule {
         name: "group-liveness",
         when: "quiet period >= the liveness bound (timeouts + 10 s), no two live instances \
-               share a transactional.id, no bit flips in stored batches",
+               share a transactional.id, no bit flips in stored batches, no static members \
+               under broker faults",
         forbids: &["unassigned-partition"],
         kafka: "after the faults heal the group rebalances within session.timeout.ms and \
                 the coordinator hands every partition to a member \
                 (`GroupCoordinator`, `ConsumerPartitionAssignor`); a hanging transaction \
-                holds readers, not assignments",
-        applies: |f| f.quiet_covers_timeouts && !f.shared_transactional_id && !f.corrupt,
+                holds readers, not assignments; a coordinator that moves before it stored \
+                a rebalance loads the older static members, and one rejoining under its \
+                newer member id gets FENCED_INSTANCE_ID (`ClassicGroup.isStaticMemberFenced`), \
+                fatal to the consumer (KIP-345)",
+        applies: |f| {
+            f.quiet_covers_timeouts
+                && !f.shared_transactional_id
+                && !f.corrupt
+                && !f.static_members_fenced_on_failover
+        },
     },
     Rule {
         name: "hw-monotonic",

@@ -247,3 +247,23 @@ fn transactions_over_logs_that_lose_records_may_hang() {
         .push(crate::nemesis::FaultKindName::PowerLoss);
     assert!(forbidden(&Facts::of(&sc)).contains(&"stuck"));
 }
+
+/// A coordinator that moves before it stored a rebalance loads the older static members
+/// (KIP-345); one rejoining under its newer member id is fenced (`FENCED_INSTANCE_ID`,
+/// fatal), so under broker faults a static group may end with nobody (explore seed
+/// 60667).
+#[test]
+fn static_members_may_be_fenced_for_good_when_the_coordinator_moves() {
+    let mut sc = scenario("group-chaos.json");
+    sc.workload.quiet_ms = liveness_bound_ms(&sc);
+    let f = forbidden(&Facts::of(&sc));
+    assert!(f.contains(&"unassigned-partition") && f.contains(&"unseen"));
+    sc.consumers.config.group_instance_id = Some("m".into());
+    let f = forbidden(&Facts::of(&sc));
+    assert!(!f.contains(&"unassigned-partition") && !f.contains(&"unseen"));
+    // Without broker faults the coordinator stays, and so does the promise.
+    sc.nemesis.faults = vec![crate::nemesis::FaultKindName::ConsumerCrash];
+    sc.nemesis.schedule.clear();
+    sc.workload.quiet_ms = liveness_bound_ms(&sc);
+    assert!(forbidden(&Facts::of(&sc)).contains(&"unassigned-partition"));
+}
