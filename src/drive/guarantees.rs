@@ -345,18 +345,23 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "consumers-detect-truncation",
-        when: "no pipeline, or unclean.leader.election.enable=false and no power loss or \
+        when: "unclean.leader.election.enable=false, and no pipeline or no power loss or \
                failed disk (`log-dir-failure`) with unflushed logs and no bit flips",
         forbids: &["undetected-truncation"],
         kafka: "KIP-320: a position carrying a leader epoch (fetched, or the group's \
                 committed offset) is validated after a leader change \
-                (`OffsetsForLeaderEpoch`, `SubscriptionState.maybeCompleteValidation`); \
-                `seek(partition, offset)` carries none and skips validation \
-                (`KafkaConsumer.seek`), and a pipeline rewinding after an abort seeks so, \
-                as Kafka's `ExactlyOnceMessageProcessor` example does; when a log loses \
-                acknowledged records and is written again, that seek lands in the new \
-                records unwarned",
-        applies: |f| f.pipeline.is_none() || f.clean(),
+                (`OffsetsForLeaderEpoch`, `SubscriptionState.maybeCompleteValidation`), \
+                which sees a truncation only when the new leader's log ends the \
+                position's epoch below the position; an uncleanly elected replica that \
+                appended at an older epoch as a zombie leader (`acks` 0 or 1) carries \
+                that epoch past the position (`LeaderEpochFileCache.endOffsetFor`: the \
+                floor epoch, ended where the next begins), so the consumer reads on \
+                unwarned. `seek(partition, offset)` carries no epoch and skips \
+                validation (`KafkaConsumer.seek`), and a pipeline rewinding after an \
+                abort seeks so, as Kafka's `ExactlyOnceMessageProcessor` example does; \
+                when a log loses acknowledged records and is written again, that seek \
+                lands in the new records unwarned",
+        applies: |f| !f.unclean && (f.pipeline.is_none() || f.clean()),
     },
     Rule {
         name: "reads-are-writes",
