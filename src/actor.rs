@@ -70,8 +70,14 @@ pub enum Channel {
     TxnMarkers,
     /// A broker's `AddPartitionsToTxnManager` (KIP-890 verification).
     TxnVerification,
-    /// A broker's channels to the controller (registration, heartbeats,
-    /// `AlterPartition`, metadata, producer id blocks).
+    /// A broker's `BrokerLifecycleManager` channel to the controller (registration,
+    /// heartbeats).
+    BrokerLifecycle,
+    /// A broker's KRaft client fetching the metadata log from the controller.
+    MetadataFetch,
+    /// A broker's `AlterPartitionManager` channel to the controller.
+    AlterPartition,
+    /// A broker's forwarding channel to the controller (producer id blocks).
     Controller,
     /// Answers, and requests of cores with a single client (tests).
     Main,

@@ -90,16 +90,30 @@ impl Pending {
     /// The client the request goes out on (each has its own connections in Kafka).
     fn channel(&self) -> Channel {
         match self {
-            Pending::Registration
-            | Pending::Heartbeat
-            | Pending::MetadataFetch
-            | Pending::AlterPartition(_)
-            | Pending::AllocateProducerIds => Channel::Controller,
+            Pending::Registration | Pending::Heartbeat => Channel::BrokerLifecycle,
+            Pending::MetadataFetch => Channel::MetadataFetch,
+            Pending::AlterPartition(_) => Channel::AlterPartition,
+            Pending::AllocateProducerIds => Channel::Controller,
             Pending::FollowerFetch(_) | Pending::OffsetsForLeaderEpoch(_) => {
                 Channel::ReplicaFetcher
             }
             Pending::AddPartitionsToTxn(_) => Channel::TxnVerification,
             Pending::WriteTxnMarkers(..) => Channel::TxnMarkers,
+        }
+    }
+
+    /// The node the request went to.
+    fn peer(&self) -> NodeId {
+        match self {
+            Pending::FollowerFetch(b)
+            | Pending::OffsetsForLeaderEpoch(b)
+            | Pending::AddPartitionsToTxn(b)
+            | Pending::WriteTxnMarkers(_, b) => NodeId::Broker(*b),
+            Pending::Registration
+            | Pending::Heartbeat
+            | Pending::MetadataFetch
+            | Pending::AlterPartition(_)
+            | Pending::AllocateProducerIds => NodeId::Controller,
         }
     }
 }
@@ -490,11 +504,25 @@ impl Broker {
         }
     }
 
+    /// Fails the requests past their deadline. As Kafka's `NetworkClient` does on a
+    /// request timeout (`handleTimedOutRequests`), the connection it went out on is
+    /// closed, and every other request in flight on it fails with it; the next
+    /// request opens a new connection (and so does not wait behind the old one's
+    /// retransmissions after a cut heals).
     fn expire_requests(&mut self, now: Millis, out: &mut Outbox) {
+        let timed_out: BTreeSet<(Channel, NodeId)> = self
+            .pending
+            .values()
+            .filter(|(_, d)| *d <= now)
+            .map(|(what, _)| (what.channel(), what.peer()))
+            .collect();
+        for &(channel, peer) in &timed_out {
+            out.disconnect(channel, peer);
+        }
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, (_, d))| *d <= now)
+            .filter(|(_, (what, _))| timed_out.contains(&(what.channel(), what.peer())))
             .map(|(c, _)| *c)
             .collect();
         for c in expired {
@@ -706,13 +734,7 @@ impl Actor for Broker {
         let lost: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, (what, _))| match what {
-                Pending::FollowerFetch(l)
-                | Pending::OffsetsForLeaderEpoch(l)
-                | Pending::AddPartitionsToTxn(l)
-                | Pending::WriteTxnMarkers(_, l) => NodeId::Broker(*l) == peer,
-                _ => peer == NodeId::Controller,
-            })
+            .filter(|(_, (what, _))| what.peer() == peer)
             .map(|(c, _)| *c)
             .collect();
         for c in &lost {
