@@ -7,6 +7,10 @@ use super::*;
 /// doubling, capped at `broker.session.timeout.ms`; its 2% jitter is not modelled).
 pub(super) const REGISTRATION_BACKOFF_MS: Millis = 100;
 
+/// `BrokerLifecycleManager`'s heartbeat cadence in the STARTING state, until the
+/// controller reports the broker caught up with the metadata log.
+pub(super) const STARTING_HEARTBEAT_INTERVAL_MS: Millis = 10;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lifecycle {
     Registering,
@@ -62,6 +66,15 @@ impl Broker {
                 self.registration_failed(now);
             }
             (Pending::Heartbeat, Response::BrokerHeartbeat(r)) => match r.error {
+                ErrorCode::None if !r.is_fenced => self.unfenced = true,
+                // Not unfenced yet: `BrokerLifecycleManager` in STARTING heartbeats
+                // every 10 ms until the controller says it caught up (and it then asks
+                // to be unfenced at once, `SetReadyToUnfenceEvent`).
+                ErrorCode::None if !self.unfenced => {
+                    self.next_heartbeat_ms = self
+                        .next_heartbeat_ms
+                        .min(now + STARTING_HEARTBEAT_INTERVAL_MS);
+                }
                 ErrorCode::None => {}
                 ErrorCode::StaleBrokerEpoch | ErrorCode::BrokerIdNotRegistered => {
                     self.lifecycle = Lifecycle::Registering;

@@ -126,6 +126,12 @@ pub struct Broker {
     incarnation: u64,
     disk: Disk,
     lifecycle: Lifecycle,
+    /// Whether this process was unfenced once: Kafka's `BrokerServer.startup` enables
+    /// its listeners (`socketServer.enableRequestProcessing`) only after
+    /// `lifecycleManager.setReadyToUnfence()` completes, i.e. once the controller has
+    /// unfenced this incarnation (which needs its metadata caught up to its own
+    /// registration). Before that no client request is served.
+    unfenced: bool,
     broker_epoch: i64,
     image: MetadataImage,
     partitions: BTreeMap<TopicPartition, Partition>,
@@ -190,6 +196,7 @@ impl Broker {
             incarnation,
             disk,
             lifecycle: Lifecycle::Registering,
+            unfenced: false,
             broker_epoch: -1,
             image: MetadataImage::default(),
             partitions: BTreeMap::new(),
@@ -342,15 +349,18 @@ impl Broker {
         );
     }
 
-    /// Whether the broker refuses to act as a leader: only before its registration is
-    /// accepted. A KRaft broker never fences itself: cut off from the controller it
+    /// Whether the broker refuses to act as a leader: before this process was first
+    /// unfenced (Kafka serves no client request before then: its listeners are enabled
+    /// at the end of `BrokerServer.startup`, so a restarted broker never acts on the
+    /// metadata it had before catching up with the controller), and while it
+    /// re-registers. A KRaft broker never fences itself: cut off from the controller it
     /// keeps serving as leader and coordinator on its stale metadata until a metadata
     /// record says otherwise (Kafka's `BrokerLifecycleManager` only backs off and
     /// retries its heartbeats; the controller fences the broker after
     /// `broker.session.timeout.ms` and elects others). So zombie leaders exist: with
     /// `acks=1` one acknowledges writes the new leader never has.
     fn self_fenced(&self, _now: Millis) -> bool {
-        self.lifecycle != Lifecycle::Running
+        self.lifecycle != Lifecycle::Running || !self.unfenced
     }
 
     fn log_end_offset(&self, tp: &TopicPartition) -> Offset {

@@ -96,6 +96,13 @@ fn bring_up(mut b: Broker, records: Vec<MetadataRecord>) -> (Broker, Outbox) {
         error: ErrorCode::None,
         broker_epoch: i64::from(id) - 1,
     });
+    let registered = deliver_response(&mut b, 1, NodeId::Controller, c, resp);
+    // The controller unfences it: only then does it serve clients.
+    let c = find(&registered, |r| matches!(r, Request::BrokerHeartbeat(_)));
+    let resp = Response::BrokerHeartbeat(BrokerHeartbeatResponse {
+        error: ErrorCode::None,
+        is_fenced: false,
+    });
     deliver_response(&mut b, 1, NodeId::Controller, c, resp);
     let mut log: Vec<MetadataRecord> = (1..=3)
         .map(|i| MetadataRecord::RegisterBroker {
@@ -407,6 +414,79 @@ fn a_broker_cut_off_from_the_controller_keeps_leading() {
     assert_eq!(fetch_part(response_to(&out, 8)).error, ErrorCode::None);
     // acks=all still waits for the ISR it last knew (broker 2 never fetches).
     assert_eq!(send(&mut b, now, 9, Acks::All, &[101]), None, "parked");
+}
+
+/// A restarted broker serves no client until the controller unfences this process
+/// (Kafka's `BrokerServer.startup` enables its listeners only after
+/// `lifecycleManager.setReadyToUnfence()`): with its registration accepted and a
+/// metadata image that still names it leader at epoch 0 (not yet caught up to its
+/// registration), it refuses a produce and a consumer's fetch; it heartbeats every
+/// 10 ms while fenced, and leads once unfenced.
+#[test]
+fn a_restarted_broker_serves_clients_only_once_unfenced() {
+    let (mut b, _) = replica_of(1, 1, &[1], Bugs::default());
+    assert_eq!(
+        send(&mut b, 3, 7, Acks::Leader, &[100]),
+        Some((ErrorCode::None, 0))
+    );
+    b.restart(2);
+    let mut start = Outbox::default();
+    b.on_start(10, &mut start);
+    let c = find(&start, |r| matches!(r, Request::BrokerRegistration(_)));
+    let resp = Response::BrokerRegistration(BrokerRegistrationResponse {
+        error: ErrorCode::None,
+        broker_epoch: 9,
+    });
+    let registered = deliver_response(&mut b, 11, NodeId::Controller, c, resp);
+    let mut stale: Vec<MetadataRecord> = (1..=3)
+        .map(|i| MetadataRecord::RegisterBroker {
+            broker_id: i,
+            broker_epoch: i64::from(i) - 1,
+        })
+        .collect();
+    stale.extend((1..=3).map(|i| MetadataRecord::UnfenceBroker {
+        broker_id: i,
+        broker_epoch: i64::from(i) - 1,
+    }));
+    stale.push(MetadataRecord::Topic {
+        name: "orders".into(),
+        partitions: 1,
+    });
+    stale.push(reg(Some(1), &[1], 0, 0));
+    deliver_metadata(&mut b, 12, &start, stale, 0);
+    assert_eq!(
+        send(&mut b, 13, 8, Acks::Leader, &[101]),
+        Some((ErrorCode::NotLeaderOrFollower, -1)),
+        "registered but not unfenced: no append on the stale epoch"
+    );
+    let out = request(&mut b, 13, NodeId::Consumer(0), 9, consumer_fetch(1));
+    assert_eq!(
+        fetch_part(response_to(&out, 9)).error,
+        ErrorCode::NotLeaderOrFollower
+    );
+    let c = find(&registered, |r| matches!(r, Request::BrokerHeartbeat(_)));
+    let resp = Response::BrokerHeartbeat(BrokerHeartbeatResponse {
+        error: ErrorCode::None,
+        is_fenced: true,
+    });
+    deliver_response(&mut b, 14, NodeId::Controller, c, resp);
+    assert!(
+        b.next_timer()
+            .is_some_and(|t| t <= 14 + STARTING_HEARTBEAT_INTERVAL_MS),
+        "STARTING heartbeats every 10 ms"
+    );
+    let mut out = Outbox::default();
+    b.on_timer(24, &mut out);
+    let c = find(&out, |r| matches!(r, Request::BrokerHeartbeat(_)));
+    let resp = Response::BrokerHeartbeat(BrokerHeartbeatResponse {
+        error: ErrorCode::None,
+        is_fenced: false,
+    });
+    deliver_response(&mut b, 25, NodeId::Controller, c, resp);
+    assert_eq!(
+        send(&mut b, 26, 10, Acks::Leader, &[102]),
+        Some((ErrorCode::None, 1))
+    );
 }
 
 /// The topic's `min.insync.replicas` (a `ConfigRecord`) overrides the broker's, and
