@@ -489,6 +489,42 @@ fn a_restarted_broker_serves_clients_only_once_unfenced() {
     );
 }
 
+/// A request that times out closes its connection, as Kafka's `NetworkClient` does
+/// (`handleTimedOutRequests`): the next one goes out on a new connection instead of
+/// waiting behind the old one's retransmissions after a cut heals. Only that client's
+/// connection closes (the heartbeat's is another).
+#[test]
+fn a_timed_out_request_closes_its_connection() {
+    let (mut b, out) = replica_of(1, 1, &[1], Bugs::default());
+    let first = find(&out, |r| matches!(r, Request::MetadataFetch(_)));
+    let mut out = Outbox::default();
+    b.on_timer(1_000, &mut out);
+    assert!(out.disconnects.is_empty(), "nothing timed out yet");
+    let mut out = Outbox::default();
+    b.on_timer(10_000, &mut out);
+    assert_eq!(
+        out.disconnects,
+        vec![(Channel::MetadataFetch, NodeId::Controller)]
+    );
+    let again = find(&out, |r| matches!(r, Request::MetadataFetch(_)));
+    assert_ne!(again, first, "fetched again, on a new connection");
+    let heartbeat = out
+        .sends
+        .iter()
+        .zip(&out.channels)
+        .find(|((_, m), _)| {
+            matches!(
+                m,
+                Message::Request {
+                    request: Request::BrokerHeartbeat(_),
+                    ..
+                }
+            )
+        })
+        .map(|(_, c)| *c);
+    assert_eq!(heartbeat, Some(Channel::BrokerLifecycle));
+}
+
 /// The topic's `min.insync.replicas` (a `ConfigRecord`) overrides the broker's, and
 /// Kafka's `Partition.effectiveMinIsr` caps it at the replica count (KAFKA-15583):
 /// ISR [1, 2] of 3 replicas refuses `acks=all` under a topic minimum of 3, takes it
