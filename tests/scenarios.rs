@@ -692,6 +692,16 @@ fn explore_40718_stable_offsets() {
     check_scenario_on("explore-40718-stable-offsets.json", &on);
 }
 
+/// Explore seed 60377: a restarted broker serves clients only once unfenced, so it
+/// appends nothing at its old leader epoch and the consumers see the recovery's cut
+/// (the seed itself, and the first seeds of its scenario).
+#[test]
+fn explore_60377_serve_once_unfenced() {
+    let mut on = seeds(15);
+    on.push(60377);
+    check_scenario_on("explore-60377-serve-once-unfenced.json", &on);
+}
+
 #[test]
 fn power_loss_all_default_flush() {
     check_scenario("power-loss-all-default-flush.json");
