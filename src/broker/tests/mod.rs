@@ -104,6 +104,15 @@ fn bring_up(mut b: Broker, records: Vec<MetadataRecord>) -> (Broker, Outbox) {
         is_fenced: false,
     });
     deliver_response(&mut b, 1, NodeId::Controller, c, resp);
+    let mut log = cluster_metadata();
+    log.extend(records);
+    let out = deliver_metadata(&mut b, 2, &out, log, 0);
+    (b, out)
+}
+
+/// The metadata log's first records: brokers 1 to 3 registered (broker epoch = id - 1)
+/// and unfenced, and the topic `orders` with one partition.
+fn cluster_metadata() -> Vec<MetadataRecord> {
     let mut log: Vec<MetadataRecord> = (1..=3)
         .map(|i| MetadataRecord::RegisterBroker {
             broker_id: i,
@@ -118,9 +127,7 @@ fn bring_up(mut b: Broker, records: Vec<MetadataRecord>) -> (Broker, Outbox) {
         name: "orders".into(),
         partitions: 1,
     });
-    log.extend(records);
-    let out = deliver_metadata(&mut b, 2, &out, log, 0);
-    (b, out)
+    log
 }
 
 fn deliver_metadata(
@@ -438,20 +445,8 @@ fn a_restarted_broker_serves_clients_only_once_unfenced() {
         broker_epoch: 9,
     });
     let registered = deliver_response(&mut b, 11, NodeId::Controller, c, resp);
-    let mut stale: Vec<MetadataRecord> = (1..=3)
-        .map(|i| MetadataRecord::RegisterBroker {
-            broker_id: i,
-            broker_epoch: i64::from(i) - 1,
-        })
-        .collect();
-    stale.extend((1..=3).map(|i| MetadataRecord::UnfenceBroker {
-        broker_id: i,
-        broker_epoch: i64::from(i) - 1,
-    }));
-    stale.push(MetadataRecord::Topic {
-        name: "orders".into(),
-        partitions: 1,
-    });
+    // The image of before the restart: it leads at epoch 0.
+    let mut stale = cluster_metadata();
     stale.push(reg(Some(1), &[1], 0, 0));
     deliver_metadata(&mut b, 12, &start, stale, 0);
     assert_eq!(
