@@ -200,7 +200,10 @@ pub fn describe(kind: &str) -> &'static str {
              final log holds another record (or none), then read a record the final log \
              does hold at a higher offset, without seeking back to or below the first \
              offset or being assigned the partition anew (it went on from a truncated log: \
-             KIP-320's validation failed); counted once per consumer and partition."
+             KIP-320's validation failed); counted once per consumer and partition. Where \
+             the history records leader changes and log truncations, the second read counts \
+             only after one of them or from another broker (before, it was of the same old \
+             log, holding the same record there by a retried send)."
         }
         _ => txn::describe(kind)
             .or_else(|| clocks::describe(kind))

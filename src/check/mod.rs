@@ -1082,6 +1082,10 @@ struct DivergedRead {
     held: Option<Value>,
     index: u64,
     at_ms: Millis,
+    /// The partition's count of log-replacing events when it was read.
+    log_events: u64,
+    /// The broker the consumer last saw answer for the partition, if it recorded one.
+    broker: Option<NodeId>,
 }
 
 /// `undetected-truncation`: per consumer process and partition, a read that the
@@ -1091,6 +1095,15 @@ struct DivergedRead {
 /// group's committed offset, not from its own reads). A consumer that validates its
 /// position after a leader change (KIP-320) seeks back to the divergence point before
 /// it reads from the new log.
+///
+/// A log loses only a suffix, so a read of the same log as the contradicted read, at a
+/// higher offset, is of a record that went too: when it matches the final log, that is
+/// a retried send that landed twice at the same offset, not a read of the new log.
+/// Where the history records what replaces a log's suffix (leader changes, power
+/// losses, recovery: kafkasim's own histories do), a confirming read counts only once
+/// one of them happened to the partition after the contradicted read, or once the
+/// consumer saw another broker answer for it. A history without any such record (a
+/// black-box harness's) gives no way to tell, and every confirming read counts.
 fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallies) {
     let final_logs: BTreeMap<
         &TopicPartition,
@@ -1104,12 +1117,53 @@ fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallie
             Some((&p.partition, (r.records.iter().copied().collect(), r)))
         })
         .collect();
+    if final_logs.is_empty() {
+        return;
+    }
+    let records_log_events = history.entries.iter().any(|e| {
+        matches!(
+            e.op,
+            Op::PartitionChange { .. } | Op::LogPowerLoss { .. } | Op::LogRecovered { .. }
+        )
+    });
+    // Per partition: how many events so far may have replaced a suffix of its log, and
+    // the last leader epoch the controller recorded.
+    let mut log_events: BTreeMap<&TopicPartition, (u64, Option<i32>)> = BTreeMap::new();
+    // Per (consumer, partition): the broker it last saw answer.
+    let mut serving: BTreeMap<(NodeId, &TopicPartition), NodeId> = BTreeMap::new();
     // Per (consumer, partition): the lowest contradicted read since the last seek to or
     // below it, and whether the pair was already counted.
     let mut lanes: BTreeMap<(NodeId, &TopicPartition), (Option<DivergedRead>, bool)> =
         BTreeMap::new();
     for entry in &history.entries {
         match &entry.op {
+            Op::PartitionChange {
+                partition,
+                leader_epoch,
+                ..
+            } => {
+                let (count, epoch) = log_events.entry(partition).or_default();
+                if *epoch != Some(*leader_epoch) {
+                    *count += 1;
+                    *epoch = Some(*leader_epoch);
+                }
+            }
+            Op::LogPowerLoss {
+                partition,
+                log_end_offset,
+                durable_end_offset,
+                ..
+            } if durable_end_offset < log_end_offset => {
+                log_events.entry(partition).or_default().0 += 1;
+            }
+            Op::LogRecovered { partition, .. } => {
+                log_events.entry(partition).or_default().0 += 1;
+            }
+            Op::ObserveHighWatermark {
+                partition, broker, ..
+            } => {
+                serving.insert((entry.process, partition), *broker);
+            }
             Op::Seek {
                 partition, offset, ..
             } => {
@@ -1132,6 +1186,8 @@ fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallie
                 let Some((log, replica)) = final_logs.get(partition) else {
                     continue;
                 };
+                let events_now = log_events.get(partition).map_or(0, |e| e.0);
+                let broker_now = serving.get(&(entry.process, partition)).copied();
                 let (diverged, counted) = lanes.entry((entry.process, partition)).or_default();
                 for (i, r) in records.iter().enumerate() {
                     if replica.corrupt_at(r.offset) {
@@ -1147,6 +1203,8 @@ fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallie
                                 held,
                                 index: entry.index,
                                 at_ms: entry_ms(entry),
+                                log_events: events_now,
+                                broker: broker_now,
                             });
                         }
                         continue;
@@ -1154,7 +1212,9 @@ fn check_truncation(history: &History, snapshot: &Snapshot, tallies: &mut Tallie
                     let Some(d) = diverged.as_ref().filter(|d| r.offset > d.offset) else {
                         continue;
                     };
-                    if *counted {
+                    let same_log =
+                        records_log_events && d.log_events == events_now && d.broker == broker_now;
+                    if *counted || same_log {
                         continue;
                     }
                     *counted = true;

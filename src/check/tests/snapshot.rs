@@ -269,6 +269,96 @@ fn truncation_is_counted_once_per_consumer_and_partition() {
     assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 2);
 }
 
+/// The controller's record of a new leader for `orders-0`.
+fn leader_change(b: &mut B, t: Millis, leader: u32, leader_epoch: i32) {
+    b.push(
+        NodeId::Controller,
+        t,
+        Outcome::Ok,
+        Op::PartitionChange {
+            partition: tp(0),
+            leader: Some(leader),
+            leader_epoch,
+            isr: vec![leader],
+            elr: Vec::new(),
+            unclean: true,
+        },
+    );
+}
+
+#[test]
+fn a_read_of_the_old_log_that_matches_the_final_log_by_chance_is_not_past_the_truncation() {
+    // Seed 85739 of `explore`: a retried send landed at offset 4 of the old log and
+    // again at offset 4 of the new one. The consumer's read of it came before the
+    // leader change, so it was of the old log: not a crossing into the new one.
+    let mut b = B::default();
+    read_old_leader(&mut b, 0);
+    b.poll(0, 300, 0, &[(4, v(0, 6))]);
+    leader_change(&mut b, 400, 2, 1);
+    assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+    // A read after the leader change is of the new log.
+    b.poll(0, 500, 0, &[(5, v(0, 7))]);
+    let mut log = diverged_final_log();
+    log.partitions[0].replicas[0].records.push((5, v(0, 7)));
+    let r = check(&b.h, &log);
+    assert_eq!(truncations(&r), 1);
+    assert_eq!(r.anomalies["undetected-truncation"].lines, vec![vec![1, 4]]);
+    // So is a read after a power loss took the log's tail, or after recovery cut it.
+    for event in [
+        Op::LogPowerLoss {
+            partition: tp(0),
+            log_end_offset: 5,
+            durable_end_offset: 2,
+            torn: false,
+        },
+        Op::LogRecovered {
+            partition: tp(0),
+            from: 0,
+            log_end_offset: 2,
+            reason: "torn write at offset 2".into(),
+        },
+    ] {
+        let mut b = B::default();
+        read_old_leader(&mut b, 0);
+        b.push(NodeId::Broker(1), 250, Outcome::Ok, event.clone());
+        b.poll(0, 300, 0, &[(4, v(0, 6))]);
+        assert_eq!(
+            truncations(&check(&b.h, &diverged_final_log())),
+            1,
+            "{event:?}"
+        );
+    }
+}
+
+#[test]
+fn a_read_from_another_broker_is_past_the_truncation() {
+    // The consumer read a zombie leader's log after the controller had moved the
+    // partition (the change is before both reads), then its fetches went to the new
+    // leader: a different log, whatever the events say.
+    let observe = |b: &mut B, t: Millis, hw: Offset, broker: u32| {
+        b.push(
+            NodeId::Consumer(0),
+            t,
+            Outcome::Ok,
+            Op::ObserveHighWatermark {
+                partition: tp(0),
+                high_watermark: hw,
+                last_stable_offset: None,
+                broker: NodeId::Broker(broker),
+            },
+        );
+    };
+    let mut b = B::default();
+    leader_change(&mut b, 50, 2, 1);
+    observe(&mut b, 100, 4, 1);
+    read_old_leader(&mut b, 0);
+    b.poll(0, 250, 0, &[(4, v(0, 6))]);
+    assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 0);
+    observe(&mut b, 300, 5, 2);
+    b.poll(0, 300, 0, &[(4, v(0, 6))]);
+    assert_eq!(truncations(&check(&b.h, &diverged_final_log())), 1);
+}
+
 #[test]
 fn reads_of_the_diverged_log_alone_or_of_another_consumer_are_fine() {
     // Never reached the new log: nothing went on past the truncation (yet).
