@@ -285,9 +285,12 @@ impl TransactionManager {
         base: i32,
         in_order: bool,
     ) -> bool {
-        let current = self.identity;
         let p = self.entry(tp);
-        let stale = p.identity != identity || identity != current;
+        // A batch whose partition's sequences were rewritten since (Kafka's
+        // `sequenceHasBeenReset`): its error says nothing of the new sequences. A batch
+        // of another partition's older epoch is not stale: its partition was never
+        // rewritten, and a gap there needs a bump of its own.
+        let stale = p.identity != identity;
         match error {
             ErrorCode::UnknownProducerId => {
                 if !stale {

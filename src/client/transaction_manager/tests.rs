@@ -129,3 +129,32 @@ fn other_partitions_reset_lazily_after_a_bump() {
     assert!(tm.can_drain(&other, None, true));
     assert_eq!(tm.assign(&other, 1), (tm.identity(), 0));
 }
+
+#[test]
+fn a_gap_behind_another_partitions_bump_bumps_again() {
+    // A whole-cluster power loss took both partitions' producer state: `t-0`'s gap
+    // bumped the epoch to 1, then `t-1`'s next batch, still of epoch 0, meets the same
+    // gap. Kafka's `canRetry` asks a bump for `t-1` too (its batch was never reset);
+    // without it the batch is retried with epoch 0 until its delivery timeout.
+    let mut tm = ready();
+    let other = TopicPartition::new("t", 1);
+    let id = tm.identity();
+    tm.assign(&tp(), 1);
+    tm.assign(&other, 2);
+    assert!(tm.can_retry(&tp(), ErrorCode::OutOfOrderSequenceNumber, id, 0, true));
+    let rewritten = tm.bump_epoch(|_| vec![1]);
+    assert_eq!(rewritten.keys().collect::<Vec<_>>(), [&tp()]);
+    assert!(tm.can_retry(&other, ErrorCode::OutOfOrderSequenceNumber, id, 0, true));
+    assert_eq!(tm.bump_partitions().collect::<Vec<_>>(), [&other]);
+    let rewritten = tm.bump_epoch(|_| vec![2]);
+    assert_eq!(rewritten[&other], vec![0]);
+    assert_eq!(tm.identity().producer_epoch, 2);
+    // The same holds for a lost producer state answered as `UNKNOWN_PRODUCER_ID`.
+    let mut tm = ready();
+    tm.assign(&tp(), 1);
+    tm.assign(&other, 2);
+    assert!(tm.can_retry(&tp(), ErrorCode::UnknownProducerId, id, 0, true));
+    tm.bump_epoch(|_| vec![1]);
+    assert!(tm.can_retry(&other, ErrorCode::UnknownProducerId, id, 0, true));
+    assert_eq!(tm.bump_partitions().collect::<Vec<_>>(), [&other]);
+}
