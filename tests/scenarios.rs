@@ -774,9 +774,7 @@ fn a_whole_cluster_power_loss_loses_writes_on_every_seed_unless_flushed() {
 }
 
 /// Segment rolls flush: with 4 KiB segments (`segment.bytes`) a whole-cluster power loss
-/// takes only the active segment's unflushed records, never more than with Kafka's 1 GiB
-/// and fewer over the seeds (on a seed where the elected replica's page cache was
-/// written back recently, its loss already fits in one small segment).
+/// takes only the active segment's unflushed records, fewer than with Kafka's 1 GiB.
 #[test]
 fn small_segments_bound_what_a_power_loss_takes() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -787,17 +785,13 @@ fn small_segments_bound_what_a_power_loss_takes() {
         let (report, _) = kafkasim::drive::runner::run_seed(sc, seed, &[]);
         report.anomalies.get("lost-write").copied().unwrap_or(0)
     };
-    let (mut all_default, mut all_small) = (0, 0);
     for seed in 0..3 {
         let (default, small) = (lost(&lossy, seed), lost(&small, seed));
         assert!(
-            0 < small && small <= default,
+            0 < small && small < default,
             "seed {seed}: {small} vs {default}"
         );
-        all_default += default;
-        all_small += small;
     }
-    assert!(all_small < all_default, "{all_small} vs {all_default}");
 }
 
 #[test]
