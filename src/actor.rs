@@ -160,6 +160,13 @@ pub trait Actor: Send {
     /// The host sets the node's wall clock before each step (the nemesis steps it). The
     /// default ignores it: a core that reads no wall time.
     fn set_wall_clock(&mut self, _clock: WallClock) {}
+    /// Whether the process accepts connections: its host refuses a request to a process
+    /// that does not, as one to a process that is down (Kafka's broker enables its
+    /// listeners only at the end of `BrokerServer.startup`). The host asks after every
+    /// step; the default listens from the start.
+    fn listening(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -267,6 +267,30 @@ pub enum Op {
         /// The state it entered.
         to: String,
     },
+    /// A transaction coordinator loaded a transaction prepared (`PrepareCommit` or
+    /// `PrepareAbort`) by a record above its `__transaction_state` partition's high
+    /// watermark, while its broker was not yet unfenced: a process restarted before its
+    /// old broker session expired, whose closed listeners let no follower copy that
+    /// record. It writes the markers of a decision no other replica has (Kafka's
+    /// `TransactionStateManager.loadTransactionMetadata` reads to `LOG_END`), and the
+    /// replica that leads the partition after the controller fences this broker may
+    /// end the transaction the other way. Recorded by that broker.
+    TxnLoadedUnreplicated {
+        /// `transactional.id`.
+        transactional_id: String,
+        /// The producer id.
+        producer_id: i64,
+        /// The producer epoch.
+        producer_epoch: i16,
+        /// `PrepareCommit` or `PrepareAbort`.
+        state: String,
+        /// The `__transaction_state` partition.
+        partition: TopicPartition,
+        /// Its high watermark on this broker when loaded.
+        high_watermark: Offset,
+        /// Its log end offset on this broker when loaded.
+        log_end_offset: Offset,
+    },
     /// A consumer's `offsetsForTimes` lookup of one partition (`ListOffsets` by
     /// timestamp): the earliest offset whose record timestamp is at or after `timestamp`.
     OffsetsForTimes {

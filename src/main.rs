@@ -355,11 +355,26 @@ fn cmd_explore(
     // hard the drawn scenarios pushed.
     let mut seen: std::collections::BTreeMap<&str, u64> = Default::default();
     for r in outcomes.iter().filter_map(|o| o.report.as_ref()) {
-        for k in r.anomalies.keys().filter(|k| !r.violated.contains(k)) {
+        for k in r
+            .anomalies
+            .keys()
+            .filter(|k| !r.violated.contains(k) && !r.excused.contains_key(*k))
+        {
             *seen.entry(k.as_str()).or_default() += 1;
         }
     }
     let seen: Vec<String> = seen.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+    // Forbidden kinds the seed's own history shows to be Kafka's there.
+    for o in &outcomes {
+        if let Some(r) = o.report.as_ref().filter(|r| !r.excused.is_empty()) {
+            let kinds: Vec<&str> = r.excused.keys().map(String::as_str).collect();
+            println!(
+                "excused    seed {}: {} (Kafka's own in this run; see its report)",
+                o.seed,
+                kinds.join(", ")
+            );
+        }
+    }
     println!(
         "tolerated  {}",
         if seen.is_empty() {
@@ -445,10 +460,15 @@ fn print_report(r: &SeedReport) {
         for (k, n) in &r.anomalies {
             let tag = if r.violated.contains(k) {
                 "VIOLATES INVARIANT"
+            } else if r.excused.contains_key(k) {
+                "excused: Kafka's own in this run"
             } else {
                 "expected/tolerated"
             };
             println!("  {k:<26} {n:>6}  ({tag})");
+            if let Some(why) = r.excused.get(k) {
+                println!("      why  {why}");
+            }
             if let Some(ex) = r.examples.get(k).and_then(|e| e.first()) {
                 println!("      e.g. {ex}");
             }

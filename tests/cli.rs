@@ -349,7 +349,7 @@ fn shards_merged_equal_one_unsharded_sweep() {
     ];
     let check = |extra: &[&str]| {
         let mut args = vec![
-            "check", &files[0], &files[1], "--seeds", "17..23", "--jobs", "2",
+            "check", &files[0], &files[1], "--seeds", "12..18", "--jobs", "2",
         ];
         args.extend_from_slice(extra);
         kafkasim(&args, &dir)
@@ -366,7 +366,7 @@ fn shards_merged_equal_one_unsharded_sweep() {
         assert_eq!(code, 0, "shard {i}: {out}{err}");
         let part = load_summary(&dir.join(&reports));
         let seeds: Vec<u64> = part.summary.scenarios[0].seeds.as_slice().to_vec();
-        assert_eq!(seeds, [17 + i, 20 + i], "shard {i}");
+        assert_eq!(seeds, [12 + i, 15 + i], "shard {i}");
         if part.summary.scenarios[1].not_demonstrated == ["lost-write"] {
             assert!(out.contains("judged by `merge`"), "{out}");
             judged_by_merge += 1;

@@ -702,6 +702,34 @@ fn explore_60377_serve_once_unfenced() {
     check_scenario_on("explore-60377-serve-once-unfenced.json", &on);
 }
 
+/// Explore seed 116980: a transaction coordinator restarted within its broker session
+/// completes a `PrepareCommit` only it has, and the coordinator elected after the
+/// session expires aborts the same transaction: Kafka 4.x's own behaviour (the
+/// scenario's description gives the classes). The seed shows the torn transaction,
+/// excused by its own history and not a violation; the first seeds keep exactly-once.
+#[test]
+fn explore_116980_unreplicated_prepare() {
+    use kafkasim::history::Op;
+    let file = "explore-116980-unreplicated-prepare.json";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(file);
+    let scenario = Scenario::load(&path).expect("a shipped scenario");
+    let (report, out) = kafkasim::drive::runner::run_seed(&scenario, 116980, &[]);
+    let (out, _) = out.expect("no panic");
+    assert!(out.history.entries.iter().any(|e| matches!(
+        &e.op,
+        Op::TxnLoadedUnreplicated { transactional_id, state, .. }
+            if transactional_id == "etl-txn-0" && state == "PrepareCommit"
+    )));
+    for kind in ["partial-commit", "output-missing"] {
+        assert!(report.anomalies.contains_key(kind), "{kind} shown");
+        assert!(report.excused.contains_key(kind), "{kind} excused");
+    }
+    assert!(report.violated.is_empty(), "{:?}", report.violated);
+    check_scenario_on(file, &seeds(15));
+}
+
 #[test]
 fn power_loss_all_default_flush() {
     check_scenario("power-loss-all-default-flush.json");
@@ -774,7 +802,9 @@ fn a_whole_cluster_power_loss_loses_writes_on_every_seed_unless_flushed() {
 }
 
 /// Segment rolls flush: with 4 KiB segments (`segment.bytes`) a whole-cluster power loss
-/// takes only the active segment's unflushed records, fewer than with Kafka's 1 GiB.
+/// takes only the active segment's unflushed records, never more than with Kafka's 1 GiB
+/// and fewer over the seeds (on a seed where the elected replica's page cache was
+/// written back recently, its loss already fits in one small segment).
 #[test]
 fn small_segments_bound_what_a_power_loss_takes() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -785,13 +815,17 @@ fn small_segments_bound_what_a_power_loss_takes() {
         let (report, _) = kafkasim::drive::runner::run_seed(sc, seed, &[]);
         report.anomalies.get("lost-write").copied().unwrap_or(0)
     };
+    let (mut all_default, mut all_small) = (0, 0);
     for seed in 0..3 {
         let (default, small) = (lost(&lossy, seed), lost(&small, seed));
         assert!(
-            0 < small && small < default,
+            0 < small && small <= default,
             "seed {seed}: {small} vs {default}"
         );
+        all_default += default;
+        all_small += small;
     }
+    assert!(all_small < all_default, "{all_small} vs {all_default}");
 }
 
 #[test]

@@ -155,7 +155,30 @@ impl Broker {
     ) {
         self.coordinator_resigned(now, tp, out);
         let log = &self.disk.logs[tp];
-        let batches = log.read(0, log.log_end_offset(), usize::MAX);
+        let log_end_offset = log.log_end_offset();
+        let batches = log.read(0, log_end_offset, usize::MAX);
+        // A process that is not yet unfenced restarted before its old broker session
+        // expired: the controller still names it leader, but its listeners are closed,
+        // so what it appended above the high watermark before it died stays on it
+        // alone, and the next leader may not have it (Kafka's `BrokerMetadataPublisher`
+        // elects the coordinator from the first image, before registration).
+        if !self.unfenced {
+            let high_watermark = self.partitions[tp].high_watermark;
+            let unreplicated: Vec<Op> =
+                txn::unreplicated_prepares(tp.partition, &batches, high_watermark)
+                    .into_iter()
+                    .map(|p| Op::TxnLoadedUnreplicated {
+                        transactional_id: p.transactional_id.to_string(),
+                        producer_id: p.producer_id,
+                        producer_epoch: p.producer_epoch,
+                        state: p.state.name().to_string(),
+                        partition: tp.clone(),
+                        high_watermark,
+                        log_end_offset,
+                    })
+                    .collect();
+            self.answer_and_record(now, Vec::new(), unreplicated, out);
+        }
         let output = self
             .txn_coordinator
             .load(now, tp.partition, leader_epoch, &batches);

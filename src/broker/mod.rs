@@ -130,7 +130,8 @@ pub struct Broker {
     /// its listeners (`socketServer.enableRequestProcessing`) only after
     /// `lifecycleManager.setReadyToUnfence()` completes, i.e. once the controller has
     /// unfenced this incarnation (which needs its metadata caught up to its own
-    /// registration). Before that no client request is served.
+    /// registration). Before that its host refuses connections to it
+    /// ([`Actor::listening`]), and it acts as no partition's leader.
     unfenced: bool,
     broker_epoch: i64,
     image: MetadataImage,
@@ -350,9 +351,9 @@ impl Broker {
     }
 
     /// Whether the broker refuses to act as a leader: before this process was first
-    /// unfenced (Kafka serves no client request before then: its listeners are enabled
-    /// at the end of `BrokerServer.startup`, so a restarted broker never acts on the
-    /// metadata it had before catching up with the controller), and while it
+    /// unfenced (its listeners are closed until then, and Kafka's `MetadataLoader`
+    /// publishes no image before catching up, so a restarted broker never acts on the
+    /// metadata it had before the restart), and while it
     /// re-registers. A KRaft broker never fences itself: cut off from the controller it
     /// keeps serving as leader and coordinator on its stale metadata until a metadata
     /// record says otherwise (Kafka's `BrokerLifecycleManager` only backs off and
@@ -624,6 +625,9 @@ impl Actor for Broker {
                 correlation_id,
                 request,
             } => match request {
+                _ if !self.listening() => {
+                    panic!("broker-{}: a request reached closed listeners", self.id)
+                }
                 r if txn::transactional_id(&r).is_some() => {
                     self.serve_txn(now, ReplyTo::new(from, correlation_id), r, out)
                 }
@@ -768,6 +772,13 @@ impl Actor for Broker {
 
     fn halted(&self) -> bool {
         self.halted
+    }
+
+    /// Kafka's `BrokerServer.startup` enables the listeners once the controller has
+    /// unfenced the broker (`lifecycleManager.setReadyToUnfence()`, then
+    /// `socketServer.enableRequestProcessing`); they stay open for the process's life.
+    fn listening(&self) -> bool {
+        self.unfenced
     }
 
     fn next_timer(&self) -> Option<Millis> {

@@ -425,6 +425,7 @@ impl<'h> Collector<'h> {
             | Op::BeginTxn { .. }
             | Op::EndTxn { .. }
             | Op::TxnState { .. }
+            | Op::TxnLoadedUnreplicated { .. }
             | Op::OffsetsForTimes { .. }
             | Op::ProducerMetrics(_)
             | Op::Processed { .. }

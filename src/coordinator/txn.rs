@@ -113,7 +113,7 @@ use crate::kafka::config::BrokerConfig;
 use crate::kafka::metadata::TopicSpec;
 use crate::kafka::protocol::Millis;
 use crate::kafka::protocol::*;
-use crate::kafka::record::{RecordBatch, NO_PRODUCER_ID};
+use crate::kafka::record::NO_PRODUCER_ID;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -121,6 +121,10 @@ use std::sync::Arc;
 
 mod records;
 use records::*;
+
+mod load;
+use load::replay;
+pub use load::{unreplicated_prepares, UnreplicatedPrepare};
 
 mod metadata;
 use metadata::*;
@@ -474,24 +478,8 @@ impl TxnCoordinator {
             self.loaded.insert(partition, coordinator_epoch).is_none(),
             "__transaction_state-{partition} loaded twice"
         );
-        let mut loaded: BTreeMap<Arc<str>, TxnValue> = BTreeMap::new();
-        for bytes in batches {
-            let (batch, _) = RecordBatch::decode(bytes).expect("stored batches are valid");
-            for r in &batch.records {
-                let key = r.key.as_ref().expect("transaction records have keys");
-                match decode_record(key, r.value.as_deref()) {
-                    Ok((id, Some(t))) => {
-                        loaded.insert(id, t);
-                    }
-                    Ok((id, None)) => {
-                        loaded.remove(&id);
-                    }
-                    Err(e) => panic!("undecodable record in __transaction_state-{partition}: {e}"),
-                }
-            }
-        }
         let mut out = TxnCoordinatorOutput::default();
-        for (id, t) in loaded {
+        for (id, (t, _)) in replay(partition, batches) {
             assert!(
                 !self.txns.contains_key(&id),
                 "transaction {id} in two partitions"

@@ -12,11 +12,12 @@
 //! the rule is fixed, citing Kafka).
 
 use crate::check::kinds::{ANOMALY_KINDS, EVENT_KINDS};
-use crate::history::Sink;
+use crate::history::{History, Op, Sink};
 use crate::kafka::config::{Acks, IsolationLevel};
 use crate::nemesis::Fault;
 use crate::scenario::ProcessingMode;
 use crate::scenario::{Expect, PipelineMode, Scenario};
+use std::collections::BTreeMap;
 
 /// What the rules look at, read from a scenario.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -673,6 +674,53 @@ pub fn expect(sc: &Scenario) -> Expect {
     }
 }
 
+/// The anomaly kinds a transaction torn by a coordinator acting on its own unreplicated
+/// log can show: one partition got the markers of a decision the next coordinator never
+/// saw, the others the opposite decision.
+pub const TORN_BY_UNREPLICATED_PREPARE: &[&str] =
+    &["partial-commit", "output-missing", "output-duplicate"];
+
+/// Anomaly kinds that a run's own history shows to be Kafka's behaviour in that run,
+/// whatever the scenario (or the table) forbids, each with the reason and the history
+/// line. One case so far: a transaction coordinator restarted before its broker
+/// session expired loaded a transaction prepared above its high watermark
+/// ([`Op::TxnLoadedUnreplicated`]). Kafka's `BrokerMetadataPublisher` elects it from
+/// the first metadata image, before the controller accepts its registration
+/// (`ClusterControlManager.registerBroker`: `DuplicateBrokerRegistrationException`
+/// while the old session lives); `TransactionStateManager.loadTransactionMetadata`
+/// reads to `LOG_END` and completes the prepared transaction with markers; its
+/// listeners stay closed until it is unfenced (`BrokerServer.startup`), so no follower
+/// copies the record, and the replica elected when the controller fences it finds the
+/// transaction `Ongoing` and aborts it, or has it prepared the other way.
+pub fn excused(history: &History) -> BTreeMap<&'static str, String> {
+    let mut excused = BTreeMap::new();
+    let first = history.entries.iter().find_map(|e| match &e.op {
+        Op::TxnLoadedUnreplicated {
+            transactional_id,
+            state,
+            partition,
+            high_watermark,
+            log_end_offset,
+            ..
+        } => Some(format!(
+            "Kafka's own here: a transaction coordinator restarted within its broker \
+             session loaded {transactional_id} in {state} from {partition} above its high \
+             watermark {high_watermark} (log end {log_end_offset}) and wrote its markers; \
+             no other replica had that record (history line {}; \
+             `TransactionStateManager.loadTransactionMetadata` reads to LOG_END, \
+             `BrokerServer.startup` opens listeners once unfenced)",
+            e.index
+        )),
+        _ => None,
+    });
+    if let Some(reason) = first {
+        for kind in TORN_BY_UNREPLICATED_PREPARE {
+            excused.insert(*kind, reason.clone());
+        }
+    }
+    excused
+}
+
 /// The table as text (`kafkasim explore --rules`), one rule per paragraph.
 pub fn table() -> String {
     let mut out = String::new();
@@ -694,6 +742,12 @@ pub fn table() -> String {
         "\"unclean off\" and \"unclean.leader.election.enable=false\" also mean: no power \
          loss of logs not flushed on every append (flush.messages=1)\n",
     );
+    out.push_str(&format!(
+        "excused by the run itself: {} in a run whose history records \
+         txn_loaded_unreplicated (a transaction coordinator restarted within its broker \
+         session completed a transaction prepared above its high watermark)\n",
+        TORN_BY_UNREPLICATED_PREPARE.join(", ")
+    ));
     out.push_str(&format!(
         "every other kind is tolerated{}; client events ({}) only where a rule says\n",
         if never.is_empty() {

@@ -6,6 +6,7 @@
 
 use crate::bugs::Bug;
 use crate::check::{self, CheckResult};
+use crate::drive::guarantees;
 use crate::history::{History, Snapshot};
 use crate::report::figures;
 use crate::report::{html, RunStats, SeedReport};
@@ -94,14 +95,21 @@ pub fn run_seed(
         Ok(out) => {
             let check = check::check(&out.history, &out.snapshot);
             report.trace_hash = trace_hash(&out);
+            let excused = guarantees::excused(&out.history);
             for (kind, found) in &check.anomalies {
                 report.anomalies.insert(kind.clone(), found.count);
                 report.examples.insert(kind.clone(), found.examples.clone());
                 report
                     .example_lines
                     .insert(kind.clone(), found.lines.clone());
-                if scenario.is_invariant(kind) {
-                    report.violated.push(kind.clone());
+                if !scenario.is_invariant(kind) {
+                    continue;
+                }
+                match excused.get(kind.as_str()) {
+                    Some(why) => {
+                        report.excused.insert(kind.clone(), why.clone());
+                    }
+                    None => report.violated.push(kind.clone()),
                 }
             }
             report.verdict = if report.violated.is_empty() {

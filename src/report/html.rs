@@ -1019,6 +1019,8 @@ fn anomalies(page: &mut String, report: &SeedReport, history: &History, model: &
         let count = report.anomalies.get(*kind).copied().unwrap_or(0);
         let (tag, class) = if report.violated.iter().any(|v| v == kind) {
             ("violates an invariant", "bad")
+        } else if report.excused.contains_key(*kind) {
+            ("Kafka's own in this run (see the report's excused)", "meh")
         } else if check::kinds::EVENT_KINDS.contains(kind) {
             ("client event", "meh")
         } else {

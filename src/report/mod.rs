@@ -68,6 +68,11 @@ pub struct SeedReport {
     pub example_lines: BTreeMap<String, Vec<Vec<u64>>>,
     /// Invariants this seed violated.
     pub violated: Vec<String>,
+    /// Invariant kinds the run showed that its own history proves to be Kafka's
+    /// behaviour in this run ([`crate::drive::guarantees::excused`]): kind -> why. Not
+    /// violations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub excused: BTreeMap<String, String>,
     /// The panic message, if the simulated system panicked.
     pub panic: Option<String>,
     /// For a report of `kafkasim analyze`: the input it judged (no scenario ran).
@@ -105,6 +110,7 @@ impl SeedReport {
             examples: BTreeMap::new(),
             example_lines: BTreeMap::new(),
             violated: Vec::new(),
+            excused: BTreeMap::new(),
             panic: None,
             analyzed: None,
             stats: RunStats::default(),

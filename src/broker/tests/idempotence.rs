@@ -409,9 +409,7 @@ fn producer_ids_are_asked_for_only_once_registered() {
     );
     let mut start = Outbox::default();
     b.on_start(0, &mut start);
-    let (r, out) = init_producer_id(&mut b, 1, -1);
-    assert_eq!(r.error, ErrorCode::CoordinatorLoadInProgress);
-    assert!(allocations(&out).is_empty(), "no broker epoch yet");
+    assert!(allocations(&start).is_empty(), "no broker epoch yet");
     let c = find(&start, |r| matches!(r, Request::BrokerRegistration(_)));
     let out = deliver_response(
         &mut b,
@@ -423,13 +421,26 @@ fn producer_ids_are_asked_for_only_once_registered() {
             broker_epoch: 5,
         }),
     );
+    assert!(allocations(&out).is_empty(), "nothing asked for ids yet");
+    // Clients reach it once the controller unfences it.
+    let c = find(&out, |r| matches!(r, Request::BrokerHeartbeat(_)));
+    let unfenced = Response::BrokerHeartbeat(BrokerHeartbeatResponse {
+        error: ErrorCode::None,
+        is_fenced: false,
+    });
+    deliver_response(&mut b, 3, NodeId::Controller, c, unfenced);
+    let (r, out) = init_producer_id(&mut b, 4, -1);
+    assert_eq!(r.error, ErrorCode::CoordinatorLoadInProgress);
     let asked = allocations(&out);
     assert_eq!(asked.len(), 1);
-    assert_eq!((asked[0].1, asked[0].2), (1, 5));
-    // A restarted process forgets its block and asks again.
-    allocated(&mut b, 3, asked[0].0, ErrorCode::None, 0);
-    assert_eq!(init_producer_id(&mut b, 4, -1).0.producer_id, 0);
+    assert_eq!((asked[0].1, asked[0].2), (1, 5), "with its broker epoch");
+    allocated(&mut b, 5, asked[0].0, ErrorCode::None, 0);
+    assert_eq!(init_producer_id(&mut b, 6, -1).0.producer_id, 0);
+    // A restarted process forgets its block, and no client reaches it before it is
+    // registered and unfenced anew.
     b.restart(2);
-    let (r, _) = init_producer_id(&mut b, 5, -1);
-    assert_eq!(r.error, ErrorCode::CoordinatorLoadInProgress);
+    let mut start = Outbox::default();
+    b.on_start(7, &mut start);
+    assert!(allocations(&start).is_empty(), "no broker epoch yet");
+    assert!(!b.listening());
 }

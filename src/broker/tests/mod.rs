@@ -427,10 +427,10 @@ fn a_broker_cut_off_from_the_controller_keeps_leading() {
 /// (Kafka's `BrokerServer.startup` enables its listeners only after
 /// `lifecycleManager.setReadyToUnfence()`): with its registration accepted and a
 /// metadata image that still names it leader at epoch 0 (not yet caught up to its
-/// registration), it refuses a produce and a consumer's fetch; it heartbeats every
-/// 10 ms while fenced, and leads once unfenced.
+/// registration), its listeners stay closed (the host refuses connections to it); it
+/// heartbeats every 10 ms while fenced, and listens and leads once unfenced.
 #[test]
-fn a_restarted_broker_serves_clients_only_once_unfenced() {
+fn a_restarted_broker_listens_only_once_unfenced() {
     let (mut b, _) = replica_of(1, 1, &[1], Bugs::default());
     assert_eq!(
         send(&mut b, 3, 7, Acks::Leader, &[100]),
@@ -449,15 +449,9 @@ fn a_restarted_broker_serves_clients_only_once_unfenced() {
     let mut stale = cluster_metadata();
     stale.push(reg(Some(1), &[1], 0, 0));
     deliver_metadata(&mut b, 12, &start, stale, 0);
-    assert_eq!(
-        send(&mut b, 13, 8, Acks::Leader, &[101]),
-        Some((ErrorCode::NotLeaderOrFollower, -1)),
-        "registered but not unfenced: no append on the stale epoch"
-    );
-    let out = request(&mut b, 13, NodeId::Consumer(0), 9, consumer_fetch(1));
-    assert_eq!(
-        fetch_part(response_to(&out, 9)).error,
-        ErrorCode::NotLeaderOrFollower
+    assert!(
+        !b.listening(),
+        "registered but not unfenced: its listeners stay closed"
     );
     let c = find(&registered, |r| matches!(r, Request::BrokerHeartbeat(_)));
     let resp = Response::BrokerHeartbeat(BrokerHeartbeatResponse {
@@ -478,10 +472,22 @@ fn a_restarted_broker_serves_clients_only_once_unfenced() {
         is_fenced: false,
     });
     deliver_response(&mut b, 25, NodeId::Controller, c, resp);
+    assert!(b.listening());
     assert_eq!(
         send(&mut b, 26, 10, Acks::Leader, &[102]),
         Some((ErrorCode::None, 1))
     );
+}
+
+/// The host refuses connections to closed listeners, so a request reaching one is a
+/// bug of the host: the broker says so rather than act on its stale image.
+#[test]
+#[should_panic(expected = "a request reached closed listeners")]
+fn a_request_to_closed_listeners_is_a_host_bug() {
+    let (mut b, _) = replica_of(1, 1, &[1], Bugs::default());
+    b.restart(2);
+    b.on_start(10, &mut Outbox::default());
+    send(&mut b, 13, 8, Acks::Leader, &[101]);
 }
 
 /// A request that times out closes its connection, as Kafka's `NetworkClient` does

@@ -5,6 +5,7 @@ use crate::coordinator::shared::testing::complete_appends;
 use TransactionState::*;
 
 mod late_end_txn;
+mod unreplicated;
 
 const TXN: &str = "pipeline-0";
 const TIMEOUT: u64 = 60_000;

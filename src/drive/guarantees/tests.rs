@@ -275,3 +275,31 @@ fn static_members_may_be_fenced_for_good_when_the_coordinator_moves() {
     sc.workload.quiet_ms = liveness_bound_ms(&sc);
     assert!(forbidden(&Facts::of(&sc)).contains(&"unassigned-partition"));
 }
+
+#[test]
+fn a_coordinator_completing_its_unreplicated_prepare_excuses_a_torn_transaction() {
+    use crate::history::Entry;
+    use crate::kafka::protocol::{NodeId, TopicPartition};
+    let mut history = History::default();
+    assert!(excused(&history).is_empty());
+    history.push(Entry::instant(
+        NodeId::Broker(1),
+        12_000,
+        Op::TxnLoadedUnreplicated {
+            transactional_id: "etl-txn-0".into(),
+            producer_id: 2001,
+            producer_epoch: 4,
+            state: "PrepareCommit".into(),
+            partition: TopicPartition::new("__transaction_state", 3),
+            high_watermark: 40,
+            log_end_offset: 41,
+        },
+    ));
+    let e = excused(&history);
+    assert_eq!(
+        e.keys().copied().collect::<Vec<_>>(),
+        ["output-duplicate", "output-missing", "partial-commit"]
+    );
+    assert!(e["partial-commit"].contains("etl-txn-0 in PrepareCommit"));
+    assert!(e["partial-commit"].contains("history line 0"));
+}
