@@ -850,7 +850,11 @@ fn check_internal(history: &History, view: &TxnView, tallies: &mut Tallies) {
             // takes the offset a read found its value at, and an indefinite one counts
             // once its transaction is known to have committed.
             let black_box = !view.logs.contains_key(partition);
-            let inferred = || view.read_at.get(value).filter(|_| black_box);
+            let inferred = || {
+                view.read_at
+                    .get(&(partition.clone(), *value))
+                    .filter(|_| black_box)
+            };
             let Some(offset) = offset.as_ref().or_else(inferred) else {
                 continue;
             };

@@ -4,6 +4,8 @@ use super::*;
 use crate::check::{check as check_all, CheckResult};
 use crate::history::{PartitionSnapshot, ReadRecord, Sink, TxnBatchSnapshot};
 
+mod resent;
+
 fn p(n: u32) -> TopicPartition {
     TopicPartition::new("orders", n)
 }

@@ -3,6 +3,7 @@
 //! values map to both.
 
 use super::*;
+use crate::history::UNKNOWN_PARTITION;
 
 /// What became of a record (or a send) as far as transactions go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -221,13 +222,15 @@ pub struct TxnView {
     pub(super) poll_txn: BTreeMap<u64, TxnId>,
     /// Every value a completed (`ok`) poll returned: a read of a transaction's record
     /// proves the transaction committed (or is an aborted read).
-    pub(super) read_values: BTreeSet<Value>,
+    /// By partition: a value re-sent elsewhere (a pipeline's output after an abort or a
+    /// crash) read there proves nothing of this send.
+    pub(super) read_values: BTreeSet<(TopicPartition, Value)>,
     /// For a partition the snapshot has no log of (a black-box history): the records
     /// the history shows, read by any poll or acknowledged in a committed (or no)
     /// transaction, as Jepsen's version orders are built.
     pub(super) observed: BTreeMap<TopicPartition, BTreeMap<Offset, Value>>,
-    /// The offset each value was first read at.
-    pub(super) read_at: BTreeMap<Value, Offset>,
+    /// The offset each value was first read at, by partition.
+    pub(super) read_at: BTreeMap<(TopicPartition, Value), Offset>,
 }
 
 impl TxnView {
@@ -282,7 +285,9 @@ impl TxnView {
                     partition, records, ..
                 } => {
                     for r in records {
-                        self.read_at.entry(r.value).or_insert(r.offset);
+                        self.read_at
+                            .entry((partition.clone(), r.value))
+                            .or_insert(r.offset);
                     }
                     if self.logs.contains_key(partition) {
                         continue;
@@ -373,13 +378,15 @@ impl TxnView {
                         current.remove(&e.process);
                     }
                 }
+                // A record that never got a partition never left the producer
+                // (Kafka assigns it before the accumulator): no write at all.
                 Op::Send {
                     value,
                     partition,
                     offset,
                     txn: Some(txn),
                     ..
-                } => {
+                } if partition.partition != UNKNOWN_PARTITION => {
                     push_tight(&mut self.txn_mut(*txn).sends, e.index);
                     let sends = self.txn_sends.entry(*value).or_default();
                     assert!(sends.len() < MAX_ITEMS, "value sent too often");
@@ -394,9 +401,16 @@ impl TxnView {
                     );
                 }
                 Op::Poll { .. } | Op::Seek { .. } => {
-                    if let (Op::Poll { records, .. }, Outcome::Ok) = (&e.op, &e.outcome) {
+                    if let (
+                        Op::Poll {
+                            partition, records, ..
+                        },
+                        Outcome::Ok,
+                    ) = (&e.op, &e.outcome)
+                    {
                         assert!(self.read_values.len() < MAX_ITEMS, "too many values read");
-                        self.read_values.extend(records.iter().map(|r| r.value));
+                        self.read_values
+                            .extend(records.iter().map(|r| (partition.clone(), r.value)));
                     }
                     match current.get(&e.process) {
                         Some(txn) => {
@@ -559,7 +573,8 @@ impl TxnView {
 
     /// Whether a completed poll returned the value a `Send` entry sent.
     fn read_of(&self, send: &Entry) -> bool {
-        matches!(&send.op, Op::Send { value, .. } if self.read_values.contains(value))
+        matches!(&send.op, Op::Send { value, partition, .. }
+            if self.read_values.contains(&(partition.clone(), *value)))
     }
 
     /// The fate of a transaction of the history.
