@@ -13,6 +13,11 @@ pub enum Bug {
     /// The leader advances the high watermark to its own log end offset without waiting
     /// for the in-sync followers, so `acks=all` acknowledges unreplicated writes.
     HighWatermarkFromLeaderOnly,
+    /// The leader moves the high watermark while its ISR is smaller than
+    /// `min.insync.replicas` (Kafka before KAFKA-15583): with eligible leader replicas
+    /// (KIP-966) the records only the leader has are then read, and an ELR member that
+    /// never had them may be elected.
+    HighWatermarkUnderMinIsr,
     /// Before KIP-279, a truncating follower cut its log to the end offset the leader
     /// returned, without checking that its own records below it carry the leader's
     /// epochs, so after fast leader changes it kept records the leader never had.
@@ -121,6 +126,17 @@ pub const CATALOGUE: &[BugInfo] = &[
                   acknowledges writes no follower has; a leader change then loses them.",
         scenario: "follower-truncation.json",
         finds: "lost-write",
+        budget: 5,
+    },
+    BugInfo {
+        bug: Bug::HighWatermarkUnderMinIsr,
+        name: "high-watermark-under-min-isr",
+        reference: "KAFKA-15583 (KIP-966)",
+        summary: "The leader moves the high watermark while the ISR is below \
+                  min.insync.replicas: consumers read records only the leader has, and an \
+                  eligible leader replica elected after it holds other records at their offsets.",
+        scenario: "elr-high-watermark-min-isr.json",
+        finds: "inconsistent-offsets",
         budget: 5,
     },
     BugInfo {

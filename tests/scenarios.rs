@@ -755,6 +755,14 @@ fn power_loss_last_replica_standing_elr() {
     check_scenario("power-loss-last-replica-standing-elr.json");
 }
 
+/// KAFKA-15583: the high watermark stays while the ISR is below `min.insync.replicas`,
+/// so an eligible leader replica holds everything a consumer read (the catalogue's
+/// `high-watermark-under-min-isr` shows `inconsistent-offsets` here on every seed).
+#[test]
+fn elr_high_watermark_min_isr() {
+    check_scenario("elr-high-watermark-min-isr.json");
+}
+
 /// KIP-903: a fetch from a follower's previous incarnation never vouches for the new
 /// one (the catalogue's `no-broker-epoch-in-fetch` loses writes here on every seed).
 #[test]

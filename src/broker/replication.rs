@@ -332,7 +332,7 @@ impl Broker {
             // KAFKA-15583: the HW moves only while the ISR has at least
             // min(min.insync.replicas, replica count) members.
             let needed = min_isr.min(ls.replicas.len());
-            if ls.isr.len() < needed {
+            if ls.isr.len() < needed && !self.bugs.on(Bug::HighWatermarkUnderMinIsr) {
                 return;
             }
             ls.maximal_isr()

@@ -603,6 +603,33 @@ fn consumers_read_below_the_high_watermark_only() {
     assert_eq!((p.high_watermark, p.batches.len()), (1, 1));
 }
 
+/// KAFKA-15583: while the ISR is below `min.insync.replicas` the high watermark stays,
+/// so consumers never read what only the leader has (`acks=1` still appends it); the
+/// `high-watermark-under-min-isr` switch moves it to the leader's log end.
+#[test]
+fn the_high_watermark_stays_while_the_isr_is_below_min_isr() {
+    for (bugs, hw) in [
+        (Bugs::default(), 0),
+        (Bugs::of(&[Bug::HighWatermarkUnderMinIsr]), 1),
+    ] {
+        let config = BrokerConfig {
+            min_insync_replicas: 2,
+            ..BrokerConfig::default()
+        };
+        let (mut b, _) = broker(1, config, bugs, vec![reg(Some(1), &[1], 0, 0)]);
+        assert_eq!(
+            send(&mut b, 10, 7, Acks::Leader, &[100]),
+            Some((ErrorCode::None, 0))
+        );
+        let p = fetched(&mut b, 11, NodeId::Consumer(0), 1, consumer_fetch(0));
+        assert_eq!(
+            (p.high_watermark, p.batches.len()),
+            (hw, hw as usize),
+            "{bugs:?}"
+        );
+    }
+}
+
 #[test]
 fn high_watermark_bug_switch_acknowledges_unreplicated_writes() {
     let bugs = Bugs::of(&[Bug::HighWatermarkFromLeaderOnly]);
